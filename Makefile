@@ -1,0 +1,85 @@
+# onnx-distill. `make` builds build/onnx-distill and build/libonnxdistill.a; `make test` runs
+# every test; `make demo` runs the main job on the bundled teacher; `make asan` builds with
+# sanitizers into build-asan/. Each target installs its Debian packages first when missing.
+
+CC      ?= gcc
+BUILD   ?= build
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fno-math-errno
+CPPFLAGS += -Iruntime -Ilib -I$(BUILD)/proto
+LDLIBS  += -lXNNPACK -lpthreadpool -lcpuinfo -lprotobuf-c -lopenblas -lz -lm -lpthread
+
+DEB_PACKAGES := build-essential libprotobuf-c-dev protobuf-c-compiler libonnx-dev libxnnpack-dev \
+	libpthreadpool-dev libcpuinfo-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist \
+	libonnx-testdata python3-onnx python3-torch nodejs npm
+
+RUNTIME_SRC := $(wildcard runtime/*.c runtime/ops/*.c)
+LIB_SRC     := $(wildcard lib/*.c)
+TOOLS_SRC   := $(wildcard tools/*.c)
+PROTO_C     := $(BUILD)/proto/onnx.pb-c.c
+OBJ         := $(patsubst %.c,$(BUILD)/%.o,$(RUNTIME_SRC) $(LIB_SRC)) $(BUILD)/proto/onnx.pb-c.o
+TOOLS_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(TOOLS_SRC))
+TEST_SRC    := $(wildcard tests/test_*.c)
+TEST_BIN    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+
+.PHONY: all deps test demo asan bench clean format
+all: $(BUILD)/onnx-distill $(BUILD)/libonnxdistill.a $(TEST_BIN)
+
+# Installs what is missing (as root, through apt-get); does nothing when all is there.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+	@test -d tests/node_modules/onnxruntime-node || \
+	  (cd tests && npm install --ignore-scripts --no-audit --no-fund onnxruntime-node >/dev/null)
+
+$(PROTO_C): /usr/include/onnx/onnx.proto
+	@mkdir -p $(dir $@)
+	protoc-c --c_out=$(BUILD)/proto --proto_path=/usr/include/onnx /usr/include/onnx/onnx.proto
+
+$(BUILD)/proto/onnx.pb-c.o: $(PROTO_C)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -w -c $< -o $@
+
+# Every object waits for the generated header.
+$(BUILD)/%.o: %.c $(PROTO_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libonnxdistill.a: $(OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/onnx-distill: $(TOOLS_OBJ) $(BUILD)/libonnxdistill.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TOOLS_OBJ) $(BUILD)/libonnxdistill.a $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libonnxdistill.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libonnxdistill.a $(LDLIBS)
+
+test: deps
+	$(MAKE) all
+	BUILD=$(BUILD) tests/run_all.sh
+
+demo: deps
+	$(MAKE) all
+	tests/demo.sh
+
+bench: deps
+	$(MAKE) all
+	tests/bench.sh
+
+asan:
+	$(MAKE) BUILD=build-asan CC=clang OPT=-O1 \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" all
+
+format:
+	clang-format -i runtime/*.[ch] runtime/ops/*.[ch] lib/*.[ch] tools/*.[ch] tests/*.[ch]
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

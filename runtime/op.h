@@ -1,0 +1,126 @@
+/* Internal: what an op file implements, and what the planner gives it.
+ *
+ * An op is one `const od_op_desc od_op_<Name>` and one line OD_OP(Name) in ops/ops.def.
+ * Lifecycle inside a plan: infer (shapes, also used by `inspect`) -> prepare (once per plan,
+ * after every buffer has its layout, dims and arena pointer: create XNNPACK operators, pack
+ * weights, call their setup) -> run (many times; allocates nothing) -> destroy.
+ */
+#ifndef OD_OP_H
+#define OD_OP_H
+
+#include "od_runtime.h"
+
+#include <pthreadpool.h>
+
+/* How a plan stores a 4-D (or 3-D, 5-D) activation. Channels-last puts dim 1 last:
+ * physical dims [N, D2, ..., Dr-1, C], what XNNPACK's convolutions and pools want. */
+typedef enum od_layout { OD_LAYOUT_PLAIN = 0, OD_LAYOUT_CHANNELS_LAST = 1 } od_layout;
+
+/* How an op takes layouts:
+ * PLAIN:       every input in ONNX order (the default; always correct);
+ * SPATIAL:     input 0 channels-last when its rank is >= 3, outputs likewise, other inputs plain;
+ * ELEMENTWISE: channels-last when any full-rank input already is (others are converted, after
+ *              right-aligning their shapes), else plain. The op then works on physical dims. */
+typedef enum od_layout_policy {
+    OD_LAYOUT_POLICY_PLAIN = 0,
+    OD_LAYOUT_POLICY_SPATIAL,
+    OD_LAYOUT_POLICY_ELEMENTWISE,
+} od_layout_policy;
+
+/* A value as a plan holds it. */
+typedef struct od_buf {
+    od_dtype dtype;
+    int rank;
+    int64_t dims[OD_MAX_RANK]; /* logical (ONNX) dims */
+    od_layout layout;
+    void *data; /* arena, constant data or the plan's own input/output memory */
+    size_t nbytes;
+    const od_tensor *constant; /* plan-time data (in plain layout), or NULL */
+    /* planner bookkeeping */
+    int alias_of; /* buffer index whose memory this one shares, or -1 */
+    int first_step, last_step;
+    size_t offset;
+    bool in_arena;
+} od_buf;
+
+typedef struct od_plan od_plan;
+
+typedef struct od_step {
+    const od_node *node; /* NULL for the planner's own layout conversions */
+    const struct od_op_desc *op;
+    int64_t opset;
+    int n_in, n_out;
+    od_buf **in;  /* in[i] is NULL for an omitted optional input */
+    od_buf **out; /* out[i] is NULL for an omitted optional output */
+    void *state;  /* the op's own, freed by op->destroy */
+    pthreadpool_t pool;
+    int64_t macs;
+    int conv_rank; /* for planner conversions: target rank */
+} od_step;
+
+typedef struct od_infer_ctx {
+    const od_node *node;
+    int64_t opset;
+    int n_in, n_out;
+    const od_shape_info *const *in; /* in[i] NULL for an omitted optional input */
+    od_shape_info *out;             /* to fill: dtype, rank, dims */
+    od_tensor **out_constant;       /* may be set to a new tensor: output data known now */
+    od_error *err;
+} od_infer_ctx;
+
+typedef struct od_op_desc {
+    const char *name;
+    od_layout_policy layout;
+    bool alias_input0; /* output 0 shares input 0's memory (Reshape, Flatten, Identity, ...) */
+    bool no_fold;      /* never evaluate at plan time even on constant inputs (random ops) */
+    od_status (*infer)(od_infer_ctx *c);
+    od_status (*prepare)(od_step *s, od_error *err); /* may be NULL */
+    od_status (*run)(od_step *s, od_error *err);
+    void (*destroy)(od_step *s); /* may be NULL: frees s->state when set */
+    /* multiply-accumulates for the given shapes; NULL: none */
+    int64_t (*macs)(const od_node *n, const od_shape_info *const *in, const od_shape_info *out);
+} od_op_desc;
+
+const od_op_desc *od_op_find(const char *domain, const char *op_type);
+
+/* ---- helpers for op files --------------------------------------------------- */
+
+/* Sets err with the node's label in front: `node "conv_3" (Conv): ...`. */
+od_status od_node_error(od_error *err, od_status status, const od_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+int64_t od_attr_int(const od_node *n, const char *name, int64_t dflt);
+float od_attr_float(const od_node *n, const char *name, float dflt);
+/* NUL-terminated copy in buf; dflt when absent. */
+const char *od_attr_string(const od_node *n, const char *name, const char *dflt, char *buf,
+                           size_t size);
+/* Number of ints copied (at most max), -1 when absent. */
+int od_attr_ints(const od_node *n, const char *name, int64_t *out, int max);
+int od_attr_floats(const od_node *n, const char *name, float *out, int max);
+
+/* Reads an int64 or int32 constant input as int64s; returns count or -1 (not constant). */
+int od_const_ints(const od_shape_info *in, int64_t *out, int max);
+float od_const_float(const od_shape_info *in, float dflt); /* a scalar constant, or dflt */
+
+/* Checks input i is present, of dtype float (or one of the listed), and rank (min..max). */
+od_status od_infer_expect(od_infer_ctx *c, int i, int min_rank, int max_rank);
+/* Output i takes input j's dtype and shape. */
+void od_infer_same(od_infer_ctx *c, int out, int in);
+/* Numpy broadcasting of inputs into out[0] dims; error naming the node when shapes clash. */
+od_status od_infer_broadcast(od_infer_ctx *c);
+
+int64_t od_buf_count(const od_buf *b);
+/* Physical dims: dims permuted channels-last when b->layout says so. */
+void od_buf_phys_dims(const od_buf *b, int64_t *out);
+
+/* XNNPACK status in words (its own log is compiled out). */
+const char *od_xnn_status_name(int status);
+od_status od_xnn_check(int status, od_error *err, const od_node *n, const char *what);
+
+/* Normalises a possibly negative axis into [0, rank); -1 when out of range. */
+int od_axis(int64_t axis, int rank);
+
+/* Run fn(ctx, i) for i in [0, n) across the plan's threads. */
+void od_parallel_for(pthreadpool_t pool, size_t n, void (*fn)(void *, size_t), void *ctx);
+
+#endif

@@ -1,0 +1,183 @@
+/* Helpers shared by the op files: attributes, constant inputs, shape checks, XNNPACK status. */
+#include "op.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <xnnpack.h>
+
+od_status od_node_error(od_error *err, od_status status, const od_node *n, const char *fmt, ...) {
+    if (!err) return status;
+    char label[300], msg[sizeof err->message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    od_error_set(err, status, "%s", msg);
+    if (n) od_error_prefix(err, "%s: ", od_node_label(n, label, sizeof label));
+    return status;
+}
+
+int64_t od_attr_int(const od_node *n, const char *name, int64_t dflt) {
+    const od_attr *a = od_node_attr(n, name);
+    return a && a->type == OD_ATTR_INT ? a->i : dflt;
+}
+
+float od_attr_float(const od_node *n, const char *name, float dflt) {
+    const od_attr *a = od_node_attr(n, name);
+    if (a && a->type == OD_ATTR_FLOAT) return a->f;
+    if (a && a->type == OD_ATTR_INT) return (float)a->i;
+    return dflt;
+}
+
+const char *od_attr_string(const od_node *n, const char *name, const char *dflt, char *buf,
+                           size_t size) {
+    const od_attr *a = od_node_attr(n, name);
+    if (!a || a->type != OD_ATTR_STRING) return dflt;
+    size_t len = a->s.len < size - 1 ? a->s.len : size - 1;
+    if (len) memcpy(buf, a->s.data, len);
+    buf[len] = 0;
+    return buf;
+}
+
+int od_attr_ints(const od_node *n, const char *name, int64_t *out, int max) {
+    const od_attr *a = od_node_attr(n, name);
+    if (!a || a->type != OD_ATTR_INTS) return -1;
+    int count = (int)a->count;
+    for (int i = 0; i < count && i < max; i++) out[i] = a->ints[i];
+    return count;
+}
+
+int od_attr_floats(const od_node *n, const char *name, float *out, int max) {
+    const od_attr *a = od_node_attr(n, name);
+    if (!a || a->type != OD_ATTR_FLOATS) return -1;
+    int count = (int)a->count;
+    for (int i = 0; i < count && i < max; i++) out[i] = a->floats[i];
+    return count;
+}
+
+int od_const_ints(const od_shape_info *in, int64_t *out, int max) {
+    if (!in || !in->constant) return -1;
+    const od_tensor *t = in->constant;
+    int64_t n = od_tensor_count(t);
+    if (n < 0 || n > max) return -1;
+    for (int64_t i = 0; i < n; i++) {
+        if (t->dtype == OD_DTYPE_INT64) out[i] = ((const int64_t *)t->data)[i];
+        else if (t->dtype == OD_DTYPE_INT32) out[i] = ((const int32_t *)t->data)[i];
+        else return -1;
+    }
+    return (int)n;
+}
+
+float od_const_float(const od_shape_info *in, float dflt) {
+    if (!in || !in->constant || od_tensor_count(in->constant) != 1) return dflt;
+    const od_tensor *t = in->constant;
+    switch (t->dtype) {
+    case OD_DTYPE_FLOAT: return *(const float *)t->data;
+    case OD_DTYPE_DOUBLE: return (float)*(const double *)t->data;
+    case OD_DTYPE_INT64: return (float)*(const int64_t *)t->data;
+    case OD_DTYPE_INT32: return (float)*(const int32_t *)t->data;
+    default: return dflt;
+    }
+}
+
+od_status od_infer_expect(od_infer_ctx *c, int i, int min_rank, int max_rank) {
+    if (i >= c->n_in || !c->in[i])
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "input %d is missing", i);
+    const od_shape_info *s = c->in[i];
+    if (s->dtype != OD_DTYPE_FLOAT)
+        return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
+                             "input %d has element type %s; only float is supported", i,
+                             od_dtype_name(s->dtype));
+    if (s->rank < min_rank || s->rank > max_rank)
+        return od_node_error(c->err, OD_STATUS_SHAPE, c->node,
+                             "input %d has rank %d; expected %d to %d", i, s->rank, min_rank,
+                             max_rank);
+    return OD_STATUS_OK;
+}
+
+void od_infer_same(od_infer_ctx *c, int out, int in) {
+    c->out[out].dtype = c->in[in]->dtype;
+    c->out[out].rank = c->in[in]->rank;
+    memcpy(c->out[out].dims, c->in[in]->dims, sizeof c->out[out].dims);
+}
+
+od_status od_infer_broadcast(od_infer_ctx *c) {
+    int rank = 0;
+    for (int i = 0; i < c->n_in; i++)
+        if (c->in[i] && c->in[i]->rank > rank) rank = c->in[i]->rank;
+    int64_t dims[OD_MAX_RANK];
+    for (int d = 0; d < rank; d++) dims[d] = 1;
+    for (int i = 0; i < c->n_in; i++) {
+        const od_shape_info *s = c->in[i];
+        if (!s) continue;
+        for (int d = 0; d < s->rank; d++) {
+            int64_t have = dims[rank - s->rank + d], want = s->dims[d];
+            if (want == have || want == 1) continue;
+            if (have == 1) {
+                dims[rank - s->rank + d] = want;
+                continue;
+            }
+            char a[128] = "", b[128] = "";
+            for (int k = 0; k < c->in[0]->rank; k++)
+                snprintf(a + strlen(a), sizeof a - strlen(a), "%s%lld", k ? "," : "",
+                         (long long)c->in[0]->dims[k]);
+            for (int k = 0; k < s->rank; k++)
+                snprintf(b + strlen(b), sizeof b - strlen(b), "%s%lld", k ? "," : "",
+                         (long long)s->dims[k]);
+            return od_node_error(c->err, OD_STATUS_SHAPE, c->node,
+                                 "shapes [%s] and [%s] do not broadcast", a, b);
+        }
+    }
+    c->out[0].dtype = c->in[0]->dtype;
+    c->out[0].rank = rank;
+    memcpy(c->out[0].dims, dims, sizeof(int64_t) * rank);
+    return OD_STATUS_OK;
+}
+
+int64_t od_buf_count(const od_buf *b) { return od_dims_count(b->rank, b->dims); }
+
+void od_buf_phys_dims(const od_buf *b, int64_t *out) {
+    if (b->layout == OD_LAYOUT_CHANNELS_LAST && b->rank >= 3) {
+        out[0] = b->dims[0];
+        for (int d = 2; d < b->rank; d++) out[d - 1] = b->dims[d];
+        out[b->rank - 1] = b->dims[1];
+    } else {
+        memcpy(out, b->dims, sizeof(int64_t) * b->rank);
+    }
+}
+
+const char *od_xnn_status_name(int status) {
+    switch (status) {
+    case xnn_status_success: return "success";
+    case xnn_status_uninitialized: return "XNNPACK is not initialized";
+    case xnn_status_invalid_parameter: return "invalid parameter";
+    case xnn_status_invalid_state: return "invalid state";
+    case xnn_status_unsupported_parameter: return "unsupported parameter";
+    case xnn_status_unsupported_hardware: return "unsupported hardware";
+    case xnn_status_out_of_memory: return "out of memory";
+    default: return "unknown XNNPACK status";
+    }
+}
+
+od_status od_xnn_check(int status, od_error *err, const od_node *n, const char *what) {
+    if (status == xnn_status_success) return OD_STATUS_OK;
+    return od_node_error(err,
+                         status == xnn_status_out_of_memory ? OD_STATUS_OUT_OF_MEMORY
+                         : status == xnn_status_unsupported_parameter ? OD_STATUS_UNSUPPORTED
+                                                                      : OD_STATUS_BACKEND,
+                         n, "XNNPACK %s failed: %s", what, od_xnn_status_name(status));
+}
+
+int od_axis(int64_t axis, int rank) {
+    if (axis < -rank || axis >= rank) return -1;
+    return (int)(axis < 0 ? axis + rank : axis);
+}
+
+void od_parallel_for(pthreadpool_t pool, size_t n, void (*fn)(void *, size_t), void *ctx) {
+    if (!pool || n < 2) {
+        for (size_t i = 0; i < n; i++) fn(ctx, i);
+        return;
+    }
+    pthreadpool_parallelize_1d(pool, (pthreadpool_task_1d_t)fn, ctx, n, 0);
+}

@@ -1,0 +1,24 @@
+/* Flatten, opsets 1-13: [d0..d(axis-1)] x [d(axis)..] as a 2-D view; axis may be negative
+ * (opset 11). Shares its input's memory. Layout: plain. */
+#include "../op.h"
+
+static od_status flatten_infer(od_infer_ctx *c) {
+    if (c->n_in < 1 || !c->in[0])
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "needs an input");
+    const od_shape_info *x = c->in[0];
+    int64_t axis = od_attr_int(c->node, "axis", 1);
+    if (axis < 0) axis += x->rank;
+    if (axis < 0 || axis > x->rank)
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "axis %lld is out of range for rank %d",
+                             (long long)od_attr_int(c->node, "axis", 1), x->rank);
+    c->out[0].dtype = x->dtype;
+    c->out[0].rank = 2;
+    c->out[0].dims[0] = od_dims_count((int)axis, x->dims);
+    c->out[0].dims[1] = od_dims_count(x->rank - (int)axis, x->dims + axis);
+    return OD_STATUS_OK;
+}
+
+static od_status alias_run(od_step *s, od_error *err) { return OD_STATUS_OK; }
+
+const od_op_desc od_op_Flatten = {.name = "Flatten", .alias_input0 = true,
+                                  .infer = flatten_infer, .run = alias_run};

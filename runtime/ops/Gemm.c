@@ -1,0 +1,135 @@
+/* Gemm, opsets 7-13: Y = alpha * A' * B' + beta * C, transA, transB, C broadcast to [M, N].
+ * A constant B (the usual Linear layer) runs on XNNPACK's fully-connected operator with alpha
+ * folded into the weights and beta*C into its bias when C is per column; otherwise OpenBLAS's
+ * sgemm. Backward: not yet. Layout: plain. */
+#include "../op.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xnnpack.h>
+
+static od_status gemm_infer(od_infer_ctx *c) {
+    od_status st = od_infer_expect(c, 0, 2, 2);
+    if (!st) st = od_infer_expect(c, 1, 2, 2);
+    if (st) return st;
+    bool ta = od_attr_int(c->node, "transA", 0), tb = od_attr_int(c->node, "transB", 0);
+    int64_t M = c->in[0]->dims[ta], K = c->in[0]->dims[!ta];
+    int64_t K2 = c->in[1]->dims[tb], N = c->in[1]->dims[!tb];
+    if (K != K2)
+        return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "A has %lld columns, B %lld rows",
+                             (long long)K, (long long)K2);
+    c->out[0].dtype = OD_DTYPE_FLOAT;
+    c->out[0].rank = 2;
+    c->out[0].dims[0] = M;
+    c->out[0].dims[1] = N;
+    if (c->n_in > 2 && c->in[2]) {
+        const od_shape_info *C = c->in[2];
+        if (C->dtype != OD_DTYPE_FLOAT || C->rank > 2)
+            return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "C must be a float of rank <= 2");
+        int64_t want[2] = {M, N};
+        for (int d = 0; d < C->rank; d++) {
+            int64_t cd = C->dims[d], od = want[2 - C->rank + d];
+            if (cd != 1 && cd != od)
+                return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "C does not broadcast to [%lld, %lld]",
+                                     (long long)M, (long long)N);
+        }
+    }
+    return OD_STATUS_OK;
+}
+
+static int64_t gemm_macs(const od_node *n, const od_shape_info *const *in, const od_shape_info *out) {
+    bool ta = od_attr_int(n, "transA", 0);
+    return out->dims[0] * out->dims[1] * in[0]->dims[!ta];
+}
+
+typedef struct gemm_state {
+    xnn_operator_t xnn;
+    bool ta, tb;
+    float alpha, beta;
+    int64_t M, N, K;
+} gemm_state;
+
+static void gemm_destroy(od_step *s) {
+    gemm_state *g = s->state;
+    if (!g) return;
+    if (g->xnn) xnn_delete_operator(g->xnn);
+    free(g);
+    s->state = NULL;
+}
+
+/* C is per column when every row is the same: shape [N], [1, N] or a scalar. */
+static bool c_is_per_column(const od_buf *C) {
+    return C->rank == 0 || (C->rank == 1) || (C->rank == 2 && C->dims[0] == 1);
+}
+
+static od_status gemm_prepare(od_step *s, od_error *err) {
+    gemm_state *g = calloc(1, sizeof *g);
+    if (!g) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = g;
+    const od_node *n = s->node;
+    g->ta = od_attr_int(n, "transA", 0);
+    g->tb = od_attr_int(n, "transB", 0);
+    g->alpha = od_attr_float(n, "alpha", 1.0f);
+    g->beta = od_attr_float(n, "beta", 1.0f);
+    const od_buf *A = s->in[0], *B = s->in[1], *C = s->n_in > 2 ? s->in[2] : NULL;
+    g->M = s->out[0]->dims[0];
+    g->N = s->out[0]->dims[1];
+    g->K = A->dims[!g->ta];
+    size_t M = (size_t)g->M, N = (size_t)g->N, K = (size_t)g->K;
+    bool fc = B->constant && !g->ta && (!C || (C->constant && c_is_per_column(C)));
+    if (fc) {
+        /* XNNPACK wants weights [N, K]: B' with alpha folded in. */
+        float *w = malloc(sizeof(float) * N * K + 1), *bias = calloc(N + 1, sizeof(float));
+        if (!w || !bias) {
+            free(w);
+            free(bias);
+            return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+        }
+        const float *b = B->data;
+        for (size_t j = 0; j < N; j++)
+            for (size_t k = 0; k < K; k++) w[j * K + k] = g->alpha * (g->tb ? b[j * K + k] : b[k * N + j]);
+        if (C) {
+            const float *cd = C->data;
+            size_t cn = (size_t)od_buf_count(C);
+            for (size_t j = 0; j < N; j++) bias[j] = g->beta * cd[cn == 1 ? 0 : j];
+        }
+        enum xnn_status r = xnn_create_fully_connected_nc_f32(K, N, K, N, w, bias, -INFINITY,
+                                                              INFINITY, 0, &g->xnn);
+        free(w);
+        free(bias);
+        od_status st = od_xnn_check(r, err, n, "create fully connected");
+        if (st) return st;
+        r = xnn_setup_fully_connected_nc_f32(g->xnn, M, A->data, s->out[0]->data, s->pool);
+        return od_xnn_check(r, err, n, "setup fully connected");
+    }
+    return OD_STATUS_OK;
+}
+
+/* out = beta * C broadcast to [M, N] */
+static void fill_c(const od_buf *C, float beta, float *out, size_t M, size_t N) {
+    const float *c = C->data;
+    size_t r = C->rank == 2 ? (size_t)C->dims[0] : 1, k = C->rank >= 1 ? (size_t)C->dims[C->rank - 1] : 1;
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = 0; j < N; j++) out[i * N + j] = beta * c[(r == 1 ? 0 : i) * k + (k == 1 ? 0 : j)];
+}
+
+static od_status gemm_run(od_step *s, od_error *err) {
+    gemm_state *g = s->state;
+    if (g->xnn) return od_xnn_check(xnn_run_operator(g->xnn, s->pool), err, s->node, "run fully connected");
+    const od_buf *A = s->in[0], *B = s->in[1], *C = s->n_in > 2 ? s->in[2] : NULL;
+    float *Y = s->out[0]->data;
+    int M = (int)g->M, N = (int)g->N, K = (int)g->K;
+    float beta = 0.0f;
+    if (C) {
+        fill_c(C, g->beta, Y, (size_t)M, (size_t)N);
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans,
+                M, N, K, g->alpha, A->data, g->ta ? M : K, B->data, g->tb ? K : N, beta, Y, N);
+    return OD_STATUS_OK;
+}
+
+const od_op_desc od_op_Gemm = {.name = "Gemm", .infer = gemm_infer, .prepare = gemm_prepare,
+                               .run = gemm_run, .destroy = gemm_destroy, .macs = gemm_macs};

@@ -1,0 +1,14 @@
+/* Identity, opsets 1-16 (tensors only): shares its input's memory, keeps its layout. */
+#include "../op.h"
+
+static od_status identity_infer(od_infer_ctx *c) {
+    if (c->n_in < 1 || !c->in[0])
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "needs an input");
+    od_infer_same(c, 0, 0);
+    return OD_STATUS_OK;
+}
+
+static od_status alias_run(od_step *s, od_error *err) { return OD_STATUS_OK; }
+
+const od_op_desc od_op_Identity = {.name = "Identity", .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
+                                   .alias_input0 = true, .infer = identity_infer, .run = alias_run};

@@ -1,0 +1,155 @@
+/* Add, Sub, Mul, Div with numpy broadcasting (opsets 7-14). They share this file because they
+ * differ only in the XNNPACK operator and the scalar function. float32 runs on XNNPACK's
+ * "nd" operators (up to 6 dims); int32/int64 (shape arithmetic, folded at plan time) and
+ * anything above 6 dims run a plain loop. Layout: element-wise (channels-last passes through). */
+#include "../op.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xnnpack.h>
+
+typedef enum binary_kind { BINARY_ADD, BINARY_SUB, BINARY_MUL, BINARY_DIV } binary_kind;
+
+typedef struct binary_state {
+    xnn_operator_t xnn;
+} binary_state;
+
+static od_status binary_infer(od_infer_ctx *c) {
+    if (c->n_in != 2 || !c->in[0] || !c->in[1])
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "needs two inputs");
+    od_dtype t = c->in[0]->dtype;
+    if (t != c->in[1]->dtype)
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node,
+                             "inputs have element types %s and %s", od_dtype_name(t),
+                             od_dtype_name(c->in[1]->dtype));
+    if (t != OD_DTYPE_FLOAT && t != OD_DTYPE_INT64 && t != OD_DTYPE_INT32)
+        return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
+                             "element type %s is not supported", od_dtype_name(t));
+    return od_infer_broadcast(c);
+}
+
+static binary_kind kind_of(const od_step *s) {
+    const char *n = s->op->name;
+    return n[0] == 'A' ? BINARY_ADD : n[0] == 'S' ? BINARY_SUB : n[0] == 'M' ? BINARY_MUL : BINARY_DIV;
+}
+
+static od_status binary_prepare(od_step *s, od_error *err) {
+    const od_buf *a = s->in[0], *b = s->in[1];
+    if (a->dtype != OD_DTYPE_FLOAT || s->out[0]->rank > XNN_MAX_TENSOR_DIMS) return OD_STATUS_OK;
+    int64_t da[OD_MAX_RANK], db[OD_MAX_RANK];
+    od_buf_phys_dims(a, da);
+    od_buf_phys_dims(b, db);
+    size_t sa[OD_MAX_RANK], sb[OD_MAX_RANK];
+    for (int d = 0; d < a->rank; d++) sa[d] = (size_t)da[d];
+    for (int d = 0; d < b->rank; d++) sb[d] = (size_t)db[d];
+    xnn_operator_t op = NULL;
+    enum xnn_status r;
+    switch (kind_of(s)) {
+    case BINARY_ADD: r = xnn_create_add_nd_f32(-INFINITY, INFINITY, 0, &op); break;
+    case BINARY_SUB: r = xnn_create_subtract_nd_f32(-INFINITY, INFINITY, 0, &op); break;
+    case BINARY_MUL: r = xnn_create_multiply_nd_f32(-INFINITY, INFINITY, 0, &op); break;
+    default: r = xnn_create_divide_nd_f32(-INFINITY, INFINITY, 0, &op); break;
+    }
+    od_status st = od_xnn_check(r, err, s->node, "create");
+    if (st) return st;
+    binary_state *bs = calloc(1, sizeof *bs);
+    if (!bs) {
+        xnn_delete_operator(op);
+        return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    }
+    bs->xnn = op;
+    s->state = bs;
+    switch (kind_of(s)) {
+    case BINARY_ADD:
+        r = xnn_setup_add_nd_f32(op, a->rank, sa, b->rank, sb, a->data, b->data, s->out[0]->data, s->pool);
+        break;
+    case BINARY_SUB:
+        r = xnn_setup_subtract_nd_f32(op, a->rank, sa, b->rank, sb, a->data, b->data, s->out[0]->data, s->pool);
+        break;
+    case BINARY_MUL:
+        r = xnn_setup_multiply_nd_f32(op, a->rank, sa, b->rank, sb, a->data, b->data, s->out[0]->data, s->pool);
+        break;
+    default:
+        r = xnn_setup_divide_nd_f32(op, a->rank, sa, b->rank, sb, a->data, b->data, s->out[0]->data, s->pool);
+        break;
+    }
+    return od_xnn_check(r, err, s->node, "setup");
+}
+
+static void binary_destroy(od_step *s) {
+    binary_state *bs = s->state;
+    if (bs && bs->xnn) xnn_delete_operator(bs->xnn);
+    free(bs);
+    s->state = NULL;
+}
+
+/* Strides of an input broadcast to the output's physical dims (0 where it repeats). */
+static void broadcast_strides(const od_buf *in, int out_rank, int64_t *strides) {
+    int64_t dims[OD_MAX_RANK];
+    od_buf_phys_dims(in, dims);
+    int pad = out_rank - in->rank;
+    int64_t stride = 1;
+    for (int d = out_rank - 1; d >= 0; d--) {
+        int64_t dim = d < pad ? 1 : dims[d - pad];
+        strides[d] = dim == 1 ? 0 : stride;
+        stride *= dim;
+    }
+}
+
+#define BINARY_LOOP(T, EXPR)                                                                       \
+    do {                                                                                           \
+        const T *A = a->data, *B = b->data;                                                        \
+        T *O = o->data;                                                                            \
+        for (int64_t i = 0; i < count; i++) {                                                      \
+            int64_t rem = i, ia = 0, ib = 0;                                                       \
+            for (int d = rank - 1; d >= 0; d--) {                                                  \
+                int64_t idx = rem % od[d];                                                         \
+                rem /= od[d];                                                                      \
+                ia += idx * sa[d];                                                                 \
+                ib += idx * sb[d];                                                                 \
+            }                                                                                      \
+            T x = A[ia], y = B[ib];                                                                \
+            O[i] = (EXPR);                                                                         \
+        }                                                                                          \
+    } while (0)
+
+static od_status binary_run(od_step *s, od_error *err) {
+    binary_state *bs = s->state;
+    if (bs) return od_xnn_check(xnn_run_operator(bs->xnn, s->pool), err, s->node, "run");
+    const od_buf *a = s->in[0], *b = s->in[1];
+    od_buf *o = s->out[0];
+    int rank = o->rank;
+    int64_t od[OD_MAX_RANK], sa[OD_MAX_RANK], sb[OD_MAX_RANK];
+    od_buf_phys_dims(o, od);
+    broadcast_strides(a, rank, sa);
+    broadcast_strides(b, rank, sb);
+    int64_t count = od_buf_count(o);
+    binary_kind k = kind_of(s);
+    if (o->dtype == OD_DTYPE_FLOAT) {
+        if (k == BINARY_ADD) BINARY_LOOP(float, x + y);
+        else if (k == BINARY_SUB) BINARY_LOOP(float, x - y);
+        else if (k == BINARY_MUL) BINARY_LOOP(float, x * y);
+        else BINARY_LOOP(float, x / y);
+    } else if (o->dtype == OD_DTYPE_INT64) {
+        if (k == BINARY_ADD) BINARY_LOOP(int64_t, (int64_t)((uint64_t)x + (uint64_t)y));
+        else if (k == BINARY_SUB) BINARY_LOOP(int64_t, (int64_t)((uint64_t)x - (uint64_t)y));
+        else if (k == BINARY_MUL) BINARY_LOOP(int64_t, (int64_t)((uint64_t)x * (uint64_t)y));
+        else BINARY_LOOP(int64_t, y == 0 || (x == INT64_MIN && y == -1) ? 0 : x / y);
+    } else {
+        if (k == BINARY_ADD) BINARY_LOOP(int32_t, (int32_t)((uint32_t)x + (uint32_t)y));
+        else if (k == BINARY_SUB) BINARY_LOOP(int32_t, (int32_t)((uint32_t)x - (uint32_t)y));
+        else if (k == BINARY_MUL) BINARY_LOOP(int32_t, (int32_t)((uint32_t)x * (uint32_t)y));
+        else BINARY_LOOP(int32_t, y == 0 || (x == INT32_MIN && y == -1) ? 0 : x / y);
+    }
+    return OD_STATUS_OK;
+}
+
+#define BINARY_DESC(NAME)                                                                          \
+    const od_op_desc od_op_##NAME = {.name = #NAME, .layout = OD_LAYOUT_POLICY_ELEMENTWISE,       \
+                                     .infer = binary_infer, .prepare = binary_prepare,             \
+                                     .run = binary_run, .destroy = binary_destroy};
+BINARY_DESC(Add)
+BINARY_DESC(Sub)
+BINARY_DESC(Mul)
+BINARY_DESC(Div)

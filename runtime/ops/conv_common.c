@@ -1,0 +1,125 @@
+/* Helpers shared by Conv and ConvTranspose (see conv_common.h). */
+#include "conv_common.h"
+
+#include <string.h>
+
+od_status od_conv_read_common(const od_node *n, int sp, const int64_t *wk, od_conv_params *p,
+                              od_error *err) {
+    memset(p, 0, sizeof *p);
+    p->sp = sp;
+    for (int d = 0; d < OD_CONV_MAX_SP; d++)
+        p->kernel[d] = p->stride[d] = p->dilation[d] = p->in[d] = p->out[d] = 1;
+    p->group = od_attr_int(n, "group", 1);
+    if (p->group < 1)
+        return od_node_error(err, OD_STATUS_INVALID_MODEL, n, "group %lld is not positive",
+                             (long long)p->group);
+    int64_t v[2 * OD_MAX_RANK];
+    int k = od_attr_ints(n, "kernel_shape", v, 2 * OD_MAX_RANK);
+    if (k >= 0 && k != sp)
+        return od_node_error(err, OD_STATUS_INVALID_MODEL, n,
+                             "kernel_shape has %d values, the input %d spatial dims", k, sp);
+    for (int d = 0; d < sp; d++) {
+        if (k >= 0 && v[d] != wk[d])
+            return od_node_error(err, OD_STATUS_INVALID_MODEL, n,
+                                 "kernel_shape disagrees with the weights' shape");
+        p->kernel[d] = wk[d];
+    }
+    static const char *const names[2] = {"strides", "dilations"};
+    int64_t *dst[2] = {p->stride, p->dilation};
+    for (int a = 0; a < 2; a++) {
+        k = od_attr_ints(n, names[a], v, 2 * OD_MAX_RANK);
+        if (k >= 0 && k != sp)
+            return od_node_error(err, OD_STATUS_INVALID_MODEL, n, "%s has %d values, expected %d",
+                                 names[a], k, sp);
+        for (int d = 0; d < k; d++) dst[a][d] = v[d];
+    }
+    k = od_attr_ints(n, "pads", v, 2 * OD_MAX_RANK);
+    if (k >= 0 && k != 2 * sp)
+        return od_node_error(err, OD_STATUS_INVALID_MODEL, n, "pads has %d values, expected %d", k,
+                             2 * sp);
+    for (int d = 0; d < sp && k > 0; d++) {
+        p->pad_begin[d] = v[d];
+        p->pad_end[d] = v[sp + d];
+    }
+    for (int d = 0; d < sp; d++)
+        if (p->stride[d] < 1 || p->dilation[d] < 1 || p->kernel[d] < 1 || p->pad_begin[d] < 0 ||
+            p->pad_end[d] < 0)
+            return od_node_error(err, OD_STATUS_INVALID_MODEL, n,
+                                 "strides, dilations and kernel must be positive, pads not "
+                                 "negative");
+    return OD_STATUS_OK;
+}
+
+int64_t od_conv_kernel_size(const od_conv_params *p) {
+    return p->kernel[0] * p->kernel[1] * p->kernel[2];
+}
+
+void od_conv_pack_weights(const od_conv_params *p, const float *w, float *packed) {
+    size_t K = (size_t)od_conv_kernel_size(p), G = (size_t)p->group;
+    size_t Cg = (size_t)p->cin / G, Mg = (size_t)p->cout / G;
+    for (size_t g = 0; g < G; g++)
+        for (size_t m = 0; m < Mg; m++)
+            for (size_t c = 0; c < Cg; c++)
+                for (size_t k = 0; k < K; k++) {
+                    size_t src = p->transposed ? ((g * Cg + c) * Mg + m) * K + k
+                                               : ((g * Mg + m) * Cg + c) * K + k;
+                    packed[((g * Mg + m) * K + k) * Cg + c] = w[src];
+                }
+}
+
+typedef struct direct_args {
+    const od_conv_params *p;
+    const float *x, *w, *b;
+    float *y;
+} direct_args;
+
+/* Input index along one dim for output index o and kernel index k, or -1 when none. */
+static inline int64_t in_index(const od_conv_params *p, int d, int64_t o, int64_t k) {
+    if (!p->transposed) {
+        int64_t i = o * p->stride[d] + k * p->dilation[d] - p->pad_begin[d];
+        return i >= 0 && i < p->in[d] ? i : -1;
+    }
+    int64_t t = o + p->pad_begin[d] - k * p->dilation[d];
+    if (t < 0 || t % p->stride[d]) return -1;
+    t /= p->stride[d];
+    return t < p->in[d] ? t : -1;
+}
+
+/* One task: batch item n, output index o0 along the first spatial dim. */
+static void direct_task(void *ctx, size_t task) {
+    const direct_args *a = ctx;
+    const od_conv_params *p = a->p;
+    const int64_t *in = p->in, *out = p->out, *ks = p->kernel;
+    size_t C = (size_t)p->cin, M = (size_t)p->cout, G = (size_t)p->group;
+    size_t Cg = C / G, Mg = M / G, K = (size_t)od_conv_kernel_size(p);
+    int64_t n = (int64_t)task / out[0], o0 = (int64_t)task % out[0];
+    for (int64_t o1 = 0; o1 < out[1]; o1++)
+        for (int64_t o2 = 0; o2 < out[2]; o2++) {
+            float *y = a->y + ((size_t)((n * out[0] + o0) * out[1] + o1) * out[2] + o2) * M;
+            for (size_t m = 0; m < M; m++) y[m] = a->b ? a->b[m] : 0.0f;
+            size_t kidx = 0;
+            for (int64_t k0 = 0; k0 < ks[0]; k0++) {
+                int64_t i0 = in_index(p, 0, o0, k0);
+                for (int64_t k1 = 0; k1 < ks[1]; k1++) {
+                    int64_t i1 = i0 < 0 ? -1 : in_index(p, 1, o1, k1);
+                    for (int64_t k2 = 0; k2 < ks[2]; k2++, kidx++) {
+                        int64_t i2 = i1 < 0 ? -1 : in_index(p, 2, o2, k2);
+                        if (i2 < 0) continue;
+                        const float *x = a->x + ((size_t)((n * in[0] + i0) * in[1] + i1) * in[2] + i2) * C;
+                        for (size_t m = 0; m < M; m++) {
+                            const float *xg = x + (m / Mg) * Cg, *w = a->w + (m * K + kidx) * Cg;
+                            float acc = 0.0f;
+                            for (size_t c = 0; c < Cg; c++) acc += xg[c] * w[c];
+                            y[m] += acc;
+                        }
+                    }
+                }
+            }
+        }
+}
+
+void od_conv_direct(const od_conv_params *p, int64_t batch, const float *x, const float *packed,
+                    const float *bias, float *y, pthreadpool_t pool) {
+    direct_args a = {p, x, packed, bias, y};
+    od_parallel_for(pool, (size_t)(batch * p->out[0]), direct_task, &a);
+}

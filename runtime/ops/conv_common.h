@@ -1,0 +1,40 @@
+/* Shared by Conv and ConvTranspose: attribute reading, weight packing, and a direct loop over
+ * channels-last data for what XNNPACK cannot run (weights known only at run time, 3-D kernels,
+ * padding XNNPACK does not take). Correct first; the hot path stays on XNNPACK. */
+#ifndef OD_CONV_COMMON_H
+#define OD_CONV_COMMON_H
+
+#include "../op.h"
+
+#define OD_CONV_MAX_SP 3
+
+typedef struct od_conv_params {
+    int sp; /* spatial dims, 1..3; unused dims below hold size 1, stride 1, no padding */
+    bool transposed;
+    int64_t group, cin, cout; /* channels in total */
+    int64_t kernel[OD_CONV_MAX_SP], stride[OD_CONV_MAX_SP], dilation[OD_CONV_MAX_SP];
+    /* Conv: pads of the input. ConvTranspose: crops of the full output, negative when the
+     * output extends past it (output_shape, output_padding). */
+    int64_t pad_begin[OD_CONV_MAX_SP], pad_end[OD_CONV_MAX_SP];
+    int64_t in[OD_CONV_MAX_SP], out[OD_CONV_MAX_SP];
+} od_conv_params;
+
+/* Reads group, kernel_shape (checked against the weights' spatial dims wk), strides, dilations
+ * and pads (begin/end) for sp spatial dims; sets every other field to its neutral value. */
+od_status od_conv_read_common(const od_node *n, int sp, const int64_t *wk, od_conv_params *p,
+                              od_error *err);
+
+/* Product of the kernel dims. */
+int64_t od_conv_kernel_size(const od_conv_params *p);
+
+/* ONNX weights -> [cout][kernel...][cin / group], the layout of XNNPACK's convolution and
+ * deconvolution and of od_conv_direct. Conv weights are [cout][cin/g][kernel...],
+ * ConvTranspose weights [cin][cout/g][kernel...]. */
+void od_conv_pack_weights(const od_conv_params *p, const float *w, float *packed);
+
+/* y[N, out..., cout] = conv(x[N, in..., cin], packed, bias) in channels-last order; bias may be
+ * NULL. Spreads batch x first output dim over the pool. */
+void od_conv_direct(const od_conv_params *p, int64_t batch, const float *x, const float *packed,
+                    const float *bias, float *y, pthreadpool_t pool);
+
+#endif

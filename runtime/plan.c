@@ -1,0 +1,672 @@
+/* Plans: a checked graph compiled for one batch size and thread count.
+ *
+ * Planning walks the graph once: skips nodes folded to constants and nodes no output needs,
+ * picks each value's layout (channels-last around convolutions, ONNX order elsewhere) and
+ * inserts the conversions between them, lets Reshape-like ops share their input's memory,
+ * then places every buffer in one arena by lifetime and prepares each step. Running is a
+ * walk over the steps that allocates nothing. */
+#include "plan_internal.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xnnpack.h>
+
+/* XNNPACK may read a little past the end of a buffer (XNN_EXTRA_BYTES). */
+#define ARENA_ALIGN 64
+#define ARENA_TAIL 64
+
+static pthread_once_t xnn_once = PTHREAD_ONCE_INIT;
+static enum xnn_status xnn_init_status;
+static void xnn_init(void) { xnn_init_status = xnn_initialize(NULL); }
+
+/* ---- layout conversions (the planner's own steps) ------------------------- */
+
+typedef struct transpose_args {
+    const float *src;
+    float *dst;
+    size_t rows, cols; /* src is [rows, cols] per batch item, dst [cols, rows] */
+} transpose_args;
+
+static void transpose_2d(const float *src, float *dst, size_t rows, size_t cols) {
+    const size_t B = 32;
+    for (size_t r0 = 0; r0 < rows; r0 += B)
+        for (size_t c0 = 0; c0 < cols; c0 += B) {
+            size_t r1 = r0 + B < rows ? r0 + B : rows, c1 = c0 + B < cols ? c0 + B : cols;
+            for (size_t r = r0; r < r1; r++)
+                for (size_t c = c0; c < c1; c++) dst[c * rows + r] = src[r * cols + c];
+        }
+}
+
+static void transpose_item(void *ctx, size_t n) {
+    transpose_args *a = ctx;
+    size_t plane = a->rows * a->cols;
+    transpose_2d(a->src + n * plane, a->dst + n * plane, a->rows, a->cols);
+}
+
+/* Moves dim 1 last (to channels-last) or back, for element size 4 (float, int32). */
+static void relayout(const void *src, void *dst, int rank, const int64_t *dims, bool to_last,
+                     size_t esize, pthreadpool_t pool) {
+    size_t batch = (size_t)dims[0], c = (size_t)dims[1], s = 1;
+    for (int d = 2; d < rank; d++) s *= (size_t)dims[d];
+    if (esize == 4) {
+        transpose_args a = {src, dst, to_last ? c : s, to_last ? s : c};
+        od_parallel_for(pool, batch, transpose_item, &a);
+        return;
+    }
+    const uint8_t *in = src;
+    uint8_t *out = dst;
+    for (size_t n = 0; n < batch; n++)
+        for (size_t ci = 0; ci < c; ci++)
+            for (size_t si = 0; si < s; si++) {
+                size_t plain = (n * c + ci) * s + si, last = (n * s + si) * c + ci;
+                memcpy(out + esize * (to_last ? last : plain), in + esize * (to_last ? plain : last),
+                       esize);
+            }
+}
+
+static od_status convert_run(od_step *s, od_error *err) {
+    const od_buf *in = s->in[0];
+    od_buf *out = s->out[0];
+    relayout(in->data, out->data, out->rank, out->dims, out->layout == OD_LAYOUT_CHANNELS_LAST,
+             od_dtype_size(out->dtype), s->pool);
+    return OD_STATUS_OK;
+}
+
+static const od_op_desc convert_op = {.name = "Transpose", .run = convert_run};
+
+/* True when moving dim 1 keeps memory order: C == 1 or every spatial dim is 1. */
+static bool relayout_is_trivial(int rank, const int64_t *dims) {
+    int64_t s = 1;
+    for (int d = 2; d < rank; d++) s *= dims[d];
+    return dims[1] == 1 || s == 1;
+}
+
+/* ---- planning ---------------------------------------------------------------- */
+
+typedef struct plan_step_idx {
+    int n_in, n_out;
+    int in[64], out[16];
+} plan_step_idx;
+
+typedef struct planner {
+    od_plan *p;
+    plan_step_idx *idx; /* parallel to p->steps while planning */
+    int cap_idx;
+    struct conv_cache {
+        int src, rank, dst;
+        od_layout layout;
+    } *cache;
+    int n_cache, cap_cache;
+    od_error *err;
+} planner;
+
+static int root_of(const od_plan *p, int b) {
+    while (p->bufs[b].alias_of >= 0) b = p->bufs[b].alias_of;
+    return b;
+}
+
+static int add_buf(planner *pl) {
+    od_plan *p = pl->p;
+    if (p->n_bufs == p->cap_bufs) {
+        int cap = p->cap_bufs ? 2 * p->cap_bufs : 64;
+        od_buf *b = realloc(p->bufs, sizeof *b * cap);
+        if (!b) return -1;
+        p->bufs = b;
+        p->cap_bufs = cap;
+    }
+    od_buf *b = &p->bufs[p->n_bufs];
+    memset(b, 0, sizeof *b);
+    b->alias_of = -1;
+    return p->n_bufs++;
+}
+
+static int add_step(planner *pl, const od_node *n, const od_op_desc *op, int64_t opset) {
+    od_plan *p = pl->p;
+    if (p->n_steps == p->cap_steps) {
+        int cap = p->cap_steps ? 2 * p->cap_steps : 32;
+        od_step *s = realloc(p->steps, sizeof *s * cap);
+        plan_step_idx *x = s ? realloc(pl->idx, sizeof *x * cap) : NULL;
+        if (s) p->steps = s;
+        if (!s || !x) return -1;
+        pl->idx = x;
+        p->cap_steps = cap;
+    }
+    od_step *s = &p->steps[p->n_steps];
+    memset(s, 0, sizeof *s);
+    s->node = n;
+    s->op = op;
+    s->opset = opset;
+    memset(&pl->idx[p->n_steps], 0, sizeof *pl->idx);
+    return p->n_steps++;
+}
+
+static od_status own_tensor(od_plan *p, od_tensor *t, od_error *err) {
+    if (p->n_owned == p->cap_owned) {
+        int cap = p->cap_owned ? 2 * p->cap_owned : 16;
+        od_tensor **o = realloc(p->owned, sizeof *o * cap);
+        if (!o) {
+            od_tensor_destroy(t);
+            return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory while planning");
+        }
+        p->owned = o;
+        p->cap_owned = cap;
+    }
+    p->owned[p->n_owned++] = t;
+    return OD_STATUS_OK;
+}
+
+/* The buffer holding b's value in layout want, right-aligned to rank (>= b's rank);
+ * adds a conversion step or a constant copy when needed. Returns -1 on error. */
+static int convert(planner *pl, int b, od_layout want, int rank) {
+    od_plan *p = pl->p;
+    if (p->bufs[b].layout == want && p->bufs[b].rank == rank) return b;
+    for (int i = 0; i < pl->n_cache; i++)
+        if (pl->cache[i].src == b && pl->cache[i].layout == want && pl->cache[i].rank == rank)
+            return pl->cache[i].dst;
+    const od_buf src = p->bufs[b];
+    int64_t dims[OD_MAX_RANK];
+    int pad = rank - src.rank;
+    for (int d = 0; d < rank; d++) dims[d] = d < pad ? 1 : src.dims[d - pad];
+    int nb = add_buf(pl);
+    if (nb < 0) goto oom;
+    od_buf *dst = &p->bufs[nb];
+    dst->dtype = src.dtype;
+    dst->rank = rank;
+    memcpy(dst->dims, dims, sizeof dims);
+    dst->layout = want;
+    dst->nbytes = src.nbytes;
+    size_t esize = od_dtype_size(src.dtype);
+    if (src.layout != want && rank >= 3 && esize == 0) {
+        od_error_set(pl->err, OD_STATUS_UNSUPPORTED, "cannot change the layout of %s data",
+                     od_dtype_name(src.dtype));
+        return -1;
+    }
+    if (src.constant) { /* constants are plain: convert now */
+        od_tensor *t = od_tensor_create(NULL, src.dtype, rank, dims, pl->err);
+        if (!t) return -1;
+        if (want == OD_LAYOUT_CHANNELS_LAST && rank >= 3 && !relayout_is_trivial(rank, dims))
+            relayout(src.constant->data, t->data, rank, dims, true, esize, NULL);
+        else
+            memcpy(t->data, src.constant->data, src.nbytes);
+        if (own_tensor(p, t, pl->err)) return -1;
+        dst = &p->bufs[nb];
+        dst->constant = t;
+        dst->data = t->data;
+    } else if (src.layout == want || rank < 3 || relayout_is_trivial(rank, dims)) {
+        dst->alias_of = b;
+    } else {
+        int s = add_step(pl, NULL, &convert_op, 0);
+        if (s < 0) goto oom;
+        pl->idx[s].n_in = pl->idx[s].n_out = 1;
+        pl->idx[s].in[0] = b;
+        pl->idx[s].out[0] = nb;
+    }
+    if (pl->n_cache == pl->cap_cache) {
+        int cap = pl->cap_cache ? 2 * pl->cap_cache : 16;
+        struct conv_cache *c = realloc(pl->cache, sizeof *c * cap);
+        if (!c) goto oom;
+        pl->cache = c;
+        pl->cap_cache = cap;
+    }
+    pl->cache[pl->n_cache++] = (struct conv_cache){b, rank, nb, want};
+    return nb;
+oom:
+    od_error_set(pl->err, OD_STATUS_OUT_OF_MEMORY, "out of memory while planning");
+    return -1;
+}
+
+/* Which layout each input of a node gets, and the layout of its outputs. */
+static void choose_layouts(const od_plan *p, const od_op_desc *op, const plan_step_idx *x,
+                           od_layout *in_want, int *in_rank, od_layout *out_layout) {
+    int out_rank = p->bufs[x->out[0]].rank;
+    for (int k = 0; k < x->n_in; k++) {
+        in_want[k] = OD_LAYOUT_PLAIN;
+        in_rank[k] = x->in[k] >= 0 ? p->bufs[x->in[k]].rank : 0;
+    }
+    *out_layout = OD_LAYOUT_PLAIN;
+    if (op->layout == OD_LAYOUT_POLICY_SPATIAL) {
+        if (x->n_in > 0 && x->in[0] >= 0 && p->bufs[x->in[0]].rank >= 3) {
+            in_want[0] = OD_LAYOUT_CHANNELS_LAST;
+            *out_layout = OD_LAYOUT_CHANNELS_LAST;
+        }
+    } else if (op->layout == OD_LAYOUT_POLICY_ELEMENTWISE && out_rank >= 3) {
+        bool last = false;
+        for (int k = 0; k < x->n_in; k++) {
+            if (x->in[k] < 0) continue;
+            const od_buf *b = &p->bufs[x->in[k]];
+            if (b->rank == out_rank && b->layout == OD_LAYOUT_CHANNELS_LAST) last = true;
+        }
+        if (last) {
+            *out_layout = OD_LAYOUT_CHANNELS_LAST;
+            for (int k = 0; k < x->n_in; k++) {
+                in_want[k] = OD_LAYOUT_CHANNELS_LAST;
+                in_rank[k] = out_rank;
+            }
+        }
+    }
+}
+
+static od_status check_supported(const od_graph *g, od_error *err) {
+    char list[800] = "";
+    int missing = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const od_node *n = &g->nodes[i];
+        if (od_op_find(n->domain, n->op_type)) continue;
+        bool seen = false; /* list each op type once, with its first node */
+        for (int j = 0; j < i && !seen; j++)
+            seen = !od_op_find(g->nodes[j].domain, g->nodes[j].op_type) &&
+                   strcmp(g->nodes[j].op_type, n->op_type) == 0 &&
+                   strcmp(g->nodes[j].domain ? g->nodes[j].domain : "",
+                          n->domain ? n->domain : "") == 0;
+        if (seen) continue;
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof list - len, "%s%s%s%s (node \"%s\")", missing ? ", " : "",
+                 n->domain && *n->domain ? n->domain : "", n->domain && *n->domain ? "." : "",
+                 n->op_type, n->name ? n->name : "");
+        missing++;
+    }
+    if (!missing) return OD_STATUS_OK;
+    return od_error_set(err, OD_STATUS_UNSUPPORTED, "unsupported op%s: %s", missing > 1 ? "s" : "",
+                        list);
+}
+
+static od_status plan_nodes(planner *pl) {
+    od_plan *p = pl->p;
+    const od_graph *g = p->graph;
+    od_status st = OD_STATUS_OK;
+    bool *needed = calloc(g->n_values ? g->n_values : 1, sizeof(bool));
+    if (!needed) return od_error_set(pl->err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < g->n_outputs; i++) needed[g->outputs[i]] = true;
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        const od_node *n = &g->nodes[i];
+        bool any = false;
+        for (int k = 0; k < n->n_outputs; k++)
+            if (n->outputs[k] >= 0 && needed[n->outputs[k]] && !p->bufs[n->outputs[k]].constant)
+                any = true;
+        if (!any) continue;
+        for (int k = 0; k < n->n_inputs; k++)
+            if (n->inputs[k] >= 0) needed[n->inputs[k]] = true;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        const od_node *n = &g->nodes[i];
+        bool run = false;
+        for (int k = 0; k < n->n_outputs; k++)
+            if (n->outputs[k] >= 0 && needed[n->outputs[k]] && !p->bufs[n->outputs[k]].constant)
+                run = true;
+        if (!run) continue;
+        const od_op_desc *op = od_op_find(n->domain, n->op_type);
+        if (n->n_inputs > 64 || n->n_outputs > 16) {
+            st = od_node_error(pl->err, OD_STATUS_UNSUPPORTED, n, "too many inputs or outputs");
+            break;
+        }
+        plan_step_idx x = {.n_in = n->n_inputs, .n_out = n->n_outputs};
+        memcpy(x.in, n->inputs, sizeof(int) * n->n_inputs);
+        memcpy(x.out, n->outputs, sizeof(int) * n->n_outputs);
+        if (x.n_out == 0 || x.out[0] < 0) {
+            st = od_node_error(pl->err, OD_STATUS_UNSUPPORTED, n, "first output is omitted");
+            break;
+        }
+        od_layout in_want[64], out_layout;
+        int in_rank[64];
+        choose_layouts(p, op, &x, in_want, in_rank, &out_layout);
+        for (int k = 0; k < x.n_in; k++) {
+            if (x.in[k] < 0) continue;
+            x.in[k] = convert(pl, x.in[k], in_want[k], in_rank[k]);
+            if (x.in[k] < 0) {
+                od_error_prefix(pl->err, "%s", "");
+                st = pl->err ? pl->err->status : OD_STATUS_OUT_OF_MEMORY;
+                goto done;
+            }
+        }
+        for (int k = 0; k < x.n_out; k++)
+            if (x.out[k] >= 0 && p->bufs[x.out[k]].rank >= 3) p->bufs[x.out[k]].layout = out_layout;
+        if (op->alias_input0 && x.in[0] >= 0 && !p->bufs[x.in[0]].constant)
+            p->bufs[x.out[0]].alias_of = x.in[0];
+        if (op->alias_input0 && x.in[0] >= 0 && p->bufs[x.out[0]].layout != p->bufs[x.in[0]].layout)
+            p->bufs[x.out[0]].layout = p->bufs[x.in[0]].layout;
+        int s = add_step(pl, n, op, g->opset ? g->opset : 17);
+        if (s < 0) {
+            st = od_error_set(pl->err, OD_STATUS_OUT_OF_MEMORY, "out of memory while planning");
+            break;
+        }
+        pl->idx[s] = x;
+    }
+done:
+    free(needed);
+    return st;
+}
+
+/* Places every buffer that needs arena memory: greedy by size, no overlap in time. */
+static od_status place_buffers(od_plan *p, od_error *err) {
+    int nb = p->n_bufs;
+    int *order = malloc(sizeof(int) * (nb ? nb : 1));
+    if (!order) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int b = 0; b < nb; b++) {
+        p->bufs[b].first_step = p->n_steps + 1;
+        p->bufs[b].last_step = -2;
+    }
+    for (int s = 0; s < p->n_steps; s++) {
+        od_step *st = &p->steps[s];
+        for (int k = 0; k < st->n_in; k++)
+            if (st->in[k]) {
+                od_buf *r = &p->bufs[root_of(p, (int)(st->in[k] - p->bufs))];
+                if (r->last_step < s) r->last_step = s;
+                if (r->first_step > s) r->first_step = s;
+            }
+        for (int k = 0; k < st->n_out; k++)
+            if (st->out[k]) {
+                od_buf *r = &p->bufs[root_of(p, (int)(st->out[k] - p->bufs))];
+                if (r->first_step > s) r->first_step = s;
+                if (r->last_step < s) r->last_step = s;
+            }
+    }
+    for (int i = 0; i < p->n_in; i++) { /* written by the caller before the first step */
+        od_buf *r = &p->bufs[root_of(p, p->input_buf[i])];
+        r->first_step = -1;
+        if (r->last_step < -1) r->last_step = -1;
+    }
+    for (int i = 0; i < p->n_out; i++) p->bufs[root_of(p, p->output_buf[i])].last_step = p->n_steps;
+    int n = 0;
+    for (int b = 0; b < nb; b++) {
+        od_buf *x = &p->bufs[b];
+        x->in_arena = x->alias_of < 0 && !x->constant && x->last_step >= -1;
+        if (x->in_arena) order[n++] = b;
+    }
+    for (int i = 1; i < n; i++) /* insertion sort, largest first */
+        for (int j = i; j > 0 && p->bufs[order[j]].nbytes > p->bufs[order[j - 1]].nbytes; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        od_buf *x = &p->bufs[order[i]];
+        size_t size = (x->nbytes + ARENA_TAIL + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+        size_t offset = 0;
+        for (bool moved = true; moved;) {
+            moved = false;
+            for (int j = 0; j < i; j++) {
+                od_buf *y = &p->bufs[order[j]];
+                bool overlap_time = !(y->last_step < x->first_step || x->last_step < y->first_step);
+                size_t ysize = (y->nbytes + ARENA_TAIL + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+                if (overlap_time && offset < y->offset + ysize && y->offset < offset + size) {
+                    offset = y->offset + ysize;
+                    moved = true;
+                }
+            }
+        }
+        x->offset = offset;
+        if (offset + size > total) total = offset + size;
+    }
+    free(order);
+    p->arena_bytes = total;
+    if (posix_memalign(&p->arena, ARENA_ALIGN, total ? total : ARENA_ALIGN))
+        return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory for a %zu-byte arena",
+                            total);
+    memset(p->arena, 0, total ? total : ARENA_ALIGN);
+    for (int b = 0; b < nb; b++)
+        if (p->bufs[b].in_arena) p->bufs[b].data = (char *)p->arena + p->bufs[b].offset;
+    for (int b = 0; b < nb; b++)
+        if (!p->bufs[b].data && p->bufs[b].alias_of >= 0)
+            p->bufs[b].data = p->bufs[root_of(p, b)].data;
+    return OD_STATUS_OK;
+}
+
+static void fill_io(od_plan_io *io, const char *name, const od_buf *b) {
+    io->name = name;
+    io->dtype = b->dtype;
+    io->rank = b->rank;
+    memcpy(io->dims, b->dims, sizeof io->dims);
+    io->data = b->data;
+    io->nbytes = b->nbytes;
+}
+
+od_status od_plan_create(const od_graph *g, const od_plan_options *opt, od_plan **out,
+                         od_error *err) {
+    od_status st;
+    *out = NULL;
+    pthread_once(&xnn_once, xnn_init);
+    if (xnn_init_status != xnn_status_success)
+        return od_error_set(err, OD_STATUS_BACKEND, "XNNPACK failed to initialise: %s",
+                            od_xnn_status_name(xnn_init_status));
+    st = check_supported(g, err);
+    if (st) return st;
+    od_plan *p = calloc(1, sizeof *p);
+    if (!p) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    planner pl = {.p = p, .err = err};
+    p->graph = g;
+    if (opt) p->opt = *opt;
+    if (p->opt.batch <= 0) p->opt.batch = 1;
+    if (p->opt.threads <= 0) p->opt.threads = 1;
+    if (p->opt.threads > 1) {
+        p->pool = pthreadpool_create((size_t)p->opt.threads);
+        if (!p->pool) {
+            st = od_error_set(err, OD_STATUS_BACKEND, "cannot start %d threads", p->opt.threads);
+            goto fail;
+        }
+    }
+    st = od_graph_infer(g, p->opt.batch, &p->shapes, err);
+    if (st) goto fail;
+    for (int v = 0; v < g->n_values; v++) {
+        int b = add_buf(&pl);
+        if (b < 0) goto oom;
+        const od_shape_info *info = &p->shapes.info[v];
+        od_buf *x = &p->bufs[b];
+        x->dtype = info->dtype;
+        x->rank = info->rank < 0 ? 0 : info->rank;
+        memcpy(x->dims, info->dims, sizeof x->dims);
+        int64_t count = od_dims_count(x->rank, x->dims);
+        size_t esize = od_dtype_size(x->dtype);
+        x->nbytes = count > 0 ? (size_t)count * esize : 0;
+        if (info->constant) {
+            x->constant = info->constant;
+            x->data = info->constant->data;
+            x->nbytes = info->constant->nbytes;
+        }
+    }
+    for (int i = 0; i < g->n_inputs; i++)
+        if (!g->values[g->inputs[i]].init) p->n_in++;
+    p->n_out = g->n_outputs;
+    p->inputs = calloc(p->n_in + 1, sizeof *p->inputs);
+    p->outputs = calloc(p->n_out + 1, sizeof *p->outputs);
+    p->input_buf = calloc(p->n_in + 1, sizeof(int));
+    p->output_buf = calloc(p->n_out + 1, sizeof(int));
+    if (!p->inputs || !p->outputs || !p->input_buf || !p->output_buf) goto oom;
+    for (int i = 0, k = 0; i < g->n_inputs; i++)
+        if (!g->values[g->inputs[i]].init) p->input_buf[k++] = g->inputs[i];
+    for (int i = 0; i < p->n_in; i++)
+        if (od_dtype_size(p->bufs[p->input_buf[i]].dtype) == 0) {
+            st = od_error_set(err, OD_STATUS_UNSUPPORTED, "graph input \"%s\" has element type %s",
+                              g->values[p->input_buf[i]].name,
+                              od_dtype_name(p->bufs[p->input_buf[i]].dtype));
+            goto fail;
+        }
+    st = plan_nodes(&pl);
+    if (st) goto fail;
+    for (int i = 0; i < p->n_out; i++) {
+        int b = convert(&pl, g->outputs[i], OD_LAYOUT_PLAIN, p->bufs[g->outputs[i]].rank);
+        if (b < 0) {
+            st = err ? err->status : OD_STATUS_OUT_OF_MEMORY;
+            goto fail;
+        }
+        p->output_buf[i] = b;
+    }
+    /* pointer arrays for every step */
+    size_t total = 0;
+    for (int s = 0; s < p->n_steps; s++) total += pl.idx[s].n_in + pl.idx[s].n_out;
+    p->step_io = calloc(total + 1, sizeof(od_buf *));
+    if (!p->step_io) goto oom;
+    od_buf **io = p->step_io;
+    for (int s = 0; s < p->n_steps; s++) {
+        od_step *stp = &p->steps[s];
+        stp->n_in = pl.idx[s].n_in;
+        stp->n_out = pl.idx[s].n_out;
+        stp->in = io;
+        io += stp->n_in;
+        stp->out = io;
+        io += stp->n_out;
+        for (int k = 0; k < stp->n_in; k++)
+            stp->in[k] = pl.idx[s].in[k] >= 0 ? &p->bufs[pl.idx[s].in[k]] : NULL;
+        for (int k = 0; k < stp->n_out; k++)
+            stp->out[k] = pl.idx[s].out[k] >= 0 ? &p->bufs[pl.idx[s].out[k]] : NULL;
+        stp->pool = p->pool;
+    }
+    st = place_buffers(p, err);
+    if (st) goto fail;
+    for (int s = 0; s < p->n_steps; s++) {
+        od_step *stp = &p->steps[s];
+        if (stp->node) {
+            const od_node *n = stp->node;
+            int ni = (int)(n - g->nodes);
+            stp->macs = od_node_macs(g, ni, &p->shapes);
+        }
+        if (stp->op->prepare) {
+            st = stp->op->prepare(stp, err);
+            if (st) goto fail;
+        }
+    }
+    for (int i = 0; i < p->n_in; i++)
+        fill_io(&p->inputs[i], g->values[p->input_buf[i]].name, &p->bufs[p->input_buf[i]]);
+    for (int i = 0; i < p->n_out; i++)
+        fill_io(&p->outputs[i], g->values[g->outputs[i]].name, &p->bufs[p->output_buf[i]]);
+    if (p->opt.profile) {
+        p->profile = calloc(p->n_steps + 1, sizeof *p->profile);
+        if (!p->profile) goto oom;
+        for (int s = 0; s < p->n_steps; s++) {
+            p->profile[s].node_name = p->steps[s].node ? p->steps[s].node->name : "(layout)";
+            p->profile[s].op_type = p->steps[s].node ? p->steps[s].node->op_type : "Transpose";
+            p->profile[s].macs = p->steps[s].macs;
+        }
+    }
+    free(pl.idx);
+    free(pl.cache);
+    *out = p;
+    return OD_STATUS_OK;
+oom:
+    st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory while planning");
+fail:
+    free(pl.idx);
+    free(pl.cache);
+    od_plan_destroy(p);
+    return st;
+}
+
+void od_plan_destroy(od_plan *p) {
+    if (!p) return;
+    for (int s = 0; s < p->n_steps; s++)
+        if (p->steps[s].op->destroy) p->steps[s].op->destroy(&p->steps[s]);
+        else free(p->steps[s].state);
+    free(p->steps);
+    free(p->step_io);
+    for (int i = 0; i < p->n_owned; i++) od_tensor_destroy(p->owned[i]);
+    free(p->owned);
+    free(p->bufs);
+    free(p->inputs);
+    free(p->outputs);
+    free(p->input_buf);
+    free(p->output_buf);
+    free(p->arena);
+    free(p->profile);
+    od_graph_shapes_clear(&p->shapes);
+    if (p->pool) pthreadpool_destroy(p->pool);
+    free(p);
+}
+
+int od_plan_n_inputs(const od_plan *p) { return p->n_in; }
+int od_plan_n_outputs(const od_plan *p) { return p->n_out; }
+const od_plan_io *od_plan_input(const od_plan *p, int i) {
+    return i >= 0 && i < p->n_in ? &p->inputs[i] : NULL;
+}
+const od_plan_io *od_plan_output(const od_plan *p, int i) {
+    return i >= 0 && i < p->n_out ? &p->outputs[i] : NULL;
+}
+size_t od_plan_arena_bytes(const od_plan *p) { return p->arena_bytes; }
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+od_status od_plan_run(od_plan *p, od_error *err) {
+    for (int s = 0; s < p->n_steps; s++) {
+        od_step *stp = &p->steps[s];
+        double t0 = p->profile ? now_seconds() : 0;
+        od_status st = stp->op->run(stp, err);
+        if (st) return st;
+        if (p->profile) {
+            p->profile[s].seconds += now_seconds() - t0;
+            p->profile[s].runs++;
+        }
+    }
+    return OD_STATUS_OK;
+}
+
+int od_plan_profile(const od_plan *p, const od_step_profile **steps_out) {
+    *steps_out = p->profile;
+    return p->profile ? p->n_steps : 0;
+}
+
+/* ---- constant folding --------------------------------------------------------- */
+
+od_status od_eval_node(const od_node *n, int64_t opset, const od_op_desc *op,
+                       const od_shape_info *const *in, const od_shape_info *outs,
+                       od_tensor **out, od_error *err) {
+    od_status st = OD_STATUS_OK;
+    od_buf bufs[80];
+    od_buf *in_p[64], *out_p[16];
+    memset(bufs, 0, sizeof bufs);
+    for (int k = 0; k < n->n_inputs; k++) {
+        in_p[k] = NULL;
+        if (!in[k]) continue;
+        od_buf *b = &bufs[k];
+        b->dtype = in[k]->dtype;
+        b->rank = in[k]->rank;
+        memcpy(b->dims, in[k]->dims, sizeof b->dims);
+        b->constant = in[k]->constant;
+        b->data = in[k]->constant->data;
+        b->nbytes = in[k]->constant->nbytes;
+        b->alias_of = -1;
+        in_p[k] = b;
+    }
+    for (int k = 0; k < n->n_outputs; k++) {
+        out_p[k] = NULL;
+        if (n->outputs[k] < 0) continue;
+        if (od_dtype_size(outs[k].dtype) == 0)
+            return od_node_error(err, OD_STATUS_UNSUPPORTED, n, "output %d has element type %s",
+                                 k, od_dtype_name(outs[k].dtype));
+        out[k] = od_tensor_create(NULL, outs[k].dtype, outs[k].rank, outs[k].dims, err);
+        if (!out[k]) {
+            st = err ? err->status : OD_STATUS_OUT_OF_MEMORY;
+            goto fail;
+        }
+        od_buf *b = &bufs[64 + k];
+        b->dtype = outs[k].dtype;
+        b->rank = outs[k].rank;
+        memcpy(b->dims, outs[k].dims, sizeof b->dims);
+        b->data = out[k]->data;
+        b->nbytes = out[k]->nbytes;
+        b->alias_of = -1;
+        out_p[k] = b;
+    }
+    od_step s = {.node = n, .op = op, .opset = opset, .n_in = n->n_inputs,
+                 .n_out = n->n_outputs, .in = in_p, .out = out_p};
+    if (op->prepare) st = op->prepare(&s, err);
+    if (!st && op->alias_input0) {
+        memcpy(out_p[0]->data, in_p[0]->data, out_p[0]->nbytes);
+    } else if (!st) {
+        st = op->run(&s, err);
+    }
+    if (op->destroy) op->destroy(&s);
+    else free(s.state);
+    if (!st) return OD_STATUS_OK;
+fail:
+    for (int k = 0; k < n->n_outputs; k++) {
+        od_tensor_destroy(out[k]);
+        out[k] = NULL;
+    }
+    return st;
+}

@@ -1,0 +1,128 @@
+/* Helpers shared by the subcommands. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int cli_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("onnx-distill: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+int cli_fail_err(const od_error *err) { return cli_fail("%s", err->message); }
+
+bool cli_flag(const char *arg, const char *name) { return strcmp(arg, name) == 0; }
+
+bool cli_opt(int argc, char **argv, int *i, const char *name, const char **value) {
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0) return false;
+    if (a[n] == '=') {
+        *value = a + n + 1;
+        return true;
+    }
+    if (a[n] != 0) return false;
+    if (*i + 1 >= argc) {
+        cli_fail("%s needs a value", name);
+        *value = NULL;
+        return true;
+    }
+    *value = argv[++*i];
+    return true;
+}
+
+bool cli_int(const char *opt, const char *s, long lo, long hi, long *out) {
+    if (!s) return false;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        cli_fail("%s: \"%s\" is not a whole number from %ld to %ld", opt, s, lo, hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_double(const char *opt, const char *s, double lo, double hi, double *out) {
+    if (!s) return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        cli_fail("%s: \"%s\" is not a number from %g to %g", opt, s, lo, hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+int cli_int_list(const char *opt, const char *s, long lo, long hi, long *out, int max) {
+    if (!s) return -1;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    int n = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == max) {
+            cli_fail("%s: at most %d values", opt, max);
+            return -1;
+        }
+        if (!cli_int(opt, tok, lo, hi, &out[n++])) return -1;
+    }
+    if (!n) cli_fail("%s: no values", opt);
+    return n ? n : -1;
+}
+
+static bool is_float_type(od_dtype t) {
+    return t == OD_DTYPE_FLOAT || t == OD_DTYPE_FLOAT16 || t == OD_DTYPE_BFLOAT16 || t == OD_DTYPE_DOUBLE;
+}
+
+od_status model_facts_get(const char *path, const od_model *m, model_facts *f, od_error *err) {
+    memset(f, 0, sizeof *f);
+    struct stat st;
+    if (path && stat(path, &st) == 0) f->bytes = (size_t)st.st_size;
+    const od_graph *g = &m->graph;
+    for (int i = 0; i < g->n_inits; i++) {
+        const od_tensor *t = g->values[g->inits[i]].init;
+        if (t && is_float_type(t->dtype)) f->params += od_tensor_count(t);
+    }
+    od_graph_shapes s;
+    od_error ignored = {0};
+    od_status rc = od_graph_infer_ex(g, 1, true, &s, &ignored);
+    if (rc) return od_error_set(err, rc, "%s", ignored.message);
+    for (int i = 0; i < g->n_nodes; i++) f->macs += od_node_macs(g, i, &s);
+    od_graph_shapes_clear(&s);
+    return OD_STATUS_OK;
+}
+
+void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+        else if (*p == '\n') fputs("\\n", f);
+        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+        else fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+const char *fmt_count(int64_t v, char *buf, size_t size) {
+    char raw[32];
+    snprintf(raw, sizeof raw, "%lld", (long long)(v < 0 ? -v : v));
+    size_t len = strlen(raw), o = 0;
+    if (v < 0 && o + 1 < size) buf[o++] = '-';
+    for (size_t i = 0; i < len && o + 2 < size; i++) {
+        if (i && (len - i) % 3 == 0) buf[o++] = ',';
+        buf[o++] = raw[i];
+    }
+    buf[o] = 0;
+    return buf;
+}
