@@ -1,0 +1,307 @@
+/* The trainer: a graph's forward pass keeping every activation, and its backward pass. */
+#include "train_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct od_trainer {
+    od_graph *graph;
+    od_trainer_options opt;
+    od_graph_shapes shapes;
+    od_tbuf *bufs; /* one per graph value */
+    int n_steps;
+    od_tstep *steps;
+    od_tbuf **step_io;
+    float *act;  /* every non-constant activation */
+    float *grads; /* every gradient except the parameters' */
+    size_t grads_count;
+    int n_params;
+    od_param *params;
+    int in_value, out_value;
+    pthreadpool_t pool;
+};
+
+typedef struct shard_call {
+    void (*fn)(void *, int, int64_t, int64_t);
+    void *ctx;
+    int64_t n;
+    int shards;
+} shard_call;
+
+static void shard_task(void *p, size_t i) {
+    shard_call *c = p;
+    int64_t begin = c->n * (int64_t)i / c->shards, end = c->n * (int64_t)(i + 1) / c->shards;
+    if (end > begin) c->fn(c->ctx, (int)i, begin, end);
+}
+
+void od_shards(const od_tstep *s, int64_t n, void (*fn)(void *, int, int64_t, int64_t), void *ctx) {
+    int shards = s->threads > 1 && n > 1 ? (int)(n < s->threads ? n : s->threads) : 1;
+    shard_call c = {fn, ctx, n, shards};
+    if (shards == 1) {
+        fn(ctx, 0, 0, n);
+        return;
+    }
+    pthreadpool_parallelize_1d(s->pool, shard_task, &c, (size_t)shards, 0);
+}
+
+static bool is_float_param(const od_value *v) {
+    return v->init && v->init->dtype == OD_DTYPE_FLOAT;
+}
+
+od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_trainer **out, od_error *err) {
+    od_status st = OD_STATUS_OK;
+    *out = NULL;
+    od_trainer *t = calloc(1, sizeof *t);
+    if (!t) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    t->graph = g;
+    if (opt) t->opt = *opt;
+    if (t->opt.batch <= 0) t->opt.batch = 64;
+    if (t->opt.threads <= 0) t->opt.threads = 1;
+    if (t->opt.threads > 1 && !(t->pool = pthreadpool_create((size_t)t->opt.threads))) {
+        st = od_error_set(err, OD_STATUS_BACKEND, "cannot start %d threads", t->opt.threads);
+        goto fail;
+    }
+    /* refuse every op we cannot train, all at once */
+    char list[600] = "";
+    int bad = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const od_node *n = &g->nodes[i];
+        if (od_train_op_find(n->op_type) && !(n->domain && *n->domain)) continue;
+        if (strstr(list, n->op_type)) continue;
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof list - len, "%s%s (node \"%s\")", bad++ ? ", " : "", n->op_type, n->name ? n->name : "");
+    }
+    if (bad) {
+        st = od_error_set(err, OD_STATUS_UNSUPPORTED, "cannot train through op%s %s", bad > 1 ? "s" : "", list);
+        goto fail;
+    }
+    st = od_graph_infer(g, t->opt.batch, &t->shapes, err);
+    if (st) goto fail;
+    int nv = g->n_values;
+    t->bufs = calloc(nv ? nv : 1, sizeof *t->bufs);
+    t->steps = calloc(g->n_nodes ? g->n_nodes : 1, sizeof *t->steps);
+    bool *needs_grad = calloc(nv ? nv : 1, sizeof(bool));
+    bool *is_param = calloc(nv ? nv : 1, sizeof(bool));
+    if (!t->bufs || !t->steps || !needs_grad || !is_param) {
+        free(needs_grad);
+        free(is_param);
+        goto oom;
+    }
+    /* parameters: float initializers in trainable slots */
+    for (int i = 0; i < g->n_nodes; i++) {
+        const od_node *n = &g->nodes[i];
+        const od_train_op *op = od_train_op_find(n->op_type);
+        for (int k = 0; k < n->n_inputs && k < 32; k++) {
+            int v = n->inputs[k];
+            if (v >= 0 && (op->params >> k & 1) && g->values[v].init) {
+                if (!is_float_param(&g->values[v])) {
+                    char label[256];
+                    st = od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: parameter \"%s\" is %s; training needs float",
+                                      od_node_label(n, label, sizeof label), g->values[v].name,
+                                      od_dtype_name(g->values[v].init->dtype));
+                    free(needs_grad);
+                    free(is_param);
+                    goto fail;
+                }
+                is_param[v] = needs_grad[v] = true;
+            }
+        }
+    }
+    /* which nodes run, and which values need gradients (downstream of a parameter) */
+    size_t act_count = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const od_node *n = &g->nodes[i];
+        bool folded = true;
+        for (int k = 0; k < n->n_outputs; k++)
+            if (n->outputs[k] >= 0 && !t->shapes.info[n->outputs[k]].constant) folded = false;
+        if (folded) continue;
+        bool grad = false;
+        for (int k = 0; k < n->n_inputs; k++)
+            if (n->inputs[k] >= 0 && needs_grad[n->inputs[k]]) grad = true;
+        for (int k = 0; k < n->n_outputs; k++)
+            if (n->outputs[k] >= 0) {
+                needs_grad[n->outputs[k]] = grad;
+                const od_shape_info *info = &t->shapes.info[n->outputs[k]];
+                if (info->dtype != OD_DTYPE_FLOAT) {
+                    char label[256];
+                    st = od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: output %d is %s; training needs float",
+                                      od_node_label(n, label, sizeof label), k, od_dtype_name(info->dtype));
+                    free(needs_grad);
+                    free(is_param);
+                    goto fail;
+                }
+                act_count += (size_t)od_dims_count(info->rank, info->dims);
+            }
+    }
+    t->in_value = t->out_value = -1;
+    for (int i = 0; i < g->n_inputs && t->in_value < 0; i++)
+        if (!g->values[g->inputs[i]].init) t->in_value = g->inputs[i];
+    if (t->in_value < 0 || g->n_outputs < 1) {
+        free(needs_grad);
+        free(is_param);
+        st = od_error_set(err, OD_STATUS_INVALID_MODEL, "the graph needs an input and an output to train");
+        goto fail;
+    }
+    t->out_value = g->outputs[0];
+    const od_shape_info *in_info = &t->shapes.info[t->in_value];
+    if (in_info->dtype != OD_DTYPE_FLOAT) {
+        free(needs_grad);
+        free(is_param);
+        st = od_error_set(err, OD_STATUS_UNSUPPORTED, "graph input \"%s\" is %s; training needs float",
+                          g->values[t->in_value].name, od_dtype_name(in_info->dtype));
+        goto fail;
+    }
+    act_count += (size_t)od_dims_count(in_info->rank, in_info->dims);
+    needs_grad[t->out_value] = true; /* the loss writes it */
+    size_t grad_count = 0;
+    for (int v = 0; v < nv; v++) {
+        const od_shape_info *info = &t->shapes.info[v];
+        if (needs_grad[v] && !is_param[v] && info->rank >= 0) grad_count += (size_t)od_dims_count(info->rank, info->dims);
+    }
+    int n_params = 0;
+    for (int v = 0; v < nv; v++) n_params += is_param[v];
+    t->act = calloc(act_count + 1, sizeof(float));
+    t->grads = calloc(grad_count + 1, sizeof(float));
+    t->params = calloc(n_params + 1, sizeof *t->params);
+    if (!t->act || !t->grads || !t->params) {
+        free(needs_grad);
+        free(is_param);
+        goto oom;
+    }
+    t->grads_count = grad_count;
+    float *a = t->act, *gr = t->grads;
+    for (int v = 0; v < nv; v++) {
+        const od_shape_info *info = &t->shapes.info[v];
+        od_tbuf *b = &t->bufs[v];
+        b->rank = info->rank < 0 ? 0 : info->rank;
+        memcpy(b->dims, info->dims, sizeof b->dims);
+        b->count = od_dims_count(b->rank, b->dims);
+        if (info->constant) {
+            b->constant = info->constant;
+            if (info->constant->dtype == OD_DTYPE_FLOAT) b->data = info->constant->data;
+        } else if (info->rank >= 0 && (t->bufs[v].count > 0) &&
+                   (v == t->in_value || g->values[v].producer >= 0)) {
+            b->data = a;
+            a += b->count;
+        }
+        if (is_param[v]) {
+            b->is_param = true;
+            b->grad = calloc((size_t)b->count + 1, sizeof(float));
+            if (!b->grad) {
+                free(needs_grad);
+                free(is_param);
+                goto oom;
+            }
+            od_param *p = &t->params[t->n_params++];
+            p->name = g->values[v].name;
+            p->data = b->data;
+            p->grad = b->grad;
+            p->count = b->count;
+            p->decay = b->rank >= 2;
+        } else if (needs_grad[v]) {
+            b->grad = gr;
+            gr += b->count;
+        }
+    }
+    free(needs_grad);
+    free(is_param);
+    /* steps */
+    size_t io_total = 0;
+    for (int i = 0; i < g->n_nodes; i++) io_total += g->nodes[i].n_inputs + g->nodes[i].n_outputs;
+    t->step_io = calloc(io_total + 1, sizeof(od_tbuf *));
+    if (!t->step_io) goto oom;
+    od_tbuf **io = t->step_io;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const od_node *n = &g->nodes[i];
+        bool folded = true;
+        for (int k = 0; k < n->n_outputs; k++)
+            if (n->outputs[k] >= 0 && !t->shapes.info[n->outputs[k]].constant) folded = false;
+        if (folded) continue;
+        od_tstep *s = &t->steps[t->n_steps++];
+        s->node = n;
+        s->n_in = n->n_inputs;
+        s->n_out = n->n_outputs;
+        s->in = io;
+        io += s->n_in;
+        s->out = io;
+        io += s->n_out;
+        for (int k = 0; k < s->n_in; k++) s->in[k] = n->inputs[k] >= 0 ? &t->bufs[n->inputs[k]] : NULL;
+        for (int k = 0; k < s->n_out; k++) s->out[k] = n->outputs[k] >= 0 ? &t->bufs[n->outputs[k]] : NULL;
+        s->pool = t->pool;
+        s->threads = t->opt.threads;
+        s->seed = t->opt.seed * 0x9E3779B97F4A7C15ull + (uint64_t)i;
+        const od_train_op *op = od_train_op_find(n->op_type);
+        if (op->prepare && (st = op->prepare(s, err))) goto fail;
+    }
+    *out = t;
+    return OD_STATUS_OK;
+oom:
+    st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory for training buffers");
+fail:
+    od_trainer_destroy(t);
+    return st;
+}
+
+void od_trainer_destroy(od_trainer *t) {
+    if (!t) return;
+    for (int i = 0; i < t->n_steps; i++) {
+        const od_train_op *op = od_train_op_find(t->steps[i].node->op_type);
+        if (op && op->destroy) op->destroy(&t->steps[i]);
+        else free(t->steps[i].state);
+    }
+    if (t->bufs)
+        for (int v = 0; v < t->graph->n_values; v++)
+            if (t->bufs[v].is_param) free(t->bufs[v].grad);
+    free(t->bufs);
+    free(t->steps);
+    free(t->step_io);
+    free(t->act);
+    free(t->grads);
+    free(t->params);
+    od_graph_shapes_clear(&t->shapes);
+    if (t->pool) pthreadpool_destroy(t->pool);
+    free(t);
+}
+
+int64_t od_trainer_batch(const od_trainer *t) { return t->opt.batch; }
+float *od_trainer_input(od_trainer *t) { return t->bufs[t->in_value].data; }
+int64_t od_trainer_input_count(const od_trainer *t) {
+    return t->bufs[t->in_value].count / t->opt.batch;
+}
+const float *od_trainer_output(const od_trainer *t) { return t->bufs[t->out_value].data; }
+int64_t od_trainer_classes(const od_trainer *t) { return t->bufs[t->out_value].count / t->opt.batch; }
+float *od_trainer_output_grad(od_trainer *t) { return t->bufs[t->out_value].grad; }
+int od_trainer_params(od_trainer *t, od_param **params_out) {
+    *params_out = t->params;
+    return t->n_params;
+}
+
+od_status od_trainer_forward(od_trainer *t, bool training, od_error *err) {
+    for (int i = 0; i < t->n_steps; i++) {
+        od_tstep *s = &t->steps[i];
+        s->training = training;
+        od_train_op_find(s->node->op_type)->forward(s);
+        s->calls++;
+    }
+    return OD_STATUS_OK;
+}
+
+od_status od_trainer_backward(od_trainer *t, od_error *err) {
+    /* zero every gradient but the output's, which the loss just wrote */
+    od_tbuf *outb = &t->bufs[t->out_value];
+    if (outb->grad >= t->grads && outb->grad < t->grads + t->grads_count + 1) {
+        size_t before = (size_t)(outb->grad - t->grads), after = before + (size_t)outb->count;
+        memset(t->grads, 0, before * sizeof(float));
+        memset(t->grads + after, 0, (t->grads_count - after) * sizeof(float));
+    }
+    for (int i = 0; i < t->n_params; i++) memset(t->params[i].grad, 0, sizeof(float) * (size_t)t->params[i].count);
+    for (int i = t->n_steps - 1; i >= 0; i--) {
+        od_tstep *s = &t->steps[i];
+        bool any = false;
+        for (int k = 0; k < s->n_in; k++)
+            if (s->in[k] && s->in[k]->grad) any = true;
+        if (any) od_train_op_find(s->node->op_type)->backward(s);
+    }
+    return OD_STATUS_OK;
+}

@@ -1,0 +1,310 @@
+/* Every training kernel's backward against central finite differences, table-driven.
+ * Each case is a graph X -> Mul(X, P0) -> op(...) -> Y with loss sum(Y * R): P0 makes the
+ * op's input gradient visible as a parameter gradient; the op's own weights are parameters. */
+#include "od_train.h"
+#include "onnx_distill.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng_state = 42;
+static float urand(void) { /* [-1, 1) */
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng_state >> 40) / (double)(1ull << 24)) * 2 - 1;
+}
+
+typedef struct builder {
+    od_model *m;
+    od_graph *g;
+} builder;
+
+static int add_value(builder *b, const char *name, int rank, const int64_t *dims) {
+    int v = od_graph_intern_value(b->g, name);
+    od_value *val = &b->g->values[v];
+    val->dtype = OD_DTYPE_FLOAT;
+    val->rank = rank;
+    val->has_type = true;
+    for (int d = 0; d < rank; d++) val->dims[d].value = dims[d];
+    return v;
+}
+
+static int add_init(builder *b, const char *name, int rank, const int64_t *dims, float lo, float hi) {
+    int v = od_graph_intern_value(b->g, name);
+    od_tensor *t = od_tensor_create(name, OD_DTYPE_FLOAT, rank, dims, NULL);
+    float *p = t->data;
+    for (int64_t i = 0; i < od_tensor_count(t); i++) p[i] = lo + (hi - lo) * (urand() + 1) / 2;
+    b->g->values[v].init = t;
+    b->g->values[v].dtype = OD_DTYPE_FLOAT;
+    b->g->inits = realloc(b->g->inits, sizeof(int) * (b->g->n_inits + 1));
+    b->g->inits[b->g->n_inits++] = v;
+    return v;
+}
+
+static int add_i64(builder *b, const char *name, int n, const int64_t *vals) {
+    int v = od_graph_intern_value(b->g, name);
+    int64_t d = n;
+    od_tensor *t = od_tensor_create(name, OD_DTYPE_INT64, 1, &d, NULL);
+    memcpy(t->data, vals, sizeof(int64_t) * n);
+    b->g->values[v].init = t;
+    b->g->values[v].dtype = OD_DTYPE_INT64;
+    b->g->inits = realloc(b->g->inits, sizeof(int) * (b->g->n_inits + 1));
+    b->g->inits[b->g->n_inits++] = v;
+    return v;
+}
+
+/* attrs: "name=i:3", "name=f:0.5", "name=is:1,2,3", "name=s:SAME_UPPER"; ins/outs NULL-terminated lists */
+static void add_node(builder *b, const char *op, const char *const *ins, const char *const *outs, const char *const *attrs) {
+    int ni = od_graph_add_node(b->g);
+    od_node *n = &b->g->nodes[ni];
+    static int counter;
+    char name[64];
+    snprintf(name, sizeof name, "%s_%d", op, counter++);
+    n->name = strdup(name);
+    n->op_type = strdup(op);
+    n->domain = strdup("");
+    for (; ins && ins[n->n_inputs]; n->n_inputs++);
+    for (; outs && outs[n->n_outputs]; n->n_outputs++);
+    n->inputs = calloc(n->n_inputs + 1, sizeof(int));
+    n->outputs = calloc(n->n_outputs + 1, sizeof(int));
+    for (int k = 0; k < n->n_inputs; k++) n->inputs[k] = *ins[k] ? od_graph_intern_value(b->g, ins[k]) : -1;
+    for (int k = 0; k < n->n_outputs; k++) n->outputs[k] = od_graph_intern_value(b->g, outs[k]);
+    int na = 0;
+    for (; attrs && attrs[na]; na++);
+    n->attrs = calloc(na + 1, sizeof(od_attr));
+    for (int a = 0; a < na; a++) {
+        od_attr *at = &n->attrs[n->n_attrs++];
+        const char *eq = strchr(attrs[a], '=');
+        at->name = strndup(attrs[a], (size_t)(eq - attrs[a]));
+        const char *val = strchr(eq, ':') + 1;
+        if (eq[1] == 'i' && eq[2] == ':') at->type = OD_ATTR_INT, at->i = atoll(val);
+        else if (eq[1] == 'f') at->type = OD_ATTR_FLOAT, at->f = (float)atof(val);
+        else if (eq[1] == 's') at->type = OD_ATTR_STRING, at->s.data = (uint8_t *)strdup(val), at->s.len = strlen(val);
+        else {
+            at->type = OD_ATTR_INTS;
+            at->ints = calloc(16, sizeof(int64_t));
+            for (const char *p = val; *p;) {
+                at->ints[at->count++] = strtoll(p, (char **)&p, 10);
+                if (*p == ',') p++;
+            }
+        }
+    }
+}
+
+static builder start(int rank, const int64_t *dims) {
+    builder b;
+    b.m = od_model_create();
+    b.g = &b.m->graph;
+    b.g->opset = 13;
+    int x = add_value(&b, "X", rank, dims);
+    b.g->inputs = malloc(sizeof(int));
+    b.g->inputs[b.g->n_inputs++] = x;
+    add_init(&b, "P0", rank, dims, 0.5f, 1.5f);
+    add_node(&b, "Mul", (const char *[]){"X", "P0", NULL}, (const char *[]){"H", NULL}, NULL);
+    return b;
+}
+
+static void finish(builder *b, const char *out) {
+    int y = od_graph_intern_value(b->g, out);
+    b->g->outputs = malloc(sizeof(int));
+    b->g->outputs[b->g->n_outputs++] = y;
+}
+
+static double loss_of(od_trainer *t, const float *r, int64_t n, bool training) {
+    od_trainer_forward(t, training, NULL);
+    const float *y = od_trainer_output(t);
+    double l = 0;
+    for (int64_t i = 0; i < n; i++) l += (double)y[i] * r[i];
+    return l;
+}
+
+static int passed, failed;
+
+/* Checks every parameter's gradient (a sample of up to 40 elements each). */
+static void check(const char *label, builder *b, bool training, int threads) {
+    od_error err = {0};
+    if (od_graph_check(b->g, &err)) {
+        printf("FAIL %s: graph: %s\n", label, err.message);
+        failed++;
+        return;
+    }
+    od_trainer *t = NULL;
+    int64_t batch = b->g->values[b->g->inputs[0]].dims[0].value;
+    if (od_trainer_create(b->g, &(od_trainer_options){.batch = batch, .threads = threads, .seed = 7}, &t, &err)) {
+        printf("FAIL %s: %s\n", label, err.message);
+        failed++;
+        return;
+    }
+    float *x = od_trainer_input(t);
+    for (int64_t i = 0; i < batch * od_trainer_input_count(t); i++) x[i] = urand();
+    int64_t n = batch * od_trainer_classes(t);
+    float *r = malloc(sizeof(float) * n);
+    for (int64_t i = 0; i < n; i++) r[i] = urand();
+    loss_of(t, r, n, training);
+    memcpy(od_trainer_output_grad(t), r, sizeof(float) * n);
+    od_trainer_backward(t, &err);
+    od_param *ps;
+    int np = od_trainer_params(t, &ps);
+    double worst = 0;
+    const char *worst_name = "";
+    for (int p = 0; p < np; p++) {
+        int64_t step = ps[p].count > 40 ? ps[p].count / 40 : 1;
+        float *analytic = malloc(sizeof(float) * ps[p].count);
+        memcpy(analytic, ps[p].grad, sizeof(float) * ps[p].count);
+        for (int64_t i = 0; i < ps[p].count; i += step) {
+            float keep = ps[p].data[i], h = 1e-3f * fmaxf(1.0f, fabsf(keep));
+            ps[p].data[i] = keep + h;
+            double lp = loss_of(t, r, n, training);
+            ps[p].data[i] = keep - h;
+            double lm = loss_of(t, r, n, training);
+            ps[p].data[i] = keep;
+            double numeric = (lp - lm) / (2.0 * h);
+            double e = fabs(numeric - analytic[i]) / fmax(1.0, fabs(numeric));
+            if (e > worst) worst = e, worst_name = ps[p].name;
+        }
+        free(analytic);
+    }
+    bool ok = worst < 2e-2;
+    printf("%s %s (threads %d): worst relative error %.2e%s%s\n", ok ? "PASS" : "FAIL", label, threads, worst,
+           ok ? "" : " in ", ok ? "" : worst_name);
+    ok ? passed++ : failed++;
+    free(r);
+    od_trainer_destroy(t);
+}
+
+#define IN(...) (const char *[]){__VA_ARGS__, NULL}
+#define AT(...) (const char *[]){__VA_ARGS__, NULL}
+#define D(...) (int64_t[]){__VA_ARGS__}
+
+static void run_case(const char *label, int rank, const int64_t *dims, void (*build)(builder *), bool training) {
+    for (int threads = 1; threads <= 2; threads++) {
+        rng_state = 42;
+        builder b = start(rank, dims);
+        build(&b);
+        check(label, &b, training, threads);
+        od_model_destroy(b.m);
+    }
+}
+
+static void b_conv(builder *b) {
+    add_init(b, "W", 4, D(4, 3, 3, 3), -0.5f, 0.5f);
+    add_init(b, "B", 1, D(4), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W", "B"), IN("Y"), AT("pads=is:1,1,1,1", "strides=is:2,2"));
+    finish(b, "Y");
+}
+static void b_conv_group(builder *b) {
+    add_init(b, "W", 4, D(6, 1, 3, 3), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W"), IN("Y"), AT("group=i:3", "pads=is:1,1,1,1", "dilations=is:2,2"));
+    finish(b, "Y");
+}
+static void b_conv1x1(builder *b) {
+    add_init(b, "W", 4, D(5, 3, 1, 1), -0.5f, 0.5f);
+    add_init(b, "B", 1, D(5), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W", "B"), IN("Y"), NULL);
+    finish(b, "Y");
+}
+static void b_gemm(builder *b) {
+    add_init(b, "W", 2, D(4, 6), -0.5f, 0.5f);
+    add_init(b, "C", 1, D(4), -0.5f, 0.5f);
+    add_node(b, "Gemm", IN("H", "W", "C"), IN("Y"), AT("transB=i:1", "alpha=f:0.7", "beta=f:1.3"));
+    finish(b, "Y");
+}
+static void b_matmul(builder *b) {
+    add_init(b, "W", 2, D(6, 3), -0.5f, 0.5f);
+    add_init(b, "C", 1, D(3), -0.5f, 0.5f);
+    add_node(b, "MatMul", IN("H", "W"), IN("T"), NULL);
+    add_node(b, "Add", IN("T", "C"), IN("Y"), NULL);
+    finish(b, "Y");
+}
+static void b_bn(builder *b) {
+    add_init(b, "S", 1, D(3), 0.5f, 1.5f);
+    add_init(b, "B", 1, D(3), -0.5f, 0.5f);
+    add_init(b, "M", 1, D(3), -0.1f, 0.1f);
+    add_init(b, "V", 1, D(3), 0.5f, 1.5f);
+    add_node(b, "BatchNormalization", IN("H", "S", "B", "M", "V"), IN("Y"), AT("epsilon=f:0.001"));
+    finish(b, "Y");
+}
+static const char *act_op;
+static void b_act(builder *b) {
+    if (!strcmp(act_op, "Clip")) {
+        add_init(b, "lo", 0, NULL, -0.3f, -0.3f);
+        add_init(b, "hi", 0, NULL, 0.6f, 0.6f);
+        add_node(b, "Clip", IN("H", "lo", "hi"), IN("Y"), NULL);
+    } else {
+        add_node(b, act_op, IN("H"), IN("Y"), !strcmp(act_op, "LeakyRelu") ? AT("alpha=f:0.1") : NULL);
+    }
+    finish(b, "Y");
+}
+static void b_maxpool(builder *b) {
+    add_node(b, "MaxPool", IN("H"), IN("Y"), AT("kernel_shape=is:2,2", "strides=is:2,2"));
+    finish(b, "Y");
+}
+static void b_avgpool(builder *b) {
+    add_node(b, "AveragePool", IN("H"), IN("Y"), AT("kernel_shape=is:3,3", "strides=is:2,2", "pads=is:1,1,1,1", "count_include_pad=i:1"));
+    finish(b, "Y");
+}
+static void b_avgpool_ex(builder *b) {
+    add_node(b, "AveragePool", IN("H"), IN("Y"), AT("kernel_shape=is:3,3", "pads=is:1,1,1,1"));
+    finish(b, "Y");
+}
+static void b_gap(builder *b) {
+    add_node(b, "GlobalAveragePool", IN("H"), IN("Y"), NULL);
+    finish(b, "Y");
+}
+static void b_add_bcast(builder *b) {
+    add_init(b, "C", 3, D(3, 1, 1), -0.5f, 0.5f);
+    add_node(b, "Add", IN("H", "C"), IN("T"), NULL);
+    add_node(b, "Mul", IN("T", "T"), IN("Y"), NULL); /* a value used twice: gradients add */
+    finish(b, "Y");
+}
+static void b_mul_bcast(builder *b) {
+    add_init(b, "C", 1, D(5), -0.5f, 0.5f);
+    add_node(b, "Mul", IN("H", "C"), IN("T"), NULL);
+    add_node(b, "Sub", IN("T", "H"), IN("Y"), NULL);
+    finish(b, "Y");
+}
+static void b_flatten_gemm(builder *b) {
+    add_init(b, "W", 2, D(48, 4), -0.5f, 0.5f);
+    add_node(b, "Flatten", IN("H"), IN("F"), NULL);
+    add_node(b, "Gemm", IN("F", "W"), IN("Y"), NULL);
+    finish(b, "Y");
+}
+static void b_reshape_concat(builder *b) {
+    add_i64(b, "shape", 2, D(0, -1));
+    add_init(b, "Q", 2, D(2, 7), -0.5f, 0.5f);
+    add_node(b, "Reshape", IN("H", "shape"), IN("F"), NULL);
+    add_node(b, "Concat", IN("F", "Q", "F"), IN("Y"), AT("axis=i:1"));
+    finish(b, "Y");
+}
+static void b_dropout(builder *b) {
+    add_node(b, "Dropout", IN("H"), IN("Y"), NULL);
+    finish(b, "Y");
+}
+
+int main(void) {
+    run_case("Conv stride 2 pad 1 + bias", 4, D(2, 3, 7, 6), b_conv, true);
+    run_case("Conv group 3 dilation 2", 4, D(2, 3, 6, 6), b_conv_group, true);
+    run_case("Conv 1x1", 4, D(2, 3, 4, 4), b_conv1x1, true);
+    run_case("Gemm transB alpha beta", 2, D(3, 6), b_gemm, true);
+    run_case("MatMul + Add", 3, D(2, 4, 6), b_matmul, true);
+    run_case("BatchNormalization training", 4, D(4, 3, 3, 3), b_bn, true);
+    run_case("BatchNormalization eval", 4, D(4, 3, 3, 3), b_bn, false);
+    const char *acts[] = {"Relu", "LeakyRelu", "Elu", "Clip", "HardSwish", "Sigmoid", "Tanh"};
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) {
+        act_op = acts[i];
+        run_case(acts[i], 4, D(2, 3, 4, 5), b_act, true);
+    }
+    run_case("MaxPool 2x2", 4, D(2, 3, 6, 6), b_maxpool, true);
+    run_case("AveragePool include pad", 4, D(2, 3, 6, 5), b_avgpool, true);
+    run_case("AveragePool exclude pad", 4, D(2, 3, 5, 5), b_avgpool_ex, true);
+    run_case("GlobalAveragePool", 4, D(2, 3, 4, 5), b_gap, true);
+    run_case("Add broadcast, value used twice", 4, D(2, 3, 2, 2), b_add_bcast, true);
+    run_case("Mul broadcast, Sub", 4, D(2, 3, 4, 5), b_mul_bcast, true);
+    run_case("Flatten + Gemm", 4, D(2, 3, 4, 4), b_flatten_gemm, true);
+    run_case("Reshape + Concat", 4, D(2, 3, 2, 2), b_reshape_concat, true);
+    run_case("Dropout eval", 4, D(2, 3, 2, 2), b_dropout, false);
+    printf("gradcheck: %d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
