@@ -136,9 +136,12 @@ od_status od_npy_read(const char *path, od_tensor *out, od_error *err) {
         if (strcmp(key, "descr") == 0) {
             if (!od_npy_string(&s, descr, sizeof descr)) goto bad_header;
         } else if (strcmp(key, "fortran_order") == 0) {
-            if (od_npy_word(&s, "True")) fortran = 1;
-            else if (od_npy_word(&s, "False")) fortran = 0;
-            else goto bad_header;
+            if (od_npy_word(&s, "True"))
+                fortran = 1;
+            else if (od_npy_word(&s, "False"))
+                fortran = 0;
+            else
+                goto bad_header;
         } else if (strcmp(key, "shape") == 0) {
             if (!od_npy_shape(&s, &rank, dims, &too_many)) {
                 if (too_many) {

@@ -42,4 +42,8 @@ od_status od_npy_write(const char *path, const od_tensor *t, od_error *err);
 od_status od_tensor_file_read(const char *path, od_tensor *out, od_error *err);
 od_status od_tensor_file_write(const char *path, const od_tensor *t, od_error *err);
 
+#include "od_dataset.h" /* datasets: IDX, CIFAR, NPZ */
+#include "od_shrink.h"  /* the student builder */
+#include "od_distill.h" /* distillation and evaluation */
+
 #endif

@@ -34,7 +34,9 @@ static od_status od_oom(od_error *err) {
 }
 
 /* strdup that maps NULL to "" (names the IR never leaves NULL). */
-static char *od_dup0(const char *s) { return strdup(s ? s : ""); }
+static char *od_dup0(const char *s) {
+    return strdup(s ? s : "");
+}
 
 /* ---- files ------------------------------------------------------------------ */
 
@@ -69,8 +71,8 @@ od_status od_file_read(const char *path, od_bytes *out, od_error *err) {
               : 65536;
     buf = malloc(cap);
     if (!buf) {
-        st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "%s: out of memory reading %zu bytes",
-                          path, cap);
+        st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "%s: out of memory reading %zu bytes", path,
+                          cap);
         goto cleanup;
     }
     for (;;) {
@@ -280,8 +282,8 @@ static od_status od_read_external(const Onnx__TensorProto *tp, const char *label
         ssize_t r = pread(fd, buf + got, need - got, (off_t)(offset + (int64_t)got));
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
-            st = od_error_set(err, OD_STATUS_IO, "%s: external data file \"%s\": %s", label,
-                              full, r < 0 ? strerror(errno) : "file shrank while reading");
+            st = od_error_set(err, OD_STATUS_IO, "%s: external data file \"%s\": %s", label, full,
+                              r < 0 ? strerror(errno) : "file shrank while reading");
             goto cleanup;
         }
         got += (size_t)r;
@@ -329,12 +331,13 @@ static od_status od_dec_tensor(Onnx__TensorProto *tp, const char *label, const c
         return od_error_set(err, OD_STATUS_INVALID_MODEL, "%s is too large (%" PRId64 " elements)",
                             label, count);
     size_t need = (size_t)count * esize;
-    bool external = tp->has_data_location &&
-                    tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+    bool external =
+        tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
 
     out->dtype = dt;
     out->rank = (int)tp->n_dims;
-    for (size_t i = 0; i < tp->n_dims; i++) out->dims[i] = tp->dims[i];
+    for (size_t i = 0; i < tp->n_dims; i++)
+        out->dims[i] = tp->dims[i];
     out->name = od_dup0(tp->name);
     if (!out->name) goto oom;
 
@@ -373,9 +376,8 @@ static od_status od_dec_tensor(Onnx__TensorProto *tp, const char *label, const c
     }
     if (tp->has_raw_data) {
         if (tp->raw_data.len != need) {
-            st = od_error_set(err, OD_STATUS_INVALID_MODEL,
-                              "%s holds %zu bytes, its dims need %zu", label, tp->raw_data.len,
-                              need);
+            st = od_error_set(err, OD_STATUS_INVALID_MODEL, "%s holds %zu bytes, its dims need %zu",
+                              label, tp->raw_data.len, need);
             goto fail;
         }
         if (need && tp->raw_data.data) {
@@ -391,62 +393,38 @@ static od_status od_dec_tensor(Onnx__TensorProto *tp, const char *label, const c
         return OD_STATUS_OK;
     }
 
-    /* The typed fields: each dtype has one, at its own width or wider. */
+    /* The typed fields: each dtype has one, at its own width or wider. Counts are checked
+     * before allocating, so that dims claiming petabytes cost nothing. */
     size_t have, want = (size_t)count;
-    out->data = malloc(need ? need : 1);
-    if (!out->data) goto oom;
-    out->nbytes = need;
-    uint8_t *d = out->data;
     switch (dt) {
     case OD_DTYPE_FLOAT:
-    case OD_DTYPE_COMPLEX64:
-        want *= dt == OD_DTYPE_COMPLEX64 ? 2 : 1;
         have = tp->n_float_data;
-        if (have == want && need) memcpy(d, tp->float_data, need);
+        break;
+    case OD_DTYPE_COMPLEX64:
+        have = tp->n_float_data, want *= 2;
         break;
     case OD_DTYPE_DOUBLE:
-    case OD_DTYPE_COMPLEX128:
-        want *= dt == OD_DTYPE_COMPLEX128 ? 2 : 1;
         have = tp->n_double_data;
-        if (have == want && need) memcpy(d, tp->double_data, need);
+        break;
+    case OD_DTYPE_COMPLEX128:
+        have = tp->n_double_data, want *= 2;
         break;
     case OD_DTYPE_INT64:
         have = tp->n_int64_data;
-        if (have == want && need) memcpy(d, tp->int64_data, need);
-        break;
-    case OD_DTYPE_UINT64:
-        have = tp->n_uint64_data;
-        if (have == want && need) memcpy(d, tp->uint64_data, need);
         break;
     case OD_DTYPE_UINT32:
+    case OD_DTYPE_UINT64:
         have = tp->n_uint64_data;
-        if (have == want)
-            for (size_t i = 0; i < want; i++) {
-                uint32_t v = (uint32_t)tp->uint64_data[i];
-                memcpy(d + 4 * i, &v, 4);
-            }
         break;
     case OD_DTYPE_INT32:
-        have = tp->n_int32_data;
-        if (have == want && need) memcpy(d, tp->int32_data, need);
-        break;
     case OD_DTYPE_INT16:
     case OD_DTYPE_UINT16:
     case OD_DTYPE_FLOAT16: /* FLOAT16 and BFLOAT16 keep their bit patterns in int32_data */
     case OD_DTYPE_BFLOAT16:
-        have = tp->n_int32_data;
-        if (have == want)
-            for (size_t i = 0; i < want; i++) {
-                uint16_t v = (uint16_t)(uint32_t)tp->int32_data[i];
-                memcpy(d + 2 * i, &v, 2);
-            }
-        break;
     case OD_DTYPE_INT8:
     case OD_DTYPE_UINT8:
     case OD_DTYPE_BOOL:
         have = tp->n_int32_data;
-        if (have == want)
-            for (size_t i = 0; i < want; i++) d[i] = (uint8_t)(uint32_t)tp->int32_data[i];
         break;
     default:
         st = od_error_set(err, OD_STATUS_UNSUPPORTED, "%s has element type %s (not supported)",
@@ -457,6 +435,38 @@ static od_status od_dec_tensor(Onnx__TensorProto *tp, const char *label, const c
         st = od_error_set(err, OD_STATUS_INVALID_MODEL, "%s holds %zu values, its dims need %zu",
                           label, have, want);
         goto fail;
+    }
+    out->data = malloc(need ? need : 1);
+    if (!out->data) goto oom;
+    out->nbytes = need;
+    uint8_t *d = out->data;
+    switch (esize) {
+    case 1:
+        for (size_t i = 0; i < want; i++)
+            d[i] = (uint8_t)(uint32_t)tp->int32_data[i];
+        break;
+    case 2:
+        for (size_t i = 0; i < want; i++) {
+            uint16_t v = (uint16_t)(uint32_t)tp->int32_data[i];
+            memcpy(d + 2 * i, &v, 2);
+        }
+        break;
+    default:
+        if (dt == OD_DTYPE_UINT32) {
+            for (size_t i = 0; i < want; i++) {
+                uint32_t v = (uint32_t)tp->uint64_data[i];
+                memcpy(d + 4 * i, &v, 4);
+            }
+        } else if (need) { /* the field has the element's width: copy as is */
+            const void *src =
+                dt == OD_DTYPE_FLOAT || dt == OD_DTYPE_COMPLEX64     ? (const void *)tp->float_data
+                : dt == OD_DTYPE_DOUBLE || dt == OD_DTYPE_COMPLEX128 ? (const void *)tp->double_data
+                : dt == OD_DTYPE_INT64                               ? (const void *)tp->int64_data
+                : dt == OD_DTYPE_UINT64                              ? (const void *)tp->uint64_data
+                                                                     : (const void *)tp->int32_data;
+            memcpy(d, src, need);
+        }
+        break;
     }
     return OD_STATUS_OK;
 oom:
@@ -484,8 +494,9 @@ static void od_value_clear_type(od_value *v) {
 /* Sets v's declared type from a ValueInfoProto's type; what says where it was declared. */
 static od_status od_dec_type(od_value *v, const Onnx__TypeProto *tp, const char *what,
                              od_error *err) {
-    od_value_clear_type(v);
+    /* No type here keeps one declared elsewhere (an output named like an input, say). */
     if (!tp || tp->value_case == ONNX__TYPE_PROTO__VALUE__NOT_SET) return OD_STATUS_OK;
+    od_value_clear_type(v);
     v->has_type = true;
     if (tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE) {
         /* sequence, map, optional, sparse tensor: kept packed for encode to write back */
@@ -507,8 +518,8 @@ static od_status od_dec_type(od_value *v, const Onnx__TypeProto *tp, const char 
     }
     if (!tt->shape) return OD_STATUS_OK;
     if (tt->shape->n_dim > OD_MAX_RANK)
-        return od_error_set(err, OD_STATUS_UNSUPPORTED, "%s \"%s\" has rank %zu (at most %d)",
-                            what, v->name, tt->shape->n_dim, OD_MAX_RANK);
+        return od_error_set(err, OD_STATUS_UNSUPPORTED, "%s \"%s\" has rank %zu (at most %d)", what,
+                            v->name, tt->shape->n_dim, OD_MAX_RANK);
     v->rank = (int)tt->shape->n_dim;
     for (int d = 0; d < v->rank; d++) {
         const Onnx__TensorShapeProto__Dimension *dim = tt->shape->dim[d];
@@ -573,8 +584,12 @@ static od_status od_dec_attr(od_attr *a, Onnx__AttributeProto *ap, const char *n
     a->type = (od_attr_type)type;
     if (a->ref_attr_name) return OD_STATUS_OK; /* a reference carries no value */
     switch (type) {
-    case OD_ATTR_FLOAT: a->f = ap->f; break;
-    case OD_ATTR_INT: a->i = ap->i; break;
+    case OD_ATTR_FLOAT:
+        a->f = ap->f;
+        break;
+    case OD_ATTR_INT:
+        a->i = ap->i;
+        break;
     case OD_ATTR_STRING:
         a->s.data = malloc(ap->s.len ? ap->s.len : 1);
         if (!a->s.data) return od_oom(err);
@@ -693,8 +708,7 @@ static od_status od_dec_node(od_graph *g, Onnx__NodeProto *np, size_t pos, const
         if (!n->attrs) return od_oom(err);
         n->n_attrs = (int)np->n_attribute; /* zeroed entries free cleanly on failure */
         for (size_t i = 0; i < np->n_attribute; i++) {
-            if ((st = od_dec_attr(&n->attrs[i], np->attribute[i], label, base_dir, err)))
-                return st;
+            if ((st = od_dec_attr(&n->attrs[i], np->attribute[i], label, base_dir, err))) return st;
             for (size_t j = 0; j < i; j++)
                 if (strcmp(n->attrs[j].name, n->attrs[i].name) == 0)
                     return od_error_set(err, OD_STATUS_INVALID_MODEL,
@@ -716,11 +730,11 @@ static od_status od_dec_graph(od_graph *g, Onnx__GraphProto *gp, const char *bas
         gp->n_initializer > INT_MAX / 2 || gp->n_value_info > INT_MAX / 2)
         return od_error_set(err, OD_STATUS_UNSUPPORTED, "the graph is too large");
     if (gp->n_sparse_initializer)
-        return od_error_set(err, OD_STATUS_UNSUPPORTED,
-                            "sparse initializer \"%s\" is not supported",
-                            gp->sparse_initializer[0]->values && gp->sparse_initializer[0]->values->name
-                                ? gp->sparse_initializer[0]->values->name
-                                : "");
+        return od_error_set(
+            err, OD_STATUS_UNSUPPORTED, "sparse initializer \"%s\" is not supported",
+            gp->sparse_initializer[0]->values && gp->sparse_initializer[0]->values->name
+                ? gp->sparse_initializer[0]->values->name
+                : "");
 
     if (gp->n_input && !(g->inputs = malloc(sizeof(int) * gp->n_input))) return od_oom(err);
     if (gp->n_output && !(g->outputs = malloc(sizeof(int) * gp->n_output))) return od_oom(err);
@@ -871,7 +885,15 @@ od_status od_tensor_decode(const void *data, size_t len, od_tensor *out, od_erro
                             "sequence, map or optional?)");
     char label[OD_LABEL_SIZE];
     snprintf(label, sizeof label, "tensor \"%s\"", tp->name ? tp->name : "");
-    od_status st = od_dec_tensor(tp, label, NULL, out, err);
+    od_status st;
+    /* A SequenceProto or OptionalProto read as a TensorProto puts its elements in field 3,
+     * the segment: say what it most likely is. */
+    if (tp->segment)
+        st = od_error_set(err, OD_STATUS_UNSUPPORTED,
+                          "not a plain tensor (sequence or optional data, or a tensor segment): "
+                          "not supported");
+    else
+        st = od_dec_tensor(tp, label, NULL, out, err);
     onnx__tensor_proto__free_unpacked(tp, NULL);
     return st;
 }
@@ -901,7 +923,8 @@ static void od_enc_take_back(od_enc *e) {
     e->n_lent = e->cap_lent = 0;
 }
 
-static char *od_enc_dup(od_enc *e, const char *s, bool *failed) {
+/* strdup that keeps NULL and records a failure in *failed, to check once after a batch. */
+static char *od_enc_dup(const char *s, bool *failed) {
     if (!s) return NULL;
     char *d = strdup(s);
     if (!d) *failed = true;
@@ -922,8 +945,8 @@ static Onnx__TensorProto *od_enc_tensor(od_enc *e, const od_tensor *t, const cha
     }
     int64_t count = od_dims_count(t->rank, t->dims);
     size_t esize = t->dtype == OD_DTYPE_STRING ? sizeof(od_bytes) : od_dtype_size(t->dtype);
-    if (count < 0 || (uint64_t)count > SIZE_MAX / esize ||
-        (size_t)count * esize != t->nbytes || (t->nbytes && !t->data)) {
+    if (count < 0 || (uint64_t)count > SIZE_MAX / esize || (size_t)count * esize != t->nbytes ||
+        (t->nbytes && !t->data)) {
         od_error_set(e->err, OD_STATUS_INVALID_ARGUMENT,
                      "%s holds %zu bytes, its dims need %" PRId64 " elements of %zu", label,
                      t->nbytes, count, esize);
@@ -951,7 +974,7 @@ static Onnx__TensorProto *od_enc_tensor(od_enc *e, const od_tensor *t, const cha
     }
     tp->has_data_type = 1;
     tp->data_type = (int32_t)t->dtype;
-    if (name && *name) tp->name = od_enc_dup(e, name, &failed);
+    if (name && *name) tp->name = od_enc_dup(name, &failed);
     if (t->dtype == OD_DTYPE_STRING && count > 0) {
         tp->string_data = malloc(sizeof *tp->string_data * (size_t)count);
         if (!tp->string_data) failed = true;
@@ -1055,7 +1078,7 @@ static Onnx__ValueInfoProto *od_enc_value_info(od_enc *e, const od_graph *g, int
     if (!vi) goto oom;
     onnx__value_info_proto__init(vi);
     bool failed = false;
-    vi->name = od_enc_dup(e, v->name, &failed);
+    vi->name = od_enc_dup(v->name, &failed);
     if (failed) {
         onnx__value_info_proto__free_unpacked(vi, NULL);
         goto oom;
@@ -1091,7 +1114,7 @@ static Onnx__AttributeProto *od_enc_attr(od_enc *e, const od_attr *a, const char
         }
         if (a->name && (!ap->name || strcmp(ap->name, a->name) != 0)) { /* renamed since */
             free(ap->name);
-            ap->name = od_enc_dup(e, a->name, &failed);
+            ap->name = od_enc_dup(a->name, &failed);
             if (failed) goto oom;
         }
         return ap;
@@ -1101,8 +1124,8 @@ static Onnx__AttributeProto *od_enc_attr(od_enc *e, const od_attr *a, const char
     ap = malloc(sizeof *ap);
     if (!ap) goto oom;
     onnx__attribute_proto__init(ap);
-    ap->name = od_enc_dup(e, a->name ? a->name : "", &failed);
-    ap->ref_attr_name = od_enc_dup(e, a->ref_attr_name, &failed);
+    ap->name = od_enc_dup(a->name ? a->name : "", &failed);
+    ap->ref_attr_name = od_enc_dup(a->ref_attr_name, &failed);
     ap->has_type = 1;
     ap->type = (Onnx__AttributeProto__AttributeType)a->type;
     if (failed) goto oom;
@@ -1187,8 +1210,7 @@ fail:
 }
 
 /* Node input and output names; -1 is written as "" (an omitted optional one). */
-static bool od_enc_names(od_enc *e, const od_graph *g, int n, const int *idx, char ***out,
-                         size_t *n_out) {
+static bool od_enc_names(const od_graph *g, int n, const int *idx, char ***out, size_t *n_out) {
     if (n <= 0) return true;
     *out = malloc(sizeof **out * (size_t)n);
     if (!*out) return false;
@@ -1213,20 +1235,20 @@ static Onnx__NodeProto *od_enc_node(od_enc *e, const od_graph *g, const od_node 
         }
     for (int i = 0; i < n->n_outputs; i++)
         if (n->outputs[i] < -1 || n->outputs[i] >= g->n_values) {
-            od_error_set(e->err, OD_STATUS_INVALID_ARGUMENT, "%s: output %d is out of range",
-                         label, i);
+            od_error_set(e->err, OD_STATUS_INVALID_ARGUMENT, "%s: output %d is out of range", label,
+                         i);
             return NULL;
         }
     Onnx__NodeProto *np = malloc(sizeof *np);
     if (!np) goto oom;
     onnx__node_proto__init(np);
     bool failed = false;
-    if (n->name && *n->name) np->name = od_enc_dup(e, n->name, &failed);
-    np->op_type = od_enc_dup(e, n->op_type ? n->op_type : "", &failed);
-    if (n->domain && *n->domain) np->domain = od_enc_dup(e, n->domain, &failed);
-    np->doc_string = od_enc_dup(e, n->doc_string, &failed);
-    if (failed || !od_enc_names(e, g, n->n_inputs, n->inputs, &np->input, &np->n_input) ||
-        !od_enc_names(e, g, n->n_outputs, n->outputs, &np->output, &np->n_output))
+    if (n->name && *n->name) np->name = od_enc_dup(n->name, &failed);
+    np->op_type = od_enc_dup(n->op_type ? n->op_type : "", &failed);
+    if (n->domain && *n->domain) np->domain = od_enc_dup(n->domain, &failed);
+    np->doc_string = od_enc_dup(n->doc_string, &failed);
+    if (failed || !od_enc_names(g, n->n_inputs, n->inputs, &np->input, &np->n_input) ||
+        !od_enc_names(g, n->n_outputs, n->outputs, &np->output, &np->n_output))
         goto oom;
     if (n->n_attrs > 0) {
         np->attribute = malloc(sizeof *np->attribute * (size_t)n->n_attrs);
@@ -1252,8 +1274,8 @@ static od_status od_enc_graph(od_enc *e, const od_graph *g, Onnx__GraphProto *gp
     bool failed = false;
     bool *listed = NULL;
     /* ONNX requires a graph name: give one to graphs built in memory without */
-    gp->name = od_enc_dup(e, g->name && *g->name ? g->name : "graph", &failed);
-    gp->doc_string = od_enc_dup(e, g->doc_string, &failed);
+    gp->name = od_enc_dup(g->name && *g->name ? g->name : "graph", &failed);
+    gp->doc_string = od_enc_dup(g->doc_string, &failed);
     if (failed) goto oom;
     if (g->n_nodes > 0) {
         gp->node = malloc(sizeof *gp->node * (size_t)g->n_nodes);
@@ -1274,9 +1296,9 @@ static od_status od_enc_graph(od_enc *e, const od_graph *g, Onnx__GraphProto *gp
         for (int i = 0; i < g->n_inits; i++) {
             int k = g->inits[i];
             if (k < 0 || k >= g->n_values || !g->values[k].init || listed[k]) {
-                st = od_error_set(e->err, OD_STATUS_INVALID_ARGUMENT,
-                                  "initializer #%d (value %d) has no data or is listed twice", i,
-                                  k);
+                st =
+                    od_error_set(e->err, OD_STATUS_INVALID_ARGUMENT,
+                                 "initializer #%d (value %d) has no data or is listed twice", i, k);
                 goto cleanup;
             }
             listed[k] = true;
@@ -1335,8 +1357,7 @@ static od_status od_enc_pack(const ProtobufCMessage *msg, od_bytes *out, od_erro
                             "the encoding is %zu bytes, over protobuf's 2 GiB limit", size);
     out->data = malloc(size ? size : 1);
     if (!out->data)
-        return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory packing %zu bytes",
-                            size);
+        return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory packing %zu bytes", size);
     out->len = protobuf_c_message_pack(msg, out->data);
     return OD_STATUS_OK;
 }
@@ -1360,22 +1381,27 @@ od_status od_model_encode(const od_model *m, od_bytes *out, od_error *err) {
         mp->has_model_version = 1;
         mp->model_version = m->model_version;
     }
-    mp->producer_name = od_enc_dup(&e, m->producer_name, &failed);
-    mp->producer_version = od_enc_dup(&e, m->producer_version, &failed);
-    mp->domain = od_enc_dup(&e, m->domain, &failed);
-    mp->doc_string = od_enc_dup(&e, m->doc_string, &failed);
+    mp->producer_name = od_enc_dup(m->producer_name, &failed);
+    mp->producer_version = od_enc_dup(m->producer_version, &failed);
+    mp->domain = od_enc_dup(m->domain, &failed);
+    mp->doc_string = od_enc_dup(m->doc_string, &failed);
     if (failed) goto oom;
-    if (m->n_opsets > 0) {
-        mp->opset_import = malloc(sizeof *mp->opset_import * (size_t)m->n_opsets);
+    /* A graph built in memory may carry its opset in graph.opset only: import it, since a
+     * model without a default-domain opset is invalid. */
+    bool add_default = m->graph.opset > 0 && od_model_opset(m, "") == 0;
+    int n_opsets = m->n_opsets + (add_default ? 1 : 0);
+    if (n_opsets > 0) {
+        mp->opset_import = malloc(sizeof *mp->opset_import * (size_t)n_opsets);
         if (!mp->opset_import) goto oom;
-        for (int i = 0; i < m->n_opsets; i++) {
+        for (int i = 0; i < n_opsets; i++) {
             Onnx__OperatorSetIdProto *o = malloc(sizeof *o);
             if (!o) goto oom;
             onnx__operator_set_id_proto__init(o);
             mp->opset_import[mp->n_opset_import++] = o;
-            o->domain = od_enc_dup(&e, m->opsets[i].domain ? m->opsets[i].domain : "", &failed);
+            const char *domain = i < m->n_opsets && m->opsets[i].domain ? m->opsets[i].domain : "";
+            o->domain = od_enc_dup(domain, &failed);
             o->has_version = 1;
-            o->version = m->opsets[i].version;
+            o->version = i < m->n_opsets ? m->opsets[i].version : m->graph.opset;
             if (failed) goto oom;
         }
     }
@@ -1387,8 +1413,8 @@ od_status od_model_encode(const od_model *m, od_bytes *out, od_error *err) {
             if (!kv) goto oom;
             onnx__string_string_entry_proto__init(kv);
             mp->metadata_props[mp->n_metadata_props++] = kv;
-            kv->key = od_enc_dup(&e, m->meta[i].key ? m->meta[i].key : "", &failed);
-            kv->value = od_enc_dup(&e, m->meta[i].value ? m->meta[i].value : "", &failed);
+            kv->key = od_enc_dup(m->meta[i].key ? m->meta[i].key : "", &failed);
+            kv->value = od_enc_dup(m->meta[i].value ? m->meta[i].value : "", &failed);
             if (failed) goto oom;
         }
     }

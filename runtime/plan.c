@@ -20,7 +20,12 @@
 
 static pthread_once_t xnn_once = PTHREAD_ONCE_INIT;
 static enum xnn_status xnn_init_status;
-static void xnn_init(void) { xnn_init_status = xnn_initialize(NULL); }
+void openblas_set_num_threads(int); /* cblas.h declares it; only this is needed here */
+/* We split work across threads ourselves; OpenBLAS threads on top would oversubscribe. */
+static void xnn_init(void) {
+    xnn_init_status = xnn_initialize(NULL);
+    openblas_set_num_threads(1);
+}
 
 /* ---- layout conversions (the planner's own steps) ------------------------- */
 

@@ -49,8 +49,11 @@ static bool is_float_param(const od_value *v) {
     return v->init && v->init->dtype == OD_DTYPE_FLOAT;
 }
 
+void openblas_set_num_threads(int);
+
 od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_trainer **out, od_error *err) {
     od_status st = OD_STATUS_OK;
+    openblas_set_num_threads(1); /* the kernels shard the batch over our own threads */
     *out = NULL;
     od_trainer *t = calloc(1, sizeof *t);
     if (!t) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");

@@ -50,7 +50,9 @@ static bool str_eq(const char *a, const char *b) {
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-static const char *s_or(const char *s) { return s ? s : "(null)"; }
+static const char *s_or(const char *s) {
+    return s ? s : "(null)";
+}
 
 static bool bytes_eq(const od_bytes *a, const od_bytes *b) {
     return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
@@ -309,7 +311,9 @@ done:
     od_bytes_free(&b2);
 }
 
-static int filter_visible(const struct dirent *d) { return d->d_name[0] != '.'; }
+static int filter_visible(const struct dirent *d) {
+    return d->d_name[0] != '.';
+}
 
 static void walk(const char *dir, int *n_models) {
     struct dirent **list;
@@ -321,7 +325,8 @@ static void walk(const char *dir, int *n_models) {
     char path[4096];
     od_model *m = NULL;
     bool has_model = false;
-    for (int i = 0; i < n; i++) has_model |= strcmp(list[i]->d_name, "model.onnx") == 0;
+    for (int i = 0; i < n; i++)
+        has_model |= strcmp(list[i]->d_name, "model.onnx") == 0;
     if (has_model) {
         m = roundtrip_model(dir);
         (*n_models)++;
@@ -353,7 +358,8 @@ static void walk(const char *dir, int *n_models) {
             }
         }
     }
-    for (int i = 0; i < n; i++) free(list[i]);
+    for (int i = 0; i < n; i++)
+        free(list[i]);
     free(list);
     od_model_destroy(m);
 }
@@ -557,7 +563,8 @@ static void check_typed_fields(void) {
 
     fixture_init(&f);
     f.w.n_dims = OD_MAX_RANK + 1;
-    for (int i = 0; i <= OD_MAX_RANK; i++) f.dims[i] = 1;
+    for (int i = 0; i <= OD_MAX_RANK; i++)
+        f.dims[i] = 1;
     check_decode_error(&f, NULL, OD_STATUS_UNSUPPORTED, "initializer \"w\" has rank 9",
                        "rank over the limit");
 
@@ -757,7 +764,8 @@ static void check_save(const char *tmp) {
     check(st == OD_STATUS_IO, "save into a missing folder", "%s", err.message);
     int entries = 0;
     DIR *d = opendir(dir);
-    for (struct dirent *e; d && (e = readdir(d));) entries += e->d_name[0] != '.';
+    for (struct dirent *e; d && (e = readdir(d));)
+        entries += e->d_name[0] != '.';
     if (d) closedir(d);
     check(entries == 1, "no temporary files left", "%d entries", entries);
     /* an IR that lost track of an initializer is refused, not written half-right */

@@ -126,3 +126,46 @@ const char *fmt_count(int64_t v, char *buf, size_t size) {
     buf[o] = 0;
     return buf;
 }
+
+static int parse_floats(const char *opt, const char *s, double lo, float *out, int *n_out) {
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", s);
+    int n = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        double d;
+        if (n == 16) return cli_fail("%s: at most 16 values", opt);
+        if (!cli_double(opt, t, lo, 1e9, &d)) return 1;
+        out[n++] = (float)d;
+    }
+    if (!n) return cli_fail("%s: no values", opt);
+    *n_out = n;
+    return 0;
+}
+
+int cli_preprocess_option(int argc, char **argv, int *i, cli_preprocess *p) {
+    const char *v;
+    if (cli_opt(argc, argv, i, "--scale", &v)) {
+        double d;
+        if (!cli_double("--scale", v, 1e-12, 1e12, &d)) return 1;
+        p->has_scale = true;
+        p->scale = (float)d;
+        return 0;
+    }
+    if (cli_opt(argc, argv, i, "--mean", &v)) return v ? parse_floats("--mean", v, -1e9, p->mean, &p->n_mean) : 1;
+    if (cli_opt(argc, argv, i, "--std", &v)) return v ? parse_floats("--std", v, 1e-12, p->std, &p->n_std) : 1;
+    return -1;
+}
+
+void cli_preprocess_apply(const cli_preprocess *p, od_preprocess *pre) {
+    if (p->has_scale) pre->scale = p->scale;
+    if (!p->n_mean && !p->n_std) return;
+    int n = p->n_mean > p->n_std ? p->n_mean : p->n_std;
+    float mean[16], std[16];
+    for (int c = 0; c < n; c++) {
+        mean[c] = p->n_mean ? p->mean[c < p->n_mean ? c : p->n_mean - 1] : pre->mean[pre->n_channels > 1 ? c : 0];
+        std[c] = p->n_std ? p->std[c < p->n_std ? c : p->n_std - 1] : pre->std[pre->n_channels > 1 ? c : 0];
+    }
+    pre->n_channels = n;
+    memcpy(pre->mean, mean, sizeof(float) * (size_t)n);
+    memcpy(pre->std, std, sizeof(float) * (size_t)n);
+}

@@ -21,6 +21,17 @@ bool cli_double(const char *opt, const char *s, double lo, double hi, double *ou
 /* "1,64" -> {1, 64}; returns count or -1 (message printed). */
 int cli_int_list(const char *opt, const char *s, long lo, long hi, long *out, int max);
 
+/* --scale F, --mean LIST, --std LIST: override the preprocessing a model's metadata gives. */
+typedef struct cli_preprocess {
+    bool has_scale;
+    float scale;
+    int n_mean, n_std;
+    float mean[16], std[16];
+} cli_preprocess;
+/* 0: argv[*i] was one of them (parsed); -1: not one of them; 1: bad value (message printed). */
+int cli_preprocess_option(int argc, char **argv, int *i, cli_preprocess *p);
+void cli_preprocess_apply(const cli_preprocess *p, od_preprocess *pre);
+
 /* Facts about a model for inspect, bench and reports. */
 typedef struct model_facts {
     size_t bytes;
@@ -35,5 +46,7 @@ const char *fmt_count(int64_t v, char *buf, size_t size);
 int cmd_inspect(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_distill(int argc, char **argv);
 
 #endif

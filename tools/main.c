@@ -11,6 +11,7 @@ static const struct {
     {"inspect", cmd_inspect, "size, opsets, inputs/outputs, ops, parameters and MACs of a model"},
     {"run", cmd_run, "run a model on .npy or .pb inputs, write its outputs"},
     {"bench", cmd_bench, "inference latency of models at several batch sizes and thread counts"},
+    {"eval", cmd_eval, "accuracy, per-class accuracy and confusion matrix on a labelled dataset"},
 };
 
 static void usage(FILE *f) {

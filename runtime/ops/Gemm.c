@@ -1,4 +1,5 @@
-/* Gemm, opsets 7-13: Y = alpha * A' * B' + beta * C, transA, transB, C broadcast to [M, N].
+/* Gemm, opsets 1-13: Y = alpha * A' * B' + beta * C, transA, transB, C (optional from opset 11)
+ * broadcast to [M, N] (the pre-7 `broadcast` attribute is not needed to read it).
  * A constant B (the usual Linear layer) runs on XNNPACK's fully-connected operator with alpha
  * folded into the weights and beta*C into its bias when C is per column; otherwise OpenBLAS's
  * sgemm. Backward: not yet. Layout: plain. */
@@ -26,20 +27,27 @@ static od_status gemm_infer(od_infer_ctx *c) {
     c->out[0].dims[1] = N;
     if (c->n_in > 2 && c->in[2]) {
         const od_shape_info *C = c->in[2];
-        if (C->dtype != OD_DTYPE_FLOAT || C->rank > 2)
-            return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "C must be a float of rank <= 2");
+        if (C->dtype != OD_DTYPE_FLOAT)
+            return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
+                                 "C has element type %s; only float is supported",
+                                 od_dtype_name(C->dtype));
+        if (C->rank > 2)
+            return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "C has rank %d; at most 2",
+                                 C->rank);
         int64_t want[2] = {M, N};
         for (int d = 0; d < C->rank; d++) {
             int64_t cd = C->dims[d], od = want[2 - C->rank + d];
             if (cd != 1 && cd != od)
-                return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "C does not broadcast to [%lld, %lld]",
-                                     (long long)M, (long long)N);
+                return od_node_error(c->err, OD_STATUS_SHAPE, c->node,
+                                     "C does not broadcast to [%lld, %lld]", (long long)M,
+                                     (long long)N);
         }
     }
     return OD_STATUS_OK;
 }
 
-static int64_t gemm_macs(const od_node *n, const od_shape_info *const *in, const od_shape_info *out) {
+static int64_t gemm_macs(const od_node *n, const od_shape_info *const *in,
+                         const od_shape_info *out) {
     bool ta = od_attr_int(n, "transA", 0);
     return out->dims[0] * out->dims[1] * in[0]->dims[!ta];
 }
@@ -78,7 +86,9 @@ static od_status gemm_prepare(od_step *s, od_error *err) {
     g->N = s->out[0]->dims[1];
     g->K = A->dims[!g->ta];
     size_t M = (size_t)g->M, N = (size_t)g->N, K = (size_t)g->K;
-    bool fc = B->constant && !g->ta && (!C || (C->constant && c_is_per_column(C)));
+    /* XNNPACK may read a little past A's end: only arena buffers leave room for that. */
+    bool fc = B->constant && !A->constant && !g->ta && K > 0 && N > 0 &&
+              (!C || (C->constant && c_is_per_column(C)));
     if (fc) {
         /* XNNPACK wants weights [N, K]: B' with alpha folded in. */
         float *w = malloc(sizeof(float) * N * K + 1), *bias = calloc(N + 1, sizeof(float));
@@ -89,14 +99,16 @@ static od_status gemm_prepare(od_step *s, od_error *err) {
         }
         const float *b = B->data;
         for (size_t j = 0; j < N; j++)
-            for (size_t k = 0; k < K; k++) w[j * K + k] = g->alpha * (g->tb ? b[j * K + k] : b[k * N + j]);
+            for (size_t k = 0; k < K; k++)
+                w[j * K + k] = g->alpha * (g->tb ? b[j * K + k] : b[k * N + j]);
         if (C) {
             const float *cd = C->data;
             size_t cn = (size_t)od_buf_count(C);
-            for (size_t j = 0; j < N; j++) bias[j] = g->beta * cd[cn == 1 ? 0 : j];
+            for (size_t j = 0; j < N; j++)
+                bias[j] = g->beta * cd[cn == 1 ? 0 : j];
         }
-        enum xnn_status r = xnn_create_fully_connected_nc_f32(K, N, K, N, w, bias, -INFINITY,
-                                                              INFINITY, 0, &g->xnn);
+        enum xnn_status r =
+            xnn_create_fully_connected_nc_f32(K, N, K, N, w, bias, -INFINITY, INFINITY, 0, &g->xnn);
         free(w);
         free(bias);
         od_status st = od_xnn_check(r, err, n, "create fully connected");
@@ -110,14 +122,17 @@ static od_status gemm_prepare(od_step *s, od_error *err) {
 /* out = beta * C broadcast to [M, N] */
 static void fill_c(const od_buf *C, float beta, float *out, size_t M, size_t N) {
     const float *c = C->data;
-    size_t r = C->rank == 2 ? (size_t)C->dims[0] : 1, k = C->rank >= 1 ? (size_t)C->dims[C->rank - 1] : 1;
+    size_t r = C->rank == 2 ? (size_t)C->dims[0] : 1,
+           k = C->rank >= 1 ? (size_t)C->dims[C->rank - 1] : 1;
     for (size_t i = 0; i < M; i++)
-        for (size_t j = 0; j < N; j++) out[i * N + j] = beta * c[(r == 1 ? 0 : i) * k + (k == 1 ? 0 : j)];
+        for (size_t j = 0; j < N; j++)
+            out[i * N + j] = beta * c[(r == 1 ? 0 : i) * k + (k == 1 ? 0 : j)];
 }
 
 static od_status gemm_run(od_step *s, od_error *err) {
     gemm_state *g = s->state;
-    if (g->xnn) return od_xnn_check(xnn_run_operator(g->xnn, s->pool), err, s->node, "run fully connected");
+    if (g->xnn)
+        return od_xnn_check(xnn_run_operator(g->xnn, s->pool), err, s->node, "run fully connected");
     const od_buf *A = s->in[0], *B = s->in[1], *C = s->n_in > 2 ? s->in[2] : NULL;
     float *Y = s->out[0]->data;
     int M = (int)g->M, N = (int)g->N, K = (int)g->K;
@@ -126,10 +141,18 @@ static od_status gemm_run(od_step *s, od_error *err) {
         fill_c(C, g->beta, Y, (size_t)M, (size_t)N);
         beta = 1.0f;
     }
+    if (K == 0 || M == 0 || N == 0) { /* sgemm refuses zero leading dims */
+        if (!C) memset(Y, 0, sizeof(float) * (size_t)M * (size_t)N);
+        return OD_STATUS_OK;
+    }
     cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans,
                 M, N, K, g->alpha, A->data, g->ta ? M : K, B->data, g->tb ? K : N, beta, Y, N);
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_Gemm = {.name = "Gemm", .infer = gemm_infer, .prepare = gemm_prepare,
-                               .run = gemm_run, .destroy = gemm_destroy, .macs = gemm_macs};
+const od_op_desc od_op_Gemm = {.name = "Gemm",
+                               .infer = gemm_infer,
+                               .prepare = gemm_prepare,
+                               .run = gemm_run,
+                               .destroy = gemm_destroy,
+                               .macs = gemm_macs};

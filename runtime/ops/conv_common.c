@@ -105,7 +105,8 @@ static void direct_task(void *ctx, size_t task) {
                     for (int64_t k2 = 0; k2 < ks[2]; k2++, kidx++) {
                         int64_t i2 = i1 < 0 ? -1 : in_index(p, 2, o2, k2);
                         if (i2 < 0) continue;
-                        const float *x = a->x + ((size_t)((n * in[0] + i0) * in[1] + i1) * in[2] + i2) * C;
+                        size_t pix = (size_t)((n * in[0] + i0) * in[1] + i1) * in[2] + i2;
+                        const float *x = a->x + pix * C;
                         for (size_t m = 0; m < M; m++) {
                             const float *xg = x + (m / Mg) * Cg, *w = a->w + (m * K + kidx) * Cg;
                             float acc = 0.0f;

@@ -12,9 +12,9 @@
 #define EW_CHUNK 16384 /* elements per task when splitting work across threads */
 
 typedef struct ew_bcast {
-    int rank, n_in;            /* rank >= 1 after merging */
-    int64_t dims[OD_MAX_RANK]; /* output's physical dims, merged */
-    int64_t rows;              /* product of all dims but the last */
+    int rank, n_in;                          /* rank >= 1 after merging */
+    int64_t dims[OD_MAX_RANK];               /* output's physical dims, merged */
+    int64_t rows;                            /* product of all dims but the last */
     int64_t strides[EW_MAX_IN][OD_MAX_RANK]; /* in elements; 0 where an input repeats */
 } ew_bcast;
 
@@ -29,7 +29,8 @@ static inline void ew_bcast_init(ew_bcast *b, const od_buf *out, int n_in, od_bu
     for (int k = 0; k < n_in; k++) {
         int64_t dims[OD_MAX_RANK], stride = 1;
         if (!in[k]) {
-            for (int d = 0; d < rank; d++) st[k][d] = 0;
+            for (int d = 0; d < rank; d++)
+                st[k][d] = 0;
             continue;
         }
         od_buf_phys_dims(in[k], dims);
@@ -50,31 +51,37 @@ static inline void ew_bcast_init(ew_bcast *b, const od_buf *out, int n_in, od_bu
         }
         if (merge) {
             b->dims[r - 1] *= od[d];
-            for (int k = 0; k < n_in; k++) b->strides[k][r - 1] = st[k][d];
+            for (int k = 0; k < n_in; k++)
+                b->strides[k][r - 1] = st[k][d];
         } else {
             b->dims[r] = od[d];
-            for (int k = 0; k < n_in; k++) b->strides[k][r] = st[k][d];
+            for (int k = 0; k < n_in; k++)
+                b->strides[k][r] = st[k][d];
             r++;
         }
     }
     if (r == 0) { /* a scalar, or all dims 1 */
         b->dims[0] = od_buf_count(out) ? 1 : 0;
-        for (int k = 0; k < n_in; k++) b->strides[k][0] = 0;
+        for (int k = 0; k < n_in; k++)
+            b->strides[k][0] = 0;
         r = 1;
     }
     b->rank = r;
     b->rows = 1;
-    for (int d = 0; d < r - 1; d++) b->rows *= b->dims[d];
+    for (int d = 0; d < r - 1; d++)
+        b->rows *= b->dims[d];
     if (b->dims[r - 1] == 0) b->rows = 0;
 }
 
 /* Offset of each input's first element in output row `row`. */
 static inline void ew_bcast_offsets(const ew_bcast *b, int64_t row, int64_t *off) {
-    for (int k = 0; k < b->n_in; k++) off[k] = 0;
+    for (int k = 0; k < b->n_in; k++)
+        off[k] = 0;
     for (int d = b->rank - 2; d >= 0; d--) {
         int64_t i = row % b->dims[d];
         row /= b->dims[d];
-        for (int k = 0; k < b->n_in; k++) off[k] += i * b->strides[k][d];
+        for (int k = 0; k < b->n_in; k++)
+            off[k] += i * b->strides[k][d];
     }
 }
 

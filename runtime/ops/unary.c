@@ -1,23 +1,62 @@
 /* Element-wise unary ops, one descriptor each; they share this file because they share
- * everything but the function: opsets 6-17, float32 only, layout-agnostic, no backward yet.
- *   Relu           XNNPACK clamp [0, inf)
+ * everything but the function. Float32 only, layout-agnostic (element-wise policy).
+ * Backward: not yet.
+ *   Relu 6-14             XNNPACK clamp [0, inf)
+ *   Sigmoid 6-13          XNNPACK sigmoid
+ *   Tanh 6-13             tanhf
+ *   LeakyRelu 6-16        alpha (0.01); XNNPACK leaky_relu
+ *   Elu 6                 alpha (1); XNNPACK elu when alpha > 0, else a loop
+ *   Selu 6                alpha, gamma
+ *   Celu 12               alpha (1)
+ *   ThresholdedRelu 10    alpha (1)
+ *   HardSigmoid 6         alpha (0.2), beta (0.5)
+ *   HardSwish 14          XNNPACK hardswish
+ *   Clip 6-13             opset 6: min/max attributes; 11+: optional scalar min/max inputs
+ *                         (constant: XNNPACK clamp; computed: read at run time)
+ *   Softplus 1, Softsign 1, Exp 6-13, Log 6-13, Reciprocal 6-13, Erf 9-13, Sin 7, Cos 7,
+ *   Sign 9-13             loops over libm
+ *   Sqrt 6-13, Abs 6-13, Neg 6-13, Floor 6-13, Ceil 6-13   XNNPACK square_root, abs, negate,
+ *                         floor, ceiling
  * Each op either drives an XNNPACK "nc" operator (created and set up once per plan) or runs a
- * scalar loop over the elements. */
+ * scalar loop over the elements, split across threads when large. */
 #include "../op.h"
+#include "ew_common.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <xnnpack.h>
 
+typedef struct unary_params {
+    float alpha, beta, gamma; /* the op's attributes */
+    float lo, hi;             /* Clip bounds */
+} unary_params;
+
+typedef void (*unary_loop)(const float *x, float *y, size_t n, const unary_params *p);
+
 typedef struct unary_state {
     xnn_operator_t xnn;
+    unary_loop loop;
+    unary_params p;
+    const od_buf *lo_in, *hi_in; /* Clip bounds computed by the graph, read at run time */
 } unary_state;
 
-static od_status unary_infer(od_infer_ctx *c) {
+typedef enum xnn_status (*unary_xnn_setup)(xnn_operator_t, size_t, const float *, float *,
+                                           pthreadpool_t);
+
+/* Input 0 float of any rank; the output takes its shape. */
+static od_status unary_check(od_infer_ctx *c) {
     od_status st = od_infer_expect(c, 0, 0, OD_MAX_RANK);
     if (st) return st;
     od_infer_same(c, 0, 0);
     return OD_STATUS_OK;
+}
+
+static od_status unary_infer(od_infer_ctx *c) {
+    if (c->n_in != 1)
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "takes one input, not %d",
+                             c->n_in);
+    return unary_check(c);
 }
 
 static void unary_destroy(od_step *s) {
@@ -27,38 +66,241 @@ static void unary_destroy(od_step *s) {
     s->state = NULL;
 }
 
-static od_status unary_run_xnn(od_step *s, od_error *err) {
-    unary_state *u = s->state;
-    return od_xnn_check(xnn_run_operator(u->xnn, s->pool), err, s->node, "run");
+static unary_state *unary_state_new(od_step *s, od_error *err) {
+    unary_state *u = calloc(1, sizeof *u);
+    if (!u) od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = u;
+    return u;
 }
 
-/* Creates state and sets up a created "nc" operator over all elements as one channel row. */
-static od_status unary_setup(od_step *s, xnn_operator_t op, enum xnn_status created,
-                             enum xnn_status (*setup)(xnn_operator_t, size_t, const float *,
-                                                      float *, pthreadpool_t),
-                             od_error *err) {
+/* Takes a created "nc" operator and sets it up over all elements as rows of one channel. */
+static od_status unary_use_xnn(od_step *s, unary_state *u, xnn_operator_t op,
+                               enum xnn_status created, unary_xnn_setup setup, od_error *err) {
     od_status st = od_xnn_check(created, err, s->node, "create");
     if (st) return st;
-    unary_state *u = calloc(1, sizeof *u);
-    if (!u) {
-        xnn_delete_operator(op);
-        return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    }
     u->xnn = op;
-    s->state = u;
     size_t n = (size_t)od_buf_count(s->out[0]);
     return od_xnn_check(setup(op, n, s->in[0]->data, s->out[0]->data, s->pool), err, s->node,
                         "setup");
 }
 
-/* ---- Relu ----------------------------------------------------------------------- */
+typedef struct unary_task {
+    const unary_state *u;
+    const float *x;
+    float *y;
+    size_t n;
+} unary_task;
 
-static od_status relu_prepare(od_step *s, od_error *err) {
-    xnn_operator_t op = NULL;
-    enum xnn_status created = xnn_create_clamp_nc_f32(1, 1, 1, 0.0f, INFINITY, 0, &op);
-    return unary_setup(s, op, created, xnn_setup_clamp_nc_f32, err);
+static void unary_chunk(void *ctx, size_t i) {
+    const unary_task *t = ctx;
+    size_t first = i * EW_CHUNK, len = t->n - first < EW_CHUNK ? t->n - first : EW_CHUNK;
+    t->u->loop(t->x + first, t->y + first, len, &t->u->p);
 }
 
-const od_op_desc od_op_Relu = {.name = "Relu", .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
-                               .infer = unary_infer, .prepare = relu_prepare,
-                               .run = unary_run_xnn, .destroy = unary_destroy};
+static od_status unary_run(od_step *s, od_error *err) {
+    unary_state *u = s->state;
+    if (u->xnn) return od_xnn_check(xnn_run_operator(u->xnn, s->pool), err, s->node, "run");
+    if (u->lo_in) u->p.lo = *(const float *)u->lo_in->data;
+    if (u->hi_in) u->p.hi = *(const float *)u->hi_in->data;
+    unary_task t = {u, s->in[0]->data, s->out[0]->data, (size_t)od_buf_count(s->out[0])};
+    od_parallel_for(s->pool, (t.n + EW_CHUNK - 1) / EW_CHUNK, unary_chunk, &t);
+    return OD_STATUS_OK;
+}
+
+/* ---- scalar loops ------------------------------------------------------------- */
+
+#define UNARY_LOOP(NAME, EXPR)                                                                     \
+    static void NAME##_loop(const float *x, float *y, size_t n, const unary_params *p) {           \
+        (void)p;                                                                                   \
+        for (size_t i = 0; i < n; i++) {                                                           \
+            float v = x[i];                                                                        \
+            y[i] = (EXPR);                                                                         \
+        }                                                                                          \
+    }
+
+/* clang-format off */
+UNARY_LOOP(sigmoid, 1.0f / (1.0f + expf(-v)))
+UNARY_LOOP(tanh, tanhf(v))
+UNARY_LOOP(leaky_relu, v < 0.0f ? p->alpha * v : v)
+UNARY_LOOP(elu, v < 0.0f ? p->alpha * expm1f(v) : v)
+UNARY_LOOP(selu, p->gamma * (v <= 0.0f ? p->alpha * expm1f(v) : v))
+UNARY_LOOP(celu, fmaxf(0.0f, v) + fminf(0.0f, p->alpha * expm1f(v / p->alpha)))
+UNARY_LOOP(thresholded_relu, v > p->alpha ? v : 0.0f)
+UNARY_LOOP(hard_sigmoid, fmaxf(0.0f, fminf(1.0f, p->alpha * v + p->beta)))
+UNARY_LOOP(hard_swish, v * fmaxf(0.0f, fminf(1.0f, v / 6.0f + 0.5f)))
+/* numpy's clip: NaN passes through, and max wins when min > max */
+UNARY_LOOP(clip, (v = v < p->lo ? p->lo : v) > p->hi ? p->hi : v)
+UNARY_LOOP(softplus, v > 0.0f ? v + log1pf(expf(-v)) : log1pf(expf(v)))
+UNARY_LOOP(softsign, v / (1.0f + fabsf(v)))
+UNARY_LOOP(sqrt, sqrtf(v))
+UNARY_LOOP(exp, expf(v))
+UNARY_LOOP(log, logf(v))
+UNARY_LOOP(abs, fabsf(v))
+UNARY_LOOP(neg, -v)
+UNARY_LOOP(reciprocal, 1.0f / v)
+UNARY_LOOP(floor, floorf(v))
+UNARY_LOOP(ceil, ceilf(v))
+UNARY_LOOP(erf, erff(v))
+UNARY_LOOP(sin, sinf(v))
+UNARY_LOOP(cos, cosf(v))
+UNARY_LOOP(sign, v > 0.0f ? 1.0f : v < 0.0f ? -1.0f : v) /* 0 and NaN stay */
+/* clang-format on */
+
+/* ---- prepare: XNNPACK where it has the function, the loop otherwise ---------------- */
+
+/* Ops whose XNNPACK operator takes no parameter. */
+#define UNARY_XNN_PLAIN(NAME, XNAME)                                                               \
+    static od_status NAME##_prepare(od_step *s, od_error *err) {                                   \
+        unary_state *u = unary_state_new(s, err);                                                  \
+        if (!u) return OD_STATUS_OUT_OF_MEMORY;                                                    \
+        u->loop = NAME##_loop;                                                                     \
+        xnn_operator_t op = NULL;                                                                  \
+        enum xnn_status r = xnn_create_##XNAME##_nc_f32(1, 1, 1, 0, &op);                          \
+        return unary_use_xnn(s, u, op, r, xnn_setup_##XNAME##_nc_f32, err);                        \
+    }
+
+UNARY_XNN_PLAIN(sigmoid, sigmoid)
+UNARY_XNN_PLAIN(hard_swish, hardswish)
+UNARY_XNN_PLAIN(sqrt, square_root)
+UNARY_XNN_PLAIN(abs, abs)
+UNARY_XNN_PLAIN(neg, negate)
+UNARY_XNN_PLAIN(floor, floor)
+UNARY_XNN_PLAIN(ceil, ceiling)
+
+/* Ops with attributes alpha/beta/gamma and a loop only. */
+#define UNARY_LOOP_OP(NAME, ALPHA, BETA, GAMMA)                                                    \
+    static od_status NAME##_prepare(od_step *s, od_error *err) {                                   \
+        unary_state *u = unary_state_new(s, err);                                                  \
+        if (!u) return OD_STATUS_OUT_OF_MEMORY;                                                    \
+        u->loop = NAME##_loop;                                                                     \
+        u->p.alpha = od_attr_float(s->node, "alpha", ALPHA);                                       \
+        u->p.beta = od_attr_float(s->node, "beta", BETA);                                          \
+        u->p.gamma = od_attr_float(s->node, "gamma", GAMMA);                                       \
+        return OD_STATUS_OK;                                                                       \
+    }
+
+UNARY_LOOP_OP(tanh, 0, 0, 0)
+UNARY_LOOP_OP(selu, 1.67326319217681884765625f, 0, 1.05070102214813232421875f)
+UNARY_LOOP_OP(celu, 1.0f, 0, 0)
+UNARY_LOOP_OP(thresholded_relu, 1.0f, 0, 0)
+UNARY_LOOP_OP(hard_sigmoid, 0.2f, 0.5f, 0)
+UNARY_LOOP_OP(softplus, 0, 0, 0)
+UNARY_LOOP_OP(softsign, 0, 0, 0)
+UNARY_LOOP_OP(exp, 0, 0, 0)
+UNARY_LOOP_OP(log, 0, 0, 0)
+UNARY_LOOP_OP(reciprocal, 0, 0, 0)
+UNARY_LOOP_OP(erf, 0, 0, 0)
+UNARY_LOOP_OP(sin, 0, 0, 0)
+UNARY_LOOP_OP(cos, 0, 0, 0)
+UNARY_LOOP_OP(sign, 0, 0, 0)
+
+/* Clamps to [lo, hi]: XNNPACK when the bounds are known and ordered, the loop otherwise. */
+static od_status clamp_prepare(od_step *s, unary_state *u, od_error *err) {
+    u->loop = clip_loop;
+    if (u->lo_in || u->hi_in || !(u->p.lo < u->p.hi)) return OD_STATUS_OK;
+    xnn_operator_t op = NULL;
+    enum xnn_status r = xnn_create_clamp_nc_f32(1, 1, 1, u->p.lo, u->p.hi, 0, &op);
+    return unary_use_xnn(s, u, op, r, xnn_setup_clamp_nc_f32, err);
+}
+
+static od_status relu_prepare(od_step *s, od_error *err) {
+    unary_state *u = unary_state_new(s, err);
+    if (!u) return OD_STATUS_OUT_OF_MEMORY;
+    u->p.lo = 0.0f;
+    u->p.hi = INFINITY;
+    return clamp_prepare(s, u, err);
+}
+
+static od_status leaky_relu_prepare(od_step *s, od_error *err) {
+    unary_state *u = unary_state_new(s, err);
+    if (!u) return OD_STATUS_OUT_OF_MEMORY;
+    u->loop = leaky_relu_loop;
+    u->p.alpha = od_attr_float(s->node, "alpha", 0.01f);
+    if (!isfinite(u->p.alpha)) return OD_STATUS_OK;
+    xnn_operator_t op = NULL;
+    enum xnn_status r = xnn_create_leaky_relu_nc_f32(1, 1, 1, u->p.alpha, 0, &op);
+    return unary_use_xnn(s, u, op, r, xnn_setup_leaky_relu_nc_f32, err);
+}
+
+static od_status elu_prepare(od_step *s, od_error *err) {
+    unary_state *u = unary_state_new(s, err);
+    if (!u) return OD_STATUS_OUT_OF_MEMORY;
+    u->loop = elu_loop;
+    u->p.alpha = od_attr_float(s->node, "alpha", 1.0f);
+    if (!(u->p.alpha > 0.0f) || !isnormal(u->p.alpha)) return OD_STATUS_OK; /* XNNPACK refuses */
+    xnn_operator_t op = NULL;
+    enum xnn_status r = xnn_create_elu_nc_f32(1, 1, 1, u->p.alpha, 0, &op);
+    return unary_use_xnn(s, u, op, r, xnn_setup_elu_nc_f32, err);
+}
+
+/* ---- Clip ---------------------------------------------------------------------- */
+
+static od_status clip_infer(od_infer_ctx *c) {
+    if (c->n_in > (c->opset < 11 ? 1 : 3))
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "has too many inputs");
+    od_status st = unary_check(c);
+    if (st) return st;
+    if (c->opset < 11) return OD_STATUS_OK;
+    for (int i = 1; i < c->n_in && i < 3; i++) {
+        const od_shape_info *b = c->in[i];
+        if (!b) continue;
+        if (b->dtype != c->in[0]->dtype)
+            return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node,
+                                 "%s has element type %s, the input %s", i == 1 ? "min" : "max",
+                                 od_dtype_name(b->dtype), od_dtype_name(c->in[0]->dtype));
+        if (od_dims_count(b->rank, b->dims) != 1)
+            return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "%s must be a scalar",
+                                 i == 1 ? "min" : "max");
+    }
+    return OD_STATUS_OK;
+}
+
+static od_status clip_prepare(od_step *s, od_error *err) {
+    unary_state *u = unary_state_new(s, err);
+    if (!u) return OD_STATUS_OUT_OF_MEMORY;
+    if (s->opset < 11) {
+        u->p.lo = od_attr_float(s->node, "min", -FLT_MAX);
+        u->p.hi = od_attr_float(s->node, "max", FLT_MAX);
+    } else {
+        const od_buf *lo = s->n_in > 1 ? s->in[1] : NULL, *hi = s->n_in > 2 ? s->in[2] : NULL;
+        u->p.lo = lo && lo->constant ? *(const float *)lo->data : -INFINITY;
+        u->p.hi = hi && hi->constant ? *(const float *)hi->data : INFINITY;
+        u->lo_in = lo && !lo->constant ? lo : NULL;
+        u->hi_in = hi && !hi->constant ? hi : NULL;
+    }
+    return clamp_prepare(s, u, err);
+}
+
+#define UNARY_DESC(OP, NAME, INFER)                                                                \
+    const od_op_desc od_op_##OP = {.name = #OP,                                                    \
+                                   .layout = OD_LAYOUT_POLICY_ELEMENTWISE,                         \
+                                   .infer = INFER,                                                 \
+                                   .prepare = NAME##_prepare,                                      \
+                                   .run = unary_run,                                               \
+                                   .destroy = unary_destroy};
+
+UNARY_DESC(Relu, relu, unary_infer)
+UNARY_DESC(Sigmoid, sigmoid, unary_infer)
+UNARY_DESC(Tanh, tanh, unary_infer)
+UNARY_DESC(LeakyRelu, leaky_relu, unary_infer)
+UNARY_DESC(Elu, elu, unary_infer)
+UNARY_DESC(Selu, selu, unary_infer)
+UNARY_DESC(Celu, celu, unary_infer)
+UNARY_DESC(ThresholdedRelu, thresholded_relu, unary_infer)
+UNARY_DESC(HardSigmoid, hard_sigmoid, unary_infer)
+UNARY_DESC(HardSwish, hard_swish, unary_infer)
+UNARY_DESC(Clip, clip, clip_infer)
+UNARY_DESC(Softplus, softplus, unary_infer)
+UNARY_DESC(Softsign, softsign, unary_infer)
+UNARY_DESC(Sqrt, sqrt, unary_infer)
+UNARY_DESC(Exp, exp, unary_infer)
+UNARY_DESC(Log, log, unary_infer)
+UNARY_DESC(Abs, abs, unary_infer)
+UNARY_DESC(Neg, neg, unary_infer)
+UNARY_DESC(Reciprocal, reciprocal, unary_infer)
+UNARY_DESC(Floor, floor, unary_infer)
+UNARY_DESC(Ceil, ceil, unary_infer)
+UNARY_DESC(Erf, erf, unary_infer)
+UNARY_DESC(Sin, sin, unary_infer)
+UNARY_DESC(Cos, cos, unary_infer)
+UNARY_DESC(Sign, sign, unary_infer)

@@ -1,0 +1,518 @@
+/* The distillation loop: teacher logits cached once, noise drawn per batch on top, the
+ * student trained on them, the epoch kept chosen on a held-out split; plus evaluation. */
+#include "onnx_distill.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void od_distill_options_default(od_distill_options *o) {
+    memset(o, 0, sizeof *o);
+    o->epochs = 5;
+    o->batch = 64;
+    o->threads = 2;
+    o->seed = 1;
+    o->loss = OD_LOSS_L2;
+    o->temperature = 4.0f;
+    o->sigma = 0.1f;
+    o->alpha = 0.5f;
+    o->optim.kind = OD_OPTIM_ADAM;
+    o->lr = 2e-3f;
+    o->sched = OD_SCHED_COSINE;
+    o->warmup_epochs = 0.3f;
+    o->step_epochs = 10;
+    o->step_gamma = 0.1f;
+    o->val_split = 0.05f;
+}
+
+void od_distill_result_clear(od_distill_result *r) {
+    free(r->epochs);
+    memset(r, 0, sizeof *r);
+}
+
+int64_t od_argmax(const float *row, int64_t classes) {
+    int64_t best = 0;
+    for (int64_t j = 1; j < classes; j++)
+        if (row[j] > row[best]) best = j;
+    return best;
+}
+
+double od_accuracy(const float *logits, const int32_t *labels, int64_t n, int64_t classes) {
+    if (!labels || n <= 0) return -1;
+    int64_t ok = 0;
+    for (int64_t i = 0; i < n; i++) ok += od_argmax(logits + i * classes, classes) == labels[i];
+    return (double)ok / (double)n;
+}
+
+double od_agreement(const float *a, const float *b, int64_t n, int64_t classes) {
+    if (n <= 0) return -1;
+    int64_t ok = 0;
+    for (int64_t i = 0; i < n; i++) ok += od_argmax(a + i * classes, classes) == od_argmax(b + i * classes, classes);
+    return (double)ok / (double)n;
+}
+
+/* The first graph input that is not an initializer. */
+static const od_value *model_input(const od_model *m) {
+    for (int i = 0; i < m->graph.n_inputs; i++)
+        if (!m->graph.values[m->graph.inputs[i]].init) return &m->graph.values[m->graph.inputs[i]];
+    return NULL;
+}
+
+static od_status check_fits(const od_model *m, const char *what, const od_dataset *d, od_error *err) {
+    const od_value *in = model_input(m);
+    if (!in || in->rank < 1) return od_error_set(err, OD_STATUS_INVALID_MODEL, "the %s has no input with a shape", what);
+    int64_t dims[OD_MAX_RANK];
+    for (int k = 0; k < in->rank; k++) dims[k] = in->dims[k].value;
+    od_status st = od_dataset_check_input(d, in->rank, dims, err);
+    if (st) od_error_prefix(err, "%s input \"%s\": ", what, in->name);
+    return st;
+}
+
+od_status od_model_logits(const od_model *m, const od_dataset *d, const od_preprocess *pre, int threads,
+                          float **logits_out, int64_t *classes_out, od_error *err) {
+    *logits_out = NULL;
+    const int64_t B = 256;
+    int64_t batch = d->n < B ? (d->n > 0 ? d->n : 1) : B;
+    od_plan *plan = NULL;
+    od_status st = od_plan_create(&m->graph, &(od_plan_options){.batch = batch, .threads = threads}, &plan, err);
+    if (st) return st;
+    const od_plan_io *in = od_plan_input(plan, 0), *out = od_plan_output(plan, 0);
+    int64_t sample = od_dataset_sample_size(d);
+    if (!in || !out || in->dtype != OD_DTYPE_FLOAT || out->dtype != OD_DTYPE_FLOAT ||
+        (int64_t)(in->nbytes / sizeof(float)) != batch * sample || out->rank != 2) {
+        od_plan_destroy(plan);
+        return od_error_set(err, OD_STATUS_SHAPE, "the model's input does not take %lld-element samples, or its output is not [N, classes]",
+                            (long long)sample);
+    }
+    int64_t classes = out->dims[1];
+    float *logits = malloc(sizeof(float) * (size_t)(d->n * classes) + 1);
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)batch);
+    if (!logits || !idx) {
+        free(logits);
+        free(idx);
+        od_plan_destroy(plan);
+        return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory for logits");
+    }
+    for (int64_t start = 0; start < d->n; start += batch) {
+        int64_t count = d->n - start < batch ? d->n - start : batch;
+        for (int64_t i = 0; i < batch; i++) idx[i] = start + (i < count ? i : 0); /* pad with a repeat */
+        od_dataset_fill(d, pre, idx, batch, in->data);
+        if ((st = od_plan_run(plan, err))) break;
+        memcpy(logits + start * classes, out->data, sizeof(float) * (size_t)(count * classes));
+    }
+    free(idx);
+    od_plan_destroy(plan);
+    if (st) {
+        free(logits);
+        return st;
+    }
+    *logits_out = logits;
+    *classes_out = classes;
+    return OD_STATUS_OK;
+}
+
+/* ---- checkpoints: everything that decides the rest of the run ------------------------------ */
+
+#define CKPT_MAGIC "ODCKPT01"
+
+typedef struct ckpt_header {
+    char magic[8];
+    uint64_t fingerprint; /* student parameters' shapes and the options that change the result */
+    int32_t epochs_done, best_epoch;
+    double best_score;
+    od_rng rng;
+    int64_t optim_step;
+    uint64_t n_floats; /* weights + best weights + optimiser state */
+} ckpt_header;
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Every float initializer of the student: trained weights and BN running statistics. */
+typedef struct weight_set {
+    int n;
+    float **data;
+    int64_t *count;
+    int64_t total;
+} weight_set;
+
+static od_status weights_collect(od_model *m, weight_set *w, od_error *err) {
+    memset(w, 0, sizeof *w);
+    od_graph *g = &m->graph;
+    w->data = calloc(g->n_inits + 1, sizeof(float *));
+    w->count = calloc(g->n_inits + 1, sizeof(int64_t));
+    if (!w->data || !w->count) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < g->n_inits; i++) {
+        od_tensor *t = g->values[g->inits[i]].init;
+        if (!t || t->dtype != OD_DTYPE_FLOAT) continue;
+        w->data[w->n] = t->data;
+        w->count[w->n] = od_tensor_count(t);
+        w->total += w->count[w->n++];
+    }
+    return OD_STATUS_OK;
+}
+
+static void weights_clear(weight_set *w) {
+    free(w->data);
+    free(w->count);
+}
+
+static void weights_save(const weight_set *w, float *dst) {
+    for (int i = 0; i < w->n; i++, dst += w->count[i - 1]) memcpy(dst, w->data[i], sizeof(float) * (size_t)w->count[i]);
+}
+
+static void weights_load(const weight_set *w, const float *src) {
+    for (int i = 0; i < w->n; i++, src += w->count[i - 1]) memcpy(w->data[i], src, sizeof(float) * (size_t)w->count[i]);
+}
+
+static uint64_t run_fingerprint(const weight_set *w, const od_distill_options *o) {
+    uint64_t h = 1469598103934665603ull;
+    h = fnv(h, w->count, sizeof(int64_t) * (size_t)w->n);
+    h = fnv(h, &o->seed, sizeof o->seed);
+    h = fnv(h, &o->batch, sizeof o->batch);
+    h = fnv(h, &o->threads, sizeof o->threads);
+    h = fnv(h, &o->epochs, sizeof o->epochs);
+    h = fnv(h, &o->lr, sizeof o->lr);
+    h = fnv(h, &o->sigma, sizeof o->sigma);
+    h = fnv(h, &o->alpha, sizeof o->alpha);
+    h = fnv(h, &o->loss, sizeof o->loss);
+    h = fnv(h, &o->optim.kind, sizeof o->optim.kind);
+    return h;
+}
+
+typedef struct run_state {
+    ckpt_header h;
+    float *best;         /* best weights */
+    od_epoch_stats *stats;
+} run_state;
+
+static od_status ckpt_write(const char *path, const run_state *rs, const weight_set *w, const float *optim_state,
+                            size_t optim_count, od_error *err) {
+    size_t bytes = sizeof rs->h + sizeof(float) * (size_t)(2 * w->total + (int64_t)optim_count) +
+                   sizeof(od_epoch_stats) * (size_t)rs->h.epochs_done;
+    uint8_t *buf = malloc(bytes), *p = buf;
+    if (!buf) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory for a checkpoint");
+    memcpy(p, &rs->h, sizeof rs->h);
+    p += sizeof rs->h;
+    weights_save(w, (float *)p);
+    p += sizeof(float) * (size_t)w->total;
+    memcpy(p, rs->best, sizeof(float) * (size_t)w->total);
+    p += sizeof(float) * (size_t)w->total;
+    memcpy(p, optim_state, sizeof(float) * optim_count);
+    p += sizeof(float) * optim_count;
+    memcpy(p, rs->stats, sizeof(od_epoch_stats) * (size_t)rs->h.epochs_done);
+    od_status st = od_file_write_atomic(path, buf, bytes, err);
+    free(buf);
+    return st;
+}
+
+static od_status ckpt_read(const char *path, run_state *rs, const weight_set *w, float *optim_state, size_t optim_count,
+                           int64_t *optim_step, uint64_t fingerprint, int max_epochs, od_error *err) {
+    od_bytes b = {0};
+    od_status st = od_file_read(path, &b, err);
+    if (st) return st;
+    ckpt_header h;
+    if (b.len < sizeof h) goto bad;
+    memcpy(&h, b.data, sizeof h);
+    if (memcmp(h.magic, CKPT_MAGIC, 8) != 0) goto bad;
+    if (h.fingerprint != fingerprint) {
+        od_bytes_free(&b);
+        return od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
+                            "%s: checkpoint of a different student or different options (seed, batch, threads, epochs, lr, sigma, alpha, loss, optimiser must match)",
+                            path);
+    }
+    if (h.epochs_done < 0 || h.epochs_done > max_epochs || h.n_floats != (uint64_t)(2 * w->total) + optim_count) goto bad;
+    size_t need = sizeof h + sizeof(float) * (size_t)h.n_floats + sizeof(od_epoch_stats) * (size_t)h.epochs_done;
+    if (b.len != need) goto bad;
+    const uint8_t *p = b.data + sizeof h;
+    weights_load(w, (const float *)p);
+    p += sizeof(float) * (size_t)w->total;
+    memcpy(rs->best, p, sizeof(float) * (size_t)w->total);
+    p += sizeof(float) * (size_t)w->total;
+    memcpy(optim_state, p, sizeof(float) * optim_count);
+    p += sizeof(float) * optim_count;
+    memcpy(rs->stats, p, sizeof(od_epoch_stats) * (size_t)h.epochs_done);
+    rs->h = h;
+    *optim_step = h.optim_step;
+    od_bytes_free(&b);
+    return OD_STATUS_OK;
+bad:
+    od_bytes_free(&b);
+    return od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: not a checkpoint of this run (bad header or size)", path);
+}
+
+/* ---- the loop ------------------------------------------------------------------------------------ */
+
+static float lr_at(const od_distill_options *o, double epoch_pos) {
+    double lr = o->lr;
+    if (o->warmup_epochs > 0 && epoch_pos < o->warmup_epochs) return (float)(lr * (epoch_pos + 1e-3) / o->warmup_epochs);
+    if (o->sched == OD_SCHED_COSINE) lr *= 0.5 * (1 + cos(M_PI * epoch_pos / (o->epochs > 0 ? o->epochs : 1)));
+    else if (o->sched == OD_SCHED_STEP && o->step_epochs > 0) lr *= pow(o->step_gamma, floor(epoch_pos / o->step_epochs));
+    return (float)lr;
+}
+
+/* Evaluates the student's current weights on a subset of a dataset. */
+static od_status eval_subset(od_model *student, const od_dataset *d, const int64_t *idx, int64_t n, const od_preprocess *pre,
+                             const float *teacher_logits, int threads, double *acc, double *agree, bool *collapsed,
+                             od_error *err) {
+    *acc = *agree = -1;
+    *collapsed = false;
+    if (n <= 0) return OD_STATUS_OK;
+    od_dataset sub = *d;
+    /* gather into a temporary dataset view */
+    int64_t sample = od_dataset_sample_size(d);
+    sub.n = n;
+    sub.u8 = NULL;
+    sub.f32 = malloc(sizeof(float) * (size_t)(n * sample) + 1);
+    sub.labels = d->labels ? malloc(sizeof(int32_t) * (size_t)n) : NULL;
+    if (!sub.f32 || (d->labels && !sub.labels)) {
+        free(sub.f32);
+        free(sub.labels);
+        return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    }
+    od_dataset_fill(d, pre, idx, n, sub.f32);
+    for (int64_t i = 0; d->labels && i < n; i++) sub.labels[i] = d->labels[idx[i]];
+    od_preprocess ident;
+    od_preprocess_default(&ident);
+    ident.scale = 1.0f;
+    float *logits = NULL;
+    int64_t classes = 0;
+    od_status st = od_model_logits(student, &sub, &ident, threads, &logits, &classes, err);
+    if (!st) {
+        *acc = od_accuracy(logits, sub.labels, n, classes);
+        float *tl = malloc(sizeof(float) * (size_t)(n * classes) + 1);
+        if (tl) {
+            for (int64_t i = 0; i < n; i++) memcpy(tl + i * classes, teacher_logits + idx[i] * classes, sizeof(float) * (size_t)classes);
+            *agree = od_agreement(logits, tl, n, classes);
+            free(tl);
+        }
+        /* collapse: non-finite outputs, or (nearly) the same output for every sample */
+        double var = 0;
+        for (int64_t j = 0; j < classes; j++) {
+            double m = 0, s = 0;
+            for (int64_t i = 0; i < n; i++) m += logits[i * classes + j];
+            m /= (double)n;
+            for (int64_t i = 0; i < n; i++) s += (logits[i * classes + j] - m) * (logits[i * classes + j] - m);
+            var += s / (double)n;
+        }
+        if (!isfinite(var) || var < 1e-10) *collapsed = true;
+    }
+    free(logits);
+    free(sub.f32);
+    free(sub.labels);
+    return st;
+}
+
+od_status od_distill(const od_model *teacher, od_model *student, const od_data_split *data, const od_preprocess *pre,
+                     const od_distill_options *opt, od_distill_result *res, od_error *err) {
+    od_status st;
+    double t0 = now();
+    memset(res, 0, sizeof *res);
+    res->teacher_test_acc = res->student_test_acc = res->test_agreement = -1;
+    const od_dataset *train = &data->train, *test = &data->test;
+    if (opt->epochs < 1 || opt->batch < 1 || !(opt->sigma >= 0) || !(opt->alpha >= 0 && opt->alpha <= 1) ||
+        !(opt->val_split >= 0 && opt->val_split < 1) || !(opt->lr > 0))
+        return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: options out of range");
+    if ((st = check_fits(teacher, "teacher", train, err)) || (st = check_fits(student, "student", train, err))) return st;
+    int64_t n_all = opt->train_limit > 0 && opt->train_limit < train->n ? opt->train_limit : train->n;
+    int64_t n_val = (int64_t)(opt->val_split * (double)n_all), n_train = n_all - n_val;
+    if (n_train < opt->batch)
+        return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: %lld training samples, fewer than one batch of %lld",
+                            (long long)n_train, (long long)opt->batch);
+    res->n_train = n_train;
+    res->n_val = n_val;
+    res->n_test = test->n;
+
+    float *tlog = NULL, *test_tlog = NULL, *targets = NULL, *best_snapshot = NULL;
+    int64_t *order = NULL, *idx = NULL, classes = 0, test_classes = 0;
+    od_trainer *tr = NULL;
+    od_optim *optim = NULL;
+    weight_set w = {0};
+    run_state rs = {0};
+    od_rng rng;
+    od_rng_seed(&rng, opt->seed);
+
+    /* teacher logits, once */
+    double tt = now();
+    od_dataset head = *train;
+    head.n = n_all;
+    if ((st = od_model_logits(teacher, &head, pre, opt->threads, &tlog, &classes, err))) {
+        od_error_prefix(err, "teacher: ");
+        goto done;
+    }
+    if (test->n > 0) {
+        if ((st = od_model_logits(teacher, test, pre, opt->threads, &test_tlog, &test_classes, err))) goto done;
+        res->teacher_test_acc = od_accuracy(test_tlog, test->labels, test->n, classes);
+    }
+    res->t_teacher = now() - tt;
+
+    /* split: a seeded permutation; its first n_val samples are the validation split */
+    order = malloc(sizeof(int64_t) * (size_t)n_all);
+    idx = malloc(sizeof(int64_t) * (size_t)(n_all > test->n ? n_all : test->n) + 8);
+    targets = malloc(sizeof(float) * (size_t)(opt->batch * classes));
+    if (!order || !idx || !targets) goto oom;
+    for (int64_t i = 0; i < n_all; i++) order[i] = i;
+    od_rng_shuffle(&rng, order, n_all);
+    int64_t *val_idx = order, *train_idx = order + n_val;
+
+    if ((st = od_trainer_create(&student->graph, &(od_trainer_options){.batch = opt->batch, .threads = opt->threads, .seed = opt->seed}, &tr, err)))
+        goto done;
+    if (od_trainer_classes(tr) != classes) {
+        st = od_error_set(err, OD_STATUS_SHAPE, "the student has %lld outputs per sample, the teacher %lld",
+                          (long long)od_trainer_classes(tr), (long long)classes);
+        goto done;
+    }
+    if (!(optim = od_optim_create(tr, &opt->optim, err))) {
+        st = err->status;
+        goto done;
+    }
+    if ((st = weights_collect(student, &w, err))) goto done;
+    float *optim_state;
+    int64_t *optim_step;
+    size_t optim_count = od_optim_state(optim, &optim_state, &optim_step);
+    rs.best = malloc(sizeof(float) * (size_t)w.total + 1);
+    rs.stats = calloc((size_t)opt->epochs + 1, sizeof(od_epoch_stats));
+    best_snapshot = rs.best;
+    if (!rs.best || !rs.stats) goto oom;
+    memcpy(rs.h.magic, CKPT_MAGIC, 8);
+    rs.h.fingerprint = run_fingerprint(&w, opt);
+    rs.h.best_score = -1;
+    rs.h.n_floats = (uint64_t)(2 * w.total) + optim_count;
+    weights_save(&w, rs.best);
+    if (opt->resume) {
+        if ((st = ckpt_read(opt->resume, &rs, &w, optim_state, optim_count, optim_step, rs.h.fingerprint, opt->epochs, err)))
+            goto done;
+        rng = rs.h.rng;
+    }
+    res->t_load = now() - t0 - res->t_teacher;
+
+    int64_t batches = n_train / opt->batch;
+    double t_train = now();
+    for (int epoch = rs.h.epochs_done; epoch < opt->epochs; epoch++) {
+        rs.h.rng = rng; /* the state this epoch starts from */
+        double te = now(), loss_sum = 0;
+        od_rng_shuffle(&rng, train_idx, n_train);
+        for (int64_t b = 0; b < batches; b++) {
+            if (opt->stop && *opt->stop) {
+                res->interrupted = true;
+                goto finish;
+            }
+            const int64_t *bi = train_idx + b * opt->batch;
+            od_dataset_fill(train, pre, bi, opt->batch, od_trainer_input(tr));
+            float sigma = opt->sigma;
+            if (opt->sigma_hi > 0) sigma = (float)(opt->sigma_lo + (opt->sigma_hi - opt->sigma_lo) * od_rng_uniform(&rng));
+            for (int64_t i = 0; i < opt->batch; i++) {
+                float *z = targets + i * classes;
+                memcpy(z, tlog + bi[i] * classes, sizeof(float) * (size_t)classes);
+                if (sigma > 0 && od_rng_uniform(&rng) < opt->alpha)
+                    for (int64_t j = 0; j < classes; j++) z[j] *= 1.0f + sigma * od_rng_normal(&rng);
+            }
+            if ((st = od_trainer_forward(tr, true, err))) goto done;
+            float *grad = od_trainer_output_grad(tr);
+            const float *out = od_trainer_output(tr);
+            float loss = opt->loss == OD_LOSS_KD ? od_loss_kd(out, targets, opt->batch, classes, opt->temperature, grad)
+                                                 : od_loss_l2(out, targets, opt->batch, classes, grad);
+            if (opt->label_weight > 0 && train->labels) {
+                int32_t lab[4096];
+                int64_t nb = opt->batch < 4096 ? opt->batch : 4096;
+                for (int64_t i = 0; i < nb; i++) lab[i] = train->labels[bi[i]];
+                loss += od_loss_ce_add(out, lab, nb, classes, opt->label_weight, grad);
+            }
+            if (!isfinite(loss)) {
+                st = od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
+                                  "training diverged at epoch %d, batch %lld (loss %g); nothing written: try a lower --lr or a longer --warmup",
+                                  epoch + 1, (long long)b + 1, loss);
+                goto done;
+            }
+            loss_sum += loss;
+            if ((st = od_trainer_backward(tr, err))) goto done;
+            od_optim_step(optim, lr_at(opt, epoch + (double)b / (double)batches));
+            if (opt->progress && (b % 20 == 0 || b + 1 == batches)) {
+                double el = now() - te, sps = (double)(b + 1) * opt->batch / (el > 0 ? el : 1e-9);
+                od_distill_progress p = {epoch + 1, opt->epochs, b + 1, batches, loss_sum / (double)(b + 1), sps,
+                                         (double)((batches - b - 1) + (opt->epochs - epoch - 1) * batches) * opt->batch / sps, NULL};
+                opt->progress(&p, opt->progress_ctx);
+            }
+        }
+        od_epoch_stats *es = &rs.stats[epoch];
+        es->epoch = epoch + 1;
+        es->loss = loss_sum / (double)batches;
+        es->seconds = now() - te;
+        es->samples_per_s = (double)(batches * opt->batch) / es->seconds;
+        bool collapsed = false, c2 = false;
+        if ((st = eval_subset(student, train, val_idx, n_val, pre, tlog, opt->threads, &es->val_acc, &es->val_agree, &collapsed, err)))
+            goto done;
+        for (int64_t i = 0; i < test->n; i++) idx[i] = i;
+        if (test->n > 0 && (st = eval_subset(student, test, idx, test->n, pre, test_tlog, opt->threads, &es->test_acc,
+                                             &es->test_agree, &c2, err)))
+            goto done;
+        if (collapsed || (n_val == 0 && c2)) {
+            st = od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
+                              "training collapsed at epoch %d: the student gives the same output for every sample; nothing written: try a lower --lr or a longer --warmup",
+                              epoch + 1);
+            goto done;
+        }
+        double score = n_val > 0 ? (es->val_acc >= 0 ? es->val_acc : es->val_agree) : (double)epoch;
+        if (score > rs.h.best_score) {
+            rs.h.best_score = score;
+            rs.h.best_epoch = epoch + 1;
+            weights_save(&w, rs.best);
+        }
+        rs.h.epochs_done = epoch + 1;
+        rs.h.rng = rng;
+        rs.h.optim_step = *optim_step;
+        if (opt->checkpoint && (st = ckpt_write(opt->checkpoint, &rs, &w, optim_state, optim_count, err))) goto done;
+        if (opt->progress) {
+            od_distill_progress p = {epoch + 1, opt->epochs, batches, batches, es->loss, es->samples_per_s, 0, es};
+            opt->progress(&p, opt->progress_ctx);
+        }
+    }
+finish:
+    res->t_train = now() - t_train;
+    res->n_epochs = rs.h.epochs_done;
+    res->best_epoch = rs.h.best_epoch;
+    res->epochs = calloc((size_t)rs.h.epochs_done + 1, sizeof(od_epoch_stats));
+    if (!res->epochs) goto oom;
+    memcpy(res->epochs, rs.stats, sizeof(od_epoch_stats) * (size_t)rs.h.epochs_done);
+    if (res->interrupted) {
+        /* the checkpoint must describe a whole epoch: the state at the last epoch's end */
+        if (opt->checkpoint && rs.h.epochs_done == 0) {
+            /* nothing finished: a checkpoint that starts over */
+            od_rng_seed(&rng, opt->seed);
+        }
+    }
+    weights_load(&w, rs.best);
+    if (rs.h.best_epoch > 0) {
+        const od_epoch_stats *b = &rs.stats[rs.h.best_epoch - 1];
+        res->student_test_acc = b->test_acc;
+        res->test_agreement = b->test_agree;
+    }
+    st = OD_STATUS_OK;
+    goto done;
+oom:
+    st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory during distillation");
+done:
+    if (st && w.n && best_snapshot) weights_load(&w, best_snapshot);
+    weights_clear(&w);
+    free(rs.best);
+    free(rs.stats);
+    od_optim_destroy(optim);
+    od_trainer_destroy(tr);
+    free(tlog);
+    free(test_tlog);
+    free(targets);
+    free(order);
+    free(idx);
+    return st;
+}

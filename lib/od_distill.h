@@ -1,0 +1,86 @@
+/* Distillation: a student trained on a (noisy) teacher's logits, and model evaluation.
+ *
+ *   od_distill_options opt;
+ *   od_distill_options_default(&opt);             // the paper's L2 on logits, alpha 0.5
+ *   od_distill_result res = {0};
+ *   od_distill(teacher, student, &data, &pre, &opt, &res, &err);   // student trained in place
+ *   od_distill_result_clear(&res);
+ */
+#ifndef OD_DISTILL_H
+#define OD_DISTILL_H
+
+#include "od_dataset.h"
+#include "od_train.h"
+
+#include <signal.h>
+
+typedef enum od_loss_kind { OD_LOSS_L2, OD_LOSS_KD } od_loss_kind;
+typedef enum od_sched_kind { OD_SCHED_CONSTANT, OD_SCHED_STEP, OD_SCHED_COSINE } od_sched_kind;
+
+typedef struct od_epoch_stats {
+    int epoch;              /* 1-based */
+    double loss;            /* mean training loss */
+    double val_acc, val_agree, test_acc, test_agree; /* -1 when not known */
+    double seconds, samples_per_s;
+} od_epoch_stats;
+
+typedef struct od_distill_progress {
+    int epoch, epochs;
+    int64_t batch, batches;
+    double loss, samples_per_s, eta_seconds;
+    const od_epoch_stats *done; /* non-NULL once the epoch is evaluated */
+} od_distill_progress;
+
+typedef struct od_distill_options {
+    int epochs;
+    int64_t batch;
+    int threads;
+    uint64_t seed;
+    od_loss_kind loss;
+    float temperature;  /* kd */
+    float label_weight; /* cross-entropy on labels, mixed in */
+    float sigma, alpha; /* noisy teacher: z <- z (1 + xi), xi ~ N(0, sigma^2), for a fraction alpha */
+    float sigma_lo, sigma_hi; /* sigma_hi > 0: sigma drawn uniformly per batch */
+    od_optim_options optim;
+    float lr;
+    od_sched_kind sched;
+    float warmup_epochs; /* linear warm-up from 0 */
+    int step_epochs;     /* step schedule: every this many epochs ... */
+    float step_gamma;    /* ... multiply by this */
+    float val_split;     /* held out of the training set to pick the epoch kept */
+    int64_t train_limit; /* use only the first N training samples (0: all) */
+    const char *checkpoint; /* written after every epoch (atomically) */
+    const char *resume;     /* continue from this checkpoint */
+    volatile sig_atomic_t *stop; /* non-zero: stop after this batch; the checkpoint holds the
+                                  * state at the last finished epoch (res->interrupted) */
+    void (*progress)(const od_distill_progress *p, void *ctx);
+    void *progress_ctx;
+} od_distill_options;
+
+typedef struct od_distill_result {
+    int n_epochs;
+    od_epoch_stats *epochs;
+    int best_epoch;          /* 1-based; its weights are the student's */
+    bool interrupted;        /* stopped early by opt.stop; the checkpoint holds the state */
+    double t_load, t_teacher, t_train; /* seconds: setup, teacher logits, epochs */
+    double teacher_test_acc, student_test_acc, test_agreement; /* -1 when not known */
+    int64_t n_train, n_val, n_test;
+} od_distill_result;
+
+void od_distill_options_default(od_distill_options *o);
+/* Trains student's initializers in place. On error or interruption the student holds the
+ * best weights so far (never NaN). */
+od_status od_distill(const od_model *teacher, od_model *student, const od_data_split *data,
+                     const od_preprocess *pre, const od_distill_options *opt, od_distill_result *res,
+                     od_error *err);
+void od_distill_result_clear(od_distill_result *r);
+
+/* Logits of model for every sample of d (batched inference plans), [d->n, classes]. */
+od_status od_model_logits(const od_model *m, const od_dataset *d, const od_preprocess *pre,
+                          int threads, float **logits_out, int64_t *classes_out, od_error *err);
+/* Top-1 accuracy against labels, and agreement of two logit sets (argmax match). */
+double od_accuracy(const float *logits, const int32_t *labels, int64_t n, int64_t classes);
+double od_agreement(const float *a, const float *b, int64_t n, int64_t classes);
+int64_t od_argmax(const float *row, int64_t classes);
+
+#endif

@@ -1,0 +1,127 @@
+/* BatchNormalization, opsets 1-15, inference only: Y = (X - mean) / sqrt(var + epsilon) * scale
+ * + B, per channel (dim 1), float32. Training (training_mode = 1, or any output beyond Y),
+ * and opsets 7-8's spatial = 0 are refused as unsupported; opset 6's is_test and momentum do
+ * not change inference. With constant parameters (the usual case) the per-channel factor
+ * scale / sqrt(var + eps) and shift B - mean * factor are folded once in prepare; otherwise at
+ * each run into memory allocated in prepare. Layout: spatial (channels-last, so a channel is
+ * the last physical dim; a plain [N, C, ...] input also works). Backward: not yet. */
+#include "../op.h"
+#include "ew_common.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+static od_status bn_infer(od_infer_ctx *c) {
+    if (c->n_in != 5)
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "takes 5 inputs, not %d",
+                             c->n_in);
+    for (int k = 1; k < c->n_out; k++)
+        if (c->node->outputs[k] >= 0)
+            return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
+                                 "training mode (outputs beyond Y) is not supported");
+    if (od_attr_int(c->node, "training_mode", 0))
+        return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
+                             "training_mode = 1 is not supported");
+    if (c->opset < 9 && !od_attr_int(c->node, "spatial", 1))
+        return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
+                             "spatial = 0 is not supported");
+    od_status st = od_infer_expect(c, 0, 2, OD_MAX_RANK);
+    if (st) return st;
+    int64_t C = c->in[0]->dims[1];
+    static const char *const names[] = {"", "scale", "B", "mean", "var"};
+    for (int k = 1; k < 5; k++) {
+        st = od_infer_expect(c, k, 1, 1);
+        if (st) return st;
+        if (c->in[k]->dims[0] != C)
+            return od_node_error(c->err, OD_STATUS_SHAPE, c->node,
+                                 "%s has %lld elements, the input %lld channels", names[k],
+                                 (long long)c->in[k]->dims[0], (long long)C);
+    }
+    od_infer_same(c, 0, 0);
+    return OD_STATUS_OK;
+}
+
+typedef struct bn_state {
+    bool folded; /* factor and shift computed once */
+    float epsilon;
+    int64_t C, inner; /* inner: elements per channel run (1 when channels are last) */
+    int64_t rows;     /* runs of C * inner elements */
+    const float *x, *params[4];
+    float *y, *factor, *shift;
+} bn_state;
+
+static void bn_fold(bn_state *b) {
+    const float *scale = b->params[0], *bias = b->params[1], *mean = b->params[2],
+                *var = b->params[3];
+    for (int64_t c = 0; c < b->C; c++) {
+        double f = scale[c] / sqrt((double)var[c] + b->epsilon);
+        b->factor[c] = (float)f;
+        b->shift[c] = (float)(bias[c] - mean[c] * f);
+    }
+}
+
+static void bn_destroy(od_step *s) {
+    bn_state *b = s->state;
+    if (b) free(b->factor);
+    free(b);
+    s->state = NULL;
+}
+
+static od_status bn_prepare(od_step *s, od_error *err) {
+    bn_state *b = calloc(1, sizeof *b);
+    if (!b) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = b;
+    const od_buf *x = s->in[0];
+    b->epsilon = od_attr_float(s->node, "epsilon", 1e-5f);
+    b->C = x->dims[1];
+    b->x = x->data;
+    b->y = s->out[0]->data;
+    bool last = x->rank == 2 || x->layout == OD_LAYOUT_CHANNELS_LAST;
+    int64_t count = od_buf_count(x), spatial = od_dims_count(x->rank - 2, x->dims + 2);
+    b->inner = last ? 1 : spatial;
+    b->rows = b->C && b->inner ? count / (b->C * b->inner) : 0;
+    b->folded = true;
+    for (int k = 0; k < 4; k++) {
+        b->params[k] = s->in[k + 1]->data;
+        if (!s->in[k + 1]->constant) b->folded = false;
+    }
+    b->factor = malloc(sizeof(float) * 2 * (size_t)(b->C ? b->C : 1));
+    if (!b->factor) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    b->shift = b->factor + b->C;
+    if (b->folded) bn_fold(b);
+    return OD_STATUS_OK;
+}
+
+/* Rows [first, end) of [rows, C, inner]. */
+static void bn_rows(void *ctx, int64_t first, int64_t end) {
+    const bn_state *b = ctx;
+    int64_t C = b->C, inner = b->inner;
+    for (int64_t r = first; r < end; r++) {
+        const float *x = b->x + r * C * inner;
+        float *y = b->y + r * C * inner;
+        if (inner == 1) {
+            for (int64_t c = 0; c < C; c++)
+                y[c] = x[c] * b->factor[c] + b->shift[c];
+            continue;
+        }
+        for (int64_t c = 0; c < C; c++) {
+            float f = b->factor[c], sh = b->shift[c];
+            for (int64_t i = 0; i < inner; i++)
+                y[c * inner + i] = x[c * inner + i] * f + sh;
+        }
+    }
+}
+
+static od_status bn_run(od_step *s, od_error *err) {
+    bn_state *b = s->state;
+    if (!b->folded) bn_fold(b);
+    ew_for_rows(s->pool, b->rows, b->C * b->inner, bn_rows, b);
+    return OD_STATUS_OK;
+}
+
+const od_op_desc od_op_BatchNormalization = {.name = "BatchNormalization",
+                                             .layout = OD_LAYOUT_POLICY_SPATIAL,
+                                             .infer = bn_infer,
+                                             .prepare = bn_prepare,
+                                             .run = bn_run,
+                                             .destroy = bn_destroy};

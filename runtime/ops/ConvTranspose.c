@@ -1,0 +1,196 @@
+/* ConvTranspose, opsets 1-17: 1-D, 2-D and 3-D, group, strides, dilations, pads,
+ * output_padding, output_shape (spatial dims, or full rank), auto_pad (NOTSET, SAME_UPPER,
+ * SAME_LOWER, VALID: pads from the spec's total_padding formula), optional bias. Float32.
+ * Constant weights of a 1-D or 2-D node run on XNNPACK's NHWC deconvolution (packed once per
+ * plan); weights known only at run time, 3-D kernels and output extensions XNNPACK cannot take
+ * (more than stride - 1 extra elements, or any at the start) run conv_common's direct loop.
+ * Backward: not yet. Layout: spatial (input and output channels-last). */
+#include "conv_common.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xnnpack.h>
+
+static int64_t floor_div2(int64_t v) { return v >= 0 ? v / 2 : -((-v + 1) / 2); }
+
+/* Resolves attributes, crops and sizes for input dims x ([N, C, spatial...]), weights w. */
+static od_status convt_params_read(const od_node *n, const int64_t *x, int rank, const int64_t *w,
+                                   od_conv_params *p, od_error *err) {
+    int sp = rank - 2;
+    od_status st = od_conv_read_common(n, sp, w + 2, p, err);
+    if (st) return st;
+    p->transposed = true;
+    p->cin = x[1];
+    p->cout = w[1] * p->group;
+    int64_t opad[OD_MAX_RANK] = {0}, oshape[OD_MAX_RANK];
+    int k = od_attr_ints(n, "output_padding", opad, OD_MAX_RANK);
+    if (k >= 0 && k != sp)
+        return od_node_error(err, OD_STATUS_INVALID_MODEL, n,
+                             "output_padding has %d values, expected %d", k, sp);
+    int ns = od_attr_ints(n, "output_shape", oshape, OD_MAX_RANK);
+    if (ns >= 0 && ns != sp && ns != rank)
+        return od_node_error(err, OD_STATUS_INVALID_MODEL, n,
+                             "output_shape has %d values, expected %d", ns, sp);
+    const int64_t *os = ns == rank ? oshape + 2 : ns >= 0 ? oshape : NULL;
+    char buf[32];
+    const char *ap = od_attr_string(n, "auto_pad", "NOTSET", buf, sizeof buf);
+    bool upper = strcmp(ap, "SAME_UPPER") == 0, lower = strcmp(ap, "SAME_LOWER") == 0;
+    bool valid = strcmp(ap, "VALID") == 0;
+    if (!upper && !lower && !valid && strcmp(ap, "NOTSET") != 0)
+        return od_node_error(err, OD_STATUS_INVALID_MODEL, n,
+                             "auto_pad \"%s\" is not one ONNX defines", ap);
+    for (int d = 0; d < sp; d++) {
+        int64_t in = x[2 + d], s = p->stride[d], dk = p->dilation[d] * (p->kernel[d] - 1) + 1;
+        if (opad[d] < 0)
+            return od_node_error(err, OD_STATUS_INVALID_MODEL, n, "output_padding is negative");
+        p->in[d] = in;
+        int64_t full = s * (in - 1) + opad[d] + dk;
+        if (os || upper || lower) {
+            int64_t want = os ? os[d] : in * s;
+            if (want < 1)
+                return od_node_error(err, OD_STATUS_INVALID_MODEL, n,
+                                     "output_shape must be positive");
+            int64_t total = full - want, half = floor_div2(total);
+            p->pad_begin[d] = upper ? half : total - half;
+            p->pad_end[d] = total - p->pad_begin[d];
+        } else if (valid) {
+            p->pad_begin[d] = p->pad_end[d] = 0;
+        }
+        p->out[d] = full - p->pad_begin[d] - p->pad_end[d];
+        if (p->out[d] < 1)
+            return od_node_error(err, OD_STATUS_SHAPE, n,
+                                 "the pads leave no output along spatial dim %d", d);
+    }
+    return OD_STATUS_OK;
+}
+
+static od_status convt_infer(od_infer_ctx *c) {
+    od_status st = od_infer_expect(c, 0, 3, 5);
+    if (!st) st = od_infer_expect(c, 1, 3, 5);
+    if (st) return st;
+    const od_shape_info *x = c->in[0], *w = c->in[1];
+    if (x->rank != w->rank)
+        return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "input rank %d, weight rank %d",
+                             x->rank, w->rank);
+    od_conv_params p;
+    st = convt_params_read(c->node, x->dims, x->rank, w->dims, &p, c->err);
+    if (st) return st;
+    if (w->dims[0] != x->dims[1] || w->dims[0] < 1 || w->dims[1] < 1 || w->dims[0] % p.group)
+        return od_node_error(c->err, OD_STATUS_SHAPE, c->node,
+                             "input has %lld channels, weights [%lld, %lld, ...] with group %lld",
+                             (long long)x->dims[1], (long long)w->dims[0], (long long)w->dims[1],
+                             (long long)p.group);
+    if (c->n_in > 2 && c->in[2]) {
+        const od_shape_info *b = c->in[2];
+        if (b->dtype != OD_DTYPE_FLOAT)
+            return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
+                                 "bias has element type %s; only float is supported",
+                                 od_dtype_name(b->dtype));
+        if (b->rank != 1 || b->dims[0] != p.cout)
+            return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "bias must have shape [%lld]",
+                                 (long long)p.cout);
+    }
+    od_shape_info *o = &c->out[0];
+    o->dtype = OD_DTYPE_FLOAT;
+    o->rank = x->rank;
+    o->dims[0] = x->dims[0];
+    o->dims[1] = p.cout;
+    for (int d = 0; d < p.sp; d++) o->dims[2 + d] = p.out[d];
+    return OD_STATUS_OK;
+}
+
+/* Every input element meets (C_out / group) x kernel weights. */
+static int64_t convt_macs(const od_node *n, const od_shape_info *const *in,
+                          const od_shape_info *out) {
+    int64_t per_input = od_dims_count(in[1]->rank - 1, in[1]->dims + 1);
+    return od_dims_count(in[0]->rank, in[0]->dims) * per_input;
+}
+
+typedef struct convt_state {
+    xnn_operator_t xnn;
+    od_conv_params p;
+    float *packed; /* direct loop: weights as od_conv_pack_weights lays them out */
+    float *bias;   /* direct loop with a constant bias */
+    bool repack;   /* weights known only at run time */
+} convt_state;
+
+static void convt_destroy(od_step *s) {
+    convt_state *cs = s->state;
+    if (!cs) return;
+    if (cs->xnn) xnn_delete_operator(cs->xnn);
+    free(cs->packed);
+    free(cs->bias);
+    free(cs);
+    s->state = NULL;
+}
+
+static od_status convt_prepare(od_step *s, od_error *err) {
+    const od_buf *x = s->in[0], *w = s->in[1], *b = s->n_in > 2 ? s->in[2] : NULL;
+    convt_state *cs = calloc(1, sizeof *cs);
+    if (!cs) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = cs;
+    od_conv_params *p = &cs->p;
+    od_status st = convt_params_read(s->node, x->dims, x->rank, w->dims, p, err);
+    if (st) return st;
+    cs->packed = malloc(sizeof(float) * (size_t)od_buf_count(w) + 1);
+    if (!cs->packed) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (w->constant) od_conv_pack_weights(p, w->data, cs->packed);
+    /* XNNPACK crops the full output at both ends and extends it at the end by an adjustment
+     * below the stride. */
+    int64_t crop_end[2], adjust[2];
+    bool xnn = w->constant && (!b || b->constant) && p->sp <= 2;
+    for (int d = 0; d < p->sp && xnn; d++) {
+        int64_t full = p->stride[d] * (p->in[d] - 1) + p->dilation[d] * (p->kernel[d] - 1) + 1;
+        int64_t end = full - p->pad_begin[d] - p->out[d];
+        crop_end[d] = end > 0 ? end : 0;
+        adjust[d] = end < 0 ? -end : 0;
+        xnn = p->pad_begin[d] >= 0 && adjust[d] < p->stride[d];
+    }
+    if (!xnn) {
+        cs->repack = !w->constant;
+        if (b && b->constant) {
+            cs->bias = malloc(sizeof(float) * (size_t)p->cout);
+            if (!cs->bias) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+            memcpy(cs->bias, b->data, sizeof(float) * (size_t)p->cout);
+        }
+        return OD_STATUS_OK;
+    }
+    bool two = p->sp == 2; /* a 1-D node is a 2-D one of height 1 */
+    int iw = p->sp - 1;
+    int64_t G = p->group;
+    enum xnn_status r = xnn_create_deconvolution2d_nhwc_f32(
+        two ? (uint32_t)p->pad_begin[0] : 0, (uint32_t)crop_end[iw],
+        two ? (uint32_t)crop_end[0] : 0, (uint32_t)p->pad_begin[iw],
+        two ? (uint32_t)p->kernel[0] : 1, (uint32_t)p->kernel[iw],
+        two ? (uint32_t)p->stride[0] : 1, (uint32_t)p->stride[iw],
+        two ? (uint32_t)p->dilation[0] : 1, (uint32_t)p->dilation[iw], (uint32_t)G,
+        (size_t)(p->cin / G), (size_t)(p->cout / G), (size_t)p->cin, (size_t)p->cout, cs->packed,
+        b ? b->data : NULL, -INFINITY, INFINITY, 0, &cs->xnn);
+    free(cs->packed);
+    cs->packed = NULL;
+    st = od_xnn_check(r, err, s->node, "create deconvolution");
+    if (st) return st;
+    r = xnn_setup_deconvolution2d_nhwc_f32(
+        cs->xnn, (size_t)x->dims[0], two ? (size_t)p->in[0] : 1, (size_t)p->in[iw],
+        two ? (uint32_t)adjust[0] : 0, (uint32_t)adjust[iw], x->data, s->out[0]->data, s->pool);
+    return od_xnn_check(r, err, s->node, "setup deconvolution");
+}
+
+static od_status convt_run(od_step *s, od_error *err) {
+    convt_state *cs = s->state;
+    if (cs->xnn)
+        return od_xnn_check(xnn_run_operator(cs->xnn, s->pool), err, s->node,
+                            "run deconvolution");
+    const od_buf *b = s->n_in > 2 ? s->in[2] : NULL;
+    if (cs->repack) od_conv_pack_weights(&cs->p, s->in[1]->data, cs->packed);
+    od_conv_direct(&cs->p, s->in[0]->dims[0], s->in[0]->data, cs->packed,
+                   cs->bias ? cs->bias : b ? b->data : NULL, s->out[0]->data, s->pool);
+    return OD_STATUS_OK;
+}
+
+const od_op_desc od_op_ConvTranspose = {.name = "ConvTranspose",
+                                        .layout = OD_LAYOUT_POLICY_SPATIAL,
+                                        .infer = convt_infer, .prepare = convt_prepare,
+                                        .run = convt_run, .destroy = convt_destroy,
+                                        .macs = convt_macs};

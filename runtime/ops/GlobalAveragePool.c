@@ -1,0 +1,53 @@
+/* GlobalAveragePool, opset 1: the mean over every spatial dim of [N, C, spatial...] (rank 3 and
+ * up); float on XNNPACK's global average pooling (channels-last input is [N, pixels, C]),
+ * double on a loop. Backward: not yet. Layout: spatial. */
+#include "pool_common.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <xnnpack.h>
+
+typedef struct gap_state {
+    od_pool pool;
+    xnn_operator_t xnn;
+} gap_state;
+
+static od_status gap_infer(od_infer_ctx *c) { return od_pool_infer(c, false, true); }
+
+static od_status gap_prepare(od_step *s, od_error *err) {
+    const od_buf *x = s->in[0];
+    gap_state *g = calloc(1, sizeof *g);
+    if (!g) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = g;
+    od_pool_global(false, x->rank, x->dims, &g->pool);
+    size_t C = (size_t)x->dims[1], pixels = (size_t)od_dims_count(x->rank - 2, x->dims + 2);
+    if (x->dtype != OD_DTYPE_FLOAT || C == 0 || pixels == 0) return OD_STATUS_OK;
+    if (xnn_create_global_average_pooling_nwc_f32(C, C, C, -INFINITY, INFINITY, 0, &g->xnn) !=
+        xnn_status_success) {
+        g->xnn = NULL; /* the loop does the same */
+        return OD_STATUS_OK;
+    }
+    enum xnn_status r = xnn_setup_global_average_pooling_nwc_f32(
+        g->xnn, (size_t)x->dims[0], pixels, x->data, s->out[0]->data, s->pool);
+    return od_xnn_check(r, err, s->node, "setup global average pooling");
+}
+
+static od_status gap_run(od_step *s, od_error *err) {
+    gap_state *g = s->state;
+    if (g->xnn)
+        return od_xnn_check(xnn_run_operator(g->xnn, s->pool), err, s->node,
+                            "run global average pooling");
+    od_pool_run_loop(&g->pool, s->in[0]->dtype, s->in[0]->data, s->out[0]->data, s->pool);
+    return OD_STATUS_OK;
+}
+
+static void gap_destroy(od_step *s) {
+    gap_state *g = s->state;
+    if (g && g->xnn) xnn_delete_operator(g->xnn);
+    free(g);
+    s->state = NULL;
+}
+
+const od_op_desc od_op_GlobalAveragePool = {
+    .name = "GlobalAveragePool", .layout = OD_LAYOUT_POLICY_SPATIAL, .infer = gap_infer,
+    .prepare = gap_prepare, .run = gap_run, .destroy = gap_destroy};

@@ -1,0 +1,80 @@
+/* MaxPool, opsets 1-12: kernel_shape, strides, pads, auto_pad, dilations, ceil_mode (a last
+ * window starting in the end padding is dropped, as PyTorch does), storage_order (accepted: it
+ * only orders Indices); 1-D, 2-D and 3-D; float, double, int8, uint8. Padded cells never win.
+ * The Indices output is refused (UNSUPPORTED). Float 1-D/2-D pools run on XNNPACK's NHWC max
+ * pooling (1-D as height 1; ceil_mode as extra end padding) when its edge handling is exact
+ * (it clamps window cells to the input, which is exact without dilation when every window
+ * holds an input cell); the rest on a loop. Backward: not yet. Layout: spatial. */
+#include "pool_common.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <xnnpack.h>
+
+typedef struct maxpool_state {
+    od_pool pool;
+    xnn_operator_t xnn;
+} maxpool_state;
+
+static od_status maxpool_infer(od_infer_ctx *c) { return od_pool_infer(c, true, false); }
+
+/* XNNPACK reads padded cells as their nearest input cell: exact when there is no dilation
+ * and every window overlaps the input. It also refuses 1-cell windows. */
+static bool xnn_fits(const od_pool *p, od_dtype t) {
+    if (t != OD_DTYPE_FLOAT || p->sp > 2) return false;
+    int64_t cells = 1;
+    for (int d = 0; d < p->sp; d++) {
+        cells *= p->kernel[d];
+        int64_t end = od_pool_backend_pad_end(p, d);
+        if (p->pad_begin[d] >= p->kernel[d] || end >= p->kernel[d] || p->kernel[d] > UINT32_MAX / 2 ||
+            p->stride[d] > UINT32_MAX / 2 || p->pad_begin[d] > UINT32_MAX / 2)
+            return false;
+        if (p->dilation[d] != 1 && (p->pad_begin[d] || end))
+            return false;
+    }
+    return cells > 1;
+}
+
+static od_status maxpool_prepare(od_step *s, od_error *err) {
+    const od_buf *x = s->in[0];
+    maxpool_state *m = calloc(1, sizeof *m);
+    if (!m) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = m;
+    od_pool *p = &m->pool;
+    od_status st = od_pool_read(s->node, s->opset, true, x->rank, x->dims, p, err);
+    if (st || !xnn_fits(p, x->dtype)) return st;
+    int h = p->sp == 2 ? 0 : -1, w = p->sp - 1; /* height dim in p, -1 for 1-D */
+    size_t C = (size_t)p->channels;
+    enum xnn_status r = xnn_create_max_pooling2d_nhwc_f32(
+        h < 0 ? 0 : (uint32_t)p->pad_begin[0], (uint32_t)od_pool_backend_pad_end(p, w),
+        h < 0 ? 0 : (uint32_t)od_pool_backend_pad_end(p, 0), (uint32_t)p->pad_begin[w],
+        h < 0 ? 1 : (uint32_t)p->kernel[0], (uint32_t)p->kernel[w],
+        h < 0 ? 1 : (uint32_t)p->stride[0], (uint32_t)p->stride[w],
+        h < 0 ? 1 : (uint32_t)p->dilation[0], (uint32_t)p->dilation[w], C, C, C, -INFINITY,
+        INFINITY, 0, &m->xnn);
+    if (r != xnn_status_success) { /* the loop does the same */
+        m->xnn = NULL;
+        return OD_STATUS_OK;
+    }
+    r = xnn_setup_max_pooling2d_nhwc_f32(m->xnn, (size_t)p->batch, h < 0 ? 1 : (size_t)p->in[0],
+                                         (size_t)p->in[w], x->data, s->out[0]->data, s->pool);
+    return od_xnn_check(r, err, s->node, "setup max pooling");
+}
+
+static od_status maxpool_run(od_step *s, od_error *err) {
+    maxpool_state *m = s->state;
+    if (m->xnn) return od_xnn_check(xnn_run_operator(m->xnn, s->pool), err, s->node, "run max pooling");
+    od_pool_run_loop(&m->pool, s->in[0]->dtype, s->in[0]->data, s->out[0]->data, s->pool);
+    return OD_STATUS_OK;
+}
+
+static void maxpool_destroy(od_step *s) {
+    maxpool_state *m = s->state;
+    if (m && m->xnn) xnn_delete_operator(m->xnn);
+    free(m);
+    s->state = NULL;
+}
+
+const od_op_desc od_op_MaxPool = {.name = "MaxPool", .layout = OD_LAYOUT_POLICY_SPATIAL,
+                                  .infer = maxpool_infer, .prepare = maxpool_prepare,
+                                  .run = maxpool_run, .destroy = maxpool_destroy};

@@ -1,0 +1,124 @@
+/* Pow, opsets 1-15: Z = X ^ Y with numpy broadcasting, X float32, Y float32 or a 32/64-bit
+ * integer (mixed types from opset 12). Opset 1's `broadcast` is honoured when it is a numpy
+ * broadcast; its `axis` is not supported. A constant scalar exponent of 2 or 0.5 runs on XNNPACK's
+ * square or square_root, anything else on powf. Layout: element-wise. Backward: not yet. */
+#include "../op.h"
+#include "ew_common.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <xnnpack.h>
+
+static od_status pow_infer(od_infer_ctx *c) {
+    if (c->n_in != 2 || !c->in[0] || !c->in[1])
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "needs two inputs");
+    od_status st = od_infer_expect(c, 0, 0, OD_MAX_RANK);
+    if (st) return st;
+    od_dtype yt = c->in[1]->dtype;
+    if (yt != OD_DTYPE_FLOAT && yt != OD_DTYPE_INT32 && yt != OD_DTYPE_INT64 &&
+        yt != OD_DTYPE_UINT32 && yt != OD_DTYPE_UINT64)
+        return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
+                             "exponent of element type %s is not supported", od_dtype_name(yt));
+    if (c->opset < 12 && yt != OD_DTYPE_FLOAT)
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node,
+                             "before opset 12 the exponent must have the base's element type");
+    if (c->opset < 7 && od_node_attr(c->node, "axis"))
+        return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
+                             "the legacy `axis` broadcast is not supported");
+    st = od_infer_broadcast(c);
+    if (st) return st;
+    if (c->opset < 7 && !od_attr_int(c->node, "broadcast", 0)) {
+        bool same = c->in[0]->rank == c->in[1]->rank;
+        for (int d = 0; same && d < c->in[0]->rank; d++)
+            same = c->in[0]->dims[d] == c->in[1]->dims[d];
+        if (!same)
+            return od_node_error(c->err, OD_STATUS_SHAPE, c->node,
+                                 "shapes differ and `broadcast` is not set");
+    }
+    return OD_STATUS_OK;
+}
+
+typedef struct pow_state {
+    xnn_operator_t xnn;
+    ew_bcast bc; /* inputs: x, y */
+    const float *x;
+    const void *y;
+    od_dtype yt;
+    float *z;
+} pow_state;
+
+static void pow_destroy(od_step *s) {
+    pow_state *p = s->state;
+    if (p && p->xnn) xnn_delete_operator(p->xnn);
+    free(p);
+    s->state = NULL;
+}
+
+static od_status pow_prepare(od_step *s, od_error *err) {
+    pow_state *p = calloc(1, sizeof *p);
+    if (!p) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = p;
+    od_buf *x = s->in[0], *y = s->in[1];
+    p->x = x->data;
+    p->y = y->data;
+    p->yt = y->dtype;
+    p->z = s->out[0]->data;
+    ew_bcast_init(&p->bc, s->out[0], 2, s->in);
+    size_t n = (size_t)od_buf_count(s->out[0]);
+    if (!y->constant || od_buf_count(y) != 1 || (size_t)od_buf_count(x) != n || n == 0)
+        return OD_STATUS_OK;
+    float e = od_const_float(&(od_shape_info){.constant = y->constant}, NAN);
+    if (e != 2.0f && e != 0.5f) return OD_STATUS_OK;
+    xnn_operator_t op = NULL;
+    enum xnn_status r = e == 2.0f ? xnn_create_square_nc_f32(1, 1, 1, 0, &op)
+                                  : xnn_create_square_root_nc_f32(1, 1, 1, 0, &op);
+    od_status st = od_xnn_check(r, err, s->node, "create");
+    if (st) return st;
+    p->xnn = op;
+    r = e == 2.0f ? xnn_setup_square_nc_f32(op, n, p->x, p->z, s->pool)
+                  : xnn_setup_square_root_nc_f32(op, n, p->x, p->z, s->pool);
+    return od_xnn_check(r, err, s->node, "setup");
+}
+
+#define POW_ROW(T)                                                                                 \
+    do {                                                                                           \
+        const T *e = (const T *)p->y + off[1];                                                     \
+        for (int64_t i = 0; i < n; i++)                                                            \
+            z[i] = powf(x[i * sx], (float)e[i * sy]);                                              \
+    } while (0)
+
+static void pow_rows(void *ctx, int64_t first, int64_t end) {
+    const pow_state *p = ctx;
+    const ew_bcast *b = &p->bc;
+    int last = b->rank - 1;
+    int64_t n = b->dims[last], sx = b->strides[0][last], sy = b->strides[1][last], off[2];
+    for (int64_t r = first; r < end; r++) {
+        ew_bcast_offsets(b, r, off);
+        const float *x = p->x + off[0];
+        float *z = p->z + r * n;
+        if (p->yt == OD_DTYPE_FLOAT)
+            POW_ROW(float);
+        else if (p->yt == OD_DTYPE_INT32)
+            POW_ROW(int32_t);
+        else if (p->yt == OD_DTYPE_INT64)
+            POW_ROW(int64_t);
+        else if (p->yt == OD_DTYPE_UINT32)
+            POW_ROW(uint32_t);
+        else
+            POW_ROW(uint64_t);
+    }
+}
+
+static od_status pow_run(od_step *s, od_error *err) {
+    pow_state *p = s->state;
+    if (p->xnn) return od_xnn_check(xnn_run_operator(p->xnn, s->pool), err, s->node, "run");
+    ew_for_rows(s->pool, p->bc.rows, p->bc.dims[p->bc.rank - 1], pow_rows, p);
+    return OD_STATUS_OK;
+}
+
+const od_op_desc od_op_Pow = {.name = "Pow",
+                              .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
+                              .infer = pow_infer,
+                              .prepare = pow_prepare,
+                              .run = pow_run,
+                              .destroy = pow_destroy};

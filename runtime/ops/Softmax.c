@@ -1,0 +1,153 @@
+/* Softmax and LogSoftmax, opsets 1-13, float32, attribute axis. Before opset 13 the input is
+ * coerced to 2-D at axis (default 1) and normalised over each row of the flattened
+ * [d0 * ... * d(axis-1), d(axis) * ...]; from opset 13 over the one axis (default -1). Softmax
+ * over contiguous rows (opset 13 on the last axis, or any coerced case) runs on XNNPACK's
+ * softmax; LogSoftmax, and Softmax over an inner axis, a loop that subtracts the maximum first.
+ * Layout: plain (the axis is an ONNX axis). Backward: not yet. */
+#include "../op.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <xnnpack.h>
+
+static od_status softmax_infer(od_infer_ctx *c) {
+    if (c->n_in != 1)
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "takes one input, not %d",
+                             c->n_in);
+    od_status st = od_infer_expect(c, 0, 1, OD_MAX_RANK);
+    if (st) return st;
+    int64_t axis = od_attr_int(c->node, "axis", c->opset < 13 ? 1 : -1);
+    if (od_axis(axis, c->in[0]->rank) < 0)
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node,
+                             "axis %lld is out of range for rank %d", (long long)axis,
+                             c->in[0]->rank);
+    od_infer_same(c, 0, 0);
+    return OD_STATUS_OK;
+}
+
+typedef struct softmax_state {
+    xnn_operator_t xnn;
+    bool log;
+    size_t outer, len, inner; /* the input seen as [outer, len, inner], normalised over len */
+    const float *x;
+    float *y;
+    float *scratch; /* max and sum per inner position, per outer index: 2 * outer * inner */
+} softmax_state;
+
+static void softmax_destroy(od_step *s) {
+    softmax_state *m = s->state;
+    if (!m) return;
+    if (m->xnn) xnn_delete_operator(m->xnn);
+    free(m->scratch);
+    free(m);
+    s->state = NULL;
+}
+
+static od_status softmax_prepare(od_step *s, od_error *err) {
+    softmax_state *m = calloc(1, sizeof *m);
+    if (!m) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = m;
+    const od_buf *x = s->in[0];
+    m->log = s->op->name[0] == 'L';
+    m->x = x->data;
+    m->y = s->out[0]->data;
+    int axis = od_axis(od_attr_int(s->node, "axis", s->opset < 13 ? 1 : -1), x->rank);
+    m->outer = (size_t)od_dims_count(axis, x->dims);
+    m->len = (size_t)od_dims_count(s->opset < 13 ? x->rank - axis : 1, x->dims + axis);
+    size_t outer_len = m->outer * m->len;
+    m->inner = outer_len ? (size_t)od_buf_count(x) / outer_len : 0;
+    if (m->outer * m->len * m->inner == 0) return OD_STATUS_OK;
+    if (m->inner > 1) {
+        m->scratch = malloc(sizeof(float) * 2 * m->outer * m->inner);
+        if (!m->scratch) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    }
+    if (m->log || m->inner > 1) return OD_STATUS_OK;
+    xnn_operator_t op = NULL;
+    enum xnn_status r = xnn_create_softmax_nc_f32(m->len, m->len, m->len, 0, &op);
+    od_status st = od_xnn_check(r, err, s->node, "create softmax");
+    if (st) return st;
+    m->xnn = op;
+    r = xnn_setup_softmax_nc_f32(op, m->outer, m->x, m->y, s->pool);
+    return od_xnn_check(r, err, s->node, "setup softmax");
+}
+
+/* One row of contiguous values (inner == 1). */
+static void softmax_row(const softmax_state *m, size_t o) {
+    const float *x = m->x + o * m->len;
+    float *y = m->y + o * m->len;
+    float max = x[0], sum = 0.0f;
+    for (size_t i = 1; i < m->len; i++)
+        max = x[i] > max ? x[i] : max;
+    if (m->log) {
+        for (size_t i = 0; i < m->len; i++)
+            sum += expf(x[i] - max);
+        float lse = logf(sum); /* kept apart from max: max + lse may round away lse's digits */
+        for (size_t i = 0; i < m->len; i++)
+            y[i] = (x[i] - max) - lse;
+    } else {
+        for (size_t i = 0; i < m->len; i++)
+            sum += y[i] = expf(x[i] - max);
+        for (size_t i = 0; i < m->len; i++)
+            y[i] /= sum;
+    }
+}
+
+/* One outer index of an inner axis: [len, inner] with strided rows, vectorised over inner. */
+static void softmax_block(const softmax_state *m, size_t o) {
+    size_t len = m->len, inner = m->inner;
+    const float *x = m->x + o * len * inner;
+    float *y = m->y + o * len * inner;
+    float *max = m->scratch + 2 * o * inner, *sum = max + inner;
+    for (size_t k = 0; k < inner; k++) {
+        max[k] = x[k];
+        sum[k] = 0.0f;
+    }
+    for (size_t i = 1; i < len; i++)
+        for (size_t k = 0; k < inner; k++)
+            max[k] = x[i * inner + k] > max[k] ? x[i * inner + k] : max[k];
+    for (size_t i = 0; i < len; i++)
+        for (size_t k = 0; k < inner; k++) {
+            float e = expf(x[i * inner + k] - max[k]);
+            sum[k] += e;
+            if (!m->log) y[i * inner + k] = e;
+        }
+    if (m->log) {
+        for (size_t k = 0; k < inner; k++)
+            sum[k] = logf(sum[k]);
+        for (size_t i = 0; i < len; i++)
+            for (size_t k = 0; k < inner; k++)
+                y[i * inner + k] = (x[i * inner + k] - max[k]) - sum[k];
+    } else {
+        for (size_t i = 0; i < len; i++)
+            for (size_t k = 0; k < inner; k++)
+                y[i * inner + k] /= sum[k];
+    }
+}
+
+static void softmax_task(void *ctx, size_t o) {
+    const softmax_state *m = ctx;
+    if (m->inner > 1)
+        softmax_block(m, o);
+    else
+        softmax_row(m, o);
+}
+
+static od_status softmax_run(od_step *s, od_error *err) {
+    softmax_state *m = s->state;
+    if (m->xnn) return od_xnn_check(xnn_run_operator(m->xnn, s->pool), err, s->node, "run");
+    if (m->outer * m->len * m->inner == 0) return OD_STATUS_OK;
+    /* threads only pay off when each task has some work */
+    od_parallel_for(m->len * m->inner >= 1024 ? s->pool : NULL, m->outer, softmax_task, m);
+    return OD_STATUS_OK;
+}
+
+const od_op_desc od_op_Softmax = {.name = "Softmax",
+                                  .infer = softmax_infer,
+                                  .prepare = softmax_prepare,
+                                  .run = softmax_run,
+                                  .destroy = softmax_destroy};
+const od_op_desc od_op_LogSoftmax = {.name = "LogSoftmax",
+                                     .infer = softmax_infer,
+                                     .prepare = softmax_prepare,
+                                     .run = softmax_run,
+                                     .destroy = softmax_destroy};

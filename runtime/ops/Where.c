@@ -1,0 +1,80 @@
+/* Where, opsets 9-17: numpy broadcasting of a bool condition and two inputs of one type (any
+ * fixed size). Backward: not yet. Layout: element-wise. */
+#include "ew_common.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static od_status where_infer(od_infer_ctx *c) {
+    if (c->n_in != 3 || !c->in[0] || !c->in[1] || !c->in[2])
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "needs three inputs");
+    if (c->in[0]->dtype != OD_DTYPE_BOOL)
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node,
+                             "the condition has element type %s; expected bool",
+                             od_dtype_name(c->in[0]->dtype));
+    od_dtype t = c->in[1]->dtype;
+    if (t != c->in[2]->dtype || od_dtype_size(t) == 0)
+        return od_node_error(c->err, t != c->in[2]->dtype ? OD_STATUS_INVALID_MODEL : OD_STATUS_UNSUPPORTED,
+                             c->node, "inputs have element types %s and %s", od_dtype_name(t),
+                             od_dtype_name(c->in[2]->dtype));
+    od_status st = od_infer_broadcast(c);
+    if (st) return st;
+    c->out[0].dtype = t;
+    return OD_STATUS_OK;
+}
+
+typedef struct where_job {
+    ew_bcast b;
+    const uint8_t *cond;
+    const char *x, *y;
+    char *out;
+    size_t esize;
+} where_job;
+
+#define WHERE_LOOP(E)                                                                              \
+    for (int64_t i = 0; i < n; i++)                                                                \
+        memcpy(o + i * (E), c[i * sc] ? x + i * sx * (E) : y + i * sy * (E), (E))
+
+static void where_rows(void *ctx, int64_t first, int64_t end) {
+    const where_job *j = ctx;
+    int r = j->b.rank;
+    size_t e = j->esize;
+    int64_t n = j->b.dims[r - 1], sc = j->b.strides[0][r - 1], sx = j->b.strides[1][r - 1],
+            sy = j->b.strides[2][r - 1];
+    for (int64_t row = first; row < end; row++) {
+        int64_t off[3];
+        ew_bcast_offsets(&j->b, row, off);
+        const uint8_t *c = j->cond + off[0];
+        const char *x = j->x + off[1] * e, *y = j->y + off[2] * e;
+        char *o = j->out + row * n * e;
+        switch (e) {
+        case 1: WHERE_LOOP(1); break;
+        case 2: WHERE_LOOP(2); break;
+        case 4: WHERE_LOOP(4); break;
+        case 8: WHERE_LOOP(8); break;
+        default: WHERE_LOOP(e); break;
+        }
+    }
+}
+
+static od_status where_prepare(od_step *s, od_error *err) {
+    where_job *j = malloc(sizeof *j);
+    if (!j) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    ew_bcast_init(&j->b, s->out[0], 3, s->in);
+    j->cond = s->in[0]->data;
+    j->x = s->in[1]->data;
+    j->y = s->in[2]->data;
+    j->out = s->out[0]->data;
+    j->esize = od_dtype_size(s->out[0]->dtype);
+    s->state = j;
+    return OD_STATUS_OK;
+}
+
+static od_status where_run(od_step *s, od_error *err) {
+    where_job *j = s->state;
+    ew_for_rows(s->pool, j->b.rows, j->b.dims[j->b.rank - 1], where_rows, j);
+    return OD_STATUS_OK;
+}
+
+const od_op_desc od_op_Where = {.name = "Where", .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
+                                .infer = where_infer, .prepare = where_prepare, .run = where_run};

@@ -1,0 +1,116 @@
+/* Equal, Less, Greater (opsets 1-17) and LessOrEqual, GreaterOrEqual (12-17): numpy
+ * broadcasting into bool. They share this file because they differ only in the comparison.
+ * Any numeric type (float16 and bfloat16 compared as float; Equal also on bool). Opsets
+ * before 7 broadcast the second input only onto the trailing dims (`broadcast`, `axis`): other
+ * axes are refused. Backward: none (not differentiable). Layout: element-wise. */
+#include "ew_common.h"
+#include "strided.h"
+
+#include <stdlib.h>
+
+typedef enum cmp_kind { CMP_EQ, CMP_LT, CMP_GT, CMP_LE, CMP_GE } cmp_kind;
+
+static cmp_kind kind_of(const char *name) {
+    if (name[0] == 'E') return CMP_EQ;
+    if (name[0] == 'L') return name[4] ? CMP_LE : CMP_LT;
+    return name[7] ? CMP_GE : CMP_GT;
+}
+
+static od_status cmp_infer(od_infer_ctx *c) {
+    if (c->n_in != 2 || !c->in[0] || !c->in[1])
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "needs two inputs");
+    od_dtype t = c->in[0]->dtype;
+    if (t != c->in[1]->dtype)
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node,
+                             "inputs have element types %s and %s", od_dtype_name(t),
+                             od_dtype_name(c->in[1]->dtype));
+    if (!od_numeric(t))
+        return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
+                             "element type %s is not supported", od_dtype_name(t));
+    if (c->opset < 7 && od_attr_int(c->node, "broadcast", 0)) {
+        const od_attr *axis = od_node_attr(c->node, "axis");
+        if (axis && axis->i != c->in[0]->rank - c->in[1]->rank && axis->i != -c->in[1]->rank)
+            return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
+                                 "legacy broadcasting at axis %lld is not supported",
+                                 (long long)axis->i);
+    }
+    od_status st = od_infer_broadcast(c);
+    if (st) return st;
+    c->out[0].dtype = OD_DTYPE_BOOL;
+    return OD_STATUS_OK;
+}
+
+typedef struct cmp_job {
+    ew_bcast b;
+    const char *a, *c;
+    uint8_t *y;
+    od_dtype t;
+    cmp_kind kind;
+} cmp_job;
+
+#define CMP_LOOP(T, V)                                                                             \
+    do {                                                                                           \
+        const T *A = (const T *)j->a + off[0], *B = (const T *)j->c + off[1];                      \
+        switch (j->kind) {                                                                         \
+        case CMP_EQ: for (int64_t i = 0; i < n; i++) y[i] = V(A[i * sa]) == V(B[i * sb]); break;   \
+        case CMP_LT: for (int64_t i = 0; i < n; i++) y[i] = V(A[i * sa]) < V(B[i * sb]); break;    \
+        case CMP_GT: for (int64_t i = 0; i < n; i++) y[i] = V(A[i * sa]) > V(B[i * sb]); break;    \
+        case CMP_LE: for (int64_t i = 0; i < n; i++) y[i] = V(A[i * sa]) <= V(B[i * sb]); break;   \
+        case CMP_GE: for (int64_t i = 0; i < n; i++) y[i] = V(A[i * sa]) >= V(B[i * sb]); break;   \
+        }                                                                                          \
+    } while (0)
+#define AS_IS(x) (x)
+
+static void cmp_rows(void *ctx, int64_t first, int64_t end) {
+    const cmp_job *j = ctx;
+    int r = j->b.rank;
+    int64_t n = j->b.dims[r - 1], sa = j->b.strides[0][r - 1], sb = j->b.strides[1][r - 1];
+    for (int64_t row = first; row < end; row++) {
+        int64_t off[2];
+        ew_bcast_offsets(&j->b, row, off);
+        uint8_t *y = j->y + row * n;
+        switch (j->t) {
+        case OD_DTYPE_FLOAT: CMP_LOOP(float, AS_IS); break;
+        case OD_DTYPE_DOUBLE: CMP_LOOP(double, AS_IS); break;
+        case OD_DTYPE_INT8: CMP_LOOP(int8_t, AS_IS); break;
+        case OD_DTYPE_UINT8: case OD_DTYPE_BOOL: CMP_LOOP(uint8_t, AS_IS); break;
+        case OD_DTYPE_INT16: CMP_LOOP(int16_t, AS_IS); break;
+        case OD_DTYPE_UINT16: CMP_LOOP(uint16_t, AS_IS); break;
+        case OD_DTYPE_INT32: CMP_LOOP(int32_t, AS_IS); break;
+        case OD_DTYPE_UINT32: CMP_LOOP(uint32_t, AS_IS); break;
+        case OD_DTYPE_INT64: CMP_LOOP(int64_t, AS_IS); break;
+        case OD_DTYPE_UINT64: CMP_LOOP(uint64_t, AS_IS); break;
+        case OD_DTYPE_FLOAT16: CMP_LOOP(uint16_t, od_half_to_float); break;
+        case OD_DTYPE_BFLOAT16: CMP_LOOP(uint16_t, od_bfloat_to_float); break;
+        default: break;
+        }
+    }
+}
+
+static od_status cmp_prepare(od_step *s, od_error *err) {
+    cmp_job *j = malloc(sizeof *j);
+    if (!j) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    ew_bcast_init(&j->b, s->out[0], 2, s->in);
+    j->a = s->in[0]->data;
+    j->c = s->in[1]->data;
+    j->y = s->out[0]->data;
+    j->t = s->in[0]->dtype;
+    j->kind = kind_of(s->op->name);
+    s->state = j;
+    return OD_STATUS_OK;
+}
+
+static od_status cmp_run(od_step *s, od_error *err) {
+    cmp_job *j = s->state;
+    ew_for_rows(s->pool, j->b.rows, j->b.dims[j->b.rank - 1], cmp_rows, j);
+    return OD_STATUS_OK;
+}
+
+#define CMP_DESC(NAME)                                                                             \
+    const od_op_desc od_op_##NAME = {.name = #NAME, .layout = OD_LAYOUT_POLICY_ELEMENTWISE,       \
+                                     .infer = cmp_infer, .prepare = cmp_prepare, .run = cmp_run};
+CMP_DESC(Equal)
+CMP_DESC(Less)
+CMP_DESC(Greater)
+CMP_DESC(LessOrEqual)
+CMP_DESC(GreaterOrEqual)

@@ -1,0 +1,248 @@
+/* Pool attributes, output sizes and the generic pooling loop (see pool_common.h). */
+#include "pool_common.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#define CHUNK 4096 /* output pixels times channels per task */
+
+static od_status read_ints(const od_node *n, const char *name, int count, int64_t dflt,
+                           int64_t *out, od_error *err) {
+    int64_t v[2 * OD_POOL_MAX_SPATIAL];
+    int k = od_attr_ints(n, name, v, 2 * OD_POOL_MAX_SPATIAL);
+    if (k < 0) {
+        for (int i = 0; i < count; i++) out[i] = dflt;
+        return OD_STATUS_OK;
+    }
+    if (k != count)
+        return od_node_error(err, OD_STATUS_INVALID_MODEL, n, "%s has %d values, expected %d",
+                             name, k, count);
+    memcpy(out, v, sizeof(int64_t) * count);
+    return OD_STATUS_OK;
+}
+
+od_status od_pool_read(const od_node *n, int64_t opset, bool is_max, int rank, const int64_t *x,
+                       od_pool *p, od_error *err) {
+    memset(p, 0, sizeof *p);
+    int sp = rank - 2;
+    p->is_max = is_max;
+    p->sp = sp;
+    p->batch = x[0];
+    p->channels = x[1];
+    memcpy(p->in, x + 2, sizeof(int64_t) * sp);
+    if (od_attr_ints(n, "kernel_shape", NULL, 0) < 0)
+        return od_node_error(err, OD_STATUS_INVALID_MODEL, n, "needs kernel_shape");
+    int64_t pads[2 * OD_POOL_MAX_SPATIAL];
+    od_status st = read_ints(n, "kernel_shape", sp, 1, p->kernel, err);
+    if (!st) st = read_ints(n, "strides", sp, 1, p->stride, err);
+    if (!st) st = read_ints(n, "dilations", sp, 1, p->dilation, err);
+    if (!st) st = read_ints(n, "pads", 2 * sp, 0, pads, err);
+    if (st) return st;
+    p->count_include_pad = !is_max && od_attr_int(n, "count_include_pad", 0) != 0;
+    bool ceil_mode = od_attr_int(n, "ceil_mode", 0) != 0;
+    if (is_max && od_attr_int(n, "storage_order", 0) != 0 && opset < 8)
+        return od_node_error(err, OD_STATUS_INVALID_MODEL, n, "storage_order needs opset 8");
+    for (int d = 0; d < sp; d++) {
+        if (!is_max && p->dilation[d] != 1)
+            return od_node_error(err, OD_STATUS_UNSUPPORTED, n,
+                                 "AveragePool with dilations is not supported");
+        if (p->kernel[d] < 1 || p->stride[d] < 1 || p->dilation[d] < 1 || pads[d] < 0 ||
+            pads[sp + d] < 0)
+            return od_node_error(err, OD_STATUS_INVALID_MODEL, n,
+                                 "kernel_shape, strides and dilations must be positive, pads "
+                                 "not negative");
+        p->pad_begin[d] = pads[d];
+        p->pad_end[d] = pads[sp + d];
+    }
+    char buf[32];
+    const char *ap = od_attr_string(n, "auto_pad", "NOTSET", buf, sizeof buf);
+    bool upper = strcmp(ap, "SAME_UPPER") == 0, lower = strcmp(ap, "SAME_LOWER") == 0;
+    bool valid = strcmp(ap, "VALID") == 0;
+    if (!upper && !lower && !valid && strcmp(ap, "NOTSET") != 0)
+        return od_node_error(err, OD_STATUS_INVALID_MODEL, n,
+                             "auto_pad \"%s\" is not one ONNX defines", ap);
+    for (int d = 0; d < sp; d++) {
+        int64_t in = p->in[d], k = p->dilation[d] * (p->kernel[d] - 1) + 1, s = p->stride[d];
+        if (upper || lower) {
+            p->out[d] = (in + s - 1) / s;
+            int64_t total = (p->out[d] - 1) * s + k - in;
+            if (total < 0) total = 0;
+            p->pad_begin[d] = upper ? total / 2 : total - total / 2;
+            p->pad_end[d] = total - p->pad_begin[d];
+            continue;
+        }
+        if (valid) p->pad_begin[d] = p->pad_end[d] = 0;
+        int64_t span = in + p->pad_begin[d] + p->pad_end[d] - k;
+        if (span < 0)
+            return od_node_error(err, OD_STATUS_SHAPE, n,
+                                 "the window (%lld) is larger than the padded input (%lld) on "
+                                 "spatial dim %d",
+                                 (long long)k, (long long)(span + k), d);
+        p->out[d] = (ceil_mode && !valid ? span + s - 1 : span) / s + 1;
+        /* a last window starting in the end padding is dropped (PyTorch and later ONNX) */
+        if (ceil_mode && p->out[d] > 1 && (p->out[d] - 1) * s >= in + p->pad_begin[d]) p->out[d]--;
+    }
+    return OD_STATUS_OK;
+}
+
+void od_pool_global(bool is_max, int rank, const int64_t *x, od_pool *p) {
+    memset(p, 0, sizeof *p);
+    p->is_max = is_max;
+    p->sp = rank - 2;
+    p->batch = x[0];
+    p->channels = x[1];
+    for (int d = 0; d < p->sp; d++) {
+        p->in[d] = p->kernel[d] = x[2 + d];
+        p->out[d] = p->stride[d] = p->dilation[d] = 1;
+    }
+}
+
+od_status od_pool_infer(od_infer_ctx *c, bool is_max, bool global) {
+    if (c->n_in < 1 || !c->in[0])
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "needs an input");
+    const od_shape_info *x = c->in[0];
+    od_dtype t = x->dtype;
+    if (t != OD_DTYPE_FLOAT && !(is_max && (t == OD_DTYPE_DOUBLE || t == OD_DTYPE_INT8 ||
+                                            t == OD_DTYPE_UINT8)) &&
+        !(!is_max && t == OD_DTYPE_DOUBLE))
+        return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
+                             "element type %s is not supported", od_dtype_name(t));
+    if (x->rank < 3)
+        return od_node_error(c->err, OD_STATUS_SHAPE, c->node,
+                             "input has rank %d; expected [N, C, spatial...]", x->rank);
+    for (int k = 1; k < c->n_out; k++)
+        if (c->node->outputs[k] >= 0)
+            return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
+                                 "output %d (Indices) is not supported", k);
+    od_pool p;
+    if (global) {
+        od_pool_global(is_max, x->rank, x->dims, &p);
+    } else {
+        od_status st = od_pool_read(c->node, c->opset, is_max, x->rank, x->dims, &p, c->err);
+        if (st) return st;
+    }
+    od_shape_info *o = &c->out[0];
+    *o = (od_shape_info){.dtype = t, .rank = x->rank};
+    o->dims[0] = x->dims[0];
+    o->dims[1] = x->dims[1];
+    memcpy(o->dims + 2, p.out, sizeof(int64_t) * p.sp);
+    return OD_STATUS_OK;
+}
+
+int64_t od_pool_backend_pad_end(const od_pool *p, int d) {
+    int64_t k = p->dilation[d] * (p->kernel[d] - 1) + 1;
+    int64_t need = (p->out[d] - 1) * p->stride[d] + k - p->in[d] - p->pad_begin[d];
+    return need > 0 ? need : 0;
+}
+
+/* ---- the loop ---------------------------------------------------------------------- */
+
+typedef struct pool_job {
+    const od_pool *p;
+    const char *x;
+    char *y;
+    size_t esize;
+    int64_t positions, per_task;       /* output pixels over the whole batch */
+    int64_t xs[OD_POOL_MAX_SPATIAL + 1]; /* input strides in elements: batch, spatial */
+    void (*pixel)(const struct pool_job *, const char *x, char *y, const int64_t *base,
+                  const int64_t *count, int64_t divisor);
+} pool_job;
+
+/* One output pixel: base/count per spatial dim give the window's valid input indices
+ * base[d] + i * dilation[d] for i < count[d] (x already offset to the batch item). */
+#define POOL_PIXEL(NAME, T, INIT, ACC, FINISH)                                                     \
+    static void NAME(const pool_job *j, const char *xb, char *yb, const int64_t *base,           \
+                     const int64_t *count, int64_t divisor) {                                      \
+        const od_pool *p = j->p;                                                                   \
+        int64_t C = p->channels, idx[OD_POOL_MAX_SPATIAL] = {0}, off = 0;                          \
+        const T *x = (const T *)xb;                                                                \
+        T *y = (T *)yb;                                                                            \
+        for (int64_t c = 0; c < C; c++) y[c] = (INIT);                                             \
+        for (int d = 0; d < p->sp; d++) {                                                          \
+            if (count[d] <= 0) goto done;                                                          \
+            off += base[d] * j->xs[d + 1];                                                         \
+        }                                                                                          \
+        for (;;) {                                                                                 \
+            const T *row = x + off;                                                                \
+            for (int64_t c = 0; c < C; c++) ACC;                                                   \
+            int d = p->sp - 1;                                                                     \
+            for (; d >= 0; d--) {                                                                  \
+                off += p->dilation[d] * j->xs[d + 1];                                              \
+                if (++idx[d] < count[d]) break;                                                    \
+                off -= count[d] * p->dilation[d] * j->xs[d + 1];                                   \
+                idx[d] = 0;                                                                        \
+            }                                                                                      \
+            if (d < 0) break;                                                                      \
+        }                                                                                          \
+    done:                                                                                          \
+        FINISH;                                                                                    \
+    }
+
+POOL_PIXEL(max_f32, float, -INFINITY, if (row[c] > y[c]) y[c] = row[c], (void)divisor)
+POOL_PIXEL(max_f64, double, -INFINITY, if (row[c] > y[c]) y[c] = row[c], (void)divisor)
+POOL_PIXEL(max_i8, int8_t, INT8_MIN, if (row[c] > y[c]) y[c] = row[c], (void)divisor)
+POOL_PIXEL(max_u8, uint8_t, 0, if (row[c] > y[c]) y[c] = row[c], (void)divisor)
+POOL_PIXEL(avg_f32, float, 0.0f, y[c] += row[c],
+           if (divisor > 0) for (int64_t c = 0; c < C; c++) y[c] /= (float)divisor)
+POOL_PIXEL(avg_f64, double, 0.0, y[c] += row[c],
+           if (divisor > 0) for (int64_t c = 0; c < C; c++) y[c] /= (double)divisor)
+
+static void pool_range(const pool_job *j, int64_t first, int64_t end) {
+    const od_pool *p = j->p;
+    int64_t per_item = j->positions / (p->batch ? p->batch : 1);
+    for (int64_t o = first; o < end; o++) {
+        int64_t rem = o % per_item, n = o / per_item;
+        int64_t base[OD_POOL_MAX_SPATIAL], count[OD_POOL_MAX_SPATIAL], divisor = 1;
+        for (int d = p->sp - 1; d >= 0; d--) {
+            int64_t od = rem % p->out[d];
+            rem /= p->out[d];
+            int64_t start = od * p->stride[d] - p->pad_begin[d], dil = p->dilation[d];
+            int64_t lo = start < 0 ? (-start + dil - 1) / dil : 0;
+            int64_t hi = (p->in[d] - 1 - start) / dil; /* last valid window index */
+            if (p->in[d] - 1 - start < 0) hi = -1;
+            if (hi > p->kernel[d] - 1) hi = p->kernel[d] - 1;
+            base[d] = start + lo * dil;
+            count[d] = hi - lo + 1;
+            if (p->count_include_pad) { /* the window clipped to the padded input */
+                int64_t hp = (p->in[d] + p->pad_end[d] - 1 - start) / dil;
+                divisor *= (hp > p->kernel[d] - 1 ? p->kernel[d] - 1 : hp) + 1;
+            } else {
+                divisor *= count[d] > 0 ? count[d] : 0;
+            }
+        }
+        j->pixel(j, j->x + (size_t)(n * j->xs[0]) * j->esize,
+                 j->y + (size_t)(o * p->channels) * j->esize, base, count, divisor);
+    }
+}
+
+static void pool_task(void *ctx, size_t t) {
+    const pool_job *j = ctx;
+    int64_t first = (int64_t)t * j->per_task, end = first + j->per_task;
+    pool_range(j, first, end < j->positions ? end : j->positions);
+}
+
+void od_pool_run_loop(const od_pool *p, od_dtype t, const void *x, void *y, pthreadpool_t pool) {
+    pool_job j = {.p = p, .x = x, .y = y, .esize = od_dtype_size(t)};
+    j.positions = p->batch;
+    for (int d = 0; d < p->sp; d++) j.positions *= p->out[d];
+    j.xs[p->sp] = p->channels;
+    for (int d = p->sp - 1; d >= 0; d--) j.xs[d] = j.xs[d + 1] * p->in[d];
+    if (p->is_max)
+        j.pixel = t == OD_DTYPE_FLOAT    ? max_f32
+                  : t == OD_DTYPE_DOUBLE ? max_f64
+                  : t == OD_DTYPE_INT8   ? max_i8
+                                         : max_u8;
+    else
+        j.pixel = t == OD_DTYPE_FLOAT ? avg_f32 : avg_f64;
+    if (j.positions == 0 || p->channels == 0) return;
+    int64_t window = 1;
+    for (int d = 0; d < p->sp; d++) window *= p->kernel[d];
+    int64_t work = p->channels * window;
+    j.per_task = work >= CHUNK ? 1 : CHUNK / work;
+    if (!pool || j.positions <= j.per_task) {
+        pool_range(&j, 0, j.positions);
+        return;
+    }
+    od_parallel_for(pool, (size_t)((j.positions + j.per_task - 1) / j.per_task), pool_task, &j);
+}

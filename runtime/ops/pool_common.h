@@ -1,0 +1,39 @@
+/* Shared by MaxPool.c, AveragePool.c, GlobalMaxPool.c and GlobalAveragePool.c: attribute
+ * reading and the output-size rule (explicit pads, auto_pad, ceil_mode, dilations), and a
+ * generic loop over channels-last data for what XNNPACK cannot do (3-D, dilations with
+ * padding, count_include_pad, 1x1 windows, non-float types). */
+#ifndef OD_POOL_COMMON_H
+#define OD_POOL_COMMON_H
+
+#include "../op.h"
+
+#define OD_POOL_MAX_SPATIAL (OD_MAX_RANK - 2)
+
+typedef struct od_pool {
+    bool is_max, count_include_pad;
+    int sp; /* spatial dims */
+    int64_t batch, channels;
+    int64_t in[OD_POOL_MAX_SPATIAL], out[OD_POOL_MAX_SPATIAL], kernel[OD_POOL_MAX_SPATIAL];
+    int64_t stride[OD_POOL_MAX_SPATIAL], dilation[OD_POOL_MAX_SPATIAL];
+    /* explicit (or auto_pad) padding; windows never start past in + pad_begin */
+    int64_t pad_begin[OD_POOL_MAX_SPATIAL], pad_end[OD_POOL_MAX_SPATIAL];
+} od_pool;
+
+/* Reads MaxPool (is_max) or AveragePool attributes for input dims x ([N, C, spatial...]) and
+ * computes the output size. */
+od_status od_pool_read(const od_node *n, int64_t opset, bool is_max, int rank, const int64_t *x,
+                       od_pool *p, od_error *err);
+
+/* A global pool over all spatial dims of x. */
+void od_pool_global(bool is_max, int rank, const int64_t *x, od_pool *p);
+
+/* infer() for a pool of input 0; types: float, plus double, int8 and uint8 for MaxPool. */
+od_status od_pool_infer(od_infer_ctx *c, bool is_max, bool global);
+
+/* The padding at the end that makes a floor-rounding backend (XNNPACK) produce p->out. */
+int64_t od_pool_backend_pad_end(const od_pool *p, int d);
+
+/* The loop: x is [N, in..., C] and y [N, out..., C] (channels-last). */
+void od_pool_run_loop(const od_pool *p, od_dtype t, const void *x, void *y, pthreadpool_t pool);
+
+#endif
