@@ -55,7 +55,9 @@ typedef struct od_step {
     void *state;  /* the op's own, freed by op->destroy */
     pthreadpool_t pool;
     int64_t macs;
-    int conv_rank; /* for planner conversions: target rank */
+    /* A following Relu or Clip fused in by the planner (ops with fuses_activation): the op
+     * clamps its output to [act_min, act_max]; -inf, inf otherwise. */
+    float act_min, act_max;
 } od_step;
 
 typedef struct od_infer_ctx {
@@ -73,6 +75,7 @@ typedef struct od_op_desc {
     od_layout_policy layout;
     bool alias_input0; /* output 0 shares input 0's memory (Reshape, Flatten, Identity, ...) */
     bool no_fold;      /* never evaluate at plan time even on constant inputs (random ops) */
+    bool fuses_activation; /* honours od_step.act_min/act_max on every path */
     od_status (*infer)(od_infer_ctx *c);
     od_status (*prepare)(od_step *s, od_error *err); /* may be NULL */
     od_status (*run)(od_step *s, od_error *err);
@@ -116,6 +119,9 @@ void od_buf_phys_dims(const od_buf *b, int64_t *out);
 /* XNNPACK status in words (its own log is compiled out). */
 const char *od_xnn_status_name(int status);
 od_status od_xnn_check(int status, od_error *err, const od_node *n, const char *what);
+
+/* Clamps a float buffer to the step's fused activation range (no-op when there is none). */
+void od_step_clamp(const od_step *s, float *data, int64_t count);
 
 /* Normalises a possibly negative axis into [0, rank); -1 when out of range. */
 int od_axis(int64_t axis, int rank);

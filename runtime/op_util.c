@@ -1,6 +1,7 @@
 /* Helpers shared by the op files: attributes, constant inputs, shape checks, XNNPACK status. */
 #include "op.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -167,6 +168,12 @@ od_status od_xnn_check(int status, od_error *err, const od_node *n, const char *
                          : status == xnn_status_unsupported_parameter ? OD_STATUS_UNSUPPORTED
                                                                       : OD_STATUS_BACKEND,
                          n, "XNNPACK %s failed: %s", what, od_xnn_status_name(status));
+}
+
+void od_step_clamp(const od_step *s, float *data, int64_t count) {
+    if (s->act_min == -INFINITY && s->act_max == INFINITY) return;
+    for (int64_t i = 0; i < count; i++)
+        data[i] = data[i] < s->act_min ? s->act_min : data[i] > s->act_max ? s->act_max : data[i];
 }
 
 int od_axis(int64_t axis, int rank) {

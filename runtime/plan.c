@@ -7,6 +7,8 @@
  * walk over the steps that allocates nothing. */
 #include "plan_internal.h"
 
+#include <float.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +146,8 @@ static int add_step(planner *pl, const od_node *n, const od_op_desc *op, int64_t
     s->node = n;
     s->op = op;
     s->opset = opset;
+    s->act_min = -INFINITY;
+    s->act_max = INFINITY;
     memset(&pl->idx[p->n_steps], 0, sizeof *pl->idx);
     return p->n_steps++;
 }
@@ -278,12 +282,65 @@ static od_status check_supported(const od_graph *g, od_error *err) {
                         list);
 }
 
+/* A Relu or Clip whose input is the only use of a Conv's or Gemm's output becomes that op's
+ * output clamp: one step and one buffer fewer. fused_into[i] names the op node absorbing
+ * node i (-1: none); range[2 * j] and range[2 * j + 1] bound node j's output. */
+static void find_fusions(const od_plan *p, int *fused_into, float *range) {
+    const od_graph *g = p->graph;
+    int *uses = calloc(g->n_values ? g->n_values : 1, sizeof(int));
+    if (!uses) return; /* fusion is an optimisation: without memory, none */
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++)
+            if (g->nodes[i].inputs[k] >= 0) uses[g->nodes[i].inputs[k]]++;
+    for (int i = 0; i < g->n_outputs; i++) uses[g->outputs[i]] += 2;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const od_node *n = &g->nodes[i];
+        bool relu = strcmp(n->op_type, "Relu") == 0, clip = strcmp(n->op_type, "Clip") == 0;
+        if ((!relu && !clip) || n->n_inputs < 1 || n->inputs[0] < 0 || (n->domain && *n->domain)) continue;
+        int v = n->inputs[0], prod = g->values[v].producer;
+        if (prod < 0 || uses[v] != 1 || g->nodes[prod].n_outputs < 1 || g->nodes[prod].outputs[0] != v) continue;
+        const od_op_desc *pop = od_op_find(g->nodes[prod].domain, g->nodes[prod].op_type);
+        if (!pop || !pop->fuses_activation || p->bufs[v].dtype != OD_DTYPE_FLOAT || fused_into[prod] >= 0) continue;
+        float lo = 0.0f, hi = INFINITY;
+        if (clip) {
+            lo = od_attr_float(n, "min", -FLT_MAX);
+            hi = od_attr_float(n, "max", FLT_MAX);
+            bool ok = true;
+            for (int k = 1; k < 3 && k < n->n_inputs; k++) {
+                if (n->inputs[k] < 0) continue;
+                const od_tensor *c = p->shapes.info[n->inputs[k]].constant;
+                if (!c || c->dtype != OD_DTYPE_FLOAT || od_tensor_count(c) != 1) ok = false;
+                else if (k == 1) lo = *(const float *)c->data;
+                else hi = *(const float *)c->data;
+            }
+            if (!ok || !(lo <= hi)) continue;
+        }
+        fused_into[i] = prod;
+        range[2 * prod] = lo;
+        range[2 * prod + 1] = hi;
+    }
+    free(uses);
+}
+
 static od_status plan_nodes(planner *pl) {
     od_plan *p = pl->p;
     const od_graph *g = p->graph;
     od_status st = OD_STATUS_OK;
     bool *needed = calloc(g->n_values ? g->n_values : 1, sizeof(bool));
-    if (!needed) return od_error_set(pl->err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    int *fused_into = malloc(sizeof(int) * (g->n_nodes ? g->n_nodes : 1));
+    float *range = malloc(sizeof(float) * 2 * (g->n_nodes ? g->n_nodes : 1));
+    if (!needed || !fused_into || !range) {
+        free(needed);
+        free(fused_into);
+        free(range);
+        return od_error_set(pl->err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        fused_into[i] = -1;
+        range[2 * i] = -INFINITY;
+        range[2 * i + 1] = INFINITY;
+    }
+    find_fusions(p, fused_into, range);
     for (int i = 0; i < g->n_outputs; i++) needed[g->outputs[i]] = true;
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         const od_node *n = &g->nodes[i];
@@ -302,6 +359,12 @@ static od_status plan_nodes(planner *pl) {
             if (n->outputs[k] >= 0 && needed[n->outputs[k]] && !p->bufs[n->outputs[k]].constant)
                 run = true;
         if (!run) continue;
+        if (fused_into[i] >= 0) { /* its producer clamps: share that buffer */
+            int src = n->inputs[0], dst = n->outputs[0];
+            p->bufs[dst].alias_of = src;
+            p->bufs[dst].layout = p->bufs[src].layout;
+            continue;
+        }
         const od_op_desc *op = od_op_find(n->domain, n->op_type);
         if (n->n_inputs > 64 || n->n_outputs > 16) {
             st = od_node_error(pl->err, OD_STATUS_UNSUPPORTED, n, "too many inputs or outputs");
@@ -338,9 +401,13 @@ static od_status plan_nodes(planner *pl) {
             break;
         }
         pl->idx[s] = x;
+        p->steps[s].act_min = range[2 * i];
+        p->steps[s].act_max = range[2 * i + 1];
     }
 done:
     free(needed);
+    free(fused_into);
+    free(range);
     return st;
 }
 
@@ -657,8 +724,8 @@ od_status od_eval_node(const od_node *n, int64_t opset, const od_op_desc *op,
         b->alias_of = -1;
         out_p[k] = b;
     }
-    od_step s = {.node = n, .op = op, .opset = opset, .n_in = n->n_inputs,
-                 .n_out = n->n_outputs, .in = in_p, .out = out_p};
+    od_step s = {.node = n, .op = op, .opset = opset, .n_in = n->n_inputs, .n_out = n->n_outputs,
+                 .in = in_p, .out = out_p, .act_min = -INFINITY, .act_max = INFINITY};
     if (op->prepare) st = op->prepare(&s, err);
     if (!st && op->alias_input0) {
         memcpy(out_p[0]->data, in_p[0]->data, out_p[0]->nbytes);

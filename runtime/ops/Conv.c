@@ -138,8 +138,8 @@ static od_status conv_prepare(od_step *s, od_error *err) {
         two ? (uint32_t)p->kernel[0] : 1, (uint32_t)p->kernel[iw],
         two ? (uint32_t)p->stride[0] : 1, (uint32_t)p->stride[iw],
         two ? (uint32_t)p->dilation[0] : 1, (uint32_t)p->dilation[iw], (uint32_t)G, (size_t)Cg,
-        (size_t)Mg, (size_t)p->cin, (size_t)p->cout, cs->packed, b ? b->data : NULL, -INFINITY,
-        INFINITY, 0, &cs->xnn);
+        (size_t)Mg, (size_t)p->cin, (size_t)p->cout, cs->packed, b ? b->data : NULL, s->act_min,
+        s->act_max, 0, &cs->xnn);
     free(cs->packed);
     cs->packed = NULL;
     st = od_xnn_check(r, err, s->node, "create convolution");
@@ -158,9 +158,11 @@ static od_status conv_run(od_step *s, od_error *err) {
     if (cs->repack) od_conv_pack_weights(&cs->p, s->in[1]->data, cs->packed);
     od_conv_direct(&cs->p, s->in[0]->dims[0], s->in[0]->data, cs->packed,
                    cs->bias ? cs->bias : b ? b->data : NULL, s->out[0]->data, s->pool);
+    od_step_clamp(s, s->out[0]->data, od_buf_count(s->out[0]));
     return OD_STATUS_OK;
 }
 
 const od_op_desc od_op_Conv = {.name = "Conv", .layout = OD_LAYOUT_POLICY_SPATIAL,
                                .infer = conv_infer, .prepare = conv_prepare, .run = conv_run,
-                               .destroy = conv_destroy, .macs = conv_macs};
+                               .destroy = conv_destroy, .macs = conv_macs,
+                               .fuses_activation = true};

@@ -108,7 +108,7 @@ static od_status gemm_prepare(od_step *s, od_error *err) {
                 bias[j] = g->beta * cd[cn == 1 ? 0 : j];
         }
         enum xnn_status r =
-            xnn_create_fully_connected_nc_f32(K, N, K, N, w, bias, -INFINITY, INFINITY, 0, &g->xnn);
+            xnn_create_fully_connected_nc_f32(K, N, K, N, w, bias, s->act_min, s->act_max, 0, &g->xnn);
         free(w);
         free(bias);
         od_status st = od_xnn_check(r, err, n, "create fully connected");
@@ -129,10 +129,19 @@ static void fill_c(const od_buf *C, float beta, float *out, size_t M, size_t N) 
             out[i * N + j] = beta * c[(r == 1 ? 0 : i) * k + (k == 1 ? 0 : j)];
 }
 
+static od_status gemm_blas(od_step *s);
+
 static od_status gemm_run(od_step *s, od_error *err) {
     gemm_state *g = s->state;
     if (g->xnn)
         return od_xnn_check(xnn_run_operator(g->xnn, s->pool), err, s->node, "run fully connected");
+    gemm_blas(s);
+    od_step_clamp(s, s->out[0]->data, od_buf_count(s->out[0]));
+    return OD_STATUS_OK;
+}
+
+static od_status gemm_blas(od_step *s) {
+    gemm_state *g = s->state;
     const od_buf *A = s->in[0], *B = s->in[1], *C = s->n_in > 2 ? s->in[2] : NULL;
     float *Y = s->out[0]->data;
     int M = (int)g->M, N = (int)g->N, K = (int)g->K;
@@ -155,4 +164,5 @@ const od_op_desc od_op_Gemm = {.name = "Gemm",
                                .prepare = gemm_prepare,
                                .run = gemm_run,
                                .destroy = gemm_destroy,
-                               .macs = gemm_macs};
+                               .macs = gemm_macs,
+                               .fuses_activation = true};
