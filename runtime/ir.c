@@ -440,7 +440,7 @@ od_status od_graph_check(od_graph *g, od_error *err) {
         goto cleanup;
     }
     for (int k = 0; k < nn; k++) sorted[k] = g->nodes[order[k]];
-    memcpy(g->nodes, sorted, sizeof(od_node) * nn);
+    if (nn) memcpy(g->nodes, sorted, sizeof(od_node) * nn);
     free(sorted);
     for (int i = 0; i < nv; i++) g->values[i].producer = -1;
     for (int i = 0; i < nn; i++)
