@@ -60,9 +60,12 @@ static const char *od_dims_str(char *buf, size_t size, int rank, const int64_t *
     n += (size_t)snprintf(buf + n, size - n, "[");
     for (int i = 0; i < rank && n < size; i++) {
         const char *sep = i ? "," : "";
-        if (batch && i == 0) n += (size_t)snprintf(buf + n, size - n, "N");
-        else if (dims[i] < 0) n += (size_t)snprintf(buf + n, size - n, "%s?", sep);
-        else n += (size_t)snprintf(buf + n, size - n, "%s%" PRId64, sep, dims[i]);
+        if (batch && i == 0)
+            n += (size_t)snprintf(buf + n, size - n, "N");
+        else if (dims[i] < 0)
+            n += (size_t)snprintf(buf + n, size - n, "%s?", sep);
+        else
+            n += (size_t)snprintf(buf + n, size - n, "%s%" PRId64, sep, dims[i]);
     }
     if (n < size) snprintf(buf + n, size - n, "]");
     return buf;
@@ -237,9 +240,13 @@ static od_status od_idx_read(const char *path, bool labels, int *rank_out, int64
             goto cleanup;
         }
         total *= v;
-        wn += (size_t)snprintf(what + wn, sizeof what - wn, "%s%" PRIu64, i ? "x" : "", v);
+        /* "60000 images of 28x28", "60000 labels" */
+        if (i == 0)
+            wn += (size_t)snprintf(what, sizeof what, "%" PRIu64 " %s", v,
+                                   labels ? "labels" : "images of ");
+        else
+            wn += (size_t)snprintf(what + wn, sizeof what - wn, "%s%" PRIu64, i > 1 ? "x" : "", v);
     }
-    snprintf(what + wn, sizeof what - wn, " %s", labels ? "labels" : "bytes");
     if ((st = od_gz_read_all(f, path, (size_t)total, what, data, err))) goto cleanup;
     if ((st = od_gz_check_end(f, path, err))) {
         free(*data);
@@ -281,8 +288,8 @@ static od_status od_idx_labels(const char *path, od_dataset *d, od_error *err) {
     if (st) return st;
     if (dims[0] != d->n) {
         free(raw);
-        return od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: %" PRId64 " labels for %" PRId64
-                            " images", path, dims[0], d->n);
+        return od_error_set(err, OD_STATUS_INVALID_MODEL,
+                            "%s: %" PRId64 " labels for %" PRId64 " images", path, dims[0], d->n);
     }
     d->labels = malloc(d->n ? (size_t)d->n * sizeof *d->labels : 1);
     if (!d->labels) {
@@ -308,11 +315,13 @@ static od_status od_idx_load(const char *dir, od_data_split *out, od_error *err)
         od_dataset *d = split ? &out->test : &out->train;
         const char *const *img = names[2 * split], *const *lab = names[2 * split + 1];
         if (!od_find(dir, img[0], path, sizeof path) && !od_find(dir, img[1], path, sizeof path))
-            return od_error_set(err, OD_STATUS_IO, "%s/%s[.gz]: no such file (an IDX dataset needs "
-                                "training and test images)", dir, img[0]);
+            return od_error_set(err, OD_STATUS_IO,
+                                "%s/%s[.gz]: no such file (an IDX dataset needs "
+                                "training and test images)",
+                                dir, img[0]);
         if ((st = od_idx_images(path, d, err))) return st;
-        if (split && (d->rank != out->train.rank ||
-                      memcmp(d->dims, out->train.dims, sizeof d->dims) != 0)) {
+        if (split &&
+            (d->rank != out->train.rank || memcmp(d->dims, out->train.dims, sizeof d->dims) != 0)) {
             char a[96], b[96];
             return od_error_set(err, OD_STATUS_INVALID_MODEL,
                                 "%s: test images are %s, training images %s", path,
@@ -349,7 +358,8 @@ static od_status od_cifar_read(const char *path, bool hundred, od_dataset *d, in
         if (got % rec) {
             int e = Z_OK;
             gzerror(f, &e);
-            if (e != Z_OK && e != Z_BUF_ERROR) st = od_gz_error(f, path, err);
+            if (e != Z_OK && e != Z_BUF_ERROR)
+                st = od_gz_error(f, path, err);
             else
                 st = od_error_set(err, OD_STATUS_INVALID_MODEL,
                                   "%s: truncated: %zu bytes after record %" PRId64
@@ -432,8 +442,10 @@ static od_status od_cifar_load(const char *dir, bool hundred, od_data_split *out
             snprintf(name, sizeof name, "data_batch_%d.bin", k);
             if (!od_find(dir, name, path, sizeof path)) continue;
             if (last != k - 1)
-                return od_error_set(err, OD_STATUS_IO, "%s/data_batch_%d.bin: no such file, but "
-                                    "data_batch_%d.bin is there", dir, last + 1, k);
+                return od_error_set(err, OD_STATUS_IO,
+                                    "%s/data_batch_%d.bin: no such file, but "
+                                    "data_batch_%d.bin is there",
+                                    dir, last + 1, k);
             if ((st = od_cifar_read(path, false, &out->train, &cap, err))) return st;
             last = k;
         }
@@ -448,7 +460,8 @@ static od_status od_cifar_load(const char *dir, bool hundred, od_data_split *out
     return OD_STATUS_OK;
 }
 
-/* ---- zip archives ------------------------------------------------------------------------------- */
+/* ---- zip archives -------------------------------------------------------------------------------
+ */
 
 static uint16_t od_le16(const uint8_t *p) {
     return (uint16_t)(p[0] | p[1] << 8);
@@ -494,8 +507,10 @@ static od_status od_zip_directory(const uint8_t *z, size_t len, const char *path
     if (eocd == SIZE_MAX) return od_zip_corrupt(err, path, "no end record (truncated?)");
     const uint8_t *e = z + eocd;
     if (od_le16(e + 4) || od_le16(e + 6))
-        return od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: multi-part zip archives are not "
-                            "supported", path);
+        return od_error_set(err, OD_STATUS_UNSUPPORTED,
+                            "%s: multi-part zip archives are not "
+                            "supported",
+                            path);
     uint64_t n_ent = od_le16(e + 10), cd_size = od_le32(e + 12), cd_off = od_le32(e + 16);
     if ((n_ent == 0xffff || cd_size == 0xffffffff || cd_off == 0xffffffff) && eocd >= 20 &&
         od_le32(e - 20) == 0x07064b50) {
@@ -545,8 +560,8 @@ static od_status od_zip_directory(const uint8_t *z, size_t len, const char *path
             if (nlen < kl || memcmp(name, od_npz_keys[i], kl) != 0) continue;
             if (nlen != kl && (nlen != kl + 4 || memcmp(name + kl, ".npy", 4) != 0)) continue;
             if (have[i])
-                return od_error_set(err, OD_STATUS_INVALID_MODEL,
-                                    "%s: two entries named %s.npy", path, od_npz_keys[i]);
+                return od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: two entries named %s.npy",
+                                    path, od_npz_keys[i]);
             have[i] = true;
             ents[i] = ent;
         }
@@ -624,19 +639,20 @@ static od_status od_zip_extract(const uint8_t *z, size_t len, const char *path, 
         if (!whole) {
             free(buf);
             if (r == Z_MEM_ERROR) return od_oom(err, path);
-            return od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: %s.npy: corrupt deflate data (%s)",
-                                path, key,
+            return od_error_set(err, OD_STATUS_INVALID_MODEL,
+                                "%s: %s.npy: corrupt deflate data (%s)", path, key,
                                 r == Z_DATA_ERROR && msg ? msg
                                 : r == Z_STREAM_END      ? "shorter than its declared size"
-                                                         : "ends early or exceeds its declared size");
+                                                    : "ends early or exceeds its declared size");
         }
         *data = buf;
         *size = (size_t)e->usize;
         *owned = buf;
     } else {
-        return od_error_set(err, OD_STATUS_UNSUPPORTED,
-                            "%s: %s.npy: zip compression method %u (want 0, stored, or 8, deflated)",
-                            path, key, e->method);
+        return od_error_set(
+            err, OD_STATUS_UNSUPPORTED,
+            "%s: %s.npy: zip compression method %u (want 0, stored, or 8, deflated)", path, key,
+            e->method);
     }
     if (crc32_z(0, *data, *size) != e->crc) {
         free(*owned);
@@ -647,7 +663,8 @@ static od_status od_zip_extract(const uint8_t *z, size_t len, const char *path, 
     return OD_STATUS_OK;
 }
 
-/* ---- .npy inside the archive ------------------------------------------------------------------- */
+/* ---- .npy inside the archive -------------------------------------------------------------------
+ */
 
 typedef struct od_npy_view {
     char descr[16];
@@ -718,8 +735,8 @@ static bool od_scan_shape(od_scan *s, int *rank, int64_t *dims) {
     }
 }
 
-static od_status od_npy_view_parse(const uint8_t *d, size_t len, const char *path,
-                                   const char *key, od_npy_view *v, od_error *err) {
+static od_status od_npy_view_parse(const uint8_t *d, size_t len, const char *path, const char *key,
+                                   od_npy_view *v, od_error *err) {
     memset(v, 0, sizeof *v);
     size_t hstart, hlen;
     if (len < 10 || memcmp(d, "\x93NUMPY", 6) != 0)
@@ -732,8 +749,8 @@ static od_status od_npy_view_parse(const uint8_t *d, size_t len, const char *pat
         hstart = 12;
         hlen = od_le32(d + 8);
     } else {
-        return od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: %s.npy: .npy format version %d",
-                            path, key, d[6]);
+        return od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: %s.npy: .npy format version %d", path,
+                            key, d[6]);
     }
     if (hlen > len - hstart)
         return od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: %s.npy: truncated header", path,
@@ -748,9 +765,12 @@ static od_status od_npy_view_parse(const uint8_t *d, size_t len, const char *pat
         if (strcmp(k, "descr") == 0) {
             if (!od_scan_string(&s, v->descr, sizeof v->descr)) goto bad;
         } else if (strcmp(k, "fortran_order") == 0) {
-            if (od_scan_word(&s, "True")) fortran = 1;
-            else if (od_scan_word(&s, "False")) fortran = 0;
-            else goto bad;
+            if (od_scan_word(&s, "True"))
+                fortran = 1;
+            else if (od_scan_word(&s, "False"))
+                fortran = 0;
+            else
+                goto bad;
         } else if (strcmp(k, "shape") == 0) {
             if (!od_scan_shape(&s, &v->rank, v->dims)) goto bad;
         } else {
@@ -779,7 +799,8 @@ static size_t od_descr_size(const char *descr, const char *const *want) {
     for (; *want; want++) {
         if (strcmp(descr + 1, *want) != 0) continue;
         size_t size = (size_t)(descr[2] - '0');
-        if (descr[0] == '<' || descr[0] == '=' || (size == 1 && (descr[0] == '|' || descr[0] == '>')))
+        if (descr[0] == '<' || descr[0] == '=' ||
+            (size == 1 && (descr[0] == '|' || descr[0] == '>')))
             return size;
     }
     return 0;
@@ -801,20 +822,20 @@ static od_status od_npy_check_size(const od_npy_view *v, size_t esize, const cha
 }
 
 /* [C,H,W] samples stored as [H,W,C] (Keras): to NCHW, one sample at a time. */
-#define OD_DEFINE_HWC_TO_CHW(name, type)                                                          \
-    static bool name(type *data, int64_t n, int64_t h, int64_t w, int64_t c) {                   \
-        int64_t s = h * w * c;                                                                    \
-        type *tmp = malloc((size_t)s * sizeof *tmp);                                              \
-        if (!tmp) return false;                                                                   \
-        for (int64_t i = 0; i < n; i++) {                                                         \
-            type *x = data + i * s;                                                               \
-            memcpy(tmp, x, (size_t)s * sizeof *tmp);                                              \
-            for (int64_t p = 0; p < h * w; p++)                                                   \
-                for (int64_t k = 0; k < c; k++)                                                   \
-                    x[k * h * w + p] = tmp[p * c + k];                                            \
-        }                                                                                         \
-        free(tmp);                                                                                \
-        return true;                                                                              \
+#define OD_DEFINE_HWC_TO_CHW(name, type)                                                           \
+    static bool name(type *data, int64_t n, int64_t h, int64_t w, int64_t c) {                     \
+        int64_t s = h * w * c;                                                                     \
+        type *tmp = malloc((size_t)s * sizeof *tmp);                                               \
+        if (!tmp) return false;                                                                    \
+        for (int64_t i = 0; i < n; i++) {                                                          \
+            type *x = data + i * s;                                                                \
+            memcpy(tmp, x, (size_t)s * sizeof *tmp);                                               \
+            for (int64_t p = 0; p < h * w; p++)                                                    \
+                for (int64_t k = 0; k < c; k++)                                                    \
+                    x[k * h * w + p] = tmp[p * c + k];                                             \
+        }                                                                                          \
+        free(tmp);                                                                                 \
+        return true;                                                                               \
     }
 OD_DEFINE_HWC_TO_CHW(od_hwc_to_chw_u8, uint8_t)
 OD_DEFINE_HWC_TO_CHW(od_hwc_to_chw_f32, float)
@@ -879,11 +900,11 @@ static od_status od_npz_x(const od_npy_view *v, const char *path, const char *ke
         }
         if (!isfinite(x) || fabs(x) > FLT_MAX)
             return od_error_set(err, OD_STATUS_INVALID_MODEL,
-                                "%s: %s.npy: %s at sample %" PRId64 " (element %" PRId64 ")",
-                                path, key,
-                                isnan(x)      ? "NaN"
-                                : isinf(x)    ? "infinity"
-                                              : "a value beyond float range",
+                                "%s: %s.npy: %s at sample %" PRId64 " (element %" PRId64 ")", path,
+                                key,
+                                isnan(x)   ? "NaN"
+                                : isinf(x) ? "infinity"
+                                           : "a value beyond float range",
                                 i / ss, i % ss);
         d->f32[i] = (float)x;
     }
@@ -892,8 +913,8 @@ static od_status od_npz_x(const od_npy_view *v, const char *path, const char *ke
     return OD_STATUS_OK;
 }
 
-static od_status od_npz_y(const od_npy_view *v, const char *path, const char *key,
-                          const char *xkey, od_dataset *d, od_error *err) {
+static od_status od_npz_y(const od_npy_view *v, const char *path, const char *key, const char *xkey,
+                          od_dataset *d, od_error *err) {
     static const char *const kinds[] = {"i8", "i4", "u1", NULL};
     size_t esize = od_descr_size(v->descr, kinds);
     if (!esize)
@@ -903,8 +924,9 @@ static od_status od_npz_y(const od_npy_view *v, const char *path, const char *ke
                             path, key, v->descr);
     if (v->rank < 1 || v->rank > 2 || (v->rank == 2 && v->dims[1] != 1)) {
         char b[160];
-        return od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: %s.npy: shape %s (want [N] or [N,1])",
-                            path, key, od_dims_str(b, sizeof b, v->rank, v->dims, false));
+        return od_error_set(err, OD_STATUS_INVALID_MODEL,
+                            "%s: %s.npy: shape %s (want [N] or [N,1])", path, key,
+                            od_dims_str(b, sizeof b, v->rank, v->dims, false));
     }
     od_status st = od_npy_check_size(v, esize, path, key, err);
     if (st) return st;
@@ -961,8 +983,10 @@ static od_status od_npz_load(const char *path, od_data_split *out, od_error *err
         od_npy_view v;
         st = od_npy_view_parse(data, size, path, od_npz_keys[i], &v, err);
         if (!st) {
-            if (i == OD_NPZ_X_TRAIN || i == OD_NPZ_X_TEST) st = od_npz_x(&v, path, od_npz_keys[i], d, err);
-            else st = od_npz_y(&v, path, od_npz_keys[i], od_npz_keys[i - 1], d, err);
+            if (i == OD_NPZ_X_TRAIN || i == OD_NPZ_X_TEST)
+                st = od_npz_x(&v, path, od_npz_keys[i], d, err);
+            else
+                st = od_npz_y(&v, path, od_npz_keys[i], od_npz_keys[i - 1], d, err);
         }
         free(owned);
         if (st) goto cleanup;
@@ -986,7 +1010,8 @@ cleanup:
     return st;
 }
 
-/* ---- loading ------------------------------------------------------------------------------------ */
+/* ---- loading ------------------------------------------------------------------------------------
+ */
 
 static od_status od_load_dir(const char *dir, od_data_split *out, bool top, od_error *err) {
     char p[OD_PATH_MAX];
@@ -999,11 +1024,12 @@ static od_status od_load_dir(const char *dir, od_data_split *out, bool top, od_e
     for (size_t i = 0; top && i < sizeof subs / sizeof *subs; i++)
         if (od_join(p, sizeof p, dir, subs[i], "") && od_is_dir(p))
             return od_load_dir(p, out, false, err);
-    return od_error_set(err, OD_STATUS_IO,
-                        "%s: no dataset in this folder (want IDX files train-images-idx3-ubyte[.gz] "
-                        "and t10k-images-idx3-ubyte[.gz], CIFAR-10 data_batch_1.bin .. and "
-                        "test_batch.bin, or CIFAR-100 train.bin and test.bin)",
-                        dir);
+    return od_error_set(
+        err, OD_STATUS_IO,
+        "%s: no dataset in this folder (want IDX files train-images-idx3-ubyte[.gz] "
+        "and t10k-images-idx3-ubyte[.gz], CIFAR-10 data_batch_1.bin .. and "
+        "test_batch.bin, or CIFAR-100 train.bin and test.bin)",
+        dir);
 }
 
 od_status od_data_load(const char *path, od_data_split *out, od_error *err) {
@@ -1019,14 +1045,14 @@ od_status od_data_load(const char *path, od_data_split *out, od_error *err) {
             if (strchr(path, '/'))
                 return od_error_set(err, OD_STATUS_IO, "%s: %s", path, strerror(e));
             return od_error_set(err, OD_STATUS_IO,
-                                "%s: no such file or folder, nor is there %s/%s (the package "
-                                "dataset-%s would install it)",
-                                path, OD_DATASET_DIR, path, path);
+                                "%s: no such file or folder, nor is there %s/%s (where "
+                                "dataset-* packages install)",
+                                path, OD_DATASET_DIR, path);
         }
         path = resolved;
     }
-    od_status st = S_ISDIR(sb.st_mode) ? od_load_dir(path, out, true, err)
-                                       : od_npz_load(path, out, err);
+    od_status st =
+        S_ISDIR(sb.st_mode) ? od_load_dir(path, out, true, err) : od_npz_load(path, out, err);
     if (!st && out->train.n == 0)
         st = od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: the training set holds no samples",
                           path);
@@ -1046,7 +1072,8 @@ od_status od_data_load(const char *path, od_data_split *out, od_error *err) {
     return OD_STATUS_OK;
 }
 
-/* ---- preprocessing ------------------------------------------------------------------------------ */
+/* ---- preprocessing ------------------------------------------------------------------------------
+ */
 
 void od_preprocess_default(od_preprocess *p) {
     memset(p, 0, sizeof *p);
@@ -1061,7 +1088,8 @@ static od_status od_parse_floats(const char *key, const char *text, float *v, in
                                  od_error *err) {
     const char *s = text;
     *n = 0;
-    while (*s == ' ' || *s == '\t') s++;
+    while (*s == ' ' || *s == '\t')
+        s++;
     char close = *s == '[' ? ']' : *s == '(' ? ')' : 0;
     if (close) s++;
     for (;;) {
@@ -1080,16 +1108,19 @@ static od_status od_parse_floats(const char *key, const char *text, float *v, in
                                 key, text);
         v[(*n)++] = (float)x;
         s = end;
-        while (*s == ' ' || *s == '\t') s++;
+        while (*s == ' ' || *s == '\t')
+            s++;
         if (*s != ',') break;
         s++;
     }
-    while (*s == ' ' || *s == '\t') s++;
+    while (*s == ' ' || *s == '\t')
+        s++;
     if (close && *s == close) {
         s++;
         close = 0;
     }
-    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') s++;
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+        s++;
     if (*n == 0 || close || *s)
         return od_error_set(err, OD_STATUS_INVALID_MODEL,
                             "model metadata \"%s\": \"%s\" is not a number or a comma-separated "
@@ -1167,8 +1198,8 @@ od_status od_preprocess_check(const od_preprocess *p, const od_dataset *d, od_er
     return OD_STATUS_OK;
 }
 
-void od_dataset_fill(const od_dataset *d, const od_preprocess *p, const int64_t *idx,
-                     int64_t count, float *out) {
+void od_dataset_fill(const od_dataset *d, const od_preprocess *p, const int64_t *idx, int64_t count,
+                     float *out) {
     int64_t ss = od_dataset_sample_size(d);
     int nc = p->n_channels < 1 ? 1 : p->n_channels > 16 ? 16 : p->n_channels;
     if (ss % nc) nc = 1; /* refused by od_preprocess_check; stay in bounds regardless */
@@ -1213,17 +1244,21 @@ od_status od_dataset_check_input(const od_dataset *d, int in_rank, const int64_t
     int64_t ss = od_dataset_sample_size(d), ms = 1;
     bool known = true;
     for (int i = 0; i < mr; i++) {
-        if (md[i] < 0) known = false;
-        else ms *= md[i];
+        if (md[i] < 0)
+            known = false;
+        else
+            ms *= md[i];
     }
     /* the same dims, after dropping leading 1s on both sides */
     int ia = 0, ib = 0;
-    while (ia < d->rank - 1 && d->dims[ia] == 1) ia++;
-    while (ib < mr - 1 && md[ib] == 1) ib++;
+    while (ia < d->rank - 1 && d->dims[ia] == 1)
+        ia++;
+    while (ib < mr - 1 && md[ib] == 1)
+        ib++;
     bool fits = d->rank - ia == mr - ib && d->rank > 0;
     for (int i = 0; fits && i < d->rank - ia; i++)
         if (md[ib + i] >= 0 && md[ib + i] != d->dims[ia + i]) fits = false;
-    if (!fits && d->rank == 1 && known && ms == ss) fits = true; /* flat into any shape */
+    if (!fits && d->rank == 1 && known && ms == ss) fits = true;     /* flat into any shape */
     if (!fits && mr == 1 && (md[0] < 0 || md[0] == ss)) fits = true; /* any sample into [N,D] */
     if (fits) return OD_STATUS_OK;
     return od_error_set(err, OD_STATUS_SHAPE,

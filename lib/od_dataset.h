@@ -92,8 +92,8 @@ od_status od_preprocess_check(const od_preprocess *p, const od_dataset *d, od_er
 
 /* Writes samples idx[0..count) of d, preprocessed, as float NCHW into out (count * sample-size
  * floats). Indices must be in 0 .. d->n - 1 and p must have passed od_preprocess_check. */
-void od_dataset_fill(const od_dataset *d, const od_preprocess *p, const int64_t *idx,
-                     int64_t count, float *out);
+void od_dataset_fill(const od_dataset *d, const od_preprocess *p, const int64_t *idx, int64_t count,
+                     float *out);
 
 /* Checks that a sample fits a model input of dims in_dims[0..in_rank) = [N, ...] (the batch dim
  * in_dims[0] is not compared; negative dims match anything). Fits: the same dims; the same

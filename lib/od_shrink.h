@@ -1,5 +1,129 @@
-/* The student builder (placeholder: being written). */
+/* The student builder: a smaller student cut from the teacher's own graph.
+ *
+ *   od_shrink_spec spec;
+ *   od_shrink_spec_default(&spec);    // width 1, depth 1, round 8, teacher init, bn auto, seed 1
+ *   spec.width = 0.5;                 // every Conv, ConvTranspose, Gemm, MatMul: half its channels
+ *   spec.depth = 0.5;                 // keep half of the removable blocks
+ *   od_model *student = NULL;
+ *   if (od_shrink(teacher, &spec, &student, &err)) { puts(err.message); return 1; }
+ *   od_model_save(student, "student.onnx", &err);
+ *   od_model_destroy(student);
+ *
+ * The student is a new model (the teacher is not modified) with the teacher's graph inputs and
+ * outputs, opsets and metadata; it passes od_graph_check and shape inference wherever the
+ * teacher does.
+ *
+ * Width: each layer keeps round(width * C) output channels, rounded up to a multiple of
+ * round_to, at least 1, at most C. Channel counts that must be equal are one group, found by a
+ * union-find over the graph's channel dims: the branches of a residual Add (Sub, Mul, ...), a
+ * depthwise conv's input and output, the inputs of a Concat along another axis. Everything that
+ * depends on a channel count follows: the next layer's input channels (also across Flatten or a
+ * flattening Reshape into a Gemm, by blocks of H*W columns), BatchNormalization,
+ * InstanceNormalization, LayerNormalization (over the channel axis) and PRelu parameters, biases,
+ * constants broadcast along the channels, the group attribute of depthwise convs. A Concat along
+ * the channels concatenates its inputs' kept channels. The graph inputs and outputs keep their
+ * channels, and so does any dim an op this builder does not know consumes ("pinned": the
+ * report says why).
+ *
+ * Teacher init keeps, per group, the channels of largest L1 norm summed over the group's
+ * producers (in their original order) and slices everything downstream to match; with width 1
+ * and depth 1 the student computes exactly the teacher's function. Random init: fresh weights
+ * as PyTorch initialises Conv and Linear (kaiming_uniform(a = sqrt 5): bound 1/sqrt(fan_in),
+ * bias likewise), BatchNormalization scale 1, bias 0, mean 0, var 1; PRelu slope 0.25;
+ * deterministic from the seed.
+ *
+ * Depth: a removable block is a residual block whose output shape equals its input's (an Add
+ * whose one operand is the block input x and the other a branch computed from x alone: the
+ * branch goes, the skip carries x), or a layer in a chain of same-shape layers (a Conv with
+ * group 1, ConvTranspose, Gemm or MatMul with its BatchNormalization and activation, whose input
+ * feeds nothing else and whose output feeds no join such as Add or Concat: the layer goes). The
+ * student keeps round(depth * n) of the n blocks, spread evenly; the others are removed and
+ * their consumers read the block input.
+ *
+ * BatchNormalization for training: bn ON (or AUTO when the student has more than 2 Conv nodes)
+ * inserts, after each Conv and ConvTranspose not already followed by one (and not writing a
+ * graph output), a BatchNormalization named "od_bn_<conv name>" with scale 1, bias 0, mean 0,
+ * epsilon 1e-5 and var = 1 - epsilon (in float32, var + epsilon == 1 exactly): an exact
+ * identity at inference, so the student's function is unchanged; od_optimize folds it away.
+ *
+ * Per-layer control (od_shrink_spec_load, or spec_path): a JSON object
+ *   {"width": 0.5, "depth": 1, "channels": {"NODE or GLOB*": 24, ...}, "drop": ["BLOCK or GLOB"]}
+ * channels: the output channels of the matching Conv, ConvTranspose, Gemm or MatMul nodes (a
+ * group takes the largest asked of its members); drop: removable blocks to remove, matched by
+ * the name of any of their nodes (fnmatch globs, '*' also crossing '/'). A name or glob that
+ * matches nothing is an error listing the closest node names.
+ */
 #ifndef OD_SHRINK_H
 #define OD_SHRINK_H
+
 #include "od_runtime.h"
+
+typedef enum od_shrink_init { OD_SHRINK_INIT_TEACHER = 0, OD_SHRINK_INIT_RANDOM } od_shrink_init;
+typedef enum od_shrink_bn { OD_SHRINK_BN_AUTO = 0, OD_SHRINK_BN_ON, OD_SHRINK_BN_OFF } od_shrink_bn;
+
+/* "channels": {pattern: channels} of a spec file. */
+typedef struct od_shrink_rule {
+    char *pattern;
+    int64_t channels;
+} od_shrink_rule;
+
+typedef struct od_shrink_spec {
+    double width;        /* (0, 1] */
+    double depth;        /* (0, 1] */
+    int round_to;        /* >= 1; 1: no rounding */
+    od_shrink_init init;
+    od_shrink_bn bn;
+    uint64_t seed;
+    const char *spec_path; /* JSON per-layer control read by od_shrink (NULL: none); its width
+                            * and depth replace the two fields above */
+    /* Per-layer control as od_shrink_spec_load fills it; owned, freed by od_shrink_spec_clear. */
+    int n_channels;
+    od_shrink_rule *channels;
+    int n_drop;
+    char **drop;
+} od_shrink_spec;
+
+void od_shrink_spec_default(od_shrink_spec *s);
+/* Reads a JSON spec file into s: width and depth when present (replacing s's), channel rules and
+ * drop patterns appended. Errors name the file, line and column; unknown keys are errors. */
+od_status od_shrink_spec_load(od_shrink_spec *s, const char *path, od_error *err);
+/* The same from text in memory; name is used in messages. */
+od_status od_shrink_spec_parse(od_shrink_spec *s, const char *text, size_t len, const char *name,
+                               od_error *err);
+/* Frees the rules and patterns (the other fields stay). */
+void od_shrink_spec_clear(od_shrink_spec *s);
+
+/* ---- what was done ---------------------------------------------------------------- */
+
+typedef struct od_shrink_layer {
+    char *node, *op_type;             /* a Conv, ConvTranspose, Gemm or MatMul of the student */
+    int64_t teacher_channels, student_channels; /* its output channels */
+    char *pinned;                     /* why its channels could not change, or NULL */
+} od_shrink_layer;
+
+typedef struct od_shrink_block {
+    char *name;   /* the Add of a residual block, the layer node of a chain layer */
+    bool residual;
+    int n_nodes;  /* nodes removed with it */
+    bool dropped;
+} od_shrink_block;
+
+typedef struct od_shrink_report {
+    int n_layers;
+    od_shrink_layer *layers;
+    int n_blocks;
+    od_shrink_block *blocks;  /* the teacher's removable blocks, in graph order */
+    int n_dropped;
+    int n_bn_inserted;
+} od_shrink_report;
+
+void od_shrink_report_clear(od_shrink_report *r);
+
+/* Builds the student. INVALID_ARGUMENT for a spec out of range or naming unknown nodes. */
+od_status od_shrink(const od_model *teacher, const od_shrink_spec *spec, od_model **student_out,
+                    od_error *err);
+/* The same, also describing what was done (report may be NULL; clear it after use). */
+od_status od_shrink_ex(const od_model *teacher, const od_shrink_spec *spec,
+                       od_model **student_out, od_shrink_report *report, od_error *err);
+
 #endif

@@ -44,7 +44,8 @@ static od_status arg_prepare(od_step *s, od_error *err) {
         a->raw = malloc(n * od_dtype_size(x->dtype));
         a->row = malloc(n * 8);
     }
-    if (!a || !a->raw || !a->row) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (!a || !a->raw || !a->row)
+        return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     return OD_STATUS_OK;
 }
 
@@ -80,7 +81,8 @@ static od_status arg_run(od_step *s, od_error *err) {
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++) {
             const char *src = (const char *)x->data + (size_t)(o * n * inner + i) * e;
-            for (int64_t k = 0; k < n; k++) memcpy(a->raw + k * e, src + (size_t)(k * inner) * e, e);
+            for (int64_t k = 0; k < n; k++)
+                memcpy(a->raw + k * e, src + (size_t)(k * inner) * e, e);
             int64_t best = 0;
             if (exact) {
                 od_load_int64s(a->raw, x->dtype, n, a->row);

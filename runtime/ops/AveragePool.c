@@ -17,18 +17,16 @@ typedef struct avgpool_state {
 
 static od_status avgpool_infer(od_infer_ctx *c) { return od_pool_infer(c, false, false); }
 
+/* XNNPACK divides by the input cells of each window (refusing 1-cell windows), which is the
+ * rule unless count_include_pad meets explicit padding. */
 static bool xnn_fits(const od_pool *p, od_dtype t) {
     if (t != OD_DTYPE_FLOAT || p->sp > 2) return false;
     int64_t cells = 1;
     for (int d = 0; d < p->sp; d++) {
-        int64_t end = od_pool_backend_pad_end(p, d);
         cells *= p->kernel[d];
         if (p->count_include_pad && (p->pad_begin[d] || p->pad_end[d])) return false;
-        if (p->pad_begin[d] >= p->kernel[d] || end >= p->kernel[d] ||
-            p->kernel[d] > UINT32_MAX / 2 || p->stride[d] > UINT32_MAX / 2)
-            return false;
     }
-    return cells > 1;
+    return cells > 1 && od_pool_windows_nonempty(p);
 }
 
 static od_status avgpool_prepare(od_step *s, od_error *err) {

@@ -10,7 +10,8 @@
 static od_dtype cast_to(const od_node *n) {
     const od_attr *a = od_node_attr(n, "to");
     if (!a) return OD_DTYPE_UNDEFINED;
-    if (a->type == OD_ATTR_INT) return od_dtype_valid((int)a->i) ? (od_dtype)a->i : OD_DTYPE_UNDEFINED;
+    if (a->type == OD_ATTR_INT)
+        return od_dtype_valid((int)a->i) ? (od_dtype)a->i : OD_DTYPE_UNDEFINED;
     char buf[32];
     const char *name = od_attr_string(n, "to", "", buf, sizeof buf);
     for (int t = 1; t < OD_DTYPE_COUNT; t++)

@@ -28,6 +28,8 @@ static od_status cos_infer(od_infer_ctx *c) {
         if (shape[d] < 0)
             return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "negative dim %lld",
                                  (long long)shape[d]);
+    if (od_dims_count(n, shape) < 0)
+        return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "the output is too large");
     c->out[0] = (od_shape_info){.dtype = t, .rank = n};
     memcpy(c->out[0].dims, shape, sizeof(int64_t) * n);
     return OD_STATUS_OK;

@@ -27,6 +27,8 @@ static od_status expand_infer(od_infer_ctx *c) {
                                  (long long)b);
         c->out[0].dims[d] = a == 1 ? b : a;
     }
+    if (od_dims_count(rank, c->out[0].dims) < 0)
+        return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "the output is too large");
     return OD_STATUS_OK;
 }
 

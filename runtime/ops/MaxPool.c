@@ -2,9 +2,9 @@
  * window starting in the end padding is dropped, as PyTorch does), storage_order (accepted: it
  * only orders Indices); 1-D, 2-D and 3-D; float, double, int8, uint8. Padded cells never win.
  * The Indices output is refused (UNSUPPORTED). Float 1-D/2-D pools run on XNNPACK's NHWC max
- * pooling (1-D as height 1; ceil_mode as extra end padding) when its edge handling is exact
- * (it clamps window cells to the input, which is exact without dilation when every window
- * holds an input cell); the rest on a loop. Backward: not yet. Layout: spatial. */
+ * pooling (1-D as height 1; ceil_mode as extra end padding) when every window holds an input
+ * cell; the rest (3-D, 1-cell windows, other types) on a loop. Backward: not yet.
+ * Layout: spatial. */
 #include "pool_common.h"
 
 #include <math.h>
@@ -18,21 +18,12 @@ typedef struct maxpool_state {
 
 static od_status maxpool_infer(od_infer_ctx *c) { return od_pool_infer(c, true, false); }
 
-/* XNNPACK reads padded cells as their nearest input cell: exact when there is no dilation
- * and every window overlaps the input. It also refuses 1-cell windows. */
+/* XNNPACK's max pooling (2-D float) refuses 1-cell windows; its padding never wins. */
 static bool xnn_fits(const od_pool *p, od_dtype t) {
     if (t != OD_DTYPE_FLOAT || p->sp > 2) return false;
     int64_t cells = 1;
-    for (int d = 0; d < p->sp; d++) {
-        cells *= p->kernel[d];
-        int64_t end = od_pool_backend_pad_end(p, d);
-        if (p->pad_begin[d] >= p->kernel[d] || end >= p->kernel[d] || p->kernel[d] > UINT32_MAX / 2 ||
-            p->stride[d] > UINT32_MAX / 2 || p->pad_begin[d] > UINT32_MAX / 2)
-            return false;
-        if (p->dilation[d] != 1 && (p->pad_begin[d] || end))
-            return false;
-    }
-    return cells > 1;
+    for (int d = 0; d < p->sp; d++) cells *= p->kernel[d];
+    return cells > 1 && od_pool_windows_nonempty(p);
 }
 
 static od_status maxpool_prepare(od_step *s, od_error *err) {
@@ -63,7 +54,8 @@ static od_status maxpool_prepare(od_step *s, od_error *err) {
 
 static od_status maxpool_run(od_step *s, od_error *err) {
     maxpool_state *m = s->state;
-    if (m->xnn) return od_xnn_check(xnn_run_operator(m->xnn, s->pool), err, s->node, "run max pooling");
+    if (m->xnn)
+        return od_xnn_check(xnn_run_operator(m->xnn, s->pool), err, s->node, "run max pooling");
     od_pool_run_loop(&m->pool, s->in[0]->dtype, s->in[0]->data, s->out[0]->data, s->pool);
     return OD_STATUS_OK;
 }

@@ -21,8 +21,12 @@ static od_status tile_infer(od_infer_ctx *c) {
         if (rep[d] < 0)
             return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node,
                                  "negative repeat %lld", (long long)rep[d]);
+        if (rep[d] > 0 && x->dims[d] > INT64_MAX / rep[d])
+            return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "the output is too large");
         c->out[0].dims[d] = x->dims[d] * rep[d];
     }
+    if (od_dims_count(n, c->out[0].dims) < 0)
+        return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "the output is too large");
     return OD_STATUS_OK;
 }
 

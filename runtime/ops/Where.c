@@ -13,10 +13,13 @@ static od_status where_infer(od_infer_ctx *c) {
                              "the condition has element type %s; expected bool",
                              od_dtype_name(c->in[0]->dtype));
     od_dtype t = c->in[1]->dtype;
-    if (t != c->in[2]->dtype || od_dtype_size(t) == 0)
-        return od_node_error(c->err, t != c->in[2]->dtype ? OD_STATUS_INVALID_MODEL : OD_STATUS_UNSUPPORTED,
-                             c->node, "inputs have element types %s and %s", od_dtype_name(t),
+    if (t != c->in[2]->dtype)
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node,
+                             "inputs have element types %s and %s", od_dtype_name(t),
                              od_dtype_name(c->in[2]->dtype));
+    if (od_dtype_size(t) == 0)
+        return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
+                             "element type %s is not supported", od_dtype_name(t));
     od_status st = od_infer_broadcast(c);
     if (st) return st;
     c->out[0].dtype = t;

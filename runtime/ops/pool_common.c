@@ -1,7 +1,6 @@
 /* Pool attributes, output sizes and the generic pooling loop (see pool_common.h). */
 #include "pool_common.h"
 
-#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -41,17 +40,16 @@ od_status od_pool_read(const od_node *n, int64_t opset, bool is_max, int rank, c
     if (st) return st;
     p->count_include_pad = !is_max && od_attr_int(n, "count_include_pad", 0) != 0;
     bool ceil_mode = od_attr_int(n, "ceil_mode", 0) != 0;
-    if (is_max && od_attr_int(n, "storage_order", 0) != 0 && opset < 8)
-        return od_node_error(err, OD_STATUS_INVALID_MODEL, n, "storage_order needs opset 8");
     for (int d = 0; d < sp; d++) {
         if (!is_max && p->dilation[d] != 1)
             return od_node_error(err, OD_STATUS_UNSUPPORTED, n,
                                  "AveragePool with dilations is not supported");
         if (p->kernel[d] < 1 || p->stride[d] < 1 || p->dilation[d] < 1 || pads[d] < 0 ||
-            pads[sp + d] < 0)
+            pads[sp + d] < 0 || p->kernel[d] > INT32_MAX || p->stride[d] > INT32_MAX ||
+            p->dilation[d] > INT32_MAX || pads[d] > INT32_MAX || pads[sp + d] > INT32_MAX)
             return od_node_error(err, OD_STATUS_INVALID_MODEL, n,
                                  "kernel_shape, strides and dilations must be positive, pads "
-                                 "not negative");
+                                 "not negative (and all below 2^31)");
         p->pad_begin[d] = pads[d];
         p->pad_end[d] = pads[sp + d];
     }
@@ -103,9 +101,9 @@ od_status od_pool_infer(od_infer_ctx *c, bool is_max, bool global) {
         return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "needs an input");
     const od_shape_info *x = c->in[0];
     od_dtype t = x->dtype;
-    if (t != OD_DTYPE_FLOAT && !(is_max && (t == OD_DTYPE_DOUBLE || t == OD_DTYPE_INT8 ||
-                                            t == OD_DTYPE_UINT8)) &&
-        !(!is_max && t == OD_DTYPE_DOUBLE))
+    bool typed = t == OD_DTYPE_FLOAT || t == OD_DTYPE_DOUBLE ||
+                 (is_max && (t == OD_DTYPE_INT8 || t == OD_DTYPE_UINT8));
+    if (!typed)
         return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
                              "element type %s is not supported", od_dtype_name(t));
     if (x->rank < 3)
@@ -188,6 +186,27 @@ POOL_PIXEL(avg_f32, float, 0.0f, y[c] += row[c],
 POOL_PIXEL(avg_f64, double, 0.0, y[c] += row[c],
            if (divisor > 0) for (int64_t c = 0; c < C; c++) y[c] /= (double)divisor)
 
+/* The input cells of window o along dim d: base + i * dilation for i < count (count may be
+ * 0 or negative: none). */
+static void window_cells(const od_pool *p, int d, int64_t o, int64_t *base, int64_t *count) {
+    int64_t start = o * p->stride[d] - p->pad_begin[d], dil = p->dilation[d];
+    int64_t lo = start < 0 ? (-start + dil - 1) / dil : 0;
+    int64_t hi = p->in[d] - 1 - start < 0 ? -1 : (p->in[d] - 1 - start) / dil;
+    if (hi > p->kernel[d] - 1) hi = p->kernel[d] - 1;
+    *base = start + lo * dil;
+    *count = hi - lo + 1;
+}
+
+bool od_pool_windows_nonempty(const od_pool *p) {
+    for (int d = 0; d < p->sp; d++)
+        for (int64_t o = 0; o < p->out[d]; o++) {
+            int64_t base, count;
+            window_cells(p, d, o, &base, &count);
+            if (count <= 0) return false;
+        }
+    return true;
+}
+
 static void pool_range(const pool_job *j, int64_t first, int64_t end) {
     const od_pool *p = j->p;
     int64_t per_item = j->positions / (p->batch ? p->batch : 1);
@@ -197,16 +216,11 @@ static void pool_range(const pool_job *j, int64_t first, int64_t end) {
         for (int d = p->sp - 1; d >= 0; d--) {
             int64_t od = rem % p->out[d];
             rem /= p->out[d];
-            int64_t start = od * p->stride[d] - p->pad_begin[d], dil = p->dilation[d];
-            int64_t lo = start < 0 ? (-start + dil - 1) / dil : 0;
-            int64_t hi = (p->in[d] - 1 - start) / dil; /* last valid window index */
-            if (p->in[d] - 1 - start < 0) hi = -1;
-            if (hi > p->kernel[d] - 1) hi = p->kernel[d] - 1;
-            base[d] = start + lo * dil;
-            count[d] = hi - lo + 1;
+            window_cells(p, d, od, &base[d], &count[d]);
             if (p->count_include_pad) { /* the window clipped to the padded input */
-                int64_t hp = (p->in[d] + p->pad_end[d] - 1 - start) / dil;
-                divisor *= (hp > p->kernel[d] - 1 ? p->kernel[d] - 1 : hp) + 1;
+                int64_t start = od * p->stride[d] - p->pad_begin[d];
+                int64_t last = (p->in[d] + p->pad_end[d] - 1 - start) / p->dilation[d];
+                divisor *= (last > p->kernel[d] - 1 ? p->kernel[d] - 1 : last) + 1;
             } else {
                 divisor *= count[d] > 0 ? count[d] : 0;
             }

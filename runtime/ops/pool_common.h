@@ -33,6 +33,9 @@ od_status od_pool_infer(od_infer_ctx *c, bool is_max, bool global);
 /* The padding at the end that makes a floor-rounding backend (XNNPACK) produce p->out. */
 int64_t od_pool_backend_pad_end(const od_pool *p, int d);
 
+/* True when every window holds at least one input cell (else a backend may see no data). */
+bool od_pool_windows_nonempty(const od_pool *p);
+
 /* The loop: x is [N, in..., C] and y [N, out..., C] (channels-last). */
 void od_pool_run_loop(const od_pool *p, od_dtype t, const void *x, void *y, pthreadpool_t pool);
 
