@@ -516,3 +516,38 @@ done:
     free(idx);
     return st;
 }
+
+od_status od_distill_finish(od_model *student, const od_model *teacher, const char *teacher_path,
+                            const char *spec_text, const od_distill_options *opt,
+                            const od_distill_result *res, od_weight_format weights, od_error *err) {
+    od_status st;
+    char sha[65] = "", buf[64];
+    if ((st = od_optimize(student, NULL, err)) || (st = od_store_weights(student, weights, err))) return st;
+    if (teacher_path && (st = od_file_sha256(teacher_path, sha, err))) return st;
+    if ((st = od_model_copy_meta(student, teacher, "preprocess.", err))) return st;
+    static const char *const loss_names[] = {"l2", "kd"};
+    struct {
+        const char *key;
+        char value[128];
+    } kv[10];
+    int n = 0;
+#define KV(k, ...) (kv[n].key = (k), snprintf(kv[n].value, sizeof kv[n].value, __VA_ARGS__), n++)
+    KV("distill.teacher_sha256", "%s", sha);
+    KV("distill.loss", "%s", loss_names[opt->loss]);
+    if (opt->sigma_hi > 0) KV("distill.sigma", "uniform %g..%g", opt->sigma_lo, opt->sigma_hi);
+    else KV("distill.sigma", "%g", opt->sigma);
+    KV("distill.alpha", "%g", opt->alpha);
+    KV("distill.seed", "%llu", (unsigned long long)opt->seed);
+    KV("distill.epochs", "%d (kept %d)", res->n_epochs, res->best_epoch);
+    if (res->student_test_acc >= 0) KV("distill.test_accuracy", "%.4f", res->student_test_acc);
+    KV("distill.tool", "onnx-distill %s", OD_VERSION);
+#undef KV
+    for (int i = 0; i < n; i++)
+        if ((st = od_model_set_meta(student, kv[i].key, kv[i].value, err))) return st;
+    if ((st = od_model_set_meta(student, "distill.spec", spec_text, err))) return st;
+    if (weights != OD_WEIGHTS_F32) {
+        snprintf(buf, sizeof buf, "%s", weights == OD_WEIGHTS_F16 ? "f16" : "int8");
+        if ((st = od_model_set_meta(student, "distill.weights", buf, err))) return st;
+    }
+    return OD_STATUS_OK;
+}

@@ -10,6 +10,7 @@
 #define OD_DISTILL_H
 
 #include "od_dataset.h"
+#include "od_passes.h"
 #include "od_train.h"
 
 #include <signal.h>
@@ -74,6 +75,12 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
                      const od_preprocess *pre, const od_distill_options *opt, od_distill_result *res,
                      od_error *err);
 void od_distill_result_clear(od_distill_result *r);
+/* Makes a trained student ready to ship: passes (BN folded, Dropout dropped, ...), weight
+ * storage, and provenance in metadata_props (teacher SHA-256, spec, loss, sigma, alpha, seed,
+ * epochs, test accuracy, tool version; the teacher's preprocessing keys copied). */
+od_status od_distill_finish(od_model *student, const od_model *teacher, const char *teacher_path,
+                            const char *spec_text, const od_distill_options *opt,
+                            const od_distill_result *res, od_weight_format weights, od_error *err);
 
 /* Logits of model for every sample of d (batched inference plans), [d->n, classes]. */
 od_status od_model_logits(const od_model *m, const od_dataset *d, const od_preprocess *pre,

@@ -52,6 +52,11 @@ void od_pass_node_free(od_node *n) {
     memset(n, 0, sizeof *n);
 }
 
+int64_t od_pass_attr_int(const od_node *n, const char *name, int64_t dflt) {
+    const od_attr *a = od_node_attr(n, name);
+    return a && a->type == OD_ATTR_INT ? a->i : dflt;
+}
+
 bool od_pass_is_graph_output(const od_graph *g, int v) {
     for (int i = 0; i < g->n_outputs; i++)
         if (g->outputs[i] == v) return true;
@@ -351,8 +356,9 @@ static od_status pass_fold_constants(od_graph *g, od_pass_stats *stats, od_error
     od_graph_shapes s[NB];
     memset(s, 0, sizeof s);
     od_status st = OD_STATUS_OK;
-    bool *fold = calloc(g->n_nodes ? (size_t)g->n_nodes : 1, sizeof *fold);
+    bool *fold = calloc(g->n_nodes ? (size_t)g->n_nodes : 1, 2 * sizeof *fold);
     if (!fold) return oom(err);
+    bool *kept = fold + g->n_nodes; /* constant, but kept on purpose */
     for (int b = 0; b < NB; b++) {
         od_error ignored = {0};
         st = od_graph_infer_ex(g, batches[b], true, &s[b], &ignored);
@@ -368,7 +374,7 @@ static od_status pass_fold_constants(od_graph *g, od_pass_stats *stats, od_error
     int n_fold = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         const od_node *n = &g->nodes[i];
-        bool ok = !is_decompression(g, n);
+        bool ok = !is_decompression(g, n) && !(n->domain && *n->domain);
         size_t in_bytes = 0, out_bytes = 0;
         for (int k = 0; ok && k < n->n_inputs; k++) {
             int v = n->inputs[k];
@@ -377,11 +383,12 @@ static od_status pass_fold_constants(od_graph *g, od_pass_stats *stats, od_error
                 in_bytes += g->values[v].init->nbytes;
             } else if (g->values[v].producer >= 0 && fold[g->values[v].producer]) {
                 in_bytes += s[0].info[v].constant->nbytes;
-            } else if (s[0].info[v].constant) {
-                /* known, but from a node that stays (weight decompression, a big output):
-                 * folding through it would undo that choice */
+            } else if (g->values[v].producer >= 0 && kept[g->values[v].producer]) {
+                /* known, but from a node kept on purpose (weight decompression, a big
+                 * output): folding through it would undo that choice */
                 ok = false;
-            } /* else not constant: the op's output depends on shapes only (Shape) */
+            } /* else the value depends on the batch (Shape) or is unknown: what this node
+               * makes of it is checked at every batch below */
         }
         int n_out = 0;
         for (int k = 0; ok && k < n->n_outputs; k++) {
@@ -394,8 +401,11 @@ static od_status pass_fold_constants(od_graph *g, od_pass_stats *stats, od_error
             if (ok) out_bytes += s[0].folded[v]->nbytes;
         }
         /* Folding must not grow the file: ConstantOfShape, Expand, Tile and the like stay. */
-        if (ok && out_bytes > FOLD_SMALL_BYTES && out_bytes > in_bytes && !is_op(n, "Constant"))
+        if (ok && out_bytes > FOLD_SMALL_BYTES && out_bytes > in_bytes && !is_op(n, "Constant")) {
             ok = false;
+            kept[i] = true;
+        }
+        if (is_decompression(g, n)) kept[i] = true;
         fold[i] = ok && n_out > 0;
         n_fold += fold[i];
     }
@@ -522,6 +532,18 @@ static od_tensor *own_init(od_graph *g, int node, int k, const int *uses, od_err
     return g->values[nv].init;
 }
 
+/* A name for a new bias from the weight's: "conv1.weight" -> "conv1.bias", else W + "_bias".
+ * Returns the suffix to add to base. */
+static const char *bias_name(const char *weight, char *base, size_t size) {
+    size_t n = strlen(weight);
+    if (n > 6 && n - 6 < size && strcmp(weight + n - 6, "weight") == 0) {
+        snprintf(base, size, "%.*s", (int)(n - 6), weight);
+        return "bias";
+    }
+    snprintf(base, size, "%s", weight);
+    return "_bias";
+}
+
 /* BN parameters as factor f = scale / sqrt(var + eps) and the original mean and B. */
 typedef struct bn_params {
     int64_t C;
@@ -566,7 +588,7 @@ static bool fold_into_conv(od_graph *g, int i, const bn_params *p, const int *us
     bool transpose = is_op(n, "ConvTranspose");
     const od_tensor *w = n->n_inputs > 1 ? float_init(g, n->inputs[1]) : NULL;
     if (!w || w->rank < 3) return false;
-    int64_t group = od_attr_int(n, "group", 1);
+    int64_t group = od_pass_attr_int(n, "group", 1);
     if (group < 1 || w->dims[0] % group) return false;
     int64_t cout = transpose ? w->dims[1] * group : w->dims[0];
     if (cout != p->C) return false;
@@ -582,8 +604,8 @@ static bool fold_into_conv(od_graph *g, int i, const bn_params *p, const int *us
     } else {
         bt = od_tensor_create(NULL, OD_DTYPE_FLOAT, 1, &cout, err);
         char base[256];
-        snprintf(base, sizeof base, "%s", g->values[g->nodes[i].inputs[1]].name);
-        int v = bt ? od_pass_add_init(g, base, "_bias", bt, err) : -1;
+        const char *suffix = bias_name(g->values[g->nodes[i].inputs[1]].name, base, sizeof base);
+        int v = bt ? od_pass_add_init(g, base, suffix, bt, err) : -1;
         if (v < 0 || od_pass_set_input(&g->nodes[i], 2, v, err)) goto fail;
     }
     if (!bt) goto fail;
@@ -616,7 +638,7 @@ static bool fold_into_gemm(od_graph *g, int i, const bn_params *p, const int *us
     od_node *n = &g->nodes[i];
     const od_tensor *w = n->n_inputs > 1 ? float_init(g, n->inputs[1]) : NULL;
     if (!w || w->rank != 2) return false;
-    bool trans_b = od_attr_int(n, "transB", 0) != 0;
+    bool trans_b = od_pass_attr_int(n, "transB", 0) != 0;
     int64_t N = trans_b ? w->dims[0] : w->dims[1];
     if (N != p->C) return false;
     int c_v = n->n_inputs > 2 ? n->inputs[2] : -1;
@@ -654,10 +676,24 @@ static bool fold_into_gemm(od_graph *g, int i, const bn_params *p, const int *us
             float *e = trans_b ? &wd[o * K + k] : &wd[k * N + o];
             *e = (float)(*e * p->f[o]);
         }
-    char base[256];
-    snprintf(base, sizeof base, "%s", c ? g->values[c_v].name : g->values[g->nodes[i].inputs[1]].name);
-    int v = od_pass_add_init(g, base, c ? "_bn_folded" : "_bias", ct, err);
-    if (v < 0 || od_pass_set_input(&g->nodes[i], 2, v, err)) goto fail;
+    if (c && uses[c_v] <= 1 && !od_pass_is_graph_input(g, c_v)) { /* in place, same name */
+        ct->name = strdup(g->values[c_v].name);
+        if (!ct->name) {
+            od_tensor_destroy(ct);
+            goto fail;
+        }
+        od_tensor_destroy(g->values[c_v].init);
+        g->values[c_v].init = ct;
+    } else {
+        char base[256];
+        const char *suffix = "_bn_folded";
+        if (c)
+            snprintf(base, sizeof base, "%s", g->values[c_v].name);
+        else
+            suffix = bias_name(g->values[g->nodes[i].inputs[1]].name, base, sizeof base);
+        int v = od_pass_add_init(g, base, suffix, ct, err);
+        if (v < 0 || od_pass_set_input(&g->nodes[i], 2, v, err)) goto fail;
+    }
     if (beta != 1.0 && od_pass_set_attr_float(&g->nodes[i], "beta", 1.0f, err)) goto fail;
     return true;
 fail:

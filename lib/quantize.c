@@ -82,7 +82,7 @@ static int weight_axis(const od_graph *g, const od_node *n, int k) {
     if (!w || w->dtype != OD_DTYPE_FLOAT || w->rank < 2) return -1;
     if (is_op(n, "Conv")) return w->rank >= 3 ? 0 : -1;
     if (is_op(n, "ConvTranspose")) return w->rank >= 3 ? 1 : -1;
-    if (is_op(n, "Gemm")) return w->rank == 2 ? (od_attr_int(n, "transB", 0) ? 0 : 1) : -1;
+    if (is_op(n, "Gemm")) return w->rank == 2 ? (od_pass_attr_int(n, "transB", 0) ? 0 : 1) : -1;
     if (is_op(n, "MatMul")) return w->rank - 1;
     return -1;
 }
@@ -184,11 +184,11 @@ static od_status opset_check(const od_graph *g, int64_t opset, const od_graph_sh
             /* before 13: the input is flattened to 2-D at axis; from 13: one axis. The same
              * when axis is the last dim. */
             int rank = n->n_inputs > 0 && n->inputs[0] >= 0 ? value_rank(g, s, n->inputs[0]) : -1;
-            int64_t a = od_attr_int(n, "axis", 1);
+            int64_t a = od_pass_attr_int(n, "axis", 1);
             if (rank < 0)
                 return refuse(err, n, opset, "the rank of its input is unknown, and its axis "
                                              "means something else from opset 13");
-            if (od_axis(a, rank) != rank - 1) {
+            if (a < -rank || a >= rank || (a < 0 ? a + rank : a) != rank - 1) {
                 snprintf(why, sizeof why,
                          "axis %lld of a rank-%d input flattens the dims after it before opset "
                          "13, and does not from 13",

@@ -38,6 +38,9 @@ static od_status pad_read(od_infer_ctx *c, pad_plan *p) {
     } else {
         od_status st = od_const_ints_input(c, 1, "the pads input", pads, 2 * OD_MAX_RANK, &n);
         if (st) return st;
+        if (c->n_in > 3 && c->in[3])
+            return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
+                                 "the axes input (opset 18) is not supported");
         const od_shape_info *v = c->n_in > 2 ? c->in[2] : NULL;
         if (v && (v->dtype != x->dtype || od_dims_count(v->rank, v->dims) != 1))
             return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node,

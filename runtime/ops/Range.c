@@ -45,7 +45,7 @@ static od_status range_run(od_step *s, od_error *err) {
         od_load_int64s(s->in[0]->data, y->dtype, 1, &start);
         od_load_int64s(s->in[2]->data, y->dtype, 1, &delta);
         for (int64_t i = 0; i < n; i++) {
-            int64_t v = start + i * delta;
+            int64_t v = (int64_t)((uint64_t)start + (uint64_t)i * (uint64_t)delta); /* wraps */
             od_store_int64s(&v, 1, (char *)y->data + i * od_dtype_size(y->dtype), y->dtype);
         }
         return OD_STATUS_OK;

@@ -19,7 +19,7 @@ static od_status squeeze_infer(od_infer_ctx *c) {
             return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "too many axes");
     }
     bool drop[OD_MAX_RANK] = {0};
-    if (n < 0) {
+    if (n <= 0) { /* no axes (or an empty list): every dim of 1 */
         for (int d = 0; d < x->rank; d++) drop[d] = x->dims[d] == 1;
     } else {
         st = od_normalize_axes(c, axes, n, x->rank);

@@ -142,7 +142,8 @@ void od_copy_strided(void *dst, const int64_t *dst_stride, const void *src,
     }
     int64_t inner = 1;
     j.outer = 1;
-    for (int d = 0; d < r; d++) *(d < j.n_outer ? &j.outer : &inner) *= j.dims[d];
+    for (int d = 0; d < j.n_outer; d++) j.outer *= j.dims[d];
+    for (int d = j.n_outer; d < r; d++) inner *= j.dims[d];
     if (!pool || j.outer < 2 || j.outer * inner < 4 * CHUNK) {
         copy_range(&j, 0, j.outer);
         return;

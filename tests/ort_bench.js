@@ -1,0 +1,57 @@
+// Times ONNX Runtime (onnxruntime-node) on models, like `onnx-distill bench`: warm-up, then
+// repeated runs for --min-time seconds (at least 10), median/p10/p90. Prints JSON in the same
+// shape as `onnx-distill bench --json`.
+//   node tests/ort_bench.js [--batch 1,64] [--threads 1,2] [--min-time S] MODEL...
+'use strict';
+const ort = require('onnxruntime-node');
+
+async function main() {
+  const args = process.argv.slice(2);
+  let batches = [1, 64], threads = [1, 2], minTime = 1.0;
+  const models = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--batch') batches = args[++i].split(',').map(Number);
+    else if (args[i] === '--threads') threads = args[++i].split(',').map(Number);
+    else if (args[i] === '--min-time') minTime = Number(args[++i]);
+    else models.push(args[i]);
+  }
+  const out = [];
+  for (const model of models) {
+    const entry = { model, results: [] };
+    for (const batch of batches) {
+      for (const t of threads) {
+        const session = await ort.InferenceSession.create(model, {
+          intraOpNumThreads: t, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' });
+        const feeds = {};
+        const meta = session.inputMetadata || [];
+        for (const name of session.inputNames) {
+          const m = Array.isArray(meta) ? meta.find(x => x.name === name) : null;
+          const dims = m && m.shape ? m.shape.map((d, i) => (typeof d === 'number' && d > 0 ? d : (i === 0 ? batch : 1))) : [batch, 1, 28, 28];
+          dims[0] = batch;
+          const n = dims.reduce((a, b) => a * b, 1);
+          const x = new Float32Array(n);
+          for (let i = 0; i < n; i++) x[i] = Math.sin(i) ;
+          feeds[name] = new ort.Tensor('float32', x, dims);
+        }
+        const warmEnd = performance.now() + Math.min(200, minTime * 200);
+        for (let i = 0; i < 3 || performance.now() < warmEnd; i++) await session.run(feeds);
+        const times = [];
+        const start = performance.now();
+        while (times.length < 10 || (performance.now() - start) / 1000 < minTime) {
+          const t0 = performance.now();
+          await session.run(feeds);
+          times.push((performance.now() - t0) / 1000);
+        }
+        times.sort((a, b) => a - b);
+        const n = times.length;
+        const median = n % 2 ? times[(n - 1) / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
+        entry.results.push({ batch, threads: t, median_ms: 1e3 * median, p10_ms: 1e3 * times[Math.floor(n / 10)],
+                             p90_ms: 1e3 * times[Math.floor(n * 9 / 10)], samples_per_s: batch / median });
+        await session.release();
+      }
+    }
+    out.push(entry);
+  }
+  console.log(JSON.stringify(out));
+}
+main().catch(e => { console.error(e.message || e); process.exit(1); });

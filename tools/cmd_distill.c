@@ -1,0 +1,309 @@
+/* onnx-distill distill TEACHER.onnx --data PATH -o STUDENT.onnx [...] */
+#include "cli.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char distill_help[] =
+    "usage: onnx-distill distill TEACHER.onnx --data PATH -o STUDENT.onnx [options]\n\n"
+    "Builds a student from the teacher (or takes --student), trains it on the teacher's logits\n"
+    "with noise added to them (Sau & Balasubramanian 2016), keeps the epoch that does best on a\n"
+    "held-out split of the training set, and writes the student. Ctrl-C stops after the current\n"
+    "batch; the last finished epoch is kept in the checkpoint for --resume.\n\n"
+    "student:\n"
+    "  --width W            keep W of every layer's channels, 0 < W <= 1 (default 0.5)\n"
+    "  --depth D            keep D of the removable blocks, 0 < D <= 1 (default 1)\n"
+    "  --spec FILE.json     per-layer control (see onnx-distill shrink --help)\n"
+    "  --round N            round channel counts up to a multiple of N (default 8)\n"
+    "  --init teacher|random  start from the teacher's strongest channels (default) or afresh\n"
+    "  --bn auto|on|off     BatchNormalization after each conv while training (folded on write)\n"
+    "  --student FILE.onnx  train this student instead of building one\n"
+    "data:\n"
+    "  --data PATH          IDX folder, CIFAR folder, .npz, or fashion-mnist\n"
+    "  --scale F --mean LIST --std LIST   preprocessing (default: the teacher's metadata)\n"
+    "  --val-split F        held out to pick the epoch kept (default 0.05)\n"
+    "  --train-limit N      use only the first N training samples\n"
+    "training:\n"
+    "  --epochs N (5)  --batch N (64)  --threads N (2)  --seed S (1)\n"
+    "  --loss l2|kd         L2 on logits (default, the paper's) or Hinton's soft targets\n"
+    "  --temperature T      for kd (default 4)\n"
+    "  --label-weight B     add B x cross-entropy on true labels (default 0)\n"
+    "  --sigma S            noise on the teacher's logits, xi ~ N(0, S^2) (default 0.1; 0: plain)\n"
+    "  --alpha A            fraction of each batch that gets noise (default 0.5)\n"
+    "  --sigma-range LO,HI  draw sigma uniformly per batch instead\n"
+    "  --optimizer sgd|adam|adamw (adam)  --lr F (0.002)  --momentum F (0.9)  --nesterov\n"
+    "  --weight-decay F (0)  --schedule constant|step|cosine (cosine)  --warmup EPOCHS (0.3)\n"
+    "  --step-epochs N (10) --step-gamma F (0.1)\n"
+    "  --checkpoint FILE    checkpoint after every epoch (default: STUDENT.onnx.ckpt, removed\n"
+    "                       after a successful run)\n"
+    "  --resume FILE        continue from a checkpoint (same student, options and seed)\n"
+    "output:\n"
+    "  -o, --output FILE    the student (written atomically)\n"
+    "  --weights f32|f16|int8  weight storage of the written student (default f32)\n"
+    "  --quiet              no progress lines\n";
+
+static volatile sig_atomic_t stop_requested;
+static void on_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+typedef struct progress_ctx {
+    bool tty, quiet;
+} progress_ctx;
+
+static void show_progress(const od_distill_progress *p, void *ctx) {
+    const progress_ctx *pc = ctx;
+    if (pc->quiet) return;
+    if (p->done) {
+        const od_epoch_stats *e = p->done;
+        fprintf(stderr, "%sepoch %d/%d  loss %.4f  %.0f samples/s  %.1f s", pc->tty ? "\r\033[K" : "", p->epoch, p->epochs, e->loss,
+                e->samples_per_s, e->seconds);
+        if (e->val_acc >= 0) fprintf(stderr, "  val acc %.2f%%", 100 * e->val_acc);
+        if (e->val_agree >= 0) fprintf(stderr, "  val agree %.2f%%", 100 * e->val_agree);
+        if (e->test_acc >= 0) fprintf(stderr, "  test acc %.2f%%", 100 * e->test_acc);
+        if (e->test_agree >= 0) fprintf(stderr, "  test agree %.2f%%", 100 * e->test_agree);
+        fputc('\n', stderr);
+    } else if (pc->tty) {
+        fprintf(stderr, "\r\033[Kepoch %d/%d  batch %lld/%lld  loss %.4f  %.0f samples/s  ETA %.0f s", p->epoch, p->epochs,
+                (long long)p->batch, (long long)p->batches, p->loss, p->samples_per_s, p->eta_seconds);
+    }
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int cmd_distill(int argc, char **argv) {
+    const char *teacher_path = NULL, *data_path = NULL, *out_path = NULL, *student_path = NULL, *v;
+    od_distill_options opt;
+    od_distill_options_default(&opt);
+    od_shrink_spec spec;
+    od_shrink_spec_default(&spec);
+    bool shrink_given = false, quiet = false;
+    od_weight_format weights = OD_WEIGHTS_F32;
+    cli_preprocess pre_flags = {0};
+    long l;
+    double d;
+    for (int i = 1; i < argc; i++) {
+        int pre_rc = cli_preprocess_option(argc, argv, &i, &pre_flags);
+        if (pre_rc > 0) return 1;
+        if (pre_rc == 0) continue;
+        const char *a = argv[i];
+        if (cli_flag(a, "--help") || cli_flag(a, "-h")) {
+            fputs(distill_help, stdout);
+            return 0;
+        } else if (cli_opt(argc, argv, &i, "--data", &v)) {
+            if (!(data_path = v)) return 1;
+        } else if (cli_opt(argc, argv, &i, "-o", &v) || cli_opt(argc, argv, &i, "--output", &v)) {
+            if (!(out_path = v)) return 1;
+        } else if (cli_opt(argc, argv, &i, "--student", &v)) {
+            if (!(student_path = v)) return 1;
+        } else if (cli_opt(argc, argv, &i, "--width", &v)) {
+            if (!cli_double("--width", v, 1e-9, 1, &d)) return 1;
+            spec.width = d, shrink_given = true;
+        } else if (cli_opt(argc, argv, &i, "--depth", &v)) {
+            if (!cli_double("--depth", v, 1e-9, 1, &d)) return 1;
+            spec.depth = d, shrink_given = true;
+        } else if (cli_opt(argc, argv, &i, "--spec", &v)) {
+            if (!(spec.spec_path = v)) return 1;
+            shrink_given = true;
+        } else if (cli_opt(argc, argv, &i, "--round", &v)) {
+            if (!cli_int("--round", v, 1, 4096, &l)) return 1;
+            spec.round_to = (int)l;
+        } else if (cli_opt(argc, argv, &i, "--init", &v)) {
+            if (!v || (strcmp(v, "teacher") && strcmp(v, "random"))) return cli_fail("distill: --init is teacher or random");
+            spec.init = strcmp(v, "teacher") ? OD_SHRINK_INIT_RANDOM : OD_SHRINK_INIT_TEACHER;
+        } else if (cli_opt(argc, argv, &i, "--bn", &v)) {
+            if (!v || (strcmp(v, "auto") && strcmp(v, "on") && strcmp(v, "off"))) return cli_fail("distill: --bn is auto, on or off");
+            spec.bn = !strcmp(v, "auto") ? OD_SHRINK_BN_AUTO : !strcmp(v, "on") ? OD_SHRINK_BN_ON : OD_SHRINK_BN_OFF;
+        } else if (cli_opt(argc, argv, &i, "--epochs", &v)) {
+            if (!cli_int("--epochs", v, 1, 100000, &l)) return 1;
+            opt.epochs = (int)l;
+        } else if (cli_opt(argc, argv, &i, "--batch", &v)) {
+            if (!cli_int("--batch", v, 1, 65536, &l)) return 1;
+            opt.batch = l;
+        } else if (cli_opt(argc, argv, &i, "--threads", &v)) {
+            if (!cli_int("--threads", v, 1, 256, &l)) return 1;
+            opt.threads = (int)l;
+        } else if (cli_opt(argc, argv, &i, "--seed", &v)) {
+            if (!cli_int("--seed", v, 0, 0x7fffffffffffffffL, &l)) return 1;
+            opt.seed = (uint64_t)l, spec.seed = (uint64_t)l;
+        } else if (cli_opt(argc, argv, &i, "--loss", &v)) {
+            if (!v || (strcmp(v, "l2") && strcmp(v, "kd"))) return cli_fail("distill: --loss is l2 or kd");
+            opt.loss = strcmp(v, "l2") ? OD_LOSS_KD : OD_LOSS_L2;
+        } else if (cli_opt(argc, argv, &i, "--temperature", &v)) {
+            if (!cli_double("--temperature", v, 1e-3, 1e3, &d)) return 1;
+            opt.temperature = (float)d;
+        } else if (cli_opt(argc, argv, &i, "--label-weight", &v)) {
+            if (!cli_double("--label-weight", v, 0, 1e3, &d)) return 1;
+            opt.label_weight = (float)d;
+        } else if (cli_opt(argc, argv, &i, "--sigma", &v)) {
+            if (!cli_double("--sigma", v, 0, 100, &d)) return 1;
+            opt.sigma = (float)d;
+        } else if (cli_opt(argc, argv, &i, "--alpha", &v)) {
+            if (!cli_double("--alpha", v, 0, 1, &d)) return 1;
+            opt.alpha = (float)d;
+        } else if (cli_opt(argc, argv, &i, "--sigma-range", &v)) {
+            double lo, hi;
+            char buf[64];
+            const char *comma = v ? strchr(v, ',') : NULL;
+            if (!comma) return cli_fail("distill: --sigma-range wants LO,HI");
+            snprintf(buf, sizeof buf, "%.*s", (int)(comma - v), v);
+            if (!cli_double("--sigma-range", buf, 0, 100, &lo) || !cli_double("--sigma-range", comma + 1, 0, 100, &hi)) return 1;
+            if (hi <= lo) return cli_fail("distill: --sigma-range: HI must be above LO");
+            opt.sigma_lo = (float)lo, opt.sigma_hi = (float)hi;
+        } else if (cli_opt(argc, argv, &i, "--optimizer", &v)) {
+            if (!v || (strcmp(v, "sgd") && strcmp(v, "adam") && strcmp(v, "adamw"))) return cli_fail("distill: --optimizer is sgd, adam or adamw");
+            opt.optim.kind = !strcmp(v, "sgd") ? OD_OPTIM_SGD : !strcmp(v, "adam") ? OD_OPTIM_ADAM : OD_OPTIM_ADAMW;
+            if (opt.optim.kind == OD_OPTIM_SGD && opt.optim.momentum == 0) opt.optim.momentum = 0.9f;
+        } else if (cli_opt(argc, argv, &i, "--lr", &v)) {
+            if (!cli_double("--lr", v, 1e-9, 100, &d)) return 1;
+            opt.lr = (float)d;
+        } else if (cli_opt(argc, argv, &i, "--momentum", &v)) {
+            if (!cli_double("--momentum", v, 0, 0.999999, &d)) return 1;
+            opt.optim.momentum = (float)d;
+        } else if (cli_flag(a, "--nesterov")) {
+            opt.optim.nesterov = true;
+        } else if (cli_opt(argc, argv, &i, "--weight-decay", &v)) {
+            if (!cli_double("--weight-decay", v, 0, 10, &d)) return 1;
+            opt.optim.weight_decay = (float)d;
+        } else if (cli_opt(argc, argv, &i, "--schedule", &v)) {
+            if (!v || (strcmp(v, "constant") && strcmp(v, "step") && strcmp(v, "cosine"))) return cli_fail("distill: --schedule is constant, step or cosine");
+            opt.sched = !strcmp(v, "constant") ? OD_SCHED_CONSTANT : !strcmp(v, "step") ? OD_SCHED_STEP : OD_SCHED_COSINE;
+        } else if (cli_opt(argc, argv, &i, "--warmup", &v)) {
+            if (!cli_double("--warmup", v, 0, 1000, &d)) return 1;
+            opt.warmup_epochs = (float)d;
+        } else if (cli_opt(argc, argv, &i, "--step-epochs", &v)) {
+            if (!cli_int("--step-epochs", v, 1, 100000, &l)) return 1;
+            opt.step_epochs = (int)l;
+        } else if (cli_opt(argc, argv, &i, "--step-gamma", &v)) {
+            if (!cli_double("--step-gamma", v, 1e-6, 1, &d)) return 1;
+            opt.step_gamma = (float)d;
+        } else if (cli_opt(argc, argv, &i, "--val-split", &v)) {
+            if (!cli_double("--val-split", v, 0, 0.9, &d)) return 1;
+            opt.val_split = (float)d;
+        } else if (cli_opt(argc, argv, &i, "--train-limit", &v)) {
+            if (!cli_int("--train-limit", v, 1, 0x7fffffffffffL, &l)) return 1;
+            opt.train_limit = l;
+        } else if (cli_opt(argc, argv, &i, "--checkpoint", &v)) {
+            if (!(opt.checkpoint = v)) return 1;
+        } else if (cli_opt(argc, argv, &i, "--resume", &v)) {
+            if (!(opt.resume = v)) return 1;
+        } else if (cli_opt(argc, argv, &i, "--weights", &v)) {
+            od_error werr = {0};
+            if (!v || od_weight_format_parse(v, &weights, &werr)) return cli_fail("distill: --weights is f32, f16 or int8");
+        } else if (cli_flag(a, "--quiet")) {
+            quiet = true;
+        } else if (a[0] == '-') {
+            return cli_fail("distill: unknown option %s (see onnx-distill distill --help)", a);
+        } else if (teacher_path) {
+            return cli_fail("distill: one teacher at a time (%s and %s given)", teacher_path, a);
+        } else {
+            teacher_path = a;
+        }
+    }
+    if (!teacher_path) return cli_fail("distill: no teacher given (see onnx-distill distill --help)");
+    if (!data_path) return cli_fail("distill: no --data given");
+    if (!out_path) return cli_fail("distill: no output given (-o STUDENT.onnx)");
+    if (student_path && shrink_given) return cli_fail("distill: --student and --width/--depth/--spec exclude each other");
+    if (!shrink_given && !student_path) spec.width = 0.5;
+
+    int rc = 1;
+    od_error err = {0};
+    od_model *teacher = NULL, *student = NULL;
+    od_data_split data = {0};
+    od_distill_result res = {0};
+    char default_ckpt[4096];
+    bool own_ckpt = false;
+    double t_start = now();
+    if (od_model_load(teacher_path, &teacher, &err)) goto fail;
+    if (student_path ? od_model_load(student_path, &student, &err) : od_shrink(teacher, &spec, &student, &err)) goto fail;
+    if (od_data_load(data_path, &data, &err)) goto fail;
+    od_preprocess pre;
+    if (od_preprocess_from_model(teacher, &pre, &err)) {
+        od_error_prefix(&err, "%s: ", teacher_path);
+        goto fail;
+    }
+    cli_preprocess_apply(&pre_flags, &pre);
+    if (od_preprocess_check(&pre, &data.train, &err)) goto fail;
+    if (!opt.checkpoint) {
+        snprintf(default_ckpt, sizeof default_ckpt, "%s.ckpt", out_path);
+        opt.checkpoint = default_ckpt;
+        own_ckpt = true;
+    }
+    stop_requested = 0;
+    opt.stop = &stop_requested;
+    struct sigaction sa = {0}, old_int, old_term;
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    progress_ctx pc = {isatty(2), quiet};
+    opt.progress = show_progress;
+    opt.progress_ctx = &pc;
+    double t_loaded = now();
+    od_status st = od_distill(teacher, student, &data, &pre, &opt, &res, &err);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (st) goto fail;
+    if (res.interrupted) {
+        if (res.n_epochs > 0)
+            cli_fail("interrupted during epoch %d; the state after epoch %d is in %s: continue with --resume %s", res.n_epochs + 1,
+                     res.n_epochs, opt.checkpoint, opt.checkpoint);
+        else
+            cli_fail("interrupted before the first epoch finished; nothing to resume from");
+        rc = 130;
+        goto done;
+    }
+    double t_w = now();
+    char spec_text[512];
+    if (student_path)
+        snprintf(spec_text, sizeof spec_text, "student %s", student_path);
+    else
+        snprintf(spec_text, sizeof spec_text, "width %g depth %g round %d init %s bn %s%s%s", spec.width, spec.depth, spec.round_to,
+                 spec.init == OD_SHRINK_INIT_TEACHER ? "teacher" : "random",
+                 spec.bn == OD_SHRINK_BN_AUTO ? "auto" : spec.bn == OD_SHRINK_BN_ON ? "on" : "off", spec.spec_path ? " spec " : "",
+                 spec.spec_path ? spec.spec_path : "");
+    if (od_distill_finish(student, teacher, teacher_path, spec_text, &opt, &res, weights, &err) ||
+        od_model_save(student, out_path, &err))
+        goto fail;
+    double t_written = now();
+    if (own_ckpt) unlink(opt.checkpoint);
+    model_facts tf, sf;
+    if (model_facts_get(teacher_path, teacher, &tf, &err) || model_facts_get(out_path, student, &sf, &err)) goto fail;
+    char b1[32], b2[32];
+    printf("\n%-24s %16s %16s %9s\n", "", "teacher", "student", "ratio");
+    printf("%-24s %16s %16s %8.3fx\n", "file bytes", fmt_count((int64_t)tf.bytes, b1, sizeof b1), fmt_count((int64_t)sf.bytes, b2, sizeof b2),
+           (double)sf.bytes / (double)(tf.bytes ? tf.bytes : 1));
+    printf("%-24s %16s %16s %8.3fx\n", "params", fmt_count(tf.params, b1, sizeof b1), fmt_count(sf.params, b2, sizeof b2),
+           (double)sf.params / (double)(tf.params ? tf.params : 1));
+    printf("%-24s %16s %16s %8.3fx\n", "MACs per sample", fmt_count(tf.macs, b1, sizeof b1), fmt_count(sf.macs, b2, sizeof b2),
+           (double)sf.macs / (double)(tf.macs ? tf.macs : 1));
+    if (res.teacher_test_acc >= 0)
+        printf("%-24s %15.2f%% %15.2f%% %+8.2f pt\n", "test accuracy", 100 * res.teacher_test_acc, 100 * res.student_test_acc,
+               100 * (res.student_test_acc - res.teacher_test_acc));
+    if (res.test_agreement >= 0) printf("%-24s %16s %15.2f%%\n", "agreement with teacher", "", 100 * res.test_agreement);
+    printf("\nepoch kept: %d of %d (best on the %lld-sample validation split)\n", res.best_epoch, res.n_epochs, (long long)res.n_val);
+    printf("time: loading %.1f s, teacher logits %.1f s, training %.1f s (%.0f samples/s), writing %.2f s; total %.1f s\n",
+           t_loaded - t_start + res.t_load, res.t_teacher, res.t_train,
+           res.t_train > 0 ? (double)res.n_train / opt.batch * opt.batch * res.n_epochs / res.t_train : 0, t_written - t_w,
+           t_written - t_start);
+    printf("wrote %s\n", out_path);
+    rc = 0;
+    goto done;
+fail:
+    cli_fail_err(&err);
+done:
+    od_distill_result_clear(&res);
+    od_shrink_spec_clear(&spec);
+    od_data_split_clear(&data);
+    od_model_destroy(student);
+    od_model_destroy(teacher);
+    return rc;
+}
