@@ -20,7 +20,7 @@ TOOLS_SRC   := $(wildcard tools/*.c)
 PROTO_C     := $(BUILD)/proto/onnx.pb-c.c
 OBJ         := $(patsubst %.c,$(BUILD)/%.o,$(RUNTIME_SRC) $(LIB_SRC)) $(BUILD)/proto/onnx.pb-c.o
 TOOLS_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(TOOLS_SRC))
-TEST_SRC    := $(wildcard tests/test_*.c)
+TEST_SRC    := $(wildcard tests/test_*.c tests/bench_*.c)
 TEST_BIN    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 
 .PHONY: all deps test demo asan bench clean format

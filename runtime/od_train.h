@@ -25,6 +25,7 @@ typedef struct od_trainer_options {
     int64_t batch;  /* 0 means 64 */
     int threads;    /* 0 means 1 */
     uint64_t seed;  /* dropout masks */
+    bool profile;   /* time every step's forward and backward */
 } od_trainer_options;
 
 typedef struct od_param {
@@ -48,6 +49,13 @@ float *od_trainer_output_grad(od_trainer *t); /* dLoss/dOutput, to fill before b
 od_status od_trainer_forward(od_trainer *t, bool training, od_error *err);
 od_status od_trainer_backward(od_trainer *t, od_error *err);
 int od_trainer_params(od_trainer *t, od_param **params_out);
+
+typedef struct od_train_profile {
+    const char *node_name, *op_type;
+    double forward_s, backward_s; /* totals since creation */
+} od_train_profile;
+/* Per-step times when created with profile = true; returns the step count. */
+int od_trainer_profile(const od_trainer *t, const od_train_profile **out);
 
 /* ---- losses: return the mean loss over the batch, write dLoss/dOutput to grad ---------- */
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct od_trainer {
     od_graph *graph;
@@ -20,7 +21,14 @@ struct od_trainer {
     od_param *params;
     int in_value, out_value;
     pthreadpool_t pool;
+    od_train_profile *profile;
 };
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 typedef struct shard_call {
     void (*fn)(void *, int, int64_t, int64_t);
@@ -50,6 +58,42 @@ static bool is_float_param(const od_value *v) {
 }
 
 void openblas_set_num_threads(int);
+
+/* A Relu whose input is the only use of a Conv's, Gemm's or BatchNormalization's output is done
+ * by that op, in the same pass over memory (what bounds these kernels): its step is skipped and
+ * its output shares the op's buffers. */
+static void fuse_relus(od_trainer *t) {
+    const od_graph *g = t->graph;
+    int *uses = calloc(g->n_values ? g->n_values : 1, sizeof(int));
+    int *step_of = malloc(sizeof(int) * (g->n_nodes ? g->n_nodes : 1));
+    if (!uses || !step_of) goto done;
+    for (int i = 0; i < g->n_nodes; i++) {
+        step_of[i] = -1;
+        for (int k = 0; k < g->nodes[i].n_inputs; k++)
+            if (g->nodes[i].inputs[k] >= 0) uses[g->nodes[i].inputs[k]]++;
+    }
+    for (int i = 0; i < g->n_outputs; i++) uses[g->outputs[i]] += 2;
+    for (int s = 0; s < t->n_steps; s++) step_of[t->steps[s].node - g->nodes] = s;
+    for (int s = 0; s < t->n_steps; s++) {
+        od_tstep *r = &t->steps[s];
+        if (strcmp(r->node->op_type, "Relu") || r->n_in < 1 || !r->in[0]) continue;
+        int v = r->node->inputs[0], prod = g->values[v].producer;
+        if (prod < 0 || step_of[prod] < 0 || uses[v] != 1) continue;
+        od_tstep *p = &t->steps[step_of[prod]];
+        const char *op = p->node->op_type;
+        if ((strcmp(op, "Conv") && strcmp(op, "Gemm") && strcmp(op, "BatchNormalization")) || p->out[0] != r->in[0]) continue;
+        bool is_output = false;
+        for (int i = 0; i < g->n_outputs; i++) is_output |= g->outputs[i] == r->node->outputs[0];
+        if (is_output) continue;
+        p->fused_relu = true;
+        r->fused_relu = true; /* on a Relu step: skip it */
+        r->out[0]->data = r->in[0]->data;
+        r->out[0]->grad = r->in[0]->grad;
+    }
+done:
+    free(uses);
+    free(step_of);
+}
 
 od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_trainer **out, od_error *err) {
     od_status st = OD_STATUS_OK;
@@ -237,6 +281,14 @@ od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_train
         const od_train_op *op = od_train_op_find(n->op_type);
         if (op->prepare && (st = op->prepare(s, err))) goto fail;
     }
+    fuse_relus(t);
+    if (t->opt.profile) {
+        if (!(t->profile = calloc(t->n_steps + 1, sizeof *t->profile))) goto oom;
+        for (int i = 0; i < t->n_steps; i++) {
+            t->profile[i].node_name = t->steps[i].node->name;
+            t->profile[i].op_type = t->steps[i].node->op_type;
+        }
+    }
     *out = t;
     return OD_STATUS_OK;
 oom:
@@ -262,6 +314,7 @@ void od_trainer_destroy(od_trainer *t) {
     free(t->act);
     free(t->grads);
     free(t->params);
+    free(t->profile);
     od_graph_shapes_clear(&t->shapes);
     if (t->pool) pthreadpool_destroy(t->pool);
     free(t);
@@ -283,8 +336,11 @@ int od_trainer_params(od_trainer *t, od_param **params_out) {
 od_status od_trainer_forward(od_trainer *t, bool training, od_error *err) {
     for (int i = 0; i < t->n_steps; i++) {
         od_tstep *s = &t->steps[i];
+        if (s->fused_relu && s->n_out && s->out[0]->data == s->in[0]->data) continue; /* done by its producer */
         s->training = training;
+        double t0 = t->profile ? now_seconds() : 0;
         od_train_op_find(s->node->op_type)->forward(s);
+        if (t->profile) t->profile[i].forward_s += now_seconds() - t0;
         s->calls++;
     }
     return OD_STATUS_OK;
@@ -301,10 +357,19 @@ od_status od_trainer_backward(od_trainer *t, od_error *err) {
     for (int i = 0; i < t->n_params; i++) memset(t->params[i].grad, 0, sizeof(float) * (size_t)t->params[i].count);
     for (int i = t->n_steps - 1; i >= 0; i--) {
         od_tstep *s = &t->steps[i];
+        if (s->fused_relu && s->n_out && s->out[0]->data == s->in[0]->data) continue;
         bool any = false;
         for (int k = 0; k < s->n_in; k++)
             if (s->in[k] && s->in[k]->grad) any = true;
-        if (any) od_train_op_find(s->node->op_type)->backward(s);
+        if (!any) continue;
+        double t0 = t->profile ? now_seconds() : 0;
+        od_train_op_find(s->node->op_type)->backward(s);
+        if (t->profile) t->profile[i].backward_s += now_seconds() - t0;
     }
     return OD_STATUS_OK;
+}
+
+int od_trainer_profile(const od_trainer *t, const od_train_profile **out) {
+    *out = t->profile;
+    return t->profile ? t->n_steps : 0;
 }

@@ -23,6 +23,9 @@ typedef struct od_tstep {
     pthreadpool_t pool;
     int threads;
     bool training;
+    /* A following Relu folded in by the trainer (Conv, Gemm, BatchNormalization): forward
+     * clamps at 0, backward first zeroes out->grad where out->data is 0. */
+    bool fused_relu;
     uint64_t seed, calls; /* dropout masks: a function of (seed, calls, element) */
 } od_tstep;
 

@@ -26,6 +26,15 @@ static void add_into(float *dst, const float *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
+static void relu_inplace(float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0 ? y[i] : 0;
+}
+
+/* dy = 0 where the fused Relu clamped (y == 0) */
+static void relu_mask(const float *y, float *dy, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dy[i] = y[i] > 0 ? dy[i] : 0;
+}
+
 static void copy_forward(od_tstep *s) {
     if (s->out[0]->data != s->in[0]->data)
         memcpy(s->out[0]->data, s->in[0]->data, sizeof(float) * (size_t)s->out[0]->count);
@@ -166,6 +175,7 @@ static void conv_fwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
                     float bm = b[g * c->Mg + m], *row = yg + m * ohw;
                     for (int64_t i = 0; i < ohw; i++) row[i] += bm;
                 }
+            if (s->fused_relu) relu_inplace(yg, c->Mg * ohw);
         }
 }
 
@@ -181,6 +191,7 @@ static void conv_bwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     float *dw = cols + c->kk * c->OH * c->OW, *db = dw + c->M * c->kk;
     int64_t ohw = c->OH * c->OW;
     memset(dw, 0, sizeof(float) * (size_t)(c->M * c->kk + c->M));
+    if (s->fused_relu) relu_mask(s->out[0]->data + begin * c->M * ohw, s->out[0]->grad + begin * c->M * ohw, (end - begin) * c->M * ohw);
     for (int64_t n = begin; n < end; n++)
         for (int64_t g = 0; g < c->G; g++) {
             const float *xg = x + (n * c->C + g * c->Cg) * c->H * c->W;
@@ -287,6 +298,7 @@ static void gemm_fwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     const float *a = g->ta ? A + begin : A + begin * g->K;
     sgemm(g->ta, g->tb, end - begin, g->N, g->K, g->alpha, a, lda, B, ldb, 0.0f, Y + begin * g->N, g->N);
     if (!g->matmul && s->n_in > 2 && s->in[2]) gemm_add_c(g, s->in[2], Y, begin, end);
+    if (s->fused_relu) relu_inplace(Y + begin * g->N, (end - begin) * g->N);
 }
 
 static void gemm_train_forward(od_tstep *s) {
@@ -319,6 +331,7 @@ static void gemm_bwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
 
 static void gemm_train_backward(od_tstep *s) {
     gemm_train *g = s->state;
+    if (s->fused_relu) relu_mask(s->out[0]->data, s->out[0]->grad, s->out[0]->count);
     od_shards(s, g->M, gemm_bwd_shard, s);
     int shards = s->threads > 1 && g->M > 1 ? (int)(g->M < s->threads ? g->M : s->threads) : 1;
     if (s->in[1]->grad)
@@ -375,17 +388,19 @@ static void bn_fwd_channel(void *ctx, size_t c) {
     float scale = s->in[1]->data[c], shift = s->in[2]->data[c];
     double mean, var;
     if (s->training) {
+        /* one pass: float partial sums per row, summed in double */
         double sum = 0, sq = 0;
         for (int64_t n = 0; n < b->N; n++) {
             const float *p = x + (n * b->C + (int64_t)c) * b->S;
-            for (int64_t i = 0; i < b->S; i++) sum += p[i];
+            float s1 = 0, s2 = 0;
+            for (int64_t i = 0; i < b->S; i++) s1 += p[i], s2 += p[i] * p[i];
+            sum += s1;
+            sq += s2;
         }
         int64_t cnt = b->N * b->S;
         mean = sum / (double)cnt;
-        for (int64_t n = 0; n < b->N; n++) {
-            const float *p = x + (n * b->C + (int64_t)c) * b->S;
-            for (int64_t i = 0; i < b->S; i++) sq += (p[i] - mean) * (p[i] - mean);
-        }
+        sq = sq - sum * mean; /* sum of squared deviations */
+        if (sq < 0) sq = 0;
         var = sq / (double)cnt;
         double unbiased = cnt > 1 ? sq / (double)(cnt - 1) : var;
         rmean[c] = (float)(b->momentum * rmean[c] + (1 - b->momentum) * mean);
@@ -400,7 +415,14 @@ static void bn_fwd_channel(void *ctx, size_t c) {
     for (int64_t n = 0; n < b->N; n++) {
         const float *p = x + (n * b->C + (int64_t)c) * b->S;
         float *q = y + (n * b->C + (int64_t)c) * b->S;
-        for (int64_t i = 0; i < b->S; i++) q[i] = (p[i] - m) * inv * scale + shift;
+        float k = inv * scale, o = shift - m * inv * scale;
+        if (s->fused_relu)
+            for (int64_t i = 0; i < b->S; i++) {
+                float v = p[i] * k + o;
+                q[i] = v > 0 ? v : 0;
+            }
+        else
+            for (int64_t i = 0; i < b->S; i++) q[i] = p[i] * k + o;
     }
 }
 
@@ -414,6 +436,11 @@ static void bn_bwd_channel(void *ctx, size_t c) {
     bn_train *b = s->state;
     const float *x = s->in[0]->data, *dy = s->out[0]->grad;
     float scale = s->in[1]->data[c], m = b->mean[c], inv = b->inv_std[c];
+    if (s->fused_relu)
+        for (int64_t n = 0; n < b->N; n++) {
+            int64_t o = (n * b->C + (int64_t)c) * b->S;
+            relu_mask(s->out[0]->data + o, s->out[0]->grad + o, b->S);
+        }
     double sum_dy = 0, sum_dy_xhat = 0;
     for (int64_t n = 0; n < b->N; n++) {
         const float *p = x + (n * b->C + (int64_t)c) * b->S, *g = dy + (n * b->C + (int64_t)c) * b->S;
@@ -579,6 +606,19 @@ static void pool_fwd_plane(void *ctx, size_t plane) {
     const float *x = s->in[0]->data + plane * p->H * p->W;
     float *y = s->out[0]->data + plane * p->OH * p->OW;
     int32_t *am = p->argmax ? p->argmax + plane * p->OH * p->OW : NULL;
+    if (p->max && p->KH == 2 && p->KW == 2 && p->sh == 2 && p->sw == 2 && p->ph == 0 && p->pw == 0 && p->dh == 1 &&
+        p->dw == 1 && 2 * p->OH <= p->H && 2 * p->OW <= p->W) { /* the common 2x2 window, no edges */
+        for (int64_t oy = 0; oy < p->OH; oy++)
+            for (int64_t ox = 0; ox < p->OW; ox++) {
+                int32_t i0 = (int32_t)(2 * oy * p->W + 2 * ox), best = i0;
+                int32_t cand[3] = {i0 + 1, i0 + (int32_t)p->W, i0 + (int32_t)p->W + 1};
+                for (int k = 0; k < 3; k++)
+                    if (x[cand[k]] > x[best]) best = cand[k];
+                y[oy * p->OW + ox] = x[best];
+                am[oy * p->OW + ox] = best;
+            }
+        return;
+    }
     for (int64_t oy = 0; oy < p->OH; oy++)
         for (int64_t ox = 0; ox < p->OW; ox++) {
             float best = -INFINITY, sum = 0;

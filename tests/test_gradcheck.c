@@ -278,6 +278,32 @@ static void b_reshape_concat(builder *b) {
     add_node(b, "Concat", IN("F", "Q", "F"), IN("Y"), AT("axis=i:1"));
     finish(b, "Y");
 }
+static void b_conv_bn_relu(builder *b) { /* Relu fused into BN, BN after Conv */
+    add_init(b, "W", 4, D(4, 3, 3, 3), -0.5f, 0.5f);
+    add_init(b, "S", 1, D(4), 0.5f, 1.5f);
+    add_init(b, "B", 1, D(4), -0.5f, 0.5f);
+    add_init(b, "M", 1, D(4), 0.0f, 0.0f);
+    add_init(b, "V", 1, D(4), 1.0f, 1.0f);
+    add_node(b, "Conv", IN("H", "W"), IN("C"), AT("pads=is:1,1,1,1"));
+    add_node(b, "BatchNormalization", IN("C", "S", "B", "M", "V"), IN("N"), NULL);
+    add_node(b, "Relu", IN("N"), IN("R"), NULL);
+    add_node(b, "Mul", IN("R", "R"), IN("Y"), NULL);
+    finish(b, "Y");
+}
+static void b_conv_relu_gemm_relu(builder *b) { /* Relu fused into Conv and into Gemm */
+    add_init(b, "W", 4, D(2, 3, 3, 3), -0.5f, 0.5f);
+    add_init(b, "CB", 1, D(2), -0.2f, 0.2f);
+    add_init(b, "G", 2, D(32, 5), -0.5f, 0.5f);
+    add_init(b, "GB", 1, D(5), -0.2f, 0.2f);
+    add_init(b, "G2", 2, D(5, 3), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W", "CB"), IN("C"), AT("strides=is:1,1"));
+    add_node(b, "Relu", IN("C"), IN("R"), NULL);
+    add_node(b, "Flatten", IN("R"), IN("F"), NULL);
+    add_node(b, "Gemm", IN("F", "G", "GB"), IN("Z"), NULL);
+    add_node(b, "Relu", IN("Z"), IN("ZR"), NULL);
+    add_node(b, "Gemm", IN("ZR", "G2"), IN("Y"), NULL);
+    finish(b, "Y");
+}
 static void b_dropout(builder *b) {
     add_node(b, "Dropout", IN("H"), IN("Y"), NULL);
     finish(b, "Y");
@@ -304,6 +330,8 @@ int main(void) {
     run_case("Mul broadcast, Sub", 4, D(2, 3, 4, 5), b_mul_bcast, true);
     run_case("Flatten + Gemm", 4, D(2, 3, 4, 4), b_flatten_gemm, true);
     run_case("Reshape + Concat", 4, D(2, 3, 2, 2), b_reshape_concat, true);
+    run_case("Conv + BN + Relu (fused)", 4, D(3, 3, 5, 5), b_conv_bn_relu, true);
+    run_case("Conv + Relu, Gemm + Relu (fused)", 4, D(3, 3, 6, 6), b_conv_relu_gemm_relu, true);
     run_case("Dropout eval", 4, D(2, 3, 2, 2), b_dropout, false);
     printf("gradcheck: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -11,6 +11,7 @@ static const struct {
     {"inspect", cmd_inspect, "size, opsets, inputs/outputs, ops, parameters and MACs of a model"},
     {"run", cmd_run, "run a model on .npy or .pb inputs, write its outputs"},
     {"bench", cmd_bench, "inference latency of models at several batch sizes and thread counts"},
+    {"shrink", cmd_shrink, "build a smaller student graph from a teacher (width/depth/spec)"},
     {"optimize", cmd_optimize, "fold BatchNorm, drop Dropout/Identity, fold constants, dedupe weights, store f16/int8"},
     {"distill", cmd_distill, "train a small student on a (noisy) teacher's logits, write it"},
     {"eval", cmd_eval, "accuracy, per-class accuracy and confusion matrix on a labelled dataset"},

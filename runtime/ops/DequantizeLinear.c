@@ -15,8 +15,8 @@ static int dq_axis(od_infer_ctx *c, const od_shape_info *x, const od_shape_info 
     int64_t count = od_dims_count(scale->rank, scale->dims);
     if (scale->rank == 0 || (scale->rank == 1 && count == 1 && c->opset < 13)) return -2;
     if (scale->rank != 1) {
-        od_node_error(c->err, OD_STATUS_SHAPE, c->node, "x_scale must be a scalar or 1-D, not rank %d",
-                      scale->rank);
+        od_node_error(c->err, OD_STATUS_SHAPE, c->node,
+                      "x_scale must be a scalar or 1-D, not rank %d", scale->rank);
         return -1;
     }
     if (c->opset < 13 && count != 1) {
@@ -29,8 +29,8 @@ static int dq_axis(od_infer_ctx *c, const od_shape_info *x, const od_shape_info 
     int axis = od_axis(a, x->rank);
     if (axis < 0) {
         if (count == 1) return -2;
-        od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "axis %lld is out of range for rank %d",
-                      (long long)a, x->rank);
+        od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node,
+                      "axis %lld is out of range for rank %d", (long long)a, x->rank);
         return -1;
     }
     if (x->dims[axis] != count) {
@@ -74,9 +74,12 @@ static od_status dq_infer(od_infer_ctx *c) {
 
 static float dq_load(const void *p, od_dtype t, int64_t i) {
     switch (t) {
-    case OD_DTYPE_INT8: return (float)((const int8_t *)p)[i];
-    case OD_DTYPE_UINT8: return (float)((const uint8_t *)p)[i];
-    default: return (float)((const int32_t *)p)[i];
+    case OD_DTYPE_INT8:
+        return (float)((const int8_t *)p)[i];
+    case OD_DTYPE_UINT8:
+        return (float)((const uint8_t *)p)[i];
+    default:
+        return (float)((const int32_t *)p)[i];
     }
 }
 
@@ -96,7 +99,8 @@ static od_status dq_run(od_step *s, od_error *err) {
     }
     if (axis < 0) {
         float z = zp ? dq_load(zp->data, zp->dtype, 0) : 0.0f, f = sc[0];
-        for (int64_t i = 0; i < n; i++) y[i] = (dq_load(x->data, x->dtype, i) - z) * f;
+        for (int64_t i = 0; i < n; i++)
+            y[i] = (dq_load(x->data, x->dtype, i) - z) * f;
         return OD_STATUS_OK;
     }
     /* x as [outer, dims[axis], inner]: channel c uses sc[c] and zp[c] */
@@ -112,5 +116,5 @@ static od_status dq_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_DequantizeLinear = {.name = "DequantizeLinear", .infer = dq_infer,
-                                           .run = dq_run};
+const od_op_desc od_op_DequantizeLinear = {
+    .name = "DequantizeLinear", .infer = dq_infer, .run = dq_run};
