@@ -109,6 +109,16 @@ static od_status conv_train_prepare(od_tstep *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
+/* The outputs ox in [lo, hi) whose input column ox*sw - pw + j*dw lies inside [0, W). */
+static void valid_range(const conv_train *c, int64_t j, int64_t *lo, int64_t *hi) {
+    int64_t off = j * c->dw - c->pw; /* ix = ox*sw + off */
+    int64_t a = off >= 0 ? 0 : (-off + c->sw - 1) / c->sw;
+    int64_t b = c->W - off <= 0 ? 0 : (c->W - off + c->sw - 1) / c->sw;
+    *lo = a < c->OW ? a : c->OW;
+    *hi = b < c->OW ? b : c->OW;
+    if (*hi < *lo) *hi = *lo;
+}
+
 /* cols[(c*KH + i)*KW + j][oy*OW + ox] = x[c][oy*sh - ph + i*dh][ox*sw - pw + j*dw] */
 static void im2col(const conv_train *c, const float *x, float *cols) {
     int64_t ohw = c->OH * c->OW;
@@ -117,6 +127,8 @@ static void im2col(const conv_train *c, const float *x, float *cols) {
             for (int64_t j = 0; j < c->KW; j++) {
                 float *row = cols + ((ch * c->KH + i) * c->KW + j) * ohw;
                 const float *plane = x + ch * c->H * c->W;
+                int64_t lo, hi, off = j * c->dw - c->pw;
+                valid_range(c, j, &lo, &hi);
                 for (int64_t oy = 0; oy < c->OH; oy++) {
                     int64_t iy = oy * c->sh - c->ph + i * c->dh;
                     float *r = row + oy * c->OW;
@@ -124,11 +136,13 @@ static void im2col(const conv_train *c, const float *x, float *cols) {
                         memset(r, 0, sizeof(float) * (size_t)c->OW);
                         continue;
                     }
-                    const float *line = plane + iy * c->W;
-                    for (int64_t ox = 0; ox < c->OW; ox++) {
-                        int64_t ix = ox * c->sw - c->pw + j * c->dw;
-                        r[ox] = ix >= 0 && ix < c->W ? line[ix] : 0.0f;
-                    }
+                    const float *line = plane + iy * c->W + off;
+                    for (int64_t ox = 0; ox < lo; ox++) r[ox] = 0.0f;
+                    if (c->sw == 1)
+                        memcpy(r + lo, line + lo, sizeof(float) * (size_t)(hi - lo));
+                    else
+                        for (int64_t ox = lo; ox < hi; ox++) r[ox] = line[ox * c->sw];
+                    for (int64_t ox = hi; ox < c->OW; ox++) r[ox] = 0.0f;
                 }
             }
 }
@@ -140,15 +154,17 @@ static void col2im_add(const conv_train *c, const float *cols, float *dx) {
             for (int64_t j = 0; j < c->KW; j++) {
                 const float *row = cols + ((ch * c->KH + i) * c->KW + j) * ohw;
                 float *plane = dx + ch * c->H * c->W;
+                int64_t lo, hi, off = j * c->dw - c->pw;
+                valid_range(c, j, &lo, &hi);
                 for (int64_t oy = 0; oy < c->OH; oy++) {
                     int64_t iy = oy * c->sh - c->ph + i * c->dh;
                     if (iy < 0 || iy >= c->H) continue;
-                    float *line = plane + iy * c->W;
+                    float *line = plane + iy * c->W + off;
                     const float *r = row + oy * c->OW;
-                    for (int64_t ox = 0; ox < c->OW; ox++) {
-                        int64_t ix = ox * c->sw - c->pw + j * c->dw;
-                        if (ix >= 0 && ix < c->W) line[ix] += r[ox];
-                    }
+                    if (c->sw == 1)
+                        for (int64_t ox = lo; ox < hi; ox++) line[ox] += r[ox];
+                    else
+                        for (int64_t ox = lo; ox < hi; ox++) line[ox * c->sw] += r[ox];
                 }
             }
 }
@@ -393,6 +409,7 @@ static void bn_fwd_channel(void *ctx, size_t c) {
         for (int64_t n = 0; n < b->N; n++) {
             const float *p = x + (n * b->C + (int64_t)c) * b->S;
             float s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
             for (int64_t i = 0; i < b->S; i++) s1 += p[i], s2 += p[i] * p[i];
             sum += s1;
             sq += s2;
@@ -444,10 +461,14 @@ static void bn_bwd_channel(void *ctx, size_t c) {
     double sum_dy = 0, sum_dy_xhat = 0;
     for (int64_t n = 0; n < b->N; n++) {
         const float *p = x + (n * b->C + (int64_t)c) * b->S, *g = dy + (n * b->C + (int64_t)c) * b->S;
+        float s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
         for (int64_t i = 0; i < b->S; i++) {
-            sum_dy += g[i];
-            sum_dy_xhat += g[i] * (p[i] - m) * inv;
+            s1 += g[i];
+            s2 += g[i] * (p[i] - m);
         }
+        sum_dy += s1;
+        sum_dy_xhat += (double)s2 * inv;
     }
     if (s->in[1]->grad) s->in[1]->grad[c] += (float)sum_dy_xhat;
     if (s->in[2]->grad) s->in[2]->grad[c] += (float)sum_dy;
