@@ -320,7 +320,10 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     double t0 = now();
     memset(res, 0, sizeof *res);
     res->teacher_test_acc = res->student_test_acc = res->test_agreement = -1;
-    const od_dataset *train = &data->train, *test = &data->test;
+    const od_dataset *train = &data->train;
+    od_dataset test_head = data->test;
+    if (opt->test_limit > 0 && opt->test_limit < test_head.n) test_head.n = opt->test_limit;
+    const od_dataset *test = &test_head;
     if (opt->epochs < 1 || opt->batch < 1 || !(opt->sigma >= 0) || !(opt->alpha >= 0 && opt->alpha <= 1) ||
         !(opt->val_split >= 0 && opt->val_split < 1) || !(opt->lr > 0))
         return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: options out of range");
@@ -335,7 +338,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     res->n_test = test->n;
 
     float *tlog = NULL, *test_tlog = NULL, *targets = NULL, *best_snapshot = NULL;
-    int64_t *order = NULL, *idx = NULL, classes = 0, test_classes = 0;
+    int64_t *order = NULL, *idx = NULL, *base_order = NULL, classes = 0, test_classes = 0;
     od_trainer *tr = NULL;
     od_optim *optim = NULL;
     weight_set w = {0};
@@ -365,6 +368,8 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     for (int64_t i = 0; i < n_all; i++) order[i] = i;
     od_rng_shuffle(&rng, order, n_all);
     int64_t *val_idx = order, *train_idx = order + n_val;
+    if (!(base_order = malloc(sizeof(int64_t) * (size_t)n_train + 1))) goto oom;
+    memcpy(base_order, train_idx, sizeof(int64_t) * (size_t)n_train);
 
     if ((st = od_trainer_create(&student->graph, &(od_trainer_options){.batch = opt->batch, .threads = opt->threads, .seed = opt->seed}, &tr, err)))
         goto done;
@@ -402,6 +407,8 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     for (int epoch = rs.h.epochs_done; epoch < opt->epochs; epoch++) {
         rs.h.rng = rng; /* the state this epoch starts from */
         double te = now(), loss_sum = 0;
+        /* each epoch's order depends only on the rng state, so a resumed run repeats it */
+        memcpy(train_idx, base_order, sizeof(int64_t) * (size_t)n_train);
         od_rng_shuffle(&rng, train_idx, n_train);
         for (int64_t b = 0; b < batches; b++) {
             if (opt->stop && *opt->stop) {
@@ -513,6 +520,7 @@ done:
     free(test_tlog);
     free(targets);
     free(order);
+    free(base_order);
     free(idx);
     return st;
 }

@@ -50,6 +50,7 @@ typedef struct od_distill_options {
     float step_gamma;    /* ... multiply by this */
     float val_split;     /* held out of the training set to pick the epoch kept */
     int64_t train_limit; /* use only the first N training samples (0: all) */
+    int64_t test_limit;  /* evaluate on the first N test samples only (0: all) */
     const char *checkpoint; /* written after every epoch (atomically) */
     const char *resume;     /* continue from this checkpoint */
     volatile sig_atomic_t *stop; /* non-zero: stop after this batch; the checkpoint holds the

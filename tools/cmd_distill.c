@@ -27,6 +27,7 @@ static const char distill_help[] =
     "  --scale F --mean LIST --std LIST   preprocessing (default: the teacher's metadata)\n"
     "  --val-split F        held out to pick the epoch kept (default 0.05)\n"
     "  --train-limit N      use only the first N training samples\n"
+    "  --test-limit N       evaluate on the first N test samples only\n"
     "training:\n"
     "  --epochs N (5)  --batch N (64)  --threads N (2)  --seed S (1)\n"
     "  --loss l2|kd         L2 on logits (default, the paper's) or Hinton's soft targets\n"
@@ -192,6 +193,9 @@ int cmd_distill(int argc, char **argv) {
         } else if (cli_opt(argc, argv, &i, "--train-limit", &v)) {
             if (!cli_int("--train-limit", v, 1, 0x7fffffffffffL, &l)) return 1;
             opt.train_limit = l;
+        } else if (cli_opt(argc, argv, &i, "--test-limit", &v)) {
+            if (!cli_int("--test-limit", v, 1, 0x7fffffffffffL, &l)) return 1;
+            opt.test_limit = l;
         } else if (cli_opt(argc, argv, &i, "--checkpoint", &v)) {
             if (!(opt.checkpoint = v)) return 1;
         } else if (cli_opt(argc, argv, &i, "--resume", &v)) {
