@@ -41,7 +41,12 @@ typedef struct od_pass_stats {
  *     feeds nothing else and the BN's parameters are constant;
  *  5. dead nodes and unused initializers removed;
  *  6. identical initializers (same dtype, dims and bytes) shared;
- *  7. doc strings stripped (model, graph, nodes); value_info of removed values dropped.
+ *  7. doc strings stripped (model, graph, nodes);
+ *  8. compact encoding: attributes at their ONNX default (Conv strides 1, pads 0, group 1, Gemm
+ *     alpha 1, ...) and value_info (shape annotations runtimes infer again) dropped; the values
+ *     between nodes renamed Op_k (e.g. Conv_3) where that is shorter. Graph input, output and
+ *     initializer names, node names and the names of stored weights (od_store_weights) stay.
+ * Running it twice gives the same model as running it once.
  * stats may be NULL. */
 od_status od_optimize(od_model *m, od_pass_stats *stats, od_error *err);
 
@@ -53,9 +58,9 @@ const char *od_weight_format_name(od_weight_format fmt);
 od_status od_weight_format_parse(const char *s, od_weight_format *out, od_error *err);
 
 typedef struct od_weight_stats {
-    int tensors;           /* weight initializers converted */
-    size_t bytes_before;   /* their float32 bytes */
-    size_t bytes_after;    /* their stored bytes, scales included */
+    int tensors;         /* weight initializers converted */
+    size_t bytes_before; /* their float32 bytes */
+    size_t bytes_after;  /* their stored bytes, scales included */
     int64_t opset_before, opset_after;
 } od_weight_stats;
 
@@ -86,8 +91,7 @@ size_t od_model_float_param_bytes(const od_model *m);
 /* Sets key to value, replacing an existing entry of that key (order otherwise kept). */
 od_status od_model_set_meta(od_model *m, const char *key, const char *value, od_error *err);
 /* Copies src's entries whose key starts with prefix ("" for all) into dst (replacing). */
-od_status od_model_copy_meta(od_model *dst, const od_model *src, const char *prefix,
-                             od_error *err);
+od_status od_model_copy_meta(od_model *dst, const od_model *src, const char *prefix, od_error *err);
 /* SHA-256 of a file as 64 lower-case hex digits (and a NUL). */
 od_status od_file_sha256(const char *path, char hex_out[65], od_error *err);
 /* SHA-256 of bytes in memory. */

@@ -30,10 +30,12 @@ static void attr_free(od_attr *a) {
     free(a->floats);
     free(a->ints);
     if (a->strings)
-        for (size_t i = 0; i < a->count; i++) free(a->strings[i].data);
+        for (size_t i = 0; i < a->count; i++)
+            free(a->strings[i].data);
     free(a->strings);
     if (a->tensors)
-        for (size_t i = 0; i < a->count; i++) od_tensor_clear(&a->tensors[i]);
+        for (size_t i = 0; i < a->count; i++)
+            od_tensor_clear(&a->tensors[i]);
     free(a->tensors);
     free(a->opaque.data);
     free(a->ref_attr_name);
@@ -46,7 +48,8 @@ void od_pass_node_free(od_node *n) {
     free(n->domain);
     free(n->inputs);
     free(n->outputs);
-    for (int a = 0; a < n->n_attrs; a++) attr_free(&n->attrs[a]);
+    for (int a = 0; a < n->n_attrs; a++)
+        attr_free(&n->attrs[a]);
     free(n->attrs);
     free(n->doc_string);
     memset(n, 0, sizeof *n);
@@ -75,7 +78,8 @@ int *od_pass_count_uses(const od_graph *g) {
     for (int i = 0; i < g->n_nodes; i++)
         for (int k = 0; k < g->nodes[i].n_inputs; k++)
             if (g->nodes[i].inputs[k] >= 0) uses[g->nodes[i].inputs[k]]++;
-    for (int i = 0; i < g->n_outputs; i++) uses[g->outputs[i]]++;
+    for (int i = 0; i < g->n_outputs; i++)
+        uses[g->outputs[i]]++;
     return uses;
 }
 
@@ -208,7 +212,8 @@ void od_pass_remove_attr(od_node *n, const char *name) {
     for (int a = 0; a < n->n_attrs; a++)
         if (strcmp(n->attrs[a].name, name) == 0) {
             attr_free(&n->attrs[a]);
-            memmove(&n->attrs[a], &n->attrs[a + 1], sizeof *n->attrs * (size_t)(n->n_attrs - a - 1));
+            memmove(&n->attrs[a], &n->attrs[a + 1],
+                    sizeof *n->attrs * (size_t)(n->n_attrs - a - 1));
             n->n_attrs--;
             return;
         }
@@ -219,7 +224,8 @@ od_status od_pass_set_input(od_node *n, int k, int v, od_error *err) {
         int *in = realloc(n->inputs, sizeof(int) * (size_t)(k + 1));
         if (!in) return oom(err);
         n->inputs = in;
-        for (int i = n->n_inputs; i <= k; i++) in[i] = -1;
+        for (int i = n->n_inputs; i <= k; i++)
+            in[i] = -1;
         n->n_inputs = k + 1;
     }
     n->inputs[k] = v;
@@ -228,7 +234,8 @@ od_status od_pass_set_input(od_node *n, int k, int v, od_error *err) {
 
 static void free_value(od_value *v) {
     free(v->name);
-    for (int d = 0; d < OD_MAX_RANK; d++) free(v->dims[d].param);
+    for (int d = 0; d < OD_MAX_RANK; d++)
+        free(v->dims[d].param);
     free(v->opaque_type.data);
     od_tensor_destroy(v->init);
 }
@@ -252,9 +259,12 @@ od_status od_pass_compact(od_graph *g, const bool *drop, od_error *err) {
         free(map);
         return oom(err);
     }
-    for (int i = 0; i < g->n_inputs; i++) used[g->inputs[i]] = true;
-    for (int i = 0; i < g->n_outputs; i++) used[g->outputs[i]] = true;
-    for (int i = 0; i < g->n_inits; i++) used[g->inits[i]] = true;
+    for (int i = 0; i < g->n_inputs; i++)
+        used[g->inputs[i]] = true;
+    for (int i = 0; i < g->n_outputs; i++)
+        used[g->outputs[i]] = true;
+    for (int i = 0; i < g->n_inits; i++)
+        used[g->inits[i]] = true;
     for (int i = 0; i < g->n_nodes; i++) {
         const od_node *n = &g->nodes[i];
         for (int k = 0; k < n->n_inputs; k++)
@@ -274,9 +284,12 @@ od_status od_pass_compact(od_graph *g, const bool *drop, od_error *err) {
         w++;
     }
     g->n_values = w;
-    for (int i = 0; i < g->n_inputs; i++) g->inputs[i] = map[g->inputs[i]];
-    for (int i = 0; i < g->n_outputs; i++) g->outputs[i] = map[g->outputs[i]];
-    for (int i = 0; i < g->n_inits; i++) g->inits[i] = map[g->inits[i]];
+    for (int i = 0; i < g->n_inputs; i++)
+        g->inputs[i] = map[g->inputs[i]];
+    for (int i = 0; i < g->n_outputs; i++)
+        g->outputs[i] = map[g->outputs[i]];
+    for (int i = 0; i < g->n_inits; i++)
+        g->inits[i] = map[g->inits[i]];
     for (int i = 0; i < g->n_nodes; i++) {
         od_node *n = &g->nodes[i];
         for (int k = 0; k < n->n_inputs; k++)
@@ -287,8 +300,10 @@ od_status od_pass_compact(od_graph *g, const bool *drop, od_error *err) {
     /* value_info: intermediate values only, each once */
     bool *seen = used; /* reused, indexed by new value numbers */
     memset(seen, 0, sizeof *seen * (size_t)(nv ? nv : 1));
-    for (int i = 0; i < g->n_inputs; i++) seen[g->inputs[i]] = true;
-    for (int i = 0; i < g->n_outputs; i++) seen[g->outputs[i]] = true;
+    for (int i = 0; i < g->n_inputs; i++)
+        seen[g->inputs[i]] = true;
+    for (int i = 0; i < g->n_outputs; i++)
+        seen[g->outputs[i]] = true;
     w = 0;
     for (int i = 0; i < g->n_value_infos; i++) {
         int v = map[g->value_infos[i]];
@@ -440,13 +455,15 @@ static od_status pass_fold_constants(od_graph *g, od_pass_stats *stats, od_error
                 if (pn->outputs[o] == v) pn->outputs[o] = -1;
         }
     }
-    for (int b = 0; b < NB; b++) od_graph_shapes_clear(&s[b]);
+    for (int b = 0; b < NB; b++)
+        od_graph_shapes_clear(&s[b]);
     if (stats) stats->folded_consts += n_fold;
     st = od_pass_compact(g, fold, err);
     free(fold);
     return st;
 cleanup:
-    for (int b = 0; b < NB; b++) od_graph_shapes_clear(&s[b]);
+    for (int b = 0; b < NB; b++)
+        od_graph_shapes_clear(&s[b]);
     free(fold);
     return st;
 }
@@ -572,13 +589,16 @@ static bool bn_read(const od_graph *g, const od_node *bn, int64_t opset, bn_para
     p->f = malloc(sizeof(double) * (size_t)(p->C ? p->C : 1));
     if (!p->f) return false;
     const float *scale = t[0]->data, *var = t[3]->data;
-    for (int64_t c = 0; c < p->C; c++) p->f[c] = scale[c] / sqrt((double)var[c] + eps);
+    for (int64_t c = 0; c < p->C; c++)
+        p->f[c] = scale[c] / sqrt((double)var[c] + eps);
     p->bias = t[1]->data;
     p->mean = t[2]->data;
     return true;
 }
 
-static void bn_params_free(bn_params *p) { free(p->f); }
+static void bn_params_free(bn_params *p) {
+    free(p->f);
+}
 
 /* Folds BN into the Conv or ConvTranspose at node i. Returns false when it does not fit
  * (nothing changed), with *st set on a real error. */
@@ -614,14 +634,16 @@ static bool fold_into_conv(od_graph *g, int i, const bn_params *p, const int *us
     if (!transpose) {
         int64_t per = w->dims[1] * inner;
         for (int64_t o = 0; o < cout; o++)
-            for (int64_t k = 0; k < per; k++) wd[o * per + k] = (float)(wd[o * per + k] * p->f[o]);
+            for (int64_t k = 0; k < per; k++)
+                wd[o * per + k] = (float)(wd[o * per + k] * p->f[o]);
     } else { /* [Cin, Cout / group, k...]: input channel ci feeds outputs of its group */
         int64_t cin = w->dims[0], cpg_in = cin / group, cpg_out = w->dims[1];
         for (int64_t ci = 0; ci < cin; ci++)
             for (int64_t j = 0; j < cpg_out; j++) {
                 double f = p->f[(ci / cpg_in) * cpg_out + j];
                 float *row = wd + (ci * cpg_out + j) * inner;
-                for (int64_t k = 0; k < inner; k++) row[k] = (float)(row[k] * f);
+                for (int64_t k = 0; k < inner; k++)
+                    row[k] = (float)(row[k] * f);
             }
     }
     for (int64_t o = 0; o < cout; o++)
@@ -766,7 +788,8 @@ static od_status pass_dead(od_graph *g, od_pass_stats *stats, od_error *err) {
         free(needed);
         return oom(err);
     }
-    for (int i = 0; i < g->n_outputs; i++) needed[g->outputs[i]] = true;
+    for (int i = 0; i < g->n_outputs; i++)
+        needed[g->outputs[i]] = true;
     int n_dead = 0;
     for (int i = g->n_nodes - 1; i >= 0; i--) { /* nodes are in topological order */
         const od_node *n = &g->nodes[i];
@@ -808,7 +831,8 @@ static od_status pass_dead(od_graph *g, od_pass_stats *stats, od_error *err) {
 static uint64_t tensor_hash(const od_tensor *t) {
     uint64_t h = 1469598103934665603ull;
     const uint8_t *p = t->data;
-    for (size_t i = 0; i < t->nbytes; i++) h = (h ^ p[i]) * 1099511628211ull;
+    for (size_t i = 0; i < t->nbytes; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
     return h ^ ((uint64_t)t->dtype << 56) ^ (uint64_t)t->rank;
 }
 
@@ -821,7 +845,8 @@ static od_status pass_share(od_graph *g, od_pass_stats *stats, od_error *err) {
         free(gone);
         return oom(err);
     }
-    for (int i = 0; i < n; i++) h[i] = tensor_hash(g->values[g->inits[i]].init);
+    for (int i = 0; i < n; i++)
+        h[i] = tensor_hash(g->values[g->inits[i]].init);
     int shared = 0;
     for (int j = 0; j < n; j++) {
         int vj = g->inits[j];
@@ -869,6 +894,123 @@ static void pass_strip_docs(od_model *m) {
     }
 }
 
+/* ---- 8. compact encoding ---------------------------------------------------------------- */
+
+/* Attributes whose value is the ONNX default (the same in every opset from 7): writing them
+ * changes nothing but the file size. kind: 'i' an int, 'f' a float, 'a' ints all equal to i,
+ * 's' a string. */
+static const struct {
+    const char *op, *attr;
+    char kind;
+    int64_t i;
+    float f;
+    const char *s;
+} attr_defaults[] = {
+    {"Conv", "group", 'i', 1, 0, NULL},
+    {"Conv", "dilations", 'a', 1, 0, NULL},
+    {"Conv", "strides", 'a', 1, 0, NULL},
+    {"Conv", "pads", 'a', 0, 0, NULL},
+    {"Conv", "auto_pad", 's', 0, 0, "NOTSET"},
+    {"ConvTranspose", "group", 'i', 1, 0, NULL},
+    {"ConvTranspose", "dilations", 'a', 1, 0, NULL},
+    {"ConvTranspose", "strides", 'a', 1, 0, NULL},
+    {"ConvTranspose", "pads", 'a', 0, 0, NULL},
+    {"ConvTranspose", "output_padding", 'a', 0, 0, NULL},
+    {"ConvTranspose", "auto_pad", 's', 0, 0, "NOTSET"},
+    {"MaxPool", "ceil_mode", 'i', 0, 0, NULL},
+    {"MaxPool", "storage_order", 'i', 0, 0, NULL},
+    {"MaxPool", "dilations", 'a', 1, 0, NULL},
+    {"MaxPool", "strides", 'a', 1, 0, NULL},
+    {"MaxPool", "pads", 'a', 0, 0, NULL},
+    {"MaxPool", "auto_pad", 's', 0, 0, "NOTSET"},
+    {"AveragePool", "ceil_mode", 'i', 0, 0, NULL},
+    {"AveragePool", "count_include_pad", 'i', 0, 0, NULL},
+    {"AveragePool", "strides", 'a', 1, 0, NULL},
+    {"AveragePool", "pads", 'a', 0, 0, NULL},
+    {"AveragePool", "auto_pad", 's', 0, 0, "NOTSET"},
+    {"Gemm", "alpha", 'f', 0, 1.0f, NULL},
+    {"Gemm", "beta", 'f', 0, 1.0f, NULL},
+    {"Gemm", "transA", 'i', 0, 0, NULL},
+    {"Gemm", "transB", 'i', 0, 0, NULL},
+    {"BatchNormalization", "epsilon", 'f', 0, 1e-5f, NULL},
+    {"BatchNormalization", "momentum", 'f', 0, 0.9f, NULL},
+    {"Flatten", "axis", 'i', 1, 0, NULL},
+    {"Gather", "axis", 'i', 0, 0, NULL},
+    {"LeakyRelu", "alpha", 'f', 0, 0.01f, NULL},
+    {"Elu", "alpha", 'f', 0, 1.0f, NULL},
+    {"HardSigmoid", "alpha", 'f', 0, 0.2f, NULL},
+    {"HardSigmoid", "beta", 'f', 0, 0.5f, NULL},
+};
+
+static bool attr_is_default(const od_node *n, const od_attr *a) {
+    for (size_t k = 0; k < sizeof attr_defaults / sizeof *attr_defaults; k++) {
+        if (strcmp(a->name, attr_defaults[k].attr) != 0 || !is_op(n, attr_defaults[k].op)) continue;
+        switch (attr_defaults[k].kind) {
+        case 'i':
+            return a->type == OD_ATTR_INT && a->i == attr_defaults[k].i;
+        case 'f':
+            return a->type == OD_ATTR_FLOAT && a->f == attr_defaults[k].f;
+        case 's':
+            return a->type == OD_ATTR_STRING && a->s.len == strlen(attr_defaults[k].s) &&
+                   memcmp(a->s.data, attr_defaults[k].s, a->s.len) == 0;
+        case 'a':
+            if (a->type != OD_ATTR_INTS || !a->count) return false;
+            for (size_t j = 0; j < a->count; j++)
+                if (a->ints[j] != attr_defaults[k].i) return false;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Drops default-valued attributes and value_info (shape annotations every runtime infers
+ * again), and gives the values between nodes short names (Op_k, when shorter than the name they
+ * have; a second run renames nothing): the graph's inputs, outputs
+ * and initializers keep theirs, and so do node names and stored weights (Cast, DequantizeLinear
+ * outputs). */
+static od_status pass_compact_encoding(od_graph *g, od_error *err) {
+    if (g->opset >= 7)
+        for (int i = 0; i < g->n_nodes; i++) {
+            od_node *n = &g->nodes[i];
+            for (int a = n->n_attrs - 1; a >= 0; a--)
+                if (attr_is_default(n, &n->attrs[a])) od_pass_remove_attr(n, n->attrs[a].name);
+        }
+    g->n_value_infos = 0;
+    bool *keep = calloc(g->n_values ? (size_t)g->n_values : 1, sizeof *keep);
+    if (!keep) return oom(err);
+    for (int i = 0; i < g->n_inputs; i++)
+        keep[g->inputs[i]] = true;
+    for (int i = 0; i < g->n_outputs; i++)
+        keep[g->outputs[i]] = true;
+    for (int v = 0; v < g->n_values; v++)
+        keep[v] |= g->values[v].init != NULL;
+    int counter = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const od_node *n = &g->nodes[i];
+        if (is_decompression(g, n)) continue; /* a stored weight keeps the weight's name */
+        for (int o = 0; o < n->n_outputs; o++) {
+            int v = n->outputs[o];
+            if (v < 0 || keep[v]) continue;
+            char name[96];
+            bool taken;
+            do { /* value names stay unique at every step: only a free name is taken */
+                snprintf(name, sizeof name, "%.64s_%d", n->op_type, counter++);
+                taken = od_graph_find_value(g, name) >= 0;
+            } while (taken);
+            if (strlen(name) >= strlen(g->values[v].name)) continue; /* already short */
+            char *dup = strdup(name);
+            if (!dup) {
+                free(keep);
+                return oom(err);
+            }
+            free(g->values[v].name);
+            g->values[v].name = dup;
+        }
+    }
+    free(keep);
+    return OD_STATUS_OK;
+}
+
 od_status od_optimize(od_model *m, od_pass_stats *stats, od_error *err) {
     od_pass_stats local;
     if (!stats) stats = &local;
@@ -885,7 +1027,7 @@ od_status od_optimize(od_model *m, od_pass_stats *stats, od_error *err) {
         (st = pass_share(g, stats, err)))
         return st;
     pass_strip_docs(m);
-    if ((st = od_pass_compact(g, NULL, err))) return st;
+    if ((st = od_pass_compact(g, NULL, err)) || (st = pass_compact_encoding(g, err))) return st;
     stats->nodes_after = g->n_nodes;
     stats->inits_after = g->n_inits;
     return OD_STATUS_OK;

@@ -78,8 +78,8 @@ static void sha256_block(sha256 *s, const uint8_t *p) {
     uint32_t a = s->h[0], b = s->h[1], c = s->h[2], d = s->h[3], e = s->h[4], f = s->h[5],
              g = s->h[6], h = s->h[7];
     for (int i = 0; i < 64; i++) {
-        uint32_t t1 = h + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) +
-                      sha256_k[i] + w[i];
+        uint32_t t1 =
+            h + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) + sha256_k[i] + w[i];
         uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
         h = g;
         g = f;
@@ -128,9 +128,11 @@ static void sha256_hex(sha256 *s, char hex_out[65]) {
     uint64_t bits = s->len * 8;
     uint8_t pad[72] = {0x80};
     size_t n = (s->used < 56 ? 56 : 120) - s->used;
-    for (int i = 0; i < 8; i++) pad[n + i] = (uint8_t)(bits >> (56 - 8 * i));
+    for (int i = 0; i < 8; i++)
+        pad[n + i] = (uint8_t)(bits >> (56 - 8 * i));
     sha256_update(s, pad, n + 8);
-    for (int i = 0; i < 8; i++) snprintf(hex_out + 8 * i, 9, "%08x", (unsigned)s->h[i]);
+    for (int i = 0; i < 8; i++)
+        snprintf(hex_out + 8 * i, 9, "%08x", (unsigned)s->h[i]);
 }
 
 void od_sha256_hex(const void *data, size_t len, char hex_out[65]) {
@@ -148,7 +150,8 @@ od_status od_file_sha256(const char *path, char hex_out[65], od_error *err) {
     sha256_init(&s);
     uint8_t buf[65536];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sha256_update(&s, buf, n);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        sha256_update(&s, buf, n);
     bool bad = ferror(f);
     fclose(f);
     if (bad) return od_error_set(err, OD_STATUS_IO, "%s: cannot read", path);

@@ -9,14 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define OD_INT8_OPSET 13 /* DequantizeLinear with axis */
+#define OD_INT8_OPSET 13     /* DequantizeLinear with axis */
 #define OD_INT8_IR_VERSION 7 /* the IR version that came with opset 13 */
 
 const char *od_weight_format_name(od_weight_format fmt) {
     switch (fmt) {
-    case OD_WEIGHTS_F32: return "f32";
-    case OD_WEIGHTS_F16: return "f16";
-    case OD_WEIGHTS_INT8: return "int8";
+    case OD_WEIGHTS_F32:
+        return "f32";
+    case OD_WEIGHTS_F16:
+        return "f16";
+    case OD_WEIGHTS_INT8:
+        return "int8";
     }
     return "unknown";
 }
@@ -58,9 +61,9 @@ static uint16_t float_to_half(float f) {
     memcpy(&x, &f, 4);
     uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
     uint32_t ax = x & 0x7fffffff;
-    if (ax > 0x7f800000) return sign | 0x7e00; /* NaN */
+    if (ax > 0x7f800000) return sign | 0x7e00;  /* NaN */
     if (ax >= 0x477ff000) return sign | 0x7bff; /* rounds to >= 65520: saturate */
-    if (ax < 0x38800000) { /* below the smallest normal half: subnormal or zero */
+    if (ax < 0x38800000) {                /* below the smallest normal half: subnormal or zero */
         if (ax < 0x33000000) return sign; /* under half the smallest subnormal */
         uint32_t mant = (ax & 0x7fffff) | 0x800000;
         int shift = 126 - (int)(ax >> 23); /* 14 .. 24 */
@@ -92,7 +95,8 @@ static int weight_axis(const od_graph *g, const od_node *n, int k) {
 static int *weight_axes(const od_graph *g) {
     int *axis = malloc(sizeof(int) * (size_t)(g->n_values ? g->n_values : 1));
     if (!axis) return NULL;
-    for (int v = 0; v < g->n_values; v++) axis[v] = -1;
+    for (int v = 0; v < g->n_values; v++)
+        axis[v] = -1;
     for (int i = 0; i < g->n_nodes; i++) {
         const od_node *n = &g->nodes[i];
         int a = weight_axis(g, n, 1);
@@ -112,21 +116,86 @@ static const struct {
     const char *op;
     int since;
 } keeps_meaning[] = {
-    {"Abs", 6}, {"Add", 7}, {"And", 7}, {"ArgMax", 1}, {"ArgMin", 1}, {"AveragePool", 7},
-    {"BatchNormalization", 9}, {"Cast", 6}, {"Ceil", 6}, {"Celu", 12}, {"Concat", 4},
-    {"Constant", 1}, {"ConstantOfShape", 9}, {"Conv", 1}, {"ConvTranspose", 1}, {"Cos", 7},
-    {"DequantizeLinear", 10}, {"Div", 7}, {"Elu", 6}, {"Equal", 7}, {"Erf", 9}, {"Exp", 6},
-    {"Expand", 8}, {"Flatten", 1}, {"Floor", 6}, {"Gather", 1}, {"Gemm", 7},
-    {"GlobalAveragePool", 1}, {"GlobalMaxPool", 1}, {"Greater", 7}, {"GreaterOrEqual", 12},
-    {"HardSigmoid", 6}, {"Identity", 1}, {"LeakyRelu", 6}, {"Less", 7}, {"LessOrEqual", 12},
-    {"Log", 6}, {"MatMul", 1}, {"Max", 8}, {"MaxPool", 8}, {"Mean", 8}, {"Min", 8}, {"Mul", 7},
-    {"Neg", 6}, {"Not", 1}, {"Or", 7}, {"Pad", 11}, {"Pow", 7}, {"PRelu", 7},
-    {"QuantizeLinear", 10}, {"Range", 11}, {"Reciprocal", 6}, {"ReduceL1", 1}, {"ReduceL2", 1},
-    {"ReduceLogSum", 1}, {"ReduceLogSumExp", 1}, {"ReduceMax", 1}, {"ReduceMean", 1},
-    {"ReduceMin", 1}, {"ReduceProd", 1}, {"ReduceSumSquare", 1}, {"Relu", 6}, {"Reshape", 5},
-    {"Selu", 6}, {"Shape", 1}, {"Sigmoid", 6}, {"Sign", 9}, {"Sin", 7}, {"Size", 1},
-    {"Slice", 10}, {"Softplus", 1}, {"Softsign", 1}, {"Sqrt", 6}, {"Sub", 7}, {"Sum", 8},
-    {"Tanh", 6}, {"ThresholdedRelu", 10}, {"Tile", 6}, {"Transpose", 1}, {"Where", 9},
+    {"Abs", 6},
+    {"Add", 7},
+    {"And", 7},
+    {"ArgMax", 1},
+    {"ArgMin", 1},
+    {"AveragePool", 7},
+    {"BatchNormalization", 9},
+    {"Cast", 6},
+    {"Ceil", 6},
+    {"Celu", 12},
+    {"Concat", 4},
+    {"Constant", 1},
+    {"ConstantOfShape", 9},
+    {"Conv", 1},
+    {"ConvTranspose", 1},
+    {"Cos", 7},
+    {"DequantizeLinear", 10},
+    {"Div", 7},
+    {"Elu", 6},
+    {"Equal", 7},
+    {"Erf", 9},
+    {"Exp", 6},
+    {"Expand", 8},
+    {"Flatten", 1},
+    {"Floor", 6},
+    {"Gather", 1},
+    {"Gemm", 7},
+    {"GlobalAveragePool", 1},
+    {"GlobalMaxPool", 1},
+    {"Greater", 7},
+    {"GreaterOrEqual", 12},
+    {"HardSigmoid", 6},
+    {"Identity", 1},
+    {"LeakyRelu", 6},
+    {"Less", 7},
+    {"LessOrEqual", 12},
+    {"Log", 6},
+    {"MatMul", 1},
+    {"Max", 8},
+    {"MaxPool", 8},
+    {"Mean", 8},
+    {"Min", 8},
+    {"Mul", 7},
+    {"Neg", 6},
+    {"Not", 1},
+    {"Or", 7},
+    {"Pad", 11},
+    {"Pow", 7},
+    {"PRelu", 7},
+    {"QuantizeLinear", 10},
+    {"Range", 11},
+    {"Reciprocal", 6},
+    {"ReduceL1", 1},
+    {"ReduceL2", 1},
+    {"ReduceLogSum", 1},
+    {"ReduceLogSumExp", 1},
+    {"ReduceMax", 1},
+    {"ReduceMean", 1},
+    {"ReduceMin", 1},
+    {"ReduceProd", 1},
+    {"ReduceSumSquare", 1},
+    {"Relu", 6},
+    {"Reshape", 5},
+    {"Selu", 6},
+    {"Shape", 1},
+    {"Sigmoid", 6},
+    {"Sign", 9},
+    {"Sin", 7},
+    {"Size", 1},
+    {"Slice", 10},
+    {"Softplus", 1},
+    {"Softsign", 1},
+    {"Sqrt", 6},
+    {"Sub", 7},
+    {"Sum", 8},
+    {"Tanh", 6},
+    {"ThresholdedRelu", 10},
+    {"Tile", 6},
+    {"Transpose", 1},
+    {"Where", 9},
     {"Xor", 7},
 };
 
@@ -135,7 +204,7 @@ static const struct {
     const char *op;
     int since;
 } converted[] = {
-    {"Squeeze", 1}, {"Unsqueeze", 1}, {"ReduceSum", 1}, {"Split", 2}, {"Dropout", 7},
+    {"Squeeze", 1}, {"Unsqueeze", 1}, {"ReduceSum", 1},  {"Split", 2},   {"Dropout", 7},
     {"Clip", 6},    {"Softmax", 1},   {"LogSoftmax", 1}, {"Hardmax", 1},
 };
 
@@ -144,8 +213,8 @@ static od_status refuse(od_error *err, const od_node *n, int64_t opset, const ch
     return od_error_set(err, OD_STATUS_UNSUPPORTED,
                         "%s: int8 weights need opset %d and this model has opset %lld: %s; "
                         "use --weights f16 or f32, or re-export the model at opset %d",
-                        od_node_label(n, label, sizeof label), OD_INT8_OPSET, (long long)opset,
-                        why, OD_INT8_OPSET);
+                        od_node_label(n, label, sizeof label), OD_INT8_OPSET, (long long)opset, why,
+                        OD_INT8_OPSET);
 }
 
 /* Rank of value v from shapes or its declaration, -1 when unknown. */
@@ -171,8 +240,8 @@ static od_status opset_check(const od_graph *g, int64_t opset, const od_graph_sh
             }
         char why[256];
         if (since < 0) {
-            snprintf(why, sizeof why, "%s is not known to keep its meaning at opset %d",
-                     n->op_type, OD_INT8_OPSET);
+            snprintf(why, sizeof why, "%s is not known to keep its meaning at opset %d", n->op_type,
+                     OD_INT8_OPSET);
             return refuse(err, n, opset, why);
         }
         if (opset < since) {
@@ -186,8 +255,9 @@ static od_status opset_check(const od_graph *g, int64_t opset, const od_graph_sh
             int rank = n->n_inputs > 0 && n->inputs[0] >= 0 ? value_rank(g, s, n->inputs[0]) : -1;
             int64_t a = od_pass_attr_int(n, "axis", 1);
             if (rank < 0)
-                return refuse(err, n, opset, "the rank of its input is unknown, and its axis "
-                                             "means something else from opset 13");
+                return refuse(err, n, opset,
+                              "the rank of its input is unknown, and its axis "
+                              "means something else from opset 13");
             if (a < -rank || a >= rank || (a < 0 ? a + rank : a) != rank - 1) {
                 snprintf(why, sizeof why,
                          "axis %lld of a rank-%d input flattens the dims after it before opset "
@@ -200,8 +270,9 @@ static od_status opset_check(const od_graph *g, int64_t opset, const od_graph_sh
             return refuse(err, n, opset, "its mask output changes type at opset 10");
         if (is_op(n, "Clip") && opset < 11 && n->n_inputs > 0 && n->inputs[0] >= 0 && s &&
             s->info && s->info[n->inputs[0]].dtype != OD_DTYPE_FLOAT)
-            return refuse(err, n, opset, "its min and max become inputs of the input's type, "
-                                         "and only float is converted");
+            return refuse(err, n, opset,
+                          "its min and max become inputs of the input's type, "
+                          "and only float is converted");
     }
     return OD_STATUS_OK;
 }
@@ -215,7 +286,8 @@ static od_status ints_attr_to_input(od_graph *g, int i, const char *attr, int k,
     if (!t) return err ? err->status : OD_STATUS_OUT_OF_MEMORY;
     if (a->count) memcpy(t->data, a->ints, sizeof(int64_t) * a->count);
     char base[300];
-    snprintf(base, sizeof base, "%s_%s", g->nodes[i].name && *g->nodes[i].name ? g->nodes[i].name : g->nodes[i].op_type, attr);
+    snprintf(base, sizeof base, "%s_%s",
+             g->nodes[i].name && *g->nodes[i].name ? g->nodes[i].name : g->nodes[i].op_type, attr);
     int v = od_pass_add_init(g, base, "", t, err);
     if (v < 0) return err ? err->status : OD_STATUS_OUT_OF_MEMORY;
     od_status st = od_pass_set_input(&g->nodes[i], k, v, err);
@@ -231,7 +303,8 @@ static od_status float_attr_to_input(od_graph *g, int i, const char *attr, int k
     if (!t) return err ? err->status : OD_STATUS_OUT_OF_MEMORY;
     *(float *)t->data = a->f;
     char base[300];
-    snprintf(base, sizeof base, "%s_%s", g->nodes[i].name && *g->nodes[i].name ? g->nodes[i].name : g->nodes[i].op_type, attr);
+    snprintf(base, sizeof base, "%s_%s",
+             g->nodes[i].name && *g->nodes[i].name ? g->nodes[i].name : g->nodes[i].op_type, attr);
     int v = od_pass_add_init(g, base, "", t, err);
     if (v < 0) return err ? err->status : OD_STATUS_OUT_OF_MEMORY;
     od_status st = od_pass_set_input(&g->nodes[i], k, v, err);
@@ -336,7 +409,8 @@ static od_status store_f16(od_graph *g, int v, od_weight_stats *ws, od_error *er
     if (!q) return err ? err->status : OD_STATUS_OUT_OF_MEMORY;
     const float *src = w->data;
     uint16_t *dst = q->data;
-    for (int64_t i = 0; i < n; i++) dst[i] = float_to_half(src[i]);
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = float_to_half(src[i]);
     ws->bytes_before += w->nbytes;
     ws->bytes_after += q->nbytes;
     return replace_by_node(g, v, q, "_fp16", NULL, "Cast", -1, err);
@@ -350,7 +424,8 @@ static od_status store_int8(od_graph *g, int v, int axis, od_weight_stats *ws, o
     int64_t inner = axis >= 0 ? od_dims_count(w->rank - axis - 1, w->dims + axis + 1) : n;
     int64_t outer = C && inner ? n / (C * inner) : 0;
     od_tensor *q = od_tensor_create(NULL, OD_DTYPE_INT8, w->rank, w->dims, err);
-    od_tensor *scale = q ? od_tensor_create(NULL, OD_DTYPE_FLOAT, axis >= 0 ? 1 : 0, &C, err) : NULL;
+    od_tensor *scale =
+        q ? od_tensor_create(NULL, OD_DTYPE_FLOAT, axis >= 0 ? 1 : 0, &C, err) : NULL;
     if (!q || !scale) {
         od_tensor_destroy(q);
         return err ? err->status : OD_STATUS_OUT_OF_MEMORY;

@@ -155,6 +155,33 @@ int cmd_optimize(int argc, char **argv) {
         cli_fail_err(&err);
         goto done;
     }
+    /* check, then write, then report: an error prints one line and nothing else */
+    double diff = 0, ref = 0;
+    char why[1200] = "";
+    int checked = 1;
+    if (check) {
+        checked = 0;
+        for (int64_t batch = 1; batch <= 4 && checked == 0; batch += 3)
+            checked = compare_models(orig, m, batch, &diff, &ref, why, sizeof why, &err);
+        if (checked < 0) {
+            od_error_prefix(&err, "%s: the optimized model does not run: ", in);
+            cli_fail_err(&err);
+            goto done;
+        }
+        if (checked == 0 && !(diff == diff)) {
+            cli_fail("%s: the optimized model gives NaN where the original does not", in);
+            goto done;
+        }
+    }
+    if (od_model_encode(m, &bytes, &err)) {
+        od_error_prefix(&err, "%s: ", out);
+        cli_fail_err(&err);
+        goto done;
+    }
+    if (od_file_write_atomic(out, bytes.data, bytes.len, &err)) { /* its errors name the path */
+        cli_fail_err(&err);
+        goto done;
+    }
     char a[32], b[32];
     printf("%s -> %s\n", in, out);
     printf("  fold constants        %d node%s evaluated into initializers\n", ps.folded_consts,
@@ -169,44 +196,20 @@ int cmd_optimize(int argc, char **argv) {
     if (fmt == OD_WEIGHTS_F32) {
         printf("  weights               f32 (unchanged)\n");
     } else {
-        printf("  weights               %s: %d tensor%s, %s -> %s bytes", od_weight_format_name(fmt),
-               ws.tensors, ws.tensors == 1 ? "" : "s", fmt_count((int64_t)ws.bytes_before, a, sizeof a),
+        printf("  weights               %s: %d tensor%s, %s -> %s bytes",
+               od_weight_format_name(fmt), ws.tensors, ws.tensors == 1 ? "" : "s",
+               fmt_count((int64_t)ws.bytes_before, a, sizeof a),
                fmt_count((int64_t)ws.bytes_after, b, sizeof b));
         if (ws.opset_after != ws.opset_before)
             printf(", opset %lld -> %lld", (long long)ws.opset_before, (long long)ws.opset_after);
         printf("\n");
     }
-    if (check) {
-        double diff = 0, ref = 0;
-        char why[1200] = "";
-        int r = 0;
-        for (int64_t batch = 1; batch <= 4 && r == 0; batch += 3)
-            r = compare_models(orig, m, batch, &diff, &ref, why, sizeof why, &err);
-        if (r < 0) {
-            od_error_prefix(&err, "%s: the optimized model does not run: ", in);
-            cli_fail_err(&err);
-            goto done;
-        }
-        if (r > 0)
-            printf("  check                 skipped: %s\n", why);
-        else
-            printf("  check                 max |difference| %.3g over outputs up to %.3g "
-                   "(random inputs, batch 1 and 4)\n",
-                   diff, ref);
-        if (r == 0 && !(diff == diff)) {
-            cli_fail("%s: the optimized model gives NaN where the original does not", in);
-            goto done;
-        }
-    }
-    if (od_model_encode(m, &bytes, &err)) {
-        od_error_prefix(&err, "%s: ", out);
-        cli_fail_err(&err);
-        goto done;
-    }
-    if (od_file_write_atomic(out, bytes.data, bytes.len, &err)) { /* its errors name the path */
-        cli_fail_err(&err);
-        goto done;
-    }
+    if (checked > 0 && check)
+        printf("  check                 skipped: %s\n", why);
+    else if (check)
+        printf("  check                 max |difference| %.3g over outputs up to %.3g "
+               "(random inputs, batch 1 and 4)\n",
+               diff, ref);
     printf("  size                  %s -> %s bytes", fmt_count((int64_t)size_before, a, sizeof a),
            fmt_count((int64_t)bytes.len, b, sizeof b));
     printf(" (float32 parameters: %s bytes", fmt_count((int64_t)params, a, sizeof a));
