@@ -26,7 +26,8 @@
  * report says why).
  *
  * Teacher init keeps, per group, the channels of largest L1 norm summed over the group's
- * producers (in their original order) and slices everything downstream to match; with width 1
+ * producers (a layer followed by BatchNormalization counted as if the BN were folded into it),
+ * in their original order, and slices everything downstream to match; with width 1
  * and depth 1 the student computes exactly the teacher's function. Random init: fresh weights
  * as PyTorch initialises Conv and Linear (kaiming_uniform(a = sqrt 5): bound 1/sqrt(fan_in),
  * bias likewise), BatchNormalization scale 1, bias 0, mean 0, var 1; PRelu slope 0.25;
@@ -40,9 +41,10 @@
  * student keeps round(depth * n) of the n blocks, spread evenly; the others are removed and
  * their consumers read the block input.
  *
- * BatchNormalization for training: bn ON (or AUTO when the student has more than 2 Conv nodes)
- * inserts, after each Conv and ConvTranspose not already followed by one (and not writing a
- * graph output), a BatchNormalization named "od_bn_<conv name>" with scale 1, bias 0, mean 0,
+ * BatchNormalization for training: bn ON (or AUTO when the student has more than 2 Conv and
+ * ConvTranspose nodes) inserts, after each Conv and ConvTranspose not already followed by one
+ * (and not the classifier: one whose output reaches a graph output through no other layer),
+ * a BatchNormalization named "od_bn_<conv name>" with scale 1, bias 0, mean 0,
  * epsilon 1e-5 and var = 1 - epsilon (in float32, var + epsilon == 1 exactly): an exact
  * identity at inference, so the student's function is unchanged; od_optimize folds it away.
  *
@@ -68,9 +70,9 @@ typedef struct od_shrink_rule {
 } od_shrink_rule;
 
 typedef struct od_shrink_spec {
-    double width;        /* (0, 1] */
-    double depth;        /* (0, 1] */
-    int round_to;        /* >= 1; 1: no rounding */
+    double width; /* (0, 1] */
+    double depth; /* (0, 1] */
+    int round_to; /* >= 1; 1: no rounding */
     od_shrink_init init;
     od_shrink_bn bn;
     uint64_t seed;
@@ -96,15 +98,15 @@ void od_shrink_spec_clear(od_shrink_spec *s);
 /* ---- what was done ---------------------------------------------------------------- */
 
 typedef struct od_shrink_layer {
-    char *node, *op_type;             /* a Conv, ConvTranspose, Gemm or MatMul of the student */
+    char *node, *op_type; /* a Conv, ConvTranspose, Gemm or MatMul of the student */
     int64_t teacher_channels, student_channels; /* its output channels */
-    char *pinned;                     /* why its channels could not change, or NULL */
+    char *pinned;                               /* why its channels could not change, or NULL */
 } od_shrink_layer;
 
 typedef struct od_shrink_block {
-    char *name;   /* the Add of a residual block, the layer node of a chain layer */
+    char *name; /* the Add of a residual block, the layer node of a chain layer */
     bool residual;
-    int n_nodes;  /* nodes removed with it */
+    int n_nodes; /* nodes removed with it */
     bool dropped;
 } od_shrink_block;
 
@@ -112,7 +114,7 @@ typedef struct od_shrink_report {
     int n_layers;
     od_shrink_layer *layers;
     int n_blocks;
-    od_shrink_block *blocks;  /* the teacher's removable blocks, in graph order */
+    od_shrink_block *blocks; /* the teacher's removable blocks, in graph order */
     int n_dropped;
     int n_bn_inserted;
 } od_shrink_report;
@@ -123,7 +125,7 @@ void od_shrink_report_clear(od_shrink_report *r);
 od_status od_shrink(const od_model *teacher, const od_shrink_spec *spec, od_model **student_out,
                     od_error *err);
 /* The same, also describing what was done (report may be NULL; clear it after use). */
-od_status od_shrink_ex(const od_model *teacher, const od_shrink_spec *spec,
-                       od_model **student_out, od_shrink_report *report, od_error *err);
+od_status od_shrink_ex(const od_model *teacher, const od_shrink_spec *spec, od_model **student_out,
+                       od_shrink_report *report, od_error *err);
 
 #endif

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,9 +21,11 @@ void od_shrink_spec_default(od_shrink_spec *s) {
 
 void od_shrink_spec_clear(od_shrink_spec *s) {
     if (!s) return;
-    for (int i = 0; i < s->n_channels; i++) free(s->channels[i].pattern);
+    for (int i = 0; i < s->n_channels; i++)
+        free(s->channels[i].pattern);
     free(s->channels);
-    for (int i = 0; i < s->n_drop; i++) free(s->drop[i]);
+    for (int i = 0; i < s->n_drop; i++)
+        free(s->drop[i]);
     free(s->drop);
     s->channels = NULL;
     s->drop = NULL;
@@ -96,10 +99,14 @@ static bool hex4(const char *p, unsigned *out) {
     for (int i = 0; i < 4; i++) {
         char c = p[i];
         v <<= 4;
-        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-        else return false;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return false;
     }
     *out = v;
     return true;
@@ -111,7 +118,8 @@ static od_status json_string(json_in *in, char **out) {
     json_space(in);
     if (in->p >= in->end || *in->p != '"') return json_fail(in, "expected a string", NULL);
     const char *q = ++in->p;
-    while (q < in->end && *q != '"') q += *q == '\\' ? 2 : 1;
+    while (q < in->end && *q != '"')
+        q += *q == '\\' ? 2 : 1;
     if (q >= in->end) return json_fail(in, "unterminated string", NULL);
     char *buf = malloc((size_t)(q - in->p) * 2 + 1), *o = buf;
     if (!buf) return od_error_set(in->err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
@@ -129,14 +137,30 @@ static od_status json_string(json_in *in, char **out) {
         char e = in->p[1];
         in->p += 2;
         switch (e) {
-        case '"': *o++ = '"'; break;
-        case '\\': *o++ = '\\'; break;
-        case '/': *o++ = '/'; break;
-        case 'b': *o++ = '\b'; break;
-        case 'f': *o++ = '\f'; break;
-        case 'n': *o++ = '\n'; break;
-        case 'r': *o++ = '\r'; break;
-        case 't': *o++ = '\t'; break;
+        case '"':
+            *o++ = '"';
+            break;
+        case '\\':
+            *o++ = '\\';
+            break;
+        case '/':
+            *o++ = '/';
+            break;
+        case 'b':
+            *o++ = '\b';
+            break;
+        case 'f':
+            *o++ = '\f';
+            break;
+        case 'n':
+            *o++ = '\n';
+            break;
+        case 'r':
+            *o++ = '\r';
+            break;
+        case 't':
+            *o++ = '\t';
+            break;
         case 'u': {
             unsigned cp;
             if (in->end - in->p < 4 || !hex4(in->p, &cp) || cp == 0) {
@@ -270,7 +294,8 @@ od_status od_shrink_spec_parse(od_shrink_spec *s, const char *text, size_t len, 
             char *key;
             if ((st = json_string(&in, &key))) return st;
             int k = 0;
-            while (k < 4 && strcmp(key, keys[k]) != 0) k++;
+            while (k < 4 && strcmp(key, keys[k]) != 0)
+                k++;
             if (k == 4 || seen[k]) {
                 in.p = at;
                 st = json_fail(&in,
@@ -291,8 +316,10 @@ od_status od_shrink_spec_parse(od_shrink_spec *s, const char *text, size_t len, 
                     in.p = vat;
                     return json_fail(&in, "%s must be in (0, 1]", keys[k]);
                 }
-                if (k == 0) s->width = v;
-                else s->depth = v;
+                if (k == 0)
+                    s->width = v;
+                else
+                    s->depth = v;
             } else if (k == 2) {
                 if ((st = parse_channels(&in, s))) return st;
             } else {

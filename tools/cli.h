@@ -46,8 +46,10 @@ const char *fmt_count(int64_t v, char *buf, size_t size);
 int cmd_inspect(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_shrink(int argc, char **argv);
 int cmd_optimize(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 
 #endif
