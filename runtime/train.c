@@ -20,6 +20,8 @@ struct od_trainer {
     int n_params;
     od_param *params;
     int in_value, out_value;
+    float *input_plain; /* the caller's NCHW batch when the graph input is kept channels-last */
+    float *output_plain, *output_grad_plain; /* likewise for a channels-last graph output */
     pthreadpool_t pool;
     od_train_profile *profile;
 };
@@ -93,6 +95,43 @@ static void fuse_relus(od_trainer *t) {
 done:
     free(uses);
     free(step_of);
+}
+
+/* Activations of rank 3 and 4 are channels-last where the ops allow (convolutions, pools, BN
+ * and element-wise ops between them); parameters and constants stay in ONNX order. */
+static od_status assign_layouts(od_trainer *t, od_error *err) {
+    od_tbuf *in = &t->bufs[t->in_value];
+    in->cl = in->rank == 4;
+    for (int i = 0; i < t->n_steps && in->rank == 3; i++) /* [N, C, L] into a 1-D conv or pool */
+        for (int k = 0; k < t->steps[i].n_in; k++)
+            if (t->steps[i].in[k] == in && od_train_op_find(t->steps[i].node->op_type)->layout == OD_TL_SPATIAL) in->cl = true;
+    if (in->cl && !(t->input_plain = malloc(sizeof(float) * (size_t)in->count + 64)))
+        return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < t->n_steps; i++) {
+        od_tstep *s = &t->steps[i];
+        const od_train_op *op = od_train_op_find(s->node->op_type);
+        for (int k = 0; k < s->n_in; k++)
+            if (s->in[k]) s->in[k]->consumers++;
+        for (int k = 0; k < s->n_out; k++) {
+            od_tbuf *o = s->out[k];
+            if (!o) continue;
+            bool spatial = o->rank == 3 || o->rank == 4;
+            if (op->layout == OD_TL_SPATIAL) {
+                o->cl = spatial;
+            } else if (op->layout == OD_TL_SAME) {
+                o->cl = false;
+                for (int j = 0; j < s->n_in; j++)
+                    if (s->in[j] && s->in[j]->cl && s->in[j]->rank == o->rank) o->cl = spatial;
+            } else {
+                o->cl = false;
+            }
+        }
+    }
+    const od_tbuf *o = &t->bufs[t->out_value];
+    if (o->cl && (!(t->output_plain = malloc(sizeof(float) * (size_t)o->count + 64)) ||
+                  !(t->output_grad_plain = malloc(sizeof(float) * (size_t)o->count + 64))))
+        return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    return OD_STATUS_OK;
 }
 
 od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_trainer **out, od_error *err) {
@@ -278,7 +317,11 @@ od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_train
         s->pool = t->pool;
         s->threads = t->opt.threads;
         s->seed = t->opt.seed * 0x9E3779B97F4A7C15ull + (uint64_t)i;
-        const od_train_op *op = od_train_op_find(n->op_type);
+    }
+    if ((st = assign_layouts(t, err))) goto fail;
+    for (int i = 0; i < t->n_steps; i++) {
+        od_tstep *s = &t->steps[i];
+        const od_train_op *op = od_train_op_find(s->node->op_type);
         if (op->prepare && (st = op->prepare(s, err))) goto fail;
     }
     fuse_relus(t);
@@ -315,25 +358,39 @@ void od_trainer_destroy(od_trainer *t) {
     free(t->grads);
     free(t->params);
     free(t->profile);
+    free(t->input_plain);
+    free(t->output_plain);
+    free(t->output_grad_plain);
     od_graph_shapes_clear(&t->shapes);
     if (t->pool) pthreadpool_destroy(t->pool);
     free(t);
 }
 
 int64_t od_trainer_batch(const od_trainer *t) { return t->opt.batch; }
-float *od_trainer_input(od_trainer *t) { return t->bufs[t->in_value].data; }
+float *od_trainer_input(od_trainer *t) { return t->input_plain ? t->input_plain : t->bufs[t->in_value].data; }
 int64_t od_trainer_input_count(const od_trainer *t) {
     return t->bufs[t->in_value].count / t->opt.batch;
 }
-const float *od_trainer_output(const od_trainer *t) { return t->bufs[t->out_value].data; }
+const float *od_trainer_output(const od_trainer *t) {
+    return t->output_plain ? t->output_plain : t->bufs[t->out_value].data;
+}
 int64_t od_trainer_classes(const od_trainer *t) { return t->bufs[t->out_value].count / t->opt.batch; }
-float *od_trainer_output_grad(od_trainer *t) { return t->bufs[t->out_value].grad; }
+float *od_trainer_output_grad(od_trainer *t) {
+    return t->output_grad_plain ? t->output_grad_plain : t->bufs[t->out_value].grad;
+}
+
+/* [N, C, spatial] <-> channels-last for the staging buffers of a channels-last input or output. */
+static void relayout_buf(const od_tbuf *b, const float *src, float *dst, bool to_last) {
+    int64_t nc = b->dims[0] * b->dims[1];
+    od_relayout_f32(src, dst, b->dims[0], b->dims[1], nc > 0 ? b->count / nc : 0, to_last, false);
+}
 int od_trainer_params(od_trainer *t, od_param **params_out) {
     *params_out = t->params;
     return t->n_params;
 }
 
 od_status od_trainer_forward(od_trainer *t, bool training, od_error *err) {
+    if (t->input_plain) relayout_buf(&t->bufs[t->in_value], t->input_plain, t->bufs[t->in_value].data, true);
     for (int i = 0; i < t->n_steps; i++) {
         od_tstep *s = &t->steps[i];
         if (s->fused_relu && s->n_out && s->out[0]->data == s->in[0]->data) continue; /* done by its producer */
@@ -343,6 +400,7 @@ od_status od_trainer_forward(od_trainer *t, bool training, od_error *err) {
         if (t->profile) t->profile[i].forward_s += now_seconds() - t0;
         s->calls++;
     }
+    if (t->output_plain) relayout_buf(&t->bufs[t->out_value], t->bufs[t->out_value].data, t->output_plain, false);
     return OD_STATUS_OK;
 }
 
@@ -355,6 +413,7 @@ od_status od_trainer_backward(od_trainer *t, od_error *err) {
         memset(t->grads + after, 0, (t->grads_count - after) * sizeof(float));
     }
     for (int i = 0; i < t->n_params; i++) memset(t->params[i].grad, 0, sizeof(float) * (size_t)t->params[i].count);
+    if (t->output_grad_plain) relayout_buf(outb, t->output_grad_plain, outb->grad, true);
     for (int i = t->n_steps - 1; i >= 0; i--) {
         od_tstep *s = &t->steps[i];
         if (s->fused_relu && s->n_out && s->out[0]->data == s->in[0]->data) continue;

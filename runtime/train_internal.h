@@ -1,4 +1,6 @@
-/* Internal: what a training kernel gets. Activations are NCHW (ONNX order), float32. */
+/* Internal: what a training kernel gets. float32 throughout. Activations of rank 3 and 4 are
+ * channels-last (NHWC; a 1-D [N, C, L] as [N, L, C]), as XNNPACK's convolutions want; other
+ * values, parameters and constants are in ONNX order. */
 #ifndef OD_TRAIN_INTERNAL_H
 #define OD_TRAIN_INTERNAL_H
 
@@ -13,6 +15,8 @@ typedef struct od_tbuf {
     float *grad;               /* NULL when nothing upstream needs a gradient */
     const od_tensor *constant; /* plan-time data, for shape inputs and frozen tensors */
     bool is_param;
+    bool cl;        /* channels-last: physical dims [N, spatial..., C] */
+    int consumers;  /* steps reading it */
 } od_tbuf;
 
 typedef struct od_tstep {
@@ -29,9 +33,17 @@ typedef struct od_tstep {
     uint64_t seed, calls; /* dropout masks: a function of (seed, calls, element) */
 } od_tstep;
 
+/* The layout of an op's output 0: */
+typedef enum od_train_layout {
+    OD_TL_PLAIN = 0, /* ONNX order (the kernel reads channels-last inputs itself) */
+    OD_TL_SPATIAL,   /* channels-last when rank 3 or 4 */
+    OD_TL_SAME,      /* as input 0 */
+} od_train_layout;
+
 typedef struct od_train_op {
     const char *name;
     uint32_t params; /* bit i: input i, when an initializer, is trained */
+    od_train_layout layout;
     od_status (*prepare)(od_tstep *s, od_error *err); /* may be NULL */
     void (*forward)(od_tstep *s);
     /* Adds dLoss/dInput into in[i]->grad for every input with a grad. */
@@ -40,6 +52,11 @@ typedef struct od_train_op {
 } od_train_op;
 
 const od_train_op *od_train_op_find(const char *op_type);
+
+/* Physical dims of a buffer (channels-last moves dim 1 last). */
+void od_tbuf_phys_dims(const od_tbuf *b, int64_t *out);
+/* NCHW <-> NHWC for a [N, C, S] block (S the spatial product); to_last picks the direction. */
+void od_relayout_f32(const float *src, float *dst, int64_t n, int64_t c, int64_t s, bool to_last, bool add);
 
 /* Splits [0, n) into s->threads contiguous shards and runs fn(ctx, shard, begin, end) on each,
  * in parallel. Shard boundaries depend only on n and the thread count: results are repeatable. */

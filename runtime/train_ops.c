@@ -1,7 +1,9 @@
-/* Training kernels: forward (keeping what backward needs) and backward, NCHW float32.
- * Convolutions and matrix products are im2col + OpenBLAS sgemm, split over the batch in
- * contiguous shards (one per thread) with per-shard weight-gradient buffers summed in a fixed
- * order, so that the same thread count gives the same bits. Every backward accumulates. */
+/* Training kernels: forward (keeping what backward needs) and backward, float32.
+ * Activations of rank 3 and 4 are channels-last (NHWC), so convolutions run on XNNPACK:
+ * forward as a convolution, the input gradient as a deconvolution (its adjoint), both made
+ * afresh each step from the current weights; the weight gradient is one im2col + OpenBLAS
+ * sgemm per batch shard, shards summed in a fixed order so that the same thread count gives the
+ * same bits. Other kernels are loops over channels-last rows. Every backward accumulates. */
 #include "train_internal.h"
 
 #include <cblas.h>
@@ -9,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xnnpack.h>
 
 static void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                   const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
@@ -35,226 +38,254 @@ static void relu_mask(const float *y, float *dy, int64_t n) {
     for (int64_t i = 0; i < n; i++) dy[i] = y[i] > 0 ? dy[i] : 0;
 }
 
+void od_tbuf_phys_dims(const od_tbuf *b, int64_t *out) {
+    if (b->cl && b->rank >= 3) {
+        out[0] = b->dims[0];
+        for (int d = 2; d < b->rank; d++) out[d - 1] = b->dims[d];
+        out[b->rank - 1] = b->dims[1];
+    } else {
+        memcpy(out, b->dims, sizeof(int64_t) * (size_t)b->rank);
+    }
+}
+
+void od_relayout_f32(const float *src, float *dst, int64_t n, int64_t c, int64_t s, bool to_last, bool add) {
+    for (int64_t b = 0; b < n; b++) {
+        const float *x = src + b * c * s;
+        float *y = dst + b * c * s;
+        for (int64_t i = 0; i < c; i++)
+            for (int64_t j = 0; j < s; j++) {
+                int64_t plain = i * s + j, last = j * c + i;
+                float v = x[to_last ? plain : last];
+                if (add) y[to_last ? last : plain] += v;
+                else y[to_last ? last : plain] = v;
+            }
+    }
+}
+
+/* Copies in ONNX order: Flatten, Reshape, Squeeze, Unsqueeze read channels-last inputs here. */
+static void plain_forward(od_tstep *s) {
+    const od_tbuf *x = s->in[0];
+    od_tbuf *y = s->out[0];
+    if (x->cl && x->rank >= 3) {
+        int64_t nc = x->dims[0] * x->dims[1], sp = nc > 0 ? x->count / nc : 0;
+        od_relayout_f32(x->data, y->data, x->dims[0], x->dims[1], sp, false, false);
+    } else if (y->data != x->data) {
+        memcpy(y->data, x->data, sizeof(float) * (size_t)y->count);
+    }
+}
+
+static void plain_backward(od_tstep *s) {
+    const od_tbuf *x = s->in[0], *y = s->out[0];
+    if (x->cl && x->rank >= 3) {
+        int64_t nc = x->dims[0] * x->dims[1], sp = nc > 0 ? x->count / nc : 0;
+        od_relayout_f32(y->grad, x->grad, x->dims[0], x->dims[1], sp, true, true);
+    } else {
+        add_into(x->grad, y->grad, y->count);
+    }
+}
+
+/* Identity and eval-mode Dropout keep their input's layout. */
 static void copy_forward(od_tstep *s) {
     if (s->out[0]->data != s->in[0]->data)
         memcpy(s->out[0]->data, s->in[0]->data, sizeof(float) * (size_t)s->out[0]->count);
 }
 
-static void copy_backward(od_tstep *s) {
-    if (s->in[0]->grad) add_into(s->in[0]->grad, s->out[0]->grad, s->out[0]->count);
-}
+static void copy_backward(od_tstep *s) { add_into(s->in[0]->grad, s->out[0]->grad, s->out[0]->count); }
 
-/* ---- Conv ------------------------------------------------------------------------------ */
+/* ---- Conv (channels-last) ------------------------------------------------------------- */
 
 typedef struct conv_train {
-    int64_t C, H, W, M, KH, KW, OH, OW, G, Cg, Mg;
-    int64_t sh, sw, dh, dw, ph, pw; /* begin pads; end pads follow from the output size */
-    int64_t kk;      /* Cg * KH * KW */
-    bool direct;     /* 1x1, stride 1, no pad: the input is its own column matrix */
-    float *scratch;  /* per shard: cols [kk, OH*OW] and dW [M, kk] and db [M] */
+    int64_t N, C, H, W, M, KH, KW, OH, OW, G, Cg, Mg;
+    int64_t sh, sw, dh, dw, pt, pl, pb, pr;
+    int64_t kk;          /* KH * KW * Cg: one row of the patch matrix */
+    int64_t chunk;       /* images per weight-gradient sgemm */
+    float *wpack;        /* conv weights [M][KH][KW][Cg] */
+    float *dpack;        /* deconv weights [G][Cg][KH][KW][Mg] */
+    float *dxbuf;        /* input gradient when it must be added, else NULL */
+    float *scratch;      /* per shard: patches [OH*OW][kk], dW [M][kk], db [M] */
     size_t shard_floats;
+    xnn_operator_t fwd, bwd;
 } conv_train;
 
 static od_status conv_train_prepare(od_tstep *s, od_error *err) {
     const od_node *n = s->node;
-    const od_tbuf *x = s->in[0], *w = s->in[1];
-    if (x->rank != 4 && x->rank != 3)
+    const od_tbuf *x = s->in[0], *w = s->in[1], *y = s->out[0];
+    if ((x->rank != 4 && x->rank != 3) || !x->cl)
         return od_node_error(err, OD_STATUS_UNSUPPORTED, n, "training supports 1-D and 2-D convolutions");
+    if (s->n_in > 2 && s->in[2] && !s->in[2]->data)
+        return od_node_error(err, OD_STATUS_UNSUPPORTED, n, "the bias must be float");
     conv_train *c = calloc(1, sizeof *c);
     if (!c) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     s->state = c;
     bool two = x->rank == 4;
-    const od_tbuf *y = s->out[0];
-    c->C = x->dims[1];
-    c->H = two ? x->dims[2] : 1;
-    c->W = x->dims[x->rank - 1];
-    c->M = w->dims[0];
-    c->KH = two ? w->dims[2] : 1;
-    c->KW = w->dims[w->rank - 1];
-    c->OH = two ? y->dims[2] : 1;
-    c->OW = y->dims[y->rank - 1];
+    c->N = x->dims[0], c->C = x->dims[1], c->H = two ? x->dims[2] : 1, c->W = x->dims[x->rank - 1];
+    c->M = w->dims[0], c->KH = two ? w->dims[2] : 1, c->KW = w->dims[w->rank - 1];
+    c->OH = two ? y->dims[2] : 1, c->OW = y->dims[y->rank - 1];
     c->G = od_attr_int(n, "group", 1);
-    c->Cg = c->C / c->G;
-    c->Mg = c->M / c->G;
+    c->Cg = c->C / c->G, c->Mg = c->M / c->G;
     int64_t v[4] = {1, 1, 1, 1};
     int k = od_attr_ints(n, "strides", v, 4);
-    c->sh = two && k > 0 ? v[0] : 1;
-    c->sw = k > 0 ? v[k - 1] : 1;
+    c->sh = two && k > 0 ? v[0] : 1, c->sw = k > 0 ? v[k - 1] : 1;
     int64_t d[4] = {1, 1, 1, 1};
     k = od_attr_ints(n, "dilations", d, 4);
-    c->dh = two && k > 0 ? d[0] : 1;
-    c->dw = k > 0 ? d[k - 1] : 1;
+    c->dh = two && k > 0 ? d[0] : 1, c->dw = k > 0 ? d[k - 1] : 1;
     int64_t p[8] = {0};
     k = od_attr_ints(n, "pads", p, 8);
-    c->ph = two && k > 0 ? p[0] : 0;
-    c->pw = k > 0 ? p[two ? 1 : 0] : 0;
+    if (k > 0) {
+        int sp = two ? 2 : 1;
+        c->pt = two ? p[0] : 0, c->pl = p[sp - 1], c->pb = two ? p[2] : 0, c->pr = p[2 * sp - 1];
+    }
     char buf[32];
     const char *ap = od_attr_string(n, "auto_pad", "NOTSET", buf, sizeof buf);
-    if (strcmp(ap, "SAME_UPPER") == 0 || strcmp(ap, "SAME_LOWER") == 0) {
+    if (!strncmp(ap, "SAME", 4)) {
         int64_t th = (c->OH - 1) * c->sh + c->dh * (c->KH - 1) + 1 - c->H;
         int64_t tw = (c->OW - 1) * c->sw + c->dw * (c->KW - 1) + 1 - c->W;
-        if (th < 0) th = 0;
-        if (tw < 0) tw = 0;
+        th = th < 0 ? 0 : th, tw = tw < 0 ? 0 : tw;
         bool upper = ap[5] == 'U';
-        c->ph = upper ? th / 2 : th - th / 2;
-        c->pw = upper ? tw / 2 : tw - tw / 2;
-    } else if (strcmp(ap, "VALID") == 0) {
-        c->ph = c->pw = 0;
+        c->pt = upper ? th / 2 : th - th / 2, c->pb = th - c->pt;
+        c->pl = upper ? tw / 2 : tw - tw / 2, c->pr = tw - c->pl;
+    } else if (!strcmp(ap, "VALID")) {
+        c->pt = c->pl = c->pb = c->pr = 0;
     }
-    c->kk = c->Cg * c->KH * c->KW;
-    c->direct = c->KH == 1 && c->KW == 1 && c->sh == 1 && c->sw == 1 && c->ph == 0 && c->pw == 0;
-    c->shard_floats = (size_t)(c->kk * c->OH * c->OW + c->M * c->kk + c->M);
-    c->scratch = calloc(c->shard_floats * (size_t)(s->threads > 0 ? s->threads : 1) + 1, sizeof(float));
-    if (!c->scratch) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    c->kk = c->KH * c->KW * c->Cg;
+    size_t wn = (size_t)(c->M * c->kk);
+    int shards = s->threads > 0 ? s->threads : 1;
+    /* the weight gradient takes several images per sgemm: a longer reduction runs faster */
+    int64_t per_image = c->OH * c->OW * c->kk;
+    c->chunk = per_image > 0 ? (1 << 20) / per_image : 1;
+    c->chunk = c->chunk < 1 ? 1 : c->chunk > 16 ? 16 : c->chunk;
+    c->shard_floats = (size_t)(c->chunk * per_image + c->M * c->kk + c->M);
+    c->wpack = malloc(sizeof(float) * wn + 64);
+    c->dpack = malloc(sizeof(float) * wn + 64);
+    c->scratch = malloc(sizeof(float) * (c->shard_floats * (size_t)shards) + 64);
+    if (x->grad && x->consumers > 1) c->dxbuf = malloc(sizeof(float) * (size_t)x->count + 64);
+    if (!c->wpack || !c->dpack || !c->scratch || (x->grad && x->consumers > 1 && !c->dxbuf))
+        return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     return OD_STATUS_OK;
 }
 
-/* The outputs ox in [lo, hi) whose input column ox*sw - pw + j*dw lies inside [0, W). */
-static void valid_range(const conv_train *c, int64_t j, int64_t *lo, int64_t *hi) {
-    int64_t off = j * c->dw - c->pw; /* ix = ox*sw + off */
-    int64_t a = off >= 0 ? 0 : (-off + c->sw - 1) / c->sw;
-    int64_t b = c->W - off <= 0 ? 0 : (c->W - off + c->sw - 1) / c->sw;
-    *lo = a < c->OW ? a : c->OW;
-    *hi = b < c->OW ? b : c->OW;
-    if (*hi < *lo) *hi = *lo;
-}
-
-/* cols[(c*KH + i)*KW + j][oy*OW + ox] = x[c][oy*sh - ph + i*dh][ox*sw - pw + j*dw] */
-static void im2col(const conv_train *c, const float *x, float *cols) {
-    int64_t ohw = c->OH * c->OW;
-    for (int64_t ch = 0; ch < c->Cg; ch++)
-        for (int64_t i = 0; i < c->KH; i++)
-            for (int64_t j = 0; j < c->KW; j++) {
-                float *row = cols + ((ch * c->KH + i) * c->KW + j) * ohw;
-                const float *plane = x + ch * c->H * c->W;
-                int64_t lo, hi, off = j * c->dw - c->pw;
-                valid_range(c, j, &lo, &hi);
-                for (int64_t oy = 0; oy < c->OH; oy++) {
-                    int64_t iy = oy * c->sh - c->ph + i * c->dh;
-                    float *r = row + oy * c->OW;
-                    if (iy < 0 || iy >= c->H) {
-                        memset(r, 0, sizeof(float) * (size_t)c->OW);
-                        continue;
-                    }
-                    const float *line = plane + iy * c->W + off;
-                    for (int64_t ox = 0; ox < lo; ox++) r[ox] = 0.0f;
-                    if (c->sw == 1)
-                        memcpy(r + lo, line + lo, sizeof(float) * (size_t)(hi - lo));
-                    else
-                        for (int64_t ox = lo; ox < hi; ox++) r[ox] = line[ox * c->sw];
-                    for (int64_t ox = hi; ox < c->OW; ox++) r[ox] = 0.0f;
-                }
+/* (Re)creates the XNNPACK operators from the current weights. */
+static enum xnn_status conv_make_ops(od_tstep *s, conv_train *c) {
+    const float *w = s->in[1]->data; /* ONNX [M][Cg][KH][KW] */
+    int64_t ksz = c->KH * c->KW;
+    for (int64_t m = 0; m < c->M; m++)
+        for (int64_t ch = 0; ch < c->Cg; ch++)
+            for (int64_t q = 0; q < ksz; q++) {
+                float v = w[(m * c->Cg + ch) * ksz + q];
+                c->wpack[(m * ksz + q) * c->Cg + ch] = v;
+                int64_t g = m / c->Mg, mg = m % c->Mg;
+                c->dpack[((g * c->Cg + ch) * ksz + q) * c->Mg + mg] = v;
             }
+    if (c->fwd) xnn_delete_operator(c->fwd);
+    c->fwd = NULL;
+    const float *bias = s->n_in > 2 && s->in[2] ? s->in[2]->data : NULL;
+    float lo = s->fused_relu ? 0.0f : -INFINITY;
+    enum xnn_status r = xnn_create_convolution2d_nhwc_f32(
+        (uint32_t)c->pt, (uint32_t)c->pr, (uint32_t)c->pb, (uint32_t)c->pl, (uint32_t)c->KH, (uint32_t)c->KW,
+        (uint32_t)c->sh, (uint32_t)c->sw, (uint32_t)c->dh, (uint32_t)c->dw, (uint32_t)c->G, (size_t)c->Cg,
+        (size_t)c->Mg, (size_t)c->C, (size_t)c->M, c->wpack, bias, lo, INFINITY, 0, &c->fwd);
+    if (r != xnn_status_success) return r;
+    return xnn_setup_convolution2d_nhwc_f32(c->fwd, (size_t)c->N, (size_t)c->H, (size_t)c->W, s->in[0]->data,
+                                            s->out[0]->data, s->pool);
 }
 
-static void col2im_add(const conv_train *c, const float *cols, float *dx) {
-    int64_t ohw = c->OH * c->OW;
-    for (int64_t ch = 0; ch < c->Cg; ch++)
-        for (int64_t i = 0; i < c->KH; i++)
-            for (int64_t j = 0; j < c->KW; j++) {
-                const float *row = cols + ((ch * c->KH + i) * c->KW + j) * ohw;
-                float *plane = dx + ch * c->H * c->W;
-                int64_t lo, hi, off = j * c->dw - c->pw;
-                valid_range(c, j, &lo, &hi);
-                for (int64_t oy = 0; oy < c->OH; oy++) {
-                    int64_t iy = oy * c->sh - c->ph + i * c->dh;
-                    if (iy < 0 || iy >= c->H) continue;
-                    float *line = plane + iy * c->W + off;
-                    const float *r = row + oy * c->OW;
-                    if (c->sw == 1)
-                        for (int64_t ox = lo; ox < hi; ox++) line[ox] += r[ox];
-                    else
-                        for (int64_t ox = lo; ox < hi; ox++) line[ox * c->sw] += r[ox];
-                }
-            }
-}
-
-static void conv_fwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
-    od_tstep *s = ctx;
+static void conv_train_forward(od_tstep *s) {
     conv_train *c = s->state;
-    const float *x = s->in[0]->data, *w = s->in[1]->data;
-    const float *b = s->n_in > 2 && s->in[2] ? s->in[2]->data : NULL;
-    float *y = s->out[0]->data, *cols = c->scratch + (size_t)shard * c->shard_floats;
-    int64_t ohw = c->OH * c->OW;
-    for (int64_t n = begin; n < end; n++)
-        for (int64_t g = 0; g < c->G; g++) {
-            const float *xg = x + (n * c->C + g * c->Cg) * c->H * c->W;
-            float *yg = y + (n * c->M + g * c->Mg) * ohw;
-            const float *src = xg;
-            if (!c->direct) {
-                im2col(c, xg, cols);
-                src = cols;
-            }
-            sgemm(false, false, c->Mg, ohw, c->kk, 1.0f, w + g * c->Mg * c->kk, c->kk, src, ohw, 0.0f, yg, ohw);
-            if (b)
-                for (int64_t m = 0; m < c->Mg; m++) {
-                    float bm = b[g * c->Mg + m], *row = yg + m * ohw;
-                    for (int64_t i = 0; i < ohw; i++) row[i] += bm;
+    if (conv_make_ops(s, c) != xnn_status_success || xnn_run_operator(c->fwd, s->pool) != xnn_status_success)
+        memset(s->out[0]->data, 0xff, sizeof(float) * (size_t)s->out[0]->count); /* NaN: the loop reports it */
+}
+
+/* patches[(oy*OW + ox)][(i*KW + j)*Cg + ch] = x[oy*sh - pt + i*dh][ox*sw - pl + j*dw][g*Cg + ch] */
+static void im2row(const conv_train *c, const float *x, int64_t g, float *rows) {
+    for (int64_t oy = 0; oy < c->OH; oy++)
+        for (int64_t ox = 0; ox < c->OW; ox++) {
+            float *r = rows + (oy * c->OW + ox) * c->kk;
+            for (int64_t i = 0; i < c->KH; i++) {
+                int64_t iy = oy * c->sh - c->pt + i * c->dh;
+                for (int64_t j = 0; j < c->KW; j++, r += c->Cg) {
+                    int64_t ix = ox * c->sw - c->pl + j * c->dw;
+                    if (iy < 0 || iy >= c->H || ix < 0 || ix >= c->W) {
+                        for (int64_t ch = 0; ch < c->Cg; ch++) r[ch] = 0.0f;
+                    } else {
+                        const float *src = x + (iy * c->W + ix) * c->C + g * c->Cg;
+                        for (int64_t ch = 0; ch < c->Cg; ch++) r[ch] = src[ch];
+                    }
                 }
-            if (s->fused_relu) relu_inplace(yg, c->Mg * ohw);
+            }
         }
 }
 
-static void conv_train_forward(od_tstep *s) { od_shards(s, s->in[0]->dims[0], conv_fwd_shard, s); }
-
-static void conv_bwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+static void conv_dw_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     od_tstep *s = ctx;
     conv_train *c = s->state;
-    const float *x = s->in[0]->data, *w = s->in[1]->data, *dy = s->out[0]->grad;
-    float *dx = s->in[0]->grad;
-    bool want_w = s->in[1]->grad != NULL, want_b = s->n_in > 2 && s->in[2] && s->in[2]->grad;
-    float *cols = c->scratch + (size_t)shard * c->shard_floats;
-    float *dw = cols + c->kk * c->OH * c->OW, *db = dw + c->M * c->kk;
+    const float *x = s->in[0]->data, *dy = s->out[0]->grad;
+    float *rows = c->scratch + (size_t)shard * c->shard_floats;
+    float *dw = rows + c->chunk * c->OH * c->OW * c->kk, *db = dw + c->M * c->kk;
     int64_t ohw = c->OH * c->OW;
     memset(dw, 0, sizeof(float) * (size_t)(c->M * c->kk + c->M));
-    if (s->fused_relu) relu_mask(s->out[0]->data + begin * c->M * ohw, s->out[0]->grad + begin * c->M * ohw, (end - begin) * c->M * ohw);
-    for (int64_t n = begin; n < end; n++)
-        for (int64_t g = 0; g < c->G; g++) {
-            const float *xg = x + (n * c->C + g * c->Cg) * c->H * c->W;
-            const float *dyg = dy + (n * c->M + g * c->Mg) * ohw;
-            const float *wg = w + g * c->Mg * c->kk;
-            if (want_w) {
-                const float *src = xg;
-                if (!c->direct) {
-                    im2col(c, xg, cols);
-                    src = cols;
-                }
-                sgemm(false, true, c->Mg, c->kk, ohw, 1.0f, dyg, ohw, src, ohw, 1.0f, dw + g * c->Mg * c->kk, c->kk);
+    for (int64_t n0 = begin; n0 < end; n0 += c->chunk) {
+        int64_t nn = end - n0 < c->chunk ? end - n0 : c->chunk;
+        const float *dyn = dy + n0 * ohw * c->M; /* [nn * ohw, M]: channels-last is already rows */
+        if (s->in[1]->grad)
+            for (int64_t g = 0; g < c->G; g++) {
+                for (int64_t k = 0; k < nn; k++) im2row(c, x + (n0 + k) * c->H * c->W * c->C, g, rows + k * ohw * c->kk);
+                /* dW_g [Mg, kk] += dY_g^T [Mg, nn*ohw] x rows [nn*ohw, kk] */
+                sgemm(true, false, c->Mg, c->kk, nn * ohw, 1.0f, dyn + g * c->Mg, c->M, rows, c->kk, 1.0f, dw + g * c->Mg * c->kk,
+                      c->kk);
             }
-            if (want_b)
-                for (int64_t m = 0; m < c->Mg; m++) {
-                    const float *row = dyg + m * ohw;
-                    float acc = 0;
-                    for (int64_t i = 0; i < ohw; i++) acc += row[i];
-                    db[g * c->Mg + m] += acc;
-                }
-            if (dx) {
-                float *dxg = dx + (n * c->C + g * c->Cg) * c->H * c->W;
-                if (c->direct) {
-                    sgemm(true, false, c->kk, ohw, c->Mg, 1.0f, wg, c->kk, dyg, ohw, 1.0f, dxg, ohw);
-                } else {
-                    sgemm(true, false, c->kk, ohw, c->Mg, 1.0f, wg, c->kk, dyg, ohw, 0.0f, cols, ohw);
-                    col2im_add(c, cols, dxg);
-                }
-            }
-        }
+        for (int64_t p = 0; p < nn * ohw; p++)
+            for (int64_t m = 0; m < c->M; m++) db[m] += dyn[p * c->M + m];
+    }
 }
 
 static void conv_train_backward(od_tstep *s) {
     conv_train *c = s->state;
-    int64_t batch = s->in[0]->dims[0];
-    od_shards(s, batch, conv_bwd_shard, s);
-    int shards = s->threads > 1 && batch > 1 ? (int)(batch < s->threads ? batch : s->threads) : 1;
+    od_tbuf *x = s->in[0], *y = s->out[0];
+    if (s->fused_relu) relu_mask(y->data, y->grad, y->count);
+    if (x->grad) {
+        float *dst = c->dxbuf ? c->dxbuf : x->grad; /* sole consumer: its gradient is still zero */
+        uint32_t adj_h = (uint32_t)(c->H - ((c->OH - 1) * c->sh + c->dh * (c->KH - 1) + 1 - c->pt - c->pb));
+        uint32_t adj_w = (uint32_t)(c->W - ((c->OW - 1) * c->sw + c->dw * (c->KW - 1) + 1 - c->pl - c->pr));
+        if (c->bwd) xnn_delete_operator(c->bwd);
+        c->bwd = NULL;
+        enum xnn_status r = xnn_create_deconvolution2d_nhwc_f32(
+            (uint32_t)c->pt, (uint32_t)c->pr, (uint32_t)c->pb, (uint32_t)c->pl, (uint32_t)c->KH, (uint32_t)c->KW,
+            (uint32_t)c->sh, (uint32_t)c->sw, (uint32_t)c->dh, (uint32_t)c->dw, (uint32_t)c->G, (size_t)c->Mg,
+            (size_t)c->Cg, (size_t)c->M, (size_t)c->C, c->dpack, NULL, -INFINITY, INFINITY, 0, &c->bwd);
+        if (r == xnn_status_success)
+            r = xnn_setup_deconvolution2d_nhwc_f32(c->bwd, (size_t)c->N, (size_t)c->OH, (size_t)c->OW, adj_h, adj_w, y->grad,
+                                                   dst, s->pool);
+        if (r == xnn_status_success) r = xnn_run_operator(c->bwd, s->pool);
+        if (r != xnn_status_success) memset(dst, 0xff, sizeof(float) * (size_t)x->count);
+        if (c->dxbuf) add_into(x->grad, c->dxbuf, x->count);
+    }
+    bool want_b = s->n_in > 2 && s->in[2] && s->in[2]->grad;
+    if (!s->in[1]->grad && !want_b) return;
+    od_shards(s, c->N, conv_dw_shard, s);
+    int shards = s->threads > 1 && c->N > 1 ? (int)(c->N < s->threads ? c->N : s->threads) : 1;
     for (int sh = 0; sh < shards; sh++) {
-        const float *dw = c->scratch + (size_t)sh * c->shard_floats + c->kk * c->OH * c->OW;
-        if (s->in[1]->grad) add_into(s->in[1]->grad, dw, c->M * c->kk);
-        if (s->n_in > 2 && s->in[2] && s->in[2]->grad) add_into(s->in[2]->grad, dw + c->M * c->kk, c->M);
+        const float *dw = c->scratch + (size_t)sh * c->shard_floats + c->chunk * c->OH * c->OW * c->kk;
+        if (s->in[1]->grad) { /* [M][KH][KW][Cg] back to ONNX [M][Cg][KH][KW] */
+            int64_t ksz = c->KH * c->KW;
+            for (int64_t m = 0; m < c->M; m++)
+                for (int64_t q = 0; q < ksz; q++)
+                    for (int64_t ch = 0; ch < c->Cg; ch++)
+                        s->in[1]->grad[(m * c->Cg + ch) * ksz + q] += dw[(m * ksz + q) * c->Cg + ch];
+        }
+        if (want_b) add_into(s->in[2]->grad, dw + c->M * c->kk, c->M);
     }
 }
 
 static void conv_train_destroy(od_tstep *s) {
     conv_train *c = s->state;
-    if (c) free(c->scratch);
+    if (c) {
+        if (c->fwd) xnn_delete_operator(c->fwd);
+        if (c->bwd) xnn_delete_operator(c->bwd);
+        free(c->wpack);
+        free(c->dpack);
+        free(c->dxbuf);
+        free(c->scratch);
+    }
     free(c);
     s->state = NULL;
 }
@@ -274,6 +305,8 @@ static od_status gemm_train_prepare(od_tstep *s, od_error *err) {
     s->state = g;
     const od_tbuf *A = s->in[0], *B = s->in[1];
     g->matmul = strcmp(s->node->op_type, "MatMul") == 0;
+    if (A->cl && A->rank >= 3)
+        return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "training a MatMul on a channels-last activation is not supported");
     if (g->matmul) {
         if (B->rank != 2 || A->rank < 2)
             return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "training MatMul needs A of rank >= 2 and a 2-D B");
@@ -369,129 +402,162 @@ static void gemm_train_destroy(od_tstep *s) {
     s->state = NULL;
 }
 
-/* ---- BatchNormalization (training: batch statistics; eval: running ones) --------------- */
+/* ---- BatchNormalization: rows of C channels (channels-last, or [N, C]) --------------- */
 
 typedef struct bn_train {
-    int64_t N, C, S;
+    int64_t rows, C;
     float eps, momentum;
     float *mean, *inv_std; /* of the last forward */
+    double *part;          /* per shard: 2*C partial sums */
 } bn_train;
 
 static od_status bn_train_prepare(od_tstep *s, od_error *err) {
     for (int k = 1; k < 5; k++)
         if (k >= s->n_in || !s->in[k] || !s->in[k]->data)
             return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "training needs float scale, B, mean and var");
+    const od_tbuf *x = s->in[0];
+    if (x->rank > 2 && !x->cl)
+        return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "training needs BatchNormalization on rank 2, 3 or 4");
     bn_train *b = calloc(1, sizeof *b);
     if (!b) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     s->state = b;
-    const od_tbuf *x = s->in[0];
-    b->N = x->dims[0];
     b->C = x->rank > 1 ? x->dims[1] : 1;
-    b->S = b->N * b->C > 0 ? x->count / (b->N * b->C) : 1;
+    b->rows = b->C > 0 ? x->count / b->C : 0;
     b->eps = od_attr_float(s->node, "epsilon", 1e-5f);
     b->momentum = od_attr_float(s->node, "momentum", 0.9f);
+    int shards = s->threads > 0 ? s->threads : 1;
     b->mean = calloc((size_t)b->C * 2 + 1, sizeof(float));
-    if (!b->mean) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    b->part = calloc((size_t)b->C * 2 * (size_t)shards + 1, sizeof(double));
+    if (!b->mean || !b->part) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     b->inv_std = b->mean + b->C;
     return OD_STATUS_OK;
 }
 
-static void bn_fwd_channel(void *ctx, size_t c) {
+static int shard_count(const od_tstep *s, int64_t n) {
+    return s->threads > 1 && n > 1 ? (int)(n < s->threads ? n : s->threads) : 1;
+}
+
+/* Per-shard sums over rows: of x and x^2 (forward), of dy and dy*(x - mean) (backward). */
+typedef struct bn_sums_ctx {
+    od_tstep *s;
+    bool backward;
+} bn_sums_ctx;
+
+static void bn_sums_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+    const bn_sums_ctx *bc = ctx;
+    od_tstep *s = bc->s;
+    bn_train *b = s->state;
+    int64_t C = b->C;
+    double *part = b->part + (size_t)shard * 2 * (size_t)C;
+    float acc[2 * 1024];
+    bool backward = bc->backward;
+    memset(part, 0, sizeof(double) * 2 * (size_t)C);
+    for (int64_t c0 = 0; c0 < C; c0 += 1024) {
+        int64_t cn = C - c0 < 1024 ? C - c0 : 1024;
+        for (int64_t r0 = begin; r0 < end; r0 += 256) { /* float sums of 256 rows, then double */
+            int64_t r1 = r0 + 256 < end ? r0 + 256 : end;
+            memset(acc, 0, sizeof(float) * 2 * (size_t)cn);
+            for (int64_t r = r0; r < r1; r++) {
+                const float *x = s->in[0]->data + r * C + c0;
+                if (!backward) {
+                    for (int64_t c = 0; c < cn; c++) acc[c] += x[c], acc[cn + c] += x[c] * x[c];
+                } else {
+                    const float *g = s->out[0]->grad + r * C + c0, *m = b->mean + c0;
+                    for (int64_t c = 0; c < cn; c++) acc[c] += g[c], acc[cn + c] += g[c] * (x[c] - m[c]);
+                }
+            }
+            for (int64_t c = 0; c < cn; c++) part[c0 + c] += acc[c], part[C + c0 + c] += acc[cn + c];
+        }
+    }
+}
+
+static void bn_apply_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     od_tstep *s = ctx;
     bn_train *b = s->state;
-    const float *x = s->in[0]->data;
-    float *y = s->out[0]->data, *rmean = s->in[3]->data, *rvar = s->in[4]->data;
-    float scale = s->in[1]->data[c], shift = s->in[2]->data[c];
-    double mean, var;
-    if (s->training) {
-        /* one pass: float partial sums per row, summed in double */
-        double sum = 0, sq = 0;
-        for (int64_t n = 0; n < b->N; n++) {
-            const float *p = x + (n * b->C + (int64_t)c) * b->S;
-            float s1 = 0, s2 = 0;
-#pragma omp simd reduction(+ : s1, s2)
-            for (int64_t i = 0; i < b->S; i++) s1 += p[i], s2 += p[i] * p[i];
-            sum += s1;
-            sq += s2;
+    int64_t C = b->C;
+    const float *scale = s->in[1]->data, *shift = s->in[2]->data;
+    for (int64_t r = begin; r < end; r++) {
+        const float *x = s->in[0]->data + r * C;
+        float *y = s->out[0]->data + r * C;
+        for (int64_t c = 0; c < C; c++) {
+            float v = (x[c] - b->mean[c]) * b->inv_std[c] * scale[c] + shift[c];
+            y[c] = s->fused_relu && v < 0 ? 0 : v;
         }
-        int64_t cnt = b->N * b->S;
-        mean = sum / (double)cnt;
-        sq = sq - sum * mean; /* sum of squared deviations */
-        if (sq < 0) sq = 0;
-        var = sq / (double)cnt;
-        double unbiased = cnt > 1 ? sq / (double)(cnt - 1) : var;
-        rmean[c] = (float)(b->momentum * rmean[c] + (1 - b->momentum) * mean);
-        rvar[c] = (float)(b->momentum * rvar[c] + (1 - b->momentum) * unbiased);
-    } else {
-        mean = rmean[c];
-        var = rvar[c];
-    }
-    float inv = (float)(1.0 / sqrt(var + b->eps)), m = (float)mean;
-    b->mean[c] = m;
-    b->inv_std[c] = inv;
-    for (int64_t n = 0; n < b->N; n++) {
-        const float *p = x + (n * b->C + (int64_t)c) * b->S;
-        float *q = y + (n * b->C + (int64_t)c) * b->S;
-        float k = inv * scale, o = shift - m * inv * scale;
-        if (s->fused_relu)
-            for (int64_t i = 0; i < b->S; i++) {
-                float v = p[i] * k + o;
-                q[i] = v > 0 ? v : 0;
-            }
-        else
-            for (int64_t i = 0; i < b->S; i++) q[i] = p[i] * k + o;
     }
 }
 
 static void bn_train_forward(od_tstep *s) {
     bn_train *b = s->state;
-    od_parallel_for(s->pool, (size_t)b->C, bn_fwd_channel, s);
+    int64_t C = b->C;
+    float *rmean = s->in[3]->data, *rvar = s->in[4]->data;
+    if (s->training) {
+        bn_sums_ctx bc = {s, false};
+        od_shards(s, b->rows, bn_sums_shard, &bc);
+        int shards = shard_count(s, b->rows);
+        for (int64_t c = 0; c < C; c++) {
+            double sum = 0, sq = 0;
+            for (int sh = 0; sh < shards; sh++) sum += b->part[(size_t)sh * 2 * C + c], sq += b->part[(size_t)sh * 2 * C + C + c];
+            double cnt = (double)b->rows, mean = sum / cnt, dev = sq - sum * mean;
+            if (dev < 0) dev = 0;
+            double var = dev / cnt, unbiased = b->rows > 1 ? dev / (cnt - 1) : var;
+            rmean[c] = (float)(b->momentum * rmean[c] + (1 - b->momentum) * mean);
+            rvar[c] = (float)(b->momentum * rvar[c] + (1 - b->momentum) * unbiased);
+            b->mean[c] = (float)mean;
+            b->inv_std[c] = (float)(1.0 / sqrt(var + b->eps));
+        }
+    } else {
+        for (int64_t c = 0; c < C; c++) b->mean[c] = rmean[c], b->inv_std[c] = (float)(1.0 / sqrt(rvar[c] + b->eps));
+    }
+    od_shards(s, b->rows, bn_apply_shard, s);
 }
 
-static void bn_bwd_channel(void *ctx, size_t c) {
-    od_tstep *s = ctx;
+typedef struct bn_bwd_ctx {
+    od_tstep *s;
+    const float *k, *a1, *a2; /* per channel: scale*inv_std, mean dy, mean dy*xhat (training) */
+} bn_bwd_ctx;
+
+static void bn_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+    bn_bwd_ctx *bc = ctx;
+    od_tstep *s = bc->s;
     bn_train *b = s->state;
-    const float *x = s->in[0]->data, *dy = s->out[0]->grad;
-    float scale = s->in[1]->data[c], m = b->mean[c], inv = b->inv_std[c];
-    if (s->fused_relu)
-        for (int64_t n = 0; n < b->N; n++) {
-            int64_t o = (n * b->C + (int64_t)c) * b->S;
-            relu_mask(s->out[0]->data + o, s->out[0]->grad + o, b->S);
-        }
-    double sum_dy = 0, sum_dy_xhat = 0;
-    for (int64_t n = 0; n < b->N; n++) {
-        const float *p = x + (n * b->C + (int64_t)c) * b->S, *g = dy + (n * b->C + (int64_t)c) * b->S;
-        float s1 = 0, s2 = 0;
-#pragma omp simd reduction(+ : s1, s2)
-        for (int64_t i = 0; i < b->S; i++) {
-            s1 += g[i];
-            s2 += g[i] * (p[i] - m);
-        }
-        sum_dy += s1;
-        sum_dy_xhat += (double)s2 * inv;
-    }
-    if (s->in[1]->grad) s->in[1]->grad[c] += (float)sum_dy_xhat;
-    if (s->in[2]->grad) s->in[2]->grad[c] += (float)sum_dy;
-    float *dx = s->in[0]->grad;
-    if (!dx) return;
-    int64_t cnt = b->N * b->S;
-    float k = scale * inv;
-    float a1 = s->training ? (float)(sum_dy / cnt) : 0.0f, a2 = s->training ? (float)(sum_dy_xhat / cnt) : 0.0f;
-    for (int64_t n = 0; n < b->N; n++) {
-        const float *p = x + (n * b->C + (int64_t)c) * b->S, *g = dy + (n * b->C + (int64_t)c) * b->S;
-        float *q = dx + (n * b->C + (int64_t)c) * b->S;
-        for (int64_t i = 0; i < b->S; i++) q[i] += k * (g[i] - a1 - (p[i] - m) * inv * a2);
+    int64_t C = b->C;
+    for (int64_t r = begin; r < end; r++) {
+        const float *x = s->in[0]->data + r * C, *g = s->out[0]->grad + r * C;
+        float *dx = s->in[0]->grad + r * C;
+        for (int64_t c = 0; c < C; c++)
+            dx[c] += bc->k[c] * (g[c] - bc->a1[c] - (x[c] - b->mean[c]) * b->inv_std[c] * bc->a2[c]);
     }
 }
 
 static void bn_train_backward(od_tstep *s) {
     bn_train *b = s->state;
-    od_parallel_for(s->pool, (size_t)b->C, bn_bwd_channel, s);
+    int64_t C = b->C;
+    if (s->fused_relu) relu_mask(s->out[0]->data, s->out[0]->grad, s->out[0]->count);
+    bn_sums_ctx bc = {s, true};
+    od_shards(s, b->rows, bn_sums_shard, &bc);
+    int shards = shard_count(s, b->rows);
+    float *k = malloc(sizeof(float) * 3 * (size_t)C + 1), *a1 = k + C, *a2 = a1 + C;
+    if (!k) return; /* tiny; the loop's finiteness checks would not see this, so keep it rare */
+    for (int64_t c = 0; c < C; c++) {
+        double sdy = 0, sdyx = 0;
+        for (int sh = 0; sh < shards; sh++) sdy += b->part[(size_t)sh * 2 * C + c], sdyx += b->part[(size_t)sh * 2 * C + C + c];
+        sdyx *= b->inv_std[c];
+        if (s->in[1]->grad) s->in[1]->grad[c] += (float)sdyx;
+        if (s->in[2]->grad) s->in[2]->grad[c] += (float)sdy;
+        k[c] = s->in[1]->data[c] * b->inv_std[c];
+        a1[c] = s->training ? (float)(sdy / (double)b->rows) : 0.0f;
+        a2[c] = s->training ? (float)(sdyx / (double)b->rows) : 0.0f;
+    }
+    if (s->in[0]->grad) {
+        bn_bwd_ctx dc = {s, k, a1, a2};
+        od_shards(s, b->rows, bn_dx_shard, &dc);
+    }
+    free(k);
 }
 
 static void bn_train_destroy(od_tstep *s) {
     bn_train *b = s->state;
-    if (b) free(b->mean);
+    if (b) free(b->mean), free(b->part);
     free(b);
     s->state = NULL;
 }
@@ -572,17 +638,17 @@ static void act_backward(od_tstep *s) {
     }
 }
 
-/* ---- pooling ------------------------------------------------------------------------------ */
+/* ---- pooling (channels-last) -------------------------------------------------------- */
 
 typedef struct pool_train {
     int64_t N, C, H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw;
     bool max, include_pad, global;
-    int32_t *argmax; /* max pool: input offset within the plane of each output */
+    int32_t *argmax; /* max pool: the input pixel (y*W + x) of each output element */
 } pool_train;
 
 static od_status pool_prepare(od_tstep *s, od_error *err) {
     const od_tbuf *x = s->in[0], *y = s->out[0];
-    if (x->rank != 4) return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "training supports 2-D pooling only");
+    if (x->rank != 4 || !x->cl) return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "training supports 2-D pooling only");
     if (s->n_out > 1 && s->out[1]) return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "the Indices output is not supported");
     pool_train *p = calloc(1, sizeof *p);
     if (!p) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
@@ -615,93 +681,101 @@ static od_status pool_prepare(od_tstep *s, od_error *err) {
         p->include_pad = od_attr_int(s->node, "count_include_pad", 0) != 0;
     }
     if (p->max) {
-        p->argmax = calloc((size_t)(p->N * p->C * p->OH * p->OW) + 1, sizeof(int32_t));
+        p->argmax = calloc((size_t)(p->N * p->OH * p->OW * p->C) + 1, sizeof(int32_t));
         if (!p->argmax) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     }
     return OD_STATUS_OK;
 }
 
-static void pool_fwd_plane(void *ctx, size_t plane) {
+/* The window of output (oy, ox): input rows/cols it covers and its divisor. */
+static int64_t pool_count(const pool_train *p, int64_t oy, int64_t ox) {
+    int64_t cnt = 0;
+    for (int64_t i = 0; i < p->KH; i++) {
+        int64_t iy = oy * p->sh - p->ph + i * p->dh;
+        for (int64_t j = 0; j < p->KW; j++) {
+            int64_t ix = ox * p->sw - p->pw + j * p->dw;
+            bool inside = iy >= 0 && iy < p->H && ix >= 0 && ix < p->W;
+            /* count_include_pad counts pads, but not cells past the padded edge */
+            if (inside || (p->include_pad && iy < p->H + p->ph && ix < p->W + p->pw)) cnt++;
+        }
+    }
+    return cnt;
+}
+
+static void pool_fwd_image(void *ctx, size_t n) {
     od_tstep *s = ctx;
     pool_train *p = s->state;
-    const float *x = s->in[0]->data + plane * p->H * p->W;
-    float *y = s->out[0]->data + plane * p->OH * p->OW;
-    int32_t *am = p->argmax ? p->argmax + plane * p->OH * p->OW : NULL;
-    if (p->max && p->KH == 2 && p->KW == 2 && p->sh == 2 && p->sw == 2 && p->ph == 0 && p->pw == 0 && p->dh == 1 &&
-        p->dw == 1 && 2 * p->OH <= p->H && 2 * p->OW <= p->W) { /* the common 2x2 window, no edges */
-        for (int64_t oy = 0; oy < p->OH; oy++)
-            for (int64_t ox = 0; ox < p->OW; ox++) {
-                int32_t i0 = (int32_t)(2 * oy * p->W + 2 * ox), best = i0;
-                int32_t cand[3] = {i0 + 1, i0 + (int32_t)p->W, i0 + (int32_t)p->W + 1};
-                for (int k = 0; k < 3; k++)
-                    if (x[cand[k]] > x[best]) best = cand[k];
-                y[oy * p->OW + ox] = x[best];
-                am[oy * p->OW + ox] = best;
-            }
-        return;
-    }
+    int64_t C = p->C;
+    const float *x = s->in[0]->data + (int64_t)n * p->H * p->W * C;
+    float *y = s->out[0]->data + (int64_t)n * p->OH * p->OW * C;
+    int32_t *am = p->argmax ? p->argmax + (int64_t)n * p->OH * p->OW * C : NULL;
     for (int64_t oy = 0; oy < p->OH; oy++)
         for (int64_t ox = 0; ox < p->OW; ox++) {
-            float best = -INFINITY, sum = 0;
-            int32_t arg = -1;
-            int64_t cnt = 0;
+            float *yo = y + (oy * p->OW + ox) * C;
+            int32_t *ao = am ? am + (oy * p->OW + ox) * C : NULL;
+            bool first = true;
+            if (!p->max) memset(yo, 0, sizeof(float) * (size_t)C);
             for (int64_t i = 0; i < p->KH; i++) {
                 int64_t iy = oy * p->sh - p->ph + i * p->dh;
+                if (iy < 0 || iy >= p->H) continue;
                 for (int64_t j = 0; j < p->KW; j++) {
                     int64_t ix = ox * p->sw - p->pw + j * p->dw;
-                    bool inside = iy >= 0 && iy < p->H && ix >= 0 && ix < p->W;
-                    if (!inside) {
-                        /* count_include_pad counts pads, but not cells past the padded edge */
-                        if (p->include_pad && iy < p->H + p->ph && ix < p->W + p->pw) cnt++;
-                        continue;
+                    if (ix < 0 || ix >= p->W) continue;
+                    const float *xi = x + (iy * p->W + ix) * C;
+                    int32_t pix = (int32_t)(iy * p->W + ix);
+                    if (!p->max) {
+                        for (int64_t c = 0; c < C; c++) yo[c] += xi[c];
+                    } else if (first) {
+                        memcpy(yo, xi, sizeof(float) * (size_t)C);
+                        for (int64_t c = 0; c < C; c++) ao[c] = pix;
+                    } else {
+                        for (int64_t c = 0; c < C; c++)
+                            if (xi[c] > yo[c]) yo[c] = xi[c], ao[c] = pix;
                     }
-                    float v = x[iy * p->W + ix];
-                    cnt++;
-                    sum += v;
-                    if (v > best || arg < 0) best = v, arg = (int32_t)(iy * p->W + ix);
+                    first = false;
                 }
             }
-            if (p->max) {
-                y[oy * p->OW + ox] = best;
-                am[oy * p->OW + ox] = arg;
-            } else {
-                y[oy * p->OW + ox] = cnt ? sum / (float)cnt : 0;
+            if (p->max && first) /* a window entirely in the padding */
+                for (int64_t c = 0; c < C; c++) yo[c] = -INFINITY, ao[c] = -1;
+            if (!p->max) {
+                int64_t cnt = pool_count(p, oy, ox);
+                float inv = cnt ? 1.0f / (float)cnt : 0.0f;
+                for (int64_t c = 0; c < C; c++) yo[c] *= inv;
             }
         }
 }
 
 static void pool_forward(od_tstep *s) {
     pool_train *p = s->state;
-    od_parallel_for(s->pool, (size_t)(p->N * p->C), pool_fwd_plane, s);
+    od_parallel_for(s->pool, (size_t)p->N, pool_fwd_image, s);
 }
 
-static void pool_bwd_plane(void *ctx, size_t plane) {
+static void pool_bwd_image(void *ctx, size_t n) {
     od_tstep *s = ctx;
     pool_train *p = s->state;
-    float *dx = s->in[0]->grad + plane * p->H * p->W;
-    const float *dy = s->out[0]->grad + plane * p->OH * p->OW;
+    int64_t C = p->C;
+    float *dx = s->in[0]->grad + (int64_t)n * p->H * p->W * C;
+    const float *dy = s->out[0]->grad + (int64_t)n * p->OH * p->OW * C;
     if (p->max) {
-        const int32_t *am = p->argmax + plane * p->OH * p->OW;
+        const int32_t *am = p->argmax + (int64_t)n * p->OH * p->OW * C;
         for (int64_t o = 0; o < p->OH * p->OW; o++)
-            if (am[o] >= 0) dx[am[o]] += dy[o];
+            for (int64_t c = 0; c < C; c++)
+                if (am[o * C + c] >= 0) dx[am[o * C + c] * C + c] += dy[o * C + c];
         return;
     }
     for (int64_t oy = 0; oy < p->OH; oy++)
         for (int64_t ox = 0; ox < p->OW; ox++) {
-            int64_t cnt = 0;
-            for (int pass = 0; pass < 2; pass++) {
-                float g = pass ? dy[oy * p->OW + ox] / (float)(cnt ? cnt : 1) : 0;
-                for (int64_t i = 0; i < p->KH; i++) {
-                    int64_t iy = oy * p->sh - p->ph + i * p->dh;
-                    for (int64_t j = 0; j < p->KW; j++) {
-                        int64_t ix = ox * p->sw - p->pw + j * p->dw;
-                        bool inside = iy >= 0 && iy < p->H && ix >= 0 && ix < p->W;
-                        if (!pass) {
-                            if (inside || (p->include_pad && iy < p->H + p->ph && ix < p->W + p->pw)) cnt++;
-                        } else if (inside) {
-                            dx[iy * p->W + ix] += g;
-                        }
-                    }
+            int64_t cnt = pool_count(p, oy, ox);
+            float inv = cnt ? 1.0f / (float)cnt : 0.0f;
+            const float *g = dy + (oy * p->OW + ox) * C;
+            for (int64_t i = 0; i < p->KH; i++) {
+                int64_t iy = oy * p->sh - p->ph + i * p->dh;
+                if (iy < 0 || iy >= p->H) continue;
+                for (int64_t j = 0; j < p->KW; j++) {
+                    int64_t ix = ox * p->sw - p->pw + j * p->dw;
+                    if (ix < 0 || ix >= p->W) continue;
+                    float *d = dx + (iy * p->W + ix) * C;
+                    for (int64_t c = 0; c < C; c++) d[c] += g[c] * inv;
                 }
             }
         }
@@ -709,7 +783,7 @@ static void pool_bwd_plane(void *ctx, size_t plane) {
 
 static void pool_backward(od_tstep *s) {
     pool_train *p = s->state;
-    od_parallel_for(s->pool, (size_t)(p->N * p->C), pool_bwd_plane, s);
+    od_parallel_for(s->pool, (size_t)p->N, pool_bwd_image, s);
 }
 
 static void pool_destroy(od_tstep *s) {
@@ -719,69 +793,71 @@ static void pool_destroy(od_tstep *s) {
     s->state = NULL;
 }
 
-/* ---- Add, Sub, Mul with broadcasting ---------------------------------------------------------- */
+/* ---- Add, Sub, Mul with broadcasting, any mix of layouts ---------------------------------- */
 
-/* Strides of an input broadcast to the output's dims (0 where it repeats). */
+/* Strides of an input, per physical axis of the output: 0 where it repeats. */
 static void bstrides(const od_tbuf *in, const od_tbuf *out, int64_t *st) {
-    int pad = out->rank - in->rank;
-    int64_t stride = 1;
-    for (int d = out->rank - 1; d >= 0; d--) {
-        int64_t dim = d < pad ? 1 : in->dims[d - pad];
-        st[d] = dim == 1 ? 0 : stride;
-        stride *= dim;
+    int r = out->rank, pad = r - in->rank;
+    int64_t own[OD_MAX_RANK]; /* the input's stride of each of its logical dims */
+    int64_t phys[OD_MAX_RANK], stride = 1;
+    od_tbuf_phys_dims(in, phys);
+    int64_t pst[OD_MAX_RANK];
+    for (int d = in->rank - 1; d >= 0; d--) pst[d] = stride, stride *= phys[d];
+    for (int d = 0; d < in->rank; d++) {
+        /* logical dim d sits at physical position: channels-last moves 1 last, shifts the rest */
+        int pos = !(in->cl && in->rank >= 3) ? d : d == 0 ? 0 : d == 1 ? in->rank - 1 : d - 1;
+        own[d] = in->dims[d] == 1 ? 0 : pst[pos];
+    }
+    for (int k = 0; k < r; k++) {
+        /* physical axis k of the output is its logical dim: */
+        int ld = !(out->cl && r >= 3) ? k : k == 0 ? 0 : k == r - 1 ? 1 : k + 1;
+        st[k] = ld < pad ? 0 : own[ld - pad];
     }
 }
 
-static int binary_kind(const od_tstep *s) { return s->node->op_type[0]; } /* 'A', 'S', 'M' */
+static bool same_layout_shape(const od_tbuf *a, const od_tbuf *o) {
+    return a->count == o->count && a->rank == o->rank && (a->cl == o->cl || a->rank < 3);
+}
 
-static void binary_forward(od_tstep *s) {
+static void binary_walk(od_tstep *s, bool backward) {
     const od_tbuf *a = s->in[0], *b = s->in[1], *o = s->out[0];
-    int k = binary_kind(s);
-    float *y = o->data;
-    if (a->count == o->count && b->count == o->count) {
-        for (int64_t i = 0; i < o->count; i++)
-            y[i] = k == 'A' ? a->data[i] + b->data[i] : k == 'S' ? a->data[i] - b->data[i] : a->data[i] * b->data[i];
+    int k = s->node->op_type[0]; /* 'A', 'S', 'M' */
+    const float *dy = o->grad;
+    if (same_layout_shape(a, o) && same_layout_shape(b, o)) {
+        for (int64_t i = 0; i < o->count; i++) {
+            if (!backward) {
+                o->data[i] = k == 'A' ? a->data[i] + b->data[i] : k == 'S' ? a->data[i] - b->data[i] : a->data[i] * b->data[i];
+                continue;
+            }
+            if (a->grad) a->grad[i] += k == 'M' ? dy[i] * b->data[i] : dy[i];
+            if (b->grad) b->grad[i] += k == 'M' ? dy[i] * a->data[i] : k == 'S' ? -dy[i] : dy[i];
+        }
         return;
     }
-    int64_t sa[OD_MAX_RANK], sb[OD_MAX_RANK];
+    int64_t sa[OD_MAX_RANK], sb[OD_MAX_RANK], pd[OD_MAX_RANK];
     bstrides(a, o, sa);
     bstrides(b, o, sb);
+    od_tbuf_phys_dims(o, pd);
+    int r = o->rank;
     for (int64_t i = 0; i < o->count; i++) {
         int64_t rem = i, ia = 0, ib = 0;
-        for (int d = o->rank - 1; d >= 0; d--) {
-            int64_t idx = rem % o->dims[d];
-            rem /= o->dims[d];
+        for (int d = r - 1; d >= 0; d--) {
+            int64_t idx = rem % pd[d];
+            rem /= pd[d];
             ia += idx * sa[d];
             ib += idx * sb[d];
         }
-        y[i] = k == 'A' ? a->data[ia] + b->data[ib] : k == 'S' ? a->data[ia] - b->data[ib] : a->data[ia] * b->data[ib];
-    }
-}
-
-static void binary_backward(od_tstep *s) {
-    const od_tbuf *a = s->in[0], *b = s->in[1], *o = s->out[0];
-    int k = binary_kind(s);
-    const float *dy = o->grad;
-    int64_t sa[OD_MAX_RANK], sb[OD_MAX_RANK];
-    bstrides(a, o, sa);
-    bstrides(b, o, sb);
-    bool same = a->count == o->count && b->count == o->count;
-    for (int64_t i = 0; i < o->count; i++) {
-        int64_t ia = i, ib = i;
-        if (!same) {
-            int64_t rem = i;
-            ia = ib = 0;
-            for (int d = o->rank - 1; d >= 0; d--) {
-                int64_t idx = rem % o->dims[d];
-                rem /= o->dims[d];
-                ia += idx * sa[d];
-                ib += idx * sb[d];
-            }
+        if (!backward) {
+            o->data[i] = k == 'A' ? a->data[ia] + b->data[ib] : k == 'S' ? a->data[ia] - b->data[ib] : a->data[ia] * b->data[ib];
+            continue;
         }
         if (a->grad) a->grad[ia] += k == 'M' ? dy[i] * b->data[ib] : dy[i];
         if (b->grad) b->grad[ib] += k == 'M' ? dy[i] * a->data[ia] : k == 'S' ? -dy[i] : dy[i];
     }
 }
+
+static void binary_forward(od_tstep *s) { binary_walk(s, false); }
+static void binary_backward(od_tstep *s) { binary_walk(s, true); }
 
 /* ---- Dropout ---------------------------------------------------------------------------- */
 
@@ -842,21 +918,33 @@ static void dropout_destroy(od_tstep *s) {
     s->state = NULL;
 }
 
-/* ---- Concat --------------------------------------------------------------------------------- */
+/* ---- Concat ----------------------------------------------------------------------------- */
+
+static od_status concat_prepare(od_tstep *s, od_error *err) {
+    for (int k = 0; k < s->n_in; k++)
+        if (s->in[k] && (s->in[k]->cl != s->out[0]->cl || !s->in[k]->data))
+            return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "training needs Concat inputs of one layout");
+    return OD_STATUS_OK;
+}
 
 static void concat_walk(od_tstep *s, bool backward) {
     const od_tbuf *o = s->out[0];
     int axis = od_axis(od_attr_int(s->node, "axis", 1), o->rank);
-    int64_t outer = od_dims_count(axis, o->dims), inner = od_dims_count(o->rank - axis - 1, o->dims + axis + 1);
+    if (o->cl && o->rank >= 3) axis = axis == 0 ? 0 : axis == 1 ? o->rank - 1 : axis - 1;
+    int64_t pd[OD_MAX_RANK];
+    od_tbuf_phys_dims(o, pd);
+    int64_t outer = od_dims_count(axis, pd), inner = od_dims_count(o->rank - axis - 1, pd + axis + 1);
     int64_t offset = 0;
     for (int k = 0; k < s->n_in; k++) {
         od_tbuf *in = s->in[k];
         if (!in) continue;
-        int64_t block = in->dims[axis] * inner;
+        int64_t ip[OD_MAX_RANK];
+        od_tbuf_phys_dims(in, ip);
+        int64_t block = ip[axis] * inner;
         for (int64_t i = 0; i < outer; i++) {
-            float *dst = o->data + i * o->dims[axis] * inner + offset;
+            float *dst = o->data + i * pd[axis] * inner + offset;
             if (!backward) memcpy(dst, in->data + i * block, sizeof(float) * (size_t)block);
-            else if (in->grad) add_into(in->grad + i * block, o->grad + i * o->dims[axis] * inner + offset, block);
+            else if (in->grad) add_into(in->grad + i * block, o->grad + i * pd[axis] * inner + offset, block);
         }
         offset += block;
     }
@@ -868,31 +956,31 @@ static void concat_backward(od_tstep *s) { concat_walk(s, true); }
 /* ---- the table --------------------------------------------------------------------------------- */
 
 static const od_train_op train_ops[] = {
-    {"Conv", 0x6, conv_train_prepare, conv_train_forward, conv_train_backward, conv_train_destroy},
-    {"Gemm", 0x6, gemm_train_prepare, gemm_train_forward, gemm_train_backward, gemm_train_destroy},
-    {"MatMul", 0x2, gemm_train_prepare, gemm_train_forward, gemm_train_backward, gemm_train_destroy},
-    {"BatchNormalization", 0x6, bn_train_prepare, bn_train_forward, bn_train_backward, bn_train_destroy},
-    {"Relu", 0, act_prepare, act_forward, act_backward, NULL},
-    {"LeakyRelu", 0, act_prepare, act_forward, act_backward, NULL},
-    {"Elu", 0, act_prepare, act_forward, act_backward, NULL},
-    {"Clip", 0, act_prepare, act_forward, act_backward, NULL},
-    {"HardSwish", 0, act_prepare, act_forward, act_backward, NULL},
-    {"Sigmoid", 0, act_prepare, act_forward, act_backward, NULL},
-    {"Tanh", 0, act_prepare, act_forward, act_backward, NULL},
-    {"MaxPool", 0, pool_prepare, pool_forward, pool_backward, pool_destroy},
-    {"AveragePool", 0, pool_prepare, pool_forward, pool_backward, pool_destroy},
-    {"GlobalAveragePool", 0, pool_prepare, pool_forward, pool_backward, pool_destroy},
-    {"GlobalMaxPool", 0, pool_prepare, pool_forward, pool_backward, pool_destroy},
-    {"Add", 0x3, NULL, binary_forward, binary_backward, NULL},
-    {"Sub", 0x3, NULL, binary_forward, binary_backward, NULL},
-    {"Mul", 0x3, NULL, binary_forward, binary_backward, NULL},
-    {"Flatten", 0, NULL, copy_forward, copy_backward, NULL},
-    {"Reshape", 0, NULL, copy_forward, copy_backward, NULL},
-    {"Squeeze", 0, NULL, copy_forward, copy_backward, NULL},
-    {"Unsqueeze", 0, NULL, copy_forward, copy_backward, NULL},
-    {"Identity", 0, NULL, copy_forward, copy_backward, NULL},
-    {"Dropout", 0, dropout_prepare, dropout_forward, dropout_backward, dropout_destroy},
-    {"Concat", 0, NULL, concat_forward, concat_backward, NULL},
+    {"Conv", 0x6, OD_TL_SPATIAL, conv_train_prepare, conv_train_forward, conv_train_backward, conv_train_destroy},
+    {"Gemm", 0x6, OD_TL_PLAIN, gemm_train_prepare, gemm_train_forward, gemm_train_backward, gemm_train_destroy},
+    {"MatMul", 0x2, OD_TL_PLAIN, gemm_train_prepare, gemm_train_forward, gemm_train_backward, gemm_train_destroy},
+    {"BatchNormalization", 0x6, OD_TL_SAME, bn_train_prepare, bn_train_forward, bn_train_backward, bn_train_destroy},
+    {"Relu", 0, OD_TL_SAME, act_prepare, act_forward, act_backward, NULL},
+    {"LeakyRelu", 0, OD_TL_SAME, act_prepare, act_forward, act_backward, NULL},
+    {"Elu", 0, OD_TL_SAME, act_prepare, act_forward, act_backward, NULL},
+    {"Clip", 0, OD_TL_SAME, act_prepare, act_forward, act_backward, NULL},
+    {"HardSwish", 0, OD_TL_SAME, act_prepare, act_forward, act_backward, NULL},
+    {"Sigmoid", 0, OD_TL_SAME, act_prepare, act_forward, act_backward, NULL},
+    {"Tanh", 0, OD_TL_SAME, act_prepare, act_forward, act_backward, NULL},
+    {"MaxPool", 0, OD_TL_SPATIAL, pool_prepare, pool_forward, pool_backward, pool_destroy},
+    {"AveragePool", 0, OD_TL_SPATIAL, pool_prepare, pool_forward, pool_backward, pool_destroy},
+    {"GlobalAveragePool", 0, OD_TL_SPATIAL, pool_prepare, pool_forward, pool_backward, pool_destroy},
+    {"GlobalMaxPool", 0, OD_TL_SPATIAL, pool_prepare, pool_forward, pool_backward, pool_destroy},
+    {"Add", 0x3, OD_TL_SAME, NULL, binary_forward, binary_backward, NULL},
+    {"Sub", 0x3, OD_TL_SAME, NULL, binary_forward, binary_backward, NULL},
+    {"Mul", 0x3, OD_TL_SAME, NULL, binary_forward, binary_backward, NULL},
+    {"Flatten", 0, OD_TL_PLAIN, NULL, plain_forward, plain_backward, NULL},
+    {"Reshape", 0, OD_TL_PLAIN, NULL, plain_forward, plain_backward, NULL},
+    {"Squeeze", 0, OD_TL_PLAIN, NULL, plain_forward, plain_backward, NULL},
+    {"Unsqueeze", 0, OD_TL_PLAIN, NULL, plain_forward, plain_backward, NULL},
+    {"Identity", 0, OD_TL_SAME, NULL, copy_forward, copy_backward, NULL},
+    {"Dropout", 0, OD_TL_SAME, dropout_prepare, dropout_forward, dropout_backward, dropout_destroy},
+    {"Concat", 0, OD_TL_SAME, concat_prepare, concat_forward, concat_backward, NULL},
 };
 
 const od_train_op *od_train_op_find(const char *op_type) {
