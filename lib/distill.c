@@ -76,6 +76,41 @@ static od_status check_fits(const od_model *m, const char *what, const od_datase
     return st;
 }
 
+/* NaN or infinity in a model's float initializers: an error naming the first such tensor.
+ * XNNPACK's max and clamp can swallow a NaN, so the logits alone do not reveal them. */
+static od_status check_finite_weights(const od_model *m, const char *what, od_error *err) {
+    const od_graph *g = &m->graph;
+    for (int i = 0; i < g->n_inits; i++) {
+        const od_tensor *t = g->values[g->inits[i]].init;
+        if (!t || t->dtype != OD_DTYPE_FLOAT) continue;
+        const float *x = t->data;
+        int64_t n = (int64_t)(t->nbytes / sizeof(float));
+        for (int64_t k = 0; k < n; k++)
+            if (!isfinite(x[k]))
+                return od_error_set(err, OD_STATUS_INVALID_MODEL,
+                                    "%s: initializer \"%s\" holds %s at element %lld; nothing written", what,
+                                    t->name ? t->name : "", isnan(x[k]) ? "NaN" : "infinity", (long long)k);
+    }
+    return OD_STATUS_OK;
+}
+
+/* Labels a model of `classes` outputs cannot predict: the dataset is not the model's. */
+static od_status check_labels(const od_dataset *d, int64_t n, const char *split, int64_t classes, od_error *err) {
+    for (int64_t i = 0; d->labels && i < n; i++)
+        if (d->labels[i] < 0 || d->labels[i] >= classes)
+            return od_error_set(err, OD_STATUS_SHAPE, "%s sample %lld has label %d, outside the teacher's %lld classes", split,
+                                (long long)i, (int)d->labels[i], (long long)classes);
+    return OD_STATUS_OK;
+}
+
+static od_status check_finite_logits(const float *z, int64_t n, int64_t classes, const char *split, od_error *err) {
+    for (int64_t i = 0; i < n * classes; i++)
+        if (!isfinite(z[i]))
+            return od_error_set(err, OD_STATUS_INVALID_MODEL, "teacher: its logits for %s sample %lld are %s; nothing written", split,
+                                (long long)(i / classes), isnan(z[i]) ? "NaN" : "infinite");
+    return OD_STATUS_OK;
+}
+
 od_status od_model_logits(const od_model *m, const od_dataset *d, const od_preprocess *pre, int threads,
                           float **logits_out, int64_t *classes_out, od_error *err) {
     *logits_out = NULL;
@@ -328,6 +363,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
         !(opt->val_split >= 0 && opt->val_split < 1) || !(opt->lr > 0))
         return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: options out of range");
     if ((st = check_fits(teacher, "teacher", train, err)) || (st = check_fits(student, "student", train, err))) return st;
+    if ((st = check_finite_weights(teacher, "teacher", err)) || (st = check_finite_weights(student, "student", err))) return st;
     int64_t n_all = opt->train_limit > 0 && opt->train_limit < train->n ? opt->train_limit : train->n;
     int64_t n_val = (int64_t)(opt->val_split * (double)n_all), n_train = n_all - n_val;
     if (n_train < opt->batch)
@@ -354,8 +390,14 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
         od_error_prefix(err, "teacher: ");
         goto done;
     }
+    if ((st = check_finite_logits(tlog, n_all, classes, "training", err)) ||
+        (st = check_labels(train, n_all, "training", classes, err)))
+        goto done;
     if (test->n > 0) {
         if ((st = od_model_logits(teacher, test, pre, opt->threads, &test_tlog, &test_classes, err))) goto done;
+        if ((st = check_finite_logits(test_tlog, test->n, test_classes, "test", err)) ||
+            (st = check_labels(test, test->n, "test", classes, err)))
+            goto done;
         res->teacher_test_acc = od_accuracy(test_tlog, test->labels, test->n, classes);
     }
     res->t_teacher = now() - tt;
@@ -464,6 +506,15 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
         if (test->n > 0 && (st = eval_subset(student, test, idx, test->n, pre, test_tlog, opt->threads, &es->test_acc,
                                              &es->test_agree, &c2, err)))
             goto done;
+        for (int i = 0; i < w.n && !st; i++)
+            for (int64_t k = 0; k < w.count[i]; k++)
+                if (!isfinite(w.data[i][k])) {
+                    st = od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
+                                      "training diverged at epoch %d: the student's weights are no longer finite; nothing written: try a lower --lr or a longer --warmup",
+                                      epoch + 1);
+                    break;
+                }
+        if (st) goto done;
         if (collapsed || (n_val == 0 && c2)) {
             st = od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
                               "training collapsed at epoch %d: the student gives the same output for every sample; nothing written: try a lower --lr or a longer --warmup",

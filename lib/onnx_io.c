@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Typed fields (float_data, int32_data, ...) are copied as host-order bytes. */
@@ -120,51 +121,104 @@ static mode_t od_new_file_mode(const char *path) {
     return 0666 & ~(mode_t)mask;
 }
 
-od_status od_file_write_atomic(const char *path, const void *data, size_t len, od_error *err) {
-    static const char suffix[] = ".tmp.XXXXXX";
-    size_t n = strlen(path);
-    char *tmp = malloc(n + sizeof suffix);
-    if (!tmp) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "%s: out of memory", path);
-    memcpy(tmp, path, n);
-    memcpy(tmp + n, suffix, sizeof suffix);
-    const char *what = "cannot create a temporary file beside it";
-    bool made = false;
-    int fd = mkstemp(tmp);
-    if (fd < 0) goto fail;
-    made = true;
-    what = "cannot write";
+/* Writes all of data to fd; false with errno set on failure. */
+static bool od_write_all(int fd, const void *data, size_t len) {
     const uint8_t *p = data;
     for (size_t left = len; left > 0;) {
         ssize_t w = write(fd, p, left < ((size_t)1 << 30) ? left : ((size_t)1 << 30));
         if (w < 0) {
             if (errno == EINTR) continue;
-            goto fail;
+            return false;
         }
         p += w;
         left -= (size_t)w;
     }
-    if (fchmod(fd, od_new_file_mode(path)) != 0 || fsync(fd) != 0) goto fail;
+    return true;
+}
+
+#ifdef O_TMPFILE
+/* Gives the unnamed (O_TMPFILE) file fd the name tmp, which ends in XXXXXX: tries fresh
+ * suffixes while the name is taken. */
+static bool od_link_unnamed(int fd, char *tmp) {
+    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    size_t n = strlen(tmp);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        for (int k = 0; k < 6; k++) tmp[n - 6 + k] = digits[(x >> (16 + 7 * k)) % 36];
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0) return true;
+        if (errno != EEXIST) return false;
+    }
+    return false;
+}
+#endif
+
+/* The data goes to a file without a name (O_TMPFILE), which is named only once complete,
+ * right before the rename: a process killed while writing (even by SIGKILL) leaves nothing
+ * behind. Where the file system has no O_TMPFILE, a named temporary (mkstemp) beside path
+ * does the same but for SIGKILL. Either way path is untouched until the rename. */
+od_status od_file_write_atomic(const char *path, const void *data, size_t len, od_error *err) {
+    static const char suffix[] = ".tmp.XXXXXX";
+    size_t n = strlen(path);
+    char *tmp = malloc(n + sizeof suffix), *dir = strdup(path);
+    if (!tmp || !dir) {
+        free(tmp);
+        free(dir);
+        return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "%s: out of memory", path);
+    }
+    memcpy(tmp, path, n);
+    memcpy(tmp + n, suffix, sizeof suffix);
+    const char *what = "cannot create a temporary file beside it";
+    bool made = false;
+    mode_t mode = od_new_file_mode(path);
+    int fd = -1;
+#ifdef O_TMPFILE
+    fd = open(dirname(dir), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        what = "cannot write";
+        if (!od_write_all(fd, data, len) || fchmod(fd, mode) != 0 || fsync(fd) != 0) goto fail;
+        what = "cannot name the temporary file";
+        if (od_link_unnamed(fd, tmp)) {
+            made = true;
+        } else { /* e.g. no /proc: start again with a named temporary */
+            close(fd);
+            fd = -1;
+        }
+    }
+#endif
+    if (!made) {
+        what = "cannot create a temporary file beside it";
+        memcpy(tmp + n, suffix, sizeof suffix);
+        fd = mkstemp(tmp);
+        if (fd < 0) goto fail;
+        made = true;
+        what = "cannot write";
+        if (!od_write_all(fd, data, len) || fchmod(fd, mode) != 0 || fsync(fd) != 0) goto fail;
+    }
     int rc = close(fd);
     fd = -1;
     if (rc != 0) goto fail;
     what = "cannot rename the temporary file onto it";
     if (rename(tmp, path) != 0) goto fail;
     /* Make the rename itself durable; best effort, the data is already safe. */
-    char *dir = strdup(path);
-    if (dir) {
-        int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            (void)fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
+    memcpy(dir, path, n + 1);
+    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
     }
+    free(dir);
     free(tmp);
     return OD_STATUS_OK;
 fail:;
     int e = errno;
     if (fd >= 0) close(fd);
     if (made) unlink(tmp);
+    free(dir);
     free(tmp);
     return od_error_set(err, OD_STATUS_IO, "%s: %s: %s", path, what, strerror(e));
 }

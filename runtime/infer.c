@@ -16,6 +16,15 @@ void od_graph_shapes_clear(od_graph_shapes *s) {
 
 static bool is_initializer(const od_graph *g, int v) { return g->values[v].init != NULL; }
 
+/* A known shape whose element count or byte size does not fit: declared dims such as
+ * [N, 2^40, 2^40] would otherwise size buffers from a wrapped product. */
+static bool shape_too_large(const od_shape_info *info) {
+    if (info->rank < 0) return false;
+    int64_t count = od_dims_count(info->rank, info->dims);
+    size_t esize = od_dtype_size(info->dtype);
+    return count < 0 || (uint64_t)count > (uint64_t)INT64_MAX / 2 / (esize ? esize : 1);
+}
+
 /* Graph inputs: declared shape, the first symbolic dim taken as the batch. */
 static od_status init_graph_input(const od_graph *g, int v, int64_t batch, bool partial,
                                   od_shape_info *info, od_error *err) {
@@ -86,6 +95,15 @@ od_status od_graph_infer_ex(const od_graph *g, int64_t batch, bool partial, od_g
         if (is_initializer(g, v)) continue;
         st = init_graph_input(g, v, batch, partial, &out->info[v], err);
         if (st) goto fail;
+        if (shape_too_large(&out->info[v])) {
+            out->info[v].rank = -1;
+            if (!partial) {
+                st = od_error_set(err, OD_STATUS_SHAPE,
+                                  "graph input \"%s\": the product of its dims overflows",
+                                  g->values[v].name);
+                goto fail;
+            }
+        }
     }
     od_error first_problem = {0};
     for (int ni = 0; ni < g->n_nodes; ni++) {
@@ -105,6 +123,9 @@ od_status od_graph_infer_ex(const od_graph *g, int64_t batch, bool partial, od_g
             char label[256];
             nst = od_error_set(&node_err, OD_STATUS_UNSUPPORTED, "%s: unsupported op",
                                od_node_label(n, label, sizeof label));
+        } else if (n->n_outputs < 1 || n->outputs[0] < 0) {
+            /* every ONNX op has a required first output; the ops rely on it */
+            nst = od_node_error(&node_err, OD_STATUS_INVALID_MODEL, n, "has no output");
         } else if (!known) {
             nst = od_node_error(&node_err, OD_STATUS_SHAPE, n, "an input's shape is unknown");
         } else {
@@ -113,6 +134,11 @@ od_status od_graph_infer_ex(const od_graph *g, int64_t batch, bool partial, od_g
             int64_t opset = g->opset ? g->opset : 17;
             od_infer_ctx c = {n, opset, n->n_inputs, n->n_outputs, in, outs, consts, &node_err};
             nst = op->infer(&c);
+            for (int k = 0; nst == OD_STATUS_OK && k < n->n_outputs; k++)
+                if (n->outputs[k] >= 0 && shape_too_large(&outs[k]))
+                    nst = od_node_error(&node_err, OD_STATUS_SHAPE, n,
+                                        "output \"%s\": the product of its dims overflows",
+                                        g->values[n->outputs[k]].name);
             /* spatial ops want channels-last data, which folding does not make */
             bool all_const = n->n_inputs > 0 && !op->no_fold &&
                              op->layout != OD_LAYOUT_POLICY_SPATIAL;
@@ -132,9 +158,14 @@ od_status od_graph_infer_ex(const od_graph *g, int64_t batch, bool partial, od_g
             }
             if (!first_problem.status) first_problem = node_err;
             for (int k = 0; k < n->n_outputs; k++)
-                if (n->outputs[k] >= 0) declared_info(g, n->outputs[k], &out->info[n->outputs[k]]);
+                if (n->outputs[k] >= 0) {
+                    od_shape_info *o = &out->info[n->outputs[k]];
+                    declared_info(g, n->outputs[k], o);
+                    if (shape_too_large(o)) o->rank = -1;
+                }
             continue;
         }
+        for (int k = n->n_outputs; k < 16; k++) od_tensor_destroy(consts[k]); /* a node without outputs */
         for (int k = 0; k < n->n_outputs; k++) {
             int v = n->outputs[k];
             if (v < 0) {
@@ -165,12 +196,16 @@ int64_t od_node_macs(const od_graph *g, int node, const od_graph_shapes *s) {
     const od_op_desc *op = od_op_find(n->domain, n->op_type);
     if (!op || !op->macs || n->n_outputs < 1 || n->outputs[0] < 0) return 0;
     const od_shape_info *in[64];
-    if (n->n_inputs > 64) return 0;
+    /* every op that does MACs takes two tensors of rank 1 or more (Conv, ConvTranspose, Gemm,
+     * MatMul); a node whose inference failed may lack them */
+    if (n->n_inputs > 64 || n->n_inputs < 2) return 0;
     for (int k = 0; k < n->n_inputs; k++) {
         in[k] = n->inputs[k] >= 0 ? &s->info[n->inputs[k]] : NULL;
         if (in[k] && in[k]->rank < 0) return 0;
     }
+    if (!in[0] || !in[1] || in[0]->rank < 1 || in[1]->rank < 1) return 0;
     const od_shape_info *o = &s->info[n->outputs[0]];
-    if (o->rank < 0) return 0;
-    return op->macs(n, in, o);
+    if (o->rank < 1) return 0;
+    int64_t macs = op->macs(n, in, o);
+    return macs < 0 ? 0 : macs > OD_MACS_MAX ? OD_MACS_MAX : macs;
 }

@@ -15,6 +15,13 @@ const char *od_status_name(od_status status) {
     return (unsigned)status < sizeof names / sizeof *names ? names[status] : "unknown error";
 }
 
+/* Messages quote names taken from files, which may hold newlines or escape sequences: each
+ * control character becomes '?', so that a message stays one line of plain text. */
+static void one_line(char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = '?';
+}
+
 od_status od_error_set(od_error *err, od_status status, const char *fmt, ...) {
     if (err) {
         err->status = status;
@@ -22,6 +29,7 @@ od_status od_error_set(od_error *err, od_status status, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(err->message, sizeof err->message, fmt, ap);
         va_end(ap);
+        one_line(err->message);
     }
     return status;
 }
@@ -40,6 +48,7 @@ void od_error_prefix(od_error *err, const char *fmt, ...) {
     memcpy(err->message, prefix, np);
     memcpy(err->message + np, old, no);
     err->message[np + no] = 0;
+    one_line(err->message);
 }
 
 /* ---- element types ---------------------------------------------------- */

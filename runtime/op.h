@@ -93,6 +93,15 @@ od_status od_node_error(od_error *err, od_status status, const od_node *n, const
     __attribute__((format(printf, 4, 5)));
 
 int64_t od_attr_int(const od_node *n, const char *name, int64_t dflt);
+
+/* a x b for MAC counts, saturating at OD_MACS_MAX (far beyond any real layer), 0 when either is
+ * negative (unknown): absurd declared shapes must not overflow, nor their sum over a graph. */
+#define OD_MACS_MAX ((int64_t)1 << 50)
+static inline int64_t od_macs_mul(int64_t a, int64_t b) {
+    int64_t r;
+    if (a < 0 || b < 0) return 0;
+    return __builtin_mul_overflow(a, b, &r) || r > OD_MACS_MAX ? OD_MACS_MAX : r;
+}
 float od_attr_float(const od_node *n, const char *name, float dflt);
 /* NUL-terminated copy in buf; dflt when absent. */
 const char *od_attr_string(const od_node *n, const char *name, const char *dflt, char *buf,

@@ -86,7 +86,7 @@ static od_status conv_infer(od_infer_ctx *c) {
 static int64_t conv_macs(const od_node *n, const od_shape_info *const *in,
                          const od_shape_info *out) {
     int64_t k = od_dims_count(in[1]->rank - 1, in[1]->dims + 1);
-    return od_dims_count(out->rank, out->dims) * k;
+    return od_macs_mul(od_dims_count(out->rank, out->dims), k);
 }
 
 typedef struct conv_state {

@@ -104,7 +104,7 @@ static od_status convt_infer(od_infer_ctx *c) {
 static int64_t convt_macs(const od_node *n, const od_shape_info *const *in,
                           const od_shape_info *out) {
     int64_t per_input = od_dims_count(in[1]->rank - 1, in[1]->dims + 1);
-    return od_dims_count(in[0]->rank, in[0]->dims) * per_input;
+    return od_macs_mul(od_dims_count(in[0]->rank, in[0]->dims), per_input);
 }
 
 typedef struct convt_state {

@@ -49,7 +49,7 @@ static od_status gemm_infer(od_infer_ctx *c) {
 static int64_t gemm_macs(const od_node *n, const od_shape_info *const *in,
                          const od_shape_info *out) {
     bool ta = od_attr_int(n, "transA", 0);
-    return out->dims[0] * out->dims[1] * in[0]->dims[!ta];
+    return od_macs_mul(od_macs_mul(out->dims[0], out->dims[1]), in[0]->dims[!ta]);
 }
 
 typedef struct gemm_state {

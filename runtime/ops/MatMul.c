@@ -65,7 +65,7 @@ static od_status matmul_infer(od_infer_ctx *c) {
 static int64_t matmul_macs(const od_node *n, const od_shape_info *const *in,
                            const od_shape_info *out) {
     const od_shape_info *a = in[0];
-    return od_dims_count(out->rank, out->dims) * a->dims[a->rank - 1];
+    return od_macs_mul(od_dims_count(out->rank, out->dims), a->dims[a->rank - 1]);
 }
 
 typedef struct matmul_state {

@@ -30,8 +30,8 @@ static od_status reshape_infer(od_infer_ctx *c) {
             infer_at = d;
         } else if (shape[d] < 0) {
             return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "negative dim %lld", (long long)shape[d]);
-        } else {
-            known *= shape[d];
+        } else if (__builtin_mul_overflow(known, shape[d], &known)) {
+            return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "the shape's dims multiply past int64");
         }
     }
     if (infer_at >= 0) {
