@@ -359,6 +359,8 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     od_dataset test_head = data->test;
     if (opt->test_limit > 0 && opt->test_limit < test_head.n) test_head.n = opt->test_limit;
     const od_dataset *test = &test_head;
+    if (opt->loss == OD_LOSS_LABELS && !train->labels)
+        return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: --loss labels needs a dataset with labels");
     if (opt->epochs < 1 || opt->batch < 1 || !(opt->sigma >= 0) || !(opt->alpha >= 0 && opt->alpha <= 1) ||
         !(opt->val_split >= 0 && opt->val_split < 1) || !(opt->lr > 0))
         return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: options out of range");
@@ -470,13 +472,16 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
             if ((st = od_trainer_forward(tr, true, err))) goto done;
             float *grad = od_trainer_output_grad(tr);
             const float *out = od_trainer_output(tr);
-            float loss = opt->loss == OD_LOSS_KD ? od_loss_kd(out, targets, opt->batch, classes, opt->temperature, grad)
-                                                 : od_loss_l2(out, targets, opt->batch, classes, grad);
-            if (opt->label_weight > 0 && train->labels) {
+            float loss = 0;
+            if (opt->loss == OD_LOSS_KD) loss = od_loss_kd(out, targets, opt->batch, classes, opt->temperature, grad);
+            else if (opt->loss == OD_LOSS_L2) loss = od_loss_l2(out, targets, opt->batch, classes, grad);
+            else memset(grad, 0, sizeof(float) * (size_t)(opt->batch * classes));
+            float label_weight = opt->loss == OD_LOSS_LABELS && opt->label_weight <= 0 ? 1.0f : opt->label_weight;
+            if (label_weight > 0 && train->labels) {
                 int32_t lab[4096];
                 int64_t nb = opt->batch < 4096 ? opt->batch : 4096;
                 for (int64_t i = 0; i < nb; i++) lab[i] = train->labels[bi[i]];
-                loss += od_loss_ce_add(out, lab, nb, classes, opt->label_weight, grad);
+                loss += od_loss_ce_add(out, lab, nb, classes, label_weight, grad);
             }
             if (!isfinite(loss)) {
                 st = od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
@@ -584,7 +589,7 @@ od_status od_distill_finish(od_model *student, const od_model *teacher, const ch
     if ((st = od_optimize(student, NULL, err)) || (st = od_store_weights(student, weights, err))) return st;
     if (teacher_path && (st = od_file_sha256(teacher_path, sha, err))) return st;
     if ((st = od_model_copy_meta(student, teacher, "preprocess.", err))) return st;
-    static const char *const loss_names[] = {"l2", "kd"};
+    static const char *const loss_names[] = {"l2", "kd", "labels"};
     struct {
         const char *key;
         char value[128];

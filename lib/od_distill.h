@@ -15,7 +15,8 @@
 
 #include <signal.h>
 
-typedef enum od_loss_kind { OD_LOSS_L2, OD_LOSS_KD } od_loss_kind;
+/* L2 on logits (the paper's), Hinton's soft targets, or labels alone (no teacher: a baseline) */
+typedef enum od_loss_kind { OD_LOSS_L2, OD_LOSS_KD, OD_LOSS_LABELS } od_loss_kind;
 typedef enum od_sched_kind { OD_SCHED_CONSTANT, OD_SCHED_STEP, OD_SCHED_COSINE } od_sched_kind;
 
 typedef struct od_epoch_stats {
