@@ -19,6 +19,9 @@
 /* XNNPACK may read a little past the end of a buffer (XNN_EXTRA_BYTES). */
 #define ARENA_ALIGN 64
 #define ARENA_TAIL 64
+/* Below both, a step is not worth splitting across threads. */
+#define PARALLEL_MIN_MACS (1 << 21)
+#define PARALLEL_MIN_ELEMENTS (1 << 17)
 
 static pthread_once_t xnn_once = PTHREAD_ONCE_INIT;
 static enum xnn_status xnn_init_status;
@@ -595,6 +598,10 @@ od_status od_plan_create(const od_graph *g, const od_plan_options *opt, od_plan 
             int ni = (int)(n - g->nodes);
             stp->macs = od_node_macs(g, ni, &p->shapes);
         }
+        /* Small steps run on the calling thread: waking a worker costs more than it saves,
+         * and a worker the OS has descheduled would stall every step that waits for it. */
+        int64_t elems = stp->n_out && stp->out[0] ? od_buf_count(stp->out[0]) : 0;
+        if (stp->macs < PARALLEL_MIN_MACS && elems < PARALLEL_MIN_ELEMENTS) stp->pool = NULL;
         if (stp->op->prepare) {
             st = stp->op->prepare(stp, err);
             if (st) goto fail;
