@@ -94,6 +94,29 @@ void od_optim_destroy(od_optim *o) {
     free(o);
 }
 
+/* The inner loops are written for the vectoriser: one kind per loop, float math, no aliasing. */
+static void sgd_update(float *restrict w, const float *restrict g, float *restrict v, int64_t n, float lr, float mom,
+                       float wd, bool nesterov) {
+    for (int64_t j = 0; j < n; j++) {
+        float gj = g[j] + wd * w[j], vj = mom * v[j] + gj;
+        v[j] = vj;
+        w[j] -= lr * (nesterov ? gj + mom * vj : vj);
+    }
+}
+
+static void adam_update(float *restrict w, const float *restrict g, float *restrict m, float *restrict v, int64_t n,
+                        float lr, float b1, float b2, float eps, float inv_bc1, float inv_sqrt_bc2, float l2, float decoupled) {
+    float step = lr * inv_bc1;
+    for (int64_t j = 0; j < n; j++) {
+        float gj = g[j] + l2 * w[j];
+        float mj = b1 * m[j] + (1 - b1) * gj, vj = b2 * v[j] + (1 - b2) * gj * gj;
+        m[j] = mj;
+        v[j] = vj;
+        /* w - lr * mhat / (sqrt(vhat) + eps), vhat = v / bc2, mhat = m / bc1 */
+        w[j] = w[j] * (1 - decoupled) - step * mj / (sqrtf(vj) * inv_sqrt_bc2 + eps);
+    }
+}
+
 void od_optim_step(od_optim *o, float lr) {
     const od_optim_options *p = &o->opt;
     o->step++;
@@ -103,22 +126,11 @@ void od_optim_step(od_optim *o, float lr) {
     for (int i = 0; i < o->n; i++) {
         od_param *q = &o->params[i];
         float wd = q->decay ? p->weight_decay : 0.0f;
-        for (int64_t j = 0; j < q->count; j++) {
-            float g = q->grad[j], w = q->data[j];
-            if (p->kind == OD_OPTIM_SGD) {
-                g += wd * w;
-                float v = st[j] = p->momentum * st[j] + g;
-                q->data[j] = w - lr * (p->nesterov ? g + p->momentum * v : v);
-            } else {
-                if (p->kind == OD_OPTIM_ADAM) g += wd * w;
-                else w -= lr * wd * w; /* AdamW: decoupled decay */
-                float *m = &st[j], *v = &st[total + j];
-                *m = p->beta1 * *m + (1 - p->beta1) * g;
-                *v = p->beta2 * *v + (1 - p->beta2) * g * g;
-                float mh = (float)(*m / bc1), vh = (float)(*v / bc2);
-                q->data[j] = w - lr * mh / (sqrtf(vh) + p->eps);
-            }
-        }
+        if (p->kind == OD_OPTIM_SGD)
+            sgd_update(q->data, q->grad, st, q->count, lr, p->momentum, wd, p->nesterov);
+        else /* Adam: L2 added to the gradient; AdamW: decoupled decay */
+            adam_update(q->data, q->grad, st, st + total, q->count, lr, p->beta1, p->beta2, p->eps, (float)(1 / bc1),
+                        (float)(1 / sqrt(bc2)), p->kind == OD_OPTIM_ADAM ? wd : 0.0f, p->kind == OD_OPTIM_ADAMW ? lr * wd : 0.0f);
         st += q->count;
     }
 }

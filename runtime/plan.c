@@ -501,6 +501,24 @@ static void fill_io(od_plan_io *io, const char *name, const od_buf *b) {
 
 od_status od_plan_create(const od_graph *g, const od_plan_options *opt, od_plan **out,
                          od_error *err) {
+    *out = NULL;
+    od_plan *p = calloc(1, sizeof *p);
+    if (!p) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    od_error split_err = {0};
+    if (od_plan_split(p, g, opt, &split_err)) {
+        *out = p;
+        return OD_STATUS_OK;
+    }
+    free(p);
+    if (split_err.status == OD_STATUS_OUT_OF_MEMORY) {
+        if (err) *err = split_err;
+        return split_err.status;
+    }
+    return od_plan_create_whole(g, opt, out, err);
+}
+
+od_status od_plan_create_whole(const od_graph *g, const od_plan_options *opt, od_plan **out,
+                               od_error *err) {
     od_status st;
     *out = NULL;
     pthread_once(&xnn_once, xnn_init);
@@ -635,6 +653,7 @@ fail:
 
 void od_plan_destroy(od_plan *p) {
     if (!p) return;
+    if (p->split) od_plan_split_destroy(p->split); /* owns the io buffers below */
     for (int s = 0; s < p->n_steps; s++)
         if (p->steps[s].op->destroy) p->steps[s].op->destroy(&p->steps[s]);
         else free(p->steps[s].state);
@@ -671,6 +690,7 @@ static double now_seconds(void) {
 }
 
 od_status od_plan_run(od_plan *p, od_error *err) {
+    if (p->split) return od_plan_split_run(p->split, err);
     for (int s = 0; s < p->n_steps; s++) {
         od_step *stp = &p->steps[s];
         double t0 = p->profile ? now_seconds() : 0;
@@ -685,6 +705,7 @@ od_status od_plan_run(od_plan *p, od_error *err) {
 }
 
 int od_plan_profile(const od_plan *p, const od_step_profile **steps_out) {
+    if (p->split) return od_plan_profile(od_plan_split_first(p->split), steps_out);
     *steps_out = p->profile;
     return p->profile ? p->n_steps : 0;
 }

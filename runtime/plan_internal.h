@@ -22,7 +22,17 @@ struct od_plan {
     size_t arena_bytes;
     pthreadpool_t pool;
     od_step_profile *profile;
+    struct plan_split *split; /* non-NULL: the batch runs as micro-batches (plan_split.c) */
 };
+
+/* A plan for the whole batch at once, as od_plan_create makes when it does not split. */
+od_status od_plan_create_whole(const od_graph *g, const od_plan_options *opt, od_plan **out,
+                               od_error *err);
+/* plan_split.c: tries to make p run its batch as micro-batches; false when it does not apply. */
+bool od_plan_split(od_plan *p, const od_graph *g, const od_plan_options *opt, od_error *err);
+void od_plan_split_destroy(struct plan_split *s);
+od_status od_plan_split_run(struct plan_split *s, od_error *err);
+const od_plan *od_plan_split_first(const struct plan_split *s); /* the calling thread's plan */
 
 /* Evaluates one node on constant inputs (plain layout) into new tensors in out[]. */
 od_status od_eval_node(const od_node *n, int64_t opset, const od_op_desc *op,

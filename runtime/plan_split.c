@@ -1,0 +1,285 @@
+/* Micro-batches: a batch run as slices through per-thread plans of a smaller batch.
+ *
+ * Why: at batch 64 a conv net's activations (MBs each) fall out of the caches, and the run
+ * becomes a stream through memory; slices of a few samples go through the whole network while
+ * their activations stay in cache. With threads, each thread has its own plan and takes the
+ * next slice when it is free, so no step waits for a slow or descheduled worker, and workers
+ * never synchronise inside the network.
+ *
+ * Applies only when every sample is computed apart from the others: the ops are all known to
+ * work per sample (and not along the batch axis), and every activation's shape at the full
+ * batch is its shape at the micro-batch with dim 0 scaled. Otherwise the plan is made whole. */
+#include "plan_internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CACHE_BYTES (256 * 1024) /* the largest activation of a slice should fit about here */
+
+typedef struct plan_split {
+    int threads;
+    int64_t batch, mb, n_chunks, tail; /* n_chunks slices of mb, the last of tail (0: none) */
+    od_plan **full, **last;            /* per thread: plans at mb and at tail */
+    int n_in, n_out;
+    size_t *in_sample, *out_sample;    /* bytes per sample */
+    void **in_data, **out_data;        /* the whole batch, owned */
+    pthread_t *workers;
+    int n_workers;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t gen;
+    bool quit;
+    atomic_llong next, busy;
+    atomic_int failed;
+    od_error first_err;
+} plan_split;
+
+/* Ops known to compute each sample apart from the others (given an axis other than 0). */
+static bool per_sample_op(const od_node *n, const od_graph_shapes *s) {
+    static const char *const always[] = {
+        "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+        "BatchNormalization", "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "Tanh",
+        "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Clip", "Sqrt", "Exp", "Log", "Abs", "Neg",
+        "Reciprocal", "Floor", "Ceil", "Erf", "Sin", "Cos", "Sign", "ThresholdedRelu", "Add", "Sub",
+        "Mul", "Div", "Pow", "Sum", "Max", "Min", "Mean", "Identity", "Dropout", "Reshape", "Cast",
+        "MatMul", "Constant", "Shape", "DequantizeLinear", NULL};
+    if (n->domain && *n->domain) return false;
+    for (int i = 0; always[i]; i++)
+        if (!strcmp(n->op_type, always[i])) return true;
+    int rank = n->n_inputs > 0 && n->inputs[0] >= 0 ? s->info[n->inputs[0]].rank : 0;
+    if (!strcmp(n->op_type, "Gemm")) return od_attr_int(n, "transA", 0) == 0;
+    if (!strcmp(n->op_type, "Flatten")) return od_axis(od_attr_int(n, "axis", 1), rank + 1) != 0;
+    if (!strcmp(n->op_type, "Softmax") || !strcmp(n->op_type, "LogSoftmax") || !strcmp(n->op_type, "Concat"))
+        return od_axis(od_attr_int(n, "axis", !strcmp(n->op_type, "Concat") ? 0 : -1), rank) > 0;
+    return false;
+}
+
+/* Every activation at batch B is its shape at mb with dim 0 scaled by B / mb. */
+static bool shapes_scale(const od_graph *g, const od_graph_shapes *big, const od_graph_shapes *small, int64_t k) {
+    for (int v = 0; v < g->n_values; v++) {
+        const od_shape_info *a = &big->info[v], *b = &small->info[v];
+        if (a->constant || b->constant) continue;
+        if (a->rank != b->rank || a->rank < 1 || a->dims[0] != b->dims[0] * k) return false;
+        for (int d = 1; d < a->rank; d++)
+            if (a->dims[d] != b->dims[d]) return false;
+    }
+    return true;
+}
+
+static void run_chunk(plan_split *s, int who, int64_t chunk) {
+    bool tail = s->tail && chunk == s->n_chunks - 1;
+    od_plan *p = tail ? s->last[who] : s->full[who];
+    int64_t start = chunk * s->mb, count = tail ? s->tail : s->mb;
+    for (int i = 0; i < s->n_in; i++)
+        memcpy(p->inputs[i].data, (char *)s->in_data[i] + start * s->in_sample[i], (size_t)count * s->in_sample[i]);
+    od_error err = {0};
+    if (od_plan_run(p, &err)) {
+        if (atomic_exchange(&s->failed, 1) == 0) s->first_err = err;
+        return;
+    }
+    for (int i = 0; i < s->n_out; i++)
+        memcpy((char *)s->out_data[i] + start * s->out_sample[i], p->outputs[i].data, (size_t)count * s->out_sample[i]);
+}
+
+/* Takes slices until none is left. A worker that wakes late finds none and does nothing. */
+static void drain(plan_split *s, int who) {
+    atomic_fetch_add(&s->busy, 1);
+    for (long long c; (c = atomic_fetch_add(&s->next, 1)) < s->n_chunks;) run_chunk(s, who, c);
+    atomic_fetch_sub(&s->busy, 1);
+}
+
+typedef struct worker_arg {
+    plan_split *s;
+    int who;
+} worker_arg;
+
+static void *worker_main(void *arg) {
+    worker_arg *wa = arg;
+    plan_split *s = wa->s;
+    int who = wa->who;
+    free(wa);
+    uint64_t seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (s->gen == seen && !s->quit) pthread_cond_wait(&s->cv, &s->mu);
+        bool quit = s->quit;
+        seen = s->gen;
+        pthread_mutex_unlock(&s->mu);
+        if (quit) return NULL;
+        drain(s, who);
+    }
+}
+
+od_status od_plan_split_run(plan_split *s, od_error *err) {
+    atomic_store(&s->failed, 0);
+    atomic_store(&s->next, 0);
+    if (s->n_workers) {
+        pthread_mutex_lock(&s->mu);
+        s->gen++;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+    }
+    drain(s, 0);
+    while (atomic_load(&s->busy) > 0) sched_yield(); /* only slices already taken are waited for */
+    if (atomic_load(&s->failed)) {
+        if (err) *err = s->first_err;
+        return s->first_err.status ? s->first_err.status : OD_STATUS_BACKEND;
+    }
+    return OD_STATUS_OK;
+}
+
+const od_plan *od_plan_split_first(const plan_split *s) { return s->full[0]; }
+
+void od_plan_split_destroy(plan_split *s) {
+    if (!s) return;
+    if (s->n_workers) {
+        pthread_mutex_lock(&s->mu);
+        s->quit = true;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        for (int i = 0; i < s->n_workers; i++) pthread_join(s->workers[i], NULL);
+    }
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    for (int t = 0; t < s->threads; t++) {
+        if (s->full) od_plan_destroy(s->full[t]);
+        if (s->last) od_plan_destroy(s->last[t]);
+    }
+    for (int i = 0; i < s->n_in && s->in_data; i++) free(s->in_data[i]);
+    for (int i = 0; i < s->n_out && s->out_data; i++) free(s->out_data[i]);
+    free(s->full);
+    free(s->last);
+    free(s->in_sample);
+    free(s->out_sample);
+    free(s->in_data);
+    free(s->out_data);
+    free(s->workers);
+    free(s);
+}
+
+/* The micro-batch: activations of about CACHE_BYTES, and a slice per thread at least. */
+static int64_t choose_micro_batch(const od_graph *g, const od_graph_shapes *one, int64_t batch, int threads) {
+    size_t largest = 1;
+    for (int v = 0; v < g->n_values; v++) {
+        const od_shape_info *a = &one->info[v];
+        if (a->constant || a->rank < 1) continue;
+        int64_t n = od_dims_count(a->rank, a->dims);
+        size_t bytes = n > 0 ? (size_t)n * od_dtype_size(a->dtype) : 0;
+        if (bytes > largest) largest = bytes;
+    }
+    int64_t mb = (int64_t)(CACHE_BYTES / largest);
+    if (mb < 1) mb = 1;
+    if (threads > 1 && mb > (batch + threads - 1) / threads) mb = (batch + threads - 1) / threads;
+    return mb;
+}
+
+bool od_plan_split(od_plan *p, const od_graph *g, const od_plan_options *opt, od_error *err) {
+    int64_t batch = opt && opt->batch > 0 ? opt->batch : 1;
+    int threads = opt && opt->threads > 0 ? opt->threads : 1;
+    if (batch < 2) return false;
+    od_graph_shapes one = {0}, big = {0}, small = {0};
+    od_error ignore = {0};
+    bool ok = false;
+    if (od_graph_infer(g, 1, &one, &ignore) || od_graph_infer(g, batch, &big, &ignore)) goto out;
+    int64_t mb = choose_micro_batch(g, &one, batch, threads);
+    if (mb >= batch) goto out;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (!per_sample_op(&g->nodes[i], &big)) goto out;
+    /* every graph input and output carries the batch in dim 0 */
+    for (int i = 0; i < g->n_inputs; i++) {
+        const od_shape_info *a = &big.info[g->inputs[i]];
+        if (!g->values[g->inputs[i]].init && (a->rank < 1 || a->dims[0] != batch)) goto out;
+    }
+    for (int i = 0; i < g->n_outputs; i++) {
+        const od_shape_info *a = &big.info[g->outputs[i]];
+        if (a->constant || a->rank < 1 || a->dims[0] != batch) goto out;
+    }
+    if (od_graph_infer(g, mb, &small, &ignore) || !shapes_scale(g, &big, &small, batch / mb) ||
+        (batch % mb && (od_graph_shapes_clear(&small), od_graph_infer(g, batch % mb, &small, &ignore))))
+        goto out;
+    plan_split *s = calloc(1, sizeof *s);
+    if (!s) goto oom;
+    p->split = s;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->threads = threads;
+    s->batch = batch;
+    s->mb = mb;
+    s->tail = batch % mb;
+    s->n_chunks = batch / mb + (s->tail ? 1 : 0);
+    s->full = calloc((size_t)threads, sizeof *s->full);
+    s->last = calloc((size_t)threads, sizeof *s->last);
+    if (!s->full || !s->last) goto oom;
+    od_plan_options inner = {.batch = mb, .threads = 1, .profile = opt->profile};
+    for (int t = 0; t < threads; t++) {
+        if (od_plan_create_whole(g, &inner, &s->full[t], &ignore)) goto out;
+        p->arena_bytes += od_plan_arena_bytes(s->full[t]);
+        if (s->tail) {
+            od_plan_options last = inner;
+            last.batch = s->tail;
+            if (od_plan_create_whole(g, &last, &s->last[t], &ignore)) goto out;
+            p->arena_bytes += od_plan_arena_bytes(s->last[t]);
+        }
+    }
+    const od_plan *f = s->full[0];
+    s->n_in = p->n_in = f->n_in;
+    s->n_out = p->n_out = f->n_out;
+    p->inputs = calloc((size_t)s->n_in + 1, sizeof *p->inputs);
+    p->outputs = calloc((size_t)s->n_out + 1, sizeof *p->outputs);
+    s->in_sample = calloc((size_t)s->n_in + 1, sizeof(size_t));
+    s->out_sample = calloc((size_t)s->n_out + 1, sizeof(size_t));
+    s->in_data = calloc((size_t)s->n_in + 1, sizeof(void *));
+    s->out_data = calloc((size_t)s->n_out + 1, sizeof(void *));
+    if (!p->inputs || !p->outputs || !s->in_sample || !s->out_sample || !s->in_data || !s->out_data) goto oom;
+    for (int io = 0; io < 2; io++) {
+        int n = io ? s->n_out : s->n_in;
+        for (int i = 0; i < n; i++) {
+            const od_plan_io *src = io ? &f->outputs[i] : &f->inputs[i];
+            od_plan_io *dst = io ? &p->outputs[i] : &p->inputs[i];
+            size_t *sample = io ? &s->out_sample[i] : &s->in_sample[i];
+            void **data = io ? &s->out_data[i] : &s->in_data[i];
+            *dst = *src;
+            if (src->rank < 1 || src->dims[0] != mb) goto out; /* not batched: keep it whole */
+            dst->dims[0] = batch;
+            *sample = src->nbytes / (size_t)mb;
+            dst->nbytes = *sample * (size_t)batch;
+            if (!(*data = calloc(1, dst->nbytes + 64))) goto oom;
+            dst->data = *data;
+        }
+    }
+    if (threads > 1) {
+        s->workers = calloc((size_t)threads - 1, sizeof(pthread_t));
+        if (!s->workers) goto oom;
+        for (int t = 1; t < threads; t++) {
+            worker_arg *wa = malloc(sizeof *wa);
+            if (!wa) goto oom;
+            *wa = (worker_arg){s, t};
+            if (pthread_create(&s->workers[t - 1], NULL, worker_main, wa)) {
+                free(wa);
+                goto out;
+            }
+            s->n_workers++;
+        }
+    }
+    p->graph = g;
+    p->opt = *opt;
+    ok = true;
+    goto out;
+oom:
+    od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory while planning");
+out:
+    if (!ok && p->split) {
+        od_plan_split_destroy(p->split);
+        p->split = NULL;
+        free(p->inputs);
+        free(p->outputs);
+        p->inputs = p->outputs = NULL;
+        p->arena_bytes = 0;
+    }
+    od_graph_shapes_clear(&one);
+    od_graph_shapes_clear(&big);
+    od_graph_shapes_clear(&small);
+    return ok;
+}
