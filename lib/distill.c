@@ -382,6 +382,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     weight_set w = {0};
     run_state rs = {0};
     od_rng rng;
+    memset(&rng, 0, sizeof rng); /* its padding goes into checkpoints: keep them deterministic */
     od_rng_seed(&rng, opt->seed);
 
     /* teacher logits, once */

@@ -46,5 +46,6 @@ od_status od_tensor_file_write(const char *path, const od_tensor *t, od_error *e
 #include "od_shrink.h"  /* the student builder */
 #include "od_distill.h" /* distillation and evaluation */
 #include "od_passes.h"  /* graph passes, weight storage, provenance */
+#include "od_report.h"  /* reports, latency measurement, per-class evaluation */
 
 #endif

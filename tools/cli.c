@@ -81,26 +81,11 @@ int cli_int_list(const char *opt, const char *s, long lo, long hi, long *out, in
     return n ? n : -1;
 }
 
-static bool is_float_type(od_dtype t) {
-    return t == OD_DTYPE_FLOAT || t == OD_DTYPE_FLOAT16 || t == OD_DTYPE_BFLOAT16 || t == OD_DTYPE_DOUBLE;
-}
-
 od_status model_facts_get(const char *path, const od_model *m, model_facts *f, od_error *err) {
     memset(f, 0, sizeof *f);
     struct stat st;
     if (path && stat(path, &st) == 0) f->bytes = (size_t)st.st_size;
-    const od_graph *g = &m->graph;
-    for (int i = 0; i < g->n_inits; i++) {
-        const od_tensor *t = g->values[g->inits[i]].init;
-        if (t && is_float_type(t->dtype)) f->params += od_tensor_count(t);
-    }
-    od_graph_shapes s;
-    od_error ignored = {0};
-    od_status rc = od_graph_infer_ex(g, 1, true, &s, &ignored);
-    if (rc) return od_error_set(err, rc, "%s", ignored.message);
-    for (int i = 0; i < g->n_nodes; i++) f->macs += od_node_macs(g, i, &s);
-    od_graph_shapes_clear(&s);
-    return OD_STATUS_OK;
+    return od_model_count(m, &f->params, &f->macs, err);
 }
 
 void json_string(FILE *f, const char *s) {
@@ -114,18 +99,7 @@ void json_string(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-const char *fmt_count(int64_t v, char *buf, size_t size) {
-    char raw[32];
-    snprintf(raw, sizeof raw, "%lld", (long long)(v < 0 ? -v : v));
-    size_t len = strlen(raw), o = 0;
-    if (v < 0 && o + 1 < size) buf[o++] = '-';
-    for (size_t i = 0; i < len && o + 2 < size; i++) {
-        if (i && (len - i) % 3 == 0) buf[o++] = ',';
-        buf[o++] = raw[i];
-    }
-    buf[o] = 0;
-    return buf;
-}
+const char *fmt_count(int64_t v, char *buf, size_t size) { return od_format_count(v, buf, size); }
 
 static int parse_floats(const char *opt, const char *s, double lo, float *out, int *n_out) {
     char buf[512];

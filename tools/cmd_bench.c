@@ -1,9 +1,7 @@
 /* onnx-distill bench MODEL... [--batch 1,64] [--threads 1,2] [--min-time S] [--json] [--profile] */
 #include "cli.h"
 
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char bench_help[] =
     "usage: onnx-distill bench MODEL... [--batch 1,64] [--threads 1,2] [--min-time SECONDS]\n"
@@ -22,70 +20,6 @@ static const char bench_help[] =
 
 #define MAX_MODELS 16
 #define MAX_CONF 8
-
-typedef struct result {
-    long batch, threads;
-    double median, p10, p90; /* seconds */
-} result;
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Deterministic inputs: floats in [-1, 1], zeros otherwise. */
-static void fill_inputs(od_plan *plan) {
-    uint32_t s = 12345;
-    for (int i = 0; i < od_plan_n_inputs(plan); i++) {
-        const od_plan_io *io = od_plan_input(plan, i);
-        if (io->dtype != OD_DTYPE_FLOAT) {
-            memset(io->data, 0, io->nbytes);
-            continue;
-        }
-        float *x = io->data;
-        for (size_t k = 0; k < io->nbytes / 4; k++) {
-            s = s * 1664525u + 1013904223u;
-            x[k] = (float)(s >> 8) / (float)(1u << 23) - 1.0f;
-        }
-    }
-}
-
-static od_status measure(od_plan *plan, double min_time, result *r, od_error *err) {
-    double warm_end = now() + (min_time * 0.2 < 0.2 ? min_time * 0.2 : 0.2);
-    for (int i = 0; i < 3 || now() < warm_end; i++)
-        if (od_plan_run(plan, err)) return err->status;
-    size_t cap = 1024, n = 0;
-    double *t = malloc(sizeof(double) * cap), start = now();
-    if (!t) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    while (n < 10 || (now() - start < min_time && n < 1000000)) {
-        double t0 = now();
-        if (od_plan_run(plan, err)) {
-            free(t);
-            return err->status;
-        }
-        if (n == cap) {
-            double *nt = realloc(t, sizeof(double) * (cap *= 2));
-            if (!nt) {
-                free(t);
-                return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-            }
-            t = nt;
-        }
-        t[n++] = now() - t0;
-    }
-    qsort(t, n, sizeof *t, cmp_double);
-    r->median = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-    r->p10 = t[n / 10];
-    r->p90 = t[n * 9 / 10];
-    free(t);
-    return OD_STATUS_OK;
-}
 
 static void print_profile(FILE *f, od_plan *plan, long batch, bool json) {
     const od_step_profile *p;
@@ -143,7 +77,7 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     if (!n_models) return cli_fail("bench: no model given (see onnx-distill bench --help)");
-    static result results[MAX_MODELS][MAX_CONF * MAX_CONF];
+    static od_latency results[MAX_MODELS][MAX_CONF * MAX_CONF];
     FILE *f = stdout;
     if (json) fputs("[", f);
     for (int mi = 0; mi < n_models; mi++) {
@@ -170,31 +104,20 @@ int cmd_bench(int argc, char **argv) {
         int k = 0;
         for (int bi = 0; bi < n_batch; bi++)
             for (int ti = 0; ti < n_threads; ti++, k++) {
-                od_plan *plan = NULL;
-                result *r = &results[mi][k];
-                r->batch = batches[bi];
-                r->threads = threads[ti];
-                if (od_plan_create(&m->graph, &(od_plan_options){.batch = r->batch, .threads = (int)r->threads}, &plan, &err)) {
+                od_latency *r = &results[mi][k];
+                if (od_measure_latency(&m->graph, batches[bi], (int)threads[ti], min_time, r, &err)) {
                     od_error_prefix(&err, "%s: ", paths[mi]);
                     od_model_destroy(m);
                     if (json) fputs("]}]\n", f);
                     return cli_fail_err(&err);
                 }
-                fill_inputs(plan);
-                od_status st = measure(plan, min_time, r, &err);
-                od_plan_destroy(plan);
-                if (st) {
-                    od_model_destroy(m);
-                    if (json) fputs("]}]\n", f);
-                    return cli_fail("%s: %s", paths[mi], err.message);
-                }
                 double sps = r->batch / r->median, gf = 2.0 * (double)facts.macs * r->batch / r->median * 1e-9;
                 if (json) {
-                    fprintf(f, "%s{\"batch\": %ld, \"threads\": %ld, \"median_ms\": %.6g, \"p10_ms\": %.6g, "
+                    fprintf(f, "%s{\"batch\": %lld, \"threads\": %d, \"median_ms\": %.6g, \"p10_ms\": %.6g, "
                                "\"p90_ms\": %.6g, \"samples_per_s\": %.6g}",
-                            k ? ", " : "", r->batch, r->threads, 1e3 * r->median, 1e3 * r->p10, 1e3 * r->p90, sps);
+                            k ? ", " : "", (long long)r->batch, r->threads, 1e3 * r->median, 1e3 * r->p10, 1e3 * r->p90, sps);
                 } else {
-                    fprintf(f, "  %6ld %7ld %11.4f %11.4f %11.4f %13.0f %8.2f", r->batch, r->threads, 1e3 * r->median,
+                    fprintf(f, "  %6lld %7d %11.4f %11.4f %11.4f %13.0f %8.2f", (long long)r->batch, r->threads, 1e3 * r->median,
                             1e3 * r->p10, 1e3 * r->p90, sps, gf);
                     if (mi) fprintf(f, "   %.2fx of %s", r->median / results[0][k].median, paths[0]);
                     fputc('\n', f);
@@ -206,9 +129,9 @@ int cmd_bench(int argc, char **argv) {
             od_plan *plan = NULL;
             if (!od_plan_create(&m->graph, &(od_plan_options){.batch = batches[0], .threads = (int)threads[0], .profile = true},
                                 &plan, &err)) {
-                fill_inputs(plan);
-                result r;
-                if (!measure(plan, min_time, &r, &err)) print_profile(f, plan, batches[0], json);
+                od_plan_fill_bench_inputs(plan);
+                od_latency r;
+                if (!od_measure_latency_plan(plan, min_time, &r, &err)) print_profile(f, plan, batches[0], json);
                 od_plan_destroy(plan);
             }
         }

@@ -30,7 +30,8 @@ static const char distill_help[] =
     "  --test-limit N       evaluate on the first N test samples only\n"
     "training:\n"
     "  --epochs N (5)  --batch N (64)  --threads N (2)  --seed S (1)\n"
-    "  --loss l2|kd         L2 on logits (default, the paper's) or Hinton's soft targets\n"
+    "  --loss l2|kd|labels  L2 on logits (default, the paper's), Hinton's soft targets, or\n"
+    "                       cross-entropy on the labels alone (a baseline without the teacher)\n"
     "  --temperature T      for kd (default 4)\n"
     "  --label-weight B     add B x cross-entropy on true labels (default 0)\n"
     "  --sigma S            noise on the teacher's logits, xi ~ N(0, S^2) (default 0.1; 0: plain)\n"
@@ -45,6 +46,10 @@ static const char distill_help[] =
     "output:\n"
     "  -o, --output FILE    the student (written atomically)\n"
     "  --weights f32|f16|int8  weight storage of the written student (default f32)\n"
+    "  --report PATH        also write a report, .json, .md or .html by the extension: the summary\n"
+    "                       plus hyper-parameters, the per-epoch curve, per-class accuracy, the\n"
+    "                       confusion matrices and the samples the student gets wrong and the\n"
+    "                       teacher right (and the reverse); HTML with inline SVG charts\n"
     "  --quiet              no progress lines\n";
 
 static volatile sig_atomic_t stop_requested;
@@ -82,7 +87,7 @@ static double now(void) {
 }
 
 int cmd_distill(int argc, char **argv) {
-    const char *teacher_path = NULL, *data_path = NULL, *out_path = NULL, *student_path = NULL, *v;
+    const char *teacher_path = NULL, *data_path = NULL, *out_path = NULL, *student_path = NULL, *report_path = NULL, *v;
     od_distill_options opt;
     od_distill_options_default(&opt);
     od_shrink_spec spec;
@@ -137,8 +142,9 @@ int cmd_distill(int argc, char **argv) {
             if (!cli_int("--seed", v, 0, 0x7fffffffffffffffL, &l)) return 1;
             opt.seed = (uint64_t)l, spec.seed = (uint64_t)l;
         } else if (cli_opt(argc, argv, &i, "--loss", &v)) {
-            if (!v || (strcmp(v, "l2") && strcmp(v, "kd"))) return cli_fail("distill: --loss is l2 or kd");
-            opt.loss = strcmp(v, "l2") ? OD_LOSS_KD : OD_LOSS_L2;
+            if (!v || (strcmp(v, "l2") && strcmp(v, "kd") && strcmp(v, "labels")))
+                return cli_fail("distill: --loss is l2, kd or labels");
+            opt.loss = !strcmp(v, "l2") ? OD_LOSS_L2 : !strcmp(v, "kd") ? OD_LOSS_KD : OD_LOSS_LABELS;
         } else if (cli_opt(argc, argv, &i, "--temperature", &v)) {
             if (!cli_double("--temperature", v, 1e-3, 1e3, &d)) return 1;
             opt.temperature = (float)d;
@@ -203,6 +209,8 @@ int cmd_distill(int argc, char **argv) {
         } else if (cli_opt(argc, argv, &i, "--weights", &v)) {
             od_error werr = {0};
             if (!v || od_weight_format_parse(v, &weights, &werr)) return cli_fail("distill: --weights is f32, f16 or int8");
+        } else if (cli_opt(argc, argv, &i, "--report", &v)) {
+            if (!(report_path = v)) return 1;
         } else if (cli_flag(a, "--quiet")) {
             quiet = true;
         } else if (a[0] == '-') {
@@ -218,12 +226,18 @@ int cmd_distill(int argc, char **argv) {
     if (!out_path) return cli_fail("distill: no output given (-o STUDENT.onnx)");
     if (student_path && shrink_given) return cli_fail("distill: --student and --width/--depth/--spec exclude each other");
     if (!shrink_given && !student_path) spec.width = 0.5;
+    od_report_format report_fmt;
+    od_error report_err = {0};
+    if (report_path && od_report_format_from_path(report_path, &report_fmt, &report_err))
+        return cli_fail("distill: --report %s", report_err.message);
 
     int rc = 1;
     od_error err = {0};
     od_model *teacher = NULL, *student = NULL;
     od_data_split data = {0};
     od_distill_result res = {0};
+    od_report rep;
+    od_report_init(&rep);
     char default_ckpt[4096];
     bool own_ckpt = false;
     double t_start = now();
@@ -279,31 +293,36 @@ int cmd_distill(int argc, char **argv) {
         goto fail;
     double t_written = now();
     if (own_ckpt) unlink(opt.checkpoint);
-    model_facts tf, sf;
-    if (model_facts_get(teacher_path, teacher, &tf, &err) || model_facts_get(out_path, student, &sf, &err)) goto fail;
-    char b1[32], b2[32];
-    printf("\n%-24s %16s %16s %9s\n", "", "teacher", "student", "ratio");
-    printf("%-24s %16s %16s %8.3fx\n", "file bytes", fmt_count((int64_t)tf.bytes, b1, sizeof b1), fmt_count((int64_t)sf.bytes, b2, sizeof b2),
-           (double)sf.bytes / (double)(tf.bytes ? tf.bytes : 1));
-    printf("%-24s %16s %16s %8.3fx\n", "params", fmt_count(tf.params, b1, sizeof b1), fmt_count(sf.params, b2, sizeof b2),
-           (double)sf.params / (double)(tf.params ? tf.params : 1));
-    printf("%-24s %16s %16s %8.3fx\n", "MACs per sample", fmt_count(tf.macs, b1, sizeof b1), fmt_count(sf.macs, b2, sizeof b2),
-           (double)sf.macs / (double)(tf.macs ? tf.macs : 1));
-    if (res.teacher_test_acc >= 0)
-        printf("%-24s %15.2f%% %15.2f%% %+8.2f pt\n", "test accuracy", 100 * res.teacher_test_acc, 100 * res.student_test_acc,
-               100 * (res.student_test_acc - res.teacher_test_acc));
-    if (res.test_agreement >= 0) printf("%-24s %16s %15.2f%%\n", "agreement with teacher", "", 100 * res.test_agreement);
-    printf("\nepoch kept: %d of %d (best on the %lld-sample validation split)\n", res.best_epoch, res.n_epochs, (long long)res.n_val);
-    printf("time: loading %.1f s, teacher logits %.1f s, training %.1f s (%.0f samples/s), writing %.2f s; total %.1f s\n",
-           t_loaded - t_start + res.t_load, res.t_teacher, res.t_train,
-           res.t_train > 0 ? (double)res.n_train / opt.batch * opt.batch * res.n_epochs / res.t_train : 0, t_written - t_w,
-           t_written - t_start);
+    /* the summary (and report): both models as written, measured and evaluated on the test split */
+    if (!quiet) fprintf(stderr, "measuring latency and accuracy of teacher and student\n");
+    od_report_options ro;
+    od_report_options_default(&ro);
+    od_dataset test = data.test;
+    if (opt.test_limit > 0 && opt.test_limit < test.n) test.n = opt.test_limit;
+    if (od_report_add_model(&rep, "teacher", teacher_path, teacher, &ro, &err) ||
+        od_report_add_model(&rep, "student", out_path, student, &ro, &err) || od_report_set_data(&rep, data_path, teacher, &err) ||
+        (test.n > 0 && (od_report_evaluate(&rep, 0, teacher, &test, &pre, opt.threads, &err) ||
+                        od_report_evaluate(&rep, 1, student, &test, &pre, opt.threads, &err))) ||
+        od_report_set_distill(&rep, &opt, &res, spec_text, od_weight_format_name(weights), &err))
+        goto fail;
+    od_report_distill *rd = &rep.distill;
+    rd->loading = (od_report_phase){t_loaded - t_start + res.t_load, data.train.n + data.test.n};
+    rd->teacher_logits = (od_report_phase){res.t_teacher, res.n_train + res.n_val + res.n_test};
+    rd->training = (od_report_phase){res.t_train, res.n_train / opt.batch * opt.batch * res.n_epochs};
+    rd->writing = (od_report_phase){t_written - t_w, 0};
+    rd->total_seconds = t_written - t_start;
+    rd->measuring = (od_report_phase){now() - t_written, 0};
+    putchar('\n');
+    od_report_print(&rep, stdout);
+    if (report_path && od_report_save(&rep, report_path, &err)) goto fail;
     printf("wrote %s\n", out_path);
+    if (report_path) printf("wrote %s\n", report_path);
     rc = 0;
     goto done;
 fail:
     cli_fail_err(&err);
 done:
+    od_report_clear(&rep);
     od_distill_result_clear(&res);
     od_shrink_spec_clear(&spec);
     od_data_split_clear(&data);

@@ -79,28 +79,25 @@ int cmd_eval(int argc, char **argv) {
         cli_fail("%s: %s", path, err.message);
         goto done;
     }
-    int64_t K = classes > d->n_classes ? classes : d->n_classes;
-    int64_t *conf = calloc((size_t)(K * K) + 1, sizeof(int64_t));
-    if (!conf) {
-        cli_fail("out of memory");
+    for (int64_t i = 0; i < d->n; i++)
+        if (d->labels[i] < 0 || d->labels[i] >= classes) {
+            cli_fail("eval: %s: %s sample %lld has label %d, outside %s's %lld classes", data_path, split, (long long)i,
+                     (int)d->labels[i], path, (long long)classes);
+            goto done;
+        }
+    od_class_eval ev;
+    if (od_class_eval_compute(logits, classes, d->labels, d->n, d->n_classes, &ev, &err)) {
+        cli_fail_err(&err);
         goto done;
     }
-    int64_t correct = 0;
-    for (int64_t i = 0; i < d->n; i++) {
-        int64_t p = od_argmax(logits + i * classes, classes), y = d->labels[i];
-        if (y >= 0 && y < K) conf[y * K + p]++;
-        correct += p == y;
-    }
-    double acc = (double)correct / (double)d->n;
+    int64_t K = ev.classes;
+    const int64_t *conf = ev.confusion;
     if (json) {
         printf("{\"model\": ");
         json_string(stdout, path);
-        printf(", \"split\": \"%s\", \"samples\": %lld, \"accuracy\": %.6f, \"per_class\": [", split, (long long)d->n, acc);
-        for (int64_t c = 0; c < K; c++) {
-            int64_t tot = 0;
-            for (int64_t j = 0; j < K; j++) tot += conf[c * K + j];
-            printf("%s%.6f", c ? ", " : "", tot ? (double)conf[c * K + c] / (double)tot : 0.0);
-        }
+        printf(", \"split\": \"%s\", \"samples\": %lld, \"accuracy\": %.6f, \"per_class\": [", split, (long long)d->n,
+               ev.accuracy);
+        for (int64_t c = 0; c < K; c++) printf("%s%.6f", c ? ", " : "", ev.per_class[c] >= 0 ? ev.per_class[c] : 0.0);
         printf("], \"confusion\": [");
         for (int64_t c = 0; c < K; c++) {
             printf("%s[", c ? ", " : "");
@@ -109,13 +106,11 @@ int cmd_eval(int argc, char **argv) {
         }
         printf("]}\n");
     } else {
-        printf("%s on %s (%s, %lld samples): accuracy %.2f%%\n\nper class:\n", path, data_path, split, (long long)d->n, 100 * acc);
-        for (int64_t c = 0; c < K; c++) {
-            int64_t tot = 0;
-            for (int64_t j = 0; j < K; j++) tot += conf[c * K + j];
-            printf("  class %-3lld %6.2f%%  (%lld samples)\n", (long long)c, tot ? 100.0 * (double)conf[c * K + c] / (double)tot : 0.0,
-                   (long long)tot);
-        }
+        printf("%s on %s (%s, %lld samples): accuracy %.2f%%\n\nper class:\n", path, data_path, split, (long long)d->n,
+               100 * ev.accuracy);
+        for (int64_t c = 0; c < K; c++)
+            printf("  class %-3lld %6.2f%%  (%lld samples)\n", (long long)c, ev.per_class[c] >= 0 ? 100.0 * ev.per_class[c] : 0.0,
+                   (long long)ev.support[c]);
         printf("\nconfusion (rows: true class, columns: predicted):\n     ");
         for (int64_t j = 0; j < K; j++) printf("%6lld", (long long)j);
         printf("\n");
@@ -125,7 +120,7 @@ int cmd_eval(int argc, char **argv) {
             printf("\n");
         }
     }
-    free(conf);
+    od_class_eval_clear(&ev);
     rc = 0;
 done:
     free(logits);

@@ -15,6 +15,7 @@ static const struct {
     {"optimize", cmd_optimize, "fold BatchNorm, drop Dropout/Identity, fold constants, dedupe weights, store f16/int8"},
     {"distill", cmd_distill, "train a small student on a (noisy) teacher's logits, write it"},
     {"eval", cmd_eval, "accuracy, per-class accuracy and confusion matrix on a labelled dataset"},
+    {"compare", cmd_compare, "models side by side: size, params, MACs, latency, accuracy, agreement"},
 };
 
 static void usage(FILE *f) {
