@@ -10,8 +10,8 @@
  * work per sample (and not along the batch axis), and every activation's shape at the full
  * batch is its shape at the micro-batch with dim 0 scaled. Otherwise the plan is made whole. */
 #include "plan_internal.h"
+#include "workers.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,13 +25,7 @@ typedef struct plan_split {
     int n_in, n_out;
     size_t *in_sample, *out_sample;    /* bytes per sample */
     void **in_data, **out_data;        /* the whole batch, owned */
-    pthread_t *workers;
-    int n_workers;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    uint64_t gen;
-    bool quit;
-    atomic_llong next, busy;
+    od_workers *workers;
     atomic_int failed;
     od_error first_err;
 } plan_split;
@@ -57,18 +51,20 @@ static bool per_sample_op(const od_node *n, const od_graph_shapes *s) {
 }
 
 /* Every activation at batch B is its shape at mb with dim 0 scaled by B / mb. */
-static bool shapes_scale(const od_graph *g, const od_graph_shapes *big, const od_graph_shapes *small, int64_t k) {
+static bool shapes_scale(const od_graph *g, const od_graph_shapes *big, const od_graph_shapes *small, int64_t B,
+                         int64_t mb) {
     for (int v = 0; v < g->n_values; v++) {
         const od_shape_info *a = &big->info[v], *b = &small->info[v];
         if (a->constant || b->constant) continue;
-        if (a->rank != b->rank || a->rank < 1 || a->dims[0] != b->dims[0] * k) return false;
+        if (a->rank != b->rank || a->rank < 1 || a->dims[0] * mb != b->dims[0] * B) return false;
         for (int d = 1; d < a->rank; d++)
             if (a->dims[d] != b->dims[d]) return false;
     }
     return true;
 }
 
-static void run_chunk(plan_split *s, int who, int64_t chunk) {
+static void run_chunk(void *ctx, int who, int64_t chunk) {
+    plan_split *s = ctx;
     bool tail = s->tail && chunk == s->n_chunks - 1;
     od_plan *p = tail ? s->last[who] : s->full[who];
     int64_t start = chunk * s->mb, count = tail ? s->tail : s->mb;
@@ -83,46 +79,9 @@ static void run_chunk(plan_split *s, int who, int64_t chunk) {
         memcpy((char *)s->out_data[i] + start * s->out_sample[i], p->outputs[i].data, (size_t)count * s->out_sample[i]);
 }
 
-/* Takes slices until none is left. A worker that wakes late finds none and does nothing. */
-static void drain(plan_split *s, int who) {
-    atomic_fetch_add(&s->busy, 1);
-    for (long long c; (c = atomic_fetch_add(&s->next, 1)) < s->n_chunks;) run_chunk(s, who, c);
-    atomic_fetch_sub(&s->busy, 1);
-}
-
-typedef struct worker_arg {
-    plan_split *s;
-    int who;
-} worker_arg;
-
-static void *worker_main(void *arg) {
-    worker_arg *wa = arg;
-    plan_split *s = wa->s;
-    int who = wa->who;
-    free(wa);
-    uint64_t seen = 0;
-    for (;;) {
-        pthread_mutex_lock(&s->mu);
-        while (s->gen == seen && !s->quit) pthread_cond_wait(&s->cv, &s->mu);
-        bool quit = s->quit;
-        seen = s->gen;
-        pthread_mutex_unlock(&s->mu);
-        if (quit) return NULL;
-        drain(s, who);
-    }
-}
-
 od_status od_plan_split_run(plan_split *s, od_error *err) {
     atomic_store(&s->failed, 0);
-    atomic_store(&s->next, 0);
-    if (s->n_workers) {
-        pthread_mutex_lock(&s->mu);
-        s->gen++;
-        pthread_cond_broadcast(&s->cv);
-        pthread_mutex_unlock(&s->mu);
-    }
-    drain(s, 0);
-    while (atomic_load(&s->busy) > 0) sched_yield(); /* only slices already taken are waited for */
+    od_workers_run(s->workers, s->n_chunks, run_chunk, s);
     if (atomic_load(&s->failed)) {
         if (err) *err = s->first_err;
         return s->first_err.status ? s->first_err.status : OD_STATUS_BACKEND;
@@ -134,15 +93,7 @@ const od_plan *od_plan_split_first(const plan_split *s) { return s->full[0]; }
 
 void od_plan_split_destroy(plan_split *s) {
     if (!s) return;
-    if (s->n_workers) {
-        pthread_mutex_lock(&s->mu);
-        s->quit = true;
-        pthread_cond_broadcast(&s->cv);
-        pthread_mutex_unlock(&s->mu);
-        for (int i = 0; i < s->n_workers; i++) pthread_join(s->workers[i], NULL);
-    }
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
+    od_workers_destroy(s->workers);
     for (int t = 0; t < s->threads; t++) {
         if (s->full) od_plan_destroy(s->full[t]);
         if (s->last) od_plan_destroy(s->last[t]);
@@ -155,7 +106,6 @@ void od_plan_split_destroy(plan_split *s) {
     free(s->out_sample);
     free(s->in_data);
     free(s->out_data);
-    free(s->workers);
     free(s);
 }
 
@@ -196,14 +146,12 @@ bool od_plan_split(od_plan *p, const od_graph *g, const od_plan_options *opt, od
         const od_shape_info *a = &big.info[g->outputs[i]];
         if (a->constant || a->rank < 1 || a->dims[0] != batch) goto out;
     }
-    if (od_graph_infer(g, mb, &small, &ignore) || !shapes_scale(g, &big, &small, batch / mb) ||
+    if (od_graph_infer(g, mb, &small, &ignore) || !shapes_scale(g, &big, &small, batch, mb) ||
         (batch % mb && (od_graph_shapes_clear(&small), od_graph_infer(g, batch % mb, &small, &ignore))))
         goto out;
     plan_split *s = calloc(1, sizeof *s);
     if (!s) goto oom;
     p->split = s;
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
     s->threads = threads;
     s->batch = batch;
     s->mb = mb;
@@ -249,20 +197,7 @@ bool od_plan_split(od_plan *p, const od_graph *g, const od_plan_options *opt, od
             dst->data = *data;
         }
     }
-    if (threads > 1) {
-        s->workers = calloc((size_t)threads - 1, sizeof(pthread_t));
-        if (!s->workers) goto oom;
-        for (int t = 1; t < threads; t++) {
-            worker_arg *wa = malloc(sizeof *wa);
-            if (!wa) goto oom;
-            *wa = (worker_arg){s, t};
-            if (pthread_create(&s->workers[t - 1], NULL, worker_main, wa)) {
-                free(wa);
-                goto out;
-            }
-            s->n_workers++;
-        }
-    }
+    if (threads > 1 && !(s->workers = od_workers_create(threads))) goto out;
     p->graph = g;
     p->opt = *opt;
     ok = true;

@@ -22,8 +22,8 @@ struct od_trainer {
     int in_value, out_value;
     float *input_plain; /* the caller's NCHW batch when the graph input is kept channels-last */
     float *output_plain, *output_grad_plain; /* likewise for a channels-last graph output */
-    pthreadpool_t pool;
     od_train_profile *profile;
+    od_workers *workers;
 };
 
 static double now_seconds(void) {
@@ -39,12 +39,14 @@ typedef struct shard_call {
     int shards;
 } shard_call;
 
-static void shard_task(void *p, size_t i) {
+static void shard_task(void *p, int who, int64_t i) {
     shard_call *c = p;
-    int64_t begin = c->n * (int64_t)i / c->shards, end = c->n * (int64_t)(i + 1) / c->shards;
+    int64_t begin = c->n * i / c->shards, end = c->n * (i + 1) / c->shards;
     if (end > begin) c->fn(c->ctx, (int)i, begin, end);
 }
 
+/* Shard i is always the same slice, whichever thread runs it: the same thread count gives
+ * the same bits. */
 void od_shards(const od_tstep *s, int64_t n, void (*fn)(void *, int, int64_t, int64_t), void *ctx) {
     int shards = s->threads > 1 && n > 1 ? (int)(n < s->threads ? n : s->threads) : 1;
     shard_call c = {fn, ctx, n, shards};
@@ -52,7 +54,7 @@ void od_shards(const od_tstep *s, int64_t n, void (*fn)(void *, int, int64_t, in
         fn(ctx, 0, 0, n);
         return;
     }
-    pthreadpool_parallelize_1d(s->pool, shard_task, &c, (size_t)shards, 0);
+    od_workers_run(s->workers, shards, shard_task, &c);
 }
 
 static bool is_float_param(const od_value *v) {
@@ -144,7 +146,7 @@ od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_train
     if (opt) t->opt = *opt;
     if (t->opt.batch <= 0) t->opt.batch = 64;
     if (t->opt.threads <= 0) t->opt.threads = 1;
-    if (t->opt.threads > 1 && !(t->pool = pthreadpool_create((size_t)t->opt.threads))) {
+    if (t->opt.threads > 1 && !(t->workers = od_workers_create(t->opt.threads))) {
         st = od_error_set(err, OD_STATUS_BACKEND, "cannot start %d threads", t->opt.threads);
         goto fail;
     }
@@ -314,7 +316,7 @@ od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_train
         io += s->n_out;
         for (int k = 0; k < s->n_in; k++) s->in[k] = n->inputs[k] >= 0 ? &t->bufs[n->inputs[k]] : NULL;
         for (int k = 0; k < s->n_out; k++) s->out[k] = n->outputs[k] >= 0 ? &t->bufs[n->outputs[k]] : NULL;
-        s->pool = t->pool;
+        s->workers = t->workers;
         s->threads = t->opt.threads;
         s->seed = t->opt.seed * 0x9E3779B97F4A7C15ull + (uint64_t)i;
     }
@@ -362,7 +364,7 @@ void od_trainer_destroy(od_trainer *t) {
     free(t->output_plain);
     free(t->output_grad_plain);
     od_graph_shapes_clear(&t->shapes);
-    if (t->pool) pthreadpool_destroy(t->pool);
+    od_workers_destroy(t->workers);
     free(t);
 }
 

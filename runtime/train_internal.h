@@ -6,6 +6,7 @@
 
 #include "od_train.h"
 #include "op.h"
+#include "workers.h"
 
 typedef struct od_tbuf {
     int rank;
@@ -24,7 +25,7 @@ typedef struct od_tstep {
     int n_in, n_out;
     od_tbuf **in, **out; /* in[i] NULL for an omitted optional input */
     void *state;
-    pthreadpool_t pool;
+    od_workers *workers; /* NULL: one thread */
     int threads;
     bool training;
     /* A following Relu folded in by the trainer (Conv, Gemm, BatchNormalization): forward

@@ -104,7 +104,7 @@ typedef struct conv_train {
     float *dxbuf;        /* input gradient when it must be added, else NULL */
     float *scratch;      /* per shard: patches [OH*OW][kk], dW [M][kk], db [M] */
     size_t shard_floats;
-    xnn_operator_t fwd, bwd;
+    xnn_operator_t *fwd, *bwd; /* per shard: each runs one slice of the batch on one thread */
 } conv_train;
 
 static od_status conv_train_prepare(od_tstep *s, od_error *err) {
@@ -155,6 +155,9 @@ static od_status conv_train_prepare(od_tstep *s, od_error *err) {
     c->chunk = per_image > 0 ? (1 << 20) / per_image : 1;
     c->chunk = c->chunk < 1 ? 1 : c->chunk > 16 ? 16 : c->chunk;
     c->shard_floats = (size_t)(c->chunk * per_image + c->M * c->kk + c->M);
+    c->fwd = calloc((size_t)shards, sizeof(xnn_operator_t));
+    c->bwd = calloc((size_t)shards, sizeof(xnn_operator_t));
+    if (!c->fwd || !c->bwd) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     c->wpack = malloc(sizeof(float) * wn + 64);
     c->dpack = malloc(sizeof(float) * wn + 64);
     c->scratch = malloc(sizeof(float) * (c->shard_floats * (size_t)shards) + 64);
@@ -164,8 +167,8 @@ static od_status conv_train_prepare(od_tstep *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-/* (Re)creates the XNNPACK operators from the current weights. */
-static enum xnn_status conv_make_ops(od_tstep *s, conv_train *c) {
+/* Repacks the current weights for XNNPACK's convolution and deconvolution. */
+static void conv_pack(od_tstep *s, conv_train *c) {
     const float *w = s->in[1]->data; /* ONNX [M][Cg][KH][KW] */
     int64_t ksz = c->KH * c->KW;
     for (int64_t m = 0; m < c->M; m++)
@@ -176,23 +179,56 @@ static enum xnn_status conv_make_ops(od_tstep *s, conv_train *c) {
                 int64_t g = m / c->Mg, mg = m % c->Mg;
                 c->dpack[((g * c->Cg + ch) * ksz + q) * c->Mg + mg] = v;
             }
-    if (c->fwd) xnn_delete_operator(c->fwd);
-    c->fwd = NULL;
+}
+
+/* A fresh operator for this step's weights over images [begin, end); NaN out on failure, which
+ * the distillation loop reports. */
+static void conv_fwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+    od_tstep *s = ctx;
+    conv_train *c = s->state;
+    if (c->fwd[shard]) xnn_delete_operator(c->fwd[shard]);
+    c->fwd[shard] = NULL;
     const float *bias = s->n_in > 2 && s->in[2] ? s->in[2]->data : NULL;
     float lo = s->fused_relu ? 0.0f : -INFINITY;
+    float *y = s->out[0]->data + begin * c->OH * c->OW * c->M;
     enum xnn_status r = xnn_create_convolution2d_nhwc_f32(
         (uint32_t)c->pt, (uint32_t)c->pr, (uint32_t)c->pb, (uint32_t)c->pl, (uint32_t)c->KH, (uint32_t)c->KW,
         (uint32_t)c->sh, (uint32_t)c->sw, (uint32_t)c->dh, (uint32_t)c->dw, (uint32_t)c->G, (size_t)c->Cg,
-        (size_t)c->Mg, (size_t)c->C, (size_t)c->M, c->wpack, bias, lo, INFINITY, 0, &c->fwd);
-    if (r != xnn_status_success) return r;
-    return xnn_setup_convolution2d_nhwc_f32(c->fwd, (size_t)c->N, (size_t)c->H, (size_t)c->W, s->in[0]->data,
-                                            s->out[0]->data, s->pool);
+        (size_t)c->Mg, (size_t)c->C, (size_t)c->M, c->wpack, bias, lo, INFINITY, 0, &c->fwd[shard]);
+    if (r == xnn_status_success)
+        r = xnn_setup_convolution2d_nhwc_f32(c->fwd[shard], (size_t)(end - begin), (size_t)c->H, (size_t)c->W,
+                                             s->in[0]->data + begin * c->H * c->W * c->C, y, NULL);
+    if (r == xnn_status_success) r = xnn_run_operator(c->fwd[shard], NULL);
+    if (r != xnn_status_success) memset(y, 0xff, sizeof(float) * (size_t)((end - begin) * c->OH * c->OW * c->M));
 }
 
 static void conv_train_forward(od_tstep *s) {
     conv_train *c = s->state;
-    if (conv_make_ops(s, c) != xnn_status_success || xnn_run_operator(c->fwd, s->pool) != xnn_status_success)
-        memset(s->out[0]->data, 0xff, sizeof(float) * (size_t)s->out[0]->count); /* NaN: the loop reports it */
+    conv_pack(s, c);
+    od_shards(s, c->N, conv_fwd_shard, s);
+}
+
+/* The input gradient of images [begin, end): a deconvolution of their output gradient. */
+static void conv_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+    od_tstep *s = ctx;
+    conv_train *c = s->state;
+    od_tbuf *x = s->in[0], *y = s->out[0];
+    int64_t in_img = c->H * c->W * c->C;
+    float *dst = (c->dxbuf ? c->dxbuf : x->grad) + begin * in_img; /* sole consumer: still zero */
+    uint32_t adj_h = (uint32_t)(c->H - ((c->OH - 1) * c->sh + c->dh * (c->KH - 1) + 1 - c->pt - c->pb));
+    uint32_t adj_w = (uint32_t)(c->W - ((c->OW - 1) * c->sw + c->dw * (c->KW - 1) + 1 - c->pl - c->pr));
+    if (c->bwd[shard]) xnn_delete_operator(c->bwd[shard]);
+    c->bwd[shard] = NULL;
+    enum xnn_status r = xnn_create_deconvolution2d_nhwc_f32(
+        (uint32_t)c->pt, (uint32_t)c->pr, (uint32_t)c->pb, (uint32_t)c->pl, (uint32_t)c->KH, (uint32_t)c->KW,
+        (uint32_t)c->sh, (uint32_t)c->sw, (uint32_t)c->dh, (uint32_t)c->dw, (uint32_t)c->G, (size_t)c->Mg,
+        (size_t)c->Cg, (size_t)c->M, (size_t)c->C, c->dpack, NULL, -INFINITY, INFINITY, 0, &c->bwd[shard]);
+    if (r == xnn_status_success)
+        r = xnn_setup_deconvolution2d_nhwc_f32(c->bwd[shard], (size_t)(end - begin), (size_t)c->OH, (size_t)c->OW, adj_h,
+                                               adj_w, y->grad + begin * c->OH * c->OW * c->M, dst, NULL);
+    if (r == xnn_status_success) r = xnn_run_operator(c->bwd[shard], NULL);
+    if (r != xnn_status_success) memset(dst, 0xff, sizeof(float) * (size_t)((end - begin) * in_img));
+    if (c->dxbuf) add_into(x->grad + begin * in_img, dst, (end - begin) * in_img);
 }
 
 /* patches[(oy*OW + ox)][(i*KW + j)*Cg + ch] = x[oy*sh - pt + i*dh][ox*sw - pl + j*dw][g*Cg + ch] */
@@ -242,23 +278,7 @@ static void conv_train_backward(od_tstep *s) {
     conv_train *c = s->state;
     od_tbuf *x = s->in[0], *y = s->out[0];
     if (s->fused_relu) relu_mask(y->data, y->grad, y->count);
-    if (x->grad) {
-        float *dst = c->dxbuf ? c->dxbuf : x->grad; /* sole consumer: its gradient is still zero */
-        uint32_t adj_h = (uint32_t)(c->H - ((c->OH - 1) * c->sh + c->dh * (c->KH - 1) + 1 - c->pt - c->pb));
-        uint32_t adj_w = (uint32_t)(c->W - ((c->OW - 1) * c->sw + c->dw * (c->KW - 1) + 1 - c->pl - c->pr));
-        if (c->bwd) xnn_delete_operator(c->bwd);
-        c->bwd = NULL;
-        enum xnn_status r = xnn_create_deconvolution2d_nhwc_f32(
-            (uint32_t)c->pt, (uint32_t)c->pr, (uint32_t)c->pb, (uint32_t)c->pl, (uint32_t)c->KH, (uint32_t)c->KW,
-            (uint32_t)c->sh, (uint32_t)c->sw, (uint32_t)c->dh, (uint32_t)c->dw, (uint32_t)c->G, (size_t)c->Mg,
-            (size_t)c->Cg, (size_t)c->M, (size_t)c->C, c->dpack, NULL, -INFINITY, INFINITY, 0, &c->bwd);
-        if (r == xnn_status_success)
-            r = xnn_setup_deconvolution2d_nhwc_f32(c->bwd, (size_t)c->N, (size_t)c->OH, (size_t)c->OW, adj_h, adj_w, y->grad,
-                                                   dst, s->pool);
-        if (r == xnn_status_success) r = xnn_run_operator(c->bwd, s->pool);
-        if (r != xnn_status_success) memset(dst, 0xff, sizeof(float) * (size_t)x->count);
-        if (c->dxbuf) add_into(x->grad, c->dxbuf, x->count);
-    }
+    if (x->grad) od_shards(s, c->N, conv_dx_shard, s);
     bool want_b = s->n_in > 2 && s->in[2] && s->in[2]->grad;
     if (!s->in[1]->grad && !want_b) return;
     od_shards(s, c->N, conv_dw_shard, s);
@@ -279,8 +299,12 @@ static void conv_train_backward(od_tstep *s) {
 static void conv_train_destroy(od_tstep *s) {
     conv_train *c = s->state;
     if (c) {
-        if (c->fwd) xnn_delete_operator(c->fwd);
-        if (c->bwd) xnn_delete_operator(c->bwd);
+        for (int i = 0; i < (s->threads > 0 ? s->threads : 1); i++) {
+            if (c->fwd && c->fwd[i]) xnn_delete_operator(c->fwd[i]);
+            if (c->bwd && c->bwd[i]) xnn_delete_operator(c->bwd[i]);
+        }
+        free(c->fwd);
+        free(c->bwd);
         free(c->wpack);
         free(c->dpack);
         free(c->dxbuf);
@@ -745,9 +769,13 @@ static void pool_fwd_image(void *ctx, size_t n) {
         }
 }
 
+static void pool_fwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; n++) pool_fwd_image(ctx, (size_t)n);
+}
+
 static void pool_forward(od_tstep *s) {
     pool_train *p = s->state;
-    od_parallel_for(s->pool, (size_t)p->N, pool_fwd_image, s);
+    od_shards(s, p->N, pool_fwd_shard, s);
 }
 
 static void pool_bwd_image(void *ctx, size_t n) {
@@ -781,9 +809,13 @@ static void pool_bwd_image(void *ctx, size_t n) {
         }
 }
 
+static void pool_bwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; n++) pool_bwd_image(ctx, (size_t)n);
+}
+
 static void pool_backward(od_tstep *s) {
     pool_train *p = s->state;
-    od_parallel_for(s->pool, (size_t)p->N, pool_bwd_image, s);
+    od_shards(s, p->N, pool_bwd_shard, s);
 }
 
 static void pool_destroy(od_tstep *s) {
