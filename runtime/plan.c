@@ -534,7 +534,10 @@ od_status od_plan_create_whole(const od_graph *g, const od_plan_options *opt, od
     if (opt) p->opt = *opt;
     if (p->opt.batch <= 0) p->opt.batch = 1;
     if (p->opt.threads <= 0) p->opt.threads = 1;
-    if (p->opt.threads > 1) {
+    /* One sample runs on one thread: handing each step to a pool costs more than it saves on
+     * models of this size, and stalls whenever the OS deschedules a worker. Larger batches
+     * are split over threads as micro-batches (plan_split.c) or, when they cannot be, here. */
+    if (p->opt.threads > 1 && p->opt.batch > 1) {
         p->pool = pthreadpool_create((size_t)p->opt.threads);
         if (!p->pool) {
             st = od_error_set(err, OD_STATUS_BACKEND, "cannot start %d threads", p->opt.threads);
