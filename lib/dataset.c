@@ -1244,10 +1244,8 @@ od_status od_dataset_check_input(const od_dataset *d, int in_rank, const int64_t
     int64_t ss = od_dataset_sample_size(d), ms = 1;
     bool known = true;
     for (int i = 0; i < mr; i++) {
-        if (md[i] < 0)
-            known = false;
-        else
-            ms *= md[i];
+        if (md[i] < 0 || __builtin_mul_overflow(ms, md[i], &ms))
+            known = false; /* unknown, or more than any dataset holds */
     }
     /* the same dims, after dropping leading 1s on both sides */
     int ia = 0, ib = 0;

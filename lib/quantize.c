@@ -80,7 +80,7 @@ static uint16_t float_to_half(float f) {
 
 /* Output-channel axis of a weight input, -1 when input k of n is not a weight. */
 static int weight_axis(const od_graph *g, const od_node *n, int k) {
-    if (k != 1 || n->n_inputs < 2) return -1;
+    if (k != 1 || n->n_inputs < 2 || n->inputs[1] < 0) return -1; /* "" : an omitted input */
     const od_tensor *w = g->values[n->inputs[1]].init;
     if (!w || w->dtype != OD_DTYPE_FLOAT || w->rank < 2) return -1;
     if (is_op(n, "Conv")) return w->rank >= 3 ? 0 : -1;

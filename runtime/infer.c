@@ -17,12 +17,16 @@ void od_graph_shapes_clear(od_graph_shapes *s) {
 static bool is_initializer(const od_graph *g, int v) { return g->values[v].init != NULL; }
 
 /* A known shape whose element count or byte size does not fit: declared dims such as
- * [N, 2^40, 2^40] would otherwise size buffers from a wrapped product. */
+ * [N, 2^40, 2^40] would otherwise size buffers from a wrapped product. Zero dims are skipped:
+ * strides of [0, 2^62, 2^62] overflow all the same. */
 static bool shape_too_large(const od_shape_info *info) {
     if (info->rank < 0) return false;
-    int64_t count = od_dims_count(info->rank, info->dims);
     size_t esize = od_dtype_size(info->dtype);
-    return count < 0 || (uint64_t)count > (uint64_t)INT64_MAX / 2 / (esize ? esize : 1);
+    int64_t count = (int64_t)(esize ? esize : 1);
+    for (int d = 0; d < info->rank; d++)
+        if (info->dims[d] < 0 || (info->dims[d] > 0 && __builtin_mul_overflow(count, info->dims[d], &count)))
+            return true;
+    return count > INT64_MAX / 2;
 }
 
 /* Graph inputs: declared shape, the first symbolic dim taken as the batch. */
@@ -89,6 +93,11 @@ od_status od_graph_infer_ex(const od_graph *g, int64_t batch, bool partial, od_g
         info->rank = t->rank;
         memcpy(info->dims, t->dims, sizeof info->dims);
         info->constant = t;
+        if (shape_too_large(info)) {
+            st = od_error_set(err, OD_STATUS_SHAPE, "initializer \"%s\": the product of its dims overflows",
+                              g->values[v].name);
+            goto fail;
+        }
     }
     for (int i = 0; i < g->n_inputs; i++) {
         int v = g->inputs[i];

@@ -13,7 +13,11 @@ ok() { echo "PASS $1"; pass=$((pass + 1)); }
 bad() { echo "FAIL $1"; fail=$((fail + 1)); }
 check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
 
-COMMON=(models/cnn.onnx --data fashion-mnist --width 0.5 --train-limit 2000 --test-limit 500 --val-split 0.1 --threads 2 --seed 5)
+# OD_TEST_QUICK=1 (run_all.sh's sanitizer pass): less data, and the accuracy bar is not checked.
+QUICK=${OD_TEST_QUICK:-0}
+LIMITS=(--train-limit 2000 --test-limit 500)
+[ "$QUICK" = 1 ] && LIMITS=(--train-limit 640 --test-limit 128)
+COMMON=(models/cnn.onnx --data fashion-mnist --width 0.5 "${LIMITS[@]}" --val-split 0.1 --threads 2 --seed 5)
 
 "$BIN" distill "${COMMON[@]}" --quiet --epochs 2 -o "$T/a.onnx" >"$T/a.out" 2>"$T/a.err"
 check "distill exits 0" '[ $? -eq 0 ] || { cat "$T/a.err"; false; }'
@@ -24,8 +28,10 @@ check "no BatchNormalization or Dropout left" '! "$BIN" inspect "$T/a.onnx" | gr
 macs_t=$("$BIN" inspect --json models/cnn.onnx | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["macs"])')
 macs_s=$("$BIN" inspect --json "$T/a.onnx" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["macs"])')
 check "a quarter of the MACs or less ($macs_s of $macs_t)" '[ $((macs_s * 4)) -le $((macs_t + macs_t / 50)) ]'
-acc=$("$BIN" eval "$T/a.onnx" --data fashion-mnist --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["accuracy"])')
-check "student accuracy $acc above 0.7" '/usr/bin/python3 -c "import sys; sys.exit(0 if $acc > 0.7 else 1)"'
+if [ "$QUICK" != 1 ]; then
+    acc=$("$BIN" eval "$T/a.onnx" --data fashion-mnist --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["accuracy"])')
+    check "student accuracy $acc above 0.7" '/usr/bin/python3 -c "import sys; sys.exit(0 if $acc > 0.7 else 1)"'
+fi
 check "onnx.checker full_check" '/usr/bin/python3 -c "import onnx; onnx.checker.check_model(onnx.load(\"$T/a.onnx\"), full_check=True)"'
 check "provenance in metadata_props" '/usr/bin/python3 -c "
 import onnx; m = {p.key: p.value for p in onnx.load(\"$T/a.onnx\").metadata_props}
