@@ -1,6 +1,8 @@
 /* onnx-distill distill TEACHER.onnx --data PATH -o STUDENT.onnx [...] */
 #include "cli.h"
 
+#include <errno.h>
+#include <libgen.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -230,6 +232,15 @@ int cmd_distill(int argc, char **argv) {
     od_error report_err = {0};
     if (report_path && od_report_format_from_path(report_path, &report_fmt, &report_err))
         return cli_fail("distill: --report %s", report_err.message);
+    /* a folder that cannot take the files is found now, not after the training */
+    const char *outputs[] = {out_path, opt.checkpoint, report_path};
+    for (size_t k = 0; k < sizeof outputs / sizeof *outputs; k++) {
+        if (!outputs[k]) continue;
+        char *dir = strdup(outputs[k]);
+        int ok = dir && access(dirname(dir), W_OK | X_OK) == 0, e = errno;
+        free(dir);
+        if (!ok) return cli_fail("%s: cannot write there: %s", outputs[k], strerror(e));
+    }
 
     int rc = 1;
     od_error err = {0};
