@@ -8,6 +8,7 @@
  * in 0 .. OD_DATASET_MAX_CLASSES - 1. */
 #define ZLIB_CONST
 #include "onnx_distill.h"
+#include "npy_internal.h"
 
 #include <errno.h>
 #include <float.h>
@@ -674,119 +675,34 @@ typedef struct od_npy_view {
     size_t nbytes;
 } od_npy_view;
 
-typedef struct od_scan {
-    const char *p, *end;
-} od_scan;
-
-static void od_scan_skip(od_scan *s) {
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
-        s->p++;
-}
-
-static bool od_scan_eat(od_scan *s, char c) {
-    od_scan_skip(s);
-    if (s->p < s->end && *s->p == c) {
-        s->p++;
-        return true;
-    }
-    return false;
-}
-
-static bool od_scan_string(od_scan *s, char *buf, size_t size) {
-    od_scan_skip(s);
-    if (s->p >= s->end || (*s->p != '\'' && *s->p != '"')) return false;
-    char q = *s->p++;
-    size_t n = 0;
-    while (s->p < s->end && *s->p != q) {
-        if (*s->p == '\\' || n + 1 >= size) return false;
-        buf[n++] = *s->p++;
-    }
-    if (s->p >= s->end) return false;
-    s->p++;
-    buf[n] = 0;
-    return true;
-}
-
-static bool od_scan_word(od_scan *s, const char *w) {
-    od_scan_skip(s);
-    size_t n = strlen(w);
-    if ((size_t)(s->end - s->p) >= n && memcmp(s->p, w, n) == 0) {
-        s->p += n;
-        return true;
-    }
-    return false;
-}
-
-static bool od_scan_shape(od_scan *s, int *rank, int64_t *dims) {
-    *rank = 0;
-    if (!od_scan_eat(s, '(')) return false;
-    for (;;) {
-        if (od_scan_eat(s, ')')) return true;
-        od_scan_skip(s);
-        if (s->p >= s->end || *s->p < '0' || *s->p > '9' || *rank == OD_MAX_RANK) return false;
-        int64_t v = 0;
-        while (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
-            if (v > (INT64_MAX - 9) / 10) return false;
-            v = v * 10 + (*s->p++ - '0');
-        }
-        if (s->p < s->end && *s->p == 'L') s->p++;
-        dims[(*rank)++] = v;
-        if (!od_scan_eat(s, ',')) return od_scan_eat(s, ')');
-    }
-}
-
+/* The header parser is npy.c's; the messages name the .npz member. */
 static od_status od_npy_view_parse(const uint8_t *d, size_t len, const char *path, const char *key,
                                    od_npy_view *v, od_error *err) {
     memset(v, 0, sizeof *v);
-    size_t hstart, hlen;
-    if (len < 10 || memcmp(d, "\x93NUMPY", 6) != 0)
+    od_npy_header h;
+    switch (od_npy_parse_header(d, len, &h)) {
+    case OD_NPY_HEADER_OK: break;
+    case OD_NPY_HEADER_NOT_NPY:
         return od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: %s.npy: not a .npy array", path,
                             key);
-    if (d[6] == 1) {
-        hstart = 10;
-        hlen = (size_t)od_le16(d + 8);
-    } else if ((d[6] == 2 || d[6] == 3) && len >= 12) {
-        hstart = 12;
-        hlen = od_le32(d + 8);
-    } else {
+    case OD_NPY_HEADER_VERSION:
         return od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: %s.npy: .npy format version %d", path,
                             key, d[6]);
-    }
-    if (hlen > len - hstart)
+    case OD_NPY_HEADER_TRUNCATED:
         return od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: %s.npy: truncated header", path,
                             key);
-    od_scan s = {(const char *)d + hstart, (const char *)d + hstart + hlen};
-    char k[32];
-    int fortran = -1;
-    v->rank = -1;
-    if (!od_scan_eat(&s, '{')) goto bad;
-    while (!od_scan_eat(&s, '}')) {
-        if (!od_scan_string(&s, k, sizeof k) || !od_scan_eat(&s, ':')) goto bad;
-        if (strcmp(k, "descr") == 0) {
-            if (!od_scan_string(&s, v->descr, sizeof v->descr)) goto bad;
-        } else if (strcmp(k, "fortran_order") == 0) {
-            if (od_scan_word(&s, "True"))
-                fortran = 1;
-            else if (od_scan_word(&s, "False"))
-                fortran = 0;
-            else
-                goto bad;
-        } else if (strcmp(k, "shape") == 0) {
-            if (!od_scan_shape(&s, &v->rank, v->dims)) goto bad;
-        } else {
-            goto bad;
-        }
-        if (!od_scan_eat(&s, ',')) {
-            if (!od_scan_eat(&s, '}')) goto bad;
-            break;
-        }
+    default:
+        goto bad;
     }
-    if (!v->descr[0] || fortran < 0 || v->rank < 0) goto bad;
-    if (fortran)
+    if (strlen(h.descr) >= sizeof v->descr) goto bad;
+    if (h.fortran)
         return od_error_set(err, OD_STATUS_UNSUPPORTED,
                             "%s: %s.npy: Fortran order (save it C-contiguous)", path, key);
-    v->data = d + hstart + hlen;
-    v->nbytes = len - hstart - hlen;
+    memcpy(v->descr, h.descr, sizeof v->descr);
+    v->rank = h.rank;
+    memcpy(v->dims, h.dims, sizeof v->dims);
+    v->data = d + h.data_offset;
+    v->nbytes = len - h.data_offset;
     return OD_STATUS_OK;
 bad:
     return od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: %s.npy: malformed .npy header", path,

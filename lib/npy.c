@@ -5,6 +5,7 @@
  *   {'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }
  * which is parsed here by a small scanner rather than trusted to be in numpy's exact layout. */
 #include "onnx_distill.h"
+#include "npy_internal.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -95,6 +96,57 @@ static bool od_npy_shape(od_npy_scan *s, int *rank, int64_t *dims, bool *too_man
     }
 }
 
+/* ---- the header, for this file's reader and dataset.c's .npz members ----------- */
+
+od_npy_header_status od_npy_parse_header(const uint8_t *d, size_t len, od_npy_header *h) {
+    memset(h, 0, sizeof *h);
+    size_t hstart, hlen;
+    if (len < 10 || memcmp(d, od_npy_magic, sizeof od_npy_magic) != 0) return OD_NPY_HEADER_NOT_NPY;
+    h->version = d[6];
+    if (d[6] == 1) {
+        hstart = 10;
+        hlen = (size_t)d[8] | (size_t)d[9] << 8;
+    } else if ((d[6] == 2 || d[6] == 3) && len >= 12) {
+        hstart = 12;
+        hlen = (size_t)d[8] | (size_t)d[9] << 8 | (size_t)d[10] << 16 | (size_t)d[11] << 24;
+    } else {
+        return OD_NPY_HEADER_VERSION;
+    }
+    if (hlen > len - hstart) return OD_NPY_HEADER_TRUNCATED;
+    char key[32];
+    int fortran = -1;
+    bool too_many = false;
+    h->rank = -1;
+    od_npy_scan s = {(const char *)d + hstart, (const char *)d + hstart + hlen};
+    if (!od_npy_eat(&s, '{')) return OD_NPY_HEADER_MALFORMED;
+    while (!od_npy_eat(&s, '}')) {
+        if (!od_npy_string(&s, key, sizeof key) || !od_npy_eat(&s, ':')) return OD_NPY_HEADER_MALFORMED;
+        if (strcmp(key, "descr") == 0) {
+            if (!od_npy_string(&s, h->descr, sizeof h->descr)) return OD_NPY_HEADER_MALFORMED;
+        } else if (strcmp(key, "fortran_order") == 0) {
+            if (od_npy_word(&s, "True"))
+                fortran = 1;
+            else if (od_npy_word(&s, "False"))
+                fortran = 0;
+            else
+                return OD_NPY_HEADER_MALFORMED;
+        } else if (strcmp(key, "shape") == 0) {
+            if (!od_npy_shape(&s, &h->rank, h->dims, &too_many))
+                return too_many ? OD_NPY_HEADER_TOO_MANY_DIMS : OD_NPY_HEADER_MALFORMED;
+        } else {
+            return OD_NPY_HEADER_MALFORMED; /* numpy writes exactly these three keys */
+        }
+        if (!od_npy_eat(&s, ',')) {
+            if (!od_npy_eat(&s, '}')) return OD_NPY_HEADER_MALFORMED;
+            break;
+        }
+    }
+    if (!h->descr[0] || fortran < 0 || h->rank < 0) return OD_NPY_HEADER_MALFORMED;
+    h->fortran = fortran == 1;
+    h->data_offset = hstart + hlen;
+    return OD_NPY_HEADER_OK;
+}
+
 /* ---- read ------------------------------------------------------------------------- */
 
 od_status od_npy_read(const char *path, od_tensor *out, od_error *err) {
@@ -103,64 +155,31 @@ od_status od_npy_read(const char *path, od_tensor *out, od_error *err) {
     memset(out, 0, sizeof *out);
     if ((st = od_file_read(path, &b, err))) return st;
     const uint8_t *d = b.data;
-    size_t hstart, hlen;
-    if (b.len < 10 || memcmp(d, od_npy_magic, sizeof od_npy_magic) != 0) {
+    od_npy_header h;
+    switch (od_npy_parse_header(d, b.len, &h)) {
+    case OD_NPY_HEADER_OK: break;
+    case OD_NPY_HEADER_NOT_NPY:
         st = od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: not a .npy file (no \\x93NUMPY magic)",
                           path);
         goto cleanup;
-    }
-    if (d[6] == 1) {
-        hstart = 10;
-        hlen = (size_t)d[8] | (size_t)d[9] << 8;
-    } else if ((d[6] == 2 || d[6] == 3) && b.len >= 12) {
-        hstart = 12;
-        hlen = (size_t)d[8] | (size_t)d[9] << 8 | (size_t)d[10] << 16 | (size_t)d[11] << 24;
-    } else {
+    case OD_NPY_HEADER_VERSION:
         st = od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: .npy format version %d.%d (want 1 to 3)",
                           path, d[6], d[7]);
         goto cleanup;
-    }
-    if (hlen > b.len - hstart) {
+    case OD_NPY_HEADER_TRUNCATED:
         st = od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: truncated .npy header", path);
         goto cleanup;
+    case OD_NPY_HEADER_TOO_MANY_DIMS:
+        st = od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: the array has more than %d dims", path,
+                          OD_MAX_RANK);
+        goto cleanup;
+    default:
+        goto bad_header;
     }
-
-    char key[32], descr[32] = "";
-    int fortran = -1, rank = -1;
-    int64_t dims[OD_MAX_RANK];
-    bool too_many = false;
-    od_npy_scan s = {(const char *)d + hstart, (const char *)d + hstart + hlen};
-    if (!od_npy_eat(&s, '{')) goto bad_header;
-    while (!od_npy_eat(&s, '}')) {
-        if (!od_npy_string(&s, key, sizeof key) || !od_npy_eat(&s, ':')) goto bad_header;
-        if (strcmp(key, "descr") == 0) {
-            if (!od_npy_string(&s, descr, sizeof descr)) goto bad_header;
-        } else if (strcmp(key, "fortran_order") == 0) {
-            if (od_npy_word(&s, "True"))
-                fortran = 1;
-            else if (od_npy_word(&s, "False"))
-                fortran = 0;
-            else
-                goto bad_header;
-        } else if (strcmp(key, "shape") == 0) {
-            if (!od_npy_shape(&s, &rank, dims, &too_many)) {
-                if (too_many) {
-                    st = od_error_set(err, OD_STATUS_UNSUPPORTED,
-                                      "%s: the array has more than %d dims", path, OD_MAX_RANK);
-                    goto cleanup;
-                }
-                goto bad_header;
-            }
-        } else {
-            goto bad_header; /* numpy writes exactly these three keys */
-        }
-        if (!od_npy_eat(&s, ',')) {
-            if (!od_npy_eat(&s, '}')) goto bad_header;
-            break;
-        }
-    }
-    if (!*descr || fortran < 0 || rank < 0) goto bad_header;
-    if (fortran) {
+    const char *descr = h.descr;
+    int rank = h.rank;
+    const int64_t *dims = h.dims;
+    if (h.fortran) {
         st = od_error_set(err, OD_STATUS_UNSUPPORTED,
                           "%s: the array is in Fortran order (save it C-contiguous)", path);
         goto cleanup;
@@ -186,7 +205,7 @@ od_status od_npy_read(const char *path, od_tensor *out, od_error *err) {
         st = od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: the shape is too large", path);
         goto cleanup;
     }
-    size_t need = (size_t)count * esize, have = b.len - hstart - hlen;
+    size_t need = (size_t)count * esize, have = b.len - h.data_offset;
     if (have != need) {
         st = od_error_set(err, OD_STATUS_INVALID_MODEL,
                           "%s: %s: the file holds %zu bytes of data, its shape needs %zu", path,
@@ -199,7 +218,7 @@ od_status od_npy_read(const char *path, od_tensor *out, od_error *err) {
         od_error_prefix(err, "%s: ", path);
         goto cleanup;
     }
-    if (need) memcpy(t->data, d + hstart + hlen, need);
+    if (need) memcpy(t->data, d + h.data_offset, need);
     *out = *t; /* move the contents, drop the shell */
     free(t);
     st = OD_STATUS_OK;
