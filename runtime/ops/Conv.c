@@ -89,46 +89,16 @@ static int64_t conv_macs(const od_node *n, const od_shape_info *const *in,
     return od_macs_mul(od_dims_count(out->rank, out->dims), k);
 }
 
-typedef struct conv_state {
-    xnn_operator_t xnn;
-    od_conv_params p;
-    float *packed;  /* direct loop: weights as od_conv_pack_weights lays them out */
-    float *bias;    /* direct loop with a constant bias */
-    bool repack;    /* weights known only at run time */
-} conv_state;
-
-static void conv_destroy(od_step *s) {
-    conv_state *cs = s->state;
-    if (!cs) return;
-    if (cs->xnn) xnn_delete_operator(cs->xnn);
-    free(cs->packed);
-    free(cs->bias);
-    free(cs);
-    s->state = NULL;
-}
-
 static od_status conv_prepare(od_step *s, od_error *err) {
     const od_buf *x = s->in[0], *w = s->in[1], *b = s->n_in > 2 ? s->in[2] : NULL;
-    conv_state *cs = calloc(1, sizeof *cs);
+    od_conv_state *cs = calloc(1, sizeof *cs);
     if (!cs) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     s->state = cs;
     od_conv_params *p = &cs->p;
     od_status st = conv_params_read(s->node, x->dims, x->rank, w->dims, p, err);
     if (st) return st;
-    size_t nw = (size_t)od_buf_count(w);
-    cs->packed = malloc(sizeof(float) * nw + 1);
-    if (!cs->packed) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    bool const_b = !b || b->constant;
-    if (w->constant) od_conv_pack_weights(p, w->data, cs->packed);
-    if (!w->constant || !const_b || p->sp > 2) { /* the direct loop */
-        cs->repack = !w->constant;
-        if (b && b->constant) {
-            cs->bias = malloc(sizeof(float) * (size_t)p->cout);
-            if (!cs->bias) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-            memcpy(cs->bias, b->data, sizeof(float) * (size_t)p->cout);
-        }
-        return OD_STATUS_OK;
-    }
+    if ((st = od_conv_state_pack(s, cs, err))) return st;
+    if (!w->constant || (b && !b->constant) || p->sp > 2) return od_conv_state_use_direct(s, cs, err);
     bool two = p->sp == 2; /* a 1-D conv is a 2-D one of height 1 */
     int iw = p->sp - 1;
     int64_t G = p->group, Cg = p->cin / G, Mg = p->cout / G;
@@ -151,7 +121,7 @@ static od_status conv_prepare(od_step *s, od_error *err) {
 }
 
 static od_status conv_run(od_step *s, od_error *err) {
-    conv_state *cs = s->state;
+    od_conv_state *cs = s->state;
     if (cs->xnn)
         return od_xnn_check(xnn_run_operator(cs->xnn, s->pool), err, s->node, "run convolution");
     const od_buf *b = s->n_in > 2 ? s->in[2] : NULL;
@@ -164,5 +134,5 @@ static od_status conv_run(od_step *s, od_error *err) {
 
 const od_op_desc od_op_Conv = {.name = "Conv", .layout = OD_LAYOUT_POLICY_SPATIAL,
                                .infer = conv_infer, .prepare = conv_prepare, .run = conv_run,
-                               .destroy = conv_destroy, .macs = conv_macs,
+                               .destroy = od_conv_state_destroy, .macs = conv_macs,
                                .fuses_activation = true};

@@ -107,35 +107,15 @@ static int64_t convt_macs(const od_node *n, const od_shape_info *const *in,
     return od_macs_mul(od_dims_count(in[0]->rank, in[0]->dims), per_input);
 }
 
-typedef struct convt_state {
-    xnn_operator_t xnn;
-    od_conv_params p;
-    float *packed; /* direct loop: weights as od_conv_pack_weights lays them out */
-    float *bias;   /* direct loop with a constant bias */
-    bool repack;   /* weights known only at run time */
-} convt_state;
-
-static void convt_destroy(od_step *s) {
-    convt_state *cs = s->state;
-    if (!cs) return;
-    if (cs->xnn) xnn_delete_operator(cs->xnn);
-    free(cs->packed);
-    free(cs->bias);
-    free(cs);
-    s->state = NULL;
-}
-
 static od_status convt_prepare(od_step *s, od_error *err) {
     const od_buf *x = s->in[0], *w = s->in[1], *b = s->n_in > 2 ? s->in[2] : NULL;
-    convt_state *cs = calloc(1, sizeof *cs);
+    od_conv_state *cs = calloc(1, sizeof *cs);
     if (!cs) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     s->state = cs;
     od_conv_params *p = &cs->p;
     od_status st = convt_params_read(s->node, x->dims, x->rank, w->dims, p, err);
     if (st) return st;
-    cs->packed = malloc(sizeof(float) * (size_t)od_buf_count(w) + 1);
-    if (!cs->packed) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    if (w->constant) od_conv_pack_weights(p, w->data, cs->packed);
+    if ((st = od_conv_state_pack(s, cs, err))) return st;
     /* XNNPACK crops the full output at both ends and extends it at the end by an adjustment
      * below the stride. */
     int64_t crop_end[2], adjust[2];
@@ -147,15 +127,7 @@ static od_status convt_prepare(od_step *s, od_error *err) {
         adjust[d] = end < 0 ? -end : 0;
         xnn = p->pad_begin[d] >= 0 && adjust[d] < p->stride[d];
     }
-    if (!xnn) {
-        cs->repack = !w->constant;
-        if (b && b->constant) {
-            cs->bias = malloc(sizeof(float) * (size_t)p->cout);
-            if (!cs->bias) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-            memcpy(cs->bias, b->data, sizeof(float) * (size_t)p->cout);
-        }
-        return OD_STATUS_OK;
-    }
+    if (!xnn) return od_conv_state_use_direct(s, cs, err);
     bool two = p->sp == 2; /* a 1-D node is a 2-D one of height 1 */
     int iw = p->sp - 1;
     int64_t G = p->group;
@@ -178,7 +150,7 @@ static od_status convt_prepare(od_step *s, od_error *err) {
 }
 
 static od_status convt_run(od_step *s, od_error *err) {
-    convt_state *cs = s->state;
+    od_conv_state *cs = s->state;
     if (cs->xnn)
         return od_xnn_check(xnn_run_operator(cs->xnn, s->pool), err, s->node,
                             "run deconvolution");
@@ -192,5 +164,5 @@ static od_status convt_run(od_step *s, od_error *err) {
 const od_op_desc od_op_ConvTranspose = {.name = "ConvTranspose",
                                         .layout = OD_LAYOUT_POLICY_SPATIAL,
                                         .infer = convt_infer, .prepare = convt_prepare,
-                                        .run = convt_run, .destroy = convt_destroy,
+                                        .run = convt_run, .destroy = od_conv_state_destroy,
                                         .macs = convt_macs};

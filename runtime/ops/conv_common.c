@@ -1,6 +1,7 @@
 /* Helpers shared by Conv and ConvTranspose (see conv_common.h). */
 #include "conv_common.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 od_status od_conv_read_common(const od_node *n, int sp, const int64_t *wk, od_conv_params *p,
@@ -123,4 +124,33 @@ void od_conv_direct(const od_conv_params *p, int64_t batch, const float *x, cons
                     const float *bias, float *y, pthreadpool_t pool) {
     direct_args a = {p, x, packed, bias, y};
     od_parallel_for(pool, (size_t)(batch * p->out[0]), direct_task, &a);
+}
+
+od_status od_conv_state_pack(const od_step *s, od_conv_state *cs, od_error *err) {
+    const od_buf *w = s->in[1];
+    cs->packed = malloc(sizeof(float) * (size_t)od_buf_count(w) + 1);
+    if (!cs->packed) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (w->constant) od_conv_pack_weights(&cs->p, w->data, cs->packed);
+    return OD_STATUS_OK;
+}
+
+od_status od_conv_state_use_direct(const od_step *s, od_conv_state *cs, od_error *err) {
+    const od_buf *b = s->n_in > 2 ? s->in[2] : NULL;
+    cs->repack = !s->in[1]->constant;
+    if (b && b->constant) {
+        cs->bias = malloc(sizeof(float) * (size_t)cs->p.cout);
+        if (!cs->bias) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+        memcpy(cs->bias, b->data, sizeof(float) * (size_t)cs->p.cout);
+    }
+    return OD_STATUS_OK;
+}
+
+void od_conv_state_destroy(od_step *s) {
+    od_conv_state *cs = s->state;
+    if (!cs) return;
+    if (cs->xnn) xnn_delete_operator(cs->xnn);
+    free(cs->packed);
+    free(cs->bias);
+    free(cs);
+    s->state = NULL;
 }

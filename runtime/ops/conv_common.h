@@ -6,6 +6,8 @@
 
 #include "../op.h"
 
+#include <xnnpack.h>
+
 #define OD_CONV_MAX_SP 3
 
 typedef struct od_conv_params {
@@ -36,5 +38,22 @@ void od_conv_pack_weights(const od_conv_params *p, const float *w, float *packed
  * NULL. Spreads batch x first output dim over the pool. */
 void od_conv_direct(const od_conv_params *p, int64_t batch, const float *x, const float *packed,
                     const float *bias, float *y, pthreadpool_t pool);
+
+/* What a Conv or ConvTranspose step keeps: an XNNPACK operator, or for the direct loop the
+ * packed weights (and a constant bias). */
+typedef struct od_conv_state {
+    xnn_operator_t xnn;
+    od_conv_params p;
+    float *packed;  /* direct loop: weights as od_conv_pack_weights lays them out */
+    float *bias;    /* direct loop with a constant bias */
+    bool repack;    /* weights known only at run time */
+} od_conv_state;
+
+/* Room for the packed weights of s->in[1] after cs->p is read; packs them when constant. */
+od_status od_conv_state_pack(const od_step *s, od_conv_state *cs, od_error *err);
+/* Sets cs up for the direct loop: repack at run time unless the weights are constant, keep a
+ * constant bias. */
+od_status od_conv_state_use_direct(const od_step *s, od_conv_state *cs, od_error *err);
+void od_conv_state_destroy(od_step *s);
 
 #endif
