@@ -561,9 +561,11 @@ static const char *bias_name(const char *weight, char *base, size_t size) {
     return "_bias";
 }
 
-/* BN parameters as factor f = scale / sqrt(var + eps) and the original mean and B. */
+/* BN parameters: scale, B, mean, var and epsilon, and the factor f = scale / sqrt(var + eps). */
 typedef struct bn_params {
     int64_t C;
+    const float *bn[4];
+    float eps;
     double *f;
     const float *mean, *bias;
 } bn_params;
@@ -582,15 +584,16 @@ static bool bn_read(const od_graph *g, const od_node *bn, int64_t opset, bn_para
     for (int k = 0; k < 4; k++) {
         t[k] = float_init(g, bn->inputs[k + 1]);
         if (!t[k] || t[k]->rank != 1 || t[k]->dims[0] != t[0]->dims[0]) return false;
+        p->bn[k] = t[k]->data;
     }
     const od_attr *ea = od_node_attr(bn, "epsilon");
-    double eps = ea && ea->type == OD_ATTR_FLOAT ? ea->f : 1e-5;
+    p->eps = ea && ea->type == OD_ATTR_FLOAT ? ea->f : 1e-5f;
     p->C = t[0]->dims[0];
     p->f = malloc(sizeof(double) * (size_t)(p->C ? p->C : 1));
     if (!p->f) return false;
     const float *scale = t[0]->data, *var = t[3]->data;
     for (int64_t c = 0; c < p->C; c++)
-        p->f[c] = scale[c] / sqrt((double)var[c] + eps);
+        p->f[c] = scale[c] / sqrt((double)var[c] + p->eps);
     p->bias = t[1]->data;
     p->mean = t[2]->data;
     return true;
@@ -629,25 +632,7 @@ static bool fold_into_conv(od_graph *g, int i, const bn_params *p, const int *us
         if (v < 0 || od_pass_set_input(&g->nodes[i], 2, v, err)) goto fail;
     }
     if (!bt) goto fail;
-    float *wd = wt->data, *bd = bt->data;
-    int64_t inner = od_dims_count(w->rank - 2, w->dims + 2);
-    if (!transpose) {
-        int64_t per = w->dims[1] * inner;
-        for (int64_t o = 0; o < cout; o++)
-            for (int64_t k = 0; k < per; k++)
-                wd[o * per + k] = (float)(wd[o * per + k] * p->f[o]);
-    } else { /* [Cin, Cout / group, k...]: input channel ci feeds outputs of its group */
-        int64_t cin = w->dims[0], cpg_in = cin / group, cpg_out = w->dims[1];
-        for (int64_t ci = 0; ci < cin; ci++)
-            for (int64_t j = 0; j < cpg_out; j++) {
-                double f = p->f[(ci / cpg_in) * cpg_out + j];
-                float *row = wd + (ci * cpg_out + j) * inner;
-                for (int64_t k = 0; k < inner; k++)
-                    row[k] = (float)(row[k] * f);
-            }
-    }
-    for (int64_t o = 0; o < cout; o++)
-        bd[o] = (float)(((double)bd[o] - p->mean[o]) * p->f[o] + p->bias[o]);
+    od_bn_fold_into_conv(wt->data, bt->data, wt->rank, wt->dims, group, transpose, p->bn, p->eps);
     return true;
 fail:
     *st = err ? err->status : OD_STATUS_OUT_OF_MEMORY;

@@ -254,6 +254,16 @@ bool od_op_supported(const char *domain, const char *op_type);
 /* Names of the supported ops, NULL-terminated. */
 const char *const *od_op_names(void);
 
+/* ---- BatchNormalization folding ------------------------------------------ */
+
+/* Folds an inference BatchNormalization, bn = {scale, B, mean, var} ([cout] each) and epsilon,
+ * into the Conv (w: [cout, cin / group, k...]) or ConvTranspose (w: [cin, cout / group, k...])
+ * before it: w and bias ([cout]) become the weights of that conv followed by the BN, computed
+ * in double. One formula for the plans (which fold at plan time, as ONNX Runtime does at load)
+ * and lib's optimize pass, so both give the same bits. */
+void od_bn_fold_into_conv(float *w, float *bias, int w_rank, const int64_t *w_dims, int64_t group,
+                          bool transpose, const float *const bn[4], float epsilon);
+
 /* ---- execution plans ------------------------------------------------------ */
 
 typedef struct od_plan od_plan;

@@ -285,23 +285,107 @@ static od_status check_supported(const od_graph *g, od_error *err) {
                         list);
 }
 
-/* A Relu or Clip whose input is the only use of a Conv's or Gemm's output becomes that op's
- * output clamp: one step and one buffer fewer. fused_into[i] names the op node absorbing
- * node i (-1: none); range[2 * j] and range[2 * j + 1] bound node j's output. */
-static void find_fusions(const od_plan *p, int *fused_into, float *range) {
-    const od_graph *g = p->graph;
+/* How many times each value is read; a graph output counts as two reads. */
+static int *count_uses(const od_graph *g) {
     int *uses = calloc(g->n_values ? g->n_values : 1, sizeof(int));
-    if (!uses) return; /* fusion is an optimisation: without memory, none */
+    if (!uses) return NULL;
     for (int i = 0; i < g->n_nodes; i++)
         for (int k = 0; k < g->nodes[i].n_inputs; k++)
             if (g->nodes[i].inputs[k] >= 0) uses[g->nodes[i].inputs[k]]++;
     for (int i = 0; i < g->n_outputs; i++) uses[g->outputs[i]] += 2;
+    return uses;
+}
+
+static const od_tensor *float_constant(const od_plan *p, const od_node *n, int k, int rank) {
+    if (k >= n->n_inputs || n->inputs[k] < 0) return NULL;
+    const od_tensor *t = p->shapes.info[n->inputs[k]].constant;
+    return t && t->dtype == OD_DTYPE_FLOAT && t->rank >= rank ? t : NULL;
+}
+
+/* A constant buffer, plain layout, holding t (which the plan owns). Returns -1 on error. */
+static int add_constant(planner *pl, od_tensor *t) {
+    if (own_tensor(pl->p, t, pl->err)) return -1;
+    int b = add_buf(pl);
+    if (b < 0) {
+        od_error_set(pl->err, OD_STATUS_OUT_OF_MEMORY, "out of memory while planning");
+        return -1;
+    }
+    od_buf *x = &pl->p->bufs[b];
+    x->dtype = t->dtype;
+    x->rank = t->rank;
+    memcpy(x->dims, t->dims, sizeof(int64_t) * (size_t)t->rank);
+    x->data = t->data;
+    x->nbytes = t->nbytes;
+    x->constant = t;
+    return b;
+}
+
+/* An inference BatchNormalization with constant parameters whose input is the only use of a
+ * Conv's or ConvTranspose's output folds into that node's weights and bias, as ONNX Runtime
+ * does at load time (students from `shrink` carry one after every conv): the step reads
+ * folded copies, and the BN's output shares the conv's buffer. bn_into[j] names the node
+ * absorbing BN node j (-1: none); that node's new weights and bias are buffers
+ * folded_wb[2 i] and folded_wb[2 i + 1]. */
+static od_status find_bn_folds(planner *pl, const int *uses, int *bn_into, int *folded_wb) {
+    const od_plan *p = pl->p;
+    const od_graph *g = p->graph;
+    for (int j = 0; j < g->n_nodes; j++) {
+        const od_node *bn = &g->nodes[j];
+        if (strcmp(bn->op_type, "BatchNormalization") || (bn->domain && *bn->domain) || bn->n_inputs != 5 ||
+            bn->inputs[0] < 0 || od_attr_int(bn, "training_mode", 0) || (g->opset < 9 && !od_attr_int(bn, "spatial", 1)))
+            continue;
+        bool extra = false;
+        for (int k = 1; k < bn->n_outputs; k++) extra |= bn->outputs[k] >= 0;
+        int v = bn->inputs[0], c = g->values[v].producer;
+        if (extra || c < 0 || uses[v] != 1 || p->bufs[v].dtype != OD_DTYPE_FLOAT || folded_wb[2 * c] >= 0) continue;
+        const od_node *conv = &g->nodes[c];
+        bool transpose = strcmp(conv->op_type, "ConvTranspose") == 0;
+        if ((strcmp(conv->op_type, "Conv") && !transpose) || (conv->domain && *conv->domain) ||
+            conv->outputs[0] != v)
+            continue;
+        const od_tensor *w = float_constant(p, conv, 1, 3), *b = float_constant(p, conv, 2, 1), *prm[4];
+        int64_t group = od_attr_int(conv, "group", 1);
+        if (!w || group < 1 || w->dims[0] % group) continue;
+        int64_t cout = transpose ? w->dims[1] * group : w->dims[0];
+        bool ok = (conv->n_inputs < 3 || conv->inputs[2] < 0) || (b && b->rank == 1 && b->dims[0] == cout);
+        for (int k = 0; k < 4; k++) {
+            prm[k] = float_constant(p, bn, k + 1, 1);
+            ok = ok && prm[k] && prm[k]->rank == 1 && prm[k]->dims[0] == cout;
+        }
+        if (!ok) continue;
+        od_tensor *wt = od_tensor_create(NULL, OD_DTYPE_FLOAT, w->rank, w->dims, pl->err);
+        if (!wt) return pl->err ? pl->err->status : OD_STATUS_OUT_OF_MEMORY;
+        memcpy(wt->data, w->data, w->nbytes);
+        int wb = add_constant(pl, wt);
+        od_tensor *bt = wb < 0 ? NULL : od_tensor_create(NULL, OD_DTYPE_FLOAT, 1, &cout, pl->err);
+        if (!bt) return pl->err ? pl->err->status : OD_STATUS_OUT_OF_MEMORY;
+        if (b) memcpy(bt->data, b->data, b->nbytes);
+        else memset(bt->data, 0, bt->nbytes);
+        int bb = add_constant(pl, bt);
+        if (bb < 0) return pl->err ? pl->err->status : OD_STATUS_OUT_OF_MEMORY;
+        const float *bnp[4] = {prm[0]->data, prm[1]->data, prm[2]->data, prm[3]->data};
+        od_bn_fold_into_conv(wt->data, bt->data, wt->rank, wt->dims, group, transpose, bnp,
+                             od_attr_float(bn, "epsilon", 1e-5f));
+        bn_into[j] = c;
+        folded_wb[2 * c] = wb;
+        folded_wb[2 * c + 1] = bb;
+    }
+    return OD_STATUS_OK;
+}
+
+/* A Relu or Clip whose input is the only use of a Conv's or Gemm's output (or of a BN folded
+ * into one) becomes that op's output clamp: one step and one buffer fewer. fused_into[i] names
+ * the op node absorbing node i (-1: none); range[2 * j] and range[2 * j + 1] bound node j's
+ * output. */
+static void find_fusions(const od_plan *p, const int *uses, const int *bn_into, int *fused_into, float *range) {
+    const od_graph *g = p->graph;
     for (int i = 0; i < g->n_nodes; i++) {
         const od_node *n = &g->nodes[i];
         bool relu = strcmp(n->op_type, "Relu") == 0, clip = strcmp(n->op_type, "Clip") == 0;
         if ((!relu && !clip) || n->n_inputs < 1 || n->inputs[0] < 0 || (n->domain && *n->domain)) continue;
         int v = n->inputs[0], prod = g->values[v].producer;
         if (prod < 0 || uses[v] != 1 || g->nodes[prod].n_outputs < 1 || g->nodes[prod].outputs[0] != v) continue;
+        if (bn_into[prod] >= 0) prod = bn_into[prod];
         const od_op_desc *pop = od_op_find(g->nodes[prod].domain, g->nodes[prod].op_type);
         if (!pop || !pop->fuses_activation || p->bufs[v].dtype != OD_DTYPE_FLOAT || fused_into[prod] >= 0) continue;
         float lo = 0.0f, hi = INFINITY;
@@ -322,28 +406,28 @@ static void find_fusions(const od_plan *p, int *fused_into, float *range) {
         range[2 * prod] = lo;
         range[2 * prod + 1] = hi;
     }
-    free(uses);
 }
 
 static od_status plan_nodes(planner *pl) {
     od_plan *p = pl->p;
     const od_graph *g = p->graph;
     od_status st = OD_STATUS_OK;
+    int nn = g->n_nodes ? g->n_nodes : 1;
     bool *needed = calloc(g->n_values ? g->n_values : 1, sizeof(bool));
-    int *fused_into = malloc(sizeof(int) * (g->n_nodes ? g->n_nodes : 1));
-    float *range = malloc(sizeof(float) * 2 * (g->n_nodes ? g->n_nodes : 1));
-    if (!needed || !fused_into || !range) {
-        free(needed);
-        free(fused_into);
-        free(range);
-        return od_error_set(pl->err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    int *fused_into = malloc(sizeof(int) * nn), *bn_into = malloc(sizeof(int) * nn);
+    int *folded_wb = malloc(sizeof(int) * 2 * nn), *uses = count_uses(g);
+    float *range = malloc(sizeof(float) * 2 * nn);
+    if (!needed || !fused_into || !bn_into || !folded_wb || !uses || !range) {
+        st = od_error_set(pl->err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+        goto done;
     }
     for (int i = 0; i < g->n_nodes; i++) {
-        fused_into[i] = -1;
+        fused_into[i] = bn_into[i] = folded_wb[2 * i] = folded_wb[2 * i + 1] = -1;
         range[2 * i] = -INFINITY;
         range[2 * i + 1] = INFINITY;
     }
-    find_fusions(p, fused_into, range);
+    if ((st = find_bn_folds(pl, uses, bn_into, folded_wb))) goto done;
+    find_fusions(p, uses, bn_into, fused_into, range);
     for (int i = 0; i < g->n_outputs; i++) needed[g->outputs[i]] = true;
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         const od_node *n = &g->nodes[i];
@@ -362,7 +446,7 @@ static od_status plan_nodes(planner *pl) {
             if (n->outputs[k] >= 0 && needed[n->outputs[k]] && !p->bufs[n->outputs[k]].constant)
                 run = true;
         if (!run) continue;
-        if (fused_into[i] >= 0) { /* its producer clamps: share that buffer */
+        if (fused_into[i] >= 0 || bn_into[i] >= 0) { /* its producer clamps or scales: share that buffer */
             int src = n->inputs[0], dst = n->outputs[0];
             p->bufs[dst].alias_of = src;
             p->bufs[dst].layout = p->bufs[src].layout;
@@ -376,6 +460,11 @@ static od_status plan_nodes(planner *pl) {
         plan_step_idx x = {.n_in = n->n_inputs, .n_out = n->n_outputs};
         memcpy(x.in, n->inputs, sizeof(int) * n->n_inputs);
         memcpy(x.out, n->outputs, sizeof(int) * n->n_outputs);
+        if (folded_wb[2 * i] >= 0) { /* a BN folded in: its weights and bias instead */
+            x.in[1] = folded_wb[2 * i];
+            x.in[2] = folded_wb[2 * i + 1];
+            if (x.n_in < 3) x.n_in = 3;
+        }
         if (x.n_out == 0 || x.out[0] < 0) {
             st = od_node_error(pl->err, OD_STATUS_UNSUPPORTED, n, "first output is omitted");
             break;
@@ -410,6 +499,9 @@ static od_status plan_nodes(planner *pl) {
 done:
     free(needed);
     free(fused_into);
+    free(bn_into);
+    free(folded_wb);
+    free(uses);
     free(range);
     return st;
 }

@@ -270,6 +270,32 @@ static od_model *optimized(const od_model *m, od_pass_stats *st, const char *wha
     return again;
 }
 
+/* Whether a plan of m (batch 2) has a step running op. */
+static bool plan_runs(const od_model *m, const char *op) {
+    od_plan *p = NULL;
+    od_error err = {0};
+    if (od_plan_create(&m->graph, &(od_plan_options){.batch = 2, .threads = 1, .profile = true}, &p, &err))
+        return false;
+    const od_step_profile *steps;
+    int n = od_plan_profile(p, &steps);
+    bool found = false;
+    for (int i = 0; i < n; i++) found |= strcmp(steps[i].op_type, op) == 0;
+    od_plan_destroy(p);
+    return found;
+}
+
+/* m's first output (m's other outputs follow it) against o's only output. */
+static void check_first_output(const od_model *m, const od_model *o, double tol, const char *what) {
+    size_t na = 0, nb = 0;
+    float *a = run(m, 3, &na, what), *b = run(o, 3, &nb, what);
+    if (a && b) {
+        double d = nb <= na ? max_rel(a, b, nb) : INFINITY;
+        check(d <= tol, what, "outputs differ by %.3g from the unfolded reference", d);
+    }
+    free(a);
+    free(b);
+}
+
 /* ---- cases ----------------------------------------------------------------------------- */
 
 static void test_bn_conv(bool bias, bool transpose, int64_t group) {
@@ -300,7 +326,34 @@ static void test_bn_conv(bool bias, bool transpose, int64_t group) {
               o->graph.n_inits);
         check(strcmp(o->graph.values[o->graph.outputs[0]].name, "y") == 0, what,
               "the output is now \"%s\"", o->graph.values[o->graph.outputs[0]].name);
+        /* plans fold it too (both through od_bn_fold_into_conv); the reference keeps the BN as
+         * a step of its own, the conv's output being read twice once it is also an output */
+        check(!plan_runs(m, "BatchNormalization") && plan_runs(m, transpose ? "ConvTranspose" : "Conv"), what,
+              "the plan still runs the BN");
+        add_output(m, "c");
+        check(plan_runs(m, "BatchNormalization"), what, "the reference plan folds the BN");
+        check_first_output(m, o, 1e-5, what);
     }
+    od_model_destroy(o);
+    od_model_destroy(m);
+}
+
+/* Conv -> BN -> Relu: plans fold the BN and then fuse the Relu into the Conv: one step. */
+static void test_plan_conv_bn_relu(void) {
+    const char *what = "plan: Conv + BN + Relu in one step";
+    od_model *m = new_model(13);
+    add_input(m, "x", 4, (int64_t[]){-1, 3, 5, 5});
+    int64_t C = 4;
+    add_init(m, "w", 4, (int64_t[]){C, 3, 3, 3}, -0.5f, 0.5f, NULL);
+    add_node(m, "Conv", "conv", "x,w", "c");
+    add_node(m, "BatchNormalization", "bn", add_bn_params(m, "c", "bn", C), "b");
+    add_node(m, "Relu", "relu", "b", "y");
+    add_output(m, "y");
+    od_model *o = clone(m);
+    check(o && !plan_runs(o, "BatchNormalization") && !plan_runs(o, "Relu"), what, "BN or Relu left as steps");
+    add_output(m, "c"); /* the reference: nothing folded or fused */
+    check(plan_runs(m, "BatchNormalization") && plan_runs(m, "Relu"), what, "the reference plan folds");
+    if (o) check_first_output(m, o, 1e-5, what);
     od_model_destroy(o);
     od_model_destroy(m);
 }
@@ -793,6 +846,7 @@ int main(void) {
     test_store(OD_WEIGHTS_INT8, 3e-2);
     test_int8_opset_raise();
     test_int8_refused();
+    test_plan_conv_bn_relu();
     test_dequantize_op();
     test_half_rounding();
     test_meta();

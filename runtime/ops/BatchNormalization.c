@@ -60,6 +60,33 @@ static void bn_fold(bn_state *b) {
     }
 }
 
+void od_bn_fold_into_conv(float *w, float *bias, int w_rank, const int64_t *w_dims, int64_t group,
+                          bool transpose, const float *const bn[4], float epsilon) {
+    const float *scale = bn[0], *shift = bn[1], *mean = bn[2], *var = bn[3];
+    int64_t inner = od_dims_count(w_rank - 2, w_dims + 2);
+    int64_t cout = transpose ? w_dims[1] * group : w_dims[0];
+    if (!transpose) {
+        int64_t per = w_dims[1] * inner;
+        for (int64_t o = 0; o < cout; o++) {
+            double f = scale[o] / sqrt((double)var[o] + epsilon);
+            for (int64_t k = 0; k < per; k++) w[o * per + k] = (float)(w[o * per + k] * f);
+        }
+    } else { /* input channel ci feeds the outputs of its group */
+        int64_t cin = w_dims[0], cpg_in = cin / group, cpg_out = w_dims[1];
+        for (int64_t ci = 0; ci < cin; ci++)
+            for (int64_t j = 0; j < cpg_out; j++) {
+                int64_t o = (ci / cpg_in) * cpg_out + j;
+                double f = scale[o] / sqrt((double)var[o] + epsilon);
+                float *row = w + (ci * cpg_out + j) * inner;
+                for (int64_t k = 0; k < inner; k++) row[k] = (float)(row[k] * f);
+            }
+    }
+    for (int64_t o = 0; o < cout; o++) {
+        double f = scale[o] / sqrt((double)var[o] + epsilon);
+        bias[o] = (float)(((double)bias[o] - mean[o]) * f + shift[o]);
+    }
+}
+
 static void bn_destroy(od_step *s) {
     bn_state *b = s->state;
     if (b) free(b->factor);
