@@ -7,8 +7,8 @@ CC      ?= gcc
 BUILD   ?= build
 OPT     ?= -O3
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fno-math-errno -fopenmp-simd
-# _GNU_SOURCE here too: builds that replace CFLAGS (asan, fuzz) keep it.
+# Kept by the builds that replace CFLAGS on the command line (asan, fuzz).
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fno-math-errno -fopenmp-simd
 CPPFLAGS += -D_GNU_SOURCE -Iruntime -Ilib -I$(BUILD)/proto
 LDLIBS  += -lXNNPACK -lpthreadpool -lcpuinfo -lprotobuf-c -lopenblas -lz -lm -lpthread
 
@@ -46,21 +46,21 @@ $(PROTO_C): /usr/include/onnx/onnx.proto
 	protoc-c --c_out=$(BUILD)/proto --proto_path=/usr/include/onnx /usr/include/onnx/onnx.proto
 
 $(BUILD)/proto/onnx.pb-c.o: $(PROTO_C)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -w -c $< -o $@
+	$(CC) $(CPPFLAGS) $(BASE_CFLAGS) $(CFLAGS) -w -c $< -o $@
 
 # Every object waits for the generated header.
 $(BUILD)/%.o: %.c $(PROTO_C)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CPPFLAGS) $(BASE_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libonnxdistill.a: $(OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/onnx-distill: $(TOOLS_OBJ) $(BUILD)/libonnxdistill.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TOOLS_OBJ) $(BUILD)/libonnxdistill.a $(LDLIBS)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(TOOLS_OBJ) $(BUILD)/libonnxdistill.a $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libonnxdistill.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libonnxdistill.a $(LDLIBS)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libonnxdistill.a $(LDLIBS)
 
 # Every suite against the normal build, again against the ASan/UBSan build (with less data:
 # OD_TEST_QUICK=1), and each fuzz target for SECONDS (default 10); suites run side by side, one
@@ -112,6 +112,6 @@ format:
 	clang-format -i runtime/*.[ch] runtime/ops/*.[ch] lib/*.[ch] tools/*.[ch] tests/*.[ch]
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1148,6 +1148,14 @@ void od_dataset_fill(const od_dataset *d, const od_preprocess *p, const int64_t 
     }
 }
 
+od_status od_dataset_check_labels(const od_dataset *d, int64_t n, int64_t classes, od_error *err) {
+    for (int64_t i = 0; d->labels && i < n; i++)
+        if (d->labels[i] < 0 || d->labels[i] >= classes)
+            return od_error_set(err, OD_STATUS_SHAPE, "sample %lld has label %d, outside the model's %lld classes",
+                                (long long)i, (int)d->labels[i], (long long)classes);
+    return OD_STATUS_OK;
+}
+
 od_status od_dataset_check_input(const od_dataset *d, int in_rank, const int64_t *in_dims,
                                  od_error *err) {
     char a[96], b[160];

@@ -94,13 +94,11 @@ static od_status check_finite_weights(const od_model *m, const char *what, od_er
     return OD_STATUS_OK;
 }
 
-/* Labels a model of `classes` outputs cannot predict: the dataset is not the model's. */
+/* Labels the teacher cannot predict: the dataset is not the teacher's. */
 static od_status check_labels(const od_dataset *d, int64_t n, const char *split, int64_t classes, od_error *err) {
-    for (int64_t i = 0; d->labels && i < n; i++)
-        if (d->labels[i] < 0 || d->labels[i] >= classes)
-            return od_error_set(err, OD_STATUS_SHAPE, "%s sample %lld has label %d, outside the teacher's %lld classes", split,
-                                (long long)i, (int)d->labels[i], (long long)classes);
-    return OD_STATUS_OK;
+    od_status st = od_dataset_check_labels(d, n, classes, err);
+    if (st) od_error_prefix(err, "%s ", split);
+    return st;
 }
 
 static od_status check_finite_logits(const float *z, int64_t n, int64_t classes, const char *split, od_error *err) {

@@ -103,6 +103,11 @@ void od_dataset_fill(const od_dataset *d, const od_preprocess *p, const int64_t 
 od_status od_dataset_check_input(const od_dataset *d, int in_rank, const int64_t *in_dims,
                                  od_error *err);
 
+/* Checks that each of the first n labels is a class a model of `classes` outputs can predict;
+ * OD_STATUS_SHAPE "sample I has label L, outside the model's C classes" otherwise (the dataset
+ * is not the model's). No labels: nothing to check. */
+od_status od_dataset_check_labels(const od_dataset *d, int64_t n, int64_t classes, od_error *err);
+
 /* ---- deterministic random numbers ------------------------------------------------------------
  * One seed drives data order, noise and initialisation. xoshiro256** seeded by splitmix64; the
  * same seed gives the same sequence on every platform (normal() through libm's log/cos/sin). */

@@ -242,7 +242,9 @@ od_status od_report_evaluate(od_report *r, int i, const od_model *m, const od_da
     int64_t classes = 0, n = test->n;
     od_status st = od_preprocess_check(pre, test, err);
     if (!st) st = od_model_logits(m, test, pre, threads, &logits, &classes, err);
+    if (!st) st = od_dataset_check_labels(test, n, classes, err);
     if (st) {
+        free(logits);
         od_error_prefix(err, "%s: ", x->path ? x->path : x->label);
         return st;
     }

@@ -39,8 +39,12 @@ def table(by):
 
 
 def svg(stats, teacher_acc):
-    sig = sorted({float(c.split()[1].rstrip(",")) for c in stats if c.startswith("sigma ")})
-    alphas = sorted({float(c.split()[3]) for c in stats if c.startswith("sigma ")})
+    noisy = {}  # (sigma, alpha) -> (mean, std), from "sigma S, alpha A"
+    for c, v in stats.items():
+        if c.startswith("sigma "):
+            noisy[(float(c.split()[1].rstrip(",")), float(c.split()[3]))] = v
+    sig = sorted({k[0] for k in noisy})
+    alphas = sorted({k[1] for k in noisy})
     vals = [v[0] - v[1] for v in stats.values()] + [v[0] + v[1] for v in stats.values()]
     lo, hi = min(vals) - 0.2, max(vals) + 0.2
     W, H, L, B = 600, 340, 60, 44
@@ -61,16 +65,15 @@ def svg(stats, teacher_acc):
     for j, a in enumerate(alphas):
         c = colors[j % 4]
         pts = []
-        for i, s in enumerate(sig):
-            k = "sigma %g, alpha %g" % (s, a)
-            if k in stats:
+        for i, sg in enumerate(sig):
+            if (sg, a) in noisy:
                 x = X(i) + (j - (len(alphas) - 1) / 2) * 6  # spread the bars so they do not overlap
-                m, sd = stats[k]
+                m, sd = noisy[(sg, a)]
                 pts.append((x, Y(m)))
                 out.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s"/>' % (x, Y(m - sd), x, Y(m + sd), c))
                 out.append('<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>' % (x, Y(m), c))
         out.append('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>' % (c, " ".join("%.1f,%.1f" % p for p in pts)))
-        out.append('<text x="%d" y="%d" fill="%s">α %g</text>' % (W - 80, 30 + 16 * j, c, a))
+        out.append('<text x="%d" y="%d" fill="%s">α %g</text>' % (L + 12, H - B - 12 - 16 * (len(alphas) - 1 - j), c, a))
     for name, color, text in (("teacher, sigma 0", "#555", "plain teacher (σ 0)"), ("labels only", "#999", "labels only")):
         if name in stats:
             y = Y(stats[name][0])

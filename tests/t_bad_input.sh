@@ -279,6 +279,7 @@ for c in eval distill; do
     expect_fail "$c: corrupt IDX .gz" 'idx_bad/train-images-idx3-ubyte\.gz: ' $BIN $c $TEACHER "${args[@]}" "$F/idx_bad" "${extra[@]}"
     expect_fail "$c: truncated IDX" 'idx_trunc/train-images-idx3-ubyte: .*' $BIN $c $TEACHER "${args[@]}" "$F/idx_trunc" "${extra[@]}"
 done
+expect_fail "compare: label beyond the model's classes" 'sample 3 has label 12, outside the model.s 10 classes' $BIN compare --no-latency $TEACHER --data "$F/label_class.npz"
 
 expect_fail "compare: dataset shape does not fit the model" 'cnn\.onnx: .*3072' $BIN compare --no-latency $TEACHER --data "$F/shape.npz"
 expect_fail "compare: NaN in the data" 'nan\.npz: x_train\.npy: NaN at sample 2' $BIN compare --no-latency $TEACHER --data "$F/nan.npz"

@@ -70,8 +70,14 @@ static bool file_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
-/* Compares got with want; fills why on mismatch. */
-static bool outputs_match(const od_plan_io *got, const od_tensor *want, char *why, size_t size) {
+/* The absolute tolerance for a test: 1e-5, but the expanded window functions' reference outputs
+ * (test_{blackman,hamming,hann}window*_expanded) are up to 7e-5 off their closed form, which we
+ * match to 1e-7 as numpy's float32 does (e.g. hann(10)[8]: reference 0.34556198, closed form and
+ * ours 0.3454915). */
+static double abs_tolerance(const char *dir) { return strstr(dir, "window") && strstr(dir, "_expanded") ? 1e-4 : 1e-5; }
+
+/* Compares got with want (|got - want| <= atol + 1e-4 |want|); fills why on mismatch. */
+static bool outputs_match(const od_plan_io *got, const od_tensor *want, double atol, char *why, size_t size) {
     /* ONNX's test data holds bfloat16 as uint16 (numpy has no bfloat16): compare the bits */
     bool bf16 = got->dtype == OD_DTYPE_BFLOAT16 && want->dtype == OD_DTYPE_UINT16;
     if (got->dtype != want->dtype && !bf16) {
@@ -92,7 +98,7 @@ static bool outputs_match(const od_plan_io *got, const od_tensor *want, char *wh
     if (got->dtype == OD_DTYPE_DOUBLE) {
         const double *g = got->data, *w = want->data;
         for (int64_t i = 0; i < ng; i++)
-            if (!(isnan(w[i]) && isnan(g[i])) && !(fabs(g[i] - w[i]) <= 1e-5 + 1e-4 * fabs(w[i]))) {
+            if (!(isnan(w[i]) && isnan(g[i])) && !(fabs(g[i] - w[i]) <= atol + 1e-4 * fabs(w[i]))) {
                 snprintf(why, size, "element %lld is %.12g, expected %.12g", (long long)i, g[i], w[i]);
                 return false;
             }
@@ -103,7 +109,7 @@ static bool outputs_match(const od_plan_io *got, const od_tensor *want, char *wh
         for (int64_t i = 0; i < ng; i++) {
             if (isnan(w[i]) && isnan(g[i])) continue;
             if (isinf(w[i]) && g[i] == w[i]) continue;
-            if (!(fabsf(g[i] - w[i]) <= 1e-5f + 1e-4f * fabsf(w[i]))) {
+            if (!(fabsf(g[i] - w[i]) <= (float)atol + 1e-4f * fabsf(w[i]))) {
                 snprintf(why, size, "element %lld is %.9g, expected %.9g", (long long)i, g[i], w[i]);
                 return false;
             }
@@ -149,8 +155,9 @@ static result run_test(const char *dir, char *why, size_t size, od_model **model
         char set[6000];
         snprintf(set, sizeof set, "%s/%s", dir, sets[si]);
         /* Inputs: the non-initializer graph inputs in order; shapes from the data. */
-        int n_in = 0;
+        int n_in = 0, in_value[64];
         od_tensor inputs[64];
+        bool bound[64] = {false};
         memset(inputs, 0, sizeof inputs);
         for (int i = 0; i < g->n_inputs && n_in < 64; i++) {
             if (g->values[g->inputs[i]].init) continue;
@@ -161,6 +168,7 @@ static result run_test(const char *dir, char *why, size_t size, od_model **model
                 res = err.status == OD_STATUS_UNSUPPORTED ? RESULT_SKIP : RESULT_FAIL;
                 break;
             }
+            in_value[n_in] = g->inputs[i];
             od_value *v = &g->values[g->inputs[i]];
             if (!(v->dtype == OD_DTYPE_BFLOAT16 && inputs[n_in].dtype == OD_DTYPE_UINT16))
                 v->dtype = inputs[n_in].dtype; /* bfloat16 data comes as uint16 */
@@ -173,16 +181,33 @@ static result run_test(const char *dir, char *why, size_t size, od_model **model
             n_in++;
         }
         od_plan *plan = NULL;
-        if (res == RESULT_PASS && od_plan_create(g, &(od_plan_options){.batch = 1, .threads = 1}, &plan, &err)) {
+        od_status pst = res == RESULT_PASS ? od_plan_create(g, &(od_plan_options){.batch = 1, .threads = 1}, &plan, &err) : OD_STATUS_OK;
+        int n_bound = 0;
+        if (pst == OD_STATUS_UNSUPPORTED && strstr(err.message, "must be a constant")) {
+            /* Plans need shapes at plan time: a shape, axes or length input fed as graph data
+             * is what a user would give as a constant. Give the integer inputs as initializers. */
+            for (int i = 0; i < n_in; i++)
+                if (inputs[i].dtype == OD_DTYPE_INT64 || inputs[i].dtype == OD_DTYPE_INT32) {
+                    od_tensor *t = od_tensor_create(NULL, inputs[i].dtype, inputs[i].rank, inputs[i].dims, &err);
+                    if (!t) break;
+                    memcpy(t->data, inputs[i].data, inputs[i].nbytes);
+                    g->values[in_value[i]].init = t;
+                    bound[i] = true;
+                    n_bound++;
+                }
+            if (n_bound) pst = od_plan_create(g, &(od_plan_options){.batch = 1, .threads = 1}, &plan, &err);
+        }
+        if (pst) {
             snprintf(why, size, "%s", err.message);
             res = err.status == OD_STATUS_UNSUPPORTED ? RESULT_SKIP : RESULT_FAIL;
         }
-        if (res == RESULT_PASS && od_plan_n_inputs(plan) != n_in) {
-            snprintf(why, size, "plan has %d inputs, test data %d", od_plan_n_inputs(plan), n_in);
+        if (res == RESULT_PASS && od_plan_n_inputs(plan) != n_in - n_bound) {
+            snprintf(why, size, "plan has %d inputs, test data %d", od_plan_n_inputs(plan), n_in - n_bound);
             res = RESULT_FAIL;
         }
-        for (int i = 0; res == RESULT_PASS && i < n_in; i++) {
-            const od_plan_io *io = od_plan_input(plan, i);
+        for (int i = 0, j = 0; res == RESULT_PASS && i < n_in; i++) {
+            if (bound[i]) continue;
+            const od_plan_io *io = od_plan_input(plan, j++);
             if (io->nbytes != inputs[i].nbytes) {
                 snprintf(why, size, "input %d: plan wants %zu bytes, data has %zu", i, io->nbytes, inputs[i].nbytes);
                 res = RESULT_FAIL;
@@ -203,14 +228,20 @@ static result run_test(const char *dir, char *why, size_t size, od_model **model
                 break;
             }
             char detail[512];
-            if (!outputs_match(od_plan_output(plan, o), &want, detail, sizeof detail)) {
+            if (!outputs_match(od_plan_output(plan, o), &want, abs_tolerance(dir), detail, sizeof detail)) {
                 snprintf(why, size, "%s output %d (%s): %s", sets[si], o, od_plan_output(plan, o)->name, detail);
                 res = RESULT_FAIL;
             }
             od_tensor_clear(&want);
         }
         od_plan_destroy(plan);
-        for (int i = 0; i < n_in; i++) od_tensor_clear(&inputs[i]);
+        for (int i = 0; i < n_in; i++) {
+            od_tensor_clear(&inputs[i]);
+            if (bound[i]) { /* the next data set binds its own */
+                od_tensor_destroy(g->values[in_value[i]].init);
+                g->values[in_value[i]].init = NULL;
+            }
+        }
     }
     for (int i = 0; i < n_sets; i++) free(sets[i]);
     free(sets);

@@ -79,12 +79,10 @@ int cmd_eval(int argc, char **argv) {
         cli_fail("%s: %s", path, err.message);
         goto done;
     }
-    for (int64_t i = 0; i < d->n; i++)
-        if (d->labels[i] < 0 || d->labels[i] >= classes) {
-            cli_fail("eval: %s: %s sample %lld has label %d, outside %s's %lld classes", data_path, split, (long long)i,
-                     (int)d->labels[i], path, (long long)classes);
-            goto done;
-        }
+    if (od_dataset_check_labels(d, d->n, classes, &err)) {
+        cli_fail("eval: %s: %s %s (%s)", data_path, split, err.message, path);
+        goto done;
+    }
     od_class_eval ev;
     if (od_class_eval_compute(logits, classes, d->labels, d->n, d->n_classes, &ev, &err)) {
         cli_fail_err(&err);
