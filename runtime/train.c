@@ -63,9 +63,9 @@ static bool is_float_param(const od_value *v) {
 
 void openblas_set_num_threads(int);
 
-/* A Relu whose input is the only use of a Conv's, Gemm's or BatchNormalization's output is done
- * by that op, in the same pass over memory (what bounds these kernels): its step is skipped and
- * its output shares the op's buffers. */
+/* A Relu whose input is the only use of a Conv's, Gemm's, BatchNormalization's or Add's (Sub's,
+ * Mul's) output is done by that op, in the same pass over memory (what bounds these kernels): its
+ * step is skipped and its output shares the op's buffers. */
 static void fuse_relus(od_trainer *t) {
     const od_graph *g = t->graph;
     int *uses = calloc(g->n_values ? g->n_values : 1, sizeof(int));
@@ -85,7 +85,9 @@ static void fuse_relus(od_trainer *t) {
         if (prod < 0 || step_of[prod] < 0 || uses[v] != 1) continue;
         od_tstep *p = &t->steps[step_of[prod]];
         const char *op = p->node->op_type;
-        if ((strcmp(op, "Conv") && strcmp(op, "Gemm") && strcmp(op, "BatchNormalization")) || p->out[0] != r->in[0]) continue;
+        bool fuses = !strcmp(op, "Conv") || !strcmp(op, "Gemm") || !strcmp(op, "BatchNormalization") ||
+                     !strcmp(op, "Add") || !strcmp(op, "Sub") || !strcmp(op, "Mul");
+        if (!fuses || p->out[0] != r->in[0]) continue;
         bool is_output = false;
         for (int i = 0; i < g->n_outputs; i++) is_output |= g->outputs[i] == r->node->outputs[0];
         if (is_output) continue;

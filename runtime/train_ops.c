@@ -851,19 +851,29 @@ static bool same_layout_shape(const od_tbuf *a, const od_tbuf *o) {
     return a->count == o->count && a->rank == o->rank && (a->cl == o->cl || a->rank < 3);
 }
 
+/* A fused Relu (fuse_relus) clamps the output here and masks the gradient by it. */
 static void binary_walk(od_tstep *s, bool backward) {
     const od_tbuf *a = s->in[0], *b = s->in[1], *o = s->out[0];
     int k = s->node->op_type[0]; /* 'A', 'S', 'M' */
+    bool relu = s->fused_relu;
     const float *dy = o->grad;
-    if (same_layout_shape(a, o) && same_layout_shape(b, o)) {
-        for (int64_t i = 0; i < o->count; i++) {
-            if (!backward) {
-                o->data[i] = k == 'A' ? a->data[i] + b->data[i] : k == 'S' ? a->data[i] - b->data[i] : a->data[i] * b->data[i];
-                continue;
-            }
-            if (a->grad) a->grad[i] += k == 'M' ? dy[i] * b->data[i] : dy[i];
-            if (b->grad) b->grad[i] += k == 'M' ? dy[i] * a->data[i] : k == 'S' ? -dy[i] : dy[i];
+    if (same_layout_shape(a, o) && same_layout_shape(b, o)) { /* the common case, in loops that vectorise */
+        const float *x = a->data, *z = b->data, *y = o->data;
+        float *gx = a->grad, *gz = b->grad, *out = o->data;
+        int64_t n = o->count;
+        if (!backward) {
+            if (k == 'A') for (int64_t i = 0; i < n; i++) out[i] = x[i] + z[i];
+            else if (k == 'S') for (int64_t i = 0; i < n; i++) out[i] = x[i] - z[i];
+            else for (int64_t i = 0; i < n; i++) out[i] = x[i] * z[i];
+            if (relu) relu_inplace(out, n);
+            return;
         }
+        if (relu) relu_mask(y, o->grad, n);
+        if (gx && k == 'M') for (int64_t i = 0; i < n; i++) gx[i] += dy[i] * z[i];
+        else if (gx) add_into(gx, dy, n);
+        if (gz && k == 'M') for (int64_t i = 0; i < n; i++) gz[i] += dy[i] * x[i];
+        else if (gz && k == 'S') for (int64_t i = 0; i < n; i++) gz[i] -= dy[i];
+        else if (gz) add_into(gz, dy, n);
         return;
     }
     int64_t sa[OD_MAX_RANK], sb[OD_MAX_RANK], pd[OD_MAX_RANK];
@@ -880,11 +890,13 @@ static void binary_walk(od_tstep *s, bool backward) {
             ib += idx * sb[d];
         }
         if (!backward) {
-            o->data[i] = k == 'A' ? a->data[ia] + b->data[ib] : k == 'S' ? a->data[ia] - b->data[ib] : a->data[ia] * b->data[ib];
+            float v = k == 'A' ? a->data[ia] + b->data[ib] : k == 'S' ? a->data[ia] - b->data[ib] : a->data[ia] * b->data[ib];
+            o->data[i] = relu && !(v > 0) ? 0 : v;
             continue;
         }
-        if (a->grad) a->grad[ia] += k == 'M' ? dy[i] * b->data[ib] : dy[i];
-        if (b->grad) b->grad[ib] += k == 'M' ? dy[i] * a->data[ia] : k == 'S' ? -dy[i] : dy[i];
+        float g = relu && !(o->data[i] > 0) ? 0 : dy[i];
+        if (a->grad) a->grad[ia] += k == 'M' ? g * b->data[ib] : g;
+        if (b->grad) b->grad[ib] += k == 'M' ? g * a->data[ia] : k == 'S' ? -g : g;
     }
 }
 

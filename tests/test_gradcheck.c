@@ -290,6 +290,17 @@ static void b_conv_bn_relu(builder *b) { /* Relu fused into BN, BN after Conv */
     add_node(b, "Mul", IN("R", "R"), IN("Y"), NULL);
     finish(b, "Y");
 }
+static void b_add_relu(builder *b) { /* Relu fused into Add: a residual block's end, then broadcast */
+    add_init(b, "W", 4, D(3, 3, 3, 3), -0.5f, 0.5f);
+    add_init(b, "P", 4, D(1, 3, 1, 1), -0.3f, 0.3f);
+    add_node(b, "Conv", IN("H", "W"), IN("C"), AT("pads=is:1,1,1,1"));
+    add_node(b, "Add", IN("C", "H"), IN("A"), NULL);
+    add_node(b, "Relu", IN("A"), IN("R"), NULL);
+    add_node(b, "Sub", IN("R", "P"), IN("S"), NULL);
+    add_node(b, "Relu", IN("S"), IN("T"), NULL);
+    add_node(b, "Mul", IN("T", "T"), IN("Y"), NULL);
+    finish(b, "Y");
+}
 static void b_conv_relu_gemm_relu(builder *b) { /* Relu fused into Conv and into Gemm */
     add_init(b, "W", 4, D(2, 3, 3, 3), -0.5f, 0.5f);
     add_init(b, "CB", 1, D(2), -0.2f, 0.2f);
@@ -332,6 +343,7 @@ int main(void) {
     run_case("Reshape + Concat", 4, D(2, 3, 2, 2), b_reshape_concat, true);
     run_case("Conv + BN + Relu (fused)", 4, D(3, 3, 5, 5), b_conv_bn_relu, true);
     run_case("Conv + Relu, Gemm + Relu (fused)", 4, D(3, 3, 6, 6), b_conv_relu_gemm_relu, true);
+    run_case("Add + Relu, broadcast Sub + Relu (fused)", 4, D(2, 3, 4, 4), b_add_relu, true);
     run_case("Dropout eval", 4, D(2, 3, 2, 2), b_dropout, false);
     printf("gradcheck: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
