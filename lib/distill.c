@@ -420,7 +420,8 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     if (!(base_order = malloc(sizeof(int64_t) * (size_t)n_train + 1))) goto oom;
     memcpy(base_order, train_idx, sizeof(int64_t) * (size_t)n_train);
 
-    if ((st = od_trainer_create(&student->graph, &(od_trainer_options){.batch = opt->batch, .threads = opt->threads, .seed = opt->seed}, &tr, err)))
+    int train_threads = od_trainer_useful_threads(&student->graph, opt->batch, opt->threads);
+    if ((st = od_trainer_create(&student->graph, &(od_trainer_options){.batch = opt->batch, .threads = train_threads, .seed = opt->seed}, &tr, err)))
         goto done;
     if (od_trainer_classes(tr) != classes) {
         st = od_error_set(err, OD_STATUS_SHAPE, "the student has %lld outputs per sample, the teacher %lld",

@@ -36,6 +36,9 @@ typedef struct od_param {
     bool decay; /* weight decay applies (weights, not biases or BN parameters) */
 } od_param;
 
+/* The threads worth asking od_trainer_create for: 1 when a step of g at this batch is too small
+ * for a second thread to pay (under 32 M forward MACs), else threads. */
+int od_trainer_useful_threads(const od_graph *g, int64_t batch, int threads);
 /* Fails naming every node whose op cannot be trained, or whose parameters are not float. */
 od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_trainer **out, od_error *err);
 void od_trainer_destroy(od_trainer *t);

@@ -44,7 +44,9 @@ int main(int argc, char **argv) {
         }
     }
     od_trainer *tr;
-    if (od_trainer_create(&s->graph, &(od_trainer_options){.batch = batch, .threads = threads, .profile = true}, &tr, &err)) {
+    /* as distill does: one thread for a step too small for two */
+    int used = od_trainer_useful_threads(&s->graph, batch, threads);
+    if (od_trainer_create(&s->graph, &(od_trainer_options){.batch = batch, .threads = used, .profile = true}, &tr, &err)) {
         fprintf(stderr, "bench_train: %s\n", err.message);
         return 1;
     }
@@ -64,9 +66,9 @@ int main(int argc, char **argv) {
     }
     double el = now() - t0, sps = (double)steps * batch / el;
     if (json) {
-        printf("{\"batch\": %d, \"threads\": %d, \"samples_per_s\": %.1f}\n", batch, threads, sps);
+        printf("{\"batch\": %d, \"threads\": %d, \"threads_used\": %d, \"samples_per_s\": %.1f}\n", batch, threads, used, sps);
     } else {
-        printf("batch %d, threads %d: %.1f samples/s (%.3f ms per step)\n", batch, threads, sps, 1e3 * el / steps);
+        printf("batch %d, threads %d (%d used): %.1f samples/s (%.3f ms per step)\n", batch, threads, used, sps, 1e3 * el / steps);
         const od_train_profile *p;
         int n = od_trainer_profile(tr, &p);
         double tot = 0;

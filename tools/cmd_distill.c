@@ -32,6 +32,8 @@ static const char distill_help[] =
     "  --test-limit N       evaluate on the first N test samples only\n"
     "training:\n"
     "  --epochs N (5)  --batch N (64)  --threads N (2)  --seed S (1)\n"
+    "                       (a student under 32 M MACs a training step trains on one thread:\n"
+    "                       faster than two there)\n"
     "  --loss l2|kd|labels  L2 on logits (default, the paper's), Hinton's soft targets, or\n"
     "                       cross-entropy on the labels alone (a baseline without the teacher)\n"
     "  --temperature T      for kd (default 4)\n"
