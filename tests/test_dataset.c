@@ -19,22 +19,10 @@
 #include <unistd.h>
 #include <zlib.h>
 
-static int n_pass, n_fail, n_skip;
-static char tmp[] = "/tmp/od_dataset.XXXXXX";
+#include "test_check.h"
 
-static void check(bool ok, const char *name, const char *fmt, ...) {
-    if (ok) {
-        n_pass++;
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    printf("FAIL %s: ", name);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    n_fail++;
-}
+static int n_skip;
+static char tmp[] = "/tmp/od_dataset.XXXXXX";
 
 static const char *tmp_path(const char *name) {
     static char buf[8][512];

@@ -15,22 +15,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int n_pass, n_fail;
-static char tmp[] = "/tmp/od_npy.XXXXXX";
+#include "test_check.h"
 
-static void check(bool ok, const char *name, const char *fmt, ...) {
-    if (ok) {
-        n_pass++;
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    printf("FAIL %s: ", name);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    n_fail++;
-}
+static char tmp[] = "/tmp/od_npy.XXXXXX";
 
 static const char *tmp_path(const char *name) {
     static char buf[4][512];

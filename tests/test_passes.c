@@ -15,21 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int n_pass, n_fail;
+#include "test_check.h"
 
-static void check(bool ok, const char *what, const char *fmt, ...) {
-    if (ok) {
-        n_pass++;
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    printf("FAIL %s: ", what);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    n_fail++;
-}
 
 /* ---- graph building -------------------------------------------------------------------- */
 

@@ -12,21 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int n_pass, n_fail;
+#include "test_check.h"
 
-static void check(bool ok, const char *name, const char *fmt, ...) {
-    if (ok) {
-        n_pass++;
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    printf("FAIL %s: ", name);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    n_fail++;
-}
 
 static void check_format_count(void) {
     static const struct {

@@ -25,7 +25,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static int n_pass, n_fail, n_skip;
+#include "test_check.h"
+
+static int n_skip;
 static char diff[2048]; /* the first difference found by a comparison */
 
 static void report_fail(const char *what, const char *fmt, ...) {
@@ -365,20 +367,6 @@ static void walk(const char *dir, int *n_models) {
 }
 
 /* ---- targeted checks ---------------------------------------------------------------- */
-
-static void check(bool ok, const char *name, const char *fmt, ...) {
-    if (ok) {
-        n_pass++;
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    printf("FAIL %s: ", name);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    n_fail++;
-}
 
 /* A model with one initializer "w" (built with protobuf-c, so that the test can write what
  * our encoder never would: typed fields, external data, short raw_data) read by Identity. */
