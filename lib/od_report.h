@@ -57,6 +57,8 @@ od_status od_compressed_size(const void *data, size_t len, size_t *out, od_error
 
 /* "1,234,567" */
 const char *od_format_count(int64_t v, char *buf, size_t size);
+/* s as a JSON string literal, quotes included (NULL as ""). */
+void od_json_string(FILE *f, const char *s);
 
 /* ---- per-class evaluation ------------------------------------------------------------------ */
 

@@ -545,7 +545,7 @@ void od_report_print(const od_report *r, FILE *f) {
 
 /* ---- JSON -------------------------------------------------------------------------------- */
 
-static void json_str(FILE *f, const char *s) {
+void od_json_string(FILE *f, const char *s) {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
         if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
@@ -589,23 +589,23 @@ static void json_phase(FILE *f, const char *name, const od_report_phase *p, bool
 static void write_json(const od_report *r, FILE *f) {
     fprintf(f, "{\n  \"tool\": \"onnx-distill %s\",\n  \"kind\": \"%s\",\n  \"data\": ", OD_VERSION,
             r->has_distill ? "distill" : "compare");
-    if (r->data) json_str(f, r->data);
+    if (r->data) od_json_string(f, r->data);
     else fputs("null", f);
     fprintf(f, ",\n  \"test_samples\": %lld,\n  \"classes\": %lld,\n  \"class_names\": [", (long long)r->n_test,
             (long long)r->n_classes);
     for (int64_t c = 0; c < r->n_classes; c++) {
         char nb[24];
         fputs(c ? ", " : "", f);
-        json_str(f, od_report_class_name(r, c, nb, sizeof nb));
+        od_json_string(f, od_report_class_name(r, c, nb, sizeof nb));
     }
     fputs("],\n  \"models\": [", f);
     const od_report_model *m0 = r->n_models ? &r->models[0] : NULL;
     for (int i = 0; i < r->n_models; i++) {
         const od_report_model *m = &r->models[i];
         fputs(i ? ",\n    {\"label\": " : "\n    {\"label\": ", f);
-        json_str(f, m->label);
+        od_json_string(f, m->label);
         fputs(", \"path\": ", f);
-        if (m->path) json_str(f, m->path);
+        if (m->path) od_json_string(f, m->path);
         else fputs("null", f);
         fprintf(f, ",\n     \"bytes\": %zu, \"gzip_bytes\": %zu, \"params\": %lld, \"macs\": %lld,\n     \"latency\": [",
                 m->bytes, m->gzip_bytes, (long long)m->params, (long long)m->macs);
@@ -669,9 +669,9 @@ static void write_json(const od_report *r, FILE *f) {
         const od_report_distill *d = &r->distill;
         const od_distill_options *o = &d->options;
         fputs(",\n  \"distill\": {\n    \"student\": ", f);
-        json_str(f, d->spec);
+        od_json_string(f, d->spec);
         fputs(",\n    \"weights\": ", f);
-        json_str(f, d->weights);
+        od_json_string(f, d->weights);
         fprintf(f, ",\n    \"options\": {\"epochs\": %d, \"batch\": %lld, \"threads\": %d, \"seed\": %llu, \"loss\": \"%s\", "
                    "\"temperature\": %g, \"label_weight\": %g,\n                \"sigma\": %g, \"alpha\": %g, \"sigma_range\": ",
                 o->epochs, (long long)o->batch, o->threads, (unsigned long long)o->seed, loss_name(o->loss), o->temperature,

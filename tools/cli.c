@@ -88,19 +88,6 @@ od_status model_facts_get(const char *path, const od_model *m, model_facts *f, o
     return od_model_count(m, &f->params, &f->macs, err);
 }
 
-void json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p == '\n') fputs("\\n", f);
-        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
-const char *fmt_count(int64_t v, char *buf, size_t size) { return od_format_count(v, buf, size); }
-
 static int parse_floats(const char *opt, const char *s, double lo, float *out, int *n_out) {
     char buf[512];
     snprintf(buf, sizeof buf, "%s", s);

@@ -39,10 +39,6 @@ typedef struct model_facts {
 } model_facts;
 od_status model_facts_get(const char *path, const od_model *m, model_facts *f, od_error *err);
 
-void json_string(FILE *f, const char *s);
-/* "1,234,567" */
-const char *fmt_count(int64_t v, char *buf, size_t size);
-
 int cmd_inspect(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

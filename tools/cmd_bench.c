@@ -35,9 +35,9 @@ static void print_profile(FILE *f, od_plan *plan, long batch, bool json) {
         if (json) {
             fputs(i ? ", " : "", f);
             fputs("{\"node\": ", f);
-            json_string(f, p[i].node_name);
+            od_json_string(f, p[i].node_name);
             fputs(", \"op\": ", f);
-            json_string(f, p[i].op_type);
+            od_json_string(f, p[i].op_type);
             fprintf(f, ", \"share\": %.4f, \"ms\": %.6g, \"gflops\": %.4g}", share, 1e3 * per_run, gflops * 1e-9);
         } else {
             fprintf(f, "  %-32.32s %-18s %6.1f%% %9.4f %9.2f\n", p[i].node_name && *p[i].node_name ? p[i].node_name : "-",
@@ -92,12 +92,12 @@ int cmd_bench(int argc, char **argv) {
         char b1[32], b2[32], b3[32];
         if (json) {
             fputs(mi ? ",\n {\"model\": " : "{\"model\": ", f);
-            json_string(f, paths[mi]);
+            od_json_string(f, paths[mi]);
             fprintf(f, ", \"bytes\": %zu, \"params\": %lld, \"macs\": %lld, \"results\": [", facts.bytes,
                     (long long)facts.params, (long long)facts.macs);
         } else {
-            fprintf(f, "%s: %s bytes, %s params, %s MACs per sample\n", paths[mi], fmt_count((int64_t)facts.bytes, b1, sizeof b1),
-                    fmt_count(facts.params, b2, sizeof b2), fmt_count(facts.macs, b3, sizeof b3));
+            fprintf(f, "%s: %s bytes, %s params, %s MACs per sample\n", paths[mi], od_format_count((int64_t)facts.bytes, b1, sizeof b1),
+                    od_format_count(facts.params, b2, sizeof b2), od_format_count(facts.macs, b3, sizeof b3));
             fprintf(f, "  %6s %7s %11s %11s %11s %13s %8s\n", "batch", "threads", "median ms", "p10 ms", "p90 ms",
                     "samples/s", "GFLOP/s");
         }

@@ -92,7 +92,7 @@ int cmd_eval(int argc, char **argv) {
     const int64_t *conf = ev.confusion;
     if (json) {
         printf("{\"model\": ");
-        json_string(stdout, path);
+        od_json_string(stdout, path);
         printf(", \"split\": \"%s\", \"samples\": %lld, \"accuracy\": %.6f, \"per_class\": [", split, (long long)d->n,
                ev.accuracy);
         for (int64_t c = 0; c < K; c++) printf("%s%.6f", c ? ", " : "", ev.per_class[c] >= 0 ? ev.per_class[c] : 0.0);

@@ -50,7 +50,7 @@ static void print_shape(FILE *f, const shape_text *s, bool json) {
     fputc('[', f);
     for (int d = 0; d < s->rank; d++) {
         if (d) fputs(json ? ", " : ",", f);
-        if (s->names[d] && json) json_string(f, s->names[d]);
+        if (s->names[d] && json) od_json_string(f, s->names[d]);
         else if (s->names[d]) fputs(s->names[d], f);
         else fprintf(f, "%lld", (long long)s->dims[d]);
     }
@@ -120,17 +120,17 @@ int cmd_inspect(int argc, char **argv) {
     shape_text st;
     if (json) {
         fprintf(f, "{\"file\": ");
-        json_string(f, path);
+        od_json_string(f, path);
         fprintf(f, ", \"bytes\": %zu, \"ir_version\": %lld, \"opsets\": {", facts.bytes, (long long)m->ir_version);
         for (int i = 0; i < m->n_opsets; i++) {
             fputs(i ? ", " : "", f);
-            json_string(f, m->opsets[i].domain && *m->opsets[i].domain ? m->opsets[i].domain : "ai.onnx");
+            od_json_string(f, m->opsets[i].domain && *m->opsets[i].domain ? m->opsets[i].domain : "ai.onnx");
             fprintf(f, ": %lld", (long long)m->opsets[i].version);
         }
         fputs("}, \"producer\": {\"name\": ", f);
-        json_string(f, m->producer_name);
+        od_json_string(f, m->producer_name);
         fputs(", \"version\": ", f);
-        json_string(f, m->producer_version);
+        od_json_string(f, m->producer_version);
         fputs("}", f);
         for (int io = 0; io < 2; io++) {
             fprintf(f, ", \"%s\": [", io ? "outputs" : "inputs");
@@ -140,9 +140,9 @@ int cmd_inspect(int argc, char **argv) {
                 if (!io && g->values[vals[i]].init) continue;
                 fputs(k++ ? ", " : "", f);
                 fputs("{\"name\": ", f);
-                json_string(f, g->values[vals[i]].name);
+                od_json_string(f, g->values[vals[i]].name);
                 fputs(", \"dtype\": ", f);
-                json_string(f, od_dtype_name(g->values[vals[i]].dtype));
+                od_json_string(f, od_dtype_name(g->values[vals[i]].dtype));
                 fputs(", \"shape\": ", f);
                 value_shape(g, vals[i], &s1, &s2, &st);
                 print_shape(f, &st, true);
@@ -153,13 +153,13 @@ int cmd_inspect(int argc, char **argv) {
         fprintf(f, ", \"nodes\": %d, \"ops\": {", g->n_nodes);
         for (int h = 0; h < n_hist; h++) {
             fputs(h ? ", " : "", f);
-            json_string(f, hist[h].op);
+            od_json_string(f, hist[h].op);
             fprintf(f, ": %d", hist[h].count);
         }
         fprintf(f, "}, \"params\": %lld, \"macs\": %lld", (long long)facts.params, (long long)facts.macs);
         if (note1.status) {
             fputs(", \"note\": ", f);
-            json_string(f, note1.message);
+            od_json_string(f, note1.message);
         }
         if (nodes) {
             fputs(", \"node_table\": [", f);
@@ -167,9 +167,9 @@ int cmd_inspect(int argc, char **argv) {
                 const od_node *n = &g->nodes[i];
                 fputs(i ? ", " : "", f);
                 fputs("{\"name\": ", f);
-                json_string(f, n->name);
+                od_json_string(f, n->name);
                 fputs(", \"op\": ", f);
-                json_string(f, n->op_type);
+                od_json_string(f, n->op_type);
                 fputs(", \"shape\": ", f);
                 if (n->n_outputs && n->outputs[0] >= 0) {
                     value_shape(g, n->outputs[0], &s1, &s2, &st);
@@ -183,7 +183,7 @@ int cmd_inspect(int argc, char **argv) {
         }
         fputs("}\n", f);
     } else {
-        fprintf(f, "file        %s (%s bytes)\n", path, fmt_count((int64_t)facts.bytes, b1, sizeof b1));
+        fprintf(f, "file        %s (%s bytes)\n", path, od_format_count((int64_t)facts.bytes, b1, sizeof b1));
         fprintf(f, "ir_version  %lld\nopsets     ", (long long)m->ir_version);
         for (int i = 0; i < m->n_opsets; i++)
             fprintf(f, " %s %lld", m->opsets[i].domain && *m->opsets[i].domain ? m->opsets[i].domain : "ai.onnx",
@@ -204,8 +204,8 @@ int cmd_inspect(int argc, char **argv) {
         }
         fprintf(f, "nodes       %d:", g->n_nodes);
         for (int h = 0; h < n_hist; h++) fprintf(f, " %s %d%s", hist[h].op, hist[h].count, h + 1 < n_hist ? "," : "");
-        fprintf(f, "\nparams      %s\nMACs        %s per sample\n", fmt_count(facts.params, b1, sizeof b1),
-                fmt_count(facts.macs, b2, sizeof b2));
+        fprintf(f, "\nparams      %s\nMACs        %s per sample\n", od_format_count(facts.params, b1, sizeof b1),
+                od_format_count(facts.macs, b2, sizeof b2));
         if (note1.status) fprintf(f, "note        %s\n", note1.message);
         if (nodes) {
             fprintf(f, "\n%-32s %-20s %-22s %12s %14s\n", "node", "op", "output shape", "params", "MACs");
@@ -221,7 +221,7 @@ int cmd_inspect(int argc, char **argv) {
                     }
                 }
                 fprintf(f, "%-32s %-20s %-22s %12s %14s\n", n->name && *n->name ? n->name : "-", n->op_type, shape,
-                        fmt_count(node_params(g, n), b1, sizeof b1), fmt_count(od_node_macs(g, i, &s1), b2, sizeof b2));
+                        od_format_count(node_params(g, n), b1, sizeof b1), od_format_count(od_node_macs(g, i, &s1), b2, sizeof b2));
             }
         }
     }

@@ -198,8 +198,8 @@ int cmd_optimize(int argc, char **argv) {
     } else {
         printf("  weights               %s: %d tensor%s, %s -> %s bytes",
                od_weight_format_name(fmt), ws.tensors, ws.tensors == 1 ? "" : "s",
-               fmt_count((int64_t)ws.bytes_before, a, sizeof a),
-               fmt_count((int64_t)ws.bytes_after, b, sizeof b));
+               od_format_count((int64_t)ws.bytes_before, a, sizeof a),
+               od_format_count((int64_t)ws.bytes_after, b, sizeof b));
         if (ws.opset_after != ws.opset_before)
             printf(", opset %lld -> %lld", (long long)ws.opset_before, (long long)ws.opset_after);
         printf("\n");
@@ -210,11 +210,11 @@ int cmd_optimize(int argc, char **argv) {
         printf("  check                 max |difference| %.3g over outputs up to %.3g "
                "(random inputs, batch 1 and 4)\n",
                diff, ref);
-    printf("  size                  %s -> %s bytes", fmt_count((int64_t)size_before, a, sizeof a),
-           fmt_count((int64_t)bytes.len, b, sizeof b));
-    printf(" (float32 parameters: %s bytes", fmt_count((int64_t)params, a, sizeof a));
+    printf("  size                  %s -> %s bytes", od_format_count((int64_t)size_before, a, sizeof a),
+           od_format_count((int64_t)bytes.len, b, sizeof b));
+    printf(" (float32 parameters: %s bytes", od_format_count((int64_t)params, a, sizeof a));
     if (params_after != params)
-        printf(", %s after the passes", fmt_count((int64_t)params_after, b, sizeof b));
+        printf(", %s after the passes", od_format_count((int64_t)params_after, b, sizeof b));
     printf(")\n");
     rc = 0;
 done:

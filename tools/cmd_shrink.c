@@ -154,9 +154,9 @@ int cmd_shrink(int argc, char **argv) {
     }
     char b1[32], b2[32], b3[32], b4[32];
     printf("%-8s %-32s params %12s  MACs %14s\n", "teacher", teacher_path,
-           fmt_count(ft.params, b1, sizeof b1), fmt_count(ft.macs, b2, sizeof b2));
+           od_format_count(ft.params, b1, sizeof b1), od_format_count(ft.macs, b2, sizeof b2));
     printf("%-8s %-32s params %12s  MACs %14s  (%s of the params, %s of the MACs)\n", "student",
-           out_path, fmt_count(fs.params, b1, sizeof b1), fmt_count(fs.macs, b2, sizeof b2),
+           out_path, od_format_count(fs.params, b1, sizeof b1), od_format_count(fs.macs, b2, sizeof b2),
            pct(fs.params, ft.params, b3, sizeof b3), pct(fs.macs, ft.macs, b4, sizeof b4));
     int changed = 0, pinned = 0;
     for (int i = 0; i < rep.n_layers; i++) {
