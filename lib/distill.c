@@ -6,13 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 void od_distill_options_default(od_distill_options *o) {
     memset(o, 0, sizeof *o);
@@ -356,7 +349,7 @@ static od_status eval_subset(od_model *student, const od_dataset *d, const int64
 od_status od_distill(const od_model *teacher, od_model *student, const od_data_split *data, const od_preprocess *pre,
                      const od_distill_options *opt, od_distill_result *res, od_error *err) {
     od_status st;
-    double t0 = now();
+    double t0 = od_seconds();
     memset(res, 0, sizeof *res);
     res->teacher_test_acc = res->student_test_acc = res->test_agreement = -1;
     const od_dataset *train = &data->train;
@@ -390,7 +383,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     od_rng_seed(&rng, opt->seed);
 
     /* teacher logits, once */
-    double tt = now();
+    double tt = od_seconds();
     od_dataset head = *train;
     head.n = n_all;
     if ((st = od_model_logits(teacher, &head, pre, opt->threads, &tlog, &classes, err))) {
@@ -407,7 +400,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
             goto done;
         res->teacher_test_acc = od_accuracy(test_tlog, test->labels, test->n, classes);
     }
-    res->t_teacher = now() - tt;
+    res->t_teacher = od_seconds() - tt;
 
     /* split: a seeded permutation; its first n_val samples are the validation split */
     order = malloc(sizeof(int64_t) * (size_t)n_all);
@@ -450,13 +443,13 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
             goto done;
         rng = rs.h.rng;
     }
-    res->t_load = now() - t0 - res->t_teacher;
+    res->t_load = od_seconds() - t0 - res->t_teacher;
 
     int64_t batches = n_train / opt->batch;
-    double t_train = now();
+    double t_train = od_seconds();
     for (int epoch = rs.h.epochs_done; epoch < opt->epochs; epoch++) {
         rs.h.rng = rng; /* the state this epoch starts from */
-        double te = now(), loss_sum = 0;
+        double te = od_seconds(), loss_sum = 0;
         /* each epoch's order depends only on the rng state, so a resumed run repeats it */
         memcpy(train_idx, base_order, sizeof(int64_t) * (size_t)n_train);
         od_rng_shuffle(&rng, train_idx, n_train);
@@ -499,7 +492,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
             if ((st = od_trainer_backward(tr, err))) goto done;
             od_optim_step(optim, lr_at(opt, epoch + (double)b / (double)batches));
             if (opt->progress && (b % 20 == 0 || b + 1 == batches)) {
-                double el = now() - te, sps = (double)(b + 1) * opt->batch / (el > 0 ? el : 1e-9);
+                double el = od_seconds() - te, sps = (double)(b + 1) * opt->batch / (el > 0 ? el : 1e-9);
                 od_distill_progress p = {epoch + 1, opt->epochs, b + 1, batches, loss_sum / (double)(b + 1), sps,
                                          (double)((batches - b - 1) + (opt->epochs - epoch - 1) * batches) * opt->batch / sps, NULL};
                 opt->progress(&p, opt->progress_ctx);
@@ -508,7 +501,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
         od_epoch_stats *es = &rs.stats[epoch];
         es->epoch = epoch + 1;
         es->loss = loss_sum / (double)batches;
-        es->seconds = now() - te;
+        es->seconds = od_seconds() - te;
         es->samples_per_s = (double)(batches * opt->batch) / es->seconds;
         bool collapsed = false, c2 = false;
         if ((st = eval_subset(student, train, val_idx, n_val, pre, tlog, opt->threads, &es->val_acc, &es->val_agree, &collapsed, err)))
@@ -548,7 +541,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
         }
     }
 finish:
-    res->t_train = now() - t_train;
+    res->t_train = od_seconds() - t_train;
     res->n_epochs = rs.h.epochs_done;
     res->best_epoch = rs.h.best_epoch;
     res->epochs = calloc((size_t)rs.h.epochs_done + 1, sizeof(od_epoch_stats));

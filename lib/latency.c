@@ -4,14 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <zlib.h>
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -36,14 +29,14 @@ void od_plan_fill_bench_inputs(od_plan *plan) {
 
 od_status od_measure_latency_plan(od_plan *plan, double min_time, od_latency *out, od_error *err) {
     /* warm-up: caches, the thread pool and XNNPACK's lazily packed weights */
-    double warm_end = now() + (min_time * 0.2 < 0.2 ? min_time * 0.2 : 0.2);
-    for (int i = 0; i < 3 || now() < warm_end; i++)
+    double warm_end = od_seconds() + (min_time * 0.2 < 0.2 ? min_time * 0.2 : 0.2);
+    for (int i = 0; i < 3 || od_seconds() < warm_end; i++)
         if (od_plan_run(plan, err)) return err->status;
     size_t cap = 1024, n = 0;
-    double *t = malloc(sizeof(double) * cap), start = now();
+    double *t = malloc(sizeof(double) * cap), start = od_seconds();
     if (!t) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    while (n < 10 || (now() - start < min_time && n < 1000000)) {
-        double t0 = now();
+    while (n < 10 || (od_seconds() - start < min_time && n < 1000000)) {
+        double t0 = od_seconds();
         if (od_plan_run(plan, err)) {
             free(t);
             return err->status;
@@ -56,7 +49,7 @@ od_status od_measure_latency_plan(od_plan *plan, double min_time, od_latency *ou
             }
             t = nt;
         }
-        t[n++] = now() - t0;
+        t[n++] = od_seconds() - t0;
     }
     qsort(t, n, sizeof *t, cmp_double);
     out->median = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);

@@ -47,6 +47,9 @@ od_status od_error_set(od_error *err, od_status status, const char *fmt, ...)
 /* Prepends a context such as `file.onnx: ` to an error already set. */
 void od_error_prefix(od_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Seconds on the monotonic clock, for timing. */
+double od_seconds(void);
+
 /* ---- element types (ONNX TensorProto.DataType numbering) --------------- */
 
 #define OD_DTYPE_LIST(X)                                                                           \

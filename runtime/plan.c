@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <xnnpack.h>
 
 /* XNNPACK may read a little past the end of a buffer (XNN_EXTRA_BYTES). */
@@ -778,21 +777,15 @@ const od_plan_io *od_plan_output(const od_plan *p, int i) {
 }
 size_t od_plan_arena_bytes(const od_plan *p) { return p->arena_bytes; }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 od_status od_plan_run(od_plan *p, od_error *err) {
     if (p->split) return od_plan_split_run(p->split, err);
     for (int s = 0; s < p->n_steps; s++) {
         od_step *stp = &p->steps[s];
-        double t0 = p->profile ? now_seconds() : 0;
+        double t0 = p->profile ? od_seconds() : 0;
         od_status st = stp->op->run(stp, err);
         if (st) return st;
         if (p->profile) {
-            p->profile[s].seconds += now_seconds() - t0;
+            p->profile[s].seconds += od_seconds() - t0;
             p->profile[s].runs++;
         }
     }

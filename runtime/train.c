@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct od_trainer {
     od_graph *graph;
@@ -25,12 +24,6 @@ struct od_trainer {
     od_train_profile *profile;
     od_workers *workers;
 };
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 typedef struct shard_call {
     void (*fn)(void *, int, int64_t, int64_t);
@@ -413,9 +406,9 @@ od_status od_trainer_forward(od_trainer *t, bool training, od_error *err) {
         od_tstep *s = &t->steps[i];
         if (s->fused_relu && s->n_out && s->out[0]->data == s->in[0]->data) continue; /* done by its producer */
         s->training = training;
-        double t0 = t->profile ? now_seconds() : 0;
+        double t0 = t->profile ? od_seconds() : 0;
         od_train_op_find(s->node->op_type)->forward(s);
-        if (t->profile) t->profile[i].forward_s += now_seconds() - t0;
+        if (t->profile) t->profile[i].forward_s += od_seconds() - t0;
         s->calls++;
     }
     if (t->output_plain) relayout_buf(&t->bufs[t->out_value], t->bufs[t->out_value].data, t->output_plain, false);
@@ -439,9 +432,9 @@ od_status od_trainer_backward(od_trainer *t, od_error *err) {
         for (int k = 0; k < s->n_in; k++)
             if (s->in[k] && s->in[k]->grad) any = true;
         if (!any) continue;
-        double t0 = t->profile ? now_seconds() : 0;
+        double t0 = t->profile ? od_seconds() : 0;
         od_train_op_find(s->node->op_type)->backward(s);
-        if (t->profile) t->profile[i].backward_s += now_seconds() - t0;
+        if (t->profile) t->profile[i].backward_s += od_seconds() - t0;
     }
     return OD_STATUS_OK;
 }

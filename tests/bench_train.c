@@ -6,13 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 int main(int argc, char **argv) {
     const char *teacher = NULL, *student_path = NULL;
@@ -58,13 +51,13 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < batch * classes; i++) target[i] = (float)((r = r * 1664525u + 1013904223u) >> 8) / (1 << 24);
     double t0 = 0;
     for (int k = 0; k < steps + 5; k++) {
-        if (k == 5) t0 = now(); /* warm-up */
+        if (k == 5) t0 = od_seconds(); /* warm-up */
         od_trainer_forward(tr, true, &err);
         od_loss_l2(od_trainer_output(tr), target, batch, classes, od_trainer_output_grad(tr));
         od_trainer_backward(tr, &err);
         od_optim_step(opt, 1e-4f);
     }
-    double el = now() - t0, sps = (double)steps * batch / el;
+    double el = od_seconds() - t0, sps = (double)steps * batch / el;
     if (json) {
         printf("{\"batch\": %d, \"threads\": %d, \"threads_used\": %d, \"samples_per_s\": %.1f}\n", batch, threads, used, sps);
     } else {

@@ -7,6 +7,8 @@
  * problem); 28x28 batch 1 (~0.5 ms a run: short enough that on a shared machine most runs are
  * not preempted, so its median stays honest); 14x14 batch 1 (the CNN teacher's 64-channel layers
  * at batch 1). The ceiling is the best of them at each thread count. */
+#include "od_runtime.h" /* od_seconds */
+
 #include <pthreadpool.h>
 #include <xnnpack.h>
 
@@ -16,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 typedef struct {
     const char *name;
@@ -28,12 +29,6 @@ static const conv_shape shapes[] = {
     {"28x28 b1", 3, 64, 64, 28, 1},
     {"14x14 b1", 3, 64, 64, 14, 1},
 };
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -100,12 +95,12 @@ static int measure(const conv_shape *s, int threads, double min_time, double *me
         fprintf(stderr, "bench_xnn_ceiling: setup convolution: %s\n", status_name(st));
         goto cleanup;
     }
-    double warm_end = now() + (min_time * 0.2 < 0.2 ? min_time * 0.2 : 0.2);
-    for (int i = 0; i < 3 || now() < warm_end; i++)
+    double warm_end = od_seconds() + (min_time * 0.2 < 0.2 ? min_time * 0.2 : 0.2);
+    for (int i = 0; i < 3 || od_seconds() < warm_end; i++)
         if ((st = xnn_run_operator(op, pool)) != xnn_status_success) goto run_failed;
-    double start = now();
-    while (n < 10 || now() - start < min_time) {
-        double t0 = now();
+    double start = od_seconds();
+    while (n < 10 || od_seconds() - start < min_time) {
+        double t0 = od_seconds();
         if ((st = xnn_run_operator(op, pool)) != xnn_status_success) goto run_failed;
         if (n == cap) {
             double *nt = realloc(t, (cap *= 2) * sizeof(double));
@@ -115,7 +110,7 @@ static int measure(const conv_shape *s, int threads, double min_time, double *me
             }
             t = nt;
         }
-        t[n++] = now() - t0;
+        t[n++] = od_seconds() - t0;
     }
     qsort(t, n, sizeof *t, cmp_double);
     *median_out = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);

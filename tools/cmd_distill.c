@@ -7,7 +7,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char distill_help[] =
@@ -82,12 +81,6 @@ static void show_progress(const od_distill_progress *p, void *ctx) {
         fprintf(stderr, "\r\033[Kepoch %d/%d  batch %lld/%lld  loss %.4f  %.0f samples/s  ETA %.0f s", p->epoch, p->epochs,
                 (long long)p->batch, (long long)p->batches, p->loss, p->samples_per_s, p->eta_seconds);
     }
-}
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 int cmd_distill(int argc, char **argv) {
@@ -253,7 +246,7 @@ int cmd_distill(int argc, char **argv) {
     od_report_init(&rep);
     char default_ckpt[4096];
     bool own_ckpt = false;
-    double t_start = now();
+    double t_start = od_seconds();
     if (od_model_load(teacher_path, &teacher, &err)) goto fail;
     if (student_path ? od_model_load(student_path, &student, &err) : od_shrink(teacher, &spec, &student, &err)) goto fail;
     if (od_data_load(data_path, &data, &err)) goto fail;
@@ -278,7 +271,7 @@ int cmd_distill(int argc, char **argv) {
     progress_ctx pc = {isatty(2), quiet};
     opt.progress = show_progress;
     opt.progress_ctx = &pc;
-    double t_loaded = now();
+    double t_loaded = od_seconds();
     od_status st = od_distill(teacher, student, &data, &pre, &opt, &res, &err);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
@@ -292,7 +285,7 @@ int cmd_distill(int argc, char **argv) {
         rc = 130;
         goto done;
     }
-    double t_w = now();
+    double t_w = od_seconds();
     char spec_text[512];
     if (student_path)
         snprintf(spec_text, sizeof spec_text, "student %s", student_path);
@@ -304,7 +297,7 @@ int cmd_distill(int argc, char **argv) {
     if (od_distill_finish(student, teacher, teacher_path, spec_text, &opt, &res, weights, &err) ||
         od_model_save(student, out_path, &err))
         goto fail;
-    double t_written = now();
+    double t_written = od_seconds();
     if (own_ckpt) unlink(opt.checkpoint);
     /* the summary (and report): both models as written, measured and evaluated on the test split */
     if (!quiet) fprintf(stderr, "measuring latency and accuracy of teacher and student\n");
@@ -324,7 +317,7 @@ int cmd_distill(int argc, char **argv) {
     rd->training = (od_report_phase){res.t_train, res.n_train / opt.batch * opt.batch * res.n_epochs};
     rd->writing = (od_report_phase){t_written - t_w, 0};
     rd->total_seconds = t_written - t_start;
-    rd->measuring = (od_report_phase){now() - t_written, 0};
+    rd->measuring = (od_report_phase){od_seconds() - t_written, 0};
     putchar('\n');
     od_report_print(&rep, stdout);
     if (report_path && od_report_save(&rep, report_path, &err)) goto fail;
