@@ -72,17 +72,6 @@ bool od_pass_is_graph_input(const od_graph *g, int v) {
     return false;
 }
 
-int *od_pass_count_uses(const od_graph *g) {
-    int *uses = calloc(g->n_values ? (size_t)g->n_values : 1, sizeof *uses);
-    if (!uses) return NULL;
-    for (int i = 0; i < g->n_nodes; i++)
-        for (int k = 0; k < g->nodes[i].n_inputs; k++)
-            if (g->nodes[i].inputs[k] >= 0) uses[g->nodes[i].inputs[k]]++;
-    for (int i = 0; i < g->n_outputs; i++)
-        uses[g->outputs[i]]++;
-    return uses;
-}
-
 char *od_pass_unique_name(const od_graph *g, const char *base, const char *suffix) {
     size_t n = strlen(base) + strlen(suffix) + 24;
     char *name = malloc(n);
@@ -478,7 +467,7 @@ static bool all_zero(const od_tensor *t) {
 
 static od_status pass_drop_identity(od_graph *g, od_pass_stats *stats, od_error *err) {
     bool *drop = calloc(g->n_nodes ? (size_t)g->n_nodes : 1, sizeof *drop);
-    int *uses = od_pass_count_uses(g);
+    int *uses = od_graph_count_uses(g);
     if (!drop || !uses) {
         free(drop);
         free(uses);
@@ -710,7 +699,7 @@ fail:
 
 static od_status pass_fold_bn(od_graph *g, od_pass_stats *stats, od_error *err) {
     bool *drop = calloc(g->n_nodes ? (size_t)g->n_nodes : 1, sizeof *drop);
-    int *uses = od_pass_count_uses(g);
+    int *uses = od_graph_count_uses(g);
     od_status st = OD_STATUS_OK;
     if (!drop || !uses) {
         st = oom(err);
@@ -747,7 +736,7 @@ static od_status pass_fold_bn(od_graph *g, od_pass_stats *stats, od_error *err) 
         n_fold++;
         /* uses of the parameters changed: recount for the copy-on-write decisions */
         free(uses);
-        if (!(uses = od_pass_count_uses(g))) st = oom(err);
+        if (!(uses = od_graph_count_uses(g))) st = oom(err);
         for (int k = 0; uses && k < g->n_nodes; k++)
             if (drop[k])
                 for (int j = 0; j < g->nodes[k].n_inputs; j++)

@@ -36,8 +36,6 @@ od_status od_pass_set_input(od_node *n, int k, int v, od_error *err);
 /* An INT attribute, or dflt when absent or of another type. */
 int64_t od_pass_attr_int(const od_node *n, const char *name, int64_t dflt);
 
-/* Uses of every value: node input slots plus graph output entries; caller frees. NULL on OOM. */
-int *od_pass_count_uses(const od_graph *g);
 bool od_pass_is_graph_output(const od_graph *g, int v);
 bool od_pass_is_graph_input(const od_graph *g, int v);
 

@@ -470,3 +470,13 @@ cleanup:
     free(done);
     return st;
 }
+
+int *od_graph_count_uses(const od_graph *g) {
+    int *uses = calloc(g->n_values ? (size_t)g->n_values : 1, sizeof *uses);
+    if (!uses) return NULL;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++)
+            if (g->nodes[i].inputs[k] >= 0) uses[g->nodes[i].inputs[k]]++;
+    for (int i = 0; i < g->n_outputs; i++) uses[g->outputs[i]]++;
+    return uses;
+}

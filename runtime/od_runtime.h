@@ -219,6 +219,9 @@ const char *od_model_meta(const od_model *m, const char *key);   /* NULL when ab
  * produced once, by an earlier node, a graph input or an initializer; no cycles; no
  * duplicate outputs. Errors name the node. */
 od_status od_graph_check(od_graph *g, od_error *err);
+/* How often each value is read: node input slots plus graph output entries (so a value read by
+ * one node and nothing else counts 1). The caller frees; NULL when out of memory. */
+int *od_graph_count_uses(const od_graph *g);
 
 /* Prefix for errors about a node: `node "conv_3" (Conv): `. */
 const char *od_node_label(const od_node *n, char *buf, size_t size);

@@ -284,17 +284,6 @@ static od_status check_supported(const od_graph *g, od_error *err) {
                         list);
 }
 
-/* How many times each value is read; a graph output counts as two reads. */
-static int *count_uses(const od_graph *g) {
-    int *uses = calloc(g->n_values ? g->n_values : 1, sizeof(int));
-    if (!uses) return NULL;
-    for (int i = 0; i < g->n_nodes; i++)
-        for (int k = 0; k < g->nodes[i].n_inputs; k++)
-            if (g->nodes[i].inputs[k] >= 0) uses[g->nodes[i].inputs[k]]++;
-    for (int i = 0; i < g->n_outputs; i++) uses[g->outputs[i]] += 2;
-    return uses;
-}
-
 static const od_tensor *float_constant(const od_plan *p, const od_node *n, int k, int rank) {
     if (k >= n->n_inputs || n->inputs[k] < 0) return NULL;
     const od_tensor *t = p->shapes.info[n->inputs[k]].constant;
@@ -414,7 +403,7 @@ static od_status plan_nodes(planner *pl) {
     int nn = g->n_nodes ? g->n_nodes : 1;
     bool *needed = calloc(g->n_values ? g->n_values : 1, sizeof(bool));
     int *fused_into = malloc(sizeof(int) * nn), *bn_into = malloc(sizeof(int) * nn);
-    int *folded_wb = malloc(sizeof(int) * 2 * nn), *uses = count_uses(g);
+    int *folded_wb = malloc(sizeof(int) * 2 * nn), *uses = od_graph_count_uses(g);
     float *range = malloc(sizeof(float) * 2 * nn);
     if (!needed || !fused_into || !bn_into || !folded_wb || !uses || !range) {
         st = od_error_set(pl->err, OD_STATUS_OUT_OF_MEMORY, "out of memory");

@@ -75,15 +75,10 @@ int od_trainer_useful_threads(const od_graph *g, int64_t batch, int threads) {
  * step is skipped and its output shares the op's buffers. */
 static void fuse_relus(od_trainer *t) {
     const od_graph *g = t->graph;
-    int *uses = calloc(g->n_values ? g->n_values : 1, sizeof(int));
+    int *uses = od_graph_count_uses(g);
     int *step_of = malloc(sizeof(int) * (g->n_nodes ? g->n_nodes : 1));
     if (!uses || !step_of) goto done;
-    for (int i = 0; i < g->n_nodes; i++) {
-        step_of[i] = -1;
-        for (int k = 0; k < g->nodes[i].n_inputs; k++)
-            if (g->nodes[i].inputs[k] >= 0) uses[g->nodes[i].inputs[k]]++;
-    }
-    for (int i = 0; i < g->n_outputs; i++) uses[g->outputs[i]] += 2;
+    for (int i = 0; i < g->n_nodes; i++) step_of[i] = -1;
     for (int s = 0; s < t->n_steps; s++) step_of[t->steps[s].node - g->nodes] = s;
     for (int s = 0; s < t->n_steps; s++) {
         od_tstep *r = &t->steps[s];
