@@ -560,15 +560,7 @@ typedef struct bn_params {
 } bn_params;
 
 static bool bn_read(const od_graph *g, const od_node *bn, int64_t opset, bn_params *p) {
-    if (bn->n_inputs != 5) return false;
-    for (int k = 1; k < bn->n_outputs; k++)
-        if (bn->outputs[k] >= 0) return false; /* training outputs: read on, not ours */
-    if (od_node_attr(bn, "training_mode")) {
-        const od_attr *a = od_node_attr(bn, "training_mode");
-        if (a->type != OD_ATTR_INT || a->i) return false;
-    }
-    const od_attr *sp = od_node_attr(bn, "spatial");
-    if (opset < 9 && sp && sp->type == OD_ATTR_INT && !sp->i) return false;
+    if (!od_bn_is_inference(bn, opset)) return false;
     const od_tensor *t[4];
     for (int k = 0; k < 4; k++) {
         t[k] = float_init(g, bn->inputs[k + 1]);

@@ -267,6 +267,9 @@ const char *const *od_op_names(void);
  * before it: w and bias ([cout]) become the weights of that conv followed by the BN, computed
  * in double. One formula for the plans (which fold at plan time, as ONNX Runtime does at load)
  * and lib's optimize pass, so both give the same bits. */
+/* Whether BatchNormalization node bn is the inference form that can be folded: five inputs, only
+ * Y used, training_mode absent or 0, and (before opset 9) spatial not 0. */
+bool od_bn_is_inference(const od_node *bn, int64_t opset);
 void od_bn_fold_into_conv(float *w, float *bias, int w_rank, const int64_t *w_dims, int64_t group,
                           bool transpose, const float *const bn[4], float epsilon);
 

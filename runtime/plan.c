@@ -319,13 +319,11 @@ static od_status find_bn_folds(planner *pl, const int *uses, int *bn_into, int *
     const od_graph *g = p->graph;
     for (int j = 0; j < g->n_nodes; j++) {
         const od_node *bn = &g->nodes[j];
-        if (strcmp(bn->op_type, "BatchNormalization") || (bn->domain && *bn->domain) || bn->n_inputs != 5 ||
-            bn->inputs[0] < 0 || od_attr_int(bn, "training_mode", 0) || (g->opset < 9 && !od_attr_int(bn, "spatial", 1)))
+        if (strcmp(bn->op_type, "BatchNormalization") || (bn->domain && *bn->domain) || !od_bn_is_inference(bn, g->opset) ||
+            bn->inputs[0] < 0)
             continue;
-        bool extra = false;
-        for (int k = 1; k < bn->n_outputs; k++) extra |= bn->outputs[k] >= 0;
         int v = bn->inputs[0], c = g->values[v].producer;
-        if (extra || c < 0 || uses[v] != 1 || p->bufs[v].dtype != OD_DTYPE_FLOAT || folded_wb[2 * c] >= 0) continue;
+        if (c < 0 || uses[v] != 1 || p->bufs[v].dtype != OD_DTYPE_FLOAT || folded_wb[2 * c] >= 0) continue;
         const od_node *conv = &g->nodes[c];
         bool transpose = strcmp(conv->op_type, "ConvTranspose") == 0;
         if ((strcmp(conv->op_type, "Conv") && !transpose) || (conv->domain && *conv->domain) ||

@@ -60,6 +60,15 @@ static void bn_fold(bn_state *b) {
     }
 }
 
+bool od_bn_is_inference(const od_node *bn, int64_t opset) {
+    if (bn->n_inputs != 5) return false;
+    for (int k = 1; k < bn->n_outputs; k++)
+        if (bn->outputs[k] >= 0) return false; /* training outputs */
+    const od_attr *tm = od_node_attr(bn, "training_mode"), *sp = od_node_attr(bn, "spatial");
+    if (tm && (tm->type != OD_ATTR_INT || tm->i)) return false;
+    return !(opset < 9 && sp && sp->type == OD_ATTR_INT && !sp->i);
+}
+
 void od_bn_fold_into_conv(float *w, float *bias, int w_rank, const int64_t *w_dims, int64_t group,
                           bool transpose, const float *const bn[4], float epsilon) {
     const float *scale = bn[0], *shift = bn[1], *mean = bn[2], *var = bn[3];
