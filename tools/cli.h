@@ -2,7 +2,7 @@
 #ifndef OD_CLI_H
 #define OD_CLI_H
 
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 #include <stdio.h>
 
