@@ -42,7 +42,7 @@ TEST_BIN    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 LIBS        := $(BUILD)/libonnxdistill.a $(BUILD)/libonnxdistill.so
 
 .PHONY: all deps test demo asan bench paper clean format fuzz fuzz-bin install
-all: $(BUILD)/onnx-distill $(LIBS) $(TEST_BIN)
+all: $(BUILD)/onnx-distill $(LIBS) $(BUILD)/onnx-distill.1 $(TEST_BIN)
 
 # Installs what is missing (as root, through apt-get); does nothing when all is there.
 deps:
@@ -93,6 +93,31 @@ $(BUILD)/libonnxdistill.so: $(OBJ) $(BUILD)/libonnxdistill.map
 
 $(BUILD)/onnx-distill: $(TOOLS_OBJ) $(BUILD)/libonnxdistill.a
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(TOOLS_OBJ) $(BUILD)/libonnxdistill.a $(LDLIBS)
+
+# The man page, printed from the same option tables as --help.
+$(BUILD)/onnx-distill.1: $(BUILD)/onnx-distill
+	$< --man > $@.tmp && mv $@.tmp $@
+
+# make install PREFIX=/usr/local DESTDIR=: the program, its man page, both libraries, the
+# public headers (in include/onnx-distill/) and onnx-distill.pc for pkg-config.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  := $(PREFIX)/include/onnx-distill
+install: $(BUILD)/onnx-distill $(LIBS) $(BUILD)/onnx-distill.1
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) \
+	  $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(BUILD)/onnx-distill $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(BUILD)/onnx-distill.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 $(BUILD)/libonnxdistill.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/libonnxdistill.so $(DESTDIR)$(LIBDIR)/libonnxdistill.so.$(VERSION)
+	ln -sf libonnxdistill.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libonnxdistill.so.$(SOMAJOR)
+	ln -sf libonnxdistill.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libonnxdistill.so
+	install -m 644 $(PUBLIC_HEADERS) $(DESTDIR)$(INCDIR)/
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$${prefix}/include' '' \
+	  'Name: onnx-distill' 'Description: ONNX teacher to small student: shrink, distil, optimize, run' \
+	  'Version: $(VERSION)' 'Cflags: -I$${includedir}/onnx-distill' 'Libs: -L$${libdir} -lonnxdistill' \
+	  'Libs.private: $(LDLIBS)' > $(DESTDIR)$(LIBDIR)/pkgconfig/onnx-distill.pc
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libonnxdistill.a
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libonnxdistill.a $(LDLIBS)
