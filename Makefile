@@ -62,15 +62,15 @@ $(BUILD)/%.o: %.c $(PROTO_C)
 	@mkdir -p $(dir $@)
 	$(CC) $(LIB_CPPFLAGS) $(BASE_CFLAGS) $(PIC_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/include/%.h: lib/%.h
-	@mkdir -p $(dir $@)
-	cp $< $@
-$(BUILD)/include/%.h: runtime/%.h
-	@mkdir -p $(dir $@)
-	cp $< $@
+define stage_header
+$(BUILD)/include/$(notdir $(1)): $(1)
+	@mkdir -p $$(dir $$@)
+	cp $$< $$@
+endef
+$(foreach h,$(PUBLIC_HEADERS),$(eval $(call stage_header,$(h))))
 
 # tools/ sees the staged public headers and its own, nothing else.
-$(BUILD)/tools/%.o: tools/%.c $(STAGED_HEADERS)
+$(TOOLS_OBJ): $(BUILD)/%.o: %.c $(STAGED_HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(TOOLS_CPPFLAGS) $(BASE_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 

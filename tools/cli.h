@@ -72,12 +72,12 @@ typedef struct cli_command {
 
 /* How to build a student: shrink, and distill when it builds one. */
 #define CLI_OPTS_SHRINK                                                                                       \
-    {CLI_REAL, "--width", 0, "W", 0, 1, .lo_open = true,                                                      \
+    {CLI_REAL, "--width", 0, "W", 0.001, 1,                                                      \
      .help = "every Conv, ConvTranspose, Gemm and MatMul keeps round(W x its output channels), "  \
              "rounded up to a multiple of --round. Channels that must agree (residual Add branches, "        \
              "depthwise convs, Concat inputs along other axes) form one group; the graph's inputs and the "  \
              "classifier's outputs stay."},                                                                  \
-    {CLI_REAL, "--depth", 0, "D", 0, 1, .lo_open = true,                                                      \
+    {CLI_REAL, "--depth", 0, "D", 0.001, 1,                                                      \
      .help = "keep round(D x n) of the n removable blocks, spread evenly. A removable block is "  \
              "a residual block whose output shape equals its input's (the branch goes, the skip stays) or a " \
              "layer with its BN and activation in a chain of same-shape layers (e.g. an MLP's hidden layers)."}, \
