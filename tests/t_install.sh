@@ -46,10 +46,11 @@ if [ -n "$flags" ] && grep -q -- "-I$P/include/onnx-distill" <<<"$flags" && grep
 else
     bad "pkg-config: $flags $(cat "$T/pc.err")"
 fi
-extra=""
-nm -D "$P/lib/libonnxdistill.so" | grep -q __asan && extra="-fsanitize=address,undefined" # the asan build
+extra="" cc=${CC:-cc}
+# the sanitizer build (clang's runtime, which its .so expects the program to bring)
+nm -D "$P/lib/libonnxdistill.so" | grep -q __asan && extra="-fsanitize=address,undefined" cc=clang
 # shellcheck disable=SC2086
-if ${CC:-cc} -std=c11 -Wall -Wextra -Werror $extra "$T/readme.c" $flags -o "$T/example" 2>"$T/cc.err"; then
+if $cc -std=c11 -Wall -Wextra -Werror $extra "$T/readme.c" $flags -o "$T/example" 2>"$T/cc.err"; then
     ok "the example builds against the installed headers and library (-Wall -Wextra -Werror)"
 else
     bad "the example does not build: $(head -5 "$T/cc.err")"
