@@ -321,19 +321,20 @@ static const char *arg_name(const cli_option *o) {
     return o->kind == CLI_CHOICE ? o->choices : o->kind == CLI_FLAG ? NULL : "VALUE";
 }
 
+/* The help text, then its range and default from the table: "help (1 to 256; default 2)". */
 static void option_full_help(const cli_option *o, char *buf, size_t size) {
     char range[128] = "";
-    bool numeric = o->kind == CLI_INT || o->kind == CLI_REAL || o->kind == CLI_INT_LIST || o->kind == CLI_REAL_LIST;
-    if (numeric && !(o->kind == CLI_INT && o->hi == 0 && o->lo == 0)) {
-        if (o->kind == CLI_INT || o->kind == CLI_INT_LIST)
-            snprintf(range, sizeof range, o->hi ? "%lld to %lld" : "%lld up", (long long)o->lo, (long long)o->hi);
-        else
-            snprintf(range, sizeof range, "%c%g, %g]", o->lo_open ? '(' : '[', o->lo, o->hi);
-    }
-    snprintf(buf, size, "%s%s%s%s%s%s%s", o->help ? o->help : "", o->help && (range[0] || o->dflt) ? " " : "",
-             range[0] ? (o->kind == CLI_INT_LIST || o->kind == CLI_REAL_LIST ? "Each in " : "In ") : "", range,
-             range[0] ? (o->dflt ? "; default " : ".") : o->dflt ? "Default " : "", o->dflt ? o->dflt : "",
-             o->dflt ? "." : "");
+    bool is_int = o->kind == CLI_INT || o->kind == CLI_INT_LIST, is_list = o->kind == CLI_INT_LIST || o->kind == CLI_REAL_LIST;
+    if (is_int && (o->hi == 0 || o->hi >= 1e12))
+        snprintf(range, sizeof range, "%s%lld or more", is_list ? "each " : "", (long long)o->lo);
+    else if (is_int)
+        snprintf(range, sizeof range, "%s%lld to %lld", is_list ? "each " : "", (long long)o->lo, (long long)o->hi);
+    else if (o->kind == CLI_REAL || o->kind == CLI_REAL_LIST)
+        snprintf(range, sizeof range, "%sin %c%g, %g]", is_list ? "each " : "", o->lo_open ? '(' : '[', o->lo, o->hi);
+    if (o->kind == CLI_INT && o->lo == 0 && o->hi == 0) range[0] = 0; /* any whole number: say nothing */
+    snprintf(buf, size, "%s%s%s%s%s%s%s", o->help ? o->help : "", o->help && (range[0] || o->dflt) ? " (" : range[0] || o->dflt ? "(" : "",
+             range, range[0] && o->dflt ? "; " : "", o->dflt ? "default " : "", o->dflt ? o->dflt : "",
+             range[0] || o->dflt ? ")" : "");
 }
 
 void cli_print_help(const cli_command *cmd, FILE *f) {

@@ -53,7 +53,7 @@ typedef struct cli_command {
 /* ---- shared options: one definition each ------------------------------------------------ */
 
 #define CLI_OPT_OUTPUT(what) {CLI_TEXT, "--output", 'o', "FILE", .help = what " (written atomically)"}
-#define CLI_OPT_THREADS(d) {CLI_INT, "--threads", 0, "N", 1, 256, .dflt = d, .help = "worker threads, 1 to 256"}
+#define CLI_OPT_THREADS(d) {CLI_INT, "--threads", 0, "N", 1, 256, .dflt = d, .help = "worker threads"}
 #define CLI_OPT_THREAD_LIST(d, h) {CLI_INT_LIST, "--threads", 0, "LIST", 1, 256, .max_items = 4, .dflt = d, .help = h}
 #define CLI_OPT_BATCH_LIST(d, h) {CLI_INT_LIST, "--batch", 0, "LIST", 1, 1 << 20, .max_items = 4, .dflt = d, .help = h}
 #define CLI_OPT_MIN_TIME(d) \
