@@ -21,6 +21,15 @@ else
     bad "the README's example and the header's differ: $(diff "$T/readme.c" "$T/header.c" | head -5)"
 fi
 
+# ---- proto/: the schema the build compiles, checked --------------------------------------------
+out=$(proto/check-schema.sh /usr/include/onnx/onnx.proto 2>&1) && grep -q "from libonnx-dev 1\." <<<"$out" &&
+    ok "proto/check-schema.sh: $out" || bad "check-schema on the packaged schema: $out"
+out=$(proto/check-schema.sh "$T/none.proto" 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -q "not found.*libonnx-dev" <<<"$out" && ok "a missing schema: names the package" || bad "missing schema: $out"
+echo 'syntax = "proto2";' >"$T/other.proto"
+out=$(proto/check-schema.sh "$T/other.proto" 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -q "not ONNX's schema" <<<"$out" && ok "another .proto: refused" || bad "other proto: $out"
+
 # ---- make install PREFIX= -----------------------------------------------------------------------
 P=$T/prefix
 if make -s install BUILD="$BUILD" PREFIX="$P" >"$T/install.log" 2>&1; then
