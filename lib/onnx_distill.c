@@ -22,9 +22,13 @@ static int fail_arg(const char *what) {
     return failed(&err);
 }
 
-const char *od_version(void) { return OD_VERSION; }
+const char *od_version(void) {
+    return OD_VERSION;
+}
 
-const char *od_last_error(void) { return last_error.message; }
+const char *od_last_error(void) {
+    return last_error.message;
+}
 
 od_model *od_open(const char *path) {
     od_error err = {0};
@@ -40,7 +44,9 @@ int od_write(const od_model *m, const char *path) {
     return od_model_save(m, path, &err) ? failed(&err) : 0;
 }
 
-void od_close(od_model *m) { od_model_destroy(m); }
+void od_close(od_model *m) {
+    od_model_destroy(m);
+}
 
 static int64_t count(const od_model *m, bool macs) {
     od_error err = {0};
@@ -50,8 +56,12 @@ static int64_t count(const od_model *m, bool macs) {
     return macs ? mac : params;
 }
 
-int64_t od_param_count(const od_model *m) { return count(m, false); }
-int64_t od_mac_count(const od_model *m) { return count(m, true); }
+int64_t od_param_count(const od_model *m) {
+    return count(m, false);
+}
+int64_t od_mac_count(const od_model *m) {
+    return count(m, true);
+}
 
 /* The i-th graph input that is not an initializer, or -1. */
 static int input_value(const od_model *m, int i) {
@@ -63,11 +73,14 @@ static int input_value(const od_model *m, int i) {
 
 int od_input_count(const od_model *m) {
     int n = 0;
-    while (input_value(m, n) >= 0) n++;
+    while (input_value(m, n) >= 0)
+        n++;
     return n;
 }
 
-int od_output_count(const od_model *m) { return m ? m->graph.n_outputs : 0; }
+int od_output_count(const od_model *m) {
+    return m ? m->graph.n_outputs : 0;
+}
 
 const char *od_input_name(const od_model *m, int i) {
     int v = input_value(m, i);
@@ -83,8 +96,10 @@ int od_input_shape(const od_model *m, int i, int64_t dims[8]) {
     int v = input_value(m, i);
     if (v < 0) return fail_arg("od_input_shape: no such input"), -1;
     const od_value *val = &m->graph.values[v];
-    if (val->rank < 0 || val->rank > 8) return fail_arg("od_input_shape: rank unknown or above 8"), -1;
-    for (int d = 0; d < val->rank; d++) dims[d] = val->dims[d].value >= 0 ? val->dims[d].value : -1;
+    if (val->rank < 0 || val->rank > 8)
+        return fail_arg("od_input_shape: rank unknown or above 8"), -1;
+    for (int d = 0; d < val->rank; d++)
+        dims[d] = val->dims[d].value >= 0 ? val->dims[d].value : -1;
     return val->rank;
 }
 
@@ -94,7 +109,8 @@ int od_describe(const od_model *m, FILE *f) {
     char b1[32], b2[32];
     fprintf(f, "ir_version  %lld\nopsets     ", (long long)m->ir_version);
     for (int i = 0; i < m->n_opsets; i++)
-        fprintf(f, " %s %lld", m->opsets[i].domain && *m->opsets[i].domain ? m->opsets[i].domain : "ai.onnx",
+        fprintf(f, " %s %lld",
+                m->opsets[i].domain && *m->opsets[i].domain ? m->opsets[i].domain : "ai.onnx",
                 (long long)m->opsets[i].version);
     fprintf(f, "\nproducer    %s %s\n", m->producer_name ? m->producer_name : "?",
             m->producer_version ? m->producer_version : "");
@@ -106,8 +122,10 @@ int od_describe(const od_model *m, FILE *f) {
             fprintf(f, "%-11s %s %s [", io ? "output" : "input", name, od_dtype_name(val->dtype));
             for (int d = 0; d < val->rank; d++) {
                 if (d) fputc(',', f);
-                if (val->dims[d].value >= 0) fprintf(f, "%lld", (long long)val->dims[d].value);
-                else fputs(val->dims[d].param ? val->dims[d].param : "?", f);
+                if (val->dims[d].value >= 0)
+                    fprintf(f, "%lld", (long long)val->dims[d].value);
+                else
+                    fputs(val->dims[d].param ? val->dims[d].param : "?", f);
             }
             fputs("]\n", f);
         }
@@ -132,8 +150,8 @@ od_model *od_make_student(const od_model *teacher, double width, double depth) {
 }
 
 /* A dataset and the model's preprocessing for it. */
-static od_status load_data(const od_model *m, const char *data, od_data_split *split, od_preprocess *pre,
-                           od_error *err) {
+static od_status load_data(const od_model *m, const char *data, od_data_split *split,
+                           od_preprocess *pre, od_error *err) {
     od_status st;
     if ((st = od_data_load(data, split, err))) return st;
     if ((st = od_preprocess_from_model(m, pre, err))) return st;
@@ -154,7 +172,9 @@ int od_train_student(const od_model *teacher, od_model *student, const char *dat
     opt.train_limit = opt.test_limit = max_samples > 0 ? max_samples : 0;
     od_status st = load_data(teacher, data, &split, &pre, &err);
     if (!st) st = od_distill(teacher, student, &split, &pre, &opt, &res, &err);
-    if (!st) st = od_distill_finish(student, teacher, NULL, "od_train_student", &opt, &res, OD_WEIGHTS_F32, &err);
+    if (!st)
+        st = od_distill_finish(student, teacher, NULL, "od_train_student", &opt, &res,
+                               OD_WEIGHTS_F32, &err);
     od_distill_result_clear(&res);
     od_data_split_clear(&split);
     return st ? failed(&err) : 0;
@@ -165,27 +185,32 @@ int od_compress(od_model *m, const char *weights) {
     od_weight_format fmt;
     od_pass_stats ps;
     if (!m) return fail_arg("od_compress: no model");
-    if (od_weight_format_parse(weights ? weights : "f32", &fmt, &err) || od_optimize(m, &ps, &err) ||
-        od_store_weights(m, fmt, &err))
+    if (od_weight_format_parse(weights ? weights : "f32", &fmt, &err) ||
+        od_optimize(m, &ps, &err) || od_store_weights(m, fmt, &err))
         return failed(&err);
     return 0;
 }
 
-int od_predict(const od_model *m, const float *input, int64_t batch, float *output, size_t output_count) {
+int od_predict(const od_model *m, const float *input, int64_t batch, float *output,
+               size_t output_count) {
     od_error err = {0};
     od_plan *plan = NULL;
-    if (!m || !input || !output || batch < 1) return fail_arg("od_predict: a model, input, output and batch >= 1 are needed");
-    od_status st = od_plan_create(&m->graph, &(od_plan_options){.batch = batch, .threads = 1}, &plan, &err);
+    if (!m || !input || !output || batch < 1)
+        return fail_arg("od_predict: a model, input, output and batch >= 1 are needed");
+    od_status st =
+        od_plan_create(&m->graph, &(od_plan_options){.batch = batch, .threads = 1}, &plan, &err);
     if (!st && (od_plan_n_inputs(plan) < 1 || od_plan_n_outputs(plan) < 1))
-        st = od_error_set(&err, OD_STATUS_INVALID_ARGUMENT, "od_predict: the model has no input or no output");
+        st = od_error_set(&err, OD_STATUS_INVALID_ARGUMENT,
+                          "od_predict: the model has no input or no output");
     if (!st) {
         const od_plan_io *in = od_plan_input(plan, 0), *out = od_plan_output(plan, 0);
         if (in->dtype != OD_DTYPE_FLOAT || out->dtype != OD_DTYPE_FLOAT)
-            st = od_error_set(&err, OD_STATUS_INVALID_ARGUMENT, "od_predict: \"%s\" or \"%s\" is not float32", in->name,
-                              out->name);
+            st = od_error_set(&err, OD_STATUS_INVALID_ARGUMENT,
+                              "od_predict: \"%s\" or \"%s\" is not float32", in->name, out->name);
         else if (out->nbytes / sizeof(float) > output_count)
-            st = od_error_set(&err, OD_STATUS_INVALID_ARGUMENT, "od_predict: output \"%s\" has %zu values, room for %zu",
-                              out->name, out->nbytes / sizeof(float), output_count);
+            st = od_error_set(&err, OD_STATUS_INVALID_ARGUMENT,
+                              "od_predict: output \"%s\" has %zu values, room for %zu", out->name,
+                              out->nbytes / sizeof(float), output_count);
         if (!st) {
             memcpy(in->data, input, in->nbytes);
             if (!(st = od_plan_run(plan, &err))) memcpy(output, out->data, out->nbytes);
@@ -198,13 +223,15 @@ int od_predict(const od_model *m, const float *input, int64_t batch, float *outp
 double od_bench_ms(const od_model *m, int64_t batch, int threads) {
     od_error err = {0};
     od_latency r;
-    if (!m || batch < 1 || threads < 1) return fail_arg("od_bench_ms: a model, batch >= 1 and threads >= 1"), -1;
+    if (!m || batch < 1 || threads < 1)
+        return fail_arg("od_bench_ms: a model, batch >= 1 and threads >= 1"), -1;
     if (od_measure_latency(&m->graph, batch, threads, 0.3, &r, &err)) return failed(&err), -1;
     return 1e3 * r.median;
 }
 
 int od_test_accuracy(const od_model *m, const char *data, int64_t max_samples, double *accuracy) {
-    if (!m || !data || !accuracy) return fail_arg("od_test_accuracy: a model, data and accuracy are needed");
+    if (!m || !data || !accuracy)
+        return fail_arg("od_test_accuracy: a model, data and accuracy are needed");
     od_error err = {0};
     od_data_split split = {0};
     od_preprocess pre;
@@ -223,9 +250,10 @@ int od_test_accuracy(const od_model *m, const char *data, int64_t max_samples, d
     return st ? failed(&err) : 0;
 }
 
-int od_write_report(const od_model *teacher, const od_model *student, const char *data, int64_t max_samples,
-                    const char *path) {
-    if (!teacher || !student || !path) return fail_arg("od_write_report: a teacher, a student and a path are needed");
+int od_write_report(const od_model *teacher, const od_model *student, const char *data,
+                    int64_t max_samples, const char *path) {
+    if (!teacher || !student || !path)
+        return fail_arg("od_write_report: a teacher, a student and a path are needed");
     od_error err = {0};
     od_report rep;
     od_report_init(&rep);

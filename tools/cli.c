@@ -25,7 +25,9 @@ int cli_fail(const char *fmt, ...) {
     return CLI_EXIT_FAILURE;
 }
 
-int cli_fail_err(const od_error *err) { return cli_fail("%s", err->message); }
+int cli_fail_err(const od_error *err) {
+    return cli_fail("%s", err->message);
+}
 
 /* One line: the message, then where to read more. */
 int cli_usage(const cli_command *cmd, const char *fmt, ...) {
@@ -44,7 +46,8 @@ static const char *range_text(const cli_option *o, char *buf, size_t size) {
         if (o->hi == 0)
             snprintf(buf, size, "a whole number from %lld up", (long long)o->lo);
         else
-            snprintf(buf, size, "a whole number from %lld to %lld", (long long)o->lo, (long long)o->hi);
+            snprintf(buf, size, "a whole number from %lld to %lld", (long long)o->lo,
+                     (long long)o->hi);
     } else {
         snprintf(buf, size, "a number in %c%g, %g]", o->lo_open ? '(' : '[', o->lo, o->hi);
     }
@@ -66,15 +69,19 @@ static bool number_ok(const cli_option *o, const char *s) {
             else
                 u = strtoull(s, &end, 10);
             ok = !errno && end != s && !*end && s[0] != '+' && s[0] != ' ';
-            if (ok && negative) ok = (double)v >= o->lo && (o->hi == 0 || (double)v <= o->hi);
-            else if (ok) ok = (double)u >= o->lo && (o->hi == 0 || (double)u <= o->hi);
+            if (ok && negative)
+                ok = (double)v >= o->lo && (o->hi == 0 || (double)v <= o->hi);
+            else if (ok)
+                ok = (double)u >= o->lo && (o->hi == 0 || (double)u <= o->hi);
         } else {
             long long v = strtoll(s, &end, 10);
-            ok = !errno && end != s && !*end && (double)v >= o->lo && (o->hi == 0 || (double)v <= o->hi);
+            ok = !errno && end != s && !*end && (double)v >= o->lo &&
+                 (o->hi == 0 || (double)v <= o->hi);
         }
     } else {
         double d = strtod(s, &end);
-        ok = !errno && end != s && !*end && isfinite(d) && (o->lo_open ? d > o->lo : d >= o->lo) && d <= o->hi;
+        ok = !errno && end != s && !*end && isfinite(d) && (o->lo_open ? d > o->lo : d >= o->lo) &&
+             d <= o->hi;
     }
     if (!ok) {
         char range[128];
@@ -92,7 +99,8 @@ static int choice_index(const char *choices, const char *s) {
 }
 
 /* Splits a list into items (buf keeps them); returns the count, or -1 after a message. */
-static int split_list(const cli_option *o, const char *s, char *buf, size_t size, char **items, int max) {
+static int split_list(const cli_option *o, const char *s, char *buf, size_t size, char **items,
+                      int max) {
     int lo = o->min_items ? o->min_items : 1, hi = o->max_items ? o->max_items : 16, n = 0;
     snprintf(buf, size, "%s", s);
     for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
@@ -103,8 +111,10 @@ static int split_list(const cli_option *o, const char *s, char *buf, size_t size
         items[n++] = t;
     }
     if (n < lo) {
-        if (lo == hi) cli_fail("%s: \"%s\" is not %d comma-separated values", o->name, s, lo);
-        else cli_fail("%s: \"%s\" has fewer than %d values", o->name, s, lo);
+        if (lo == hi)
+            cli_fail("%s: \"%s\" is not %d comma-separated values", o->name, s, lo);
+        else
+            cli_fail("%s: \"%s\" has fewer than %d values", o->name, s, lo);
         return -1;
     }
     return n;
@@ -168,15 +178,18 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, cli_args *a) {
         }
     a->operands = calloc((size_t)argc + 1, sizeof *a->operands);
     a->given = calloc((size_t)argc + 1, sizeof *a->given);
-    if (!a->operands || !a->given) return cli_fail("out of memory"), cli_args_clear(a), CLI_EXIT_FAILURE;
+    if (!a->operands || !a->given)
+        return cli_fail("out of memory"), cli_args_clear(a), CLI_EXIT_FAILURE;
     bool options_done = false;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *value = NULL;
         const cli_option *o = NULL;
         if (options_done || arg[0] != '-' || !arg[1]) {
             if (cmd->max_operands >= 0 && a->n_operands == cmd->max_operands) {
-                int rc = a->n_operands == 1 ? cli_usage(cmd, "one %s at a time (%s and %s given)", cmd->operand, a->operands[0], arg)
-                                            : cli_usage(cmd, "at most %d %ss", cmd->max_operands, cmd->operand);
+                int rc = a->n_operands == 1
+                             ? cli_usage(cmd, "one %s at a time (%s and %s given)", cmd->operand,
+                                         a->operands[0], arg)
+                             : cli_usage(cmd, "at most %d %ss", cmd->max_operands, cmd->operand);
                 return cli_args_clear(a), rc;
             }
             a->operands[a->n_operands++] = arg;
@@ -191,13 +204,17 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, cli_args *a) {
             o = find_long(cmd, arg, eq ? (size_t)(eq - arg) : strlen(arg));
             if (o && eq) value = eq + 1;
         } else if ((o = find_short(cmd, arg[1]))) { /* -o value, -ovalue */
-            if (arg[2] && o->kind == CLI_FLAG) o = NULL;
-            else if (arg[2]) value = arg + 2;
+            if (arg[2] && o->kind == CLI_FLAG)
+                o = NULL;
+            else if (arg[2])
+                value = arg + 2;
         }
         if (!o) return cli_args_clear(a), cli_usage(cmd, "%s: unknown option %s", cmd->name, arg);
-        if (o->kind == CLI_FLAG && value) return cli_args_clear(a), cli_usage(cmd, "%s takes no value", o->name);
+        if (o->kind == CLI_FLAG && value)
+            return cli_args_clear(a), cli_usage(cmd, "%s takes no value", o->name);
         if (o->kind != CLI_FLAG && !value) {
-            if (i + 1 >= argc) return cli_args_clear(a), cli_usage(cmd, "%s needs a value", o->name);
+            if (i + 1 >= argc)
+                return cli_args_clear(a), cli_usage(cmd, "%s needs a value", o->name);
             value = argv[++i];
         }
         if (o->kind != CLI_FLAG && !value_ok(o, value)) return cli_args_clear(a), CLI_EXIT_USAGE;
@@ -223,7 +240,9 @@ static const char *last_value(const cli_args *a, const char *name) {
     return NULL;
 }
 
-bool cli_given(const cli_args *a, const char *name) { return last_value(a, name) != NULL; }
+bool cli_given(const cli_args *a, const char *name) {
+    return last_value(a, name) != NULL;
+}
 
 const char *cli_text(const cli_args *a, const char *name, const char *dflt) {
     const char *v = last_value(a, name);
@@ -245,7 +264,8 @@ int cli_choice(const cli_args *a, const char *name, int dflt) {
     return v ? choice_index(option_named(a, name)->choices, v) : dflt;
 }
 
-static int list_items(const cli_args *a, const char *name, char *buf, size_t size, char **items, int max) {
+static int list_items(const cli_args *a, const char *name, char *buf, size_t size, char **items,
+                      int max) {
     const char *v = last_value(a, name);
     return v ? split_list(option_named(a, name), v, buf, size, items, max) : 0;
 }
@@ -253,21 +273,24 @@ static int list_items(const cli_args *a, const char *name, char *buf, size_t siz
 int cli_int_list(const cli_args *a, const char *name, long long *out, int max) {
     char buf[1024], *items[64];
     int n = list_items(a, name, buf, sizeof buf, items, max < 64 ? max : 64);
-    for (int i = 0; i < n; i++) out[i] = strtoll(items[i], NULL, 10);
+    for (int i = 0; i < n; i++)
+        out[i] = strtoll(items[i], NULL, 10);
     return n;
 }
 
 int cli_real_list(const cli_args *a, const char *name, double *out, int max) {
     char buf[1024], *items[64];
     int n = list_items(a, name, buf, sizeof buf, items, max < 64 ? max : 64);
-    for (int i = 0; i < n; i++) out[i] = strtod(items[i], NULL);
+    for (int i = 0; i < n; i++)
+        out[i] = strtod(items[i], NULL);
     return n;
 }
 
 int cli_count(const cli_args *a, const char *name) {
     const cli_option *o = option_named(a, name);
     int n = 0;
-    for (int i = 0; i < a->n_given; i++) n += a->given[i].opt == o;
+    for (int i = 0; i < a->n_given; i++)
+        n += a->given[i].opt == o;
     return n;
 }
 
@@ -292,7 +315,8 @@ static void wrap(FILE *f, const char *text, int col, int indent) {
             fprintf(f, "\n%*s", indent, "");
             col = indent;
             space = false;
-            for (p++; *p == ' '; p++) fputc(' ', f), col++;
+            for (p++; *p == ' '; p++)
+                fputc(' ', f), col++;
             continue;
         }
         if (*p == ' ') {
@@ -324,17 +348,24 @@ static const char *arg_name(const cli_option *o) {
 /* The help text, then its range and default from the table: "help (1 to 256; default 2)". */
 static void option_full_help(const cli_option *o, char *buf, size_t size) {
     char range[128] = "";
-    bool is_int = o->kind == CLI_INT || o->kind == CLI_INT_LIST, is_list = o->kind == CLI_INT_LIST || o->kind == CLI_REAL_LIST;
+    bool is_int = o->kind == CLI_INT || o->kind == CLI_INT_LIST,
+         is_list = o->kind == CLI_INT_LIST || o->kind == CLI_REAL_LIST;
     if (is_int && (o->hi == 0 || o->hi >= 1e12))
         snprintf(range, sizeof range, "%s%lld or more", is_list ? "each " : "", (long long)o->lo);
     else if (is_int)
-        snprintf(range, sizeof range, "%s%lld to %lld", is_list ? "each " : "", (long long)o->lo, (long long)o->hi);
+        snprintf(range, sizeof range, "%s%lld to %lld", is_list ? "each " : "", (long long)o->lo,
+                 (long long)o->hi);
     else if (o->kind == CLI_REAL || o->kind == CLI_REAL_LIST)
-        snprintf(range, sizeof range, "%sin %c%g, %g]", is_list ? "each " : "", o->lo_open ? '(' : '[', o->lo, o->hi);
-    if (o->kind == CLI_INT && o->lo == 0 && o->hi == 0) range[0] = 0; /* any whole number: say nothing */
-    snprintf(buf, size, "%s%s%s%s%s%s%s", o->help ? o->help : "", o->help && (range[0] || o->dflt) ? " (" : range[0] || o->dflt ? "(" : "",
-             range, range[0] && o->dflt ? "; " : "", o->dflt ? "default " : "", o->dflt ? o->dflt : "",
-             range[0] || o->dflt ? ")" : "");
+        snprintf(range, sizeof range, "%sin %c%g, %g]", is_list ? "each " : "",
+                 o->lo_open ? '(' : '[', o->lo, o->hi);
+    if (o->kind == CLI_INT && o->lo == 0 && o->hi == 0)
+        range[0] = 0; /* any whole number: say nothing */
+    snprintf(buf, size, "%s%s%s%s%s%s%s", o->help ? o->help : "",
+             o->help && (range[0] || o->dflt) ? " ("
+             : range[0] || o->dflt            ? "("
+                                              : "",
+             range, range[0] && o->dflt ? "; " : "", o->dflt ? "default " : "",
+             o->dflt ? o->dflt : "", range[0] || o->dflt ? ")" : "");
 }
 
 void cli_print_help(const cli_command *cmd, FILE *f) {
@@ -348,8 +379,9 @@ void cli_print_help(const cli_command *cmd, FILE *f) {
         if (o == cmd->options) fputc('\n', f);
         char left[128], text[2048];
         const char *arg = arg_name(o);
-        int n = snprintf(left, sizeof left, "  %s%s%s%s%s", o->short_name ? (char[]){'-', o->short_name, ',', ' ', 0} : "",
-                         o->name, arg ? " " : "", arg ? arg : "", o->repeat ? " ..." : "");
+        int n = snprintf(left, sizeof left, "  %s%s%s%s%s",
+                         o->short_name ? (char[]){'-', o->short_name, ',', ' ', 0} : "", o->name,
+                         arg ? " " : "", arg ? arg : "", o->repeat ? " ..." : "");
         option_full_help(o, text, sizeof text);
         if (n >= HELP_COLUMN - 1) {
             fprintf(f, "%s\n%*s", left, HELP_COLUMN, "");
@@ -362,7 +394,8 @@ void cli_print_help(const cli_command *cmd, FILE *f) {
         fputc('\n', f);
         wrap(f, cmd->notes, 0, 0);
     }
-    fputs("\nExit status: 0 success, 1 runtime error (bad model, data or file), 2 usage error.\n", f);
+    fputs("\nExit status: 0 success, 1 runtime error (bad model, data or file), 2 usage error.\n",
+          f);
 }
 
 /* roff text: backslashes doubled, a leading dot or quote escaped, hyphens in option names. */
@@ -370,9 +403,12 @@ static void roff(FILE *f, const char *s) {
     bool line_start = true;
     for (; *s; s++) {
         if (line_start && (*s == '.' || *s == '\'')) fputs("\\&", f);
-        if (*s == '\\') fputs("\\e", f);
-        else if (*s == '-') fputs("\\-", f);
-        else fputc(*s, f);
+        if (*s == '\\')
+            fputs("\\e", f);
+        else if (*s == '-')
+            fputs("\\-", f);
+        else
+            fputc(*s, f);
         line_start = *s == '\n';
     }
 }
@@ -403,10 +439,13 @@ void cli_print_man(const cli_command *const *cmds, int n, FILE *f) {
         fputs("\n.br\n", f);
     }
     fputs(".B onnx\\-distill help\n.I COMMAND\n.br\n.B onnx\\-distill \\-\\-version\n", f);
-    fputs(".SH DESCRIPTION\nonnx\\-distill reads a teacher ONNX model, builds a shrunk student from its graph, "
-          "distils it with noisy teacher logits on its own interpreter, and writes the student as ONNX, "
+    fputs(".SH DESCRIPTION\nonnx\\-distill reads a teacher ONNX model, builds a shrunk student "
+          "from its graph, "
+          "distils it with noisy teacher logits on its own interpreter, and writes the student as "
+          "ONNX, "
           "with reports. Each command below takes its options in any order; "
-          "\\fB\\-\\-name value\\fR, \\fB\\-\\-name=value\\fR, \\fB\\-o value\\fR and \\fB\\-ovalue\\fR are the same; "
+          "\\fB\\-\\-name value\\fR, \\fB\\-\\-name=value\\fR, \\fB\\-o value\\fR and "
+          "\\fB\\-ovalue\\fR are the same; "
           "\\fB\\-\\-\\fR ends the options, so that a file name may start with a dash.\n",
           f);
     fputs(".SH COMMANDS\n", f);
@@ -445,12 +484,16 @@ void cli_print_man(const cli_command *const *cmds, int n, FILE *f) {
             roff_paragraphs(f, c->notes);
         }
     }
-    fputs(".SH EXIT STATUS\n.TP\n0\nsuccess\n.TP\n1\na runtime error: a bad model, dataset or file, or a failed write; "
-          "one line on stderr names the file, node and op\n.TP\n2\na usage error: an unknown option, a value out of "
-          "range, a missing operand (the same option is checked the same way in every command)\n.TP\n130\n"
+    fputs(".SH EXIT STATUS\n.TP\n0\nsuccess\n.TP\n1\na runtime error: a bad model, dataset or "
+          "file, or a failed write; "
+          "one line on stderr names the file, node and op\n.TP\n2\na usage error: an unknown "
+          "option, a value out of "
+          "range, a missing operand (the same option is checked the same way in every "
+          "command)\n.TP\n130\n"
           "distill interrupted (Ctrl\\-C); the checkpoint is kept for \\-\\-resume\n",
           f);
-    fputs(".SH SEE ALSO\nThe library: onnx_distill.h (the front door) and the detailed headers it names; "
+    fputs(".SH SEE ALSO\nThe library: onnx_distill.h (the front door) and the detailed headers it "
+          "names; "
           "\\fBpkg\\-config \\-\\-cflags \\-\\-libs onnx\\-distill\\fR.\n",
           f);
 }
@@ -472,8 +515,10 @@ void cli_preprocess_apply(const cli_args *a, od_preprocess *pre) {
     int n = n_mean > n_std ? n_mean : n_std;
     float mean[16], std[16];
     for (int c = 0; c < n; c++) {
-        mean[c] = n_mean ? (float)m[c < n_mean ? c : n_mean - 1] : pre->mean[pre->n_channels > 1 ? c : 0];
-        std[c] = n_std ? (float)s[c < n_std ? c : n_std - 1] : pre->std[pre->n_channels > 1 ? c : 0];
+        mean[c] =
+            n_mean ? (float)m[c < n_mean ? c : n_mean - 1] : pre->mean[pre->n_channels > 1 ? c : 0];
+        std[c] =
+            n_std ? (float)s[c < n_std ? c : n_std - 1] : pre->std[pre->n_channels > 1 ? c : 0];
     }
     pre->n_channels = n;
     memcpy(pre->mean, mean, sizeof(float) * (size_t)n);

@@ -8,23 +8,31 @@ static const struct {
     const cli_command *cmd;
     int (*fn)(int, char **);
 } commands[] = {
-    {&cli_cmd_inspect, cmd_inspect}, {&cli_cmd_run, cmd_run},           {&cli_cmd_bench, cmd_bench},
-    {&cli_cmd_shrink, cmd_shrink},   {&cli_cmd_optimize, cmd_optimize}, {&cli_cmd_distill, cmd_distill},
-    {&cli_cmd_eval, cmd_eval},       {&cli_cmd_compare, cmd_compare},
+    {&cli_cmd_inspect, cmd_inspect},   {&cli_cmd_run, cmd_run},
+    {&cli_cmd_bench, cmd_bench},       {&cli_cmd_shrink, cmd_shrink},
+    {&cli_cmd_optimize, cmd_optimize}, {&cli_cmd_distill, cmd_distill},
+    {&cli_cmd_eval, cmd_eval},         {&cli_cmd_compare, cmd_compare},
 };
 enum { N_COMMANDS = sizeof commands / sizeof *commands };
 
 static void usage(FILE *f) {
-    fprintf(f, "onnx-distill %s: compress an ONNX teacher into a small student\n\n"
-               "usage: onnx-distill COMMAND [OPTIONS] [--] OPERANDS...\n"
-               "       onnx-distill help COMMAND      (the same as onnx-distill COMMAND --help)\n"
-               "       onnx-distill --version | --man\n\n"
-               "commands:\n", OD_VERSION);
-    for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-10s %s\n", commands[i].cmd->name, commands[i].cmd->summary);
-    fputs("\nOptions take their value as `--name value` or `--name=value` (`-o FILE` or `-oFILE`); `--` ends\n"
-          "the options. The same option is checked the same way, with the same message, in every command.\n\n"
-          "Exit status: 0 success, 1 runtime error (a bad model, dataset or file; one line on stderr),\n"
-          "2 usage error (unknown option, value out of range, missing operand), 130 interrupted.\n", f);
+    fprintf(f,
+            "onnx-distill %s: compress an ONNX teacher into a small student\n\n"
+            "usage: onnx-distill COMMAND [OPTIONS] [--] OPERANDS...\n"
+            "       onnx-distill help COMMAND      (the same as onnx-distill COMMAND --help)\n"
+            "       onnx-distill --version | --man\n\n"
+            "commands:\n",
+            OD_VERSION);
+    for (int i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].cmd->name, commands[i].cmd->summary);
+    fputs("\nOptions take their value as `--name value` or `--name=value` (`-o FILE` or `-oFILE`); "
+          "`--` ends\n"
+          "the options. The same option is checked the same way, with the same message, in every "
+          "command.\n\n"
+          "Exit status: 0 success, 1 runtime error (a bad model, dataset or file; one line on "
+          "stderr),\n"
+          "2 usage error (unknown option, value out of range, missing operand), 130 interrupted.\n",
+          f);
 }
 
 static int find(const char *name) {
@@ -45,7 +53,9 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(a, "help")) {
         int k = find(argv[2]);
-        if (k < 0 || argc > 3) return cli_fail("help: unknown command \"%s\" (try onnx-distill --help)", argv[2]), CLI_EXIT_USAGE;
+        if (k < 0 || argc > 3)
+            return cli_fail("help: unknown command \"%s\" (try onnx-distill --help)", argv[2]),
+                   CLI_EXIT_USAGE;
         cli_print_help(commands[k].cmd, stdout);
         return 0;
     }
@@ -55,7 +65,8 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(a, "--man")) {
         const cli_command *cmds[N_COMMANDS];
-        for (int i = 0; i < N_COMMANDS; i++) cmds[i] = commands[i].cmd;
+        for (int i = 0; i < N_COMMANDS; i++)
+            cmds[i] = commands[i].cmd;
         cli_print_man(cmds, N_COMMANDS, stdout);
         return 0;
     }
