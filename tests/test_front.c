@@ -111,6 +111,7 @@ int main(void) {
           "od_write_report .txt refused", "%s", od_last_error());
     unlink(report);
     unlink(path);
+    free(x);
     od_close(s);
 done_t:
     od_close(t);
