@@ -19,7 +19,7 @@ SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
 DEB_PACKAGES := build-essential libprotobuf-c-dev protobuf-c-compiler libonnx-dev libxnnpack-dev \
 	libpthreadpool-dev libcpuinfo-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist \
 	libonnx-testdata python3-onnx python3-torch clang libclang-rt-14-dev chromium time \
-	pkg-config man-db groff-base
+	pkg-config man-db groff-base libopenmpi-dev openmpi-bin
 
 include proto/proto.mk
 
@@ -27,7 +27,7 @@ include proto/proto.mk
 # staged into $(BUILD)/include, the only library include path tools/ gets, so a tool that
 # reaches for an internal header (op.h, *_internal.h) fails to compile.
 PUBLIC_HEADERS := lib/onnx_distill.h lib/od_onnx.h lib/od_dataset.h lib/od_shrink.h \
-	lib/od_distill.h lib/od_passes.h lib/od_report.h runtime/od_runtime.h runtime/od_train.h
+	lib/od_distill.h lib/od_passes.h lib/od_report.h lib/od_comm.h runtime/od_runtime.h runtime/od_train.h
 STAGED_HEADERS := $(addprefix $(BUILD)/include/,$(notdir $(PUBLIC_HEADERS)))
 LIB_CPPFLAGS   := -D_GNU_SOURCE -Iruntime -Ilib $(PROTO_INCLUDE)
 TOOLS_CPPFLAGS := -D_GNU_SOURCE -I$(BUILD)/include
@@ -35,6 +35,15 @@ TOOLS_CPPFLAGS := -D_GNU_SOURCE -I$(BUILD)/include
 RUNTIME_SRC := $(wildcard runtime/*.c runtime/ops/*.c)
 LIB_SRC     := $(wildcard lib/*.c)
 TOOLS_SRC   := $(wildcard tools/*.c)
+# Open MPI when installed (mpicc says how to compile and link against it): lib/comm_mpi.c and
+# -DOD_HAVE_MPI; without it the single-process communicator alone (lib/comm.c).
+MPI_LINK    := $(shell mpicc --showme:link 2>/dev/null)
+ifneq ($(MPI_LINK),)
+LIB_CPPFLAGS += -DOD_HAVE_MPI $(shell mpicc --showme:compile 2>/dev/null)
+LDLIBS      += $(MPI_LINK)
+else
+LIB_SRC     := $(filter-out lib/comm_mpi.c,$(LIB_SRC))
+endif
 OBJ         := $(patsubst %.c,$(BUILD)/%.o,$(RUNTIME_SRC) $(LIB_SRC)) $(PROTO_OBJ)
 TOOLS_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(TOOLS_SRC))
 TEST_SRC    := $(wildcard tests/test_*.c tests/bench_*.c)

@@ -1,5 +1,6 @@
 /* The distillation loop: teacher logits cached once, noise drawn per batch on top, the
  * student trained on them, the epoch kept chosen on a held-out split; plus evaluation. */
+#include "distill_dp.h"
 #include "od_onnx.h"
 
 #include <math.h>
@@ -149,6 +150,96 @@ od_status od_model_logits(const od_model *m, const od_dataset *d, const od_prepr
     *logits_out = logits;
     *classes_out = classes;
     return OD_STATUS_OK;
+}
+
+/* ---- data-parallel hooks (lib/distill_dp.c holds the steps) ------------------------------------ */
+
+/* Teacher logits of d, each rank computing those of its shards (contiguous runs of samples)
+ * and gathering the rest. One process without --deterministic: od_model_logits as it is. */
+static od_status sharded_logits(const od_model *m, const od_dataset *d, const od_preprocess *pre,
+                                const od_distill_options *opt, float **logits_out, int64_t *classes_out, od_error *err) {
+    int ranks = od_comm_size(opt->comm), shards = od_dp_slices(opt->comm, opt->deterministic);
+    if (shards == 1 || d->n < shards) return od_model_logits(m, d, pre, opt->threads, logits_out, classes_out, err);
+    *logits_out = NULL;
+    int per_rank = shards / ranks, rank = od_comm_rank(opt->comm);
+    int64_t sample = od_dataset_sample_size(d), classes = 0, counts[256];
+    if (ranks > 256) return od_error_set(err, OD_STATUS_UNSUPPORTED, "distill: at most 256 ranks");
+    float *mine = NULL, *all = NULL;
+    int64_t lo = d->n * (rank * per_rank) / shards, hi = d->n * ((rank + 1) * per_rank) / shards;
+    od_status st = OD_STATUS_OK;
+    for (int k = rank * per_rank; k < (rank + 1) * per_rank; k++) {
+        int64_t a = d->n * k / shards, b = d->n * (k + 1) / shards;
+        od_dataset view = *d;
+        view.n = b - a;
+        if (d->u8) view.u8 = d->u8 + a * sample;
+        if (d->f32) view.f32 = d->f32 + a * sample;
+        if (d->labels) view.labels = d->labels + a;
+        float *z = NULL;
+        if ((st = od_model_logits(m, &view, pre, opt->threads, &z, &classes, err))) goto done;
+        if (!mine && !(mine = malloc(sizeof(float) * (size_t)((hi - lo) * classes) + 1))) {
+            free(z);
+            goto oom;
+        }
+        memcpy(mine + (a - lo) * classes, z, sizeof(float) * (size_t)((b - a) * classes));
+        free(z);
+    }
+    for (int r = 0; r < ranks; r++)
+        counts[r] = (d->n * ((r + 1) * per_rank) / shards - d->n * (r * per_rank) / shards) * classes;
+    if (!(all = malloc(sizeof(float) * (size_t)(d->n * classes) + 1))) goto oom;
+    if ((st = od_comm_allgather(opt->comm, mine, counts, all, err))) goto done;
+    *logits_out = all;
+    *classes_out = classes;
+    all = NULL;
+    goto done;
+oom:
+    st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory for logits");
+done:
+    free(mine);
+    free(all);
+    return st;
+}
+
+/* One ranks' agreement: true when any rank says true. */
+static bool any_rank(od_comm *comm, bool mine) {
+    float v = mine ? 1.0f : 0.0f;
+    od_error ignored = {0};
+    if (od_comm_size(comm) > 1 && od_comm_allreduce_sum(comm, &v, 1, &ignored)) return true;
+    return v > 0;
+}
+
+/* The loss of n samples of the global batch from position first: the teacher's (noisy) targets,
+ * and cross-entropy on labels when asked for. */
+typedef struct batch_ctx {
+    const od_distill_options *opt;
+    const od_dataset *train;
+    const od_preprocess *pre;
+    const int64_t *bi; /* the global batch's sample indices */
+    const float *targets;
+    int64_t classes;
+} batch_ctx;
+
+static void batch_fill(void *ctx, float *input, int64_t first, int64_t n) {
+    const batch_ctx *c = ctx;
+    od_dataset_fill(c->train, c->pre, c->bi + first, n, input);
+}
+
+static float batch_loss(void *ctx, const float *out, int64_t first, int64_t n, float *grad) {
+    const batch_ctx *c = ctx;
+    const od_distill_options *opt = c->opt;
+    const float *targets = c->targets + first * c->classes;
+    const int64_t *bi = c->bi + first;
+    float loss = 0;
+    if (opt->loss == OD_LOSS_KD) loss = od_loss_kd(out, targets, n, c->classes, opt->temperature, grad);
+    else if (opt->loss == OD_LOSS_L2) loss = od_loss_l2(out, targets, n, c->classes, grad);
+    else memset(grad, 0, sizeof(float) * (size_t)(n * c->classes));
+    float label_weight = opt->loss == OD_LOSS_LABELS && opt->label_weight <= 0 ? 1.0f : opt->label_weight;
+    if (label_weight > 0 && c->train->labels) {
+        int32_t lab[4096];
+        int64_t nb = n < 4096 ? n : 4096;
+        for (int64_t i = 0; i < nb; i++) lab[i] = c->train->labels[bi[i]];
+        loss += od_loss_ce_add(out, lab, nb, c->classes, label_weight, grad);
+    }
+    return loss;
 }
 
 /* ---- checkpoints: everything that decides the rest of the run ------------------------------ */
@@ -375,6 +466,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     float *tlog = NULL, *test_tlog = NULL, *targets = NULL, *best_snapshot = NULL;
     int64_t *order = NULL, *idx = NULL, *base_order = NULL, classes = 0, test_classes = 0;
     od_trainer *tr = NULL;
+    od_dp *dp = NULL; /* data-parallel: several ranks, or --deterministic */
     od_optim *optim = NULL;
     weight_set w = {0};
     run_state rs = {0};
@@ -386,7 +478,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     double tt = od_seconds();
     od_dataset head = *train;
     head.n = n_all;
-    if ((st = od_model_logits(teacher, &head, pre, opt->threads, &tlog, &classes, err))) {
+    if ((st = sharded_logits(teacher, &head, pre, opt, &tlog, &classes, err))) {
         od_error_prefix(err, "teacher: ");
         goto done;
     }
@@ -394,7 +486,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
         (st = check_labels(train, n_all, "training", classes, err)))
         goto done;
     if (test->n > 0) {
-        if ((st = od_model_logits(teacher, test, pre, opt->threads, &test_tlog, &test_classes, err))) goto done;
+        if ((st = sharded_logits(teacher, test, pre, opt, &test_tlog, &test_classes, err))) goto done;
         if ((st = check_finite_logits(test_tlog, test->n, test_classes, "test", err)) ||
             (st = check_labels(test, test->n, "test", classes, err)))
             goto done;
@@ -413,9 +505,16 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     if (!(base_order = malloc(sizeof(int64_t) * (size_t)n_train + 1))) goto oom;
     memcpy(base_order, train_idx, sizeof(int64_t) * (size_t)n_train);
 
-    int train_threads = od_trainer_useful_threads(&student->graph, opt->batch, opt->threads);
-    if ((st = od_trainer_create(&student->graph, &(od_trainer_options){.batch = opt->batch, .threads = train_threads, .seed = opt->seed}, &tr, err)))
-        goto done;
+    res->ranks = od_comm_size(opt->comm);
+    if (res->ranks > 1 || opt->deterministic) {
+        if ((st = od_dp_create(&student->graph, opt->comm, opt->batch, opt->deterministic, opt->threads, opt->seed, &dp, err)))
+            goto done;
+        tr = od_dp_trainer(dp);
+    } else {
+        int train_threads = od_trainer_useful_threads(&student->graph, opt->batch, opt->threads);
+        if ((st = od_trainer_create(&student->graph, &(od_trainer_options){.batch = opt->batch, .threads = train_threads, .seed = opt->seed}, &tr, err)))
+            goto done;
+    }
     if (od_trainer_classes(tr) != classes) {
         st = od_error_set(err, OD_STATUS_SHAPE, "the student has %lld outputs per sample, the teacher %lld",
                           (long long)od_trainer_classes(tr), (long long)classes);
@@ -439,27 +538,29 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     rs.h.n_floats = (uint64_t)(2 * w.total) + optim_count;
     weights_save(&w, rs.best);
     if (opt->resume) {
-        if ((st = ckpt_read(opt->resume, &rs, &w, optim_state, optim_count, optim_step, rs.h.fingerprint, opt->epochs, err)))
-            goto done;
+        st = ckpt_read(opt->resume, &rs, &w, optim_state, optim_count, optim_step, rs.h.fingerprint, opt->epochs, err);
+        if (any_rank(opt->comm, st != OD_STATUS_OK) && !st)
+            st = od_error_set(err, OD_STATUS_IO, "%s: another rank could not read this checkpoint", opt->resume);
+        if (st) goto done;
         rng = rs.h.rng;
     }
     res->t_load = od_seconds() - t0 - res->t_teacher;
 
     int64_t batches = n_train / opt->batch;
-    double t_train = od_seconds();
+    double t_train = od_seconds(), comm0 = od_comm_seconds(opt->comm);
     for (int epoch = rs.h.epochs_done; epoch < opt->epochs; epoch++) {
         rs.h.rng = rng; /* the state this epoch starts from */
-        double te = od_seconds(), loss_sum = 0;
+        double te = od_seconds(), loss_sum = 0, comm_e = od_comm_seconds(opt->comm);
         /* each epoch's order depends only on the rng state, so a resumed run repeats it */
         memcpy(train_idx, base_order, sizeof(int64_t) * (size_t)n_train);
         od_rng_shuffle(&rng, train_idx, n_train);
         for (int64_t b = 0; b < batches; b++) {
-            if (opt->stop && *opt->stop) {
+            if (!dp && opt->stop && *opt->stop) {
                 res->interrupted = true;
                 goto finish;
             }
             const int64_t *bi = train_idx + b * opt->batch;
-            od_dataset_fill(train, pre, bi, opt->batch, od_trainer_input(tr));
+            if (!dp) od_dataset_fill(train, pre, bi, opt->batch, od_trainer_input(tr));
             float sigma = opt->sigma;
             if (opt->sigma_hi > 0) sigma = (float)(opt->sigma_lo + (opt->sigma_hi - opt->sigma_lo) * od_rng_uniform(&rng));
             for (int64_t i = 0; i < opt->batch; i++) {
@@ -468,19 +569,19 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
                 if (sigma > 0 && od_rng_uniform(&rng) < opt->alpha)
                     for (int64_t j = 0; j < classes; j++) z[j] *= 1.0f + sigma * od_rng_normal(&rng);
             }
-            if ((st = od_trainer_forward(tr, true, err))) goto done;
-            float *grad = od_trainer_output_grad(tr);
-            const float *out = od_trainer_output(tr);
+            batch_ctx bc = {opt, train, pre, bi, targets, classes};
             float loss = 0;
-            if (opt->loss == OD_LOSS_KD) loss = od_loss_kd(out, targets, opt->batch, classes, opt->temperature, grad);
-            else if (opt->loss == OD_LOSS_L2) loss = od_loss_l2(out, targets, opt->batch, classes, grad);
-            else memset(grad, 0, sizeof(float) * (size_t)(opt->batch * classes));
-            float label_weight = opt->loss == OD_LOSS_LABELS && opt->label_weight <= 0 ? 1.0f : opt->label_weight;
-            if (label_weight > 0 && train->labels) {
-                int32_t lab[4096];
-                int64_t nb = opt->batch < 4096 ? opt->batch : 4096;
-                for (int64_t i = 0; i < nb; i++) lab[i] = train->labels[bi[i]];
-                loss += od_loss_ce_add(out, lab, nb, classes, label_weight, grad);
+            if (dp) {
+                bool stop = false;
+                od_dp_batch db = {&bc, batch_fill, batch_loss};
+                if ((st = od_dp_step(dp, &db, opt->stop && *opt->stop, &loss, &stop, err))) goto done;
+                if (stop) {
+                    res->interrupted = true;
+                    goto finish;
+                }
+            } else {
+                if ((st = od_trainer_forward(tr, true, err))) goto done;
+                loss = batch_loss(&bc, od_trainer_output(tr), 0, opt->batch, od_trainer_output_grad(tr));
             }
             if (!isfinite(loss)) {
                 st = od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
@@ -489,12 +590,13 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
                 goto done;
             }
             loss_sum += loss;
-            if ((st = od_trainer_backward(tr, err))) goto done;
+            if (!dp && (st = od_trainer_backward(tr, err))) goto done;
             od_optim_step(optim, lr_at(opt, epoch + (double)b / (double)batches));
             if (opt->progress && (b % 20 == 0 || b + 1 == batches)) {
                 double el = od_seconds() - te, sps = (double)(b + 1) * opt->batch / (el > 0 ? el : 1e-9);
                 od_distill_progress p = {epoch + 1, opt->epochs, b + 1, batches, loss_sum / (double)(b + 1), sps,
-                                         (double)((batches - b - 1) + (opt->epochs - epoch - 1) * batches) * opt->batch / sps, NULL};
+                                         (double)((batches - b - 1) + (opt->epochs - epoch - 1) * batches) * opt->batch / sps, NULL,
+                                         res->ranks};
                 opt->progress(&p, opt->progress_ctx);
             }
         }
@@ -503,6 +605,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
         es->loss = loss_sum / (double)batches;
         es->seconds = od_seconds() - te;
         es->samples_per_s = (double)(batches * opt->batch) / es->seconds;
+        es->comm_seconds = od_comm_seconds(opt->comm) - comm_e;
         bool collapsed = false, c2 = false;
         if ((st = eval_subset(student, train, val_idx, n_val, pre, tlog, opt->threads, &es->val_acc, &es->val_agree, &collapsed, err)))
             goto done;
@@ -534,14 +637,15 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
         rs.h.epochs_done = epoch + 1;
         rs.h.rng = rng;
         rs.h.optim_step = *optim_step;
-        if (opt->checkpoint && (st = ckpt_write(opt->checkpoint, &rs, &w, optim_state, optim_count, err))) goto done;
+        if (opt->checkpoint && od_comm_rank(opt->comm) == 0 && (st = ckpt_write(opt->checkpoint, &rs, &w, optim_state, optim_count, err))) goto done;
         if (opt->progress) {
-            od_distill_progress p = {epoch + 1, opt->epochs, batches, batches, es->loss, es->samples_per_s, 0, es};
+            od_distill_progress p = {epoch + 1, opt->epochs, batches, batches, es->loss, es->samples_per_s, 0, es, res->ranks};
             opt->progress(&p, opt->progress_ctx);
         }
     }
 finish:
     res->t_train = od_seconds() - t_train;
+    res->t_comm = od_comm_seconds(opt->comm) - comm0;
     res->n_epochs = rs.h.epochs_done;
     res->best_epoch = rs.h.best_epoch;
     res->epochs = calloc((size_t)rs.h.epochs_done + 1, sizeof(od_epoch_stats));
@@ -570,7 +674,8 @@ done:
     free(rs.best);
     free(rs.stats);
     od_optim_destroy(optim);
-    od_trainer_destroy(tr);
+    if (dp) od_dp_destroy(dp);
+    else od_trainer_destroy(tr);
     free(tlog);
     free(test_tlog);
     free(targets);

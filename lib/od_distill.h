@@ -9,6 +9,7 @@
 #ifndef OD_DISTILL_H
 #define OD_DISTILL_H
 
+#include "od_comm.h"
 #include "od_dataset.h"
 #include "od_passes.h"
 #include "od_train.h"
@@ -23,7 +24,8 @@ typedef struct od_epoch_stats {
     int epoch;              /* 1-based */
     double loss;            /* mean training loss */
     double val_acc, val_agree, test_acc, test_agree; /* -1 when not known */
-    double seconds, samples_per_s;
+    double seconds, samples_per_s; /* samples/s of all ranks together */
+    double comm_seconds;           /* of seconds, spent communicating between ranks */
 } od_epoch_stats;
 
 typedef struct od_distill_progress {
@@ -31,6 +33,7 @@ typedef struct od_distill_progress {
     int64_t batch, batches;
     double loss, samples_per_s, eta_seconds;
     const od_epoch_stats *done; /* non-NULL once the epoch is evaluated */
+    int ranks;                  /* data-parallel ranks (1: one process) */
 } od_distill_progress;
 
 typedef struct od_distill_options {
@@ -58,6 +61,13 @@ typedef struct od_distill_options {
                                   * state at the last finished epoch (res->interrupted) */
     void (*progress)(const od_distill_progress *p, void *ctx);
     void *progress_ctx;
+    /* Data-parallel over these ranks (NULL: one process): each computes the teacher logits of
+     * its shard and its slice of every global batch; gradients are summed over ranks. Only
+     * rank 0 writes the checkpoint; every rank reads --resume (any rank count). */
+    od_comm *comm;
+    /* Each global batch in fixed slices summed in a fixed tree: the same bytes with 1, 2 or 4
+     * ranks (see README, "Several machines (MPI)"). */
+    bool deterministic;
 } od_distill_options;
 
 typedef struct od_distill_result {
@@ -68,6 +78,8 @@ typedef struct od_distill_result {
     double t_load, t_teacher, t_train; /* seconds: setup, teacher logits, epochs */
     double teacher_test_acc, student_test_acc, test_agreement; /* -1 when not known */
     int64_t n_train, n_val, n_test;
+    int ranks;     /* data-parallel ranks that trained */
+    double t_comm; /* seconds of t_teacher + t_train spent communicating */
 } od_distill_result;
 
 void od_distill_options_default(od_distill_options *o);

@@ -118,7 +118,7 @@ static void check_report(void) {
           err.message);
     if (!st) st = od_report_evaluate(&r, 0, m, &test, &pre, 1, &err);
     if (!st) st = od_report_evaluate(&r, 1, m, &test, &pre, 1, &err);
-    od_epoch_stats epochs[2] = {{1, 2.5, 0.5, 0.6, 0.55, 0.65, 1.0, 100}, {2, 1.5, -1, -1, 0.6, 0.7, 1.0, 100}};
+    od_epoch_stats epochs[2] = {{1, 2.5, 0.5, 0.6, 0.55, 0.65, 1.0, 100, 0}, {2, 1.5, -1, -1, 0.6, 0.7, 1.0, 100, 0}};
     od_distill_result res = {.n_epochs = 2, .epochs = epochs, .best_epoch = 2, .n_train = 100, .n_val = 10, .n_test = N,
                              .teacher_test_acc = 0.8};
     od_distill_options opt;

@@ -34,6 +34,9 @@ const cli_command cli_cmd_distill = {
         {CLI_INT, "--batch", 0, "N", 1, 65536, .dflt = "64", .help = "samples per training step"},
         CLI_OPT_THREADS("2"),
         CLI_OPT_SEED,
+        {CLI_FLAG, "--deterministic",
+         .help = "compute each batch as 4 fixed slices summed in a fixed order, so 1, 2 or 4 MPI ranks give "
+                 "byte-identical students (BatchNormalization statistics per slice)"},
         {CLI_CHOICE, "--loss", 0, NULL, .choices = "l2|kd|labels", .dflt = "l2",
          .help = "L2 on logits (the paper's), Hinton's soft targets, or cross-entropy on the labels alone (a "
                  "baseline without the teacher)"},
@@ -66,13 +69,26 @@ const cli_command cli_cmd_distill = {
         {CLI_FLAG, "--quiet", .help = "no progress lines"},
         {0},
     },
-    .notes = "A student under 32 M MACs a training step trains on one thread: faster than two there.",
+    .notes = "A student under 32 M MACs a training step trains on one thread: faster than two there.\n"
+             "Under mpirun (Open MPI) the ranks share the work: `mpirun -np N onnx-distill distill ...` with "
+             "the same options; --batch is the global batch, --threads applies per rank, and rank 0 alone "
+             "writes the student, checkpoint and report (see README, \"Several machines (MPI)\").",
 };
 
 static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig) {
     (void)sig;
     stop_requested = 1;
+}
+
+/* Under mpirun, SIGTERM means the job is being torn down (a rank died, or MPI_Abort): say so on
+ * this rank and go; the checkpoint is written atomically, so the last one is intact. */
+static char rank_gone_msg[512];
+static void on_rank_gone(int sig) {
+    (void)sig;
+    ssize_t w = write(2, rank_gone_msg, strlen(rank_gone_msg));
+    (void)w;
+    _exit(CLI_EXIT_FAILURE);
 }
 
 typedef struct progress_ctx {
@@ -86,6 +102,9 @@ static void show_progress(const od_distill_progress *p, void *ctx) {
         const od_epoch_stats *e = p->done;
         fprintf(stderr, "%sepoch %d/%d  loss %.4f  %.0f samples/s  %.1f s", pc->tty ? "\r\033[K" : "", p->epoch, p->epochs, e->loss,
                 e->samples_per_s, e->seconds);
+        if (p->ranks > 1)
+            fprintf(stderr, "  (%d ranks, %.0f samples/s each, %.0f%% communicating)", p->ranks, e->samples_per_s / p->ranks,
+                    e->seconds > 0 ? 100 * e->comm_seconds / e->seconds : 0);
         if (e->val_acc >= 0) fprintf(stderr, "  val acc %.2f%%", 100 * e->val_acc);
         if (e->val_agree >= 0) fprintf(stderr, "  val agree %.2f%%", 100 * e->val_agree);
         if (e->test_acc >= 0) fprintf(stderr, "  test acc %.2f%%", 100 * e->test_acc);
@@ -111,6 +130,7 @@ int cmd_distill(int argc, char **argv) {
     od_shrink_spec_default(&spec);
     bool shrink_given = cli_given(&args, "--width") || cli_given(&args, "--depth") || cli_given(&args, "--spec");
     bool quiet = cli_given(&args, "--quiet");
+    opt.deterministic = cli_given(&args, "--deterministic");
     spec.width = cli_real(&args, "--width", spec.width);
     spec.depth = cli_real(&args, "--depth", spec.depth);
     spec.spec_path = cli_text(&args, "--spec", NULL);
@@ -174,6 +194,11 @@ int cmd_distill(int argc, char **argv) {
 
     int rc = 1;
     od_error err = {0};
+    od_comm *comm = NULL;
+    if (od_comm_create(&comm, &err)) return cli_args_clear(&args), cli_fail_err(&err), CLI_EXIT_FAILURE;
+    int rank = od_comm_rank(comm), ranks = od_comm_size(comm);
+    opt.comm = comm;
+    if (rank > 0) quiet = true; /* rank 0 speaks for the job */
     od_model *teacher = NULL, *student = NULL;
     od_data_split data = {0};
     od_distill_result res = {0};
@@ -202,6 +227,13 @@ int cmd_distill(int argc, char **argv) {
     struct sigaction sa = {0}, old_int, old_term;
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, &old_int);
+    if (ranks > 1) {
+        snprintf(rank_gone_msg, sizeof rank_gone_msg,
+                 "onnx-distill: rank %d of %d: the MPI job is ending (a rank died or failed); the last checkpoint, "
+                 "%s, is intact: continue with --resume %s\n",
+                 rank, ranks, opt.checkpoint, opt.checkpoint);
+        sa.sa_handler = on_rank_gone;
+    }
     sigaction(SIGTERM, &sa, &old_term);
     progress_ctx pc = {isatty(2), quiet};
     opt.progress = show_progress;
@@ -211,6 +243,10 @@ int cmd_distill(int argc, char **argv) {
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     if (st) goto fail;
+    if (rank > 0) { /* the student, checkpoint and report are rank 0's */
+        rc = res.interrupted ? CLI_EXIT_INTERRUPTED : 0;
+        goto done;
+    }
     if (res.interrupted) {
         if (res.n_epochs > 0)
             cli_fail("interrupted during epoch %d; the state after epoch %d is in %s: continue with --resume %s", res.n_epochs + 1,
@@ -255,6 +291,13 @@ int cmd_distill(int argc, char **argv) {
     rd->measuring = (od_report_phase){od_seconds() - t_written, 0};
     putchar('\n');
     od_report_print(&rep, stdout);
+    if (res.ranks > 1 || opt.deterministic) {
+        double sps = res.t_train > 0 ? (double)rd->training.samples / res.t_train : 0;
+        printf("data-parallel   %d rank%s (%s%s), %.0f samples/s in total, %.0f per rank, communication %.2f s (%.1f%% of "
+               "training)\n",
+               res.ranks, res.ranks == 1 ? "" : "s", od_comm_kind(comm), opt.deterministic ? ", deterministic" : "", sps,
+               sps / res.ranks, res.t_comm, res.t_train > 0 ? 100 * res.t_comm / res.t_train : 0);
+    }
     if (report_path && od_report_save(&rep, report_path, &err)) goto fail;
     printf("wrote %s\n", out_path);
     if (report_path) printf("wrote %s\n", report_path);
@@ -262,6 +305,8 @@ int cmd_distill(int argc, char **argv) {
     goto done;
 fail:
     cli_fail_err(&err);
+    /* the other ranks would wait for this one forever: end them all */
+    if (ranks > 1) od_comm_abort(comm, CLI_EXIT_FAILURE);
 done:
     cli_args_clear(&args);
     od_report_clear(&rep);
@@ -270,5 +315,6 @@ done:
     od_data_split_clear(&data);
     od_model_destroy(student);
     od_model_destroy(teacher);
+    od_comm_destroy(comm);
     return rc;
 }
