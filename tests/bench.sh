@@ -10,6 +10,7 @@
 #     converted graph (batch 64, L2 loss on random "teacher logits", Adam), interleaved likewise.
 #  3. GFLOP/s of our convolution plans against one large XNNPACK convolution (bench_xnn_ceiling).
 #  4. peak memory (/usr/bin/time -v) of `onnx-distill distill` against dataset + model bytes.
+#  5. data-parallel distillation: 2 MPI ranks x 1 thread against 1 process (tests/bench_mpi.sh).
 # The whole run takes about 7 minutes on an idle 2-core machine (16 with a load average of 8-10
 # from other work). Settings (environment):
 #   BENCH_MIN_TIME (0.5 s per measurement)  BENCH_ROUNDS (3)
@@ -479,5 +480,7 @@ os.replace(out_path + ".tmp", out_path)
 print(text)
 EOF
 rc=$?
+# 5. data-parallel throughput under MPI, appended
+tests/bench_mpi.sh >>"$OUT" || failures=$((failures + 1))
 note "wrote $OUT"
 [ $rc -eq 0 ] && [ $failures -eq 0 ]
