@@ -27,10 +27,11 @@ od_status od_comm_create(od_comm **out, od_error *err) {
         const char *n = getenv("OMPI_COMM_WORLD_SIZE");
         if (n && atoi(n) > 1) {
             free(c);
-            return od_error_set(err, OD_STATUS_UNSUPPORTED,
-                                "started by mpirun with %s ranks, but this onnx-distill was built without MPI "
-                                "(install libopenmpi-dev, e.g. `make deps`, and rebuild)",
-                                n);
+            return od_error_set(
+                err, OD_STATUS_UNSUPPORTED,
+                "started by mpirun with %s ranks, but this onnx-distill was built without MPI "
+                "(install libopenmpi-dev, e.g. `make deps`, and rebuild)",
+                n);
         }
 #endif
     }
@@ -46,13 +47,21 @@ void od_comm_destroy(od_comm *c) {
     free(c);
 }
 
-int od_comm_rank(const od_comm *c) { return c ? c->rank : 0; }
-int od_comm_size(const od_comm *c) { return c ? c->size : 1; }
-const char *od_comm_kind(const od_comm *c) { return c ? c->kind : "single"; }
-double od_comm_seconds(const od_comm *c) { return c ? c->seconds : 0; }
+int od_comm_rank(const od_comm *c) {
+    return c ? c->rank : 0;
+}
+int od_comm_size(const od_comm *c) {
+    return c ? c->size : 1;
+}
+const char *od_comm_kind(const od_comm *c) {
+    return c ? c->kind : "single";
+}
+double od_comm_seconds(const od_comm *c) {
+    return c ? c->seconds : 0;
+}
 
 #ifdef OD_HAVE_MPI
-#define IF_MPI(call) \
+#define IF_MPI(call)                                                                               \
     if (c && c->mpi) return call
 #else
 #define IF_MPI(call)
@@ -63,7 +72,8 @@ od_status od_comm_allreduce_sum(od_comm *c, float *buf, int64_t n, od_error *err
     return OD_STATUS_OK;
 }
 
-od_status od_comm_allgather(od_comm *c, const float *mine, const int64_t *counts, float *all, od_error *err) {
+od_status od_comm_allgather(od_comm *c, const float *mine, const int64_t *counts, float *all,
+                            od_error *err) {
     IF_MPI(od_comm_mpi_allgather(c, mine, counts, all, err));
     if (all != mine) memmove(all, mine, sizeof(float) * (size_t)counts[0]);
     return OD_STATUS_OK;

@@ -10,7 +10,8 @@ static od_status mpi_fail(od_comm *c, int rc, const char *call, od_error *err) {
     char text[MPI_MAX_ERROR_STRING];
     int len = 0;
     MPI_Error_string(rc, text, &len);
-    return od_error_set(err, OD_STATUS_IO, "rank %d of %d: %s failed (%s): another rank has probably died", c->rank,
+    return od_error_set(err, OD_STATUS_IO,
+                        "rank %d of %d: %s failed (%s): another rank has probably died", c->rank,
                         c->size, call, text);
 }
 
@@ -48,7 +49,8 @@ od_status od_comm_mpi_allreduce_sum(od_comm *c, float *buf, int64_t n, od_error 
     return OD_STATUS_OK;
 }
 
-od_status od_comm_mpi_allgather(od_comm *c, const float *mine, const int64_t *counts, float *all, od_error *err) {
+od_status od_comm_mpi_allgather(od_comm *c, const float *mine, const int64_t *counts, float *all,
+                                od_error *err) {
     double t = od_seconds();
     int *cnt = malloc(sizeof(int) * (size_t)c->size * 2);
     if (!cnt) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
@@ -56,13 +58,15 @@ od_status od_comm_mpi_allgather(od_comm *c, const float *mine, const int64_t *co
     for (int r = 0; r < c->size; r++) {
         if (counts[r] > INT32_MAX / 2 || total > INT32_MAX / 2) {
             free(cnt);
-            return od_error_set(err, OD_STATUS_UNSUPPORTED, "MPI_Allgatherv: more than 2^30 floats");
+            return od_error_set(err, OD_STATUS_UNSUPPORTED,
+                                "MPI_Allgatherv: more than 2^30 floats");
         }
         cnt[r] = (int)counts[r];
         cnt[c->size + r] = (int)total;
         total += counts[r];
     }
-    int rc = MPI_Allgatherv(mine, cnt[c->rank], MPI_FLOAT, all, cnt, cnt + c->size, MPI_FLOAT, MPI_COMM_WORLD);
+    int rc = MPI_Allgatherv(mine, cnt[c->rank], MPI_FLOAT, all, cnt, cnt + c->size, MPI_FLOAT,
+                            MPI_COMM_WORLD);
     free(cnt);
     if (rc != MPI_SUCCESS) return mpi_fail(c, rc, "MPI_Allgatherv", err);
     c->seconds += od_seconds() - t;
@@ -88,4 +92,6 @@ od_status od_comm_mpi_barrier(od_comm *c, od_error *err) {
     return OD_STATUS_OK;
 }
 
-void od_comm_mpi_abort(od_comm *c, int code) { MPI_Abort(MPI_COMM_WORLD, code); }
+void od_comm_mpi_abort(od_comm *c, int code) {
+    MPI_Abort(MPI_COMM_WORLD, code);
+}

@@ -199,7 +199,7 @@ done:
     return st;
 }
 
-/* One ranks' agreement: true when any rank says true. */
+/* The ranks agree: true on every rank when any rank says true. */
 static bool any_rank(od_comm *comm, bool mine) {
     float v = mine ? 1.0f : 0.0f;
     od_error ignored = {0};

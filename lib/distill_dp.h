@@ -16,8 +16,8 @@ typedef struct od_dp od_dp;
 
 /* The slice count a run with this communicator and mode uses. */
 int od_dp_slices(const od_comm *comm, bool deterministic);
-od_status od_dp_create(od_graph *g, od_comm *comm, int64_t batch, bool deterministic, int threads, uint64_t seed,
-                       od_dp **out, od_error *err);
+od_status od_dp_create(od_graph *g, od_comm *comm, int64_t batch, bool deterministic, int threads,
+                       uint64_t seed, od_dp **out, od_error *err);
 void od_dp_destroy(od_dp *dp);
 /* The trainer whose gradients the optimiser reads (the reduced ones land there). */
 od_trainer *od_dp_trainer(od_dp *dp);
@@ -34,7 +34,7 @@ typedef struct od_dp_batch {
 /* One global step: this rank's slices, forward, loss, backward, then the reduction. stop: this
  * rank wants to stop; *stop_out: some rank does (every rank gets the same answer). *loss_out:
  * the global batch's mean loss. */
-od_status od_dp_step(od_dp *dp, const od_dp_batch *batch, bool stop, float *loss_out, bool *stop_out,
-                     od_error *err);
+od_status od_dp_step(od_dp *dp, const od_dp_batch *batch, bool stop, float *loss_out,
+                     bool *stop_out, od_error *err);
 
 #endif

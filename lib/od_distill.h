@@ -79,7 +79,7 @@ typedef struct od_distill_result {
     double teacher_test_acc, student_test_acc, test_agreement; /* -1 when not known */
     int64_t n_train, n_val, n_test;
     int ranks;     /* data-parallel ranks that trained */
-    double t_comm; /* seconds of t_teacher + t_train spent communicating */
+    double t_comm; /* seconds of t_train spent communicating between ranks */
 } od_distill_result;
 
 void od_distill_options_default(od_distill_options *o);
