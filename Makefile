@@ -10,10 +10,10 @@ CFLAGS  ?= $(OPT) -g
 # Kept by the builds that replace CFLAGS on the command line (asan, fuzz).
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fno-math-errno -fopenmp-simd
 CPPFLAGS += -D_GNU_SOURCE -Iruntime -Ilib -I$(BUILD)/proto
-LDLIBS  += -lXNNPACK -lpthreadpool -lcpuinfo -lprotobuf-c -lopenblas -lz -lm -lpthread
+LDLIBS  += -ljpeg -lpng -lXNNPACK -lpthreadpool -lcpuinfo -lprotobuf-c -lopenblas -lz -lm -lpthread
 
 DEB_PACKAGES := build-essential libprotobuf-c-dev protobuf-c-compiler libonnx-dev libxnnpack-dev \
-	libpthreadpool-dev libcpuinfo-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist \
+	libpthreadpool-dev libcpuinfo-dev zlib1g-dev libopenblas-dev libjpeg62-turbo-dev libpng-dev dataset-fashion-mnist \
 	libonnx-testdata python3-onnx python3-torch clang libclang-rt-14-dev chromium time
 
 RUNTIME_SRC := $(wildcard runtime/*.c runtime/ops/*.c)
