@@ -558,3 +558,19 @@ done:
     listing_clear(&test);
     return st;
 }
+
+void od_image_options_for_model(const od_model *m, od_image_options *o) {
+    const od_graph *g = &m->graph;
+    const od_value *in = NULL;
+    for (int i = 0; i < g->n_inputs && !in; i++)
+        if (!g->values[g->inputs[i]].init) in = &g->values[g->inputs[i]];
+    if (!in || in->rank != 4) return;
+    int64_t c = in->dims[1].value, h = in->dims[2].value, w = in->dims[3].value;
+    if ((c != 1 && c != 3) || h <= 0 || w <= 0) return;
+    o->channels = (int)c, o->height = h, o->width = w;
+    o->resize = h > w ? h : w;
+    const char *r = od_model_meta(m, "preprocess.resize");
+    char *end;
+    long v = r ? strtol(r, &end, 10) : 0;
+    if (r && end != r && !*end && v > 0 && v <= 65536) o->resize = v;
+}

@@ -94,6 +94,10 @@ typedef struct od_image_options {
 } od_image_options;
 
 void od_image_options_default(od_image_options *o);
+/* Channels, crop and resize for a model's input [N, C, H, W] (C 1 or 3): crop H x W, resize
+ * the metadata "preprocess.resize" when given (e.g. 256 for ImageNet's 224), else max(H, W).
+ * Other inputs leave o as it is. */
+void od_image_options_for_model(const od_model *m, od_image_options *o);
 /* od_data_load, with img for image folders (NULL: the defaults). */
 od_status od_data_load_ex(const char *path, const od_image_options *img, od_data_split *out, od_error *err);
 void od_data_split_clear(od_data_split *s); /* frees both sets and zeroes the struct */
@@ -159,5 +163,12 @@ uint64_t od_rng_below(od_rng *r, uint64_t bound); /* uniform in [0, bound), unbi
 double od_rng_uniform(od_rng *r);                 /* [0, 1), 53 bits */
 float od_rng_normal(od_rng *r);                   /* N(0, 1) */
 void od_rng_shuffle(od_rng *r, int64_t *idx, int64_t n); /* Fisher-Yates */
+
+/* ---- augmentation ---------------------------------------------------------------------------- */
+
+/* In place on n preprocessed samples [C,H,W]: a random-resized crop (area 8% to 100%, aspect
+ * 3/4 to 4/3, as torchvision's RandomResizedCrop) scaled back to H x W bilinearly, then a
+ * horizontal flip with probability 1/2; all drawn from rng. See lib/augment.c. */
+void od_augment_batch(float *x, int64_t n, int64_t C, int64_t H, int64_t W, od_rng *rng);
 
 #endif

@@ -212,6 +212,14 @@ od_status od_report_set_data(od_report *r, const char *name, const od_model *ref
     return st;
 }
 
+od_status od_report_set_class_names(od_report *r, char *const *names, int n, od_error *err) {
+    if (n <= 0) return OD_STATUS_OK;
+    names_clear(r);
+    od_status st = OD_STATUS_OK;
+    for (int c = 0; c < n && !st; c++) st = names_add(r, names[c], strlen(names[c]), err);
+    return st;
+}
+
 static od_status diff_init(od_report_diff *d, int64_t classes, od_error *err) {
     d->classes = classes;
     if (!(d->per_class = calloc((size_t)classes + 1, sizeof(int64_t))))

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int cli_fail(const char *fmt, ...) {
     va_list ap;
@@ -114,7 +115,48 @@ int cli_preprocess_option(int argc, char **argv, int *i, cli_preprocess *p) {
     }
     if (cli_opt(argc, argv, i, "--mean", &v)) return v ? parse_floats("--mean", v, -1e9, p->mean, &p->n_mean) : 1;
     if (cli_opt(argc, argv, i, "--std", &v)) return v ? parse_floats("--std", v, 1e-12, p->std, &p->n_std) : 1;
+    if (cli_opt(argc, argv, i, "--resize", &v)) return v && cli_int("--resize", v, 1, 65536, &p->resize) ? 0 : 1;
+    if (cli_opt(argc, argv, i, "--crop", &v)) {
+        if (!v) return 1;
+        char h[32];
+        const char *x = strchr(v, 'x');
+        snprintf(h, sizeof h, "%.*s", x ? (int)(x - v) : (int)strlen(v), v);
+        if (!cli_int("--crop", h, 1, 65536, &p->crop_h) || !cli_int("--crop", x ? x + 1 : h, 1, 65536, &p->crop_w)) return 1;
+        return 0;
+    }
+    if (cli_flag(argv[*i], "--strict")) return p->strict = true, 0;
+    if (cli_opt(argc, argv, i, "--cache", &v)) return (p->cache_dir = v) ? 0 : 1;
     return -1;
+}
+
+typedef struct load_progress {
+    bool tty;
+} load_progress;
+
+static void show_load(const char *what, int64_t done, int64_t total, void *ctx) {
+    const load_progress *lp = ctx;
+    if (lp->tty) fprintf(stderr, "\r\033[K%s %lld/%lld", what, (long long)done, (long long)total);
+    if (lp->tty && done == total) fputc('\n', stderr);
+}
+
+od_status cli_data_load(const char *path, const od_model *model, const cli_preprocess *p, int threads, bool quiet,
+                        od_data_split *out, od_error *err) {
+    od_image_options io;
+    od_image_options_default(&io);
+    if (model) od_image_options_for_model(model, &io);
+    if (p->resize) io.resize = p->resize;
+    if (p->crop_h) io.height = p->crop_h, io.width = p->crop_w;
+    io.strict = p->strict;
+    io.cache_dir = p->cache_dir;
+    io.threads = threads;
+    load_progress lp = {isatty(2)};
+    if (!quiet) io.progress = show_load, io.progress_ctx = &lp;
+    od_status st = od_data_load_ex(path, &io, out, err);
+    if (!st && out->n_skipped && !quiet)
+        fprintf(stderr, "onnx-distill: warning: %lld image file%s skipped (not PNG or JPEG, or corrupt; --strict makes this an "
+                        "error), the first: %s\n",
+                (long long)out->n_skipped, out->n_skipped == 1 ? "" : "s", out->skipped);
+    return st;
 }
 
 void cli_preprocess_apply(const cli_preprocess *p, od_preprocess *pre) {

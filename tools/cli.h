@@ -21,13 +21,29 @@ bool cli_double(const char *opt, const char *s, double lo, double hi, double *ou
 /* "1,64" -> {1, 64}; returns count or -1 (message printed). */
 int cli_int_list(const char *opt, const char *s, long lo, long hi, long *out, int max);
 
-/* --scale F, --mean LIST, --std LIST: override the preprocessing a model's metadata gives. */
+/* --scale F, --mean LIST, --std LIST: override the preprocessing a model's metadata gives;
+ * for image folders also --resize N, --crop H[xW], --strict, --cache DIR (see cli_data_load). */
 typedef struct cli_preprocess {
     bool has_scale;
     float scale;
     int n_mean, n_std;
     float mean[16], std[16];
+    long resize, crop_h, crop_w; /* 0: from the model */
+    bool strict;
+    const char *cache_dir;
 } cli_preprocess;
+/* The help lines for those image-folder options. */
+#define CLI_IMAGE_HELP                                                                              \
+    "  --resize N           image folders: shorter side to N first (default: the model's\n"          \
+    "                       preprocess.resize metadata, else its input's larger side)\n"           \
+    "  --crop H[xW]         image folders: center crop (default: the model's input H x W)\n"       \
+    "  --strict             image folders: a file that does not decode is an error (default:\n"   \
+    "                       skipped with a warning)\n"                                              \
+    "  --cache DIR          image folders: keep the decoded images in DIR for the next run\n"
+/* od_data_load_ex with image options from model and p; progress and a warning about skipped
+ * files on stderr unless quiet. */
+od_status cli_data_load(const char *path, const od_model *model, const cli_preprocess *p, int threads, bool quiet,
+                        od_data_split *out, od_error *err);
 /* 0: argv[*i] was one of them (parsed); -1: not one of them; 1: bad value (message printed). */
 int cli_preprocess_option(int argc, char **argv, int *i, cli_preprocess *p);
 void cli_preprocess_apply(const cli_preprocess *p, od_preprocess *pre);

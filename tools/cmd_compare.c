@@ -16,6 +16,7 @@ static const char compare_help[] =
     "  --data PATH        IDX folder, CIFAR folder, .npz file, or a short name: fashion-mnist\n"
     "  --limit N          evaluate on the first N test samples only\n"
     "  --scale F --mean LIST --std LIST   preprocessing (default: each model's metadata)\n"
+    CLI_IMAGE_HELP
     "  --batch LIST       batch sizes to time (default 1,64)\n"
     "  --threads LIST     thread counts to time (default 1,2); evaluation uses the largest\n"
     "  --min-time S       seconds of timed runs per (batch, threads) and model (default 0.3)\n"
@@ -99,7 +100,10 @@ int cmd_compare(int argc, char **argv) {
             goto fail;
     }
     if (data_path) {
-        if (od_data_load(data_path, &data, &err) || od_report_set_data(&rep, data_path, models[0], &err)) goto fail;
+        if (cli_data_load(data_path, models[0], &pre_flags, eval_threads, false, &data, &err) ||
+            od_report_set_data(&rep, data_path, models[0], &err) ||
+            od_report_set_class_names(&rep, data.class_names, data.n_class_names, &err))
+            goto fail;
         od_dataset test = data.test;
         if (limit && limit < test.n) test.n = limit;
         if (test.n == 0) {

@@ -24,8 +24,14 @@ static const char distill_help[] =
     "  --bn auto|on|off     BatchNormalization after each conv while training (folded on write)\n"
     "  --student FILE.onnx  train this student instead of building one\n"
     "data:\n"
-    "  --data PATH          IDX folder, CIFAR folder, .npz, or fashion-mnist\n"
+    "  --data PATH          IDX folder, CIFAR folder, .npz, fashion-mnist, or a folder of images\n"
+    "                       with one sub-folder per class (PNG, JPEG; train/ and val/ or test/\n"
+    "                       when present, else a seeded 10%% test split)\n"
     "  --scale F --mean LIST --std LIST   preprocessing (default: the teacher's metadata)\n"
+    CLI_IMAGE_HELP
+    "  --augment            random-resized crop and horizontal flip of training batches, seeded\n"
+    "                       (default off: the student then sees what the teacher's logits were\n"
+    "                       computed on)\n"
     "  --val-split F        held out to pick the epoch kept (default 0.05)\n"
     "  --train-limit N      use only the first N training samples\n"
     "  --test-limit N       evaluate on the first N test samples only\n"
@@ -53,6 +59,9 @@ static const char distill_help[] =
     "                       plus hyper-parameters, the per-epoch curve, per-class accuracy, the\n"
     "                       confusion matrices and the samples the student gets wrong and the\n"
     "                       teacher right (and the reverse); HTML with inline SVG charts\n"
+    "  --latency off|quick|full  time both models afterwards: full (default) at batch 1 and 64 on\n"
+    "                       1 and 2 threads, quick at batch 1 on --threads, off not at all\n"
+    "  --no-latency         the same as --latency off\n"
     "  --quiet              no progress lines\n";
 
 static volatile sig_atomic_t stop_requested;
@@ -68,6 +77,11 @@ typedef struct progress_ctx {
 static void show_progress(const od_distill_progress *p, void *ctx) {
     const progress_ctx *pc = ctx;
     if (pc->quiet) return;
+    if (p->logits_total) {
+        if (pc->tty) fprintf(stderr, "\r\033[Kteacher logits %lld/%lld", (long long)p->logits_done, (long long)p->logits_total);
+        if (pc->tty && p->logits_done == p->logits_total) fputc('\n', stderr);
+        return;
+    }
     if (p->done) {
         const od_epoch_stats *e = p->done;
         fprintf(stderr, "%sepoch %d/%d  loss %.4f  %.0f samples/s  %.1f s", pc->tty ? "\r\033[K" : "", p->epoch, p->epochs, e->loss,
@@ -90,6 +104,7 @@ int cmd_distill(int argc, char **argv) {
     od_shrink_spec spec;
     od_shrink_spec_default(&spec);
     bool shrink_given = false, quiet = false;
+    const char *latency = "full";
     od_weight_format weights = OD_WEIGHTS_F32;
     cli_preprocess pre_flags = {0};
     long l;
@@ -208,6 +223,13 @@ int cmd_distill(int argc, char **argv) {
             if (!v || od_weight_format_parse(v, &weights, &werr)) return cli_fail("distill: --weights is f32, f16 or int8");
         } else if (cli_opt(argc, argv, &i, "--report", &v)) {
             if (!(report_path = v)) return 1;
+        } else if (cli_opt(argc, argv, &i, "--latency", &v)) {
+            if (!v || (strcmp(v, "off") && strcmp(v, "quick") && strcmp(v, "full"))) return cli_fail("distill: --latency is off, quick or full");
+            latency = v;
+        } else if (cli_flag(a, "--no-latency")) {
+            latency = "off";
+        } else if (cli_flag(a, "--augment")) {
+            opt.augment = true;
         } else if (cli_flag(a, "--quiet")) {
             quiet = true;
         } else if (a[0] == '-') {
@@ -249,7 +271,7 @@ int cmd_distill(int argc, char **argv) {
     double t_start = od_seconds();
     if (od_model_load(teacher_path, &teacher, &err)) goto fail;
     if (student_path ? od_model_load(student_path, &student, &err) : od_shrink(teacher, &spec, &student, &err)) goto fail;
-    if (od_data_load(data_path, &data, &err)) goto fail;
+    if (cli_data_load(data_path, teacher, &pre_flags, opt.threads, quiet, &data, &err)) goto fail;
     od_preprocess pre;
     if (od_preprocess_from_model(teacher, &pre, &err)) {
         od_error_prefix(&err, "%s: ", teacher_path);
@@ -300,13 +322,21 @@ int cmd_distill(int argc, char **argv) {
     double t_written = od_seconds();
     if (own_ckpt) unlink(opt.checkpoint);
     /* the summary (and report): both models as written, measured and evaluated on the test split */
-    if (!quiet) fprintf(stderr, "measuring latency and accuracy of teacher and student\n");
     od_report_options ro;
     od_report_options_default(&ro);
+    if (!strcmp(latency, "off")) {
+        ro.n_batches = 0;
+    } else if (!strcmp(latency, "quick")) {
+        ro.n_batches = ro.n_threads = 1;
+        ro.batches[0] = 1, ro.threads[0] = opt.threads, ro.min_time = 0.1;
+    }
+    if (!quiet)
+        fprintf(stderr, "measuring %saccuracy of teacher and student\n", ro.n_batches ? "latency (--latency off skips it) and " : "");
     od_dataset test = data.test;
     if (opt.test_limit > 0 && opt.test_limit < test.n) test.n = opt.test_limit;
     if (od_report_add_model(&rep, "teacher", teacher_path, teacher, &ro, &err) ||
         od_report_add_model(&rep, "student", out_path, student, &ro, &err) || od_report_set_data(&rep, data_path, teacher, &err) ||
+        od_report_set_class_names(&rep, data.class_names, data.n_class_names, &err) ||
         (test.n > 0 && (od_report_evaluate(&rep, 0, teacher, &test, &pre, opt.threads, &err) ||
                         od_report_evaluate(&rep, 1, student, &test, &pre, opt.threads, &err))) ||
         od_report_set_distill(&rep, &opt, &res, spec_text, od_weight_format_name(weights), &err))

@@ -11,6 +11,7 @@ static const char eval_help[] =
     "  --data PATH        IDX folder, CIFAR folder, .npz file, or a short name: fashion-mnist\n"
     "  --split S          test (default) or train\n"
     "  --scale F --mean LIST --std LIST   preprocessing: x = (raw * scale - mean) / std\n"
+    CLI_IMAGE_HELP
     "  --threads N        worker threads (default 2)\n"
     "  --json             one JSON object: model, split, samples, accuracy, per_class, confusion\n";
 
@@ -51,7 +52,7 @@ int cmd_eval(int argc, char **argv) {
     od_data_split data = {0};
     float *logits = NULL;
     int rc = 1;
-    if (od_model_load(path, &m, &err) || od_data_load(data_path, &data, &err)) {
+    if (od_model_load(path, &m, &err) || cli_data_load(data_path, m, &pre_flags, (int)threads, false, &data, &err)) {
         cli_fail_err(&err);
         goto done;
     }
