@@ -25,7 +25,7 @@ void od_image_options_default(od_image_options *o) {
     o->test_fraction = 0.1;
     o->seed = 1;
     o->threads = 2;
-    o->ram_limit = (size_t)512 << 20;
+    o->ram_limit = (size_t)256 << 20;
 }
 
 /* ---- the listing --------------------------------------------------------------------------- */

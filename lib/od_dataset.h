@@ -87,7 +87,7 @@ typedef struct od_image_options {
     uint64_t seed;         /* for that split (default 1) */
     bool strict;           /* an image that does not decode is an error (default: skipped) */
     int threads;           /* decoding threads (default 2) */
-    size_t ram_limit;      /* decoded stores above this go to a file (default 512 MiB) */
+    size_t ram_limit;      /* decoded stores above this go to a file (default 256 MiB) */
     const char *cache_dir; /* where that file is kept for the next run; NULL: $TMPDIR, removed */
     void (*progress)(const char *what, int64_t done, int64_t total, void *ctx);
     void *progress_ctx;
