@@ -200,7 +200,7 @@ static od_status decode_jpeg(const uint8_t *data, size_t size, const char *name,
     cinfo.err = jpeg_std_error(&fail.mgr);
     fail.mgr.error_exit = jpeg_on_error;
     fail.mgr.output_message = jpeg_on_message;
-    uint8_t *volatile row = NULL;
+    uint8_t *volatile row = NULL, *volatile rgb = NULL;
     od_status st = OD_STATUS_OK;
     jpeg_create_decompress(&cinfo);
     if (setjmp(fail.jmp)) {
@@ -235,9 +235,8 @@ static od_status decode_jpeg(const uint8_t *data, size_t size, const char *name,
     int64_t w = cinfo.output_width, h = cinfo.output_height;
     if ((st = image_alloc(out, w, h, channels, name, err))) goto done;
     row = malloc((size_t)(w * 4));
-    uint8_t *rgb = malloc((size_t)(w * 3));
+    rgb = malloc((size_t)(w * 3));
     if (!row || !rgb) {
-        free(rgb);
         st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "%s: out of memory", name);
         goto done;
     }
@@ -261,12 +260,12 @@ static od_status decode_jpeg(const uint8_t *data, size_t size, const char *name,
         }
         convert_row(src, c, out->px + y * w * channels, channels, w);
     }
-    free(rgb);
     jpeg_finish_decompress(&cinfo);
     st = apply_orientation(out, orientation, name, err);
 done:
     jpeg_destroy_decompress(&cinfo);
     free(row);
+    free(rgb);
     if (st) od_image_free(out);
     return st;
 }

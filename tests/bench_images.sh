@@ -6,8 +6,9 @@
 # input batch, and their ratio.
 # usage: tests/bench_images.sh OUT.json   settings (environment):
 #   BENCH_IMAGES (20000)  BENCH_IMAGE_CLASSES (100)  BENCH_IMAGE_TRAIN_LIMIT (1000: images trained
-#   on; all N are decoded into the store)  BENCH_IMAGE_TEST_LIMIT (500)  BENCH_IMAGE_BATCH (16: the
-#   trainer holds about 42 MB per sample of a width-0.5 resnet18 at 224x224, 1.8 GB at batch 32)
+#   on; all N are decoded into the store)  BENCH_IMAGE_TEST_LIMIT (500)  BENCH_IMAGE_BATCH (8: the
+#   trainer of a width-0.5 resnet18 student at 224x224, BatchNormalization inserted, holds about
+#   1.7 GB at batch 16)
 # The decoded images go to a file store (--cache DIR, mapped), kept with the images.
 #   BENCH_IMAGE_DIR (a folder to keep the images and teacher in between runs; default: temporary)
 set -u -o pipefail
@@ -19,7 +20,7 @@ N=${BENCH_IMAGES:-20000}
 K=${BENCH_IMAGE_CLASSES:-100}
 LIMIT=${BENCH_IMAGE_TRAIN_LIMIT:-1000}
 TLIMIT=${BENCH_IMAGE_TEST_LIMIT:-500}
-BATCH=${BENCH_IMAGE_BATCH:-16}
+BATCH=${BENCH_IMAGE_BATCH:-8}
 if [ -n "${BENCH_IMAGE_DIR:-}" ]; then D=$BENCH_IMAGE_DIR; mkdir -p "$D"; else D=$(mktemp -d); trap 'rm -rf "$D"' EXIT; fi
 
 if [ ! -e "$D/resnet18.onnx" ]; then
