@@ -24,6 +24,7 @@ void od_image_options_default(od_image_options *o) {
     o->channels = 3;
     o->test_fraction = 0.1;
     o->seed = 1;
+    o->shuffle = true;
     o->threads = 2;
     o->ram_limit = (size_t)256 << 20;
 }
@@ -544,6 +545,28 @@ od_status od_image_folder_load(const char *dir, const od_image_options *opt, od_
         free(all.e);
         all = (listing){0};
         free(order), free(held);
+    }
+    if (o.shuffle) {
+        /* a seeded order for each set, drawn after the split so the split does not depend on it */
+        od_rng rng;
+        od_rng_seed(&rng, o.seed ^ 0x5eed5eedull);
+        listing *sets[2] = {&train, &test};
+        for (int k = 0; k < 2; k++) {
+            listing *l = sets[k];
+            int64_t *order = malloc(sizeof(int64_t) * (size_t)(l->n + 1));
+            entry *e = malloc(sizeof(entry) * (size_t)(l->n + 1));
+            if (!order || !e) {
+                free(order), free(e);
+                st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+                goto done;
+            }
+            for (int64_t i = 0; i < l->n; i++) order[i] = i;
+            od_rng_shuffle(&rng, order, l->n);
+            for (int64_t i = 0; i < l->n; i++) e[i] = l->e[order[i]];
+            free(l->e);
+            l->e = e, l->cap = l->n + 1;
+            free(order);
+        }
     }
     if ((st = decode_all(&train, &o, "decoding training images", &out->train, out, err)) ||
         (st = decode_all(&test, &o, "decoding test images", &out->test, out, err)))

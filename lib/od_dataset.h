@@ -71,6 +71,7 @@ od_status od_data_load(const char *path, od_data_split *out, od_error *err);
  * torchvision's ImageFolder layout: DIR/CLASS/.../IMAGE, classes the sub-folders' names sorted
  * (byte order), labels their positions. DIR/train/ with DIR/val/ (or DIR/test/) are the two
  * splits when present; otherwise a seeded test_fraction of DIR's images is held out as test set.
+ * Both sets are in a seeded random order (shuffle), not sorted by class as in torchvision.
  * Files ending in torchvision's image extensions (.jpg .jpeg .png .ppm .bmp .pgm .tif .tiff
  * .webp, any case) are samples; PNG and JPEG are decoded (libpng, libjpeg-turbo), other formats
  * and corrupt files are skipped and counted (n_skipped), or an error with strict.
@@ -84,7 +85,9 @@ typedef struct od_image_options {
     int64_t height, width; /* center crop; 0: none (then all images must have one size) */
     int64_t resize;        /* the shorter side first becomes this (PIL's antialiased bilinear); 0: none */
     double test_fraction;  /* held out when there is no train/ folder (default 0.1) */
-    uint64_t seed;         /* for that split (default 1) */
+    uint64_t seed;         /* for that split and the order (default 1) */
+    bool shuffle;          /* samples in a seeded random order, not by class (default true), so that
+                            * the first N (--train-limit, --test-limit) hold every class */
     bool strict;           /* an image that does not decode is an error (default: skipped) */
     int threads;           /* decoding threads (default 2) */
     size_t ram_limit;      /* decoded stores above this go to a file (default 256 MiB) */

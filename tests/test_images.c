@@ -56,7 +56,7 @@ static double max_diff(const od_dataset *d, const char *npy, int64_t *exact) {
 static void check_torchvision(void) {
     od_image_options o;
     od_image_options_default(&o);
-    o.resize = 40, o.height = 32, o.width = 36, o.test_fraction = 0;
+    o.resize = 40, o.height = 32, o.width = 36, o.test_fraction = 0, o.shuffle = false;
     od_data_split d;
     od_error err = {0};
     od_status st = load("ref", &o, &d, &err);
@@ -92,7 +92,7 @@ static void check_torchvision(void) {
 
     /* 16-bit grey: the high byte (PIL would clip the 16-bit value at 255 instead) */
     od_image_options_default(&o);
-    o.channels = 1, o.test_fraction = 0;
+    o.channels = 1, o.test_fraction = 0, o.shuffle = false;
     st = load("grey16", &o, &d, &err);
     check(!st, "16-bit grey loads", "%s", err.message);
     if (!st) {
@@ -105,7 +105,7 @@ static void check_torchvision(void) {
 static void check_split(void) {
     od_image_options o;
     od_image_options_default(&o);
-    o.channels = 1;
+    o.channels = 1, o.shuffle = false;
     od_data_split d;
     od_error err = {0};
     od_status st = load("split", &o, &d, &err);
@@ -135,12 +135,24 @@ static void check_split(void) {
     od_data_split_clear(&a);
     od_data_split_clear(&b);
     od_data_split_clear(&c);
+
+    /* the default order is shuffled: the first 8 of 20 samples (5 per class) span 3+ classes */
+    od_image_options_default(&o);
+    o.resize = 20, o.height = o.width = 16, o.test_fraction = 0;
+    st = load("ref", &o, &a, &err);
+    check(!st, "shuffled load", "%s", err.message);
+    if (!st) {
+        int seen[4] = {0}, distinct = 0;
+        for (int64_t i = 0; i < 8 && i < a.train.n; i++) distinct += !seen[a.train.labels[i]]++;
+        check(distinct >= 3, "shuffled: the first samples hold several classes", "%d classes in the first 8", distinct);
+    }
+    od_data_split_clear(&a);
 }
 
 static void check_corrupt(void) {
     od_image_options o;
     od_image_options_default(&o);
-    o.resize = 8, o.height = o.width = 8, o.test_fraction = 0;
+    o.resize = 8, o.height = o.width = 8, o.test_fraction = 0, o.shuffle = false;
     od_data_split d;
     od_error err = {0};
     od_status st = load("corrupt", &o, &d, &err);

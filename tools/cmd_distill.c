@@ -26,7 +26,7 @@ static const char distill_help[] =
     "data:\n"
     "  --data PATH          IDX folder, CIFAR folder, .npz, fashion-mnist, or a folder of images\n"
     "                       with one sub-folder per class (PNG, JPEG; train/ and val/ or test/\n"
-    "                       when present, else a seeded 10%% test split)\n"
+    "                       when present, else a seeded 10% test split)\n"
     "  --scale F --mean LIST --std LIST   preprocessing (default: the teacher's metadata)\n"
     CLI_IMAGE_HELP
     "  --augment            random-resized crop and horizontal flip of training batches, seeded\n"
