@@ -4,7 +4,7 @@
  * as the teacher sees it (resized and center-cropped) rather than from the original file, and
  * resized back with plain bilinear sampling (a crop is never larger than the output, so no
  * antialiasing is needed). */
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 #include <math.h>
 #include <stdlib.h>

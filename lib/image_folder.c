@@ -1,7 +1,7 @@
 /* Image folders (torchvision's ImageFolder layout) into od_dataset: the listing, the splits, the
  * decoded uint8 store (RAM, or a file mapped read-only) and the threads that decode into it. */
 #include "image_internal.h"
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -4,7 +4,7 @@
  * usage: test_images DIR   (DIR written by tests/images_make.py; tests/t_images.sh does both)
  * Without DIR only the checks that need no files run. */
 #include "image_internal.h"
-#include "onnx_distill.h"
+#include "od_onnx.h"
 #include "test_check.h"
 
 #include <dirent.h>
