@@ -50,6 +50,10 @@ check "--augment runs" '[ $? -eq 0 ] && [ -s "$T/aug.onnx" ] || { cat "$T/aug.er
 check "--augment is seeded: the same bytes twice" 'cmp -s "$T/aug.onnx" "$T/aug2.onnx"'
 check "--augment changes training" '"$BIN" distill models/cnn.onnx --data "$T/img/fmnist" -o "$T/plain.onnx" --epochs 1 --no-latency --quiet >/dev/null 2>&1 && ! cmp -s "$T/aug.onnx" "$T/plain.onnx"'
 
+"$BIN" distill models/cnn.onnx --data "$T/img/fmnist" -o "$T/ck.onnx" --epochs 1 --checkpoint "$T/ck.ckpt" --no-latency --quiet >/dev/null 2>&1
+"$BIN" distill models/cnn.onnx --data "$T/img/fmnist" -o "$T/ck2.onnx" --epochs 1 --resume "$T/ck.ckpt" --augment --no-latency --quiet >/dev/null 2>"$T/ck.err"
+check "--resume refuses a checkpoint made without --augment" '[ $? -ne 0 ] && grep -q "checkpoint" "$T/ck.err"'
+
 # corrupt files: a warning naming the first, or with --strict an error
 "$BIN" eval models/cnn.onnx --data "$T/img/corrupt" --split train --crop 28 >/dev/null 2>"$T/c.err"
 check "corrupt files skipped with a warning" 'grep -q "warning: 3 image files skipped" "$T/c.err" && grep -qE "1trunc.png|junk.jpg|x.bmp" "$T/c.err"'
