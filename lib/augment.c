@@ -12,7 +12,8 @@
 
 /* torchvision's RandomResizedCrop.get_params: 10 tries, then the whole image's central part at
  * the nearest allowed ratio. */
-static void crop_params(int64_t H, int64_t W, od_rng *rng, int64_t *top, int64_t *left, int64_t *h, int64_t *w) {
+static void crop_params(int64_t H, int64_t W, od_rng *rng, int64_t *top, int64_t *left, int64_t *h,
+                        int64_t *w) {
     double area = (double)H * (double)W, lo = log(3.0 / 4), hi = log(4.0 / 3);
     for (int t = 0; t < 10; t++) {
         double target = area * (0.08 + 0.92 * od_rng_uniform(rng));
@@ -26,9 +27,12 @@ static void crop_params(int64_t H, int64_t W, od_rng *rng, int64_t *top, int64_t
         }
     }
     double in_ratio = (double)W / (double)H;
-    if (in_ratio < 3.0 / 4) *w = W, *h = llround(W / (3.0 / 4));
-    else if (in_ratio > 4.0 / 3) *h = H, *w = llround(H * (4.0 / 3));
-    else *w = W, *h = H;
+    if (in_ratio < 3.0 / 4)
+        *w = W, *h = llround(W / (3.0 / 4));
+    else if (in_ratio > 4.0 / 3)
+        *h = H, *w = llround(H * (4.0 / 3));
+    else
+        *w = W, *h = H;
     if (*h > H) *h = H;
     if (*w > W) *w = W;
     *top = (H - *h) / 2, *left = (W - *w) / 2;
@@ -59,8 +63,10 @@ void od_augment_batch(float *x, int64_t n, int64_t C, int64_t H, int64_t W, od_r
                 int64_t dst = flip ? W - 1 - xo : xo;
                 for (int64_t c = 0; c < C; c++) {
                     const float *p = tmp + c * H * W + (top)*W + left;
-                    float a = p[y0 * W + x0], b = p[y0 * W + x1], cc = p[y1 * W + x0], d = p[y1 * W + x1];
-                    img[c * H * W + y * W + dst] = (a * (1 - wx) + b * wx) * (1 - wy) + (cc * (1 - wx) + d * wx) * wy;
+                    float a = p[y0 * W + x0], b = p[y0 * W + x1], cc = p[y1 * W + x0],
+                          d = p[y1 * W + x1];
+                    img[c * H * W + y * W + dst] =
+                        (a * (1 - wx) + b * wx) * (1 - wy) + (cc * (1 - wx) + d * wx) * wy;
                 }
             }
         }

@@ -3,14 +3,14 @@
  * Every size a file claims is checked before it is allocated. */
 #include "image_internal.h"
 
-#include <stdio.h> /* before jpeglib.h, which uses FILE */
-#include <jpeglib.h>
 #include <math.h>
-#include <png.h>
 #include <setjmp.h>
-#include <stdio.h>
+#include <stdio.h> /* before jpeglib.h, which uses FILE without including it */
 #include <stdlib.h>
 #include <string.h>
+
+#include <jpeglib.h>
+#include <png.h>
 
 /* Refuse images beyond this many pixels before allocating: 2^28 is a 16k x 16k photo. */
 #define OD_IMAGE_MAX_PIXELS ((int64_t)1 << 28)
@@ -20,12 +20,16 @@ void od_image_free(od_image *im) {
     memset(im, 0, sizeof *im);
 }
 
-static od_status image_alloc(od_image *im, int64_t w, int64_t h, int c, const char *name, od_error *err) {
+static od_status image_alloc(od_image *im, int64_t w, int64_t h, int c, const char *name,
+                             od_error *err) {
     if (w <= 0 || h <= 0 || w * h > OD_IMAGE_MAX_PIXELS)
-        return od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: %lldx%lld pixels (at most %lld pixels are read)", name,
+        return od_error_set(err, OD_STATUS_UNSUPPORTED,
+                            "%s: %lldx%lld pixels (at most %lld pixels are read)", name,
                             (long long)w, (long long)h, (long long)OD_IMAGE_MAX_PIXELS);
     im->px = malloc((size_t)(w * h * c));
-    if (!im->px) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "%s: out of memory for %lldx%lld pixels", name, (long long)w, (long long)h);
+    if (!im->px)
+        return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "%s: out of memory for %lldx%lld pixels",
+                            name, (long long)w, (long long)h);
     im->w = w, im->h = h, im->c = c;
     return OD_STATUS_OK;
 }
@@ -40,9 +44,11 @@ static void convert_row(const uint8_t *src, int src_c, uint8_t *dst, int channel
     if (src_c == channels) {
         memcpy(dst, src, (size_t)(w * channels));
     } else if (src_c == 1) {
-        for (int64_t x = 0; x < w; x++) dst[3 * x] = dst[3 * x + 1] = dst[3 * x + 2] = src[x];
+        for (int64_t x = 0; x < w; x++)
+            dst[3 * x] = dst[3 * x + 1] = dst[3 * x + 2] = src[x];
     } else {
-        for (int64_t x = 0; x < w; x++) dst[x] = luma(src + 3 * x);
+        for (int64_t x = 0; x < w; x++)
+            dst[x] = luma(src + 3 * x);
     }
 }
 
@@ -72,9 +78,11 @@ static void png_on_warning(png_structp png, png_const_charp msg) {
     (void)png, (void)msg; /* benign chunk problems; PIL reads these files too */
 }
 
-static od_status decode_png(const uint8_t *data, size_t size, const char *name, int channels, od_image *out, od_error *err) {
+static od_status decode_png(const uint8_t *data, size_t size, const char *name, int channels,
+                            od_image *out, od_error *err) {
     png_source src = {.data = data, .size = size};
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
+    png_structp png =
+        png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     /* volatile: changed between setjmp and a longjmp back */
     uint8_t *volatile rgb = NULL;
@@ -85,7 +93,8 @@ static od_status decode_png(const uint8_t *data, size_t size, const char *name, 
         goto done;
     }
     if (setjmp(src.jmp)) {
-        st = od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: not a readable PNG: %s", name, src.message);
+        st = od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: not a readable PNG: %s", name,
+                          src.message);
         goto done;
     }
     png_set_read_fn(png, &src, png_read_mem);
@@ -99,14 +108,16 @@ static od_status decode_png(const uint8_t *data, size_t size, const char *name, 
     /* to 8-bit grey or RGB: palettes expanded, low bits of 16-bit samples dropped (PIL keeps the
      * high byte of RGB;16B), alpha and tRNS ignored (PIL's convert("RGB") drops them) */
     if (type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
-    if (type == PNG_COLOR_TYPE_GRAY && png_get_bit_depth(png, info) < 8) png_set_expand_gray_1_2_4_to_8(png);
+    if (type == PNG_COLOR_TYPE_GRAY && png_get_bit_depth(png, info) < 8)
+        png_set_expand_gray_1_2_4_to_8(png);
     png_set_strip_16(png);
     png_set_strip_alpha(png);
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
     int src_c = png_get_channels(png, info);
     if ((src_c != 1 && src_c != 3) || png_get_rowbytes(png, info) != (size_t)w * src_c) {
-        st = od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: PNG colour type %d gives %d channels", name, type, src_c);
+        st = od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: PNG colour type %d gives %d channels",
+                          name, type, src_c);
         goto done;
     }
     rgb = malloc((size_t)w * h * src_c);
@@ -115,10 +126,12 @@ static od_status decode_png(const uint8_t *data, size_t size, const char *name, 
         st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "%s: out of memory", name);
         goto done;
     }
-    for (png_uint_32 y = 0; y < h; y++) rows[y] = rgb + (size_t)y * w * src_c;
+    for (png_uint_32 y = 0; y < h; y++)
+        rows[y] = rgb + (size_t)y * w * src_c;
     png_read_image(png, rows);
     if ((st = image_alloc(out, w, h, channels, name, err))) goto done;
-    for (png_uint_32 y = 0; y < h; y++) convert_row(rows[y], src_c, out->px + (size_t)y * w * channels, channels, w);
+    for (png_uint_32 y = 0; y < h; y++)
+        convert_row(rows[y], src_c, out->px + (size_t)y * w * channels, channels, w);
 done:
     png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, NULL);
     free(rgb);
@@ -140,11 +153,16 @@ static void jpeg_on_error(j_common_ptr c) {
     longjmp(f->jmp, 1);
 }
 
-static void jpeg_on_message(j_common_ptr c) { (void)c; }
+static void jpeg_on_message(j_common_ptr c) {
+    (void)c;
+}
 
-static unsigned get16(const uint8_t *p, bool le) { return le ? p[0] | p[1] << 8 : p[0] << 8 | p[1]; }
+static unsigned get16(const uint8_t *p, bool le) {
+    return le ? p[0] | p[1] << 8 : p[0] << 8 | p[1];
+}
 static uint32_t get32(const uint8_t *p, bool le) {
-    return le ? p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24 : (uint32_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3];
+    return le ? p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24
+              : (uint32_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3];
 }
 
 /* The EXIF Orientation tag (1 to 8) of an APP1 "Exif\0\0" payload; 1 when absent or unreadable. */
@@ -167,7 +185,8 @@ static int exif_orientation(const uint8_t *p, size_t n) {
     return 1;
 }
 
-/* PIL's ImageOps.exif_transpose: orientation 2..8 undone so the picture stands as viewers show it. */
+/* PIL's ImageOps.exif_transpose: orientation 2..8 undone so the picture stands as viewers show it.
+ */
 static od_status apply_orientation(od_image *im, int orientation, const char *name, od_error *err) {
     if (orientation <= 1) return OD_STATUS_OK;
     bool swap = orientation >= 5;
@@ -179,13 +198,27 @@ static od_status apply_orientation(od_image *im, int orientation, const char *na
         for (int64_t x = 0; x < t.w; x++) {
             int64_t sx, sy; /* where output pixel (x, y) comes from */
             switch (orientation) {
-            case 2: sx = im->w - 1 - x, sy = y; break;
-            case 3: sx = im->w - 1 - x, sy = im->h - 1 - y; break;
-            case 4: sx = x, sy = im->h - 1 - y; break;
-            case 5: sx = y, sy = x; break;
-            case 6: sx = y, sy = im->h - 1 - x; break;
-            case 7: sx = im->w - 1 - y, sy = im->h - 1 - x; break;
-            default: sx = im->w - 1 - y, sy = x; break; /* 8 */
+            case 2:
+                sx = im->w - 1 - x, sy = y;
+                break;
+            case 3:
+                sx = im->w - 1 - x, sy = im->h - 1 - y;
+                break;
+            case 4:
+                sx = x, sy = im->h - 1 - y;
+                break;
+            case 5:
+                sx = y, sy = x;
+                break;
+            case 6:
+                sx = y, sy = im->h - 1 - x;
+                break;
+            case 7:
+                sx = im->w - 1 - y, sy = im->h - 1 - x;
+                break;
+            default:
+                sx = im->w - 1 - y, sy = x;
+                break; /* 8 */
             }
             memcpy(t.px + (y * t.w + x) * c, im->px + (sy * im->w + sx) * c, (size_t)c);
         }
@@ -194,7 +227,8 @@ static od_status apply_orientation(od_image *im, int orientation, const char *na
     return OD_STATUS_OK;
 }
 
-static od_status decode_jpeg(const uint8_t *data, size_t size, const char *name, int channels, od_image *out, od_error *err) {
+static od_status decode_jpeg(const uint8_t *data, size_t size, const char *name, int channels,
+                             od_image *out, od_error *err) {
     struct jpeg_decompress_struct cinfo;
     jpeg_fail fail;
     cinfo.err = jpeg_std_error(&fail.mgr);
@@ -205,7 +239,8 @@ static od_status decode_jpeg(const uint8_t *data, size_t size, const char *name,
     jpeg_create_decompress(&cinfo);
     if (setjmp(fail.jmp)) {
         od_image_free(out);
-        st = od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: not a readable JPEG: %s", name, fail.message);
+        st = od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: not a readable JPEG: %s", name,
+                          fail.message);
         goto done;
     }
     jpeg_mem_src(&cinfo, data, (unsigned long)size);
@@ -213,11 +248,15 @@ static od_status decode_jpeg(const uint8_t *data, size_t size, const char *name,
     jpeg_read_header(&cinfo, TRUE);
     bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
     int src_c;
-    if (cmyk) cinfo.out_color_space = JCS_CMYK, src_c = 4;
-    else if (cinfo.num_components == 1) cinfo.out_color_space = JCS_GRAYSCALE, src_c = 1;
-    else if (cinfo.num_components == 3) cinfo.out_color_space = JCS_RGB, src_c = 3;
+    if (cmyk)
+        cinfo.out_color_space = JCS_CMYK, src_c = 4;
+    else if (cinfo.num_components == 1)
+        cinfo.out_color_space = JCS_GRAYSCALE, src_c = 1;
+    else if (cinfo.num_components == 3)
+        cinfo.out_color_space = JCS_RGB, src_c = 3;
     else {
-        st = od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: JPEG with %d colour components", name, cinfo.num_components);
+        st = od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: JPEG with %d colour components", name,
+                          cinfo.num_components);
         goto done;
     }
     int orientation = 1;
@@ -229,7 +268,8 @@ static od_status decode_jpeg(const uint8_t *data, size_t size, const char *name,
     }
     jpeg_start_decompress(&cinfo);
     if ((int)cinfo.output_components != src_c) {
-        st = od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: JPEG decodes to %d components", name, cinfo.output_components);
+        st = od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: JPEG decodes to %d components", name,
+                          cinfo.output_components);
         goto done;
     }
     int64_t w = cinfo.output_width, h = cinfo.output_height;
@@ -270,14 +310,18 @@ done:
     return st;
 }
 
-od_status od_image_decode(const uint8_t *data, size_t size, const char *name, int channels, od_image *out,
-                          od_error *err) {
+od_status od_image_decode(const uint8_t *data, size_t size, const char *name, int channels,
+                          od_image *out, od_error *err) {
     memset(out, 0, sizeof *out);
     if (channels != 1 && channels != 3)
-        return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "%s: %d channels asked (1 or 3)", name, channels);
-    if (size >= 8 && memcmp(data, "\x89PNG\r\n\x1a\n", 8) == 0) return decode_png(data, size, name, channels, out, err);
-    if (size >= 3 && data[0] == 0xff && data[1] == 0xd8 && data[2] == 0xff) return decode_jpeg(data, size, name, channels, out, err);
-    return od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: neither PNG nor JPEG (only these are read)", name);
+        return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "%s: %d channels asked (1 or 3)", name,
+                            channels);
+    if (size >= 8 && memcmp(data, "\x89PNG\r\n\x1a\n", 8) == 0)
+        return decode_png(data, size, name, channels, out, err);
+    if (size >= 3 && data[0] == 0xff && data[1] == 0xd8 && data[2] == 0xff)
+        return decode_jpeg(data, size, name, channels, out, err);
+    return od_error_set(err, OD_STATUS_UNSUPPORTED,
+                        "%s: neither PNG nor JPEG (only these are read)", name);
 }
 
 /* ---- resize: Pillow's Resample.c for 8-bit images ----------------------------------------- */
@@ -313,10 +357,12 @@ static bool coeffs_make(int64_t in_size, int64_t out_size, coeffs *c) {
         if (xmin < 0) xmin = 0;
         if (xmax > in_size) xmax = (int)in_size;
         xmax -= xmin;
-        for (int x = 0; x < xmax; x++) ww += pre[x] = bilinear((x + xmin - center + 0.5) * ss);
+        for (int x = 0; x < xmax; x++)
+            ww += pre[x] = bilinear((x + xmin - center + 0.5) * ss);
         for (int x = 0; x < xmax; x++) {
             double v = ww != 0 ? pre[x] / ww : pre[x];
-            c->k[xx * ksize + x] = (int32_t)(v < 0 ? -0.5 + v * (1 << PRECISION_BITS) : 0.5 + v * (1 << PRECISION_BITS));
+            c->k[xx * ksize + x] = (int32_t)(v < 0 ? -0.5 + v * (1 << PRECISION_BITS)
+                                                   : 0.5 + v * (1 << PRECISION_BITS));
         }
         c->bounds[2 * xx] = xmin, c->bounds[2 * xx + 1] = xmax;
     }
@@ -359,7 +405,8 @@ od_status od_image_resize(const od_image *in, int64_t w, int64_t h, od_image *ou
                 int xmin = ch.bounds[2 * xx], n = ch.bounds[2 * xx + 1];
                 for (int c = 0; c < C; c++) {
                     int32_t ss = 1 << (PRECISION_BITS - 1);
-                    for (int x = 0; x < n; x++) ss += r[(xmin + x) * C + c] * k[x];
+                    for (int x = 0; x < n; x++)
+                        ss += r[(xmin + x) * C + c] * k[x];
                     o[xx * C + c] = clip8(ss);
                 }
             }
@@ -373,7 +420,8 @@ od_status od_image_resize(const od_image *in, int64_t w, int64_t h, od_image *ou
             uint8_t *o = out->px + yy * w * C;
             for (int64_t xc = 0; xc < w * C; xc++) {
                 int32_t ss = 1 << (PRECISION_BITS - 1);
-                for (int y = 0; y < n; y++) ss += src[(ymin + y) * src_w * C + xc] * k[y];
+                for (int y = 0; y < n; y++)
+                    ss += src[(ymin + y) * src_w * C + xc] * k[y];
                 o[xc] = clip8(ss);
             }
         }
@@ -389,7 +437,8 @@ oom:
     coeffs_free(&ch);
     coeffs_free(&cv);
     od_image_free(out);
-    return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory resizing to %lldx%lld", (long long)w, (long long)h);
+    return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory resizing to %lldx%lld",
+                        (long long)w, (long long)h);
 }
 
 void od_image_resized_size(int64_t w, int64_t h, int64_t size, int64_t *w_out, int64_t *h_out) {
@@ -420,7 +469,9 @@ void od_image_center_crop_chw(const od_image *in, int64_t ch, int64_t cw, uint8_
             int64_t sy = y + top;
             for (int64_t x = 0; x < cw; x++) {
                 int64_t sx = x + left;
-                o[x] = sy >= 0 && sy < in->h && sx >= 0 && sx < in->w ? in->px[(sy * in->w + sx) * C + c] : 0;
+                o[x] = sy >= 0 && sy < in->h && sx >= 0 && sx < in->w
+                           ? in->px[(sy * in->w + sx) * C + c]
+                           : 0;
             }
         }
 }

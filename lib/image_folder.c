@@ -43,15 +43,19 @@ typedef struct listing {
 } listing;
 
 static void listing_clear(listing *l) {
-    for (int64_t i = 0; i < l->n; i++) free(l->e[i].path);
+    for (int64_t i = 0; i < l->n; i++)
+        free(l->e[i].path);
     free(l->e);
     memset(l, 0, sizeof *l);
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 static void names_free(char **names, int n) {
-    for (int i = 0; i < n; i++) free(names[i]);
+    for (int i = 0; i < n; i++)
+        free(names[i]);
     free(names);
 }
 
@@ -67,7 +71,8 @@ static od_status list_names(const char *dir, bool dirs, char ***out, int *n_out,
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
         char p[PATH_MAX_LEN];
         struct stat sb;
-        if (snprintf(p, sizeof p, "%s/%s", dir, de->d_name) >= (int)sizeof p || stat(p, &sb) != 0) continue;
+        if (snprintf(p, sizeof p, "%s/%s", dir, de->d_name) >= (int)sizeof p || stat(p, &sb) != 0)
+            continue;
         if (dirs ? !S_ISDIR(sb.st_mode) : !S_ISREG(sb.st_mode)) continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
@@ -89,7 +94,8 @@ oom:
 }
 
 static bool image_extension(const char *name) {
-    static const char *const ext[] = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"};
+    static const char *const ext[] = {".jpg", ".jpeg", ".png",  ".ppm", ".bmp",
+                                      ".pgm", ".tif",  ".tiff", ".webp"};
     const char *dot = strrchr(name, '.');
     for (size_t i = 0; dot && i < sizeof ext / sizeof *ext; i++)
         if (!strcasecmp(dot, ext[i])) return true;
@@ -106,7 +112,8 @@ static od_status list_images(const char *dir, int32_t label, int depth, listing 
         if (!image_extension(files[i])) continue;
         char p[PATH_MAX_LEN];
         struct stat sb;
-        if (snprintf(p, sizeof p, "%s/%s", dir, files[i]) >= (int)sizeof p || stat(p, &sb) != 0) continue;
+        if (snprintf(p, sizeof p, "%s/%s", dir, files[i]) >= (int)sizeof p || stat(p, &sb) != 0)
+            continue;
         if (l->n == l->cap) {
             l->cap = l->cap ? 2 * l->cap : 256;
             entry *g = realloc(l->e, sizeof *g * (size_t)l->cap);
@@ -121,7 +128,8 @@ static od_status list_images(const char *dir, int32_t label, int depth, listing 
             st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "%s: out of memory", dir);
             break;
         }
-        e->label = label, e->size = sb.st_size, e->mtime = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+        e->label = label, e->size = sb.st_size,
+        e->mtime = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
         l->n++;
     }
     names_free(files, nf);
@@ -129,7 +137,8 @@ static od_status list_images(const char *dir, int32_t label, int depth, listing 
     if ((st = list_names(dir, true, &subs, &ns, err))) return st;
     for (int i = 0; i < ns && !st; i++) {
         char p[PATH_MAX_LEN];
-        if (snprintf(p, sizeof p, "%s/%s", dir, subs[i]) < (int)sizeof p) st = list_images(p, label, depth + 1, l, err);
+        if (snprintf(p, sizeof p, "%s/%s", dir, subs[i]) < (int)sizeof p)
+            st = list_images(p, label, depth + 1, l, err);
     }
     names_free(subs, ns);
     return st;
@@ -137,7 +146,8 @@ static od_status list_images(const char *dir, int32_t label, int depth, listing 
 
 /* Every class folder of root; classes (may be NULL: root's own folders define them) maps
  * folder names to labels. */
-static od_status list_split(const char *root, char **classes, int n_classes, listing *l, od_error *err) {
+static od_status list_split(const char *root, char **classes, int n_classes, listing *l,
+                            od_error *err) {
     char **subs;
     int ns;
     od_status st = list_names(root, true, &subs, &ns, err);
@@ -147,13 +157,16 @@ static od_status list_split(const char *root, char **classes, int n_classes, lis
         if (classes) {
             char **hit = bsearch(&subs[i], classes, (size_t)n_classes, sizeof *classes, cmp_str);
             if (!hit) {
-                st = od_error_set(err, OD_STATUS_INVALID_MODEL, "%s/%s: a class the training folder does not have", root, subs[i]);
+                st =
+                    od_error_set(err, OD_STATUS_INVALID_MODEL,
+                                 "%s/%s: a class the training folder does not have", root, subs[i]);
                 break;
             }
             label = (int)(hit - classes);
         }
         char p[PATH_MAX_LEN];
-        if (snprintf(p, sizeof p, "%s/%s", root, subs[i]) < (int)sizeof p) st = list_images(p, label, 1, l, err);
+        if (snprintf(p, sizeof p, "%s/%s", root, subs[i]) < (int)sizeof p)
+            st = list_images(p, label, 1, l, err);
     }
     names_free(subs, ns);
     return st;
@@ -162,23 +175,23 @@ static od_status list_split(const char *root, char **classes, int n_classes, lis
 /* ---- decoding into the store ---------------------------------------------------------------- */
 
 typedef struct store {
-    int fd;          /* >= 0: the store is this file; else mem */
+    int fd; /* >= 0: the store is this file; else mem */
     uint8_t *mem;
-    size_t offset;   /* of sample 0 in the file */
-    int64_t sample;  /* bytes per sample */
+    size_t offset;  /* of sample 0 in the file */
+    int64_t sample; /* bytes per sample */
 } store;
 
 typedef struct job {
     const od_image_options *o;
     const listing *l;
-    int64_t h, w;    /* sample size (from the crop, or the first image) */
+    int64_t h, w; /* sample size (from the crop, or the first image) */
     store *s;
     od_status *status;
     _Atomic int64_t next, done;
     atomic_bool stop;
     pthread_mutex_t lock;
     int64_t first_bad;
-    od_error bad;   /* the error of sample first_bad */
+    od_error bad; /* the error of sample first_bad */
     const char *what;
 } job;
 
@@ -208,7 +221,8 @@ static od_status read_file(const char *path, uint8_t **data, size_t *size, od_er
 }
 
 /* One file to a [C,H,W] sample in out; h and w 0: the decoded (resized) size, returned. */
-static od_status load_one(const char *path, const od_image_options *o, int64_t *h, int64_t *w, uint8_t *out, od_error *err) {
+static od_status load_one(const char *path, const od_image_options *o, int64_t *h, int64_t *w,
+                          uint8_t *out, od_error *err) {
     uint8_t *data;
     size_t size;
     od_image im = {0}, rs = {0};
@@ -227,8 +241,10 @@ static od_status load_one(const char *path, const od_image_options *o, int64_t *
     int64_t ch = o->height > 0 ? o->height : src->h, cw = o->width > 0 ? o->width : src->w;
     if (!*h) *h = ch, *w = cw;
     if (ch != *h || cw != *w) {
-        st = od_error_set(err, OD_STATUS_SHAPE, "%s: %lldx%lld pixels where the images before are %lldx%lld (give a crop size)", path,
-                          (long long)cw, (long long)ch, (long long)*w, (long long)*h);
+        st = od_error_set(
+            err, OD_STATUS_SHAPE,
+            "%s: %lldx%lld pixels where the images before are %lldx%lld (give a crop size)", path,
+            (long long)cw, (long long)ch, (long long)*w, (long long)*h);
         goto done;
     }
     if (out) od_image_center_crop_chw(src, ch, cw, out);
@@ -253,7 +269,8 @@ static void *worker(void *arg) {
         if (!st && j->s->fd >= 0) {
             off_t at = (off_t)(j->s->offset + (size_t)(i * sample));
             if (pwrite(j->s->fd, buf, (size_t)sample, at) != (ssize_t)sample)
-                st = od_error_set(&e, OD_STATUS_IO, "writing the decoded images: %s", strerror(errno));
+                st = od_error_set(&e, OD_STATUS_IO, "writing the decoded images: %s",
+                                  strerror(errno));
         }
         j->status[i] = st;
         if (st) {
@@ -261,7 +278,9 @@ static void *worker(void *arg) {
             if (j->first_bad < 0 || i < j->first_bad) j->first_bad = i, j->bad = e;
             pthread_mutex_unlock(&j->lock);
             /* a write error or strict mode ends the job */
-            if (j->o->strict || st == OD_STATUS_IO || st == OD_STATUS_OUT_OF_MEMORY || st == OD_STATUS_SHAPE) atomic_store(&j->stop, true);
+            if (j->o->strict || st == OD_STATUS_IO || st == OD_STATUS_OUT_OF_MEMORY ||
+                st == OD_STATUS_SHAPE)
+                atomic_store(&j->stop, true);
         }
         int64_t done = atomic_fetch_add(&j->done, 1) + 1;
         if (j->o->progress && (done % 256 == 0 || done == j->l->n)) {
@@ -276,7 +295,8 @@ static void *worker(void *arg) {
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
     const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
     return h;
 }
 
@@ -307,14 +327,19 @@ static size_t page_up(size_t n) {
 }
 
 /* Maps a finished store file into d (labels from the file). */
-static od_status store_map(int fd, const char *name, const store_header *hd, od_dataset *d, od_error *err) {
+static od_status store_map(int fd, const char *name, const store_header *hd, od_dataset *d,
+                           od_error *err) {
     size_t offset = (size_t)hd->offset;
     size_t bytes = offset + (size_t)(hd->n * hd->c * hd->h * hd->w);
     struct stat sb;
-    if (offset < sizeof *hd + sizeof(int32_t) * (size_t)hd->n || fstat(fd, &sb) != 0 || (size_t)sb.st_size != bytes)
-        return od_error_set(err, OD_STATUS_IO, "%s: the decoded-image store has the wrong size", name);
+    if (offset < sizeof *hd + sizeof(int32_t) * (size_t)hd->n || fstat(fd, &sb) != 0 ||
+        (size_t)sb.st_size != bytes)
+        return od_error_set(err, OD_STATUS_IO, "%s: the decoded-image store has the wrong size",
+                            name);
     void *map = mmap(NULL, bytes ? bytes : 1, PROT_READ, MAP_SHARED, fd, 0);
-    if (map == MAP_FAILED) return od_error_set(err, OD_STATUS_IO, "%s: cannot map the decoded images: %s", name, strerror(errno));
+    if (map == MAP_FAILED)
+        return od_error_set(err, OD_STATUS_IO, "%s: cannot map the decoded images: %s", name,
+                            strerror(errno));
     d->labels = malloc(sizeof(int32_t) * (size_t)(hd->n + 1));
     if (!d->labels) {
         munmap(map, bytes);
@@ -330,8 +355,8 @@ static od_status store_map(int fd, const char *name, const store_header *hd, od_
 }
 
 /* Decodes l into d; skipped files counted in out. */
-static od_status decode_all(const listing *l, const od_image_options *o, const char *what, od_dataset *d, od_data_split *out,
-                            od_error *err) {
+static od_status decode_all(const listing *l, const od_image_options *o, const char *what,
+                            od_dataset *d, od_data_split *out, od_error *err) {
     int64_t h = o->height, w = o->width;
     if (l->n == 0) {
         d->rank = 3, d->dims[0] = o->channels, d->dims[1] = h, d->dims[2] = w;
@@ -358,11 +383,13 @@ static od_status decode_all(const listing *l, const od_image_options *o, const c
     if (!status) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     if (total > o->ram_limit || o->cache_dir) {
         if (o->cache_dir) {
-            snprintf(path, sizeof path, "%s/od-images-%016llx.u8", o->cache_dir, (unsigned long long)hd.key);
+            snprintf(path, sizeof path, "%s/od-images-%016llx.u8", o->cache_dir,
+                     (unsigned long long)hd.key);
             int fd = open(path, O_RDONLY | O_CLOEXEC);
             store_header old;
-            if (fd >= 0 && pread(fd, &old, sizeof old, 0) == (ssize_t)sizeof old && !memcmp(old.magic, STORE_MAGIC, 8) &&
-                old.key == hd.key && old.n >= 0 && old.n <= l->n && old.c == hd.c && old.h == h && old.w == w) {
+            if (fd >= 0 && pread(fd, &old, sizeof old, 0) == (ssize_t)sizeof old &&
+                !memcmp(old.magic, STORE_MAGIC, 8) && old.key == hd.key && old.n >= 0 &&
+                old.n <= l->n && old.c == hd.c && old.h == h && old.w == w) {
                 st = store_map(fd, path, &old, d, err);
                 close(fd);
                 if (!st) out->n_skipped += old.n_skipped;
@@ -381,17 +408,20 @@ static od_status decode_all(const listing *l, const od_image_options *o, const c
             if (s.fd >= 0) unlink(tmp), tmp[0] = 0; /* gone when closed and unmapped */
         }
         if (s.fd < 0) {
-            st = od_error_set(err, OD_STATUS_IO, "%s: cannot create the decoded-image store: %s", o->cache_dir ? tmp : "$TMPDIR",
-                              strerror(errno));
+            st = od_error_set(err, OD_STATUS_IO, "%s: cannot create the decoded-image store: %s",
+                              o->cache_dir ? tmp : "$TMPDIR", strerror(errno));
             goto done;
         }
         s.offset = page_up(sizeof hd + sizeof(int32_t) * (size_t)l->n);
         hd.offset = (int64_t)s.offset;
     } else if (!(s.mem = malloc(total ? total : 1))) {
-        st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory for %lld decoded images (%zu MiB)", (long long)l->n, total >> 20);
+        st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY,
+                          "out of memory for %lld decoded images (%zu MiB)", (long long)l->n,
+                          total >> 20);
         goto done;
     }
-    job j = {.o = o, .l = l, .h = h, .w = w, .s = &s, .status = status, .first_bad = -1, .what = what};
+    job j = {
+        .o = o, .l = l, .h = h, .w = w, .s = &s, .status = status, .first_bad = -1, .what = what};
     pthread_mutex_init(&j.lock, NULL);
     int nt = o->threads < 1 ? 1 : o->threads > 64 ? 64 : o->threads;
     pthread_t th[64];
@@ -399,12 +429,14 @@ static od_status decode_all(const listing *l, const od_image_options *o, const c
     for (; started < nt - 1; started++)
         if (pthread_create(&th[started], NULL, worker, &j)) break;
     worker(&j);
-    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+    for (int t = 0; t < started; t++)
+        pthread_join(th[t], NULL);
     pthread_mutex_destroy(&j.lock);
     /* failures: a strict run, or anything but a file that does not decode, ends here */
     if (j.first_bad >= 0) {
         od_status bst = j.bad.status;
-        if (o->strict || bst == OD_STATUS_IO || bst == OD_STATUS_OUT_OF_MEMORY || bst == OD_STATUS_SHAPE) {
+        if (o->strict || bst == OD_STATUS_IO || bst == OD_STATUS_OUT_OF_MEMORY ||
+            bst == OD_STATUS_SHAPE) {
             *err = j.bad;
             if (o->strict && bst != OD_STATUS_IO && bst != OD_STATUS_OUT_OF_MEMORY)
                 od_error_prefix(err, "(--strict) ");
@@ -427,10 +459,13 @@ static od_status decode_all(const listing *l, const od_image_options *o, const c
         if (kept != i) {
             if (s.fd < 0) {
                 memmove(s.mem + kept * sample, s.mem + i * sample, (size_t)sample);
-            } else if (pread(s.fd, buf, (size_t)sample, (off_t)(s.offset + (size_t)(i * sample))) != (ssize_t)sample ||
-                       pwrite(s.fd, buf, (size_t)sample, (off_t)(s.offset + (size_t)(kept * sample))) != (ssize_t)sample) {
+            } else if (pread(s.fd, buf, (size_t)sample, (off_t)(s.offset + (size_t)(i * sample))) !=
+                           (ssize_t)sample ||
+                       pwrite(s.fd, buf, (size_t)sample,
+                              (off_t)(s.offset + (size_t)(kept * sample))) != (ssize_t)sample) {
                 free(labels), free(buf);
-                st = od_error_set(err, OD_STATUS_IO, "rewriting the decoded images: %s", strerror(errno));
+                st = od_error_set(err, OD_STATUS_IO, "rewriting the decoded images: %s",
+                                  strerror(errno));
                 goto done;
             }
         }
@@ -485,12 +520,16 @@ bool od_image_folder_detect(const char *dir) {
     return n > 0;
 }
 
-od_status od_image_folder_load(const char *dir, const od_image_options *opt, od_data_split *out, od_error *err) {
+od_status od_image_folder_load(const char *dir, const od_image_options *opt, od_data_split *out,
+                               od_error *err) {
     od_image_options o;
-    if (opt) o = *opt;
-    else od_image_options_default(&o);
+    if (opt)
+        o = *opt;
+    else
+        od_image_options_default(&o);
     if (o.channels != 1 && o.channels != 3)
-        return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "%s: images are read with 1 or 3 channels, not %d", dir, o.channels);
+        return od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
+                            "%s: images are read with 1 or 3 channels, not %d", dir, o.channels);
     char train_dir[PATH_MAX_LEN], test_dir[PATH_MAX_LEN] = "";
     snprintf(train_dir, sizeof train_dir, "%s/train", dir);
     bool split_given = is_dir(train_dir);
@@ -509,15 +548,20 @@ od_status od_image_folder_load(const char *dir, const od_image_options *opt, od_
     od_status st = list_names(train_dir, true, &classes, &n_classes, err);
     if (st) goto done;
     if (n_classes == 0) {
-        st = od_error_set(err, OD_STATUS_IO, "%s: no class folders (an image folder holds one folder of images per class)", train_dir);
+        st = od_error_set(
+            err, OD_STATUS_IO,
+            "%s: no class folders (an image folder holds one folder of images per class)",
+            train_dir);
         goto done;
     }
     if (n_classes > OD_DATASET_MAX_CLASSES) {
-        st = od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: %d class folders (at most %d)", train_dir, n_classes, OD_DATASET_MAX_CLASSES);
+        st = od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: %d class folders (at most %d)",
+                          train_dir, n_classes, OD_DATASET_MAX_CLASSES);
         goto done;
     }
     if ((st = list_split(train_dir, NULL, 0, split_given ? &train : &all, err))) goto done;
-    if (split_given && test_dir[0] && (st = list_split(test_dir, classes, n_classes, &test, err))) goto done;
+    if (split_given && test_dir[0] && (st = list_split(test_dir, classes, n_classes, &test, err)))
+        goto done;
     if (!split_given) {
         /* a seeded test_fraction held out; both parts keep the listing order */
         int64_t n_test = (int64_t)(o.test_fraction * (double)all.n + 0.5);
@@ -532,11 +576,13 @@ od_status od_image_folder_load(const char *dir, const od_image_options *opt, od_
             st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
             goto done;
         }
-        for (int64_t i = 0; i < all.n; i++) order[i] = i;
+        for (int64_t i = 0; i < all.n; i++)
+            order[i] = i;
         od_rng rng;
         od_rng_seed(&rng, o.seed);
         od_rng_shuffle(&rng, order, all.n);
-        for (int64_t i = 0; i < n_test; i++) held[order[i]] = true;
+        for (int64_t i = 0; i < n_test; i++)
+            held[order[i]] = true;
         for (int64_t i = 0; i < all.n; i++) {
             listing *l = held[i] ? &test : &train;
             l->e[l->n++] = all.e[i];
@@ -560,9 +606,11 @@ od_status od_image_folder_load(const char *dir, const od_image_options *opt, od_
                 st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
                 goto done;
             }
-            for (int64_t i = 0; i < l->n; i++) order[i] = i;
+            for (int64_t i = 0; i < l->n; i++)
+                order[i] = i;
             od_rng_shuffle(&rng, order, l->n);
-            for (int64_t i = 0; i < l->n; i++) e[i] = l->e[order[i]];
+            for (int64_t i = 0; i < l->n; i++)
+                e[i] = l->e[order[i]];
             free(l->e);
             l->e = e, l->cap = l->n + 1;
             free(order);

@@ -24,8 +24,8 @@ void od_image_free(od_image *im);
  * PIL assumes) and the EXIF orientation of a JPEG applied. Alpha and PNG transparency are
  * dropped (PIL's convert("RGB")); 16-bit samples keep their high byte; RGB to grey is PIL's
  * L = (19595 R + 38470 G + 7471 B + 2^15) >> 16. Errors name `name`. */
-od_status od_image_decode(const uint8_t *data, size_t size, const char *name, int channels, od_image *out,
-                          od_error *err);
+od_status od_image_decode(const uint8_t *data, size_t size, const char *name, int channels,
+                          od_image *out, od_error *err);
 
 /* PIL's antialiased bilinear resize (Image.resize with BILINEAR, Pillow >= 7, 8-bit, two passes,
  * horizontal first, 22-bit fixed-point coefficients), bit for bit. */
@@ -44,6 +44,7 @@ bool od_image_folder_detect(const char *dir);
 /* The image folder dir into out (see od_image_options in od_dataset.h); opt NULL: defaults. */
 typedef struct od_image_options od_image_options;
 typedef struct od_data_split od_data_split;
-od_status od_image_folder_load(const char *dir, const od_image_options *opt, od_data_split *out, od_error *err);
+od_status od_image_folder_load(const char *dir, const od_image_options *opt, od_data_split *out,
+                               od_error *err);
 
 #endif

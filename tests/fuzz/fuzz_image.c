@@ -16,7 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             fuzz_check_error(&err);
             continue;
         }
-        if (im.w * im.h <= (1 << 20)) { /* a huge claimed image decodes slowly; the decode is the point */
+        if (im.w * im.h <=
+            (1 << 20)) { /* a huge claimed image decodes slowly; the decode is the point */
             int64_t w, h;
             od_image_resized_size(im.w, im.h, resize, &w, &h);
             if (w * h <= (1 << 20) && !od_image_resize(&im, w, h, &rs, &err)) {
