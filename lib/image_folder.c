@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -635,8 +636,19 @@ void od_image_options_for_model(const od_model *m, od_image_options *o) {
     const od_value *in = NULL;
     for (int i = 0; i < g->n_inputs && !in; i++)
         if (!g->values[g->inputs[i]].init) in = &g->values[g->inputs[i]];
-    if (!in || in->rank != 4) return;
-    int64_t c = in->dims[1].value, h = in->dims[2].value, w = in->dims[3].value;
+    if (!in || (in->rank != 4 && in->rank != 2)) return;
+    int64_t c, h, w;
+    if (in->rank == 2) {
+        /* a flat [N, D] input: square images of D (grey) or D / 3 (RGB) pixels */
+        int64_t d = in->dims[1].value;
+        c = h = w = 0;
+        for (int64_t ch = 1; ch <= 3 && !c; ch += 2) {
+            int64_t side = (int64_t)llround(sqrt((double)d / (double)ch));
+            if (d > 0 && side * side * ch == d) c = ch, h = w = side;
+        }
+    } else {
+        c = in->dims[1].value, h = in->dims[2].value, w = in->dims[3].value;
+    }
     if ((c != 1 && c != 3) || h <= 0 || w <= 0) return;
     o->channels = (int)c, o->height = h, o->width = w;
     o->resize = h > w ? h : w;

@@ -97,7 +97,8 @@ typedef struct od_image_options {
 } od_image_options;
 
 void od_image_options_default(od_image_options *o);
-/* Channels, crop and resize for a model's input [N, C, H, W] (C 1 or 3): crop H x W, resize
+/* Channels, crop and resize for a model's input [N, C, H, W] (C 1 or 3; a flat [N, D] is taken
+ * as square grey images when D is a square, else RGB when D / 3 is): crop H x W, resize
  * the metadata "preprocess.resize" when given (e.g. 256 for ImageNet's 224), else max(H, W).
  * Other inputs leave o as it is. */
 void od_image_options_for_model(const od_model *m, od_image_options *o);
