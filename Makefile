@@ -14,7 +14,7 @@ LDLIBS  += -lXNNPACK -lpthreadpool -lcpuinfo -lprotobuf-c -lopenblas -lz -lm -lp
 
 DEB_PACKAGES := build-essential libprotobuf-c-dev protobuf-c-compiler libonnx-dev libxnnpack-dev \
 	libpthreadpool-dev libcpuinfo-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist \
-	libonnx-testdata python3-onnx python3-torch clang libclang-rt-14-dev chromium time
+	libonnx-testdata python3-onnx python3-torch python3-torchvision clang libclang-rt-14-dev chromium time
 
 RUNTIME_SRC := $(wildcard runtime/*.c runtime/ops/*.c)
 LIB_SRC     := $(wildcard lib/*.c)

@@ -60,6 +60,8 @@
 
 #include "od_runtime.h"
 
+#include <stdio.h>
+
 typedef enum od_shrink_init { OD_SHRINK_INIT_TEACHER = 0, OD_SHRINK_INIT_RANDOM } od_shrink_init;
 typedef enum od_shrink_bn { OD_SHRINK_BN_AUTO = 0, OD_SHRINK_BN_ON, OD_SHRINK_BN_OFF } od_shrink_bn;
 
@@ -101,6 +103,7 @@ typedef struct od_shrink_layer {
     char *node, *op_type; /* a Conv, ConvTranspose, Gemm or MatMul of the student */
     int64_t teacher_channels, student_channels; /* its output channels */
     char *pinned;                               /* why its channels could not change, or NULL */
+    bool at_output; /* pinned only as a graph output (the classifier): expected, no loss */
 } od_shrink_layer;
 
 typedef struct od_shrink_block {
@@ -117,9 +120,17 @@ typedef struct od_shrink_report {
     od_shrink_block *blocks; /* the teacher's removable blocks, in graph order */
     int n_dropped;
     int n_bn_inserted;
+    int n_kept_whole; /* layers asked to shrink that could not (pinned, not at an output) */
+    int n_unshared;   /* canonical form: initializers given one copy per reader */
+    int n_folded;     /* canonical form: constant, Identity and Dropout nodes folded away */
 } od_shrink_report;
 
 void od_shrink_report_clear(od_shrink_report *r);
+/* The builder's summary on out (what got narrower, how many layers were kept whole, what the
+ * canonical form changed) and, on warn (may be NULL), one warning per layer asked to shrink
+ * that could not, naming it and saying why. Used by `shrink` and `distill`. */
+void od_shrink_report_print(const od_shrink_report *r, const od_shrink_spec *spec, FILE *out,
+                            FILE *warn);
 
 /* Builds the student. INVALID_ARGUMENT for a spec out of range or naming unknown nodes. */
 od_status od_shrink(const od_model *teacher, const od_shrink_spec *spec, od_model **student_out,

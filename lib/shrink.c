@@ -793,6 +793,7 @@ typedef struct elem {
     int parent;
     int64_t size;
     bool pinned, has_source;
+    bool at_output; /* pinned only because it is a graph output (the classifier) */
     int64_t want;   /* channels the spec asks for (0: none) */
     int64_t target; /* the student's channels (roots) */
     int64_t *kept;  /* the teacher channels kept, ascending (roots) */
@@ -1880,6 +1881,11 @@ static od_status apply_fix(width *w, const fix *f, int64_t *keep) {
     return slot_set_tensor(g, f->node, f->slot, o, err);
 }
 
+/* Whether a pinned layer is a loss: something was asked of it. */
+static bool c_width_below_one(const width *w) {
+    return w->c->spec.width < 1 || w->c->spec.n_channels > 0;
+}
+
 static od_status report_layers(width *w) {
     od_shrink_report *rep = w->c->report;
     if (!rep) return OD_STATUS_OK;
@@ -1898,6 +1904,8 @@ static od_status report_layers(width *w) {
         l->teacher_channels = r->size;
         l->student_channels = r->target;
         if (r->pinned) l->pinned = strdup(r->reason);
+        l->at_output = r->at_output;
+        if (r->pinned && !r->at_output && c_width_below_one(w)) rep->n_kept_whole++;
         if (!l->node || !l->op_type || (r->pinned && !l->pinned)) return oom(w->c->err);
     }
     return OD_STATUS_OK;
@@ -1939,7 +1947,11 @@ static od_status apply_width(shrink *c) {
         analyse_node(&w, ni);
     for (int i = 0; i < g->n_outputs; i++) {
         int v = g->outputs[i];
-        if (w.vdim[v] >= 0) pin_dim(&w, w.vdim[v], "the graph output \"%s\"", g->values[v].name);
+        if (w.vdim[v] < 0) continue;
+        const dimnode *dn = &w.dims[w.vdim[v]];
+        if (dn->kind == DIM_BASE && !w.elems[root(&w, dn->elem)].pinned)
+            w.elems[root(&w, dn->elem)].at_output = true;
+        pin_dim(&w, w.vdim[v], "the graph output \"%s\"", g->values[v].name);
     }
     if (w.failed) goto oom;
     if ((st = choose_channels(&w))) goto done;
@@ -2136,6 +2148,35 @@ static od_status insert_bn(shrink *c) {
 
 /* ---- the whole ------------------------------------------------------------------------ */
 
+void od_shrink_report_print(const od_shrink_report *r, const od_shrink_spec *spec, FILE *out,
+                            FILE *warn) {
+    int changed = 0;
+    for (int i = 0; i < r->n_layers; i++)
+        changed += r->layers[i].student_channels != r->layers[i].teacher_channels;
+    if (warn && (spec->width < 1 || spec->n_channels > 0)) {
+        for (int i = 0; i < r->n_layers; i++) {
+            const od_shrink_layer *l = &r->layers[i];
+            if (!l->pinned || l->at_output) continue;
+            fprintf(warn, "onnx-distill: warning: layer \"%s\" (%s) keeps all its %lld channels: %s\n",
+                    l->node, l->op_type, (long long)l->teacher_channels, l->pinned);
+        }
+    }
+    fprintf(out,
+            "width %g (round %d): %d of %d layers narrower, %d kept whole%s; depth %g: %d of %d "
+            "removable blocks dropped; init %s; %d BatchNormalization inserted\n",
+            spec->width, spec->round_to, changed, r->n_layers, r->n_kept_whole,
+            r->n_kept_whole ? " (see the warnings)" : "", spec->depth, r->n_dropped, r->n_blocks,
+            spec->init == OD_SHRINK_INIT_RANDOM ? "random" : "teacher", r->n_bn_inserted);
+    if (r->n_unshared || r->n_folded)
+        fprintf(out,
+                "canonical form: %d constant or Identity nodes folded, %d shared initializers "
+                "given one copy per layer\n",
+                r->n_folded, r->n_unshared);
+    if (warn && r->n_layers > 0 && changed == 0 && (spec->width < 1 || spec->n_channels > 0))
+        fprintf(warn, "onnx-distill: warning: no layer could be made narrower: the student has "
+                      "the teacher's width\n");
+}
+
 void od_shrink_report_clear(od_shrink_report *r) {
     if (!r) return;
     for (int i = 0; i < r->n_layers; i++) {
@@ -2280,6 +2321,13 @@ od_status od_shrink_ex(const od_model *teacher, const od_shrink_spec *spec, od_m
 
     if ((st = copy_model(teacher, &c.m, err))) goto done;
     c.g = &c.m->graph;
+    /* the graph as exporters write it, brought to one form: shared constants, Identity chains */
+    od_pass_stats canon;
+    if ((st = od_canonicalize(c.m, &canon, err))) goto done;
+    if (report) {
+        report->n_unshared = canon.unshared_inits;
+        report->n_folded = canon.folded_consts + canon.dropped;
+    }
     if ((st = shrink_refresh(&c)) || (st = apply_depth(&c))) goto done;
     if ((st = apply_width(&c))) goto done;
     if ((st = graph_gc(c.g, NULL, err)) || (st = shrink_refresh(&c))) goto done;

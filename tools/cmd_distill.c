@@ -248,7 +248,14 @@ int cmd_distill(int argc, char **argv) {
     bool own_ckpt = false;
     double t_start = od_seconds();
     if (od_model_load(teacher_path, &teacher, &err)) goto fail;
-    if (student_path ? od_model_load(student_path, &student, &err) : od_shrink(teacher, &spec, &student, &err)) goto fail;
+    if (student_path) {
+        if (od_model_load(student_path, &student, &err)) goto fail;
+    } else {
+        od_shrink_report shrunk = {0};
+        if (od_shrink_ex(teacher, &spec, &student, &shrunk, &err)) goto fail;
+        od_shrink_report_print(&shrunk, &spec, stdout, stderr);
+        od_shrink_report_clear(&shrunk);
+    }
     if (od_data_load(data_path, &data, &err)) goto fail;
     od_preprocess pre;
     if (od_preprocess_from_model(teacher, &pre, &err)) {
