@@ -47,6 +47,9 @@ def non_degenerate(model, gen):
             m.bias.data = 0.2 * torch.randn(n, generator=gen)
             m.running_mean.data = 0.1 * torch.randn(n, generator=gen)
             m.running_var.data = 0.5 + torch.rand(n, generator=gen)
+        elif isinstance(m, torch.nn.Linear) and not m.weight.detach().any():
+            # ViT's head starts at zero: its outputs would all be 0
+            m.weight.data = 0.05 * torch.randn(m.weight.shape, generator=gen)
         elif isinstance(m, torch.nn.LayerNorm):
             n = m.weight.shape
             m.weight.data = 0.5 + torch.rand(n, generator=gen)
