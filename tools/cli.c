@@ -85,7 +85,7 @@ od_status model_facts_get(const char *path, const od_model *m, model_facts *f, o
     memset(f, 0, sizeof *f);
     struct stat st;
     if (path && stat(path, &st) == 0) f->bytes = (size_t)st.st_size;
-    return od_model_count(m, &f->params, &f->macs, err);
+    return od_model_count_ex(m, &f->params, &f->macs, &f->macs_unknown, err);
 }
 
 static int parse_floats(const char *opt, const char *s, double lo, float *out, int *n_out) {

@@ -36,6 +36,7 @@ void cli_preprocess_apply(const cli_preprocess *p, od_preprocess *pre);
 typedef struct model_facts {
     size_t bytes;
     int64_t params, macs; /* per sample, batch 1 */
+    int macs_unknown;     /* nodes of unknown shape: macs is then a lower bound */
 } model_facts;
 od_status model_facts_get(const char *path, const od_model *m, model_facts *f, od_error *err);
 
