@@ -112,8 +112,14 @@ int cli_preprocess_option(int argc, char **argv, int *i, cli_preprocess *p) {
         p->scale = (float)d;
         return 0;
     }
-    if (cli_opt(argc, argv, i, "--mean", &v)) return v ? parse_floats("--mean", v, -1e9, p->mean, &p->n_mean) : 1;
-    if (cli_opt(argc, argv, i, "--std", &v)) return v ? parse_floats("--std", v, 1e-12, p->std, &p->n_std) : 1;
+    if (cli_opt(argc, argv, i, "--mean", &v)) {
+        if (v && (p->n_mean = od_preprocess_named(v, false, p->mean))) return 0;
+        return v ? parse_floats("--mean", v, -1e9, p->mean, &p->n_mean) : 1;
+    }
+    if (cli_opt(argc, argv, i, "--std", &v)) {
+        if (v && (p->n_std = od_preprocess_named(v, true, p->std))) return 0;
+        return v ? parse_floats("--std", v, 1e-12, p->std, &p->n_std) : 1;
+    }
     return -1;
 }
 

@@ -25,7 +25,9 @@ static const char distill_help[] =
     "  --student FILE.onnx  train this student instead of building one\n"
     "data:\n"
     "  --data PATH          IDX folder, CIFAR folder, .npz, or fashion-mnist\n"
-    "  --scale F --mean LIST --std LIST   preprocessing (default: the teacher's metadata)\n"
+    "  --scale F --mean LIST --std LIST   preprocessing (default: the teacher's metadata, else\n"
+    "                     scale 1/255); LIST may be imagenet (torchvision's per-channel values);\n"
+    "                     printed before training, written into the student and the report\n"
     "  --val-split F        held out to pick the epoch kept (default 0.05)\n"
     "  --train-limit N      use only the first N training samples\n"
     "  --test-limit N       evaluate on the first N test samples only\n"
@@ -264,6 +266,10 @@ int cmd_distill(int argc, char **argv) {
     }
     cli_preprocess_apply(&pre_flags, &pre);
     if (od_preprocess_check(&pre, &data.train, &err)) goto fail;
+    char pre_text[256];
+    printf("preprocessing: %s (%s)\n", od_preprocess_describe(&pre, pre_text, sizeof pre_text),
+           pre.from_model ? "the teacher's preprocess.* metadata, then the options"
+                          : "the teacher has no preprocess.* metadata: the default, then the options");
     if (!opt.checkpoint) {
         snprintf(default_ckpt, sizeof default_ckpt, "%s.ckpt", out_path);
         opt.checkpoint = default_ckpt;
@@ -293,7 +299,7 @@ int cmd_distill(int argc, char **argv) {
         goto done;
     }
     double t_w = od_seconds();
-    char spec_text[512];
+    char spec_text[1024];
     if (student_path)
         snprintf(spec_text, sizeof spec_text, "student %s", student_path);
     else
@@ -301,7 +307,10 @@ int cmd_distill(int argc, char **argv) {
                  spec.init == OD_SHRINK_INIT_TEACHER ? "teacher" : "random",
                  spec.bn == OD_SHRINK_BN_AUTO ? "auto" : spec.bn == OD_SHRINK_BN_ON ? "on" : "off", spec.spec_path ? " spec " : "",
                  spec.spec_path ? spec.spec_path : "");
+    size_t spec_len = strlen(spec_text); /* the report shows the preprocessing too */
+    snprintf(spec_text + spec_len, sizeof spec_text - spec_len, "; preprocessing %s", pre_text);
     if (od_distill_finish(student, teacher, teacher_path, spec_text, &opt, &res, weights, &err) ||
+        od_preprocess_to_model(student, &pre, &err) ||
         od_model_save(student, out_path, &err))
         goto fail;
     double t_written = od_seconds();

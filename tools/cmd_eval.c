@@ -10,7 +10,8 @@ static const char eval_help[] =
     "Preprocessing comes from the model's metadata (preprocess.scale/mean/std) unless given.\n\n"
     "  --data PATH        IDX folder, CIFAR folder, .npz file, or a short name: fashion-mnist\n"
     "  --split S          test (default) or train\n"
-    "  --scale F --mean LIST --std LIST   preprocessing: x = (raw * scale - mean) / std\n"
+    "  --scale F --mean LIST --std LIST   preprocessing: x = (raw * scale - mean) / std;\n"
+    "                     LIST may be imagenet (torchvision's per-channel values)\n"
     "  --threads N        worker threads (default 2)\n"
     "  --json             one JSON object: model, split, samples, accuracy, per_class, confusion\n";
 
