@@ -1092,11 +1092,18 @@ od_status od_preprocess_from_model(const od_model *m, od_preprocess *p, od_error
     return OD_STATUS_OK;
 }
 
+/* Comma-separated, each in the fewest digits that read back as the same float. */
 static void float_list(char *buf, size_t size, const float *v, int n) {
     size_t o = 0;
     buf[0] = 0;
-    for (int i = 0; i < n && o < size; i++)
-        o += (size_t)snprintf(buf + o, size - o, "%s%.9g", i ? "," : "", v[i]);
+    for (int i = 0; i < n && o < size; i++) {
+        char one[32];
+        for (int digits = 6; digits <= 9; digits++) {
+            snprintf(one, sizeof one, "%.*g", digits, (double)v[i]);
+            if (strtof(one, NULL) == v[i]) break;
+        }
+        o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? "," : "", one);
+    }
 }
 
 const char *od_preprocess_describe(const od_preprocess *p, char *buf, size_t size) {
@@ -1104,7 +1111,9 @@ const char *od_preprocess_describe(const od_preprocess *p, char *buf, size_t siz
     int nc = p->n_channels < 1 ? 1 : p->n_channels > 16 ? 16 : p->n_channels;
     float_list(mean, sizeof mean, p->mean, nc);
     float_list(std, sizeof std, p->std, nc);
-    snprintf(buf, size, "scale %.9g%s, mean %s, std %s", p->scale,
+    char scale[32];
+    float_list(scale, sizeof scale, &p->scale, 1);
+    snprintf(buf, size, "scale %s%s, mean %s, std %s", scale,
              fabsf(p->scale * 255.0f - 1.0f) < 1e-6f ? " (1/255)" : "", mean, std);
     return buf;
 }
@@ -1113,7 +1122,7 @@ od_status od_preprocess_to_model(od_model *m, const od_preprocess *p, od_error *
     char buf[200];
     int nc = p->n_channels < 1 ? 1 : p->n_channels > 16 ? 16 : p->n_channels;
     od_status st;
-    snprintf(buf, sizeof buf, "%.17g", (double)p->scale);
+    float_list(buf, sizeof buf, &p->scale, 1);
     if ((st = od_model_set_meta(m, "preprocess.scale", buf, err))) return st;
     float_list(buf, sizeof buf, p->mean, nc);
     if ((st = od_model_set_meta(m, "preprocess.mean", buf, err))) return st;

@@ -151,5 +151,29 @@ else bad "inspect on a graph with an unknown op: $(grep -E 'MACs|meta' "$tmp/out
 if grep -q '"macs_complete": false, "macs_unknown_nodes": 2' "$tmp/out" && grep -q '"metadata": {"source": "t_real_exports"}' "$tmp/out"; then ok
 else bad "inspect --json on a graph with an unknown op: $(head -c 300 "$tmp/out")"; fi
 
+# ---- preprocessing you can see --------------------------------------------------------------
+# float data already in [0, 1] and the teacher's scale 1/255: an error naming --scale 1
+"$PY" - "$tmp/unit.npz" "$tmp/rgb.npz" <<'EOF'
+import sys, numpy as np
+r = np.random.default_rng(0)
+y = lambda n: r.integers(0, 10, n).astype(np.int64)
+np.savez(sys.argv[1], x_train=r.random((128, 1, 28, 28), dtype=np.float32), y_train=y(128),
+         x_test=r.random((16, 1, 28, 28), dtype=np.float32), y_test=y(16))
+np.savez(sys.argv[2], x_train=r.integers(0, 256, (64, 3, 32, 32)).astype(np.uint8), y_train=y(64),
+         x_test=r.integers(0, 256, (8, 3, 32, 32)).astype(np.uint8), y_test=y(8))
+EOF
+"$BIN" distill models/cnn.onnx --data "$tmp/unit.npz" --width 0.5 --epochs 1 --quiet -o "$tmp/p.onnx" >"$tmp/out" 2>"$tmp/err"
+if [ $? -eq 1 ] && grep -q -- "--scale 1" "$tmp/err" && [ ! -e "$tmp/p.onnx" ]; then ok
+else bad "float data in [0,1] with scale 1/255 is not refused: $(head -2 "$tmp/err")"; fi
+"$BIN" distill models/cnn.onnx --data "$tmp/unit.npz" --scale 1 --width 0.5 --epochs 1 --batch 16 --quiet -o "$tmp/p.onnx" >"$tmp/out" 2>"$tmp/err"
+if [ $? -eq 0 ] && grep -q "^preprocessing: scale 1, mean 0.286, std 0.353 (the teacher's preprocess" "$tmp/out" &&
+    grep -q "kept whole" "$tmp/out" && "$BIN" inspect "$tmp/p.onnx" | grep -q "preprocess.scale = 1$"; then ok
+else bad "--scale 1: preprocessing not printed, builder summary missing or not recorded: $(head -3 "$tmp/out") $(head -2 "$tmp/err")"; fi
+# a torchvision teacher has no metadata: the default is said, and --mean/--std imagenet work
+"$BIN" distill "$CACHE/resnet18_op13.onnx" --data "$tmp/rgb.npz" --mean imagenet --std imagenet --width 0.25 --epochs 1 --batch 16 --lr 1e-3 --quiet -o "$tmp/r.onnx" >"$tmp/out" 2>"$tmp/err"
+if [ $? -eq 0 ] && grep -q "^preprocessing: scale 0.003921569 (1/255), mean 0.485,0.456,0.406, std 0.229,0.224,0.225 (the teacher has no preprocess" "$tmp/out" &&
+    "$BIN" inspect "$tmp/r.onnx" | grep -q "preprocess.mean = 0.485,0.456,0.406"; then ok
+else bad "imagenet preprocessing: $(grep preprocessing "$tmp/out") $(head -2 "$tmp/err")"; fi
+
 echo "real_exports: $pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]
