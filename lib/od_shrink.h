@@ -21,7 +21,10 @@
  * flattening Reshape into a Gemm, by blocks of H*W columns), BatchNormalization,
  * InstanceNormalization, LayerNormalization (over the channel axis) and PRelu parameters, biases,
  * constants broadcast along the channels, the group attribute of depthwise convs. A Concat along
- * the channels concatenates its inputs' kept channels. The graph inputs and outputs keep their
+ * the channels concatenates its inputs' kept channels. A grouped (not depthwise) Conv keeps its
+ * group count: its input and output channels each split into that many equal blocks, every
+ * block keeping as many channels (the best of that block; the count rounded up to a whole
+ * number per block), so each group gets narrower. The graph inputs and outputs keep their
  * channels, and so does any dim an op this builder does not know consumes ("pinned": the
  * report says why).
  *

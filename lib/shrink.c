@@ -794,6 +794,8 @@ typedef struct elem {
     int64_t size;
     bool pinned, has_source;
     bool at_output; /* pinned only because it is a graph output (the classifier) */
+    int64_t blocks; /* > 1: the channels form this many equal blocks (the groups of a grouped
+                     * conv), each keeping as many */
     int64_t want;   /* channels the spec asks for (0: none) */
     int64_t target; /* the student's channels (roots) */
     int64_t *kept;  /* the teacher channels kept, ascending (roots) */
@@ -813,7 +815,15 @@ typedef struct dimnode {
     int n_parts, *parts; /* CONCAT */
 } dimnode;
 
-typedef enum fix_kind { FIX_SLICE, FIX_GROUP, FIX_RESHAPE_PREFIX, FIX_RESHAPE_FLATTEN } fix_kind;
+/* FIX_GROUPED_IN: the input channels of a grouped conv's weight [cout, cin / group, k...], each
+ * group of rows keeping its own group's kept input channels. */
+typedef enum fix_kind {
+    FIX_SLICE,
+    FIX_GROUP,
+    FIX_RESHAPE_PREFIX,
+    FIX_RESHAPE_FLATTEN,
+    FIX_GROUPED_IN
+} fix_kind;
 
 /* An edit to make once the kept channels are known. */
 typedef struct fix {
@@ -966,6 +976,32 @@ static const char *label(const od_node *n, char *buf, size_t size) {
     return od_node_label(n, buf, size);
 }
 
+static int64_t gcd64(int64_t a, int64_t b) {
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* Elem r's channels must split into blocks equal blocks keeping equally many (lcm with what it
+ * already had); pins it when its size does not divide. */
+static void elem_need_blocks(width *w, int r, int64_t blocks, const char *why) {
+    elem *e = &w->elems[r];
+    int64_t have = e->blocks > 1 ? e->blocks : 1;
+    int64_t want = blocks > 1 ? have / gcd64(have, blocks) * blocks : have;
+    if (want > 1 && e->size % want != 0) {
+        if (!e->pinned) {
+            e->pinned = true;
+            snprintf(e->reason, sizeof e->reason, "%.120s: %lld channels do not split into %lld groups",
+                     why, (long long)e->size, (long long)want);
+        }
+        return;
+    }
+    e->blocks = want;
+}
+
 /* Dims that must be equal: one group. Returns the dim to use for the result. */
 static int unite(width *w, int a, int b, const od_node *n) {
     if (a < 0) return b;
@@ -995,6 +1031,7 @@ static int unite(width *w, int a, int b, const od_node *n) {
         memcpy(ea->reason, eb->reason, sizeof ea->reason);
     }
     ea->has_source |= eb->has_source;
+    if (eb->blocks > 1) elem_need_blocks(w, ra, eb->blocks, "groups meet");
     return a;
 }
 
@@ -1115,6 +1152,20 @@ static void analyse_conv(width *w, int ni, bool transpose) {
         }
         add_fix(w, FIX_SLICE, ni, 1, 0, dout);
         add_fix(w, FIX_GROUP, ni, 0, 0, dout);
+        w->src_waxis[ni] = 0;
+    } else if (!transpose && group > 1 && cin % group == 0 && cout % group == 0) {
+        /* grouped: the group count stays, each group narrower by the same count */
+        label(n, lb, sizeof lb);
+        if (din >= 0 && w->dims[din].kind == DIM_BASE) {
+            elem_need_blocks(w, root(w, w->dims[din].elem), group, lb);
+            add_fix(w, FIX_GROUPED_IN, ni, 1, 1, din);
+        } else if (din >= 0) {
+            pin_dim(w, din, "concatenated or flattened channels read by grouped %s", lb);
+        }
+        dout = new_base(w, cout);
+        if (dout < 0) return;
+        elem_need_blocks(w, root(w, w->dims[dout].elem), group, lb);
+        add_fix(w, FIX_SLICE, ni, 1, 0, dout);
         w->src_waxis[ni] = 0;
     } else {
         if (din >= 0) pin_dim(w, din, "grouped %s", label(n, lb, sizeof lb));
@@ -1826,17 +1877,67 @@ static od_status choose_channels(width *w) {
             r->target = r->want;
         else
             r->target = round_channels(c->spec.width, r->size, c->spec.round_to);
+        int64_t nb = r->blocks > 1 ? r->blocks : 1, bsize = r->size / nb;
+        if (nb > 1 && r->target < r->size) { /* as many per group: round up to whole rows */
+            int64_t per = (r->target + nb - 1) / nb;
+            r->target = (per < 1 ? 1 : per > bsize ? bsize : per) * nb;
+        }
         r->kept = malloc(sizeof(int64_t) * (size_t)(r->size + 1));
         if (!r->kept) return oom(c->err);
         for (int64_t i = 0; i < r->size; i++)
             r->kept[i] = i;
-        if (r->target < r->size && r->score) {
+        if (r->target < r->size) {
+            /* per block (the whole dim when there are none): the best by score, first ones
+             * without scores, then in their original order */
+            int64_t per = r->target / nb;
             score_of = r->score;
-            qsort(r->kept, (size_t)r->size, sizeof(int64_t), by_score);
+            for (int64_t b = 0; b < nb; b++) {
+                int64_t *blk = r->kept + b * bsize;
+                if (r->score) qsort(blk, (size_t)bsize, sizeof(int64_t), by_score);
+                memmove(r->kept + b * per, blk, sizeof(int64_t) * (size_t)per);
+            }
             qsort(r->kept, (size_t)r->target, sizeof(int64_t), by_index);
         }
     }
     return OD_STATUS_OK;
+}
+
+/* FIX_GROUPED_IN: weight [rows, full / group, k...] -> [rows, now / group, k...]. */
+static od_status grouped_in(width *w, const fix *f, int64_t *keep, int64_t full, int64_t now) {
+    od_graph *g = w->g;
+    od_node *n = &g->nodes[f->node];
+    int64_t group = attr_int(n, "group", 1);
+    const od_tensor *t = slot_init(g, f->node, f->slot);
+    if (!t || t->rank < 3 || t->dtype != OD_DTYPE_FLOAT || group < 1 || full % group || now % group ||
+        t->dims[0] % group)
+        return od_error_set(w->c->err, OD_STATUS_INVALID_MODEL,
+                            "node \"%s\": grouped weights that cannot be narrowed", n->name);
+    int64_t in_full = full / group, in_now = now / group;
+    if (t->dims[1] == in_now) return OD_STATUS_OK; /* the same slot asked twice */
+    if (t->dims[1] != in_full)
+        return od_error_set(w->c->err, OD_STATUS_INVALID_MODEL,
+                            "node \"%s\": weight has %lld input channels per group, not %lld",
+                            n->name, (long long)t->dims[1], (long long)in_full);
+    int64_t k = dim_kept(w, f->dim, keep);
+    if (k != now) return od_error_set(w->c->err, OD_STATUS_INVALID_MODEL, "grouped channels");
+    int64_t dims[OD_MAX_RANK];
+    memcpy(dims, t->dims, sizeof(int64_t) * (size_t)t->rank);
+    dims[1] = in_now;
+    od_tensor *o = od_tensor_create(t->name, t->dtype, t->rank, dims, w->c->err);
+    if (!o) return w->c->err->status;
+    int64_t inner = od_dims_count(t->rank - 2, t->dims + 2), rows = t->dims[0];
+    int64_t rows_per_group = rows / group;
+    const float *src = t->data;
+    float *dst = o->data;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t j = r / rows_per_group;
+        for (int64_t i = 0; i < in_now; i++) {
+            int64_t local = keep[j * in_now + i] - j * in_full; /* kept ascending, in_now per group */
+            memcpy(dst + (r * in_now + i) * inner, src + (r * in_full + local) * inner,
+                   sizeof(float) * (size_t)inner);
+        }
+    }
+    return slot_set_tensor(g, f->node, f->slot, o, w->c->err);
 }
 
 static od_status apply_fix(width *w, const fix *f, int64_t *keep) {
@@ -1846,6 +1947,7 @@ static od_status apply_fix(width *w, const fix *f, int64_t *keep) {
     if (now == full) return OD_STATUS_OK;
     od_node *n = &g->nodes[f->node];
     if (f->kind == FIX_GROUP) return attr_set_int(n, "group", now, err);
+    if (f->kind == FIX_GROUPED_IN) return grouped_in(w, f, keep, full, now);
     const od_tensor *t = slot_init(g, f->node, f->slot);
     if (!t)
         return od_error_set(err, OD_STATUS_INVALID_MODEL, "node \"%s\": input %d lost its data",

@@ -47,8 +47,8 @@ efficientnet_b0@13 35
 densenet121@13 35
 googlenet@13 35
 mnasnet0_5@13 35
-regnet_x_400mf@13 gap:61
-resnext@13 gap:45
+regnet_x_400mf@13 40
+resnext@13 40
 vit@11 -
 vit@13 -
 vit@17 -
