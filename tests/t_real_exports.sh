@@ -151,6 +151,45 @@ else bad "inspect on a graph with an unknown op: $(grep -E 'MACs|meta' "$tmp/out
 if grep -q '"macs_complete": false, "macs_unknown_nodes": 2' "$tmp/out" && grep -q '"metadata": {"source": "t_real_exports"}' "$tmp/out"; then ok
 else bad "inspect --json on a graph with an unknown op: $(head -c 300 "$tmp/out")"; fi
 
+# grouped convs get narrower groups, each with its own channels: a teacher whose dropped channels
+# are exactly zero gives a width-0.5 student with the teacher's outputs (groups keep different
+# local channels: group 0 keeps 0 and 3, group 1 keeps its 1 and 2)
+"$PY" - "$tmp/grouped.onnx" "$tmp/grouped.in.npy" <<'EOF'
+import sys, numpy as np, onnx
+from onnx import helper, numpy_helper, TensorProto
+r = np.random.default_rng(3)
+w1 = r.standard_normal((8, 4, 1, 1)).astype(np.float32)
+w1[[1, 2, 4, 7]] = 0                       # kept: 0, 3 (group 0), 5, 6 (group 1)
+w2 = r.standard_normal((8, 4, 3, 3)).astype(np.float32)
+w2[[0, 3, 4, 7]] = 0                       # kept outputs: 1, 2, 5, 6
+w3 = r.standard_normal((3, 8, 1, 1)).astype(np.float32)
+inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (w2, "w2"), (w3, "w3"))]
+g = helper.make_graph(
+    [helper.make_node("Conv", ["x", "w1"], ["a"], name="c1"),
+     helper.make_node("Relu", ["a"], ["ar"], name="r1"),
+     helper.make_node("Conv", ["ar", "w2"], ["b"], name="c2", group=2, pads=[1, 1, 1, 1]),
+     helper.make_node("Relu", ["b"], ["br"], name="r2"),
+     helper.make_node("Conv", ["br", "w3"], ["y"], name="c3")],
+    "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 6, 6])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 6, 6])], inits)
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), sys.argv[1])
+np.save(sys.argv[2], r.standard_normal((2, 4, 6, 6)).astype(np.float32))
+EOF
+"$BIN" shrink "$tmp/grouped.onnx" --width 0.5 --round 1 --bn off -o "$tmp/grouped_s.onnx" >"$tmp/out" 2>&1 &&
+    "$BIN" run "$tmp/grouped.onnx" --input "$tmp/grouped.in.npy" --output "$tmp/gt.npy" >/dev/null 2>&1 &&
+    "$BIN" run "$tmp/grouped_s.onnx" --input "$tmp/grouped.in.npy" --output "$tmp/gs.npy" >/dev/null 2>&1
+if [ $? -eq 0 ] && "$PY" - "$tmp/grouped_s.onnx" "$tmp/gt.npy" "$tmp/gs.npy" <<'EOF'; then ok; else bad "grouped conv at width 0.5: $(cat "$tmp/out" | head -3)"; fi
+import sys, numpy as np, onnx
+m = onnx.load(sys.argv[1])
+c2 = [n for n in m.graph.node if n.name == "c2"][0]
+w2 = [i for i in m.graph.initializer if i.name == c2.input[1]][0]
+group = [a.i for a in c2.attribute if a.name == "group"][0]
+a, b = np.load(sys.argv[2]), np.load(sys.argv[3])
+ok = group == 2 and list(w2.dims) == [4, 2, 3, 3] and np.abs(a - b).max() <= 1e-5 * max(1, np.abs(a).max())
+print("group", group, "w2", list(w2.dims), "diff", np.abs(a - b).max())
+sys.exit(0 if ok else 1)
+EOF
+
 # ---- preprocessing you can see --------------------------------------------------------------
 # float data already in [0, 1] and the teacher's scale 1/255: an error naming --scale 1
 "$PY" - "$tmp/unit.npz" "$tmp/rgb.npz" <<'EOF'
