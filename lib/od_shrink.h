@@ -19,7 +19,8 @@
  * depthwise conv's input and output, the inputs of a Concat along another axis. Everything that
  * depends on a channel count follows: the next layer's input channels (also across Flatten or a
  * flattening Reshape into a Gemm, by blocks of H*W columns), BatchNormalization,
- * InstanceNormalization, LayerNormalization (over the channel axis) and PRelu parameters, biases,
+ * InstanceNormalization, LayerNormalization (over the channel axis, also in the decomposed form
+ * of older opsets: a ReduceMean over the channels keeping the dim) and PRelu parameters, biases,
  * constants broadcast along the channels, the group attribute of depthwise convs. A Concat along
  * the channels concatenates its inputs' kept channels. A grouped (not depthwise) Conv keeps its
  * group count: its input and output channels each split into that many equal blocks, every

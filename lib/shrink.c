@@ -1650,6 +1650,12 @@ static void analyse_node(width *w, int ni) {
             if (na < 0 && n->n_inputs > 1 && n->inputs[1] >= 0)
                 na = const_ints(w->s, n->inputs[1], axes, OD_MAX_RANK);
         }
+        /* a mean over the channels kept as a dim of 1 (LayerNorm as older exporters decompose
+         * it: ReduceMean, Sub, Pow, ReduceMean, Sqrt, Div) is a statistic of whatever channels
+         * there are: the input may narrow, the output has none to follow */
+        if (na > 0 && op_is(n, "ReduceMean") && attr_int(n, "keepdims", 1) != 0 &&
+            axis_listed(axes, na, c, r))
+            return;
         if (na <= 0 || axis_listed(axes, na, c, r)) {
             opaque(w, ni, "reduces the channels");
             return;

@@ -52,7 +52,7 @@ resnext@13 40
 vit@11 -
 vit@13 -
 vit@17 -
-convnext_tiny@13 gap:54
+convnext_tiny@13 35
 convnext_tiny@17 35
 "
 specs=$(echo "$CASES" | awk 'NF { print $1 }')
