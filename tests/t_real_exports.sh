@@ -178,7 +178,7 @@ EOF
 "$BIN" shrink "$tmp/grouped.onnx" --width 0.5 --round 1 --bn off -o "$tmp/grouped_s.onnx" >"$tmp/out" 2>&1 &&
     "$BIN" run "$tmp/grouped.onnx" --input "$tmp/grouped.in.npy" --output "$tmp/gt.npy" >/dev/null 2>&1 &&
     "$BIN" run "$tmp/grouped_s.onnx" --input "$tmp/grouped.in.npy" --output "$tmp/gs.npy" >/dev/null 2>&1
-if [ $? -eq 0 ] && "$PY" - "$tmp/grouped_s.onnx" "$tmp/gt.npy" "$tmp/gs.npy" <<'EOF'; then ok; else bad "grouped conv at width 0.5: $(cat "$tmp/out" | head -3)"; fi
+if [ $? -eq 0 ] && "$PY" - "$tmp/grouped_s.onnx" "$tmp/gt.npy" "$tmp/gs.npy" >"$tmp/gcheck" <<'EOF'; then ok; else bad "grouped conv at width 0.5: $(cat "$tmp/out" "$tmp/gcheck" 2>/dev/null | head -3)"; fi
 import sys, numpy as np, onnx
 m = onnx.load(sys.argv[1])
 c2 = [n for n in m.graph.node if n.name == "c2"][0]
