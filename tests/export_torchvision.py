@@ -10,6 +10,8 @@ Weights are torchvision's random init made non-degenerate: every BatchNorm gets 
 shift and running statistics, so that no layer is trivially the identity; zero conv biases that
 the exporter shares between layers stay, as they would in a model trained from these classes
 (torch folds BN into the conv, leaving per-layer biases, and shares equal constants).
+FAMILY_tvinit keeps torchvision's own initialisation instead (BatchNorm at its defaults, zero
+biases: the exporter then shares equal constants between layers, as in issue 14's report).
 Inputs are 32x32 where the family allows it (64 for googlenet's pools, 224/32 patch for ViT
 would be large: a 32x32 ViT with patch 8 instead)."""
 import os
@@ -61,10 +63,12 @@ def export(family, opset, outdir):
     base = os.path.join(outdir, "%s_op%d" % (family, opset))
     if all(os.path.exists(base + s) for s in (".onnx", ".in.npy", ".ref.npy")):
         return
-    make, size = FAMILIES[family]
+    tvinit = family.endswith("_tvinit")
+    make, size = FAMILIES[family[:-len("_tvinit")] if tvinit else family]
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
-    model = non_degenerate(make(), gen).eval()
+    model = make() if tvinit else non_degenerate(make(), gen)
+    model.eval()
     x = torch.randn(2, 3, size, size, generator=gen)
     with torch.no_grad():
         y = model(x)

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Teachers as PyTorch really exports them: torchvision's classifiers (python3-torchvision),
 # exported by tests/export_torchvision.py at a few opsets in 11-17 with a dynamic batch, random
-# non-degenerate weights, 32x32 inputs (64 for squeezenet and googlenet). Checks, per model:
+# non-degenerate weights (two also with torchvision's own init, whose equal constants the exporter
+# shares between layers), 32x32 inputs (64 for squeezenet and googlenet). Checks, per model:
 #   run agrees with PyTorch within 1e-4 of the output scale;
 #   inspect's MACs are complete (no node of unknown shape);
 #   shrink --width 0.5 keeps at most the bar's share of the teacher's MACs;
@@ -43,6 +44,8 @@ resnet18@13 35
 mobilenet_v2@13 40
 mobilenet_v2@17 40
 mobilenet_v3_small@13 40
+mobilenet_v3_small_tvinit@13 40
+densenet121_tvinit@13 35
 squeezenet1_1@13 35
 shufflenet_v2_x0_5@13 gap:57
 efficientnet_b0@13 35
