@@ -44,6 +44,14 @@ typedef struct od_buf {
 } od_buf;
 
 typedef struct od_plan od_plan;
+struct od_tstep; /* a training step (train_internal.h) */
+
+/* Where the trainer puts an op's output 0: */
+typedef enum od_train_layout {
+    OD_TRAIN_LAYOUT_PLAIN = 0, /* ONNX order (the kernel reads channels-last inputs itself) */
+    OD_TRAIN_LAYOUT_SPATIAL,   /* channels-last when rank 3 or 4 */
+    OD_TRAIN_LAYOUT_SAME,      /* as its inputs */
+} od_train_layout;
 
 typedef struct od_step {
     const od_node *node; /* NULL for the planner's own layout conversions */
@@ -82,6 +90,18 @@ typedef struct od_op_desc {
     void (*destroy)(od_step *s); /* may be NULL: frees s->state when set */
     /* multiply-accumulates for the given shapes; NULL: none */
     int64_t (*macs)(const od_node *n, const od_shape_info *const *in, const od_shape_info *out);
+
+    /* Training, beside inference. backward NULL: inference only, and the trainer refuses a
+     * graph holding the op, naming the node. Kernels see train_internal.h's od_tstep. */
+    uint32_t trained_inputs;     /* bit i: input i, when a float initializer, is trained */
+    od_train_layout train_layout;
+    bool train_fuses_relu;       /* a following Relu is done here (od_tstep.fused_relu) */
+    od_status (*train_prepare)(struct od_tstep *s, od_error *err); /* may be NULL */
+    /* Keeps what backward needs; a failure (e.g. of XNNPACK) names the node. */
+    od_status (*forward_train)(struct od_tstep *s, od_error *err);
+    /* Adds dLoss/dInput into in[i]->grad for every input with a grad: never overwrites. */
+    od_status (*backward)(struct od_tstep *s, od_error *err);
+    void (*train_destroy)(struct od_tstep *s); /* may be NULL: frees s->state */
 } od_op_desc;
 
 const od_op_desc *od_op_find(const char *domain, const char *op_type);
@@ -122,8 +142,16 @@ void od_infer_same(od_infer_ctx *c, int out, int in);
 od_status od_infer_broadcast(od_infer_ctx *c);
 
 int64_t od_buf_count(const od_buf *b);
+/* Physical dims: dims permuted channels-last (dim 1 last) when channels_last and rank >= 3. */
+void od_phys_dims(int rank, const int64_t *dims, bool channels_last, int64_t *out);
 /* Physical dims: dims permuted channels-last when b->layout says so. */
 void od_buf_phys_dims(const od_buf *b, int64_t *out);
+
+/* The one NCHW <-> channels-last conversion, for every rank >= 3: moves dim 1 of dims (the
+ * logical shape) last (to_last) or back, for elements of esize bytes. add (float only) adds into
+ * dst instead of storing, for gradients. pool may be NULL (one thread). */
+void od_relayout(const void *src, void *dst, int rank, const int64_t *dims, bool to_last,
+                 size_t esize, bool add, pthreadpool_t pool);
 
 /* XNNPACK status in words (its own log is compiled out). */
 const char *od_xnn_status_name(int status);

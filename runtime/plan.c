@@ -33,54 +33,11 @@ static void xnn_init(void) {
 
 /* ---- layout conversions (the planner's own steps) ------------------------- */
 
-typedef struct transpose_args {
-    const float *src;
-    float *dst;
-    size_t rows, cols; /* src is [rows, cols] per batch item, dst [cols, rows] */
-} transpose_args;
-
-static void transpose_2d(const float *src, float *dst, size_t rows, size_t cols) {
-    const size_t B = 32;
-    for (size_t r0 = 0; r0 < rows; r0 += B)
-        for (size_t c0 = 0; c0 < cols; c0 += B) {
-            size_t r1 = r0 + B < rows ? r0 + B : rows, c1 = c0 + B < cols ? c0 + B : cols;
-            for (size_t r = r0; r < r1; r++)
-                for (size_t c = c0; c < c1; c++) dst[c * rows + r] = src[r * cols + c];
-        }
-}
-
-static void transpose_item(void *ctx, size_t n) {
-    transpose_args *a = ctx;
-    size_t plane = a->rows * a->cols;
-    transpose_2d(a->src + n * plane, a->dst + n * plane, a->rows, a->cols);
-}
-
-/* Moves dim 1 last (to channels-last) or back, for element size 4 (float, int32). */
-static void relayout(const void *src, void *dst, int rank, const int64_t *dims, bool to_last,
-                     size_t esize, pthreadpool_t pool) {
-    size_t batch = (size_t)dims[0], c = (size_t)dims[1], s = 1;
-    for (int d = 2; d < rank; d++) s *= (size_t)dims[d];
-    if (esize == 4) {
-        transpose_args a = {src, dst, to_last ? c : s, to_last ? s : c};
-        od_parallel_for(pool, batch, transpose_item, &a);
-        return;
-    }
-    const uint8_t *in = src;
-    uint8_t *out = dst;
-    for (size_t n = 0; n < batch; n++)
-        for (size_t ci = 0; ci < c; ci++)
-            for (size_t si = 0; si < s; si++) {
-                size_t plain = (n * c + ci) * s + si, last = (n * s + si) * c + ci;
-                memcpy(out + esize * (to_last ? last : plain), in + esize * (to_last ? plain : last),
-                       esize);
-            }
-}
-
 static od_status convert_run(od_step *s, od_error *err) {
     const od_buf *in = s->in[0];
     od_buf *out = s->out[0];
-    relayout(in->data, out->data, out->rank, out->dims, out->layout == OD_LAYOUT_CHANNELS_LAST,
-             od_dtype_size(out->dtype), s->pool);
+    od_relayout(in->data, out->data, out->rank, out->dims, out->layout == OD_LAYOUT_CHANNELS_LAST,
+                od_dtype_size(out->dtype), false, s->pool);
     return OD_STATUS_OK;
 }
 
@@ -199,7 +156,7 @@ static int convert(planner *pl, int b, od_layout want, int rank) {
         od_tensor *t = od_tensor_create(NULL, src.dtype, rank, dims, pl->err);
         if (!t) return -1;
         if (want == OD_LAYOUT_CHANNELS_LAST && rank >= 3 && !relayout_is_trivial(rank, dims))
-            relayout(src.constant->data, t->data, rank, dims, true, esize, NULL);
+            od_relayout(src.constant->data, t->data, rank, dims, true, esize, false, NULL);
         else
             memcpy(t->data, src.constant->data, src.nbytes);
         if (own_tensor(p, t, pl->err)) return -1;

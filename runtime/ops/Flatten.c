@@ -1,6 +1,6 @@
 /* Flatten, opsets 1-13: [d0..d(axis-1)] x [d(axis)..] as a 2-D view; axis may be negative
  * (opset 11). Shares its input's memory. Layout: plain. */
-#include "../op.h"
+#include "../train_internal.h"
 
 static od_status flatten_infer(od_infer_ctx *c) {
     if (c->n_in < 1 || !c->in[0])
@@ -21,4 +21,6 @@ static od_status flatten_infer(od_infer_ctx *c) {
 static od_status alias_run(od_step *s, od_error *err) { return OD_STATUS_OK; }
 
 const od_op_desc od_op_Flatten = {.name = "Flatten", .alias_input0 = true,
-                                  .infer = flatten_infer, .run = alias_run};
+                                  .infer = flatten_infer, .run = alias_run,
+    /* training: a copy in ONNX order */
+    .forward_train = od_train_plain_forward, .backward = od_train_plain_backward};

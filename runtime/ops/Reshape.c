@@ -1,6 +1,6 @@
 /* Reshape, opsets 5-14: shape from a constant input (0 copies a dim unless allowzero, -1 is
  * inferred). Shares its input's memory: no work at run time. Layout: plain. */
-#include "../op.h"
+#include "../train_internal.h"
 
 #include <string.h>
 
@@ -52,4 +52,6 @@ static od_status reshape_infer(od_infer_ctx *c) {
 static od_status alias_run(od_step *s, od_error *err) { return OD_STATUS_OK; }
 
 const od_op_desc od_op_Reshape = {.name = "Reshape", .alias_input0 = true,
-                                  .infer = reshape_infer, .run = alias_run};
+                                  .infer = reshape_infer, .run = alias_run,
+    /* training: a copy in ONNX order */
+    .forward_train = od_train_plain_forward, .backward = od_train_plain_backward};
