@@ -2268,6 +2268,7 @@ od_status od_shrink_ex(const od_model *teacher, const od_shrink_spec *spec, od_m
     if ((st = spec_copy(&c.spec, spec, err))) goto done;
     if (spec->spec_path && (st = od_shrink_spec_load(&c.spec, spec->spec_path, err))) goto done;
     if ((st = check_spec(&c.spec, err))) goto done;
+    if ((st = od_graph_check_attrs(&teacher->graph, err))) goto done; /* defaults would mislead */
 
     /* the teacher's own inference, to tell our mistakes from what it already lacks */
     od_graph_shapes ts = {0};

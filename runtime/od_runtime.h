@@ -251,6 +251,10 @@ od_status od_graph_infer(const od_graph *g, int64_t batch, od_graph_shapes *out,
 od_status od_graph_infer_ex(const od_graph *g, int64_t batch, bool partial, od_graph_shapes *out,
                             od_error *err);
 void od_graph_shapes_clear(od_graph_shapes *s);
+/* An error naming the first node that carries an attribute its (supported) op does not define,
+ * e.g. Conv's "pad" for "pads": it would run with the default and give another result.
+ * od_graph_infer refuses these too; with partial = true it reports them as its first problem. */
+od_status od_graph_check_attrs(const od_graph *g, od_error *err);
 
 /* Multiply-accumulates of a node for the shapes given, whole batch (0 for ops that do none). */
 int64_t od_node_macs(const od_graph *g, int node, const od_graph_shapes *s);

@@ -80,6 +80,10 @@ typedef struct od_infer_ctx {
 
 typedef struct od_op_desc {
     const char *name;
+    int since_opset;          /* the first default-domain opset that defines the op */
+    /* every attribute ONNX defines for the op in any opset, NULL-terminated: a node carrying
+     * another is refused when shapes are inferred (od_graph_infer; a note for inspect) */
+    const char *const *attrs;
     od_layout_policy layout;
     bool alias_input0; /* output 0 shares input 0's memory (Reshape, Flatten, Identity, ...) */
     bool no_fold;      /* never evaluate at plan time even on constant inputs (random ops) */
@@ -105,6 +109,17 @@ typedef struct od_op_desc {
 } od_op_desc;
 
 const od_op_desc *od_op_find(const char *domain, const char *op_type);
+
+/* An op's facts, written just before its descriptor: OD_OP_FACTS(Conv, 1, "auto_pad", ...)
+ * (NULL for an op without attributes) defines od_since_Conv and od_attrs_Conv, which
+ * OD_OP_NAME(Conv) puts in the descriptor with its name. */
+#define OD_OP_FACTS(OP, SINCE, ...)                                                                \
+    enum { od_since_##OP = SINCE };                                                                \
+    static const char *const od_attrs_##OP[] = {__VA_ARGS__, NULL}
+#define OD_OP_NAME(OP) .name = #OP, .since_opset = od_since_##OP, .attrs = od_attrs_##OP
+
+/* The first attribute of n that op does not define, or NULL. */
+const char *od_op_unknown_attr(const od_op_desc *op, const od_node *n);
 
 /* ---- helpers for op files --------------------------------------------------- */
 
@@ -153,6 +168,9 @@ void od_buf_phys_dims(const od_buf *b, int64_t *out);
 void od_relayout(const void *src, void *dst, int rank, const int64_t *dims, bool to_last,
                  size_t esize, bool add, pthreadpool_t pool);
 
+/* Initialises XNNPACK once per process (and keeps OpenBLAS to one thread): plans and trainers
+ * call it before creating operators. */
+od_status od_backend_init(od_error *err);
 /* XNNPACK status in words (its own log is compiled out). */
 const char *od_xnn_status_name(int status);
 od_status od_xnn_check(int status, od_error *err, const od_node *n, const char *what);

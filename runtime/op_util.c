@@ -2,6 +2,7 @@
 #include "op.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -198,6 +199,23 @@ void od_relayout(const void *src, void *dst, int rank, const int64_t *dims, bool
                 memcpy(out + esize * (to_last ? last : plain), in + esize * (to_last ? plain : last),
                        esize);
             }
+}
+
+static pthread_once_t xnn_once = PTHREAD_ONCE_INIT;
+static enum xnn_status xnn_init_status;
+void openblas_set_num_threads(int); /* cblas.h declares it; only this is needed here */
+/* We split work across threads ourselves; OpenBLAS threads on top would oversubscribe. */
+static void xnn_init(void) {
+    xnn_init_status = xnn_initialize(NULL);
+    openblas_set_num_threads(1);
+}
+
+od_status od_backend_init(od_error *err) {
+    pthread_once(&xnn_once, xnn_init);
+    if (xnn_init_status != xnn_status_success)
+        return od_error_set(err, OD_STATUS_BACKEND, "XNNPACK failed to initialise: %s",
+                            od_xnn_status_name(xnn_init_status));
+    return OD_STATUS_OK;
 }
 
 const char *od_xnn_status_name(int status) {

@@ -22,14 +22,6 @@
 #define PARALLEL_MIN_MACS (1 << 21)
 #define PARALLEL_MIN_ELEMENTS (1 << 17)
 
-static pthread_once_t xnn_once = PTHREAD_ONCE_INIT;
-static enum xnn_status xnn_init_status;
-void openblas_set_num_threads(int); /* cblas.h declares it; only this is needed here */
-/* We split work across threads ourselves; OpenBLAS threads on top would oversubscribe. */
-static void xnn_init(void) {
-    xnn_init_status = xnn_initialize(NULL);
-    openblas_set_num_threads(1);
-}
 
 /* ---- layout conversions (the planner's own steps) ------------------------- */
 
@@ -556,10 +548,8 @@ od_status od_plan_create_whole(const od_graph *g, const od_plan_options *opt, od
                                od_error *err) {
     od_status st;
     *out = NULL;
-    pthread_once(&xnn_once, xnn_init);
-    if (xnn_init_status != xnn_status_success)
-        return od_error_set(err, OD_STATUS_BACKEND, "XNNPACK failed to initialise: %s",
-                            od_xnn_status_name(xnn_init_status));
+    st = od_backend_init(err);
+    if (st) return st;
     st = check_supported(g, err);
     if (st) return st;
     od_plan *p = calloc(1, sizeof *p);

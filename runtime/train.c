@@ -58,7 +58,6 @@ static bool is_float_param(const od_value *v) {
     return v->init && v->init->dtype == OD_DTYPE_FLOAT;
 }
 
-void openblas_set_num_threads(int);
 extern const od_op_desc od_op_Relu;
 
 /* A step this small runs faster on one thread: handing out the shards costs more than they save
@@ -143,9 +142,11 @@ static od_status assign_layouts(od_trainer *t, od_error *err) {
 }
 
 od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_trainer **out, od_error *err) {
-    od_status st = OD_STATUS_OK;
-    openblas_set_num_threads(1); /* the kernels shard the batch over our own threads */
     *out = NULL;
+    /* XNNPACK runs the convolutions; OpenBLAS stays on one thread: the kernels shard the batch
+     * over our own threads */
+    od_status st = od_backend_init(err);
+    if (st) return st;
     od_trainer *t = calloc(1, sizeof *t);
     if (!t) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     t->graph = g;

@@ -63,6 +63,7 @@ void od_relu_mask(const float *y, float *dy, int64_t n);
  * input through od_relayout), and the gradient back. */
 od_status od_train_plain_forward(od_tstep *s, od_error *err);
 od_status od_train_plain_backward(od_tstep *s, od_error *err);
+#define OD_TRAIN_PLAIN_COPY .forward_train = od_train_plain_forward, .backward = od_train_plain_backward
 
 /* Gemm.c's kernels, which MatMul (with a 2-D B) shares. */
 od_status od_gemm_train_prepare(od_tstep *s, od_error *err);

@@ -71,6 +71,8 @@ static void avgpool_destroy(od_step *s) {
     s->state = NULL;
 }
 
-const od_op_desc od_op_AveragePool = {.name = "AveragePool", .layout = OD_LAYOUT_POLICY_SPATIAL,
+OD_OP_FACTS(AveragePool, 1,
+            "auto_pad", "ceil_mode", "count_include_pad", "kernel_shape", "pads", "strides");
+const od_op_desc od_op_AveragePool = {OD_OP_NAME(AveragePool), .layout = OD_LAYOUT_POLICY_SPATIAL,
                                       .infer = avgpool_infer, .prepare = avgpool_prepare,
                                       .run = avgpool_run, .destroy = avgpool_destroy, OD_POOL_TRAIN};

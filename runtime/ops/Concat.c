@@ -107,6 +107,7 @@ static od_status concat_backward(od_tstep *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_Concat = {.name = "Concat", .infer = concat_infer, .run = concat_run,
+OD_OP_FACTS(Concat, 1, "axis");
+const od_op_desc od_op_Concat = {OD_OP_NAME(Concat), .infer = concat_infer, .run = concat_run,
                                  .train_layout = OD_TRAIN_LAYOUT_SAME, .train_prepare = concat_prepare,
                                  .forward_train = concat_forward, .backward = concat_backward};

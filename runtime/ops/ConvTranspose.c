@@ -161,7 +161,10 @@ static od_status convt_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_ConvTranspose = {.name = "ConvTranspose",
+OD_OP_FACTS(ConvTranspose, 1,
+            "auto_pad", "dilations", "group", "kernel_shape", "output_padding", "output_shape",
+            "pads", "strides");
+const od_op_desc od_op_ConvTranspose = {OD_OP_NAME(ConvTranspose),
                                         .layout = OD_LAYOUT_POLICY_SPATIAL,
                                         .infer = convt_infer, .prepare = convt_prepare,
                                         .run = convt_run, .destroy = od_conv_state_destroy,

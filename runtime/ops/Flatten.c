@@ -20,7 +20,6 @@ static od_status flatten_infer(od_infer_ctx *c) {
 
 static od_status alias_run(od_step *s, od_error *err) { return OD_STATUS_OK; }
 
-const od_op_desc od_op_Flatten = {.name = "Flatten", .alias_input0 = true,
-                                  .infer = flatten_infer, .run = alias_run,
-    /* training: a copy in ONNX order */
-    .forward_train = od_train_plain_forward, .backward = od_train_plain_backward};
+OD_OP_FACTS(Flatten, 1, "axis");
+const od_op_desc od_op_Flatten = {OD_OP_NAME(Flatten), .alias_input0 = true,
+                                  .infer = flatten_infer, .run = alias_run, OD_TRAIN_PLAIN_COPY};

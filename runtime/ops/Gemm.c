@@ -275,7 +275,8 @@ void od_gemm_train_destroy(od_tstep *s) {
     s->state = NULL;
 }
 
-const od_op_desc od_op_Gemm = {.name = "Gemm",
+OD_OP_FACTS(Gemm, 1, "alpha", "beta", "broadcast", "transA", "transB");
+const od_op_desc od_op_Gemm = {OD_OP_NAME(Gemm),
                                .infer = gemm_infer,
                                .prepare = gemm_prepare,
                                .run = gemm_run,

@@ -48,6 +48,7 @@ static void gap_destroy(od_step *s) {
     s->state = NULL;
 }
 
+OD_OP_FACTS(GlobalAveragePool, 1, NULL);
 const od_op_desc od_op_GlobalAveragePool = {
-    .name = "GlobalAveragePool", .layout = OD_LAYOUT_POLICY_SPATIAL, .infer = gap_infer,
+    OD_OP_NAME(GlobalAveragePool), .layout = OD_LAYOUT_POLICY_SPATIAL, .infer = gap_infer,
     .prepare = gap_prepare, .run = gap_run, .destroy = gap_destroy, OD_POOL_TRAIN};

@@ -132,7 +132,8 @@ static od_status matmul_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_MatMul = {.name = "MatMul", .infer = matmul_infer,
+OD_OP_FACTS(MatMul, 1, NULL);
+const od_op_desc od_op_MatMul = {OD_OP_NAME(MatMul), .infer = matmul_infer,
                                  .prepare = matmul_prepare, .run = matmul_run,
                                  .destroy = matmul_destroy, .macs = matmul_macs,
                                  .trained_inputs = 0x2, /* B */

@@ -67,6 +67,9 @@ static void maxpool_destroy(od_step *s) {
     s->state = NULL;
 }
 
-const od_op_desc od_op_MaxPool = {.name = "MaxPool", .layout = OD_LAYOUT_POLICY_SPATIAL,
+OD_OP_FACTS(MaxPool, 1,
+            "auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order",
+            "strides");
+const od_op_desc od_op_MaxPool = {OD_OP_NAME(MaxPool), .layout = OD_LAYOUT_POLICY_SPATIAL,
                                   .infer = maxpool_infer, .prepare = maxpool_prepare,
                                   .run = maxpool_run, .destroy = maxpool_destroy, OD_POOL_TRAIN};

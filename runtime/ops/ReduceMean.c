@@ -205,17 +205,18 @@ static od_status reduce_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-#define REDUCE_DESC(NAME)                                                                          \
-    const od_op_desc od_op_##NAME = {.name = #NAME, .infer = reduce_infer,                        \
+#define REDUCE_DESC(NAME, SINCE, ...)                                                              \
+    OD_OP_FACTS(NAME, SINCE, __VA_ARGS__);                                                         \
+    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .infer = reduce_infer,                        \
                                      .prepare = reduce_prepare, .run = reduce_run,                 \
                                      .destroy = reduce_destroy};
-REDUCE_DESC(ReduceMean)
-REDUCE_DESC(ReduceSum)
-REDUCE_DESC(ReduceMax)
-REDUCE_DESC(ReduceMin)
-REDUCE_DESC(ReduceProd)
-REDUCE_DESC(ReduceSumSquare)
-REDUCE_DESC(ReduceL1)
-REDUCE_DESC(ReduceL2)
-REDUCE_DESC(ReduceLogSum)
-REDUCE_DESC(ReduceLogSumExp)
+REDUCE_DESC(ReduceMean, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceSum, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceMax, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceMin, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceProd, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceSumSquare, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceL1, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceL2, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceLogSum, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceLogSumExp, 1, "axes", "keepdims", "noop_with_empty_axes")

@@ -51,7 +51,6 @@ static od_status reshape_infer(od_infer_ctx *c) {
 
 static od_status alias_run(od_step *s, od_error *err) { return OD_STATUS_OK; }
 
-const od_op_desc od_op_Reshape = {.name = "Reshape", .alias_input0 = true,
-                                  .infer = reshape_infer, .run = alias_run,
-    /* training: a copy in ONNX order */
-    .forward_train = od_train_plain_forward, .backward = od_train_plain_backward};
+OD_OP_FACTS(Reshape, 1, "allowzero", "consumed_inputs", "shape");
+const od_op_desc od_op_Reshape = {OD_OP_NAME(Reshape), .alias_input0 = true,
+                                  .infer = reshape_infer, .run = alias_run, OD_TRAIN_PLAIN_COPY};

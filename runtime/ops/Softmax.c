@@ -141,13 +141,11 @@ static od_status softmax_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_Softmax = {.name = "Softmax",
-                                  .infer = softmax_infer,
-                                  .prepare = softmax_prepare,
-                                  .run = softmax_run,
-                                  .destroy = softmax_destroy};
-const od_op_desc od_op_LogSoftmax = {.name = "LogSoftmax",
-                                     .infer = softmax_infer,
-                                     .prepare = softmax_prepare,
-                                     .run = softmax_run,
+/* Softmax and LogSoftmax differ only by name: softmax_prepare reads it */
+#define SOFTMAX_DESC(NAME)                                                                         \
+    OD_OP_FACTS(NAME, 1, "axis");                                                                  \
+    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .infer = softmax_infer,                     \
+                                     .prepare = softmax_prepare, .run = softmax_run,               \
                                      .destroy = softmax_destroy};
+SOFTMAX_DESC(Softmax)
+SOFTMAX_DESC(LogSoftmax)

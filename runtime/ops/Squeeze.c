@@ -42,7 +42,6 @@ static od_status squeeze_infer(od_infer_ctx *c) {
 
 static od_status alias_run(od_step *s, od_error *err) { return OD_STATUS_OK; }
 
-const od_op_desc od_op_Squeeze = {.name = "Squeeze", .alias_input0 = true,
-                                  .infer = squeeze_infer, .run = alias_run,
-    /* training: a copy in ONNX order */
-    .forward_train = od_train_plain_forward, .backward = od_train_plain_backward};
+OD_OP_FACTS(Squeeze, 1, "axes");
+const od_op_desc od_op_Squeeze = {OD_OP_NAME(Squeeze), .alias_input0 = true,
+                                  .infer = squeeze_infer, .run = alias_run, OD_TRAIN_PLAIN_COPY};

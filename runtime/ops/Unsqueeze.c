@@ -35,7 +35,6 @@ static od_status unsqueeze_infer(od_infer_ctx *c) {
 
 static od_status alias_run(od_step *s, od_error *err) { return OD_STATUS_OK; }
 
-const od_op_desc od_op_Unsqueeze = {.name = "Unsqueeze", .alias_input0 = true,
-                                    .infer = unsqueeze_infer, .run = alias_run,
-    /* training: a copy in ONNX order */
-    .forward_train = od_train_plain_forward, .backward = od_train_plain_backward};
+OD_OP_FACTS(Unsqueeze, 1, "axes");
+const od_op_desc od_op_Unsqueeze = {OD_OP_NAME(Unsqueeze), .alias_input0 = true,
+                                    .infer = unsqueeze_infer, .run = alias_run, OD_TRAIN_PLAIN_COPY};

@@ -231,15 +231,17 @@ static od_status binary_backward(od_tstep *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-#define BINARY_DESC(NAME, ...)                                                                     \
-    const od_op_desc od_op_##NAME = {.name = #NAME, .layout = OD_LAYOUT_POLICY_ELEMENTWISE,       \
+#define BINARY_DESC(NAME, TRAIN, SINCE, ...)                                                       \
+    OD_OP_FACTS(NAME, SINCE, __VA_ARGS__);                                                         \
+    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .layout = OD_LAYOUT_POLICY_ELEMENTWISE,       \
                                      .infer = binary_infer, .prepare = binary_prepare,             \
-                                     .run = binary_run, .destroy = binary_destroy, __VA_ARGS__};
+                                     .run = binary_run, .destroy = binary_destroy, TRAIN};
 /* trainable: both inputs (a bias or scale added by a student), Relu fused in training */
 #define BINARY_TRAIN                                                                               \
     .trained_inputs = 0x3, .train_layout = OD_TRAIN_LAYOUT_SAME, .train_fuses_relu = true,        \
     .forward_train = binary_forward, .backward = binary_backward
-BINARY_DESC(Add, BINARY_TRAIN)
-BINARY_DESC(Sub, BINARY_TRAIN)
-BINARY_DESC(Mul, BINARY_TRAIN)
-BINARY_DESC(Div)
+#define BINARY_NO_TRAIN .backward = NULL
+BINARY_DESC(Add, BINARY_TRAIN, 1, "axis", "broadcast", "consumed_inputs")
+BINARY_DESC(Sub, BINARY_TRAIN, 1, "axis", "broadcast", "consumed_inputs")
+BINARY_DESC(Mul, BINARY_TRAIN, 1, "axis", "broadcast", "consumed_inputs")
+BINARY_DESC(Div, BINARY_NO_TRAIN, 1, "axis", "broadcast", "consumed_inputs")

@@ -31,3 +31,13 @@ bool od_op_supported(const char *domain, const char *op_type) {
 }
 
 const char *const *od_op_names(void) { return op_names; }
+
+const char *od_op_unknown_attr(const od_op_desc *op, const od_node *n) {
+    for (int i = 0; i < n->n_attrs; i++) {
+        const char *name = n->attrs[i].name;
+        bool known = false;
+        for (const char *const *a = op->attrs; a && *a && !known; a++) known = strcmp(*a, name) == 0;
+        if (!known) return name ? name : "";
+    }
+    return NULL;
+}

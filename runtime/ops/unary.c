@@ -354,16 +354,18 @@ static od_status act_backward(od_tstep *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-#define UNARY_DESC(OP, NAME, INFER)                                                                \
-    const od_op_desc od_op_##OP = {.name = #OP,                                                    \
+#define UNARY_DESC(OP, NAME, INFER, SINCE, ...)                                                    \
+    OD_OP_FACTS(OP, SINCE, __VA_ARGS__);                                                           \
+    const od_op_desc od_op_##OP = {OD_OP_NAME(OP),                                                    \
                                    .layout = OD_LAYOUT_POLICY_ELEMENTWISE,                         \
                                    .infer = INFER,                                                 \
                                    .prepare = NAME##_prepare,                                      \
                                    .run = unary_run,                                               \
                                    .destroy = unary_destroy};
 /* ... and with the training kernels above */
-#define UNARY_DESC_TRAIN(OP, NAME, INFER)                                                          \
-    const od_op_desc od_op_##OP = {.name = #OP,                                                    \
+#define UNARY_DESC_TRAIN(OP, NAME, INFER, SINCE, ...)                                              \
+    OD_OP_FACTS(OP, SINCE, __VA_ARGS__);                                                           \
+    const od_op_desc od_op_##OP = {OD_OP_NAME(OP),                                                    \
                                    .layout = OD_LAYOUT_POLICY_ELEMENTWISE,                         \
                                    .infer = INFER,                                                 \
                                    .prepare = NAME##_prepare,                                      \
@@ -374,28 +376,28 @@ static od_status act_backward(od_tstep *s, od_error *err) {
                                    .forward_train = act_forward,                                   \
                                    .backward = act_backward};
 
-UNARY_DESC_TRAIN(Relu, relu, unary_infer)
-UNARY_DESC_TRAIN(Sigmoid, sigmoid, unary_infer)
-UNARY_DESC_TRAIN(Tanh, tanh, unary_infer)
-UNARY_DESC_TRAIN(LeakyRelu, leaky_relu, unary_infer)
-UNARY_DESC_TRAIN(Elu, elu, unary_infer)
-UNARY_DESC(Selu, selu, unary_infer)
-UNARY_DESC(Celu, celu, unary_infer)
-UNARY_DESC(ThresholdedRelu, thresholded_relu, unary_infer)
-UNARY_DESC(HardSigmoid, hard_sigmoid, unary_infer)
-UNARY_DESC_TRAIN(HardSwish, hard_swish, unary_infer)
-UNARY_DESC_TRAIN(Clip, clip, clip_infer)
-UNARY_DESC(Softplus, softplus, unary_infer)
-UNARY_DESC(Softsign, softsign, unary_infer)
-UNARY_DESC(Sqrt, sqrt, unary_infer)
-UNARY_DESC(Exp, exp, unary_infer)
-UNARY_DESC(Log, log, unary_infer)
-UNARY_DESC(Abs, abs, unary_infer)
-UNARY_DESC(Neg, neg, unary_infer)
-UNARY_DESC(Reciprocal, reciprocal, unary_infer)
-UNARY_DESC(Floor, floor, unary_infer)
-UNARY_DESC(Ceil, ceil, unary_infer)
-UNARY_DESC(Erf, erf, unary_infer)
-UNARY_DESC(Sin, sin, unary_infer)
-UNARY_DESC(Cos, cos, unary_infer)
-UNARY_DESC(Sign, sign, unary_infer)
+UNARY_DESC_TRAIN(Relu, relu, unary_infer, 1, "consumed_inputs")
+UNARY_DESC_TRAIN(Sigmoid, sigmoid, unary_infer, 1, "consumed_inputs")
+UNARY_DESC_TRAIN(Tanh, tanh, unary_infer, 1, "consumed_inputs")
+UNARY_DESC_TRAIN(LeakyRelu, leaky_relu, unary_infer, 1, "alpha", "consumed_inputs")
+UNARY_DESC_TRAIN(Elu, elu, unary_infer, 1, "alpha", "consumed_inputs")
+UNARY_DESC(Selu, selu, unary_infer, 1, "alpha", "consumed_inputs", "gamma")
+UNARY_DESC(Celu, celu, unary_infer, 12, "alpha")
+UNARY_DESC(ThresholdedRelu, thresholded_relu, unary_infer, 10, "alpha")
+UNARY_DESC(HardSigmoid, hard_sigmoid, unary_infer, 1, "alpha", "beta", "consumed_inputs")
+UNARY_DESC_TRAIN(HardSwish, hard_swish, unary_infer, 14, NULL)
+UNARY_DESC_TRAIN(Clip, clip, clip_infer, 1, "consumed_inputs", "max", "min")
+UNARY_DESC(Softplus, softplus, unary_infer, 1, NULL)
+UNARY_DESC(Softsign, softsign, unary_infer, 1, NULL)
+UNARY_DESC(Sqrt, sqrt, unary_infer, 1, "consumed_inputs")
+UNARY_DESC(Exp, exp, unary_infer, 1, "consumed_inputs")
+UNARY_DESC(Log, log, unary_infer, 1, "consumed_inputs")
+UNARY_DESC(Abs, abs, unary_infer, 1, "consumed_inputs")
+UNARY_DESC(Neg, neg, unary_infer, 1, "consumed_inputs")
+UNARY_DESC(Reciprocal, reciprocal, unary_infer, 1, "consumed_inputs")
+UNARY_DESC(Floor, floor, unary_infer, 1, "consumed_inputs")
+UNARY_DESC(Ceil, ceil, unary_infer, 1, "consumed_inputs")
+UNARY_DESC(Erf, erf, unary_infer, 9, NULL)
+UNARY_DESC(Sin, sin, unary_infer, 7, NULL)
+UNARY_DESC(Cos, cos, unary_infer, 7, NULL)
+UNARY_DESC(Sign, sign, unary_infer, 9, NULL)

@@ -1,0 +1,51 @@
+/* Every op in runtime/ops/ops.def has the descriptor fields the rest of the code relies on:
+ * a shape rule and a forward, the opset it is stable since, its attribute table (which refuses
+ * unknown attributes), and consistent training fields (a backward with its forward, trained
+ * inputs and Relu fusion only with a backward). Then the attribute check itself, on a node. */
+#include "op.h"
+#include "test_check.h"
+
+#include <string.h>
+
+static void check_desc(const char *name) {
+    const od_op_desc *op = od_op_find("", name);
+    check(op != NULL, name, "not found by od_op_find");
+    if (!op) return;
+    check(strcmp(op->name, name) == 0, name, "descriptor named \"%s\"", op->name);
+    check(op->infer != NULL, name, "no shape function (infer)");
+    check(op->run != NULL, name, "no forward (run)");
+    check(op->since_opset >= 1 && op->since_opset <= 21, name, "since_opset %d", op->since_opset);
+    check(op->attrs != NULL, name, "no attribute table (OD_OP_FACTS)");
+    for (int i = 0; op->attrs && op->attrs[i]; i++) {
+        check(op->attrs[i][0] != '\0', name, "empty attribute name");
+        for (int j = 0; j < i; j++)
+            check(strcmp(op->attrs[i], op->attrs[j]) != 0, name, "attribute \"%s\" listed twice", op->attrs[i]);
+    }
+    bool trains = op->backward != NULL;
+    check(!trains || op->forward_train, name, "a backward without forward_train");
+    check(trains || !op->forward_train, name, "forward_train without a backward");
+    check(trains || (!op->trained_inputs && !op->train_fuses_relu && !op->train_prepare), name,
+          "training facts on an op without a backward");
+    check(!op->train_destroy || op->train_prepare, name, "train_destroy without train_prepare");
+}
+
+int main(void) {
+    int n = 0;
+    for (const char *const *name = od_op_names(); *name; name++, n++) check_desc(*name);
+    check(n >= 80, "op table", "only %d ops", n);
+
+    /* attribute check: Conv with "pad" for "pads" is refused naming node, op and attribute */
+    const od_op_desc *conv = od_op_find("", "Conv");
+    od_attr attrs[2] = {{.name = "strides", .type = OD_ATTR_INTS}, {.name = "pad", .type = OD_ATTR_INTS}};
+    od_node node = {.name = "conv_3", .op_type = "Conv", .n_attrs = 2, .attrs = attrs};
+    const char *bad = conv ? od_op_unknown_attr(conv, &node) : NULL;
+    check(bad && strcmp(bad, "pad") == 0, "Conv pad", "unknown attribute found: %s", bad ? bad : "none");
+    node.n_attrs = 1;
+    check(conv && !od_op_unknown_attr(conv, &node), "Conv strides", "strides refused");
+    attrs[1].name = "pads";
+    node.n_attrs = 2;
+    check(conv && !od_op_unknown_attr(conv, &node), "Conv pads", "pads refused");
+
+    printf("op_table: %d passed, %d failed\n", n_pass, n_fail);
+    return n_fail != 0;
+}
