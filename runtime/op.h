@@ -88,6 +88,9 @@ typedef struct od_op_desc {
     bool alias_input0; /* output 0 shares input 0's memory (Reshape, Flatten, Identity, ...) */
     bool no_fold;      /* never evaluate at plan time even on constant inputs (random ops) */
     bool fuses_activation; /* honours od_step.act_min/act_max on every path */
+    /* Whether each sample's outputs depend on that sample alone, for a node whose input 0 has
+     * the given rank (micro-batching splits the batch when every node's do); NULL: no. */
+    bool (*per_sample)(const od_node *n, int rank);
     od_status (*infer)(od_infer_ctx *c);
     od_status (*prepare)(od_step *s, od_error *err); /* may be NULL */
     od_status (*run)(od_step *s, od_error *err);
@@ -177,6 +180,11 @@ od_status od_xnn_check(int status, od_error *err, const od_node *n, const char *
 
 /* Clamps a float buffer to the step's fused activation range (no-op when there is none). */
 void od_step_clamp(const od_step *s, float *data, int64_t count);
+
+/* per_sample for ops that never mix samples */
+bool od_per_sample_always(const od_node *n, int rank);
+/* per_sample for ops whose "axis" attribute (default dflt) must not be the batch */
+bool od_per_sample_axis(const od_node *n, int rank, int64_t dflt);
 
 /* Normalises a possibly negative axis into [0, rank); -1 when out of range. */
 int od_axis(int64_t axis, int rank);

@@ -258,3 +258,9 @@ void od_parallel_for(pthreadpool_t pool, size_t n, void (*fn)(void *, size_t), v
     }
     pthreadpool_parallelize_1d(pool, (pthreadpool_task_1d_t)fn, ctx, n, 0);
 }
+
+bool od_per_sample_always(const od_node *n, int rank) { return true; }
+
+bool od_per_sample_axis(const od_node *n, int rank, int64_t dflt) {
+    return od_axis(od_attr_int(n, "axis", dflt), rank) > 0;
+}

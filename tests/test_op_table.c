@@ -29,7 +29,36 @@ static void check_desc(const char *name) {
     check(!op->train_destroy || op->train_prepare, name, "train_destroy without train_prepare");
 }
 
+/* The per-sample fact decides micro-batching (plan_split.c): the ops it always holds for, and
+ * ops that mix samples or move the batch axis. */
+static void check_per_sample(void) {
+    static const char *const always[] = {
+        "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+        "BatchNormalization", "Relu", "PRelu", "Sigmoid", "HardSigmoid", "Clip", "Sign", "Add", "Div",
+        "Pow", "Sum", "Mean", "Identity", "Dropout", "Reshape", "Cast", "MatMul", "Constant", "Shape",
+        "DequantizeLinear", "Gemm", "Flatten", "Softmax", "LogSoftmax", NULL};
+    static const char *const never[] = {"Transpose", "ReduceMean", "Gather", "Slice", "Concat", "Split",
+                                        "Tile", "Squeeze", "Where", "Equal", "ArgMax", NULL};
+    od_node node = {.name = "n", .op_type = "x"};
+    for (int i = 0; always[i]; i++) {
+        const od_op_desc *op = od_op_find("", always[i]);
+        check(op && op->per_sample && op->per_sample(&node, 4), always[i], "not per-sample");
+    }
+    for (int i = 0; never[i]; i++) {
+        const od_op_desc *op = od_op_find("", never[i]);
+        check(op && !(op->per_sample && op->per_sample(&node, 4)), never[i], "per-sample");
+    }
+    od_attr a = {.name = "transA", .type = OD_ATTR_INT, .i = 1};
+    node.n_attrs = 1, node.attrs = &a;
+    const od_op_desc *gemm = od_op_find("", "Gemm");
+    check(gemm && !gemm->per_sample(&node, 2), "Gemm transA", "per-sample");
+    a.name = "axis", a.i = 0;
+    const od_op_desc *softmax = od_op_find("", "Softmax");
+    check(softmax && !softmax->per_sample(&node, 2), "Softmax axis 0", "per-sample");
+}
+
 int main(void) {
+    check_per_sample();
     int n = 0;
     for (const char *const *name = od_op_names(); *name; name++, n++) check_desc(*name);
     check(n >= 80, "op table", "only %d ops", n);

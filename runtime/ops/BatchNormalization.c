@@ -317,7 +317,7 @@ static void bn_train_destroy(od_tstep *s) {
 
 OD_OP_FACTS(BatchNormalization, 1,
             "consumed_inputs", "epsilon", "is_test", "momentum", "spatial", "training_mode");
-const od_op_desc od_op_BatchNormalization = {OD_OP_NAME(BatchNormalization),
+const od_op_desc od_op_BatchNormalization = {OD_OP_NAME(BatchNormalization), .per_sample = od_per_sample_always,
                                              .layout = OD_LAYOUT_POLICY_SPATIAL,
                                              .infer = bn_infer,
                                              .prepare = bn_prepare,

@@ -164,7 +164,7 @@ static od_status convt_run(od_step *s, od_error *err) {
 OD_OP_FACTS(ConvTranspose, 1,
             "auto_pad", "dilations", "group", "kernel_shape", "output_padding", "output_shape",
             "pads", "strides");
-const od_op_desc od_op_ConvTranspose = {OD_OP_NAME(ConvTranspose),
+const od_op_desc od_op_ConvTranspose = {OD_OP_NAME(ConvTranspose), .per_sample = od_per_sample_always,
                                         .layout = OD_LAYOUT_POLICY_SPATIAL,
                                         .infer = convt_infer, .prepare = convt_prepare,
                                         .run = convt_run, .destroy = od_conv_state_destroy,

@@ -21,5 +21,10 @@ static od_status flatten_infer(od_infer_ctx *c) {
 static od_status alias_run(od_step *s, od_error *err) { return OD_STATUS_OK; }
 
 OD_OP_FACTS(Flatten, 1, "axis");
-const od_op_desc od_op_Flatten = {OD_OP_NAME(Flatten), .alias_input0 = true,
+/* keeps samples apart unless axis 0 folds the batch into one row */
+static bool flatten_per_sample(const od_node *n, int rank) {
+    return od_axis(od_attr_int(n, "axis", 1), rank + 1) != 0;
+}
+
+const od_op_desc od_op_Flatten = {OD_OP_NAME(Flatten), .alias_input0 = true, .per_sample = flatten_per_sample,
                                   .infer = flatten_infer, .run = alias_run, OD_TRAIN_PLAIN_COPY};

@@ -276,7 +276,11 @@ void od_gemm_train_destroy(od_tstep *s) {
 }
 
 OD_OP_FACTS(Gemm, 1, "alpha", "beta", "broadcast", "transA", "transB");
+/* rows of A are samples unless A is transposed */
+static bool gemm_per_sample(const od_node *n, int rank) { return od_attr_int(n, "transA", 0) == 0; }
+
 const od_op_desc od_op_Gemm = {OD_OP_NAME(Gemm),
+                               .per_sample = gemm_per_sample,
                                .infer = gemm_infer,
                                .prepare = gemm_prepare,
                                .run = gemm_run,

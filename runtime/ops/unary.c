@@ -356,7 +356,7 @@ static od_status act_backward(od_tstep *s, od_error *err) {
 
 #define UNARY_DESC(OP, NAME, INFER, SINCE, ...)                                                    \
     OD_OP_FACTS(OP, SINCE, __VA_ARGS__);                                                           \
-    const od_op_desc od_op_##OP = {OD_OP_NAME(OP),                                                    \
+    const od_op_desc od_op_##OP = {OD_OP_NAME(OP), .per_sample = od_per_sample_always,                                                    \
                                    .layout = OD_LAYOUT_POLICY_ELEMENTWISE,                         \
                                    .infer = INFER,                                                 \
                                    .prepare = NAME##_prepare,                                      \
@@ -365,7 +365,7 @@ static od_status act_backward(od_tstep *s, od_error *err) {
 /* ... and with the training kernels above */
 #define UNARY_DESC_TRAIN(OP, NAME, INFER, SINCE, ...)                                              \
     OD_OP_FACTS(OP, SINCE, __VA_ARGS__);                                                           \
-    const od_op_desc od_op_##OP = {OD_OP_NAME(OP),                                                    \
+    const od_op_desc od_op_##OP = {OD_OP_NAME(OP), .per_sample = od_per_sample_always,                                                    \
                                    .layout = OD_LAYOUT_POLICY_ELEMENTWISE,                         \
                                    .infer = INFER,                                                 \
                                    .prepare = NAME##_prepare,                                      \
