@@ -1702,8 +1702,7 @@ static od_status bn_scale_norms(width *w, int ni, double *norms, int64_t size) {
         free(fs);
         return w->c->err->status;
     }
-    const od_attr *eps = od_node_attr(bn, "epsilon");
-    double e = eps && eps->type == OD_ATTR_FLOAT ? eps->f : 1e-5;
+    double e = od_node_attr_float(bn, "epsilon");
     for (int64_t k = 0; k < size; k++)
         norms[k] *= fabs(fs[k]) / sqrt(fmax(fv[k] + e, 1e-30));
     free(fs);

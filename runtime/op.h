@@ -123,6 +123,8 @@ const od_op_desc *od_op_find(const char *domain, const char *op_type);
 
 /* The first attribute of n that op does not define, or NULL. */
 const char *od_op_unknown_attr(const od_op_desc *op, const od_node *n);
+/* The default an op's table gives an attribute ("epsilon=1e-05": "1e-05"), or NULL. */
+const char *od_op_attr_default(const od_op_desc *op, const char *name);
 
 /* ---- helpers for op files --------------------------------------------------- */
 

@@ -300,7 +300,7 @@ static od_status find_bn_folds(planner *pl, const int *uses, int *bn_into, int *
         if (bb < 0) return pl->err ? pl->err->status : OD_STATUS_OUT_OF_MEMORY;
         const float *bnp[4] = {prm[0]->data, prm[1]->data, prm[2]->data, prm[3]->data};
         od_bn_fold_into_conv(wt->data, bt->data, wt->rank, wt->dims, group, transpose, bnp,
-                             od_attr_float(bn, "epsilon", 1e-5f));
+                             od_node_attr_float(bn, "epsilon"));
         bn_into[j] = c;
         folded_wb[2 * c] = wb;
         folded_wb[2 * c + 1] = bb;

@@ -75,6 +75,20 @@ int main(void) {
     node.n_attrs = 2;
     check(conv && !od_op_unknown_attr(conv, &node), "Conv pads", "pads refused");
 
+    /* defaults come from the attribute table: BN's epsilon, Conv's group and strides */
+    od_node bn = {.name = "bn", .op_type = "BatchNormalization"};
+    check(od_node_attr_float(&bn, "epsilon") == 1e-5f, "BN epsilon default", "%g", od_node_attr_float(&bn, "epsilon"));
+    int64_t ones[2] = {1, 1}, twos[2] = {2, 1};
+    od_attr group = {.name = "group", .type = OD_ATTR_INT, .i = 1};
+    od_attr strides = {.name = "strides", .type = OD_ATTR_INTS, .ints = ones, .count = 2};
+    node.n_attrs = 0;
+    check(od_attr_is_default(&node, &group) && od_attr_is_default(&node, &strides), "Conv defaults",
+          "group 1 or strides [1, 1] not seen as defaults");
+    strides.ints = twos;
+    group.i = 2;
+    check(!od_attr_is_default(&node, &group) && !od_attr_is_default(&node, &strides), "Conv non-defaults",
+          "group 2 or strides [2, 1] seen as defaults");
+
     printf("op_table: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail != 0;
 }

@@ -110,7 +110,7 @@ static od_status bn_prepare(od_step *s, od_error *err) {
     if (!b) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     s->state = b;
     const od_buf *x = s->in[0];
-    b->epsilon = od_attr_float(s->node, "epsilon", 1e-5f);
+    b->epsilon = od_node_attr_float(s->node, "epsilon");
     b->C = x->dims[1];
     b->x = x->data;
     b->y = s->out[0]->data;
@@ -178,8 +178,8 @@ static od_status bn_train_prepare(od_tstep *s, od_error *err) {
     s->state = b;
     b->C = x->rank > 1 ? x->dims[1] : 1;
     b->rows = b->C > 0 ? x->count / b->C : 0;
-    b->eps = od_attr_float(s->node, "epsilon", 1e-5f);
-    b->momentum = od_attr_float(s->node, "momentum", 0.9f);
+    b->eps = od_node_attr_float(s->node, "epsilon");
+    b->momentum = od_node_attr_float(s->node, "momentum");
     int shards = s->threads > 0 ? s->threads : 1;
     b->mean = calloc((size_t)b->C * 2 + 1, sizeof(float));
     b->part = calloc((size_t)b->C * 2 * (size_t)shards + 1, sizeof(double));
@@ -316,7 +316,7 @@ static void bn_train_destroy(od_tstep *s) {
 }
 
 OD_OP_FACTS(BatchNormalization, 1,
-            "consumed_inputs", "epsilon", "is_test", "momentum", "spatial", "training_mode");
+            "consumed_inputs", "epsilon=1e-05", "is_test", "momentum=0.9", "spatial", "training_mode");
 const od_op_desc od_op_BatchNormalization = {OD_OP_NAME(BatchNormalization), .per_sample = od_per_sample_always,
                                              .layout = OD_LAYOUT_POLICY_SPATIAL,
                                              .infer = bn_infer,

@@ -357,8 +357,9 @@ static void conv_train_destroy(od_tstep *s) {
     s->state = NULL;
 }
 
-OD_OP_FACTS(Conv, 1, "auto_pad", "dilations", "group", "kernel_shape", "pads", "strides");
-const od_op_desc od_op_Conv = {OD_OP_NAME(Conv), .per_sample = od_per_sample_always, .layout = OD_LAYOUT_POLICY_SPATIAL,
+OD_OP_FACTS(Conv, 1, "auto_pad=NOTSET", "dilations=[1]", "group=1", "kernel_shape", "pads=[0]", "strides=[1]");
+const od_op_desc od_op_Conv = {OD_OP_NAME(Conv), .per_sample = od_per_sample_always,
+                               .layout = OD_LAYOUT_POLICY_SPATIAL,
                                .infer = conv_infer, .prepare = conv_prepare, .run = conv_run,
                                .destroy = od_conv_state_destroy, .macs = conv_macs,
                                .fuses_activation = true,

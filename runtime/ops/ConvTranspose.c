@@ -162,8 +162,8 @@ static od_status convt_run(od_step *s, od_error *err) {
 }
 
 OD_OP_FACTS(ConvTranspose, 1,
-            "auto_pad", "dilations", "group", "kernel_shape", "output_padding", "output_shape",
-            "pads", "strides");
+            "auto_pad=NOTSET", "dilations=[1]", "group=1", "kernel_shape", "output_padding=[0]", "output_shape",
+            "pads=[0]", "strides=[1]");
 const od_op_desc od_op_ConvTranspose = {OD_OP_NAME(ConvTranspose), .per_sample = od_per_sample_always,
                                         .layout = OD_LAYOUT_POLICY_SPATIAL,
                                         .infer = convt_infer, .prepare = convt_prepare,

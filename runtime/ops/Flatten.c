@@ -20,7 +20,7 @@ static od_status flatten_infer(od_infer_ctx *c) {
 
 static od_status alias_run(od_step *s, od_error *err) { return OD_STATUS_OK; }
 
-OD_OP_FACTS(Flatten, 1, "axis");
+OD_OP_FACTS(Flatten, 1, "axis=1");
 /* keeps samples apart unless axis 0 folds the batch into one row */
 static bool flatten_per_sample(const od_node *n, int rank) {
     return od_axis(od_attr_int(n, "axis", 1), rank + 1) != 0;

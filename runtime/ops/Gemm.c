@@ -275,7 +275,7 @@ void od_gemm_train_destroy(od_tstep *s) {
     s->state = NULL;
 }
 
-OD_OP_FACTS(Gemm, 1, "alpha", "beta", "broadcast", "transA", "transB");
+OD_OP_FACTS(Gemm, 1, "alpha=1", "beta=1", "broadcast", "transA=0", "transB=0");
 /* rows of A are samples unless A is transposed */
 static bool gemm_per_sample(const od_node *n, int rank) { return od_attr_int(n, "transA", 0) == 0; }
 

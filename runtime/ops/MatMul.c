@@ -133,7 +133,8 @@ static od_status matmul_run(od_step *s, od_error *err) {
 }
 
 OD_OP_FACTS(MatMul, 1, NULL);
-const od_op_desc od_op_MatMul = {OD_OP_NAME(MatMul), .per_sample = od_per_sample_always, .infer = matmul_infer,
+const od_op_desc od_op_MatMul = {OD_OP_NAME(MatMul), .per_sample = od_per_sample_always,
+                                 .infer = matmul_infer,
                                  .prepare = matmul_prepare, .run = matmul_run,
                                  .destroy = matmul_destroy, .macs = matmul_macs,
                                  .trained_inputs = 0x2, /* B */

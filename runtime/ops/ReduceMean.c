@@ -207,7 +207,7 @@ static od_status reduce_run(od_step *s, od_error *err) {
 
 #define REDUCE_DESC(NAME, SINCE, ...)                                                              \
     OD_OP_FACTS(NAME, SINCE, __VA_ARGS__);                                                         \
-    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .infer = reduce_infer,                        \
+    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .infer = reduce_infer,                      \
                                      .prepare = reduce_prepare, .run = reduce_run,                 \
                                      .destroy = reduce_destroy};
 REDUCE_DESC(ReduceMean, 1, "axes", "keepdims", "noop_with_empty_axes")

@@ -233,7 +233,8 @@ static od_status binary_backward(od_tstep *s, od_error *err) {
 
 #define BINARY_DESC(NAME, TRAIN, SINCE, ...)                                                       \
     OD_OP_FACTS(NAME, SINCE, __VA_ARGS__);                                                         \
-    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .per_sample = od_per_sample_always, .layout = OD_LAYOUT_POLICY_ELEMENTWISE,       \
+    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME),                                             \
+                                     .per_sample = od_per_sample_always, .layout = OD_LAYOUT_POLICY_ELEMENTWISE, \
                                      .infer = binary_infer, .prepare = binary_prepare,             \
                                      .run = binary_run, .destroy = binary_destroy, TRAIN};
 /* trainable: both inputs (a bias or scale added by a student), Relu fused in training */

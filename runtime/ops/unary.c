@@ -356,7 +356,7 @@ static od_status act_backward(od_tstep *s, od_error *err) {
 
 #define UNARY_DESC(OP, NAME, INFER, SINCE, ...)                                                    \
     OD_OP_FACTS(OP, SINCE, __VA_ARGS__);                                                           \
-    const od_op_desc od_op_##OP = {OD_OP_NAME(OP), .per_sample = od_per_sample_always,                                                    \
+    const od_op_desc od_op_##OP = {OD_OP_NAME(OP), .per_sample = od_per_sample_always,             \
                                    .layout = OD_LAYOUT_POLICY_ELEMENTWISE,                         \
                                    .infer = INFER,                                                 \
                                    .prepare = NAME##_prepare,                                      \
@@ -365,7 +365,7 @@ static od_status act_backward(od_tstep *s, od_error *err) {
 /* ... and with the training kernels above */
 #define UNARY_DESC_TRAIN(OP, NAME, INFER, SINCE, ...)                                              \
     OD_OP_FACTS(OP, SINCE, __VA_ARGS__);                                                           \
-    const od_op_desc od_op_##OP = {OD_OP_NAME(OP), .per_sample = od_per_sample_always,                                                    \
+    const od_op_desc od_op_##OP = {OD_OP_NAME(OP), .per_sample = od_per_sample_always,             \
                                    .layout = OD_LAYOUT_POLICY_ELEMENTWISE,                         \
                                    .infer = INFER,                                                 \
                                    .prepare = NAME##_prepare,                                      \
@@ -379,12 +379,12 @@ static od_status act_backward(od_tstep *s, od_error *err) {
 UNARY_DESC_TRAIN(Relu, relu, unary_infer, 1, "consumed_inputs")
 UNARY_DESC_TRAIN(Sigmoid, sigmoid, unary_infer, 1, "consumed_inputs")
 UNARY_DESC_TRAIN(Tanh, tanh, unary_infer, 1, "consumed_inputs")
-UNARY_DESC_TRAIN(LeakyRelu, leaky_relu, unary_infer, 1, "alpha", "consumed_inputs")
-UNARY_DESC_TRAIN(Elu, elu, unary_infer, 1, "alpha", "consumed_inputs")
+UNARY_DESC_TRAIN(LeakyRelu, leaky_relu, unary_infer, 1, "alpha=0.01", "consumed_inputs")
+UNARY_DESC_TRAIN(Elu, elu, unary_infer, 1, "alpha=1", "consumed_inputs")
 UNARY_DESC(Selu, selu, unary_infer, 1, "alpha", "consumed_inputs", "gamma")
 UNARY_DESC(Celu, celu, unary_infer, 12, "alpha")
 UNARY_DESC(ThresholdedRelu, thresholded_relu, unary_infer, 10, "alpha")
-UNARY_DESC(HardSigmoid, hard_sigmoid, unary_infer, 1, "alpha", "beta", "consumed_inputs")
+UNARY_DESC(HardSigmoid, hard_sigmoid, unary_infer, 1, "alpha=0.2", "beta=0.5", "consumed_inputs")
 UNARY_DESC_TRAIN(HardSwish, hard_swish, unary_infer, 14, NULL)
 UNARY_DESC_TRAIN(Clip, clip, clip_infer, 1, "consumed_inputs", "max", "min")
 UNARY_DESC(Softplus, softplus, unary_infer, 1, NULL)
