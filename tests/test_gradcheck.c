@@ -237,6 +237,12 @@ static void b_act(builder *b) {
     }
     finish(b, "Y");
 }
+/* x * HardSigmoid(x) (a hand-written HardSwish): H reaches the loss twice */
+static void b_x_hardsigmoid(builder *b) {
+    add_node(b, "HardSigmoid", IN("H"), IN("S"), AT("alpha=f:0.4", "beta=f:0.5"));
+    add_node(b, "Mul", IN("H", "S"), IN("Y"), NULL);
+    finish(b, "Y");
+}
 static void b_maxpool(builder *b) {
     add_node(b, "MaxPool", IN("H"), IN("Y"), AT("kernel_shape=is:2,2", "strides=is:2,2"));
     finish(b, "Y");
@@ -328,11 +334,12 @@ int main(void) {
     run_case("MatMul + Add", 3, D(2, 4, 6), b_matmul, true);
     run_case("BatchNormalization training", 4, D(4, 3, 3, 3), b_bn, true);
     run_case("BatchNormalization eval", 4, D(4, 3, 3, 3), b_bn, false);
-    const char *acts[] = {"Relu", "LeakyRelu", "Elu", "Clip", "HardSwish", "Sigmoid", "Tanh"};
+    const char *acts[] = {"Relu", "LeakyRelu", "Elu", "Clip", "HardSwish", "HardSigmoid", "Sigmoid", "Tanh"};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) {
         act_op = acts[i];
         run_case(acts[i], 4, D(2, 3, 4, 5), b_act, true);
     }
+    run_case("x * HardSigmoid(x)", 4, D(2, 3, 4, 5), b_x_hardsigmoid, true);
     run_case("MaxPool 2x2", 4, D(2, 3, 6, 6), b_maxpool, true);
     run_case("AveragePool include pad", 4, D(2, 3, 6, 5), b_avgpool, true);
     run_case("AveragePool exclude pad", 4, D(2, 3, 5, 5), b_avgpool_ex, true);

@@ -1,7 +1,7 @@
 /* Element-wise unary ops, one descriptor each; they share this file because they share
  * everything but the function. Float32 only, layout-agnostic (element-wise policy).
- * Backward (the training kernels at the end): Relu, Sigmoid, Tanh, LeakyRelu, Elu, HardSwish,
- * Clip with constant bounds.
+ * Backward (the training kernels at the end): Relu, Sigmoid, Tanh, LeakyRelu, Elu, HardSigmoid,
+ * HardSwish, Clip with constant bounds.
  *   Relu 6-14             XNNPACK clamp [0, inf)
  *   Sigmoid 6-13          XNNPACK sigmoid
  *   Tanh 6-13             tanhf
@@ -275,15 +275,17 @@ static od_status clip_prepare(od_step *s, od_error *err) {
 
 /* ---- element-wise activations -------------------------------------------------------- */
 
-typedef enum act_kind { ACT_RELU, ACT_LEAKY, ACT_CLIP, ACT_HARDSWISH, ACT_SIGMOID, ACT_TANH, ACT_ELU } act_kind;
+typedef enum act_kind {
+    ACT_RELU, ACT_LEAKY, ACT_CLIP, ACT_HARDSWISH, ACT_HARDSIGMOID, ACT_SIGMOID, ACT_TANH, ACT_ELU
+} act_kind;
 
 typedef struct act_train {
     act_kind kind;
-    float a, b; /* LeakyRelu/Elu alpha; Clip min, max */
+    float a, b; /* LeakyRelu/Elu alpha; Clip min, max; HardSigmoid alpha, beta */
 } act_train;
 
 extern const od_op_desc od_op_Relu, od_op_LeakyRelu, od_op_Elu, od_op_HardSwish, od_op_Sigmoid,
-    od_op_Tanh;
+    od_op_Tanh, od_op_HardSigmoid;
 
 static od_status act_prepare(od_tstep *s, od_error *err) {
     act_train *a = calloc(1, sizeof *a);
@@ -296,6 +298,9 @@ static od_status act_prepare(od_tstep *s, od_error *err) {
     else if (op == &od_op_HardSwish) a->kind = ACT_HARDSWISH;
     else if (op == &od_op_Sigmoid) a->kind = ACT_SIGMOID;
     else if (op == &od_op_Tanh) a->kind = ACT_TANH;
+    else if (op == &od_op_HardSigmoid) /* defaults from the attribute table */
+        a->kind = ACT_HARDSIGMOID, a->a = od_node_attr_float(s->node, "alpha"),
+        a->b = od_node_attr_float(s->node, "beta");
     else {
         a->kind = ACT_CLIP;
         a->a = od_attr_float(s->node, "min", -FLT_MAX);
@@ -331,6 +336,12 @@ static od_status act_forward(od_tstep *s, od_error *err) {
         break;
     case ACT_SIGMOID: for (int64_t i = 0; i < n; i++) y[i] = 1 / (1 + expf(-x[i])); break;
     case ACT_TANH: for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]); break;
+    case ACT_HARDSIGMOID:
+        for (int64_t i = 0; i < n; i++) {
+            float t = a->a * x[i] + a->b;
+            y[i] = t < 0 ? 0 : t > 1 ? 1 : t;
+        }
+        break;
     }
     return OD_STATUS_OK;
 }
@@ -350,6 +361,12 @@ static od_status act_backward(od_tstep *s, od_error *err) {
         break;
     case ACT_SIGMOID: for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * y[i] * (1 - y[i]); break;
     case ACT_TANH: for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * (1 - y[i] * y[i]); break;
+    case ACT_HARDSIGMOID: /* slope alpha inside (0, 1), flat where clamped */
+        for (int64_t i = 0; i < n; i++) {
+            float t = a->a * x[i] + a->b;
+            dx[i] += t > 0 && t < 1 ? a->a * dy[i] : 0;
+        }
+        break;
     }
     return OD_STATUS_OK;
 }
@@ -384,7 +401,7 @@ UNARY_DESC_TRAIN(Elu, elu, unary_infer, 1, "alpha=1", "consumed_inputs")
 UNARY_DESC(Selu, selu, unary_infer, 1, "alpha", "consumed_inputs", "gamma")
 UNARY_DESC(Celu, celu, unary_infer, 12, "alpha")
 UNARY_DESC(ThresholdedRelu, thresholded_relu, unary_infer, 10, "alpha")
-UNARY_DESC(HardSigmoid, hard_sigmoid, unary_infer, 1, "alpha=0.2", "beta=0.5", "consumed_inputs")
+UNARY_DESC_TRAIN(HardSigmoid, hard_sigmoid, unary_infer, 1, "alpha=0.2", "beta=0.5", "consumed_inputs")
 UNARY_DESC_TRAIN(HardSwish, hard_swish, unary_infer, 14, NULL)
 UNARY_DESC_TRAIN(Clip, clip, clip_infer, 1, "consumed_inputs", "max", "min")
 UNARY_DESC(Softplus, softplus, unary_infer, 1, NULL)
