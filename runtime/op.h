@@ -146,6 +146,16 @@ float od_attr_float(const od_node *n, const char *name, float dflt);
 /* NUL-terminated copy in buf; dflt when absent. */
 const char *od_attr_string(const od_node *n, const char *name, const char *dflt, char *buf,
                            size_t size);
+typedef enum od_auto_pad {
+    OD_AUTO_PAD_NOTSET = 0,
+    OD_AUTO_PAD_SAME_UPPER,
+    OD_AUTO_PAD_SAME_LOWER,
+    OD_AUTO_PAD_VALID,
+} od_auto_pad;
+/* auto_pad of a Conv, ConvTranspose or pool (NOTSET when absent); an error naming the node for a
+ * value ONNX does not define. */
+od_status od_attr_auto_pad(const od_node *n, od_auto_pad *out, od_error *err);
+
 /* Number of ints copied (at most max), -1 when absent. */
 int od_attr_ints(const od_node *n, const char *name, int64_t *out, int max);
 int od_attr_floats(const od_node *n, const char *name, float *out, int max);

@@ -32,6 +32,18 @@ float od_attr_float(const od_node *n, const char *name, float dflt) {
     return dflt;
 }
 
+od_status od_attr_auto_pad(const od_node *n, od_auto_pad *out, od_error *err) {
+    static const char *const names[] = {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"};
+    char buf[32];
+    const char *ap = od_attr_string(n, "auto_pad", "NOTSET", buf, sizeof buf);
+    for (int i = 0; i < 4; i++)
+        if (strcmp(ap, names[i]) == 0) {
+            *out = (od_auto_pad)i;
+            return OD_STATUS_OK;
+        }
+    return od_node_error(err, OD_STATUS_INVALID_MODEL, n, "auto_pad \"%s\" is not one ONNX defines", ap);
+}
+
 const char *od_attr_string(const od_node *n, const char *name, const char *dflt, char *buf,
                            size_t size) {
     const od_attr *a = od_node_attr(n, name);

@@ -21,13 +21,11 @@ static od_status conv_params_read(const od_node *n, const int64_t *x, int rank, 
     if (st) return st;
     p->cin = x[1];
     p->cout = w[0];
-    char buf[32];
-    const char *ap = od_attr_string(n, "auto_pad", "NOTSET", buf, sizeof buf);
-    bool upper = strcmp(ap, "SAME_UPPER") == 0, lower = strcmp(ap, "SAME_LOWER") == 0;
-    bool valid = strcmp(ap, "VALID") == 0;
-    if (!upper && !lower && !valid && strcmp(ap, "NOTSET") != 0)
-        return od_node_error(err, OD_STATUS_INVALID_MODEL, n,
-                             "auto_pad \"%s\" is not one ONNX defines", ap);
+    od_auto_pad ap;
+    od_status ap_status = od_attr_auto_pad(n, &ap, err);
+    if (ap_status) return ap_status;
+    bool upper = ap == OD_AUTO_PAD_SAME_UPPER, lower = ap == OD_AUTO_PAD_SAME_LOWER;
+    bool valid = ap == OD_AUTO_PAD_VALID;
     for (int d = 0; d < sp; d++) {
         int64_t in = x[2 + d], dk = p->dilation[d] * (p->kernel[d] - 1) + 1;
         p->in[d] = in;

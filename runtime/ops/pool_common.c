@@ -56,13 +56,11 @@ od_status od_pool_read(const od_node *n, int64_t opset, bool is_max, int rank, c
         p->pad_begin[d] = pads[d];
         p->pad_end[d] = pads[sp + d];
     }
-    char buf[32];
-    const char *ap = od_attr_string(n, "auto_pad", "NOTSET", buf, sizeof buf);
-    bool upper = strcmp(ap, "SAME_UPPER") == 0, lower = strcmp(ap, "SAME_LOWER") == 0;
-    bool valid = strcmp(ap, "VALID") == 0;
-    if (!upper && !lower && !valid && strcmp(ap, "NOTSET") != 0)
-        return od_node_error(err, OD_STATUS_INVALID_MODEL, n,
-                             "auto_pad \"%s\" is not one ONNX defines", ap);
+    od_auto_pad ap;
+    od_status ap_status = od_attr_auto_pad(n, &ap, err);
+    if (ap_status) return ap_status;
+    bool upper = ap == OD_AUTO_PAD_SAME_UPPER, lower = ap == OD_AUTO_PAD_SAME_LOWER;
+    bool valid = ap == OD_AUTO_PAD_VALID;
     for (int d = 0; d < sp; d++) {
         int64_t in = p->in[d], k = p->dilation[d] * (p->kernel[d] - 1) + 1, s = p->stride[d];
         if (upper || lower) {
