@@ -277,6 +277,20 @@ static void b_avgpool_ex(builder *b) {
     add_node(b, "AveragePool", IN("H"), IN("Y"), AT("kernel_shape=is:3,3", "pads=is:1,1,1,1"));
     finish(b, "Y");
 }
+/* ceil_mode: the last windows hang past the input (and its padding) */
+static void b_avgpool_ceil(builder *b) {
+    add_node(b, "AveragePool", IN("H"), IN("Y"), AT("kernel_shape=is:3,3", "strides=is:2,2", "ceil_mode=i:1"));
+    finish(b, "Y");
+}
+static void b_avgpool_ceil_pad(builder *b) {
+    add_node(b, "AveragePool", IN("H"), IN("Y"),
+             AT("kernel_shape=is:3,3", "strides=is:2,2", "pads=is:1,0,0,1", "ceil_mode=i:1", "count_include_pad=i:1"));
+    finish(b, "Y");
+}
+static void b_maxpool_ceil(builder *b) {
+    add_node(b, "MaxPool", IN("H"), IN("Y"), AT("kernel_shape=is:2,2", "strides=is:2,2", "ceil_mode=i:1"));
+    finish(b, "Y");
+}
 static void b_gap(builder *b) {
     add_node(b, "GlobalAveragePool", IN("H"), IN("Y"), NULL);
     finish(b, "Y");
@@ -374,6 +388,9 @@ int main(void) {
     run_case("MaxPool 2x2", 4, D(2, 3, 6, 6), b_maxpool, true);
     run_case("AveragePool include pad", 4, D(2, 3, 6, 5), b_avgpool, true);
     run_case("AveragePool exclude pad", 4, D(2, 3, 5, 5), b_avgpool_ex, true);
+    run_case("AveragePool ceil_mode", 4, D(2, 3, 6, 7), b_avgpool_ceil, true);
+    run_case("AveragePool ceil_mode, asymmetric pads counted", 4, D(2, 3, 6, 7), b_avgpool_ceil_pad, true);
+    run_case("MaxPool ceil_mode", 4, D(2, 3, 5, 5), b_maxpool_ceil, true);
     run_case("GlobalAveragePool", 4, D(2, 3, 4, 5), b_gap, true);
     run_case("ReduceMean spatial axes, keepdims", 4, D(2, 3, 4, 5), b_reduce_mean_spatial, true);
     run_case("ReduceMean channel axis", 4, D(2, 3, 4, 5), b_reduce_mean_channels, true);

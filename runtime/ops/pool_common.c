@@ -266,6 +266,7 @@ void od_pool_run_loop(const od_pool *p, od_dtype t, const void *x, void *y, pthr
 
 typedef struct pool_train {
     int64_t N, C, H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw;
+    int64_t ph_end, pw_end; /* padding after the input, for count_include_pad */
     bool max, include_pad, global;
     int32_t *argmax; /* max pool: the input pixel (y*W + x) of each output element */
 } pool_train;
@@ -292,6 +293,7 @@ od_status od_pool_train_prepare(od_tstep *s, od_error *err) {
         p->sh = q.stride[0], p->sw = q.stride[1];
         p->dh = q.dilation[0], p->dw = q.dilation[1];
         p->ph = q.pad_begin[0], p->pw = q.pad_begin[1];
+        p->ph_end = q.pad_end[0], p->pw_end = q.pad_end[1];
         p->include_pad = q.count_include_pad;
     }
     if (p->max) {
@@ -310,7 +312,7 @@ static int64_t pool_count(const pool_train *p, int64_t oy, int64_t ox) {
             int64_t ix = ox * p->sw - p->pw + j * p->dw;
             bool inside = iy >= 0 && iy < p->H && ix >= 0 && ix < p->W;
             /* count_include_pad counts pads, but not cells past the padded edge */
-            if (inside || (p->include_pad && iy < p->H + p->ph && ix < p->W + p->pw)) cnt++;
+            if (inside || (p->include_pad && iy < p->H + p->ph_end && ix < p->W + p->pw_end)) cnt++;
         }
     }
     return cnt;
