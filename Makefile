@@ -18,7 +18,7 @@ SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
 
 DEB_PACKAGES := build-essential libprotobuf-c-dev protobuf-c-compiler libonnx-dev libxnnpack-dev \
 	libpthreadpool-dev libcpuinfo-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist \
-	libonnx-testdata python3-onnx python3-torch clang libclang-rt-14-dev chromium time \
+	libonnx-testdata python3-onnx python3-torch python3-torchvision clang libclang-rt-14-dev chromium time \
 	pkg-config man-db groff-base
 
 include proto/proto.mk

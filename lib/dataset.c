@@ -1086,8 +1086,56 @@ od_status od_preprocess_from_model(const od_model *m, od_preprocess *p, od_error
         q.mean[c] = n_mean == 0 ? 0.0f : n_mean == 1 ? mean[0] : c < n_mean ? mean[c] : 0.0f;
         q.std[c] = n_std == 0 ? 1.0f : n_std == 1 ? std[0] : c < n_std ? std[c] : 1.0f;
     }
+    q.from_model = od_model_meta(m, "preprocess.scale") || od_model_meta(m, "preprocess.mean") ||
+                   od_model_meta(m, "preprocess.std");
     *p = q;
     return OD_STATUS_OK;
+}
+
+/* Comma-separated, each in the fewest digits that read back as the same float. */
+static void float_list(char *buf, size_t size, const float *v, int n) {
+    size_t o = 0;
+    buf[0] = 0;
+    for (int i = 0; i < n && o < size; i++) {
+        char one[32];
+        for (int digits = 6; digits <= 9; digits++) {
+            snprintf(one, sizeof one, "%.*g", digits, (double)v[i]);
+            if (strtof(one, NULL) == v[i]) break;
+        }
+        o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? "," : "", one);
+    }
+}
+
+const char *od_preprocess_describe(const od_preprocess *p, char *buf, size_t size) {
+    char mean[200], std[200];
+    int nc = p->n_channels < 1 ? 1 : p->n_channels > 16 ? 16 : p->n_channels;
+    float_list(mean, sizeof mean, p->mean, nc);
+    float_list(std, sizeof std, p->std, nc);
+    char scale[32];
+    float_list(scale, sizeof scale, &p->scale, 1);
+    snprintf(buf, size, "scale %s%s, mean %s, std %s", scale,
+             fabsf(p->scale * 255.0f - 1.0f) < 1e-6f ? " (1/255)" : "", mean, std);
+    return buf;
+}
+
+od_status od_preprocess_to_model(od_model *m, const od_preprocess *p, od_error *err) {
+    char buf[200];
+    int nc = p->n_channels < 1 ? 1 : p->n_channels > 16 ? 16 : p->n_channels;
+    od_status st;
+    float_list(buf, sizeof buf, &p->scale, 1);
+    if ((st = od_model_set_meta(m, "preprocess.scale", buf, err))) return st;
+    float_list(buf, sizeof buf, p->mean, nc);
+    if ((st = od_model_set_meta(m, "preprocess.mean", buf, err))) return st;
+    float_list(buf, sizeof buf, p->std, nc);
+    return od_model_set_meta(m, "preprocess.std", buf, err);
+}
+
+int od_preprocess_named(const char *name, bool std, float *out) {
+    static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
+    static const float imagenet_std[3] = {0.229f, 0.224f, 0.225f};
+    if (!name || strcmp(name, "imagenet") != 0) return 0;
+    memcpy(out, std ? imagenet_std : imagenet_mean, sizeof imagenet_mean);
+    return 3;
 }
 
 od_status od_preprocess_check(const od_preprocess *p, const od_dataset *d, od_error *err) {
@@ -1102,6 +1150,18 @@ od_status od_preprocess_check(const od_preprocess *p, const od_dataset *d, od_er
             return od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
                                 "preprocessing channel %d: mean %g, std %g", c, p->mean[c],
                                 p->std[c]);
+    if (d->f32 && fabsf(p->scale * 255.0f - 1.0f) < 1e-4f) {
+        int64_t count = d->n * od_dataset_sample_size(d);
+        float most = -INFINITY;
+        for (int64_t i = 0; i < count; i++)
+            most = d->f32[i] > most ? d->f32[i] : most;
+        if (count > 0 && most <= 1.0f)
+            return od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
+                                "the dataset holds floats already in [0, 1] (largest %g) and the "
+                                "preprocessing scale is 1/255%s: that divides them by 255 again; "
+                                "pass --scale 1",
+                                most, p->from_model ? " (from the teacher's metadata)" : " (the default)");
+    }
     if (nc == 1) return OD_STATUS_OK;
     int64_t ss = od_dataset_sample_size(d);
     bool fits = d->rank >= 2 ? d->dims[0] == nc : ss % nc == 0;

@@ -76,6 +76,7 @@ typedef struct od_preprocess {
     float scale;
     int n_channels;
     float mean[16], std[16];
+    bool from_model; /* od_preprocess_from_model found preprocess.* metadata */
 } od_preprocess;
 
 /* scale 1/255, one channel, mean 0, std 1. */
@@ -87,8 +88,18 @@ void od_preprocess_default(od_preprocess *p);
  * then holds the default. */
 od_status od_preprocess_from_model(const od_model *m, od_preprocess *p, od_error *err);
 /* Checks that p's channels fit d's samples (n_channels 1, the sample's C for [C,...], or a
- * divisor of a flat sample's size). */
+ * divisor of a flat sample's size), and refuses float data already in [0, 1] (largest value
+ * <= 1) with a scale of 1/255, which would divide it by 255 again: the error names --scale 1. */
 od_status od_preprocess_check(const od_preprocess *p, const od_dataset *d, od_error *err);
+
+/* "scale 0.00392157 (1/255), mean 0.286, std 0.353" into buf. */
+const char *od_preprocess_describe(const od_preprocess *p, char *buf, size_t size);
+/* Writes p as the metadata preprocess.scale, preprocess.mean, preprocess.std of m (replacing),
+ * so that the student records the preprocessing it was trained with. */
+od_status od_preprocess_to_model(od_model *m, const od_preprocess *p, od_error *err);
+/* Per-channel values by name: "imagenet" (torchvision's RGB mean 0.485,0.456,0.406 and std
+ * 0.229,0.224,0.225). Returns the count written to out (at most 16), 0 for an unknown name. */
+int od_preprocess_named(const char *name, bool std, float *out);
 
 /* Writes samples idx[0..count) of d, preprocessed, as float NCHW into out (count * sample-size
  * floats). Indices must be in 0 .. d->n - 1 and p must have passed od_preprocess_check. */

@@ -51,6 +51,10 @@ od_status od_measure_latency(const od_graph *g, int64_t batch, int threads, doub
  * format) and multiply-accumulates per sample at batch 1 (ops whose shapes cannot be inferred
  * count 0). */
 od_status od_model_count(const od_model *m, int64_t *params_out, int64_t *macs_out, od_error *err);
+/* The same, also counting the nodes whose output shapes could not be inferred
+ * (unknown_nodes_out, may be NULL): when it is not 0, the MACs are only a lower bound. */
+od_status od_model_count_ex(const od_model *m, int64_t *params_out, int64_t *macs_out,
+                            int *unknown_nodes_out, od_error *err);
 /* Size of data after zlib's compress2 at level 9: gzip -9's deflate stream, in a zlib frame
  * (6 bytes) rather than gzip's (18 bytes). */
 od_status od_compressed_size(const void *data, size_t len, size_t *out, od_error *err);

@@ -846,6 +846,83 @@ static od_status pass_share(od_graph *g, od_pass_stats *stats, od_error *err) {
     return od_pass_compact(g, NULL, err);
 }
 
+/* ---- the builder's canonical form: one copy of an initializer per consumer ----------- */
+
+/* Exporters share equal constants (zero biases, default BatchNorm statistics) between layers
+ * that merely happen to hold the same values; the builder must be free to slice each layer's
+ * copy on its own. A weight of rank >= 2 read as the weight of several layers (Conv, Gemm,
+ * MatMul, the table of a Gather) is truly tied and stays shared. */
+static bool is_weight_slot(const od_node *n, int k) {
+    return (k == 1 && (is_op(n, "Conv") || is_op(n, "ConvTranspose") || is_op(n, "Gemm") ||
+                       is_op(n, "MatMul"))) ||
+           (k == 0 && is_op(n, "Gather"));
+}
+
+static od_status pass_unshare(od_graph *g, od_pass_stats *stats, od_error *err) {
+    int *uses = od_graph_count_uses(g);
+    int *weight_uses = calloc(g->n_values ? (size_t)g->n_values : 1, sizeof *weight_uses);
+    od_status st = OD_STATUS_OK;
+    if (!uses || !weight_uses) {
+        st = oom(err);
+        goto done;
+    }
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++)
+            if (g->nodes[i].inputs[k] >= 0 && is_weight_slot(&g->nodes[i], k))
+                weight_uses[g->nodes[i].inputs[k]]++;
+    int n_values = g->n_values; /* copies added below are not looked at again */
+    for (int i = 0; i < g->n_nodes; i++) {
+        od_node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_inputs; k++) {
+            int v = n->inputs[k];
+            if (v < 0 || v >= n_values || uses[v] < 2) continue;
+            const od_tensor *t = g->values[v].init;
+            if (!t || od_pass_is_graph_input(g, v) || od_pass_is_graph_output(g, v)) continue;
+            if (t->rank >= 2 && weight_uses[v] >= 2 && is_weight_slot(n, k)) continue;
+            /* the first use keeps the original */
+            uses[v]--;
+            od_tensor *copy = calloc(1, sizeof *copy);
+            if (!copy || od_tensor_copy(copy, t, err)) {
+                free(copy);
+                st = copy ? err->status : oom(err);
+                goto done;
+            }
+            int c = od_pass_add_init(g, g->values[v].name, "_copy", copy, err);
+            if (c < 0) {
+                st = err->status;
+                goto done;
+            }
+            n = &g->nodes[i];
+            n->inputs[k] = c;
+            if (stats) stats->unshared_inits++;
+        }
+    }
+    st = od_pass_compact(g, NULL, err);
+done:
+    free(uses);
+    free(weight_uses);
+    return st;
+}
+
+od_status od_canonicalize(od_model *m, od_pass_stats *stats, od_error *err) {
+    od_pass_stats local;
+    if (!stats) stats = &local;
+    memset(stats, 0, sizeof *stats);
+    od_graph *g = &m->graph;
+    stats->nodes_before = g->n_nodes;
+    stats->inits_before = g->n_inits;
+    if (!g->opset) g->opset = od_model_opset(m, "");
+    od_status st = od_graph_check(g, err);
+    if (st) return st;
+    pass_init_inputs(m);
+    if ((st = pass_fold_constants(g, stats, err)) || (st = pass_drop_identity(g, stats, err)) ||
+        (st = pass_dead(g, stats, err)) || (st = pass_unshare(g, stats, err)))
+        return st;
+    stats->nodes_after = g->n_nodes;
+    stats->inits_after = g->n_inits;
+    return OD_STATUS_OK;
+}
+
 /* ---- 7. doc strings ----------------------------------------------------------------- */
 
 static void pass_strip_docs(od_model *m) {

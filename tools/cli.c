@@ -136,6 +136,7 @@ static bool value_ok(const cli_option *o, const char *v) {
         return false;
     case CLI_INT_LIST:
     case CLI_REAL_LIST: {
+        if (o->choices && choice_index(o->choices, v) >= 0) return true; /* a named list */
         char buf[1024], *items[64];
         int n = split_list(o, v, buf, sizeof buf, items, 64);
         for (int i = 0; i < n; i++)
@@ -504,12 +505,19 @@ od_status model_facts_get(const char *path, const od_model *m, model_facts *f, o
     memset(f, 0, sizeof *f);
     struct stat st;
     if (path && stat(path, &st) == 0) f->bytes = (size_t)st.st_size;
-    return od_model_count(m, &f->params, &f->macs, err);
+    return od_model_count_ex(m, &f->params, &f->macs, &f->macs_unknown, err);
 }
 
 void cli_preprocess_apply(const cli_args *a, od_preprocess *pre) {
     double m[16], s[16];
+    float named[16];
     int n_mean = cli_real_list(a, "--mean", m, 16), n_std = cli_real_list(a, "--std", s, 16);
+    for (int k = 0, n; k < 2; k++) /* --mean imagenet, --std imagenet */
+        if ((n = od_preprocess_named(cli_text(a, k ? "--std" : "--mean", NULL), k == 1, named)) > 0) {
+            for (int i = 0; i < n; i++)
+                (k ? s : m)[i] = named[i];
+            *(k ? &n_std : &n_mean) = n;
+        }
     if (cli_given(a, "--scale")) pre->scale = (float)cli_real(a, "--scale", 1);
     if (!n_mean && !n_std) return;
     int n = n_mean > n_std ? n_mean : n_std;

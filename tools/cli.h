@@ -33,7 +33,7 @@ typedef struct cli_option {
     const char *arg;     /* the value's placeholder in the help: "W", "FILE" */
     double lo, hi;       /* numbers, and list items */
     bool lo_open;        /* lo itself is refused */
-    const char *choices; /* CLI_CHOICE: "teacher|random" */
+    const char *choices; /* CLI_CHOICE: "teacher|random"; lists: names also accepted */
     int min_items, max_items; /* lists: 1 and 16 unless set */
     bool repeat;         /* may be given more than once, every value kept (run --input) */
     const char *dflt;    /* shown as "(default X)" */
@@ -99,8 +99,10 @@ typedef struct cli_command {
 /* Preprocessing that overrides a model's metadata (eval, distill, compare). */
 #define CLI_OPTS_PREPROCESS                                                                         \
     {CLI_REAL, "--scale", 0, "F", 1e-12, 1e12, .help = "x = (raw x F - mean) / std"},               \
-    {CLI_REAL_LIST, "--mean", 0, "LIST", -1e9, 1e9, .help = "per-channel mean (one value: all)"},   \
-    {CLI_REAL_LIST, "--std", 0, "LIST", 1e-12, 1e9, .help = "per-channel std (one value: all)"}
+    {CLI_REAL_LIST, "--mean", 0, "LIST", -1e9, 1e9, .choices = "imagenet",                          \
+     .help = "per-channel mean (one value: all; imagenet: torchvision's 0.485,0.456,0.406)"},        \
+    {CLI_REAL_LIST, "--std", 0, "LIST", 1e-12, 1e9, .choices = "imagenet",                          \
+     .help = "per-channel std (one value: all; imagenet: torchvision's 0.229,0.224,0.225)"}
 
 /* ---- parsing and reading the values ------------------------------------------------------- */
 
@@ -153,6 +155,7 @@ void cli_preprocess_apply(const cli_args *a, od_preprocess *pre);
 typedef struct model_facts {
     size_t bytes;
     int64_t params, macs; /* per sample, batch 1 */
+    int macs_unknown;     /* nodes of unknown shape: macs is then a lower bound */
 } model_facts;
 od_status model_facts_get(const char *path, const od_model *m, model_facts *f, od_error *err);
 

@@ -183,7 +183,14 @@ int cmd_distill(int argc, char **argv) {
     bool own_ckpt = false;
     double t_start = od_seconds();
     if (od_model_load(teacher_path, &teacher, &err)) goto fail;
-    if (student_path ? od_model_load(student_path, &student, &err) : od_shrink(teacher, &spec, &student, &err)) goto fail;
+    if (student_path) {
+        if (od_model_load(student_path, &student, &err)) goto fail;
+    } else {
+        od_shrink_report shrunk = {0};
+        if (od_shrink_ex(teacher, &spec, &student, &shrunk, &err)) goto fail;
+        od_shrink_report_print(&shrunk, &spec, stdout, stderr);
+        od_shrink_report_clear(&shrunk);
+    }
     if (od_data_load(data_path, &data, &err)) goto fail;
     od_preprocess pre;
     if (od_preprocess_from_model(teacher, &pre, &err)) {
@@ -192,6 +199,10 @@ int cmd_distill(int argc, char **argv) {
     }
     cli_preprocess_apply(&args, &pre);
     if (od_preprocess_check(&pre, &data.train, &err)) goto fail;
+    char pre_text[256];
+    printf("preprocessing: %s (%s)\n", od_preprocess_describe(&pre, pre_text, sizeof pre_text),
+           pre.from_model ? "the teacher's preprocess.* metadata, then the options"
+                          : "the teacher has no preprocess.* metadata: the default, then the options");
     if (!opt.checkpoint) {
         snprintf(default_ckpt, sizeof default_ckpt, "%s.ckpt", out_path);
         opt.checkpoint = default_ckpt;
@@ -221,7 +232,7 @@ int cmd_distill(int argc, char **argv) {
         goto done;
     }
     double t_w = od_seconds();
-    char spec_text[512];
+    char spec_text[1024];
     if (student_path)
         snprintf(spec_text, sizeof spec_text, "student %s", student_path);
     else
@@ -229,7 +240,10 @@ int cmd_distill(int argc, char **argv) {
                  spec.init == OD_SHRINK_INIT_TEACHER ? "teacher" : "random",
                  spec.bn == OD_SHRINK_BN_AUTO ? "auto" : spec.bn == OD_SHRINK_BN_ON ? "on" : "off", spec.spec_path ? " spec " : "",
                  spec.spec_path ? spec.spec_path : "");
+    size_t spec_len = strlen(spec_text); /* the report shows the preprocessing too */
+    snprintf(spec_text + spec_len, sizeof spec_text - spec_len, "; preprocessing %s", pre_text);
     if (od_distill_finish(student, teacher, teacher_path, spec_text, &opt, &res, weights, &err) ||
+        od_preprocess_to_model(student, &pre, &err) ||
         od_model_save(student, out_path, &err))
         goto fail;
     double t_written = od_seconds();
