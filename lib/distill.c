@@ -330,6 +330,7 @@ static uint64_t run_fingerprint(const weight_set *w, const od_distill_options *o
     h = fnv(h, &o->loss, sizeof o->loss);
     h = fnv(h, &o->optim.kind, sizeof o->optim.kind);
     if (o->augment) h = fnv(h, "augment", 7); /* only then: other runs' fingerprints stay as they were */
+    if (o->deterministic) h = fnv(h, "deterministic", 13); /* slices change the result; the rank count does not */
     return h;
 }
 
