@@ -812,6 +812,7 @@ typedef struct dimnode {
     int elem;            /* BASE */
     int child;           /* BLOCK */
     int64_t block;       /* BLOCK */
+    bool shuffled;       /* BLOCK: made by a channel shuffle (analyse_shuffle) */
     int n_parts, *parts; /* CONCAT */
 } dimnode;
 
@@ -1480,6 +1481,7 @@ static bool analyse_shuffle(width *w, int ni, int d, int c) {
     if (dout < 0) return true;
     w->dims[dout].child = part;
     w->dims[dout].block = g;
+    w->dims[dout].shuffled = true;
     track(w, z, dout, c);
     fix_shape_entry(w, ni, c + 1, part);
     for (int i = 0; i < w->g->n_nodes; i++)
@@ -1490,18 +1492,20 @@ static bool analyse_shuffle(width *w, int ni, int d, int c) {
 
 /* Slice ni takes one of the g equal parts of shuffled channels (dim d, a block of g, on axis c),
  * its constant bounds rescaled to the student's parts (FIX_PART_BOUND): the student's part has
- * the child's channels.
- * The teacher channels are a mix of the parts' ones, so the kept ones are a close enough start,
- * not exact. */
+ * the child's channels. The teacher channels it carries are a mix of the parts' ones, so the
+ * weights read for them (the child's kept ones) are a start, not exact. */
 static bool analyse_shuffled_slice(width *w, int ni, int d, int c, int r) {
     const od_node *n = &w->g->nodes[ni];
     const dimnode *dn = &w->dims[d];
-    if (dn->kind != DIM_BLOCK || w->dims[dn->child].kind != DIM_BASE || n->n_inputs < 4) return false;
+    if (dn->kind != DIM_BLOCK || !dn->shuffled || w->dims[dn->child].kind != DIM_BASE ||
+        n->n_inputs < 4)
+        return false;
     int64_t st[OD_MAX_RANK], en[OD_MAX_RANK], ax[OD_MAX_RANK], sp[OD_MAX_RANK];
     int ns = const_ints(w->s, n->inputs[1], st, OD_MAX_RANK);
     int ne = const_ints(w->s, n->inputs[2], en, OD_MAX_RANK);
     int na = const_ints(w->s, n->inputs[3], ax, OD_MAX_RANK);
-    int nsp = n->n_inputs > 4 && n->inputs[4] >= 0 ? const_ints(w->s, n->inputs[4], sp, OD_MAX_RANK) : 0;
+    int nsp =
+        n->n_inputs > 4 && n->inputs[4] >= 0 ? const_ints(w->s, n->inputs[4], sp, OD_MAX_RANK) : 0;
     if (na != 1 || ns != 1 || ne != 1 || (nsp && (nsp != 1 || sp[0] != 1))) return false;
     if ((ax[0] < 0 ? ax[0] + r : ax[0]) != c) return false;
     int64_t part = dim_full(w, dn->child), full = part * dn->block;
@@ -1522,8 +1526,11 @@ static bool shape_feeds_shuffle(width *w, int x) {
     for (int k = u->start[x]; k < u->start[x + 1]; k++) {
         const od_node *cn = &w->g->nodes[u->node[k]];
         if (op_is(cn, "Shape")) continue;
-        if (!op_is(cn, "Reshape") && !op_is(cn, "Slice")) return false;
-        if (cn->inputs[0] != x) return false;
+        int d = w->vdim[x];
+        if (cn->inputs[0] != x || d < 0) return false;
+        if (op_is(cn, "Reshape") ? shuffle_end(w, u->node[k], d, w->vaxis[x]) < 0
+                                 : !op_is(cn, "Slice") || !w->dims[d].shuffled)
+            return false;
         any = true;
     }
     return any;
