@@ -8,6 +8,7 @@
  * in 0 .. OD_DATASET_MAX_CLASSES - 1. */
 #define ZLIB_CONST
 #include "od_onnx.h"
+#include "image_internal.h"
 #include "npy_internal.h"
 
 #include <errno.h>
@@ -17,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -81,7 +84,8 @@ int64_t od_dataset_sample_size(const od_dataset *d) {
 
 void od_dataset_clear(od_dataset *d) {
     if (!d) return;
-    free(d->u8);
+    if (d->map_base) munmap(d->map_base, d->map_bytes);
+    else free(d->u8);
     free(d->f32);
     free(d->labels);
     memset(d, 0, sizeof *d);
@@ -91,6 +95,9 @@ void od_data_split_clear(od_data_split *s) {
     if (!s) return;
     od_dataset_clear(&s->train);
     od_dataset_clear(&s->test);
+    for (int i = 0; i < s->n_class_names; i++) free(s->class_names[i]);
+    free(s->class_names);
+    memset(s, 0, sizeof *s);
 }
 
 /* ---- gzip (and plain) streams ---------------------------------------------------------------- */
@@ -929,7 +936,7 @@ cleanup:
 /* ---- loading ------------------------------------------------------------------------------------
  */
 
-static od_status od_load_dir(const char *dir, od_data_split *out, bool top, od_error *err) {
+static od_status od_load_dir(const char *dir, const od_image_options *img, od_data_split *out, bool top, od_error *err) {
     char p[OD_PATH_MAX];
     if (od_find(dir, "train-images-idx3-ubyte", p, sizeof p) ||
         od_find(dir, "train-images.idx3-ubyte", p, sizeof p))
@@ -939,16 +946,21 @@ static od_status od_load_dir(const char *dir, od_data_split *out, bool top, od_e
     static const char *const subs[] = {"cifar-10-batches-bin", "cifar-100-binary"};
     for (size_t i = 0; top && i < sizeof subs / sizeof *subs; i++)
         if (od_join(p, sizeof p, dir, subs[i], "") && od_is_dir(p))
-            return od_load_dir(p, out, false, err);
+            return od_load_dir(p, img, out, false, err);
+    if (top && od_image_folder_detect(dir)) return od_image_folder_load(dir, img, out, err);
     return od_error_set(
         err, OD_STATUS_IO,
         "%s: no dataset in this folder (want IDX files train-images-idx3-ubyte[.gz] "
         "and t10k-images-idx3-ubyte[.gz], CIFAR-10 data_batch_1.bin .. and "
-        "test_batch.bin, or CIFAR-100 train.bin and test.bin)",
+        "test_batch.bin, CIFAR-100 train.bin and test.bin, or one folder of images per class)",
         dir);
 }
 
 od_status od_data_load(const char *path, od_data_split *out, od_error *err) {
+    return od_data_load_ex(path, NULL, out, err);
+}
+
+od_status od_data_load_ex(const char *path, const od_image_options *img, od_data_split *out, od_error *err) {
     memset(out, 0, sizeof *out);
     if (!path || !*path)
         return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "no dataset path given");
@@ -968,7 +980,7 @@ od_status od_data_load(const char *path, od_data_split *out, od_error *err) {
         path = resolved;
     }
     od_status st =
-        S_ISDIR(sb.st_mode) ? od_load_dir(path, out, true, err) : od_npz_load(path, out, err);
+        S_ISDIR(sb.st_mode) ? od_load_dir(path, img, out, true, err) : od_npz_load(path, out, err);
     if (!st && out->train.n == 0)
         st = od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: the training set holds no samples",
                           path);
@@ -1174,6 +1186,15 @@ od_status od_preprocess_check(const od_preprocess *p, const od_dataset *d, od_er
     return OD_STATUS_OK;
 }
 
+/* A store mapped from disk: the pages of a sample just read leave this process (the page cache
+ * keeps them), so reading the data set costs no resident memory however large it is. */
+static void drop_pages(const uint8_t *p, size_t n) {
+    static size_t page;
+    if (!page) page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p / page * page, b = ((uintptr_t)p + n + page - 1) / page * page;
+    madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 void od_dataset_fill(const od_dataset *d, const od_preprocess *p, const int64_t *idx, int64_t count,
                      float *out) {
     int64_t ss = od_dataset_sample_size(d);
@@ -1194,6 +1215,7 @@ void od_dataset_fill(const od_dataset *d, const od_preprocess *p, const int64_t 
                 for (int64_t j = c * plane; j < (c + 1) * plane; j++)
                     dst[j] = l[src[j]];
             }
+            if (d->map_base) drop_pages(src, (size_t)ss);
         }
     } else if (d->f32) {
         for (int64_t i = 0; i < count; i++) {

@@ -173,6 +173,8 @@ od_status od_report_add_model(od_report *r, const char *label, const char *path,
  * for well-known datasets (from the name or ref's metadata "dataset"), their usual names.
  * ref may be NULL. */
 od_status od_report_set_data(od_report *r, const char *name, const od_model *ref, od_error *err);
+/* Replaces the class names with names[0..n) (an image folder's); n 0: keeps them. */
+od_status od_report_set_class_names(od_report *r, char *const *names, int n, od_error *err);
 /* Runs model i (already added) over test (pass a view with n lowered to use the first n
  * samples) with its preprocessing: accuracy, per-class accuracy, confusion matrix, and for
  * i > 0 agreement with model 0 and the samples where they differ in correctness (model 0

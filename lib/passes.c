@@ -567,8 +567,7 @@ static bool bn_read(const od_graph *g, const od_node *bn, int64_t opset, bn_para
         if (!t[k] || t[k]->rank != 1 || t[k]->dims[0] != t[0]->dims[0]) return false;
         p->bn[k] = t[k]->data;
     }
-    const od_attr *ea = od_node_attr(bn, "epsilon");
-    p->eps = ea && ea->type == OD_ATTR_FLOAT ? ea->f : 1e-5f;
+    p->eps = od_node_attr_float(bn, "epsilon");
     p->C = t[0]->dims[0];
     p->f = malloc(sizeof(double) * (size_t)(p->C ? p->C : 1));
     if (!p->f) return false;
@@ -939,73 +938,6 @@ static void pass_strip_docs(od_model *m) {
 
 /* ---- 8. compact encoding ---------------------------------------------------------------- */
 
-/* Attributes whose value is the ONNX default (the same in every opset from 7): writing them
- * changes nothing but the file size. kind: 'i' an int, 'f' a float, 'a' ints all equal to i,
- * 's' a string. */
-static const struct {
-    const char *op, *attr;
-    char kind;
-    int64_t i;
-    float f;
-    const char *s;
-} attr_defaults[] = {
-    {"Conv", "group", 'i', 1, 0, NULL},
-    {"Conv", "dilations", 'a', 1, 0, NULL},
-    {"Conv", "strides", 'a', 1, 0, NULL},
-    {"Conv", "pads", 'a', 0, 0, NULL},
-    {"Conv", "auto_pad", 's', 0, 0, "NOTSET"},
-    {"ConvTranspose", "group", 'i', 1, 0, NULL},
-    {"ConvTranspose", "dilations", 'a', 1, 0, NULL},
-    {"ConvTranspose", "strides", 'a', 1, 0, NULL},
-    {"ConvTranspose", "pads", 'a', 0, 0, NULL},
-    {"ConvTranspose", "output_padding", 'a', 0, 0, NULL},
-    {"ConvTranspose", "auto_pad", 's', 0, 0, "NOTSET"},
-    {"MaxPool", "ceil_mode", 'i', 0, 0, NULL},
-    {"MaxPool", "storage_order", 'i', 0, 0, NULL},
-    {"MaxPool", "dilations", 'a', 1, 0, NULL},
-    {"MaxPool", "strides", 'a', 1, 0, NULL},
-    {"MaxPool", "pads", 'a', 0, 0, NULL},
-    {"MaxPool", "auto_pad", 's', 0, 0, "NOTSET"},
-    {"AveragePool", "ceil_mode", 'i', 0, 0, NULL},
-    {"AveragePool", "count_include_pad", 'i', 0, 0, NULL},
-    {"AveragePool", "strides", 'a', 1, 0, NULL},
-    {"AveragePool", "pads", 'a', 0, 0, NULL},
-    {"AveragePool", "auto_pad", 's', 0, 0, "NOTSET"},
-    {"Gemm", "alpha", 'f', 0, 1.0f, NULL},
-    {"Gemm", "beta", 'f', 0, 1.0f, NULL},
-    {"Gemm", "transA", 'i', 0, 0, NULL},
-    {"Gemm", "transB", 'i', 0, 0, NULL},
-    {"BatchNormalization", "epsilon", 'f', 0, 1e-5f, NULL},
-    {"BatchNormalization", "momentum", 'f', 0, 0.9f, NULL},
-    {"Flatten", "axis", 'i', 1, 0, NULL},
-    {"Gather", "axis", 'i', 0, 0, NULL},
-    {"LeakyRelu", "alpha", 'f', 0, 0.01f, NULL},
-    {"Elu", "alpha", 'f', 0, 1.0f, NULL},
-    {"HardSigmoid", "alpha", 'f', 0, 0.2f, NULL},
-    {"HardSigmoid", "beta", 'f', 0, 0.5f, NULL},
-};
-
-static bool attr_is_default(const od_node *n, const od_attr *a) {
-    for (size_t k = 0; k < sizeof attr_defaults / sizeof *attr_defaults; k++) {
-        if (strcmp(a->name, attr_defaults[k].attr) != 0 || !is_op(n, attr_defaults[k].op)) continue;
-        switch (attr_defaults[k].kind) {
-        case 'i':
-            return a->type == OD_ATTR_INT && a->i == attr_defaults[k].i;
-        case 'f':
-            return a->type == OD_ATTR_FLOAT && a->f == attr_defaults[k].f;
-        case 's':
-            return a->type == OD_ATTR_STRING && a->s.len == strlen(attr_defaults[k].s) &&
-                   memcmp(a->s.data, attr_defaults[k].s, a->s.len) == 0;
-        case 'a':
-            if (a->type != OD_ATTR_INTS || !a->count) return false;
-            for (size_t j = 0; j < a->count; j++)
-                if (a->ints[j] != attr_defaults[k].i) return false;
-            return true;
-        }
-    }
-    return false;
-}
-
 /* Drops default-valued attributes and value_info (shape annotations every runtime infers
  * again), and gives the values between nodes short names (Op_k, when shorter than the name they
  * have; a second run renames nothing): the graph's inputs, outputs
@@ -1016,7 +948,8 @@ static od_status pass_compact_encoding(od_graph *g, od_error *err) {
         for (int i = 0; i < g->n_nodes; i++) {
             od_node *n = &g->nodes[i];
             for (int a = n->n_attrs - 1; a >= 0; a--)
-                if (attr_is_default(n, &n->attrs[a])) od_pass_remove_attr(n, n->attrs[a].name);
+                /* the defaults the op descriptors give are the same in every opset from 7 */
+                if (od_attr_is_default(n, &n->attrs[a])) od_pass_remove_attr(n, n->attrs[a].name);
         }
     g->n_value_infos = 0;
     bool *keep = calloc(g->n_values ? (size_t)g->n_values : 1, sizeof *keep);

@@ -1897,8 +1897,7 @@ static od_status bn_scale_norms(width *w, int ni, double *norms, int64_t size) {
         free(fs);
         return w->c->err->status;
     }
-    const od_attr *eps = od_node_attr(bn, "epsilon");
-    double e = eps && eps->type == OD_ATTR_FLOAT ? eps->f : 1e-5;
+    double e = od_node_attr_float(bn, "epsilon");
     for (int64_t k = 0; k < size; k++)
         norms[k] *= fabs(fs[k]) / sqrt(fmax(fv[k] + e, 1e-30));
     free(fs);
@@ -2556,6 +2555,7 @@ od_status od_shrink_ex(const od_model *teacher, const od_shrink_spec *spec, od_m
     if ((st = spec_copy(&c.spec, spec, err))) goto done;
     if (spec->spec_path && (st = od_shrink_spec_load(&c.spec, spec->spec_path, err))) goto done;
     if ((st = check_spec(&c.spec, err))) goto done;
+    if ((st = od_graph_check_attrs(&teacher->graph, err))) goto done; /* defaults would mislead */
 
     /* the teacher's own inference, to tell our mistakes from what it already lacks */
     od_graph_shapes ts = {0};

@@ -29,6 +29,9 @@ const cli_command cli_cmd_distill = {
         {CLI_REAL, "--val-split", 0, "F", 0, 0.9, .dflt = "0.05", .help = "held out to pick the epoch kept"},
         {CLI_INT, "--train-limit", 0, "N", 1, 0x7fffffffffffLL, .help = "use only the first N training samples"},
         {CLI_INT, "--test-limit", 0, "N", 1, 0x7fffffffffffLL, .help = "evaluate on the first N test samples only"},
+        {CLI_FLAG, "--augment",
+         .help = "random-resized crop and horizontal flip of training batches, seeded (off by default: the student "
+                 "then sees what the teacher's logits were computed on)"},
         {CLI_HEADING, .help = "training:"},
         {CLI_INT, "--epochs", 0, "N", 1, 100000, .dflt = "5", .help = "passes over the training set"},
         {CLI_INT, "--batch", 0, "N", 1, 65536, .dflt = "64", .help = "samples per training step"},
@@ -63,6 +66,10 @@ const cli_command cli_cmd_distill = {
          .help = "also write a report, .json, .md or .html by the extension: the summary plus hyper-parameters, "
                  "the per-epoch curve, per-class accuracy, the confusion matrices and the samples the student "
                  "gets wrong and the teacher right (and the reverse); HTML with inline SVG charts"},
+        {CLI_CHOICE, "--latency", 0, NULL, .choices = "off|quick|full", .dflt = "full",
+         .help = "time both models afterwards: full at batch 1 and 64 on 1 and 2 threads, quick at batch 1 on "
+                 "--threads, off not at all"},
+        {CLI_FLAG, "--no-latency", .help = "the same as --latency off"},
         {CLI_FLAG, "--quiet", .help = "no progress lines"},
         {0},
     },
@@ -82,6 +89,11 @@ typedef struct progress_ctx {
 static void show_progress(const od_distill_progress *p, void *ctx) {
     const progress_ctx *pc = ctx;
     if (pc->quiet) return;
+    if (p->logits_total) {
+        if (pc->tty) fprintf(stderr, "\r\033[Kteacher logits %lld/%lld", (long long)p->logits_done, (long long)p->logits_total);
+        if (pc->tty && p->logits_done == p->logits_total) fputc('\n', stderr);
+        return;
+    }
     if (p->done) {
         const od_epoch_stats *e = p->done;
         fprintf(stderr, "%sepoch %d/%d  loss %.4f  %.0f samples/s  %.1f s", pc->tty ? "\r\033[K" : "", p->epoch, p->epochs, e->loss,
@@ -150,6 +162,8 @@ int cmd_distill(int argc, char **argv) {
     opt.val_split = (float)cli_real(&args, "--val-split", opt.val_split);
     opt.train_limit = cli_int(&args, "--train-limit", opt.train_limit);
     opt.test_limit = cli_int(&args, "--test-limit", opt.test_limit);
+    opt.augment = cli_given(&args, "--augment");
+    int latency = cli_given(&args, "--no-latency") ? 0 : cli_choice(&args, "--latency", 2); /* off, quick, full */
     opt.checkpoint = cli_text(&args, "--checkpoint", NULL);
     opt.resume = cli_text(&args, "--resume", NULL);
     od_weight_format weights = (od_weight_format[]){OD_WEIGHTS_F32, OD_WEIGHTS_F16, OD_WEIGHTS_INT8}[cli_choice(&args, "--weights", 0)];
@@ -191,7 +205,7 @@ int cmd_distill(int argc, char **argv) {
         od_shrink_report_print(&shrunk, &spec, stdout, stderr);
         od_shrink_report_clear(&shrunk);
     }
-    if (od_data_load(data_path, &data, &err)) goto fail;
+    if (cli_data_load(&args, data_path, teacher, opt.threads, quiet, &data, &err)) goto fail;
     od_preprocess pre;
     if (od_preprocess_from_model(teacher, &pre, &err)) {
         od_error_prefix(&err, "%s: ", teacher_path);
@@ -249,13 +263,21 @@ int cmd_distill(int argc, char **argv) {
     double t_written = od_seconds();
     if (own_ckpt) unlink(opt.checkpoint);
     /* the summary (and report): both models as written, measured and evaluated on the test split */
-    if (!quiet) fprintf(stderr, "measuring latency and accuracy of teacher and student\n");
     od_report_options ro;
     od_report_options_default(&ro);
+    if (latency == 0) {
+        ro.n_batches = 0;
+    } else if (latency == 1) {
+        ro.n_batches = ro.n_threads = 1;
+        ro.batches[0] = 1, ro.threads[0] = opt.threads, ro.min_time = 0.1;
+    }
+    if (!quiet)
+        fprintf(stderr, "measuring %saccuracy of teacher and student\n", ro.n_batches ? "latency (--latency off skips it) and " : "");
     od_dataset test = data.test;
     if (opt.test_limit > 0 && opt.test_limit < test.n) test.n = opt.test_limit;
     if (od_report_add_model(&rep, "teacher", teacher_path, teacher, &ro, &err) ||
         od_report_add_model(&rep, "student", out_path, student, &ro, &err) || od_report_set_data(&rep, data_path, teacher, &err) ||
+        od_report_set_class_names(&rep, data.class_names, data.n_class_names, &err) ||
         (test.n > 0 && (od_report_evaluate(&rep, 0, teacher, &test, &pre, opt.threads, &err) ||
                         od_report_evaluate(&rep, 1, student, &test, &pre, opt.threads, &err))) ||
         od_report_set_distill(&rep, &opt, &res, spec_text, od_weight_format_name(weights), &err))

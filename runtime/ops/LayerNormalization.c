@@ -76,7 +76,7 @@ static od_status ln_prepare(od_step *s, od_error *err) {
     int axis = od_axis(od_attr_int(s->node, "axis", -1), x->rank);
     m->outer = (size_t)od_dims_count(axis, x->dims);
     m->norm = (size_t)od_dims_count(x->rank - axis, x->dims + axis);
-    m->epsilon = od_attr_float(s->node, "epsilon", 1e-5f);
+    m->epsilon = od_node_attr_float(s->node, "epsilon");
     m->x = x->data;
     m->scale = s->in[1]->data;
     m->scale_one = od_buf_count(s->in[1]) == 1 && m->norm != 1;
@@ -128,7 +128,8 @@ static od_status ln_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_LayerNormalization = {.name = "LayerNormalization",
+OD_OP_FACTS(LayerNormalization, 17, "axis", "epsilon=1e-05", "stash_type");
+const od_op_desc od_op_LayerNormalization = {OD_OP_NAME(LayerNormalization),
                                              .infer = ln_infer,
                                              .prepare = ln_prepare,
                                              .run = ln_run,
