@@ -821,8 +821,7 @@ static void check_shuffle(void) {
     b_node(&b, "Conv", "b", "x,wb", "bo");
     b_attr_int(b_node(&b, "Concat", "cat", "ao,bo", "cato"), "axis", 1);
     b_node(&b, "Reshape", "r5", "cato,s5", "r5o");
-    b_attr_ints(b_node(&b, "Transpose", "tr", "r5o", "tro"), "perm", 5,
-                (int64_t[]){0, 2, 1, 3, 4});
+    b_attr_ints(b_node(&b, "Transpose", "tr", "r5o", "tro"), "perm", 5, (int64_t[]){0, 2, 1, 3, 4});
     b_node(&b, "Reshape", "r4", "tro,s4", "r4o");
     b_node(&b, "Slice", "x1", "r4o,z,h,one", "x1o");
     b_node(&b, "Slice", "x2", "r4o,h,f,one", "x2o");
