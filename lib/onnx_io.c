@@ -589,12 +589,43 @@ static od_status od_dec_type(od_value *v, const Onnx__TypeProto *tp, const char 
     return OD_STATUS_OK;
 }
 
+/* Value names to indices while decoding, so that interning n names costs O(n), not O(n^2):
+ * open addressing over g->values, sized for the file's names up front. */
+typedef struct od_name_map {
+    int *slot; /* value index + 1; 0 is empty */
+    size_t mask;
+} od_name_map;
+
+static uint64_t od_name_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+static bool od_name_map_init(od_name_map *m, size_t names) {
+    size_t cap = 64;
+    while (cap < 2 * names + 2 && cap < ((size_t)1 << 40)) cap *= 2;
+    m->mask = cap - 1;
+    m->slot = calloc(cap, sizeof *m->slot);
+    return m->slot != NULL;
+}
+
+/* The index of name, interned into g (and the map) if new; -1 when out of memory. */
+static int od_name_map_intern(od_name_map *m, od_graph *g, const char *name) {
+    size_t i = (size_t)od_name_hash(name) & m->mask;
+    for (; m->slot[i]; i = (i + 1) & m->mask)
+        if (strcmp(g->values[m->slot[i] - 1].name, name) == 0) return m->slot[i] - 1;
+    int k = od_graph_add_value(g, name); /* new: the map has no such name */
+    if (k >= 0) m->slot[i] = k + 1;
+    return k;
+}
+
 /* Interns a ValueInfoProto's name and records its type; *index_out gets the value index. */
-static od_status od_dec_value_info(od_graph *g, const Onnx__ValueInfoProto *vi, const char *what,
-                                   size_t pos, int *index_out, od_error *err) {
+static od_status od_dec_value_info(od_graph *g, od_name_map *names, const Onnx__ValueInfoProto *vi,
+                                   const char *what, size_t pos, int *index_out, od_error *err) {
     if (!vi->name || !*vi->name)
         return od_error_set(err, OD_STATUS_INVALID_MODEL, "%s #%zu has no name", what, pos);
-    int k = od_graph_intern_value(g, vi->name);
+    int k = od_name_map_intern(names, g, vi->name);
     if (k < 0) return od_oom(err);
     *index_out = k;
     return od_dec_type(&g->values[k], vi->type, what, err);
@@ -719,7 +750,8 @@ static od_status od_dec_attr(od_attr *a, Onnx__AttributeProto *ap, const char *n
 }
 
 /* Interns a node's input or output name; "" is an omitted optional one (-1). */
-static od_status od_dec_names(od_graph *g, size_t n, char **names, int **out, od_error *err) {
+static od_status od_dec_names(od_graph *g, od_name_map *map, size_t n, char **names, int **out,
+                              od_error *err) {
     if (n == 0) return OD_STATUS_OK;
     if (n > INT_MAX) return od_error_set(err, OD_STATUS_UNSUPPORTED, "too many node inputs");
     *out = malloc(sizeof(int) * n);
@@ -727,14 +759,14 @@ static od_status od_dec_names(od_graph *g, size_t n, char **names, int **out, od
     for (size_t i = 0; i < n; i++) {
         (*out)[i] = -1;
         if (!names[i] || !*names[i]) continue;
-        (*out)[i] = od_graph_intern_value(g, names[i]);
+        (*out)[i] = od_name_map_intern(map, g, names[i]);
         if ((*out)[i] < 0) return od_oom(err);
     }
     return OD_STATUS_OK;
 }
 
-static od_status od_dec_node(od_graph *g, Onnx__NodeProto *np, size_t pos, const char *base_dir,
-                             od_error *err) {
+static od_status od_dec_node(od_graph *g, od_name_map *names, Onnx__NodeProto *np, size_t pos,
+                             const char *base_dir, od_error *err) {
     od_status st;
     char label[OD_LABEL_SIZE];
     if (!np->op_type || !*np->op_type)
@@ -750,9 +782,9 @@ static od_status od_dec_node(od_graph *g, Onnx__NodeProto *np, size_t pos, const
     n->domain = strdup(domain);
     if (!n->name || !n->op_type || !n->domain) return od_oom(err);
     if (np->doc_string && !(n->doc_string = strdup(np->doc_string))) return od_oom(err);
-    if ((st = od_dec_names(g, np->n_input, np->input, &n->inputs, err))) return st;
+    if ((st = od_dec_names(g, names, np->n_input, np->input, &n->inputs, err))) return st;
     n->n_inputs = (int)np->n_input;
-    if ((st = od_dec_names(g, np->n_output, np->output, &n->outputs, err))) return st;
+    if ((st = od_dec_names(g, names, np->n_output, np->output, &n->outputs, err))) return st;
     n->n_outputs = (int)np->n_output;
     od_node_label(n, label, sizeof label);
     if (np->n_attribute) {
@@ -773,8 +805,8 @@ static od_status od_dec_node(od_graph *g, Onnx__NodeProto *np, size_t pos, const
     return OD_STATUS_OK;
 }
 
-static od_status od_dec_graph(od_graph *g, Onnx__GraphProto *gp, const char *base_dir,
-                              od_error *err) {
+static od_status od_dec_graph_with(od_graph *g, od_name_map *names, Onnx__GraphProto *gp,
+                                   const char *base_dir, od_error *err) {
     od_status st;
     if (!gp->name || !*gp->name)
         return od_error_set(err, OD_STATUS_INVALID_MODEL, "the graph has no name");
@@ -799,7 +831,7 @@ static od_status od_dec_graph(od_graph *g, Onnx__GraphProto *gp, const char *bas
 
     for (size_t i = 0; i < gp->n_input; i++) {
         int k;
-        if ((st = od_dec_value_info(g, gp->input[i], "graph input", i, &k, err))) return st;
+        if ((st = od_dec_value_info(g, names, gp->input[i], "graph input", i, &k, err))) return st;
         g->inputs[g->n_inputs++] = k;
     }
     for (size_t i = 0; i < gp->n_initializer; i++) {
@@ -808,7 +840,7 @@ static od_status od_dec_graph(od_graph *g, Onnx__GraphProto *gp, const char *bas
         if (!tp->name || !*tp->name)
             return od_error_set(err, OD_STATUS_INVALID_MODEL, "initializer #%zu has no name", i);
         snprintf(label, sizeof label, "initializer \"%s\"", tp->name);
-        int k = od_graph_intern_value(g, tp->name);
+        int k = od_name_map_intern(names, g, tp->name);
         if (k < 0) return od_oom(err);
         if (g->values[k].init)
             return od_error_set(err, OD_STATUS_INVALID_MODEL, "%s appears twice", label);
@@ -822,18 +854,30 @@ static od_status od_dec_graph(od_graph *g, Onnx__GraphProto *gp, const char *bas
         g->inits[g->n_inits++] = k;
     }
     for (size_t i = 0; i < gp->n_node; i++)
-        if ((st = od_dec_node(g, gp->node[i], i, base_dir, err))) return st;
+        if ((st = od_dec_node(g, names, gp->node[i], i, base_dir, err))) return st;
     for (size_t i = 0; i < gp->n_output; i++) {
         int k;
-        if ((st = od_dec_value_info(g, gp->output[i], "graph output", i, &k, err))) return st;
+        if ((st = od_dec_value_info(g, names, gp->output[i], "graph output", i, &k, err))) return st;
         g->outputs[g->n_outputs++] = k;
     }
     for (size_t i = 0; i < gp->n_value_info; i++) {
         int k;
-        if ((st = od_dec_value_info(g, gp->value_info[i], "value_info", i, &k, err))) return st;
+        if ((st = od_dec_value_info(g, names, gp->value_info[i], "value_info", i, &k, err))) return st;
         g->value_infos[g->n_value_infos++] = k;
     }
     return OD_STATUS_OK;
+}
+
+static od_status od_dec_graph(od_graph *g, Onnx__GraphProto *gp, const char *base_dir,
+                              od_error *err) {
+    size_t n_names = gp->n_input + gp->n_output + gp->n_initializer + gp->n_value_info;
+    for (size_t i = 0; i < gp->n_node && i < (size_t)INT_MAX; i++)
+        n_names += gp->node[i]->n_output + gp->node[i]->n_input;
+    od_name_map names;
+    if (!od_name_map_init(&names, n_names)) return od_oom(err);
+    od_status st = od_dec_graph_with(g, &names, gp, base_dir, err);
+    free(names.slot);
+    return st;
 }
 
 od_status od_model_decode(const void *data, size_t len, const char *base_dir, od_model **out,
