@@ -44,8 +44,10 @@ static const char distill_help[] =
     "  --weight-decay F (0)  --schedule constant|step|cosine (cosine)  --warmup EPOCHS (0.3)\n"
     "  --step-epochs N (10) --step-gamma F (0.1)\n"
     "  --checkpoint FILE    checkpoint after every epoch (default: STUDENT.onnx.ckpt, removed\n"
-    "                       after a successful run)\n"
-    "  --resume FILE        continue from a checkpoint (same student, options and seed)\n"
+    "                       after a successful run); a run holds STUDENT.onnx.lock meanwhile,\n"
+    "                       and a second run on the same output is refused\n"
+    "  --resume FILE        continue from a checkpoint: every option that changes the result,\n"
+    "                       the student and the data must match; each difference is named\n"
     "output:\n"
     "  -o, --output FILE    the student (written atomically)\n"
     "  --weights f32|f16|int8  weight storage of the written student (default f32)\n"
@@ -227,6 +229,12 @@ int cmd_distill(int argc, char **argv) {
     od_error report_err = {0};
     if (report_path && od_report_format_from_path(report_path, &report_fmt, &report_err))
         return cli_fail("distill: --report %s", report_err.message);
+    /* no output may be an input (the checkpoint may be the one resumed), nor share a file */
+    od_error out_err = {0};
+    const char *outs[] = {out_path, report_path, opt.checkpoint};
+    const char *ins[] = {teacher_path, student_path, data_path, spec.spec_path, opt.resume};
+    if (od_outputs_check(outs, 2, ins, 5, &out_err) || od_outputs_check(outs, 3, ins, 4, &out_err))
+        return cli_fail_err(&out_err);
     /* a folder that cannot take the files is found now, not after the training */
     const char *outputs[] = {out_path, opt.checkpoint, report_path};
     for (size_t k = 0; k < sizeof outputs / sizeof *outputs; k++) {
@@ -246,7 +254,11 @@ int cmd_distill(int argc, char **argv) {
     od_report_init(&rep);
     char default_ckpt[4096];
     bool own_ckpt = false;
+    od_output_lock *out_lock = NULL, *ckpt_lock = NULL; /* a second run on the same files is refused */
     double t_start = od_seconds();
+    if (od_output_lock_acquire(out_path, &out_lock, &err) ||
+        (opt.checkpoint && od_output_lock_acquire(opt.checkpoint, &ckpt_lock, &err)))
+        goto fail;
     if (od_model_load(teacher_path, &teacher, &err)) goto fail;
     if (student_path ? od_model_load(student_path, &student, &err) : od_shrink(teacher, &spec, &student, &err)) goto fail;
     if (od_data_load(data_path, &data, &err)) goto fail;
@@ -257,7 +269,7 @@ int cmd_distill(int argc, char **argv) {
     }
     cli_preprocess_apply(&pre_flags, &pre);
     if (od_preprocess_check(&pre, &data.train, &err)) goto fail;
-    if (!opt.checkpoint) {
+    if (!opt.checkpoint && !od_output_is_stream(out_path)) { /* no OUT.ckpt beside /dev/null */
         snprintf(default_ckpt, sizeof default_ckpt, "%s.ckpt", out_path);
         opt.checkpoint = default_ckpt;
         own_ckpt = true;
@@ -277,9 +289,11 @@ int cmd_distill(int argc, char **argv) {
     sigaction(SIGTERM, &old_term, NULL);
     if (st) goto fail;
     if (res.interrupted) {
-        if (res.n_epochs > 0)
+        /* the checkpoint holds the state only if this run finished an epoch; else the one resumed */
+        const char *state = res.n_epochs > res.resumed_epochs ? opt.checkpoint : res.n_epochs > 0 ? opt.resume : NULL;
+        if (state)
             cli_fail("interrupted during epoch %d; the state after epoch %d is in %s: continue with --resume %s", res.n_epochs + 1,
-                     res.n_epochs, opt.checkpoint, opt.checkpoint);
+                     res.n_epochs, state, state);
         else
             cli_fail("interrupted before the first epoch finished; nothing to resume from");
         rc = 130;
@@ -334,5 +348,7 @@ done:
     od_data_split_clear(&data);
     od_model_destroy(student);
     od_model_destroy(teacher);
+    od_output_lock_release(ckpt_lock);
+    od_output_lock_release(out_lock);
     return rc;
 }

@@ -12,7 +12,8 @@ static const char optimize_help[] =
     "Dropout and Identity, folds BatchNormalization into the Conv, ConvTranspose or Gemm before\n"
     "it, removes dead nodes and unused initializers, shares identical initializers and strips\n"
     "doc strings. Graph input and output names, element types and the dynamic batch dim stay.\n\n"
-    "  -o, --output FILE  where to write (atomically: a failure leaves no partial file)\n"
+    "  -o, --output FILE  where to write (atomically: a failure leaves no partial file; the\n"
+    "                     input itself optimizes in place)\n"
     "  --weights FORMAT   how to store Conv/ConvTranspose/Gemm/MatMul weights (default f32):\n"
     "                       f32   float32, as they are\n"
     "                       f16   float16 initializers, each followed by Cast to float\n"
@@ -133,6 +134,8 @@ int cmd_optimize(int argc, char **argv) {
         return cli_fail("optimize: --weights: %s", err.message);
     if (!in) return cli_fail("optimize: no model given (see onnx-distill optimize --help)");
     if (!out) return cli_fail("optimize: no output given (-o OUT.onnx)");
+    /* -o IN is in place: allowed, and atomic like any write */
+    if (od_outputs_check(&out, 1, NULL, 0, &err)) return cli_fail_err(&err);
 
     int rc = 1;
     od_model *orig = NULL, *m = NULL;
