@@ -447,6 +447,22 @@ static od_status eval_subset(od_model *student, const od_dataset *d, const int64
     return st;
 }
 
+/* The share of samples (idx[0..n), or 0..n with idx NULL) whose teacher answer is the teacher's
+ * most common answer: the agreement a student gets by always answering that class. */
+static double majority_share(const float *logits, const int64_t *idx, int64_t n, int64_t classes) {
+    int64_t *count = calloc((size_t)classes + 1, sizeof *count), best = 0;
+    if (!count || n <= 0) {
+        free(count);
+        return 0;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        int64_t c = od_argmax(logits + (idx ? idx[i] : i) * classes, classes);
+        if (++count[c] > best) best = count[c];
+    }
+    free(count);
+    return (double)best / (double)n;
+}
+
 od_status od_distill(const od_model *teacher, od_model *student, const od_data_split *data, const od_preprocess *pre,
                      const od_distill_options *opt, od_distill_result *res, od_error *err) {
     od_status st;
@@ -667,6 +683,18 @@ finish:
         const od_epoch_stats *b = &rs.stats[rs.h.best_epoch - 1];
         res->student_test_acc = b->test_acc;
         res->test_agreement = b->test_agree;
+        /* A student that agrees with its teacher no more often than always answering the
+         * teacher's most common class learned nothing (e.g. --lr 16): fail, as a collapse does. */
+        bool on_val = n_val > 0;
+        double agree = on_val ? b->val_agree : b->test_agree;
+        double chance = on_val ? majority_share(tlog, val_idx, n_val, classes)
+                               : test->n > 0 ? majority_share(test_tlog, NULL, test->n, classes) : 0;
+        if (!res->interrupted && agree >= 0 && chance > 0 && chance < 1 && agree <= chance) {
+            st = od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
+                              "training failed: the kept student (epoch %d) agrees with the teacher on %.1f%% of the %s split, no more than always answering the teacher's most common class (%.1f%%); nothing written: try a lower --lr or a longer --warmup",
+                              rs.h.best_epoch, 100 * agree, on_val ? "validation" : "test", 100 * chance);
+            goto done;
+        }
     }
     st = OD_STATUS_OK;
     goto done;
