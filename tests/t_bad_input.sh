@@ -342,10 +342,12 @@ kept "distill: --checkpoint the data set"
 for o in "$S/teacher.onnx" "$S/sub/../teacher.onnx" "$S/link.onnx" "$S/data.npz"; do
     expect_fail "distill: -o $(basename "$o") (an input)" 'is the input' $BIN distill "$S/teacher.onnx" "${SD[@]}" -o "$o"
     kept "distill: -o $o"
+    [ "$o" = "$S/data.npz" ] && continue # no input of shrink
     expect_fail "shrink: -o $(basename "$o") (an input)" 'is the input' $BIN shrink "$S/teacher.onnx" --width 0.5 -o "$o"
     kept "shrink: -o $o"
 done
-expect_fail "distill: --report the teacher" 'is the input' $BIN distill "$S/teacher.onnx" "${SD[@]}" -o "$O/s.onnx" --report "$S/link.onnx"
+expect_fail "distill: -o the --student" 'is the input' $BIN distill "$TEACHER" --student "$S/teacher.onnx" "${SD[@]}" -o "$S/link.onnx"
+kept "distill: -o the --student"
 expect_fail "distill: -o the same file as --report" 'is also the output' $BIN distill "$S/teacher.onnx" "${SD[@]}" -o "$O/s.json" --report "$O/s.json"
 expect_fail "run: --output the --input file" 'is the input' $BIN run "$F/good.onnx" --input "$F/x.npy" --output "$F/x.npy"
 expect_fail "distill: -o into the data set's folder" 'inside the input folder' $BIN distill "$S/teacher.onnx" --data "$F/idx_trunc" "${D[@]}" -o "$F/idx_trunc/s.onnx"
@@ -379,7 +381,7 @@ expect_fail "inspect /dev/urandom" '/dev/urandom: not a regular file' timeout 20
 expect_fail "distill --data /dev/zero" '/dev/zero: not a regular file' timeout 20 $BIN distill "$S/teacher.onnx" --data /dev/zero "${D[@]}" -o "$O/s.onnx"
 expect_fail "eval --data /dev/urandom" '/dev/urandom: not a regular file' timeout 20 $BIN eval "$S/teacher.onnx" --data /dev/urandom
 mkdir -p "$S/idx_zero" && ln -sf /dev/zero "$S/idx_zero/train-images-idx3-ubyte" && ln -sf /dev/zero "$S/idx_zero/t10k-images-idx3-ubyte"
-expect_fail "eval: IDX file that is /dev/zero" 'train-images-idx3-ubyte: not a regular file' timeout 20 $BIN eval "$S/teacher.onnx" --data "$S/idx_zero"
+expect_fail "eval: IDX file that is /dev/zero" 'train-images-idx3-ubyte: not a regular file|idx_zero: no dataset in this folder' timeout 20 $BIN eval "$S/teacher.onnx" --data "$S/idx_zero"
 if timeout 20 "$BIN" inspect - <"$S/teacher.onnx" >/dev/null 2>&1; then ok "inspect - reads standard input"; else bad "inspect - (stdin)"; fi
 # --resume refuses every difference that changes the result, naming it; the checkpoint survives
 C=$S/run.ckpt

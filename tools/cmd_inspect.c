@@ -85,7 +85,7 @@ int cmd_inspect(int argc, char **argv) {
             json = true;
         } else if (cli_flag(argv[i], "--nodes")) {
             nodes = true;
-        } else if (argv[i][0] == '-') {
+        } else if (argv[i][0] == '-' && argv[i][1]) { /* "-" alone: standard input */
             return cli_fail("inspect: unknown option %s (see onnx-distill inspect --help)", argv[i]);
         } else if (path) {
             return cli_fail("inspect: one model at a time (%s and %s given)", path, argv[i]);
