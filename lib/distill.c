@@ -684,12 +684,15 @@ finish:
         res->student_test_acc = b->test_acc;
         res->test_agreement = b->test_agree;
         /* A student that agrees with its teacher no more often than always answering the
-         * teacher's most common class learned nothing (e.g. --lr 16): fail, as a collapse does. */
+         * teacher's most common class learned nothing (e.g. --lr 16): fail, as a collapse does.
+         * Judged on 100 samples or more, where one sample moves the agreement by 1 point at
+         * most: on a dozen, a student that matches the commonest class is no verdict. */
         bool on_val = n_val > 0;
+        int64_t n_judged = on_val ? n_val : test->n;
         double agree = on_val ? b->val_agree : b->test_agree;
         double chance = on_val ? majority_share(tlog, val_idx, n_val, classes)
                                : test->n > 0 ? majority_share(test_tlog, NULL, test->n, classes) : 0;
-        if (!res->interrupted && agree >= 0 && chance > 0 && chance < 1 && agree <= chance) {
+        if (!res->interrupted && n_judged >= 100 && agree >= 0 && chance > 0 && chance < 1 && agree <= chance) {
             st = od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
                               "training failed: the kept student (epoch %d) agrees with the teacher on %.1f%% of the %s split, no more than always answering the teacher's most common class (%.1f%%); nothing written: try a lower --lr or a longer --warmup",
                               rs.h.best_epoch, 100 * agree, on_val ? "validation" : "test", 100 * chance);

@@ -59,8 +59,9 @@ static bool od_same_file(const char *a, const char *ra, const char *b, const cha
 }
 
 static bool od_inside(const char *dir, const char *path) {
+    if (!dir || !path) return false;
     size_t n = strlen(dir);
-    return dir && path && strncmp(dir, path, n) == 0 && (path[n] == '/' || (n == 1 && dir[0] == '/'));
+    return strncmp(dir, path, n) == 0 && (path[n] == '/' || (n == 1 && dir[0] == '/'));
 }
 
 od_status od_outputs_check(const char *const *outputs, int n_outputs, const char *const *inputs, int n_inputs,

@@ -287,7 +287,10 @@ int cmd_distill(int argc, char **argv) {
     od_status st = od_distill(teacher, student, &data, &pre, &opt, &res, &err);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
-    if (st) goto fail;
+    if (st) { /* diverged, collapsed or learned nothing: a resume would end the same way */
+        if (own_ckpt) unlink(opt.checkpoint);
+        goto fail;
+    }
     if (res.interrupted) {
         /* the checkpoint holds the state only if this run finished an epoch; else the one resumed */
         const char *state = res.n_epochs > res.resumed_epochs ? opt.checkpoint : res.n_epochs > 0 ? opt.resume : NULL;
@@ -320,7 +323,7 @@ int cmd_distill(int argc, char **argv) {
     od_dataset test = data.test;
     if (opt.test_limit > 0 && opt.test_limit < test.n) test.n = opt.test_limit;
     if (od_report_add_model(&rep, "teacher", teacher_path, teacher, &ro, &err) ||
-        od_report_add_model(&rep, "student", out_path, student, &ro, &err) || od_report_set_data(&rep, data_path, teacher, &err) ||
+        od_report_add_model(&rep, "student", od_output_is_stream(out_path) ? NULL : out_path, student, &ro, &err) || od_report_set_data(&rep, data_path, teacher, &err) ||
         (test.n > 0 && (od_report_evaluate(&rep, 0, teacher, &test, &pre, opt.threads, &err) ||
                         od_report_evaluate(&rep, 1, student, &test, &pre, opt.threads, &err))) ||
         od_report_set_distill(&rep, &opt, &res, spec_text, od_weight_format_name(weights), &err))
