@@ -9,24 +9,40 @@ OPT     ?= -O3
 CFLAGS  ?= $(OPT) -g
 # Kept by the builds that replace CFLAGS on the command line (asan, fuzz).
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fno-math-errno -fopenmp-simd
-CPPFLAGS += -D_GNU_SOURCE -Iruntime -Ilib -I$(BUILD)/proto
+# The library's objects go into both the .a and the .so. -fno-semantic-interposition keeps
+# GCC inlining and specialising calls between exported functions as it does without -fPIC.
+PIC_CFLAGS := -fPIC -fno-semantic-interposition
 LDLIBS  += -lXNNPACK -lpthreadpool -lcpuinfo -lprotobuf-c -lopenblas -lz -lm -lpthread
+VERSION := $(shell sed -n 's/^\#define OD_VERSION "\(.*\)"/\1/p' lib/onnx_distill.h)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
 
 DEB_PACKAGES := build-essential libprotobuf-c-dev protobuf-c-compiler libonnx-dev libxnnpack-dev \
 	libpthreadpool-dev libcpuinfo-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist \
-	libonnx-testdata python3-onnx python3-torch clang libclang-rt-14-dev chromium time
+	libonnx-testdata python3-onnx python3-torch clang libclang-rt-14-dev chromium time \
+	pkg-config man-db groff-base
+
+include proto/proto.mk
+
+# The public headers: what `make install` installs and all that tools/ may include. They are
+# staged into $(BUILD)/include, the only library include path tools/ gets, so a tool that
+# reaches for an internal header (op.h, *_internal.h) fails to compile.
+PUBLIC_HEADERS := lib/onnx_distill.h lib/od_onnx.h lib/od_dataset.h lib/od_shrink.h \
+	lib/od_distill.h lib/od_passes.h lib/od_report.h runtime/od_runtime.h runtime/od_train.h
+STAGED_HEADERS := $(addprefix $(BUILD)/include/,$(notdir $(PUBLIC_HEADERS)))
+LIB_CPPFLAGS   := -D_GNU_SOURCE -Iruntime -Ilib $(PROTO_INCLUDE)
+TOOLS_CPPFLAGS := -D_GNU_SOURCE -I$(BUILD)/include
 
 RUNTIME_SRC := $(wildcard runtime/*.c runtime/ops/*.c)
 LIB_SRC     := $(wildcard lib/*.c)
 TOOLS_SRC   := $(wildcard tools/*.c)
-PROTO_C     := $(BUILD)/proto/onnx.pb-c.c
-OBJ         := $(patsubst %.c,$(BUILD)/%.o,$(RUNTIME_SRC) $(LIB_SRC)) $(BUILD)/proto/onnx.pb-c.o
+OBJ         := $(patsubst %.c,$(BUILD)/%.o,$(RUNTIME_SRC) $(LIB_SRC)) $(PROTO_OBJ)
 TOOLS_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(TOOLS_SRC))
 TEST_SRC    := $(wildcard tests/test_*.c tests/bench_*.c)
 TEST_BIN    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+LIBS        := $(BUILD)/libonnxdistill.a $(BUILD)/libonnxdistill.so
 
-.PHONY: all deps test demo asan bench paper clean format fuzz fuzz-bin
-all: $(BUILD)/onnx-distill $(BUILD)/libonnxdistill.a $(TEST_BIN)
+.PHONY: all deps test demo asan bench paper clean format fuzz fuzz-bin install
+all: $(BUILD)/onnx-distill $(LIBS) $(BUILD)/onnx-distill.1 $(TEST_BIN)
 
 # Installs what is missing (as root, through apt-get); does nothing when all is there.
 deps:
@@ -41,23 +57,67 @@ deps:
 	@test -d tests/node_modules/onnxruntime-node || \
 	  (cd tests && npm install --ignore-scripts --no-audit --no-fund onnxruntime-node >/dev/null)
 
-$(PROTO_C): /usr/include/onnx/onnx.proto
-	@mkdir -p $(dir $@)
-	protoc-c --c_out=$(BUILD)/proto --proto_path=/usr/include/onnx /usr/include/onnx/onnx.proto
-
-$(BUILD)/proto/onnx.pb-c.o: $(PROTO_C)
-	$(CC) $(CPPFLAGS) $(BASE_CFLAGS) $(CFLAGS) -w -c $< -o $@
-
 # Every object waits for the generated header.
 $(BUILD)/%.o: %.c $(PROTO_C)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(BASE_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(LIB_CPPFLAGS) $(BASE_CFLAGS) $(PIC_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+define stage_header
+$(BUILD)/include/$(notdir $(1)): $(1)
+	@mkdir -p $$(dir $$@)
+	cp $$< $$@
+endef
+$(foreach h,$(PUBLIC_HEADERS),$(eval $(call stage_header,$(h))))
+
+# tools/ sees the staged public headers and its own, nothing else.
+$(TOOLS_OBJ): $(BUILD)/%.o: %.c $(STAGED_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(TOOLS_CPPFLAGS) $(BASE_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libonnxdistill.a: $(OBJ)
 	rm -f $@ && ar rcs $@ $^
 
+# The shared library exports what the public headers declare and nothing else: the version
+# script lists every defined symbol named in a public header; the rest (the internals and
+# protobuf-c's generated onnx__* code) stay local.
+$(BUILD)/libonnxdistill.map: $(BUILD)/libonnxdistill.a $(PUBLIC_HEADERS)
+	grep -ho '\bod_[a-z0-9_]*' $(PUBLIC_HEADERS) | sort -u > $@.names
+	nm -g --defined-only $(BUILD)/libonnxdistill.a | awk '$$2 ~ /[TDRB]/ {print $$3}' | sort -u | \
+	  comm -12 - $@.names | { echo 'ONNXDISTILL_$(SOMAJOR) { global:'; sed 's/.*/  &;/'; \
+	  echo 'local: *; };'; } > $@
+	rm -f $@.names
+
+$(BUILD)/libonnxdistill.so: $(OBJ) $(BUILD)/libonnxdistill.map
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,libonnxdistill.so.$(SOMAJOR) \
+	  -Wl,--version-script,$(BUILD)/libonnxdistill.map -o $@ $(OBJ) $(LDLIBS)
+
 $(BUILD)/onnx-distill: $(TOOLS_OBJ) $(BUILD)/libonnxdistill.a
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(TOOLS_OBJ) $(BUILD)/libonnxdistill.a $(LDLIBS)
+
+# The man page, printed from the same option tables as --help.
+$(BUILD)/onnx-distill.1: $(BUILD)/onnx-distill
+	$< --man > $@.tmp && mv $@.tmp $@
+
+# make install PREFIX=/usr/local DESTDIR=: the program, its man page, both libraries, the
+# public headers (in include/onnx-distill/) and onnx-distill.pc for pkg-config.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  := $(PREFIX)/include/onnx-distill
+install: $(BUILD)/onnx-distill $(LIBS) $(BUILD)/onnx-distill.1
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) \
+	  $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(BUILD)/onnx-distill $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(BUILD)/onnx-distill.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 $(BUILD)/libonnxdistill.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/libonnxdistill.so $(DESTDIR)$(LIBDIR)/libonnxdistill.so.$(VERSION)
+	ln -sf libonnxdistill.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libonnxdistill.so.$(SOMAJOR)
+	ln -sf libonnxdistill.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libonnxdistill.so
+	install -m 644 $(PUBLIC_HEADERS) $(DESTDIR)$(INCDIR)/
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$${prefix}/include' '' \
+	  'Name: onnx-distill' 'Description: ONNX teacher to small student: shrink, distil, optimize, run' \
+	  'Version: $(VERSION)' 'Cflags: -I$${includedir}/onnx-distill' 'Libs: -L$${libdir} -lonnxdistill' \
+	  'Libs.private: $(LDLIBS)' > $(DESTDIR)$(LIBDIR)/pkgconfig/onnx-distill.pc
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libonnxdistill.a
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libonnxdistill.a $(LDLIBS)
@@ -105,7 +165,7 @@ fuzz-bin:
 	$(MAKE) $(FUZZ_BIN)
 
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h build-fuzz/libonnxdistill.a
-	clang -D_GNU_SOURCE -Iruntime -Ilib -Ibuild-fuzz/proto $(FUZZ_FLAGS) -fsanitize=fuzzer $< \
+	clang -D_GNU_SOURCE -Iruntime -Ilib -Iproto -Ibuild-fuzz/proto $(FUZZ_FLAGS) -fsanitize=fuzzer $< \
 	  build-fuzz/libonnxdistill.a $(LDLIBS) -o $@
 
 format:

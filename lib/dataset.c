@@ -7,7 +7,7 @@
  * the archive, and every entry is checked against its CRC. Float data must be finite and labels
  * in 0 .. OD_DATASET_MAX_CLASSES - 1. */
 #define ZLIB_CONST
-#include "onnx_distill.h"
+#include "od_onnx.h"
 #include "npy_internal.h"
 
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* The distillation loop: teacher logits cached once, noise drawn per batch on top, the
  * student trained on them, the epoch kept chosen on a held-out split; plus evaluation. */
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /* Measuring models: inference latency (median and spread over repeated runs), parameter and
  * MAC counts, compressed size. Shared by bench, distill's report and compare. */
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * int64, int32, uint8 and bool. The header is a Python dict literal such as
  *   {'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }
  * which is parsed here by a small scanner rather than trusted to be in numpy's exact layout. */
-#include "onnx_distill.h"
+#include "od_onnx.h"
 #include "npy_internal.h"
 
 #include <inttypes.h>

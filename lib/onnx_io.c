@@ -6,9 +6,9 @@
  * it with protobuf-c's own free_unpacked (which frees with free() when the allocator is NULL).
  * Tensor data is lent to the ModelProto while packing instead of copied, and taken back before
  * the free: see od_enc. */
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
-#include "onnx.pb-c.h"
+#include "od_proto.h"
 
 #include <errno.h>
 #include <fcntl.h>

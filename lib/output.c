@@ -6,7 +6,7 @@
  *   od_outputs_check(outputs, n_out, inputs, n_in, &err);   // before any work
  *   od_file_write_atomic(path, data, len, &err);             // every write
  */
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 #include <errno.h>
 #include <fcntl.h>

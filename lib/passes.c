@@ -4,7 +4,7 @@
  *
  * Passes mark nodes to drop and rewire value indices in place; od_pass_compact then removes the
  * marked nodes and every value nothing refers to, and re-checks the graph. */
-#include "onnx_distill.h"
+#include "od_onnx.h"
 #include "passes_internal.h"
 
 #include <math.h>

@@ -1,5 +1,5 @@
 /* Provenance: metadata_props entries and SHA-256 (FIPS 180-4) of the teacher file. */
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 #include <errno.h>
 #include <stdio.h>

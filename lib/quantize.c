@@ -1,6 +1,6 @@
 /* Weight storage: float16 initializers with Cast, or per-output-channel symmetric int8 with
  * DequantizeLinear (raising the opset to 13 when lower, converting what needs it). */
-#include "onnx_distill.h"
+#include "od_onnx.h"
 #include "passes_internal.h"
 
 #include <float.h>

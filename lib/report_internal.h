@@ -2,7 +2,7 @@
 #ifndef OD_REPORT_INTERNAL_H
 #define OD_REPORT_INTERNAL_H
 
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 /* The class's name, or its number. */
 const char *od_report_class_name(const od_report *r, int64_t c, char *buf, size_t size);

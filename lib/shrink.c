@@ -5,7 +5,7 @@
  * Soundness rests on one rule: a value's shape may change only through a channel dim this file
  * tracks and knows how to follow. An op it does not know "pins" the dims of its inputs (they keep
  * every channel), so its outputs never change shape. */
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 #include <fnmatch.h>
 #include <math.h>

@@ -1,7 +1,7 @@
 /* The student builder's spec file: a small JSON reader for
  *   {"width": 0.5, "depth": 1, "channels": {"NODE or GLOB": 24}, "drop": ["BLOCK or GLOB"]}
  * Strict JSON (no comments, no trailing commas); errors give line and column. */
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 #include <errno.h>
 #include <math.h>

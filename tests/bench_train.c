@@ -1,7 +1,7 @@
 /* Training throughput of a student: samples/s of forward + L2 loss + backward + Adam step
  * on random data, and where the time goes per op. Not a test: `make bench` runs it.
  *   bench_train TEACHER.onnx [--width W] [--batch N] [--threads N] [--steps N] [--student S] */
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -23,8 +23,9 @@ ok() { echo "PASS $1"; pass=$((pass + 1)); }
 bad() { echo "FAIL $1"; fail=$((fail + 1)); }
 O=$T/out # the output folder of every case: must stay empty
 
-# expect_fail NAME REGEX COMMAND...: exit 1, one stderr line matching REGEX (extended, case
-# sensitive), $O empty afterwards.
+# expect_fail NAME REGEX COMMAND...: exit 1 (a runtime error), one stderr line matching REGEX
+# (extended, case sensitive), $O empty afterwards. expect_usage: the same with exit 2 (a usage
+# error: an unknown option, a value out of range).
 expect_fail() {
     local name=$1 re=$2 why="" rc lines
     shift 2
@@ -33,7 +34,7 @@ expect_fail() {
     "$@" >"$T/stdout" 2>"$T/stderr" </dev/null
     rc=$?
     lines=$(wc -l <"$T/stderr")
-    [ $rc -eq 1 ] || why="exit status $rc"
+    [ $rc -eq "${want_rc:-1}" ] || why="exit status $rc"
     grep -qE 'Sanitizer|runtime error|^ *#[0-9]+ 0x' "$T/stderr" && why="$why; sanitizer report"
     [ "$lines" -eq 1 ] || why="$why; $lines lines on stderr"
     grep -qE -- "$re" "$T/stderr" || why="$why; stderr does not match /$re/"
@@ -45,6 +46,8 @@ expect_fail() {
         head -c 3000 "$T/stderr" | sed 's/^/    /'
     fi
 }
+
+expect_usage() { want_rc=2 expect_fail "$@"; }
 
 if ! $PY -c 'import onnx, numpy' 2>/dev/null; then
     echo "SKIP: /usr/bin/python3 lacks onnx or numpy: the fixtures cannot be made"
@@ -294,33 +297,33 @@ expect_fail "distill: training that diverges" 'training diverged at epoch 1' $BI
 # ---- the command line: unknown flags, values out of range --------------------------------------
 for c in inspect run bench eval distill shrink optimize compare; do
     grep -q "\"$c\"" tools/main.c || continue
-    expect_fail "$c: unknown flag" "unknown option --frobnicate" $BIN $c $TEACHER --frobnicate
+    expect_usage "$c: unknown flag" "unknown option --frobnicate" $BIN $c $TEACHER --frobnicate
 done
-expect_fail "unknown command" 'unknown command "frobnicate"' $BIN frobnicate
+expect_usage "unknown command" 'unknown command "frobnicate"' $BIN frobnicate
 DD=(distill $TEACHER --data "$F/ok.npz" "${D[@]}" -o "$O/s.onnx")
 for v in -0.5 nan inf -inf 1e999 abc ''; do
-    expect_fail "distill: --sigma '$v'" '--sigma' $BIN "${DD[@]}" --sigma "$v"
+    expect_usage "distill: --sigma '$v'" '--sigma' $BIN "${DD[@]}" --sigma "$v"
 done
 for v in -0.1 1.01 nan 2 x; do
-    expect_fail "distill: --alpha '$v'" '--alpha' $BIN "${DD[@]}" --alpha "$v"
+    expect_usage "distill: --alpha '$v'" '--alpha' $BIN "${DD[@]}" --alpha "$v"
 done
 for v in -1 0 1.01 nan 1e-30; do
-    expect_fail "distill: --width '$v'" '--width' $BIN "${DD[@]}" --width "$v"
+    expect_usage "distill: --width '$v'" '--width' $BIN "${DD[@]}" --width "$v"
 done
 for v in -1,1 1,0.5 0.1 0.1,nan; do
-    expect_fail "distill: --sigma-range '$v'" '--sigma-range' $BIN "${DD[@]}" --sigma-range "$v"
+    expect_usage "distill: --sigma-range '$v'" '--sigma-range' $BIN "${DD[@]}" --sigma-range "$v"
 done
-expect_fail "distill: --width=0 (= form)" '--width' $BIN "${DD[@]}" --width=0
-expect_fail "distill: --sigma without a value" '--sigma' $BIN distill $TEACHER --data "$F/ok.npz" -o "$O/s.onnx" --sigma
+expect_usage "distill: --width=0 (= form)" '--width' $BIN "${DD[@]}" --width=0
+expect_usage "distill: --sigma without a value" '--sigma' $BIN distill $TEACHER --data "$F/ok.npz" -o "$O/s.onnx" --sigma
 for v in -0.5 0 1.5 nan inf; do
-    expect_fail "shrink: --width '$v'" '--width' $BIN shrink $TEACHER --width "$v" -o "$O/s.onnx"
-    expect_fail "shrink: --depth '$v'" '--depth' $BIN shrink $TEACHER --depth "$v" -o "$O/s.onnx"
+    expect_usage "shrink: --width '$v'" '--width' $BIN shrink $TEACHER --width "$v" -o "$O/s.onnx"
+    expect_usage "shrink: --depth '$v'" '--depth' $BIN shrink $TEACHER --depth "$v" -o "$O/s.onnx"
 done
-expect_fail "bench: --batch 0" '--batch' $BIN bench $TEACHER --batch 0
-expect_fail "bench: --threads -1" '--threads' $BIN bench $TEACHER --threads -1
-expect_fail "run: --threads 0" '--threads' $BIN run $TEACHER --input "$F/x.npy" --output "$O/y.npy" --threads 0
-expect_fail "eval: --threads 100000" '--threads' $BIN eval $TEACHER --data "$F/ok.npz" --threads 100000
-expect_fail "optimize: --weights f8" '--weights' $BIN optimize $TEACHER --weights f8 -o "$O/o.onnx"
+expect_usage "bench: --batch 0" '--batch' $BIN bench $TEACHER --batch 0
+expect_usage "bench: --threads -1" '--threads' $BIN bench $TEACHER --threads -1
+expect_usage "run: --threads 0" '--threads' $BIN run $TEACHER --input "$F/x.npy" --output "$O/y.npy" --threads 0
+expect_usage "eval: --threads 100000" '--threads' $BIN eval $TEACHER --data "$F/ok.npz" --threads 100000
+expect_usage "optimize: --weights f8" '--weights' $BIN optimize $TEACHER --weights f8 -o "$O/o.onnx"
 
 # ---- never destroy a user's file (issue 19) ---------------------------------------------------
 # Each case names the files that must survive; they are compared byte for byte afterwards.

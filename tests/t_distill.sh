@@ -60,11 +60,11 @@ check "resumed run ends byte-identical to the uninterrupted one" 'cmp -s "$T/ful
 "$BIN" distill "${COMMON[@]}" --epochs 3 --seed 6 --resume "$T/run.ckpt" -o "$T/x.onnx" >/dev/null 2>"$T/x.err"
 check "resume with another seed is refused" '[ $? -eq 1 ] && grep -q "checkpoint" "$T/x.err" && [ ! -e "$T/x.onnx" ]'
 
-# bad options: one line, exit 1, nothing written
+# bad options: one line, exit 2 (a usage error), nothing written
 for args in "--sigma -1" "--alpha 1.5" "--width 0" "--width 1.5" "--epochs 0" "--bogus" "--lr nan" "--loss mse"; do
     "$BIN" distill "${COMMON[@]}" $args -o "$T/bad.onnx" >/dev/null 2>"$T/bad.err"
     rc=$?
-    check "rejects $args" '[ $rc -eq 1 ] && [ "$(wc -l <"$T/bad.err")" -eq 1 ] && [ ! -e "$T/bad.onnx" ]'
+    check "rejects $args" '[ $rc -eq 2 ] && [ "$(wc -l <"$T/bad.err")" -eq 1 ] && [ ! -e "$T/bad.onnx" ]'
 done
 "$BIN" distill models/cnn.onnx --data "$T/nowhere" -o "$T/bad.onnx" >/dev/null 2>"$T/bad.err"
 check "missing dataset: exit 1, names it" '[ $? -eq 1 ] && grep -q nowhere "$T/bad.err" && [ ! -e "$T/bad.onnx" ]'

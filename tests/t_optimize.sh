@@ -321,22 +321,23 @@ else
     bad "optimize --help: $(head -1 "$tmp/log")"
 fi
 "$BIN" --help | grep -q '^  optimize' && ok "listed in onnx-distill --help" || bad "not listed in onnx-distill --help"
-cli_error() { # label, grep pattern, args...
+cli_error() { # label, grep pattern, args...: a runtime error, exit 1 (cli_usage: exit 2)
     local label=$1 pattern=$2
     shift 2
     "$BIN" optimize "$@" >"$tmp/out.log" 2>"$tmp/err.log"
     local rc=$?
-    if [ $rc -eq 1 ] && [ "$(wc -l <"$tmp/err.log")" -eq 1 ] && grep -q "$pattern" "$tmp/err.log" &&
+    if [ $rc -eq "${want_rc:-1}" ] && [ "$(wc -l <"$tmp/err.log")" -eq 1 ] && grep -q "$pattern" "$tmp/err.log" &&
         [ ! -s "$tmp/out.log" ]; then
         ok "error, $label: $(cat "$tmp/err.log")"
     else
         bad "error, $label: exit $rc, stderr: $(head -3 "$tmp/err.log")"
     fi
 }
-cli_error "no model" "no model given"
-cli_error "no output" "no output" "$fx"
-cli_error "bad --weights" "int4" "$fx" -o "$tmp/x.onnx" --weights int4
-cli_error "unknown option" "unknown option --fast" "$fx" -o "$tmp/x.onnx" --fast
+cli_usage() { want_rc=2 cli_error "$@"; }
+cli_usage "no model" "no model given"
+cli_usage "no output" "no output" "$fx"
+cli_usage "bad --weights" "int4" "$fx" -o "$tmp/x.onnx" --weights int4
+cli_usage "unknown option" "unknown option --fast" "$fx" -o "$tmp/x.onnx" --fast
 cli_error "missing file" "nope.onnx" "$tmp/nope.onnx" -o "$tmp/x.onnx"
 echo "not onnx" >"$tmp/garbage.onnx"
 cli_error "not a model" "garbage.onnx" "$tmp/garbage.onnx" -o "$tmp/x.onnx"

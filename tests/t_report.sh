@@ -126,10 +126,10 @@ check "HTML: self-contained (no script, no external URL, font or stylesheet)" \
 start=$SECONDS
 "$BIN" distill "${COMMON[@]}" -o "$T/bad.onnx" --report "$T/r.txt" >/dev/null 2>"$T/bad.err"
 rc=$?
-check "--report r.txt refused: exit 1, one line naming the extensions, nothing written" \
-    '[ $rc -eq 1 ] && [ "$(wc -l <"$T/bad.err")" -eq 1 ] && grep -q "\.json, \.md or \.html" "$T/bad.err" && [ ! -e "$T/bad.onnx" ] && [ ! -e "$T/r.txt" ] && [ $((SECONDS - start)) -le 2 ]'
+check "--report r.txt refused: exit 2 (usage), one line naming the extensions, nothing written" \
+    '[ $rc -eq 2 ] && [ "$(wc -l <"$T/bad.err")" -eq 1 ] && grep -q "\.json, \.md or \.html" "$T/bad.err" && [ ! -e "$T/bad.onnx" ] && [ ! -e "$T/r.txt" ] && [ $((SECONDS - start)) -le 2 ]'
 "$BIN" distill "${COMMON[@]}" -o "$T/bad.onnx" --report "$T/noext" >/dev/null 2>"$T/bad.err"
-check "--report without an extension refused" '[ $? -eq 1 ] && [ ! -e "$T/bad.onnx" ]'
+check "--report without an extension refused" '[ $? -eq 2 ] && [ ! -e "$T/bad.onnx" ]'
 
 # compare: two models, with data
 "$BIN" compare models/cnn.onnx "$T/s.onnx" --data fashion-mnist --limit $TEST --min-time 0.05 --json >"$T/c.json" 2>"$T/c.err"
@@ -157,7 +157,7 @@ check "compare: text table by default" '[ $? -eq 0 ] && grep -qE "^MACs per samp
 "$BIN" compare "$T/nowhere.onnx" >/dev/null 2>"$T/c.err"
 check "compare: missing model is one line, exit 1" '[ $? -eq 1 ] && [ "$(wc -l <"$T/c.err")" -eq 1 ] && grep -q nowhere "$T/c.err"'
 "$BIN" compare models/cnn.onnx --json --md >/dev/null 2>"$T/c.err"
-check "compare: --json and --md exclude each other" '[ $? -eq 1 ]'
+check "compare: --json and --md exclude each other (usage error: exit 2)" '[ $? -eq 2 ]'
 
 # the HTML in headless Chromium: loads, the charts are in the DOM, a screenshot is drawn
 CHROME=$(command -v chromium || command -v chromium-browser || true)

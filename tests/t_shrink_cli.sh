@@ -23,20 +23,22 @@ check() { # name command... : passes when the command succeeds
     if "$@" >/dev/null 2>&1; then ok; else bad "$name"; fi
 }
 
-# expect_error NAME PATTERN ARGS...: exit status 1, nothing on stdout, one stderr line
-# `onnx-distill: ...` containing PATTERN.
+# expect_error NAME PATTERN ARGS...: exit status 1 (a runtime error), nothing on stdout, one
+# stderr line `onnx-distill: ...` containing PATTERN. expect_usage: the same with exit status 2
+# (a usage error: the command line itself is wrong).
 expect_error() {
     local name=$1 pattern=$2; shift 2
     "$BIN" "$@" >"$tmp/out" 2>"$tmp/err"
     local rc=$?
     local lines; lines=$(wc -l <"$tmp/err")
-    if [ $rc -ne 1 ] || [ -s "$tmp/out" ] || [ "$lines" -ne 1 ] || ! grep -q '^onnx-distill: ' "$tmp/err" ||
+    if [ $rc -ne "${want_rc:-1}" ] || [ -s "$tmp/out" ] || [ "$lines" -ne 1 ] || ! grep -q '^onnx-distill: ' "$tmp/err" ||
         ! grep -qF -- "$pattern" "$tmp/err"; then
         bad "$name: exit $rc, stderr: $(head -c 300 "$tmp/err")"
     else
         ok
     fi
 }
+expect_usage() { want_rc=2 expect_error "$@"; }
 
 # npy NAME N: a float32 [N,1,28,28] array of fixed values (perl, no numpy needed).
 npy() {
@@ -55,27 +57,27 @@ npy() {
 check "shrink --help exits 0 and documents the options" \
     grep -q -- '--width W' "$tmp/help"
 check "--help documents --spec, --init, --bn, --round, --seed" \
-    bash -c "grep -q -- '--spec FILE' '$tmp/help' && grep -q -- '--init MODE' '$tmp/help' && grep -q -- '--bn MODE' '$tmp/help' && grep -q -- '--round N' '$tmp/help' && grep -q -- '--seed S' '$tmp/help'"
+    bash -c "grep -q -- '--spec FILE' '$tmp/help' && grep -q -- '--init teacher|random' '$tmp/help' && grep -q -- '--bn auto|on|off' '$tmp/help' && grep -q -- '--round N' '$tmp/help' && grep -q -- '--seed S' '$tmp/help'"
 check "the command list names shrink" bash -c "'$BIN' --help | grep -q '^  shrink '"
 
 T="$MODELS/cnn.onnx"
 [ -f "$T" ] || T="$MODELS/mlp.onnx"
 if [ -f "$T" ]; then
-    expect_error "width 0" '--width "0" is not in (0, 1]' shrink "$T" --width 0 -o "$tmp/x.onnx"
-    expect_error "width 1.5" '--width "1.5" is not in (0, 1]' shrink "$T" --width 1.5 -o "$tmp/x.onnx"
-    expect_error "width abc" '--width "abc"' shrink "$T" --width abc -o "$tmp/x.onnx"
-    expect_error "depth 0" '--depth "0" is not in (0, 1]' shrink "$T" --depth 0 -o "$tmp/x.onnx"
-    expect_error "depth -0.5" '--depth "-0.5"' shrink "$T" --depth=-0.5 -o "$tmp/x.onnx"
-    expect_error "round 0" '--round' shrink "$T" --width 0.5 --round 0 -o "$tmp/x.onnx"
-    expect_error "init foo" 'expected teacher or random' shrink "$T" --width 0.5 --init foo -o "$tmp/x.onnx"
-    expect_error "bn maybe" 'expected auto, on or off' shrink "$T" --width 0.5 --bn maybe -o "$tmp/x.onnx"
-    expect_error "seed -1" '--seed "-1"' shrink "$T" --width 0.5 --seed -1 -o "$tmp/x.onnx"
-    expect_error "no output" 'no output given' shrink "$T" --width 0.5
-    expect_error "no mode" 'say how to shrink' shrink "$T" -o "$tmp/x.onnx"
-    expect_error "no teacher" 'no teacher given' shrink --width 0.5 -o "$tmp/x.onnx"
-    expect_error "two teachers" 'one teacher at a time' shrink "$T" "$T" --width 0.5 -o "$tmp/x.onnx"
-    expect_error "unknown option" 'unknown option --frob' shrink "$T" --frob
-    expect_error "missing value" '--width needs a value' shrink "$T" --width
+    expect_usage "width 0" '--width: "0" is not a number in [0.001, 1]' shrink "$T" --width 0 -o "$tmp/x.onnx"
+    expect_usage "width 1.5" '--width: "1.5" is not a number in [0.001, 1]' shrink "$T" --width 1.5 -o "$tmp/x.onnx"
+    expect_usage "width abc" '--width: "abc"' shrink "$T" --width abc -o "$tmp/x.onnx"
+    expect_usage "depth 0" '--depth: "0" is not a number in [0.001, 1]' shrink "$T" --depth 0 -o "$tmp/x.onnx"
+    expect_usage "depth -0.5" '--depth: "-0.5"' shrink "$T" --depth=-0.5 -o "$tmp/x.onnx"
+    expect_usage "round 0" '--round' shrink "$T" --width 0.5 --round 0 -o "$tmp/x.onnx"
+    expect_usage "init foo" '--init: "foo" is not one of teacher, random' shrink "$T" --width 0.5 --init foo -o "$tmp/x.onnx"
+    expect_usage "bn maybe" '--bn: "maybe" is not one of auto, on, off' shrink "$T" --width 0.5 --bn maybe -o "$tmp/x.onnx"
+    expect_usage "seed -1" '--seed: "-1"' shrink "$T" --width 0.5 --seed -1 -o "$tmp/x.onnx"
+    expect_usage "no output" 'no output given' shrink "$T" --width 0.5
+    expect_usage "no mode" 'say how to shrink' shrink "$T" -o "$tmp/x.onnx"
+    expect_usage "no teacher" 'no teacher given' shrink --width 0.5 -o "$tmp/x.onnx"
+    expect_usage "two teachers" 'one teacher at a time' shrink "$T" "$T" --width 0.5 -o "$tmp/x.onnx"
+    expect_usage "unknown option" 'unknown option --frob' shrink "$T" --frob
+    expect_usage "missing value" '--width needs a value' shrink "$T" --width
     expect_error "missing teacher" 'nonexistent.onnx' shrink "$tmp/nonexistent.onnx" --width 0.5 -o "$tmp/x.onnx"
     expect_error "missing spec" 'nope.json' shrink "$T" --spec "$tmp/nope.json" -o "$tmp/x.onnx"
     printf '{"width": 0.5,\n  "dpeth": 1}\n' >"$tmp/typo.json"

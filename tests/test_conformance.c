@@ -3,7 +3,7 @@
  * support, compares every output with the expected one, prints per-op results and
  * `conformance: N passed, N failed, N skipped`. Exits 1 on any failure.
  *   test_conformance [-v] [-k SUBSTRING] [DIR...] */
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 #include <dirent.h>
 #include <math.h>

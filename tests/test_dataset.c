@@ -7,7 +7,7 @@
  * that corrupt, truncated and inconsistent files fail with a message naming the file and never
  * crash (every truncation and every flipped byte of a small archive); checks preprocessing,
  * input-shape checks and the generator's sequence, shuffle and normal distribution. */
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 #include <math.h>
 #include <stdarg.h>

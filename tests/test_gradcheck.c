@@ -2,7 +2,7 @@
  * Each case is a graph X -> Mul(X, P0) -> op(...) -> Y with loss sum(Y * R): P0 makes the
  * op's input gradient visible as a parameter gradient; the op's own weights are parameters. */
 #include "od_train.h"
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 #include <math.h>
 #include <stdarg.h>

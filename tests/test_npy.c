@@ -4,7 +4,7 @@
  * folder and reads them back; reads hand-made files in format versions 1, 2 and 3; reads a
  * file numpy itself wrote, when python3 with numpy is installed (skipped otherwise); and checks
  * that Fortran order, truncation, bad magic, unknown dtypes and unknown extensions fail. */
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 #include <dirent.h>
 #include <stdarg.h>

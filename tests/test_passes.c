@@ -6,7 +6,7 @@
  * checks both the structure (which nodes went, names kept) and the outputs (f32 within 1e-5
  * relative, f16 and int8 within the bounds stated in the cases). Ends with
  * `passes: N passed, N failed` and exits 1 on any failure. */
-#include "onnx_distill.h"
+#include "od_onnx.h"
 #include "passes_internal.h"
 
 #include <math.h>

@@ -3,7 +3,7 @@
  * synthetic test set, no latency) written as text, JSON, Markdown and HTML: every writer runs,
  * labels are escaped, the HTML fetches nothing, and saving is atomic and refuses unknown
  * extensions. Run from the repository root (needs models/cnn.onnx). */
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 #include <stdarg.h>
 #include <stdio.h>

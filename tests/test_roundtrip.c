@@ -10,7 +10,7 @@
  *
  * A model whose first decode says UNSUPPORTED is skipped with its reason; so is test data of a
  * sequence, map or optional input. Anything else that fails is a failure. */
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 #include "onnx.pb-c.h"
 

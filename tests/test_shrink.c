@@ -8,7 +8,7 @@
  * blocks are found and dropped; random init is repeatable; BatchNormalization is inserted as asked.
  * A graph built here covers depthwise convs in a residual branch, Concat, ConvTranspose, MatMul
  * with a bias Add and Flatten into MatMul. And the spec file reader, its errors, and bad specs. */
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 #include <math.h>
 #include <stdarg.h>

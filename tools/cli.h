@@ -1,36 +1,153 @@
-/* Shared by the subcommands: option parsing, errors, number lists, model facts. */
+/* The command line, declared: each subcommand is a table of options (shared ones come from the
+ * CLI_OPT_* / CLI_OPTS_* macros below, so an option means, checks and says the same in every
+ * command). One parser (cli_parse) reads argv against a table; --help, `onnx-distill help CMD`
+ * and the man page (onnx-distill --man) are printed from the same tables.
+ *
+ * Exit status: 0 success, 1 runtime error (a bad model, dataset or file), 2 usage error (an
+ * unknown option, a value out of range, a missing operand), 130 interrupted. */
 #ifndef OD_CLI_H
 #define OD_CLI_H
 
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 #include <stdio.h>
 
-/* Prints `onnx-distill: MESSAGE` to stderr; returns 1 (the exit status for any error). */
+enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILURE = 1, CLI_EXIT_USAGE = 2, CLI_EXIT_INTERRUPTED = 130 };
+
+typedef enum cli_kind {
+    CLI_END = 0,   /* ends a table */
+    CLI_HEADING,   /* a heading in the help: help is its text */
+    CLI_FLAG,      /* no value */
+    CLI_INT,       /* a whole number in [lo, hi]; hi == 0: no upper bound */
+    CLI_REAL,      /* a finite number in [lo, hi] ((lo, hi] with lo_open) */
+    CLI_TEXT,      /* any text: a path, a name */
+    CLI_CHOICE,    /* one of choices ("a|b|c") */
+    CLI_INT_LIST,  /* comma-separated CLI_INT items */
+    CLI_REAL_LIST, /* comma-separated CLI_REAL items */
+} cli_kind;
+
+typedef struct cli_option {
+    cli_kind kind;
+    const char *name;    /* "--width" */
+    char short_name;     /* 'o' for -o FILE / -oFILE, 0: none */
+    const char *arg;     /* the value's placeholder in the help: "W", "FILE" */
+    double lo, hi;       /* numbers, and list items */
+    bool lo_open;        /* lo itself is refused */
+    const char *choices; /* CLI_CHOICE: "teacher|random" */
+    int min_items, max_items; /* lists: 1 and 16 unless set */
+    bool repeat;         /* may be given more than once, every value kept (run --input) */
+    const char *dflt;    /* shown as "(default X)" */
+    const char *help;    /* wrapped to the terminal width; "\n" forces a break */
+} cli_option;
+
+typedef struct cli_command {
+    const char *name, *summary;
+    const char *synopsis; /* after "onnx-distill NAME " in the usage line */
+    int min_operands, max_operands; /* max -1: any number */
+    const char *operand;  /* what an operand is, for messages: "teacher", "model" */
+    const char *about;    /* paragraphs before the options */
+    const cli_option *options;
+    const char *notes;    /* paragraphs after the options, or NULL */
+} cli_command;
+
+/* ---- shared options: one definition each ------------------------------------------------ */
+
+#define CLI_OPT_OUTPUT(what) {CLI_TEXT, "--output", 'o', "FILE", .help = what " (written atomically)"}
+#define CLI_OPT_THREADS(d) {CLI_INT, "--threads", 0, "N", 1, 256, .dflt = d, .help = "worker threads"}
+#define CLI_OPT_THREAD_LIST(d, h) {CLI_INT_LIST, "--threads", 0, "LIST", 1, 256, .max_items = 4, .dflt = d, .help = h}
+#define CLI_OPT_BATCH_LIST(d, h) {CLI_INT_LIST, "--batch", 0, "LIST", 1, 1 << 20, .max_items = 4, .dflt = d, .help = h}
+#define CLI_OPT_MIN_TIME(d) \
+    {CLI_REAL, "--min-time", 0, "S", 0.001, 3600, .dflt = d, .help = "seconds of timed runs per measurement"}
+#define CLI_OPT_SEED \
+    {CLI_INT, "--seed", 0, "S", 0, 0, .dflt = "1", .help = "seed of the random initialisation (and of the data order)"}
+#define CLI_OPT_WEIGHTS \
+    {CLI_CHOICE, "--weights", 0, NULL, .choices = "f32|f16|int8", .dflt = "f32", \
+     .help = "weight storage of the written model: float32 as they are; float16 initializers each " \
+             "followed by Cast; per-output-channel symmetric int8 with DequantizeLinear (opset raised " \
+             "to 13 when lower). Activations stay float32."}
+#define CLI_OPT_DATA(what) \
+    {CLI_TEXT, "--data", 0, "PATH", .help = what ": an IDX folder, a CIFAR folder, an .npz file, or fashion-mnist"}
+#define CLI_OPT_JSON(what) {CLI_FLAG, "--json", .help = what}
+#define CLI_OPT_VERBOSE(what) {CLI_FLAG, "--verbose", 'v', .help = what}
+
+/* How to build a student: shrink, and distill when it builds one. */
+#define CLI_OPTS_SHRINK                                                                                       \
+    {CLI_REAL, "--width", 0, "W", 0.001, 1,                                                      \
+     .help = "every Conv, ConvTranspose, Gemm and MatMul keeps round(W x its output channels), "  \
+             "rounded up to a multiple of --round. Channels that must agree (residual Add branches, "        \
+             "depthwise convs, Concat inputs along other axes) form one group; the graph's inputs and the "  \
+             "classifier's outputs stay."},                                                                  \
+    {CLI_REAL, "--depth", 0, "D", 0.001, 1,                                                      \
+     .help = "keep round(D x n) of the n removable blocks, spread evenly. A removable block is "  \
+             "a residual block whose output shape equals its input's (the branch goes, the skip stays) or a " \
+             "layer with its BN and activation in a chain of same-shape layers (e.g. an MLP's hidden layers)."}, \
+    {CLI_TEXT, "--spec", 0, "FILE",                                                                          \
+     .help = "JSON per-layer control, e.g.\n"                                                                \
+             "  {\"width\": 0.5, \"depth\": 1, \"channels\": {\"/features/*/Conv\": 24},\n"                   \
+             "   \"drop\": [\"/layers/layers.1/*\"]}\n"                                                       \
+             "channels: output channels of the matching nodes (names or globs); drop: removable blocks "     \
+             "holding a matching node. --width and --depth given on the command line override the file's."}, \
+    {CLI_INT, "--round", 0, "N", 1, 65536, .dflt = "8", .help = "channel multiple (1: no rounding)"},         \
+    {CLI_CHOICE, "--init", 0, NULL, .choices = "teacher|random", .dflt = "teacher",                           \
+     .help = "teacher: keep each group's channels of largest L1 norm, with the teacher's weights; random: "  \
+             "PyTorch's default initialisation"},                                                            \
+    {CLI_CHOICE, "--bn", 0, NULL, .choices = "auto|on|off", .dflt = "auto",                                   \
+     .help = "insert BatchNormalization (named od_bn_*, an identity until trained) after each Conv that "    \
+             "lacks one, for training; the writer folds them away. auto: on when the student has more than " \
+             "2 Conv layers"}
+
+/* Preprocessing that overrides a model's metadata (eval, distill, compare). */
+#define CLI_OPTS_PREPROCESS                                                                         \
+    {CLI_REAL, "--scale", 0, "F", 1e-12, 1e12, .help = "x = (raw x F - mean) / std"},               \
+    {CLI_REAL_LIST, "--mean", 0, "LIST", -1e9, 1e9, .help = "per-channel mean (one value: all)"},   \
+    {CLI_REAL_LIST, "--std", 0, "LIST", 1e-12, 1e9, .help = "per-channel std (one value: all)"}
+
+/* ---- parsing and reading the values ------------------------------------------------------- */
+
+typedef struct cli_args {
+    const cli_command *cmd;
+    int n_operands;
+    const char **operands;
+    int n_given;
+    struct cli_given {
+        const cli_option *opt;
+        const char *value; /* NULL for a flag */
+    } *given;
+} cli_args;
+
+/* Reads argv (argv[0] is the command's name) against cmd's table: `--name value`,
+ * `--name=value`, `-o value`, `-ovalue`, `--` ends the options. Returns -1 to go on, 0 after
+ * printing the help (--help, -h), CLI_EXIT_USAGE after a usage message. Values are checked
+ * here, so the getters below cannot fail. */
+int cli_parse(const cli_command *cmd, int argc, char **argv, cli_args *a);
+void cli_args_clear(cli_args *a);
+
+bool cli_given(const cli_args *a, const char *name);
+/* The last value given, or dflt. */
+const char *cli_text(const cli_args *a, const char *name, const char *dflt);
+long long cli_int(const cli_args *a, const char *name, long long dflt);
+double cli_real(const cli_args *a, const char *name, double dflt);
+/* The index of the value in the option's choices, or dflt. */
+int cli_choice(const cli_args *a, const char *name, int dflt);
+/* List items (count returned; 0 when not given). */
+int cli_int_list(const cli_args *a, const char *name, long long *out, int max);
+int cli_real_list(const cli_args *a, const char *name, double *out, int max);
+/* Repeated options: how many times given, and the k-th value. */
+int cli_count(const cli_args *a, const char *name);
+const char *cli_nth(const cli_args *a, const char *name, int k);
+
+/* `onnx-distill: MESSAGE` on stderr. cli_fail returns 1 (a runtime error); cli_usage returns
+ * 2 and names the command's help. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Same, from an error record. */
 int cli_fail_err(const od_error *err);
+int cli_usage(const cli_command *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Option parsing: `--name value` or `--name=value`. Returns true and sets *value (NULL for a
- * flag) when argv[*i] is that option; advances *i past a separate value. */
-bool cli_opt(int argc, char **argv, int *i, const char *name, const char **value);
-bool cli_flag(const char *arg, const char *name);
-/* Parses numbers; false (with a message printed) when out of [lo, hi] or not a number. */
-bool cli_int(const char *opt, const char *s, long lo, long hi, long *out);
-bool cli_double(const char *opt, const char *s, double lo, double hi, double *out);
-/* "1,64" -> {1, 64}; returns count or -1 (message printed). */
-int cli_int_list(const char *opt, const char *s, long lo, long hi, long *out, int max);
+void cli_print_help(const cli_command *cmd, FILE *f);
+/* The man page onnx-distill(1), in roff, from every command's table. */
+void cli_print_man(const cli_command *const *cmds, int n, FILE *f);
 
-/* --scale F, --mean LIST, --std LIST: override the preprocessing a model's metadata gives. */
-typedef struct cli_preprocess {
-    bool has_scale;
-    float scale;
-    int n_mean, n_std;
-    float mean[16], std[16];
-} cli_preprocess;
-/* 0: argv[*i] was one of them (parsed); -1: not one of them; 1: bad value (message printed). */
-int cli_preprocess_option(int argc, char **argv, int *i, cli_preprocess *p);
-void cli_preprocess_apply(const cli_preprocess *p, od_preprocess *pre);
+/* --scale F, --mean LIST, --std LIST applied over the preprocessing a model's metadata gives. */
+void cli_preprocess_apply(const cli_args *a, od_preprocess *pre);
 
 /* Facts about a model for inspect, bench and reports. */
 typedef struct model_facts {
@@ -39,6 +156,9 @@ typedef struct model_facts {
 } model_facts;
 od_status model_facts_get(const char *path, const od_model *m, model_facts *f, od_error *err);
 
+/* The subcommands: each a table and a function. */
+extern const cli_command cli_cmd_inspect, cli_cmd_run, cli_cmd_bench, cli_cmd_shrink, cli_cmd_optimize,
+    cli_cmd_distill, cli_cmd_eval, cli_cmd_compare;
 int cmd_inspect(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

@@ -3,23 +3,30 @@
 
 #include <string.h>
 
-static const char bench_help[] =
-    "usage: onnx-distill bench MODEL... [--batch 1,64] [--threads 1,2] [--min-time SECONDS]\n"
-    "                          [--json] [--profile]\n\n"
-    "Times inference of each model for every (batch, threads) pair: warm-up, then repeated\n"
-    "runs for at least --min-time seconds (default 1) and 10 runs; prints median, p10 and p90\n"
-    "latency and samples/s, with file bytes, params and MACs per sample. With two or more\n"
-    "models, the median of each is also given as a ratio to the first model's.\n\n"
-    "  --batch LIST     batch sizes (default 1,64)\n"
-    "  --threads LIST   thread counts (default 1,2)\n"
-    "  --min-time S     seconds of timed runs per measurement (default 1)\n"
-    "  --json           a JSON list: {model, bytes, params, macs, results: [{batch, threads,\n"
-    "                   median_ms, p10_ms, p90_ms, samples_per_s}], profile}\n"
-    "  --profile        per-node breakdown (node, op, share of time, GFLOP/s) at the first\n"
-    "                   batch size and thread count\n";
+enum { MAX_MODELS = 16 };
 
-#define MAX_MODELS 16
-#define MAX_CONF 8
+const cli_command cli_cmd_bench = {
+    .name = "bench",
+    .summary = "inference latency of models at several batch sizes and thread counts",
+    .synopsis = "MODEL... [--batch 1,64] [--threads 1,2] [--min-time SECONDS] [--json] [--profile]",
+    .min_operands = 1, .max_operands = MAX_MODELS, .operand = "model",
+    .about = "Times inference of each model for every (batch, threads) pair: warm-up, then repeated runs for "
+             "at least --min-time seconds and 10 runs; prints median, p10 and p90 latency and samples/s, with "
+             "file bytes, params and MACs per sample. With two or more models, the median of each is also "
+             "given as a ratio to the first model's.",
+    .options = (const cli_option[]){
+        CLI_OPT_BATCH_LIST("1,64", "batch sizes"),
+        CLI_OPT_THREAD_LIST("1,2", "thread counts"),
+        CLI_OPT_MIN_TIME("1"),
+        CLI_OPT_JSON("a JSON list: {model, bytes, params, macs, results: [{batch, threads, median_ms, p10_ms, "
+                     "p90_ms, samples_per_s}], profile}"),
+        {CLI_FLAG, "--profile",
+         .help = "per-node breakdown (node, op, share of time, GFLOP/s) at the first batch size and thread count"},
+        {0},
+    },
+};
+
+#define MAX_CONF 4
 
 static void print_profile(FILE *f, od_plan *plan, long batch, bool json) {
     const od_step_profile *p;
@@ -48,35 +55,22 @@ static void print_profile(FILE *f, od_plan *plan, long batch, bool json) {
 }
 
 int cmd_bench(int argc, char **argv) {
+    cli_args args;
+    int parsed = cli_parse(&cli_cmd_bench, argc, argv, &args);
+    if (parsed >= 0) return parsed;
     const char *paths[MAX_MODELS];
-    int n_models = 0, n_batch = 2, n_threads = 2;
+    int n_models = args.n_operands;
+    memcpy(paths, args.operands, sizeof *paths * (size_t)n_models);
+    long long bl[MAX_CONF], tl[MAX_CONF];
     long batches[MAX_CONF] = {1, 64}, threads[MAX_CONF] = {1, 2};
-    double min_time = 1.0;
-    bool json = false, profile = false;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if (cli_flag(argv[i], "--help") || cli_flag(argv[i], "-h")) {
-            fputs(bench_help, stdout);
-            return 0;
-        } else if (cli_opt(argc, argv, &i, "--batch", &v)) {
-            if ((n_batch = cli_int_list("--batch", v, 1, 1 << 20, batches, MAX_CONF)) < 0) return 1;
-        } else if (cli_opt(argc, argv, &i, "--threads", &v)) {
-            if ((n_threads = cli_int_list("--threads", v, 1, 256, threads, MAX_CONF)) < 0) return 1;
-        } else if (cli_opt(argc, argv, &i, "--min-time", &v)) {
-            if (!cli_double("--min-time", v, 0.001, 3600, &min_time)) return 1;
-        } else if (cli_flag(argv[i], "--json")) {
-            json = true;
-        } else if (cli_flag(argv[i], "--profile")) {
-            profile = true;
-        } else if (argv[i][0] == '-') {
-            return cli_fail("bench: unknown option %s (see onnx-distill bench --help)", argv[i]);
-        } else if (n_models == MAX_MODELS) {
-            return cli_fail("bench: at most %d models", MAX_MODELS);
-        } else {
-            paths[n_models++] = argv[i];
-        }
-    }
-    if (!n_models) return cli_fail("bench: no model given (see onnx-distill bench --help)");
+    int n_batch = cli_int_list(&args, "--batch", bl, MAX_CONF), n_threads = cli_int_list(&args, "--threads", tl, MAX_CONF);
+    for (int k = 0; k < n_batch; k++) batches[k] = (long)bl[k];
+    for (int k = 0; k < n_threads; k++) threads[k] = (long)tl[k];
+    if (!n_batch) n_batch = 2;
+    if (!n_threads) n_threads = 2;
+    double min_time = cli_real(&args, "--min-time", 1.0);
+    bool json = cli_given(&args, "--json"), profile = cli_given(&args, "--profile");
+    cli_args_clear(&args);
     static od_latency results[MAX_MODELS][MAX_CONF * MAX_CONF];
     FILE *f = stdout;
     if (json) fputs("[", f);

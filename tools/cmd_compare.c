@@ -4,77 +4,63 @@
 
 #include <string.h>
 
-static const char compare_help[] =
-    "usage: onnx-distill compare MODEL... [--data PATH [--limit N]] [--batch 1,64] [--threads 1,2]\n"
-    "                            [--min-time SECONDS] [--json | --md | --html]\n\n"
-    "Puts models side by side, as distill's summary does for a teacher and its student: file\n"
-    "bytes, gzip -9 bytes, params, MACs per sample, and latency (median and p90) for every batch\n"
-    "size and thread count, each with its ratio to the first model. With --data, also test\n"
-    "accuracy, agreement with the first model (top-1), per-class accuracy, confusion matrices and\n"
-    "the samples one model gets wrong and the first right, and the reverse. For comparing a\n"
-    "teacher with several students, or one model before and after `optimize`.\n\n"
-    "  --data PATH        IDX folder, CIFAR folder, .npz file, or a short name: fashion-mnist\n"
-    "  --limit N          evaluate on the first N test samples only\n"
-    "  --scale F --mean LIST --std LIST   preprocessing (default: each model's metadata)\n"
-    "  --batch LIST       batch sizes to time (default 1,64)\n"
-    "  --threads LIST     thread counts to time (default 1,2); evaluation uses the largest\n"
-    "  --min-time S       seconds of timed runs per (batch, threads) and model (default 0.3)\n"
-    "  --no-latency       skip timing\n"
-    "  --json             the report as JSON (the keys distill --report writes, kind \"compare\")\n"
-    "  --md               the report as Markdown\n"
-    "  --html             the report as one self-contained HTML page\n";
+enum { MAX_MODELS = 16 };
 
-#define MAX_MODELS 16
+const cli_command cli_cmd_compare = {
+    .name = "compare",
+    .summary = "models side by side: size, params, MACs, latency, accuracy, agreement",
+    .synopsis = "MODEL... [--data PATH [--limit N]] [--batch 1,64] [--threads 1,2] [--min-time SECONDS] "
+                "[--json | --md | --html]",
+    .min_operands = 1, .max_operands = MAX_MODELS, .operand = "model",
+    .about = "Puts models side by side, as distill's summary does for a teacher and its student: file bytes, "
+             "gzip -9 bytes, params, MACs per sample, and latency (median and p90) for every batch size and "
+             "thread count, each with its ratio to the first model. With --data, also test accuracy, agreement "
+             "with the first model (top-1), per-class accuracy, confusion matrices and the samples one model "
+             "gets wrong and the first right, and the reverse. For comparing a teacher with several students, "
+             "or one model before and after `optimize`.",
+    .options = (const cli_option[]){
+        CLI_OPT_DATA("test data"),
+        {CLI_INT, "--limit", 0, "N", 1, 0x7fffffffffffLL, .help = "evaluate on the first N test samples only"},
+        CLI_OPTS_PREPROCESS,
+        CLI_OPT_BATCH_LIST("1,64", "batch sizes to time"),
+        CLI_OPT_THREAD_LIST("1,2", "thread counts to time; evaluation uses the largest"),
+        CLI_OPT_MIN_TIME("0.3"),
+        {CLI_FLAG, "--no-latency", .help = "skip timing"},
+        CLI_OPT_JSON("the report as JSON (the keys distill --report writes, kind \"compare\")"),
+        {CLI_FLAG, "--md", .help = "the report as Markdown"},
+        {CLI_FLAG, "--html", .help = "the report as one self-contained HTML page"},
+        {0},
+    },
+};
+
 
 int cmd_compare(int argc, char **argv) {
-    const char *paths[MAX_MODELS], *data_path = NULL, *v;
-    int n_models = 0;
-    long limit = 0, list[4];
-    od_report_format fmt = OD_REPORT_TEXT;
+    const cli_command *cmd = &cli_cmd_compare;
+    cli_args args;
+    int parsed = cli_parse(cmd, argc, argv, &args);
+    if (parsed >= 0) return parsed;
+    const char *paths[MAX_MODELS], *data_path = cli_text(&args, "--data", NULL);
+    int n_models = args.n_operands;
+    memcpy(paths, args.operands, sizeof *paths * (size_t)n_models);
+    long limit = (long)cli_int(&args, "--limit", 0);
+    long long list[4];
     od_report_options ro;
     od_report_options_default(&ro);
-    cli_preprocess pre_flags = {0};
-    bool no_latency = false;
-    for (int i = 1; i < argc; i++) {
-        int pre_rc = cli_preprocess_option(argc, argv, &i, &pre_flags);
-        if (pre_rc > 0) return 1;
-        if (pre_rc == 0) continue;
-        const char *a = argv[i];
-        if (cli_flag(a, "--help") || cli_flag(a, "-h")) {
-            fputs(compare_help, stdout);
-            return 0;
-        } else if (cli_opt(argc, argv, &i, "--data", &v)) {
-            if (!(data_path = v)) return 1;
-        } else if (cli_opt(argc, argv, &i, "--limit", &v)) {
-            if (!cli_int("--limit", v, 1, 0x7fffffffffffL, &limit)) return 1;
-        } else if (cli_opt(argc, argv, &i, "--batch", &v)) {
-            int n = cli_int_list("--batch", v, 1, 1 << 20, list, 4);
-            if (n < 0) return 1;
-            ro.n_batches = n;
-            for (int k = 0; k < n; k++) ro.batches[k] = list[k];
-        } else if (cli_opt(argc, argv, &i, "--threads", &v)) {
-            int n = cli_int_list("--threads", v, 1, 256, list, 4);
-            if (n < 0) return 1;
-            ro.n_threads = n;
-            for (int k = 0; k < n; k++) ro.threads[k] = (int)list[k];
-        } else if (cli_opt(argc, argv, &i, "--min-time", &v)) {
-            if (!cli_double("--min-time", v, 0.001, 3600, &ro.min_time)) return 1;
-        } else if (cli_flag(a, "--no-latency")) {
-            no_latency = true;
-        } else if (cli_flag(a, "--json") || cli_flag(a, "--md") || cli_flag(a, "--html")) {
-            od_report_format want = a[2] == 'j' ? OD_REPORT_JSON : a[2] == 'm' ? OD_REPORT_MARKDOWN : OD_REPORT_HTML;
-            if (fmt != OD_REPORT_TEXT && fmt != want) return cli_fail("compare: --json, --md and --html exclude each other");
-            fmt = want;
-        } else if (a[0] == '-') {
-            return cli_fail("compare: unknown option %s (see onnx-distill compare --help)", a);
-        } else if (n_models == MAX_MODELS) {
-            return cli_fail("compare: at most %d models", MAX_MODELS);
-        } else {
-            paths[n_models++] = a;
-        }
-    }
-    if (!n_models) return cli_fail("compare: no model given (see onnx-distill compare --help)");
-    if (limit && !data_path) return cli_fail("compare: --limit needs --data");
+    int n = cli_int_list(&args, "--batch", list, 4);
+    if (n) ro.n_batches = n;
+    for (int k = 0; k < n; k++) ro.batches[k] = list[k];
+    n = cli_int_list(&args, "--threads", list, 4);
+    if (n) ro.n_threads = n;
+    for (int k = 0; k < n; k++) ro.threads[k] = (int)list[k];
+    ro.min_time = cli_real(&args, "--min-time", ro.min_time);
+    bool no_latency = cli_given(&args, "--no-latency");
+    int n_formats = cli_given(&args, "--json") + cli_given(&args, "--md") + cli_given(&args, "--html");
+    od_report_format fmt = cli_given(&args, "--json") ? OD_REPORT_JSON
+                           : cli_given(&args, "--md") ? OD_REPORT_MARKDOWN
+                           : cli_given(&args, "--html") ? OD_REPORT_HTML
+                                                        : OD_REPORT_TEXT;
+    if (n_formats > 1) return cli_args_clear(&args), cli_usage(cmd, "compare: --json, --md and --html exclude each other");
+    if (limit && !data_path) return cli_args_clear(&args), cli_usage(cmd, "compare: --limit needs --data");
     if (no_latency) ro.n_batches = 0;
     int eval_threads = 1;
     for (int k = 0; k < ro.n_threads; k++)
@@ -112,7 +98,7 @@ int cmd_compare(int argc, char **argv) {
                 od_error_prefix(&err, "%s: ", paths[i]);
                 goto fail;
             }
-            cli_preprocess_apply(&pre_flags, &pre);
+            cli_preprocess_apply(&args, &pre);
             if (od_report_evaluate(&rep, i, models[i], &test, &pre, eval_threads, &err)) goto fail;
         }
     }
@@ -127,6 +113,7 @@ int cmd_compare(int argc, char **argv) {
 fail:
     cli_fail_err(&err);
 done:
+    cli_args_clear(&args);
     od_report_clear(&rep);
     od_data_split_clear(&data);
     for (int i = 0; i < n_models; i++) od_model_destroy(models[i]);

@@ -9,53 +9,68 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char distill_help[] =
-    "usage: onnx-distill distill TEACHER.onnx --data PATH -o STUDENT.onnx [options]\n\n"
-    "Builds a student from the teacher (or takes --student), trains it on the teacher's logits\n"
-    "with noise added to them (Sau & Balasubramanian 2016), keeps the epoch that does best on a\n"
-    "held-out split of the training set, and writes the student. Ctrl-C stops after the current\n"
-    "batch; the last finished epoch is kept in the checkpoint for --resume.\n\n"
-    "student:\n"
-    "  --width W            keep W of every layer's channels, 0 < W <= 1 (default 0.5)\n"
-    "  --depth D            keep D of the removable blocks, 0 < D <= 1 (default 1)\n"
-    "  --spec FILE.json     per-layer control (see onnx-distill shrink --help)\n"
-    "  --round N            round channel counts up to a multiple of N (default 8)\n"
-    "  --init teacher|random  start from the teacher's strongest channels (default) or afresh\n"
-    "  --bn auto|on|off     BatchNormalization after each conv while training (folded on write)\n"
-    "  --student FILE.onnx  train this student instead of building one\n"
-    "data:\n"
-    "  --data PATH          IDX folder, CIFAR folder, .npz, or fashion-mnist\n"
-    "  --scale F --mean LIST --std LIST   preprocessing (default: the teacher's metadata)\n"
-    "  --val-split F        held out to pick the epoch kept (default 0.05)\n"
-    "  --train-limit N      use only the first N training samples\n"
-    "  --test-limit N       evaluate on the first N test samples only\n"
-    "training:\n"
-    "  --epochs N (5)  --batch N (64)  --threads N (2)  --seed S (1)\n"
-    "                       (a student under 32 M MACs a training step trains on one thread:\n"
-    "                       faster than two there)\n"
-    "  --loss l2|kd|labels  L2 on logits (default, the paper's), Hinton's soft targets, or\n"
-    "                       cross-entropy on the labels alone (a baseline without the teacher)\n"
-    "  --temperature T      for kd (default 4)\n"
-    "  --label-weight B     add B x cross-entropy on true labels (default 0)\n"
-    "  --sigma S            noise on the teacher's logits, xi ~ N(0, S^2) (default 0.1; 0: plain)\n"
-    "  --alpha A            fraction of each batch that gets noise (default 0.5)\n"
-    "  --sigma-range LO,HI  draw sigma uniformly per batch instead\n"
-    "  --optimizer sgd|adam|adamw (adam)  --lr F (0.002)  --momentum F (0.9)  --nesterov\n"
-    "  --weight-decay F (0)  --schedule constant|step|cosine (cosine)  --warmup EPOCHS (0.3)\n"
-    "  --step-epochs N (10) --step-gamma F (0.1)\n"
-    "  --checkpoint FILE    checkpoint after every epoch (default: STUDENT.onnx.ckpt, removed\n"
-    "                       after a successful run); a run holds STUDENT.onnx.lock meanwhile,\n"
-    "                       and a second run on the same output is refused\n"
-    "  --resume FILE        continue from a checkpoint: every option that changes the result,\n"
-    "                       the student and the data must match; each difference is named\n"
-    "output:\n"
-    "  -o, --output FILE    the student (written atomically)\n"
-    "  --weights f32|f16|int8  weight storage of the written student (default f32)\n"
-    "  --report PATH        also write a report, .json, .md or .html by the extension: the summary\n"
-    "                       plus hyper-parameters, the per-epoch curve, per-class accuracy, the\n"
-    "                       confusion matrices and the samples the student gets wrong and the\n"
-    "                       teacher right (and the reverse); HTML with inline SVG charts\n"
-    "  --quiet              no progress lines\n";
+const cli_command cli_cmd_distill = {
+    .name = "distill",
+    .summary = "train a small student on a (noisy) teacher's logits, write it",
+    .synopsis = "TEACHER.onnx --data PATH -o STUDENT.onnx [options]",
+    .min_operands = 1, .max_operands = 1, .operand = "teacher",
+    .about = "Builds a student from the teacher (--width 0.5 unless --width, --depth, --spec or --student is "
+             "given), trains it on the teacher's logits with noise added to them (Sau & Balasubramanian 2016), "
+             "keeps the epoch that does best on a held-out split of the training set, and writes the student. "
+             "Ctrl-C stops after the current batch; the last finished epoch is kept in the checkpoint for "
+             "--resume.",
+    .options = (const cli_option[]){
+        {CLI_HEADING, .help = "student:"},
+        CLI_OPTS_SHRINK,
+        {CLI_TEXT, "--student", 0, "FILE.onnx", .help = "train this student instead of building one"},
+        {CLI_HEADING, .help = "data:"},
+        CLI_OPT_DATA("the training and test data"),
+        CLI_OPTS_PREPROCESS,
+        {CLI_REAL, "--val-split", 0, "F", 0, 0.9, .dflt = "0.05", .help = "held out to pick the epoch kept"},
+        {CLI_INT, "--train-limit", 0, "N", 1, 0x7fffffffffffLL, .help = "use only the first N training samples"},
+        {CLI_INT, "--test-limit", 0, "N", 1, 0x7fffffffffffLL, .help = "evaluate on the first N test samples only"},
+        {CLI_HEADING, .help = "training:"},
+        {CLI_INT, "--epochs", 0, "N", 1, 100000, .dflt = "5", .help = "passes over the training set"},
+        {CLI_INT, "--batch", 0, "N", 1, 65536, .dflt = "64", .help = "samples per training step"},
+        CLI_OPT_THREADS("2"),
+        CLI_OPT_SEED,
+        {CLI_CHOICE, "--loss", 0, NULL, .choices = "l2|kd|labels", .dflt = "l2",
+         .help = "L2 on logits (the paper's), Hinton's soft targets, or cross-entropy on the labels alone (a "
+                 "baseline without the teacher)"},
+        {CLI_REAL, "--temperature", 0, "T", 1e-3, 1e3, .dflt = "4", .help = "for kd"},
+        {CLI_REAL, "--label-weight", 0, "B", 0, 1e3, .dflt = "0", .help = "add B x cross-entropy on true labels"},
+        {CLI_REAL, "--sigma", 0, "S", 0, 100, .dflt = "0.1",
+         .help = "noise on the teacher's logits, xi ~ N(0, S^2); 0: plain distillation"},
+        {CLI_REAL, "--alpha", 0, "A", 0, 1, .dflt = "0.5", .help = "fraction of each batch that gets noise"},
+        {CLI_REAL_LIST, "--sigma-range", 0, "LO,HI", 0, 100, .min_items = 2, .max_items = 2,
+         .help = "draw sigma uniformly per batch instead"},
+        {CLI_CHOICE, "--optimizer", 0, NULL, .choices = "sgd|adam|adamw", .dflt = "adam", .help = "the optimiser"},
+        {CLI_REAL, "--lr", 0, "F", 1e-9, 100, .dflt = "0.002", .help = "learning rate"},
+        {CLI_REAL, "--momentum", 0, "F", 0, 0.999999, .dflt = "0.9", .help = "sgd momentum"},
+        {CLI_FLAG, "--nesterov", .help = "Nesterov momentum (sgd)"},
+        {CLI_REAL, "--weight-decay", 0, "F", 0, 10, .dflt = "0", .help = "L2 penalty (decoupled with adamw)"},
+        {CLI_CHOICE, "--schedule", 0, NULL, .choices = "constant|step|cosine", .dflt = "cosine", .help = "learning-rate schedule"},
+        {CLI_REAL, "--warmup", 0, "EPOCHS", 0, 1000, .dflt = "0.3", .help = "linear warm-up"},
+        {CLI_INT, "--step-epochs", 0, "N", 1, 100000, .dflt = "10", .help = "step schedule: every N epochs..."},
+        {CLI_REAL, "--step-gamma", 0, "F", 1e-6, 1, .dflt = "0.1", .help = "...multiply the rate by F"},
+        {CLI_TEXT, "--checkpoint", 0, "FILE", .dflt = "STUDENT.onnx.ckpt, removed after a successful run",
+         .help = "checkpoint after every epoch; a run holds STUDENT.onnx.lock meanwhile, and a second run on the same "
+                 "output is refused"},
+        {CLI_TEXT, "--resume", 0, "FILE",
+         .help = "continue from a checkpoint: every option that changes the result, the student and the data must "
+                 "match; each difference is named"},
+        {CLI_HEADING, .help = "output:"},
+        CLI_OPT_OUTPUT("the student"),
+        CLI_OPT_WEIGHTS,
+        {CLI_TEXT, "--report", 0, "PATH",
+         .help = "also write a report, .json, .md or .html by the extension: the summary plus hyper-parameters, "
+                 "the per-epoch curve, per-class accuracy, the confusion matrices and the samples the student "
+                 "gets wrong and the teacher right (and the reverse); HTML with inline SVG charts"},
+        {CLI_FLAG, "--quiet", .help = "no progress lines"},
+        {0},
+    },
+    .notes = "A student under 32 M MACs a training step trains on one thread: faster than two there.",
+};
 
 static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig) {
@@ -86,155 +101,75 @@ static void show_progress(const od_distill_progress *p, void *ctx) {
 }
 
 int cmd_distill(int argc, char **argv) {
-    const char *teacher_path = NULL, *data_path = NULL, *out_path = NULL, *student_path = NULL, *report_path = NULL, *v;
+    const cli_command *cmd = &cli_cmd_distill;
+    cli_args args;
+    int parsed = cli_parse(cmd, argc, argv, &args);
+    if (parsed >= 0) return parsed;
+    const char *teacher_path = args.operands[0], *data_path = cli_text(&args, "--data", NULL),
+               *out_path = cli_text(&args, "--output", NULL), *student_path = cli_text(&args, "--student", NULL),
+               *report_path = cli_text(&args, "--report", NULL);
     od_distill_options opt;
     od_distill_options_default(&opt);
     od_shrink_spec spec;
     od_shrink_spec_default(&spec);
-    bool shrink_given = false, quiet = false;
-    od_weight_format weights = OD_WEIGHTS_F32;
-    cli_preprocess pre_flags = {0};
-    long l;
-    double d;
-    for (int i = 1; i < argc; i++) {
-        int pre_rc = cli_preprocess_option(argc, argv, &i, &pre_flags);
-        if (pre_rc > 0) return 1;
-        if (pre_rc == 0) continue;
-        const char *a = argv[i];
-        if (cli_flag(a, "--help") || cli_flag(a, "-h")) {
-            fputs(distill_help, stdout);
-            return 0;
-        } else if (cli_opt(argc, argv, &i, "--data", &v)) {
-            if (!(data_path = v)) return 1;
-        } else if (cli_opt(argc, argv, &i, "-o", &v) || cli_opt(argc, argv, &i, "--output", &v)) {
-            if (!(out_path = v)) return 1;
-        } else if (cli_opt(argc, argv, &i, "--student", &v)) {
-            if (!(student_path = v)) return 1;
-        } else if (cli_opt(argc, argv, &i, "--width", &v)) {
-            if (!cli_double("--width", v, 1e-9, 1, &d)) return 1;
-            spec.width = d, shrink_given = true;
-        } else if (cli_opt(argc, argv, &i, "--depth", &v)) {
-            if (!cli_double("--depth", v, 1e-9, 1, &d)) return 1;
-            spec.depth = d, shrink_given = true;
-        } else if (cli_opt(argc, argv, &i, "--spec", &v)) {
-            if (!(spec.spec_path = v)) return 1;
-            shrink_given = true;
-        } else if (cli_opt(argc, argv, &i, "--round", &v)) {
-            if (!cli_int("--round", v, 1, 4096, &l)) return 1;
-            spec.round_to = (int)l;
-        } else if (cli_opt(argc, argv, &i, "--init", &v)) {
-            if (!v || (strcmp(v, "teacher") && strcmp(v, "random"))) return cli_fail("distill: --init is teacher or random");
-            spec.init = strcmp(v, "teacher") ? OD_SHRINK_INIT_RANDOM : OD_SHRINK_INIT_TEACHER;
-        } else if (cli_opt(argc, argv, &i, "--bn", &v)) {
-            if (!v || (strcmp(v, "auto") && strcmp(v, "on") && strcmp(v, "off"))) return cli_fail("distill: --bn is auto, on or off");
-            spec.bn = !strcmp(v, "auto") ? OD_SHRINK_BN_AUTO : !strcmp(v, "on") ? OD_SHRINK_BN_ON : OD_SHRINK_BN_OFF;
-        } else if (cli_opt(argc, argv, &i, "--epochs", &v)) {
-            if (!cli_int("--epochs", v, 1, 100000, &l)) return 1;
-            opt.epochs = (int)l;
-        } else if (cli_opt(argc, argv, &i, "--batch", &v)) {
-            if (!cli_int("--batch", v, 1, 65536, &l)) return 1;
-            opt.batch = l;
-        } else if (cli_opt(argc, argv, &i, "--threads", &v)) {
-            if (!cli_int("--threads", v, 1, 256, &l)) return 1;
-            opt.threads = (int)l;
-        } else if (cli_opt(argc, argv, &i, "--seed", &v)) {
-            if (!cli_int("--seed", v, 0, 0x7fffffffffffffffL, &l)) return 1;
-            opt.seed = (uint64_t)l, spec.seed = (uint64_t)l;
-        } else if (cli_opt(argc, argv, &i, "--loss", &v)) {
-            if (!v || (strcmp(v, "l2") && strcmp(v, "kd") && strcmp(v, "labels")))
-                return cli_fail("distill: --loss is l2, kd or labels");
-            opt.loss = !strcmp(v, "l2") ? OD_LOSS_L2 : !strcmp(v, "kd") ? OD_LOSS_KD : OD_LOSS_LABELS;
-        } else if (cli_opt(argc, argv, &i, "--temperature", &v)) {
-            if (!cli_double("--temperature", v, 1e-3, 1e3, &d)) return 1;
-            opt.temperature = (float)d;
-        } else if (cli_opt(argc, argv, &i, "--label-weight", &v)) {
-            if (!cli_double("--label-weight", v, 0, 1e3, &d)) return 1;
-            opt.label_weight = (float)d;
-        } else if (cli_opt(argc, argv, &i, "--sigma", &v)) {
-            if (!cli_double("--sigma", v, 0, 100, &d)) return 1;
-            opt.sigma = (float)d;
-        } else if (cli_opt(argc, argv, &i, "--alpha", &v)) {
-            if (!cli_double("--alpha", v, 0, 1, &d)) return 1;
-            opt.alpha = (float)d;
-        } else if (cli_opt(argc, argv, &i, "--sigma-range", &v)) {
-            double lo, hi;
-            char buf[64];
-            const char *comma = v ? strchr(v, ',') : NULL;
-            if (!comma) return cli_fail("distill: --sigma-range wants LO,HI");
-            snprintf(buf, sizeof buf, "%.*s", (int)(comma - v), v);
-            if (!cli_double("--sigma-range", buf, 0, 100, &lo) || !cli_double("--sigma-range", comma + 1, 0, 100, &hi)) return 1;
-            if (hi <= lo) return cli_fail("distill: --sigma-range: HI must be above LO");
-            opt.sigma_lo = (float)lo, opt.sigma_hi = (float)hi;
-        } else if (cli_opt(argc, argv, &i, "--optimizer", &v)) {
-            if (!v || (strcmp(v, "sgd") && strcmp(v, "adam") && strcmp(v, "adamw"))) return cli_fail("distill: --optimizer is sgd, adam or adamw");
-            opt.optim.kind = !strcmp(v, "sgd") ? OD_OPTIM_SGD : !strcmp(v, "adam") ? OD_OPTIM_ADAM : OD_OPTIM_ADAMW;
-            if (opt.optim.kind == OD_OPTIM_SGD && opt.optim.momentum == 0) opt.optim.momentum = 0.9f;
-        } else if (cli_opt(argc, argv, &i, "--lr", &v)) {
-            if (!cli_double("--lr", v, 1e-9, 100, &d)) return 1;
-            opt.lr = (float)d;
-        } else if (cli_opt(argc, argv, &i, "--momentum", &v)) {
-            if (!cli_double("--momentum", v, 0, 0.999999, &d)) return 1;
-            opt.optim.momentum = (float)d;
-        } else if (cli_flag(a, "--nesterov")) {
-            opt.optim.nesterov = true;
-        } else if (cli_opt(argc, argv, &i, "--weight-decay", &v)) {
-            if (!cli_double("--weight-decay", v, 0, 10, &d)) return 1;
-            opt.optim.weight_decay = (float)d;
-        } else if (cli_opt(argc, argv, &i, "--schedule", &v)) {
-            if (!v || (strcmp(v, "constant") && strcmp(v, "step") && strcmp(v, "cosine"))) return cli_fail("distill: --schedule is constant, step or cosine");
-            opt.sched = !strcmp(v, "constant") ? OD_SCHED_CONSTANT : !strcmp(v, "step") ? OD_SCHED_STEP : OD_SCHED_COSINE;
-        } else if (cli_opt(argc, argv, &i, "--warmup", &v)) {
-            if (!cli_double("--warmup", v, 0, 1000, &d)) return 1;
-            opt.warmup_epochs = (float)d;
-        } else if (cli_opt(argc, argv, &i, "--step-epochs", &v)) {
-            if (!cli_int("--step-epochs", v, 1, 100000, &l)) return 1;
-            opt.step_epochs = (int)l;
-        } else if (cli_opt(argc, argv, &i, "--step-gamma", &v)) {
-            if (!cli_double("--step-gamma", v, 1e-6, 1, &d)) return 1;
-            opt.step_gamma = (float)d;
-        } else if (cli_opt(argc, argv, &i, "--val-split", &v)) {
-            if (!cli_double("--val-split", v, 0, 0.9, &d)) return 1;
-            opt.val_split = (float)d;
-        } else if (cli_opt(argc, argv, &i, "--train-limit", &v)) {
-            if (!cli_int("--train-limit", v, 1, 0x7fffffffffffL, &l)) return 1;
-            opt.train_limit = l;
-        } else if (cli_opt(argc, argv, &i, "--test-limit", &v)) {
-            if (!cli_int("--test-limit", v, 1, 0x7fffffffffffL, &l)) return 1;
-            opt.test_limit = l;
-        } else if (cli_opt(argc, argv, &i, "--checkpoint", &v)) {
-            if (!(opt.checkpoint = v)) return 1;
-        } else if (cli_opt(argc, argv, &i, "--resume", &v)) {
-            if (!(opt.resume = v)) return 1;
-        } else if (cli_opt(argc, argv, &i, "--weights", &v)) {
-            od_error werr = {0};
-            if (!v || od_weight_format_parse(v, &weights, &werr)) return cli_fail("distill: --weights is f32, f16 or int8");
-        } else if (cli_opt(argc, argv, &i, "--report", &v)) {
-            if (!(report_path = v)) return 1;
-        } else if (cli_flag(a, "--quiet")) {
-            quiet = true;
-        } else if (a[0] == '-') {
-            return cli_fail("distill: unknown option %s (see onnx-distill distill --help)", a);
-        } else if (teacher_path) {
-            return cli_fail("distill: one teacher at a time (%s and %s given)", teacher_path, a);
-        } else {
-            teacher_path = a;
+    bool shrink_given = cli_given(&args, "--width") || cli_given(&args, "--depth") || cli_given(&args, "--spec");
+    bool quiet = cli_given(&args, "--quiet");
+    spec.width = cli_real(&args, "--width", spec.width);
+    spec.depth = cli_real(&args, "--depth", spec.depth);
+    spec.spec_path = cli_text(&args, "--spec", NULL);
+    spec.round_to = (int)cli_int(&args, "--round", spec.round_to);
+    spec.init = cli_choice(&args, "--init", 0) ? OD_SHRINK_INIT_RANDOM : OD_SHRINK_INIT_TEACHER;
+    spec.bn = (od_shrink_bn[]){OD_SHRINK_BN_AUTO, OD_SHRINK_BN_ON, OD_SHRINK_BN_OFF}[cli_choice(&args, "--bn", 0)];
+    opt.epochs = (int)cli_int(&args, "--epochs", opt.epochs);
+    opt.batch = cli_int(&args, "--batch", opt.batch);
+    opt.threads = (int)cli_int(&args, "--threads", opt.threads);
+    opt.seed = spec.seed = (uint64_t)cli_int(&args, "--seed", (long long)opt.seed);
+    if (cli_given(&args, "--loss")) opt.loss = (od_loss_kind[]){OD_LOSS_L2, OD_LOSS_KD, OD_LOSS_LABELS}[cli_choice(&args, "--loss", 0)];
+    opt.temperature = (float)cli_real(&args, "--temperature", opt.temperature);
+    opt.label_weight = (float)cli_real(&args, "--label-weight", opt.label_weight);
+    opt.sigma = (float)cli_real(&args, "--sigma", opt.sigma);
+    opt.alpha = (float)cli_real(&args, "--alpha", opt.alpha);
+    double range[2];
+    if (cli_real_list(&args, "--sigma-range", range, 2) == 2) {
+        if (range[1] <= range[0]) {
+            cli_args_clear(&args);
+            return cli_usage(cmd, "--sigma-range: HI must be above LO");
         }
+        opt.sigma_lo = (float)range[0], opt.sigma_hi = (float)range[1];
     }
-    if (!teacher_path) return cli_fail("distill: no teacher given (see onnx-distill distill --help)");
-    if (!data_path) return cli_fail("distill: no --data given");
-    if (!out_path) return cli_fail("distill: no output given (-o STUDENT.onnx)");
-    if (student_path && shrink_given) return cli_fail("distill: --student and --width/--depth/--spec exclude each other");
+    if (cli_given(&args, "--optimizer")) {
+        opt.optim.kind = (od_optim_kind[]){OD_OPTIM_SGD, OD_OPTIM_ADAM, OD_OPTIM_ADAMW}[cli_choice(&args, "--optimizer", 1)];
+        if (opt.optim.kind == OD_OPTIM_SGD && opt.optim.momentum == 0) opt.optim.momentum = 0.9f;
+    }
+    opt.lr = (float)cli_real(&args, "--lr", opt.lr);
+    opt.optim.momentum = (float)cli_real(&args, "--momentum", opt.optim.momentum);
+    if (cli_given(&args, "--nesterov")) opt.optim.nesterov = true;
+    opt.optim.weight_decay = (float)cli_real(&args, "--weight-decay", opt.optim.weight_decay);
+    if (cli_given(&args, "--schedule"))
+        opt.sched = (od_sched_kind[]){OD_SCHED_CONSTANT, OD_SCHED_STEP, OD_SCHED_COSINE}[cli_choice(&args, "--schedule", 2)];
+    opt.warmup_epochs = (float)cli_real(&args, "--warmup", opt.warmup_epochs);
+    opt.step_epochs = (int)cli_int(&args, "--step-epochs", opt.step_epochs);
+    opt.step_gamma = (float)cli_real(&args, "--step-gamma", opt.step_gamma);
+    opt.val_split = (float)cli_real(&args, "--val-split", opt.val_split);
+    opt.train_limit = cli_int(&args, "--train-limit", opt.train_limit);
+    opt.test_limit = cli_int(&args, "--test-limit", opt.test_limit);
+    opt.checkpoint = cli_text(&args, "--checkpoint", NULL);
+    opt.resume = cli_text(&args, "--resume", NULL);
+    od_weight_format weights = (od_weight_format[]){OD_WEIGHTS_F32, OD_WEIGHTS_F16, OD_WEIGHTS_INT8}[cli_choice(&args, "--weights", 0)];
+    if (!data_path) return cli_args_clear(&args), cli_usage(cmd, "distill: no --data given");
+    if (!out_path) return cli_args_clear(&args), cli_usage(cmd, "distill: no output given (-o STUDENT.onnx)");
+    if (student_path && shrink_given)
+        return cli_args_clear(&args), cli_usage(cmd, "distill: --student and --width/--depth/--spec exclude each other");
     if (!shrink_given && !student_path) spec.width = 0.5;
     od_report_format report_fmt;
     od_error report_err = {0};
     if (report_path && od_report_format_from_path(report_path, &report_fmt, &report_err))
-        return cli_fail("distill: --report %s", report_err.message);
+        return cli_args_clear(&args), cli_usage(cmd, "--report %s", report_err.message);
     /* no output may be an input (the checkpoint may be the one resumed), nor share a file */
-    od_error out_err = {0};
     const char *outs[] = {out_path, report_path, opt.checkpoint};
     const char *ins[] = {teacher_path, student_path, data_path, spec.spec_path, opt.resume};
-    if (od_outputs_check(outs, 2, ins, 5, &out_err) || od_outputs_check(outs, 3, ins, 4, &out_err))
-        return cli_fail_err(&out_err);
+    if (od_outputs_check(outs, 2, ins, 5, &report_err) || od_outputs_check(outs, 3, ins, 4, &report_err))
+        return cli_args_clear(&args), cli_fail_err(&report_err);
     /* a folder that cannot take the files is found now, not after the training */
     const char *outputs[] = {out_path, opt.checkpoint, report_path};
     for (size_t k = 0; k < sizeof outputs / sizeof *outputs; k++) {
@@ -242,7 +177,7 @@ int cmd_distill(int argc, char **argv) {
         char *dir = strdup(outputs[k]);
         int ok = dir && access(dirname(dir), W_OK | X_OK) == 0, e = errno;
         free(dir);
-        if (!ok) return cli_fail("%s: cannot write there: %s", outputs[k], strerror(e));
+        if (!ok) return cli_args_clear(&args), cli_fail("%s: cannot write there: %s", outputs[k], strerror(e));
     }
 
     int rc = 1;
@@ -267,7 +202,7 @@ int cmd_distill(int argc, char **argv) {
         od_error_prefix(&err, "%s: ", teacher_path);
         goto fail;
     }
-    cli_preprocess_apply(&pre_flags, &pre);
+    cli_preprocess_apply(&args, &pre);
     if (od_preprocess_check(&pre, &data.train, &err)) goto fail;
     if (!opt.checkpoint && !od_output_is_stream(out_path)) { /* no OUT.ckpt beside /dev/null */
         snprintf(default_ckpt, sizeof default_ckpt, "%s.ckpt", out_path);
@@ -299,7 +234,7 @@ int cmd_distill(int argc, char **argv) {
                      res.n_epochs, state, state);
         else
             cli_fail("interrupted before the first epoch finished; nothing to resume from");
-        rc = 130;
+        rc = CLI_EXIT_INTERRUPTED;
         goto done;
     }
     double t_w = od_seconds();
@@ -345,6 +280,7 @@ int cmd_distill(int argc, char **argv) {
 fail:
     cli_fail_err(&err);
 done:
+    cli_args_clear(&args);
     od_report_clear(&rep);
     od_distill_result_clear(&res);
     od_shrink_spec_clear(&spec);

@@ -4,48 +4,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char eval_help[] =
-    "usage: onnx-distill eval MODEL --data PATH [--split test|train] [--threads N] [--json]\n\n"
-    "Accuracy, per-class accuracy and the confusion matrix of MODEL on a labelled dataset.\n"
-    "Preprocessing comes from the model's metadata (preprocess.scale/mean/std) unless given.\n\n"
-    "  --data PATH        IDX folder, CIFAR folder, .npz file, or a short name: fashion-mnist\n"
-    "  --split S          test (default) or train\n"
-    "  --scale F --mean LIST --std LIST   preprocessing: x = (raw * scale - mean) / std\n"
-    "  --threads N        worker threads (default 2)\n"
-    "  --json             one JSON object: model, split, samples, accuracy, per_class, confusion\n";
+const cli_command cli_cmd_eval = {
+    .name = "eval",
+    .summary = "accuracy, per-class accuracy and confusion matrix on a labelled dataset",
+    .synopsis = "MODEL --data PATH [--split test|train] [--threads N] [--json]",
+    .min_operands = 1, .max_operands = 1, .operand = "model",
+    .about = "Accuracy, per-class accuracy and the confusion matrix of MODEL on a labelled dataset. "
+             "Preprocessing comes from the model's metadata (preprocess.scale/mean/std) unless given.",
+    .options = (const cli_option[]){
+        CLI_OPT_DATA("the labelled data"),
+        {CLI_CHOICE, "--split", 0, NULL, .choices = "test|train", .dflt = "test"},
+        CLI_OPTS_PREPROCESS,
+        CLI_OPT_THREADS("2"),
+        CLI_OPT_JSON("one JSON object: model, split, samples, accuracy, per_class, confusion"),
+        {0},
+    },
+};
 
 int cmd_eval(int argc, char **argv) {
-    const char *path = NULL, *data_path = NULL, *split = "test";
-    bool json = false;
-    long threads = 2;
-    cli_preprocess pre_flags = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        int pre_rc = cli_preprocess_option(argc, argv, &i, &pre_flags);
-        if (pre_rc > 0) return 1;
-        if (pre_rc == 0) continue;
-        if (cli_flag(argv[i], "--help") || cli_flag(argv[i], "-h")) {
-            fputs(eval_help, stdout);
-            return 0;
-        } else if (cli_opt(argc, argv, &i, "--data", &v)) {
-            if (!(data_path = v)) return 1;
-        } else if (cli_opt(argc, argv, &i, "--split", &v)) {
-            if (!v || (strcmp(v, "test") && strcmp(v, "train"))) return cli_fail("eval: --split is test or train");
-            split = v;
-        } else if (cli_opt(argc, argv, &i, "--threads", &v)) {
-            if (!cli_int("--threads", v, 1, 256, &threads)) return 1;
-        } else if (cli_flag(argv[i], "--json")) {
-            json = true;
-        } else if (argv[i][0] == '-') {
-            return cli_fail("eval: unknown option %s (see onnx-distill eval --help)", argv[i]);
-        } else if (path) {
-            return cli_fail("eval: one model at a time (%s and %s given)", path, argv[i]);
-        } else {
-            path = argv[i];
-        }
-    }
-    if (!path) return cli_fail("eval: no model given (see onnx-distill eval --help)");
-    if (!data_path) return cli_fail("eval: no --data given");
+    cli_args args;
+    int parsed = cli_parse(&cli_cmd_eval, argc, argv, &args);
+    if (parsed >= 0) return parsed;
+    const char *path = args.operands[0], *data_path = cli_text(&args, "--data", NULL),
+               *split = cli_text(&args, "--split", "test");
+    bool json = cli_given(&args, "--json");
+    long threads = (long)cli_int(&args, "--threads", 2);
+    if (!data_path) return cli_args_clear(&args), cli_usage(&cli_cmd_eval, "eval: no --data given");
     od_error err = {0};
     od_model *m = NULL;
     od_data_split data = {0};
@@ -60,7 +44,7 @@ int cmd_eval(int argc, char **argv) {
         cli_fail("%s: %s", path, err.message);
         goto done;
     }
-    cli_preprocess_apply(&pre_flags, &pre);
+    cli_preprocess_apply(&args, &pre);
     const od_dataset *d = strcmp(split, "train") == 0 ? &data.train : &data.test;
     if (d->n == 0) {
         cli_fail("eval: %s has no %s samples", data_path, split);
@@ -121,6 +105,7 @@ int cmd_eval(int argc, char **argv) {
     od_class_eval_clear(&ev);
     rc = 0;
 done:
+    cli_args_clear(&args);
     free(logits);
     od_data_split_clear(&data);
     od_model_destroy(m);

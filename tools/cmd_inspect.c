@@ -4,14 +4,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char inspect_help[] =
-    "usage: onnx-distill inspect MODEL [--json] [--nodes]\n\n"
-    "Prints the file size, IR version, opsets, producer, graph inputs and outputs (a symbolic\n"
-    "dim such as the batch prints by name), node count, op histogram, parameters (elements of\n"
-    "float initializers) and MACs per sample (Conv, ConvTranspose, Gemm, MatMul at batch 1).\n\n"
-    "  --nodes   also a table of every node: name, op, output shape, params, MACs\n"
-    "  --json    one JSON object with keys bytes, ir_version, opsets, producer, inputs,\n"
-    "            outputs, nodes, ops, params, macs (and node_table with --nodes)\n";
+const cli_command cli_cmd_inspect = {
+    .name = "inspect",
+    .summary = "size, opsets, inputs/outputs, ops, parameters and MACs of a model",
+    .synopsis = "MODEL [--json] [--nodes]",
+    .min_operands = 1, .max_operands = 1, .operand = "model",
+    .about = "Prints the file size, IR version, opsets, producer, graph inputs and outputs (a symbolic dim "
+             "such as the batch prints by name), node count, op histogram, parameters (elements of float "
+             "initializers) and MACs per sample (Conv, ConvTranspose, Gemm, MatMul at batch 1).",
+    .options = (const cli_option[]){
+        {CLI_FLAG, "--nodes", .help = "also a table of every node: name, op, output shape, params, MACs"},
+        CLI_OPT_JSON("one JSON object with keys bytes, ir_version, opsets, producer, inputs, outputs, nodes, "
+                     "ops, params, macs (and node_table with --nodes)"),
+        {0},
+    },
+};
 
 /* A value's dims for printing: fixed dims from inference at batch 1; a dim that changes
  * between batch 1 and batch 2 is the batch, printed by its declared name or "N". */
@@ -75,25 +82,12 @@ static int node_params(const od_graph *g, const od_node *n) {
 }
 
 int cmd_inspect(int argc, char **argv) {
-    const char *path = NULL;
-    bool json = false, nodes = false;
-    for (int i = 1; i < argc; i++) {
-        if (cli_flag(argv[i], "--help") || cli_flag(argv[i], "-h")) {
-            fputs(inspect_help, stdout);
-            return 0;
-        } else if (cli_flag(argv[i], "--json")) {
-            json = true;
-        } else if (cli_flag(argv[i], "--nodes")) {
-            nodes = true;
-        } else if (argv[i][0] == '-' && argv[i][1]) { /* "-" alone: standard input */
-            return cli_fail("inspect: unknown option %s (see onnx-distill inspect --help)", argv[i]);
-        } else if (path) {
-            return cli_fail("inspect: one model at a time (%s and %s given)", path, argv[i]);
-        } else {
-            path = argv[i];
-        }
-    }
-    if (!path) return cli_fail("inspect: no model given (see onnx-distill inspect --help)");
+    cli_args args;
+    int parsed = cli_parse(&cli_cmd_inspect, argc, argv, &args);
+    if (parsed >= 0) return parsed;
+    const char *path = args.operands[0];
+    bool json = cli_given(&args, "--json"), nodes = cli_given(&args, "--nodes");
+    cli_args_clear(&args);
     od_error err = {0};
     od_model *m = NULL;
     if (od_model_load(path, &m, &err)) return cli_fail_err(&err);

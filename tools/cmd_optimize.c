@@ -6,24 +6,25 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static const char optimize_help[] =
-    "usage: onnx-distill optimize IN.onnx -o OUT.onnx [--weights f32|f16|int8] [--no-check]\n\n"
-    "Rewrites a model for shipping: folds constant subgraphs (shape chains included), drops\n"
-    "Dropout and Identity, folds BatchNormalization into the Conv, ConvTranspose or Gemm before\n"
-    "it, removes dead nodes and unused initializers, shares identical initializers and strips\n"
-    "doc strings. Graph input and output names, element types and the dynamic batch dim stay.\n\n"
-    "  -o, --output FILE  where to write (atomically: a failure leaves no partial file; the\n"
-    "                     input itself optimizes in place)\n"
-    "  --weights FORMAT   how to store Conv/ConvTranspose/Gemm/MatMul weights (default f32):\n"
-    "                       f32   float32, as they are\n"
-    "                       f16   float16 initializers, each followed by Cast to float\n"
-    "                       int8  per-output-channel symmetric int8 with DequantizeLinear\n"
-    "                             (opset raised to 13 when lower, if the model allows it)\n"
-    "                     activations stay float32 in every format.\n"
-    "  --no-check         skip running both models in the interpreter before writing\n\n"
-    "Unless --no-check, the original and the result run on the same pseudo-random inputs\n"
-    "(uniform in [-2, 2], batch 1 and 4) and the largest output difference is printed; a result\n"
-    "that fails to run is not written.\n";
+const cli_command cli_cmd_optimize = {
+    .name = "optimize",
+    .summary = "fold BatchNorm, drop Dropout/Identity, fold constants, dedupe weights, store f16/int8",
+    .synopsis = "IN.onnx -o OUT.onnx [--weights f32|f16|int8] [--no-check]",
+    .min_operands = 1, .max_operands = 1, .operand = "model",
+    .about = "Rewrites a model for shipping: folds constant subgraphs (shape chains included), drops Dropout "
+             "and Identity, folds BatchNormalization into the Conv, ConvTranspose or Gemm before it, removes "
+             "dead nodes and unused initializers, shares identical initializers and strips doc strings. Graph "
+             "input and output names, element types and the dynamic batch dim stay.",
+    .options = (const cli_option[]){
+        CLI_OPT_OUTPUT("where to write; IN itself: optimized in place"),
+        CLI_OPT_WEIGHTS,
+        {CLI_FLAG, "--no-check", .help = "skip running both models in the interpreter before writing"},
+        {0},
+    },
+    .notes = "Unless --no-check, the original and the result run on the same pseudo-random inputs (uniform in "
+             "[-2, 2], batch 1 and 4) and the largest output difference is printed; a result that fails to "
+             "run is not written.",
+};
 
 static size_t file_size(const char *path) {
     struct stat st;
@@ -104,36 +105,15 @@ done:
 }
 
 int cmd_optimize(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *weights = "f32";
-    bool check = true;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if (cli_flag(argv[i], "--help") || cli_flag(argv[i], "-h")) {
-            fputs(optimize_help, stdout);
-            return 0;
-        } else if (cli_opt(argc, argv, &i, "--output", &v) || cli_opt(argc, argv, &i, "-o", &v)) {
-            if (!v) return 1;
-            out = v;
-        } else if (cli_opt(argc, argv, &i, "--weights", &v)) {
-            if (!v) return 1;
-            weights = v;
-        } else if (cli_flag(argv[i], "--no-check")) {
-            check = false;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return cli_fail("optimize: unknown option %s (see onnx-distill optimize --help)",
-                            argv[i]);
-        } else if (in) {
-            return cli_fail("optimize: one model at a time (%s and %s given)", in, argv[i]);
-        } else {
-            in = argv[i];
-        }
-    }
+    cli_args args;
+    int parsed = cli_parse(&cli_cmd_optimize, argc, argv, &args);
+    if (parsed >= 0) return parsed;
+    const char *in = args.operands[0], *out = cli_text(&args, "--output", NULL);
+    od_weight_format fmt = (od_weight_format[]){OD_WEIGHTS_F32, OD_WEIGHTS_F16, OD_WEIGHTS_INT8}[cli_choice(&args, "--weights", 0)];
+    bool check = !cli_given(&args, "--no-check");
+    cli_args_clear(&args);
+    if (!out) return cli_usage(&cli_cmd_optimize, "optimize: no output given (-o OUT.onnx)");
     od_error err = {0};
-    od_weight_format fmt;
-    if (od_weight_format_parse(weights, &fmt, &err))
-        return cli_fail("optimize: --weights: %s", err.message);
-    if (!in) return cli_fail("optimize: no model given (see onnx-distill optimize --help)");
-    if (!out) return cli_fail("optimize: no output given (-o OUT.onnx)");
     /* -o IN is in place: allowed, and atomic like any write */
     if (od_outputs_check(&out, 1, NULL, 0, &err)) return cli_fail_err(&err);
 

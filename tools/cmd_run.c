@@ -4,13 +4,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char run_help[] =
-    "usage: onnx-distill run MODEL --input [NAME=]FILE ... --output [NAME=]FILE ... [--threads N]\n\n"
-    "Runs MODEL once. Inputs are NumPy .npy (C order) or ONNX TensorProto .pb files; without\n"
-    "NAME= they are taken in the order of the model's inputs. The batch size is the first dim\n"
-    "of the inputs. Each --output FILE gets the output of that name (or the outputs in order);\n"
-    "its format follows the extension (.npy or .pb). Files are written atomically.\n\n"
-    "  --threads N   worker threads (default 1)\n";
+const cli_command cli_cmd_run = {
+    .name = "run",
+    .summary = "run a model on .npy or .pb inputs, write its outputs",
+    .synopsis = "MODEL --input [NAME=]FILE ... --output [NAME=]FILE ... [--threads N]",
+    .min_operands = 1, .max_operands = 1, .operand = "model",
+    .about = "Runs MODEL once. Inputs are NumPy .npy (C order) or ONNX TensorProto .pb files; without NAME= "
+             "they are taken in the order of the model's inputs. The batch size is the first dim of the "
+             "inputs. Each --output FILE gets the output of that name (or the outputs in order); its format "
+             "follows the extension (.npy or .pb). Files are written atomically.",
+    .options = (const cli_option[]){
+        {CLI_TEXT, "--input", 0, "[NAME=]FILE", .repeat = true, .help = "an input tensor"},
+        {CLI_TEXT, "--output", 0, "[NAME=]FILE", .repeat = true, .help = "where an output goes"},
+        CLI_OPT_THREADS("1"),
+        {0},
+    },
+};
 
 #define MAX_IO 32
 
@@ -42,36 +51,23 @@ static void shape_str(char *buf, size_t size, int rank, const int64_t *dims) {
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *path = NULL;
+    cli_args args;
+    int parsed = cli_parse(&cli_cmd_run, argc, argv, &args);
+    if (parsed >= 0) return parsed;
+    const char *path = args.operands[0];
     io_arg ins[MAX_IO], outs[MAX_IO];
-    int n_ins = 0, n_outs = 0, rc = 1;
-    long threads = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if (cli_flag(argv[i], "--help") || cli_flag(argv[i], "-h")) {
-            fputs(run_help, stdout);
-            return 0;
-        } else if (cli_opt(argc, argv, &i, "--input", &v)) {
-            if (!v) return 1;
-            if (n_ins == MAX_IO) return cli_fail("run: at most %d inputs", MAX_IO);
-            ins[n_ins++] = split_arg(v);
-        } else if (cli_opt(argc, argv, &i, "--output", &v)) {
-            if (!v) return 1;
-            if (n_outs == MAX_IO) return cli_fail("run: at most %d outputs", MAX_IO);
-            outs[n_outs++] = split_arg(v);
-        } else if (cli_opt(argc, argv, &i, "--threads", &v)) {
-            if (!cli_int("--threads", v, 1, 256, &threads)) return 1;
-        } else if (argv[i][0] == '-') {
-            return cli_fail("run: unknown option %s (see onnx-distill run --help)", argv[i]);
-        } else if (path) {
-            return cli_fail("run: one model at a time (%s and %s given)", path, argv[i]);
-        } else {
-            path = argv[i];
-        }
+    int n_ins = cli_count(&args, "--input"), n_outs = cli_count(&args, "--output"), rc = 1;
+    long threads = (long)cli_int(&args, "--threads", 1);
+    if (n_ins > MAX_IO || n_outs > MAX_IO)
+        return cli_args_clear(&args), cli_usage(&cli_cmd_run, "run: at most %d inputs and %d outputs", MAX_IO, MAX_IO);
+    for (int k = 0; k < n_ins; k++) ins[k] = split_arg(cli_nth(&args, "--input", k));
+    for (int k = 0; k < n_outs; k++) outs[k] = split_arg(cli_nth(&args, "--output", k));
+    cli_args_clear(&args);
+    if (!n_ins || !n_outs) {
+        for (int k = 0; k < n_ins; k++) free((char *)ins[k].name);
+        for (int k = 0; k < n_outs; k++) free((char *)outs[k].name);
+        return cli_usage(&cli_cmd_run, "run: no --%s given", n_ins ? "output" : "input");
     }
-    if (!path) return cli_fail("run: no model given (see onnx-distill run --help)");
-    if (!n_ins) return cli_fail("run: no --input given");
-    if (!n_outs) return cli_fail("run: no --output given");
     od_error err = {0};
     od_model *m = NULL;
     od_plan *plan = NULL;

@@ -1,42 +1,77 @@
-/* onnx-distill: the command line. Each subcommand lives in tools/cmd_*.c. */
+/* onnx-distill: the command line. Each subcommand lives in tools/cmd_*.c: its option table
+ * (cli_cmd_NAME) and its function (cmd_NAME). */
 #include "cli.h"
 
 #include <string.h>
 
 static const struct {
-    const char *name;
+    const cli_command *cmd;
     int (*fn)(int, char **);
-    const char *summary;
 } commands[] = {
-    {"inspect", cmd_inspect, "size, opsets, inputs/outputs, ops, parameters and MACs of a model"},
-    {"run", cmd_run, "run a model on .npy or .pb inputs, write its outputs"},
-    {"bench", cmd_bench, "inference latency of models at several batch sizes and thread counts"},
-    {"shrink", cmd_shrink, "build a smaller student graph from a teacher (width/depth/spec)"},
-    {"optimize", cmd_optimize, "fold BatchNorm, drop Dropout/Identity, fold constants, dedupe weights, store f16/int8"},
-    {"distill", cmd_distill, "train a small student on a (noisy) teacher's logits, write it"},
-    {"eval", cmd_eval, "accuracy, per-class accuracy and confusion matrix on a labelled dataset"},
-    {"compare", cmd_compare, "models side by side: size, params, MACs, latency, accuracy, agreement"},
+    {&cli_cmd_inspect, cmd_inspect},   {&cli_cmd_run, cmd_run},
+    {&cli_cmd_bench, cmd_bench},       {&cli_cmd_shrink, cmd_shrink},
+    {&cli_cmd_optimize, cmd_optimize}, {&cli_cmd_distill, cmd_distill},
+    {&cli_cmd_eval, cmd_eval},         {&cli_cmd_compare, cmd_compare},
 };
+enum { N_COMMANDS = sizeof commands / sizeof *commands };
 
 static void usage(FILE *f) {
-    fprintf(f, "onnx-distill %s: compress an ONNX teacher into a small student\n\n"
-               "usage: onnx-distill COMMAND [OPTIONS]   (onnx-distill COMMAND --help for more)\n\n"
-               "commands:\n", OD_VERSION);
-    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f,
+            "onnx-distill %s: compress an ONNX teacher into a small student\n\n"
+            "usage: onnx-distill COMMAND [OPTIONS] [--] OPERANDS...\n"
+            "       onnx-distill help COMMAND      (the same as onnx-distill COMMAND --help)\n"
+            "       onnx-distill --version | --man\n\n"
+            "commands:\n",
+            OD_VERSION);
+    for (int i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].cmd->name, commands[i].cmd->summary);
+    fputs("\nOptions take their value as `--name value` or `--name=value` (`-o FILE` or `-oFILE`); "
+          "`--` ends\n"
+          "the options. The same option is checked the same way, with the same message, in every "
+          "command.\n\n"
+          "Exit status: 0 success, 1 runtime error (a bad model, dataset or file; one line on "
+          "stderr),\n"
+          "2 usage error (unknown option, value out of range, missing operand), 130 interrupted.\n",
+          f);
+}
+
+static int find(const char *name) {
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (strcmp(name, commands[i].cmd->name) == 0) return i;
+    return -1;
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || cli_flag(argv[1], "--help") || cli_flag(argv[1], "-h") || cli_flag(argv[1], "help")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 1 : 0;
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
     }
-    if (cli_flag(argv[1], "--version")) {
+    const char *a = argv[1];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h") || (!strcmp(a, "help") && argc == 2)) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(a, "help")) {
+        int k = find(argv[2]);
+        if (k < 0 || argc > 3)
+            return cli_fail("help: unknown command \"%s\" (try onnx-distill --help)", argv[2]),
+                   CLI_EXIT_USAGE;
+        cli_print_help(commands[k].cmd, stdout);
+        return 0;
+    }
+    if (!strcmp(a, "--version")) {
         printf("onnx-distill %s\n", OD_VERSION);
         return 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
-    cli_fail("unknown command \"%s\" (try onnx-distill --help)", argv[1]);
-    return 1;
+    if (!strcmp(a, "--man")) {
+        const cli_command *cmds[N_COMMANDS];
+        for (int i = 0; i < N_COMMANDS; i++)
+            cmds[i] = commands[i].cmd;
+        cli_print_man(cmds, N_COMMANDS, stdout);
+        return 0;
+    }
+    int k = find(a);
+    if (k >= 0) return commands[k].fn(argc - 1, argv + 1);
+    cli_fail("unknown command \"%s\" (try onnx-distill --help)", a);
+    return CLI_EXIT_USAGE;
 }

@@ -3,7 +3,7 @@
 #ifndef OD_FUZZ_COMMON_H
 #define OD_FUZZ_COMMON_H
 
-#include "onnx_distill.h"
+#include "od_onnx.h"
 
 #include <stdio.h>
 #include <stdlib.h>
