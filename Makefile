@@ -12,13 +12,13 @@ BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fno-m
 # The library's objects go into both the .a and the .so. -fno-semantic-interposition keeps
 # GCC inlining and specialising calls between exported functions as it does without -fPIC.
 PIC_CFLAGS := -fPIC -fno-semantic-interposition
-LDLIBS  += -lXNNPACK -lpthreadpool -lcpuinfo -lprotobuf-c -lopenblas -lz -lm -lpthread
+LDLIBS  += -ljpeg -lpng -lXNNPACK -lpthreadpool -lcpuinfo -lprotobuf-c -lopenblas -lz -lm -lpthread
 VERSION := $(shell sed -n 's/^\#define OD_VERSION "\(.*\)"/\1/p' lib/onnx_distill.h)
 SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
 
 DEB_PACKAGES := build-essential libprotobuf-c-dev protobuf-c-compiler libonnx-dev libxnnpack-dev \
-	libpthreadpool-dev libcpuinfo-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist \
-	libonnx-testdata python3-onnx python3-torch clang libclang-rt-14-dev chromium time \
+	libpthreadpool-dev libcpuinfo-dev zlib1g-dev libopenblas-dev libjpeg62-turbo-dev libpng-dev dataset-fashion-mnist \
+	libonnx-testdata python3-onnx python3-torch python3-torchvision clang libclang-rt-14-dev chromium time \
 	pkg-config man-db groff-base
 
 include proto/proto.mk

@@ -8,6 +8,7 @@
  * in 0 .. OD_DATASET_MAX_CLASSES - 1. */
 #define ZLIB_CONST
 #include "od_onnx.h"
+#include "image_internal.h"
 #include "npy_internal.h"
 
 #include <errno.h>
@@ -17,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -81,7 +84,8 @@ int64_t od_dataset_sample_size(const od_dataset *d) {
 
 void od_dataset_clear(od_dataset *d) {
     if (!d) return;
-    free(d->u8);
+    if (d->map_base) munmap(d->map_base, d->map_bytes);
+    else free(d->u8);
     free(d->f32);
     free(d->labels);
     memset(d, 0, sizeof *d);
@@ -91,6 +95,9 @@ void od_data_split_clear(od_data_split *s) {
     if (!s) return;
     od_dataset_clear(&s->train);
     od_dataset_clear(&s->test);
+    for (int i = 0; i < s->n_class_names; i++) free(s->class_names[i]);
+    free(s->class_names);
+    memset(s, 0, sizeof *s);
 }
 
 /* ---- gzip (and plain) streams ---------------------------------------------------------------- */
@@ -933,7 +940,7 @@ cleanup:
 /* ---- loading ------------------------------------------------------------------------------------
  */
 
-static od_status od_load_dir(const char *dir, od_data_split *out, bool top, od_error *err) {
+static od_status od_load_dir(const char *dir, const od_image_options *img, od_data_split *out, bool top, od_error *err) {
     char p[OD_PATH_MAX];
     if (od_find(dir, "train-images-idx3-ubyte", p, sizeof p) ||
         od_find(dir, "train-images.idx3-ubyte", p, sizeof p))
@@ -943,16 +950,21 @@ static od_status od_load_dir(const char *dir, od_data_split *out, bool top, od_e
     static const char *const subs[] = {"cifar-10-batches-bin", "cifar-100-binary"};
     for (size_t i = 0; top && i < sizeof subs / sizeof *subs; i++)
         if (od_join(p, sizeof p, dir, subs[i], "") && od_is_dir(p))
-            return od_load_dir(p, out, false, err);
+            return od_load_dir(p, img, out, false, err);
+    if (top && od_image_folder_detect(dir)) return od_image_folder_load(dir, img, out, err);
     return od_error_set(
         err, OD_STATUS_IO,
         "%s: no dataset in this folder (want IDX files train-images-idx3-ubyte[.gz] "
         "and t10k-images-idx3-ubyte[.gz], CIFAR-10 data_batch_1.bin .. and "
-        "test_batch.bin, or CIFAR-100 train.bin and test.bin)",
+        "test_batch.bin, CIFAR-100 train.bin and test.bin, or one folder of images per class)",
         dir);
 }
 
 od_status od_data_load(const char *path, od_data_split *out, od_error *err) {
+    return od_data_load_ex(path, NULL, out, err);
+}
+
+od_status od_data_load_ex(const char *path, const od_image_options *img, od_data_split *out, od_error *err) {
     memset(out, 0, sizeof *out);
     if (!path || !*path)
         return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "no dataset path given");
@@ -972,7 +984,7 @@ od_status od_data_load(const char *path, od_data_split *out, od_error *err) {
         path = resolved;
     }
     od_status st =
-        S_ISDIR(sb.st_mode) ? od_load_dir(path, out, true, err) : od_npz_load(path, out, err);
+        S_ISDIR(sb.st_mode) ? od_load_dir(path, img, out, true, err) : od_npz_load(path, out, err);
     if (!st && out->train.n == 0)
         st = od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: the training set holds no samples",
                           path);
@@ -1090,8 +1102,56 @@ od_status od_preprocess_from_model(const od_model *m, od_preprocess *p, od_error
         q.mean[c] = n_mean == 0 ? 0.0f : n_mean == 1 ? mean[0] : c < n_mean ? mean[c] : 0.0f;
         q.std[c] = n_std == 0 ? 1.0f : n_std == 1 ? std[0] : c < n_std ? std[c] : 1.0f;
     }
+    q.from_model = od_model_meta(m, "preprocess.scale") || od_model_meta(m, "preprocess.mean") ||
+                   od_model_meta(m, "preprocess.std");
     *p = q;
     return OD_STATUS_OK;
+}
+
+/* Comma-separated, each in the fewest digits that read back as the same float. */
+static void float_list(char *buf, size_t size, const float *v, int n) {
+    size_t o = 0;
+    buf[0] = 0;
+    for (int i = 0; i < n && o < size; i++) {
+        char one[32];
+        for (int digits = 6; digits <= 9; digits++) {
+            snprintf(one, sizeof one, "%.*g", digits, (double)v[i]);
+            if (strtof(one, NULL) == v[i]) break;
+        }
+        o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? "," : "", one);
+    }
+}
+
+const char *od_preprocess_describe(const od_preprocess *p, char *buf, size_t size) {
+    char mean[200], std[200];
+    int nc = p->n_channels < 1 ? 1 : p->n_channels > 16 ? 16 : p->n_channels;
+    float_list(mean, sizeof mean, p->mean, nc);
+    float_list(std, sizeof std, p->std, nc);
+    char scale[32];
+    float_list(scale, sizeof scale, &p->scale, 1);
+    snprintf(buf, size, "scale %s%s, mean %s, std %s", scale,
+             fabsf(p->scale * 255.0f - 1.0f) < 1e-6f ? " (1/255)" : "", mean, std);
+    return buf;
+}
+
+od_status od_preprocess_to_model(od_model *m, const od_preprocess *p, od_error *err) {
+    char buf[200];
+    int nc = p->n_channels < 1 ? 1 : p->n_channels > 16 ? 16 : p->n_channels;
+    od_status st;
+    float_list(buf, sizeof buf, &p->scale, 1);
+    if ((st = od_model_set_meta(m, "preprocess.scale", buf, err))) return st;
+    float_list(buf, sizeof buf, p->mean, nc);
+    if ((st = od_model_set_meta(m, "preprocess.mean", buf, err))) return st;
+    float_list(buf, sizeof buf, p->std, nc);
+    return od_model_set_meta(m, "preprocess.std", buf, err);
+}
+
+int od_preprocess_named(const char *name, bool std, float *out) {
+    static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
+    static const float imagenet_std[3] = {0.229f, 0.224f, 0.225f};
+    if (!name || strcmp(name, "imagenet") != 0) return 0;
+    memcpy(out, std ? imagenet_std : imagenet_mean, sizeof imagenet_mean);
+    return 3;
 }
 
 od_status od_preprocess_check(const od_preprocess *p, const od_dataset *d, od_error *err) {
@@ -1106,6 +1166,18 @@ od_status od_preprocess_check(const od_preprocess *p, const od_dataset *d, od_er
             return od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
                                 "preprocessing channel %d: mean %g, std %g", c, p->mean[c],
                                 p->std[c]);
+    if (d->f32 && fabsf(p->scale * 255.0f - 1.0f) < 1e-4f) {
+        int64_t count = d->n * od_dataset_sample_size(d);
+        float most = -INFINITY;
+        for (int64_t i = 0; i < count; i++)
+            most = d->f32[i] > most ? d->f32[i] : most;
+        if (count > 0 && most <= 1.0f)
+            return od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
+                                "the dataset holds floats already in [0, 1] (largest %g) and the "
+                                "preprocessing scale is 1/255%s: that divides them by 255 again; "
+                                "pass --scale 1",
+                                most, p->from_model ? " (from the teacher's metadata)" : " (the default)");
+    }
     if (nc == 1) return OD_STATUS_OK;
     int64_t ss = od_dataset_sample_size(d);
     bool fits = d->rank >= 2 ? d->dims[0] == nc : ss % nc == 0;
@@ -1116,6 +1188,15 @@ od_status od_preprocess_check(const od_preprocess *p, const od_dataset *d, od_er
                             od_dims_str(b, sizeof b, d->rank, d->dims, false));
     }
     return OD_STATUS_OK;
+}
+
+/* A store mapped from disk: the pages of a sample just read leave this process (the page cache
+ * keeps them), so reading the data set costs no resident memory however large it is. */
+static void drop_pages(const uint8_t *p, size_t n) {
+    static size_t page;
+    if (!page) page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p / page * page, b = ((uintptr_t)p + n + page - 1) / page * page;
+    madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
 void od_dataset_fill(const od_dataset *d, const od_preprocess *p, const int64_t *idx, int64_t count,
@@ -1138,6 +1219,7 @@ void od_dataset_fill(const od_dataset *d, const od_preprocess *p, const int64_t 
                 for (int64_t j = c * plane; j < (c + 1) * plane; j++)
                     dst[j] = l[src[j]];
             }
+            if (d->map_base) drop_pages(src, (size_t)ss);
         }
     } else if (d->f32) {
         for (int64_t i = 0; i < count; i++) {

@@ -103,8 +103,14 @@ static od_status check_finite_logits(const float *z, int64_t n, int64_t classes,
     return OD_STATUS_OK;
 }
 
-od_status od_model_logits(const od_model *m, const od_dataset *d, const od_preprocess *pre, int threads,
-                          float **logits_out, int64_t *classes_out, od_error *err) {
+/* Logits of samples idx[0..n) of d (idx NULL: 0..n-1), with progress after every run. */
+typedef struct logits_progress {
+    const od_distill_options *opt;
+    int64_t done, total; /* over all the calls of one phase */
+} logits_progress;
+
+static od_status model_logits(const od_model *m, const od_dataset *d, const int64_t *sel, int64_t n, const od_preprocess *pre,
+                              int threads, logits_progress *lp, float **logits_out, int64_t *classes_out, od_error *err) {
     *logits_out = NULL;
     /* Large runs: each run ends in a wait for every thread, and on a shared machine a wait can
      * cost a time slice. Evaluating a small student on 10,000 samples beside another 2-thread
@@ -113,7 +119,7 @@ od_status od_model_logits(const od_model *m, const od_dataset *d, const od_prepr
     int64_t per = od_dataset_sample_size(d) * (int64_t)sizeof(float);
     int64_t B = per > 0 ? (8 << 20) / per : 2048;
     B = B < 64 ? 64 : B > 2048 ? 2048 : B;
-    int64_t batch = d->n < B ? (d->n > 0 ? d->n : 1) : B;
+    int64_t batch = n < B ? (n > 0 ? n : 1) : B;
     od_plan *plan = NULL;
     od_status st = od_plan_create(&m->graph, &(od_plan_options){.batch = batch, .threads = threads}, &plan, err);
     if (st) return st;
@@ -126,7 +132,7 @@ od_status od_model_logits(const od_model *m, const od_dataset *d, const od_prepr
                             (long long)sample);
     }
     int64_t classes = out->dims[1];
-    float *logits = malloc(sizeof(float) * (size_t)(d->n * classes) + 1);
+    float *logits = malloc(sizeof(float) * (size_t)(n * classes) + 1);
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)batch);
     if (!logits || !idx) {
         free(logits);
@@ -134,12 +140,20 @@ od_status od_model_logits(const od_model *m, const od_dataset *d, const od_prepr
         od_plan_destroy(plan);
         return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory for logits");
     }
-    for (int64_t start = 0; start < d->n; start += batch) {
-        int64_t count = d->n - start < batch ? d->n - start : batch;
-        for (int64_t i = 0; i < batch; i++) idx[i] = start + (i < count ? i : 0); /* pad with a repeat */
+    for (int64_t start = 0; start < n; start += batch) {
+        int64_t count = n - start < batch ? n - start : batch;
+        for (int64_t i = 0; i < batch; i++) {
+            int64_t k = start + (i < count ? i : 0); /* pad with a repeat */
+            idx[i] = sel ? sel[k] : k;
+        }
         od_dataset_fill(d, pre, idx, batch, in->data);
         if ((st = od_plan_run(plan, err))) break;
         memcpy(logits + start * classes, out->data, sizeof(float) * (size_t)(count * classes));
+        if (lp && lp->opt->progress) {
+            lp->done += count;
+            od_distill_progress p = {.logits_done = lp->done, .logits_total = lp->total};
+            lp->opt->progress(&p, lp->opt->progress_ctx);
+        }
     }
     free(idx);
     od_plan_destroy(plan);
@@ -150,6 +164,11 @@ od_status od_model_logits(const od_model *m, const od_dataset *d, const od_prepr
     *logits_out = logits;
     *classes_out = classes;
     return OD_STATUS_OK;
+}
+
+od_status od_model_logits(const od_model *m, const od_dataset *d, const od_preprocess *pre, int threads,
+                          float **logits_out, int64_t *classes_out, od_error *err) {
+    return model_logits(m, d, NULL, d->n, pre, threads, NULL, logits_out, classes_out, err);
 }
 
 /* ---- checkpoints: everything that decides the rest of the run ------------------------------ */
@@ -258,6 +277,7 @@ static char *run_settings(const weight_set *w, const od_distill_options *o, cons
                        optims[o->optim.kind], o->lr, o->optim.momentum, o->optim.nesterov, o->optim.weight_decay) &&
               str_addf(&s, &len, &cap, "--schedule %s\n--warmup %.9g\n--step-epochs %d\n--step-gamma %.9g\n", scheds[o->sched],
                        o->warmup_epochs, o->step_epochs, o->step_gamma) &&
+              str_addf(&s, &len, &cap, "--augment %d\n", (int)o->augment) &&
               str_addf(&s, &len, &cap, "--val-split %.9g\n--train-limit %lld\n--test-limit %lld\n", o->val_split,
                        (long long)o->train_limit, (long long)o->test_limit) &&
               str_addf(&s, &len, &cap, "--scale %.9g\n--mean", pre->scale);
@@ -402,28 +422,16 @@ static od_status eval_subset(od_model *student, const od_dataset *d, const int64
     *acc = *agree = -1;
     *collapsed = false;
     if (n <= 0) return OD_STATUS_OK;
-    od_dataset sub = *d;
-    /* gather into a temporary dataset view */
-    int64_t sample = od_dataset_sample_size(d);
-    sub.n = n;
-    sub.u8 = NULL;
-    sub.f32 = malloc(sizeof(float) * (size_t)(n * sample) + 1);
-    sub.labels = d->labels ? malloc(sizeof(int32_t) * (size_t)n) : NULL;
-    if (!sub.f32 || (d->labels && !sub.labels)) {
-        free(sub.f32);
-        free(sub.labels);
-        return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    }
-    od_dataset_fill(d, pre, idx, n, sub.f32);
-    for (int64_t i = 0; d->labels && i < n; i++) sub.labels[i] = d->labels[idx[i]];
-    od_preprocess ident;
-    od_preprocess_default(&ident);
-    ident.scale = 1.0f;
+    /* labels of the subset; the samples are read where they are (no gathered copy: at 224x224
+     * a validation split of 1,000 images would be 600 MB of floats) */
+    int32_t *labels = d->labels ? malloc(sizeof(int32_t) * (size_t)n) : NULL;
+    if (d->labels && !labels) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int64_t i = 0; d->labels && i < n; i++) labels[i] = d->labels[idx[i]];
     float *logits = NULL;
     int64_t classes = 0;
-    od_status st = od_model_logits(student, &sub, &ident, threads, &logits, &classes, err);
+    od_status st = model_logits(student, d, idx, n, pre, threads, NULL, &logits, &classes, err);
     if (!st) {
-        *acc = od_accuracy(logits, sub.labels, n, classes);
+        *acc = od_accuracy(logits, labels, n, classes);
         float *tl = malloc(sizeof(float) * (size_t)(n * classes) + 1);
         if (tl) {
             for (int64_t i = 0; i < n; i++) memcpy(tl + i * classes, teacher_logits + idx[i] * classes, sizeof(float) * (size_t)classes);
@@ -442,8 +450,7 @@ static od_status eval_subset(od_model *student, const od_dataset *d, const int64
         if (!isfinite(var) || var < 1e-10) *collapsed = true;
     }
     free(logits);
-    free(sub.f32);
-    free(sub.labels);
+    free(labels);
     return st;
 }
 
@@ -506,9 +513,8 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
 
     /* teacher logits, once */
     double tt = od_seconds();
-    od_dataset head = *train;
-    head.n = n_all;
-    if ((st = od_model_logits(teacher, &head, pre, opt->threads, &tlog, &classes, err))) {
+    logits_progress lp = {opt, 0, n_all + test->n};
+    if ((st = model_logits(teacher, train, NULL, n_all, pre, opt->threads, &lp, &tlog, &classes, err))) {
         od_error_prefix(err, "teacher: ");
         goto done;
     }
@@ -516,7 +522,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
         (st = check_labels(train, n_all, "training", classes, err)))
         goto done;
     if (test->n > 0) {
-        if ((st = od_model_logits(teacher, test, pre, opt->threads, &test_tlog, &test_classes, err))) goto done;
+        if ((st = model_logits(teacher, test, NULL, test->n, pre, opt->threads, &lp, &test_tlog, &test_classes, err))) goto done;
         if ((st = check_finite_logits(test_tlog, test->n, test_classes, "test", err)) ||
             (st = check_labels(test, test->n, "test", classes, err)))
             goto done;
@@ -584,6 +590,8 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
             }
             const int64_t *bi = train_idx + b * opt->batch;
             od_dataset_fill(train, pre, bi, opt->batch, od_trainer_input(tr));
+            if (opt->augment && train->rank == 3)
+                od_augment_batch(od_trainer_input(tr), opt->batch, train->dims[0], train->dims[1], train->dims[2], &rng);
             float sigma = opt->sigma;
             if (opt->sigma_hi > 0) sigma = (float)(opt->sigma_lo + (opt->sigma_hi - opt->sigma_lo) * od_rng_uniform(&rng));
             for (int64_t i = 0; i < opt->batch; i++) {
@@ -618,7 +626,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
             if (opt->progress && (b % 20 == 0 || b + 1 == batches)) {
                 double el = od_seconds() - te, sps = (double)(b + 1) * opt->batch / (el > 0 ? el : 1e-9);
                 od_distill_progress p = {epoch + 1, opt->epochs, b + 1, batches, loss_sum / (double)(b + 1), sps,
-                                         (double)((batches - b - 1) + (opt->epochs - epoch - 1) * batches) * opt->batch / sps, NULL};
+                                         (double)((batches - b - 1) + (opt->epochs - epoch - 1) * batches) * opt->batch / sps, NULL, 0, 0};
                 opt->progress(&p, opt->progress_ctx);
             }
         }
@@ -660,7 +668,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
         rs.h.optim_step = *optim_step;
         if (opt->checkpoint && (st = ckpt_write(opt->checkpoint, &rs, &w, optim_state, optim_count, err))) goto done;
         if (opt->progress) {
-            od_distill_progress p = {epoch + 1, opt->epochs, batches, batches, es->loss, es->samples_per_s, 0, es};
+            od_distill_progress p = {epoch + 1, opt->epochs, batches, batches, es->loss, es->samples_per_s, 0, es, 0, 0};
             opt->progress(&p, opt->progress_ctx);
         }
     }

@@ -80,6 +80,11 @@ static bool is_weight_type(od_dtype t) {
 }
 
 od_status od_model_count(const od_model *m, int64_t *params_out, int64_t *macs_out, od_error *err) {
+    return od_model_count_ex(m, params_out, macs_out, NULL, err);
+}
+
+od_status od_model_count_ex(const od_model *m, int64_t *params_out, int64_t *macs_out,
+                            int *unknown_nodes_out, od_error *err) {
     const od_graph *g = &m->graph;
     int64_t params = 0, macs = 0;
     for (int i = 0; i < g->n_inits; i++) {
@@ -90,8 +95,17 @@ od_status od_model_count(const od_model *m, int64_t *params_out, int64_t *macs_o
     od_error ignored = {0};
     od_status st = od_graph_infer_ex(g, 1, true, &s, &ignored);
     if (st) return od_error_set(err, st, "%s", ignored.message);
-    for (int i = 0; i < g->n_nodes; i++) macs += od_node_macs(g, i, &s);
+    int unknown = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        macs += od_node_macs(g, i, &s);
+        const od_node *n = &g->nodes[i];
+        bool known = true;
+        for (int k = 0; k < n->n_outputs; k++)
+            if (n->outputs[k] >= 0 && s.info[n->outputs[k]].rank < 0) known = false;
+        unknown += !known;
+    }
     od_graph_shapes_clear(&s);
+    if (unknown_nodes_out) *unknown_nodes_out = unknown;
     if (params_out) *params_out = params;
     if (macs_out) *macs_out = macs;
     return OD_STATUS_OK;

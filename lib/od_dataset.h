@@ -36,10 +36,16 @@ typedef struct od_dataset {
     float *f32;      /* n * sample-size values when the source is float32/float64, else NULL */
     int32_t *labels; /* n labels, or NULL when the source has none */
     int n_classes;   /* 1 + the largest label over train and test; CIFAR: 10 or 100; 0: no labels */
+    void *map_base;    /* non-NULL: u8 lies in this read-only file mapping (image folders' store on */
+    size_t map_bytes;  /* disk); od_dataset_fill drops the pages it has read, bounding memory */
 } od_dataset;
 
 typedef struct od_data_split {
     od_dataset train, test;
+    int n_class_names;   /* image folders: the class folders' names, label order; else 0 */
+    char **class_names;
+    int64_t n_skipped;   /* image files that did not decode (and were left out) */
+    char skipped[1024];  /* why the first of them did not */
 } od_data_split;
 
 /* Loads a dataset from path:
@@ -60,6 +66,44 @@ typedef struct od_data_split {
  * The training set must hold at least one sample; the test set may be empty. On error out is
  * left empty (safe to clear). */
 od_status od_data_load(const char *path, od_data_split *out, od_error *err);
+
+/* ---- image folders ----------------------------------------------------------------------------
+ * torchvision's ImageFolder layout: DIR/CLASS/.../IMAGE, classes the sub-folders' names sorted
+ * (byte order), labels their positions. DIR/train/ with DIR/val/ (or DIR/test/) are the two
+ * splits when present; otherwise a seeded test_fraction of DIR's images is held out as test set.
+ * Both sets are in a seeded random order (shuffle), not sorted by class as in torchvision.
+ * Files ending in torchvision's image extensions (.jpg .jpeg .png .ppm .bmp .pgm .tif .tiff
+ * .webp, any case) are samples; PNG and JPEG are decoded (libpng, libjpeg-turbo), other formats
+ * and corrupt files are skipped and counted (n_skipped), or an error with strict.
+ * Each image becomes what torchvision's Resize(resize) + CenterCrop((height, width)) + ToTensor
+ * give from PIL's Image.open(f).convert("RGB") (or "L" for channels 1), as uint8 [C,H,W]; the
+ * EXIF orientation of a JPEG is applied first (torchvision ignores it). The decoded store is in
+ * RAM up to ram_limit bytes, above it in a file mapped read-only (bounded memory): cache_dir
+ * keeps that file between runs, keyed by the files' names, sizes, times and these options. */
+typedef struct od_image_options {
+    int channels;          /* 1 (grey) or 3 (RGB; default) */
+    int64_t height, width; /* center crop; 0: none (then all images must have one size) */
+    int64_t resize;        /* the shorter side first becomes this (PIL's antialiased bilinear); 0: none */
+    double test_fraction;  /* held out when there is no train/ folder (default 0.1) */
+    uint64_t seed;         /* for that split and the order (default 1) */
+    bool shuffle;          /* samples in a seeded random order, not by class (default true), so that
+                            * the first N (--train-limit, --test-limit) hold every class */
+    bool strict;           /* an image that does not decode is an error (default: skipped) */
+    int threads;           /* decoding threads (default 2) */
+    size_t ram_limit;      /* decoded stores above this go to a file (default 256 MiB) */
+    const char *cache_dir; /* where that file is kept for the next run; NULL: $TMPDIR, removed */
+    void (*progress)(const char *what, int64_t done, int64_t total, void *ctx);
+    void *progress_ctx;
+} od_image_options;
+
+void od_image_options_default(od_image_options *o);
+/* Channels, crop and resize for a model's input [N, C, H, W] (C 1 or 3; a flat [N, D] is taken
+ * as square grey images when D is a square, else RGB when D / 3 is): crop H x W, resize
+ * the metadata "preprocess.resize" when given (e.g. 256 for ImageNet's 224), else max(H, W).
+ * Other inputs leave o as it is. */
+void od_image_options_for_model(const od_model *m, od_image_options *o);
+/* od_data_load, with img for image folders (NULL: the defaults). */
+od_status od_data_load_ex(const char *path, const od_image_options *img, od_data_split *out, od_error *err);
 void od_data_split_clear(od_data_split *s); /* frees both sets and zeroes the struct */
 void od_dataset_clear(od_dataset *d);       /* frees and zeroes */
 
@@ -76,6 +120,7 @@ typedef struct od_preprocess {
     float scale;
     int n_channels;
     float mean[16], std[16];
+    bool from_model; /* od_preprocess_from_model found preprocess.* metadata */
 } od_preprocess;
 
 /* scale 1/255, one channel, mean 0, std 1. */
@@ -87,8 +132,18 @@ void od_preprocess_default(od_preprocess *p);
  * then holds the default. */
 od_status od_preprocess_from_model(const od_model *m, od_preprocess *p, od_error *err);
 /* Checks that p's channels fit d's samples (n_channels 1, the sample's C for [C,...], or a
- * divisor of a flat sample's size). */
+ * divisor of a flat sample's size), and refuses float data already in [0, 1] (largest value
+ * <= 1) with a scale of 1/255, which would divide it by 255 again: the error names --scale 1. */
 od_status od_preprocess_check(const od_preprocess *p, const od_dataset *d, od_error *err);
+
+/* "scale 0.00392157 (1/255), mean 0.286, std 0.353" into buf. */
+const char *od_preprocess_describe(const od_preprocess *p, char *buf, size_t size);
+/* Writes p as the metadata preprocess.scale, preprocess.mean, preprocess.std of m (replacing),
+ * so that the student records the preprocessing it was trained with. */
+od_status od_preprocess_to_model(od_model *m, const od_preprocess *p, od_error *err);
+/* Per-channel values by name: "imagenet" (torchvision's RGB mean 0.485,0.456,0.406 and std
+ * 0.229,0.224,0.225). Returns the count written to out (at most 16), 0 for an unknown name. */
+int od_preprocess_named(const char *name, bool std, float *out);
 
 /* Writes samples idx[0..count) of d, preprocessed, as float NCHW into out (count * sample-size
  * floats). Indices must be in 0 .. d->n - 1 and p must have passed od_preprocess_check. */
@@ -123,5 +178,12 @@ uint64_t od_rng_below(od_rng *r, uint64_t bound); /* uniform in [0, bound), unbi
 double od_rng_uniform(od_rng *r);                 /* [0, 1), 53 bits */
 float od_rng_normal(od_rng *r);                   /* N(0, 1) */
 void od_rng_shuffle(od_rng *r, int64_t *idx, int64_t n); /* Fisher-Yates */
+
+/* ---- augmentation ---------------------------------------------------------------------------- */
+
+/* In place on n preprocessed samples [C,H,W]: a random-resized crop (area 8% to 100%, aspect
+ * 3/4 to 4/3, as torchvision's RandomResizedCrop) scaled back to H x W bilinearly, then a
+ * horizontal flip with probability 1/2; all drawn from rng. See lib/augment.c. */
+void od_augment_batch(float *x, int64_t n, int64_t C, int64_t H, int64_t W, od_rng *rng);
 
 #endif

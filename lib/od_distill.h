@@ -31,6 +31,7 @@ typedef struct od_distill_progress {
     int64_t batch, batches;
     double loss, samples_per_s, eta_seconds;
     const od_epoch_stats *done; /* non-NULL once the epoch is evaluated */
+    int64_t logits_done, logits_total; /* logits_total > 0: computing the teacher's logits, not training */
 } od_distill_progress;
 
 typedef struct od_distill_options {
@@ -52,6 +53,7 @@ typedef struct od_distill_options {
     float val_split;     /* held out of the training set to pick the epoch kept */
     int64_t train_limit; /* use only the first N training samples (0: all) */
     int64_t test_limit;  /* evaluate on the first N test samples only (0: all) */
+    bool augment;        /* random-resized crop and flip of [C,H,W] training batches (od_augment_batch) */
     const char *checkpoint; /* written after every epoch (atomically) */
     const char *resume;     /* continue from this checkpoint */
     volatile sig_atomic_t *stop; /* non-zero: stop after this batch; the checkpoint holds the

@@ -23,6 +23,7 @@ typedef struct od_pass_stats {
     int dead_nodes;    /* nodes whose outputs nothing used */
     int unused_inits;  /* initializers nothing used (including BN parameters folded away) */
     int shared_inits;  /* initializers equal to another (dtype, dims, bytes), now sharing it */
+    int unshared_inits; /* od_canonicalize: copies made of an initializer read by several nodes */
     int nodes_before, nodes_after, inits_before, inits_after;
 } od_pass_stats;
 
@@ -49,6 +50,14 @@ typedef struct od_pass_stats {
  * Running it twice gives the same model as running it once.
  * stats may be NULL. */
 od_status od_optimize(od_model *m, od_pass_stats *stats, od_error *err);
+
+/* The graph as the student builder wants it, whatever the exporter wrote: passes 1, 2, 3 and 5
+ * above (initializers off the inputs, constants folded, Identity and Dropout gone, dead nodes
+ * removed), then every initializer read by several nodes given one copy per reader, except a
+ * weight of rank >= 2 tied between layers (the weight of several Conv, Gemm or MatMul, or a
+ * Gather table), which stays one tensor. BatchNormalization is not folded. The function
+ * computed is unchanged. stats may be NULL. */
+od_status od_canonicalize(od_model *m, od_pass_stats *stats, od_error *err);
 
 typedef enum od_weight_format { OD_WEIGHTS_F32, OD_WEIGHTS_F16, OD_WEIGHTS_INT8 } od_weight_format;
 

@@ -51,6 +51,10 @@ od_status od_measure_latency(const od_graph *g, int64_t batch, int threads, doub
  * format) and multiply-accumulates per sample at batch 1 (ops whose shapes cannot be inferred
  * count 0). */
 od_status od_model_count(const od_model *m, int64_t *params_out, int64_t *macs_out, od_error *err);
+/* The same, also counting the nodes whose output shapes could not be inferred
+ * (unknown_nodes_out, may be NULL): when it is not 0, the MACs are only a lower bound. */
+od_status od_model_count_ex(const od_model *m, int64_t *params_out, int64_t *macs_out,
+                            int *unknown_nodes_out, od_error *err);
 /* Size of data after zlib's compress2 at level 9: gzip -9's deflate stream, in a zlib frame
  * (6 bytes) rather than gzip's (18 bytes). */
 od_status od_compressed_size(const void *data, size_t len, size_t *out, od_error *err);
@@ -172,6 +176,8 @@ od_status od_report_add_model(od_report *r, const char *label, const char *path,
  * for well-known datasets (from the name or ref's metadata "dataset"), their usual names.
  * ref may be NULL. */
 od_status od_report_set_data(od_report *r, const char *name, const od_model *ref, od_error *err);
+/* Replaces the class names with names[0..n) (an image folder's); n 0: keeps them. */
+od_status od_report_set_class_names(od_report *r, char *const *names, int n, od_error *err);
 /* Runs model i (already added) over test (pass a view with n lowered to use the first n
  * samples) with its preprocessing: accuracy, per-class accuracy, confusion matrix, and for
  * i > 0 agreement with model 0 and the samples where they differ in correctness (model 0

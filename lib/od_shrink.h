@@ -19,9 +19,13 @@
  * depthwise conv's input and output, the inputs of a Concat along another axis. Everything that
  * depends on a channel count follows: the next layer's input channels (also across Flatten or a
  * flattening Reshape into a Gemm, by blocks of H*W columns), BatchNormalization,
- * InstanceNormalization, LayerNormalization (over the channel axis) and PRelu parameters, biases,
+ * InstanceNormalization, LayerNormalization (over the channel axis, also in the decomposed form
+ * of older opsets: a ReduceMean over the channels keeping the dim) and PRelu parameters, biases,
  * constants broadcast along the channels, the group attribute of depthwise convs. A Concat along
- * the channels concatenates its inputs' kept channels. The graph inputs and outputs keep their
+ * the channels concatenates its inputs' kept channels. A grouped (not depthwise) Conv keeps its
+ * group count: its input and output channels each split into that many equal blocks, every
+ * block keeping as many channels (the best of that block; the count rounded up to a whole
+ * number per block), so each group gets narrower. The graph inputs and outputs keep their
  * channels, and so does any dim an op this builder does not know consumes ("pinned": the
  * report says why).
  *
@@ -59,6 +63,8 @@
 #define OD_SHRINK_H
 
 #include "od_runtime.h"
+
+#include <stdio.h>
 
 typedef enum od_shrink_init { OD_SHRINK_INIT_TEACHER = 0, OD_SHRINK_INIT_RANDOM } od_shrink_init;
 typedef enum od_shrink_bn { OD_SHRINK_BN_AUTO = 0, OD_SHRINK_BN_ON, OD_SHRINK_BN_OFF } od_shrink_bn;
@@ -101,6 +107,7 @@ typedef struct od_shrink_layer {
     char *node, *op_type; /* a Conv, ConvTranspose, Gemm or MatMul of the student */
     int64_t teacher_channels, student_channels; /* its output channels */
     char *pinned;                               /* why its channels could not change, or NULL */
+    bool at_output; /* pinned only as a graph output (the classifier): expected, no loss */
 } od_shrink_layer;
 
 typedef struct od_shrink_block {
@@ -117,9 +124,17 @@ typedef struct od_shrink_report {
     od_shrink_block *blocks; /* the teacher's removable blocks, in graph order */
     int n_dropped;
     int n_bn_inserted;
+    int n_kept_whole; /* layers asked to shrink that could not (pinned, not at an output) */
+    int n_unshared;   /* canonical form: initializers given one copy per reader */
+    int n_folded;     /* canonical form: constant, Identity and Dropout nodes folded away */
 } od_shrink_report;
 
 void od_shrink_report_clear(od_shrink_report *r);
+/* The builder's summary on out (what got narrower, how many layers were kept whole, what the
+ * canonical form changed) and, on warn (may be NULL), one warning per layer asked to shrink
+ * that could not, naming it and saying why. Used by `shrink` and `distill`. */
+void od_shrink_report_print(const od_shrink_report *r, const od_shrink_spec *spec, FILE *out,
+                            FILE *warn);
 
 /* Builds the student. INVALID_ARGUMENT for a spec out of range or naming unknown nodes. */
 od_status od_shrink(const od_model *teacher, const od_shrink_spec *spec, od_model **student_out,

@@ -149,11 +149,19 @@ od_model *od_make_student(const od_model *teacher, double width, double depth) {
     return st ? (failed(&err), NULL) : student;
 }
 
+/* A dataset, image folders sized for m's input (resize, crop, channels). */
+static od_status load_for(const od_model *m, const char *data, od_data_split *split, od_error *err) {
+    od_image_options io;
+    od_image_options_default(&io);
+    od_image_options_for_model(m, &io);
+    return od_data_load_ex(data, &io, split, err);
+}
+
 /* A dataset and the model's preprocessing for it. */
 static od_status load_data(const od_model *m, const char *data, od_data_split *split,
                            od_preprocess *pre, od_error *err) {
     od_status st;
-    if ((st = od_data_load(data, split, err))) return st;
+    if ((st = load_for(m, data, split, err))) return st;
     if ((st = od_preprocess_from_model(m, pre, err))) return st;
     return od_preprocess_check(pre, &split->train, err);
 }
@@ -263,8 +271,9 @@ int od_write_report(const od_model *teacher, const od_model *student, const char
     const od_model *models[2] = {teacher, student};
     od_status st = od_report_add_model(&rep, "teacher", NULL, teacher, &ro, &err);
     if (!st) st = od_report_add_model(&rep, "student", NULL, student, &ro, &err);
-    if (!st && data) st = od_data_load(data, &split, &err);
+    if (!st && data) st = load_for(teacher, data, &split, &err);
     if (!st && data) st = od_report_set_data(&rep, data, teacher, &err);
+    if (!st && data) st = od_report_set_class_names(&rep, split.class_names, split.n_class_names, &err);
     od_dataset test = split.test;
     if (max_samples > 0 && max_samples < test.n) test.n = max_samples;
     for (int i = 0; i < 2 && !st && data && test.n; i++) {

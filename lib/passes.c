@@ -567,8 +567,7 @@ static bool bn_read(const od_graph *g, const od_node *bn, int64_t opset, bn_para
         if (!t[k] || t[k]->rank != 1 || t[k]->dims[0] != t[0]->dims[0]) return false;
         p->bn[k] = t[k]->data;
     }
-    const od_attr *ea = od_node_attr(bn, "epsilon");
-    p->eps = ea && ea->type == OD_ATTR_FLOAT ? ea->f : 1e-5f;
+    p->eps = od_node_attr_float(bn, "epsilon");
     p->C = t[0]->dims[0];
     p->f = malloc(sizeof(double) * (size_t)(p->C ? p->C : 1));
     if (!p->f) return false;
@@ -847,6 +846,83 @@ static od_status pass_share(od_graph *g, od_pass_stats *stats, od_error *err) {
     return od_pass_compact(g, NULL, err);
 }
 
+/* ---- the builder's canonical form: one copy of an initializer per consumer ----------- */
+
+/* Exporters share equal constants (zero biases, default BatchNorm statistics) between layers
+ * that merely happen to hold the same values; the builder must be free to slice each layer's
+ * copy on its own. A weight of rank >= 2 read as the weight of several layers (Conv, Gemm,
+ * MatMul, the table of a Gather) is truly tied and stays shared. */
+static bool is_weight_slot(const od_node *n, int k) {
+    return (k == 1 && (is_op(n, "Conv") || is_op(n, "ConvTranspose") || is_op(n, "Gemm") ||
+                       is_op(n, "MatMul"))) ||
+           (k == 0 && is_op(n, "Gather"));
+}
+
+static od_status pass_unshare(od_graph *g, od_pass_stats *stats, od_error *err) {
+    int *uses = od_graph_count_uses(g);
+    int *weight_uses = calloc(g->n_values ? (size_t)g->n_values : 1, sizeof *weight_uses);
+    od_status st = OD_STATUS_OK;
+    if (!uses || !weight_uses) {
+        st = oom(err);
+        goto done;
+    }
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++)
+            if (g->nodes[i].inputs[k] >= 0 && is_weight_slot(&g->nodes[i], k))
+                weight_uses[g->nodes[i].inputs[k]]++;
+    int n_values = g->n_values; /* copies added below are not looked at again */
+    for (int i = 0; i < g->n_nodes; i++) {
+        od_node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_inputs; k++) {
+            int v = n->inputs[k];
+            if (v < 0 || v >= n_values || uses[v] < 2) continue;
+            const od_tensor *t = g->values[v].init;
+            if (!t || od_pass_is_graph_input(g, v) || od_pass_is_graph_output(g, v)) continue;
+            if (t->rank >= 2 && weight_uses[v] >= 2 && is_weight_slot(n, k)) continue;
+            /* the first use keeps the original */
+            uses[v]--;
+            od_tensor *copy = calloc(1, sizeof *copy);
+            if (!copy || od_tensor_copy(copy, t, err)) {
+                free(copy);
+                st = copy ? err->status : oom(err);
+                goto done;
+            }
+            int c = od_pass_add_init(g, g->values[v].name, "_copy", copy, err);
+            if (c < 0) {
+                st = err->status;
+                goto done;
+            }
+            n = &g->nodes[i];
+            n->inputs[k] = c;
+            if (stats) stats->unshared_inits++;
+        }
+    }
+    st = od_pass_compact(g, NULL, err);
+done:
+    free(uses);
+    free(weight_uses);
+    return st;
+}
+
+od_status od_canonicalize(od_model *m, od_pass_stats *stats, od_error *err) {
+    od_pass_stats local;
+    if (!stats) stats = &local;
+    memset(stats, 0, sizeof *stats);
+    od_graph *g = &m->graph;
+    stats->nodes_before = g->n_nodes;
+    stats->inits_before = g->n_inits;
+    if (!g->opset) g->opset = od_model_opset(m, "");
+    od_status st = od_graph_check(g, err);
+    if (st) return st;
+    pass_init_inputs(m);
+    if ((st = pass_fold_constants(g, stats, err)) || (st = pass_drop_identity(g, stats, err)) ||
+        (st = pass_dead(g, stats, err)) || (st = pass_unshare(g, stats, err)))
+        return st;
+    stats->nodes_after = g->n_nodes;
+    stats->inits_after = g->n_inits;
+    return OD_STATUS_OK;
+}
+
 /* ---- 7. doc strings ----------------------------------------------------------------- */
 
 static void pass_strip_docs(od_model *m) {
@@ -862,73 +938,6 @@ static void pass_strip_docs(od_model *m) {
 
 /* ---- 8. compact encoding ---------------------------------------------------------------- */
 
-/* Attributes whose value is the ONNX default (the same in every opset from 7): writing them
- * changes nothing but the file size. kind: 'i' an int, 'f' a float, 'a' ints all equal to i,
- * 's' a string. */
-static const struct {
-    const char *op, *attr;
-    char kind;
-    int64_t i;
-    float f;
-    const char *s;
-} attr_defaults[] = {
-    {"Conv", "group", 'i', 1, 0, NULL},
-    {"Conv", "dilations", 'a', 1, 0, NULL},
-    {"Conv", "strides", 'a', 1, 0, NULL},
-    {"Conv", "pads", 'a', 0, 0, NULL},
-    {"Conv", "auto_pad", 's', 0, 0, "NOTSET"},
-    {"ConvTranspose", "group", 'i', 1, 0, NULL},
-    {"ConvTranspose", "dilations", 'a', 1, 0, NULL},
-    {"ConvTranspose", "strides", 'a', 1, 0, NULL},
-    {"ConvTranspose", "pads", 'a', 0, 0, NULL},
-    {"ConvTranspose", "output_padding", 'a', 0, 0, NULL},
-    {"ConvTranspose", "auto_pad", 's', 0, 0, "NOTSET"},
-    {"MaxPool", "ceil_mode", 'i', 0, 0, NULL},
-    {"MaxPool", "storage_order", 'i', 0, 0, NULL},
-    {"MaxPool", "dilations", 'a', 1, 0, NULL},
-    {"MaxPool", "strides", 'a', 1, 0, NULL},
-    {"MaxPool", "pads", 'a', 0, 0, NULL},
-    {"MaxPool", "auto_pad", 's', 0, 0, "NOTSET"},
-    {"AveragePool", "ceil_mode", 'i', 0, 0, NULL},
-    {"AveragePool", "count_include_pad", 'i', 0, 0, NULL},
-    {"AveragePool", "strides", 'a', 1, 0, NULL},
-    {"AveragePool", "pads", 'a', 0, 0, NULL},
-    {"AveragePool", "auto_pad", 's', 0, 0, "NOTSET"},
-    {"Gemm", "alpha", 'f', 0, 1.0f, NULL},
-    {"Gemm", "beta", 'f', 0, 1.0f, NULL},
-    {"Gemm", "transA", 'i', 0, 0, NULL},
-    {"Gemm", "transB", 'i', 0, 0, NULL},
-    {"BatchNormalization", "epsilon", 'f', 0, 1e-5f, NULL},
-    {"BatchNormalization", "momentum", 'f', 0, 0.9f, NULL},
-    {"Flatten", "axis", 'i', 1, 0, NULL},
-    {"Gather", "axis", 'i', 0, 0, NULL},
-    {"LeakyRelu", "alpha", 'f', 0, 0.01f, NULL},
-    {"Elu", "alpha", 'f', 0, 1.0f, NULL},
-    {"HardSigmoid", "alpha", 'f', 0, 0.2f, NULL},
-    {"HardSigmoid", "beta", 'f', 0, 0.5f, NULL},
-};
-
-static bool attr_is_default(const od_node *n, const od_attr *a) {
-    for (size_t k = 0; k < sizeof attr_defaults / sizeof *attr_defaults; k++) {
-        if (strcmp(a->name, attr_defaults[k].attr) != 0 || !is_op(n, attr_defaults[k].op)) continue;
-        switch (attr_defaults[k].kind) {
-        case 'i':
-            return a->type == OD_ATTR_INT && a->i == attr_defaults[k].i;
-        case 'f':
-            return a->type == OD_ATTR_FLOAT && a->f == attr_defaults[k].f;
-        case 's':
-            return a->type == OD_ATTR_STRING && a->s.len == strlen(attr_defaults[k].s) &&
-                   memcmp(a->s.data, attr_defaults[k].s, a->s.len) == 0;
-        case 'a':
-            if (a->type != OD_ATTR_INTS || !a->count) return false;
-            for (size_t j = 0; j < a->count; j++)
-                if (a->ints[j] != attr_defaults[k].i) return false;
-            return true;
-        }
-    }
-    return false;
-}
-
 /* Drops default-valued attributes and value_info (shape annotations every runtime infers
  * again), and gives the values between nodes short names (Op_k, when shorter than the name they
  * have; a second run renames nothing): the graph's inputs, outputs
@@ -939,7 +948,8 @@ static od_status pass_compact_encoding(od_graph *g, od_error *err) {
         for (int i = 0; i < g->n_nodes; i++) {
             od_node *n = &g->nodes[i];
             for (int a = n->n_attrs - 1; a >= 0; a--)
-                if (attr_is_default(n, &n->attrs[a])) od_pass_remove_attr(n, n->attrs[a].name);
+                /* the defaults the op descriptors give are the same in every opset from 7 */
+                if (od_attr_is_default(n, &n->attrs[a])) od_pass_remove_attr(n, n->attrs[a].name);
         }
     g->n_value_infos = 0;
     bool *keep = calloc(g->n_values ? (size_t)g->n_values : 1, sizeof *keep);

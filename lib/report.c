@@ -212,6 +212,14 @@ od_status od_report_set_data(od_report *r, const char *name, const od_model *ref
     return st;
 }
 
+od_status od_report_set_class_names(od_report *r, char *const *names, int n, od_error *err) {
+    if (n <= 0) return OD_STATUS_OK;
+    names_clear(r);
+    od_status st = OD_STATUS_OK;
+    for (int c = 0; c < n && !st; c++) st = names_add(r, names[c], strlen(names[c]), err);
+    return st;
+}
+
 static od_status diff_init(od_report_diff *d, int64_t classes, od_error *err) {
     d->classes = classes;
     if (!(d->per_class = calloc((size_t)classes + 1, sizeof(int64_t))))
@@ -728,6 +736,64 @@ static void write_json(const od_report *r, FILE *f) {
 
 /* ---- Markdown ---------------------------------------------------------------------------- */
 
+int od_report_top_pairs(const od_class_eval *e, od_report_pair *out, int max) {
+    int n = 0;
+    int64_t K = e->classes;
+    for (int64_t c = 0; c < K; c++)
+        for (int64_t j = 0; j < K; j++) {
+            int64_t v = e->confusion[c * K + j];
+            if (c == j || !v) continue;
+            /* insertion into a short sorted list: K*K cells, max (25) kept */
+            int k = n < max ? n++ : max;
+            if (k == max && v <= out[max - 1].count) continue;
+            if (k == max) k = max - 1;
+            while (k > 0 && out[k - 1].count < v) out[k] = out[k - 1], k--;
+            out[k] = (od_report_pair){c, j, v};
+        }
+    return n;
+}
+
+int64_t od_report_shown_classes(const od_report *r, int64_t *out, int64_t cap) {
+    const od_class_eval *e = &r->models[r->n_models - 1].eval;
+    int64_t K = r->models[0].eval.classes;
+    if (K <= OD_REPORT_MATRIX_MAX_CLASSES) {
+        for (int64_t c = 0; c < K && c < cap; c++) out[c] = c;
+        return K < cap ? K : cap;
+    }
+    int64_t n = 0, max = cap < OD_REPORT_TOP ? cap : OD_REPORT_TOP;
+    for (int64_t c = 0; c < K; c++) {
+        double acc = c < e->classes && e->per_class[c] >= 0 ? e->per_class[c] : 2; /* no samples: last */
+        int64_t k = n < max ? n++ : max;
+        if (k == max) {
+            double worst = out[max - 1] < e->classes && e->per_class[out[max - 1]] >= 0 ? e->per_class[out[max - 1]] : 2;
+            if (acc >= worst) continue;
+            k = max - 1;
+        }
+        while (k > 0) {
+            int64_t p = out[k - 1];
+            double pa = p < e->classes && e->per_class[p] >= 0 ? e->per_class[p] : 2;
+            if (pa <= acc) break;
+            out[k] = p, k--;
+        }
+        out[k] = c;
+    }
+    return n;
+}
+
+int od_report_top_diff_classes(const od_report_diff *d, int64_t *out, int max) {
+    int n = 0;
+    for (int64_t c = 0; c < d->classes; c++) {
+        int64_t v = d->per_class[c];
+        if (!v) continue;
+        int k = n < max ? n++ : max;
+        if (k == max && v <= d->per_class[out[max - 1]]) continue;
+        if (k == max) k = max - 1;
+        while (k > 0 && d->per_class[out[k - 1]] < v) out[k] = out[k - 1], k--;
+        out[k] = c;
+    }
+    return n;
+}
+
 static void md_text(FILE *f, const char *s) {
     for (; s && *s; s++) {
         if (strchr("|\\*_`<>[]", *s)) fputc('\\', f);
@@ -761,13 +827,33 @@ static void md_confusion(FILE *f, const od_report *r, const od_report_model *m) 
     }
 }
 
+static void md_pairs(FILE *f, const od_report *r, const od_report_model *m) {
+    od_report_pair top[OD_REPORT_TOP];
+    int n = od_report_top_pairs(&m->eval, top, OD_REPORT_TOP);
+    char nb[24], pb[24];
+    fputs("\n### ", f);
+    md_text(f, m->label);
+    fprintf(f, ": the %d most confused pairs of %lld classes\n\n| true class | predicted | samples | share of the class |\n|---|---|---:|---:|\n",
+            n, (long long)m->eval.classes);
+    for (int k = 0; k < n; k++) {
+        int64_t sup = m->eval.support[top[k].label];
+        fputs("| ", f);
+        md_text(f, od_report_class_name(r, top[k].label, nb, sizeof nb));
+        fputs(" | ", f);
+        md_text(f, od_report_class_name(r, top[k].pred, pb, sizeof pb));
+        fprintf(f, " | %lld | %.1f%% |\n", (long long)top[k].count, sup ? 100.0 * (double)top[k].count / (double)sup : 0);
+    }
+}
+
 static void md_diff(FILE *f, const od_report *r, const od_report_model *m, const od_report_diff *d, const char *title) {
     char nb[24], b2[24], b3[24];
     fprintf(f, "\n### %s: %lld samples\n\n", title, (long long)d->count);
     if (!d->count) return;
+    int64_t top[OD_REPORT_TOP];
+    int n_top = od_report_top_diff_classes(d, top, OD_REPORT_TOP);
     fputs("| true class | samples |\n|---|---:|\n", f);
-    for (int64_t c = 0; c < d->classes; c++) {
-        if (!d->per_class[c]) continue;
+    for (int t = 0; t < n_top; t++) {
+        int64_t c = top[t];
         fputs("| ", f);
         md_text(f, od_report_class_name(r, c, nb, sizeof nb));
         fprintf(f, " | %lld |\n", (long long)d->per_class[c]);
@@ -871,7 +957,10 @@ static void write_markdown(const od_report *r, FILE *f) {
         fputs("\n|---|---:|", f);
         for (int i = 0; i < n; i++) fputs("---:|", f);
         fputc('\n', f);
-        for (int64_t c = 0; c < m0->eval.classes; c++) {
+        int64_t shown[OD_REPORT_MATRIX_MAX_CLASSES + 1];
+        int64_t n_shown = od_report_shown_classes(r, shown, OD_REPORT_MATRIX_MAX_CLASSES + 1);
+        for (int64_t s = 0; s < n_shown; s++) {
+            int64_t c = shown[s];
             fputs("| ", f);
             md_text(f, od_report_class_name(r, c, nb, sizeof nb));
             fprintf(f, " | %lld |", (long long)m0->eval.support[c]);
@@ -882,10 +971,13 @@ static void write_markdown(const od_report *r, FILE *f) {
             }
             fputc('\n', f);
         }
+        if (n_shown < m0->eval.classes)
+            fprintf(f, "\n(the %lld of %lld classes with the lowest accuracy for %s; every class is in the JSON report)\n",
+                    (long long)n_shown, (long long)m0->eval.classes, r->models[n - 1].label);
         fputs("\n## Confusion matrices\n", f);
         for (int i = 0; i < n; i++)
-            if (r->models[i].eval.classes > 0 && r->models[i].eval.classes <= 32) md_confusion(f, r, &r->models[i]);
-            else if (r->models[i].eval.classes > 32) fprintf(f, "\n(%lld classes: the matrices are in the JSON report)\n", (long long)r->models[i].eval.classes);
+            if (r->models[i].eval.classes > 0 && r->models[i].eval.classes <= OD_REPORT_MATRIX_MAX_CLASSES) md_confusion(f, r, &r->models[i]);
+            else if (r->models[i].eval.classes > OD_REPORT_MATRIX_MAX_CLASSES) md_pairs(f, r, &r->models[i]);
         for (int i = 1; i < n; i++) {
             const od_report_model *m = &r->models[i];
             if (!m->wrong_ref_right.per_class) continue;

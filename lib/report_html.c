@@ -276,6 +276,26 @@ static void heatmap(FILE *f, const od_report *r, int model) {
     fputs("</svg>\n", f);
 }
 
+/* Above OD_REPORT_MATRIX_MAX_CLASSES: the most confused pairs instead of a K x K heat map. */
+static void top_pairs(FILE *f, const od_report *r, int model) {
+    const od_class_eval *e = &r->models[model].eval;
+    od_report_pair top[OD_REPORT_TOP];
+    int n = od_report_top_pairs(e, top, OD_REPORT_TOP);
+    char nb[24];
+    fprintf(f, "<table id=\"confused-%d\"><tr><th>true class</th><th>predicted</th><th>samples</th><th>share of the class</th></tr>\n",
+            model);
+    for (int k = 0; k < n; k++) {
+        int64_t sup = e->support[top[k].label];
+        fputs("<tr><td class=\"l\">", f);
+        esc(f, od_report_class_name(r, top[k].label, nb, sizeof nb));
+        fputs("</td><td class=\"l\">", f);
+        esc(f, od_report_class_name(r, top[k].pred, nb, sizeof nb));
+        fprintf(f, "</td><td>%lld</td><td>%.1f%%</td></tr>\n", (long long)top[k].count,
+                sup ? 100.0 * (double)top[k].count / (double)sup : 0);
+    }
+    fputs("</table>\n", f);
+}
+
 /* ---- sections ------------------------------------------------------------------------------ */
 
 static void card(FILE *f, const char *value, const char *key, int tone) {
@@ -536,7 +556,7 @@ static void per_class_section(FILE *f, const od_report *r) {
     int n = r->n_models;
     char nb[24], pb[24];
     fputs("<h2 id=\"classes\">Accuracy per class</h2>\n", f);
-    bool chart = K <= 40;
+    bool chart = K <= OD_REPORT_MATRIX_MAX_CLASSES;
     if (chart) {
         fputs("<div class=\"charts\">\n", f);
         double *value = calloc((size_t)(K * n), sizeof(double));
@@ -574,7 +594,10 @@ static void per_class_section(FILE *f, const od_report *r) {
         fputs("</th>", f);
     }
     fputs("</tr>\n", f);
-    for (int64_t c = 0; c < K; c++) {
+    int64_t shown[OD_REPORT_MATRIX_MAX_CLASSES + 1];
+    int64_t n_shown = od_report_shown_classes(r, shown, OD_REPORT_MATRIX_MAX_CLASSES + 1);
+    for (int64_t s = 0; s < n_shown; s++) {
+        int64_t c = shown[s];
         fputs("<tr><td>", f);
         esc(f, od_report_class_name(r, c, nb, sizeof nb));
         fprintf(f, "</td><td>%s</td>", od_format_count(m0->eval.support[c], pb, sizeof pb));
@@ -586,6 +609,11 @@ static void per_class_section(FILE *f, const od_report *r) {
         fputs("</tr>\n", f);
     }
     fputs("</table>\n", f);
+    if (n_shown < K) {
+        fprintf(f, "<p class=\"note\">The %lld of %lld classes with the lowest accuracy for ", (long long)n_shown, (long long)K);
+        esc(f, r->models[n - 1].label);
+        fputs("; every class is in the JSON report (--report FILE.json).</p>\n", f);
+    }
     if (chart) fputs("</figure>\n</div>\n", f);
 }
 
@@ -598,8 +626,10 @@ static void diff_table(FILE *f, const od_report *r, const od_report_model *m, co
     if (!d->count) return;
     fprintf(f, "<div class=\"charts\">\n<figure><figcaption>By true class</figcaption>\n<table id=\"%s-classes\">"
                "<tr><th>true class</th><th>samples</th></tr>\n", id);
-    for (int64_t c = 0; c < d->classes; c++) {
-        if (!d->per_class[c]) continue;
+    int64_t top[OD_REPORT_TOP];
+    int n_top = od_report_top_diff_classes(d, top, OD_REPORT_TOP);
+    for (int t = 0; t < n_top; t++) {
+        int64_t c = top[t];
         fputs("<tr><td>", f);
         esc(f, od_report_class_name(r, c, nb, sizeof nb));
         fprintf(f, "</td><td>%lld</td></tr>\n", (long long)d->per_class[c]);
@@ -656,14 +686,21 @@ void od_report_write_html(const od_report *r, FILE *f) {
     if (r->has_distill) training_section(f, r);
     if (r->n_test && r->models[0].eval.classes > 0) {
         per_class_section(f, r);
-        fputs("<h2 id=\"confusion\">Confusion matrices</h2>\n<p class=\"note\">Rows: true class; columns: predicted class; "
-              "blue: correct, red: confusions (shade by share of the row); numbers: samples.</p>\n<div class=\"charts\">\n", f);
+        bool matrix = r->models[0].eval.classes <= OD_REPORT_MATRIX_MAX_CLASSES;
+        if (matrix)
+            fputs("<h2 id=\"confusion\">Confusion matrices</h2>\n<p class=\"note\">Rows: true class; columns: predicted class; "
+                  "blue: correct, red: confusions (shade by share of the row); numbers: samples.</p>\n<div class=\"charts\">\n", f);
+        else
+            fprintf(f, "<h2 id=\"confusion\">Most confused classes</h2>\n<p class=\"note\">%lld classes: instead of the matrices, "
+                       "the %d largest off-diagonal cells (the full matrices are in the JSON report).</p>\n<div class=\"charts\">\n",
+                    (long long)r->models[0].eval.classes, OD_REPORT_TOP);
         for (int i = 0; i < r->n_models; i++) {
             if (r->models[i].eval.classes <= 0) continue;
             fputs("<figure><figcaption>", f);
             esc(f, r->models[i].label);
             fprintf(f, " <span>(%.2f%% correct)</span></figcaption>\n", 100 * r->models[i].accuracy);
-            heatmap(f, r, i);
+            if (r->models[i].eval.classes <= OD_REPORT_MATRIX_MAX_CLASSES) heatmap(f, r, i);
+            else top_pairs(f, r, i);
             fputs("</figure>\n", f);
         }
         fputs("</div>\n", f);

@@ -20,4 +20,24 @@ int od_report_option_rows(const od_report *r, char names[][32], char values[][96
 
 void od_report_write_html(const od_report *r, FILE *f);
 
+/* Above this many classes the HTML and Markdown reports summarise: the most confused pairs
+ * instead of a matrix, the classes with the lowest accuracy instead of all of them (a 1000-class
+ * HTML report stays under a few hundred kB; the JSON report keeps everything). */
+#define OD_REPORT_MATRIX_MAX_CLASSES 30
+#define OD_REPORT_TOP 25
+
+typedef struct od_report_pair {
+    int64_t label, pred, count;
+} od_report_pair;
+
+/* The off-diagonal cells of e with the most samples, most first (ties: by true then predicted
+ * class), at most max; returns the count. */
+int od_report_top_pairs(const od_class_eval *e, od_report_pair *out, int max);
+/* The classes a per-class table shows: all of them up to OD_REPORT_MATRIX_MAX_CLASSES, else
+ * the OD_REPORT_TOP with the lowest accuracy for the last model (then by class). Writes up to
+ * OD_REPORT_TOP or K indices to out (which must hold that many); returns the count. */
+int64_t od_report_shown_classes(const od_report *r, int64_t *out, int64_t cap);
+/* The true classes of a difference list with the most samples, most first, at most max. */
+int od_report_top_diff_classes(const od_report_diff *d, int64_t *out, int max);
+
 #endif

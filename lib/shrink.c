@@ -793,6 +793,9 @@ typedef struct elem {
     int parent;
     int64_t size;
     bool pinned, has_source;
+    bool at_output; /* pinned only because it is a graph output (the classifier) */
+    int64_t blocks; /* > 1: the channels form this many equal blocks (the groups of a grouped
+                     * conv), each keeping as many */
     int64_t want;   /* channels the spec asks for (0: none) */
     int64_t target; /* the student's channels (roots) */
     int64_t *kept;  /* the teacher channels kept, ascending (roots) */
@@ -812,7 +815,15 @@ typedef struct dimnode {
     int n_parts, *parts; /* CONCAT */
 } dimnode;
 
-typedef enum fix_kind { FIX_SLICE, FIX_GROUP, FIX_RESHAPE_PREFIX, FIX_RESHAPE_FLATTEN } fix_kind;
+/* FIX_GROUPED_IN: the input channels of a grouped conv's weight [cout, cin / group, k...], each
+ * group of rows keeping its own group's kept input channels. */
+typedef enum fix_kind {
+    FIX_SLICE,
+    FIX_GROUP,
+    FIX_RESHAPE_PREFIX,
+    FIX_RESHAPE_FLATTEN,
+    FIX_GROUPED_IN
+} fix_kind;
 
 /* An edit to make once the kept channels are known. */
 typedef struct fix {
@@ -965,6 +976,32 @@ static const char *label(const od_node *n, char *buf, size_t size) {
     return od_node_label(n, buf, size);
 }
 
+static int64_t gcd64(int64_t a, int64_t b) {
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* Elem r's channels must split into blocks equal blocks keeping equally many (lcm with what it
+ * already had); pins it when its size does not divide. */
+static void elem_need_blocks(width *w, int r, int64_t blocks, const char *why) {
+    elem *e = &w->elems[r];
+    int64_t have = e->blocks > 1 ? e->blocks : 1;
+    int64_t want = blocks > 1 ? have / gcd64(have, blocks) * blocks : have;
+    if (want > 1 && e->size % want != 0) {
+        if (!e->pinned) {
+            e->pinned = true;
+            snprintf(e->reason, sizeof e->reason, "%.120s: %lld channels do not split into %lld groups",
+                     why, (long long)e->size, (long long)want);
+        }
+        return;
+    }
+    e->blocks = want;
+}
+
 /* Dims that must be equal: one group. Returns the dim to use for the result. */
 static int unite(width *w, int a, int b, const od_node *n) {
     if (a < 0) return b;
@@ -994,6 +1031,7 @@ static int unite(width *w, int a, int b, const od_node *n) {
         memcpy(ea->reason, eb->reason, sizeof ea->reason);
     }
     ea->has_source |= eb->has_source;
+    if (eb->blocks > 1) elem_need_blocks(w, ra, eb->blocks, "groups meet");
     return a;
 }
 
@@ -1114,6 +1152,20 @@ static void analyse_conv(width *w, int ni, bool transpose) {
         }
         add_fix(w, FIX_SLICE, ni, 1, 0, dout);
         add_fix(w, FIX_GROUP, ni, 0, 0, dout);
+        w->src_waxis[ni] = 0;
+    } else if (!transpose && group > 1 && cin % group == 0 && cout % group == 0) {
+        /* grouped: the group count stays, each group narrower by the same count */
+        label(n, lb, sizeof lb);
+        if (din >= 0 && w->dims[din].kind == DIM_BASE) {
+            elem_need_blocks(w, root(w, w->dims[din].elem), group, lb);
+            add_fix(w, FIX_GROUPED_IN, ni, 1, 1, din);
+        } else if (din >= 0) {
+            pin_dim(w, din, "concatenated or flattened channels read by grouped %s", lb);
+        }
+        dout = new_base(w, cout);
+        if (dout < 0) return;
+        elem_need_blocks(w, root(w, w->dims[dout].elem), group, lb);
+        add_fix(w, FIX_SLICE, ni, 1, 0, dout);
         w->src_waxis[ni] = 0;
     } else {
         if (din >= 0) pin_dim(w, din, "grouped %s", label(n, lb, sizeof lb));
@@ -1598,6 +1650,12 @@ static void analyse_node(width *w, int ni) {
             if (na < 0 && n->n_inputs > 1 && n->inputs[1] >= 0)
                 na = const_ints(w->s, n->inputs[1], axes, OD_MAX_RANK);
         }
+        /* a mean over the channels kept as a dim of 1 (LayerNorm as older exporters decompose
+         * it: ReduceMean, Sub, Pow, ReduceMean, Sqrt, Div) is a statistic of whatever channels
+         * there are: the input may narrow, the output has none to follow */
+        if (na > 0 && op_is(n, "ReduceMean") && attr_int(n, "keepdims", 1) != 0 &&
+            axis_listed(axes, na, c, r))
+            return;
         if (na <= 0 || axis_listed(axes, na, c, r)) {
             opaque(w, ni, "reduces the channels");
             return;
@@ -1702,8 +1760,7 @@ static od_status bn_scale_norms(width *w, int ni, double *norms, int64_t size) {
         free(fs);
         return w->c->err->status;
     }
-    const od_attr *eps = od_node_attr(bn, "epsilon");
-    double e = eps && eps->type == OD_ATTR_FLOAT ? eps->f : 1e-5;
+    double e = od_node_attr_float(bn, "epsilon");
     for (int64_t k = 0; k < size; k++)
         norms[k] *= fabs(fs[k]) / sqrt(fmax(fv[k] + e, 1e-30));
     free(fs);
@@ -1825,17 +1882,67 @@ static od_status choose_channels(width *w) {
             r->target = r->want;
         else
             r->target = round_channels(c->spec.width, r->size, c->spec.round_to);
+        int64_t nb = r->blocks > 1 ? r->blocks : 1, bsize = r->size / nb;
+        if (nb > 1 && r->target < r->size) { /* as many per group: round up to whole rows */
+            int64_t per = (r->target + nb - 1) / nb;
+            r->target = (per < 1 ? 1 : per > bsize ? bsize : per) * nb;
+        }
         r->kept = malloc(sizeof(int64_t) * (size_t)(r->size + 1));
         if (!r->kept) return oom(c->err);
         for (int64_t i = 0; i < r->size; i++)
             r->kept[i] = i;
-        if (r->target < r->size && r->score) {
+        if (r->target < r->size) {
+            /* per block (the whole dim when there are none): the best by score, first ones
+             * without scores, then in their original order */
+            int64_t per = r->target / nb;
             score_of = r->score;
-            qsort(r->kept, (size_t)r->size, sizeof(int64_t), by_score);
+            for (int64_t b = 0; b < nb; b++) {
+                int64_t *blk = r->kept + b * bsize;
+                if (r->score) qsort(blk, (size_t)bsize, sizeof(int64_t), by_score);
+                memmove(r->kept + b * per, blk, sizeof(int64_t) * (size_t)per);
+            }
             qsort(r->kept, (size_t)r->target, sizeof(int64_t), by_index);
         }
     }
     return OD_STATUS_OK;
+}
+
+/* FIX_GROUPED_IN: weight [rows, full / group, k...] -> [rows, now / group, k...]. */
+static od_status grouped_in(width *w, const fix *f, int64_t *keep, int64_t full, int64_t now) {
+    od_graph *g = w->g;
+    od_node *n = &g->nodes[f->node];
+    int64_t group = attr_int(n, "group", 1);
+    const od_tensor *t = slot_init(g, f->node, f->slot);
+    if (!t || t->rank < 3 || t->dtype != OD_DTYPE_FLOAT || group < 1 || full % group || now % group ||
+        t->dims[0] % group)
+        return od_error_set(w->c->err, OD_STATUS_INVALID_MODEL,
+                            "node \"%s\": grouped weights that cannot be narrowed", n->name);
+    int64_t in_full = full / group, in_now = now / group;
+    if (t->dims[1] == in_now) return OD_STATUS_OK; /* the same slot asked twice */
+    if (t->dims[1] != in_full)
+        return od_error_set(w->c->err, OD_STATUS_INVALID_MODEL,
+                            "node \"%s\": weight has %lld input channels per group, not %lld",
+                            n->name, (long long)t->dims[1], (long long)in_full);
+    int64_t k = dim_kept(w, f->dim, keep);
+    if (k != now) return od_error_set(w->c->err, OD_STATUS_INVALID_MODEL, "grouped channels");
+    int64_t dims[OD_MAX_RANK];
+    memcpy(dims, t->dims, sizeof(int64_t) * (size_t)t->rank);
+    dims[1] = in_now;
+    od_tensor *o = od_tensor_create(t->name, t->dtype, t->rank, dims, w->c->err);
+    if (!o) return w->c->err->status;
+    int64_t inner = od_dims_count(t->rank - 2, t->dims + 2), rows = t->dims[0];
+    int64_t rows_per_group = rows / group;
+    const float *src = t->data;
+    float *dst = o->data;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t j = r / rows_per_group;
+        for (int64_t i = 0; i < in_now; i++) {
+            int64_t local = keep[j * in_now + i] - j * in_full; /* kept ascending, in_now per group */
+            memcpy(dst + (r * in_now + i) * inner, src + (r * in_full + local) * inner,
+                   sizeof(float) * (size_t)inner);
+        }
+    }
+    return slot_set_tensor(g, f->node, f->slot, o, w->c->err);
 }
 
 static od_status apply_fix(width *w, const fix *f, int64_t *keep) {
@@ -1845,6 +1952,7 @@ static od_status apply_fix(width *w, const fix *f, int64_t *keep) {
     if (now == full) return OD_STATUS_OK;
     od_node *n = &g->nodes[f->node];
     if (f->kind == FIX_GROUP) return attr_set_int(n, "group", now, err);
+    if (f->kind == FIX_GROUPED_IN) return grouped_in(w, f, keep, full, now);
     const od_tensor *t = slot_init(g, f->node, f->slot);
     if (!t)
         return od_error_set(err, OD_STATUS_INVALID_MODEL, "node \"%s\": input %d lost its data",
@@ -1880,6 +1988,11 @@ static od_status apply_fix(width *w, const fix *f, int64_t *keep) {
     return slot_set_tensor(g, f->node, f->slot, o, err);
 }
 
+/* Whether a pinned layer is a loss: something was asked of it. */
+static bool c_width_below_one(const width *w) {
+    return w->c->spec.width < 1 || w->c->spec.n_channels > 0;
+}
+
 static od_status report_layers(width *w) {
     od_shrink_report *rep = w->c->report;
     if (!rep) return OD_STATUS_OK;
@@ -1898,6 +2011,8 @@ static od_status report_layers(width *w) {
         l->teacher_channels = r->size;
         l->student_channels = r->target;
         if (r->pinned) l->pinned = strdup(r->reason);
+        l->at_output = r->at_output;
+        if (r->pinned && !r->at_output && c_width_below_one(w)) rep->n_kept_whole++;
         if (!l->node || !l->op_type || (r->pinned && !l->pinned)) return oom(w->c->err);
     }
     return OD_STATUS_OK;
@@ -1939,7 +2054,11 @@ static od_status apply_width(shrink *c) {
         analyse_node(&w, ni);
     for (int i = 0; i < g->n_outputs; i++) {
         int v = g->outputs[i];
-        if (w.vdim[v] >= 0) pin_dim(&w, w.vdim[v], "the graph output \"%s\"", g->values[v].name);
+        if (w.vdim[v] < 0) continue;
+        const dimnode *dn = &w.dims[w.vdim[v]];
+        if (dn->kind == DIM_BASE && !w.elems[root(&w, dn->elem)].pinned)
+            w.elems[root(&w, dn->elem)].at_output = true;
+        pin_dim(&w, w.vdim[v], "the graph output \"%s\"", g->values[v].name);
     }
     if (w.failed) goto oom;
     if ((st = choose_channels(&w))) goto done;
@@ -2136,6 +2255,35 @@ static od_status insert_bn(shrink *c) {
 
 /* ---- the whole ------------------------------------------------------------------------ */
 
+void od_shrink_report_print(const od_shrink_report *r, const od_shrink_spec *spec, FILE *out,
+                            FILE *warn) {
+    int changed = 0;
+    for (int i = 0; i < r->n_layers; i++)
+        changed += r->layers[i].student_channels != r->layers[i].teacher_channels;
+    if (warn && (spec->width < 1 || spec->n_channels > 0)) {
+        for (int i = 0; i < r->n_layers; i++) {
+            const od_shrink_layer *l = &r->layers[i];
+            if (!l->pinned || l->at_output) continue;
+            fprintf(warn, "onnx-distill: warning: layer \"%s\" (%s) keeps all its %lld channels: %s\n",
+                    l->node, l->op_type, (long long)l->teacher_channels, l->pinned);
+        }
+    }
+    fprintf(out,
+            "width %g (round %d): %d of %d layers narrower, %d kept whole%s; depth %g: %d of %d "
+            "removable blocks dropped; init %s; %d BatchNormalization inserted\n",
+            spec->width, spec->round_to, changed, r->n_layers, r->n_kept_whole,
+            r->n_kept_whole ? " (see the warnings)" : "", spec->depth, r->n_dropped, r->n_blocks,
+            spec->init == OD_SHRINK_INIT_RANDOM ? "random" : "teacher", r->n_bn_inserted);
+    if (r->n_unshared || r->n_folded)
+        fprintf(out,
+                "canonical form: %d constant or Identity nodes folded, %d shared initializers "
+                "given one copy per layer\n",
+                r->n_folded, r->n_unshared);
+    if (warn && r->n_layers > 0 && changed == 0 && (spec->width < 1 || spec->n_channels > 0))
+        fprintf(warn, "onnx-distill: warning: no layer could be made narrower: the student has "
+                      "the teacher's width\n");
+}
+
 void od_shrink_report_clear(od_shrink_report *r) {
     if (!r) return;
     for (int i = 0; i < r->n_layers; i++) {
@@ -2273,6 +2421,7 @@ od_status od_shrink_ex(const od_model *teacher, const od_shrink_spec *spec, od_m
     if ((st = spec_copy(&c.spec, spec, err))) goto done;
     if (spec->spec_path && (st = od_shrink_spec_load(&c.spec, spec->spec_path, err))) goto done;
     if ((st = check_spec(&c.spec, err))) goto done;
+    if ((st = od_graph_check_attrs(&teacher->graph, err))) goto done; /* defaults would mislead */
 
     /* the teacher's own inference, to tell our mistakes from what it already lacks */
     od_graph_shapes ts = {0};
@@ -2285,6 +2434,13 @@ od_status od_shrink_ex(const od_model *teacher, const od_shrink_spec *spec, od_m
 
     if ((st = copy_model(teacher, &c.m, err))) goto done;
     c.g = &c.m->graph;
+    /* the graph as exporters write it, brought to one form: shared constants, Identity chains */
+    od_pass_stats canon;
+    if ((st = od_canonicalize(c.m, &canon, err))) goto done;
+    if (report) {
+        report->n_unshared = canon.unshared_inits;
+        report->n_folded = canon.folded_consts + canon.dropped;
+    }
     if ((st = shrink_refresh(&c)) || (st = apply_depth(&c))) goto done;
     if ((st = apply_width(&c))) goto done;
     if ((st = graph_gc(c.g, NULL, err)) || (st = shrink_refresh(&c))) goto done;

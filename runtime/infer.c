@@ -72,6 +72,23 @@ static void declared_info(const od_graph *g, int v, od_shape_info *info) {
     }
 }
 
+/* A misspelt attribute (Conv's "pad" for "pads") would run with the default and give another
+ * result; other runtimes refuse the model. */
+static od_status node_check_attrs(const od_node *n, const od_op_desc *op, od_error *err) {
+    const char *unknown = od_op_unknown_attr(op, n);
+    if (!unknown) return OD_STATUS_OK;
+    return od_node_error(err, OD_STATUS_INVALID_MODEL, n, "unknown attribute \"%s\"", unknown);
+}
+
+od_status od_graph_check_attrs(const od_graph *g, od_error *err) {
+    for (int i = 0; i < g->n_nodes; i++) {
+        const od_op_desc *op = od_op_find(g->nodes[i].domain, g->nodes[i].op_type);
+        od_status st = op ? node_check_attrs(&g->nodes[i], op, err) : OD_STATUS_OK;
+        if (st) return st;
+    }
+    return OD_STATUS_OK;
+}
+
 od_status od_graph_infer_ex(const od_graph *g, int64_t batch, bool partial, od_graph_shapes *out,
                             od_error *err) {
     od_status st = OD_STATUS_OK;
@@ -128,6 +145,16 @@ od_status od_graph_infer_ex(const od_graph *g, int64_t batch, bool partial, od_g
         }
         od_error node_err = {0};
         od_status nst = OD_STATUS_OK;
+        if (op && od_op_unknown_attr(op, n)) {
+            od_status ust = node_check_attrs(n, op, &node_err);
+            if (!partial) {
+                if (err) *err = node_err;
+                st = ust;
+                goto fail;
+            }
+            if (!first_problem.status) first_problem = node_err; /* inspect: a note */
+            memset(&node_err, 0, sizeof node_err);
+        }
         if (!op) {
             char label[256];
             nst = od_error_set(&node_err, OD_STATUS_UNSUPPORTED, "%s: unsupported op",

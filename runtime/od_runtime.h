@@ -254,6 +254,14 @@ od_status od_graph_infer(const od_graph *g, int64_t batch, od_graph_shapes *out,
 od_status od_graph_infer_ex(const od_graph *g, int64_t batch, bool partial, od_graph_shapes *out,
                             od_error *err);
 void od_graph_shapes_clear(od_graph_shapes *s);
+/* An error naming the first node that carries an attribute its (supported) op does not define,
+ * e.g. Conv's "pad" for "pads": it would run with the default and give another result.
+ * od_graph_infer refuses these too; with partial = true it reports them as its first problem. */
+od_status od_graph_check_attrs(const od_graph *g, od_error *err);
+/* A float attribute of n, or the default its op's descriptor gives (0 when it gives none). */
+float od_node_attr_float(const od_node *n, const char *name);
+/* True when attribute a of n holds the default its op's descriptor gives (ints: every element). */
+bool od_attr_is_default(const od_node *n, const od_attr *a);
 
 /* Multiply-accumulates of a node for the shapes given, whole batch (0 for ops that do none). */
 int64_t od_node_macs(const od_graph *g, int node, const od_graph_shapes *s);

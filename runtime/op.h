@@ -44,6 +44,14 @@ typedef struct od_buf {
 } od_buf;
 
 typedef struct od_plan od_plan;
+struct od_tstep; /* a training step (train_internal.h) */
+
+/* Where the trainer puts an op's output 0: */
+typedef enum od_train_layout {
+    OD_TRAIN_LAYOUT_PLAIN = 0, /* ONNX order (the kernel reads channels-last inputs itself) */
+    OD_TRAIN_LAYOUT_SPATIAL,   /* channels-last when rank 3 or 4 */
+    OD_TRAIN_LAYOUT_SAME,      /* as its inputs */
+} od_train_layout;
 
 typedef struct od_step {
     const od_node *node; /* NULL for the planner's own layout conversions */
@@ -72,19 +80,51 @@ typedef struct od_infer_ctx {
 
 typedef struct od_op_desc {
     const char *name;
+    int since_opset;          /* the first default-domain opset that defines the op */
+    /* every attribute ONNX defines for the op in any opset, NULL-terminated: a node carrying
+     * another is refused when shapes are inferred (od_graph_infer; a note for inspect) */
+    const char *const *attrs;
     od_layout_policy layout;
     bool alias_input0; /* output 0 shares input 0's memory (Reshape, Flatten, Identity, ...) */
     bool no_fold;      /* never evaluate at plan time even on constant inputs (random ops) */
     bool fuses_activation; /* honours od_step.act_min/act_max on every path */
+    /* Whether each sample's outputs depend on that sample alone, for a node whose input 0 has
+     * the given rank (micro-batching splits the batch when every node's do); NULL: no. */
+    bool (*per_sample)(const od_node *n, int rank);
     od_status (*infer)(od_infer_ctx *c);
     od_status (*prepare)(od_step *s, od_error *err); /* may be NULL */
     od_status (*run)(od_step *s, od_error *err);
     void (*destroy)(od_step *s); /* may be NULL: frees s->state when set */
     /* multiply-accumulates for the given shapes; NULL: none */
     int64_t (*macs)(const od_node *n, const od_shape_info *const *in, const od_shape_info *out);
+
+    /* Training, beside inference. backward NULL: inference only, and the trainer refuses a
+     * graph holding the op, naming the node. Kernels see train_internal.h's od_tstep. */
+    uint32_t trained_inputs;     /* bit i: input i, when a float initializer, is trained */
+    od_train_layout train_layout;
+    bool train_fuses_relu;       /* a following Relu is done here (od_tstep.fused_relu) */
+    od_status (*train_prepare)(struct od_tstep *s, od_error *err); /* may be NULL */
+    /* Keeps what backward needs; a failure (e.g. of XNNPACK) names the node. */
+    od_status (*forward_train)(struct od_tstep *s, od_error *err);
+    /* Adds dLoss/dInput into in[i]->grad for every input with a grad: never overwrites. */
+    od_status (*backward)(struct od_tstep *s, od_error *err);
+    void (*train_destroy)(struct od_tstep *s); /* may be NULL: frees s->state */
 } od_op_desc;
 
 const od_op_desc *od_op_find(const char *domain, const char *op_type);
+
+/* An op's facts, written just before its descriptor: OD_OP_FACTS(Conv, 1, "auto_pad", ...)
+ * (NULL for an op without attributes) defines od_since_Conv and od_attrs_Conv, which
+ * OD_OP_NAME(Conv) puts in the descriptor with its name. */
+#define OD_OP_FACTS(OP, SINCE, ...)                                                                \
+    enum { od_since_##OP = SINCE };                                                                \
+    static const char *const od_attrs_##OP[] = {__VA_ARGS__, NULL}
+#define OD_OP_NAME(OP) .name = #OP, .since_opset = od_since_##OP, .attrs = od_attrs_##OP
+
+/* The first attribute of n that op does not define, or NULL. */
+const char *od_op_unknown_attr(const od_op_desc *op, const od_node *n);
+/* The default an op's table gives an attribute ("epsilon=1e-05": "1e-05"), or NULL. */
+const char *od_op_attr_default(const od_op_desc *op, const char *name);
 
 /* ---- helpers for op files --------------------------------------------------- */
 
@@ -106,6 +146,16 @@ float od_attr_float(const od_node *n, const char *name, float dflt);
 /* NUL-terminated copy in buf; dflt when absent. */
 const char *od_attr_string(const od_node *n, const char *name, const char *dflt, char *buf,
                            size_t size);
+typedef enum od_auto_pad {
+    OD_AUTO_PAD_NOTSET = 0,
+    OD_AUTO_PAD_SAME_UPPER,
+    OD_AUTO_PAD_SAME_LOWER,
+    OD_AUTO_PAD_VALID,
+} od_auto_pad;
+/* auto_pad of a Conv, ConvTranspose or pool (NOTSET when absent); an error naming the node for a
+ * value ONNX does not define. */
+od_status od_attr_auto_pad(const od_node *n, od_auto_pad *out, od_error *err);
+
 /* Number of ints copied (at most max), -1 when absent. */
 int od_attr_ints(const od_node *n, const char *name, int64_t *out, int max);
 int od_attr_floats(const od_node *n, const char *name, float *out, int max);
@@ -122,15 +172,31 @@ void od_infer_same(od_infer_ctx *c, int out, int in);
 od_status od_infer_broadcast(od_infer_ctx *c);
 
 int64_t od_buf_count(const od_buf *b);
+/* Physical dims: dims permuted channels-last (dim 1 last) when channels_last and rank >= 3. */
+void od_phys_dims(int rank, const int64_t *dims, bool channels_last, int64_t *out);
 /* Physical dims: dims permuted channels-last when b->layout says so. */
 void od_buf_phys_dims(const od_buf *b, int64_t *out);
 
+/* The one NCHW <-> channels-last conversion, for every rank >= 3: moves dim 1 of dims (the
+ * logical shape) last (to_last) or back, for elements of esize bytes. add (float only) adds into
+ * dst instead of storing, for gradients. pool may be NULL (one thread). */
+void od_relayout(const void *src, void *dst, int rank, const int64_t *dims, bool to_last,
+                 size_t esize, bool add, pthreadpool_t pool);
+
+/* Initialises XNNPACK once per process (and keeps OpenBLAS to one thread): plans and trainers
+ * call it before creating operators. */
+od_status od_backend_init(od_error *err);
 /* XNNPACK status in words (its own log is compiled out). */
 const char *od_xnn_status_name(int status);
 od_status od_xnn_check(int status, od_error *err, const od_node *n, const char *what);
 
 /* Clamps a float buffer to the step's fused activation range (no-op when there is none). */
 void od_step_clamp(const od_step *s, float *data, int64_t count);
+
+/* per_sample for ops that never mix samples */
+bool od_per_sample_always(const od_node *n, int rank);
+/* per_sample for ops whose "axis" attribute (default dflt) must not be the batch */
+bool od_per_sample_axis(const od_node *n, int rank, int64_t dflt);
 
 /* Normalises a possibly negative axis into [0, rank); -1 when out of range. */
 int od_axis(int64_t axis, int rank);

@@ -2,6 +2,7 @@
 #include "op.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -29,6 +30,18 @@ float od_attr_float(const od_node *n, const char *name, float dflt) {
     if (a && a->type == OD_ATTR_FLOAT) return a->f;
     if (a && a->type == OD_ATTR_INT) return (float)a->i;
     return dflt;
+}
+
+od_status od_attr_auto_pad(const od_node *n, od_auto_pad *out, od_error *err) {
+    static const char *const names[] = {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"};
+    char buf[32];
+    const char *ap = od_attr_string(n, "auto_pad", "NOTSET", buf, sizeof buf);
+    for (int i = 0; i < 4; i++)
+        if (strcmp(ap, names[i]) == 0) {
+            *out = (od_auto_pad)i;
+            return OD_STATUS_OK;
+        }
+    return od_node_error(err, OD_STATUS_INVALID_MODEL, n, "auto_pad \"%s\" is not one ONNX defines", ap);
 }
 
 const char *od_attr_string(const od_node *n, const char *name, const char *dflt, char *buf,
@@ -138,14 +151,83 @@ od_status od_infer_broadcast(od_infer_ctx *c) {
 
 int64_t od_buf_count(const od_buf *b) { return od_dims_count(b->rank, b->dims); }
 
-void od_buf_phys_dims(const od_buf *b, int64_t *out) {
-    if (b->layout == OD_LAYOUT_CHANNELS_LAST && b->rank >= 3) {
-        out[0] = b->dims[0];
-        for (int d = 2; d < b->rank; d++) out[d - 1] = b->dims[d];
-        out[b->rank - 1] = b->dims[1];
+void od_phys_dims(int rank, const int64_t *dims, bool channels_last, int64_t *out) {
+    if (channels_last && rank >= 3) {
+        out[0] = dims[0];
+        for (int d = 2; d < rank; d++) out[d - 1] = dims[d];
+        out[rank - 1] = dims[1];
     } else {
-        memcpy(out, b->dims, sizeof(int64_t) * b->rank);
+        memcpy(out, dims, sizeof(int64_t) * (size_t)rank);
     }
+}
+
+void od_buf_phys_dims(const od_buf *b, int64_t *out) {
+    od_phys_dims(b->rank, b->dims, b->layout == OD_LAYOUT_CHANNELS_LAST, out);
+}
+
+typedef struct transpose_args {
+    const void *src;
+    void *dst;
+    size_t rows, cols; /* src is [rows, cols] per batch item, dst [cols, rows] */
+    bool add;
+} transpose_args;
+
+/* In 32x32 tiles, so that both sides stay in cache. Copies move bits (int32 too); add sums floats. */
+static void transpose_item(void *ctx, size_t n) {
+    const transpose_args *a = ctx;
+    const size_t B = 32, rows = a->rows, cols = a->cols, plane = rows * cols;
+    const uint32_t *src = (const uint32_t *)a->src + n * plane;
+    uint32_t *dst = (uint32_t *)a->dst + n * plane;
+    const float *fsrc = (const float *)a->src + n * plane;
+    float *fdst = (float *)a->dst + n * plane;
+    for (size_t r0 = 0; r0 < rows; r0 += B)
+        for (size_t c0 = 0; c0 < cols; c0 += B) {
+            size_t r1 = r0 + B < rows ? r0 + B : rows, c1 = c0 + B < cols ? c0 + B : cols;
+            if (a->add) {
+                for (size_t r = r0; r < r1; r++)
+                    for (size_t c = c0; c < c1; c++) fdst[c * rows + r] += fsrc[r * cols + c];
+            } else {
+                for (size_t r = r0; r < r1; r++)
+                    for (size_t c = c0; c < c1; c++) dst[c * rows + r] = src[r * cols + c];
+            }
+        }
+}
+
+void od_relayout(const void *src, void *dst, int rank, const int64_t *dims, bool to_last,
+                 size_t esize, bool add, pthreadpool_t pool) {
+    size_t batch = (size_t)dims[0], c = (size_t)dims[1], s = 1;
+    for (int d = 2; d < rank; d++) s *= (size_t)dims[d];
+    if (esize == 4) {
+        transpose_args a = {src, dst, to_last ? c : s, to_last ? s : c, add};
+        od_parallel_for(pool, batch, transpose_item, &a);
+        return;
+    }
+    const uint8_t *in = src;
+    uint8_t *out = dst;
+    for (size_t n = 0; n < batch; n++)
+        for (size_t ci = 0; ci < c; ci++)
+            for (size_t si = 0; si < s; si++) {
+                size_t plain = (n * c + ci) * s + si, last = (n * s + si) * c + ci;
+                memcpy(out + esize * (to_last ? last : plain), in + esize * (to_last ? plain : last),
+                       esize);
+            }
+}
+
+static pthread_once_t xnn_once = PTHREAD_ONCE_INIT;
+static enum xnn_status xnn_init_status;
+void openblas_set_num_threads(int); /* cblas.h declares it; only this is needed here */
+/* We split work across threads ourselves; OpenBLAS threads on top would oversubscribe. */
+static void xnn_init(void) {
+    xnn_init_status = xnn_initialize(NULL);
+    openblas_set_num_threads(1);
+}
+
+od_status od_backend_init(od_error *err) {
+    pthread_once(&xnn_once, xnn_init);
+    if (xnn_init_status != xnn_status_success)
+        return od_error_set(err, OD_STATUS_BACKEND, "XNNPACK failed to initialise: %s",
+                            od_xnn_status_name(xnn_init_status));
+    return OD_STATUS_OK;
 }
 
 const char *od_xnn_status_name(int status) {
@@ -187,4 +269,10 @@ void od_parallel_for(pthreadpool_t pool, size_t n, void (*fn)(void *, size_t), v
         return;
     }
     pthreadpool_parallelize_1d(pool, (pthreadpool_task_1d_t)fn, ctx, n, 0);
+}
+
+bool od_per_sample_always(const od_node *n, int rank) { return true; }
+
+bool od_per_sample_axis(const od_node *n, int rank, int64_t dflt) {
+    return od_axis(od_attr_int(n, "axis", dflt), rank) > 0;
 }

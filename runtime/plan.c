@@ -22,65 +22,14 @@
 #define PARALLEL_MIN_MACS (1 << 21)
 #define PARALLEL_MIN_ELEMENTS (1 << 17)
 
-static pthread_once_t xnn_once = PTHREAD_ONCE_INIT;
-static enum xnn_status xnn_init_status;
-void openblas_set_num_threads(int); /* cblas.h declares it; only this is needed here */
-/* We split work across threads ourselves; OpenBLAS threads on top would oversubscribe. */
-static void xnn_init(void) {
-    xnn_init_status = xnn_initialize(NULL);
-    openblas_set_num_threads(1);
-}
 
 /* ---- layout conversions (the planner's own steps) ------------------------- */
-
-typedef struct transpose_args {
-    const float *src;
-    float *dst;
-    size_t rows, cols; /* src is [rows, cols] per batch item, dst [cols, rows] */
-} transpose_args;
-
-static void transpose_2d(const float *src, float *dst, size_t rows, size_t cols) {
-    const size_t B = 32;
-    for (size_t r0 = 0; r0 < rows; r0 += B)
-        for (size_t c0 = 0; c0 < cols; c0 += B) {
-            size_t r1 = r0 + B < rows ? r0 + B : rows, c1 = c0 + B < cols ? c0 + B : cols;
-            for (size_t r = r0; r < r1; r++)
-                for (size_t c = c0; c < c1; c++) dst[c * rows + r] = src[r * cols + c];
-        }
-}
-
-static void transpose_item(void *ctx, size_t n) {
-    transpose_args *a = ctx;
-    size_t plane = a->rows * a->cols;
-    transpose_2d(a->src + n * plane, a->dst + n * plane, a->rows, a->cols);
-}
-
-/* Moves dim 1 last (to channels-last) or back, for element size 4 (float, int32). */
-static void relayout(const void *src, void *dst, int rank, const int64_t *dims, bool to_last,
-                     size_t esize, pthreadpool_t pool) {
-    size_t batch = (size_t)dims[0], c = (size_t)dims[1], s = 1;
-    for (int d = 2; d < rank; d++) s *= (size_t)dims[d];
-    if (esize == 4) {
-        transpose_args a = {src, dst, to_last ? c : s, to_last ? s : c};
-        od_parallel_for(pool, batch, transpose_item, &a);
-        return;
-    }
-    const uint8_t *in = src;
-    uint8_t *out = dst;
-    for (size_t n = 0; n < batch; n++)
-        for (size_t ci = 0; ci < c; ci++)
-            for (size_t si = 0; si < s; si++) {
-                size_t plain = (n * c + ci) * s + si, last = (n * s + si) * c + ci;
-                memcpy(out + esize * (to_last ? last : plain), in + esize * (to_last ? plain : last),
-                       esize);
-            }
-}
 
 static od_status convert_run(od_step *s, od_error *err) {
     const od_buf *in = s->in[0];
     od_buf *out = s->out[0];
-    relayout(in->data, out->data, out->rank, out->dims, out->layout == OD_LAYOUT_CHANNELS_LAST,
-             od_dtype_size(out->dtype), s->pool);
+    od_relayout(in->data, out->data, out->rank, out->dims, out->layout == OD_LAYOUT_CHANNELS_LAST,
+                od_dtype_size(out->dtype), false, s->pool);
     return OD_STATUS_OK;
 }
 
@@ -199,7 +148,7 @@ static int convert(planner *pl, int b, od_layout want, int rank) {
         od_tensor *t = od_tensor_create(NULL, src.dtype, rank, dims, pl->err);
         if (!t) return -1;
         if (want == OD_LAYOUT_CHANNELS_LAST && rank >= 3 && !relayout_is_trivial(rank, dims))
-            relayout(src.constant->data, t->data, rank, dims, true, esize, NULL);
+            od_relayout(src.constant->data, t->data, rank, dims, true, esize, false, NULL);
         else
             memcpy(t->data, src.constant->data, src.nbytes);
         if (own_tensor(p, t, pl->err)) return -1;
@@ -351,7 +300,7 @@ static od_status find_bn_folds(planner *pl, const int *uses, int *bn_into, int *
         if (bb < 0) return pl->err ? pl->err->status : OD_STATUS_OUT_OF_MEMORY;
         const float *bnp[4] = {prm[0]->data, prm[1]->data, prm[2]->data, prm[3]->data};
         od_bn_fold_into_conv(wt->data, bt->data, wt->rank, wt->dims, group, transpose, bnp,
-                             od_attr_float(bn, "epsilon", 1e-5f));
+                             od_node_attr_float(bn, "epsilon"));
         bn_into[j] = c;
         folded_wb[2 * c] = wb;
         folded_wb[2 * c + 1] = bb;
@@ -599,10 +548,8 @@ od_status od_plan_create_whole(const od_graph *g, const od_plan_options *opt, od
                                od_error *err) {
     od_status st;
     *out = NULL;
-    pthread_once(&xnn_once, xnn_init);
-    if (xnn_init_status != xnn_status_success)
-        return od_error_set(err, OD_STATUS_BACKEND, "XNNPACK failed to initialise: %s",
-                            od_xnn_status_name(xnn_init_status));
+    st = od_backend_init(err);
+    if (st) return st;
     st = check_supported(g, err);
     if (st) return st;
     od_plan *p = calloc(1, sizeof *p);

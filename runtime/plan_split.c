@@ -30,24 +30,11 @@ typedef struct plan_split {
     od_error first_err;
 } plan_split;
 
-/* Ops known to compute each sample apart from the others (given an axis other than 0). */
+/* Ops known to compute each sample apart from the others: their descriptors' fact. */
 static bool per_sample_op(const od_node *n, const od_graph_shapes *s) {
-    static const char *const always[] = {
-        "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-        "BatchNormalization", "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "Tanh",
-        "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Clip", "Sqrt", "Exp", "Log", "Abs", "Neg",
-        "Reciprocal", "Floor", "Ceil", "Erf", "Sin", "Cos", "Sign", "ThresholdedRelu", "Add", "Sub",
-        "Mul", "Div", "Pow", "Sum", "Max", "Min", "Mean", "Identity", "Dropout", "Reshape", "Cast",
-        "MatMul", "Constant", "Shape", "DequantizeLinear", NULL};
-    if (n->domain && *n->domain) return false;
-    for (int i = 0; always[i]; i++)
-        if (!strcmp(n->op_type, always[i])) return true;
+    const od_op_desc *op = od_op_find(n->domain, n->op_type);
     int rank = n->n_inputs > 0 && n->inputs[0] >= 0 ? s->info[n->inputs[0]].rank : 0;
-    if (!strcmp(n->op_type, "Gemm")) return od_attr_int(n, "transA", 0) == 0;
-    if (!strcmp(n->op_type, "Flatten")) return od_axis(od_attr_int(n, "axis", 1), rank + 1) != 0;
-    if (!strcmp(n->op_type, "Softmax") || !strcmp(n->op_type, "LogSoftmax") || !strcmp(n->op_type, "Concat"))
-        return od_axis(od_attr_int(n, "axis", !strcmp(n->op_type, "Concat") ? 0 : -1), rank) > 0;
-    return false;
+    return op && op->per_sample && op->per_sample(n, rank);
 }
 
 /* Every activation at batch B is its shape at mb with dim 0 scaled by B / mb. */

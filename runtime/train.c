@@ -40,8 +40,12 @@ static void shard_task(void *p, int who, int64_t i) {
 
 /* Shard i is always the same slice, whichever thread runs it: the same thread count gives
  * the same bits. */
+int od_shard_count(const od_tstep *s, int64_t n) {
+    return s->threads > 1 && n > 1 ? (int)(n < s->threads ? n : s->threads) : 1;
+}
+
 void od_shards(const od_tstep *s, int64_t n, void (*fn)(void *, int, int64_t, int64_t), void *ctx) {
-    int shards = s->threads > 1 && n > 1 ? (int)(n < s->threads ? n : s->threads) : 1;
+    int shards = od_shard_count(s, n);
     shard_call c = {fn, ctx, n, shards};
     if (shards == 1) {
         fn(ctx, 0, 0, n);
@@ -54,7 +58,7 @@ static bool is_float_param(const od_value *v) {
     return v->init && v->init->dtype == OD_DTYPE_FLOAT;
 }
 
-void openblas_set_num_threads(int);
+extern const od_op_desc od_op_Relu;
 
 /* A step this small runs faster on one thread: handing out the shards costs more than they save
  * (a 134 k-MAC MLP at batch 64: 109 k samples/s on one thread, 95 k on two; a small CNN at 48 M
@@ -70,9 +74,9 @@ int od_trainer_useful_threads(const od_graph *g, int64_t batch, int threads) {
     return macs < SERIAL_STEP_MACS ? 1 : threads;
 }
 
-/* A Relu whose input is the only use of a Conv's, Gemm's, BatchNormalization's or Add's (Sub's,
- * Mul's) output is done by that op, in the same pass over memory (what bounds these kernels): its
- * step is skipped and its output shares the op's buffers. */
+/* A Relu whose input is the only use of the output of an op with train_fuses_relu (Conv, Gemm,
+ * BatchNormalization, Add, Sub, Mul) is done by that op, in the same pass over memory (what
+ * bounds these kernels): its step is skipped and its output shares the op's buffers. */
 static void fuse_relus(od_trainer *t) {
     const od_graph *g = t->graph;
     int *uses = od_graph_count_uses(g);
@@ -82,14 +86,11 @@ static void fuse_relus(od_trainer *t) {
     for (int s = 0; s < t->n_steps; s++) step_of[t->steps[s].node - g->nodes] = s;
     for (int s = 0; s < t->n_steps; s++) {
         od_tstep *r = &t->steps[s];
-        if (strcmp(r->node->op_type, "Relu") || r->n_in < 1 || !r->in[0]) continue;
+        if (r->op != &od_op_Relu || r->n_in < 1 || !r->in[0]) continue;
         int v = r->node->inputs[0], prod = g->values[v].producer;
         if (prod < 0 || step_of[prod] < 0 || uses[v] != 1) continue;
         od_tstep *p = &t->steps[step_of[prod]];
-        const char *op = p->node->op_type;
-        bool fuses = !strcmp(op, "Conv") || !strcmp(op, "Gemm") || !strcmp(op, "BatchNormalization") ||
-                     !strcmp(op, "Add") || !strcmp(op, "Sub") || !strcmp(op, "Mul");
-        if (!fuses || p->out[0] != r->in[0]) continue;
+        if (!p->op->train_fuses_relu || p->out[0] != r->in[0]) continue;
         bool is_output = false;
         for (int i = 0; i < g->n_outputs; i++) is_output |= g->outputs[i] == r->node->outputs[0];
         if (is_output) continue;
@@ -110,21 +111,21 @@ static od_status assign_layouts(od_trainer *t, od_error *err) {
     in->cl = in->rank == 4;
     for (int i = 0; i < t->n_steps && in->rank == 3; i++) /* [N, C, L] into a 1-D conv or pool */
         for (int k = 0; k < t->steps[i].n_in; k++)
-            if (t->steps[i].in[k] == in && od_train_op_find(t->steps[i].node->op_type)->layout == OD_TL_SPATIAL) in->cl = true;
+            if (t->steps[i].in[k] == in && t->steps[i].op->train_layout == OD_TRAIN_LAYOUT_SPATIAL) in->cl = true;
     if (in->cl && !(t->input_plain = malloc(sizeof(float) * (size_t)in->count + 64)))
         return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     for (int i = 0; i < t->n_steps; i++) {
         od_tstep *s = &t->steps[i];
-        const od_train_op *op = od_train_op_find(s->node->op_type);
+        const od_op_desc *op = s->op;
         for (int k = 0; k < s->n_in; k++)
             if (s->in[k]) s->in[k]->consumers++;
         for (int k = 0; k < s->n_out; k++) {
             od_tbuf *o = s->out[k];
             if (!o) continue;
             bool spatial = o->rank == 3 || o->rank == 4;
-            if (op->layout == OD_TL_SPATIAL) {
+            if (op->train_layout == OD_TRAIN_LAYOUT_SPATIAL) {
                 o->cl = spatial;
-            } else if (op->layout == OD_TL_SAME) {
+            } else if (op->train_layout == OD_TRAIN_LAYOUT_SAME) {
                 o->cl = false;
                 for (int j = 0; j < s->n_in; j++)
                     if (s->in[j] && s->in[j]->cl && s->in[j]->rank == o->rank) o->cl = spatial;
@@ -141,9 +142,11 @@ static od_status assign_layouts(od_trainer *t, od_error *err) {
 }
 
 od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_trainer **out, od_error *err) {
-    od_status st = OD_STATUS_OK;
-    openblas_set_num_threads(1); /* the kernels shard the batch over our own threads */
     *out = NULL;
+    /* XNNPACK runs the convolutions; OpenBLAS stays on one thread: the kernels shard the batch
+     * over our own threads */
+    od_status st = od_backend_init(err);
+    if (st) return st;
     od_trainer *t = calloc(1, sizeof *t);
     if (!t) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     t->graph = g;
@@ -155,7 +158,8 @@ od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_train
     int bad = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         const od_node *n = &g->nodes[i];
-        if (od_train_op_find(n->op_type) && !(n->domain && *n->domain)) continue;
+        const od_op_desc *op = od_op_find(n->domain, n->op_type);
+        if (op && op->backward) continue;
         if (strstr(list, n->op_type)) continue;
         size_t len = strlen(list);
         snprintf(list + len, sizeof list - len, "%s%s (node \"%s\")", bad++ ? ", " : "", n->op_type, n->name ? n->name : "");
@@ -183,10 +187,10 @@ od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_train
     /* parameters: float initializers in trainable slots */
     for (int i = 0; i < g->n_nodes; i++) {
         const od_node *n = &g->nodes[i];
-        const od_train_op *op = od_train_op_find(n->op_type);
+        const od_op_desc *op = od_op_find(n->domain, n->op_type);
         for (int k = 0; k < n->n_inputs && k < 32; k++) {
             int v = n->inputs[k];
-            if (v >= 0 && (op->params >> k & 1) && g->values[v].init) {
+            if (v >= 0 && (op->trained_inputs >> k & 1) && g->values[v].init) {
                 if (!is_float_param(&g->values[v])) {
                     char label[256];
                     st = od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: parameter \"%s\" is %s; training needs float",
@@ -312,6 +316,8 @@ od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_train
         if (folded) continue;
         od_tstep *s = &t->steps[t->n_steps++];
         s->node = n;
+        s->op = od_op_find(n->domain, n->op_type);
+        s->opset = g->opset ? g->opset : 17;
         s->n_in = n->n_inputs;
         s->n_out = n->n_outputs;
         s->in = io;
@@ -327,8 +333,7 @@ od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_train
     if ((st = assign_layouts(t, err))) goto fail;
     for (int i = 0; i < t->n_steps; i++) {
         od_tstep *s = &t->steps[i];
-        const od_train_op *op = od_train_op_find(s->node->op_type);
-        if (op->prepare && (st = op->prepare(s, err))) goto fail;
+        if (s->op->train_prepare && (st = s->op->train_prepare(s, err))) goto fail;
     }
     fuse_relus(t);
     if (t->opt.profile) {
@@ -350,8 +355,8 @@ fail:
 void od_trainer_destroy(od_trainer *t) {
     if (!t) return;
     for (int i = 0; i < t->n_steps; i++) {
-        const od_train_op *op = od_train_op_find(t->steps[i].node->op_type);
-        if (op && op->destroy) op->destroy(&t->steps[i]);
+        const od_op_desc *op = t->steps[i].op;
+        if (op && op->train_destroy) op->train_destroy(&t->steps[i]);
         else free(t->steps[i].state);
     }
     if (t->bufs)
@@ -387,8 +392,7 @@ float *od_trainer_output_grad(od_trainer *t) {
 
 /* [N, C, spatial] <-> channels-last for the staging buffers of a channels-last input or output. */
 static void relayout_buf(const od_tbuf *b, const float *src, float *dst, bool to_last) {
-    int64_t nc = b->dims[0] * b->dims[1];
-    od_relayout_f32(src, dst, b->dims[0], b->dims[1], nc > 0 ? b->count / nc : 0, to_last, false);
+    od_relayout(src, dst, b->rank, b->dims, to_last, sizeof(float), false, NULL);
 }
 int od_trainer_params(od_trainer *t, od_param **params_out) {
     *params_out = t->params;
@@ -402,7 +406,8 @@ od_status od_trainer_forward(od_trainer *t, bool training, od_error *err) {
         if (s->fused_relu && s->n_out && s->out[0]->data == s->in[0]->data) continue; /* done by its producer */
         s->training = training;
         double t0 = t->profile ? od_seconds() : 0;
-        od_train_op_find(s->node->op_type)->forward(s);
+        od_status st = s->op->forward_train(s, err);
+        if (st) return st;
         if (t->profile) t->profile[i].forward_s += od_seconds() - t0;
         s->calls++;
     }
@@ -428,7 +433,8 @@ od_status od_trainer_backward(od_trainer *t, od_error *err) {
             if (s->in[k] && s->in[k]->grad) any = true;
         if (!any) continue;
         double t0 = t->profile ? od_seconds() : 0;
-        od_train_op_find(s->node->op_type)->backward(s);
+        od_status st = s->op->backward(s, err);
+        if (st) return st;
         if (t->profile) t->profile[i].backward_s += od_seconds() - t0;
     }
     return OD_STATUS_OK;

@@ -1,6 +1,8 @@
 /* Internal: what a training kernel gets. float32 throughout. Activations of rank 3 and 4 are
  * channels-last (NHWC; a 1-D [N, C, L] as [N, L, C]), as XNNPACK's convolutions want; other
- * values, parameters and constants are in ONNX order. */
+ * values, parameters and constants are in ONNX order. An op's training kernels sit beside its
+ * forward in runtime/ops/<Op>.c and are named by its descriptor (op.h: train_prepare,
+ * forward_train, backward, train_destroy). */
 #ifndef OD_TRAIN_INTERNAL_H
 #define OD_TRAIN_INTERNAL_H
 
@@ -22,46 +24,51 @@ typedef struct od_tbuf {
 
 typedef struct od_tstep {
     const od_node *node;
+    const od_op_desc *op; /* found once, when the trainer is made */
+    int64_t opset;
     int n_in, n_out;
     od_tbuf **in, **out; /* in[i] NULL for an omitted optional input */
     void *state;
     od_workers *workers; /* NULL: one thread */
     int threads;
     bool training;
-    /* A following Relu folded in by the trainer (Conv, Gemm, BatchNormalization): forward
-     * clamps at 0, backward first zeroes out->grad where out->data is 0. */
+    /* A following Relu folded in by the trainer (ops with train_fuses_relu): forward clamps at
+     * 0, backward first zeroes out->grad where out->data is 0. */
     bool fused_relu;
     uint64_t seed, calls; /* dropout masks: a function of (seed, calls, element) */
 } od_tstep;
 
-/* The layout of an op's output 0: */
-typedef enum od_train_layout {
-    OD_TL_PLAIN = 0, /* ONNX order (the kernel reads channels-last inputs itself) */
-    OD_TL_SPATIAL,   /* channels-last when rank 3 or 4 */
-    OD_TL_SAME,      /* as input 0 */
-} od_train_layout;
-
-typedef struct od_train_op {
-    const char *name;
-    uint32_t params; /* bit i: input i, when an initializer, is trained */
-    od_train_layout layout;
-    od_status (*prepare)(od_tstep *s, od_error *err); /* may be NULL */
-    void (*forward)(od_tstep *s);
-    /* Adds dLoss/dInput into in[i]->grad for every input with a grad. */
-    void (*backward)(od_tstep *s);
-    void (*destroy)(od_tstep *s); /* may be NULL: frees s->state */
-} od_train_op;
-
-const od_train_op *od_train_op_find(const char *op_type);
-
 /* Physical dims of a buffer (channels-last moves dim 1 last). */
-void od_tbuf_phys_dims(const od_tbuf *b, int64_t *out);
-/* NCHW <-> NHWC for a [N, C, S] block (S the spatial product); to_last picks the direction. */
-void od_relayout_f32(const float *src, float *dst, int64_t n, int64_t c, int64_t s, bool to_last, bool add);
+static inline void od_tbuf_phys_dims(const od_tbuf *b, int64_t *out) {
+    od_phys_dims(b->rank, b->dims, b->cl, out);
+}
 
 /* Splits [0, n) into s->threads contiguous shards and runs fn(ctx, shard, begin, end) on each,
  * in parallel. Shard boundaries depend only on n and the thread count: results are repeatable. */
 void od_shards(const od_tstep *s, int64_t n, void (*fn)(void *ctx, int shard, int64_t begin, int64_t end),
                void *ctx);
+/* The number of shards od_shards makes of n. */
+int od_shard_count(const od_tstep *s, int64_t n);
+
+/* ---- helpers for the kernels (runtime/ops/train_common.c) ---- */
+
+/* Row-major C = alpha op(A) op(B) + beta C on OpenBLAS; K <= 0 gives beta * C. */
+void od_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+              const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+void od_add_into(float *dst, const float *src, int64_t n);
+void od_relu_inplace(float *y, int64_t n);
+/* dy = 0 where a fused Relu clamped (y == 0) */
+void od_relu_mask(const float *y, float *dy, int64_t n);
+/* Flatten, Reshape, Squeeze, Unsqueeze: copy input 0 in ONNX order (reading a channels-last
+ * input through od_relayout), and the gradient back. */
+od_status od_train_plain_forward(od_tstep *s, od_error *err);
+od_status od_train_plain_backward(od_tstep *s, od_error *err);
+#define OD_TRAIN_PLAIN_COPY .forward_train = od_train_plain_forward, .backward = od_train_plain_backward
+
+/* Gemm.c's kernels, which MatMul (with a 2-D B) shares. */
+od_status od_gemm_train_prepare(od_tstep *s, od_error *err);
+od_status od_gemm_train_forward(od_tstep *s, od_error *err);
+od_status od_gemm_train_backward(od_tstep *s, od_error *err);
+void od_gemm_train_destroy(od_tstep *s);
 
 #endif

@@ -10,6 +10,9 @@
 #     converted graph (batch 64, L2 loss on random "teacher logits", Adam), interleaved likewise.
 #  3. GFLOP/s of our convolution plans against one large XNNPACK convolution (bench_xnn_ceiling).
 #  4. peak memory (/usr/bin/time -v) of `onnx-distill distill` against dataset + model bytes.
+#  5. the same on an image folder: a resnet18 teacher at 224x224 and BENCH_IMAGES (20,000) JPEGs
+#     (tests/bench_images.sh; BENCH_IMAGES=0 skips it; writing the images takes minutes, the
+#     distillation about BENCH_IMAGE_TRAIN_LIMIT resnet18 steps more).
 # The whole run takes about 7 minutes on an idle 2-core machine (16 with a load average of 8-10
 # from other work). Settings (environment):
 #   BENCH_MIN_TIME (0.5 s per measurement)  BENCH_ROUNDS (3)
@@ -233,6 +236,17 @@ else
     failures=$((failures + 1))
 fi
 
+# --- 5. peak memory of distill on an image folder ---------------------------------------------
+if [ "${BENCH_IMAGES:-20000}" -gt 0 ]; then
+    note "distill memory on ${BENCH_IMAGES:-20000} images (resnet18 at 224x224)"
+    if tests/bench_images.sh "$tmp/images.json" >"$tmp/images.txt" 2>&1; then
+        record "$(cat "$tmp/images.json")"
+    else
+        echo "bench: tests/bench_images.sh failed: $(tail -3 "$tmp/images.txt")" >>"$tmp/errors.log"
+        failures=$((failures + 1))
+    fi
+fi
+
 record "{\"kind\": \"end\", \"load_end\": $(jstr "$(cut -d' ' -f1-3 /proc/loadavg)"), \"seconds\": $(($(date +%s) - started)), \"failures\": $failures}"
 [ -s "$tmp/errors.log" ] && record "{\"kind\": \"errors\", \"text\": $(jstr "$(sort -u "$tmp/errors.log" | head -40)")}"
 
@@ -454,6 +468,22 @@ if mem:
       f"--train-limit {mem['train_limit']} only limits the samples trained on)\n")
 else:
     w("not measured (distill failed; see Errors)\n")
+
+# 5. memory on an image folder
+img = next((r for r in recs if r["kind"] == "image_memory"), None)
+if img:
+    w("## 5. Peak memory of distill on an image folder\n")
+    base = img["teacher_bytes"] + img["student_bytes"] + img["batch_bytes"]
+    w(f"`/usr/bin/time -v {img['cmd']}` on {img['images']:,} JPEGs in {img['classes']} classes, resnet18 teacher "
+      f"(torchvision, random weights) at 224x224 (wall {img['wall']}):\n")
+    w("| peak RSS | decoded images (uint8) | teacher file | student file | one input batch | RSS / (models + one batch) | target |")
+    w("|---:|---:|---:|---:|---:|---:|---|")
+    dec = img["images"] * 3 * 224 * 224
+    w(f"| {img['rss_bytes'] / 2**20:.0f} MiB | {dec / 2**20:.0f} MiB | {img['teacher_bytes'] / 2**20:.1f} MiB | "
+      f"{img['student_bytes'] / 2**20:.1f} MiB | {img['batch_bytes'] / 2**20:.1f} MiB | {img['rss_bytes'] / base:.1f}x | "
+      f"{'met' if img['rss_bytes'] <= 1.5e9 else 'missed'} (≤ 1.5 GB) |")
+    w(f"\n(all {img['images']:,} images are decoded into the store; --train-limit {img['train_limit']} limits the "
+      "samples trained on; most of the RSS is the trainer's activations, about 42 MB per sample of batch)\n")
 
 # summary
 w("## Targets\n")

@@ -52,9 +52,13 @@ int main(int argc, char **argv) {
     double t0 = 0;
     for (int k = 0; k < steps + 5; k++) {
         if (k == 5) t0 = od_seconds(); /* warm-up */
-        od_trainer_forward(tr, true, &err);
-        od_loss_l2(od_trainer_output(tr), target, batch, classes, od_trainer_output_grad(tr));
-        od_trainer_backward(tr, &err);
+        /* a failed step is an error, not a fast one */
+        if (od_trainer_forward(tr, true, &err) ||
+            (od_loss_l2(od_trainer_output(tr), target, batch, classes, od_trainer_output_grad(tr)),
+             od_trainer_backward(tr, &err))) {
+            fprintf(stderr, "bench_train: %s\n", err.message);
+            return 1;
+        }
         od_optim_step(opt, 1e-4f);
     }
     double el = od_seconds() - t0, sps = (double)steps * batch / el;

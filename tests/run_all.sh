@@ -27,7 +27,7 @@ start=$SECONDS
 # The queue: "label|kind|arg" with kind bin (a test binary), sh (a tests/t_*.sh script, arg the
 # build) or fuzz. The slowest suites go first so that the others fill in beside them.
 queue=()
-SLOW_FIRST="t_distill t_optimize t_report t_bad_input t_shrink_cli test_gradcheck test_dataset"
+SLOW_FIRST="t_real_exports t_distill t_optimize t_report t_bad_input t_shrink_cli test_gradcheck test_dataset"
 add_pass() { # build prefix
     local b=$1 p=$2 name t s
     local -a all=()

@@ -122,6 +122,24 @@ static double loss_of(od_trainer *t, const float *r, int64_t n, bool training) {
 
 static int passed, failed;
 
+/* The trainer's forward (eval mode: BN on running statistics, Dropout off) gives what the
+ * inference plan gives on the same weights and input: forward_train and run agree. */
+static double worst_vs_plan(od_trainer *t, const od_graph *g, int64_t batch, int64_t n) {
+    od_error err = {0};
+    od_plan *p = NULL;
+    if (od_plan_create(g, &(od_plan_options){.batch = batch, .threads = 1}, &p, &err)) return INFINITY;
+    memcpy(od_plan_input(p, 0)->data, od_trainer_input(t), od_plan_input(p, 0)->nbytes);
+    od_trainer_forward(t, false, NULL);
+    double worst = od_plan_run(p, &err) ? INFINITY : 0;
+    const float *a = od_trainer_output(t), *b = od_plan_output(p, 0)->data;
+    for (int64_t i = 0; i < n && worst < INFINITY; i++) {
+        double e = fabs((double)a[i] - b[i]) / fmax(1.0, fabs((double)b[i]));
+        if (!(e <= worst)) worst = e; /* NaN too */
+    }
+    od_plan_destroy(p);
+    return worst;
+}
+
 /* Checks every parameter's gradient (a sample of up to 40 elements each). */
 static void check(const char *label, builder *b, bool training, int threads) {
     od_error err = {0};
@@ -142,6 +160,10 @@ static void check(const char *label, builder *b, bool training, int threads) {
     int64_t n = batch * od_trainer_classes(t);
     float *r = malloc(sizeof(float) * n);
     for (int64_t i = 0; i < n; i++) r[i] = urand();
+    double vs_plan = worst_vs_plan(t, b->g, batch, n);
+    bool same = vs_plan < 1e-4;
+    printf("%s %s (threads %d): forward vs inference plan %.2e\n", same ? "PASS" : "FAIL", label, threads, vs_plan);
+    same ? passed++ : failed++;
     loss_of(t, r, n, training);
     memcpy(od_trainer_output_grad(t), r, sizeof(float) * n);
     od_trainer_backward(t, &err);
@@ -237,6 +259,12 @@ static void b_act(builder *b) {
     }
     finish(b, "Y");
 }
+/* x * HardSigmoid(x) (a hand-written HardSwish): H reaches the loss twice */
+static void b_x_hardsigmoid(builder *b) {
+    add_node(b, "HardSigmoid", IN("H"), IN("S"), AT("alpha=f:0.4", "beta=f:0.5"));
+    add_node(b, "Mul", IN("H", "S"), IN("Y"), NULL);
+    finish(b, "Y");
+}
 static void b_maxpool(builder *b) {
     add_node(b, "MaxPool", IN("H"), IN("Y"), AT("kernel_shape=is:2,2", "strides=is:2,2"));
     finish(b, "Y");
@@ -249,8 +277,31 @@ static void b_avgpool_ex(builder *b) {
     add_node(b, "AveragePool", IN("H"), IN("Y"), AT("kernel_shape=is:3,3", "pads=is:1,1,1,1"));
     finish(b, "Y");
 }
+/* ceil_mode: the last windows hang past the input (and its padding) */
+static void b_avgpool_ceil(builder *b) {
+    add_node(b, "AveragePool", IN("H"), IN("Y"), AT("kernel_shape=is:3,3", "strides=is:2,2", "ceil_mode=i:1"));
+    finish(b, "Y");
+}
+static void b_avgpool_ceil_pad(builder *b) {
+    add_node(b, "AveragePool", IN("H"), IN("Y"),
+             AT("kernel_shape=is:3,3", "strides=is:2,2", "pads=is:1,0,0,1", "ceil_mode=i:1", "count_include_pad=i:1"));
+    finish(b, "Y");
+}
+static void b_maxpool_ceil(builder *b) {
+    add_node(b, "MaxPool", IN("H"), IN("Y"), AT("kernel_shape=is:2,2", "strides=is:2,2", "ceil_mode=i:1"));
+    finish(b, "Y");
+}
 static void b_gap(builder *b) {
     add_node(b, "GlobalAveragePool", IN("H"), IN("Y"), NULL);
+    finish(b, "Y");
+}
+/* over a channels-last H: the kernel reads it in ONNX order */
+static void b_reduce_mean_spatial(builder *b) {
+    add_node(b, "ReduceMean", IN("H"), IN("Y"), AT("axes=is:2,3", "keepdims=i:1"));
+    finish(b, "Y");
+}
+static void b_reduce_mean_channels(builder *b) {
+    add_node(b, "ReduceMean", IN("H"), IN("Y"), AT("axes=is:-3", "keepdims=i:0"));
     finish(b, "Y");
 }
 static void b_add_bcast(builder *b) {
@@ -328,15 +379,21 @@ int main(void) {
     run_case("MatMul + Add", 3, D(2, 4, 6), b_matmul, true);
     run_case("BatchNormalization training", 4, D(4, 3, 3, 3), b_bn, true);
     run_case("BatchNormalization eval", 4, D(4, 3, 3, 3), b_bn, false);
-    const char *acts[] = {"Relu", "LeakyRelu", "Elu", "Clip", "HardSwish", "Sigmoid", "Tanh"};
+    const char *acts[] = {"Relu", "LeakyRelu", "Elu", "Clip", "HardSwish", "HardSigmoid", "Sigmoid", "Tanh"};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) {
         act_op = acts[i];
         run_case(acts[i], 4, D(2, 3, 4, 5), b_act, true);
     }
+    run_case("x * HardSigmoid(x)", 4, D(2, 3, 4, 5), b_x_hardsigmoid, true);
     run_case("MaxPool 2x2", 4, D(2, 3, 6, 6), b_maxpool, true);
     run_case("AveragePool include pad", 4, D(2, 3, 6, 5), b_avgpool, true);
     run_case("AveragePool exclude pad", 4, D(2, 3, 5, 5), b_avgpool_ex, true);
+    run_case("AveragePool ceil_mode", 4, D(2, 3, 6, 7), b_avgpool_ceil, true);
+    run_case("AveragePool ceil_mode, asymmetric pads counted", 4, D(2, 3, 6, 7), b_avgpool_ceil_pad, true);
+    run_case("MaxPool ceil_mode", 4, D(2, 3, 5, 5), b_maxpool_ceil, true);
     run_case("GlobalAveragePool", 4, D(2, 3, 4, 5), b_gap, true);
+    run_case("ReduceMean spatial axes, keepdims", 4, D(2, 3, 4, 5), b_reduce_mean_spatial, true);
+    run_case("ReduceMean channel axis", 4, D(2, 3, 4, 5), b_reduce_mean_channels, true);
     run_case("Add broadcast, value used twice", 4, D(2, 3, 2, 2), b_add_bcast, true);
     run_case("Mul broadcast, Sub", 4, D(2, 3, 4, 5), b_mul_bcast, true);
     run_case("Flatten + Gemm", 4, D(2, 3, 4, 4), b_flatten_gemm, true);

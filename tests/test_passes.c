@@ -814,6 +814,60 @@ static void test_formats(void) {
           "weight format names", "parse failed");
 }
 
+/* The builder's canonical form: a bias shared by two Convs (through an Identity and by name)
+ * gets one copy per Conv; a weight tied between two MatMuls stays one tensor; outputs unchanged;
+ * optimize shares the copies again. */
+static void test_canonicalize(void) {
+    const char *what = "canonicalize";
+    od_model *m = new_model(13);
+    int64_t xd[4] = {-1, 4, 5, 5}, wd[4] = {4, 4, 3, 3}, bd[1] = {4}, td[2] = {5, 5};
+    float zeros[4] = {0};
+    add_input(m, "x", 4, xd);
+    add_init(m, "w1", 4, wd, -1, 1, NULL);
+    add_init(m, "w2", 4, wd, -1, 1, NULL);
+    add_init(m, "b", 1, bd, 0, 0, zeros);
+    add_init(m, "tied", 2, td, -1, 1, NULL);
+    add_node(m, "Identity", "id", "b", "b_alias");
+    attr_ints(add_node(m, "Conv", "c1", "x,w1,b", "a"), "pads", 4, (int64_t[]){1, 1, 1, 1});
+    attr_ints(add_node(m, "Conv", "c2", "a,w2,b_alias", "c"), "pads", 4, (int64_t[]){1, 1, 1, 1});
+    attr_ints(add_node(m, "Conv", "c3", "c,w2,b", "d"), "pads", 4, (int64_t[]){1, 1, 1, 1});
+    add_node(m, "MatMul", "m1", "d,tied", "e");
+    add_node(m, "MatMul", "m2", "e,tied", "y");
+    add_output(m, "y");
+    od_model *o = clone(m);
+    od_pass_stats st;
+    od_error err = {0};
+    if (!o || od_canonicalize(o, &st, &err)) {
+        check(false, what, "od_canonicalize: %s", err.message);
+        od_model_destroy(o);
+        od_model_destroy(m);
+        return;
+    }
+    const od_graph *g = &o->graph;
+    int biases[3], n_bias = 0, tied[2], n_tied = 0, w2[2] = {-1, -2};
+    for (int i = 0; i < g->n_nodes; i++) {
+        const od_node *n = &g->nodes[i];
+        if (strcmp(n->op_type, "Conv") == 0 && n_bias < 3) biases[n_bias++] = n->inputs[2];
+        if (strcmp(n->name, "c2") == 0) w2[0] = n->inputs[1];
+        if (strcmp(n->name, "c3") == 0) w2[1] = n->inputs[1];
+        if (strcmp(n->op_type, "MatMul") == 0 && n_tied < 2) tied[n_tied++] = n->inputs[1];
+    }
+    check(count_op(o, "Identity") == 0 && n_bias == 3, what, "Identity left or Convs lost");
+    check(n_bias == 3 && biases[0] != biases[1] && biases[0] != biases[2] &&
+              biases[1] != biases[2] && g->values[biases[0]].init && g->values[biases[1]].init &&
+              g->values[biases[2]].init,
+          what, "the three Convs do not each own a bias initializer");
+    check(n_tied == 2 && tied[0] == tied[1], what, "the tied MatMul weight was copied");
+    check(w2[0] == w2[1], what, "a conv weight shared by two Convs was copied");
+    check(st.unshared_inits == 1, what, "%d copies made (want 1: c3 reads b after c1)", st.unshared_inits);
+    check_same_outputs(m, o, 1e-6, what);
+    od_model *back = optimized(o, &st, what);
+    if (back) check(st.shared_inits >= 2, what, "optimize shared %d again", st.shared_inits);
+    od_model_destroy(back);
+    od_model_destroy(o);
+    od_model_destroy(m);
+}
+
 int main(void) {
     for (int bias = 0; bias < 2; bias++) {
         test_bn_conv(bias, false, 1);
@@ -838,6 +892,7 @@ int main(void) {
     test_half_rounding();
     test_meta();
     test_formats();
+    test_canonicalize();
     printf("passes: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }

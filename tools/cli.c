@@ -136,6 +136,7 @@ static bool value_ok(const cli_option *o, const char *v) {
         return false;
     case CLI_INT_LIST:
     case CLI_REAL_LIST: {
+        if (o->choices && choice_index(o->choices, v) >= 0) return true; /* a named list */
         char buf[1024], *items[64];
         int n = split_list(o, v, buf, sizeof buf, items, 64);
         for (int i = 0; i < n; i++)
@@ -504,12 +505,19 @@ od_status model_facts_get(const char *path, const od_model *m, model_facts *f, o
     memset(f, 0, sizeof *f);
     struct stat st;
     if (path && stat(path, &st) == 0) f->bytes = (size_t)st.st_size;
-    return od_model_count(m, &f->params, &f->macs, err);
+    return od_model_count_ex(m, &f->params, &f->macs, &f->macs_unknown, err);
 }
 
 void cli_preprocess_apply(const cli_args *a, od_preprocess *pre) {
     double m[16], s[16];
+    float named[16];
     int n_mean = cli_real_list(a, "--mean", m, 16), n_std = cli_real_list(a, "--std", s, 16);
+    for (int k = 0, n; k < 2; k++) /* --mean imagenet, --std imagenet */
+        if ((n = od_preprocess_named(cli_text(a, k ? "--std" : "--mean", NULL), k == 1, named)) > 0) {
+            for (int i = 0; i < n; i++)
+                (k ? s : m)[i] = named[i];
+            *(k ? &n_std : &n_mean) = n;
+        }
     if (cli_given(a, "--scale")) pre->scale = (float)cli_real(a, "--scale", 1);
     if (!n_mean && !n_std) return;
     int n = n_mean > n_std ? n_mean : n_std;
@@ -523,4 +531,43 @@ void cli_preprocess_apply(const cli_args *a, od_preprocess *pre) {
     pre->n_channels = n;
     memcpy(pre->mean, mean, sizeof(float) * (size_t)n);
     memcpy(pre->std, std, sizeof(float) * (size_t)n);
+}
+
+typedef struct load_progress {
+    bool tty;
+} load_progress;
+
+static void show_load(const char *what, int64_t done, int64_t total, void *ctx) {
+    const load_progress *lp = ctx;
+    if (lp->tty) fprintf(stderr, "\r\033[K%s %lld/%lld", what, (long long)done, (long long)total);
+    if (lp->tty && done == total) fputc('\n', stderr);
+}
+
+od_status cli_data_load(const cli_args *a, const char *path, const od_model *model, int threads, bool quiet,
+                        od_data_split *out, od_error *err) {
+    od_image_options io;
+    od_image_options_default(&io);
+    if (model) od_image_options_for_model(model, &io);
+    io.resize = cli_int(a, "--resize", io.resize);
+    const char *crop = cli_text(a, "--crop", NULL);
+    if (crop) {
+        char *end;
+        long h = strtol(crop, &end, 10), w = h;
+        if (*end == 'x') w = strtol(end + 1, &end, 10);
+        if (*end || h < 1 || w < 1 || h > 65536 || w > 65536)
+            return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "--crop %s: want H or HxW, each 1 to 65536", crop);
+        io.height = h, io.width = w;
+    }
+    io.strict = cli_given(a, "--strict");
+    io.cache_dir = cli_text(a, "--cache", NULL);
+    io.threads = threads;
+    load_progress lp = {isatty(2)};
+    if (!quiet) io.progress = show_load, io.progress_ctx = &lp;
+    od_status st = od_data_load_ex(path, &io, out, err);
+    if (!st && out->n_skipped && !quiet)
+        fprintf(stderr,
+                "onnx-distill: warning: %lld image file%s skipped (not PNG or JPEG, or corrupt; --strict makes this an "
+                "error), the first: %s\n",
+                (long long)out->n_skipped, out->n_skipped == 1 ? "" : "s", out->skipped);
+    return st;
 }

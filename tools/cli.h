@@ -33,7 +33,7 @@ typedef struct cli_option {
     const char *arg;     /* the value's placeholder in the help: "W", "FILE" */
     double lo, hi;       /* numbers, and list items */
     bool lo_open;        /* lo itself is refused */
-    const char *choices; /* CLI_CHOICE: "teacher|random" */
+    const char *choices; /* CLI_CHOICE: "teacher|random"; lists: names also accepted */
     int min_items, max_items; /* lists: 1 and 16 unless set */
     bool repeat;         /* may be given more than once, every value kept (run --input) */
     const char *dflt;    /* shown as "(default X)" */
@@ -66,7 +66,9 @@ typedef struct cli_command {
              "followed by Cast; per-output-channel symmetric int8 with DequantizeLinear (opset raised " \
              "to 13 when lower). Activations stay float32."}
 #define CLI_OPT_DATA(what) \
-    {CLI_TEXT, "--data", 0, "PATH", .help = what ": an IDX folder, a CIFAR folder, an .npz file, or fashion-mnist"}
+    {CLI_TEXT, "--data", 0, "PATH", .help = what ": an IDX folder, a CIFAR folder, an .npz file, fashion-mnist, " \
+     "or a folder of PNG/JPEG images with one sub-folder per class (train/ and val/ or test/ when present, else " \
+     "a seeded 10% test split)"}
 #define CLI_OPT_JSON(what) {CLI_FLAG, "--json", .help = what}
 #define CLI_OPT_VERBOSE(what) {CLI_FLAG, "--verbose", 'v', .help = what}
 
@@ -99,8 +101,20 @@ typedef struct cli_command {
 /* Preprocessing that overrides a model's metadata (eval, distill, compare). */
 #define CLI_OPTS_PREPROCESS                                                                         \
     {CLI_REAL, "--scale", 0, "F", 1e-12, 1e12, .help = "x = (raw x F - mean) / std"},               \
-    {CLI_REAL_LIST, "--mean", 0, "LIST", -1e9, 1e9, .help = "per-channel mean (one value: all)"},   \
-    {CLI_REAL_LIST, "--std", 0, "LIST", 1e-12, 1e9, .help = "per-channel std (one value: all)"}
+    {CLI_REAL_LIST, "--mean", 0, "LIST", -1e9, 1e9, .choices = "imagenet",                          \
+     .help = "per-channel mean (one value: all; imagenet: torchvision's 0.485,0.456,0.406)"},        \
+    {CLI_REAL_LIST, "--std", 0, "LIST", 1e-12, 1e9, .choices = "imagenet",                          \
+     .help = "per-channel std (one value: all; imagenet: torchvision's 0.229,0.224,0.225)"}, \
+    CLI_OPTS_IMAGES
+
+/* Image folders (cli_data_load): resize and crop as torchvision's Resize + CenterCrop. */
+#define CLI_OPTS_IMAGES                                                                                        \
+    {CLI_INT, "--resize", 0, "N", 1, 65536,                                                                    \
+     .help = "image folders: the shorter side becomes N first (antialiased bilinear, as torchvision); default: " \
+             "the model's preprocess.resize metadata, else its input's larger side (ImageNet teachers: 256)"},   \
+    {CLI_TEXT, "--crop", 0, "H[xW]", .help = "image folders: center crop (default: the model's input H x W)"},  \
+    {CLI_FLAG, "--strict", .help = "image folders: a file that does not decode is an error, not skipped with a warning"}, \
+    {CLI_TEXT, "--cache", 0, "DIR", .help = "image folders: keep the decoded images in DIR (mapped) for the next run"}
 
 /* ---- parsing and reading the values ------------------------------------------------------- */
 
@@ -148,11 +162,16 @@ void cli_print_man(const cli_command *const *cmds, int n, FILE *f);
 
 /* --scale F, --mean LIST, --std LIST applied over the preprocessing a model's metadata gives. */
 void cli_preprocess_apply(const cli_args *a, od_preprocess *pre);
+/* od_data_load_ex with image-folder options from model's input (may be NULL) and CLI_OPTS_IMAGES;
+ * decoding progress (on a terminal) and a warning about skipped files on stderr unless quiet. */
+od_status cli_data_load(const cli_args *a, const char *path, const od_model *model, int threads, bool quiet,
+                        od_data_split *out, od_error *err);
 
 /* Facts about a model for inspect, bench and reports. */
 typedef struct model_facts {
     size_t bytes;
     int64_t params, macs; /* per sample, batch 1 */
+    int macs_unknown;     /* nodes of unknown shape: macs is then a lower bound */
 } model_facts;
 od_status model_facts_get(const char *path, const od_model *m, model_facts *f, od_error *err);
 

@@ -85,7 +85,10 @@ int cmd_compare(int argc, char **argv) {
             goto fail;
     }
     if (data_path) {
-        if (od_data_load(data_path, &data, &err) || od_report_set_data(&rep, data_path, models[0], &err)) goto fail;
+        if (cli_data_load(&args, data_path, models[0], eval_threads, false, &data, &err) ||
+            od_report_set_data(&rep, data_path, models[0], &err) ||
+            od_report_set_class_names(&rep, data.class_names, data.n_class_names, &err))
+            goto fail;
         od_dataset test = data.test;
         if (limit && limit < test.n) test.n = limit;
         if (test.n == 0) {

@@ -29,6 +29,9 @@ const cli_command cli_cmd_distill = {
         {CLI_REAL, "--val-split", 0, "F", 0, 0.9, .dflt = "0.05", .help = "held out to pick the epoch kept"},
         {CLI_INT, "--train-limit", 0, "N", 1, 0x7fffffffffffLL, .help = "use only the first N training samples"},
         {CLI_INT, "--test-limit", 0, "N", 1, 0x7fffffffffffLL, .help = "evaluate on the first N test samples only"},
+        {CLI_FLAG, "--augment",
+         .help = "random-resized crop and horizontal flip of training batches, seeded (off by default: the student "
+                 "then sees what the teacher's logits were computed on)"},
         {CLI_HEADING, .help = "training:"},
         {CLI_INT, "--epochs", 0, "N", 1, 100000, .dflt = "5", .help = "passes over the training set"},
         {CLI_INT, "--batch", 0, "N", 1, 65536, .dflt = "64", .help = "samples per training step"},
@@ -66,6 +69,10 @@ const cli_command cli_cmd_distill = {
          .help = "also write a report, .json, .md or .html by the extension: the summary plus hyper-parameters, "
                  "the per-epoch curve, per-class accuracy, the confusion matrices and the samples the student "
                  "gets wrong and the teacher right (and the reverse); HTML with inline SVG charts"},
+        {CLI_CHOICE, "--latency", 0, NULL, .choices = "off|quick|full", .dflt = "full",
+         .help = "time both models afterwards: full at batch 1 and 64 on 1 and 2 threads, quick at batch 1 on "
+                 "--threads, off not at all"},
+        {CLI_FLAG, "--no-latency", .help = "the same as --latency off"},
         {CLI_FLAG, "--quiet", .help = "no progress lines"},
         {0},
     },
@@ -85,6 +92,11 @@ typedef struct progress_ctx {
 static void show_progress(const od_distill_progress *p, void *ctx) {
     const progress_ctx *pc = ctx;
     if (pc->quiet) return;
+    if (p->logits_total) {
+        if (pc->tty) fprintf(stderr, "\r\033[Kteacher logits %lld/%lld", (long long)p->logits_done, (long long)p->logits_total);
+        if (pc->tty && p->logits_done == p->logits_total) fputc('\n', stderr);
+        return;
+    }
     if (p->done) {
         const od_epoch_stats *e = p->done;
         fprintf(stderr, "%sepoch %d/%d  loss %.4f  %.0f samples/s  %.1f s", pc->tty ? "\r\033[K" : "", p->epoch, p->epochs, e->loss,
@@ -153,6 +165,8 @@ int cmd_distill(int argc, char **argv) {
     opt.val_split = (float)cli_real(&args, "--val-split", opt.val_split);
     opt.train_limit = cli_int(&args, "--train-limit", opt.train_limit);
     opt.test_limit = cli_int(&args, "--test-limit", opt.test_limit);
+    opt.augment = cli_given(&args, "--augment");
+    int latency = cli_given(&args, "--no-latency") ? 0 : cli_choice(&args, "--latency", 2); /* off, quick, full */
     opt.checkpoint = cli_text(&args, "--checkpoint", NULL);
     opt.resume = cli_text(&args, "--resume", NULL);
     od_weight_format weights = (od_weight_format[]){OD_WEIGHTS_F32, OD_WEIGHTS_F16, OD_WEIGHTS_INT8}[cli_choice(&args, "--weights", 0)];
@@ -195,8 +209,15 @@ int cmd_distill(int argc, char **argv) {
         (opt.checkpoint && od_output_lock_acquire(opt.checkpoint, &ckpt_lock, &err)))
         goto fail;
     if (od_model_load(teacher_path, &teacher, &err)) goto fail;
-    if (student_path ? od_model_load(student_path, &student, &err) : od_shrink(teacher, &spec, &student, &err)) goto fail;
-    if (od_data_load(data_path, &data, &err)) goto fail;
+    if (student_path) {
+        if (od_model_load(student_path, &student, &err)) goto fail;
+    } else {
+        od_shrink_report shrunk = {0};
+        if (od_shrink_ex(teacher, &spec, &student, &shrunk, &err)) goto fail;
+        od_shrink_report_print(&shrunk, &spec, stdout, stderr);
+        od_shrink_report_clear(&shrunk);
+    }
+    if (cli_data_load(&args, data_path, teacher, opt.threads, quiet, &data, &err)) goto fail;
     od_preprocess pre;
     if (od_preprocess_from_model(teacher, &pre, &err)) {
         od_error_prefix(&err, "%s: ", teacher_path);
@@ -204,6 +225,10 @@ int cmd_distill(int argc, char **argv) {
     }
     cli_preprocess_apply(&args, &pre);
     if (od_preprocess_check(&pre, &data.train, &err)) goto fail;
+    char pre_text[256];
+    printf("preprocessing: %s (%s)\n", od_preprocess_describe(&pre, pre_text, sizeof pre_text),
+           pre.from_model ? "the teacher's preprocess.* metadata, then the options"
+                          : "the teacher has no preprocess.* metadata: the default, then the options");
     if (!opt.checkpoint && !od_output_is_stream(out_path)) { /* no OUT.ckpt beside /dev/null */
         snprintf(default_ckpt, sizeof default_ckpt, "%s.ckpt", out_path);
         opt.checkpoint = default_ckpt;
@@ -238,7 +263,7 @@ int cmd_distill(int argc, char **argv) {
         goto done;
     }
     double t_w = od_seconds();
-    char spec_text[512];
+    char spec_text[1024];
     if (student_path)
         snprintf(spec_text, sizeof spec_text, "student %s", student_path);
     else
@@ -246,19 +271,31 @@ int cmd_distill(int argc, char **argv) {
                  spec.init == OD_SHRINK_INIT_TEACHER ? "teacher" : "random",
                  spec.bn == OD_SHRINK_BN_AUTO ? "auto" : spec.bn == OD_SHRINK_BN_ON ? "on" : "off", spec.spec_path ? " spec " : "",
                  spec.spec_path ? spec.spec_path : "");
+    size_t spec_len = strlen(spec_text); /* the report shows the preprocessing too */
+    snprintf(spec_text + spec_len, sizeof spec_text - spec_len, "; preprocessing %s", pre_text);
     if (od_distill_finish(student, teacher, teacher_path, spec_text, &opt, &res, weights, &err) ||
+        od_preprocess_to_model(student, &pre, &err) ||
         od_model_save(student, out_path, &err))
         goto fail;
     double t_written = od_seconds();
     if (own_ckpt) unlink(opt.checkpoint);
     /* the summary (and report): both models as written, measured and evaluated on the test split */
-    if (!quiet) fprintf(stderr, "measuring latency and accuracy of teacher and student\n");
     od_report_options ro;
     od_report_options_default(&ro);
+    if (latency == 0) {
+        ro.n_batches = 0;
+    } else if (latency == 1) {
+        ro.n_batches = ro.n_threads = 1;
+        ro.batches[0] = 1, ro.threads[0] = opt.threads, ro.min_time = 0.1;
+    }
+    if (!quiet)
+        fprintf(stderr, "measuring %saccuracy of teacher and student\n", ro.n_batches ? "latency (--latency off skips it) and " : "");
     od_dataset test = data.test;
     if (opt.test_limit > 0 && opt.test_limit < test.n) test.n = opt.test_limit;
     if (od_report_add_model(&rep, "teacher", teacher_path, teacher, &ro, &err) ||
-        od_report_add_model(&rep, "student", od_output_is_stream(out_path) ? NULL : out_path, student, &ro, &err) || od_report_set_data(&rep, data_path, teacher, &err) ||
+        od_report_add_model(&rep, "student", od_output_is_stream(out_path) ? NULL : out_path, student, &ro, &err) ||
+        od_report_set_data(&rep, data_path, teacher, &err) ||
+        od_report_set_class_names(&rep, data.class_names, data.n_class_names, &err) ||
         (test.n > 0 && (od_report_evaluate(&rep, 0, teacher, &test, &pre, opt.threads, &err) ||
                         od_report_evaluate(&rep, 1, student, &test, &pre, opt.threads, &err))) ||
         od_report_set_distill(&rep, &opt, &res, spec_text, od_weight_format_name(weights), &err))

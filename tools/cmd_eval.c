@@ -35,7 +35,7 @@ int cmd_eval(int argc, char **argv) {
     od_data_split data = {0};
     float *logits = NULL;
     int rc = 1;
-    if (od_model_load(path, &m, &err) || od_data_load(data_path, &data, &err)) {
+    if (od_model_load(path, &m, &err) || cli_data_load(&args, data_path, m, (int)threads, false, &data, &err)) {
         cli_fail_err(&err);
         goto done;
     }

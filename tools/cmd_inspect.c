@@ -11,11 +11,12 @@ const cli_command cli_cmd_inspect = {
     .min_operands = 1, .max_operands = 1, .operand = "model",
     .about = "Prints the file size, IR version, opsets, producer, graph inputs and outputs (a symbolic dim "
              "such as the batch prints by name), node count, op histogram, parameters (elements of float "
-             "initializers) and MACs per sample (Conv, ConvTranspose, Gemm, MatMul at batch 1).",
+             "initializers), MACs per sample (Conv, ConvTranspose, Gemm, MatMul at batch 1; a lower bound, "
+             "marked >=, when some shapes cannot be inferred) and the metadata_props (provenance).",
     .options = (const cli_option[]){
         {CLI_FLAG, "--nodes", .help = "also a table of every node: name, op, output shape, params, MACs"},
         CLI_OPT_JSON("one JSON object with keys bytes, ir_version, opsets, producer, inputs, outputs, nodes, "
-                     "ops, params, macs (and node_table with --nodes)"),
+                     "ops, params, macs, macs_complete, macs_unknown_nodes, metadata (and node_table with --nodes)"),
         {0},
     },
 };
@@ -154,7 +155,17 @@ int cmd_inspect(int argc, char **argv) {
             od_json_string(f, hist[h].op);
             fprintf(f, ": %d", hist[h].count);
         }
-        fprintf(f, "}, \"params\": %lld, \"macs\": %lld", (long long)facts.params, (long long)facts.macs);
+        fprintf(f, "}, \"params\": %lld, \"macs\": %lld, \"macs_complete\": %s, \"macs_unknown_nodes\": %d",
+                (long long)facts.params, (long long)facts.macs, facts.macs_unknown ? "false" : "true",
+                facts.macs_unknown);
+        fputs(", \"metadata\": {", f);
+        for (int i = 0; i < m->n_meta; i++) {
+            fputs(i ? ", " : "", f);
+            od_json_string(f, m->meta[i].key);
+            fputs(": ", f);
+            od_json_string(f, m->meta[i].value);
+        }
+        fputs("}", f);
         if (note1.status) {
             fputs(", \"note\": ", f);
             od_json_string(f, note1.message);
@@ -202,8 +213,14 @@ int cmd_inspect(int argc, char **argv) {
         }
         fprintf(f, "nodes       %d:", g->n_nodes);
         for (int h = 0; h < n_hist; h++) fprintf(f, " %s %d%s", hist[h].op, hist[h].count, h + 1 < n_hist ? "," : "");
-        fprintf(f, "\nparams      %s\nMACs        %s per sample\n", od_format_count(facts.params, b1, sizeof b1),
-                od_format_count(facts.macs, b2, sizeof b2));
+        fprintf(f, "\nparams      %s\n", od_format_count(facts.params, b1, sizeof b1));
+        if (facts.macs_unknown)
+            fprintf(f, "MACs        >= %s per sample (a lower bound: %d nodes of unknown shape)\n",
+                    od_format_count(facts.macs, b2, sizeof b2), facts.macs_unknown);
+        else
+            fprintf(f, "MACs        %s per sample\n", od_format_count(facts.macs, b2, sizeof b2));
+        for (int i = 0; i < m->n_meta; i++)
+            fprintf(f, "%-11s %s = %s\n", i ? "" : "metadata", m->meta[i].key, m->meta[i].value);
         if (note1.status) fprintf(f, "note        %s\n", note1.message);
         if (nodes) {
             fprintf(f, "\n%-32s %-20s %-22s %12s %14s\n", "node", "op", "output shape", "params", "MACs");

@@ -87,16 +87,7 @@ int cmd_shrink(int argc, char **argv) {
     printf("%-8s %-32s params %12s  MACs %14s  (%s of the params, %s of the MACs)\n", "student",
            out_path, od_format_count(fs.params, b1, sizeof b1), od_format_count(fs.macs, b2, sizeof b2),
            pct(fs.params, ft.params, b3, sizeof b3), pct(fs.macs, ft.macs, b4, sizeof b4));
-    int changed = 0, pinned = 0;
-    for (int i = 0; i < rep.n_layers; i++) {
-        changed += rep.layers[i].student_channels != rep.layers[i].teacher_channels;
-        pinned += rep.layers[i].pinned != NULL;
-    }
-    printf("width %g (round %d): %d of %d layers narrower, %d fixed; depth %g: %d of %d removable "
-           "blocks dropped; init %s; %d BatchNormalization inserted\n",
-           spec.width, spec.round_to, changed, rep.n_layers, pinned, spec.depth, rep.n_dropped,
-           rep.n_blocks, spec.init == OD_SHRINK_INIT_RANDOM ? "random" : "teacher",
-           rep.n_bn_inserted);
+    od_shrink_report_print(&rep, &spec, stdout, stderr);
     if (verbose) {
         printf("\n%-40s %-14s %8s %8s  %s\n", "layer", "op", "teacher", "student", "note");
         for (int i = 0; i < rep.n_layers; i++) {

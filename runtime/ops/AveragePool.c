@@ -3,7 +3,7 @@
  * count_include_pad (counts the explicit padding, not what ceil_mode adds); 1-D, 2-D and 3-D;
  * float and double. Float 1-D/2-D pools run on XNNPACK's NHWC average pooling, which divides
  * by the input cells of each window: used when that is the rule (count_include_pad = 0, or no
- * explicit padding); the rest on a loop. Backward: not yet. Layout: spatial. */
+ * explicit padding); the rest on a loop. Backward: 2-D (pool_common.c). Layout: spatial. */
 #include "pool_common.h"
 
 #include <math.h>
@@ -71,6 +71,9 @@ static void avgpool_destroy(od_step *s) {
     s->state = NULL;
 }
 
-const od_op_desc od_op_AveragePool = {.name = "AveragePool", .layout = OD_LAYOUT_POLICY_SPATIAL,
+OD_OP_FACTS(AveragePool, 1,
+            "auto_pad=NOTSET", "ceil_mode=0", "count_include_pad=0", "kernel_shape", "pads=[0]", "strides=[1]");
+const od_op_desc od_op_AveragePool = {OD_OP_NAME(AveragePool), .per_sample = od_per_sample_always,
+                                      .layout = OD_LAYOUT_POLICY_SPATIAL,
                                       .infer = avgpool_infer, .prepare = avgpool_prepare,
-                                      .run = avgpool_run, .destroy = avgpool_destroy};
+                                      .run = avgpool_run, .destroy = avgpool_destroy, OD_POOL_TRAIN};

@@ -1,11 +1,13 @@
-/* BatchNormalization, opsets 1-15, inference only: Y = (X - mean) / sqrt(var + epsilon) * scale
+/* BatchNormalization, opsets 1-15: Y = (X - mean) / sqrt(var + epsilon) * scale
  * + B, per channel (dim 1), float32. Training (training_mode = 1, or any output beyond Y),
  * and opsets 7-8's spatial = 0 are refused as unsupported; opset 6's is_test and momentum do
  * not change inference. With constant parameters (the usual case) the per-channel factor
  * scale / sqrt(var + eps) and shift B - mean * factor are folded once in prepare; otherwise at
  * each run into memory allocated in prepare. Layout: spatial (channels-last, so a channel is
- * the last physical dim; a plain [N, C, ...] input also works). Backward: not yet. */
+ * the last physical dim; a plain [N, C, ...] input also works). Backward: yes (training
+ * kernels below, batch statistics; running mean and var updated with momentum). */
 #include "../op.h"
+#include "../train_internal.h"
 #include "ew_common.h"
 
 #include <math.h>
@@ -108,7 +110,7 @@ static od_status bn_prepare(od_step *s, od_error *err) {
     if (!b) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     s->state = b;
     const od_buf *x = s->in[0];
-    b->epsilon = od_attr_float(s->node, "epsilon", 1e-5f);
+    b->epsilon = od_node_attr_float(s->node, "epsilon");
     b->C = x->dims[1];
     b->x = x->data;
     b->y = s->out[0]->data;
@@ -155,9 +157,176 @@ static od_status bn_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_BatchNormalization = {.name = "BatchNormalization",
+/* ---- BatchNormalization: rows of C channels (channels-last, or [N, C]) --------------- */
+
+typedef struct bn_train {
+    int64_t rows, C;
+    float eps, momentum;
+    float *mean, *inv_std; /* of the last forward */
+    double *part;          /* per shard: 2*C partial sums */
+} bn_train;
+
+static od_status bn_train_prepare(od_tstep *s, od_error *err) {
+    for (int k = 1; k < 5; k++)
+        if (k >= s->n_in || !s->in[k] || !s->in[k]->data)
+            return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "training needs float scale, B, mean and var");
+    const od_tbuf *x = s->in[0];
+    if (x->rank > 2 && !x->cl)
+        return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "training needs BatchNormalization on rank 2, 3 or 4");
+    bn_train *b = calloc(1, sizeof *b);
+    if (!b) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = b;
+    b->C = x->rank > 1 ? x->dims[1] : 1;
+    b->rows = b->C > 0 ? x->count / b->C : 0;
+    b->eps = od_node_attr_float(s->node, "epsilon");
+    b->momentum = od_node_attr_float(s->node, "momentum");
+    int shards = s->threads > 0 ? s->threads : 1;
+    b->mean = calloc((size_t)b->C * 2 + 1, sizeof(float));
+    b->part = calloc((size_t)b->C * 2 * (size_t)shards + 1, sizeof(double));
+    if (!b->mean || !b->part) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    b->inv_std = b->mean + b->C;
+    return OD_STATUS_OK;
+}
+
+/* Per-shard sums over rows: of x and x^2 (forward), of dy and dy*(x - mean) (backward). */
+typedef struct bn_sums_ctx {
+    od_tstep *s;
+    bool backward;
+} bn_sums_ctx;
+
+static void bn_sums_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+    const bn_sums_ctx *bc = ctx;
+    od_tstep *s = bc->s;
+    bn_train *b = s->state;
+    int64_t C = b->C;
+    double *part = b->part + (size_t)shard * 2 * (size_t)C;
+    float acc[2 * 1024];
+    bool backward = bc->backward;
+    memset(part, 0, sizeof(double) * 2 * (size_t)C);
+    for (int64_t c0 = 0; c0 < C; c0 += 1024) {
+        int64_t cn = C - c0 < 1024 ? C - c0 : 1024;
+        for (int64_t r0 = begin; r0 < end; r0 += 256) { /* float sums of 256 rows, then double */
+            int64_t r1 = r0 + 256 < end ? r0 + 256 : end;
+            memset(acc, 0, sizeof(float) * 2 * (size_t)cn);
+            for (int64_t r = r0; r < r1; r++) {
+                const float *x = s->in[0]->data + r * C + c0;
+                if (!backward) {
+                    for (int64_t c = 0; c < cn; c++) acc[c] += x[c], acc[cn + c] += x[c] * x[c];
+                } else {
+                    const float *g = s->out[0]->grad + r * C + c0, *m = b->mean + c0;
+                    for (int64_t c = 0; c < cn; c++) acc[c] += g[c], acc[cn + c] += g[c] * (x[c] - m[c]);
+                }
+            }
+            for (int64_t c = 0; c < cn; c++) part[c0 + c] += acc[c], part[C + c0 + c] += acc[cn + c];
+        }
+    }
+}
+
+static void bn_apply_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+    od_tstep *s = ctx;
+    bn_train *b = s->state;
+    int64_t C = b->C;
+    const float *scale = s->in[1]->data, *shift = s->in[2]->data;
+    for (int64_t r = begin; r < end; r++) {
+        const float *x = s->in[0]->data + r * C;
+        float *y = s->out[0]->data + r * C;
+        for (int64_t c = 0; c < C; c++) {
+            float v = (x[c] - b->mean[c]) * b->inv_std[c] * scale[c] + shift[c];
+            y[c] = s->fused_relu && v < 0 ? 0 : v;
+        }
+    }
+}
+
+static od_status bn_train_forward(od_tstep *s, od_error *err) {
+    bn_train *b = s->state;
+    int64_t C = b->C;
+    float *rmean = s->in[3]->data, *rvar = s->in[4]->data;
+    if (s->training) {
+        bn_sums_ctx bc = {s, false};
+        od_shards(s, b->rows, bn_sums_shard, &bc);
+        int shards = od_shard_count(s, b->rows);
+        for (int64_t c = 0; c < C; c++) {
+            double sum = 0, sq = 0;
+            for (int sh = 0; sh < shards; sh++) sum += b->part[(size_t)sh * 2 * C + c], sq += b->part[(size_t)sh * 2 * C + C + c];
+            double cnt = (double)b->rows, mean = sum / cnt, dev = sq - sum * mean;
+            if (dev < 0) dev = 0;
+            double var = dev / cnt, unbiased = b->rows > 1 ? dev / (cnt - 1) : var;
+            rmean[c] = (float)(b->momentum * rmean[c] + (1 - b->momentum) * mean);
+            rvar[c] = (float)(b->momentum * rvar[c] + (1 - b->momentum) * unbiased);
+            b->mean[c] = (float)mean;
+            b->inv_std[c] = (float)(1.0 / sqrt(var + b->eps));
+        }
+    } else {
+        for (int64_t c = 0; c < C; c++) b->mean[c] = rmean[c], b->inv_std[c] = (float)(1.0 / sqrt(rvar[c] + b->eps));
+    }
+    od_shards(s, b->rows, bn_apply_shard, s);
+    return OD_STATUS_OK;
+}
+
+typedef struct bn_bwd_ctx {
+    od_tstep *s;
+    const float *k, *a1, *a2; /* per channel: scale*inv_std, mean dy, mean dy*xhat (training) */
+} bn_bwd_ctx;
+
+static void bn_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+    bn_bwd_ctx *bc = ctx;
+    od_tstep *s = bc->s;
+    bn_train *b = s->state;
+    int64_t C = b->C;
+    for (int64_t r = begin; r < end; r++) {
+        const float *x = s->in[0]->data + r * C, *g = s->out[0]->grad + r * C;
+        float *dx = s->in[0]->grad + r * C;
+        for (int64_t c = 0; c < C; c++)
+            dx[c] += bc->k[c] * (g[c] - bc->a1[c] - (x[c] - b->mean[c]) * b->inv_std[c] * bc->a2[c]);
+    }
+}
+
+static od_status bn_train_backward(od_tstep *s, od_error *err) {
+    bn_train *b = s->state;
+    int64_t C = b->C;
+    if (s->fused_relu) od_relu_mask(s->out[0]->data, s->out[0]->grad, s->out[0]->count);
+    bn_sums_ctx bc = {s, true};
+    od_shards(s, b->rows, bn_sums_shard, &bc);
+    int shards = od_shard_count(s, b->rows);
+    float *k = malloc(sizeof(float) * 3 * (size_t)C + 1), *a1 = k + C, *a2 = a1 + C;
+    if (!k) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int64_t c = 0; c < C; c++) {
+        double sdy = 0, sdyx = 0;
+        for (int sh = 0; sh < shards; sh++) sdy += b->part[(size_t)sh * 2 * C + c], sdyx += b->part[(size_t)sh * 2 * C + C + c];
+        sdyx *= b->inv_std[c];
+        if (s->in[1]->grad) s->in[1]->grad[c] += (float)sdyx;
+        if (s->in[2]->grad) s->in[2]->grad[c] += (float)sdy;
+        k[c] = s->in[1]->data[c] * b->inv_std[c];
+        a1[c] = s->training ? (float)(sdy / (double)b->rows) : 0.0f;
+        a2[c] = s->training ? (float)(sdyx / (double)b->rows) : 0.0f;
+    }
+    if (s->in[0]->grad) {
+        bn_bwd_ctx dc = {s, k, a1, a2};
+        od_shards(s, b->rows, bn_dx_shard, &dc);
+    }
+    free(k);
+    return OD_STATUS_OK;
+}
+
+static void bn_train_destroy(od_tstep *s) {
+    bn_train *b = s->state;
+    if (b) free(b->mean), free(b->part);
+    free(b);
+    s->state = NULL;
+}
+
+OD_OP_FACTS(BatchNormalization, 1,
+            "consumed_inputs", "epsilon=1e-05", "is_test", "momentum=0.9", "spatial", "training_mode");
+const od_op_desc od_op_BatchNormalization = {OD_OP_NAME(BatchNormalization), .per_sample = od_per_sample_always,
                                              .layout = OD_LAYOUT_POLICY_SPATIAL,
                                              .infer = bn_infer,
                                              .prepare = bn_prepare,
                                              .run = bn_run,
-                                             .destroy = bn_destroy};
+                                             .destroy = bn_destroy,
+                                             .trained_inputs = 0x6, /* scale, B */
+                                             .train_layout = OD_TRAIN_LAYOUT_SAME,
+                                             .train_fuses_relu = true,
+                                             .train_prepare = bn_train_prepare,
+                                             .forward_train = bn_train_forward,
+                                             .backward = bn_train_backward,
+                                             .train_destroy = bn_train_destroy};

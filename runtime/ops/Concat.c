@@ -1,7 +1,11 @@
 /* Concat, opsets 1-17: axis (default 1 in opset 1, required from 4, negative from 11). Any
  * element type with a fixed size; each input is one strided copy into its slab of the
- * output. Backward: not yet. Layout: plain. */
+ * output. Backward: yes, for float inputs of one layout (training keeps Concat between
+ * channels-last values channels-last). Layout: plain. */
+#include "../train_internal.h"
 #include "strided.h"
+
+#include <string.h>
 
 static int concat_axis(const od_node *n, int64_t opset, int rank) {
     const od_attr *a = od_node_attr(n, "axis");
@@ -61,4 +65,53 @@ static od_status concat_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_Concat = {.name = "Concat", .infer = concat_infer, .run = concat_run};
+/* ---- Concat ----------------------------------------------------------------------------- */
+
+static od_status concat_prepare(od_tstep *s, od_error *err) {
+    for (int k = 0; k < s->n_in; k++)
+        if (s->in[k] && (s->in[k]->cl != s->out[0]->cl || !s->in[k]->data))
+            return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "training needs Concat inputs of one layout");
+    return OD_STATUS_OK;
+}
+
+static void concat_walk(od_tstep *s, bool backward) {
+    const od_tbuf *o = s->out[0];
+    int axis = concat_axis(s->node, s->opset, o->rank);
+    if (o->cl && o->rank >= 3) axis = axis == 0 ? 0 : axis == 1 ? o->rank - 1 : axis - 1;
+    int64_t pd[OD_MAX_RANK];
+    od_tbuf_phys_dims(o, pd);
+    int64_t outer = od_dims_count(axis, pd), inner = od_dims_count(o->rank - axis - 1, pd + axis + 1);
+    int64_t offset = 0;
+    for (int k = 0; k < s->n_in; k++) {
+        od_tbuf *in = s->in[k];
+        if (!in) continue;
+        int64_t ip[OD_MAX_RANK];
+        od_tbuf_phys_dims(in, ip);
+        int64_t block = ip[axis] * inner;
+        for (int64_t i = 0; i < outer; i++) {
+            float *dst = o->data + i * pd[axis] * inner + offset;
+            if (!backward) memcpy(dst, in->data + i * block, sizeof(float) * (size_t)block);
+            else if (in->grad) od_add_into(in->grad + i * block, o->grad + i * pd[axis] * inner + offset, block);
+        }
+        offset += block;
+    }
+}
+
+static od_status concat_forward(od_tstep *s, od_error *err) {
+    concat_walk(s, false);
+    return OD_STATUS_OK;
+}
+
+static od_status concat_backward(od_tstep *s, od_error *err) {
+    concat_walk(s, true);
+    return OD_STATUS_OK;
+}
+
+OD_OP_FACTS(Concat, 1, "axis");
+/* axis is required from opset 4: without one, do not split */
+static bool concat_per_sample(const od_node *n, int rank) { return od_per_sample_axis(n, rank, 0); }
+
+const od_op_desc od_op_Concat = {OD_OP_NAME(Concat), .per_sample = concat_per_sample,
+                                 .infer = concat_infer, .run = concat_run,
+                                 .train_layout = OD_TRAIN_LAYOUT_SAME, .train_prepare = concat_prepare,
+                                 .forward_train = concat_forward, .backward = concat_backward};

@@ -43,4 +43,8 @@ static od_status constant_run(od_step *s, od_error *err) {
     return od_node_error(err, OD_STATUS_BACKEND, s->node, "a Constant reached run time");
 }
 
-const od_op_desc od_op_Constant = {.name = "Constant", .infer = constant_infer, .run = constant_run};
+OD_OP_FACTS(Constant, 1,
+            "sparse_value", "value", "value_float", "value_floats", "value_int", "value_ints",
+            "value_string", "value_strings");
+const od_op_desc od_op_Constant = {OD_OP_NAME(Constant), .per_sample = od_per_sample_always,
+                                   .infer = constant_infer, .run = constant_run};

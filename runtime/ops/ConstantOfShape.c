@@ -49,5 +49,6 @@ static od_status cos_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_ConstantOfShape = {.name = "ConstantOfShape", .infer = cos_infer,
+OD_OP_FACTS(ConstantOfShape, 9, "value");
+const od_op_desc od_op_ConstantOfShape = {OD_OP_NAME(ConstantOfShape), .infer = cos_infer,
                                           .run = cos_run};

@@ -2,7 +2,10 @@
  * auto_pad (NOTSET, SAME_UPPER, SAME_LOWER, VALID), optional bias. Float32. Constant weights
  * of a 1-D or 2-D conv run on XNNPACK's NHWC convolution (1-D as 2-D of height 1), packed once
  * per plan; weights known only at run time (or 3-D kernels) run conv_common's direct loop.
- * Backward: not yet. Layout: spatial (input and output channels-last). */
+ * Backward: 1-D and 2-D, at the end of this file (forward on XNNPACK's convolution, the input
+ * gradient on its deconvolution, the weight gradient as im2row + sgemm per batch shard).
+ * Layout: spatial (input and output channels-last). */
+#include "../train_internal.h"
 #include "conv_common.h"
 
 #include <math.h>
@@ -18,13 +21,11 @@ static od_status conv_params_read(const od_node *n, const int64_t *x, int rank, 
     if (st) return st;
     p->cin = x[1];
     p->cout = w[0];
-    char buf[32];
-    const char *ap = od_attr_string(n, "auto_pad", "NOTSET", buf, sizeof buf);
-    bool upper = strcmp(ap, "SAME_UPPER") == 0, lower = strcmp(ap, "SAME_LOWER") == 0;
-    bool valid = strcmp(ap, "VALID") == 0;
-    if (!upper && !lower && !valid && strcmp(ap, "NOTSET") != 0)
-        return od_node_error(err, OD_STATUS_INVALID_MODEL, n,
-                             "auto_pad \"%s\" is not one ONNX defines", ap);
+    od_auto_pad ap;
+    od_status ap_status = od_attr_auto_pad(n, &ap, err);
+    if (ap_status) return ap_status;
+    bool upper = ap == OD_AUTO_PAD_SAME_UPPER, lower = ap == OD_AUTO_PAD_SAME_LOWER;
+    bool valid = ap == OD_AUTO_PAD_VALID;
     for (int d = 0; d < sp; d++) {
         int64_t in = x[2 + d], dk = p->dilation[d] * (p->kernel[d] - 1) + 1;
         p->in[d] = in;
@@ -132,7 +133,238 @@ static od_status conv_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_Conv = {.name = "Conv", .layout = OD_LAYOUT_POLICY_SPATIAL,
+/* ---- training (channels-last) ------------------------------------------------------------- */
+
+typedef struct conv_train {
+    int64_t N, C, H, W, M, KH, KW, OH, OW, G, Cg, Mg;
+    int64_t sh, sw, dh, dw, pt, pl, pb, pr;
+    int64_t kk;          /* KH * KW * Cg: one row of the patch matrix */
+    int64_t chunk;       /* images per weight-gradient sgemm */
+    float *wpack;        /* conv weights [M][KH][KW][Cg] */
+    float *dpack;        /* deconv weights [G][Cg][KH][KW][Mg] */
+    float *dxbuf;        /* input gradient when it must be added, else NULL */
+    float *scratch;      /* per shard: patches [OH*OW][kk], dW [M][kk], db [M] */
+    size_t shard_floats;
+    xnn_operator_t *fwd, *bwd; /* per shard: each runs one slice of the batch on one thread */
+    int *xnn_status;           /* per shard: XNNPACK's status of the last pass */
+} conv_train;
+
+static od_status conv_train_prepare(od_tstep *s, od_error *err) {
+    const od_node *n = s->node;
+    const od_tbuf *x = s->in[0], *w = s->in[1], *y = s->out[0];
+    if ((x->rank != 4 && x->rank != 3) || !x->cl)
+        return od_node_error(err, OD_STATUS_UNSUPPORTED, n, "training supports 1-D and 2-D convolutions");
+    if (s->n_in > 2 && s->in[2] && !s->in[2]->data)
+        return od_node_error(err, OD_STATUS_UNSUPPORTED, n, "the bias must be float");
+    conv_train *c = calloc(1, sizeof *c);
+    if (!c) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = c;
+    bool two = x->rank == 4;
+    c->N = x->dims[0], c->C = x->dims[1], c->H = two ? x->dims[2] : 1, c->W = x->dims[x->rank - 1];
+    c->M = w->dims[0], c->KH = two ? w->dims[2] : 1, c->KW = w->dims[w->rank - 1];
+    c->OH = two ? y->dims[2] : 1, c->OW = y->dims[y->rank - 1];
+    od_conv_params p;
+    od_status st = conv_params_read(n, x->dims, x->rank, w->dims, &p, err);
+    if (st) return st;
+    c->G = p.group;
+    c->Cg = c->C / c->G, c->Mg = c->M / c->G;
+    int h = two ? 0 : -1, v = two ? 1 : 0; /* the spatial dims in p; a 1-D conv has height 1 */
+    c->sh = two ? p.stride[h] : 1, c->sw = p.stride[v];
+    c->dh = two ? p.dilation[h] : 1, c->dw = p.dilation[v];
+    c->pt = two ? p.pad_begin[h] : 0, c->pb = two ? p.pad_end[h] : 0;
+    c->pl = p.pad_begin[v], c->pr = p.pad_end[v];
+    c->kk = c->KH * c->KW * c->Cg;
+    size_t wn = (size_t)(c->M * c->kk);
+    int shards = s->threads > 0 ? s->threads : 1;
+    /* the weight gradient takes several images per sgemm: a longer reduction runs faster */
+    int64_t per_image = c->OH * c->OW * c->kk;
+    c->chunk = per_image > 0 ? (1 << 20) / per_image : 1;
+    c->chunk = c->chunk < 1 ? 1 : c->chunk > 16 ? 16 : c->chunk;
+    c->shard_floats = (size_t)(c->chunk * per_image + c->M * c->kk + c->M);
+    c->fwd = calloc((size_t)shards, sizeof(xnn_operator_t));
+    c->bwd = calloc((size_t)shards, sizeof(xnn_operator_t));
+    c->xnn_status = calloc((size_t)shards, sizeof(int));
+    if (!c->fwd || !c->bwd || !c->xnn_status) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    c->wpack = malloc(sizeof(float) * wn + 64);
+    c->dpack = malloc(sizeof(float) * wn + 64);
+    c->scratch = malloc(sizeof(float) * (c->shard_floats * (size_t)shards) + 64);
+    if (x->grad && x->consumers > 1) c->dxbuf = malloc(sizeof(float) * (size_t)x->count + 64);
+    if (!c->wpack || !c->dpack || !c->scratch || (x->grad && x->consumers > 1 && !c->dxbuf))
+        return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    return OD_STATUS_OK;
+}
+
+/* Repacks the current weights for XNNPACK's convolution and deconvolution. */
+static void conv_pack(od_tstep *s, conv_train *c) {
+    const float *w = s->in[1]->data; /* ONNX [M][Cg][KH][KW] */
+    int64_t ksz = c->KH * c->KW;
+    for (int64_t m = 0; m < c->M; m++)
+        for (int64_t ch = 0; ch < c->Cg; ch++)
+            for (int64_t q = 0; q < ksz; q++) {
+                float v = w[(m * c->Cg + ch) * ksz + q];
+                c->wpack[(m * ksz + q) * c->Cg + ch] = v;
+                int64_t g = m / c->Mg, mg = m % c->Mg;
+                c->dpack[((g * c->Cg + ch) * ksz + q) * c->Mg + mg] = v;
+            }
+}
+
+/* A fresh operator for this step's weights over images [begin, end); its status in
+ * c->xnn_status[shard]. */
+static void conv_fwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+    od_tstep *s = ctx;
+    conv_train *c = s->state;
+    if (c->fwd[shard]) xnn_delete_operator(c->fwd[shard]);
+    c->fwd[shard] = NULL;
+    const float *bias = s->n_in > 2 && s->in[2] ? s->in[2]->data : NULL;
+    float lo = s->fused_relu ? 0.0f : -INFINITY;
+    float *y = s->out[0]->data + begin * c->OH * c->OW * c->M;
+    enum xnn_status r = xnn_create_convolution2d_nhwc_f32(
+        (uint32_t)c->pt, (uint32_t)c->pr, (uint32_t)c->pb, (uint32_t)c->pl, (uint32_t)c->KH, (uint32_t)c->KW,
+        (uint32_t)c->sh, (uint32_t)c->sw, (uint32_t)c->dh, (uint32_t)c->dw, (uint32_t)c->G, (size_t)c->Cg,
+        (size_t)c->Mg, (size_t)c->C, (size_t)c->M, c->wpack, bias, lo, INFINITY, 0, &c->fwd[shard]);
+    if (r == xnn_status_success)
+        r = xnn_setup_convolution2d_nhwc_f32(c->fwd[shard], (size_t)(end - begin), (size_t)c->H, (size_t)c->W,
+                                             s->in[0]->data + begin * c->H * c->W * c->C, y, NULL);
+    if (r == xnn_status_success) r = xnn_run_operator(c->fwd[shard], NULL);
+    c->xnn_status[shard] = r;
+}
+
+/* The first failed shard's XNNPACK status as an error naming the node. */
+static od_status conv_shards_status(const od_tstep *s, const conv_train *c, const char *what, od_error *err) {
+    for (int i = 0; i < od_shard_count(s, c->N); i++)
+        if (c->xnn_status[i] != xnn_status_success) return od_xnn_check(c->xnn_status[i], err, s->node, what);
+    return OD_STATUS_OK;
+}
+
+static od_status conv_train_forward(od_tstep *s, od_error *err) {
+    conv_train *c = s->state;
+    conv_pack(s, c);
+    od_shards(s, c->N, conv_fwd_shard, s);
+    return conv_shards_status(s, c, "training convolution", err);
+}
+
+/* The input gradient of images [begin, end): a deconvolution of their output gradient. */
+static void conv_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+    od_tstep *s = ctx;
+    conv_train *c = s->state;
+    od_tbuf *x = s->in[0], *y = s->out[0];
+    int64_t in_img = c->H * c->W * c->C;
+    float *dst = (c->dxbuf ? c->dxbuf : x->grad) + begin * in_img; /* sole consumer: still zero */
+    uint32_t adj_h = (uint32_t)(c->H - ((c->OH - 1) * c->sh + c->dh * (c->KH - 1) + 1 - c->pt - c->pb));
+    uint32_t adj_w = (uint32_t)(c->W - ((c->OW - 1) * c->sw + c->dw * (c->KW - 1) + 1 - c->pl - c->pr));
+    if (c->bwd[shard]) xnn_delete_operator(c->bwd[shard]);
+    c->bwd[shard] = NULL;
+    enum xnn_status r = xnn_create_deconvolution2d_nhwc_f32(
+        (uint32_t)c->pt, (uint32_t)c->pr, (uint32_t)c->pb, (uint32_t)c->pl, (uint32_t)c->KH, (uint32_t)c->KW,
+        (uint32_t)c->sh, (uint32_t)c->sw, (uint32_t)c->dh, (uint32_t)c->dw, (uint32_t)c->G, (size_t)c->Mg,
+        (size_t)c->Cg, (size_t)c->M, (size_t)c->C, c->dpack, NULL, -INFINITY, INFINITY, 0, &c->bwd[shard]);
+    if (r == xnn_status_success)
+        r = xnn_setup_deconvolution2d_nhwc_f32(c->bwd[shard], (size_t)(end - begin), (size_t)c->OH, (size_t)c->OW, adj_h,
+                                               adj_w, y->grad + begin * c->OH * c->OW * c->M, dst, NULL);
+    if (r == xnn_status_success) r = xnn_run_operator(c->bwd[shard], NULL);
+    c->xnn_status[shard] = r;
+    if (c->dxbuf) od_add_into(x->grad + begin * in_img, dst, (end - begin) * in_img);
+}
+
+/* patches[(oy*OW + ox)][(i*KW + j)*Cg + ch] = x[oy*sh - pt + i*dh][ox*sw - pl + j*dw][g*Cg + ch] */
+static void im2row(const conv_train *c, const float *x, int64_t g, float *rows) {
+    for (int64_t oy = 0; oy < c->OH; oy++)
+        for (int64_t ox = 0; ox < c->OW; ox++) {
+            float *r = rows + (oy * c->OW + ox) * c->kk;
+            for (int64_t i = 0; i < c->KH; i++) {
+                int64_t iy = oy * c->sh - c->pt + i * c->dh;
+                for (int64_t j = 0; j < c->KW; j++, r += c->Cg) {
+                    int64_t ix = ox * c->sw - c->pl + j * c->dw;
+                    if (iy < 0 || iy >= c->H || ix < 0 || ix >= c->W) {
+                        for (int64_t ch = 0; ch < c->Cg; ch++) r[ch] = 0.0f;
+                    } else {
+                        const float *src = x + (iy * c->W + ix) * c->C + g * c->Cg;
+                        for (int64_t ch = 0; ch < c->Cg; ch++) r[ch] = src[ch];
+                    }
+                }
+            }
+        }
+}
+
+static void conv_dw_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+    od_tstep *s = ctx;
+    conv_train *c = s->state;
+    const float *x = s->in[0]->data, *dy = s->out[0]->grad;
+    float *rows = c->scratch + (size_t)shard * c->shard_floats;
+    float *dw = rows + c->chunk * c->OH * c->OW * c->kk, *db = dw + c->M * c->kk;
+    int64_t ohw = c->OH * c->OW;
+    memset(dw, 0, sizeof(float) * (size_t)(c->M * c->kk + c->M));
+    for (int64_t n0 = begin; n0 < end; n0 += c->chunk) {
+        int64_t nn = end - n0 < c->chunk ? end - n0 : c->chunk;
+        const float *dyn = dy + n0 * ohw * c->M; /* [nn * ohw, M]: channels-last is already rows */
+        if (s->in[1]->grad)
+            for (int64_t g = 0; g < c->G; g++) {
+                for (int64_t k = 0; k < nn; k++) im2row(c, x + (n0 + k) * c->H * c->W * c->C, g, rows + k * ohw * c->kk);
+                /* dW_g [Mg, kk] += dY_g^T [Mg, nn*ohw] x rows [nn*ohw, kk] */
+                od_sgemm(true, false, c->Mg, c->kk, nn * ohw, 1.0f, dyn + g * c->Mg, c->M, rows, c->kk, 1.0f, dw + g * c->Mg * c->kk,
+                      c->kk);
+            }
+        for (int64_t p = 0; p < nn * ohw; p++)
+            for (int64_t m = 0; m < c->M; m++) db[m] += dyn[p * c->M + m];
+    }
+}
+
+static od_status conv_train_backward(od_tstep *s, od_error *err) {
+    conv_train *c = s->state;
+    od_tbuf *x = s->in[0], *y = s->out[0];
+    if (s->fused_relu) od_relu_mask(y->data, y->grad, y->count);
+    if (x->grad) {
+        od_shards(s, c->N, conv_dx_shard, s);
+        od_status st = conv_shards_status(s, c, "input gradient (deconvolution)", err);
+        if (st) return st;
+    }
+    bool want_b = s->n_in > 2 && s->in[2] && s->in[2]->grad;
+    if (!s->in[1]->grad && !want_b) return OD_STATUS_OK;
+    od_shards(s, c->N, conv_dw_shard, s);
+    int shards = od_shard_count(s, c->N);
+    for (int sh = 0; sh < shards; sh++) {
+        const float *dw = c->scratch + (size_t)sh * c->shard_floats + c->chunk * c->OH * c->OW * c->kk;
+        if (s->in[1]->grad) { /* [M][KH][KW][Cg] back to ONNX [M][Cg][KH][KW] */
+            int64_t ksz = c->KH * c->KW;
+            for (int64_t m = 0; m < c->M; m++)
+                for (int64_t q = 0; q < ksz; q++)
+                    for (int64_t ch = 0; ch < c->Cg; ch++)
+                        s->in[1]->grad[(m * c->Cg + ch) * ksz + q] += dw[(m * ksz + q) * c->Cg + ch];
+        }
+        if (want_b) od_add_into(s->in[2]->grad, dw + c->M * c->kk, c->M);
+    }
+    return OD_STATUS_OK;
+}
+
+static void conv_train_destroy(od_tstep *s) {
+    conv_train *c = s->state;
+    if (c) {
+        for (int i = 0; i < (s->threads > 0 ? s->threads : 1); i++) {
+            if (c->fwd && c->fwd[i]) xnn_delete_operator(c->fwd[i]);
+            if (c->bwd && c->bwd[i]) xnn_delete_operator(c->bwd[i]);
+        }
+        free(c->fwd);
+        free(c->bwd);
+        free(c->xnn_status);
+        free(c->wpack);
+        free(c->dpack);
+        free(c->dxbuf);
+        free(c->scratch);
+    }
+    free(c);
+    s->state = NULL;
+}
+
+OD_OP_FACTS(Conv, 1, "auto_pad=NOTSET", "dilations=[1]", "group=1", "kernel_shape", "pads=[0]", "strides=[1]");
+const od_op_desc od_op_Conv = {OD_OP_NAME(Conv), .per_sample = od_per_sample_always,
+                               .layout = OD_LAYOUT_POLICY_SPATIAL,
                                .infer = conv_infer, .prepare = conv_prepare, .run = conv_run,
                                .destroy = od_conv_state_destroy, .macs = conv_macs,
-                               .fuses_activation = true};
+                               .fuses_activation = true,
+                               .trained_inputs = 0x6, /* W, B */
+                               .train_layout = OD_TRAIN_LAYOUT_SPATIAL,
+                               .train_fuses_relu = true,
+                               .train_prepare = conv_train_prepare,
+                               .forward_train = conv_train_forward,
+                               .backward = conv_train_backward,
+                               .train_destroy = conv_train_destroy};

@@ -33,13 +33,11 @@ static od_status convt_params_read(const od_node *n, const int64_t *x, int rank,
         return od_node_error(err, OD_STATUS_INVALID_MODEL, n,
                              "output_shape has %d values, expected %d", ns, sp);
     const int64_t *os = ns == rank ? oshape + 2 : ns >= 0 ? oshape : NULL;
-    char buf[32];
-    const char *ap = od_attr_string(n, "auto_pad", "NOTSET", buf, sizeof buf);
-    bool upper = strcmp(ap, "SAME_UPPER") == 0, lower = strcmp(ap, "SAME_LOWER") == 0;
-    bool valid = strcmp(ap, "VALID") == 0;
-    if (!upper && !lower && !valid && strcmp(ap, "NOTSET") != 0)
-        return od_node_error(err, OD_STATUS_INVALID_MODEL, n,
-                             "auto_pad \"%s\" is not one ONNX defines", ap);
+    od_auto_pad ap;
+    od_status ap_status = od_attr_auto_pad(n, &ap, err);
+    if (ap_status) return ap_status;
+    bool upper = ap == OD_AUTO_PAD_SAME_UPPER, lower = ap == OD_AUTO_PAD_SAME_LOWER;
+    bool valid = ap == OD_AUTO_PAD_VALID;
     for (int d = 0; d < sp; d++) {
         int64_t in = x[2 + d], s = p->stride[d], dk = p->dilation[d] * (p->kernel[d] - 1) + 1;
         if (opad[d] < 0)
@@ -161,7 +159,10 @@ static od_status convt_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_ConvTranspose = {.name = "ConvTranspose",
+OD_OP_FACTS(ConvTranspose, 1,
+            "auto_pad=NOTSET", "dilations=[1]", "group=1", "kernel_shape", "output_padding=[0]", "output_shape",
+            "pads=[0]", "strides=[1]");
+const od_op_desc od_op_ConvTranspose = {OD_OP_NAME(ConvTranspose), .per_sample = od_per_sample_always,
                                         .layout = OD_LAYOUT_POLICY_SPATIAL,
                                         .infer = convt_infer, .prepare = convt_prepare,
                                         .run = convt_run, .destroy = od_conv_state_destroy,

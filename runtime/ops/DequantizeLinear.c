@@ -116,5 +116,6 @@ static od_status dq_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
+OD_OP_FACTS(DequantizeLinear, 10, "axis");
 const od_op_desc od_op_DequantizeLinear = {
-    .name = "DequantizeLinear", .infer = dq_infer, .run = dq_run};
+    OD_OP_NAME(DequantizeLinear), .per_sample = od_per_sample_always, .infer = dq_infer, .run = dq_run};

@@ -45,4 +45,5 @@ static od_status expand_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_Expand = {.name = "Expand", .infer = expand_infer, .run = expand_run};
+OD_OP_FACTS(Expand, 8, NULL);
+const od_op_desc od_op_Expand = {OD_OP_NAME(Expand), .infer = expand_infer, .run = expand_run};

@@ -1,6 +1,6 @@
 /* Flatten, opsets 1-13: [d0..d(axis-1)] x [d(axis)..] as a 2-D view; axis may be negative
  * (opset 11). Shares its input's memory. Layout: plain. */
-#include "../op.h"
+#include "../train_internal.h"
 
 static od_status flatten_infer(od_infer_ctx *c) {
     if (c->n_in < 1 || !c->in[0])
@@ -20,5 +20,11 @@ static od_status flatten_infer(od_infer_ctx *c) {
 
 static od_status alias_run(od_step *s, od_error *err) { return OD_STATUS_OK; }
 
-const od_op_desc od_op_Flatten = {.name = "Flatten", .alias_input0 = true,
-                                  .infer = flatten_infer, .run = alias_run};
+OD_OP_FACTS(Flatten, 1, "axis=1");
+/* keeps samples apart unless axis 0 folds the batch into one row */
+static bool flatten_per_sample(const od_node *n, int rank) {
+    return od_axis(od_attr_int(n, "axis", 1), rank + 1) != 0;
+}
+
+const od_op_desc od_op_Flatten = {OD_OP_NAME(Flatten), .alias_input0 = true, .per_sample = flatten_per_sample,
+                                  .infer = flatten_infer, .run = alias_run, OD_TRAIN_PLAIN_COPY};

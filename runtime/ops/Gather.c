@@ -55,4 +55,5 @@ static od_status gather_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_Gather = {.name = "Gather", .infer = gather_infer, .run = gather_run};
+OD_OP_FACTS(Gather, 1, "axis=0");
+const od_op_desc od_op_Gather = {OD_OP_NAME(Gather), .infer = gather_infer, .run = gather_run};

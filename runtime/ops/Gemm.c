@@ -2,14 +2,16 @@
  * broadcast to [M, N] (the pre-7 `broadcast` attribute is not needed to read it).
  * A constant B (the usual Linear layer) runs on XNNPACK's fully-connected operator with alpha
  * folded into the weights and beta*C into its bias when C is per column; otherwise OpenBLAS's
- * sgemm. Backward: not yet. Layout: plain. */
-#include "../op.h"
+ * sgemm. Backward: yes (training kernels at the end, shared with MatMul). Layout: plain. */
+#include "../train_internal.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xnnpack.h>
+
+extern const od_op_desc od_op_Gemm;
 
 static od_status gemm_infer(od_infer_ctx *c) {
     od_status st = od_infer_expect(c, 0, 2, 2);
@@ -159,10 +161,136 @@ static od_status gemm_blas(od_step *s) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_Gemm = {.name = "Gemm",
+/* ---- training: Gemm, and MatMul with a 2-D B (MatMul.c names these kernels) ---------------------------------------------- */
+
+typedef struct gemm_train {
+    bool ta, tb, matmul;
+    float alpha, beta;
+    int64_t M, N, K;
+    float *scratch; /* per shard dB [K*N] */
+} gemm_train;
+
+od_status od_gemm_train_prepare(od_tstep *s, od_error *err) {
+    gemm_train *g = calloc(1, sizeof *g);
+    if (!g) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = g;
+    const od_tbuf *A = s->in[0], *B = s->in[1];
+    g->matmul = s->op != &od_op_Gemm;
+    if (A->cl && A->rank >= 3)
+        return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "training a MatMul on a channels-last activation is not supported");
+    if (g->matmul) {
+        if (B->rank != 2 || A->rank < 2)
+            return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "training MatMul needs A of rank >= 2 and a 2-D B");
+        g->alpha = 1;
+        g->K = A->dims[A->rank - 1];
+        g->M = A->count / g->K;
+        g->N = B->dims[1];
+    } else {
+        g->ta = od_attr_int(s->node, "transA", 0);
+        g->tb = od_attr_int(s->node, "transB", 0);
+        g->alpha = od_attr_float(s->node, "alpha", 1.0f);
+        g->beta = od_attr_float(s->node, "beta", 1.0f);
+        g->M = s->out[0]->dims[0];
+        g->N = s->out[0]->dims[1];
+        g->K = A->dims[g->ta ? 0 : 1];
+        if (g->ta && s->threads > 1)
+            return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "training with transA needs one thread");
+    }
+    g->scratch = calloc((size_t)(g->K * g->N) * (size_t)(s->threads > 0 ? s->threads : 1) + 1, sizeof(float));
+    if (!g->scratch) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    return OD_STATUS_OK;
+}
+
+/* C of Gemm broadcast into rows [begin, end) of Y. */
+static void gemm_add_c(const gemm_train *g, const od_tbuf *C, float *Y, int64_t begin, int64_t end) {
+    int64_t rows = C->rank == 2 ? C->dims[0] : 1, cols = C->rank >= 1 ? C->dims[C->rank - 1] : 1;
+    for (int64_t i = begin; i < end; i++)
+        for (int64_t j = 0; j < g->N; j++)
+            Y[i * g->N + j] += g->beta * C->data[(rows == 1 ? 0 : i) * cols + (cols == 1 ? 0 : j)];
+}
+
+static void gemm_fwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+    od_tstep *s = ctx;
+    gemm_train *g = s->state;
+    const float *A = s->in[0]->data, *B = s->in[1]->data;
+    float *Y = s->out[0]->data;
+    int64_t lda = g->ta ? g->M : g->K, ldb = g->tb ? g->K : g->N;
+    const float *a = g->ta ? A + begin : A + begin * g->K;
+    od_sgemm(g->ta, g->tb, end - begin, g->N, g->K, g->alpha, a, lda, B, ldb, 0.0f, Y + begin * g->N, g->N);
+    if (!g->matmul && s->n_in > 2 && s->in[2]) gemm_add_c(g, s->in[2], Y, begin, end);
+    if (s->fused_relu) od_relu_inplace(Y + begin * g->N, (end - begin) * g->N);
+}
+
+od_status od_gemm_train_forward(od_tstep *s, od_error *err) {
+    gemm_train *g = s->state;
+    od_shards(s, g->M, gemm_fwd_shard, s);
+    return OD_STATUS_OK;
+}
+
+static void gemm_bwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+    od_tstep *s = ctx;
+    gemm_train *g = s->state;
+    const float *A = s->in[0]->data, *B = s->in[1]->data, *dY = s->out[0]->grad + begin * g->N;
+    float *dA = s->in[0]->grad;
+    int64_t rows = end - begin;
+    if (dA) { /* dA' = alpha dY B'^T */
+        if (!g->ta)
+            od_sgemm(false, !g->tb, rows, g->K, g->N, g->alpha, dY, g->N, B, g->tb ? g->K : g->N, 1.0f, dA + begin * g->K, g->K);
+        else /* A is [K, M]: dA[:, rows] = alpha B' dY^T */
+            od_sgemm(g->tb, true, g->K, rows, g->N, g->alpha, B, g->tb ? g->K : g->N, dY, g->N, 1.0f, dA + begin, g->M);
+    }
+    if (s->in[1]->grad) { /* dB' = alpha A'^T dY over these rows */
+        float *dB = g->scratch + (size_t)shard * (size_t)(g->K * g->N);
+        const float *a = g->ta ? A + begin : A + begin * g->K;
+        int64_t lda = g->ta ? g->M : g->K;
+        if (!g->tb) /* dB [K, N] = A'^T [K, rows] dY [rows, N] */
+            od_sgemm(!g->ta, false, g->K, g->N, rows, g->alpha, a, lda, dY, g->N, 0.0f, dB, g->N);
+        else /* dB [N, K] = dY^T [N, rows] A' [rows, K] */
+            od_sgemm(true, g->ta, g->N, g->K, rows, g->alpha, dY, g->N, a, lda, 0.0f, dB, g->K);
+    }
+}
+
+od_status od_gemm_train_backward(od_tstep *s, od_error *err) {
+    gemm_train *g = s->state;
+    if (s->fused_relu) od_relu_mask(s->out[0]->data, s->out[0]->grad, s->out[0]->count);
+    od_shards(s, g->M, gemm_bwd_shard, s);
+    int shards = od_shard_count(s, g->M);
+    if (s->in[1]->grad)
+        for (int sh = 0; sh < shards; sh++) od_add_into(s->in[1]->grad, g->scratch + (size_t)sh * (size_t)(g->K * g->N), g->K * g->N);
+    const od_tbuf *C = !g->matmul && s->n_in > 2 ? s->in[2] : NULL;
+    if (C && C->grad) {
+        const float *dY = s->out[0]->grad;
+        int64_t rows = C->rank == 2 ? C->dims[0] : 1, cols = C->rank >= 1 ? C->dims[C->rank - 1] : 1;
+        for (int64_t i = 0; i < g->M; i++)
+            for (int64_t j = 0; j < g->N; j++)
+                C->grad[(rows == 1 ? 0 : i) * cols + (cols == 1 ? 0 : j)] += g->beta * dY[i * g->N + j];
+    }
+    return OD_STATUS_OK;
+}
+
+void od_gemm_train_destroy(od_tstep *s) {
+    gemm_train *g = s->state;
+    if (g) free(g->scratch);
+    free(g);
+    s->state = NULL;
+}
+
+OD_OP_FACTS(Gemm, 1, "alpha=1", "beta=1", "broadcast", "transA=0", "transB=0");
+/* rows of A are samples unless A is transposed */
+static bool gemm_per_sample(const od_node *n, int rank) { return od_attr_int(n, "transA", 0) == 0; }
+
+const od_op_desc od_op_Gemm = {OD_OP_NAME(Gemm),
+                               .per_sample = gemm_per_sample,
                                .infer = gemm_infer,
                                .prepare = gemm_prepare,
                                .run = gemm_run,
                                .destroy = gemm_destroy,
                                .macs = gemm_macs,
-                               .fuses_activation = true};
+                               .fuses_activation = true,
+                               .trained_inputs = 0x6, /* B, C */
+                               .train_layout = OD_TRAIN_LAYOUT_PLAIN,
+                               .train_fuses_relu = true,
+                               .train_prepare = od_gemm_train_prepare,
+                               .forward_train = od_gemm_train_forward,
+                               .backward = od_gemm_train_backward,
+                               .train_destroy = od_gemm_train_destroy};

@@ -1,6 +1,6 @@
 /* GlobalAveragePool, opset 1: the mean over every spatial dim of [N, C, spatial...] (rank 3 and
  * up); float on XNNPACK's global average pooling (channels-last input is [N, pixels, C]),
- * double on a loop. Backward: not yet. Layout: spatial. */
+ * double on a loop. Backward: 2-D (pool_common.c). Layout: spatial. */
 #include "pool_common.h"
 
 #include <math.h>
@@ -48,6 +48,7 @@ static void gap_destroy(od_step *s) {
     s->state = NULL;
 }
 
+OD_OP_FACTS(GlobalAveragePool, 1, NULL);
 const od_op_desc od_op_GlobalAveragePool = {
-    .name = "GlobalAveragePool", .layout = OD_LAYOUT_POLICY_SPATIAL, .infer = gap_infer,
-    .prepare = gap_prepare, .run = gap_run, .destroy = gap_destroy};
+    OD_OP_NAME(GlobalAveragePool), .per_sample = od_per_sample_always, .layout = OD_LAYOUT_POLICY_SPATIAL, .infer = gap_infer,
+    .prepare = gap_prepare, .run = gap_run, .destroy = gap_destroy, OD_POOL_TRAIN};

@@ -1,6 +1,6 @@
 /* GlobalMaxPool, opset 1: the max over every spatial dim of [N, C, spatial...] (rank 3 and up);
- * float, double, int8, uint8, on the pooling loop (rows of C channels at a time). Backward: not
- * yet. Layout: spatial. */
+ * float, double, int8, uint8, on the pooling loop (rows of C channels at a time). Backward: 2-D
+ * (pool_common.c). Layout: spatial. */
 #include "pool_common.h"
 
 #include <stdlib.h>
@@ -20,6 +20,7 @@ static od_status gmp_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_GlobalMaxPool = {.name = "GlobalMaxPool",
+OD_OP_FACTS(GlobalMaxPool, 1, NULL);
+const od_op_desc od_op_GlobalMaxPool = {OD_OP_NAME(GlobalMaxPool), .per_sample = od_per_sample_always,
                                         .layout = OD_LAYOUT_POLICY_SPATIAL, .infer = gmp_infer,
-                                        .prepare = gmp_prepare, .run = gmp_run};
+                                        .prepare = gmp_prepare, .run = gmp_run, OD_POOL_TRAIN};

@@ -2,8 +2,8 @@
  * added dim removed from the result; batch dims broadcast). Float32. A constant 2-D B (the
  * usual projection) runs on XNNPACK's fully-connected operator over every leading row of A,
  * with the weights packed once; anything else runs OpenBLAS's sgemm per broadcast batch item.
- * Backward: not yet. Layout: plain. */
-#include "../op.h"
+ * Backward: with a 2-D B, through Gemm.c's training kernels. Layout: plain. */
+#include "../train_internal.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -132,6 +132,15 @@ static od_status matmul_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_MatMul = {.name = "MatMul", .infer = matmul_infer,
+OD_OP_FACTS(MatMul, 1, NULL);
+const od_op_desc od_op_MatMul = {OD_OP_NAME(MatMul), .per_sample = od_per_sample_always,
+                                 .infer = matmul_infer,
                                  .prepare = matmul_prepare, .run = matmul_run,
-                                 .destroy = matmul_destroy, .macs = matmul_macs};
+                                 .destroy = matmul_destroy, .macs = matmul_macs,
+                                 .trained_inputs = 0x2, /* B */
+                                 .train_layout = OD_TRAIN_LAYOUT_PLAIN,
+                                 /* a 2-D B only: Gemm.c's kernels */
+                                 .train_prepare = od_gemm_train_prepare,
+                                 .forward_train = od_gemm_train_forward,
+                                 .backward = od_gemm_train_backward,
+                                 .train_destroy = od_gemm_train_destroy};

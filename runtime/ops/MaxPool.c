@@ -3,7 +3,7 @@
  * only orders Indices); 1-D, 2-D and 3-D; float, double, int8, uint8. Padded cells never win.
  * The Indices output is refused (UNSUPPORTED). Float 1-D/2-D pools run on XNNPACK's NHWC max
  * pooling (1-D as height 1; ceil_mode as extra end padding) when every window holds an input
- * cell; the rest (3-D, 1-cell windows, other types) on a loop. Backward: not yet.
+ * cell; the rest (3-D, 1-cell windows, other types) on a loop. Backward: 2-D (pool_common.c).
  * Layout: spatial. */
 #include "pool_common.h"
 
@@ -67,6 +67,10 @@ static void maxpool_destroy(od_step *s) {
     s->state = NULL;
 }
 
-const od_op_desc od_op_MaxPool = {.name = "MaxPool", .layout = OD_LAYOUT_POLICY_SPATIAL,
+OD_OP_FACTS(MaxPool, 1,
+            "auto_pad=NOTSET", "ceil_mode=0", "dilations=[1]", "kernel_shape", "pads=[0]", "storage_order=0",
+            "strides=[1]");
+const od_op_desc od_op_MaxPool = {OD_OP_NAME(MaxPool), .per_sample = od_per_sample_always,
+                                  .layout = OD_LAYOUT_POLICY_SPATIAL,
                                   .infer = maxpool_infer, .prepare = maxpool_prepare,
-                                  .run = maxpool_run, .destroy = maxpool_destroy};
+                                  .run = maxpool_run, .destroy = maxpool_destroy, OD_POOL_TRAIN};

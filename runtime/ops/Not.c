@@ -19,5 +19,6 @@ static od_status not_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_Not = {.name = "Not", .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
+OD_OP_FACTS(Not, 1, NULL);
+const od_op_desc od_op_Not = {OD_OP_NAME(Not), .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
                               .infer = not_infer, .run = not_run};

@@ -115,7 +115,8 @@ static od_status prelu_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_PRelu = {.name = "PRelu",
+OD_OP_FACTS(PRelu, 1, "consumed_inputs");
+const od_op_desc od_op_PRelu = {OD_OP_NAME(PRelu), .per_sample = od_per_sample_always,
                                 .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
                                 .infer = prelu_infer,
                                 .prepare = prelu_prepare,

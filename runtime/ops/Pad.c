@@ -147,5 +147,6 @@ static od_status pad_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_Pad = {.name = "Pad", .infer = pad_infer, .prepare = pad_prepare,
+OD_OP_FACTS(Pad, 1, "mode", "paddings", "pads", "value");
+const od_op_desc od_op_Pad = {OD_OP_NAME(Pad), .infer = pad_infer, .prepare = pad_prepare,
                               .run = pad_run};

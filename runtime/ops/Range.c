@@ -64,4 +64,5 @@ static od_status range_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_Range = {.name = "Range", .infer = range_infer, .run = range_run};
+OD_OP_FACTS(Range, 11, NULL);
+const od_op_desc od_op_Range = {OD_OP_NAME(Range), .infer = range_infer, .run = range_run};

@@ -5,7 +5,9 @@
  * negative from 11; keepdims; noop_with_empty_axes (empty axes then copy the input).
  * float, double, float16, accumulating in double; int32 and int64 for sum, mean, max, min, prod,
  * sum of squares and L1. One pass over the input in memory order, folding each row into the
- * output accumulators. Backward: not yet. Layout: plain. */
+ * output accumulators. Backward: ReduceMean on float (training kernel at the end; a
+ * channels-last input is read through od_relayout). Layout: plain. */
+#include "../train_internal.h"
 #include "strided.h"
 
 #include <math.h>
@@ -205,17 +207,105 @@ static od_status reduce_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-#define REDUCE_DESC(NAME)                                                                          \
-    const od_op_desc od_op_##NAME = {.name = #NAME, .infer = reduce_infer,                        \
-                                     .prepare = reduce_prepare, .run = reduce_run,                 \
-                                     .destroy = reduce_destroy};
-REDUCE_DESC(ReduceMean)
-REDUCE_DESC(ReduceSum)
-REDUCE_DESC(ReduceMax)
-REDUCE_DESC(ReduceMin)
-REDUCE_DESC(ReduceProd)
-REDUCE_DESC(ReduceSumSquare)
-REDUCE_DESC(ReduceL1)
-REDUCE_DESC(ReduceL2)
-REDUCE_DESC(ReduceLogSum)
-REDUCE_DESC(ReduceLogSumExp)
+/* ---- training: ReduceMean (float) ----------------------------------------------------------- */
+
+typedef struct mean_train {
+    int rank;
+    int64_t dims[OD_MAX_RANK], ostr[OD_MAX_RANK]; /* input dims (ONNX order); output strides */
+    float inv_count;
+    float *plain; /* a channels-last input in ONNX order, and its gradient there: after this
+                   * struct, in the same block, which the trainer frees */
+} mean_train;
+
+static od_status mean_train_prepare(od_tstep *s, od_error *err) {
+    const od_tbuf *x = s->in[0], *y = s->out[0];
+    size_t plain = x->cl && x->rank >= 3 ? (size_t)x->count : 0;
+    mean_train *m = calloc(1, sizeof *m + sizeof(float) * plain + 64);
+    if (!m) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = m;
+    m->plain = plain ? (float *)(m + 1) : NULL;
+    /* which axes: the rule inference uses, on the trainer's shapes */
+    od_shape_info in[2] = {{.dtype = OD_DTYPE_FLOAT, .rank = x->rank}, {.rank = -1}}, out = {0};
+    memcpy(in[0].dims, x->dims, sizeof x->dims);
+    if (s->n_in > 1 && s->in[1]) {
+        in[1] = (od_shape_info){.dtype = s->in[1]->constant ? s->in[1]->constant->dtype : OD_DTYPE_FLOAT,
+                                .rank = s->in[1]->rank, .constant = s->in[1]->constant};
+        memcpy(in[1].dims, s->in[1]->dims, sizeof in[1].dims);
+    }
+    const od_shape_info *inp[2] = {&in[0], s->n_in > 1 && s->in[1] ? &in[1] : NULL};
+    od_infer_ctx c = {s->node, s->opset, s->n_in < 2 ? s->n_in : 2, 1, inp, &out, NULL, err};
+    bool reduced[OD_MAX_RANK], noop;
+    od_status st = reduce_axes(&c, reduced, &noop);
+    if (st) return st;
+    m->rank = x->rank;
+    memcpy(m->dims, x->dims, sizeof m->dims);
+    int64_t stride = 1;
+    for (int d = x->rank - 1; d >= 0; d--) {
+        m->ostr[d] = reduced[d] ? 0 : stride;
+        stride *= reduced[d] ? 1 : x->dims[d];
+    }
+    m->inv_count = y->count > 0 ? (float)((double)y->count / (double)x->count) : 0.0f;
+    return OD_STATUS_OK;
+}
+
+/* Walks every input element i (ONNX order) with its output element o: forward sums x[i] into
+ * y[o], backward adds y[o] / count into x[i]. */
+static void mean_walk(const mean_train *m, int64_t count, float *x, float *y, bool backward) {
+    int64_t idx[OD_MAX_RANK] = {0}, o = 0;
+    for (int64_t i = 0; i < count; i++) {
+        if (backward) x[i] += y[o] * m->inv_count;
+        else y[o] += x[i];
+        for (int d = m->rank - 1; d >= 0; d--) { /* next index, carrying */
+            o += m->ostr[d];
+            if (++idx[d] < m->dims[d]) break;
+            o -= m->ostr[d] * m->dims[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+static od_status mean_forward(od_tstep *s, od_error *err) {
+    mean_train *m = s->state;
+    const od_tbuf *x = s->in[0];
+    od_tbuf *y = s->out[0];
+    float *xp = x->data;
+    if (m->plain) {
+        od_relayout(x->data, m->plain, x->rank, x->dims, false, sizeof(float), false, NULL);
+        xp = m->plain;
+    }
+    memset(y->data, 0, sizeof(float) * (size_t)y->count);
+    mean_walk(m, x->count, xp, y->data, false);
+    for (int64_t i = 0; i < y->count; i++) y->data[i] *= m->inv_count;
+    return OD_STATUS_OK;
+}
+
+static od_status mean_backward(od_tstep *s, od_error *err) {
+    mean_train *m = s->state;
+    const od_tbuf *x = s->in[0];
+    float *dx = x->grad;
+    if (m->plain) memset(dx = m->plain, 0, sizeof(float) * (size_t)x->count);
+    mean_walk(m, x->count, dx, s->out[0]->grad, true);
+    if (m->plain) od_relayout(m->plain, x->grad, x->rank, x->dims, true, sizeof(float), true, NULL);
+    return OD_STATUS_OK;
+}
+
+
+#define REDUCE_FAMILY                                                                              \
+    .infer = reduce_infer, .prepare = reduce_prepare, .run = reduce_run, .destroy = reduce_destroy
+#define REDUCE_DESC(NAME, SINCE, ...)                                                              \
+    OD_OP_FACTS(NAME, SINCE, __VA_ARGS__);                                                         \
+    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), REDUCE_FAMILY};
+OD_OP_FACTS(ReduceMean, 1, "axes", "keepdims", "noop_with_empty_axes");
+const od_op_desc od_op_ReduceMean = {OD_OP_NAME(ReduceMean), REDUCE_FAMILY,
+                                     .train_layout = OD_TRAIN_LAYOUT_PLAIN,
+                                     .train_prepare = mean_train_prepare,
+                                     .forward_train = mean_forward, .backward = mean_backward};
+REDUCE_DESC(ReduceSum, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceMax, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceMin, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceProd, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceSumSquare, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceL1, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceL2, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceLogSum, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceLogSumExp, 1, "axes", "keepdims", "noop_with_empty_axes")

@@ -1,6 +1,6 @@
 /* Reshape, opsets 5-14: shape from a constant input (0 copies a dim unless allowzero, -1 is
  * inferred). Shares its input's memory: no work at run time. Layout: plain. */
-#include "../op.h"
+#include "../train_internal.h"
 
 #include <string.h>
 
@@ -51,5 +51,7 @@ static od_status reshape_infer(od_infer_ctx *c) {
 
 static od_status alias_run(od_step *s, od_error *err) { return OD_STATUS_OK; }
 
-const od_op_desc od_op_Reshape = {.name = "Reshape", .alias_input0 = true,
-                                  .infer = reshape_infer, .run = alias_run};
+OD_OP_FACTS(Reshape, 1, "allowzero", "consumed_inputs", "shape");
+const od_op_desc od_op_Reshape = {OD_OP_NAME(Reshape), .per_sample = od_per_sample_always,
+                                  .alias_input0 = true,
+                                  .infer = reshape_infer, .run = alias_run, OD_TRAIN_PLAIN_COPY};

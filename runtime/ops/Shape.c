@@ -25,4 +25,6 @@ static od_status shape_run(od_step *s, od_error *err) {
     return od_node_error(err, OD_STATUS_BACKEND, s->node, "a Shape reached run time");
 }
 
-const od_op_desc od_op_Shape = {.name = "Shape", .infer = shape_infer, .run = shape_run};
+OD_OP_FACTS(Shape, 1, "end", "start");
+const od_op_desc od_op_Shape = {OD_OP_NAME(Shape), .per_sample = od_per_sample_always,
+                                .infer = shape_infer, .run = shape_run};

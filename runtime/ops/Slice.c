@@ -108,5 +108,6 @@ static od_status slice_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_Slice = {.name = "Slice", .infer = slice_infer, .prepare = slice_prepare,
+OD_OP_FACTS(Slice, 1, "axes", "ends", "starts");
+const od_op_desc od_op_Slice = {OD_OP_NAME(Slice), .infer = slice_infer, .prepare = slice_prepare,
                                 .run = slice_run};

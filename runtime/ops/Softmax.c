@@ -141,13 +141,14 @@ static od_status softmax_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_Softmax = {.name = "Softmax",
-                                  .infer = softmax_infer,
-                                  .prepare = softmax_prepare,
-                                  .run = softmax_run,
-                                  .destroy = softmax_destroy};
-const od_op_desc od_op_LogSoftmax = {.name = "LogSoftmax",
-                                     .infer = softmax_infer,
-                                     .prepare = softmax_prepare,
-                                     .run = softmax_run,
+static bool softmax_per_sample(const od_node *n, int rank) { return od_per_sample_axis(n, rank, -1); }
+
+/* Softmax and LogSoftmax differ only by name: softmax_prepare reads it */
+#define SOFTMAX_DESC(NAME)                                                                         \
+    OD_OP_FACTS(NAME, 1, "axis");                                                                  \
+    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .per_sample = softmax_per_sample,           \
+                                     .infer = softmax_infer,                                       \
+                                     .prepare = softmax_prepare, .run = softmax_run,               \
                                      .destroy = softmax_destroy};
+SOFTMAX_DESC(Softmax)
+SOFTMAX_DESC(LogSoftmax)

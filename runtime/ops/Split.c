@@ -94,5 +94,6 @@ static od_status split_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_Split = {.name = "Split", .infer = split_infer, .prepare = split_prepare,
+OD_OP_FACTS(Split, 1, "axis", "split");
+const od_op_desc od_op_Split = {OD_OP_NAME(Split), .infer = split_infer, .prepare = split_prepare,
                                 .run = split_run};

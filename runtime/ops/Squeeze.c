@@ -1,6 +1,7 @@
 /* Squeeze, opsets 1-17: axes as an attribute (before 13) or a constant input (13 on), negative
  * from 11; without axes every dim of size 1 goes. Any element type; shares its input's memory.
  * Backward: not yet. Layout: plain. */
+#include "../train_internal.h"
 #include "strided.h"
 
 static od_status squeeze_infer(od_infer_ctx *c) {
@@ -41,5 +42,6 @@ static od_status squeeze_infer(od_infer_ctx *c) {
 
 static od_status alias_run(od_step *s, od_error *err) { return OD_STATUS_OK; }
 
-const od_op_desc od_op_Squeeze = {.name = "Squeeze", .alias_input0 = true,
-                                  .infer = squeeze_infer, .run = alias_run};
+OD_OP_FACTS(Squeeze, 1, "axes");
+const od_op_desc od_op_Squeeze = {OD_OP_NAME(Squeeze), .alias_input0 = true,
+                                  .infer = squeeze_infer, .run = alias_run, OD_TRAIN_PLAIN_COPY};

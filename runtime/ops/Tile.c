@@ -51,4 +51,5 @@ static od_status tile_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_Tile = {.name = "Tile", .infer = tile_infer, .run = tile_run};
+OD_OP_FACTS(Tile, 1, NULL);
+const od_op_desc od_op_Tile = {OD_OP_NAME(Tile), .infer = tile_infer, .run = tile_run};

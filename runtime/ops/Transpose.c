@@ -48,5 +48,6 @@ static od_status transpose_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_Transpose = {.name = "Transpose", .infer = transpose_infer,
+OD_OP_FACTS(Transpose, 1, "perm");
+const od_op_desc od_op_Transpose = {OD_OP_NAME(Transpose), .infer = transpose_infer,
                                     .run = transpose_run};

@@ -1,6 +1,7 @@
 /* Unsqueeze, opsets 1-17: axes (of the output) as an attribute (before 13) or a constant input
  * (13 on), negative from 11, in any order. Any element type; shares its input's memory.
  * Backward: not yet. Layout: plain. */
+#include "../train_internal.h"
 #include "strided.h"
 
 static od_status unsqueeze_infer(od_infer_ctx *c) {
@@ -34,5 +35,6 @@ static od_status unsqueeze_infer(od_infer_ctx *c) {
 
 static od_status alias_run(od_step *s, od_error *err) { return OD_STATUS_OK; }
 
-const od_op_desc od_op_Unsqueeze = {.name = "Unsqueeze", .alias_input0 = true,
-                                    .infer = unsqueeze_infer, .run = alias_run};
+OD_OP_FACTS(Unsqueeze, 1, "axes");
+const od_op_desc od_op_Unsqueeze = {OD_OP_NAME(Unsqueeze), .alias_input0 = true,
+                                    .infer = unsqueeze_infer, .run = alias_run, OD_TRAIN_PLAIN_COPY};

@@ -79,5 +79,6 @@ static od_status where_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-const od_op_desc od_op_Where = {.name = "Where", .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
+OD_OP_FACTS(Where, 9, NULL);
+const od_op_desc od_op_Where = {OD_OP_NAME(Where), .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
                                 .infer = where_infer, .prepare = where_prepare, .run = where_run};

@@ -1,8 +1,9 @@
 /* Add, Sub, Mul, Div with numpy broadcasting (opsets 7-14). They share this file because they
  * differ only in the XNNPACK operator and the scalar function. float32 runs on XNNPACK's
  * "nd" operators (up to 6 dims); int32/int64 (shape arithmetic, folded at plan time) and
- * anything above 6 dims run a plain loop. Layout: element-wise (channels-last passes through). */
-#include "../op.h"
+ * anything above 6 dims run a plain loop. Layout: element-wise (channels-last passes through).
+ * Backward: Add, Sub, Mul (the training kernels at the end). */
+#include "../train_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -145,11 +146,103 @@ static od_status binary_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-#define BINARY_DESC(NAME)                                                                          \
-    const od_op_desc od_op_##NAME = {.name = #NAME, .layout = OD_LAYOUT_POLICY_ELEMENTWISE,       \
+/* ---- training: Add, Sub, Mul with broadcasting, any mix of layouts ---------------------------------- */
+
+/* Strides of an input, per physical axis of the output: 0 where it repeats. */
+static void bstrides(const od_tbuf *in, const od_tbuf *out, int64_t *st) {
+    int r = out->rank, pad = r - in->rank;
+    int64_t own[OD_MAX_RANK]; /* the input's stride of each of its logical dims */
+    int64_t phys[OD_MAX_RANK], stride = 1;
+    od_tbuf_phys_dims(in, phys);
+    int64_t pst[OD_MAX_RANK];
+    for (int d = in->rank - 1; d >= 0; d--) pst[d] = stride, stride *= phys[d];
+    for (int d = 0; d < in->rank; d++) {
+        /* logical dim d sits at physical position: channels-last moves 1 last, shifts the rest */
+        int pos = !(in->cl && in->rank >= 3) ? d : d == 0 ? 0 : d == 1 ? in->rank - 1 : d - 1;
+        own[d] = in->dims[d] == 1 ? 0 : pst[pos];
+    }
+    for (int k = 0; k < r; k++) {
+        /* physical axis k of the output is its logical dim: */
+        int ld = !(out->cl && r >= 3) ? k : k == 0 ? 0 : k == r - 1 ? 1 : k + 1;
+        st[k] = ld < pad ? 0 : own[ld - pad];
+    }
+}
+
+static bool same_layout_shape(const od_tbuf *a, const od_tbuf *o) {
+    return a->count == o->count && a->rank == o->rank && (a->cl == o->cl || a->rank < 3);
+}
+
+/* A fused Relu (fuse_relus) clamps the output here and masks the gradient by it. */
+static void binary_walk(od_tstep *s, bool backward) {
+    const od_tbuf *a = s->in[0], *b = s->in[1], *o = s->out[0];
+    int k = s->op->name[0]; /* 'A', 'S', 'M' */
+    bool relu = s->fused_relu;
+    const float *dy = o->grad;
+    if (same_layout_shape(a, o) && same_layout_shape(b, o)) { /* the common case, in loops that vectorise */
+        const float *x = a->data, *z = b->data, *y = o->data;
+        float *gx = a->grad, *gz = b->grad, *out = o->data;
+        int64_t n = o->count;
+        if (!backward) {
+            if (k == 'A') for (int64_t i = 0; i < n; i++) out[i] = x[i] + z[i];
+            else if (k == 'S') for (int64_t i = 0; i < n; i++) out[i] = x[i] - z[i];
+            else for (int64_t i = 0; i < n; i++) out[i] = x[i] * z[i];
+            if (relu) od_relu_inplace(out, n);
+            return;
+        }
+        if (relu) od_relu_mask(y, o->grad, n);
+        if (gx && k == 'M') for (int64_t i = 0; i < n; i++) gx[i] += dy[i] * z[i];
+        else if (gx) od_add_into(gx, dy, n);
+        if (gz && k == 'M') for (int64_t i = 0; i < n; i++) gz[i] += dy[i] * x[i];
+        else if (gz && k == 'S') for (int64_t i = 0; i < n; i++) gz[i] -= dy[i];
+        else if (gz) od_add_into(gz, dy, n);
+        return;
+    }
+    int64_t sa[OD_MAX_RANK], sb[OD_MAX_RANK], pd[OD_MAX_RANK];
+    bstrides(a, o, sa);
+    bstrides(b, o, sb);
+    od_tbuf_phys_dims(o, pd);
+    int r = o->rank;
+    for (int64_t i = 0; i < o->count; i++) {
+        int64_t rem = i, ia = 0, ib = 0;
+        for (int d = r - 1; d >= 0; d--) {
+            int64_t idx = rem % pd[d];
+            rem /= pd[d];
+            ia += idx * sa[d];
+            ib += idx * sb[d];
+        }
+        if (!backward) {
+            float v = k == 'A' ? a->data[ia] + b->data[ib] : k == 'S' ? a->data[ia] - b->data[ib] : a->data[ia] * b->data[ib];
+            o->data[i] = relu && !(v > 0) ? 0 : v;
+            continue;
+        }
+        float g = relu && !(o->data[i] > 0) ? 0 : dy[i];
+        if (a->grad) a->grad[ia] += k == 'M' ? g * b->data[ib] : g;
+        if (b->grad) b->grad[ib] += k == 'M' ? g * a->data[ia] : k == 'S' ? -g : g;
+    }
+}
+
+static od_status binary_forward(od_tstep *s, od_error *err) {
+    binary_walk(s, false);
+    return OD_STATUS_OK;
+}
+
+static od_status binary_backward(od_tstep *s, od_error *err) {
+    binary_walk(s, true);
+    return OD_STATUS_OK;
+}
+
+#define BINARY_DESC(NAME, TRAIN, SINCE, ...)                                                       \
+    OD_OP_FACTS(NAME, SINCE, __VA_ARGS__);                                                         \
+    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME),                                             \
+                                     .per_sample = od_per_sample_always, .layout = OD_LAYOUT_POLICY_ELEMENTWISE, \
                                      .infer = binary_infer, .prepare = binary_prepare,             \
-                                     .run = binary_run, .destroy = binary_destroy};
-BINARY_DESC(Add)
-BINARY_DESC(Sub)
-BINARY_DESC(Mul)
-BINARY_DESC(Div)
+                                     .run = binary_run, .destroy = binary_destroy, TRAIN};
+/* trainable: both inputs (a bias or scale added by a student), Relu fused in training */
+#define BINARY_TRAIN                                                                               \
+    .trained_inputs = 0x3, .train_layout = OD_TRAIN_LAYOUT_SAME, .train_fuses_relu = true,        \
+    .forward_train = binary_forward, .backward = binary_backward
+#define BINARY_NO_TRAIN .backward = NULL
+BINARY_DESC(Add, BINARY_TRAIN, 1, "axis", "broadcast", "consumed_inputs")
+BINARY_DESC(Sub, BINARY_TRAIN, 1, "axis", "broadcast", "consumed_inputs")
+BINARY_DESC(Mul, BINARY_TRAIN, 1, "axis", "broadcast", "consumed_inputs")
+BINARY_DESC(Div, BINARY_NO_TRAIN, 1, "axis", "broadcast", "consumed_inputs")

@@ -1,5 +1,8 @@
 /* Pool attributes, output sizes and the generic pooling loop (see pool_common.h). */
 #include "pool_common.h"
+#include "../train_internal.h"
+
+#include <stdlib.h>
 
 #include <math.h>
 #include <string.h>
@@ -53,13 +56,11 @@ od_status od_pool_read(const od_node *n, int64_t opset, bool is_max, int rank, c
         p->pad_begin[d] = pads[d];
         p->pad_end[d] = pads[sp + d];
     }
-    char buf[32];
-    const char *ap = od_attr_string(n, "auto_pad", "NOTSET", buf, sizeof buf);
-    bool upper = strcmp(ap, "SAME_UPPER") == 0, lower = strcmp(ap, "SAME_LOWER") == 0;
-    bool valid = strcmp(ap, "VALID") == 0;
-    if (!upper && !lower && !valid && strcmp(ap, "NOTSET") != 0)
-        return od_node_error(err, OD_STATUS_INVALID_MODEL, n,
-                             "auto_pad \"%s\" is not one ONNX defines", ap);
+    od_auto_pad ap;
+    od_status ap_status = od_attr_auto_pad(n, &ap, err);
+    if (ap_status) return ap_status;
+    bool upper = ap == OD_AUTO_PAD_SAME_UPPER, lower = ap == OD_AUTO_PAD_SAME_LOWER;
+    bool valid = ap == OD_AUTO_PAD_VALID;
     for (int d = 0; d < sp; d++) {
         int64_t in = p->in[d], k = p->dilation[d] * (p->kernel[d] - 1) + 1, s = p->stride[d];
         if (upper || lower) {
@@ -259,4 +260,161 @@ void od_pool_run_loop(const od_pool *p, od_dtype t, const void *x, void *y, pthr
         return;
     }
     od_parallel_for(pool, (size_t)((j.positions + j.per_task - 1) / j.per_task), pool_task, &j);
+}
+
+/* ---- training kernels of the four pools: 2-D, channels-last -------------------------------------------------------- */
+
+typedef struct pool_train {
+    int64_t N, C, H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw;
+    int64_t ph_end, pw_end; /* padding after the input, for count_include_pad */
+    bool max, include_pad, global;
+    int32_t *argmax; /* max pool: the input pixel (y*W + x) of each output element */
+} pool_train;
+
+od_status od_pool_train_prepare(od_tstep *s, od_error *err) {
+    const od_tbuf *x = s->in[0], *y = s->out[0];
+    if (x->rank != 4 || !x->cl) return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "training supports 2-D pooling only");
+    if (s->n_out > 1 && s->out[1]) return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "the Indices output is not supported");
+    pool_train *p = calloc(1, sizeof *p);
+    if (!p) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = p;
+    p->global = s->op == &od_op_GlobalAveragePool || s->op == &od_op_GlobalMaxPool;
+    p->max = s->op == &od_op_MaxPool || s->op == &od_op_GlobalMaxPool;
+    p->N = x->dims[0], p->C = x->dims[1], p->H = x->dims[2], p->W = x->dims[3];
+    p->OH = y->dims[2], p->OW = y->dims[3];
+    p->sh = p->sw = p->dh = p->dw = 1;
+    if (p->global) {
+        p->KH = p->H, p->KW = p->W;
+    } else { /* the attributes as inference reads them */
+        od_pool q;
+        od_status st = od_pool_read(s->node, s->opset, p->max, x->rank, x->dims, &q, err);
+        if (st) return st;
+        p->KH = q.kernel[0], p->KW = q.kernel[1];
+        p->sh = q.stride[0], p->sw = q.stride[1];
+        p->dh = q.dilation[0], p->dw = q.dilation[1];
+        p->ph = q.pad_begin[0], p->pw = q.pad_begin[1];
+        p->ph_end = q.pad_end[0], p->pw_end = q.pad_end[1];
+        p->include_pad = q.count_include_pad;
+    }
+    if (p->max) {
+        p->argmax = calloc((size_t)(p->N * p->OH * p->OW * p->C) + 1, sizeof(int32_t));
+        if (!p->argmax) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    }
+    return OD_STATUS_OK;
+}
+
+/* The window of output (oy, ox): input rows/cols it covers and its divisor. */
+static int64_t pool_count(const pool_train *p, int64_t oy, int64_t ox) {
+    int64_t cnt = 0;
+    for (int64_t i = 0; i < p->KH; i++) {
+        int64_t iy = oy * p->sh - p->ph + i * p->dh;
+        for (int64_t j = 0; j < p->KW; j++) {
+            int64_t ix = ox * p->sw - p->pw + j * p->dw;
+            bool inside = iy >= 0 && iy < p->H && ix >= 0 && ix < p->W;
+            /* count_include_pad counts pads, but not cells past the padded edge */
+            if (inside || (p->include_pad && iy < p->H + p->ph_end && ix < p->W + p->pw_end)) cnt++;
+        }
+    }
+    return cnt;
+}
+
+static void pool_fwd_image(void *ctx, size_t n) {
+    od_tstep *s = ctx;
+    pool_train *p = s->state;
+    int64_t C = p->C;
+    const float *x = s->in[0]->data + (int64_t)n * p->H * p->W * C;
+    float *y = s->out[0]->data + (int64_t)n * p->OH * p->OW * C;
+    int32_t *am = p->argmax ? p->argmax + (int64_t)n * p->OH * p->OW * C : NULL;
+    for (int64_t oy = 0; oy < p->OH; oy++)
+        for (int64_t ox = 0; ox < p->OW; ox++) {
+            float *yo = y + (oy * p->OW + ox) * C;
+            int32_t *ao = am ? am + (oy * p->OW + ox) * C : NULL;
+            bool first = true;
+            if (!p->max) memset(yo, 0, sizeof(float) * (size_t)C);
+            for (int64_t i = 0; i < p->KH; i++) {
+                int64_t iy = oy * p->sh - p->ph + i * p->dh;
+                if (iy < 0 || iy >= p->H) continue;
+                for (int64_t j = 0; j < p->KW; j++) {
+                    int64_t ix = ox * p->sw - p->pw + j * p->dw;
+                    if (ix < 0 || ix >= p->W) continue;
+                    const float *xi = x + (iy * p->W + ix) * C;
+                    int32_t pix = (int32_t)(iy * p->W + ix);
+                    if (!p->max) {
+                        for (int64_t c = 0; c < C; c++) yo[c] += xi[c];
+                    } else if (first) {
+                        memcpy(yo, xi, sizeof(float) * (size_t)C);
+                        for (int64_t c = 0; c < C; c++) ao[c] = pix;
+                    } else {
+                        for (int64_t c = 0; c < C; c++)
+                            if (xi[c] > yo[c]) yo[c] = xi[c], ao[c] = pix;
+                    }
+                    first = false;
+                }
+            }
+            if (p->max && first) /* a window entirely in the padding */
+                for (int64_t c = 0; c < C; c++) yo[c] = -INFINITY, ao[c] = -1;
+            if (!p->max) {
+                int64_t cnt = pool_count(p, oy, ox);
+                float inv = cnt ? 1.0f / (float)cnt : 0.0f;
+                for (int64_t c = 0; c < C; c++) yo[c] *= inv;
+            }
+        }
+}
+
+static void pool_fwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; n++) pool_fwd_image(ctx, (size_t)n);
+}
+
+od_status od_pool_train_forward(od_tstep *s, od_error *err) {
+    pool_train *p = s->state;
+    od_shards(s, p->N, pool_fwd_shard, s);
+    return OD_STATUS_OK;
+}
+
+static void pool_bwd_image(void *ctx, size_t n) {
+    od_tstep *s = ctx;
+    pool_train *p = s->state;
+    int64_t C = p->C;
+    float *dx = s->in[0]->grad + (int64_t)n * p->H * p->W * C;
+    const float *dy = s->out[0]->grad + (int64_t)n * p->OH * p->OW * C;
+    if (p->max) {
+        const int32_t *am = p->argmax + (int64_t)n * p->OH * p->OW * C;
+        for (int64_t o = 0; o < p->OH * p->OW; o++)
+            for (int64_t c = 0; c < C; c++)
+                if (am[o * C + c] >= 0) dx[am[o * C + c] * C + c] += dy[o * C + c];
+        return;
+    }
+    for (int64_t oy = 0; oy < p->OH; oy++)
+        for (int64_t ox = 0; ox < p->OW; ox++) {
+            int64_t cnt = pool_count(p, oy, ox);
+            float inv = cnt ? 1.0f / (float)cnt : 0.0f;
+            const float *g = dy + (oy * p->OW + ox) * C;
+            for (int64_t i = 0; i < p->KH; i++) {
+                int64_t iy = oy * p->sh - p->ph + i * p->dh;
+                if (iy < 0 || iy >= p->H) continue;
+                for (int64_t j = 0; j < p->KW; j++) {
+                    int64_t ix = ox * p->sw - p->pw + j * p->dw;
+                    if (ix < 0 || ix >= p->W) continue;
+                    float *d = dx + (iy * p->W + ix) * C;
+                    for (int64_t c = 0; c < C; c++) d[c] += g[c] * inv;
+                }
+            }
+        }
+}
+
+static void pool_bwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; n++) pool_bwd_image(ctx, (size_t)n);
+}
+
+od_status od_pool_train_backward(od_tstep *s, od_error *err) {
+    pool_train *p = s->state;
+    od_shards(s, p->N, pool_bwd_shard, s);
+    return OD_STATUS_OK;
+}
+
+void od_pool_train_destroy(od_tstep *s) {
+    pool_train *p = s->state;
+    if (p) free(p->argmax);
+    free(p);
+    s->state = NULL;
 }

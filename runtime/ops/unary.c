@@ -1,6 +1,7 @@
 /* Element-wise unary ops, one descriptor each; they share this file because they share
  * everything but the function. Float32 only, layout-agnostic (element-wise policy).
- * Backward: not yet.
+ * Backward (the training kernels at the end): Relu, Sigmoid, Tanh, LeakyRelu, Elu, HardSigmoid,
+ * HardSwish, Clip with constant bounds.
  *   Relu 6-14             XNNPACK clamp [0, inf)
  *   Sigmoid 6-13          XNNPACK sigmoid
  *   Tanh 6-13             tanhf
@@ -19,12 +20,13 @@
  *                         floor, ceiling
  * Each op either drives an XNNPACK "nc" operator (created and set up once per plan) or runs a
  * scalar loop over the elements, split across threads when large. */
-#include "../op.h"
+#include "../train_internal.h"
 #include "ew_common.h"
 
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <xnnpack.h>
 
 typedef struct unary_params {
@@ -271,36 +273,148 @@ static od_status clip_prepare(od_step *s, od_error *err) {
     return clamp_prepare(s, u, err);
 }
 
-#define UNARY_DESC(OP, NAME, INFER)                                                                \
-    const od_op_desc od_op_##OP = {.name = #OP,                                                    \
+/* ---- element-wise activations -------------------------------------------------------- */
+
+typedef enum act_kind {
+    ACT_RELU, ACT_LEAKY, ACT_CLIP, ACT_HARDSWISH, ACT_HARDSIGMOID, ACT_SIGMOID, ACT_TANH, ACT_ELU
+} act_kind;
+
+typedef struct act_train {
+    act_kind kind;
+    float a, b; /* LeakyRelu/Elu alpha; Clip min, max; HardSigmoid alpha, beta */
+} act_train;
+
+extern const od_op_desc od_op_Relu, od_op_LeakyRelu, od_op_Elu, od_op_HardSwish, od_op_Sigmoid,
+    od_op_Tanh, od_op_HardSigmoid;
+
+static od_status act_prepare(od_tstep *s, od_error *err) {
+    act_train *a = calloc(1, sizeof *a);
+    if (!a) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = a;
+    const od_op_desc *op = s->op;
+    if (op == &od_op_Relu) a->kind = ACT_RELU;
+    else if (op == &od_op_LeakyRelu) a->kind = ACT_LEAKY, a->a = od_attr_float(s->node, "alpha", 0.01f);
+    else if (op == &od_op_Elu) a->kind = ACT_ELU, a->a = od_attr_float(s->node, "alpha", 1.0f);
+    else if (op == &od_op_HardSwish) a->kind = ACT_HARDSWISH;
+    else if (op == &od_op_Sigmoid) a->kind = ACT_SIGMOID;
+    else if (op == &od_op_Tanh) a->kind = ACT_TANH;
+    else if (op == &od_op_HardSigmoid) /* defaults from the attribute table */
+        a->kind = ACT_HARDSIGMOID, a->a = od_node_attr_float(s->node, "alpha"),
+        a->b = od_node_attr_float(s->node, "beta");
+    else {
+        a->kind = ACT_CLIP;
+        a->a = od_attr_float(s->node, "min", -FLT_MAX);
+        a->b = od_attr_float(s->node, "max", FLT_MAX);
+        for (int k = 1; k < 3 && k < s->n_in; k++) {
+            if (!s->in[k]) continue;
+            if (!s->in[k]->constant || s->in[k]->count != 1)
+                return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "Clip bounds must be constant scalars");
+            float v = s->in[k]->data ? s->in[k]->data[0] : 0.0f;
+            if (k == 1) a->a = v;
+            else a->b = v;
+        }
+    }
+    return OD_STATUS_OK;
+}
+
+static od_status act_forward(od_tstep *s, od_error *err) {
+    const act_train *a = s->state;
+    const float *x = s->in[0]->data;
+    float *y = s->out[0]->data;
+    int64_t n = s->out[0]->count;
+    switch (a->kind) {
+    case ACT_RELU: for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0; break;
+    case ACT_LEAKY: for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : a->a * x[i]; break;
+    case ACT_ELU: for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : a->a * expm1f(x[i]); break;
+    case ACT_CLIP: for (int64_t i = 0; i < n; i++) y[i] = x[i] < a->a ? a->a : x[i] > a->b ? a->b : x[i]; break;
+    case ACT_HARDSWISH:
+        for (int64_t i = 0; i < n; i++) {
+            float t = x[i] + 3;
+            t = t < 0 ? 0 : t > 6 ? 6 : t;
+            y[i] = x[i] * t / 6;
+        }
+        break;
+    case ACT_SIGMOID: for (int64_t i = 0; i < n; i++) y[i] = 1 / (1 + expf(-x[i])); break;
+    case ACT_TANH: for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]); break;
+    case ACT_HARDSIGMOID:
+        for (int64_t i = 0; i < n; i++) {
+            float t = a->a * x[i] + a->b;
+            y[i] = t < 0 ? 0 : t > 1 ? 1 : t;
+        }
+        break;
+    }
+    return OD_STATUS_OK;
+}
+
+static od_status act_backward(od_tstep *s, od_error *err) {
+    const act_train *a = s->state;
+    const float *x = s->in[0]->data, *y = s->out[0]->data, *dy = s->out[0]->grad;
+    float *dx = s->in[0]->grad;
+    int64_t n = s->out[0]->count;
+    switch (a->kind) {
+    case ACT_RELU: for (int64_t i = 0; i < n; i++) dx[i] += x[i] > 0 ? dy[i] : 0; break;
+    case ACT_LEAKY: for (int64_t i = 0; i < n; i++) dx[i] += x[i] > 0 ? dy[i] : a->a * dy[i]; break;
+    case ACT_ELU: for (int64_t i = 0; i < n; i++) dx[i] += x[i] > 0 ? dy[i] : dy[i] * (y[i] + a->a); break;
+    case ACT_CLIP: for (int64_t i = 0; i < n; i++) dx[i] += x[i] >= a->a && x[i] <= a->b ? dy[i] : 0; break;
+    case ACT_HARDSWISH:
+        for (int64_t i = 0; i < n; i++) dx[i] += x[i] < -3 ? 0 : x[i] > 3 ? dy[i] : dy[i] * (2 * x[i] + 3) / 6;
+        break;
+    case ACT_SIGMOID: for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * y[i] * (1 - y[i]); break;
+    case ACT_TANH: for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * (1 - y[i] * y[i]); break;
+    case ACT_HARDSIGMOID: /* slope alpha inside (0, 1), flat where clamped */
+        for (int64_t i = 0; i < n; i++) {
+            float t = a->a * x[i] + a->b;
+            dx[i] += t > 0 && t < 1 ? a->a * dy[i] : 0;
+        }
+        break;
+    }
+    return OD_STATUS_OK;
+}
+
+#define UNARY_DESC(OP, NAME, INFER, SINCE, ...)                                                    \
+    OD_OP_FACTS(OP, SINCE, __VA_ARGS__);                                                           \
+    const od_op_desc od_op_##OP = {OD_OP_NAME(OP), .per_sample = od_per_sample_always,             \
                                    .layout = OD_LAYOUT_POLICY_ELEMENTWISE,                         \
                                    .infer = INFER,                                                 \
                                    .prepare = NAME##_prepare,                                      \
                                    .run = unary_run,                                               \
                                    .destroy = unary_destroy};
+/* ... and with the training kernels above */
+#define UNARY_DESC_TRAIN(OP, NAME, INFER, SINCE, ...)                                              \
+    OD_OP_FACTS(OP, SINCE, __VA_ARGS__);                                                           \
+    const od_op_desc od_op_##OP = {OD_OP_NAME(OP), .per_sample = od_per_sample_always,             \
+                                   .layout = OD_LAYOUT_POLICY_ELEMENTWISE,                         \
+                                   .infer = INFER,                                                 \
+                                   .prepare = NAME##_prepare,                                      \
+                                   .run = unary_run,                                               \
+                                   .destroy = unary_destroy,                                       \
+                                   .train_layout = OD_TRAIN_LAYOUT_SAME,                           \
+                                   .train_prepare = act_prepare,                                   \
+                                   .forward_train = act_forward,                                   \
+                                   .backward = act_backward};
 
-UNARY_DESC(Relu, relu, unary_infer)
-UNARY_DESC(Sigmoid, sigmoid, unary_infer)
-UNARY_DESC(Tanh, tanh, unary_infer)
-UNARY_DESC(LeakyRelu, leaky_relu, unary_infer)
-UNARY_DESC(Elu, elu, unary_infer)
-UNARY_DESC(Selu, selu, unary_infer)
-UNARY_DESC(Celu, celu, unary_infer)
-UNARY_DESC(ThresholdedRelu, thresholded_relu, unary_infer)
-UNARY_DESC(HardSigmoid, hard_sigmoid, unary_infer)
-UNARY_DESC(HardSwish, hard_swish, unary_infer)
-UNARY_DESC(Clip, clip, clip_infer)
-UNARY_DESC(Softplus, softplus, unary_infer)
-UNARY_DESC(Softsign, softsign, unary_infer)
-UNARY_DESC(Sqrt, sqrt, unary_infer)
-UNARY_DESC(Exp, exp, unary_infer)
-UNARY_DESC(Log, log, unary_infer)
-UNARY_DESC(Abs, abs, unary_infer)
-UNARY_DESC(Neg, neg, unary_infer)
-UNARY_DESC(Reciprocal, reciprocal, unary_infer)
-UNARY_DESC(Floor, floor, unary_infer)
-UNARY_DESC(Ceil, ceil, unary_infer)
-UNARY_DESC(Erf, erf, unary_infer)
-UNARY_DESC(Sin, sin, unary_infer)
-UNARY_DESC(Cos, cos, unary_infer)
-UNARY_DESC(Sign, sign, unary_infer)
+UNARY_DESC_TRAIN(Relu, relu, unary_infer, 1, "consumed_inputs")
+UNARY_DESC_TRAIN(Sigmoid, sigmoid, unary_infer, 1, "consumed_inputs")
+UNARY_DESC_TRAIN(Tanh, tanh, unary_infer, 1, "consumed_inputs")
+UNARY_DESC_TRAIN(LeakyRelu, leaky_relu, unary_infer, 1, "alpha=0.01", "consumed_inputs")
+UNARY_DESC_TRAIN(Elu, elu, unary_infer, 1, "alpha=1", "consumed_inputs")
+UNARY_DESC(Selu, selu, unary_infer, 1, "alpha", "consumed_inputs", "gamma")
+UNARY_DESC(Celu, celu, unary_infer, 12, "alpha")
+UNARY_DESC(ThresholdedRelu, thresholded_relu, unary_infer, 10, "alpha")
+UNARY_DESC_TRAIN(HardSigmoid, hard_sigmoid, unary_infer, 1, "alpha=0.2", "beta=0.5", "consumed_inputs")
+UNARY_DESC_TRAIN(HardSwish, hard_swish, unary_infer, 14, NULL)
+UNARY_DESC_TRAIN(Clip, clip, clip_infer, 1, "consumed_inputs", "max", "min")
+UNARY_DESC(Softplus, softplus, unary_infer, 1, NULL)
+UNARY_DESC(Softsign, softsign, unary_infer, 1, NULL)
+UNARY_DESC(Sqrt, sqrt, unary_infer, 1, "consumed_inputs")
+UNARY_DESC(Exp, exp, unary_infer, 1, "consumed_inputs")
+UNARY_DESC(Log, log, unary_infer, 1, "consumed_inputs")
+UNARY_DESC(Abs, abs, unary_infer, 1, "consumed_inputs")
+UNARY_DESC(Neg, neg, unary_infer, 1, "consumed_inputs")
+UNARY_DESC(Reciprocal, reciprocal, unary_infer, 1, "consumed_inputs")
+UNARY_DESC(Floor, floor, unary_infer, 1, "consumed_inputs")
+UNARY_DESC(Ceil, ceil, unary_infer, 1, "consumed_inputs")
+UNARY_DESC(Erf, erf, unary_infer, 9, NULL)
+UNARY_DESC(Sin, sin, unary_infer, 7, NULL)
+UNARY_DESC(Cos, cos, unary_infer, 7, NULL)
+UNARY_DESC(Sign, sign, unary_infer, 9, NULL)

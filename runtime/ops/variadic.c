@@ -166,14 +166,15 @@ static od_status variadic_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-#define VARIADIC_DESC(NAME)                                                                        \
-    const od_op_desc od_op_##NAME = {.name = #NAME,                                                \
+#define VARIADIC_DESC(NAME, SINCE, ...)                                                            \
+    OD_OP_FACTS(NAME, SINCE, __VA_ARGS__);                                                         \
+    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .per_sample = od_per_sample_always,         \
                                      .layout = OD_LAYOUT_POLICY_ELEMENTWISE,                       \
                                      .infer = variadic_infer,                                      \
                                      .prepare = variadic_prepare,                                  \
                                      .run = variadic_run,                                          \
                                      .destroy = variadic_destroy};
-VARIADIC_DESC(Sum)
-VARIADIC_DESC(Max)
-VARIADIC_DESC(Min)
-VARIADIC_DESC(Mean)
+VARIADIC_DESC(Sum, 1, "consumed_inputs")
+VARIADIC_DESC(Max, 1, "consumed_inputs")
+VARIADIC_DESC(Min, 1, "consumed_inputs")
+VARIADIC_DESC(Mean, 1, "consumed_inputs")

@@ -108,3 +108,27 @@ specs = {
 }
 for name, data in specs.items():
     put("spec", name, data)
+
+# images (fuzz_image.c): every mode the folder reader decodes, small; the first byte picks sizes
+try:
+    from PIL import Image
+    import io as _io
+    import numpy as _np
+    _rng = _np.random.default_rng(0)
+    def _img(mode, fmt, **kw):
+        a = _rng.integers(0, 256, (9, 13, 3), dtype=_np.uint8)
+        im = Image.fromarray(a).convert(mode) if mode != "I;16" else Image.fromarray(a[:, :, 0].astype(_np.uint16) * 257, "I;16")
+        b = _io.BytesIO()
+        im.save(b, format=fmt, **kw)
+        return b.getvalue()
+    for i, (name, mode, fmt, kw) in enumerate([("rgb.png", "RGB", "PNG", {}), ("rgba.png", "RGBA", "PNG", {}),
+                                               ("l.png", "L", "PNG", {}), ("p.png", "P", "PNG", {}), ("1.png", "1", "PNG", {}),
+                                               ("i16.png", "I;16", "PNG", {}), ("rgb.jpg", "RGB", "JPEG", {}),
+                                               ("l.jpg", "L", "JPEG", {}), ("cmyk.jpg", "CMYK", "JPEG", {}),
+                                               ("prog.jpg", "RGB", "JPEG", {"progressive": True})]):
+        put("image", name, bytes([i * 23 % 256]) + _img(mode, fmt, **kw))
+    e = Image.Exif()
+    e[0x0112] = 6
+    put("image", "exif6.jpg", b"\x07" + _img("RGB", "JPEG", exif=e.tobytes()))
+except ImportError:
+    pass

@@ -1,0 +1,229 @@
+#!/bin/bash
+# Teachers as PyTorch really exports them: torchvision's classifiers (python3-torchvision),
+# exported by tests/export_torchvision.py at a few opsets in 11-17 with a dynamic batch, random
+# non-degenerate weights (two also with torchvision's own init, whose equal constants the exporter
+# shares between layers), 32x32 inputs (64 for squeezenet and googlenet). Checks, per model:
+#   run agrees with PyTorch within 1e-4 of the output scale;
+#   inspect's MACs are complete (no node of unknown shape);
+#   shrink --width 0.5 keeps at most the bar's share of the teacher's MACs;
+#   every student passes onnx.checker.check_model(full_check=True) and ONNX Runtime agrees with
+#   run on it (tests/ort_compare.js, 1e-4);
+# and that a layer that cannot shrink is a warning naming it, and a graph with an op of unknown
+# shape gets MACs printed as a lower bound. Exports are cached in $BUILD/real_exports (delete it
+# to redo). Skipped without /usr/bin/python3 + torchvision. OD_TEST_QUICK=1 (the sanitizer pass):
+# resnet18, resnext, mobilenet_v3_small and the ViT only.
+# Prints `real_exports: N passed, N failed, N skipped` last.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+BUILD=${BUILD:-build}
+BIN="$BUILD/onnx-distill"
+CACHE=${OD_EXPORT_CACHE:-build/real_exports} # the exports do not depend on the build
+QUICK=${OD_TEST_QUICK:-0} # run_all.sh's sanitizer pass: a few families only
+PY=/usr/bin/python3
+pass=0 fail=0 skip=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+skipped() { skip=$((skip + 1)); echo "SKIP $*"; }
+
+[ -x "$BIN" ] || { echo "no $BIN (run make)"; echo "real_exports: 0 passed, 1 failed"; exit 1; }
+if ! "$PY" -c "import torch, torchvision, onnx" 2>/dev/null; then
+    skipped "no torch, torchvision and onnx in $PY (apt-get install python3-torchvision)"
+    echo "real_exports: $pass passed, $fail failed, $skip skipped"
+    exit 0
+fi
+
+# family@opset  bar: the most of the teacher's MACs a width-0.5 student may keep (percent);
+# "-": not shrinkable yet (transformers): shrink must say so on stderr.
+# "gap:N": a known gap (documented in README "Supported teachers"): the student must stay under N
+# (today's ratio, so it cannot get worse), and the line says the bar is not met.
+CASES="
+resnet18@11 35
+resnet18@13 35
+mobilenet_v2@13 40
+mobilenet_v2@17 40
+mobilenet_v3_small@13 40
+mobilenet_v3_small_tvinit@13 40
+densenet121_tvinit@13 35
+squeezenet1_1@13 35
+shufflenet_v2_x0_5@13 gap:57
+efficientnet_b0@13 35
+densenet121@13 35
+googlenet@13 35
+mnasnet0_5@13 35
+regnet_x_400mf@13 40
+resnext@13 40
+vit@11 -
+vit@13 -
+vit@17 -
+convnext_tiny@13 35
+convnext_tiny@17 35
+"
+if [ "$QUICK" = 1 ]; then
+    CASES=$(echo "$CASES" | grep -E '^(resnet18@13|resnext@13|mobilenet_v3_small@13|vit@17) ')
+fi
+specs=$(echo "$CASES" | awk 'NF { print $1 }')
+# shellcheck disable=SC2086
+if ! "$PY" tests/export_torchvision.py "$CACHE" $specs >"$tmp/export.log" 2>&1; then
+    bad "export: $(tail -3 "$tmp/export.log")"
+    echo "real_exports: $pass passed, $fail failed, $skip skipped"
+    exit 1
+fi
+
+students=""
+while read -r spec bar; do
+    [ -n "$spec" ] || continue
+    name="${spec%@*}_op${spec#*@}"
+    base="$CACHE/$name"
+    # run against PyTorch
+    if "$BIN" run "$base.onnx" --input "$base.in.npy" --output "$tmp/$name.out.npy" >/dev/null 2>"$tmp/err" &&
+        "$PY" - "$tmp/$name.out.npy" "$base.ref.npy" >"$tmp/cmp" 2>&1 <<'EOF'
+import sys, numpy as np
+a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
+d = float(np.abs(a - b).max()) if a.shape == b.shape else float("inf")
+print("max diff %.3g, output scale %.3g" % (d, float(np.abs(b).max())))
+sys.exit(0 if d <= 1e-4 * max(1.0, float(np.abs(b).max())) else 1)
+EOF
+    then ok; else bad "$name: run vs PyTorch: $(cat "$tmp/err" "$tmp/cmp" 2>/dev/null | head -2)"; fi
+    # inspect's MACs complete
+    if "$BIN" inspect "$base.onnx" --json 2>&1 | grep -q '"macs_complete": true'; then ok
+    else bad "$name: inspect --json does not report complete MACs"; fi
+    # shrink
+    "$BIN" shrink "$base.onnx" --width 0.5 -o "$tmp/$name.student.onnx" >"$tmp/shrink.out" 2>"$tmp/shrink.err"
+    rc=$?
+    if [ "$bar" = "-" ]; then
+        if [ $rc -ne 0 ] || grep -q "warning: " "$tmp/shrink.err"; then ok
+        else bad "$name: shrink exited 0 with no warning"; fi
+        continue
+    fi
+    [ $rc -eq 0 ] || { bad "$name: shrink failed: $(head -2 "$tmp/shrink.err")"; continue; }
+    ratio=$(sed -n 's/.*, \([0-9.]*\)% of the MACs).*/\1/p' "$tmp/shrink.out")
+    limit=${bar#gap:}
+    if [ -n "$ratio" ] && awk -v r="$ratio" -v l="$limit" 'BEGIN { exit !(r <= l) }'; then
+        ok
+        if [ "$bar" != "$limit" ]; then echo "KNOWN GAP $name: width 0.5 keeps $ratio% of the MACs (bar 40%)"; fi
+    else
+        bad "$name: width 0.5 keeps ${ratio:-?}% of the MACs, more than $limit%"
+    fi
+    students="$students $tmp/$name.student.onnx"
+done <<<"$CASES"
+
+# a layer that cannot shrink is a warning naming it (the ViT's patch embedding)
+"$BIN" shrink "$CACHE/vit_op17.onnx" --width 0.5 -o "$tmp/s.onnx" >"$tmp/out" 2>"$tmp/err"
+if grep -q '^onnx-distill: warning: layer "/conv_proj/Conv" (Conv) keeps all its 64 channels: ' "$tmp/err" &&
+    grep -q ' kept whole (see the warnings)' "$tmp/out"; then ok
+else bad "vit: no per-layer warning or summary count: $(head -2 "$tmp/err")"; fi
+
+# students: ONNX's full check, then ONNX Runtime against run
+# shellcheck disable=SC2086
+if "$PY" - $students >"$tmp/check" 2>&1 <<'EOF'; then ok; else bad "onnx.checker: $(tail -3 "$tmp/check")"; fi
+import sys, onnx
+bad = 0
+for f in sys.argv[1:]:
+    try:
+        onnx.checker.check_model(onnx.load(f), full_check=True)
+    except Exception as e:
+        bad += 1
+        print(f, str(e).splitlines()[0])
+sys.exit(1 if bad else 0)
+EOF
+export NODE_PATH="$PWD/tests/node_modules"
+if [ -d tests/node_modules/onnxruntime-node ] || [ -d "$(readlink -f tests/node_modules)/onnxruntime-node" ]; then
+    # shellcheck disable=SC2086
+    node tests/ort_compare.js --tol 1e-4 --batch 1,3 --bin "$BIN" $students >"$tmp/ort" 2>&1
+    if [ $? -eq 0 ]; then ok; else bad "ONNX Runtime vs run on the students: $(grep -v '^ok' "$tmp/ort" | tail -3)"; fi
+else
+    skipped "no onnxruntime-node in tests/node_modules"
+fi
+
+# MACs as a lower bound when shape inference stops: a Conv after an op nobody knows
+"$PY" - "$tmp/unknown.onnx" <<'EOF'
+import sys, numpy as np, onnx
+from onnx import helper, numpy_helper, TensorProto
+w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+g = helper.make_graph(
+    [helper.make_node("Conv", ["x", "w"], ["a"], name="c1"),
+     helper.make_node("Mystery", ["a"], ["b"], name="m", domain="example.com"),
+     helper.make_node("Relu", ["b"], ["y"], name="r")],
+    "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("example.com", 1)])
+m.metadata_props.add(key="source", value="t_real_exports")
+onnx.save(m, sys.argv[1])
+EOF
+"$BIN" inspect "$tmp/unknown.onnx" >"$tmp/out" 2>&1
+if grep -q '^MACs  *>= 3,888 per sample (a lower bound: 2 nodes of unknown shape)' "$tmp/out" &&
+    grep -q 'source = t_real_exports' "$tmp/out"; then ok
+else bad "inspect on a graph with an unknown op: $(grep -E 'MACs|meta' "$tmp/out")"; fi
+"$BIN" inspect "$tmp/unknown.onnx" --json >"$tmp/out" 2>&1
+if grep -q '"macs_complete": false, "macs_unknown_nodes": 2' "$tmp/out" && grep -q '"metadata": {"source": "t_real_exports"}' "$tmp/out"; then ok
+else bad "inspect --json on a graph with an unknown op: $(head -c 300 "$tmp/out")"; fi
+
+# grouped convs get narrower groups, each with its own channels: a teacher whose dropped channels
+# are exactly zero gives a width-0.5 student with the teacher's outputs (groups keep different
+# local channels: group 0 keeps 0 and 3, group 1 keeps its 1 and 2)
+"$PY" - "$tmp/grouped.onnx" "$tmp/grouped.in.npy" <<'EOF'
+import sys, numpy as np, onnx
+from onnx import helper, numpy_helper, TensorProto
+r = np.random.default_rng(3)
+w1 = r.standard_normal((8, 4, 1, 1)).astype(np.float32)
+w1[[1, 2, 4, 7]] = 0                       # kept: 0, 3 (group 0), 5, 6 (group 1)
+w2 = r.standard_normal((8, 4, 3, 3)).astype(np.float32)
+w2[[0, 3, 4, 7]] = 0                       # kept outputs: 1, 2, 5, 6
+w3 = r.standard_normal((3, 8, 1, 1)).astype(np.float32)
+inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (w2, "w2"), (w3, "w3"))]
+g = helper.make_graph(
+    [helper.make_node("Conv", ["x", "w1"], ["a"], name="c1"),
+     helper.make_node("Relu", ["a"], ["ar"], name="r1"),
+     helper.make_node("Conv", ["ar", "w2"], ["b"], name="c2", group=2, pads=[1, 1, 1, 1]),
+     helper.make_node("Relu", ["b"], ["br"], name="r2"),
+     helper.make_node("Conv", ["br", "w3"], ["y"], name="c3")],
+    "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 6, 6])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 6, 6])], inits)
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), sys.argv[1])
+np.save(sys.argv[2], r.standard_normal((2, 4, 6, 6)).astype(np.float32))
+EOF
+"$BIN" shrink "$tmp/grouped.onnx" --width 0.5 --round 1 --bn off -o "$tmp/grouped_s.onnx" >"$tmp/out" 2>&1 &&
+    "$BIN" run "$tmp/grouped.onnx" --input "$tmp/grouped.in.npy" --output "$tmp/gt.npy" >/dev/null 2>&1 &&
+    "$BIN" run "$tmp/grouped_s.onnx" --input "$tmp/grouped.in.npy" --output "$tmp/gs.npy" >/dev/null 2>&1
+if [ $? -eq 0 ] && "$PY" - "$tmp/grouped_s.onnx" "$tmp/gt.npy" "$tmp/gs.npy" >"$tmp/gcheck" <<'EOF'; then ok; else bad "grouped conv at width 0.5: $(cat "$tmp/out" "$tmp/gcheck" 2>/dev/null | head -3)"; fi
+import sys, numpy as np, onnx
+m = onnx.load(sys.argv[1])
+c2 = [n for n in m.graph.node if n.name == "c2"][0]
+w2 = [i for i in m.graph.initializer if i.name == c2.input[1]][0]
+group = [a.i for a in c2.attribute if a.name == "group"][0]
+a, b = np.load(sys.argv[2]), np.load(sys.argv[3])
+ok = group == 2 and list(w2.dims) == [4, 2, 3, 3] and np.abs(a - b).max() <= 1e-5 * max(1, np.abs(a).max())
+print("group", group, "w2", list(w2.dims), "diff", np.abs(a - b).max())
+sys.exit(0 if ok else 1)
+EOF
+
+# ---- preprocessing you can see --------------------------------------------------------------
+# float data already in [0, 1] and the teacher's scale 1/255: an error naming --scale 1
+"$PY" - "$tmp/unit.npz" "$tmp/rgb.npz" <<'EOF'
+import sys, numpy as np
+r = np.random.default_rng(0)
+y = lambda n: r.integers(0, 10, n).astype(np.int64)
+np.savez(sys.argv[1], x_train=r.random((128, 1, 28, 28), dtype=np.float32), y_train=y(128),
+         x_test=r.random((16, 1, 28, 28), dtype=np.float32), y_test=y(16))
+np.savez(sys.argv[2], x_train=r.integers(0, 256, (64, 3, 32, 32)).astype(np.uint8), y_train=y(64),
+         x_test=r.integers(0, 256, (8, 3, 32, 32)).astype(np.uint8), y_test=y(8))
+EOF
+"$BIN" distill models/cnn.onnx --data "$tmp/unit.npz" --width 0.5 --epochs 1 --quiet -o "$tmp/p.onnx" >"$tmp/out" 2>"$tmp/err"
+if [ $? -eq 1 ] && grep -q -- "--scale 1" "$tmp/err" && [ ! -e "$tmp/p.onnx" ]; then ok
+else bad "float data in [0,1] with scale 1/255 is not refused: $(head -2 "$tmp/err")"; fi
+"$BIN" distill models/cnn.onnx --data "$tmp/unit.npz" --scale 1 --width 0.5 --epochs 1 --batch 16 --quiet -o "$tmp/p.onnx" >"$tmp/out" 2>"$tmp/err"
+if [ $? -eq 0 ] && grep -q "^preprocessing: scale 1, mean 0.286, std 0.353 (the teacher's preprocess" "$tmp/out" &&
+    grep -q "kept whole" "$tmp/out" && "$BIN" inspect "$tmp/p.onnx" | grep -q "preprocess.scale = 1$"; then ok
+else bad "--scale 1: preprocessing not printed, builder summary missing or not recorded: $(head -3 "$tmp/out") $(head -2 "$tmp/err")"; fi
+# a torchvision teacher has no metadata: the default is said, and --mean/--std imagenet work
+rc=0
+[ "$QUICK" = 1 ] || "$BIN" distill "$CACHE/resnet18_op13.onnx" --data "$tmp/rgb.npz" --mean imagenet --std imagenet --width 0.25 --epochs 1 --batch 16 --lr 1e-3 --quiet -o "$tmp/r.onnx" >"$tmp/out" 2>"$tmp/err" || rc=$?
+if [ "$QUICK" = 1 ]; then skipped "imagenet preprocessing (quick mode)"
+elif [ $rc -eq 0 ] && grep -q "^preprocessing: scale 0.003921569 (1/255), mean 0.485,0.456,0.406, std 0.229,0.224,0.225 (the teacher has no preprocess" "$tmp/out" &&
+    "$BIN" inspect "$tmp/r.onnx" | grep -q "preprocess.mean = 0.485,0.456,0.406"; then ok
+else bad "imagenet preprocessing: $(grep preprocessing "$tmp/out") $(head -2 "$tmp/err")"; fi
+
+echo "real_exports: $pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ]

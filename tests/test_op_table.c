@@ -1,0 +1,94 @@
+/* Every op in runtime/ops/ops.def has the descriptor fields the rest of the code relies on:
+ * a shape rule and a forward, the opset it is stable since, its attribute table (which refuses
+ * unknown attributes), and consistent training fields (a backward with its forward, trained
+ * inputs and Relu fusion only with a backward). Then the attribute check itself, on a node. */
+#include "op.h"
+#include "test_check.h"
+
+#include <string.h>
+
+static void check_desc(const char *name) {
+    const od_op_desc *op = od_op_find("", name);
+    check(op != NULL, name, "not found by od_op_find");
+    if (!op) return;
+    check(strcmp(op->name, name) == 0, name, "descriptor named \"%s\"", op->name);
+    check(op->infer != NULL, name, "no shape function (infer)");
+    check(op->run != NULL, name, "no forward (run)");
+    check(op->since_opset >= 1 && op->since_opset <= 21, name, "since_opset %d", op->since_opset);
+    check(op->attrs != NULL, name, "no attribute table (OD_OP_FACTS)");
+    for (int i = 0; op->attrs && op->attrs[i]; i++) {
+        check(op->attrs[i][0] != '\0', name, "empty attribute name");
+        for (int j = 0; j < i; j++)
+            check(strcmp(op->attrs[i], op->attrs[j]) != 0, name, "attribute \"%s\" listed twice", op->attrs[i]);
+    }
+    bool trains = op->backward != NULL;
+    check(!trains || op->forward_train, name, "a backward without forward_train");
+    check(trains || !op->forward_train, name, "forward_train without a backward");
+    check(trains || (!op->trained_inputs && !op->train_fuses_relu && !op->train_prepare), name,
+          "training facts on an op without a backward");
+    check(!op->train_destroy || op->train_prepare, name, "train_destroy without train_prepare");
+}
+
+/* The per-sample fact decides micro-batching (plan_split.c): the ops it always holds for, and
+ * ops that mix samples or move the batch axis. */
+static void check_per_sample(void) {
+    static const char *const always[] = {
+        "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+        "BatchNormalization", "Relu", "PRelu", "Sigmoid", "HardSigmoid", "Clip", "Sign", "Add", "Div",
+        "Pow", "Sum", "Mean", "Identity", "Dropout", "Reshape", "Cast", "MatMul", "Constant", "Shape",
+        "DequantizeLinear", "Gemm", "Flatten", "Softmax", "LogSoftmax", NULL};
+    static const char *const never[] = {"Transpose", "ReduceMean", "Gather", "Slice", "Concat", "Split",
+                                        "Tile", "Squeeze", "Where", "Equal", "ArgMax", NULL};
+    od_node node = {.name = "n", .op_type = "x"};
+    for (int i = 0; always[i]; i++) {
+        const od_op_desc *op = od_op_find("", always[i]);
+        check(op && op->per_sample && op->per_sample(&node, 4), always[i], "not per-sample");
+    }
+    for (int i = 0; never[i]; i++) {
+        const od_op_desc *op = od_op_find("", never[i]);
+        check(op && !(op->per_sample && op->per_sample(&node, 4)), never[i], "per-sample");
+    }
+    od_attr a = {.name = "transA", .type = OD_ATTR_INT, .i = 1};
+    node.n_attrs = 1, node.attrs = &a;
+    const od_op_desc *gemm = od_op_find("", "Gemm");
+    check(gemm && !gemm->per_sample(&node, 2), "Gemm transA", "per-sample");
+    a.name = "axis", a.i = 0;
+    const od_op_desc *softmax = od_op_find("", "Softmax");
+    check(softmax && !softmax->per_sample(&node, 2), "Softmax axis 0", "per-sample");
+}
+
+int main(void) {
+    check_per_sample();
+    int n = 0;
+    for (const char *const *name = od_op_names(); *name; name++, n++) check_desc(*name);
+    check(n >= 80, "op table", "only %d ops", n);
+
+    /* attribute check: Conv with "pad" for "pads" is refused naming node, op and attribute */
+    const od_op_desc *conv = od_op_find("", "Conv");
+    od_attr attrs[2] = {{.name = "strides", .type = OD_ATTR_INTS}, {.name = "pad", .type = OD_ATTR_INTS}};
+    od_node node = {.name = "conv_3", .op_type = "Conv", .n_attrs = 2, .attrs = attrs};
+    const char *bad = conv ? od_op_unknown_attr(conv, &node) : NULL;
+    check(bad && strcmp(bad, "pad") == 0, "Conv pad", "unknown attribute found: %s", bad ? bad : "none");
+    node.n_attrs = 1;
+    check(conv && !od_op_unknown_attr(conv, &node), "Conv strides", "strides refused");
+    attrs[1].name = "pads";
+    node.n_attrs = 2;
+    check(conv && !od_op_unknown_attr(conv, &node), "Conv pads", "pads refused");
+
+    /* defaults come from the attribute table: BN's epsilon, Conv's group and strides */
+    od_node bn = {.name = "bn", .op_type = "BatchNormalization"};
+    check(od_node_attr_float(&bn, "epsilon") == 1e-5f, "BN epsilon default", "%g", od_node_attr_float(&bn, "epsilon"));
+    int64_t ones[2] = {1, 1}, twos[2] = {2, 1};
+    od_attr group = {.name = "group", .type = OD_ATTR_INT, .i = 1};
+    od_attr strides = {.name = "strides", .type = OD_ATTR_INTS, .ints = ones, .count = 2};
+    node.n_attrs = 0;
+    check(od_attr_is_default(&node, &group) && od_attr_is_default(&node, &strides), "Conv defaults",
+          "group 1 or strides [1, 1] not seen as defaults");
+    strides.ints = twos;
+    group.i = 2;
+    check(!od_attr_is_default(&node, &group) && !od_attr_is_default(&node, &strides), "Conv non-defaults",
+          "group 2 or strides [2, 1] seen as defaults");
+
+    printf("op_table: %d passed, %d failed\n", n_pass, n_fail);
+    return n_fail != 0;
+}
