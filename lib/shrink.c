@@ -2549,6 +2549,11 @@ od_status od_shrink_ex(const od_model *teacher, const od_shrink_spec *spec, od_m
     od_error local = {0};
     if (!err) c.err = err = &local;
     *student_out = NULL;
+    if (teacher->graph.opset > 0 && teacher->graph.opset < OD_ORT_OPSET_MIN)
+        return od_error_set(err, OD_STATUS_UNSUPPORTED,
+                            "the teacher is stamped opset %lld; ONNX Runtime supports %d to %d: "
+                            "convert it first (onnx.version_converter)",
+                            (long long)teacher->graph.opset, OD_ORT_OPSET_MIN, OD_ONNX_OPSET_MAX);
     if (report) memset(report, 0, sizeof *report);
     if (!teacher || !spec)
         return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "shrink: no teacher or no spec");
