@@ -114,6 +114,10 @@ static od_status od_gz_error(gzFile f, const char *path, od_error *err) {
 }
 
 static od_status od_gz_open(const char *path, gzFile *out, od_error *err) {
+    struct stat sb;
+    *out = NULL;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) /* /dev/zero would never end */
+        return od_error_set(err, OD_STATUS_IO, "%s: not a regular file (a device, FIFO or socket)", path);
     errno = 0;
     *out = gzopen(path, "rb");
     if (!*out)

@@ -4,6 +4,7 @@
 #include "od_onnx.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,23 +263,21 @@ static float batch_loss(void *ctx, const float *out, int64_t first, int64_t n, f
 
 /* ---- checkpoints: everything that decides the rest of the run ------------------------------ */
 
-#define CKPT_MAGIC "ODCKPT01"
+/* A checkpoint: CKPT_MAGIC, the SHA-256 (hex) of the rest, then the body: a ckpt_header, the
+ * run's settings as text (run_settings), the weights, the best weights, the optimiser state and
+ * the per-epoch stats. The checksum catches a corrupted or edited file; the settings let
+ * --resume name every option that differs. */
+#define CKPT_MAGIC "ODCKPT02"
+#define CKPT_SUM 64 /* hex digits */
 
 typedef struct ckpt_header {
-    char magic[8];
-    uint64_t fingerprint; /* student parameters' shapes and the options that change the result */
+    uint64_t settings_len;
     int32_t epochs_done, best_epoch;
     double best_score;
     od_rng rng;
     int64_t optim_step;
     uint64_t n_floats; /* weights + best weights + optimiser state */
 } ckpt_header;
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
-    return h;
-}
 
 /* Every float initializer of the student: trained weights and BN running statistics. */
 typedef struct weight_set {
@@ -317,37 +316,122 @@ static void weights_load(const weight_set *w, const float *src) {
     for (int i = 0; i < w->n; i++, src += w->count[i - 1]) memcpy(w->data[i], src, sizeof(float) * (size_t)w->count[i]);
 }
 
-static uint64_t run_fingerprint(const weight_set *w, const od_distill_options *o) {
-    uint64_t h = 1469598103934665603ull;
-    h = fnv(h, w->count, sizeof(int64_t) * (size_t)w->n);
-    h = fnv(h, &o->seed, sizeof o->seed);
-    h = fnv(h, &o->batch, sizeof o->batch);
-    h = fnv(h, &o->threads, sizeof o->threads);
-    h = fnv(h, &o->epochs, sizeof o->epochs);
-    h = fnv(h, &o->lr, sizeof o->lr);
-    h = fnv(h, &o->sigma, sizeof o->sigma);
-    h = fnv(h, &o->alpha, sizeof o->alpha);
-    h = fnv(h, &o->loss, sizeof o->loss);
-    h = fnv(h, &o->optim.kind, sizeof o->optim.kind);
-    if (o->augment) h = fnv(h, "augment", 7); /* only then: other runs' fingerprints stay as they were */
-    if (o->deterministic) h = fnv(h, "deterministic", 13); /* slices change the result; the rank count does not */
-    return h;
+/* Appends printf output to a growing string; false when out of memory. */
+static bool str_addf(char **s, size_t *len, size_t *cap, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static bool str_addf(char **s, size_t *len, size_t *cap, const char *fmt, ...) {
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(*s ? *s + *len : NULL, *s ? *cap - *len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) return false;
+        if (*s && *len + (size_t)n < *cap) {
+            *len += (size_t)n;
+            return true;
+        }
+        size_t nc = (*cap ? *cap * 2 : 1024) + (size_t)n;
+        char *ns = realloc(*s, nc);
+        if (!ns) return false;
+        if (!*s) ns[0] = 0;
+        *s = ns;
+        *cap = nc;
+    }
+}
+
+/* Every setting that changes the trained student, one "name value" line each (names as the
+ * command line spells them): the student's parameter shapes, the options, the preprocessing, and
+ * the identity of the training data and of the teacher's logits on it. NULL when out of memory. */
+static char *run_settings(const weight_set *w, const od_distill_options *o, const od_preprocess *pre,
+                          const od_dataset *train, int64_t n_all, const float *tlog, int64_t classes) {
+    static const char *const losses[] = {"l2", "kd", "labels"}, *const scheds[] = {"constant", "step", "cosine"},
+                             *const optims[] = {"sgd", "adam", "adamw"};
+    char shapes[65], samples[65], labels[65] = "none", logits[65];
+    od_sha256_hex(w->count, sizeof(int64_t) * (size_t)w->n, shapes);
+    int64_t sample = od_dataset_sample_size(train);
+    if (train->u8) od_sha256_hex(train->u8, (size_t)(n_all * sample), samples);
+    else od_sha256_hex(train->f32, sizeof(float) * (size_t)(n_all * sample), samples);
+    if (train->labels) od_sha256_hex(train->labels, sizeof(int32_t) * (size_t)n_all, labels);
+    od_sha256_hex(tlog, sizeof(float) * (size_t)(n_all * classes), logits);
+    char *s = NULL;
+    size_t len = 0, cap = 0;
+    bool ok = str_addf(&s, &len, &cap, "student %d tensors, %lld parameters, shapes %.16s\n", w->n, (long long)w->total, shapes) &&
+              str_addf(&s, &len, &cap, "data %lld training samples %.16s, labels %.16s\n", (long long)n_all, samples, labels) &&
+              str_addf(&s, &len, &cap, "teacher logits %.16s\n", logits) &&
+              str_addf(&s, &len, &cap, "--seed %llu\n--batch %lld\n--threads %d\n--epochs %d\n", (unsigned long long)o->seed,
+                       (long long)o->batch, o->threads, o->epochs) &&
+              str_addf(&s, &len, &cap, "--loss %s\n--temperature %.9g\n--label-weight %.9g\n", losses[o->loss], o->temperature,
+                       o->label_weight) &&
+              str_addf(&s, &len, &cap, "--sigma %.9g\n--sigma-range %.9g,%.9g\n--alpha %.9g\n", o->sigma, o->sigma_lo, o->sigma_hi,
+                       o->alpha) &&
+              str_addf(&s, &len, &cap, "--optimizer %s\n--lr %.9g\n--momentum %.9g\n--nesterov %d\n--weight-decay %.9g\n",
+                       optims[o->optim.kind], o->lr, o->optim.momentum, o->optim.nesterov, o->optim.weight_decay) &&
+              str_addf(&s, &len, &cap, "--schedule %s\n--warmup %.9g\n--step-epochs %d\n--step-gamma %.9g\n", scheds[o->sched],
+                       o->warmup_epochs, o->step_epochs, o->step_gamma) &&
+              str_addf(&s, &len, &cap, "--augment %d\n", (int)o->augment) &&
+              str_addf(&s, &len, &cap, "--deterministic %d\n", (int)o->deterministic) && /* not the rank count */
+              str_addf(&s, &len, &cap, "--val-split %.9g\n--train-limit %lld\n--test-limit %lld\n", o->val_split,
+                       (long long)o->train_limit, (long long)o->test_limit) &&
+              str_addf(&s, &len, &cap, "--scale %.9g\n--mean", pre->scale);
+    for (int c = 0; ok && c < pre->n_channels && c < 16; c++) ok = str_addf(&s, &len, &cap, "%s%.9g", c ? "," : " ", pre->mean[c]);
+    ok = ok && str_addf(&s, &len, &cap, "\n--std");
+    for (int c = 0; ok && c < pre->n_channels && c < 16; c++) ok = str_addf(&s, &len, &cap, "%s%.9g", c ? "," : " ", pre->std[c]);
+    ok = ok && str_addf(&s, &len, &cap, "\n");
+    if (!ok) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* "--lr 0.002 in the checkpoint, 0.01 now; ..." for every line of now that then lacks or
+ * holds with another value. Empty when they agree. */
+static void settings_diff(const char *then, size_t then_len, const char *now, char *out, size_t size) {
+    size_t o = 0;
+    out[0] = 0;
+    for (const char *line = now; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line) : strlen(line);
+        const char *sp = memchr(line, ' ', n);
+        size_t key = sp ? (size_t)(sp - line) + 1 : n; /* "--lr " */
+        const char *found = NULL;
+        size_t fn = 0;
+        for (const char *t = then; t < then + then_len;) {
+            const char *te = memchr(t, '\n', (size_t)(then + then_len - t));
+            size_t tn = te ? (size_t)(te - t) : (size_t)(then + then_len - t);
+            if (tn >= key && memcmp(t, line, key) == 0) {
+                found = t, fn = tn;
+                break;
+            }
+            t += tn + 1;
+        }
+        if ((!found || fn != n || memcmp(found, line, n) != 0) && o < size) {
+            int k = (int)(key > 0 && sp ? key - 1 : key);
+            o += (size_t)snprintf(out + o, size - o, "%s%.*s %.*s in the checkpoint, %.*s now", o ? "; " : "", k, line,
+                                  found ? (int)(fn - key) : 4, found ? found + key : "none", (int)(n - key), line + key);
+        }
+        line += n + (end ? 1 : 0);
+    }
+    if (o >= size && size > 4) memcpy(out + size - 4, "...", 4);
 }
 
 typedef struct run_state {
     ckpt_header h;
-    float *best;         /* best weights */
+    const char *settings; /* run_settings */
+    float *best;          /* best weights */
     od_epoch_stats *stats;
 } run_state;
 
 static od_status ckpt_write(const char *path, const run_state *rs, const weight_set *w, const float *optim_state,
                             size_t optim_count, od_error *err) {
-    size_t bytes = sizeof rs->h + sizeof(float) * (size_t)(2 * w->total + (int64_t)optim_count) +
-                   sizeof(od_epoch_stats) * (size_t)rs->h.epochs_done;
-    uint8_t *buf = malloc(bytes), *p = buf;
+    size_t body = sizeof rs->h + rs->h.settings_len + sizeof(float) * (size_t)(2 * w->total + (int64_t)optim_count) +
+                  sizeof(od_epoch_stats) * (size_t)rs->h.epochs_done;
+    size_t bytes = 8 + CKPT_SUM + body;
+    uint8_t *buf = malloc(bytes + 1), *p = buf + 8 + CKPT_SUM;
     if (!buf) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory for a checkpoint");
     memcpy(p, &rs->h, sizeof rs->h);
     p += sizeof rs->h;
+    memcpy(p, rs->settings, rs->h.settings_len);
+    p += rs->h.settings_len;
     weights_save(w, (float *)p);
     p += sizeof(float) * (size_t)w->total;
     memcpy(p, rs->best, sizeof(float) * (size_t)w->total);
@@ -355,30 +439,46 @@ static od_status ckpt_write(const char *path, const run_state *rs, const weight_
     memcpy(p, optim_state, sizeof(float) * optim_count);
     p += sizeof(float) * optim_count;
     memcpy(p, rs->stats, sizeof(od_epoch_stats) * (size_t)rs->h.epochs_done);
+    char sum[65];
+    od_sha256_hex(buf + 8 + CKPT_SUM, body, sum);
+    memcpy(buf, CKPT_MAGIC, 8);
+    memcpy(buf + 8, sum, CKPT_SUM);
     od_status st = od_file_write_atomic(path, buf, bytes, err);
     free(buf);
     return st;
 }
 
+/* Reads a checkpoint into rs (whose settings and h.n_floats describe this run): refused, naming
+ * each difference, unless it is intact and made with the same settings. */
 static od_status ckpt_read(const char *path, run_state *rs, const weight_set *w, float *optim_state, size_t optim_count,
-                           int64_t *optim_step, uint64_t fingerprint, int max_epochs, od_error *err) {
+                           int64_t *optim_step, int max_epochs, od_error *err) {
     od_bytes b = {0};
     od_status st = od_file_read(path, &b, err);
     if (st) return st;
     ckpt_header h;
-    if (b.len < sizeof h) goto bad;
-    memcpy(&h, b.data, sizeof h);
-    if (memcmp(h.magic, CKPT_MAGIC, 8) != 0) goto bad;
-    if (h.fingerprint != fingerprint) {
+    char sum[65], diff[700];
+    if (b.len < 8 + CKPT_SUM + sizeof h || memcmp(b.data, CKPT_MAGIC, 8) != 0) goto bad;
+    const uint8_t *body = b.data + 8 + CKPT_SUM;
+    size_t body_len = b.len - 8 - CKPT_SUM;
+    od_sha256_hex(body, body_len, sum);
+    if (memcmp(sum, b.data + 8, CKPT_SUM) != 0) {
         od_bytes_free(&b);
-        return od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
-                            "%s: checkpoint of a different student or different options (seed, batch, threads, epochs, lr, sigma, alpha, loss, optimiser must match)",
-                            path);
+        return od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: the checkpoint is corrupted (its checksum does not match); start over without --resume", path);
     }
-    if (h.epochs_done < 0 || h.epochs_done > max_epochs || h.n_floats != (uint64_t)(2 * w->total) + optim_count) goto bad;
-    size_t need = sizeof h + sizeof(float) * (size_t)h.n_floats + sizeof(od_epoch_stats) * (size_t)h.epochs_done;
-    if (b.len != need) goto bad;
-    const uint8_t *p = b.data + sizeof h;
+    memcpy(&h, body, sizeof h);
+    if (h.settings_len > body_len - sizeof h) goto bad;
+    settings_diff((const char *)body + sizeof h, (size_t)h.settings_len, rs->settings, diff, sizeof diff);
+    if (diff[0]) {
+        od_bytes_free(&b);
+        return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "%s: made by a different run: %s; resume with the same settings or start over",
+                            path, diff);
+    }
+    if (h.epochs_done < 0 || h.epochs_done > max_epochs || h.best_epoch < 0 || h.best_epoch > h.epochs_done ||
+        h.n_floats != rs->h.n_floats)
+        goto bad;
+    size_t need = sizeof h + (size_t)h.settings_len + sizeof(float) * (size_t)h.n_floats + sizeof(od_epoch_stats) * (size_t)h.epochs_done;
+    if (body_len != need) goto bad;
+    const uint8_t *p = body + sizeof h + h.settings_len;
     weights_load(w, (const float *)p);
     p += sizeof(float) * (size_t)w->total;
     memcpy(rs->best, p, sizeof(float) * (size_t)w->total);
@@ -386,6 +486,7 @@ static od_status ckpt_read(const char *path, run_state *rs, const weight_set *w,
     memcpy(optim_state, p, sizeof(float) * optim_count);
     p += sizeof(float) * optim_count;
     memcpy(rs->stats, p, sizeof(od_epoch_stats) * (size_t)h.epochs_done);
+    h.settings_len = rs->h.settings_len;
     rs->h = h;
     *optim_step = h.optim_step;
     od_bytes_free(&b);
@@ -444,6 +545,22 @@ static od_status eval_subset(od_model *student, const od_dataset *d, const int64
     return st;
 }
 
+/* The share of samples (idx[0..n), or 0..n with idx NULL) whose teacher answer is the teacher's
+ * most common answer: the agreement a student gets by always answering that class. */
+static double majority_share(const float *logits, const int64_t *idx, int64_t n, int64_t classes) {
+    int64_t *count = calloc((size_t)classes + 1, sizeof *count), best = 0;
+    if (!count || n <= 0) {
+        free(count);
+        return 0;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        int64_t c = od_argmax(logits + (idx ? idx[i] : i) * classes, classes);
+        if (++count[c] > best) best = count[c];
+    }
+    free(count);
+    return (double)best / (double)n;
+}
+
 od_status od_distill(const od_model *teacher, od_model *student, const od_data_split *data, const od_preprocess *pre,
                      const od_distill_options *opt, od_distill_result *res, od_error *err) {
     od_status st;
@@ -459,6 +576,10 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     if (opt->epochs < 1 || opt->batch < 1 || !(opt->sigma >= 0) || !(opt->alpha >= 0 && opt->alpha <= 1) ||
         !(opt->val_split >= 0 && opt->val_split < 1) || !(opt->lr > 0))
         return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: options out of range");
+    if (student->graph.opset > 0 && student->graph.opset < OD_ORT_OPSET_MIN)
+        return od_error_set(err, OD_STATUS_UNSUPPORTED,
+                            "student: stamped opset %lld; ONNX Runtime supports %d to %d: convert it first (onnx.version_converter)",
+                            (long long)student->graph.opset, OD_ORT_OPSET_MIN, OD_ONNX_OPSET_MAX);
     if ((st = check_fits(teacher, "teacher", train, err)) || (st = check_fits(student, "student", train, err))) return st;
     if ((st = check_finite_weights(teacher, "teacher", err)) || (st = check_finite_weights(student, "student", err))) return st;
     int64_t n_all = opt->train_limit > 0 && opt->train_limit < train->n ? opt->train_limit : train->n;
@@ -471,6 +592,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     res->n_test = test->n;
 
     float *tlog = NULL, *test_tlog = NULL, *targets = NULL, *best_snapshot = NULL;
+    char *settings = NULL;
     int64_t *order = NULL, *idx = NULL, *base_order = NULL, classes = 0, test_classes = 0;
     od_trainer *tr = NULL;
     od_dp *dp = NULL; /* data-parallel: several ranks, or --deterministic */
@@ -542,17 +664,19 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     rs.stats = calloc((size_t)opt->epochs + 1, sizeof(od_epoch_stats));
     best_snapshot = rs.best;
     if (!rs.best || !rs.stats) goto oom;
-    memcpy(rs.h.magic, CKPT_MAGIC, 8);
-    rs.h.fingerprint = run_fingerprint(&w, opt);
+    if (!(settings = run_settings(&w, opt, pre, train, n_all, tlog, classes))) goto oom;
+    rs.settings = settings;
+    rs.h.settings_len = strlen(settings);
     rs.h.best_score = -1;
     rs.h.n_floats = (uint64_t)(2 * w.total) + optim_count;
     weights_save(&w, rs.best);
     if (opt->resume) {
-        st = ckpt_read(opt->resume, &rs, &w, optim_state, optim_count, optim_step, rs.h.fingerprint, opt->epochs, err);
+        st = ckpt_read(opt->resume, &rs, &w, optim_state, optim_count, optim_step, opt->epochs, err);
         if (any_rank(opt->comm, st != OD_STATUS_OK) && !st)
             st = od_error_set(err, OD_STATUS_IO, "%s: another rank could not read this checkpoint", opt->resume);
         if (st) goto done;
         rng = rs.h.rng;
+        res->resumed_epochs = rs.h.epochs_done;
     }
     res->t_load = od_seconds() - t0 - res->t_teacher;
 
@@ -674,6 +798,21 @@ finish:
         const od_epoch_stats *b = &rs.stats[rs.h.best_epoch - 1];
         res->student_test_acc = b->test_acc;
         res->test_agreement = b->test_agree;
+        /* A student that agrees with its teacher no more often than always answering the
+         * teacher's most common class learned nothing (e.g. --lr 16): fail, as a collapse does.
+         * Judged on 100 samples or more, where one sample moves the agreement by 1 point at
+         * most: on a dozen, a student that matches the commonest class is no verdict. */
+        bool on_val = n_val > 0;
+        int64_t n_judged = on_val ? n_val : test->n;
+        double agree = on_val ? b->val_agree : b->test_agree;
+        double chance = on_val ? majority_share(tlog, val_idx, n_val, classes)
+                               : test->n > 0 ? majority_share(test_tlog, NULL, test->n, classes) : 0;
+        if (!res->interrupted && n_judged >= 100 && agree >= 0 && chance > 0 && chance < 1 && agree <= chance) {
+            st = od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
+                              "training failed: the kept student (epoch %d) agrees with the teacher on %.1f%% of the %s split, no more than always answering the teacher's most common class (%.1f%%); nothing written: try a lower --lr or a longer --warmup",
+                              rs.h.best_epoch, 100 * agree, on_val ? "validation" : "test", 100 * chance);
+            goto done;
+        }
     }
     st = OD_STATUS_OK;
     goto done;
@@ -682,6 +821,7 @@ oom:
 done:
     if (st && w.n && best_snapshot) weights_load(&w, best_snapshot);
     weights_clear(&w);
+    free(settings);
     free(rs.best);
     free(rs.stats);
     od_optim_destroy(optim);

@@ -76,6 +76,7 @@ typedef struct od_distill_result {
     int n_epochs;
     od_epoch_stats *epochs;
     int best_epoch;          /* 1-based; its weights are the student's */
+    int resumed_epochs;      /* epochs the --resume checkpoint held (0 without one) */
     bool interrupted;        /* stopped early by opt.stop; the checkpoint holds the state */
     double t_load, t_teacher, t_train; /* seconds: setup, teacher logits, epochs */
     double teacher_test_acc, student_test_acc, test_agreement; /* -1 when not known */

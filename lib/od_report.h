@@ -63,6 +63,9 @@ od_status od_compressed_size(const void *data, size_t len, size_t *out, od_error
 const char *od_format_count(int64_t v, char *buf, size_t size);
 /* s as a JSON string literal, quotes included (NULL as ""). */
 void od_json_string(FILE *f, const char *s);
+/* Writes text for a terminal: names from a model may hold escape sequences, so every control
+ * character but the newline (C0, DEL, and C1 in UTF-8) is written as \xNN. */
+void od_print_escaped(FILE *f, const char *text, size_t len);
 
 /* ---- per-class evaluation ------------------------------------------------------------------ */
 

@@ -1,5 +1,5 @@
 /* ONNX files <-> the IR: ModelProto and TensorProto decode and encode through protobuf-c, and the
- * file helpers (whole-file read, atomic write).
+ * whole-file read (writes: lib/output.c).
  *
  * protobuf-c structs never leave this file. Decode copies what the IR needs into plain C data
  * and frees the ModelProto; encode builds a ModelProto from malloc'd parts, packs it and frees
@@ -51,10 +51,11 @@ void od_bytes_free(od_bytes *b) {
 od_status od_file_read(const char *path, od_bytes *out, od_error *err) {
     od_status st = OD_STATUS_OK;
     uint8_t *buf = NULL;
-    size_t cap, len = 0;
+    size_t cap, len = 0, limit = SIZE_MAX;
     out->data = NULL;
     out->len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    bool from_stdin = strcmp(path, "-") == 0;
+    int fd = from_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return od_error_set(err, OD_STATUS_IO, "%s: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
@@ -65,8 +66,14 @@ od_status od_file_read(const char *path, od_bytes *out, od_error *err) {
         st = od_error_set(err, OD_STATUS_IO, "%s: is a folder, not a file", path);
         goto cleanup;
     }
-    /* One byte over the size, so that the read that sees EOF needs no growth. Pipes and
-     * /proc files report 0 and grow as they go. */
+    if (!from_stdin && !S_ISREG(sb.st_mode)) { /* /dev/zero, /dev/urandom: reads that never end */
+        st = od_error_set(err, OD_STATUS_IO, "%s: not a regular file (a device, FIFO or socket); give - to read standard input",
+                          path);
+        goto cleanup;
+    }
+    if (!S_ISREG(sb.st_mode)) limit = OD_STDIN_MAX;
+    /* One byte over the size, so that the read that sees EOF needs no growth. A regular file
+     * that grows while read is read to its end still; stdin grows up to its cap. */
     cap = S_ISREG(sb.st_mode) && sb.st_size > 0 && (uint64_t)sb.st_size < SIZE_MAX / 2
               ? (size_t)sb.st_size + 1
               : 65536;
@@ -78,6 +85,10 @@ od_status od_file_read(const char *path, od_bytes *out, od_error *err) {
     }
     for (;;) {
         if (len == cap) {
+            if (len >= limit) {
+                st = od_error_set(err, OD_STATUS_IO, "%s: standard input holds more than %zu bytes", path, limit);
+                goto cleanup;
+            }
             uint8_t *nb = cap < SIZE_MAX / 4 ? realloc(buf, cap * 2) : NULL;
             if (!nb) {
                 st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "%s: out of memory reading", path);
@@ -100,127 +111,8 @@ od_status od_file_read(const char *path, od_bytes *out, od_error *err) {
     buf = NULL;
 cleanup:
     free(buf);
-    close(fd);
+    if (!from_stdin) close(fd);
     return st;
-}
-
-/* The mode a plain open(O_CREAT, 0666) would give: mkstemp makes 0600 files. A file being
- * replaced keeps its mode. umask() can only be read by changing it, which races with other
- * threads, so read it from /proc. */
-static mode_t od_new_file_mode(const char *path) {
-    struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) return sb.st_mode & 07777;
-    unsigned mask = 022;
-    FILE *f = fopen("/proc/self/status", "re");
-    if (f) {
-        char line[256];
-        while (fgets(line, sizeof line, f))
-            if (sscanf(line, "Umask: %o", &mask) == 1) break;
-        fclose(f);
-    }
-    return 0666 & ~(mode_t)mask;
-}
-
-/* Writes all of data to fd; false with errno set on failure. */
-static bool od_write_all(int fd, const void *data, size_t len) {
-    const uint8_t *p = data;
-    for (size_t left = len; left > 0;) {
-        ssize_t w = write(fd, p, left < ((size_t)1 << 30) ? left : ((size_t)1 << 30));
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    return true;
-}
-
-#ifdef O_TMPFILE
-/* Gives the unnamed (O_TMPFILE) file fd the name tmp, which ends in XXXXXX: tries fresh
- * suffixes while the name is taken. */
-static bool od_link_unnamed(int fd, char *tmp) {
-    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
-    char proc[64];
-    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-    size_t n = strlen(tmp);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
-    for (int attempt = 0; attempt < 100; attempt++) {
-        x = x * 6364136223846793005ull + 1442695040888963407ull;
-        for (int k = 0; k < 6; k++) tmp[n - 6 + k] = digits[(x >> (16 + 7 * k)) % 36];
-        if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0) return true;
-        if (errno != EEXIST) return false;
-    }
-    return false;
-}
-#endif
-
-/* The data goes to a file without a name (O_TMPFILE), which is named only once complete,
- * right before the rename: a process killed while writing (even by SIGKILL) leaves nothing
- * behind. Where the file system has no O_TMPFILE, a named temporary (mkstemp) beside path
- * does the same but for SIGKILL. Either way path is untouched until the rename. */
-od_status od_file_write_atomic(const char *path, const void *data, size_t len, od_error *err) {
-    static const char suffix[] = ".tmp.XXXXXX";
-    size_t n = strlen(path);
-    char *tmp = malloc(n + sizeof suffix), *dir = strdup(path);
-    if (!tmp || !dir) {
-        free(tmp);
-        free(dir);
-        return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "%s: out of memory", path);
-    }
-    memcpy(tmp, path, n);
-    memcpy(tmp + n, suffix, sizeof suffix);
-    const char *what = "cannot create a temporary file beside it";
-    bool made = false;
-    mode_t mode = od_new_file_mode(path);
-    int fd = -1;
-#ifdef O_TMPFILE
-    fd = open(dirname(dir), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-        what = "cannot write";
-        if (!od_write_all(fd, data, len) || fchmod(fd, mode) != 0 || fsync(fd) != 0) goto fail;
-        what = "cannot name the temporary file";
-        if (od_link_unnamed(fd, tmp)) {
-            made = true;
-        } else { /* e.g. no /proc: start again with a named temporary */
-            close(fd);
-            fd = -1;
-        }
-    }
-#endif
-    if (!made) {
-        what = "cannot create a temporary file beside it";
-        memcpy(tmp + n, suffix, sizeof suffix);
-        fd = mkstemp(tmp);
-        if (fd < 0) goto fail;
-        made = true;
-        what = "cannot write";
-        if (!od_write_all(fd, data, len) || fchmod(fd, mode) != 0 || fsync(fd) != 0) goto fail;
-    }
-    int rc = close(fd);
-    fd = -1;
-    if (rc != 0) goto fail;
-    what = "cannot rename the temporary file onto it";
-    if (rename(tmp, path) != 0) goto fail;
-    /* Make the rename itself durable; best effort, the data is already safe. */
-    memcpy(dir, path, n + 1);
-    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    free(dir);
-    free(tmp);
-    return OD_STATUS_OK;
-fail:;
-    int e = errno;
-    if (fd >= 0) close(fd);
-    if (made) unlink(tmp);
-    free(dir);
-    free(tmp);
-    return od_error_set(err, OD_STATUS_IO, "%s: %s: %s", path, what, strerror(e));
 }
 
 /* ---- decode: tensors --------------------------------------------------------- */
@@ -589,12 +481,43 @@ static od_status od_dec_type(od_value *v, const Onnx__TypeProto *tp, const char 
     return OD_STATUS_OK;
 }
 
+/* Value names to indices while decoding, so that interning n names costs O(n), not O(n^2):
+ * open addressing over g->values, sized for the file's names up front. */
+typedef struct od_name_map {
+    int *slot; /* value index + 1; 0 is empty */
+    size_t mask;
+} od_name_map;
+
+static uint64_t od_name_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+static bool od_name_map_init(od_name_map *m, size_t names) {
+    size_t cap = 64;
+    while (cap < 2 * names + 2 && cap < ((size_t)1 << 40)) cap *= 2;
+    m->mask = cap - 1;
+    m->slot = calloc(cap, sizeof *m->slot);
+    return m->slot != NULL;
+}
+
+/* The index of name, interned into g (and the map) if new; -1 when out of memory. */
+static int od_name_map_intern(od_name_map *m, od_graph *g, const char *name) {
+    size_t i = (size_t)od_name_hash(name) & m->mask;
+    for (; m->slot[i]; i = (i + 1) & m->mask)
+        if (strcmp(g->values[m->slot[i] - 1].name, name) == 0) return m->slot[i] - 1;
+    int k = od_graph_add_value(g, name); /* new: the map has no such name */
+    if (k >= 0) m->slot[i] = k + 1;
+    return k;
+}
+
 /* Interns a ValueInfoProto's name and records its type; *index_out gets the value index. */
-static od_status od_dec_value_info(od_graph *g, const Onnx__ValueInfoProto *vi, const char *what,
-                                   size_t pos, int *index_out, od_error *err) {
+static od_status od_dec_value_info(od_graph *g, od_name_map *names, const Onnx__ValueInfoProto *vi,
+                                   const char *what, size_t pos, int *index_out, od_error *err) {
     if (!vi->name || !*vi->name)
         return od_error_set(err, OD_STATUS_INVALID_MODEL, "%s #%zu has no name", what, pos);
-    int k = od_graph_intern_value(g, vi->name);
+    int k = od_name_map_intern(names, g, vi->name);
     if (k < 0) return od_oom(err);
     *index_out = k;
     return od_dec_type(&g->values[k], vi->type, what, err);
@@ -719,7 +642,8 @@ static od_status od_dec_attr(od_attr *a, Onnx__AttributeProto *ap, const char *n
 }
 
 /* Interns a node's input or output name; "" is an omitted optional one (-1). */
-static od_status od_dec_names(od_graph *g, size_t n, char **names, int **out, od_error *err) {
+static od_status od_dec_names(od_graph *g, od_name_map *map, size_t n, char **names, int **out,
+                              od_error *err) {
     if (n == 0) return OD_STATUS_OK;
     if (n > INT_MAX) return od_error_set(err, OD_STATUS_UNSUPPORTED, "too many node inputs");
     *out = malloc(sizeof(int) * n);
@@ -727,14 +651,14 @@ static od_status od_dec_names(od_graph *g, size_t n, char **names, int **out, od
     for (size_t i = 0; i < n; i++) {
         (*out)[i] = -1;
         if (!names[i] || !*names[i]) continue;
-        (*out)[i] = od_graph_intern_value(g, names[i]);
+        (*out)[i] = od_name_map_intern(map, g, names[i]);
         if ((*out)[i] < 0) return od_oom(err);
     }
     return OD_STATUS_OK;
 }
 
-static od_status od_dec_node(od_graph *g, Onnx__NodeProto *np, size_t pos, const char *base_dir,
-                             od_error *err) {
+static od_status od_dec_node(od_graph *g, od_name_map *names, Onnx__NodeProto *np, size_t pos,
+                             const char *base_dir, od_error *err) {
     od_status st;
     char label[OD_LABEL_SIZE];
     if (!np->op_type || !*np->op_type)
@@ -750,9 +674,9 @@ static od_status od_dec_node(od_graph *g, Onnx__NodeProto *np, size_t pos, const
     n->domain = strdup(domain);
     if (!n->name || !n->op_type || !n->domain) return od_oom(err);
     if (np->doc_string && !(n->doc_string = strdup(np->doc_string))) return od_oom(err);
-    if ((st = od_dec_names(g, np->n_input, np->input, &n->inputs, err))) return st;
+    if ((st = od_dec_names(g, names, np->n_input, np->input, &n->inputs, err))) return st;
     n->n_inputs = (int)np->n_input;
-    if ((st = od_dec_names(g, np->n_output, np->output, &n->outputs, err))) return st;
+    if ((st = od_dec_names(g, names, np->n_output, np->output, &n->outputs, err))) return st;
     n->n_outputs = (int)np->n_output;
     od_node_label(n, label, sizeof label);
     if (np->n_attribute) {
@@ -773,8 +697,8 @@ static od_status od_dec_node(od_graph *g, Onnx__NodeProto *np, size_t pos, const
     return OD_STATUS_OK;
 }
 
-static od_status od_dec_graph(od_graph *g, Onnx__GraphProto *gp, const char *base_dir,
-                              od_error *err) {
+static od_status od_dec_graph_with(od_graph *g, od_name_map *names, Onnx__GraphProto *gp,
+                                   const char *base_dir, od_error *err) {
     od_status st;
     if (!gp->name || !*gp->name)
         return od_error_set(err, OD_STATUS_INVALID_MODEL, "the graph has no name");
@@ -799,7 +723,7 @@ static od_status od_dec_graph(od_graph *g, Onnx__GraphProto *gp, const char *bas
 
     for (size_t i = 0; i < gp->n_input; i++) {
         int k;
-        if ((st = od_dec_value_info(g, gp->input[i], "graph input", i, &k, err))) return st;
+        if ((st = od_dec_value_info(g, names, gp->input[i], "graph input", i, &k, err))) return st;
         g->inputs[g->n_inputs++] = k;
     }
     for (size_t i = 0; i < gp->n_initializer; i++) {
@@ -808,7 +732,7 @@ static od_status od_dec_graph(od_graph *g, Onnx__GraphProto *gp, const char *bas
         if (!tp->name || !*tp->name)
             return od_error_set(err, OD_STATUS_INVALID_MODEL, "initializer #%zu has no name", i);
         snprintf(label, sizeof label, "initializer \"%s\"", tp->name);
-        int k = od_graph_intern_value(g, tp->name);
+        int k = od_name_map_intern(names, g, tp->name);
         if (k < 0) return od_oom(err);
         if (g->values[k].init)
             return od_error_set(err, OD_STATUS_INVALID_MODEL, "%s appears twice", label);
@@ -822,17 +746,60 @@ static od_status od_dec_graph(od_graph *g, Onnx__GraphProto *gp, const char *bas
         g->inits[g->n_inits++] = k;
     }
     for (size_t i = 0; i < gp->n_node; i++)
-        if ((st = od_dec_node(g, gp->node[i], i, base_dir, err))) return st;
+        if ((st = od_dec_node(g, names, gp->node[i], i, base_dir, err))) return st;
     for (size_t i = 0; i < gp->n_output; i++) {
         int k;
-        if ((st = od_dec_value_info(g, gp->output[i], "graph output", i, &k, err))) return st;
+        if ((st = od_dec_value_info(g, names, gp->output[i], "graph output", i, &k, err))) return st;
         g->outputs[g->n_outputs++] = k;
     }
     for (size_t i = 0; i < gp->n_value_info; i++) {
         int k;
-        if ((st = od_dec_value_info(g, gp->value_info[i], "value_info", i, &k, err))) return st;
+        if ((st = od_dec_value_info(g, names, gp->value_info[i], "value_info", i, &k, err))) return st;
         g->value_infos[g->n_value_infos++] = k;
     }
+    return OD_STATUS_OK;
+}
+
+static od_status od_dec_graph(od_graph *g, Onnx__GraphProto *gp, const char *base_dir,
+                              od_error *err) {
+    size_t n_names = gp->n_input + gp->n_output + gp->n_initializer + gp->n_value_info;
+    for (size_t i = 0; i < gp->n_node && i < (size_t)INT_MAX; i++)
+        n_names += gp->node[i]->n_output + gp->node[i]->n_input;
+    od_name_map names;
+    if (!od_name_map_init(&names, n_names)) return od_oom(err);
+    od_status st = od_dec_graph_with(g, &names, gp, base_dir, err);
+    free(names.slot);
+    return st;
+}
+
+/* IR versions and default-domain opsets outside what the ONNX schema this build was made from
+ * defines (onnx.proto's Version enum; onnx.defs.onnx_opset_version() of the same release) are
+ * refused: ONNX Runtime will not load them, and a student would copy the stamp. */
+static od_status od_check_versions(const od_model *m, od_error *err) {
+    if (m->ir_version < 1 || m->ir_version > ONNX__VERSION__IR_VERSION)
+        return od_error_set(err, OD_STATUS_UNSUPPORTED,
+                            "IR version %lld is outside what ONNX defines here: 1 to %d",
+                            (long long)m->ir_version, (int)ONNX__VERSION__IR_VERSION);
+    for (int i = 0; i < m->n_opsets; i++) {
+        const od_opset *o = &m->opsets[i];
+        bool onnx = !*o->domain || strcmp(o->domain, "ai.onnx") == 0;
+        if (o->version < 1 || (onnx && o->version > OD_ONNX_OPSET_MAX))
+            return onnx ? od_error_set(err, OD_STATUS_UNSUPPORTED,
+                                       "opset %lld of the default domain is outside what ONNX "
+                                       "defines here: 1 to %d",
+                                       (long long)o->version, OD_ONNX_OPSET_MAX)
+                        : od_error_set(err, OD_STATUS_UNSUPPORTED,
+                                       "opset %lld of domain \"%s\" is not a version (want 1 or more)",
+                                       (long long)o->version, o->domain);
+    }
+    if (m->graph.opset == 0)
+        for (int i = 0; i < m->graph.n_nodes; i++)
+            if (!*m->graph.nodes[i].domain)
+                return od_error_set(err, OD_STATUS_INVALID_MODEL,
+                                    "the model imports no default-domain opset, and node \"%s\" "
+                                    "(%s) is in the default domain (want an opset 1 to %d)",
+                                    m->graph.nodes[i].name, m->graph.nodes[i].op_type,
+                                    OD_ONNX_OPSET_MAX);
     return OD_STATUS_OK;
 }
 
@@ -894,6 +861,7 @@ od_status od_model_decode(const void *data, size_t len, const char *base_dir, od
     }
     if ((st = od_dec_graph(&m->graph, mp->graph, base_dir, err))) goto cleanup;
     m->graph.opset = od_model_opset(m, "");
+    if ((st = od_check_versions(m, err))) goto cleanup;
     *out = m;
     m = NULL;
     goto cleanup;

@@ -553,6 +553,19 @@ void od_report_print(const od_report *r, FILE *f) {
 
 /* ---- JSON -------------------------------------------------------------------------------- */
 
+void od_print_escaped(FILE *f, const char *text, size_t len) {
+    const unsigned char *s = (const unsigned char *)text;
+    for (size_t i = 0; i < len; i++) {
+        bool c1 = s[i] == 0xc2 && i + 1 < len && s[i + 1] >= 0x80 && s[i + 1] <= 0x9f;
+        if ((s[i] < 0x20 && s[i] != '\n') || s[i] == 0x7f)
+            fprintf(f, "\\x%02x", s[i]);
+        else if (c1)
+            fprintf(f, "\\xc2\\x%02x", s[++i]);
+        else
+            fputc(s[i], f);
+    }
+}
+
 void od_json_string(FILE *f, const char *s) {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {

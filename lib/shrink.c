@@ -812,6 +812,7 @@ typedef struct dimnode {
     int elem;            /* BASE */
     int child;           /* BLOCK */
     int64_t block;       /* BLOCK */
+    bool shuffled;       /* BLOCK: made by a channel shuffle (analyse_shuffle) */
     int n_parts, *parts; /* CONCAT */
 } dimnode;
 
@@ -822,7 +823,8 @@ typedef enum fix_kind {
     FIX_GROUP,
     FIX_RESHAPE_PREFIX,
     FIX_RESHAPE_FLATTEN,
-    FIX_GROUPED_IN
+    FIX_GROUPED_IN,
+    FIX_PART_BOUND /* a Slice bound at a multiple of dim's channels: the same multiple of its new */
 } fix_kind;
 
 /* An edit to make once the kept channels are known. */
@@ -1142,10 +1144,9 @@ static void analyse_conv(width *w, int ni, bool transpose) {
         w->src_waxis[ni] = out_axis;
     } else if (group == cin && group == cout && W->dims[1] == 1) {
         /* depthwise: one channel dim through; the group attribute follows it */
-        if (din >= 0 && w->dims[din].kind == DIM_BASE) {
-            dout = din;
+        if (din >= 0) {
+            dout = din; /* concatenated or shuffled channels go through as they are */
         } else {
-            if (din >= 0) pin_dim(w, din, "depthwise %s", label(n, lb, sizeof lb));
             dout = new_base(w, cout);
             if (dout < 0) return;
             pin_dim(w, dout, "depthwise %s reads fixed channels", label(n, lb, sizeof lb));
@@ -1153,6 +1154,11 @@ static void analyse_conv(width *w, int ni, bool transpose) {
         add_fix(w, FIX_SLICE, ni, 1, 0, dout);
         add_fix(w, FIX_GROUP, ni, 0, 0, dout);
         w->src_waxis[ni] = 0;
+        if (w->dims[dout].kind != DIM_BASE) { /* not a source: its channels are its input's */
+            if (has_bias) bind_param(w, ni, 2, dout);
+            track(w, n->outputs[0], dout, 1);
+            return;
+        }
     } else if (!transpose && group > 1 && cin % group == 0 && cout % group == 0) {
         /* grouped: the group count stays, each group narrower by the same count */
         label(n, lb, sizeof lb);
@@ -1399,6 +1405,137 @@ static void analyse_reshape(width *w, int ni, int d, int c) {
     track(w, y, dout, c);
 }
 
+/* ---- the channel shuffle: Reshape [N, C, ...] -> [N, g, C / g, ...], Transpose of those two
+ * axes, Reshape back to [N, C, ...] (ShuffleNet, as torch exports it) ---------------------- */
+
+/* The one node reading v, when it is op; or -1. */
+static int sole_reader(width *w, int v, const char *op) {
+    const use_map *u = &w->c->uses;
+    if (v < 0 || u->output[v] || u->start[v + 1] - u->start[v] != 1) return -1;
+    int ni = u->node[u->start[v]];
+    return op_is(&w->g->nodes[ni], op) && w->g->nodes[ni].inputs[0] == v ? ni : -1;
+}
+
+/* If Reshape ni starts a channel shuffle of x (channels on axis c, dim d the concatenation of
+ * g equal parts), returns the closing Reshape's output; else -1. */
+static int shuffle_end(width *w, int ni, int d, int c) {
+    const od_node *n = &w->g->nodes[ni];
+    int x = n->inputs[0], y = n->outputs[0];
+    const od_shape_info *si = vinfo(w, x), *so = vinfo(w, y);
+    const dimnode *dn = &w->dims[d];
+    if (dn->kind != DIM_CONCAT || dn->n_parts < 2 || so->rank != si->rank + 1) return -1;
+    int64_t g = dn->n_parts, part = dim_full(w, dn->parts[0]);
+    for (int i = 0; i < dn->n_parts; i++)
+        if (w->dims[dn->parts[i]].kind != DIM_BASE || dim_full(w, dn->parts[i]) != part) return -1;
+    if (so->dims[c] != g || so->dims[c + 1] != part) return -1;
+    for (int i = 0; i < si->rank; i++)
+        if (i != c && so->dims[i < c ? i : i + 1] != si->dims[i]) return -1;
+    int ti = sole_reader(w, y, "Transpose");
+    if (ti < 0) return -1;
+    int64_t perm[OD_MAX_RANK];
+    if (attr_ints(&w->g->nodes[ti], "perm", perm, OD_MAX_RANK) != so->rank) return -1;
+    for (int i = 0; i < so->rank; i++)
+        if (perm[i] != (i == c ? c + 1 : i == c + 1 ? c : i)) return -1;
+    int ri = sole_reader(w, w->g->nodes[ti].outputs[0], "Reshape");
+    if (ri < 0) return -1;
+    int z = w->g->nodes[ri].outputs[0];
+    return z >= 0 && same_shape(vinfo(w, z), si) ? z : -1;
+}
+
+/* Entry pos of the shape input of Reshape ri, a multiple of dim's channels (or -1, 0): rescaled
+ * where it is a constant, either the whole shape or the piece of a Concat that holds it. */
+static void fix_shape_entry(width *w, int ri, int pos, int dim) {
+    int v = w->g->nodes[ri].inputs[1];
+    if (w->g->values[v].init) {
+        add_fix(w, FIX_PART_BOUND, ri, 1, pos, dim);
+        return;
+    }
+    for (int i = 0; i < w->g->n_nodes; i++) {
+        const od_node *cn = &w->g->nodes[i];
+        if (cn->n_outputs < 1 || cn->outputs[0] != v) continue;
+        if (!op_is(cn, "Concat")) return; /* computed: follows the student's shape */
+        for (int k = 0, off = 0; k < cn->n_inputs; k++) {
+            int iv = cn->inputs[k];
+            int len = iv >= 0 && vinfo(w, iv)->rank == 1 ? (int)vinfo(w, iv)->dims[0] : -1;
+            if (len < 0) return;
+            if (pos < off + len) {
+                if (w->g->values[iv].init) add_fix(w, FIX_PART_BOUND, i, k, pos - off, dim);
+                return;
+            }
+            off += len;
+        }
+        return;
+    }
+}
+
+/* The shuffled channel j * g + p is channel j of part p: with the parts one group (the same
+ * channels kept in each), the result is each kept channel expanded into a block of g. */
+static bool analyse_shuffle(width *w, int ni, int d, int c) {
+    int z = shuffle_end(w, ni, d, c);
+    if (z < 0) return false;
+    const dimnode *dn = &w->dims[d];
+    int part = dn->parts[0], g = dn->n_parts;
+    for (int i = 1; i < g; i++)
+        part = unite(w, part, w->dims[d].parts[i], &w->g->nodes[ni]);
+    int dout = new_dim(w, DIM_BLOCK);
+    if (dout < 0) return true;
+    w->dims[dout].child = part;
+    w->dims[dout].block = g;
+    w->dims[dout].shuffled = true;
+    track(w, z, dout, c);
+    fix_shape_entry(w, ni, c + 1, part);
+    for (int i = 0; i < w->g->n_nodes; i++)
+        if (w->g->nodes[i].n_outputs > 0 && w->g->nodes[i].outputs[0] == z)
+            fix_shape_entry(w, i, c, part);
+    return true;
+}
+
+/* Slice ni takes one of the g equal parts of shuffled channels (dim d, a block of g, on axis c),
+ * its constant bounds rescaled to the student's parts (FIX_PART_BOUND): the student's part has
+ * the child's channels. The teacher channels it carries are a mix of the parts' ones, so the
+ * weights read for them (the child's kept ones) are a start, not exact. */
+static bool analyse_shuffled_slice(width *w, int ni, int d, int c, int r) {
+    const od_node *n = &w->g->nodes[ni];
+    const dimnode *dn = &w->dims[d];
+    if (dn->kind != DIM_BLOCK || !dn->shuffled || w->dims[dn->child].kind != DIM_BASE ||
+        n->n_inputs < 4)
+        return false;
+    int64_t st[OD_MAX_RANK], en[OD_MAX_RANK], ax[OD_MAX_RANK], sp[OD_MAX_RANK];
+    int ns = const_ints(w->s, n->inputs[1], st, OD_MAX_RANK);
+    int ne = const_ints(w->s, n->inputs[2], en, OD_MAX_RANK);
+    int na = const_ints(w->s, n->inputs[3], ax, OD_MAX_RANK);
+    int nsp =
+        n->n_inputs > 4 && n->inputs[4] >= 0 ? const_ints(w->s, n->inputs[4], sp, OD_MAX_RANK) : 0;
+    if (na != 1 || ns != 1 || ne != 1 || (nsp && (nsp != 1 || sp[0] != 1))) return false;
+    if ((ax[0] < 0 ? ax[0] + r : ax[0]) != c) return false;
+    int64_t part = dim_full(w, dn->child), full = part * dn->block;
+    int64_t a = st[0] < 0 ? st[0] + full : st[0], b = en[0] < 0 ? en[0] + full : en[0];
+    if (b > full) b = full;
+    if (b - a != part || a % part != 0) return false;
+    for (int slot = 1; slot <= 2; slot++)
+        if (w->g->values[n->inputs[slot]].init) add_fix(w, FIX_PART_BOUND, ni, slot, 0, dn->child);
+    track(w, n->outputs[0], dn->child, c);
+    return true;
+}
+
+/* Shape(x) whose channel count only sizes a shuffle or a shuffled slice of x. */
+static bool shape_feeds_shuffle(width *w, int x) {
+    const use_map *u = &w->c->uses;
+    if (u->output[x]) return false;
+    bool any = false;
+    for (int k = u->start[x]; k < u->start[x + 1]; k++) {
+        const od_node *cn = &w->g->nodes[u->node[k]];
+        if (op_is(cn, "Shape")) continue;
+        int d = w->vdim[x];
+        if (cn->inputs[0] != x || d < 0) return false;
+        if (op_is(cn, "Reshape") ? shuffle_end(w, u->node[k], d, w->vaxis[x]) < 0
+                                 : !op_is(cn, "Slice") || !w->dims[d].shuffled)
+            return false;
+        any = true;
+    }
+    return any;
+}
+
 /* Shape(x): harmless when its value is only read at other positions than the channels. */
 static void analyse_shape(width *w, int ni, int d, int c) {
     const od_node *n = &w->g->nodes[ni];
@@ -1413,7 +1550,7 @@ static void analyse_shape(width *w, int ni, int d, int c) {
         ok = op_is(cn, "Gather") && cn->inputs[0] == y && attr_int(cn, "axis", 0) == 0 &&
              nidx >= 0 && !axis_listed(idx, nidx, c, r);
     }
-    if (!ok) {
+    if (!ok && !shape_feeds_shuffle(w, n->inputs[0])) {
         char lb[256];
         pin_dim(w, d, "its shape is read by %s", label(n, lb, sizeof lb));
     }
@@ -1569,7 +1706,7 @@ static void analyse_node(width *w, int ni) {
         }
     }
     if (op_is(n, "Reshape")) {
-        analyse_reshape(w, ni, d, c);
+        if (!analyse_shuffle(w, ni, d, c)) analyse_reshape(w, ni, d, c);
         return;
     }
     if (op_is(n, "Transpose")) {
@@ -1693,7 +1830,7 @@ static void analyse_node(width *w, int ni) {
                 axes[na] = na;
         }
         if (axis_listed(axes, na, c, r)) {
-            opaque(w, ni, "slices the channels");
+            if (!analyse_shuffled_slice(w, ni, d, c, r)) opaque(w, ni, "slices the channels");
             return;
         }
         {
@@ -1976,6 +2113,8 @@ static od_status apply_fix(width *w, const fix *f, int64_t *keep) {
                 int64_t v =
                     t->dtype == OD_DTYPE_INT64 ? ((int64_t *)t->data)[i] : ((int32_t *)t->data)[i];
                 if (f->kind == FIX_RESHAPE_PREFIX && i == f->axis) v = 0;
+                if (f->kind == FIX_PART_BOUND && i == f->axis && v > 0 && v < INT32_MAX)
+                    v = v / full * now;
                 if (f->kind == FIX_RESHAPE_FLATTEN) v = i == f->axis ? -1 : v == -1 ? 0 : v;
                 if (t->dtype == OD_DTYPE_INT64)
                     ((int64_t *)o->data)[i] = v;
@@ -2410,6 +2549,11 @@ od_status od_shrink_ex(const od_model *teacher, const od_shrink_spec *spec, od_m
     od_error local = {0};
     if (!err) c.err = err = &local;
     *student_out = NULL;
+    if (teacher->graph.opset > 0 && teacher->graph.opset < OD_ORT_OPSET_MIN)
+        return od_error_set(err, OD_STATUS_UNSUPPORTED,
+                            "the teacher is stamped opset %lld; ONNX Runtime supports %d to %d: "
+                            "convert it first (onnx.version_converter)",
+                            (long long)teacher->graph.opset, OD_ORT_OPSET_MIN, OD_ONNX_OPSET_MAX);
     if (report) memset(report, 0, sizeof *report);
     if (!teacher || !spec)
         return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "shrink: no teacher or no spec");

@@ -297,8 +297,8 @@ void od_model_destroy(od_model *m) {
     free(m);
 }
 
-/* Value lookup is linear: graphs here have at most a few thousand values and lookups happen
- * at load and plan time only. */
+/* Value lookup is linear: lookups happen in passes and the builder, on a few names each;
+ * decode, which interns every name, keeps its own hash index (lib/onnx_io.c). */
 int od_graph_find_value(const od_graph *g, const char *name) {
     for (int i = 0; i < g->n_values; i++)
         if (strcmp(g->values[i].name, name) == 0) return i;
@@ -307,7 +307,10 @@ int od_graph_find_value(const od_graph *g, const char *name) {
 
 int od_graph_intern_value(od_graph *g, const char *name) {
     int i = od_graph_find_value(g, name);
-    if (i >= 0) return i;
+    return i >= 0 ? i : od_graph_add_value(g, name);
+}
+
+int od_graph_add_value(od_graph *g, const char *name) {
     if (g->n_values == g->cap_values) {
         int cap = g->cap_values ? 2 * g->cap_values : 16;
         od_value *v = realloc(g->values, sizeof *v * cap);
@@ -365,18 +368,45 @@ const char *od_node_label(const od_node *n, char *buf, size_t size) {
     return buf;
 }
 
+/* A min-heap of node indices: the ready nodes, lowest index first. */
+static void heap_push(int *h, int *n, int x) {
+    int i = (*n)++;
+    for (; i > 0 && h[(i - 1) / 2] > x; i = (i - 1) / 2) h[i] = h[(i - 1) / 2];
+    h[i] = x;
+}
+
+static int heap_pop(int *h, int *n) {
+    int top = h[0], x = h[--*n], i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && h[c + 1] < h[c]) c++;
+        if (h[c] >= x) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n > 0) h[i] = x;
+    return top;
+}
+
 /* Kahn's algorithm, picking the lowest-index ready node so that a graph already in order
- * keeps its order. */
+ * keeps its order. Linear in nodes and edges (times log n for the heap): each value lists the
+ * nodes that read it (CSR), so finishing a node touches only its readers. */
 od_status od_graph_check(od_graph *g, od_error *err) {
     od_status st = OD_STATUS_OK;
     int nv = g->n_values, nn = g->n_nodes;
+    int64_t n_edges = 0;
+    for (int i = 0; i < nn; i++) n_edges += g->nodes[i].n_inputs;
     int *producer = malloc(sizeof(int) * (nv ? nv : 1));
     int *missing = calloc(nn ? nn : 1, sizeof(int)); /* unresolved inputs per node */
     int *order = malloc(sizeof(int) * (nn ? nn : 1));
+    int *ready = malloc(sizeof(int) * (nn ? nn : 1));
+    int *first_reader = calloc((size_t)nv + 1, sizeof(int)); /* CSR: readers of value v are */
+    int *readers = malloc(sizeof(int) * (size_t)(n_edges ? n_edges : 1)); /* readers[first_reader[v] ..
+                                                                          * first_reader[v + 1]) */
     bool *available = calloc(nv ? nv : 1, sizeof(bool));
-    bool *done = calloc(nn ? nn : 1, sizeof(bool));
     char label[256];
-    if (!producer || !missing || !order || !available || !done) {
+    if (!producer || !missing || !order || !ready || !first_reader || !readers || !available) {
         st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory checking the graph");
         goto cleanup;
     }
@@ -412,34 +442,41 @@ od_status od_graph_check(od_graph *g, od_error *err) {
                 goto cleanup;
             }
             missing[i]++;
+            first_reader[v + 1]++;
         }
     }
-    for (int k = 0; k < nn; k++) {
-        int pick = -1;
-        for (int i = 0; i < nn && pick < 0; i++)
-            if (!done[i] && missing[i] == 0) pick = i;
-        if (pick < 0) {
-            for (int i = 0; i < nn; i++)
-                if (!done[i]) {
-                    st = od_error_set(err, OD_STATUS_INVALID_MODEL,
-                                      "%s: the graph has a cycle through this node",
-                                      od_node_label(&g->nodes[i], label, sizeof label));
-                    goto cleanup;
-                }
+    for (int v = 0; v < nv; v++) first_reader[v + 1] += first_reader[v];
+    int n_reads = first_reader[nv];
+    for (int i = nn - 1; i >= 0; i--) /* filled back to front, each count counted down */
+        for (int k = g->nodes[i].n_inputs - 1; k >= 0; k--) {
+            int v = g->nodes[i].inputs[k];
+            if (v >= 0 && !available[v]) readers[--first_reader[v + 1]] = i;
         }
-        done[pick] = true;
-        order[k] = pick;
+    /* first_reader[v + 1] now holds the start of v's readers; shift back to [v] */
+    for (int v = 0; v < nv; v++) first_reader[v] = first_reader[v + 1];
+    first_reader[nv] = n_reads;
+    int n_ready = 0, n_done = 0;
+    for (int i = 0; i < nn; i++)
+        if (missing[i] == 0) heap_push(ready, &n_ready, i);
+    while (n_ready > 0) {
+        int pick = heap_pop(ready, &n_ready);
+        order[n_done++] = pick;
         const od_node *n = &g->nodes[pick];
         for (int o = 0; o < n->n_outputs; o++) {
             int v = n->outputs[o];
             if (v < 0) continue;
             available[v] = true;
-            for (int i = 0; i < nn; i++) {
-                if (done[i]) continue;
-                for (int j = 0; j < g->nodes[i].n_inputs; j++)
-                    if (g->nodes[i].inputs[j] == v) missing[i]--;
-            }
+            for (int r = first_reader[v]; r < first_reader[v + 1]; r++)
+                if (--missing[readers[r]] == 0) heap_push(ready, &n_ready, readers[r]);
         }
+    }
+    if (n_done < nn) {
+        for (int i = 0; i < nn; i++)
+            if (missing[i] > 0) {
+                st = od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: the graph has a cycle through this node",
+                                  od_node_label(&g->nodes[i], label, sizeof label));
+                goto cleanup;
+            }
     }
     for (int i = 0; i < g->n_outputs; i++) {
         if (!available[g->outputs[i]]) {
@@ -466,8 +503,10 @@ cleanup:
     free(producer);
     free(missing);
     free(order);
+    free(ready);
+    free(first_reader);
+    free(readers);
     free(available);
-    free(done);
     return st;
 }
 

@@ -209,6 +209,9 @@ void od_graph_clear(od_graph *g);
 int od_graph_find_value(const od_graph *g, const char *name);
 /* Index of the value named name, adding an undeclared one if absent; -1 when out of memory. */
 int od_graph_intern_value(od_graph *g, const char *name);
+/* Appends an undeclared value named name, which the caller knows is new (decode, with its own
+ * index of names); -1 when out of memory. */
+int od_graph_add_value(od_graph *g, const char *name);
 /* Appends an empty node; returns its index or -1 when out of memory. */
 int od_graph_add_node(od_graph *g);
 const od_attr *od_node_attr(const od_node *n, const char *name);

@@ -347,6 +347,160 @@ expect_usage "run: --threads 0" '--threads' $BIN run $TEACHER --input "$F/x.npy"
 expect_usage "eval: --threads 100000" '--threads' $BIN eval $TEACHER --data "$F/ok.npz" --threads 100000
 expect_usage "optimize: --weights f8" '--weights' $BIN optimize $TEACHER --weights f8 -o "$O/o.onnx"
 
+# ---- never destroy a user's file (issue 19) ---------------------------------------------------
+# Each case names the files that must survive; they are compared byte for byte afterwards.
+S=$T/safe
+mkdir -p "$S/sub"
+cp $TEACHER "$S/teacher.onnx"
+cp "$F/ok.npz" "$S/data.npz"
+ln -s teacher.onnx "$S/link.onnx"
+keep() { sha256sum "$@" >"$T/keep.sum"; }
+kept() { # kept NAME: the files given to keep are byte-identical
+    if sha256sum --quiet -c "$T/keep.sum" >/dev/null 2>&1; then ok "$1: the input survives"; else bad "$1: an input changed"; fi
+}
+SD=(--data "$S/data.npz" "${D[@]}")
+keep "$S/teacher.onnx" "$S/data.npz"
+expect_fail "distill: --checkpoint the teacher" 'teacher\.onnx: is the input .*teacher\.onnx' $BIN distill "$S/teacher.onnx" "${SD[@]}" --checkpoint "$S/teacher.onnx" -o "$O/s.onnx"
+kept "distill: --checkpoint the teacher"
+expect_fail "distill: --checkpoint the data set" 'data\.npz: is the input' $BIN distill "$S/teacher.onnx" "${SD[@]}" --checkpoint "$S/data.npz" -o "$O/s.onnx"
+kept "distill: --checkpoint the data set"
+for o in "$S/teacher.onnx" "$S/sub/../teacher.onnx" "$S/link.onnx" "$S/data.npz"; do
+    expect_fail "distill: -o $(basename "$o") (an input)" 'is the input' $BIN distill "$S/teacher.onnx" "${SD[@]}" -o "$o"
+    kept "distill: -o $o"
+    [ "$o" = "$S/data.npz" ] && continue # no input of shrink
+    expect_fail "shrink: -o $(basename "$o") (an input)" 'is the input' $BIN shrink "$S/teacher.onnx" --width 0.5 -o "$o"
+    kept "shrink: -o $o"
+done
+expect_fail "distill: -o the --student" 'is the input' $BIN distill "$TEACHER" --student "$S/teacher.onnx" "${SD[@]}" -o "$S/link.onnx"
+kept "distill: -o the --student"
+expect_fail "distill: -o the same file as --report" 'is also the output' $BIN distill "$S/teacher.onnx" "${SD[@]}" -o "$O/s.json" --report "$O/s.json"
+expect_fail "run: --output the --input file" 'is the input' $BIN run "$F/good.onnx" --input "$F/x.npy" --output "$F/x.npy"
+expect_fail "distill: -o into the data set's folder" 'inside the input folder' $BIN distill "$S/teacher.onnx" --data "$F/idx_trunc" "${D[@]}" -o "$F/idx_trunc/s.onnx"
+keep "$S/teacher.onnx" "$S/data.npz"
+# -o "" : refused before anything, no hidden .ckpt in the current folder
+( cd "$O" && expect_fail 'distill: -o ""' 'output path is empty' "$OLDPWD/$BIN" distill "$OLDPWD/$S/teacher.onnx" "${SD[@]}" -o "" )
+[ -z "$(ls -A "$O")" ] && ok 'distill -o "": no .ckpt left in the current folder' || bad "distill -o \"\": left $(ls -A "$O")"
+# optimize IN -o IN is in place, atomic
+cp "$S/teacher.onnx" "$S/inplace.onnx"
+if "$BIN" optimize "$S/inplace.onnx" -o "$S/inplace.onnx" >/dev/null 2>&1 && "$BIN" inspect "$S/inplace.onnx" >/dev/null 2>&1 &&
+    [ -z "$(ls -A "$S" | grep -vxE 'teacher\.onnx|data\.npz|link\.onnx|sub|inplace\.onnx')" ]; then
+    ok "optimize IN -o IN: in place, loads afterwards, no temporary left"
+else bad "optimize IN -o IN in place"; fi
+# devices: written through, never renamed over
+for dev in /dev/null /dev/full; do
+    [ -c $dev ] || continue
+    "$BIN" shrink "$S/teacher.onnx" --width 0.5 -o $dev >/dev/null 2>"$T/dev.err"; rc=$?
+    [ -c $dev ] && ok "shrink -o $dev: still a character device (exit $rc)" || bad "shrink -o $dev replaced the device"
+    "$BIN" optimize "$S/teacher.onnx" -o $dev >/dev/null 2>&1
+    [ -c $dev ] && ok "optimize -o $dev: still a character device" || bad "optimize -o $dev replaced the device"
+done
+expect_fail "shrink -o /dev/full: the write fails, named" '/dev/full: cannot write: No space' $BIN shrink "$S/teacher.onnx" --width 0.5 -o /dev/full
+"$BIN" distill "$S/teacher.onnx" "${SD[@]}" -o /dev/null >/dev/null 2>"$T/dev.err"; rc=$?
+if [ -c /dev/null ] && [ $rc -eq 0 ] && [ ! -e /dev/null.ckpt ] && [ ! -e /dev/null.lock ]; then ok "distill -o /dev/null: exit 0, device kept, no checkpoint or lock beside it"
+else bad "distill -o /dev/null: rc $rc: $(head -2 "$T/dev.err")"; fi
+"$BIN" shrink "$S/teacher.onnx" --width 0.5 -o /dev/stdout >"$T/stdout.onnx" 2>/dev/null
+"$BIN" inspect "$T/stdout.onnx" >/dev/null 2>&1 && ok "shrink -o /dev/stdout: the student comes out on stdout" || bad "shrink -o /dev/stdout"
+# unbounded reads: devices are refused at once
+expect_fail "inspect /dev/zero" '/dev/zero: not a regular file' timeout 20 $BIN inspect /dev/zero
+expect_fail "inspect /dev/urandom" '/dev/urandom: not a regular file' timeout 20 $BIN inspect /dev/urandom
+expect_fail "distill --data /dev/zero" '/dev/zero: not a regular file' timeout 20 $BIN distill "$S/teacher.onnx" --data /dev/zero "${D[@]}" -o "$O/s.onnx"
+expect_fail "eval --data /dev/urandom" '/dev/urandom: not a regular file' timeout 20 $BIN eval "$S/teacher.onnx" --data /dev/urandom
+mkdir -p "$S/idx_zero" && ln -sf /dev/zero "$S/idx_zero/train-images-idx3-ubyte" && ln -sf /dev/zero "$S/idx_zero/t10k-images-idx3-ubyte"
+expect_fail "eval: IDX file that is /dev/zero" 'train-images-idx3-ubyte: not a regular file|idx_zero: no dataset in this folder' timeout 20 $BIN eval "$S/teacher.onnx" --data "$S/idx_zero"
+if timeout 20 "$BIN" inspect - <"$S/teacher.onnx" >/dev/null 2>&1; then ok "inspect - reads standard input"; else bad "inspect - (stdin)"; fi
+# --resume refuses every difference that changes the result, naming it; the checkpoint survives
+C=$S/run.ckpt
+"$BIN" distill "$S/teacher.onnx" "${SD[@]}" --checkpoint "$C" -o "$S/first.onnx" >/dev/null 2>"$T/ck.err"
+if [ ! -s "$C" ]; then bad "resume: no checkpoint made: $(head -2 "$T/ck.err")"; else
+    $PY -c 'import numpy as np, sys; d = dict(np.load(sys.argv[1])); d["x_train"] = d["x_train"][::-1].copy(); np.savez(sys.argv[2], **d)' "$S/data.npz" "$S/data2.npz"
+    keep "$C"
+    for diff in "--train-limit 200:--train-limit" "--val-split 0.2:--val-split" "--weight-decay 0.01:--weight-decay" \
+        "--schedule step:--schedule" "--label-weight 0.5:--label-weight" "--scale 0.5:--scale" "--lr 0.01:--lr" "--seed 9:--seed"; do
+        args=${diff%%:*} name=${diff#*:}
+        expect_fail "resume with $args is refused, naming $name" "made by a different run: .*$name .* in the checkpoint" \
+            $BIN distill "$S/teacher.onnx" "${SD[@]}" $args --resume "$C" -o "$O/s.onnx"
+    done
+    expect_fail "resume on another data set is refused, naming it" 'made by a different run: data ' \
+        $BIN distill "$S/teacher.onnx" --data "$S/data2.npz" "${D[@]}" --resume "$C" -o "$O/s.onnx"
+    kept "resume refusals"
+    cp "$C" "$S/bad.ckpt"
+    printf '\x05' | dd of="$S/bad.ckpt" bs=1 seek=80 conv=notrunc 2>/dev/null
+    expect_fail "resume from a checkpoint with a corrupted header" 'bad\.ckpt: the checkpoint is corrupted' \
+        $BIN distill "$S/teacher.onnx" "${SD[@]}" --resume "$S/bad.ckpt" -o "$O/s.onnx"
+fi
+# two runs on one output: the second is refused while the first holds the lock
+P=(distill $TEACHER --data fashion-mnist --train-limit 3000 --test-limit 200 --threads 1 --quiet --epochs 3)
+"$BIN" "${P[@]}" -o "$S/par.onnx" >/dev/null 2>"$T/par.err" &
+pid=$!
+for _ in $(seq 50); do [ -e "$S/par.onnx.lock" ] && break; sleep 0.1; done
+expect_fail "a second run on the same -o is refused" 'par\.onnx: another run is writing this output' $BIN "${P[@]}" -o "$S/par.onnx"
+# interrupt it after its first epoch, then interrupt a resumed run before it finishes one
+for _ in $(seq 1200); do [ -s "$S/par.onnx.ckpt" ] && break; sleep 0.1; done
+kill -INT $pid; wait $pid
+mv "$S/par.onnx.ckpt" "$S/par.ckpt"
+"$BIN" "${P[@]}" --resume "$S/par.ckpt" -o "$S/par.onnx" >/dev/null 2>"$T/res.err" &
+pid=$!
+# as soon as it catches SIGINT (SigCgt bit 2), which it does right before training: the stop is
+# seen at the first batch, before any epoch of this run ends
+for _ in $(seq 600); do
+    mask=$(awk '/^SigCgt/ {print $2}' /proc/$pid/status 2>/dev/null)
+    [ -n "$mask" ] && (( 0x$mask & 2 )) && break
+    sleep 0.05
+done
+kill -INT $pid; wait $pid; rc=$?
+named=$(grep -o -- '--resume [^ ]*' "$T/res.err" | head -1 | cut -d' ' -f2)
+if [ $rc -eq 0 ]; then echo "SKIP the resumed run finished before it could be interrupted"; skip=$((skip + 1))
+elif [ $rc -eq 130 ] && [ -n "$named" ] && [ -s "$named" ]; then ok "an interrupted --resume run names a checkpoint that exists ($named)"
+else bad "interrupted --resume: rc $rc, names '${named}': $(head -2 "$T/res.err")"; fi
+[ ! -e "$S/par.onnx.lock" ] && ok "the lock file is gone after the run" || bad "par.onnx.lock left behind"
+# quadratic graph checks: a 200,000-node chain
+$PY - "$S/chain.onnx" <<'PYEOF'
+import sys
+from onnx import helper as h, TensorProto as TP
+n = 200000
+nodes = [h.make_node("Relu", ["x" if i == 0 else "t%d" % (i - 1)], ["t%d" % i if i < n - 1 else "y"], name="n%d" % i) for i in range(n)]
+g = h.make_graph(nodes, "chain", [h.make_tensor_value_info("x", TP.FLOAT, ["N", 4])], [h.make_tensor_value_info("y", TP.FLOAT, ["N", 4])])
+open(sys.argv[1], "wb").write(h.make_model(g, opset_imports=[h.make_opsetid("", 13)]).SerializeToString())
+PYEOF
+if timeout 20 "$BIN" inspect "$S/chain.onnx" 2>&1 | grep -q 'nodes *200000'; then ok "inspect a 200,000-node chain (timeout 20 s)"
+else bad "inspect a 200,000-node chain did not finish in 20 s"; fi
+# opsets and IR versions outside what ONNX defines
+MAXOPS=$($PY -c 'import onnx; print(onnx.defs.onnx_opset_version())')
+$PY - "$S" <<'PYEOF'
+import os, sys
+from onnx import helper as h, TensorProto as TP
+X = h.make_tensor_value_info("x", TP.FLOAT, ["N", 4]); Y = h.make_tensor_value_info("y", TP.FLOAT, ["N", 4])
+def save(name, opsets, ir=8):
+    m = h.make_model(h.make_graph([h.make_node("Relu", ["x"], ["y"], name="relu")], "g", [X], [Y]), opset_imports=opsets)
+    m.ir_version = ir
+    open(os.path.join(sys.argv[1], name), "wb").write(m.SerializeToString())
+for v in (0, -1, 99): save("op%d.onnx" % v, [h.make_opsetid("", v)])
+save("op1.onnx", [h.make_opsetid("", 1)], 3)
+for v in (0, -5, 99): save("ir%d.onnx" % v, [h.make_opsetid("", 13)], v)
+save("nodefault.onnx", [h.make_opsetid("com.example", 1)])
+PYEOF
+for v in 0 -1 99; do
+    expect_fail "opset $v refused" "opset $v of the default domain is outside what ONNX defines here: 1 to $MAXOPS" $BIN inspect "$S/op$v.onnx"
+done
+for v in 0 -5 99; do
+    expect_fail "IR version $v refused" "IR version $v is outside what ONNX defines here: 1 to [0-9]+" $BIN shrink "$S/ir$v.onnx" --width 0.5 -o "$O/s.onnx"
+done
+expect_fail "no default-domain opset refused" 'imports no default-domain opset' $BIN optimize "$S/nodefault.onnx" -o "$O/s.onnx"
+expect_fail "shrink of an opset-1 teacher refused (ONNX Runtime: 7 and up)" 'opset 1; ONNX Runtime supports 7 to' $BIN shrink "$S/op1.onnx" --width 0.5 -o "$O/s.onnx"
+# a student that learned nothing fails the run, as a collapse does
+expect_fail "distill --lr 16: a student no better than the teacher's commonest class is not written" \
+    'training (failed|collapsed|diverged)' $BIN distill $TEACHER --data fashion-mnist --train-limit 3000 --test-limit 200 --threads 1 --quiet --lr 16 --warmup 0 -o "$O/s.onnx"
+# names reach the terminal escaped
+$PY -c '
+import sys
+from onnx import helper as h, TensorProto as TP
+X = h.make_tensor_value_info("x\x1b[31m", TP.FLOAT, [1, 4]); Y = h.make_tensor_value_info("y", TP.FLOAT, [1, 4])
+g = h.make_graph([h.make_node("Relu", ["x\x1b[31m"], ["y"], name="evil\x1b]0;t\x07")], "g\x1b[2J", [X], [Y])
+open(sys.argv[1], "wb").write(h.make_model(g, opset_imports=[h.make_opsetid("", 13)], producer_name="p\x1b[5m").SerializeToString())' "$S/esc.onnx"
+"$BIN" inspect --nodes "$S/esc.onnx" >"$T/esc.out" 2>&1
+if ! grep -q $'\x1b' "$T/esc.out" && grep -q 'x\\x1b\[31m' "$T/esc.out" && grep -q 'evil\\x1b\]0;t\\x07' "$T/esc.out"; then ok "inspect escapes names"
+else bad "inspect prints raw escape sequences"; fi
+
 # ---- kill -9 during distill: the earlier output stays as it was, no temporary file remains ------
 # the earlier output: a good student, written first
 K=$T/kill
@@ -366,7 +520,7 @@ else
         wait $pid 2>/dev/null
         check_why=""
         cmp -s "$T/before.onnx" "$K/student.onnx" || check_why="the earlier student changed"
-        stray=$(ls -A "$K" | grep -vxE 'student\.onnx|student\.onnx\.ckpt|first\.err')
+        stray=$(ls -A "$K" | grep -vxE 'student\.onnx|student\.onnx\.ckpt|student\.onnx\.lock|first\.err')
         [ -z "$stray" ] || check_why="$check_why; left behind: $stray"
         if [ -z "$check_why" ]; then ok "kill -9 after ${delay}s: earlier student untouched, no temporary file"
         else bad "kill -9 after ${delay}s: $check_why"; fi

@@ -47,7 +47,7 @@ mobilenet_v3_small@13 40
 mobilenet_v3_small_tvinit@13 40
 densenet121_tvinit@13 35
 squeezenet1_1@13 35
-shufflenet_v2_x0_5@13 gap:57
+shufflenet_v2_x0_5@13 40
 efficientnet_b0@13 35
 densenet121@13 35
 googlenet@13 35

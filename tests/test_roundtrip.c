@@ -726,6 +726,95 @@ static void check_malformed(const char *tmp) {
     check(st == OD_STATUS_INVALID_MODEL, "empty tensor file", "%s", err.message);
 }
 
+/* od_graph_check sorts with a heap and per-value reader lists: nodes out of order come out in
+ * dependency order, ready nodes lowest index first; a node reading one value twice waits for
+ * it once; a cycle is named. */
+static void add_node(od_graph *g, const char *name, const char *in0, const char *in1, const char *out) {
+    int k = od_graph_add_node(g);
+    od_node *n = &g->nodes[k];
+    n->name = strdup(name);
+    n->op_type = strdup(in1 ? "Add" : "Relu");
+    n->domain = strdup("");
+    n->n_inputs = in1 ? 2 : 1;
+    n->inputs = malloc(sizeof(int) * 2);
+    n->inputs[0] = od_graph_intern_value(g, in0);
+    if (in1) n->inputs[1] = od_graph_intern_value(g, in1);
+    n->n_outputs = 1;
+    n->outputs = malloc(sizeof(int));
+    n->outputs[0] = od_graph_intern_value(g, out);
+}
+
+static void check_graph_order(void) {
+    od_graph g = {0};
+    od_error err = {0};
+    g.inputs = malloc(sizeof(int));
+    g.outputs = malloc(sizeof(int));
+    g.inputs[g.n_inputs++] = od_graph_intern_value(&g, "x");
+    add_node(&g, "d", "b", "c", "y"); /* 0: needs b and c */
+    add_node(&g, "c", "a", NULL, "c"); /* 1: needs a */
+    add_node(&g, "b", "a", "a", "b");  /* 2: a twice */
+    add_node(&g, "a", "x", NULL, "a"); /* 3: ready */
+    g.outputs[g.n_outputs++] = od_graph_find_value(&g, "y");
+    od_status st = od_graph_check(&g, &err);
+    char order[8] = "";
+    for (int i = 0; i < g.n_nodes && i < 7; i++) order[i] = g.nodes[i].name[0];
+    check(!st && strcmp(order, "acbd") == 0, "graph check: dependency order, lowest index first", "%s %s", order, err.message);
+    od_graph_clear(&g);
+    g = (od_graph){0};
+    g.inputs = malloc(sizeof(int));
+    g.outputs = malloc(sizeof(int));
+    g.inputs[g.n_inputs++] = od_graph_intern_value(&g, "x");
+    add_node(&g, "p", "x", "q", "p"); /* p and q read each other */
+    add_node(&g, "q", "p", NULL, "q");
+    g.outputs[g.n_outputs++] = od_graph_find_value(&g, "q");
+    st = od_graph_check(&g, &err);
+    check(st == OD_STATUS_INVALID_MODEL && strstr(err.message, "node \"p\" (Add): the graph has a cycle"), "graph check: a cycle is named",
+          "%s", err.message);
+    od_graph_clear(&g);
+}
+
+/* The output rule (lib/output.c): an output that is an input is refused, through ".." and
+ * symlinks; a write through a symlink replaces the file it names and keeps the link; a
+ * character device is written through. */
+static void check_output_rule(const char *tmp) {
+    char in[4200], link[4200], dotdot[4200], out[4200], sub[4200];
+    od_error err = {0};
+    snprintf(in, sizeof in, "%s/in.onnx", tmp);
+    snprintf(link, sizeof link, "%s/link.onnx", tmp);
+    snprintf(sub, sizeof sub, "%s/sub", tmp);
+    snprintf(dotdot, sizeof dotdot, "%s/sub/../in.onnx", tmp);
+    snprintf(out, sizeof out, "%s/out.onnx", tmp);
+    mkdir(sub, 0755);
+    od_status st = od_file_write_atomic(in, "teacher", 7, &err);
+    check(!st && symlink("in.onnx", link) == 0, "output rule: fixtures", "%s", err.message);
+    const char *inputs[] = {in, NULL};
+    const char *bad[] = {in, link, dotdot, "", sub};
+    for (int i = 0; i < 5; i++) {
+        st = od_outputs_check(&bad[i], 1, inputs, 2, &err);
+        check(st == OD_STATUS_INVALID_ARGUMENT, "output rule: refused", "%s", bad[i]);
+    }
+    const char *two[] = {out, out};
+    check(od_outputs_check(two, 2, inputs, 1, &err) == OD_STATUS_INVALID_ARGUMENT, "output rule: one file named twice", "%s", err.message);
+    const char *fine[] = {out, "/dev/null"};
+    check(od_outputs_check(fine, 2, inputs, 1, &err) == OD_STATUS_OK, "output rule: a new file and a device pass", "%s", err.message);
+    st = od_file_write_atomic(link, "student", 7, &err);
+    struct stat lb;
+    od_bytes b = {0};
+    bool link_kept = lstat(link, &lb) == 0 && S_ISLNK(lb.st_mode);
+    if (!st) st = od_file_read(in, &b, &err);
+    check(!st && link_kept && b.len == 7 && memcmp(b.data, "student", 7) == 0, "output rule: a symlink is kept, its file replaced", "%s",
+          err.message);
+    od_bytes_free(&b);
+    st = od_file_write_atomic("/dev/null", "x", 1, &err);
+    struct stat nb;
+    check(!st && stat("/dev/null", &nb) == 0 && S_ISCHR(nb.st_mode), "output rule: /dev/null written through", "%s", err.message);
+    st = od_file_read("/dev/zero", &b, &err);
+    check(st == OD_STATUS_IO && strstr(err.message, "not a regular file"), "bounded reads: /dev/zero refused", "%s", err.message);
+    unlink(link);
+    unlink(in);
+    rmdir(sub);
+}
+
 static void check_save(const char *tmp) {
     fixture f;
     od_error err = {0};
@@ -800,6 +889,8 @@ int main(int argc, char **argv) {
     check_typed_fields();
     check_external(tmp);
     check_save(tmp);
+    check_graph_order();
+    check_output_rule(tmp);
     rm_tree(tmp);
     int unit_pass = n_pass, unit_fail = n_fail;
     printf("targeted checks: %d passed, %d failed\n", unit_pass, unit_fail);

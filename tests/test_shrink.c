@@ -770,6 +770,109 @@ static void check_built(void) {
     od_model_destroy(t);
 }
 
+static void b_init_ints(builder *b, const char *name, int count, const int64_t *v) {
+    od_graph *g = &b->m->graph;
+    int id = b_value(b, name);
+    int64_t dims[1] = {count};
+    od_tensor *t = od_tensor_create(name, OD_DTYPE_INT64, 1, dims, NULL);
+    memcpy(t->data, v, sizeof(int64_t) * (size_t)count);
+    g->values[id].init = t;
+    g->values[id].dtype = OD_DTYPE_INT64;
+    g->inits = realloc(g->inits, sizeof(int) * (size_t)(g->n_inits + 1));
+    g->inits[g->n_inits++] = id;
+}
+
+/* A ShuffleNet unit with its shapes as constants: x[N,3,8,8] -> Conv 8 (a) and Conv 8 (b) ->
+ * Concat 16 -> Reshape [0,2,8,8,8] -> Transpose [0,2,1,3,4] -> Reshape [0,16,8,8] -> Slice
+ * [0,8) and [8,16) -> Conv 8 (c) on the second -> Concat 16 -> GlobalAveragePool -> Flatten ->
+ * Gemm 10 -> y */
+static void check_shuffle(void) {
+    builder b = {od_model_create(), 11};
+    od_model *m = b.m;
+    m->ir_version = 8;
+    m->opsets = calloc(1, sizeof *m->opsets);
+    m->opsets[0].domain = strdup("");
+    m->opsets[0].version = 13;
+    m->n_opsets = 1;
+    od_graph *g = &m->graph;
+    g->name = strdup("shuffle");
+    g->opset = 13;
+    int x = b_value(&b, "x");
+    g->values[x].dtype = OD_DTYPE_FLOAT;
+    g->values[x].rank = 4;
+    g->values[x].has_type = true;
+    int64_t in_dims[4] = {-1, 3, 8, 8};
+    for (int d = 0; d < 4; d++)
+        g->values[x].dims[d].value = in_dims[d];
+    g->values[x].dims[0].param = strdup("N");
+    g->inputs = malloc(sizeof(int));
+    g->inputs[g->n_inputs++] = x;
+    b_init(&b, "wa", 4, (int64_t[]){8, 3, 1, 1});
+    b_init(&b, "wb", 4, (int64_t[]){8, 3, 1, 1});
+    b_init(&b, "wc", 4, (int64_t[]){8, 8, 1, 1});
+    b_init(&b, "wo", 2, (int64_t[]){10, 16});
+    b_init_ints(&b, "s5", 5, (int64_t[]){0, 2, 8, 8, 8});
+    b_init_ints(&b, "s4", 4, (int64_t[]){0, 16, 8, 8});
+    b_init_ints(&b, "z", 1, (int64_t[]){0});
+    b_init_ints(&b, "h", 1, (int64_t[]){8});
+    b_init_ints(&b, "f", 1, (int64_t[]){16});
+    b_init_ints(&b, "one", 1, (int64_t[]){1});
+    b_node(&b, "Conv", "a", "x,wa", "ao");
+    b_node(&b, "Conv", "b", "x,wb", "bo");
+    b_attr_int(b_node(&b, "Concat", "cat", "ao,bo", "cato"), "axis", 1);
+    b_node(&b, "Reshape", "r5", "cato,s5", "r5o");
+    b_attr_ints(b_node(&b, "Transpose", "tr", "r5o", "tro"), "perm", 5, (int64_t[]){0, 2, 1, 3, 4});
+    b_node(&b, "Reshape", "r4", "tro,s4", "r4o");
+    b_node(&b, "Slice", "x1", "r4o,z,h,one", "x1o");
+    b_node(&b, "Slice", "x2", "r4o,h,f,one", "x2o");
+    b_node(&b, "Conv", "c", "x2o,wc", "co");
+    b_attr_int(b_node(&b, "Concat", "cat2", "x1o,co", "cat2o"), "axis", 1);
+    b_node(&b, "GlobalAveragePool", "gap", "cat2o", "gapo");
+    b_node(&b, "Flatten", "fl", "gapo", "flo");
+    b_attr_int(b_node(&b, "Gemm", "fc", "flo,wo", "y"), "transB", 1);
+    int y = b_value(&b, "y");
+    g->values[y].dtype = OD_DTYPE_FLOAT;
+    g->outputs = malloc(sizeof(int));
+    g->outputs[g->n_outputs++] = y;
+    od_error err = {0};
+    check(!od_graph_check(g, &err), "shuffle graph: %s", err.message);
+    od_shrink_spec sp;
+    od_shrink_spec_default(&sp);
+    sp.width = 0.5;
+    sp.round_to = 1;
+    sp.bn = OD_SHRINK_BN_OFF;
+    od_model *s = NULL;
+    if (od_shrink(m, &sp, &s, &err)) {
+        check(false, "shuffle, width 0.5: %s", err.message);
+        od_model_destroy(m);
+        return;
+    }
+    check_usable("shuffle, width 0.5", s, 20);
+    const od_tensor *wa = weight(s, find_node(s, "a"), 1), *wb = weight(s, find_node(s, "b"), 1),
+                    *wc = weight(s, find_node(s, "c"), 1), *wo = weight(s, find_node(s, "fc"), 1),
+                    *s5 = weight(s, find_node(s, "r5"), 1), *s4 = weight(s, find_node(s, "r4"), 1),
+                    *e2 = weight(s, find_node(s, "x2"), 2);
+    check(wa && wa->dims[0] == 4 && wb && wb->dims[0] == 4, "shuffled branches narrowed to 4");
+    check(wc && wc->dims[0] == 4 && wc->dims[1] == 4, "conv after the slice [4,4]");
+    check(wo && wo->dims[1] == 8, "classifier reads 8 channels");
+    check(s5 && ((int64_t *)s5->data)[2] == 4 && s4 && ((int64_t *)s4->data)[1] == 8,
+          "reshape shapes rescaled");
+    check(e2 && ((int64_t *)e2->data)[0] == 8, "slice bound rescaled");
+    od_model_destroy(s);
+    sp.width = 1;
+    if (!od_shrink(m, &sp, &s, &err)) {
+        int64_t n1 = 0, n2 = 0;
+        float *a = run(m, 2, &n1, &err), *c = run(s, 2, &n2, &err);
+        check(a && c && n1 == n2 && max_rel_diff(a, c, n1) < 1e-6, "shuffle, width 1: the teacher");
+        free(a);
+        free(c);
+        od_model_destroy(s);
+    } else {
+        check(false, "shuffle, width 1: %s", err.message);
+    }
+    od_model_destroy(m);
+}
+
 /* ---- spec files and bad specs ---------------------------------------------------------- */
 
 static void check_spec_parser(void) {
@@ -932,6 +1035,7 @@ int main(void) {
     check_spec_parser();
     check_bad_specs();
     check_built();
+    check_shuffle();
     static const teacher_case cases[] = {
         {"cnn.onnx", 2, "Conv", 1, true},
         {"cnn_bn.onnx", 2, "BatchNormalization", 1, true},

@@ -60,8 +60,11 @@ const cli_command cli_cmd_distill = {
         {CLI_INT, "--step-epochs", 0, "N", 1, 100000, .dflt = "10", .help = "step schedule: every N epochs..."},
         {CLI_REAL, "--step-gamma", 0, "F", 1e-6, 1, .dflt = "0.1", .help = "...multiply the rate by F"},
         {CLI_TEXT, "--checkpoint", 0, "FILE", .dflt = "STUDENT.onnx.ckpt, removed after a successful run",
-         .help = "checkpoint after every epoch"},
-        {CLI_TEXT, "--resume", 0, "FILE", .help = "continue from a checkpoint (same student, options and seed)"},
+         .help = "checkpoint after every epoch; a run holds STUDENT.onnx.lock meanwhile, and a second run on the same "
+                 "output is refused"},
+        {CLI_TEXT, "--resume", 0, "FILE",
+         .help = "continue from a checkpoint: every option that changes the result, the student and the data must "
+                 "match; each difference is named"},
         {CLI_HEADING, .help = "output:"},
         CLI_OPT_OUTPUT("the student"),
         CLI_OPT_WEIGHTS,
@@ -196,6 +199,11 @@ int cmd_distill(int argc, char **argv) {
     od_error report_err = {0};
     if (report_path && od_report_format_from_path(report_path, &report_fmt, &report_err))
         return cli_args_clear(&args), cli_usage(cmd, "--report %s", report_err.message);
+    /* no output may be an input (the checkpoint may be the one resumed), nor share a file */
+    const char *outs[] = {out_path, report_path, opt.checkpoint};
+    const char *ins[] = {teacher_path, student_path, data_path, spec.spec_path, opt.resume};
+    if (od_outputs_check(outs, 2, ins, 5, &report_err) || od_outputs_check(outs, 3, ins, 4, &report_err))
+        return cli_args_clear(&args), cli_fail_err(&report_err);
     /* a folder that cannot take the files is found now, not after the training */
     const char *outputs[] = {out_path, opt.checkpoint, report_path};
     for (size_t k = 0; k < sizeof outputs / sizeof *outputs; k++) {
@@ -225,7 +233,11 @@ int cmd_distill(int argc, char **argv) {
     od_report_init(&rep);
     char default_ckpt[4096];
     bool own_ckpt = false;
+    od_output_lock *out_lock = NULL, *ckpt_lock = NULL; /* a second run on the same files is refused */
     double t_start = od_seconds();
+    if (rank == 0 && (od_output_lock_acquire(out_path, &out_lock, &err) ||
+                      (opt.checkpoint && od_output_lock_acquire(opt.checkpoint, &ckpt_lock, &err))))
+        goto fail;
     if (od_model_load(teacher_path, &teacher, &err)) goto fail;
     if (student_path) {
         if (od_model_load(student_path, &student, &err)) goto fail;
@@ -247,7 +259,7 @@ int cmd_distill(int argc, char **argv) {
     printf("preprocessing: %s (%s)\n", od_preprocess_describe(&pre, pre_text, sizeof pre_text),
            pre.from_model ? "the teacher's preprocess.* metadata, then the options"
                           : "the teacher has no preprocess.* metadata: the default, then the options");
-    if (!opt.checkpoint) {
+    if (!opt.checkpoint && !od_output_is_stream(out_path)) { /* no OUT.ckpt beside /dev/null */
         snprintf(default_ckpt, sizeof default_ckpt, "%s.ckpt", out_path);
         opt.checkpoint = default_ckpt;
         own_ckpt = true;
@@ -272,15 +284,21 @@ int cmd_distill(int argc, char **argv) {
     od_status st = od_distill(teacher, student, &data, &pre, &opt, &res, &err);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
-    if (st) goto fail;
+    if (st) { /* diverged, collapsed or learned nothing: a resume would end the same way */
+        /* not after an I/O error: a rank that died (or a full disk) leaves the last checkpoint for --resume */
+        if (own_ckpt && rank == 0 && st != OD_STATUS_IO) unlink(opt.checkpoint);
+        goto fail;
+    }
     if (rank > 0) { /* the student, checkpoint and report are rank 0's */
         rc = res.interrupted ? CLI_EXIT_INTERRUPTED : 0;
         goto done;
     }
     if (res.interrupted) {
-        if (res.n_epochs > 0)
+        /* the checkpoint holds the state only if this run finished an epoch; else the one resumed */
+        const char *state = res.n_epochs > res.resumed_epochs ? opt.checkpoint : res.n_epochs > 0 ? opt.resume : NULL;
+        if (state)
             cli_fail("interrupted during epoch %d; the state after epoch %d is in %s: continue with --resume %s", res.n_epochs + 1,
-                     res.n_epochs, opt.checkpoint, opt.checkpoint);
+                     res.n_epochs, state, state);
         else
             cli_fail("interrupted before the first epoch finished; nothing to resume from");
         rc = CLI_EXIT_INTERRUPTED;
@@ -317,7 +335,8 @@ int cmd_distill(int argc, char **argv) {
     od_dataset test = data.test;
     if (opt.test_limit > 0 && opt.test_limit < test.n) test.n = opt.test_limit;
     if (od_report_add_model(&rep, "teacher", teacher_path, teacher, &ro, &err) ||
-        od_report_add_model(&rep, "student", out_path, student, &ro, &err) || od_report_set_data(&rep, data_path, teacher, &err) ||
+        od_report_add_model(&rep, "student", od_output_is_stream(out_path) ? NULL : out_path, student, &ro, &err) ||
+        od_report_set_data(&rep, data_path, teacher, &err) ||
         od_report_set_class_names(&rep, data.class_names, data.n_class_names, &err) ||
         (test.n > 0 && (od_report_evaluate(&rep, 0, teacher, &test, &pre, opt.threads, &err) ||
                         od_report_evaluate(&rep, 1, student, &test, &pre, opt.threads, &err))) ||
@@ -356,6 +375,8 @@ done:
     od_data_split_clear(&data);
     od_model_destroy(student);
     od_model_destroy(teacher);
+    od_output_lock_release(ckpt_lock);
+    od_output_lock_release(out_lock);
     od_comm_destroy(comm);
     return rc;
 }

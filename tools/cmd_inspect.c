@@ -110,7 +110,11 @@ int cmd_inspect(int argc, char **argv) {
         if (h == n_hist) hist[n_hist++].op = g->nodes[i].op_type;
         hist[h].count++;
     }
-    FILE *f = stdout;
+    /* text goes through a buffer, to be escaped on its way to the terminal */
+    char *text = NULL;
+    size_t text_len = 0;
+    FILE *f = json ? stdout : open_memstream(&text, &text_len);
+    if (!f) f = stdout;
     char b1[32], b2[32];
     shape_text st;
     if (json) {
@@ -235,6 +239,11 @@ int cmd_inspect(int argc, char **argv) {
                         od_format_count(node_params(g, n), b1, sizeof b1), od_format_count(od_node_macs(g, i, &s1), b2, sizeof b2));
             }
         }
+    }
+    if (f != stdout) {
+        fclose(f);
+        od_print_escaped(stdout, text, text_len);
+        free(text);
     }
     free(hist);
     od_graph_shapes_clear(&s1);

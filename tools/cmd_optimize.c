@@ -16,7 +16,7 @@ const cli_command cli_cmd_optimize = {
              "dead nodes and unused initializers, shares identical initializers and strips doc strings. Graph "
              "input and output names, element types and the dynamic batch dim stay.",
     .options = (const cli_option[]){
-        CLI_OPT_OUTPUT("where to write"),
+        CLI_OPT_OUTPUT("where to write; IN itself: optimized in place"),
         CLI_OPT_WEIGHTS,
         {CLI_FLAG, "--no-check", .help = "skip running both models in the interpreter before writing"},
         {0},
@@ -114,6 +114,8 @@ int cmd_optimize(int argc, char **argv) {
     cli_args_clear(&args);
     if (!out) return cli_usage(&cli_cmd_optimize, "optimize: no output given (-o OUT.onnx)");
     od_error err = {0};
+    /* -o IN is in place: allowed, and atomic like any write */
+    if (od_outputs_check(&out, 1, NULL, 0, &err)) return cli_fail_err(&err);
 
     int rc = 1;
     od_model *orig = NULL, *m = NULL;

@@ -73,7 +73,10 @@ int cmd_run(int argc, char **argv) {
     od_plan *plan = NULL;
     od_tensor data[MAX_IO];
     memset(data, 0, sizeof data);
-    if (od_model_load(path, &m, &err)) {
+    const char *in_files[MAX_IO + 1] = {path}, *out_files[MAX_IO];
+    for (int k = 0; k < n_ins; k++) in_files[k + 1] = ins[k].file;
+    for (int k = 0; k < n_outs; k++) out_files[k] = outs[k].file;
+    if (od_outputs_check(out_files, n_outs, in_files, n_ins + 1, &err) || od_model_load(path, &m, &err)) {
         cli_fail_err(&err);
         goto done;
     }

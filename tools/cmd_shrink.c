@@ -52,6 +52,11 @@ int cmd_shrink(int argc, char **argv) {
     od_error err = {0};
     od_model *teacher = NULL, *student = NULL;
     od_shrink_report rep = {0};
+    const char *inputs[] = {teacher_path, spec_path};
+    if (od_outputs_check(&out_path, 1, inputs, 2, &err)) {
+        cli_fail_err(&err);
+        goto done;
+    }
     if (spec_path && od_shrink_spec_load(&spec, spec_path, &err)) {
         cli_fail_err(&err);
         goto done;
