@@ -40,9 +40,12 @@ check "rank 0 alone writes: the student and nothing else, one summary" \
     '[ "$(ls "$T/two")" = s.onnx ] && [ "$(grep -c "^wrote " "$T/two.out")" -eq 1 ]'
 check "the summary says 2 ranks, samples/s per rank, communication" \
     'grep -qE "^data-parallel +2 ranks \(mpi\), [0-9]+ samples/s in total, [0-9]+ per rank, communication" "$T/two.out"'
-a1=$(acc "$T/one/s.onnx") a2=$(acc "$T/two/s.onnx")
-check "test accuracy within 0.1 point: 1 process $a1, 2 ranks $a2" \
-    '/usr/bin/python3 -c "import sys; sys.exit(0 if abs($a1 - $a2) <= 0.001 else 1)"'
+# the 0.1-point bar on the full run only: 640 samples (the sanitizer pass) leave too few steps
+if [ "$QUICK" != 1 ]; then
+    a1=$(acc "$T/one/s.onnx") a2=$(acc "$T/two/s.onnx")
+    check "test accuracy within 0.1 point: 1 process $a1, 2 ranks $a2" \
+        '/usr/bin/python3 -c "import sys; sys.exit(0 if abs($a1 - $a2) <= 0.001 else 1)"'
+fi
 
 # --deterministic: fixed slices and a fixed summation tree, the same bytes at any rank count
 "$BIN" distill "${COMMON[@]}" --deterministic -o "$T/d1.onnx" >"$T/d1.out" 2>&1
