@@ -304,6 +304,21 @@ static void b_reduce_mean_channels(builder *b) {
     add_node(b, "ReduceMean", IN("H"), IN("Y"), AT("axes=is:-3", "keepdims=i:0"));
     finish(b, "Y");
 }
+/* on a channels-last H: pads on every dim but the batch, one negative (a crop), a fill value */
+static void b_pad(builder *b) {
+    add_i64(b, "pads", 8, D(0, 1, 2, 0, 0, 2, -1, 1));
+    add_init(b, "cv", 0, NULL, 0.25f, 0.25f);
+    add_node(b, "Pad", IN("H", "pads", "cv"), IN("P"), NULL);
+    add_node(b, "Mul", IN("P", "P"), IN("Y"), NULL);
+    finish(b, "Y");
+}
+/* Pad then a pool, as densenet's transitions export */
+static void b_pad_pool(builder *b) {
+    add_i64(b, "pads", 8, D(0, 0, 1, 1, 0, 0, 1, 1));
+    add_node(b, "Pad", IN("H", "pads"), IN("P"), AT("mode=s:constant"));
+    add_node(b, "AveragePool", IN("P"), IN("Y"), AT("kernel_shape=is:2,2", "strides=is:2,2"));
+    finish(b, "Y");
+}
 static void b_add_bcast(builder *b) {
     add_init(b, "C", 3, D(3, 1, 1), -0.5f, 0.5f);
     add_node(b, "Add", IN("H", "C"), IN("T"), NULL);
@@ -394,6 +409,8 @@ int main(void) {
     run_case("GlobalAveragePool", 4, D(2, 3, 4, 5), b_gap, true);
     run_case("ReduceMean spatial axes, keepdims", 4, D(2, 3, 4, 5), b_reduce_mean_spatial, true);
     run_case("ReduceMean channel axis", 4, D(2, 3, 4, 5), b_reduce_mean_channels, true);
+    run_case("Pad constant, a crop, channels-last input", 4, D(2, 3, 4, 5), b_pad, true);
+    run_case("Pad + AveragePool", 4, D(2, 3, 4, 4), b_pad_pool, true);
     run_case("Add broadcast, value used twice", 4, D(2, 3, 2, 2), b_add_bcast, true);
     run_case("Mul broadcast, Sub", 4, D(2, 3, 4, 5), b_mul_bcast, true);
     run_case("Flatten + Gemm", 4, D(2, 3, 4, 4), b_flatten_gemm, true);

@@ -46,3 +46,47 @@ od_status od_train_plain_backward(od_tstep *s, od_error *err) {
         od_add_into(x->grad, y->grad, y->count);
     return OD_STATUS_OK;
 }
+
+void od_tbuf_strides(const od_tbuf *b, int64_t *strides) {
+    int64_t phys[OD_MAX_RANK], ps[OD_MAX_RANK], stride = 1;
+    od_tbuf_phys_dims(b, phys);
+    for (int d = b->rank - 1; d >= 0; d--) {
+        ps[d] = stride;
+        stride *= phys[d];
+    }
+    bool cl = b->cl && b->rank >= 3;
+    for (int d = 0; d < b->rank; d++) strides[d] = !cl || d == 0 ? ps[d] : d == 1 ? ps[b->rank - 1] : ps[d - 1];
+}
+
+void od_add_strided(float *dst, const int64_t *dst_stride, const float *src, const int64_t *src_stride, int rank,
+                    const int64_t *dims) {
+    int64_t idx[OD_MAX_RANK] = {0}, n = 1, di = 0, si = 0;
+    for (int d = 0; d < rank; d++) n *= dims[d];
+    for (int64_t i = 0; i < n; i++) {
+        dst[di] += src[si];
+        for (int d = rank - 1; d >= 0; d--) { /* next index, carrying */
+            di += dst_stride[d];
+            si += src_stride[d];
+            if (++idx[d] < dims[d]) break;
+            di -= dst_stride[d] * dims[d];
+            si -= src_stride[d] * dims[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+od_infer_ctx od_tstep_infer_ctx(const od_tstep *s, od_shape_info *info, const od_shape_info **in,
+                                od_shape_info *out, od_error *err) {
+    int n = s->n_in < OD_TSTEP_MAX_IN ? s->n_in : OD_TSTEP_MAX_IN;
+    for (int k = 0; k < n; k++) {
+        const od_tbuf *b = s->in[k];
+        in[k] = NULL;
+        if (!b) continue;
+        info[k] = (od_shape_info){.dtype = b->constant ? b->constant->dtype : OD_DTYPE_FLOAT, .rank = b->rank,
+                                  .constant = b->constant};
+        memcpy(info[k].dims, b->dims, sizeof b->dims);
+        in[k] = &info[k];
+    }
+    *out = (od_shape_info){0};
+    return (od_infer_ctx){s->node, s->opset, n, 1, in, out, NULL, err};
+}
