@@ -319,6 +319,37 @@ static void b_pad_pool(builder *b) {
     add_node(b, "AveragePool", IN("P"), IN("Y"), AT("kernel_shape=is:2,2", "strides=is:2,2"));
     finish(b, "Y");
 }
+/* ShuffleNet's channel shuffle as torch exports it: the batch read through Shape -> Gather ->
+ * Concat (a constant chain once the batch is fixed), Reshape to 5-D, Transpose, Reshape back;
+ * then its channel split: Slices of a channels-last value, one with a negative step */
+static void b_shuffle_slice(builder *b) {
+    add_i64(b, "i0", 1, D(0));
+    add_i64(b, "s5", 4, D(2, 2, 3, 3));
+    add_i64(b, "s4", 3, D(-1, 3, 3));
+    add_i64(b, "st", 1, D(1));
+    add_i64(b, "en", 1, D(3));
+    add_i64(b, "ax", 1, D(1));
+    add_i64(b, "st2", 2, D(-1, 2));
+    add_i64(b, "en2", 2, D(-5, 0));
+    add_i64(b, "ax2", 2, D(1, 3));
+    add_i64(b, "sp2", 2, D(-2, -1));
+    add_node(b, "Shape", IN("H"), IN("shp"), NULL);
+    add_node(b, "Gather", IN("shp", "i0"), IN("n"), AT("axis=i:0"));
+    add_node(b, "Concat", IN("n", "s5"), IN("shape5"), AT("axis=i:0"));
+    add_node(b, "Concat", IN("n", "s4"), IN("shape4"), AT("axis=i:0"));
+    add_node(b, "Reshape", IN("H", "shape5"), IN("R5"), NULL);
+    add_node(b, "Transpose", IN("R5"), IN("T5"), AT("perm=is:0,2,1,3,4"));
+    add_node(b, "Reshape", IN("T5", "shape4"), IN("R4"), NULL);
+    add_node(b, "Mul", IN("R4", "H"), IN("M"), NULL);
+    add_node(b, "Slice", IN("M", "st", "en", "ax"), IN("A"), NULL);
+    add_node(b, "Slice", IN("M", "st2", "en2", "ax2", "sp2"), IN("B"), NULL);
+    add_node(b, "Concat", IN("A", "B"), IN("C"), AT("axis=i:3"));
+    add_node(b, "Transpose", IN("M"), IN("MT"), AT("perm=is:0,3,2,1")); /* of a channels-last value */
+    add_node(b, "Flatten", IN("C"), IN("CF"), NULL);
+    add_node(b, "Flatten", IN("MT"), IN("MF"), NULL);
+    add_node(b, "Concat", IN("CF", "MF"), IN("Y"), AT("axis=i:1"));
+    finish(b, "Y");
+}
 static void b_add_bcast(builder *b) {
     add_init(b, "C", 3, D(3, 1, 1), -0.5f, 0.5f);
     add_node(b, "Add", IN("H", "C"), IN("T"), NULL);
@@ -411,6 +442,7 @@ int main(void) {
     run_case("ReduceMean channel axis", 4, D(2, 3, 4, 5), b_reduce_mean_channels, true);
     run_case("Pad constant, a crop, channels-last input", 4, D(2, 3, 4, 5), b_pad, true);
     run_case("Pad + AveragePool", 4, D(2, 3, 4, 4), b_pad_pool, true);
+    run_case("channel shuffle (Shape/Gather chain, Transpose) + Slices", 4, D(2, 4, 3, 3), b_shuffle_slice, true);
     run_case("Add broadcast, value used twice", 4, D(2, 3, 2, 2), b_add_bcast, true);
     run_case("Mul broadcast, Sub", 4, D(2, 3, 4, 5), b_mul_bcast, true);
     run_case("Flatten + Gemm", 4, D(2, 3, 4, 4), b_flatten_gemm, true);
