@@ -59,11 +59,14 @@ void od_add_into(float *dst, const float *src, int64_t n);
 void od_relu_inplace(float *y, int64_t n);
 /* dy = 0 where a fused Relu clamped (y == 0) */
 void od_relu_mask(const float *y, float *dy, int64_t n);
-/* Flatten, Reshape, Squeeze, Unsqueeze: copy input 0 in ONNX order (reading a channels-last
- * input through od_relayout), and the gradient back. */
+/* Flatten, Reshape, Squeeze, Unsqueeze: copy input 0 in ONNX order (reading and writing
+ * either layout through od_relayout), and the gradient back. */
+od_status od_train_plain_prepare(od_tstep *s, od_error *err);
 od_status od_train_plain_forward(od_tstep *s, od_error *err);
 od_status od_train_plain_backward(od_tstep *s, od_error *err);
-#define OD_TRAIN_PLAIN_COPY .forward_train = od_train_plain_forward, .backward = od_train_plain_backward
+#define OD_TRAIN_PLAIN_COPY                                                                        \
+    .train_prepare = od_train_plain_prepare, .forward_train = od_train_plain_forward,              \
+    .backward = od_train_plain_backward
 
 /* Logical strides (per ONNX dim, in elements) of a buffer in its layout: a channels-last buffer
  * read as a strided view in ONNX order. */

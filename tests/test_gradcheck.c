@@ -350,6 +350,24 @@ static void b_shuffle_slice(builder *b) {
     add_node(b, "Concat", IN("CF", "MF"), IN("Y"), AT("axis=i:1"));
     finish(b, "Y");
 }
+/* Reshapes in either layout: a 4-D result goes on channels-last into a Conv (ShuffleNet's
+ * shuffle feeding the next block), a 4-D to 4-D reshape of a channels-last value */
+static void b_reshape_conv(builder *b) {
+    add_i64(b, "s5", 5, D(2, 2, 2, 3, 3));
+    add_i64(b, "s4", 4, D(2, 4, 3, 3));
+    add_i64(b, "s4b", 4, D(2, 4, 9, 1));
+    add_init(b, "W", 4, D(3, 4, 3, 3), -0.5f, 0.5f);
+    add_node(b, "Reshape", IN("H", "s5"), IN("R5"), NULL);
+    add_node(b, "Transpose", IN("R5"), IN("T5"), AT("perm=is:0,2,1,3,4"));
+    add_node(b, "Reshape", IN("T5", "s4"), IN("R4"), NULL);
+    add_node(b, "Conv", IN("R4", "W"), IN("C"), AT("pads=is:1,1,1,1"));
+    add_node(b, "Reshape", IN("H", "s4b"), IN("HB"), NULL);
+    add_node(b, "Conv", IN("HB", "W"), IN("D"), AT("pads=is:1,1,1,1"));
+    add_node(b, "Flatten", IN("C"), IN("CF"), NULL);
+    add_node(b, "Flatten", IN("D"), IN("DF"), NULL);
+    add_node(b, "Concat", IN("CF", "DF"), IN("Y"), AT("axis=i:1"));
+    finish(b, "Y");
+}
 static void b_add_bcast(builder *b) {
     add_init(b, "C", 3, D(3, 1, 1), -0.5f, 0.5f);
     add_node(b, "Add", IN("H", "C"), IN("T"), NULL);
@@ -443,6 +461,7 @@ int main(void) {
     run_case("Pad constant, a crop, channels-last input", 4, D(2, 3, 4, 5), b_pad, true);
     run_case("Pad + AveragePool", 4, D(2, 3, 4, 4), b_pad_pool, true);
     run_case("channel shuffle (Shape/Gather chain, Transpose) + Slices", 4, D(2, 4, 3, 3), b_shuffle_slice, true);
+    run_case("Reshape to 4-D into Conv, 4-D to 4-D Reshape", 4, D(2, 4, 3, 3), b_reshape_conv, true);
     run_case("Add broadcast, value used twice", 4, D(2, 3, 2, 2), b_add_bcast, true);
     run_case("Mul broadcast, Sub", 4, D(2, 3, 4, 5), b_mul_bcast, true);
     run_case("Flatten + Gemm", 4, D(2, 3, 4, 4), b_flatten_gemm, true);

@@ -2,6 +2,7 @@
 #include "../train_internal.h"
 
 #include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
 
 void od_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
@@ -28,22 +29,45 @@ void od_relu_mask(const float *y, float *dy, int64_t n) {
     for (int64_t i = 0; i < n; i++) dy[i] = y[i] > 0 ? dy[i] : 0;
 }
 
+/* Both sides channels-last (a 4-D reshape of a 4-D value): through ONNX order in a scratch
+ * buffer, kept as the step's state. */
+od_status od_train_plain_prepare(od_tstep *s, od_error *err) {
+    const od_tbuf *x = s->in[0], *y = s->out[0];
+    if (!(x->cl && x->rank >= 3 && y->cl && y->rank >= 3)) return OD_STATUS_OK;
+    if (!(s->state = malloc(sizeof(float) * (size_t)x->count + 64)))
+        return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    return OD_STATUS_OK;
+}
+
 od_status od_train_plain_forward(od_tstep *s, od_error *err) {
     const od_tbuf *x = s->in[0];
     od_tbuf *y = s->out[0];
-    if (x->cl && x->rank >= 3)
-        od_relayout(x->data, y->data, x->rank, x->dims, false, sizeof(float), false, NULL);
-    else if (y->data != x->data)
-        memcpy(y->data, x->data, sizeof(float) * (size_t)y->count);
+    bool xcl = x->cl && x->rank >= 3, ycl = y->cl && y->rank >= 3;
+    const float *plain = x->data;
+    if (xcl) {
+        float *to = ycl ? s->state : y->data;
+        od_relayout(x->data, to, x->rank, x->dims, false, sizeof(float), false, NULL);
+        plain = to;
+    }
+    if (ycl) od_relayout(plain, y->data, y->rank, y->dims, true, sizeof(float), false, NULL);
+    else if (y->data != plain) memcpy(y->data, plain, sizeof(float) * (size_t)y->count);
     return OD_STATUS_OK;
 }
 
 od_status od_train_plain_backward(od_tstep *s, od_error *err) {
     const od_tbuf *x = s->in[0], *y = s->out[0];
-    if (x->cl && x->rank >= 3)
+    bool xcl = x->cl && x->rank >= 3, ycl = y->cl && y->rank >= 3;
+    if (!x->grad) return OD_STATUS_OK;
+    if (xcl && ycl) {
+        od_relayout(y->grad, s->state, y->rank, y->dims, false, sizeof(float), false, NULL);
+        od_relayout(s->state, x->grad, x->rank, x->dims, true, sizeof(float), true, NULL);
+    } else if (xcl) {
         od_relayout(y->grad, x->grad, x->rank, x->dims, true, sizeof(float), true, NULL);
-    else
+    } else if (ycl) {
+        od_relayout(y->grad, x->grad, y->rank, y->dims, false, sizeof(float), true, NULL);
+    } else {
         od_add_into(x->grad, y->grad, y->count);
+    }
     return OD_STATUS_OK;
 }
 
