@@ -435,6 +435,26 @@ static void b_dropout(builder *b) {
     finish(b, "Y");
 }
 
+/* An op without a backward that runs is refused, naming it and its node (a folded shape chain
+ * is not: the channel-shuffle case above trains through Shape and Gather). */
+static void b_softmax(builder *b) {
+    add_node(b, "Softmax", IN("H"), IN("Y"), AT("axis=i:1"));
+    finish(b, "Y");
+}
+static void check_refused(void) {
+    builder b = start(2, D(2, 5));
+    b_softmax(&b);
+    od_error err = {0};
+    od_trainer *t = NULL;
+    od_status st = od_graph_check(b.g, &err);
+    if (!st) st = od_trainer_create(b.g, &(od_trainer_options){.batch = 2, .threads = 1}, &t, &err);
+    bool ok = st == OD_STATUS_UNSUPPORTED && strstr(err.message, "cannot train through op Softmax (node \"Softmax_");
+    printf("%s Softmax (no backward) refused: %s\n", ok ? "PASS" : "FAIL", st ? err.message : "accepted");
+    ok ? passed++ : failed++;
+    od_trainer_destroy(t);
+    od_model_destroy(b.m);
+}
+
 int main(void) {
     run_case("Conv stride 2 pad 1 + bias", 4, D(2, 3, 7, 6), b_conv, true);
     run_case("Conv group 3 dilation 2", 4, D(2, 3, 6, 6), b_conv_group, true);
@@ -470,6 +490,7 @@ int main(void) {
     run_case("Conv + Relu, Gemm + Relu (fused)", 4, D(3, 3, 6, 6), b_conv_relu_gemm_relu, true);
     run_case("Add + Relu, broadcast Sub + Relu (fused)", 4, D(2, 3, 4, 4), b_add_relu, true);
     run_case("Dropout eval", 4, D(2, 3, 2, 2), b_dropout, false);
+    check_refused();
     printf("gradcheck: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
