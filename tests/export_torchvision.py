@@ -6,8 +6,9 @@ writes, per model, an input batch and PyTorch's outputs for it, for tests/t_real
 
 Writes OUTDIR/FAMILY_opOPSET.onnx, OUTDIR/FAMILY_opOPSET.in.npy (float32, batch 2) and
 OUTDIR/FAMILY_opOPSET.ref.npy. Existing files are kept (a cache: delete OUTDIR to redo).
-Weights are torchvision's random init made non-degenerate: every BatchNorm gets random scale,
-shift and running statistics, so that no layer is trivially the identity; zero conv biases that
+Weights are torchvision's random init made non-degenerate: every BatchNorm gets random scale
+and shift, and running statistics measured on random inputs (calibrate),
+so that no layer is trivially the identity; zero conv biases that
 the exporter shares between layers stay, as they would in a model trained from these classes
 (torch folds BN into the conv, leaving per-layer biases, and shares equal constants).
 FAMILY_tvinit keeps torchvision's own initialisation instead (BatchNorm at its defaults, zero
@@ -59,6 +60,22 @@ def non_degenerate(model, gen):
     return model
 
 
+def calibrate(model, size, gen):
+    """BatchNorm running statistics measured on random inputs (as a training pass would leave
+    them): with made-up statistics the deep families' activations vanish layer by layer and the
+    teacher answers the same logits for every input (mobilenet_v2's output variance 3e-16), which
+    no student can be distilled from."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the calibration batches
+    model.train()
+    with torch.no_grad():
+        for _ in range(4):
+            model(torch.randn(16, 3, size, size, generator=gen))
+    return model
+
+
 def export(family, opset, outdir):
     base = os.path.join(outdir, "%s_op%d" % (family, opset))
     if all(os.path.exists(base + s) for s in (".onnx", ".in.npy", ".ref.npy")):
@@ -67,7 +84,7 @@ def export(family, opset, outdir):
     make, size = FAMILIES[family[:-len("_tvinit")] if tvinit else family]
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
-    model = make() if tvinit else non_degenerate(make(), gen)
+    model = make() if tvinit else calibrate(non_degenerate(make(), gen), size, gen)
     model.eval()
     x = torch.randn(2, 3, size, size, generator=gen)
     with torch.no_grad():
