@@ -219,6 +219,26 @@ void od_budget_print(const od_budget *b, const od_budget_result *res, FILE *out)
                                            : "the widest width tried that meets the budget (channels kept by L1 norm)");
 }
 
+const char *od_budget_summary(const od_budget *b, const od_budget_result *res, char *buf, size_t size) {
+    char l[64], v[64], p[64];
+    size_t n = (size_t)snprintf(buf, size, "budget %s", od_budget_describe(b, b->limit, l, sizeof l));
+    if (b->kind == OD_BUDGET_LATENCY && n < size)
+        n += (size_t)snprintf(buf + n, size - n, " at batch %lld, %d thread%s", (long long)b->batch, b->threads,
+                              b->threads == 1 ? "" : "s");
+    if (n < size)
+        n += (size_t)snprintf(buf + n, size - n, ": width %.6g chosen, the widest tried that meets it: %s",
+                              res->width, od_budget_describe(b, res->value, v, sizeof v));
+    if (b->kind == OD_BUDGET_LATENCY && n < size)
+        n += (size_t)snprintf(buf + n, size - n, " median, %s p90 (fresh measurement)",
+                              od_budget_describe(b, res->p90, p, sizeof p));
+    if (n < size) n += (size_t)snprintf(buf + n, size - n, "; candidates (width: value)");
+    for (int i = 0; i < res->n_candidates && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, "%s %.6g: %s %s", i ? "," : "", res->candidates[i].width,
+                              od_budget_describe(b, res->candidates[i].value, v, sizeof v),
+                              res->candidates[i].fits ? "fits" : "over");
+    return buf;
+}
+
 const char *od_budget_spec_json(const od_shrink_spec *spec, char *buf, size_t size) {
     snprintf(buf, size, "{\"width\": %.17g, \"depth\": %.17g}\n", spec->width, spec->depth);
     return buf;

@@ -194,6 +194,8 @@ od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const 
                            od_error *err);
 /* The candidates tried, the teacher's value and why the chosen one won, on out. */
 void od_budget_print(const od_budget *b, const od_budget_result *res, FILE *out);
+/* One line for reports: the budget, the choice and its measurement, every candidate tried. */
+const char *od_budget_summary(const od_budget *b, const od_budget_result *res, char *buf, size_t size);
 /* The chosen spec as --spec JSON: {"width": W, "depth": D} and a newline, in buf. */
 const char *od_budget_spec_json(const od_shrink_spec *spec, char *buf, size_t size);
 

@@ -573,11 +573,10 @@ od_status cli_data_load(const cli_args *a, const char *path, const od_model *mod
 }
 
 od_status cli_budget_choose(const od_model *teacher, const od_budget *b, const char *spec_out,
-                            od_shrink_spec *spec, od_model **student, od_error *err) {
-    od_budget_result res;
-    od_status st = od_budget_search(teacher, spec, b, 0.2, &res, student, err);
+                            od_shrink_spec *spec, od_budget_result *res, od_model **student, od_error *err) {
+    od_status st = od_budget_search(teacher, spec, b, 0.2, res, student, err);
     if (st) return st;
-    od_budget_print(b, &res, stdout);
+    od_budget_print(b, res, stdout);
     char json[128];
     od_budget_spec_json(spec, json, sizeof json);
     printf("spec: %s", json);

@@ -184,9 +184,9 @@ od_status model_facts_get(const char *path, const od_model *m, model_facts *f, o
 
 /* --budget (shrink, distill): searches the width meeting b (parsed by od_budget_parse), prints
  * the candidates and the chosen spec JSON on stdout, writes it to spec_out (may be NULL). Sets
- * spec->width; *student gets the chosen student. Errors are returned in err. */
+ * spec->width and *res; *student gets the chosen student. Errors are returned in err. */
 od_status cli_budget_choose(const od_model *teacher, const od_budget *b, const char *spec_out,
-                            od_shrink_spec *spec, od_model **student, od_error *err);
+                            od_shrink_spec *spec, od_budget_result *res, od_model **student, od_error *err);
 
 /* The subcommands: each a table and a function. */
 extern const cli_command cli_cmd_inspect, cli_cmd_run, cli_cmd_bench, cli_cmd_shrink, cli_cmd_optimize,

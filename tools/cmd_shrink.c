@@ -75,12 +75,11 @@ int cmd_shrink(int argc, char **argv) {
         goto done;
     }
     if (budget_text) {
-        od_model *chosen = NULL;
-        if (cli_budget_choose(teacher, &budget, budget_out, &spec, &chosen, &err)) {
+        od_budget_result res; /* the chosen student is built below, with the builder's summary */
+        if (cli_budget_choose(teacher, &budget, budget_out, &spec, &res, NULL, &err)) {
             cli_fail("shrink: %s: %s", teacher_path, err.message);
             goto done;
         }
-        od_model_destroy(chosen); /* rebuilt below with the report */
     }
     if (od_shrink_ex(teacher, &spec, &student, &rep, &err)) {
         cli_fail("shrink: %s: %s", teacher_path, err.message);
