@@ -1,6 +1,7 @@
 /* Students chosen by a budget: parse "0.5ms@b1t2", "200KB", "2M-macs"; bisect the uniform width
  * until the student built from the teacher meets it. */
 #include "od_onnx.h"
+#include "op.h" /* od_attr_int */
 
 #include <ctype.h>
 #include <math.h>
@@ -129,6 +130,130 @@ static od_status try_width(const od_model *teacher, od_shrink_spec *spec, const 
     return OD_STATUS_OK;
 }
 
+/* ---- per-layer refinement (MACs, size) ------------------------------------------------------ */
+
+static int cmp_desc(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x > y ? -1 : x < y;
+}
+
+/* The share of the teacher layer's L1 weight mass in its channels of rank [from, to) by L1 norm
+ * (the channels the builder would add); 0 when the node or its float weight is not found. An
+ * approximation of the builder's choice: BatchNormalization scaling and groups are ignored. */
+static double saliency(const od_graph *g, const char *name, int64_t from, int64_t to) {
+    for (int i = 0; i < g->n_nodes; i++) {
+        const od_node *n = &g->nodes[i];
+        if (strcmp(n->name, name) || n->n_inputs < 2 || n->inputs[1] < 0) continue;
+        const od_tensor *w = g->values[n->inputs[1]].init;
+        if (!w || w->dtype != OD_DTYPE_FLOAT || w->rank < 2) return 0;
+        int axis = !strcmp(n->op_type, "Conv") ? 0
+                   : !strcmp(n->op_type, "ConvTranspose") ? 1
+                   : !strcmp(n->op_type, "Gemm") ? (od_attr_int(n, "transB", 0) ? 0 : 1)
+                                                 : w->rank - 1;
+        int64_t c = w->dims[axis], inner = 1, outer = 1;
+        for (int d = axis + 1; d < w->rank; d++) inner *= w->dims[d];
+        for (int d = 0; d < axis; d++) outer *= w->dims[d];
+        double *norm = calloc((size_t)c + 1, sizeof *norm), total = 0, part = 0;
+        if (!norm) return 0;
+        const float *x = w->data;
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t k = 0; k < c; k++)
+                for (int64_t j = 0; j < inner; j++) norm[k] += fabs(x[(o * c + k) * inner + j]);
+        qsort(norm, (size_t)c, sizeof *norm, cmp_desc);
+        for (int64_t k = 0; k < c; k++) {
+            total += norm[k];
+            if (k >= from && k < to) part += norm[k];
+        }
+        free(norm);
+        return total > 0 ? part / total : 0;
+    }
+    return 0;
+}
+
+static int find_rule(const od_shrink_spec *spec, const char *node) {
+    for (int i = 0; i < spec->n_channels; i++)
+        if (!strcmp(spec->channels[i].pattern, node)) return i;
+    return -1;
+}
+
+/* Sets node's rule to channels (adding it); -1 on no memory. Returns the rule's index. */
+static int set_rule(od_shrink_spec *spec, const char *node, int64_t channels) {
+    int i = find_rule(spec, node);
+    if (i < 0) {
+        od_shrink_rule *r = realloc(spec->channels, sizeof *r * (size_t)(spec->n_channels + 1));
+        if (!r) return -1;
+        spec->channels = r;
+        if (!(r[spec->n_channels].pattern = strdup(node))) return -1;
+        i = spec->n_channels++;
+    }
+    spec->channels[i].channels = channels;
+    return i;
+}
+
+static void drop_rule(od_shrink_spec *spec, int i) {
+    free(spec->channels[i].pattern);
+    spec->channels[i] = spec->channels[--spec->n_channels];
+}
+
+static od_status refine(const od_model *teacher, od_shrink_spec *spec, const od_budget *b, od_budget_result *res,
+                        od_error *err) {
+    od_shrink_report rep = {0};
+    od_model *m = NULL;
+    od_status st = OD_STATUS_OK;
+    for (int step = 0; step < OD_BUDGET_MAX_STEPS; step++) {
+        od_shrink_report_clear(&rep);
+        memset(&rep, 0, sizeof rep);
+        if ((st = od_shrink_ex(teacher, spec, &m, &rep, err))) break;
+        od_model_destroy(m);
+        m = NULL;
+        int best = -1;
+        double best_gain = 0, best_value = 0, best_sal = 0;
+        for (int i = 0; i < rep.n_layers; i++) {
+            const od_shrink_layer *l = &rep.layers[i];
+            if (l->pinned || !l->node[0] || strpbrk(l->node, "*?[\\") || strlen(l->node) >= sizeof res->steps[0].node ||
+                l->student_channels >= l->teacher_channels)
+                continue;
+            int64_t want = l->student_channels + spec->round_to;
+            if (want > l->teacher_channels) want = l->teacher_channels;
+            int prev = find_rule(spec, l->node);
+            int64_t prev_ch = prev >= 0 ? spec->channels[prev].channels : 0;
+            int k = set_rule(spec, l->node, want);
+            if (k < 0) {
+                st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+                break;
+            }
+            double value = 0, p90;
+            st = od_shrink(teacher, spec, &m, err);
+            if (!st) st = measure(m, b, 0, &value, &p90, err);
+            od_model_destroy(m);
+            m = NULL;
+            if (prev >= 0)
+                spec->channels[k].channels = prev_ch;
+            else
+                drop_rule(spec, k);
+            if (st) break;
+            if (value > b->limit) continue;
+            double sal = saliency(&teacher->graph, l->node, l->student_channels, want);
+            double gain = sal / (value - res->value > 1 ? value - res->value : 1);
+            if (best < 0 || gain > best_gain) best = i, best_gain = gain, best_value = value, best_sal = sal;
+        }
+        if (st || best < 0) break;
+        const od_shrink_layer *l = &rep.layers[best];
+        int64_t want = l->student_channels + spec->round_to;
+        if (want > l->teacher_channels) want = l->teacher_channels;
+        if (set_rule(spec, l->node, want) < 0) {
+            st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+            break;
+        }
+        od_budget_step *s = &res->steps[res->n_steps++];
+        snprintf(s->node, sizeof s->node, "%s", l->node);
+        s->from = l->student_channels, s->to = want, s->saliency = best_sal, s->value = best_value;
+        res->value = best_value;
+    }
+    od_shrink_report_clear(&rep);
+    return st;
+}
+
 od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const od_budget *b,
                            double min_time, od_budget_result *res, od_model **student_out,
                            od_error *err) {
@@ -184,6 +309,14 @@ od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const 
         }
     }
     spec->width = res->width;
+    if (b->kind != OD_BUDGET_LATENCY && res->width < 1 && spec->init == OD_SHRINK_INIT_TEACHER) {
+        if ((st = refine(teacher, spec, b, res, err))) goto fail;
+        if (res->n_steps && student_out) {
+            od_model_destroy(best);
+            best = NULL;
+            if ((st = od_shrink(teacher, spec, &best, err))) goto fail;
+        }
+    }
     if (student_out)
         *student_out = best;
     else
@@ -213,10 +346,16 @@ void od_budget_print(const od_budget *b, const od_budget_result *res, FILE *out)
         fprintf(out, "%-10.6g %-24s %s%s\n", c->width, v, c->fits ? "fits" : "over",
                 c->verify ? " (fresh measurement of the choice)" : "");
     }
-    fprintf(out, "chosen: width %.6g, %s", res->width, od_budget_describe(b, res->value, v, sizeof v));
+    for (int i = 0; i < res->n_steps; i++) {
+        const od_budget_step *st = &res->steps[i];
+        fprintf(out, "per layer: %s %lld -> %lld channels (%.2f%% of its L1 mass), %s\n", st->node, (long long)st->from,
+                (long long)st->to, 100 * st->saliency, od_budget_describe(b, st->value, v, sizeof v));
+    }
+    fprintf(out, "chosen: width %.6g%s, %s", res->width, res->n_steps ? " and the layers above" : "",
+            od_budget_describe(b, res->value, v, sizeof v));
     if (b->kind == OD_BUDGET_LATENCY) fprintf(out, " (p90 %s)", od_budget_describe(b, res->p90, p, sizeof p));
     fprintf(out, ": %s\n", res->width >= 1 ? "the teacher's width already meets the budget"
-                                           : "the widest width tried that meets the budget (channels kept by L1 norm)");
+                                           : res->n_steps ? "the widest uniform width tried that meets the budget, then channels given back where they carry the most L1 weight mass per unit of budget" : "the widest width tried that meets the budget (channels kept by L1 norm)");
 }
 
 const char *od_budget_summary(const od_budget *b, const od_budget_result *res, char *buf, size_t size) {
@@ -240,6 +379,14 @@ const char *od_budget_summary(const od_budget *b, const od_budget_result *res, c
 }
 
 const char *od_budget_spec_json(const od_shrink_spec *spec, char *buf, size_t size) {
-    snprintf(buf, size, "{\"width\": %.17g, \"depth\": %.17g}\n", spec->width, spec->depth);
+    size_t n = (size_t)snprintf(buf, size, "{\"width\": %.17g, \"depth\": %.17g", spec->width, spec->depth);
+    for (int i = 0; i < spec->n_channels && n < size; i++) {
+        n += (size_t)snprintf(buf + n, size - n, "%s\"", i ? ", " : ", \"channels\": {");
+        for (const char *p = spec->channels[i].pattern; *p && n < size; p++)
+            n += (size_t)snprintf(buf + n, size - n, *p == '"' || *p == '\\' ? "\\%c" : (unsigned char)*p < 0x20 ? "\\u%04x" : "%c",
+                                  *p == '"' || *p == '\\' ? *p : (unsigned char)*p);
+        if (n < size) n += (size_t)snprintf(buf + n, size - n, "\": %lld", (long long)spec->channels[i].channels);
+    }
+    if (n < size) snprintf(buf + n, size - n, "%s}\n", spec->n_channels ? "}" : "");
     return buf;
 }

@@ -174,7 +174,19 @@ typedef struct od_budget_candidate {
     bool verify;     /* a fresh measurement of the chosen width */
 } od_budget_candidate;
 
+#define OD_BUDGET_MAX_STEPS 16
+
+/* MACs and size: after the uniform width, channels given back layer by layer. */
+typedef struct od_budget_step {
+    char node[128];
+    int64_t from, to;  /* its output channels */
+    double saliency;   /* share of the layer's L1 weight mass the added channels carry */
+    double value;      /* the student's value after the step */
+} od_budget_step;
+
 typedef struct od_budget_result {
+    int n_steps;
+    od_budget_step steps[OD_BUDGET_MAX_STEPS];
     double width;            /* the chosen uniform width */
     double value, p90;       /* its measured value (latency: the fresh verification run) */
     double teacher_value, teacher_p90;
@@ -184,7 +196,10 @@ typedef struct od_budget_result {
 
 /* Finds the widest uniform width (spec's depth, round_to, init and bn kept) whose student meets
  * the budget: a bisection on the width, MACs and size computed exactly from the built student,
- * latency measured (min_time seconds per candidate). The chosen latency candidate is measured
+ * latency measured (min_time seconds per candidate). MACs and size then give channels back, one
+ * --round step of one layer at a time, to the layer whose added channels carry the most L1
+ * weight mass (its share of the layer's) per unit of budget spent, while the budget holds: those
+ * land in spec->channels (owned by spec) as rules naming the nodes. The chosen latency candidate is measured
  * again; when the fresh median misses the budget the width steps down. Sets spec->width to the
  * choice; *student_out (may be NULL) gets the chosen student. INVALID_ARGUMENT when even the narrowest
  * width (0.001, i.e. --round channels per layer) is over the budget: "even width W gives X, over
@@ -196,7 +211,8 @@ od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const 
 void od_budget_print(const od_budget *b, const od_budget_result *res, FILE *out);
 /* One line for reports: the budget, the choice and its measurement, every candidate tried. */
 const char *od_budget_summary(const od_budget *b, const od_budget_result *res, char *buf, size_t size);
-/* The chosen spec as --spec JSON: {"width": W, "depth": D} and a newline, in buf. */
+/* The chosen spec as --spec JSON: {"width": W, "depth": D[, "channels": {...}]} and a newline,
+ * in buf (truncated when too small). */
 const char *od_budget_spec_json(const od_shrink_spec *spec, char *buf, size_t size);
 
 #endif

@@ -1,7 +1,7 @@
 #!/bin/bash
 # `shrink --budget` and `distill --budget`: MACs and size budgets on the CNN and ResNet teachers
 # are met exactly when the written student is inspected (and the spec printed rebuilds the same
-# student); a latency budget of half the teacher's measured batch-1 latency gives a narrower
+# student, per-layer channels included); a latency budget of half the teacher's measured batch-1 latency gives a narrower
 # student with the candidates and a fresh measurement listed (no timing is asserted); bad
 # budgets fail with exit 1, one stderr line, nothing on stdout and no file; --budget with
 # --width or --spec is a usage error; distill trains the chosen student and its report carries
@@ -43,7 +43,7 @@ budget_exact() {
     check "$name: candidates listed, the choice fits" \
         "[ \$(grep -cE ' (fits|over)\$' '$T/out') -ge 4 ] && grep -q '^chosen: width 0\.' '$T/out'"
     check "$name: the spec is printed and written" \
-        "grep -q '^spec: {\"width\": 0\.[0-9]*, \"depth\": 1}' '$T/out' && grep -q '\"width\": 0\.' '$T/spec.json'"
+        "grep -q '^spec: {\"width\": 0\.[0-9]*, \"depth\": 1[,}]' '$T/out' && grep -q '\"width\": 0\.' '$T/spec.json'"
     "$BIN" shrink "$teacher" --spec "$T/spec.json" -o "$T/again.onnx" >/dev/null 2>&1
     check "$name: --spec with the printed spec rebuilds the same student" "cmp -s '$T/s.onnx' '$T/again.onnx'"
     # the widest: one rounding step wider is over the budget (the bisection's last 'over')
@@ -54,6 +54,14 @@ budget_exact "resnet 5M-macs" models/resnet.onnx 5M-macs macs 5000000
 budget_exact "cnn 300KB" models/cnn.onnx 300KB bytes 300000
 budget_exact "resnet 100KB" models/resnet.onnx 100KB bytes 100000
 budget_exact "resnet 90KiB" models/resnet.onnx 90KiB bytes 92160
+
+# per layer: after the uniform width, channels given back to named layers while the budget holds;
+# every step is within the budget and the spec names those layers
+"$BIN" shrink models/resnet.onnx --budget 100KB -o "$T/p.onnx" >"$T/out" 2>&1
+check "per layer: resnet 100KB gives channels back to some layers" "grep -q '^per layer: /.* -> [0-9]* channels' '$T/out'"
+check "per layer: every step within the budget" \
+    "! sed -n 's/^per layer: .*, \([0-9]*\) bytes\$/\1/p' '$T/out' | awk '\$1 > 100000 { bad = 1 } END { exit !bad }'"
+check "per layer: the spec names the layers" "grep -q '^spec: .*\"channels\": {\"/layers/' '$T/out'"
 
 # a budget the teacher meets: width 1
 "$BIN" shrink models/cnn.onnx --budget 1G-macs -o "$T/w1.onnx" >"$T/out" 2>&1

@@ -577,7 +577,7 @@ od_status cli_budget_choose(const od_model *teacher, const od_budget *b, const c
     od_status st = od_budget_search(teacher, spec, b, 0.2, res, student, err);
     if (st) return st;
     od_budget_print(b, res, stdout);
-    char json[128];
+    char json[8192];
     od_budget_spec_json(spec, json, sizeof json);
     printf("spec: %s", json);
     if (spec->round_to != 8) printf("(keep --round %d with this spec)\n", spec->round_to);
