@@ -309,6 +309,7 @@ od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const 
         }
     }
     spec->width = res->width;
+    res->uniform_value = res->value;
     if (b->kind != OD_BUDGET_LATENCY && res->width < 1 && spec->init == OD_SHRINK_INIT_TEACHER) {
         if ((st = refine(teacher, spec, b, res, err))) goto fail;
         if (res->n_steps && student_out) {
@@ -366,7 +367,8 @@ const char *od_budget_summary(const od_budget *b, const od_budget_result *res, c
                               b->threads == 1 ? "" : "s");
     if (n < size)
         n += (size_t)snprintf(buf + n, size - n, ": width %.6g chosen, the widest tried that meets it: %s",
-                              res->width, od_budget_describe(b, res->value, v, sizeof v));
+                              res->width,
+                              od_budget_describe(b, res->uniform_value, v, sizeof v));
     if (b->kind == OD_BUDGET_LATENCY && n < size)
         n += (size_t)snprintf(buf + n, size - n, " median, %s p90 (fresh measurement)",
                               od_budget_describe(b, res->p90, p, sizeof p));
@@ -375,6 +377,11 @@ const char *od_budget_summary(const od_budget *b, const od_budget_result *res, c
         n += (size_t)snprintf(buf + n, size - n, "%s %.6g: %s %s", i ? "," : "", res->candidates[i].width,
                               od_budget_describe(b, res->candidates[i].value, v, sizeof v),
                               res->candidates[i].fits ? "fits" : "over");
+    for (int i = 0; i < res->n_steps && n < size; i++) /* the per-layer refinement, in order */
+        n += (size_t)snprintf(buf + n, size - n, "%s %s %lld -> %lld channels", i ? "," : "; then per layer:",
+                              res->steps[i].node, (long long)res->steps[i].from, (long long)res->steps[i].to);
+    if (res->n_steps && n < size)
+        snprintf(buf + n, size - n, " (%s)", od_budget_describe(b, res->value, v, sizeof v));
     return buf;
 }
 

@@ -188,7 +188,9 @@ typedef struct od_budget_result {
     int n_steps;
     od_budget_step steps[OD_BUDGET_MAX_STEPS];
     double width;            /* the chosen uniform width */
-    double value, p90;       /* its measured value (latency: the fresh verification run) */
+    double value, p90;       /* its measured value (latency: the fresh verification run); after
+                              * the per-layer steps, the final student's */
+    double uniform_value;    /* the value at the uniform width, before the per-layer steps */
     double teacher_value, teacher_p90;
     int n_candidates;
     od_budget_candidate candidates[OD_BUDGET_MAX_CANDIDATES];
