@@ -143,4 +143,78 @@ od_status od_shrink(const od_model *teacher, const od_shrink_spec *spec, od_mode
 od_status od_shrink_ex(const od_model *teacher, const od_shrink_spec *spec, od_model **student_out,
                        od_shrink_report *report, od_error *err);
 
+/* ---- students chosen by a budget ------------------------------------------------------- */
+
+/* A budget the student must meet, as `--budget` reads it:
+ *   "0.5ms", "500us", "0.5ms@b8t2"   latency of one run (batch b, threads t; default b1t1) on
+ *                                    this library's own plans, median of the timed runs
+ *   "200KB", "1.5MB", "30000B"       the encoded ONNX file (KB = 1000 bytes, KiB = 1024)
+ *   "2M-macs", "150000-macs"         multiply-accumulates per sample (K, M, G: 1e3, 1e6, 1e9) */
+typedef enum od_budget_kind { OD_BUDGET_LATENCY = 0, OD_BUDGET_SIZE, OD_BUDGET_MACS } od_budget_kind;
+
+typedef struct od_budget {
+    od_budget_kind kind;
+    double limit;   /* seconds, bytes or MACs; > 0 */
+    int64_t batch;  /* latency only */
+    int threads;    /* latency only */
+} od_budget;
+
+/* INVALID_ARGUMENT naming the text for an unknown unit, a number that is not > 0, a bad @bNtM. */
+od_status od_budget_parse(const char *text, od_budget *out, od_error *err);
+/* "0.5 ms at batch 1, 1 thread", "200 KB", "2.0M MACs" */
+const char *od_budget_describe(const od_budget *b, double value, char *buf, size_t size);
+
+#define OD_BUDGET_MAX_CANDIDATES 32
+
+typedef struct od_budget_candidate {
+    double width;
+    double value;    /* MACs, bytes, or the median latency in seconds */
+    double p90;      /* latency only */
+    bool fits;
+    bool verify;     /* a fresh measurement of the chosen width */
+} od_budget_candidate;
+
+#define OD_BUDGET_MAX_STEPS 16
+
+/* MACs and size: after the uniform width, channels given back layer by layer. */
+typedef struct od_budget_step {
+    char node[128];
+    int64_t from, to;  /* its output channels */
+    double saliency;   /* share of the layer's L1 weight mass the added channels carry */
+    double value;      /* the student's value after the step */
+} od_budget_step;
+
+typedef struct od_budget_result {
+    int n_steps;
+    od_budget_step steps[OD_BUDGET_MAX_STEPS];
+    double width;            /* the chosen uniform width */
+    double value, p90;       /* its measured value (latency: the fresh verification run); after
+                              * the per-layer steps, the final student's */
+    double uniform_value;    /* the value at the uniform width, before the per-layer steps */
+    double teacher_value, teacher_p90;
+    int n_candidates;
+    od_budget_candidate candidates[OD_BUDGET_MAX_CANDIDATES];
+} od_budget_result;
+
+/* Finds the widest uniform width (spec's depth, round_to, init and bn kept) whose student meets
+ * the budget: a bisection on the width, MACs and size computed exactly from the built student,
+ * latency measured (min_time seconds per candidate). MACs and size then give channels back, one
+ * --round step of one layer at a time, to the layer whose added channels carry the most L1
+ * weight mass (its share of the layer's) per unit of budget spent, while the budget holds: those
+ * land in spec->channels (owned by spec) as rules naming the nodes. The chosen latency candidate is measured
+ * again; when the fresh median misses the budget the width steps down. Sets spec->width to the
+ * choice; *student_out (may be NULL) gets the chosen student. INVALID_ARGUMENT when even the narrowest
+ * width (0.001, i.e. --round channels per layer) is over the budget: "even width W gives X, over
+ * the budget". The student measured is the one the spec builds (with its BatchNormalization). */
+od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const od_budget *b,
+                           double min_time, od_budget_result *res, od_model **student_out,
+                           od_error *err);
+/* The candidates tried, the teacher's value and why the chosen one won, on out. */
+void od_budget_print(const od_budget *b, const od_budget_result *res, FILE *out);
+/* One line for reports: the budget, the choice and its measurement, every candidate tried. */
+const char *od_budget_summary(const od_budget *b, const od_budget_result *res, char *buf, size_t size);
+/* The chosen spec as --spec JSON: {"width": W, "depth": D[, "channels": {...}]} and a newline,
+ * in buf (truncated when too small). */
+const char *od_budget_spec_json(const od_shrink_spec *spec, char *buf, size_t size);
+
 #endif

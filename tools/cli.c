@@ -571,3 +571,15 @@ od_status cli_data_load(const cli_args *a, const char *path, const od_model *mod
                 (long long)out->n_skipped, out->n_skipped == 1 ? "" : "s", out->skipped);
     return st;
 }
+
+od_status cli_budget_choose(const od_model *teacher, const od_budget *b, const char *spec_out,
+                            od_shrink_spec *spec, od_budget_result *res, od_model **student, od_error *err) {
+    od_status st = od_budget_search(teacher, spec, b, 0.2, res, student, err);
+    if (st) return st;
+    od_budget_print(b, res, stdout);
+    char json[8192];
+    od_budget_spec_json(spec, json, sizeof json);
+    printf("spec: %s", json);
+    if (spec->round_to != 8) printf("(keep --round %d with this spec)\n", spec->round_to);
+    return spec_out ? od_file_write_atomic(spec_out, json, strlen(json), err) : OD_STATUS_OK;
+}

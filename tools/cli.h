@@ -89,6 +89,13 @@ typedef struct cli_command {
              "   \"drop\": [\"/layers/layers.1/*\"]}\n"                                                       \
              "channels: output channels of the matching nodes (names or globs); drop: removable blocks "     \
              "holding a matching node. --width and --depth given on the command line override the file's."}, \
+    {CLI_TEXT, "--budget", 0, "B",                                                                           \
+     .help = "instead of --width/--spec: the widest uniform width whose student meets B, found by bisection "  \
+             "and printed with the candidates tried and the spec it chose (as --spec JSON). B is a latency "   \
+             "on our own plans (0.5ms, 500us; @b8t2: at batch 8, 2 threads; default b1t1; median of 0.2 s of "  \
+             "runs, the choice measured again), an encoded size (200KB, 1.5MB, 30000B, KiB, MiB) or MACs per "  \
+             "sample (2M-macs, 150000-macs). --depth, --round, --init, --bn apply as given."},                 \
+    {CLI_TEXT, "--budget-spec-out", 0, "FILE", .help = "with --budget: also write the chosen spec there (JSON)"}, \
     {CLI_INT, "--round", 0, "N", 1, 65536, .dflt = "8", .help = "channel multiple (1: no rounding)"},         \
     {CLI_CHOICE, "--init", 0, NULL, .choices = "teacher|random", .dflt = "teacher",                           \
      .help = "teacher: keep each group's channels of largest L1 norm, with the teacher's weights; random: "  \
@@ -174,6 +181,12 @@ typedef struct model_facts {
     int macs_unknown;     /* nodes of unknown shape: macs is then a lower bound */
 } model_facts;
 od_status model_facts_get(const char *path, const od_model *m, model_facts *f, od_error *err);
+
+/* --budget (shrink, distill): searches the width meeting b (parsed by od_budget_parse), prints
+ * the candidates and the chosen spec JSON on stdout, writes it to spec_out (may be NULL). Sets
+ * spec->width and *res; *student gets the chosen student. Errors are returned in err. */
+od_status cli_budget_choose(const od_model *teacher, const od_budget *b, const char *spec_out,
+                            od_shrink_spec *spec, od_budget_result *res, od_model **student, od_error *err);
 
 /* The subcommands: each a table and a function. */
 extern const cli_command cli_cmd_inspect, cli_cmd_run, cli_cmd_bench, cli_cmd_shrink, cli_cmd_optimize,

@@ -144,6 +144,7 @@ int cmd_distill(int argc, char **argv) {
     od_shrink_spec spec;
     od_shrink_spec_default(&spec);
     bool shrink_given = cli_given(&args, "--width") || cli_given(&args, "--depth") || cli_given(&args, "--spec");
+    const char *budget_text = cli_text(&args, "--budget", NULL), *budget_out = cli_text(&args, "--budget-spec-out", NULL);
     bool quiet = cli_given(&args, "--quiet");
     opt.deterministic = cli_given(&args, "--deterministic");
     spec.width = cli_real(&args, "--width", spec.width);
@@ -194,18 +195,24 @@ int cmd_distill(int argc, char **argv) {
     if (!out_path) return cli_args_clear(&args), cli_usage(cmd, "distill: no output given (-o STUDENT.onnx)");
     if (student_path && shrink_given)
         return cli_args_clear(&args), cli_usage(cmd, "distill: --student and --width/--depth/--spec exclude each other");
-    if (!shrink_given && !student_path) spec.width = 0.5;
+    if (budget_text && (student_path || cli_given(&args, "--width") || spec.spec_path))
+        return cli_args_clear(&args), cli_usage(cmd, "distill: --budget and --student/--width/--spec exclude each other");
+    if (budget_out && !budget_text) return cli_args_clear(&args), cli_usage(cmd, "distill: --budget-spec-out needs --budget");
+    if (!shrink_given && !student_path && !budget_text) spec.width = 0.5;
     od_report_format report_fmt;
     od_error report_err = {0};
+    od_budget budget;
+    od_budget_result budget_res = {0};
+    if (budget_text && od_budget_parse(budget_text, &budget, &report_err)) return cli_args_clear(&args), cli_fail_err(&report_err);
     if (report_path && od_report_format_from_path(report_path, &report_fmt, &report_err))
         return cli_args_clear(&args), cli_usage(cmd, "--report %s", report_err.message);
     /* no output may be an input (the checkpoint may be the one resumed), nor share a file */
-    const char *outs[] = {out_path, report_path, opt.checkpoint};
+    const char *outs[] = {out_path, report_path, budget_out, opt.checkpoint};
     const char *ins[] = {teacher_path, student_path, data_path, spec.spec_path, opt.resume};
-    if (od_outputs_check(outs, 2, ins, 5, &report_err) || od_outputs_check(outs, 3, ins, 4, &report_err))
+    if (od_outputs_check(outs, 3, ins, 5, &report_err) || od_outputs_check(outs, 4, ins, 4, &report_err))
         return cli_args_clear(&args), cli_fail_err(&report_err);
     /* a folder that cannot take the files is found now, not after the training */
-    const char *outputs[] = {out_path, opt.checkpoint, report_path};
+    const char *outputs[] = {out_path, opt.checkpoint, report_path, budget_out};
     for (size_t k = 0; k < sizeof outputs / sizeof *outputs; k++) {
         if (!outputs[k]) continue;
         char *dir = strdup(outputs[k]);
@@ -239,7 +246,20 @@ int cmd_distill(int argc, char **argv) {
                       (opt.checkpoint && od_output_lock_acquire(opt.checkpoint, &ckpt_lock, &err))))
         goto fail;
     if (od_model_load(teacher_path, &teacher, &err)) goto fail;
-    if (student_path) {
+    if (budget_text && budget.kind == OD_BUDGET_LATENCY && ranks > 1) {
+        /* every rank would time its own candidates and might choose another student */
+        od_error_set(&err, OD_STATUS_INVALID_ARGUMENT, "--budget: a latency budget is not searched under MPI "
+                     "(each rank would measure its own); run shrink --budget first and pass its spec with --spec");
+        goto fail;
+    }
+    if (budget_text) {
+        if (cli_budget_choose(teacher, &budget, rank == 0 ? budget_out : NULL, &spec, &budget_res, NULL, &err))
+            goto fail;
+        od_shrink_report shrunk = {0}; /* the chosen student, built with the builder's summary */
+        if (od_shrink_ex(teacher, &spec, &student, &shrunk, &err)) goto fail;
+        od_shrink_report_print(&shrunk, &spec, stdout, stderr);
+        od_shrink_report_clear(&shrunk);
+    } else if (student_path) {
         if (od_model_load(student_path, &student, &err)) goto fail;
     } else {
         od_shrink_report shrunk = {0};
@@ -305,7 +325,7 @@ int cmd_distill(int argc, char **argv) {
         goto done;
     }
     double t_w = od_seconds();
-    char spec_text[1024];
+    char spec_text[4096];
     if (student_path)
         snprintf(spec_text, sizeof spec_text, "student %s", student_path);
     else
@@ -313,7 +333,14 @@ int cmd_distill(int argc, char **argv) {
                  spec.init == OD_SHRINK_INIT_TEACHER ? "teacher" : "random",
                  spec.bn == OD_SHRINK_BN_AUTO ? "auto" : spec.bn == OD_SHRINK_BN_ON ? "on" : "off", spec.spec_path ? " spec " : "",
                  spec.spec_path ? spec.spec_path : "");
-    size_t spec_len = strlen(spec_text); /* the report shows the preprocessing too */
+    size_t spec_len = strlen(spec_text);
+    if (budget_text) { /* the report shows what the budget chose and why */
+        snprintf(spec_text + spec_len, sizeof spec_text - spec_len, "; ");
+        spec_len = strlen(spec_text);
+        od_budget_summary(&budget, &budget_res, spec_text + spec_len, sizeof spec_text - spec_len - 512);
+        spec_len = strlen(spec_text);
+    }
+    /* the report shows the preprocessing too */
     snprintf(spec_text + spec_len, sizeof spec_text - spec_len, "; preprocessing %s", pre_text);
     if (od_distill_finish(student, teacher, teacher_path, spec_text, &opt, &res, weights, &err) ||
         od_preprocess_to_model(student, &pre, &err) ||

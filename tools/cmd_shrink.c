@@ -7,7 +7,7 @@
 const cli_command cli_cmd_shrink = {
     .name = "shrink",
     .summary = "build a smaller student graph from a teacher (width/depth/spec)",
-    .synopsis = "TEACHER.onnx (--width W | --depth D | --spec FILE) [options] -o STUDENT.onnx",
+    .synopsis = "TEACHER.onnx (--width W | --depth D | --spec FILE | --budget B) [options] -o STUDENT.onnx",
     .min_operands = 1, .max_operands = 1, .operand = "teacher",
     .about = "Builds a smaller student from the teacher's own graph and writes it (atomically), untrained or "
              "initialised from the teacher; prints the teacher's and the student's parameters and MACs per "
@@ -43,17 +43,24 @@ int cmd_shrink(int argc, char **argv) {
     spec.bn = (od_shrink_bn[]){OD_SHRINK_BN_AUTO, OD_SHRINK_BN_ON, OD_SHRINK_BN_OFF}[cli_choice(&args, "--bn", 0)];
     spec.seed = (uint64_t)cli_int(&args, "--seed", (long long)spec.seed);
     bool verbose = cli_given(&args, "--verbose");
+    const char *budget_text = cli_text(&args, "--budget", NULL), *budget_out = cli_text(&args, "--budget-spec-out", NULL);
     cli_args_clear(&args); /* the strings stay: they are argv's */
-    if (!width && !depth && !spec_path)
-        return cli_usage(&cli_cmd_shrink, "shrink: say how to shrink: --width W, --depth D or --spec FILE");
+    if (budget_text && (width || spec_path))
+        return cli_usage(&cli_cmd_shrink, "shrink: --budget and --width/--spec exclude each other");
+    if (budget_out && !budget_text) return cli_usage(&cli_cmd_shrink, "shrink: --budget-spec-out needs --budget");
+    if (!width && !depth && !spec_path && !budget_text)
+        return cli_usage(&cli_cmd_shrink, "shrink: say how to shrink: --width W, --depth D, --spec FILE or --budget B");
+    od_budget budget;
+    od_error budget_err = {0};
+    if (budget_text && od_budget_parse(budget_text, &budget, &budget_err)) return cli_fail_err(&budget_err);
     if (!out_path) return cli_usage(&cli_cmd_shrink, "shrink: no output given (-o STUDENT.onnx)");
 
     int rc = 1;
     od_error err = {0};
     od_model *teacher = NULL, *student = NULL;
     od_shrink_report rep = {0};
-    const char *inputs[] = {teacher_path, spec_path};
-    if (od_outputs_check(&out_path, 1, inputs, 2, &err)) {
+    const char *inputs[] = {teacher_path, spec_path}, *outs[] = {out_path, budget_out};
+    if (od_outputs_check(outs, budget_out ? 2 : 1, inputs, 2, &err)) {
         cli_fail_err(&err);
         goto done;
     }
@@ -66,6 +73,13 @@ int cmd_shrink(int argc, char **argv) {
     if (od_model_load(teacher_path, &teacher, &err)) {
         cli_fail_err(&err);
         goto done;
+    }
+    if (budget_text) {
+        od_budget_result res; /* the chosen student is built below, with the builder's summary */
+        if (cli_budget_choose(teacher, &budget, budget_out, &spec, &res, NULL, &err)) {
+            cli_fail("shrink: %s: %s", teacher_path, err.message);
+            goto done;
+        }
     }
     if (od_shrink_ex(teacher, &spec, &student, &rep, &err)) {
         cli_fail("shrink: %s: %s", teacher_path, err.message);

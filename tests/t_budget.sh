@@ -1,0 +1,124 @@
+#!/bin/bash
+# `shrink --budget` and `distill --budget`: MACs and size budgets on the CNN and ResNet teachers
+# are met exactly when the written student is inspected (and the spec printed rebuilds the same
+# student, per-layer channels included); a latency budget of half the teacher's measured batch-1 latency gives a narrower
+# student with the candidates and a fresh measurement listed (no timing is asserted); bad
+# budgets fail with exit 1, one stderr line, nothing on stdout and no file; --budget with
+# --width or --spec is a usage error; distill trains the chosen student and its report carries
+# the budget.
+# Prints `budget: N passed, N failed` last.
+set -u
+cd "$(dirname "$0")/.."
+BIN=${BUILD:-build}/onnx-distill
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+ok() { echo "PASS $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL $1"; fail=$((fail + 1)); }
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+
+[ -x "$BIN" ] || { echo "no $BIN (run make)"; echo "budget: 0 passed, 1 failed"; exit 1; }
+
+# inspect_key FILE KEY: a number from `inspect --json`
+inspect_key() { "$BIN" inspect --json "$1" | sed -n "s/.*\"$2\": \([0-9]*\).*/\1/p"; }
+
+"$BIN" shrink --help >"$T/help" 2>&1
+check "shrink --help documents --budget and --budget-spec-out" \
+    "grep -q -- '--budget B' '$T/help' && grep -q -- '--budget-spec-out FILE' '$T/help'"
+"$BIN" distill --help >"$T/dhelp" 2>&1
+check "distill --help documents --budget" "grep -q -- '--budget B' '$T/dhelp'"
+
+# ---- MACs and size: exact ---------------------------------------------------------------------
+# budget_exact NAME TEACHER BUDGET KEY LIMIT
+budget_exact() {
+    local name=$1 teacher=$2 budget=$3 key=$4 limit=$5
+    rm -f "$T/s.onnx" "$T/spec.json"
+    "$BIN" shrink "$teacher" --budget "$budget" --budget-spec-out "$T/spec.json" -o "$T/s.onnx" >"$T/out" 2>"$T/err"
+    local rc=$? got teacher_v
+    got=$(inspect_key "$T/s.onnx" "$key")
+    teacher_v=$(inspect_key "$teacher" "$key")
+    check "$name: exit 0" "[ $rc -eq 0 ] || { cat '$T/err'; false; }"
+    check "$name: inspect --json $key $got <= $limit (teacher $teacher_v)" "[ -n '$got' ] && [ '$got' -le $limit ] && [ '$got' -gt 0 ]"
+    check "$name: the student is narrower than the teacher" "[ -n '$got' ] && [ '$got' -lt '$teacher_v' ]"
+    check "$name: candidates listed, the choice fits" \
+        "[ \$(grep -cE ' (fits|over)\$' '$T/out') -ge 4 ] && grep -q '^chosen: width 0\.' '$T/out'"
+    check "$name: the spec is printed and written" \
+        "grep -q '^spec: {\"width\": 0\.[0-9]*, \"depth\": 1[,}]' '$T/out' && grep -q '\"width\": 0\.' '$T/spec.json'"
+    "$BIN" shrink "$teacher" --spec "$T/spec.json" -o "$T/again.onnx" >/dev/null 2>&1
+    check "$name: --spec with the printed spec rebuilds the same student" "cmp -s '$T/s.onnx' '$T/again.onnx'"
+    # the widest: one rounding step wider is over the budget (the bisection's last 'over')
+    check "$name: a wider candidate was over the budget" "grep -q ' over\$' '$T/out'"
+}
+budget_exact "cnn 2M-macs" models/cnn.onnx 2M-macs macs 2000000
+budget_exact "resnet 5M-macs" models/resnet.onnx 5M-macs macs 5000000
+budget_exact "cnn 300KB" models/cnn.onnx 300KB bytes 300000
+budget_exact "resnet 100KB" models/resnet.onnx 100KB bytes 100000
+budget_exact "resnet 90KiB" models/resnet.onnx 90KiB bytes 92160
+
+# per layer: after the uniform width, channels given back to named layers while the budget holds;
+# every step is within the budget and the spec names those layers
+"$BIN" shrink models/resnet.onnx --budget 100KB -o "$T/p.onnx" >"$T/out" 2>&1
+check "per layer: resnet 100KB gives channels back to some layers" "grep -q '^per layer: /.* -> [0-9]* channels' '$T/out'"
+check "per layer: every step within the budget" \
+    "! sed -n 's/^per layer: .*, \([0-9]*\) bytes\$/\1/p' '$T/out' | awk '\$1 > 100000 { bad = 1 } END { exit !bad }'"
+check "per layer: the spec names the layers" "grep -q '^spec: .*\"channels\": {\"/layers/' '$T/out'"
+
+# a budget the teacher meets: width 1
+"$BIN" shrink models/cnn.onnx --budget 1G-macs -o "$T/w1.onnx" >"$T/out" 2>&1
+check "a budget the teacher meets keeps width 1" "grep -q '^chosen: width 1,' '$T/out' && grep -q '\"width\": 1,' '$T/out'"
+
+# ---- latency: half the teacher's measured batch-1 latency ------------------------------------
+"$BIN" shrink models/cnn.onnx --budget 100s -o "$T/lt.onnx" >"$T/out" 2>&1
+teacher_ms=$(sed -n 's/.*; teacher: \([0-9.e-]*\) ms.*/\1/p' "$T/out")
+check "the teacher's latency is reported ($teacher_ms ms)" "[ -n '$teacher_ms' ]"
+half_us=$(awk -v t="${teacher_ms:-1}" 'BEGIN { printf "%d", t * 500 }')
+"$BIN" shrink models/cnn.onnx --budget "${half_us}us@b1t1" -o "$T/l.onnx" >"$T/out" 2>"$T/err"
+rc=$?
+check "latency ${half_us}us: exit 0" "[ $rc -eq 0 ] || { cat '$T/err'; false; }"
+check "latency: a width below 1 is chosen" "grep -q '^chosen: width 0\.' '$T/out'"
+check "latency: candidates with median and p90 listed" "[ \$(grep -cE 'ms \([0-9.e-]+\) +(fits|over)' '$T/out') -ge 4 ]"
+check "latency: the choice was measured again" "grep -q 'fresh measurement of the choice' '$T/out'"
+check "latency: the student is written" "[ -s '$T/l.onnx' ]"
+
+# ---- errors ------------------------------------------------------------------------------------
+# expect_error NAME PATTERN WANT_RC ARGS...: exit WANT_RC, nothing on stdout, one stderr line, no file
+expect_error() {
+    local name=$1 pattern=$2 want=$3; shift 3
+    rm -f "$T/e.onnx"
+    "$BIN" "$@" >"$T/out" 2>"$T/err"
+    local rc=$?
+    if [ $rc -eq "$want" ] && [ ! -s "$T/out" ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -qF -- "$pattern" "$T/err" &&
+        [ ! -e "$T/e.onnx" ]; then
+        ok "$name"
+    else
+        bad "$name: exit $rc, stdout $(head -c 200 "$T/out"), stderr $(head -c 300 "$T/err")"
+    fi
+}
+expect_error "unknown unit" 'unknown unit "furlongs"' 1 shrink models/cnn.onnx --budget 3furlongs -o "$T/e.onnx"
+expect_error "no unit" 'unknown unit ""' 1 shrink models/cnn.onnx --budget 5 -o "$T/e.onnx"
+expect_error "zero" 'must be above 0' 1 shrink models/cnn.onnx --budget 0ms -o "$T/e.onnx"
+expect_error "negative" 'must be above 0' 1 shrink models/cnn.onnx --budget -2KB -o "$T/e.onnx"
+expect_error "not a number" 'expected a number and a unit' 1 shrink models/cnn.onnx --budget fast -o "$T/e.onnx"
+expect_error "bad @" 'must follow a latency' 1 shrink models/cnn.onnx --budget 1ms@x -o "$T/e.onnx"
+expect_error "@ on a size" 'must follow a latency' 1 shrink models/cnn.onnx --budget 1KB@b1 -o "$T/e.onnx"
+expect_error "unreachable MACs" 'even width 0.001 (round 8) gives' 1 shrink models/cnn.onnx --budget 100-macs -o "$T/e.onnx"
+expect_error "unreachable size" 'over the budget of 1000 bytes' 1 shrink models/resnet.onnx --budget 1KB -o "$T/e.onnx"
+expect_error "unreachable latency" 'over the budget' 1 shrink models/cnn.onnx --budget 1us -o "$T/e.onnx"
+expect_error "--budget with --width" 'exclude each other' 2 shrink models/cnn.onnx --budget 1ms --width 0.5 -o "$T/e.onnx"
+echo '{"width": 0.5}' >"$T/w.json"
+expect_error "--budget with --spec" 'exclude each other' 2 shrink models/cnn.onnx --budget 1ms --spec "$T/w.json" -o "$T/e.onnx"
+expect_error "--budget-spec-out alone" 'needs --budget' 2 shrink models/cnn.onnx --width 0.5 --budget-spec-out "$T/x.json" -o "$T/e.onnx"
+expect_error "distill: bad budget" 'unknown unit' 1 distill models/cnn.onnx --data fashion-mnist --budget 2parsecs -o "$T/e.onnx"
+
+# ---- distill trains the chosen student ----------------------------------------------------------
+"$BIN" distill models/cnn.onnx --data fashion-mnist --budget 3M-macs --train-limit 640 --test-limit 128 --epochs 1 \
+    --threads 2 --latency quick --seed 3 -o "$T/d.onnx" --report "$T/d.json" >"$T/out" 2>"$T/err"
+rc=$?
+check "distill --budget: exit 0" "[ $rc -eq 0 ] || { cat '$T/err'; false; }"
+macs=$(inspect_key "$T/d.onnx" macs)
+check "distill --budget: the trained student's MACs $macs <= 3000000" "[ -n '$macs' ] && [ '$macs' -le 3000000 ]"
+check "distill --budget: the report carries the budget and candidates" \
+    "grep -q 'budget 3000000 MACs: width 0\.[0-9]* chosen' '$T/d.json' && grep -q 'candidates (width: value)' '$T/d.json'"
+
+echo "budget: $pass passed, $fail failed"
+[ $fail -eq 0 ]
