@@ -646,7 +646,8 @@ od_status od_plan_create_whole(const od_graph *g, const od_plan_options *opt, od
         /* Small steps run on the calling thread: waking a worker costs more than it saves,
          * and a worker the OS has descheduled would stall every step that waits for it. */
         int64_t elems = stp->n_out && stp->out[0] ? od_buf_count(stp->out[0]) : 0;
-        stp->parallel = stp->pool && (stp->macs >= PARALLEL_MIN_MACS || elems >= PARALLEL_MIN_ELEMENTS);
+        stp->parallel =
+            stp->pool && (stp->macs >= PARALLEL_MIN_MACS || elems >= PARALLEL_MIN_ELEMENTS);
         if (!stp->parallel) stp->pool = NULL;
         if (stp->op->prepare) {
             st = stp->op->prepare(stp, err);

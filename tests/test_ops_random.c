@@ -473,21 +473,26 @@ static bool run_batch(const tcase *c, od_model *m, const tensor *consts, int64_t
                 memcpy(io->data, in[i].data, io->nbytes);
             }
             if (od_plan_run(plan, &err)) {
-                snprintf(why, size, "batch %lld, %d threads, run %d: run: %s", (long long)batch, threads, run + 1,
-                         err.message);
+                snprintf(why, size, "batch %lld, %d threads, run %d: run: %s", (long long)batch,
+                         threads, run + 1, err.message);
                 ok = false;
             } else if (!same_shape) {
-                snprintf(why, size, "batch %lld, %d threads, run %d: output rank %d dims [%lld, %lld, ...], "
-                         "expected rank %d [%lld, %lld, ...]", (long long)batch, threads, run + 1, out->rank,
-                         (long long)out->dims[0], (long long)out->dims[1], y.rank,
-                         (long long)y.dims[0], (long long)y.dims[1]);
+                snprintf(why, size,
+                         "batch %lld, %d threads, run %d: output rank %d dims [%lld, %lld, ...], "
+                         "expected rank %d [%lld, %lld, ...]",
+                         (long long)batch, threads, run + 1, out->rank, (long long)out->dims[0],
+                         (long long)out->dims[1], y.rank, (long long)y.dims[0],
+                         (long long)y.dims[1]);
                 ok = false;
             } else {
                 const float *got = out->data;
                 for (int64_t k = 0; k < count(&y) && ok; k++)
                     if (!close_enough(got[k], y.data[k])) {
-                        snprintf(why, size, "batch %lld, %d threads, run %d: element %lld is %.7g, expected "
-                                 "%.7g", (long long)batch, threads, run + 1, (long long)k, got[k], y.data[k]);
+                        snprintf(why, size,
+                                 "batch %lld, %d threads, run %d: element %lld is %.7g, "
+                                 "expected %.7g",
+                                 (long long)batch, threads, run + 1, (long long)k, got[k],
+                                 y.data[k]);
                         ok = false;
                     }
             }
