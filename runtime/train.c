@@ -141,6 +141,35 @@ static od_status assign_layouts(od_trainer *t, od_error *err) {
     return OD_STATUS_OK;
 }
 
+/* Whether every output of n is known from shapes alone (a constant shape chain such as
+ * Shape -> Gather -> Concat -> Reshape's shape, with the batch fixed): it never runs. */
+static bool node_folded(const od_node *n, const od_shape_info *info) {
+    for (int k = 0; k < n->n_outputs; k++)
+        if (n->outputs[k] >= 0 && !info[n->outputs[k]].constant) return false;
+    return true;
+}
+
+/* Refuses the graph's ops without a backward, naming one node of each. info NULL (before shape
+ * inference): only when some op is unknown to the engine, listing all; else nodes that fold
+ * to constants are skipped. */
+static od_status refuse_untrainable(const od_graph *g, const od_shape_info *info, od_error *err) {
+    char list[600] = "";
+    int bad = 0;
+    bool unknown = false;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const od_node *n = &g->nodes[i];
+        const od_op_desc *op = od_op_find(n->domain, n->op_type);
+        if (op && op->backward) continue;
+        if (info && node_folded(n, info)) continue;
+        unknown |= !op;
+        if (strstr(list, n->op_type)) continue;
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof list - len, "%s%s (node \"%s\")", bad++ ? ", " : "", n->op_type, n->name ? n->name : "");
+    }
+    if (!bad || (!info && !unknown)) return OD_STATUS_OK;
+    return od_error_set(err, OD_STATUS_UNSUPPORTED, "cannot train through op%s %s", bad > 1 ? "s" : "", list);
+}
+
 od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_trainer **out, od_error *err) {
     *out = NULL;
     /* XNNPACK runs the convolutions; OpenBLAS stays on one thread: the kernels shard the batch
@@ -153,23 +182,12 @@ od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_train
     if (opt) t->opt = *opt;
     if (t->opt.batch <= 0) t->opt.batch = 64;
     if (t->opt.threads <= 0) t->opt.threads = 1;
-    /* refuse every op we cannot train, all at once */
-    char list[600] = "";
-    int bad = 0;
-    for (int i = 0; i < g->n_nodes; i++) {
-        const od_node *n = &g->nodes[i];
-        const od_op_desc *op = od_op_find(n->domain, n->op_type);
-        if (op && op->backward) continue;
-        if (strstr(list, n->op_type)) continue;
-        size_t len = strlen(list);
-        snprintf(list + len, sizeof list - len, "%s%s (node \"%s\")", bad++ ? ", " : "", n->op_type, n->name ? n->name : "");
-    }
-    if (bad) {
-        st = od_error_set(err, OD_STATUS_UNSUPPORTED, "cannot train through op%s %s", bad > 1 ? "s" : "", list);
-        goto fail;
-    }
+    /* refuse every op we cannot train, all at once: ops unknown to the engine before shapes
+     * are inferred, then every op without a backward outside the constant chains */
+    if ((st = refuse_untrainable(g, NULL, err))) goto fail;
     st = od_graph_infer(g, t->opt.batch, &t->shapes, err);
     if (st) goto fail;
+    if ((st = refuse_untrainable(g, t->shapes.info, err))) goto fail;
     if (t->opt.threads > 1 && !(t->workers = od_workers_create(t->opt.threads))) {
         st = od_error_set(err, OD_STATUS_BACKEND, "cannot start %d threads", t->opt.threads);
         goto fail;
@@ -208,10 +226,7 @@ od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_train
     size_t act_count = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         const od_node *n = &g->nodes[i];
-        bool folded = true;
-        for (int k = 0; k < n->n_outputs; k++)
-            if (n->outputs[k] >= 0 && !t->shapes.info[n->outputs[k]].constant) folded = false;
-        if (folded) continue;
+        if (node_folded(n, t->shapes.info)) continue;
         bool grad = false;
         for (int k = 0; k < n->n_inputs; k++)
             if (n->inputs[k] >= 0 && needs_grad[n->inputs[k]]) grad = true;
@@ -310,10 +325,7 @@ od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_train
     od_tbuf **io = t->step_io;
     for (int i = 0; i < g->n_nodes; i++) {
         const od_node *n = &g->nodes[i];
-        bool folded = true;
-        for (int k = 0; k < n->n_outputs; k++)
-            if (n->outputs[k] >= 0 && !t->shapes.info[n->outputs[k]].constant) folded = false;
-        if (folded) continue;
+        if (node_folded(n, t->shapes.info)) continue;
         od_tstep *s = &t->steps[t->n_steps++];
         s->node = n;
         s->op = od_op_find(n->domain, n->op_type);

@@ -59,11 +59,28 @@ void od_add_into(float *dst, const float *src, int64_t n);
 void od_relu_inplace(float *y, int64_t n);
 /* dy = 0 where a fused Relu clamped (y == 0) */
 void od_relu_mask(const float *y, float *dy, int64_t n);
-/* Flatten, Reshape, Squeeze, Unsqueeze: copy input 0 in ONNX order (reading a channels-last
- * input through od_relayout), and the gradient back. */
+/* Flatten, Reshape, Squeeze, Unsqueeze: copy input 0 in ONNX order (reading and writing
+ * either layout through od_relayout), and the gradient back. */
+od_status od_train_plain_prepare(od_tstep *s, od_error *err);
 od_status od_train_plain_forward(od_tstep *s, od_error *err);
 od_status od_train_plain_backward(od_tstep *s, od_error *err);
-#define OD_TRAIN_PLAIN_COPY .forward_train = od_train_plain_forward, .backward = od_train_plain_backward
+#define OD_TRAIN_PLAIN_COPY                                                                        \
+    .train_prepare = od_train_plain_prepare, .forward_train = od_train_plain_forward,              \
+    .backward = od_train_plain_backward
+
+/* Logical strides (per ONNX dim, in elements) of a buffer in its layout: a channels-last buffer
+ * read as a strided view in ONNX order. */
+void od_tbuf_strides(const od_tbuf *b, int64_t *strides);
+/* For every index i < dims: dst[i . dst_stride] += src[i . src_stride] (a strided copy's
+ * gradient). */
+void od_add_strided(float *dst, const int64_t *dst_stride, const float *src, const int64_t *src_stride, int rank,
+                    const int64_t *dims);
+/* An infer context over a training step's inputs (shapes and constants), so that train_prepare
+ * reads attributes and constant inputs with the inference reader. info and in hold up to
+ * OD_TSTEP_MAX_IN entries; out one. */
+#define OD_TSTEP_MAX_IN 8
+od_infer_ctx od_tstep_infer_ctx(const od_tstep *s, od_shape_info *info, const od_shape_info **in,
+                                od_shape_info *out, od_error *err);
 
 /* Gemm.c's kernels, which MatMul (with a 2-D B) shares. */
 od_status od_gemm_train_prepare(od_tstep *s, od_error *err);

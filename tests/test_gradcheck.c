@@ -304,6 +304,70 @@ static void b_reduce_mean_channels(builder *b) {
     add_node(b, "ReduceMean", IN("H"), IN("Y"), AT("axes=is:-3", "keepdims=i:0"));
     finish(b, "Y");
 }
+/* on a channels-last H: pads on every dim but the batch, one negative (a crop), a fill value */
+static void b_pad(builder *b) {
+    add_i64(b, "pads", 8, D(0, 1, 2, 0, 0, 2, -1, 1));
+    add_init(b, "cv", 0, NULL, 0.25f, 0.25f);
+    add_node(b, "Pad", IN("H", "pads", "cv"), IN("P"), NULL);
+    add_node(b, "Mul", IN("P", "P"), IN("Y"), NULL);
+    finish(b, "Y");
+}
+/* Pad then a pool, as densenet's transitions export */
+static void b_pad_pool(builder *b) {
+    add_i64(b, "pads", 8, D(0, 0, 1, 1, 0, 0, 1, 1));
+    add_node(b, "Pad", IN("H", "pads"), IN("P"), AT("mode=s:constant"));
+    add_node(b, "AveragePool", IN("P"), IN("Y"), AT("kernel_shape=is:2,2", "strides=is:2,2"));
+    finish(b, "Y");
+}
+/* ShuffleNet's channel shuffle as torch exports it: the batch read through Shape -> Gather ->
+ * Concat (a constant chain once the batch is fixed), Reshape to 5-D, Transpose, Reshape back;
+ * then its channel split: Slices of a channels-last value, one with a negative step */
+static void b_shuffle_slice(builder *b) {
+    add_i64(b, "i0", 1, D(0));
+    add_i64(b, "s5", 4, D(2, 2, 3, 3));
+    add_i64(b, "s4", 3, D(-1, 3, 3));
+    add_i64(b, "st", 1, D(1));
+    add_i64(b, "en", 1, D(3));
+    add_i64(b, "ax", 1, D(1));
+    add_i64(b, "st2", 2, D(-1, 2));
+    add_i64(b, "en2", 2, D(-5, 0));
+    add_i64(b, "ax2", 2, D(1, 3));
+    add_i64(b, "sp2", 2, D(-2, -1));
+    add_node(b, "Shape", IN("H"), IN("shp"), NULL);
+    add_node(b, "Gather", IN("shp", "i0"), IN("n"), AT("axis=i:0"));
+    add_node(b, "Concat", IN("n", "s5"), IN("shape5"), AT("axis=i:0"));
+    add_node(b, "Concat", IN("n", "s4"), IN("shape4"), AT("axis=i:0"));
+    add_node(b, "Reshape", IN("H", "shape5"), IN("R5"), NULL);
+    add_node(b, "Transpose", IN("R5"), IN("T5"), AT("perm=is:0,2,1,3,4"));
+    add_node(b, "Reshape", IN("T5", "shape4"), IN("R4"), NULL);
+    add_node(b, "Mul", IN("R4", "H"), IN("M"), NULL);
+    add_node(b, "Slice", IN("M", "st", "en", "ax"), IN("A"), NULL);
+    add_node(b, "Slice", IN("M", "st2", "en2", "ax2", "sp2"), IN("B"), NULL);
+    add_node(b, "Concat", IN("A", "B"), IN("C"), AT("axis=i:3"));
+    add_node(b, "Transpose", IN("M"), IN("MT"), AT("perm=is:0,3,2,1")); /* of a channels-last value */
+    add_node(b, "Flatten", IN("C"), IN("CF"), NULL);
+    add_node(b, "Flatten", IN("MT"), IN("MF"), NULL);
+    add_node(b, "Concat", IN("CF", "MF"), IN("Y"), AT("axis=i:1"));
+    finish(b, "Y");
+}
+/* Reshapes in either layout: a 4-D result goes on channels-last into a Conv (ShuffleNet's
+ * shuffle feeding the next block), a 4-D to 4-D reshape of a channels-last value */
+static void b_reshape_conv(builder *b) {
+    add_i64(b, "s5", 5, D(2, 2, 2, 3, 3));
+    add_i64(b, "s4", 4, D(2, 4, 3, 3));
+    add_i64(b, "s4b", 4, D(2, 4, 9, 1));
+    add_init(b, "W", 4, D(3, 4, 3, 3), -0.5f, 0.5f);
+    add_node(b, "Reshape", IN("H", "s5"), IN("R5"), NULL);
+    add_node(b, "Transpose", IN("R5"), IN("T5"), AT("perm=is:0,2,1,3,4"));
+    add_node(b, "Reshape", IN("T5", "s4"), IN("R4"), NULL);
+    add_node(b, "Conv", IN("R4", "W"), IN("C"), AT("pads=is:1,1,1,1"));
+    add_node(b, "Reshape", IN("H", "s4b"), IN("HB"), NULL);
+    add_node(b, "Conv", IN("HB", "W"), IN("D"), AT("pads=is:1,1,1,1"));
+    add_node(b, "Flatten", IN("C"), IN("CF"), NULL);
+    add_node(b, "Flatten", IN("D"), IN("DF"), NULL);
+    add_node(b, "Concat", IN("CF", "DF"), IN("Y"), AT("axis=i:1"));
+    finish(b, "Y");
+}
 static void b_add_bcast(builder *b) {
     add_init(b, "C", 3, D(3, 1, 1), -0.5f, 0.5f);
     add_node(b, "Add", IN("H", "C"), IN("T"), NULL);
@@ -371,6 +435,26 @@ static void b_dropout(builder *b) {
     finish(b, "Y");
 }
 
+/* An op without a backward that runs is refused, naming it and its node (a folded shape chain
+ * is not: the channel-shuffle case above trains through Shape and Gather). */
+static void b_softmax(builder *b) {
+    add_node(b, "Softmax", IN("H"), IN("Y"), AT("axis=i:1"));
+    finish(b, "Y");
+}
+static void check_refused(void) {
+    builder b = start(2, D(2, 5));
+    b_softmax(&b);
+    od_error err = {0};
+    od_trainer *t = NULL;
+    od_status st = od_graph_check(b.g, &err);
+    if (!st) st = od_trainer_create(b.g, &(od_trainer_options){.batch = 2, .threads = 1}, &t, &err);
+    bool ok = st == OD_STATUS_UNSUPPORTED && strstr(err.message, "cannot train through op Softmax (node \"Softmax_");
+    printf("%s Softmax (no backward) refused: %s\n", ok ? "PASS" : "FAIL", st ? err.message : "accepted");
+    ok ? passed++ : failed++;
+    od_trainer_destroy(t);
+    od_model_destroy(b.m);
+}
+
 int main(void) {
     run_case("Conv stride 2 pad 1 + bias", 4, D(2, 3, 7, 6), b_conv, true);
     run_case("Conv group 3 dilation 2", 4, D(2, 3, 6, 6), b_conv_group, true);
@@ -394,6 +478,10 @@ int main(void) {
     run_case("GlobalAveragePool", 4, D(2, 3, 4, 5), b_gap, true);
     run_case("ReduceMean spatial axes, keepdims", 4, D(2, 3, 4, 5), b_reduce_mean_spatial, true);
     run_case("ReduceMean channel axis", 4, D(2, 3, 4, 5), b_reduce_mean_channels, true);
+    run_case("Pad constant, a crop, channels-last input", 4, D(2, 3, 4, 5), b_pad, true);
+    run_case("Pad + AveragePool", 4, D(2, 3, 4, 4), b_pad_pool, true);
+    run_case("channel shuffle (Shape/Gather chain, Transpose) + Slices", 4, D(2, 4, 3, 3), b_shuffle_slice, true);
+    run_case("Reshape to 4-D into Conv, 4-D to 4-D Reshape", 4, D(2, 4, 3, 3), b_reshape_conv, true);
     run_case("Add broadcast, value used twice", 4, D(2, 3, 2, 2), b_add_bcast, true);
     run_case("Mul broadcast, Sub", 4, D(2, 3, 4, 5), b_mul_bcast, true);
     run_case("Flatten + Gemm", 4, D(2, 3, 4, 4), b_flatten_gemm, true);
@@ -402,6 +490,7 @@ int main(void) {
     run_case("Conv + Relu, Gemm + Relu (fused)", 4, D(3, 3, 6, 6), b_conv_relu_gemm_relu, true);
     run_case("Add + Relu, broadcast Sub + Relu (fused)", 4, D(2, 3, 4, 4), b_add_relu, true);
     run_case("Dropout eval", 4, D(2, 3, 2, 2), b_dropout, false);
+    check_refused();
     printf("gradcheck: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

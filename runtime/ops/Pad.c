@@ -1,8 +1,9 @@
 /* Pad, opsets 2-17: modes constant, reflect and edge; pads as an attribute (before 11) or a
  * constant input (11 on), negative pads crop; the fill value from the `value` attribute (before
  * 11) or the optional constant_value input (read at run time). Any element type with a fixed
- * size (constant mode: numeric). Opset 1 (`paddings`) is refused. Backward: not yet.
- * Layout: plain. */
+ * size (constant mode: numeric). Opset 1 (`paddings`) is refused. Backward: constant mode on
+ * float (training kernels at the end; the output keeps the input's layout). Layout: plain. */
+#include "../train_internal.h"
 #include "strided.h"
 
 #include <stdlib.h>
@@ -147,6 +148,69 @@ static od_status pad_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
+/* ---- training: constant mode (float) -------------------------------------------------------- */
+
+typedef struct pad_train {
+    pad_plan p;
+    float value;
+} pad_train;
+
+static od_status pad_train_prepare(od_tstep *s, od_error *err) {
+    od_shape_info info[OD_TSTEP_MAX_IN], out;
+    const od_shape_info *in[OD_TSTEP_MAX_IN];
+    od_infer_ctx c = od_tstep_infer_ctx(s, info, in, &out, err);
+    pad_train *t = calloc(1, sizeof *t);
+    if (!t) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = t;
+    od_status st = pad_read(&c, &t->p);
+    if (st) return st;
+    if (t->p.mode != PAD_CONSTANT)
+        return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "training through %s padding is not supported",
+                             t->p.mode == PAD_EDGE ? "edge" : "reflect");
+    if (s->opset < 11) t->value = od_attr_float(s->node, "value", 0);
+    else if (s->n_in > 2 && s->in[2]) {
+        if (!s->in[2]->data)
+            return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "training needs a float constant_value");
+        t->value = s->in[2]->data[0];
+    }
+    return OD_STATUS_OK;
+}
+
+/* The kept box of x and where it lands in y, as strided views in ONNX order (either layout). */
+static void pad_views(const pad_train *t, const od_tbuf *x, const od_tbuf *y, int64_t *xs, int64_t *ys,
+                      int64_t *x_off, int64_t *y_off) {
+    od_tbuf_strides(x, xs);
+    od_tbuf_strides(y, ys);
+    *x_off = *y_off = 0;
+    for (int d = 0; d < x->rank; d++) {
+        *x_off += t->p.from[d] * xs[d];
+        *y_off += t->p.at[d] * ys[d];
+    }
+}
+
+static od_status pad_forward(od_tstep *s, od_error *err) {
+    const pad_train *t = s->state;
+    const od_tbuf *x = s->in[0];
+    od_tbuf *y = s->out[0];
+    int64_t xs[OD_MAX_RANK], ys[OD_MAX_RANK], xo, yo;
+    for (int64_t i = 0; i < y->count; i++) y->data[i] = t->value;
+    pad_views(t, x, y, xs, ys, &xo, &yo);
+    od_copy_strided(y->data + yo, ys, x->data + xo, xs, x->rank, t->p.len, sizeof(float), NULL);
+    return OD_STATUS_OK;
+}
+
+static od_status pad_backward(od_tstep *s, od_error *err) {
+    const pad_train *t = s->state;
+    const od_tbuf *x = s->in[0], *y = s->out[0];
+    int64_t xs[OD_MAX_RANK], ys[OD_MAX_RANK], xo, yo;
+    if (!x->grad) return OD_STATUS_OK;
+    pad_views(t, x, y, xs, ys, &xo, &yo);
+    od_add_strided(x->grad + xo, xs, y->grad + yo, ys, x->rank, t->p.len);
+    return OD_STATUS_OK;
+}
+
 OD_OP_FACTS(Pad, 1, "mode", "paddings", "pads", "value");
 const od_op_desc od_op_Pad = {OD_OP_NAME(Pad), .infer = pad_infer, .prepare = pad_prepare,
-                              .run = pad_run};
+                              .run = pad_run, .train_layout = OD_TRAIN_LAYOUT_SAME,
+                              .train_prepare = pad_train_prepare, .forward_train = pad_forward,
+                              .backward = pad_backward};

@@ -1,7 +1,8 @@
 /* Slice, opsets 1-17: starts/ends/axes as attributes (opset 1) or constant inputs with steps
  * (10 on); negative starts, ends and steps, ends beyond the dim (INT64_MAX / INT64_MIN) clamped
- * as the spec says. Any element type with a fixed size; one strided copy. Backward: not yet.
- * Layout: plain. */
+ * as the spec says. Any element type with a fixed size; one strided copy. Backward: float (training kernels at the
+ * end; the output keeps the input's layout). Layout: plain. */
+#include "../train_internal.h"
 #include "strided.h"
 
 #include <stdlib.h>
@@ -108,6 +109,50 @@ static od_status slice_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
+/* ---- training (float) ---------------------------------------------------------------------- */
+
+static od_status slice_train_prepare(od_tstep *s, od_error *err) {
+    od_shape_info info[OD_TSTEP_MAX_IN], out;
+    const od_shape_info *in[OD_TSTEP_MAX_IN];
+    od_infer_ctx c = od_tstep_infer_ctx(s, info, in, &out, err);
+    slice_plan *p = malloc(sizeof *p);
+    if (!p) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = p;
+    return slice_read(&c, p);
+}
+
+/* x's slice as a strided view in ONNX order (either layout), and y's strides. */
+static int64_t slice_views(const slice_plan *p, const od_tbuf *x, const od_tbuf *y, int64_t *ss, int64_t *ys) {
+    int64_t xs[OD_MAX_RANK], offset = 0;
+    od_tbuf_strides(x, xs);
+    od_tbuf_strides(y, ys);
+    for (int d = 0; d < x->rank; d++) {
+        offset += p->start[d] * xs[d];
+        ss[d] = p->step[d] * xs[d];
+    }
+    return offset;
+}
+
+static od_status slice_forward(od_tstep *s, od_error *err) {
+    const od_tbuf *x = s->in[0];
+    od_tbuf *y = s->out[0];
+    int64_t ss[OD_MAX_RANK], ys[OD_MAX_RANK];
+    int64_t offset = slice_views(s->state, x, y, ss, ys);
+    od_copy_strided(y->data, ys, x->data + offset, ss, y->rank, y->dims, sizeof(float), NULL);
+    return OD_STATUS_OK;
+}
+
+static od_status slice_backward(od_tstep *s, od_error *err) {
+    const od_tbuf *x = s->in[0], *y = s->out[0];
+    int64_t ss[OD_MAX_RANK], ys[OD_MAX_RANK];
+    if (!x->grad) return OD_STATUS_OK;
+    int64_t offset = slice_views(s->state, x, y, ss, ys);
+    od_add_strided(x->grad + offset, ss, y->grad, ys, y->rank, y->dims);
+    return OD_STATUS_OK;
+}
+
 OD_OP_FACTS(Slice, 1, "axes", "ends", "starts");
 const od_op_desc od_op_Slice = {OD_OP_NAME(Slice), .infer = slice_infer, .prepare = slice_prepare,
-                                .run = slice_run};
+                                .run = slice_run, .train_layout = OD_TRAIN_LAYOUT_SAME,
+                                .train_prepare = slice_train_prepare, .forward_train = slice_forward,
+                                .backward = slice_backward};
