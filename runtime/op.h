@@ -61,7 +61,8 @@ typedef struct od_step {
     od_buf **in;  /* in[i] is NULL for an omitted optional input */
     od_buf **out; /* out[i] is NULL for an omitted optional output */
     void *state;  /* the op's own, freed by op->destroy */
-    pthreadpool_t pool;
+    pthreadpool_t pool; /* this run's threads, NULL for one; the plan sets it (see parallel) */
+    bool parallel;      /* large enough to split across threads when the plan uses its pool */
     int64_t macs;
     /* A following Relu or Clip fused in by the planner (ops with fuses_activation): the op
      * clamps its output to [act_min, act_max]; -inf, inf otherwise. */
