@@ -371,23 +371,17 @@ static od_status act_backward(od_tstep *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
+/* The fields every unary op's descriptor has; the trainable ones add their training kernels. */
+#define UNARY_DESC_FIELDS(OP, NAME, INFER)                                                         \
+    OD_OP_NAME(OP), .per_sample = od_per_sample_always, .layout = OD_LAYOUT_POLICY_ELEMENTWISE,    \
+        .infer = INFER, .prepare = NAME##_prepare, .run = unary_run, .destroy = unary_destroy
 #define UNARY_DESC(OP, NAME, INFER, SINCE, ...)                                                    \
     OD_OP_FACTS(OP, SINCE, __VA_ARGS__);                                                           \
-    const od_op_desc od_op_##OP = {OD_OP_NAME(OP), .per_sample = od_per_sample_always,             \
-                                   .layout = OD_LAYOUT_POLICY_ELEMENTWISE,                         \
-                                   .infer = INFER,                                                 \
-                                   .prepare = NAME##_prepare,                                      \
-                                   .run = unary_run,                                               \
-                                   .destroy = unary_destroy};
+    const od_op_desc od_op_##OP = {UNARY_DESC_FIELDS(OP, NAME, INFER)};
 /* ... and with the training kernels above */
 #define UNARY_DESC_TRAIN(OP, NAME, INFER, SINCE, ...)                                              \
     OD_OP_FACTS(OP, SINCE, __VA_ARGS__);                                                           \
-    const od_op_desc od_op_##OP = {OD_OP_NAME(OP), .per_sample = od_per_sample_always,             \
-                                   .layout = OD_LAYOUT_POLICY_ELEMENTWISE,                         \
-                                   .infer = INFER,                                                 \
-                                   .prepare = NAME##_prepare,                                      \
-                                   .run = unary_run,                                               \
-                                   .destroy = unary_destroy,                                       \
+    const od_op_desc od_op_##OP = {UNARY_DESC_FIELDS(OP, NAME, INFER),                             \
                                    .train_layout = OD_TRAIN_LAYOUT_SAME,                           \
                                    .train_prepare = act_prepare,                                   \
                                    .forward_train = act_forward,                                   \
