@@ -904,17 +904,25 @@ done:
     return st;
 }
 
-od_status od_canonicalize(od_model *m, od_pass_stats *stats, od_error *err) {
-    od_pass_stats local;
-    if (!stats) stats = &local;
-    memset(stats, 0, sizeof *stats);
+/* What every pass pipeline starts with: counts before, the opset, producers and order checked
+ * (whoever built the graph), initializers taken out of the graph inputs. */
+static od_status passes_begin(od_model *m, od_pass_stats *stats, od_error *err) {
     od_graph *g = &m->graph;
+    memset(stats, 0, sizeof *stats);
     stats->nodes_before = g->n_nodes;
     stats->inits_before = g->n_inits;
     if (!g->opset) g->opset = od_model_opset(m, "");
     od_status st = od_graph_check(g, err);
+    if (!st) pass_init_inputs(m);
+    return st;
+}
+
+od_status od_canonicalize(od_model *m, od_pass_stats *stats, od_error *err) {
+    od_pass_stats local;
+    if (!stats) stats = &local;
+    od_graph *g = &m->graph;
+    od_status st = passes_begin(m, stats, err);
     if (st) return st;
-    pass_init_inputs(m);
     if ((st = pass_fold_constants(g, stats, err)) || (st = pass_drop_identity(g, stats, err)) ||
         (st = pass_dead(g, stats, err)) || (st = pass_unshare(g, stats, err)))
         return st;
@@ -990,14 +998,9 @@ static od_status pass_compact_encoding(od_graph *g, od_error *err) {
 od_status od_optimize(od_model *m, od_pass_stats *stats, od_error *err) {
     od_pass_stats local;
     if (!stats) stats = &local;
-    memset(stats, 0, sizeof *stats);
     od_graph *g = &m->graph;
-    stats->nodes_before = g->n_nodes;
-    stats->inits_before = g->n_inits;
-    if (!g->opset) g->opset = od_model_opset(m, "");
-    od_status st = od_graph_check(g, err); /* producers and order, whoever built the graph */
+    od_status st = passes_begin(m, stats, err);
     if (st) return st;
-    pass_init_inputs(m);
     if ((st = pass_fold_constants(g, stats, err)) || (st = pass_drop_identity(g, stats, err)) ||
         (st = pass_fold_bn(g, stats, err)) || (st = pass_dead(g, stats, err)) ||
         (st = pass_share(g, stats, err)))
