@@ -10,6 +10,8 @@
 
 #include "od_runtime.h"
 
+#include "workers.h"
+
 #include <pthreadpool.h>
 
 /* How a plan stores a 4-D (or 3-D, 5-D) activation. Channels-last puts dim 1 last:
@@ -27,15 +29,23 @@ typedef enum od_layout_policy {
     OD_LAYOUT_POLICY_ELEMENTWISE,
 } od_layout_policy;
 
-/* A value as a plan holds it. */
+/* A value as a plan holds it, in inference and in training mode. */
 typedef struct od_buf {
     od_dtype dtype;
     int rank;
     int64_t dims[OD_MAX_RANK]; /* logical (ONNX) dims */
     od_layout layout;
-    void *data; /* arena, constant data or the plan's own input/output memory */
+    /* arena, constant data or the plan's own input/output memory. float * because training
+     * kernels index it as floats; an op reading other dtypes casts ((char *), int64_t *). */
+    float *data;
     size_t nbytes;
     const od_tensor *constant; /* plan-time data (in plain layout), or NULL */
+    /* training mode: */
+    float *grad;     /* dLoss/dValue in the gradient arena; NULL when nothing upstream needs it */
+    int64_t count;   /* elements */
+    bool cl;         /* layout == OD_LAYOUT_CHANNELS_LAST, for the kernels' brevity */
+    bool is_param;   /* a trained initializer (its data is the graph's, updated in place) */
+    int consumers;   /* steps reading it */
     /* planner bookkeeping */
     int alias_of; /* buffer index whose memory this one shares, or -1 */
     int first_step, last_step;
@@ -44,7 +54,6 @@ typedef struct od_buf {
 } od_buf;
 
 typedef struct od_plan od_plan;
-struct od_tstep; /* a training step (train_internal.h) */
 
 /* Where the trainer puts an op's output 0: */
 typedef enum od_train_layout {
@@ -67,7 +76,19 @@ typedef struct od_step {
     /* A following Relu or Clip fused in by the planner (ops with fuses_activation): the op
      * clamps its output to [act_min, act_max]; -inf, inf otherwise. */
     float act_min, act_max;
+    /* training mode: */
+    od_workers *workers; /* the plan's training threads (od_shards); NULL: one thread */
+    int threads;
+    bool training; /* this forward pass trains: BN on batch statistics, Dropout drops */
+    /* A following Relu done here (ops with train_fuses_relu): forward clamps at 0, backward
+     * first zeroes out->grad where out->data is 0. */
+    bool fused_relu;
+    uint64_t seed, calls; /* dropout masks: a function of (seed, calls, element) */
 } od_step;
+
+/* Training kernels' names for the same structs (train_internal.h). */
+typedef od_buf od_tbuf;
+typedef od_step od_tstep;
 
 typedef struct od_infer_ctx {
     const od_node *node;
@@ -99,17 +120,17 @@ typedef struct od_op_desc {
     /* multiply-accumulates for the given shapes; NULL: none */
     int64_t (*macs)(const od_node *n, const od_shape_info *const *in, const od_shape_info *out);
 
-    /* Training, beside inference. backward NULL: inference only, and the trainer refuses a
-     * graph holding the op, naming the node. Kernels see train_internal.h's od_tstep. */
+    /* Training, beside inference. backward NULL: inference only, and a training plan refuses
+     * a graph holding the op, naming the node. Kernels: train_internal.h. */
     uint32_t trained_inputs;     /* bit i: input i, when a float initializer, is trained */
     od_train_layout train_layout;
-    bool train_fuses_relu;       /* a following Relu is done here (od_tstep.fused_relu) */
-    od_status (*train_prepare)(struct od_tstep *s, od_error *err); /* may be NULL */
+    bool train_fuses_relu;       /* a following Relu is done here (od_step.fused_relu) */
+    od_status (*train_prepare)(od_step *s, od_error *err); /* may be NULL */
     /* Keeps what backward needs; a failure (e.g. of XNNPACK) names the node. */
-    od_status (*forward_train)(struct od_tstep *s, od_error *err);
+    od_status (*forward_train)(od_step *s, od_error *err);
     /* Adds dLoss/dInput into in[i]->grad for every input with a grad: never overwrites. */
-    od_status (*backward)(struct od_tstep *s, od_error *err);
-    void (*train_destroy)(struct od_tstep *s); /* may be NULL: frees s->state */
+    od_status (*backward)(od_step *s, od_error *err);
+    void (*train_destroy)(od_step *s); /* may be NULL: frees s->state */
 } od_op_desc;
 
 const od_op_desc *od_op_find(const char *domain, const char *op_type);

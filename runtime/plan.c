@@ -471,6 +471,11 @@ static od_status place_buffers(od_plan *p, od_error *err) {
         if (r->last_step < -1) r->last_step = -1;
     }
     for (int i = 0; i < p->n_out; i++) p->bufs[root_of(p, p->output_buf[i])].last_step = p->n_steps;
+    for (int b = 0; b < nb && p->training; b++) /* the backward pass reads every activation */
+        if (p->bufs[b].last_step >= -1) {
+            p->bufs[b].first_step = -1;
+            p->bufs[b].last_step = p->n_steps;
+        }
     int n = 0;
     for (int b = 0; b < nb; b++) {
         od_buf *x = &p->bufs[b];
@@ -510,11 +515,203 @@ static od_status place_buffers(od_plan *p, od_error *err) {
                             total);
     memset(p->arena, 0, total ? total : ARENA_ALIGN);
     for (int b = 0; b < nb; b++)
-        if (p->bufs[b].in_arena) p->bufs[b].data = (char *)p->arena + p->bufs[b].offset;
+        if (p->bufs[b].in_arena) p->bufs[b].data = (void *)((char *)p->arena + p->bufs[b].offset);
     for (int b = 0; b < nb; b++)
         if (!p->bufs[b].data && p->bufs[b].alias_of >= 0)
             p->bufs[b].data = p->bufs[root_of(p, b)].data;
     return OD_STATUS_OK;
+}
+
+/* ---- training mode ------------------------------------------------------------ */
+
+/* Whether every output of n is known from shapes alone (a constant shape chain such as
+ * Shape -> Gather -> Concat -> Reshape's shape, with the batch fixed): it never runs. */
+static bool node_folded(const od_node *n, const od_shape_info *info) {
+    for (int k = 0; k < n->n_outputs; k++)
+        if (n->outputs[k] >= 0 && !info[n->outputs[k]].constant) return false;
+    return true;
+}
+
+/* Refuses the graph's ops without a backward, naming one node of each. info NULL (before shape
+ * inference): only when some op is unknown to the engine, listing all; else nodes that fold
+ * to constants are skipped. */
+static od_status refuse_untrainable(const od_graph *g, const od_shape_info *info, od_error *err) {
+    char list[600] = "";
+    int bad = 0;
+    bool unknown = false;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const od_node *n = &g->nodes[i];
+        const od_op_desc *op = od_op_find(n->domain, n->op_type);
+        if (op && op->backward) continue;
+        if (info && node_folded(n, info)) continue;
+        unknown |= !op;
+        if (strstr(list, n->op_type)) continue;
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof list - len, "%s%s (node \"%s\")", bad++ ? ", " : "", n->op_type,
+                 n->name ? n->name : "");
+    }
+    if (!bad || (!info && !unknown)) return OD_STATUS_OK;
+    return od_error_set(err, OD_STATUS_UNSUPPORTED, "cannot train through op%s %s", bad > 1 ? "s" : "", list);
+}
+
+extern const od_op_desc od_op_Relu;
+
+/* A Relu whose input is the only use of output 0 of an op with train_fuses_relu (Conv, Gemm,
+ * BatchNormalization, Add, Sub, Mul) is done by that op, in the same pass over memory (what
+ * bounds these kernels): it gets no step, and its output shares the op's buffers.
+ * fused[i]: FUSED_RELU when node i is such a Relu, FUSES_RELU when it is such an op. */
+enum { FUSED_RELU = 1, FUSES_RELU = 2 };
+static void find_train_fusions(const od_plan *p, const int *uses, char *fused) {
+    const od_graph *g = p->graph;
+    memset(fused, 0, (size_t)g->n_nodes);
+    for (int i = 0; i < g->n_nodes; i++) {
+        const od_node *r = &g->nodes[i];
+        if (od_op_find(r->domain, r->op_type) != &od_op_Relu || r->n_inputs < 1 || r->inputs[0] < 0 ||
+            node_folded(r, p->shapes.info))
+            continue;
+        int v = r->inputs[0], prod = g->values[v].producer;
+        if (prod < 0 || uses[v] != 1 || node_folded(&g->nodes[prod], p->shapes.info)) continue;
+        const od_node *pn = &g->nodes[prod];
+        if (!od_op_find(pn->domain, pn->op_type)->train_fuses_relu || pn->outputs[0] != v) continue;
+        bool is_output = false;
+        for (int k = 0; k < g->n_outputs; k++) is_output |= g->outputs[k] == r->outputs[0];
+        if (is_output) continue;
+        fused[i] = FUSED_RELU;
+        fused[prod] = FUSES_RELU;
+    }
+}
+
+/* Channels-last where the ops' train_layout allows (convolutions, pools, BN and element-wise
+ * ops between them) for activations of rank 3 and 4; parameters and constants stay plain. */
+static void set_train_layout(od_buf *b, bool cl) {
+    b->cl = cl;
+    b->layout = cl ? OD_LAYOUT_CHANNELS_LAST : OD_LAYOUT_PLAIN;
+}
+
+/* Training mode's steps: every node that does not fold to constants, in graph order, on the
+ * graph's own values (no conversions: the kernels read either layout). */
+static od_status plan_train_nodes(planner *pl) {
+    od_plan *p = pl->p;
+    const od_graph *g = p->graph;
+    od_status st = OD_STATUS_OK;
+    int *uses = od_graph_count_uses(g);
+    char *fused = malloc(g->n_nodes ? g->n_nodes : 1);
+    if (!uses || !fused) {
+        st = od_error_set(pl->err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+        goto done;
+    }
+    find_train_fusions(p, uses, fused);
+    od_buf *in = &p->bufs[p->input_buf[0]];
+    bool in_cl = in->rank == 4;
+    for (int i = 0; i < g->n_nodes && in->rank == 3; i++) /* [N, C, L] into a 1-D conv or pool */
+        for (int k = 0; k < g->nodes[i].n_inputs; k++)
+            if (g->nodes[i].inputs[k] == p->input_buf[0] && !node_folded(&g->nodes[i], p->shapes.info) &&
+                od_op_find(g->nodes[i].domain, g->nodes[i].op_type)->train_layout == OD_TRAIN_LAYOUT_SPATIAL)
+                in_cl = true;
+    set_train_layout(in, in_cl);
+    for (int i = 0; i < g->n_nodes; i++) {
+        const od_node *n = &g->nodes[i];
+        if (node_folded(n, p->shapes.info)) continue;
+        if (fused[i] == FUSED_RELU) { /* its producer clamps: share that buffer */
+            od_buf *o = &p->bufs[n->outputs[0]];
+            o->alias_of = n->inputs[0];
+            set_train_layout(o, p->bufs[n->inputs[0]].cl);
+            continue;
+        }
+        const od_op_desc *op = od_op_find(n->domain, n->op_type);
+        if (n->n_inputs > 64 || n->n_outputs > 16) {
+            st = od_node_error(pl->err, OD_STATUS_UNSUPPORTED, n, "too many inputs or outputs");
+            break;
+        }
+        for (int k = 0; k < n->n_outputs; k++) {
+            if (n->outputs[k] < 0) continue;
+            od_buf *o = &p->bufs[n->outputs[k]];
+            if (o->dtype != OD_DTYPE_FLOAT) {
+                st = od_node_error(pl->err, OD_STATUS_UNSUPPORTED, n, "output %d is %s; training needs float", k,
+                                   od_dtype_name(o->dtype));
+                goto done;
+            }
+            bool spatial = o->rank == 3 || o->rank == 4, cl = false;
+            if (op->train_layout == OD_TRAIN_LAYOUT_SPATIAL) cl = spatial;
+            for (int j = 0; j < n->n_inputs && op->train_layout == OD_TRAIN_LAYOUT_SAME; j++)
+                if (n->inputs[j] >= 0 && p->bufs[n->inputs[j]].cl && p->bufs[n->inputs[j]].rank == o->rank)
+                    cl = spatial;
+            set_train_layout(o, cl);
+        }
+        int s = add_step(pl, n, op, g->opset ? g->opset : 17);
+        if (s < 0) {
+            st = od_error_set(pl->err, OD_STATUS_OUT_OF_MEMORY, "out of memory while planning");
+            break;
+        }
+        plan_step_idx *x = &pl->idx[s];
+        x->n_in = n->n_inputs;
+        x->n_out = n->n_outputs;
+        memcpy(x->in, n->inputs, sizeof(int) * n->n_inputs);
+        memcpy(x->out, n->outputs, sizeof(int) * n->n_outputs);
+        for (int k = 0; k < n->n_inputs; k++)
+            if (n->inputs[k] >= 0) p->bufs[n->inputs[k]].consumers++;
+        od_step *stp = &p->steps[s];
+        stp->fused_relu = fused[i] == FUSES_RELU;
+        stp->seed = p->seed * 0x9E3779B97F4A7C15ull + (uint64_t)i;
+    }
+done:
+    free(uses);
+    free(fused);
+    return st;
+}
+
+/* Marks the parameters, and places a gradient for every value downstream of one (and for the
+ * first output, which the loss writes) in the gradient arena: activations' first, then the
+ * parameters', so the optimiser's and all-reduce's share is one contiguous block. */
+static od_status place_gradients(od_plan *p, od_error *err) {
+    const od_graph *g = p->graph;
+    od_status st = OD_STATUS_OK;
+    bool *needs = calloc(g->n_values ? g->n_values : 1, sizeof(bool));
+    if (!needs) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < g->n_nodes; i++) {
+        const od_node *n = &g->nodes[i];
+        const od_op_desc *op = od_op_find(n->domain, n->op_type);
+        for (int k = 0; k < n->n_inputs && k < 32; k++) {
+            int v = n->inputs[k];
+            if (v < 0 || !(op->trained_inputs >> k & 1) || !g->values[v].init) continue;
+            if (g->values[v].init->dtype != OD_DTYPE_FLOAT) {
+                st = od_node_error(err, OD_STATUS_UNSUPPORTED, n, "parameter \"%s\" is %s; training needs float",
+                                   g->values[v].name, od_dtype_name(g->values[v].init->dtype));
+                goto done;
+            }
+            p->bufs[v].is_param = needs[v] = true;
+        }
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        const od_node *n = &g->nodes[i];
+        if (node_folded(n, p->shapes.info)) continue;
+        bool grad = false;
+        for (int k = 0; k < n->n_inputs; k++) grad |= n->inputs[k] >= 0 && needs[n->inputs[k]];
+        for (int k = 0; k < n->n_outputs; k++)
+            if (n->outputs[k] >= 0) needs[n->outputs[k]] = grad;
+    }
+    needs[g->outputs[0]] = true;
+    size_t total = 0;
+    for (int v = 0; v < g->n_values; v++)
+        if (needs[v] && p->bufs[v].alias_of < 0 && p->shapes.info[v].rank >= 0) total += (size_t)p->bufs[v].count;
+    if (!(p->grads = calloc(total + 1, sizeof(float)))) {
+        st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory for gradients");
+        goto done;
+    }
+    p->grads_count = total;
+    float *next = p->grads;
+    for (int params = 0; params < 2; params++)
+        for (int v = 0; v < g->n_values; v++) {
+            od_buf *b = &p->bufs[v];
+            if (!needs[v] || b->is_param != params || b->alias_of >= 0 || p->shapes.info[v].rank < 0) continue;
+            b->grad = next;
+            next += b->count;
+        }
+    for (int v = 0; v < g->n_values; v++) /* a fused Relu's output */
+        if (needs[v] && p->bufs[v].alias_of >= 0) p->bufs[v].grad = p->bufs[root_of(p, v)].grad;
+done:
+    free(needs);
+    return st;
 }
 
 static void fill_io(od_plan_io *io, const char *name, const od_buf *b) {
@@ -544,32 +741,41 @@ od_status od_plan_create(const od_graph *g, const od_plan_options *opt, od_plan 
     return od_plan_create_whole(g, opt, out, err);
 }
 
-od_status od_plan_create_whole(const od_graph *g, const od_plan_options *opt, od_plan **out,
-                               od_error *err) {
+/* Inference (training false) or training mode: one planner. */
+static od_status plan_create(const od_graph *g, const od_plan_options *opt, bool training, uint64_t seed,
+                             od_plan **out, od_error *err) {
     od_status st;
     *out = NULL;
     st = od_backend_init(err);
     if (st) return st;
-    st = check_supported(g, err);
+    /* training: every op we cannot train is refused at once, those unknown to the engine
+     * before shapes are inferred, then every op without a backward outside constant chains */
+    st = training ? refuse_untrainable(g, NULL, err) : check_supported(g, err);
     if (st) return st;
     od_plan *p = calloc(1, sizeof *p);
     if (!p) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     planner pl = {.p = p, .err = err};
     p->graph = g;
+    p->training = training;
+    p->seed = seed;
     if (opt) p->opt = *opt;
     if (p->opt.batch <= 0) p->opt.batch = 1;
     if (p->opt.threads <= 0) p->opt.threads = 1;
     /* A batch that is not split into micro-batches (plan_split.c), batch 1 included, runs each
-     * large step across this pool; small steps stay on the calling thread (below). */
+     * large step across this pool; small steps stay on the calling thread (below). Training
+     * kernels split their work in fixed shards over od_workers instead: the same thread count
+     * gives the same bits. */
     if (p->opt.threads > 1) {
-        p->pool = pthreadpool_create((size_t)p->opt.threads);
-        if (!p->pool) {
+        if (training) p->workers = od_workers_create(p->opt.threads);
+        else p->pool = pthreadpool_create((size_t)p->opt.threads);
+        if (!p->pool && !p->workers) {
             st = od_error_set(err, OD_STATUS_BACKEND, "cannot start %d threads", p->opt.threads);
             goto fail;
         }
     }
     st = od_graph_infer(g, p->opt.batch, &p->shapes, err);
     if (st) goto fail;
+    if (training && (st = refuse_untrainable(g, p->shapes.info, err))) goto fail;
     for (int v = 0; v < g->n_values; v++) {
         int b = add_buf(&pl);
         if (b < 0) goto oom;
@@ -581,6 +787,7 @@ od_status od_plan_create_whole(const od_graph *g, const od_plan_options *opt, od
         int64_t count = od_dims_count(x->rank, x->dims);
         size_t esize = od_dtype_size(x->dtype);
         x->nbytes = count > 0 ? (size_t)count * esize : 0;
+        x->count = count;
         if (info->constant) {
             x->constant = info->constant;
             x->data = info->constant->data;
@@ -604,10 +811,22 @@ od_status od_plan_create_whole(const od_graph *g, const od_plan_options *opt, od
                               od_dtype_name(p->bufs[p->input_buf[i]].dtype));
             goto fail;
         }
-    st = plan_nodes(&pl);
+    if (training) {
+        if (p->n_in < 1 || p->n_out < 1) {
+            st = od_error_set(err, OD_STATUS_INVALID_MODEL, "the graph needs an input and an output to train");
+            goto fail;
+        }
+        if (p->bufs[p->input_buf[0]].dtype != OD_DTYPE_FLOAT) {
+            st = od_error_set(err, OD_STATUS_UNSUPPORTED, "graph input \"%s\" is %s; training needs float",
+                              g->values[p->input_buf[0]].name, od_dtype_name(p->bufs[p->input_buf[0]].dtype));
+            goto fail;
+        }
+    }
+    st = training ? plan_train_nodes(&pl) : plan_nodes(&pl);
     if (st) goto fail;
     for (int i = 0; i < p->n_out; i++) {
-        int b = convert(&pl, g->outputs[i], OD_LAYOUT_PLAIN, p->bufs[g->outputs[i]].rank);
+        /* a training plan's outputs stay in their layout: the trainer converts */
+        int b = training ? g->outputs[i] : convert(&pl, g->outputs[i], OD_LAYOUT_PLAIN, p->bufs[g->outputs[i]].rank);
         if (b < 0) {
             st = err ? err->status : OD_STATUS_OUT_OF_MEMORY;
             goto fail;
@@ -633,9 +852,13 @@ od_status od_plan_create_whole(const od_graph *g, const od_plan_options *opt, od
         for (int k = 0; k < stp->n_out; k++)
             stp->out[k] = pl.idx[s].out[k] >= 0 ? &p->bufs[pl.idx[s].out[k]] : NULL;
         stp->pool = p->pool;
+        stp->workers = p->workers;
+        stp->threads = p->opt.threads;
     }
     st = place_buffers(p, err);
     if (st) goto fail;
+    if (training && (st = place_gradients(p, err))) goto fail;
+    for (int b = 0; b < p->n_bufs; b++) p->bufs[b].cl = p->bufs[b].layout == OD_LAYOUT_CHANNELS_LAST;
     for (int s = 0; s < p->n_steps; s++) {
         od_step *stp = &p->steps[s];
         if (stp->node) {
@@ -652,10 +875,8 @@ od_status od_plan_create_whole(const od_graph *g, const od_plan_options *opt, od
          * runs without it up to 2x slower (resnet18 32x32); with the pool the rows still give
          * enough tiles. od_plan_run sets each run's pool. */
         stp->pool = NULL;
-        if (stp->op->prepare) {
-            st = stp->op->prepare(stp, err);
-            if (st) goto fail;
-        }
+        od_status (*prepare)(od_step *, od_error *) = training ? stp->op->train_prepare : stp->op->prepare;
+        if (prepare && (st = prepare(stp, err))) goto fail;
     }
     for (int i = 0; i < p->n_in; i++)
         fill_io(&p->inputs[i], g->values[p->input_buf[i]].name, &p->bufs[p->input_buf[i]]);
@@ -683,12 +904,24 @@ fail:
     return st;
 }
 
+od_status od_plan_create_whole(const od_graph *g, const od_plan_options *opt, od_plan **out,
+                               od_error *err) {
+    return plan_create(g, opt, false, 0, out, err);
+}
+
+od_status od_plan_create_training(const od_graph *g, const od_plan_options *opt, uint64_t seed,
+                                  od_plan **out, od_error *err) {
+    return plan_create(g, opt, true, seed, out, err);
+}
+
 void od_plan_destroy(od_plan *p) {
     if (!p) return;
     if (p->split) od_plan_split_destroy(p->split); /* owns the io buffers below */
-    for (int s = 0; s < p->n_steps; s++)
-        if (p->steps[s].op->destroy) p->steps[s].op->destroy(&p->steps[s]);
+    for (int s = 0; s < p->n_steps; s++) {
+        void (*destroy)(od_step *) = p->training ? p->steps[s].op->train_destroy : p->steps[s].op->destroy;
+        if (destroy) destroy(&p->steps[s]);
         else free(p->steps[s].state);
+    }
     free(p->steps);
     free(p->step_io);
     for (int i = 0; i < p->n_owned; i++) od_tensor_destroy(p->owned[i]);
@@ -702,6 +935,8 @@ void od_plan_destroy(od_plan *p) {
     free(p->profile);
     od_graph_shapes_clear(&p->shapes);
     if (p->pool) pthreadpool_destroy(p->pool);
+    od_workers_destroy(p->workers);
+    free(p->grads);
     free(p);
 }
 
@@ -758,6 +993,7 @@ static void pool_use_record(od_pool_use *u, int way, double ms) {
 
 od_status od_plan_run(od_plan *p, od_error *err) {
     if (p->split) return od_plan_split_run(p->split, err);
+    if (p->training) return od_plan_run_forward(p, false, NULL, err);
     int way = p->pool ? pool_use_choose(&p->pool_use) : 0;
     double start = p->pool ? od_seconds() : 0;
     if (p->pool)
@@ -774,6 +1010,38 @@ od_status od_plan_run(od_plan *p, od_error *err) {
         }
     }
     if (p->pool) pool_use_record(&p->pool_use, way, 1e3 * (od_seconds() - start));
+    return OD_STATUS_OK;
+}
+
+od_status od_plan_run_forward(od_plan *p, bool train, od_train_profile *prof, od_error *err) {
+    for (int s = 0; s < p->n_steps; s++) {
+        od_step *stp = &p->steps[s];
+        stp->training = train;
+        double t0 = prof ? od_seconds() : 0;
+        od_status st = stp->op->forward_train(stp, err);
+        if (st) return st;
+        if (prof) prof[s].forward_s += od_seconds() - t0;
+        stp->calls++;
+    }
+    return OD_STATUS_OK;
+}
+
+od_status od_plan_run_backward(od_plan *p, od_train_profile *prof, od_error *err) {
+    /* zero every gradient but the output's, which the loss just wrote */
+    const od_buf *out = &p->bufs[p->output_buf[0]];
+    size_t before = (size_t)(out->grad - p->grads), after = before + (size_t)out->count;
+    memset(p->grads, 0, before * sizeof(float));
+    memset(p->grads + after, 0, (p->grads_count - after) * sizeof(float));
+    for (int s = p->n_steps - 1; s >= 0; s--) {
+        od_step *stp = &p->steps[s];
+        bool any = false;
+        for (int k = 0; k < stp->n_in; k++) any |= stp->in[k] && stp->in[k]->grad;
+        if (!any) continue;
+        double t0 = prof ? od_seconds() : 0;
+        od_status st = stp->op->backward(stp, err);
+        if (st) return st;
+        if (prof) prof[s].backward_s += od_seconds() - t0;
+    }
     return OD_STATUS_OK;
 }
 

@@ -1,7 +1,8 @@
-/* Internal: the plan's own structure, shared by plan.c and the training code. */
+/* Internal: the plan's own structure, shared by plan.c, plan_split.c and the trainer. */
 #ifndef OD_PLAN_INTERNAL_H
 #define OD_PLAN_INTERNAL_H
 
+#include "od_train.h"
 #include "op.h"
 
 /* Whether a run hands its large steps to the plan's pool: both ways are timed and the faster
@@ -32,11 +33,32 @@ struct od_plan {
     od_pool_use pool_use;
     od_step_profile *profile;
     struct plan_split *split; /* non-NULL: the batch runs as micro-batches (plan_split.c) */
+    /* training mode (od_plan_create_training) */
+    bool training;
+    uint64_t seed;
+    od_workers *workers; /* the kernels' threads (od_shards), NULL for one */
+    float *grads;        /* the gradient arena: activations' gradients, then parameters' */
+    size_t grads_count;
 };
 
 /* A plan for the whole batch at once, as od_plan_create makes when it does not split. */
 od_status od_plan_create_whole(const od_graph *g, const od_plan_options *opt, od_plan **out,
                                od_error *err);
+/* Training mode: the same planner (shape inference, constants, steps) with every activation
+ * kept alive for the backward pass, gradients in their own arena (od_buf.grad), layouts by the
+ * ops' train_layout, a Relu after an op with train_fuses_relu done by that op, and every op
+ * without a backward refused, naming its node. Parameters (float initializers in an op's
+ * trained_inputs) have is_param set and keep the graph's memory, so training updates g.
+ * The first graph input and output may be channels-last (od_buf.cl). seed: dropout masks. */
+od_status od_plan_create_training(const od_graph *g, const od_plan_options *opt, uint64_t seed,
+                                  od_plan **out, od_error *err);
+/* A training plan's forward pass; train: BN on batch statistics, Dropout drops. prof NULL, or
+ * one entry per step whose forward_s grows by the step's time. */
+od_status od_plan_run_forward(od_plan *p, bool train, od_train_profile *prof, od_error *err);
+/* Zeroes every gradient but the first output's (the loss's), then runs the steps' backward in
+ * reverse, accumulating into the gradients. */
+od_status od_plan_run_backward(od_plan *p, od_train_profile *prof, od_error *err);
+
 /* plan_split.c: tries to make p run its batch as micro-batches; false when it does not apply. */
 bool od_plan_split(od_plan *p, const od_graph *g, const od_plan_options *opt, od_error *err);
 void od_plan_split_destroy(struct plan_split *s);

@@ -1,42 +1,14 @@
-/* Internal: what a training kernel gets. float32 throughout. Activations of rank 3 and 4 are
- * channels-last (NHWC; a 1-D [N, C, L] as [N, L, C]), as XNNPACK's convolutions want; other
- * values, parameters and constants are in ONNX order. An op's training kernels sit beside its
- * forward in runtime/ops/<Op>.c and are named by its descriptor (op.h: train_prepare,
- * forward_train, backward, train_destroy). */
+/* Internal: what a training kernel gets: a step of a plan in training mode (op.h's od_step and
+ * od_buf, also named od_tstep and od_tbuf), float32 throughout. Activations of rank 3 and 4 are
+ * channels-last (NHWC; a 1-D [N, C, L] as [N, L, C]) where the op's train_layout puts them, as
+ * XNNPACK's convolutions want; other values, parameters and constants are in ONNX order. An
+ * op's training kernels sit beside its forward in runtime/ops/<Op>.c and are named by its
+ * descriptor (op.h: train_prepare, forward_train, backward, train_destroy). */
 #ifndef OD_TRAIN_INTERNAL_H
 #define OD_TRAIN_INTERNAL_H
 
 #include "od_train.h"
 #include "op.h"
-#include "workers.h"
-
-typedef struct od_tbuf {
-    int rank;
-    int64_t dims[OD_MAX_RANK];
-    int64_t count;
-    float *data;               /* float values (NULL for non-float constants: see constant) */
-    float *grad;               /* NULL when nothing upstream needs a gradient */
-    const od_tensor *constant; /* plan-time data, for shape inputs and frozen tensors */
-    bool is_param;
-    bool cl;        /* channels-last: physical dims [N, spatial..., C] */
-    int consumers;  /* steps reading it */
-} od_tbuf;
-
-typedef struct od_tstep {
-    const od_node *node;
-    const od_op_desc *op; /* found once, when the trainer is made */
-    int64_t opset;
-    int n_in, n_out;
-    od_tbuf **in, **out; /* in[i] NULL for an omitted optional input */
-    void *state;
-    od_workers *workers; /* NULL: one thread */
-    int threads;
-    bool training;
-    /* A following Relu folded in by the trainer (ops with train_fuses_relu): forward clamps at
-     * 0, backward first zeroes out->grad where out->data is 0. */
-    bool fused_relu;
-    uint64_t seed, calls; /* dropout masks: a function of (seed, calls, element) */
-} od_tstep;
 
 /* Physical dims of a buffer (channels-last moves dim 1 last). */
 static inline void od_tbuf_phys_dims(const od_tbuf *b, int64_t *out) {

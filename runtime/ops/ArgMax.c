@@ -76,7 +76,7 @@ static od_status arg_run(od_step *s, od_error *err) {
     bool last = od_attr_int(s->node, "select_last_index", 0) != 0;
     bool exact = od_integral(x->dtype); /* int64 compares exactly as int64 */
     int64_t outer = od_dims_count(axis, x->dims), n = x->dims[axis];
-    int64_t inner = od_dims_count(x->rank - axis - 1, x->dims + axis + 1), *y = s->out[0]->data;
+    int64_t inner = od_dims_count(x->rank - axis - 1, x->dims + axis + 1), *y = (void *)s->out[0]->data;
     size_t e = od_dtype_size(x->dtype);
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++) {

@@ -40,7 +40,7 @@ static od_status cos_run(od_step *s, od_error *err) {
     const od_attr *a = od_node_attr(s->node, "value");
     size_t e = od_dtype_size(y->dtype);
     int64_t count = od_buf_count(y);
-    char *dst = y->data;
+    char *dst = (void *)y->data;
     if (count == 0) return OD_STATUS_OK;
     if (a) memcpy(dst, a->t->data, e);
     else memset(dst, 0, e);

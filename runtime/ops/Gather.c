@@ -39,8 +39,8 @@ static od_status gather_run(od_step *s, od_error *err) {
     int64_t outer = od_dims_count(axis, x->dims), n = x->dims[axis];
     int64_t n_idx = od_buf_count(idx);
     size_t inner = (size_t)od_dims_count(x->rank - axis - 1, x->dims + axis + 1) * esize;
-    const char *src = x->data;
-    char *dst = s->out[0]->data;
+    const char *src = (const void *)x->data;
+    char *dst = (void *)s->out[0]->data;
     for (int64_t i = 0; i < n_idx; i++) {
         int64_t k = idx->dtype == OD_DTYPE_INT64 ? ((const int64_t *)idx->data)[i]
                                                  : ((const int32_t *)idx->data)[i];

@@ -13,8 +13,8 @@ static od_status not_infer(od_infer_ctx *c) {
 }
 
 static od_status not_run(od_step *s, od_error *err) {
-    const uint8_t *x = s->in[0]->data;
-    uint8_t *y = s->out[0]->data;
+    const uint8_t *x = (const void *)s->in[0]->data;
+    uint8_t *y = (void *)s->out[0]->data;
     for (int64_t i = 0, n = od_buf_count(s->out[0]); i < n; i++) y[i] = !x[i];
     return OD_STATUS_OK;
 }

@@ -106,8 +106,8 @@ static od_status pad_run(od_step *s, od_error *err) {
     size_t e = od_dtype_size(x->dtype);
     int64_t count = od_buf_count(y), xs[OD_MAX_RANK], ys[OD_MAX_RANK], box[OD_MAX_RANK];
     if (count == 0) return OD_STATUS_OK;
-    char *dst = y->data;
-    const char *src = x->data;
+    char *dst = (void *)y->data;
+    const char *src = (const void *)x->data;
     if (p->mode == PAD_CONSTANT) { /* fill all, the data goes over it */
         if (s->opset >= 11 && s->n_in > 2 && s->in[2]) {
             memcpy(dst, s->in[2]->data, e);

@@ -58,7 +58,7 @@ static od_status range_run(od_step *s, od_error *err) {
         float v = (float)start, d = (float)delta, *o = y->data;
         for (int64_t i = 0; i < n; i++, v += d) o[i] = v;
     } else {
-        double v = start, *o = y->data;
+        double v = start, *o = (void *)y->data;
         for (int64_t i = 0; i < n; i++, v += delta) o[i] = v;
     }
     return OD_STATUS_OK;

@@ -64,10 +64,10 @@ static od_status where_prepare(od_step *s, od_error *err) {
     where_job *j = malloc(sizeof *j);
     if (!j) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     ew_bcast_init(&j->b, s->out[0], 3, s->in);
-    j->cond = s->in[0]->data;
-    j->x = s->in[1]->data;
-    j->y = s->in[2]->data;
-    j->out = s->out[0]->data;
+    j->cond = (void *)s->in[0]->data;
+    j->x = (void *)s->in[1]->data;
+    j->y = (void *)s->in[2]->data;
+    j->out = (void *)s->out[0]->data;
     j->esize = od_dtype_size(s->out[0]->dtype);
     s->state = j;
     return OD_STATUS_OK;

@@ -100,8 +100,8 @@ static void broadcast_strides(const od_buf *in, int out_rank, int64_t *strides) 
 
 #define BINARY_LOOP(T, EXPR)                                                                       \
     do {                                                                                           \
-        const T *A = a->data, *B = b->data;                                                        \
-        T *O = o->data;                                                                            \
+        const T *A = (const void *)a->data, *B = (const void *)b->data;                            \
+        T *O = (void *)o->data;                                                                    \
         for (int64_t i = 0; i < count; i++) {                                                      \
             int64_t rem = i, ia = 0, ib = 0;                                                       \
             for (int d = rank - 1; d >= 0; d--) {                                                  \

@@ -91,9 +91,9 @@ static od_status cmp_prepare(od_step *s, od_error *err) {
     cmp_job *j = malloc(sizeof *j);
     if (!j) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     ew_bcast_init(&j->b, s->out[0], 2, s->in);
-    j->a = s->in[0]->data;
-    j->c = s->in[1]->data;
-    j->y = s->out[0]->data;
+    j->a = (void *)s->in[0]->data;
+    j->c = (void *)s->in[1]->data;
+    j->y = (void *)s->out[0]->data;
     j->t = s->in[0]->dtype;
     j->kind = kind_of(s->op->name);
     s->state = j;

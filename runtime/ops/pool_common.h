@@ -40,12 +40,11 @@ bool od_pool_windows_nonempty(const od_pool *p);
 void od_pool_run_loop(const od_pool *p, od_dtype t, const void *x, void *y, pthreadpool_t pool);
 
 /* Training kernels shared by the four pools (2-D, channels-last; max pool keeps its argmax). */
-struct od_tstep;
 extern const od_op_desc od_op_MaxPool, od_op_AveragePool, od_op_GlobalMaxPool, od_op_GlobalAveragePool;
-od_status od_pool_train_prepare(struct od_tstep *s, od_error *err);
-od_status od_pool_train_forward(struct od_tstep *s, od_error *err);
-od_status od_pool_train_backward(struct od_tstep *s, od_error *err);
-void od_pool_train_destroy(struct od_tstep *s);
+od_status od_pool_train_prepare(od_tstep *s, od_error *err);
+od_status od_pool_train_forward(od_tstep *s, od_error *err);
+od_status od_pool_train_backward(od_tstep *s, od_error *err);
+void od_pool_train_destroy(od_tstep *s);
 #define OD_POOL_TRAIN                                                                              \
     .train_layout = OD_TRAIN_LAYOUT_SPATIAL, .train_prepare = od_pool_train_prepare,              \
     .forward_train = od_pool_train_forward, .backward = od_pool_train_backward,                   \

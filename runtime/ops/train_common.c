@@ -5,6 +5,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct shard_call {
+    void (*fn)(void *, int, int64_t, int64_t);
+    void *ctx;
+    int64_t n;
+    int shards;
+} shard_call;
+
+static void shard_task(void *p, int who, int64_t i) {
+    shard_call *c = p;
+    int64_t begin = c->n * i / c->shards, end = c->n * (i + 1) / c->shards;
+    if (end > begin) c->fn(c->ctx, (int)i, begin, end);
+}
+
+/* Shard i is always the same slice, whichever thread runs it: the same thread count gives
+ * the same bits. */
+int od_shard_count(const od_tstep *s, int64_t n) {
+    return s->threads > 1 && n > 1 ? (int)(n < s->threads ? n : s->threads) : 1;
+}
+
+void od_shards(const od_tstep *s, int64_t n, void (*fn)(void *, int, int64_t, int64_t), void *ctx) {
+    int shards = od_shard_count(s, n);
+    shard_call c = {fn, ctx, n, shards};
+    if (shards == 1) {
+        fn(ctx, 0, 0, n);
+        return;
+    }
+    od_workers_run(s->workers, shards, shard_task, &c);
+}
+
 void od_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
               const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
