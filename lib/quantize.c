@@ -83,11 +83,7 @@ static int weight_axis(const od_graph *g, const od_node *n, int k) {
     if (k != 1 || n->n_inputs < 2 || n->inputs[1] < 0) return -1; /* "" : an omitted input */
     const od_tensor *w = g->values[n->inputs[1]].init;
     if (!w || w->dtype != OD_DTYPE_FLOAT || w->rank < 2) return -1;
-    if (is_op(n, "Conv")) return w->rank >= 3 ? 0 : -1;
-    if (is_op(n, "ConvTranspose")) return w->rank >= 3 ? 1 : -1;
-    if (is_op(n, "Gemm")) return w->rank == 2 ? (od_pass_attr_int(n, "transB", 0) ? 0 : 1) : -1;
-    if (is_op(n, "MatMul")) return w->rank - 1;
-    return -1;
+    return od_node_weight_axis(n, w->rank);
 }
 
 /* Per value: -1 not a weight, -2 a weight whose users disagree on the axis (per tensor),

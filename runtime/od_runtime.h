@@ -263,6 +263,10 @@ float od_node_attr_float(const od_node *n, const char *name);
 /* True when attribute a of n holds the default its op's descriptor gives (ints: every element). */
 bool od_attr_is_default(const od_node *n, const od_attr *a);
 
+/* The output-channel axis of n's input 1 when it is a weight of this rank (Conv 0, ConvTranspose
+ * 1, Gemm 1 or 0 with transB, MatMul rank - 1), else -1: the op's descriptor says. */
+int od_node_weight_axis(const od_node *n, int rank);
+
 /* Multiply-accumulates of a node for the shapes given, whole batch (0 for ops that do none). */
 int64_t od_node_macs(const od_graph *g, int node, const od_graph_shapes *s);
 

@@ -117,6 +117,10 @@ typedef struct od_op_desc {
     od_status (*prepare)(od_step *s, od_error *err); /* may be NULL */
     od_status (*run)(od_step *s, od_error *err);
     void (*destroy)(od_step *s); /* may be NULL: frees s->state when set */
+    /* Input 1 is a weight whose output channels lie along the returned axis, for a weight of
+     * this rank; -1 when it is not one (quantize's per-channel scales, the plan's BN folding).
+     * NULL: the op has no weight input. */
+    int (*weight_axis)(const od_node *n, int rank);
     /* multiply-accumulates for the given shapes; NULL: none */
     int64_t (*macs)(const od_node *n, const od_shape_info *const *in, const od_shape_info *out);
 

@@ -257,6 +257,8 @@ static int add_constant(planner *pl, od_tensor *t) {
     return b;
 }
 
+extern const od_op_desc od_op_BatchNormalization, od_op_Relu, od_op_Clip;
+
 /* An inference BatchNormalization with constant parameters whose input is the only use of a
  * Conv's or ConvTranspose's output folds into that node's weights and bias, as ONNX Runtime
  * does at load time (students from `shrink` carry one after every conv): the step reads
@@ -268,19 +270,19 @@ static od_status find_bn_folds(planner *pl, const int *uses, int *bn_into, int *
     const od_graph *g = p->graph;
     for (int j = 0; j < g->n_nodes; j++) {
         const od_node *bn = &g->nodes[j];
-        if (strcmp(bn->op_type, "BatchNormalization") || (bn->domain && *bn->domain) || !od_bn_is_inference(bn, g->opset) ||
+        if (od_op_find(bn->domain, bn->op_type) != &od_op_BatchNormalization || !od_bn_is_inference(bn, g->opset) ||
             bn->inputs[0] < 0)
             continue;
         int v = bn->inputs[0], c = g->values[v].producer;
         if (c < 0 || uses[v] != 1 || p->bufs[v].dtype != OD_DTYPE_FLOAT || folded_wb[2 * c] >= 0) continue;
         const od_node *conv = &g->nodes[c];
-        bool transpose = strcmp(conv->op_type, "ConvTranspose") == 0;
-        if ((strcmp(conv->op_type, "Conv") && !transpose) || (conv->domain && *conv->domain) ||
-            conv->outputs[0] != v)
-            continue;
+        if (conv->outputs[0] != v) continue;
         const od_tensor *w = float_constant(p, conv, 1, 3), *b = float_constant(p, conv, 2, 1), *prm[4];
+        /* a convolution's weight: output channels along axis 0, or 1 when transposed */
+        int axis = w ? od_node_weight_axis(conv, w->rank) : -1;
+        bool transpose = axis == 1;
         int64_t group = od_attr_int(conv, "group", 1);
-        if (!w || group < 1 || w->dims[0] % group) continue;
+        if (axis < 0 || axis > 1 || group < 1 || w->dims[0] % group) continue;
         int64_t cout = transpose ? w->dims[1] * group : w->dims[0];
         bool ok = (conv->n_inputs < 3 || conv->inputs[2] < 0) || (b && b->rank == 1 && b->dims[0] == cout);
         for (int k = 0; k < 4; k++) {
@@ -316,8 +318,9 @@ static void find_fusions(const od_plan *p, const int *uses, const int *bn_into, 
     const od_graph *g = p->graph;
     for (int i = 0; i < g->n_nodes; i++) {
         const od_node *n = &g->nodes[i];
-        bool relu = strcmp(n->op_type, "Relu") == 0, clip = strcmp(n->op_type, "Clip") == 0;
-        if ((!relu && !clip) || n->n_inputs < 1 || n->inputs[0] < 0 || (n->domain && *n->domain)) continue;
+        const od_op_desc *op = od_op_find(n->domain, n->op_type);
+        bool relu = op == &od_op_Relu, clip = op == &od_op_Clip;
+        if ((!relu && !clip) || n->n_inputs < 1 || n->inputs[0] < 0) continue;
         int v = n->inputs[0], prod = g->values[v].producer;
         if (prod < 0 || uses[v] != 1 || g->nodes[prod].n_outputs < 1 || g->nodes[prod].outputs[0] != v) continue;
         if (bn_into[prod] >= 0) prod = bn_into[prod];
@@ -553,8 +556,6 @@ static od_status refuse_untrainable(const od_graph *g, const od_shape_info *info
     if (!bad || (!info && !unknown)) return OD_STATUS_OK;
     return od_error_set(err, OD_STATUS_UNSUPPORTED, "cannot train through op%s %s", bad > 1 ? "s" : "", list);
 }
-
-extern const od_op_desc od_op_Relu;
 
 /* A Relu whose input is the only use of output 0 of an op with train_fuses_relu (Conv, Gemm,
  * BatchNormalization, Add, Sub, Mul) is done by that op, in the same pass over memory (what

@@ -57,8 +57,28 @@ static void check_per_sample(void) {
     check(softmax && !softmax->per_sample(&node, 2), "Softmax axis 0", "per-sample");
 }
 
+/* The weight fact (quantize's per-channel axis, the plan's BN folding): output channels of
+ * input 1 for a weight of the given rank; -1 for ops without one, or a rank that is no weight. */
+static void check_weight_axis(void) {
+    static const struct {
+        const char *op;
+        int rank, axis;
+    } cases[] = {{"Conv", 4, 0}, {"Conv", 3, 0}, {"Conv", 2, -1}, {"ConvTranspose", 4, 1}, {"Gemm", 2, 1},
+                 {"Gemm", 3, -1}, {"MatMul", 2, 1}, {"MatMul", 3, 2}, {"Add", 2, -1}, {"BatchNormalization", 1, -1}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        od_node node = {.name = "n", .op_type = (char *)cases[i].op};
+        int axis = od_node_weight_axis(&node, cases[i].rank);
+        check(axis == cases[i].axis, cases[i].op, "weight axis %d at rank %d, want %d", axis, cases[i].rank,
+              cases[i].axis);
+    }
+    od_attr a = {.name = "transB", .type = OD_ATTR_INT, .i = 1};
+    od_node gemm = {.name = "n", .op_type = "Gemm", .n_attrs = 1, .attrs = &a};
+    check(od_node_weight_axis(&gemm, 2) == 0, "Gemm transB", "weight axis %d, want 0", od_node_weight_axis(&gemm, 2));
+}
+
 int main(void) {
     check_per_sample();
+    check_weight_axis();
     int n = 0;
     for (const char *const *name = od_op_names(); *name; name++, n++) check_desc(*name);
     check(n >= 80, "op table", "only %d ops", n);

@@ -279,8 +279,14 @@ OD_OP_FACTS(Gemm, 1, "alpha=1", "beta=1", "broadcast", "transA=0", "transB=0");
 /* rows of A are samples unless A is transposed */
 static bool gemm_per_sample(const od_node *n, int rank) { return od_attr_int(n, "transA", 0) == 0; }
 
+/* B is [K, N], or [N, K] when transposed */
+static int gemm_weight_axis(const od_node *n, int rank) {
+    return rank == 2 ? (od_attr_int(n, "transB", 0) ? 0 : 1) : -1;
+}
+
 const od_op_desc od_op_Gemm = {OD_OP_NAME(Gemm),
                                .per_sample = gemm_per_sample,
+                               .weight_axis = gemm_weight_axis,
                                .infer = gemm_infer,
                                .prepare = gemm_prepare,
                                .run = gemm_run,

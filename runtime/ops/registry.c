@@ -60,6 +60,11 @@ float od_node_attr_float(const od_node *n, const char *name) {
     return od_attr_float(n, name, d ? strtof(d, NULL) : 0.0f);
 }
 
+int od_node_weight_axis(const od_node *n, int rank) {
+    const od_op_desc *op = od_op_find(n->domain, n->op_type);
+    return op && op->weight_axis ? op->weight_axis(n, rank) : -1;
+}
+
 bool od_attr_is_default(const od_node *n, const od_attr *a) {
     const char *d = od_op_attr_default(od_op_find(n->domain, n->op_type), a->name);
     if (!d) return false;
