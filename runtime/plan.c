@@ -4,7 +4,9 @@
  * picks each value's layout (channels-last around convolutions, ONNX order elsewhere) and
  * inserts the conversions between them, lets Reshape-like ops share their input's memory,
  * then places every buffer in one arena by lifetime and prepares each step. Running is a
- * walk over the steps that allocates nothing. */
+ * walk over the steps that allocates nothing. In training mode (od_plan_create_training, for
+ * the trainer) the same walk keeps every activation and adds a gradient arena: see
+ * "training mode" below. */
 #include "plan_internal.h"
 
 #include <float.h>
