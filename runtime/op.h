@@ -86,9 +86,10 @@ typedef struct od_step {
     uint64_t seed, calls; /* dropout masks: a function of (seed, calls, element) */
 } od_step;
 
-/* Training kernels' names for the same structs (train_internal.h). */
-typedef od_buf od_tbuf;
-typedef od_step od_tstep;
+/* Training kernels' names for the same structs (train_internal.h). Macros rather than typedefs
+ * so that `struct od_tstep` in a kernel's header names the same type too. */
+#define od_tbuf od_buf
+#define od_tstep od_step
 
 typedef struct od_infer_ctx {
     const od_node *node;
