@@ -113,6 +113,7 @@ typedef struct od_shrink_layer {
 typedef struct od_shrink_block {
     char *name; /* the Add of a residual block, the layer node of a chain layer */
     bool residual;
+    bool transformer; /* a transformer encoder block: attention and MLP residual blocks as one */
     int n_nodes; /* nodes removed with it */
     bool dropped;
 } od_shrink_block;

@@ -507,6 +507,7 @@ typedef struct block {
     int n_nodes;
     int *nodes;
     bool residual, drop;
+    bool transformer; /* an attention block and the MLP block after it: one encoder block */
 } block;
 
 typedef struct block_list {
@@ -672,6 +673,41 @@ static const char *block_name(const od_graph *g, const block *b) {
     return nm && *nm ? nm : g->values[b->out_v].name;
 }
 
+static bool block_has_op(const od_graph *g, const block *b, const char *op) {
+    for (int i = 0; i < b->n_nodes; i++)
+        if (op_is(&g->nodes[b->nodes[i]], op)) return true;
+    return false;
+}
+
+/* A transformer's encoder block is two residual blocks: attention (it has a Softmax), then the
+ * MLP reading its output. Dropping only one of them would leave half a block: they become one. */
+static od_status merge_encoder_blocks(shrink *c, block_list *bl) {
+    const od_graph *g = c->g;
+    int o = 0;
+    for (int i = 0; i < bl->n; i++) {
+        block *a = &bl->b[i], *b = i + 1 < bl->n ? &bl->b[i + 1] : NULL;
+        if (b && a->residual && b->residual && b->in_v == a->out_v &&
+            block_has_op(g, a, "Softmax") && !block_has_op(g, b, "Softmax")) {
+            int *nodes = malloc(sizeof(int) * (size_t)(a->n_nodes + b->n_nodes));
+            if (!nodes) return oom(c->err);
+            memcpy(nodes, a->nodes, sizeof(int) * (size_t)a->n_nodes);
+            memcpy(nodes + a->n_nodes, b->nodes, sizeof(int) * (size_t)b->n_nodes);
+            block m = {.in_v = a->in_v, .out_v = b->out_v, .head = b->head,
+                       .first = a->first < b->first ? a->first : b->first,
+                       .n_nodes = a->n_nodes + b->n_nodes, .nodes = nodes, .residual = true,
+                       .transformer = true};
+            free(a->nodes);
+            free(b->nodes);
+            bl->b[o++] = m;
+            i++;
+        } else {
+            bl->b[o++] = *a;
+        }
+    }
+    bl->n = o;
+    return OD_STATUS_OK;
+}
+
 static od_status apply_depth(shrink *c) {
     od_graph *g = c->g;
     od_status st = OD_STATUS_OK;
@@ -691,6 +727,10 @@ static od_status apply_depth(shrink *c) {
     for (int si = 0; si < nn; si++)
         if ((st = find_chain(c, si, in_res, &bl))) goto done;
     if (bl.n > 1) qsort(bl.b, (size_t)bl.n, sizeof *bl.b, block_cmp);
+    if ((st = merge_encoder_blocks(c, &bl))) goto done;
+    bool encoder = bl.n > 0;
+    for (int i = 0; i < bl.n; i++)
+        encoder &= bl.b[i].transformer;
 
     /* the spec's drops first, then evenly spread ones up to the depth asked */
     int forced = 0;
@@ -724,7 +764,19 @@ static od_status apply_depth(shrink *c) {
     }
     int keep = (int)lround(c->spec.depth * bl.n);
     int more = bl.n - keep - forced;
-    if (more > 0) {
+    if (more > 0 && encoder) {
+        /* encoder blocks: the first and the last stay, the others kept evenly spaced */
+        int m = bl.n - forced, kept = m - more, i = 0;
+        bool *stay = calloc((size_t)m + 1, sizeof *stay);
+        if (!stay) goto oom;
+        for (int k = 0; k < kept; k++)
+            stay[kept == 1 ? 0 : (int)lround((double)k * (m - 1) / (kept - 1))] = true;
+        for (int b = 0; b < bl.n; b++) {
+            if (bl.b[b].drop) continue;
+            bl.b[b].drop = !stay[i++];
+        }
+        free(stay);
+    } else if (more > 0) {
         int m = bl.n - forced, i = 0;
         for (int b = 0; b < bl.n; b++) {
             if (bl.b[b].drop) continue;
@@ -739,6 +791,7 @@ static od_status apply_depth(shrink *c) {
             od_shrink_block *rb = &c->report->blocks[c->report->n_blocks++];
             if (!(rb->name = strdup(block_name(g, &bl.b[i])))) goto oom;
             rb->residual = bl.b[i].residual;
+            rb->transformer = bl.b[i].transformer;
             rb->n_nodes = bl.b[i].n_nodes;
             rb->dropped = bl.b[i].drop;
             c->report->n_dropped += rb->dropped;
@@ -2839,6 +2892,18 @@ void od_shrink_report_print(const od_shrink_report *r, const od_shrink_spec *spe
             spec->width, spec->round_to, changed, r->n_layers, r->n_kept_whole,
             r->n_kept_whole ? " (see the warnings)" : "", spec->depth, r->n_dropped, r->n_blocks,
             spec->init == OD_SHRINK_INIT_RANDOM ? "random" : "teacher", r->n_bn_inserted);
+    if (r->n_dropped > 0) { /* which ones: numbered in graph order from 1 */
+        bool enc = false;
+        for (int i = 0; i < r->n_blocks; i++)
+            enc |= r->blocks[i].transformer;
+        fprintf(out, "depth: kept %s", enc ? "encoder blocks" : "blocks");
+        for (int i = 0, k = 0; i < r->n_blocks; i++)
+            if (!r->blocks[i].dropped) fprintf(out, "%s%d", k++ ? ", " : " ", i + 1);
+        fprintf(out, " of %d; dropped", r->n_blocks);
+        for (int i = 0, k = 0; i < r->n_blocks; i++)
+            if (r->blocks[i].dropped) fprintf(out, "%s%d (\"%s\")", k++ ? ", " : " ", i + 1, r->blocks[i].name);
+        fputc('\n', out);
+    }
     if (r->n_unshared || r->n_folded)
         fprintf(out,
                 "canonical form: %d constant or Identity nodes folded, %d shared initializers "

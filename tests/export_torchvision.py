@@ -14,7 +14,7 @@ the exporter shares between layers stay, as they would in a model trained from t
 FAMILY_tvinit keeps torchvision's own initialisation instead (BatchNorm at its defaults, zero
 biases: the exporter then shares equal constants between layers, as in issue 14's report).
 Inputs are 32x32 where the family allows it (64 for googlenet's pools, 224/32 patch for ViT
-would be large: a 32x32 ViT with patch 8 instead)."""
+would be large: a 32x32 ViT with patch 8 instead; vit_deep: patch 4, 6 blocks)."""
 import os
 import sys
 
@@ -38,6 +38,10 @@ FAMILIES = {
                                            groups=8, width_per_group=8), 32),
     "vit": (lambda: tvm.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4,
                                           hidden_dim=64, mlp_dim=128, num_classes=10), 32),
+    # the shape of issue 14's ViT teacher (patch 4, 32x32, 6 blocks): 65 tokens, 4 heads of 16
+    "vit_deep": (lambda: tvm.VisionTransformer(image_size=32, patch_size=4, num_layers=6,
+                                               num_heads=4, hidden_dim=64, mlp_dim=128,
+                                               num_classes=10), 32),
     "convnext_tiny": (lambda: tvm.convnext_tiny(num_classes=10), 32),
 }
 
