@@ -1482,6 +1482,28 @@ static bool shape_entry_fix(width *w, int ri, int pos, int dim, bool through_mul
     return false;
 }
 
+/* Whether entry pos of Reshape ri's shape is a piece of its input's own shape at the same
+ * position (Concat(Slice(Shape(x), 0, k), ...), k > pos): it follows the student's channels. */
+static bool shape_entry_own(width *w, int ri, int pos) {
+    const od_graph *g = w->g;
+    int x = g->nodes[ri].inputs[0], v = g->nodes[ri].inputs[1];
+    int ci = g->values[v].producer;
+    if (ci < 0 || !op_is(&g->nodes[ci], "Concat")) return false;
+    int iv = g->nodes[ci].inputs[0];
+    int si = iv >= 0 ? g->values[iv].producer : -1;
+    if (si < 0 || !op_is(&g->nodes[si], "Slice") || g->nodes[si].n_inputs < 3) return false;
+    int sv = g->nodes[si].inputs[0];
+    int shp = sv >= 0 ? g->values[sv].producer : -1;
+    if (shp < 0 || !op_is(&g->nodes[shp], "Shape") || g->nodes[shp].inputs[0] != x ||
+        attr_int(&g->nodes[shp], "start", 0) != 0)
+        return false;
+    int64_t a = -1, b = -1;
+    if (const_ints(w->s, g->nodes[si].inputs[1], &a, 1) != 1 ||
+        const_ints(w->s, g->nodes[si].inputs[2], &b, 1) != 1)
+        return false;
+    return a == 0 && b > pos && vinfo(w, iv)->rank == 1 && vinfo(w, iv)->dims[0] > pos;
+}
+
 /* Whether entry pos of Reshape ri's shape is a constant of the graph (not computed from a shape
  * the student changes). */
 static bool shape_entry_const(width *w, int ri, int pos) {
@@ -1571,7 +1593,8 @@ static void analyse_reshape(width *w, int ni, int d, int c) {
         prefix = so->dims[i] == si->dims[i];
     if (prefix) {
         if (!((sh[c] == 0 && !allowzero) || sh[c] == -1)) {
-            if (allowzero || (!init && !shape_entry_fix(w, ni, c, d, false))) {
+            if (allowzero ||
+                (!init && !shape_entry_own(w, ni, c) && !shape_entry_fix(w, ni, c, d, false))) {
                 opaque(w, ni, "its shape spells out the channels");
                 return;
             }
@@ -1740,6 +1763,24 @@ static bool shape_feeds_shuffle(width *w, int x) {
     return any;
 }
 
+/* Whether v (a piece of x's own shape) only feeds Concats that reshape x itself: the student's
+ * channels then go where the teacher's went (torch's flatten(2): shape[:2] + [-1]). */
+static bool reshapes_itself(width *w, int v, int x) {
+    const use_map *u = &w->c->uses;
+    if (v < 0 || u->output[v] || u->start[v + 1] == u->start[v]) return false;
+    for (int k = u->start[v]; k < u->start[v + 1]; k++) {
+        const od_node *cn = &w->g->nodes[u->node[k]];
+        int y = cn->n_outputs ? cn->outputs[0] : -1;
+        if (!op_is(cn, "Concat") || y < 0 || u->output[y] || u->start[y + 1] == u->start[y])
+            return false;
+        for (int j = u->start[y]; j < u->start[y + 1]; j++) {
+            const od_node *rn = &w->g->nodes[u->node[j]];
+            if (!op_is(rn, "Reshape") || rn->inputs[0] != x || rn->inputs[1] != y) return false;
+        }
+    }
+    return true;
+}
+
 /* Shape(x): harmless when its value is only read at other positions than the channels. */
 static void analyse_shape(width *w, int ni, int d, int c) {
     const od_node *n = &w->g->nodes[ni];
@@ -1753,6 +1794,19 @@ static void analyse_shape(width *w, int ni, int d, int c) {
         int nidx = cn->n_inputs > 1 ? const_ints(w->s, cn->inputs[1], idx, OD_MAX_RANK) : -1;
         ok = op_is(cn, "Gather") && cn->inputs[0] == y && attr_int(cn, "axis", 0) == 0 &&
              nidx >= 0 && !axis_listed(idx, nidx, c, r);
+        if (!ok && op_is(cn, "Slice") && cn->inputs[0] == y && cn->n_inputs >= 3) {
+            /* shape[a:b] (flatten(2) as torch exports it): the dims before the channels */
+            int64_t e[OD_MAX_RANK];
+            int ne = const_ints(w->s, cn->inputs[2], e, OD_MAX_RANK);
+            int64_t ax = 0, sp = 1;
+            bool ax_ok = cn->n_inputs < 4 || cn->inputs[3] < 0 ||
+                         (const_ints(w->s, cn->inputs[3], &ax, 1) == 1 && ax == 0);
+            bool sp_ok = cn->n_inputs < 5 || cn->inputs[4] < 0 ||
+                         (const_ints(w->s, cn->inputs[4], &sp, 1) == 1 && sp == 1);
+            int64_t end = ne == 1 ? (e[0] < 0 ? e[0] + r : e[0]) : -1;
+            ok = nidx == 1 && ne == 1 && ax_ok && sp_ok && idx[0] >= 0 && end >= 0 &&
+                 (end <= c || idx[0] > c || reshapes_itself(w, cn->outputs[0], n->inputs[0]));
+        }
     }
     if (!ok && !shape_feeds_shuffle(w, n->inputs[0])) {
         char lb[256];
