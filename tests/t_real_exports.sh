@@ -60,6 +60,7 @@ vit@13 35
 vit@17 35
 vit_deep@13 35
 vit_deep@17 35
+vit_headaxis@17 35
 convnext_tiny@13 35
 convnext_tiny@17 35
 "
@@ -130,13 +131,14 @@ else bad "no per-layer warning or summary count: $(head -2 "$tmp/err") $(head -3
 
 # transformers: heads halved with the head dim kept (the q, k, v Reshapes of every attention ask
 # for [T, B * 2, 16]: their Concat'ed shape's batch-times-heads Mul constant 4 -> 2), in_proj
-# [E, 3E] -> [32, 96]; depth 0.5 keeps 3 of vit_deep's 6 encoder blocks (1, 4 and 6)
+# [E, 3E] -> [32, 96]; vit_headaxis (timm's layout) asks for [B, T, 2, 16]; depth 0.5 keeps 3 of vit_deep's 6 encoder blocks (1, 4 and 6)
 vits=""
 for spec in vit@11 vit@13 vit@17 vit_deep@13 vit_deep@17; do
     name="${spec%@*}_op${spec#*@}"
     [ -s "$tmp/$name.student.onnx" ] && vits="$vits $tmp/$name.student.onnx"
 done
 # shellcheck disable=SC2086
+[ -s "$tmp/vit_headaxis_op17.student.onnx" ] && vits="$vits $tmp/vit_headaxis_op17.student.onnx"
 if [ -n "$vits" ] && "$PY" - $vits >"$tmp/heads" 2>&1 <<'EOF'; then ok; else bad "attention heads in the ViT students: $(tail -3 "$tmp/heads")"; fi
 import sys, onnx
 from onnx import numpy_helper
@@ -148,6 +150,12 @@ for f in sys.argv[1:]:
     inproj = [init[n.input[1]].shape for n in g.node if n.op_type == "MatMul" and
               n.input[1] in init and "self_attention" in n.name]
     heads = []
+    for n in g.node:  # heads on an axis of their own: Reshape to Concat(b, t, [h], [E/h])
+        cat = prod.get(n.input[1]) if n.op_type == "Reshape" else None
+        if cat is not None and cat.op_type == "Concat" and len(cat.input) == 4:
+            heads.append(tuple(int(init[i].reshape(-1)[0]) for i in cat.input[2:]))
+            inproj = [init[m.input[1]].shape for m in g.node if m.op_type == "MatMul" and
+                      m.input[1] in init and m.name.split("/")[-2] in "qkv"]
     for n in g.node:
         src = prod.get(n.input[0])
         if n.op_type != "Reshape" or src is None or src.op_type != "Slice":
@@ -157,7 +165,8 @@ for f in sys.argv[1:]:
         mul = prod[prod[cat.input[1]].input[0]]
         h = [int(init[i]) for i in mul.input if i in init]
         heads.append((h[0] if h else None, hd))
-    ok = len(heads) > 0 and all(x == (2, 16) for x in heads) and all(s == (32, 96) for s in inproj)
+    ok = len(heads) > 0 and all(x == (2, 16) for x in heads) and \
+        all(s in ((32, 96), (32, 32)) for s in inproj)
     print(f, "q/k/v reshapes (heads, head dim):", sorted(set(heads)), "in_proj:", sorted(set(inproj)))
     bad += not ok
 sys.exit(1 if bad else 0)
