@@ -1488,7 +1488,7 @@ static bool shape_entry_own(width *w, int ri, int pos) {
     const od_graph *g = w->g;
     int x = g->nodes[ri].inputs[0], v = g->nodes[ri].inputs[1];
     int ci = g->values[v].producer;
-    if (ci < 0 || !op_is(&g->nodes[ci], "Concat")) return false;
+    if (ci < 0 || !op_is(&g->nodes[ci], "Concat") || g->nodes[ci].n_inputs < 1) return false;
     int iv = g->nodes[ci].inputs[0];
     int si = iv >= 0 ? g->values[iv].producer : -1;
     if (si < 0 || !op_is(&g->nodes[si], "Slice") || g->nodes[si].n_inputs < 3) return false;
@@ -1531,7 +1531,7 @@ static bool analyse_head_split(width *w, int ni, int d, int c, const int64_t *sh
     const od_node *n = &w->g->nodes[ni];
     const od_shape_info *si = vinfo(w, n->inputs[0]), *so = vinfo(w, n->outputs[0]);
     int r = si->rank, ro = so->rank, hax;
-    if (c != r - 1 || w->dims[d].kind != DIM_BASE) return false;
+    if (c != r - 1 || ro < 2 || w->dims[d].kind != DIM_BASE) return false;
     int64_t full = dim_full(w, d), hd = so->dims[ro - 1];
     if (hd <= 1 || hd >= full || full % hd) return false;
     int64_t h = full / hd;
@@ -1913,8 +1913,9 @@ static void analyse_heads(width *w, int ni) {
         d = unite(w, d, w->vdim[v], n);
     }
     if (!why && (ro < 0 || ax < 0)) why = "unknown shapes";
+    int x = n->inputs[0];
+    if (!why && x < 0) why = "no first input";
     if (!why && default_domain(n)) {
-        int x = n->inputs[0];
         if (op_is(n, "Transpose")) {
             int64_t perm[OD_MAX_RANK];
             int np = attr_ints(n, "perm", perm, OD_MAX_RANK);
@@ -2673,6 +2674,8 @@ static od_status report_layers(width *w) {
         int pe[MAX_PARTS];
         int64_t po[MAX_PARTS];
         int np = source_parts(w, w->src_dim[ni], pe, po, MAX_PARTS);
+        if (np < 1) return od_error_set(w->c->err, OD_STATUS_INVALID_MODEL, "node \"%s\": "
+                                        "output channels of no known group", nd->name);
         const elem *r = &w->elems[pe[0]];
         for (int p = 1; p < np; p++) /* a fused projection: its first pinned part speaks */
             if (w->elems[pe[p]].pinned && !r->pinned) r = &w->elems[pe[p]];
