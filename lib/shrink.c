@@ -2382,15 +2382,16 @@ static od_status apply_channel_rules(width *w) {
                 continue;
             }
             any_layer = true;
-            /* a fused projection (q, k, v cut by Slices): each part takes its share */
+            /* a fused projection (q, k, v cut by Slices): each part takes its share, rounded up
+             * (as heads round up to whole heads) */
             int pe[MAX_PARTS];
             int64_t po[MAX_PARTS];
             int np = source_parts(w, w->src_dim[ni], pe, po, MAX_PARTS);
             for (int p = 0; p < np; p++) {
                 elem *r = &w->elems[pe[p]];
-                int64_t asked = rule->channels / np;
+                int64_t asked = (rule->channels + np - 1) / np;
                 if (r->pinned && is_glob(rule->pattern)) continue;
-                if (asked > r->size || asked * np != rule->channels)
+                if (asked > r->size)
                     return od_error_set(c->err, OD_STATUS_INVALID_ARGUMENT,
                                         "channels: node \"%s\" (%s) has %lld output channels in %d "
                                         "equal parts; %lld asked (a student cannot be wider)",
