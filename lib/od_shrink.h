@@ -25,7 +25,14 @@
  * the channels concatenates its inputs' kept channels. A grouped (not depthwise) Conv keeps its
  * group count: its input and output channels each split into that many equal blocks, every
  * block keeping as many channels (the best of that block; the count rounded up to a whole
- * number per block), so each group gets narrower. The graph inputs and outputs keep their
+ * number per block), so each group gets narrower. Attention: a fused projection cut into equal
+ * parts by Slices (in_proj [E, 3E] into q, k, v) is that many groups, the Slice bounds following;
+ * a Reshape splitting the channels into heads ([.., E] -> [.., B * h, E / h] or [.., h, E / h])
+ * keeps whole heads (the head dim stays, the head count written in the shape or in a Mul feeding
+ * it follows), the heads are followed through Transposes, the score and value MatMuls (q, k and v
+ * one group), Softmax and elementwise ops to the Reshape merging them back. Reshapes that only
+ * regroup the axes before the channels, shapes Concat'ed from constants, and a constant expanded
+ * over the batch and Concat'ed to the stream (a class token) follow. The graph inputs and outputs keep their
  * channels, and so does any dim an op this builder does not know consumes ("pinned": the
  * report says why).
  *
@@ -43,7 +50,9 @@
  * group 1, ConvTranspose, Gemm or MatMul with its BatchNormalization and activation, whose input
  * feeds nothing else and whose output feeds no join such as Add or Concat: the layer goes). The
  * student keeps round(depth * n) of the n blocks, spread evenly; the others are removed and
- * their consumers read the block input.
+ * their consumers read the block input. A transformer's attention residual block (it has a
+ * Softmax) and the MLP residual block reading its output are one encoder block; when all blocks
+ * are such, the first and the last are kept and the others evenly spaced.
  *
  * BatchNormalization for training: bn ON (or AUTO when the student has more than 2 Conv and
  * ConvTranspose nodes) inserts, after each Conv and ConvTranspose not already followed by one
@@ -113,6 +122,7 @@ typedef struct od_shrink_layer {
 typedef struct od_shrink_block {
     char *name; /* the Add of a residual block, the layer node of a chain layer */
     bool residual;
+    bool transformer; /* a transformer encoder block: attention and MLP residual blocks as one */
     int n_nodes; /* nodes removed with it */
     bool dropped;
 } od_shrink_block;

@@ -507,6 +507,7 @@ typedef struct block {
     int n_nodes;
     int *nodes;
     bool residual, drop;
+    bool transformer; /* an attention block and the MLP block after it: one encoder block */
 } block;
 
 typedef struct block_list {
@@ -672,6 +673,41 @@ static const char *block_name(const od_graph *g, const block *b) {
     return nm && *nm ? nm : g->values[b->out_v].name;
 }
 
+static bool block_has_op(const od_graph *g, const block *b, const char *op) {
+    for (int i = 0; i < b->n_nodes; i++)
+        if (op_is(&g->nodes[b->nodes[i]], op)) return true;
+    return false;
+}
+
+/* A transformer's encoder block is two residual blocks: attention (it has a Softmax), then the
+ * MLP reading its output. Dropping only one of them would leave half a block: they become one. */
+static od_status merge_encoder_blocks(shrink *c, block_list *bl) {
+    const od_graph *g = c->g;
+    int o = 0;
+    for (int i = 0; i < bl->n; i++) {
+        block *a = &bl->b[i], *b = i + 1 < bl->n ? &bl->b[i + 1] : NULL;
+        if (b && a->residual && b->residual && b->in_v == a->out_v &&
+            block_has_op(g, a, "Softmax") && !block_has_op(g, b, "Softmax")) {
+            int *nodes = malloc(sizeof(int) * (size_t)(a->n_nodes + b->n_nodes));
+            if (!nodes) return oom(c->err);
+            memcpy(nodes, a->nodes, sizeof(int) * (size_t)a->n_nodes);
+            memcpy(nodes + a->n_nodes, b->nodes, sizeof(int) * (size_t)b->n_nodes);
+            block m = {.in_v = a->in_v, .out_v = b->out_v, .head = b->head,
+                       .first = a->first < b->first ? a->first : b->first,
+                       .n_nodes = a->n_nodes + b->n_nodes, .nodes = nodes, .residual = true,
+                       .transformer = true};
+            free(a->nodes);
+            free(b->nodes);
+            bl->b[o++] = m;
+            i++;
+        } else {
+            bl->b[o++] = *a;
+        }
+    }
+    bl->n = o;
+    return OD_STATUS_OK;
+}
+
 static od_status apply_depth(shrink *c) {
     od_graph *g = c->g;
     od_status st = OD_STATUS_OK;
@@ -691,6 +727,10 @@ static od_status apply_depth(shrink *c) {
     for (int si = 0; si < nn; si++)
         if ((st = find_chain(c, si, in_res, &bl))) goto done;
     if (bl.n > 1) qsort(bl.b, (size_t)bl.n, sizeof *bl.b, block_cmp);
+    if ((st = merge_encoder_blocks(c, &bl))) goto done;
+    bool encoder = bl.n > 0;
+    for (int i = 0; i < bl.n; i++)
+        encoder &= bl.b[i].transformer;
 
     /* the spec's drops first, then evenly spread ones up to the depth asked */
     int forced = 0;
@@ -724,7 +764,19 @@ static od_status apply_depth(shrink *c) {
     }
     int keep = (int)lround(c->spec.depth * bl.n);
     int more = bl.n - keep - forced;
-    if (more > 0) {
+    if (more > 0 && encoder) {
+        /* encoder blocks: the first and the last stay, the others kept evenly spaced */
+        int m = bl.n - forced, kept = m - more, i = 0;
+        bool *stay = calloc((size_t)m + 1, sizeof *stay);
+        if (!stay) goto oom;
+        for (int k = 0; k < kept; k++)
+            stay[kept == 1 ? 0 : (int)lround((double)k * (m - 1) / (kept - 1))] = true;
+        for (int b = 0; b < bl.n; b++) {
+            if (bl.b[b].drop) continue;
+            bl.b[b].drop = !stay[i++];
+        }
+        free(stay);
+    } else if (more > 0) {
         int m = bl.n - forced, i = 0;
         for (int b = 0; b < bl.n; b++) {
             if (bl.b[b].drop) continue;
@@ -739,6 +791,7 @@ static od_status apply_depth(shrink *c) {
             od_shrink_block *rb = &c->report->blocks[c->report->n_blocks++];
             if (!(rb->name = strdup(block_name(g, &bl.b[i])))) goto oom;
             rb->residual = bl.b[i].residual;
+            rb->transformer = bl.b[i].transformer;
             rb->n_nodes = bl.b[i].n_nodes;
             rb->dropped = bl.b[i].drop;
             c->report->n_dropped += rb->dropped;
@@ -796,6 +849,7 @@ typedef struct elem {
     bool at_output; /* pinned only because it is a graph output (the classifier) */
     int64_t blocks; /* > 1: the channels form this many equal blocks (the groups of a grouped
                      * conv), each keeping as many */
+    int64_t chunk;  /* > 1: kept in whole runs of this many (attention heads, head dim kept) */
     int64_t want;   /* channels the spec asks for (0: none) */
     int64_t target; /* the student's channels (roots) */
     int64_t *kept;  /* the teacher channels kept, ascending (roots) */
@@ -824,14 +878,19 @@ typedef enum fix_kind {
     FIX_RESHAPE_PREFIX,
     FIX_RESHAPE_FLATTEN,
     FIX_GROUPED_IN,
-    FIX_PART_BOUND /* a Slice bound at a multiple of dim's channels: the same multiple of its new */
+    FIX_PART_BOUND, /* an entry counting dim's channels (a multiple or a divisor of them, such as
+                     * a Slice bound or a head count): scaled by the student's share */
+    FIX_SLICE_PART  /* a Slice bound (axis: 0 start, 1 end) of part `part` of CONCAT dim */
 } fix_kind;
 
 /* An edit to make once the kept channels are known. */
 typedef struct fix {
     fix_kind kind;
     int node, slot, axis, dim;
+    int part; /* FIX_SLICE_PART */
 } fix;
+
+#define MAX_PARTS 16 /* equal parts a fused projection may be cut into (q, k, v) */
 
 typedef struct width {
     shrink *c;
@@ -844,6 +903,8 @@ typedef struct width {
     int n_fixes, cap_fixes;
     fix *fixes;
     int *vdim, *vaxis; /* per value: its channel dim and the axis it is on; vdim -1: untracked */
+    bool *vheads;      /* per value: attention heads split off dim vdim into axis vaxis (merged
+                        * with the batch or an axis of their own), each head's dims after it */
     int *src_dim;      /* per node: the output dim of a Conv, ConvTranspose, Gemm, MatMul; or -1 */
     int *src_waxis;    /* per node: the output-channel axis of its weight */
     bool failed;       /* out of memory somewhere */
@@ -993,7 +1054,7 @@ static void elem_need_blocks(width *w, int r, int64_t blocks, const char *why) {
     elem *e = &w->elems[r];
     int64_t have = e->blocks > 1 ? e->blocks : 1;
     int64_t want = blocks > 1 ? have / gcd64(have, blocks) * blocks : have;
-    if (want > 1 && e->size % want != 0) {
+    if (want > 1 && (e->size % want != 0 || e->chunk > 1)) {
         if (!e->pinned) {
             e->pinned = true;
             snprintf(e->reason, sizeof e->reason, "%.120s: %lld channels do not split into %lld groups",
@@ -1002,6 +1063,25 @@ static void elem_need_blocks(width *w, int r, int64_t blocks, const char *why) {
         return;
     }
     e->blocks = want;
+}
+
+/* Elem r's channels are kept in whole runs of chunk (attention heads of chunk dims); pins it
+ * when that clashes with its size, its groups or another head size. */
+static void elem_need_chunk(width *w, int r, int64_t chunk, const char *why) {
+    elem *e = &w->elems[r];
+    const char *clash = e->size % chunk ? "do not split into heads of"
+                        : e->blocks > 1 ? "are grouped; heads of"
+                        : e->chunk > 1 && e->chunk != chunk ? "meet heads of another size,"
+                                                           : NULL;
+    if (!clash) {
+        e->chunk = chunk;
+        return;
+    }
+    if (!e->pinned) {
+        e->pinned = true;
+        snprintf(e->reason, sizeof e->reason, "%.120s: %lld channels %s %lld", why,
+                 (long long)e->size, clash, (long long)chunk);
+    }
 }
 
 /* Dims that must be equal: one group. Returns the dim to use for the result. */
@@ -1034,6 +1114,7 @@ static int unite(width *w, int a, int b, const od_node *n) {
     }
     ea->has_source |= eb->has_source;
     if (eb->blocks > 1) elem_need_blocks(w, ra, eb->blocks, "groups meet");
+    if (eb->chunk > 1) elem_need_chunk(w, ra, eb->chunk, label(n, lb, sizeof lb));
     return a;
 }
 
@@ -1048,7 +1129,7 @@ static void add_fix(width *w, fix_kind kind, int node, int slot, int axis, int d
         w->fixes = f;
         w->cap_fixes = cap;
     }
-    w->fixes[w->n_fixes++] = (fix){kind, node, slot, axis, dim};
+    w->fixes[w->n_fixes++] = (fix){kind, node, slot, axis, dim, 0};
 }
 
 static const od_shape_info *vinfo(width *w, int v) {
@@ -1327,7 +1408,17 @@ static void analyse_concat(width *w, int ni) {
     }
     for (int k = 0; k < n->n_inputs; k++) {
         int v = n->inputs[k];
-        if (v >= 0 && w->vdim[v] < 0)
+        if (v < 0 || w->vdim[v] >= 0 || d < 0) continue;
+        /* a constant, or a constant expanded over the batch (ViT's class token), of all the
+         * channels: sliced */
+        int e = w->g->values[v].producer;
+        bool expand = e >= 0 && op_is(&w->g->nodes[e], "Expand") && default_domain(&w->g->nodes[e]);
+        int cv = expand ? w->g->nodes[e].inputs[0] : v;
+        const od_shape_info *sc = cv >= 0 ? vinfo(w, cv) : NULL;
+        if (cv >= 0 && w->g->values[cv].init && sc->rank == ro && sc->dims[p] == dim_full(w, d) &&
+            vinfo(w, v)->rank == ro && vinfo(w, v)->dims[p] == dim_full(w, d))
+            add_fix(w, FIX_SLICE, expand ? e : ni, expand ? 0 : k, p, d);
+        else
             pin_dim(w, d, "%s joins it with \"%s\", whose channels are fixed",
                     label(n, lb, sizeof lb), w->g->values[v].name);
     }
@@ -1347,6 +1438,139 @@ static int count_below(const int64_t *axes, int n, int axis, int rank) {
     return k;
 }
 
+/* Entry pos of the shape input of Reshape ri counts dim's channels (all of them, or the heads
+ * they split into): a constant there is rescaled to the student's (FIX_PART_BOUND), either the
+ * whole shape or the piece of a Concat that holds it; with through_mul also a piece computed as
+ * Unsqueeze(n * k) for a constant k (the batch times the heads, as torch exports
+ * nn.MultiheadAttention). False when no constant holds it. */
+static bool shape_entry_fix(width *w, int ri, int pos, int dim, bool through_mul) {
+    const od_graph *g = w->g;
+    int v = g->nodes[ri].inputs[1];
+    if (g->values[v].init) {
+        add_fix(w, FIX_PART_BOUND, ri, 1, pos, dim);
+        return true;
+    }
+    int ci = g->values[v].producer;
+    if (ci < 0 || !op_is(&g->nodes[ci], "Concat")) return false;
+    const od_node *cn = &g->nodes[ci];
+    for (int k = 0, off = 0; k < cn->n_inputs; k++) {
+        int iv = cn->inputs[k];
+        int len = iv >= 0 && vinfo(w, iv)->rank == 1 ? (int)vinfo(w, iv)->dims[0] : -1;
+        if (len < 0) return false;
+        if (pos >= off + len) {
+            off += len;
+            continue;
+        }
+        if (g->values[iv].init) {
+            add_fix(w, FIX_PART_BOUND, ci, k, pos - off, dim);
+            return true;
+        }
+        int ui = g->values[iv].producer;
+        if (!through_mul || len != 1 || ui < 0 || !op_is(&g->nodes[ui], "Unsqueeze")) return false;
+        int mv = g->nodes[ui].inputs[0];
+        int mi = mv >= 0 ? g->values[mv].producer : -1;
+        if (mi < 0 || !op_is(&g->nodes[mi], "Mul") || g->nodes[mi].n_inputs != 2) return false;
+        for (int slot = 0; slot < 2; slot++) {
+            const od_tensor *t = slot_init(g, mi, slot);
+            if (t && od_tensor_count(t) == 1 && !g->values[g->nodes[mi].inputs[1 - slot]].init) {
+                add_fix(w, FIX_PART_BOUND, mi, slot, 0, dim);
+                return true;
+            }
+        }
+        return false;
+    }
+    return false;
+}
+
+/* Whether entry pos of Reshape ri's shape is a piece of its input's own shape at the same
+ * position (Concat(Slice(Shape(x), 0, k), ...), k > pos): it follows the student's channels. */
+static bool shape_entry_own(width *w, int ri, int pos) {
+    const od_graph *g = w->g;
+    int x = g->nodes[ri].inputs[0], v = g->nodes[ri].inputs[1];
+    int ci = g->values[v].producer;
+    if (ci < 0 || !op_is(&g->nodes[ci], "Concat") || g->nodes[ci].n_inputs < 1) return false;
+    int iv = g->nodes[ci].inputs[0];
+    int si = iv >= 0 ? g->values[iv].producer : -1;
+    if (si < 0 || !op_is(&g->nodes[si], "Slice") || g->nodes[si].n_inputs < 3) return false;
+    int sv = g->nodes[si].inputs[0];
+    int shp = sv >= 0 ? g->values[sv].producer : -1;
+    if (shp < 0 || !op_is(&g->nodes[shp], "Shape") || g->nodes[shp].inputs[0] != x ||
+        attr_int(&g->nodes[shp], "start", 0) != 0)
+        return false;
+    int64_t a = -1, b = -1;
+    if (const_ints(w->s, g->nodes[si].inputs[1], &a, 1) != 1 ||
+        const_ints(w->s, g->nodes[si].inputs[2], &b, 1) != 1)
+        return false;
+    return a == 0 && b > pos && vinfo(w, iv)->rank == 1 && vinfo(w, iv)->dims[0] > pos;
+}
+
+/* Whether entry pos of Reshape ri's shape is a constant of the graph (not computed from a shape
+ * the student changes). */
+static bool shape_entry_const(width *w, int ri, int pos) {
+    const od_graph *g = w->g;
+    int v = g->nodes[ri].inputs[1];
+    if (g->values[v].init) return true;
+    int ci = g->values[v].producer;
+    if (ci < 0 || !op_is(&g->nodes[ci], "Concat")) return false;
+    const od_node *cn = &g->nodes[ci];
+    for (int k = 0, off = 0; k < cn->n_inputs; k++) {
+        int iv = cn->inputs[k];
+        int len = iv >= 0 && vinfo(w, iv)->rank == 1 ? (int)vinfo(w, iv)->dims[0] : -1;
+        if (len < 0) return false;
+        if (pos < off + len) return g->values[iv].init != NULL;
+        off += len;
+    }
+    return false;
+}
+
+/* Attention heads split off the channels (the last axis, dim d): [.., C] -> [.., h, C / h] (a
+ * head axis of their own) or [.., B, C] -> [.., B * h, C / h] (merged with the batch, as torch
+ * 1.13 exports nn.MultiheadAttention). The student keeps whole heads, so the head dim stays and
+ * the head count in the shape follows; the output is tracked as heads (analyse_heads). */
+static bool analyse_head_split(width *w, int ni, int d, int c, const int64_t *sh) {
+    const od_node *n = &w->g->nodes[ni];
+    const od_shape_info *si = vinfo(w, n->inputs[0]), *so = vinfo(w, n->outputs[0]);
+    int r = si->rank, ro = so->rank, hax;
+    if (c != r - 1 || ro < 2 || w->dims[d].kind != DIM_BASE) return false;
+    int64_t full = dim_full(w, d), hd = so->dims[ro - 1];
+    if (hd <= 1 || hd >= full || full % hd) return false;
+    int64_t h = full / hd;
+    if (ro == r + 1) {
+        hax = c;
+        for (int i = 0; i < c; i++)
+            if (so->dims[i] != si->dims[i]) return false;
+        if (so->dims[c] != h) return false;
+    } else if (ro == r && c >= 1) {
+        hax = c - 1;
+        for (int i = 0; i < c - 1; i++)
+            if (so->dims[i] != si->dims[i]) return false;
+        if (so->dims[c - 1] != si->dims[c - 1] * h) return false;
+    } else {
+        return false;
+    }
+    if (!(sh[ro - 1] == -1 || (sh[ro - 1] == hd && shape_entry_const(w, ni, ro - 1)))) return false;
+    if (sh[hax] == 0 || (sh[hax] != -1 && !shape_entry_fix(w, ni, hax, d, true))) return false;
+    char lb[256];
+    elem_need_chunk(w, root(w, w->dims[d].elem), hd, label(n, lb, sizeof lb));
+    track(w, n->outputs[0], d, hax);
+    w->vheads[n->outputs[0]] = true;
+    return true;
+}
+
+/* Reshape [.., C] -> [.., C] with the last axis (the channels) unchanged: only the axes before
+ * regroup (torch's [T * B, E] -> [T, B, E] around an attention's output projection). */
+static bool analyse_suffix_reshape(width *w, int ni, int d, int c, const int64_t *sh) {
+    const od_node *n = &w->g->nodes[ni];
+    const od_shape_info *si = vinfo(w, n->inputs[0]), *so = vinfo(w, n->outputs[0]);
+    int ro = so->rank;
+    if (c != si->rank - 1 || ro < 1 || so->dims[ro - 1] != si->dims[c]) return false;
+    bool ok = sh[ro - 1] == -1 || (sh[ro - 1] == 0 && ro - 1 == c) ||
+              (sh[ro - 1] > 0 && shape_entry_fix(w, ni, ro - 1, d, false));
+    if (!ok) return false;
+    track(w, n->outputs[0], d, ro - 1);
+    return true;
+}
+
 static void analyse_reshape(width *w, int ni, int d, int c) {
     const od_node *n = &w->g->nodes[ni];
     int x = n->inputs[0], y = n->outputs[0];
@@ -1363,16 +1587,18 @@ static void analyse_reshape(width *w, int ni, int d, int c) {
         opaque(w, ni, "a shape not known when building");
         return;
     }
+    if (analyse_head_split(w, ni, d, c, sh)) return;
     bool prefix = so->rank > c;
     for (int i = 0; prefix && i <= c; i++)
         prefix = so->dims[i] == si->dims[i];
     if (prefix) {
         if (!((sh[c] == 0 && !allowzero) || sh[c] == -1)) {
-            if (allowzero || !init) {
+            if (allowzero ||
+                (!init && !shape_entry_own(w, ni, c) && !shape_entry_fix(w, ni, c, d, false))) {
                 opaque(w, ni, "its shape spells out the channels");
                 return;
             }
-            add_fix(w, FIX_RESHAPE_PREFIX, ni, 1, c, d);
+            if (init) add_fix(w, FIX_RESHAPE_PREFIX, ni, 1, c, d);
         }
         track(w, y, d, c);
         return;
@@ -1381,7 +1607,8 @@ static void analyse_reshape(width *w, int ni, int d, int c) {
     for (int i = 0; flat && i < c; i++)
         flat = so->dims[i] == si->dims[i];
     if (!flat) {
-        opaque(w, ni, "it reshapes across the channels");
+        if (!analyse_suffix_reshape(w, ni, d, c, sh))
+            opaque(w, ni, "it reshapes across the channels");
         return;
     }
     if (sh[c] != -1) {
@@ -1536,6 +1763,24 @@ static bool shape_feeds_shuffle(width *w, int x) {
     return any;
 }
 
+/* Whether v (a piece of x's own shape) only feeds Concats that reshape x itself: the student's
+ * channels then go where the teacher's went (torch's flatten(2): shape[:2] + [-1]). */
+static bool reshapes_itself(width *w, int v, int x) {
+    const use_map *u = &w->c->uses;
+    if (v < 0 || u->output[v] || u->start[v + 1] == u->start[v]) return false;
+    for (int k = u->start[v]; k < u->start[v + 1]; k++) {
+        const od_node *cn = &w->g->nodes[u->node[k]];
+        int y = cn->n_outputs ? cn->outputs[0] : -1;
+        if (!op_is(cn, "Concat") || y < 0 || u->output[y] || u->start[y + 1] == u->start[y])
+            return false;
+        for (int j = u->start[y]; j < u->start[y + 1]; j++) {
+            const od_node *rn = &w->g->nodes[u->node[j]];
+            if (!op_is(rn, "Reshape") || rn->inputs[0] != x || rn->inputs[1] != y) return false;
+        }
+    }
+    return true;
+}
+
 /* Shape(x): harmless when its value is only read at other positions than the channels. */
 static void analyse_shape(width *w, int ni, int d, int c) {
     const od_node *n = &w->g->nodes[ni];
@@ -1549,6 +1794,19 @@ static void analyse_shape(width *w, int ni, int d, int c) {
         int nidx = cn->n_inputs > 1 ? const_ints(w->s, cn->inputs[1], idx, OD_MAX_RANK) : -1;
         ok = op_is(cn, "Gather") && cn->inputs[0] == y && attr_int(cn, "axis", 0) == 0 &&
              nidx >= 0 && !axis_listed(idx, nidx, c, r);
+        if (!ok && op_is(cn, "Slice") && cn->inputs[0] == y && cn->n_inputs >= 3) {
+            /* shape[a:b] (flatten(2) as torch exports it): the dims before the channels */
+            int64_t e[OD_MAX_RANK];
+            int ne = const_ints(w->s, cn->inputs[2], e, OD_MAX_RANK);
+            int64_t ax = 0, sp = 1;
+            bool ax_ok = cn->n_inputs < 4 || cn->inputs[3] < 0 ||
+                         (const_ints(w->s, cn->inputs[3], &ax, 1) == 1 && ax == 0);
+            bool sp_ok = cn->n_inputs < 5 || cn->inputs[4] < 0 ||
+                         (const_ints(w->s, cn->inputs[4], &sp, 1) == 1 && sp == 1);
+            int64_t end = ne == 1 ? (e[0] < 0 ? e[0] + r : e[0]) : -1;
+            ok = nidx == 1 && ne == 1 && ax_ok && sp_ok && idx[0] >= 0 && end >= 0 &&
+                 (end <= c || idx[0] > c || reshapes_itself(w, cn->outputs[0], n->inputs[0]));
+        }
     }
     if (!ok && !shape_feeds_shuffle(w, n->inputs[0])) {
         char lb[256];
@@ -1556,8 +1814,169 @@ static void analyse_shape(width *w, int ni, int d, int c) {
     }
 }
 
+/* Slice ni takes part j of m equal parts of the channels (dim d on axis c): a fused projection
+ * such as nn.MultiheadAttention's in_proj [3E, E] cut into q, k and v. The dim becomes the
+ * concatenation of m groups (each narrowed on its own) when it is a source's own dim; the
+ * bounds follow the student's parts (FIX_SLICE_PART). */
+static bool analyse_part_slice(width *w, int ni, int d, int c, int r) {
+    const od_node *n = &w->g->nodes[ni];
+    if (n->n_inputs < 4 || n->n_outputs < 1 || n->outputs[0] < 0) return false;
+    int64_t st[OD_MAX_RANK], en[OD_MAX_RANK], ax[OD_MAX_RANK], sp[OD_MAX_RANK];
+    int ns = const_ints(w->s, n->inputs[1], st, OD_MAX_RANK);
+    int ne = const_ints(w->s, n->inputs[2], en, OD_MAX_RANK);
+    int na = const_ints(w->s, n->inputs[3], ax, OD_MAX_RANK);
+    int nsp =
+        n->n_inputs > 4 && n->inputs[4] >= 0 ? const_ints(w->s, n->inputs[4], sp, OD_MAX_RANK) : 0;
+    if (na != 1 || ns != 1 || ne != 1 || (nsp && (nsp != 1 || sp[0] != 1))) return false;
+    if ((ax[0] < 0 ? ax[0] + r : ax[0]) != c) return false;
+    if (!w->g->values[n->inputs[1]].init || !w->g->values[n->inputs[2]].init) return false;
+    int64_t full = dim_full(w, d), a = st[0], b = en[0] > full ? full : en[0];
+    if (a < 0 || b <= a) return false;
+    int64_t len = b - a, m = full / len, j = a / len;
+    if (full % len || a % len || m < 2 || m > MAX_PARTS || (en[0] > full && j != m - 1))
+        return false;
+    if (w->dims[d].kind == DIM_BASE) {
+        int e = root(w, w->dims[d].elem);
+        const elem *ee = &w->elems[e];
+        if (ee->pinned || ee->chunk > 1 || ee->blocks > 1) return false;
+        for (int i = 0; i < w->n_elems; i++)
+            if (i != e && root(w, i) == e) return false; /* already one group with others */
+        for (int i = 0; i < w->n_dims; i++)
+            if (i != d && w->dims[i].kind == DIM_BASE && root(w, w->dims[i].elem) == e) return false;
+        int *parts = malloc(sizeof(int) * (size_t)m);
+        if (!parts) {
+            w->failed = true;
+            return true;
+        }
+        for (int64_t k = 0; k < m; k++)
+            if ((parts[k] = new_base(w, len)) < 0) {
+                free(parts);
+                return true;
+            }
+        w->dims[d].kind = DIM_CONCAT;
+        w->dims[d].elem = -1;
+        w->dims[d].parts = parts;
+        w->dims[d].n_parts = (int)m;
+    }
+    const dimnode *dn = &w->dims[d];
+    if (dn->kind != DIM_CONCAT || dn->n_parts != m) return false;
+    for (int k = 0; k < dn->n_parts; k++)
+        if (w->dims[dn->parts[k]].kind != DIM_BASE || dim_full(w, dn->parts[k]) != len)
+            return false;
+    add_fix(w, FIX_SLICE_PART, ni, 1, 0, d);
+    w->fixes[w->n_fixes - 1].part = (int)j;
+    add_fix(w, FIX_SLICE_PART, ni, 2, 1, d);
+    w->fixes[w->n_fixes - 1].part = (int)j;
+    track(w, n->outputs[0], dn->parts[j], c);
+    return true;
+}
+
+/* Attention heads merged back into the channels: Reshape [.., h, C / h] -> [.., C] (heads on
+ * the axis before the head dim, their own or merged with the batch). */
+static bool analyse_head_merge(width *w, int ni, int d, int ax) {
+    const od_node *n = &w->g->nodes[ni];
+    int x = n->inputs[0], y = n->outputs[0];
+    const od_shape_info *si = vinfo(w, x), *so = y >= 0 ? vinfo(w, y) : NULL;
+    if (!so || si->rank < 2 || so->rank < 1 || n->n_inputs < 2) return false;
+    int r = si->rank, ro = so->rank;
+    const elem *e = &w->elems[root(w, w->dims[d].elem)];
+    int64_t sh[OD_MAX_RANK];
+    if (const_ints(w->s, n->inputs[1], sh, OD_MAX_RANK) != ro) return false;
+    if (ax != r - 2 || si->dims[r - 1] != e->chunk || so->dims[ro - 1] != dim_full(w, d))
+        return false;
+    for (int i = 0; i < ro - 1; i++)
+        if (sh[i] == 0 && i == ax) return false; /* would copy the teacher's head count */
+    if (sh[ro - 1] != -1 && !shape_entry_fix(w, ni, ro - 1, d, false)) return false;
+    track(w, y, d, ro - 1);
+    return true;
+}
+
+/* A node reading attention heads (w->vheads): they pass through Transposes, the batched MatMuls
+ * of scores and values (whose operands' heads are one group), Softmax and elementwise ops with
+ * operands that do not vary per head, up to the Reshape that merges them back. */
+static void analyse_heads(width *w, int ni) {
+    const od_node *n = &w->g->nodes[ni];
+    char lb[256];
+    int d = -1, ax = -1, y = n->n_outputs ? n->outputs[0] : -1;
+    int ro = y >= 0 ? vinfo(w, y)->rank : -1;
+    const char *why = NULL;
+    for (int k = 0; k < n->n_inputs && !why; k++) {
+        int v = n->inputs[k];
+        if (v < 0 || w->vdim[v] < 0) continue;
+        if (!w->vheads[v]) {
+            why = "it meets channels that are not heads";
+            continue;
+        }
+        int p = ro >= 0 && vinfo(w, v)->rank >= 0 ? w->vaxis[v] + ro - vinfo(w, v)->rank : -1;
+        if (ax >= 0 && p != ax) why = "heads on different axes";
+        ax = p;
+        d = unite(w, d, w->vdim[v], n);
+    }
+    if (!why && (ro < 0 || ax < 0)) why = "unknown shapes";
+    int x = n->inputs[0];
+    if (!why && x < 0) why = "no first input";
+    if (!why && default_domain(n)) {
+        if (op_is(n, "Transpose")) {
+            int64_t perm[OD_MAX_RANK];
+            int np = attr_ints(n, "perm", perm, OD_MAX_RANK);
+            for (int j = 0; j < np; j++)
+                if (perm[j] == ax) {
+                    track(w, y, d, j);
+                    w->vheads[y] = true;
+                    return;
+                }
+        } else if (op_is(n, "MatMul")) {
+            /* batched: scores q k^T and their weighting of v, per head */
+            if (n->n_inputs == 2 && w->vdim[n->inputs[0]] >= 0 && w->vdim[n->inputs[1]] >= 0 &&
+                ax < ro - 2) {
+                track(w, y, d, ax);
+                w->vheads[y] = true;
+                return;
+            }
+        } else if (op_in(n, broadcast_ops) && !op_is(n, "Concat")) {
+            bool per_head = false;
+            for (int k = 0; k < n->n_inputs; k++) {
+                int v = n->inputs[k];
+                if (v < 0 || w->vdim[v] >= 0) continue;
+                const od_shape_info *si = vinfo(w, v);
+                int pos = ax - (ro - si->rank);
+                per_head |= si->rank < 0 || (pos >= 0 && si->dims[pos] != 1);
+            }
+            if (!per_head && vinfo(w, y)->rank == ro) {
+                track(w, y, d, ax);
+                w->vheads[y] = true;
+                return;
+            }
+        } else if (op_in(n, unary_ops) && w->vdim[x] >= 0) {
+            bool norm = op_is(n, "Softmax") || op_is(n, "LogSoftmax") || op_is(n, "Hardmax");
+            int a = (int)attr_int(n, "axis", -1);
+            if (a < 0) a += ro;
+            if (!norm || a != ax) {
+                track(w, y, d, ax);
+                w->vheads[y] = true;
+                return;
+            }
+        } else if (op_is(n, "Reshape") && w->vdim[x] >= 0) {
+            if (analyse_head_merge(w, ni, d, w->vaxis[x])) return;
+            why = "it reshapes the heads other than back into channels";
+        }
+    }
+    pin_dim(w, d, "attention heads read by %s%s%s", label(n, lb, sizeof lb), why ? ": " : "",
+            why ? why : "");
+    for (int k = 0; k < n->n_inputs; k++) {
+        int v = n->inputs[k];
+        if (v >= 0 && w->vdim[v] >= 0 && !w->vheads[v])
+            pin_dim(w, w->vdim[v], "read by %s with attention heads", label(n, lb, sizeof lb));
+    }
+}
+
 static void analyse_node(width *w, int ni) {
     const od_node *n = &w->g->nodes[ni];
+    for (int k = 0; k < n->n_inputs; k++)
+        if (n->inputs[k] >= 0 && w->vheads[n->inputs[k]]) {
+            analyse_heads(w, ni);
+            return;
+        }
     if (op_is(n, "Conv")) {
         analyse_conv(w, ni, false);
         return;
@@ -1830,7 +2249,8 @@ static void analyse_node(width *w, int ni) {
                 axes[na] = na;
         }
         if (axis_listed(axes, na, c, r)) {
-            if (!analyse_shuffled_slice(w, ni, d, c, r)) opaque(w, ni, "slices the channels");
+            if (!analyse_shuffled_slice(w, ni, d, c, r) && !analyse_part_slice(w, ni, d, c, r))
+                opaque(w, ni, "slices the channels");
             return;
         }
         {
@@ -1923,6 +2343,28 @@ static int by_index(const void *pa, const void *pb) {
     return (a > b) - (a < b);
 }
 
+/* The elems a source node's output dim is made of: itself, or the parts of a fused projection
+ * cut by Slices (q, k, v); *off_out gets each part's first channel. Returns the count. */
+static int source_parts(width *w, int d, int *elems_out, int64_t *off_out, int max) {
+    const dimnode *dn = &w->dims[d];
+    if (dn->kind == DIM_BASE) {
+        elems_out[0] = root(w, dn->elem);
+        off_out[0] = 0;
+        return 1;
+    }
+    int n = 0;
+    int64_t off = 0;
+    for (int i = 0; dn->kind == DIM_CONCAT && i < dn->n_parts && n < max; i++) {
+        const dimnode *pn = &w->dims[dn->parts[i]];
+        if (pn->kind != DIM_BASE) return 0;
+        elems_out[n] = root(w, pn->elem);
+        off_out[n++] = off;
+        off += w->elems[pn->elem].size;
+    }
+    return n;
+}
+
+
 /* The spec's "channels": the groups of the matching layers take that many channels. */
 static od_status apply_channel_rules(width *w) {
     shrink *c = w->c;
@@ -1940,22 +2382,30 @@ static od_status apply_channel_rules(width *w) {
                 continue;
             }
             any_layer = true;
-            elem *r = &w->elems[root(w, w->dims[w->src_dim[ni]].elem)];
-            if (r->pinned && is_glob(rule->pattern)) continue;
-            if (rule->channels > r->size)
-                return od_error_set(c->err, OD_STATUS_INVALID_ARGUMENT,
-                                    "channels: node \"%s\" (%s) has %lld output channels; %lld "
-                                    "asked (a student cannot be wider)",
-                                    n->name, n->op_type, (long long)r->size,
-                                    (long long)rule->channels);
-            if (r->pinned) {
-                if (rule->channels == r->size) continue;
-                return od_error_set(c->err, OD_STATUS_INVALID_ARGUMENT,
-                                    "channels: the %lld output channels of node \"%s\" (%s) cannot "
-                                    "change: %s",
-                                    (long long)r->size, n->name, n->op_type, r->reason);
+            /* a fused projection (q, k, v cut by Slices): each part takes its share, rounded up
+             * (as heads round up to whole heads) */
+            int pe[MAX_PARTS];
+            int64_t po[MAX_PARTS];
+            int np = source_parts(w, w->src_dim[ni], pe, po, MAX_PARTS);
+            for (int p = 0; p < np; p++) {
+                elem *r = &w->elems[pe[p]];
+                int64_t asked = (rule->channels + np - 1) / np;
+                if (r->pinned && is_glob(rule->pattern)) continue;
+                if (asked > r->size)
+                    return od_error_set(c->err, OD_STATUS_INVALID_ARGUMENT,
+                                        "channels: node \"%s\" (%s) has %lld output channels in %d "
+                                        "equal parts; %lld asked (a student cannot be wider)",
+                                        n->name, n->op_type, (long long)(r->size * np), np,
+                                        (long long)rule->channels);
+                if (r->pinned) {
+                    if (asked == r->size) continue;
+                    return od_error_set(c->err, OD_STATUS_INVALID_ARGUMENT,
+                                        "channels: the %lld output channels of node \"%s\" (%s) "
+                                        "cannot change: %s",
+                                        (long long)(r->size * np), n->name, n->op_type, r->reason);
+                }
+                if (asked > r->want) r->want = asked;
             }
-            if (rule->channels > r->want) r->want = rule->channels;
         }
         if (!any_node) {
             char close[768];
@@ -1981,33 +2431,46 @@ static od_status apply_channel_rules(width *w) {
     return OD_STATUS_OK;
 }
 
+
 /* Targets and kept channels of every group. */
 static od_status choose_channels(width *w) {
     shrink *c = w->c;
     od_status st;
     for (int ni = 0; ni < w->g->n_nodes; ni++) {
         if (w->src_dim[ni] < 0) continue;
-        elem *r = &w->elems[root(w, w->dims[w->src_dim[ni]].elem)];
-        r->has_source = true;
-        if (c->spec.init != OD_SHRINK_INIT_TEACHER || r->pinned) continue;
-        if (!r->score && !(r->score = calloc((size_t)r->size + 1, sizeof(double))))
-            return oom(c->err);
+        int pe[MAX_PARTS];
+        int64_t po[MAX_PARTS];
+        int np = source_parts(w, w->src_dim[ni], pe, po, MAX_PARTS);
         const od_tensor *W = slot_init(w->g, ni, 1);
-        if (W->dims[w->src_waxis[ni]] != r->size)
+        int64_t full = dim_full(w, w->src_dim[ni]);
+        if (W->dims[w->src_waxis[ni]] != full)
             return od_error_set(c->err, OD_STATUS_INVALID_MODEL,
                                 "node \"%s\": weight channels %lld differ from its group's %lld",
                                 w->g->nodes[ni].name, (long long)W->dims[w->src_waxis[ni]],
-                                (long long)r->size);
-        double *norms = calloc((size_t)r->size + 1, sizeof(double));
-        if (!norms) return oom(c->err);
-        if ((st = weight_norms(W, w->src_waxis[ni], norms, c->err)) ||
-            (st = bn_scale_norms(w, ni, norms, r->size))) {
-            free(norms);
-            return st;
+                                (long long)full);
+        double *norms = NULL;
+        for (int p = 0; p < np; p++) {
+            elem *r = &w->elems[pe[p]];
+            r->has_source = true;
+            if (c->spec.init != OD_SHRINK_INIT_TEACHER || r->pinned) continue;
+            if (!r->score && !(r->score = calloc((size_t)r->size + 1, sizeof(double))))
+                goto oom;
+            if (!norms) {
+                if (!(norms = calloc((size_t)full + 1, sizeof(double)))) goto oom;
+                if ((st = weight_norms(W, w->src_waxis[ni], norms, c->err)) ||
+                    (st = bn_scale_norms(w, ni, norms, full))) {
+                    free(norms);
+                    return st;
+                }
+            }
+            for (int64_t k = 0; k < r->size; k++)
+                r->score[k] += norms[po[p] + k];
         }
-        for (int64_t k = 0; k < r->size; k++)
-            r->score[k] += norms[k];
         free(norms);
+        continue;
+    oom:
+        free(norms);
+        return oom(c->err);
     }
     if ((st = apply_channel_rules(w))) return st;
     for (int e = 0; e < w->n_elems; e++) {
@@ -2024,11 +2487,39 @@ static od_status choose_channels(width *w) {
             int64_t per = (r->target + nb - 1) / nb;
             r->target = (per < 1 ? 1 : per > bsize ? bsize : per) * nb;
         }
+        int64_t ch = r->chunk > 1 ? r->chunk : 1; /* whole heads: round up to a head */
+        if (ch > 1 && r->target < r->size) {
+            int64_t heads = (r->target + ch - 1) / ch;
+            r->target = (heads < 1 ? 1 : heads) * ch;
+        }
         r->kept = malloc(sizeof(int64_t) * (size_t)(r->size + 1));
         if (!r->kept) return oom(c->err);
         for (int64_t i = 0; i < r->size; i++)
             r->kept[i] = i;
-        if (r->target < r->size) {
+        if (r->target < r->size && ch > 1) {
+            /* the heads of largest summed score, in their original order */
+            int64_t nh = r->size / ch, keep_h = r->target / ch;
+            double *hs = calloc((size_t)nh + 1, sizeof(double));
+            int64_t *order = malloc(sizeof(int64_t) * (size_t)(nh + 1));
+            if (!hs || !order) {
+                free(hs);
+                free(order);
+                return oom(c->err);
+            }
+            for (int64_t h = 0; h < nh; h++) {
+                order[h] = h;
+                for (int64_t k = 0; r->score && k < ch; k++)
+                    hs[h] += r->score[h * ch + k];
+            }
+            score_of = hs;
+            qsort(order, (size_t)nh, sizeof(int64_t), by_score);
+            qsort(order, (size_t)keep_h, sizeof(int64_t), by_index);
+            for (int64_t h = 0; h < keep_h; h++)
+                for (int64_t k = 0; k < ch; k++)
+                    r->kept[h * ch + k] = order[h] * ch + k;
+            free(hs);
+            free(order);
+        } else if (r->target < r->size) {
             /* per block (the whole dim when there are none): the best by score, first ones
              * without scores, then in their original order */
             int64_t per = r->target / nb;
@@ -2082,12 +2573,49 @@ static od_status grouped_in(width *w, const fix *f, int64_t *keep, int64_t full,
     return slot_set_tensor(g, f->node, f->slot, o, w->c->err);
 }
 
+/* FIX_SLICE_PART: the start (axis 0) or end (axis 1) of part f->part of CONCAT dim f->dim, at
+ * the student's offsets. */
+static od_status slice_part(width *w, const fix *f) {
+    const dimnode *dn = &w->dims[f->dim];
+    int64_t off_full = 0, off_now = 0;
+    for (int i = 0; i < f->part + f->axis && i < dn->n_parts; i++) {
+        off_full += dim_full(w, dn->parts[i]);
+        off_now += dim_new(w, dn->parts[i]);
+    }
+    const od_tensor *t = slot_init(w->g, f->node, f->slot);
+    if (!t || od_tensor_count(t) != 1 || (t->dtype != OD_DTYPE_INT64 && t->dtype != OD_DTYPE_INT32))
+        return od_error_set(w->c->err, OD_STATUS_INVALID_MODEL,
+                            "node \"%s\": a Slice bound that is not one integer",
+                            w->g->nodes[f->node].name);
+    int64_t v = t->dtype == OD_DTYPE_INT64 ? ((int64_t *)t->data)[0] : ((int32_t *)t->data)[0];
+    if (v != off_full) return OD_STATUS_OK; /* open ends (-1, INT64_MAX) stay open */
+    od_tensor *o = od_tensor_create(t->name, t->dtype, t->rank, t->dims, w->c->err);
+    if (!o) return w->c->err->status;
+    if (t->dtype == OD_DTYPE_INT64)
+        ((int64_t *)o->data)[0] = off_now;
+    else
+        ((int32_t *)o->data)[0] = (int32_t)off_now;
+    return slot_set_tensor(w->g, f->node, f->slot, o, w->c->err);
+}
+
 static od_status apply_fix(width *w, const fix *f, int64_t *keep) {
     od_graph *g = w->g;
     od_error *err = w->c->err;
+    if (f->kind == FIX_SLICE_PART) return slice_part(w, f);
     int64_t full = dim_full(w, f->dim), now = dim_new(w, f->dim);
     if (now == full) return OD_STATUS_OK;
     od_node *n = &g->nodes[f->node];
+    if (f->kind == FIX_PART_BOUND) /* a count shared by several readers (q, k, v): once */
+        for (const fix *e = w->fixes; e < f; e++)
+            if (e->kind == FIX_PART_BOUND && e->node == f->node && e->slot == f->slot &&
+                e->axis == f->axis) {
+                if (dim_new(w, e->dim) * full != now * dim_full(w, e->dim))
+                    return od_error_set(err, OD_STATUS_INVALID_MODEL,
+                                        "node \"%s\": input %d counts channels of two groups "
+                                        "narrowed differently",
+                                        n->name, f->slot);
+                return OD_STATUS_OK;
+            }
     if (f->kind == FIX_GROUP) return attr_set_int(n, "group", now, err);
     if (f->kind == FIX_GROUPED_IN) return grouped_in(w, f, keep, full, now);
     const od_tensor *t = slot_init(g, f->node, f->slot);
@@ -2114,7 +2642,7 @@ static od_status apply_fix(width *w, const fix *f, int64_t *keep) {
                     t->dtype == OD_DTYPE_INT64 ? ((int64_t *)t->data)[i] : ((int32_t *)t->data)[i];
                 if (f->kind == FIX_RESHAPE_PREFIX && i == f->axis) v = 0;
                 if (f->kind == FIX_PART_BOUND && i == f->axis && v > 0 && v < INT32_MAX)
-                    v = v / full * now;
+                    v = v * now / full; /* k * full -> k * now; full / h -> now / h */
                 if (f->kind == FIX_RESHAPE_FLATTEN) v = i == f->axis ? -1 : v == -1 ? 0 : v;
                 if (t->dtype == OD_DTYPE_INT64)
                     ((int64_t *)o->data)[i] = v;
@@ -2144,11 +2672,18 @@ static od_status report_layers(width *w) {
         if (w->src_dim[ni] < 0) continue;
         const od_node *nd = &w->g->nodes[ni];
         od_shrink_layer *l = &rep->layers[rep->n_layers++];
-        const elem *r = &w->elems[root(w, w->dims[w->src_dim[ni]].elem)];
+        int pe[MAX_PARTS];
+        int64_t po[MAX_PARTS];
+        int np = source_parts(w, w->src_dim[ni], pe, po, MAX_PARTS);
+        if (np < 1) return od_error_set(w->c->err, OD_STATUS_INVALID_MODEL, "node \"%s\": "
+                                        "output channels of no known group", nd->name);
+        const elem *r = &w->elems[pe[0]];
+        for (int p = 1; p < np; p++) /* a fused projection: its first pinned part speaks */
+            if (w->elems[pe[p]].pinned && !r->pinned) r = &w->elems[pe[p]];
         l->node = strdup(nd->name ? nd->name : "");
         l->op_type = strdup(nd->op_type);
-        l->teacher_channels = r->size;
-        l->student_channels = r->target;
+        l->teacher_channels = dim_full(w, w->src_dim[ni]);
+        l->student_channels = dim_new(w, w->src_dim[ni]);
         if (r->pinned) l->pinned = strdup(r->reason);
         l->at_output = r->at_output;
         if (r->pinned && !r->at_output && c_width_below_one(w)) rep->n_kept_whole++;
@@ -2169,6 +2704,7 @@ static void width_clear(width *w) {
     free(w->fixes);
     free(w->vdim);
     free(w->vaxis);
+    free(w->vheads);
     free(w->src_dim);
     free(w->src_waxis);
 }
@@ -2181,9 +2717,10 @@ static od_status apply_width(shrink *c) {
     size_t nv = (size_t)g->n_values + 1, nn = (size_t)g->n_nodes + 1;
     w.vdim = malloc(sizeof(int) * nv);
     w.vaxis = calloc(nv, sizeof(int));
+    w.vheads = calloc(nv, sizeof(bool));
     w.src_dim = malloc(sizeof(int) * nn);
     w.src_waxis = calloc(nn, sizeof(int));
-    if (!w.vdim || !w.vaxis || !w.src_dim || !w.src_waxis) goto oom;
+    if (!w.vdim || !w.vaxis || !w.vheads || !w.src_dim || !w.src_waxis) goto oom;
     for (int v = 0; v < g->n_values; v++)
         w.vdim[v] = -1;
     for (int i = 0; i < g->n_nodes; i++)
@@ -2413,6 +2950,18 @@ void od_shrink_report_print(const od_shrink_report *r, const od_shrink_spec *spe
             spec->width, spec->round_to, changed, r->n_layers, r->n_kept_whole,
             r->n_kept_whole ? " (see the warnings)" : "", spec->depth, r->n_dropped, r->n_blocks,
             spec->init == OD_SHRINK_INIT_RANDOM ? "random" : "teacher", r->n_bn_inserted);
+    if (r->n_dropped > 0) { /* which ones: numbered in graph order from 1 */
+        bool enc = false;
+        for (int i = 0; i < r->n_blocks; i++)
+            enc |= r->blocks[i].transformer;
+        fprintf(out, "depth: kept %s", enc ? "encoder blocks" : "blocks");
+        for (int i = 0, k = 0; i < r->n_blocks; i++)
+            if (!r->blocks[i].dropped) fprintf(out, "%s%d", k++ ? ", " : " ", i + 1);
+        fprintf(out, " of %d; dropped", r->n_blocks);
+        for (int i = 0, k = 0; i < r->n_blocks; i++)
+            if (r->blocks[i].dropped) fprintf(out, "%s%d (\"%s\")", k++ ? ", " : " ", i + 1, r->blocks[i].name);
+        fputc('\n', out);
+    }
     if (r->n_unshared || r->n_folded)
         fprintf(out,
                 "canonical form: %d constant or Identity nodes folded, %d shared initializers "

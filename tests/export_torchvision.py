@@ -14,13 +14,47 @@ the exporter shares between layers stay, as they would in a model trained from t
 FAMILY_tvinit keeps torchvision's own initialisation instead (BatchNorm at its defaults, zero
 biases: the exporter then shares equal constants between layers, as in issue 14's report).
 Inputs are 32x32 where the family allows it (64 for googlenet's pools, 224/32 patch for ViT
-would be large: a 32x32 ViT with patch 8 instead)."""
+would be large: a 32x32 ViT with patch 8 instead; vit_deep: patch 4, 6 blocks;
+vit_headaxis: attention with heads on an axis of their own, as timm writes it)."""
 import os
 import sys
 
 import numpy as np
 import torch
 import torchvision.models as tvm
+
+class HeadAxisAttention(torch.nn.Module):
+    """Pre-norm attention as timm writes it: separate q, k, v projections, heads on an axis of
+    their own ([B, T, h, E/h] transposed to [B, h, T, E/h]), a scale multiplied in."""
+
+    def __init__(self, dim=64, heads=4):
+        super().__init__()
+        self.heads = heads
+        self.ln = torch.nn.LayerNorm(dim)
+        self.q, self.k, self.v, self.proj = (torch.nn.Linear(dim, dim) for _ in range(4))
+
+    def forward(self, x):
+        b, t, c = x.shape
+        y = self.ln(x)
+        q, k, v = (p(y).reshape(b, t, self.heads, c // self.heads).transpose(1, 2)
+                   for p in (self.q, self.k, self.v))
+        a = (q @ k.transpose(-2, -1)) * (c // self.heads) ** -0.5
+        return x + self.proj((a.softmax(-1) @ v).transpose(1, 2).reshape(b, t, c))
+
+
+class HeadAxisViT(torch.nn.Module):
+    """Patch 4 on 32x32, two HeadAxisAttention blocks, mean-pooled tokens, a linear head."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.patch = torch.nn.Conv2d(3, 64, 4, 4)
+        self.blocks = torch.nn.Sequential(HeadAxisAttention(), HeadAxisAttention())
+        self.head = torch.nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        x = self.blocks(self.patch(x).flatten(2).transpose(1, 2))
+        return self.head(x.mean(1))
+
 
 FAMILIES = {
     # name: (constructor, input size)
@@ -38,6 +72,11 @@ FAMILIES = {
                                            groups=8, width_per_group=8), 32),
     "vit": (lambda: tvm.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4,
                                           hidden_dim=64, mlp_dim=128, num_classes=10), 32),
+    # the shape of issue 14's ViT teacher (patch 4, 32x32, 6 blocks): 65 tokens, 4 heads of 16
+    "vit_deep": (lambda: tvm.VisionTransformer(image_size=32, patch_size=4, num_layers=6,
+                                               num_heads=4, hidden_dim=64, mlp_dim=128,
+                                               num_classes=10), 32),
+    "vit_headaxis": (lambda: HeadAxisViT(num_classes=10), 32),
     "convnext_tiny": (lambda: tvm.convnext_tiny(num_classes=10), 32),
 }
 

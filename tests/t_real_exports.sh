@@ -5,14 +5,15 @@
 # shares between layers), 32x32 inputs (64 for squeezenet and googlenet). Checks, per model:
 #   run agrees with PyTorch within 1e-4 of the output scale;
 #   inspect's MACs are complete (no node of unknown shape);
-#   shrink --width 0.5 keeps at most the bar's share of the teacher's MACs;
+#   shrink --width 0.5 keeps at most the bar's share of the teacher's MACs (ViTs: heads halved
+#   with the head dim kept, asserted on the graph; vit_deep --depth 0.5 drops 3 of 6 blocks);
 #   every student passes onnx.checker.check_model(full_check=True) and ONNX Runtime agrees with
 #   run on it (tests/ort_compare.js, 1e-4);
 # and that a layer that cannot shrink is a warning naming it, and a graph with an op of unknown
 # shape gets MACs printed as a lower bound; and one epoch of distill on each CNN family
 # (trains). Exports are cached in $BUILD/real_exports (delete it
 # to redo). Skipped without /usr/bin/python3 + torchvision. OD_TEST_QUICK=1 (the sanitizer pass):
-# resnet18, resnext, mobilenet_v3_small and the ViT only.
+# resnet18, resnext, mobilenet_v3_small and the ViTs only.
 # Prints `real_exports: N passed, N failed, N skipped` last.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -36,7 +37,6 @@ if ! "$PY" -c "import torch, torchvision, onnx" 2>/dev/null; then
 fi
 
 # family@opset  bar: the most of the teacher's MACs a width-0.5 student may keep (percent);
-# "-": not shrinkable yet (transformers): shrink must say so on stderr.
 # "gap:N": a known gap (documented in README "Supported teachers"): the student must stay under N
 # (today's ratio, so it cannot get worse), and the line says the bar is not met.
 CASES="
@@ -55,14 +55,17 @@ googlenet@13 35
 mnasnet0_5@13 35
 regnet_x_400mf@13 40
 resnext@13 40
-vit@11 -
-vit@13 -
-vit@17 -
+vit@11 35
+vit@13 35
+vit@17 35
+vit_deep@13 35
+vit_deep@17 35
+vit_headaxis@17 35
 convnext_tiny@13 35
 convnext_tiny@17 35
 "
 if [ "$QUICK" = 1 ]; then
-    CASES=$(echo "$CASES" | grep -E '^(resnet18@13|resnext@13|mobilenet_v3_small@13|vit@17) ')
+    CASES=$(echo "$CASES" | grep -E '^(resnet18@13|resnext@13|mobilenet_v3_small@13|vit@17|vit_deep@17) ')
 fi
 specs=$(echo "$CASES" | awk 'NF { print $1 }')
 # shellcheck disable=SC2086
@@ -93,11 +96,6 @@ EOF
     # shrink
     "$BIN" shrink "$base.onnx" --width 0.5 -o "$tmp/$name.student.onnx" >"$tmp/shrink.out" 2>"$tmp/shrink.err"
     rc=$?
-    if [ "$bar" = "-" ]; then
-        if [ $rc -ne 0 ] || grep -q "warning: " "$tmp/shrink.err"; then ok
-        else bad "$name: shrink exited 0 with no warning"; fi
-        continue
-    fi
     [ $rc -eq 0 ] || { bad "$name: shrink failed: $(head -2 "$tmp/shrink.err")"; continue; }
     ratio=$(sed -n 's/.*, \([0-9.]*\)% of the MACs).*/\1/p' "$tmp/shrink.out")
     limit=${bar#gap:}
@@ -110,11 +108,76 @@ EOF
     students="$students $tmp/$name.student.onnx"
 done <<<"$CASES"
 
-# a layer that cannot shrink is a warning naming it (the ViT's patch embedding)
-"$BIN" shrink "$CACHE/vit_op17.onnx" --width 0.5 -o "$tmp/s.onnx" >"$tmp/out" 2>"$tmp/err"
-if grep -q '^onnx-distill: warning: layer "/conv_proj/Conv" (Conv) keeps all its 64 channels: ' "$tmp/err" &&
-    grep -q ' kept whole (see the warnings)' "$tmp/out"; then ok
-else bad "vit: no per-layer warning or summary count: $(head -2 "$tmp/err")"; fi
+# a layer that cannot shrink is a warning naming it and why (a Gather picks some of its channels)
+"$PY" - "$tmp/pinned.onnx" <<'EOF'
+import sys, numpy as np, onnx
+from onnx import helper, numpy_helper, TensorProto
+r = np.random.default_rng(2)
+inits = [numpy_helper.from_array(r.standard_normal((8, 3, 3, 3)).astype(np.float32), "w1"),
+         numpy_helper.from_array(np.array([0, 2, 4], np.int64), "idx"),
+         numpy_helper.from_array(r.standard_normal((4, 3, 1, 1)).astype(np.float32), "w2")]
+g = helper.make_graph(
+    [helper.make_node("Conv", ["x", "w1"], ["a"], name="c1"),
+     helper.make_node("Gather", ["a", "idx"], ["b"], name="pick", axis=1),
+     helper.make_node("Conv", ["b", "w2"], ["y"], name="c2")],
+    "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 6, 6])], inits)
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), sys.argv[1])
+EOF
+"$BIN" shrink "$tmp/pinned.onnx" --width 0.5 -o "$tmp/s.onnx" >"$tmp/out" 2>"$tmp/err"
+if grep -q '^onnx-distill: warning: layer "c1" (Conv) keeps all its 8 channels: read by node "pick" (Gather): gathers along the channels' "$tmp/err" &&
+    grep -q ' 1 kept whole (see the warnings)' "$tmp/out"; then ok
+else bad "no per-layer warning or summary count: $(head -2 "$tmp/err") $(head -3 "$tmp/out")"; fi
+
+# transformers: heads halved with the head dim kept (the q, k, v Reshapes of every attention ask
+# for [T, B * 2, 16]: their Concat'ed shape's batch-times-heads Mul constant 4 -> 2), in_proj
+# [E, 3E] -> [32, 96]; vit_headaxis (timm's layout) asks for [B, T, 2, 16]; depth 0.5 keeps 3 of vit_deep's 6 encoder blocks (1, 4 and 6)
+vits=""
+for spec in vit@11 vit@13 vit@17 vit_deep@13 vit_deep@17; do
+    name="${spec%@*}_op${spec#*@}"
+    [ -s "$tmp/$name.student.onnx" ] && vits="$vits $tmp/$name.student.onnx"
+done
+# shellcheck disable=SC2086
+[ -s "$tmp/vit_headaxis_op17.student.onnx" ] && vits="$vits $tmp/vit_headaxis_op17.student.onnx"
+if [ -n "$vits" ] && "$PY" - $vits >"$tmp/heads" 2>&1 <<'EOF'; then ok; else bad "attention heads in the ViT students: $(tail -3 "$tmp/heads")"; fi
+import sys, onnx
+from onnx import numpy_helper
+bad = 0
+for f in sys.argv[1:]:
+    g = onnx.load(f).graph
+    init = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    prod = {o: n for n in g.node for o in n.output}
+    inproj = [init[n.input[1]].shape for n in g.node if n.op_type == "MatMul" and
+              n.input[1] in init and "self_attention" in n.name]
+    heads = []
+    for n in g.node:  # heads on an axis of their own: Reshape to Concat(b, t, [h], [E/h])
+        cat = prod.get(n.input[1]) if n.op_type == "Reshape" else None
+        if cat is not None and cat.op_type == "Concat" and len(cat.input) == 4:
+            heads.append(tuple(int(init[i].reshape(-1)[0]) for i in cat.input[2:]))
+            inproj = [init[m.input[1]].shape for m in g.node if m.op_type == "MatMul" and
+                      m.input[1] in init and m.name.split("/")[-2] in "qkv"]
+    for n in g.node:
+        src = prod.get(n.input[0])
+        if n.op_type != "Reshape" or src is None or src.op_type != "Slice":
+            continue
+        cat = prod[n.input[1]]  # Concat(tokens, Unsqueeze(batch * heads), head dim)
+        hd = int(init[cat.input[2]].reshape(-1)[0])
+        mul = prod[prod[cat.input[1]].input[0]]
+        h = [int(init[i]) for i in mul.input if i in init]
+        heads.append((h[0] if h else None, hd))
+    ok = len(heads) > 0 and all(x == (2, 16) for x in heads) and \
+        all(s in ((32, 96), (32, 32)) for s in inproj)
+    print(f, "q/k/v reshapes (heads, head dim):", sorted(set(heads)), "in_proj:", sorted(set(inproj)))
+    bad += not ok
+sys.exit(1 if bad else 0)
+EOF
+"$BIN" shrink "$CACHE/vit_deep_op17.onnx" --width 0.5 --depth 0.5 -o "$tmp/vit_deep_d.student.onnx" >"$tmp/out" 2>"$tmp/err"
+if [ $? -eq 0 ] && grep -q 'depth 0.5: 3 of 6 removable blocks dropped' "$tmp/out" &&
+    grep -q '^depth: kept encoder blocks 1, 4, 6 of 6; dropped 2 ' "$tmp/out" &&
+    [ "$("$PY" -c "import onnx,sys; print(sum(n.op_type == 'Softmax' for n in onnx.load(sys.argv[1]).graph.node))" "$tmp/vit_deep_d.student.onnx")" = 3 ]; then
+    ok
+    students="$students $tmp/vit_deep_d.student.onnx"
+else bad "vit_deep --depth 0.5: $(cat "$tmp/out" "$tmp/err" | head -5)"; fi
 
 # students: ONNX's full check, then ONNX Runtime against run
 # shellcheck disable=SC2086

@@ -873,6 +873,113 @@ static void check_shuffle(void) {
     od_model_destroy(m);
 }
 
+/* One attention block as torch writes it, its shapes as constants: x[N,8,32] -> MatMul in_proj
+ * [32,96] + bias -> Slices q, k, v -> Reshape [0,8,4,8] (4 heads of 8) -> Transposes -> q k^T ->
+ * Softmax -> times v -> Transpose -> Reshape [0,8,32] -> MatMul out_proj [32,32] -> + x ->
+ * ReduceMean over the tokens -> Gemm 10. Heads 1 and 3 have zero q, k, v weights: they add
+ * nothing (v = 0), so a width-0.5 student keeping heads 0 and 2 computes the teacher's function. */
+static void check_attention(void) {
+    builder b = {od_model_create(), 13};
+    od_model *m = b.m;
+    m->ir_version = 8;
+    m->opsets = calloc(1, sizeof *m->opsets);
+    m->opsets[0].domain = strdup("");
+    m->opsets[0].version = 13;
+    m->n_opsets = 1;
+    od_graph *g = &m->graph;
+    g->name = strdup("attention");
+    g->opset = 13;
+    int x = b_value(&b, "x");
+    g->values[x].dtype = OD_DTYPE_FLOAT;
+    g->values[x].rank = 3;
+    g->values[x].has_type = true;
+    int64_t in_dims[3] = {-1, 8, 32};
+    for (int d = 0; d < 3; d++)
+        g->values[x].dims[d].value = in_dims[d];
+    g->values[x].dims[0].param = strdup("N");
+    g->inputs = malloc(sizeof(int));
+    g->inputs[g->n_inputs++] = x;
+    b_init(&b, "wqkv", 2, (int64_t[]){32, 96});
+    b_init(&b, "bqkv", 1, (int64_t[]){96});
+    b_init(&b, "wout", 2, (int64_t[]){32, 32});
+    b_init(&b, "wfc", 2, (int64_t[]){10, 32});
+    float *wq = g->values[b_value(&b, "wqkv")].init->data;
+    float *bq = g->values[b_value(&b, "bqkv")].init->data;
+    for (int col = 0; col < 96; col++)
+        if ((col % 32) / 8 % 2 == 1) { /* heads 1 and 3 of q, k and v */
+            bq[col] = 0;
+            for (int row = 0; row < 32; row++)
+                wq[row * 96 + col] = 0;
+        }
+    static const char *bound_names[] = {"s0", "s32", "s64", "s96"};
+    for (int i = 0; i < 4; i++)
+        b_init_ints(&b, bound_names[i], 1, (int64_t[]){32 * i});
+    b_init_ints(&b, "axlast", 1, (int64_t[]){-1});
+    b_init_ints(&b, "split", 4, (int64_t[]){0, 8, 4, 8});
+    b_init_ints(&b, "merge", 3, (int64_t[]){0, 8, 32});
+    b_init_ints(&b, "tokens", 1, (int64_t[]){1});
+    b_node(&b, "MatMul", "in_proj", "x,wqkv", "qkv0");
+    b_node(&b, "Add", "in_bias", "qkv0,bqkv", "qkv");
+    b_node(&b, "Slice", "sq", "qkv,s0,s32,axlast", "q");
+    b_node(&b, "Slice", "sk", "qkv,s32,s64,axlast", "k");
+    b_node(&b, "Slice", "sv", "qkv,s64,s96,axlast", "v");
+    b_node(&b, "Reshape", "rq", "q,split", "q4");
+    b_node(&b, "Reshape", "rk", "k,split", "k4");
+    b_node(&b, "Reshape", "rv", "v,split", "v4");
+    b_attr_ints(b_node(&b, "Transpose", "tq", "q4", "qt"), "perm", 4, (int64_t[]){0, 2, 1, 3});
+    b_attr_ints(b_node(&b, "Transpose", "tk", "k4", "kt"), "perm", 4, (int64_t[]){0, 2, 3, 1});
+    b_attr_ints(b_node(&b, "Transpose", "tv", "v4", "vt"), "perm", 4, (int64_t[]){0, 2, 1, 3});
+    b_node(&b, "MatMul", "scores", "qt,kt", "sc");
+    b_attr_int(b_node(&b, "Softmax", "softmax", "sc", "p"), "axis", -1);
+    b_node(&b, "MatMul", "weigh", "p,vt", "o");
+    b_attr_ints(b_node(&b, "Transpose", "to", "o", "o2"), "perm", 4, (int64_t[]){0, 2, 1, 3});
+    b_node(&b, "Reshape", "rm", "o2,merge", "om");
+    b_node(&b, "MatMul", "out_proj", "om,wout", "proj");
+    b_node(&b, "Add", "res", "x,proj", "h");
+    od_node *n = b_node(&b, "ReduceMean", "pool", "h", "pooled");
+    b_attr_ints(n, "axes", 1, (int64_t[]){1});
+    b_attr_int(n, "keepdims", 0);
+    b_attr_int(b_node(&b, "Gemm", "fc", "pooled,wfc", "y"), "transB", 1);
+    int y = b_value(&b, "y");
+    g->values[y].dtype = OD_DTYPE_FLOAT;
+    g->outputs = malloc(sizeof(int));
+    g->outputs[g->n_outputs++] = y;
+    od_error err = {0};
+    check(!od_graph_check(g, &err), "attention graph: %s", err.message);
+    od_shrink_spec sp;
+    od_shrink_spec_default(&sp);
+    sp.width = 0.5;
+    sp.round_to = 1;
+    od_model *s = NULL;
+    if (od_shrink(m, &sp, &s, &err)) {
+        check(false, "attention, width 0.5: %s", err.message);
+        od_model_destroy(m);
+        return;
+    }
+    check_usable("attention, width 0.5", s, 20);
+    const od_tensor *wi = weight(s, find_node(s, "in_proj"), 1),
+                    *wo = weight(s, find_node(s, "out_proj"), 1),
+                    *sh = weight(s, find_node(s, "rq"), 1), *mg = weight(s, find_node(s, "rm"), 1),
+                    *k0 = weight(s, find_node(s, "sk"), 1), *k1 = weight(s, find_node(s, "sk"), 2),
+                    *v1 = weight(s, find_node(s, "sv"), 2);
+    check(wi && wi->dims[0] == 32 && wi->dims[1] == 48, "in_proj [32,96] -> [32,48]");
+    check(wo && wo->dims[0] == 16 && wo->dims[1] == 32, "out_proj reads 16 channels, writes 32");
+    check(sh && ((int64_t *)sh->data)[2] == 2 && ((int64_t *)sh->data)[3] == 8,
+          "heads 4 -> 2, head dim 8 kept");
+    check(mg && ((int64_t *)mg->data)[2] == 16, "heads merged back into 16 channels");
+    check(k0 && k1 && v1 && ((int64_t *)k0->data)[0] == 16 && ((int64_t *)k1->data)[0] == 32 &&
+              ((int64_t *)v1->data)[0] == 48,
+          "q, k, v slice bounds follow");
+    int64_t n1 = 0, n2 = 0;
+    float *a = run(m, 2, &n1, &err), *c = run(s, 2, &n2, &err);
+    check(a && c && n1 == n2 && max_rel_diff(a, c, n1) < 1e-5,
+          "attention, width 0.5: heads 0 and 2 kept, the teacher's function");
+    free(a);
+    free(c);
+    od_model_destroy(s);
+    od_model_destroy(m);
+}
+
 /* ---- spec files and bad specs ---------------------------------------------------------- */
 
 static void check_spec_parser(void) {
@@ -1036,6 +1143,7 @@ int main(void) {
     check_bad_specs();
     check_built();
     check_shuffle();
+    check_attention();
     static const teacher_case cases[] = {
         {"cnn.onnx", 2, "Conv", 1, true},
         {"cnn_bn.onnx", 2, "BatchNormalization", 1, true},
