@@ -234,6 +234,8 @@ typedef struct batch_ctx {
     const od_preprocess *pre;
     const int64_t *bi; /* the global batch's sample indices */
     const float *targets;
+    const float *noise;   /* --noise-on student: per-logit factors (1 + xi) of the student's output; NULL: none */
+    float *noisy;         /* scratch for the student's perturbed output, as large as targets */
     int64_t classes;
 } batch_ctx;
 
@@ -248,9 +250,19 @@ static float batch_loss(void *ctx, const float *out, int64_t first, int64_t n, f
     const float *targets = c->targets + first * c->classes;
     const int64_t *bi = c->bi + first;
     float loss = 0;
-    if (opt->loss == OD_LOSS_KD) loss = od_loss_kd(out, targets, n, c->classes, opt->temperature, grad);
-    else if (opt->loss == OD_LOSS_L2) loss = od_loss_l2(out, targets, n, c->classes, grad);
-    else memset(grad, 0, sizeof(float) * (size_t)(n * c->classes));
+    const float *z = out; /* what the logit term sees: the output, or the output times the noise */
+    int64_t nc = n * c->classes;
+    if (c->noise && opt->loss != OD_LOSS_LABELS) {
+        const float *f = c->noise + first * c->classes;
+        float *zn = c->noisy + first * c->classes;
+        for (int64_t k = 0; k < nc; k++) zn[k] = out[k] * f[k];
+        z = zn;
+    }
+    if (opt->loss == OD_LOSS_KD) loss = od_loss_kd(z, targets, n, c->classes, opt->temperature, grad);
+    else if (opt->loss == OD_LOSS_L2) loss = od_loss_l2(z, targets, n, c->classes, grad);
+    else memset(grad, 0, sizeof(float) * (size_t)nc);
+    if (z != out) /* d(out * f)/d(out) = f */
+        for (int64_t k = 0; k < nc; k++) grad[k] *= c->noise[first * c->classes + k];
     float label_weight = opt->loss == OD_LOSS_LABELS && opt->label_weight <= 0 ? 1.0f : opt->label_weight;
     if (label_weight > 0 && c->train->labels) {
         int32_t lab[4096];
@@ -363,6 +375,7 @@ static char *run_settings(const weight_set *w, const od_distill_options *o, cons
                        o->label_weight) &&
               str_addf(&s, &len, &cap, "--sigma %.9g\n--sigma-range %.9g,%.9g\n--alpha %.9g\n", o->sigma, o->sigma_lo, o->sigma_hi,
                        o->alpha) &&
+              str_addf(&s, &len, &cap, "--noise-on %s\n", o->noise_on == OD_NOISE_STUDENT ? "student" : "teacher") &&
               str_addf(&s, &len, &cap, "--optimizer %s\n--lr %.9g\n--momentum %.9g\n--nesterov %d\n--weight-decay %.9g\n",
                        optims[o->optim.kind], o->lr, o->optim.momentum, o->optim.nesterov, o->optim.weight_decay) &&
               str_addf(&s, &len, &cap, "--schedule %s\n--warmup %.9g\n--step-epochs %d\n--step-gamma %.9g\n", scheds[o->sched],
@@ -591,7 +604,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     res->n_val = n_val;
     res->n_test = test->n;
 
-    float *tlog = NULL, *test_tlog = NULL, *targets = NULL, *best_snapshot = NULL;
+    float *tlog = NULL, *test_tlog = NULL, *targets = NULL, *noise = NULL, *noisy = NULL, *best_snapshot = NULL;
     char *settings = NULL;
     int64_t *order = NULL, *idx = NULL, *base_order = NULL, classes = 0, test_classes = 0;
     od_trainer *tr = NULL;
@@ -627,6 +640,9 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     idx = malloc(sizeof(int64_t) * (size_t)(n_all > test->n ? n_all : test->n) + 8);
     targets = malloc(sizeof(float) * (size_t)(opt->batch * classes));
     if (!order || !idx || !targets) goto oom;
+    if (opt->noise_on == OD_NOISE_STUDENT && (!(noise = malloc(sizeof(float) * (size_t)(opt->batch * classes))) ||
+                                              !(noisy = malloc(sizeof(float) * (size_t)(opt->batch * classes)))))
+        goto oom;
     for (int64_t i = 0; i < n_all; i++) order[i] = i;
     od_rng_shuffle(&rng, order, n_all);
     int64_t *val_idx = order, *train_idx = order + n_val;
@@ -702,10 +718,13 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
             for (int64_t i = 0; i < opt->batch; i++) {
                 float *z = targets + i * classes;
                 memcpy(z, tlog + bi[i] * classes, sizeof(float) * (size_t)classes);
+                /* the same draws whichever side the noise goes to */
+                float *f = noise ? noise + i * classes : z;
+                if (noise) for (int64_t j = 0; j < classes; j++) f[j] = 1.0f;
                 if (sigma > 0 && od_rng_uniform(&rng) < opt->alpha)
-                    for (int64_t j = 0; j < classes; j++) z[j] *= 1.0f + sigma * od_rng_normal(&rng);
+                    for (int64_t j = 0; j < classes; j++) f[j] *= 1.0f + sigma * od_rng_normal(&rng);
             }
-            batch_ctx bc = {opt, train, pre, bi, targets, classes};
+            batch_ctx bc = {opt, train, pre, bi, targets, sigma > 0 ? noise : NULL, noisy, classes};
             float loss = 0;
             if (dp) {
                 bool stop = false;
@@ -830,6 +849,8 @@ done:
     free(tlog);
     free(test_tlog);
     free(targets);
+    free(noise);
+    free(noisy);
     free(order);
     free(base_order);
     free(idx);
@@ -848,7 +869,7 @@ od_status od_distill_finish(od_model *student, const od_model *teacher, const ch
     struct {
         const char *key;
         char value[128];
-    } kv[10];
+    } kv[16];
     int n = 0;
 #define KV(k, ...) (kv[n].key = (k), snprintf(kv[n].value, sizeof kv[n].value, __VA_ARGS__), n++)
     KV("distill.teacher_sha256", "%s", sha);
@@ -856,6 +877,8 @@ od_status od_distill_finish(od_model *student, const od_model *teacher, const ch
     if (opt->sigma_hi > 0) KV("distill.sigma", "uniform %g..%g", opt->sigma_lo, opt->sigma_hi);
     else KV("distill.sigma", "%g", opt->sigma);
     KV("distill.alpha", "%g", opt->alpha);
+    if (opt->noise_on == OD_NOISE_STUDENT && (opt->sigma > 0 || opt->sigma_hi > 0)) /* no noise: nothing to say */
+        KV("distill.noise_on", "student");
     KV("distill.seed", "%llu", (unsigned long long)opt->seed);
     KV("distill.epochs", "%d (kept %d)", res->n_epochs, res->best_epoch);
     if (res->student_test_acc >= 0) KV("distill.test_accuracy", "%.4f", res->student_test_acc);

@@ -19,6 +19,9 @@
 /* L2 on logits (the paper's), Hinton's soft targets, or labels alone (no teacher: a baseline) */
 typedef enum od_loss_kind { OD_LOSS_L2, OD_LOSS_KD, OD_LOSS_LABELS } od_loss_kind;
 typedef enum od_sched_kind { OD_SCHED_CONSTANT, OD_SCHED_STEP, OD_SCHED_COSINE } od_sched_kind;
+/* Where the noise goes: the teacher's logits (the paper's method) or the student's (its Fig. 2
+ * control: the same z <- z (1 + xi) on the student's output before the loss). */
+typedef enum od_noise_target { OD_NOISE_TEACHER, OD_NOISE_STUDENT } od_noise_target;
 
 typedef struct od_epoch_stats {
     int epoch;              /* 1-based */
@@ -47,6 +50,7 @@ typedef struct od_distill_options {
     float label_weight; /* cross-entropy on labels, mixed in */
     float sigma, alpha; /* noisy teacher: z <- z (1 + xi), xi ~ N(0, sigma^2), for a fraction alpha */
     float sigma_lo, sigma_hi; /* sigma_hi > 0: sigma drawn uniformly per batch */
+    od_noise_target noise_on;
     od_optim_options optim;
     float lr;
     od_sched_kind sched;

@@ -390,6 +390,7 @@ int od_report_option_rows(const od_report *r, char names[][32], char values[][96
     if (o->sigma_hi > 0) ROW("sigma", "uniform %g..%g", o->sigma_lo, o->sigma_hi);
     else ROW("sigma", "%g", o->sigma);
     ROW("alpha", "%g", o->alpha);
+    ROW("noise on", "%s", o->noise_on == OD_NOISE_STUDENT ? "student" : "teacher");
     ROW("optimizer", "%s", optim_name(o->optim.kind));
     ROW("learning rate", "%g", o->lr);
     if (o->optim.kind == OD_OPTIM_SGD) ROW("momentum", "%g%s", o->optim.momentum, o->optim.nesterov ? " (Nesterov)" : "");
@@ -694,9 +695,9 @@ static void write_json(const od_report *r, FILE *f) {
         fputs(",\n    \"weights\": ", f);
         od_json_string(f, d->weights);
         fprintf(f, ",\n    \"options\": {\"epochs\": %d, \"batch\": %lld, \"threads\": %d, \"seed\": %llu, \"loss\": \"%s\", "
-                   "\"temperature\": %g, \"label_weight\": %g,\n                \"sigma\": %g, \"alpha\": %g, \"sigma_range\": ",
+                   "\"temperature\": %g, \"label_weight\": %g,\n                \"sigma\": %g, \"alpha\": %g, \"noise_on\": \"%s\", \"sigma_range\": ",
                 o->epochs, (long long)o->batch, o->threads, (unsigned long long)o->seed, loss_name(o->loss), o->temperature,
-                o->label_weight, o->sigma, o->alpha);
+                o->label_weight, o->sigma, o->alpha, o->noise_on == OD_NOISE_STUDENT ? "student" : "teacher");
         if (o->sigma_hi > 0) fprintf(f, "[%g, %g]", o->sigma_lo, o->sigma_hi);
         else fputs("null", f);
         fprintf(f, ", \"optimizer\": \"%s\", \"lr\": %g, \"momentum\": %g, \"nesterov\": %s, \"weight_decay\": %g,\n"

@@ -50,6 +50,9 @@ const cli_command cli_cmd_distill = {
         {CLI_REAL, "--alpha", 0, "A", 0, 1, .dflt = "0.5", .help = "fraction of each batch that gets noise"},
         {CLI_REAL_LIST, "--sigma-range", 0, "LO,HI", 0, 100, .min_items = 2, .max_items = 2,
          .help = "draw sigma uniformly per batch instead"},
+        {CLI_CHOICE, "--noise-on", 0, NULL, .choices = "teacher|student", .dflt = "teacher",
+         .help = "where the noise goes: the teacher's logits (the paper's method), or the student's own logits "
+                 "before the loss, z <- z (1 + xi) for the same fraction alpha (the paper's Fig. 2 control)"},
         {CLI_CHOICE, "--optimizer", 0, NULL, .choices = "sgd|adam|adamw", .dflt = "adam", .help = "the optimiser"},
         {CLI_REAL, "--lr", 0, "F", 1e-9, 100, .dflt = "0.002", .help = "learning rate"},
         {CLI_REAL, "--momentum", 0, "F", 0, 0.999999, .dflt = "0.9", .help = "sgd momentum"},
@@ -162,6 +165,7 @@ int cmd_distill(int argc, char **argv) {
     opt.label_weight = (float)cli_real(&args, "--label-weight", opt.label_weight);
     opt.sigma = (float)cli_real(&args, "--sigma", opt.sigma);
     opt.alpha = (float)cli_real(&args, "--alpha", opt.alpha);
+    opt.noise_on = cli_choice(&args, "--noise-on", 0) == 1 ? OD_NOISE_STUDENT : OD_NOISE_TEACHER;
     double range[2];
     if (cli_real_list(&args, "--sigma-range", range, 2) == 2) {
         if (range[1] <= range[0]) {
