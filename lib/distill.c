@@ -226,8 +226,162 @@ static bool any_rank(od_comm *comm, bool mine) {
     return v > 0;
 }
 
+/* ---- the teachers' logits, computed once ---------------------------------------------------- */
+
+static const od_value *model_output(const od_model *m) {
+    return m->graph.n_outputs > 0 ? &m->graph.values[m->graph.outputs[0]] : NULL;
+}
+
+static bool same_shape(const od_value *a, const od_value *b) {
+    if (!a || !b || a->rank != b->rank) return false;
+    for (int k = 0; k < a->rank; k++)
+        if (a->dims[k].value > 0 && b->dims[k].value > 0 && a->dims[k].value != b->dims[k].value) return false;
+    return true;
+}
+
+static void shape_text(const od_value *v, char *buf, size_t size) {
+    if (!v || v->rank < 0) {
+        snprintf(buf, size, "undeclared");
+        return;
+    }
+    int o = snprintf(buf, size, "[");
+    for (int k = 0; k < v->rank && (size_t)o < size; k++) {
+        if (v->dims[k].value > 0) o += snprintf(buf + o, size - (size_t)o, "%s%lld", k ? "," : "", (long long)v->dims[k].value);
+        else o += snprintf(buf + o, size - (size_t)o, "%s%s", k ? "," : "", v->dims[k].param ? v->dims[k].param : "?");
+    }
+    if ((size_t)o < size) snprintf(buf + o, size - (size_t)o, "]");
+}
+
+od_status od_teachers_check(const od_model *first, const od_model *other, od_error *err) {
+    const od_value *pairs[2][2] = {{model_input(first), model_input(other)}, {model_output(first), model_output(other)}};
+    for (int k = 0; k < 2; k++) {
+        if (same_shape(pairs[k][0], pairs[k][1])) continue;
+        char a[128], b[128];
+        shape_text(pairs[k][1], b, sizeof b);
+        shape_text(pairs[k][0], a, sizeof a);
+        return od_error_set(err, OD_STATUS_SHAPE, "its %s is %s, the first teacher's %s: teachers must have the same input and output shapes",
+                            k ? "output" : "input", b, a);
+    }
+    return OD_STATUS_OK;
+}
+
+/* Training samples 0..n_all-1 are the labelled data's, n_all.. the unlabelled data's. */
+typedef struct teacher_cache {
+    int64_t n, classes;
+    float *train; /* [n, classes]: the teachers' mean (one teacher: its logits) */
+    float *each;  /* --teachers draw with several teachers: [n_each, n, classes]; else NULL */
+    int n_each;
+    float *test;  /* [test n, classes], the mean; NULL without a test set */
+} teacher_cache;
+
+static void cache_clear(teacher_cache *c) {
+    free(c->train);
+    free(c->each);
+    free(c->test);
+    memset(c, 0, sizeof *c);
+}
+
+/* dst = src (first teacher) or dst += src, in double so that the mean of identical teachers is
+ * the same bits as one teacher's logits */
+static void cache_add(double *sum, float *dst, const float *src, int64_t count, int k) {
+    if (sum) for (int64_t i = 0; i < count; i++) sum[i] = (k ? sum[i] : 0) + src[i];
+    else memcpy(dst, src, sizeof(float) * (size_t)count);
+}
+
+static od_status cache_build(const od_model *teacher, const od_distill_options *opt, const od_dataset *train, int64_t n_all,
+                             const od_dataset *test, const od_preprocess *pre, teacher_cache *c, od_error *err) {
+    memset(c, 0, sizeof *c);
+    const od_dataset *unl = opt->unlabeled;
+    int nt = 1 + opt->n_more_teachers;
+    int64_t n_u = unl ? unl->n : 0, n = n_all + n_u, classes = 0;
+    logits_progress lp = {opt, 0, nt * (n + test->n)};
+    double *sum = NULL, *tsum = NULL;
+    float *a = NULL, *b = NULL, *t = NULL;
+    od_status st = OD_STATUS_OK;
+    for (int k = 0; k < nt; k++) {
+        const od_model *m = k ? opt->more_teachers[k - 1] : teacher;
+        int64_t ca = 0, cb = 0, ct = 0;
+        char who[32];
+        snprintf(who, sizeof who, nt > 1 ? "teacher %d: " : "teacher: ", k + 1);
+        if ((st = sharded_logits(m, train, n_all, pre, opt, &lp, &a, &ca, err))) {
+            od_error_prefix(err, "%s", who);
+            goto done;
+        }
+        if ((st = check_finite_logits(a, n_all, ca, "training", err))) goto done;
+        if (k == 0) {
+            classes = c->classes = ca;
+            c->n = n;
+            if ((st = check_labels(train, n_all, "training", classes, err))) goto done;
+            if (!(c->train = malloc(sizeof(float) * (size_t)(n * classes) + 1))) goto oom;
+            if (test->n > 0 && !(c->test = malloc(sizeof(float) * (size_t)(test->n * classes) + 1))) goto oom;
+            if (nt > 1 && (!(sum = malloc(sizeof(double) * (size_t)(n * classes) + 1)) ||
+                           !(tsum = malloc(sizeof(double) * (size_t)(test->n * classes) + 1))))
+                goto oom;
+            if (nt > 1 && opt->teachers == OD_TEACHERS_DRAW) {
+                if (!(c->each = malloc(sizeof(float) * (size_t)(nt * n * classes) + 1))) goto oom;
+                c->n_each = nt;
+            }
+        } else if (ca != classes) {
+            st = od_error_set(err, OD_STATUS_SHAPE, "teacher %d gives %lld classes, teacher 1 %lld", k + 1, (long long)ca, (long long)classes);
+            goto done;
+        }
+        cache_add(sum, c->train, a, n_all * classes, k);
+        if (c->each) memcpy(c->each + (size_t)(k * n * classes), a, sizeof(float) * (size_t)(n_all * classes));
+        if (n_u > 0) {
+            if ((st = sharded_logits(m, unl, n_u, pre, opt, &lp, &b, &cb, err))) {
+                od_error_prefix(err, "%sunlabelled data: ", who);
+                goto done;
+            }
+            if ((st = check_finite_logits(b, n_u, cb, "unlabelled", err))) goto done;
+            cache_add(sum ? sum + n_all * classes : NULL, c->train + n_all * classes, b, n_u * classes, k);
+            if (c->each) memcpy(c->each + (size_t)((k * n + n_all) * classes), b, sizeof(float) * (size_t)(n_u * classes));
+        }
+        if (test->n > 0) {
+            if ((st = sharded_logits(m, test, test->n, pre, opt, &lp, &t, &ct, err))) goto done;
+            if ((st = check_finite_logits(t, test->n, ct, "test", err)) || (k == 0 && (st = check_labels(test, test->n, "test", classes, err))))
+                goto done;
+            cache_add(tsum, c->test, t, test->n * classes, k);
+        }
+        free(a), free(b), free(t);
+        a = b = t = NULL;
+    }
+    if (sum) {
+        for (int64_t i = 0; i < n * classes; i++) c->train[i] = (float)(sum[i] / nt);
+        for (int64_t i = 0; i < test->n * classes; i++) c->test[i] = (float)(tsum[i] / nt);
+    }
+    goto done;
+oom:
+    st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory for the teachers' logits");
+done:
+    free(a), free(b), free(t), free(sum), free(tsum);
+    if (st) cache_clear(c);
+    return st;
+}
+
+/* Fills n samples idx[] of the training set: labelled below n_all, unlabelled from n_all. */
+static void fill_samples(const od_dataset *train, const od_dataset *unl, int64_t n_all, const od_preprocess *pre, const int64_t *idx,
+                         int64_t n, float *input) {
+    if (!unl) {
+        od_dataset_fill(train, pre, idx, n, input);
+        return;
+    }
+    int64_t per = od_dataset_sample_size(train), shifted[256];
+    for (int64_t i = 0; i < n;) { /* runs of samples from one source */
+        bool u = idx[i] >= n_all;
+        int64_t j = i + 1;
+        while (j < n && (idx[j] >= n_all) == u && j - i < 256) j++;
+        if (!u) od_dataset_fill(train, pre, idx + i, j - i, input + i * per);
+        else {
+            for (int64_t k = i; k < j; k++) shifted[k - i] = idx[k] - n_all;
+            od_dataset_fill(unl, pre, shifted, j - i, input + i * per);
+        }
+        i = j;
+    }
+}
+
 /* The loss of n samples of the global batch from position first: the teacher's (noisy) targets,
- * and cross-entropy on labels when asked for. */
+ * and cross-entropy on labels when asked for. Unlabelled samples (index n_labelled and above)
+ * get the logit term alone, also with --loss labels. */
 typedef struct batch_ctx {
     const od_distill_options *opt;
     const od_dataset *train;
@@ -237,38 +391,50 @@ typedef struct batch_ctx {
     const float *noise;   /* --noise-on student: per-logit factors (1 + xi) of the student's output; NULL: none */
     float *noisy;         /* scratch for the student's perturbed output, as large as targets */
     int64_t classes;
+    int64_t n_labelled;   /* samples from here on are opt->unlabeled's */
 } batch_ctx;
 
 static void batch_fill(void *ctx, float *input, int64_t first, int64_t n) {
     const batch_ctx *c = ctx;
-    od_dataset_fill(c->train, c->pre, c->bi + first, n, input);
+    fill_samples(c->train, c->opt->unlabeled, c->n_labelled, c->pre, c->bi + first, n, input);
 }
 
 static float batch_loss(void *ctx, const float *out, int64_t first, int64_t n, float *grad) {
     const batch_ctx *c = ctx;
     const od_distill_options *opt = c->opt;
-    const float *targets = c->targets + first * c->classes;
+    int64_t C = c->classes, nc = n * C;
+    const float *targets = c->targets + first * C;
     const int64_t *bi = c->bi + first;
+    int64_t n_unl = 0;
+    if (opt->unlabeled)
+        for (int64_t i = 0; i < n; i++) n_unl += bi[i] >= c->n_labelled;
     float loss = 0;
     const float *z = out; /* what the logit term sees: the output, or the output times the noise */
-    int64_t nc = n * c->classes;
-    if (c->noise && opt->loss != OD_LOSS_LABELS) {
-        const float *f = c->noise + first * c->classes;
-        float *zn = c->noisy + first * c->classes;
+    if (c->noise) {
+        const float *f = c->noise + first * C;
+        float *zn = c->noisy + first * C;
         for (int64_t k = 0; k < nc; k++) zn[k] = out[k] * f[k];
         z = zn;
     }
-    if (opt->loss == OD_LOSS_KD) loss = od_loss_kd(z, targets, n, c->classes, opt->temperature, grad);
-    else if (opt->loss == OD_LOSS_L2) loss = od_loss_l2(z, targets, n, c->classes, grad);
-    else memset(grad, 0, sizeof(float) * (size_t)nc);
+    if (opt->loss == OD_LOSS_KD) loss = od_loss_kd(z, targets, n, C, opt->temperature, grad);
+    else if (opt->loss == OD_LOSS_L2) loss = od_loss_l2(z, targets, n, C, grad);
+    else {
+        memset(grad, 0, sizeof(float) * (size_t)nc);
+        /* labels alone: the unlabelled samples learn the logits, each weighing 1/n as in a batch mean */
+        for (int64_t i = 0; n_unl && i < n; i++) {
+            if (bi[i] < c->n_labelled) continue;
+            loss += od_loss_l2(z + i * C, targets + i * C, 1, C, grad + i * C) / (float)n;
+            for (int64_t j = 0; j < C; j++) grad[i * C + j] /= (float)n;
+        }
+    }
     if (z != out) /* d(out * f)/d(out) = f */
-        for (int64_t k = 0; k < nc; k++) grad[k] *= c->noise[first * c->classes + k];
+        for (int64_t k = 0; k < nc; k++) grad[k] *= c->noise[first * C + k];
     float label_weight = opt->loss == OD_LOSS_LABELS && opt->label_weight <= 0 ? 1.0f : opt->label_weight;
     if (label_weight > 0 && c->train->labels) {
-        int32_t lab[4096];
+        int32_t lab[4096]; /* -1: unlabelled, no term (still a 1/n share of the batch mean) */
         int64_t nb = n < 4096 ? n : 4096;
-        for (int64_t i = 0; i < nb; i++) lab[i] = c->train->labels[bi[i]];
-        loss += od_loss_ce_add(out, lab, nb, c->classes, label_weight, grad);
+        for (int64_t i = 0; i < nb; i++) lab[i] = bi[i] < c->n_labelled ? c->train->labels[bi[i]] : -1;
+        loss += od_loss_ce_add(out, lab, nb, C, label_weight, grad);
     }
     return loss;
 }
@@ -354,7 +520,7 @@ static bool str_addf(char **s, size_t *len, size_t *cap, const char *fmt, ...) {
  * command line spells them): the student's parameter shapes, the options, the preprocessing, and
  * the identity of the training data and of the teacher's logits on it. NULL when out of memory. */
 static char *run_settings(const weight_set *w, const od_distill_options *o, const od_preprocess *pre,
-                          const od_dataset *train, int64_t n_all, const float *tlog, int64_t classes) {
+                          const od_dataset *train, int64_t n_all, const teacher_cache *tc) {
     static const char *const losses[] = {"l2", "kd", "labels"}, *const scheds[] = {"constant", "step", "cosine"},
                              *const optims[] = {"sgd", "adam", "adamw"};
     char shapes[65], samples[65], labels[65] = "none", logits[65];
@@ -363,12 +529,20 @@ static char *run_settings(const weight_set *w, const od_distill_options *o, cons
     if (train->u8) od_sha256_hex(train->u8, (size_t)(n_all * sample), samples);
     else od_sha256_hex(train->f32, sizeof(float) * (size_t)(n_all * sample), samples);
     if (train->labels) od_sha256_hex(train->labels, sizeof(int32_t) * (size_t)n_all, labels);
-    od_sha256_hex(tlog, sizeof(float) * (size_t)(n_all * classes), logits);
+    od_sha256_hex(tc->train, sizeof(float) * (size_t)(tc->n * tc->classes), logits);
+    char each[65] = "", unl[65] = "";
+    if (tc->each) od_sha256_hex(tc->each, sizeof(float) * (size_t)(tc->n_each * tc->n * tc->classes), each);
+    const od_dataset *u = o->unlabeled;
+    if (u && u->u8) od_sha256_hex(u->u8, (size_t)(u->n * sample), unl);
+    else if (u) od_sha256_hex(u->f32, sizeof(float) * (size_t)(u->n * sample), unl);
     char *s = NULL;
     size_t len = 0, cap = 0;
     bool ok = str_addf(&s, &len, &cap, "student %d tensors, %lld parameters, shapes %.16s\n", w->n, (long long)w->total, shapes) &&
               str_addf(&s, &len, &cap, "data %lld training samples %.16s, labels %.16s\n", (long long)n_all, samples, labels) &&
               str_addf(&s, &len, &cap, "teacher logits %.16s\n", logits) &&
+              str_addf(&s, &len, &cap, "--teachers %d %s %.16s\n", 1 + o->n_more_teachers,
+                       o->teachers == OD_TEACHERS_DRAW ? "draw" : "mean", each) &&
+              str_addf(&s, &len, &cap, "--unlabeled %lld samples %.16s\n", (long long)(u ? u->n : 0), unl) &&
               str_addf(&s, &len, &cap, "--seed %llu\n--batch %lld\n--threads %d\n--epochs %d\n", (unsigned long long)o->seed,
                        (long long)o->batch, o->threads, o->epochs) &&
               str_addf(&s, &len, &cap, "--loss %s\n--temperature %.9g\n--label-weight %.9g\n", losses[o->loss], o->temperature,
@@ -595,18 +769,42 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
                             (long long)student->graph.opset, OD_ORT_OPSET_MIN, OD_ONNX_OPSET_MAX);
     if ((st = check_fits(teacher, "teacher", train, err)) || (st = check_fits(student, "student", train, err))) return st;
     if ((st = check_finite_weights(teacher, "teacher", err)) || (st = check_finite_weights(student, "student", err))) return st;
+    if (opt->n_more_teachers < 0 || (opt->n_more_teachers > 0 && !opt->more_teachers))
+        return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: options out of range");
+    for (int k = 0; k < opt->n_more_teachers; k++) {
+        char who[32];
+        snprintf(who, sizeof who, "teacher %d", k + 2);
+        if ((st = od_teachers_check(teacher, opt->more_teachers[k], err))) {
+            od_error_prefix(err, "%s: ", who);
+            return st;
+        }
+        if ((st = check_fits(opt->more_teachers[k], who, train, err)) || (st = check_finite_weights(opt->more_teachers[k], who, err)))
+            return st;
+    }
+    const od_dataset *unl = opt->unlabeled;
+    if (unl) {
+        bool same = unl->rank == train->rank;
+        for (int k = 0; same && k < train->rank; k++) same = unl->dims[k] == train->dims[k];
+        if (unl->n < 1 || !same)
+            return od_error_set(err, OD_STATUS_SHAPE, "unlabelled data: %lld samples%s", (long long)unl->n,
+                                same ? "" : ", not of the labelled data's sample shape");
+    }
     int64_t n_all = opt->train_limit > 0 && opt->train_limit < train->n ? opt->train_limit : train->n;
-    int64_t n_val = (int64_t)(opt->val_split * (double)n_all), n_train = n_all - n_val;
+    int64_t n_u = unl ? unl->n : 0;
+    int64_t n_val = (int64_t)(opt->val_split * (double)n_all), n_train = n_all - n_val + n_u;
     if (n_train < opt->batch)
         return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: %lld training samples, fewer than one batch of %lld",
                             (long long)n_train, (long long)opt->batch);
     res->n_train = n_train;
+    res->n_unlabeled = n_u;
+    res->n_teachers = 1 + opt->n_more_teachers;
     res->n_val = n_val;
     res->n_test = test->n;
 
+    teacher_cache cache = {0};
     float *tlog = NULL, *test_tlog = NULL, *targets = NULL, *noise = NULL, *noisy = NULL, *best_snapshot = NULL;
     char *settings = NULL;
-    int64_t *order = NULL, *idx = NULL, *base_order = NULL, classes = 0, test_classes = 0;
+    int64_t *order = NULL, *idx = NULL, *base_order = NULL, classes = 0;
     od_trainer *tr = NULL;
     od_dp *dp = NULL; /* data-parallel: several ranks, or --deterministic */
     od_optim *optim = NULL;
@@ -618,33 +816,22 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
 
     /* teacher logits, once */
     double tt = od_seconds();
-    logits_progress lp = {opt, 0, n_all + test->n};
-    if ((st = sharded_logits(teacher, train, n_all, pre, opt, &lp, &tlog, &classes, err))) {
-        od_error_prefix(err, "teacher: ");
-        goto done;
-    }
-    if ((st = check_finite_logits(tlog, n_all, classes, "training", err)) ||
-        (st = check_labels(train, n_all, "training", classes, err)))
-        goto done;
-    if (test->n > 0) {
-        if ((st = sharded_logits(teacher, test, test->n, pre, opt, &lp, &test_tlog, &test_classes, err))) goto done;
-        if ((st = check_finite_logits(test_tlog, test->n, test_classes, "test", err)) ||
-            (st = check_labels(test, test->n, "test", classes, err)))
-            goto done;
-        res->teacher_test_acc = od_accuracy(test_tlog, test->labels, test->n, classes);
-    }
+    if ((st = cache_build(teacher, opt, train, n_all, test, pre, &cache, err))) goto done;
+    tlog = cache.train, test_tlog = cache.test, classes = cache.classes;
+    res->n_logits_cached = cache.n;
+    if (test->n > 0) res->teacher_test_acc = od_accuracy(test_tlog, test->labels, test->n, classes);
     res->t_teacher = od_seconds() - tt;
 
     /* split: a seeded permutation; its first n_val samples are the validation split */
-    order = malloc(sizeof(int64_t) * (size_t)n_all);
+    order = malloc(sizeof(int64_t) * (size_t)(n_all + n_u));
     idx = malloc(sizeof(int64_t) * (size_t)(n_all > test->n ? n_all : test->n) + 8);
     targets = malloc(sizeof(float) * (size_t)(opt->batch * classes));
     if (!order || !idx || !targets) goto oom;
     if (opt->noise_on == OD_NOISE_STUDENT && (!(noise = malloc(sizeof(float) * (size_t)(opt->batch * classes))) ||
                                               !(noisy = malloc(sizeof(float) * (size_t)(opt->batch * classes)))))
         goto oom;
-    for (int64_t i = 0; i < n_all; i++) order[i] = i;
-    od_rng_shuffle(&rng, order, n_all);
+    for (int64_t i = 0; i < n_all + n_u; i++) order[i] = i;
+    od_rng_shuffle(&rng, order, n_all); /* the unlabelled samples stay after the labelled: never validation */
     int64_t *val_idx = order, *train_idx = order + n_val;
     if (!(base_order = malloc(sizeof(int64_t) * (size_t)n_train + 1))) goto oom;
     memcpy(base_order, train_idx, sizeof(int64_t) * (size_t)n_train);
@@ -680,7 +867,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     rs.stats = calloc((size_t)opt->epochs + 1, sizeof(od_epoch_stats));
     best_snapshot = rs.best;
     if (!rs.best || !rs.stats) goto oom;
-    if (!(settings = run_settings(&w, opt, pre, train, n_all, tlog, classes))) goto oom;
+    if (!(settings = run_settings(&w, opt, pre, train, n_all, &cache))) goto oom;
     rs.settings = settings;
     rs.h.settings_len = strlen(settings);
     rs.h.best_score = -1;
@@ -710,21 +897,26 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
                 goto finish;
             }
             const int64_t *bi = train_idx + b * opt->batch;
-            if (!dp) od_dataset_fill(train, pre, bi, opt->batch, od_trainer_input(tr));
+            if (!dp) fill_samples(train, unl, n_all, pre, bi, opt->batch, od_trainer_input(tr));
             if (!dp && opt->augment && train->rank == 3)
                 od_augment_batch(od_trainer_input(tr), opt->batch, train->dims[0], train->dims[1], train->dims[2], &rng);
             float sigma = opt->sigma;
             if (opt->sigma_hi > 0) sigma = (float)(opt->sigma_lo + (opt->sigma_hi - opt->sigma_lo) * od_rng_uniform(&rng));
             for (int64_t i = 0; i < opt->batch; i++) {
                 float *z = targets + i * classes;
-                memcpy(z, tlog + bi[i] * classes, sizeof(float) * (size_t)classes);
+                const float *src = tlog + bi[i] * classes;
+                if (cache.each) { /* one teacher drawn for this sample, this time */
+                    int k = (int)(od_rng_uniform(&rng) * (float)cache.n_each);
+                    src = cache.each + ((k < cache.n_each ? k : cache.n_each - 1) * cache.n + bi[i]) * classes;
+                }
+                memcpy(z, src, sizeof(float) * (size_t)classes);
                 /* the same draws whichever side the noise goes to */
                 float *f = noise ? noise + i * classes : z;
                 if (noise) for (int64_t j = 0; j < classes; j++) f[j] = 1.0f;
                 if (sigma > 0 && od_rng_uniform(&rng) < opt->alpha)
                     for (int64_t j = 0; j < classes; j++) f[j] *= 1.0f + sigma * od_rng_normal(&rng);
             }
-            batch_ctx bc = {opt, train, pre, bi, targets, sigma > 0 ? noise : NULL, noisy, classes};
+            batch_ctx bc = {opt, train, pre, bi, targets, sigma > 0 ? noise : NULL, noisy, classes, n_all};
             float loss = 0;
             if (dp) {
                 bool stop = false;
@@ -846,8 +1038,7 @@ done:
     od_optim_destroy(optim);
     if (dp) od_dp_destroy(dp);
     else od_trainer_destroy(tr);
-    free(tlog);
-    free(test_tlog);
+    cache_clear(&cache);
     free(targets);
     free(noise);
     free(noisy);
@@ -877,6 +1068,9 @@ od_status od_distill_finish(od_model *student, const od_model *teacher, const ch
     if (opt->sigma_hi > 0) KV("distill.sigma", "uniform %g..%g", opt->sigma_lo, opt->sigma_hi);
     else KV("distill.sigma", "%g", opt->sigma);
     KV("distill.alpha", "%g", opt->alpha);
+    if (opt->n_more_teachers > 0)
+        KV("distill.teachers", "%d, %s", 1 + opt->n_more_teachers, opt->teachers == OD_TEACHERS_DRAW ? "draw" : "mean");
+    if (opt->unlabeled) KV("distill.unlabeled", "%lld", (long long)res->n_unlabeled);
     if (opt->noise_on == OD_NOISE_STUDENT && (opt->sigma > 0 || opt->sigma_hi > 0)) /* no noise: nothing to say */
         KV("distill.noise_on", "student");
     KV("distill.seed", "%llu", (unsigned long long)opt->seed);

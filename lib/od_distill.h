@@ -22,6 +22,9 @@ typedef enum od_sched_kind { OD_SCHED_CONSTANT, OD_SCHED_STEP, OD_SCHED_COSINE }
 /* Where the noise goes: the teacher's logits (the paper's method) or the student's (its Fig. 2
  * control: the same z <- z (1 + xi) on the student's output before the loss). */
 typedef enum od_noise_target { OD_NOISE_TEACHER, OD_NOISE_STUDENT } od_noise_target;
+/* Several teachers: their logits averaged, or one teacher drawn per sample each time it is used
+ * (the paper's "many teachers" reading of the noise). */
+typedef enum od_teachers_mode { OD_TEACHERS_MEAN, OD_TEACHERS_DRAW } od_teachers_mode;
 
 typedef struct od_epoch_stats {
     int epoch;              /* 1-based */
@@ -51,6 +54,15 @@ typedef struct od_distill_options {
     float sigma, alpha; /* noisy teacher: z <- z (1 + xi), xi ~ N(0, sigma^2), for a fraction alpha */
     float sigma_lo, sigma_hi; /* sigma_hi > 0: sigma drawn uniformly per batch */
     od_noise_target noise_on;
+    /* Teachers after the first (od_distill's teacher argument), with the same input and output
+     * shapes (od_teachers_check); every teacher's logits are cached. */
+    const od_model *const *more_teachers;
+    int n_more_teachers;
+    od_teachers_mode teachers;
+    /* Samples whose labels are ignored: the teachers label them (their logits) and they join the
+     * training set. The validation split and the test set come from the labelled data only;
+     * with --loss labels or a label weight, these samples contribute the logit term alone. */
+    const od_dataset *unlabeled;
     od_optim_options optim;
     float lr;
     od_sched_kind sched;
@@ -84,7 +96,10 @@ typedef struct od_distill_result {
     bool interrupted;        /* stopped early by opt.stop; the checkpoint holds the state */
     double t_load, t_teacher, t_train; /* seconds: setup, teacher logits, epochs */
     double teacher_test_acc, student_test_acc, test_agreement; /* -1 when not known */
-    int64_t n_train, n_val, n_test;
+    int64_t n_train, n_val, n_test; /* n_train counts the unlabelled samples too */
+    int64_t n_unlabeled;            /* of n_train, from opt.unlabeled */
+    int64_t n_logits_cached;        /* training samples (labelled and unlabelled) whose teacher logits are cached */
+    int n_teachers;
     int ranks;     /* data-parallel ranks that trained */
     double t_comm; /* seconds of t_train spent communicating between ranks */
 } od_distill_result;
@@ -102,6 +117,10 @@ void od_distill_result_clear(od_distill_result *r);
 od_status od_distill_finish(od_model *student, const od_model *teacher, const char *teacher_path,
                             const char *spec_text, const od_distill_options *opt,
                             const od_distill_result *res, od_weight_format weights, od_error *err);
+
+/* Whether other can stand beside first as a teacher: the same input and output ranks and the same
+ * fixed dims (a symbolic batch dim matches anything). The message says what differs. */
+od_status od_teachers_check(const od_model *first, const od_model *other, od_error *err);
 
 /* Logits of model for every sample of d (batched inference plans), [d->n, classes]. */
 od_status od_model_logits(const od_model *m, const od_dataset *d, const od_preprocess *pre,

@@ -303,6 +303,8 @@ od_status od_report_set_distill(od_report *r, const od_distill_options *opt,
     d->options.stop = NULL;
     d->options.progress = NULL;
     d->options.progress_ctx = NULL;
+    d->options.more_teachers = NULL;
+    d->options.unlabeled = NULL;
     d->spec = spec ? strdup(spec) : NULL;
     d->weights = weights ? strdup(weights) : NULL;
     d->epochs = calloc((size_t)res->n_epochs + 1, sizeof *d->epochs);
@@ -312,6 +314,8 @@ od_status od_report_set_distill(od_report *r, const od_distill_options *opt,
     d->n_epochs = res->n_epochs;
     d->best_epoch = res->best_epoch;
     d->n_train = res->n_train;
+    d->n_unlabeled = res->n_unlabeled;
+    d->n_teachers = res->n_teachers;
     d->n_val = res->n_val;
     d->n_test = res->n_test;
     d->teacher_test_acc = res->teacher_test_acc;
@@ -391,6 +395,9 @@ int od_report_option_rows(const od_report *r, char names[][32], char values[][96
     else ROW("sigma", "%g", o->sigma);
     ROW("alpha", "%g", o->alpha);
     ROW("noise on", "%s", o->noise_on == OD_NOISE_STUDENT ? "student" : "teacher");
+    if (r->distill.n_teachers > 1)
+        ROW("teachers", "%d, %s", r->distill.n_teachers, o->teachers == OD_TEACHERS_DRAW ? "one drawn per sample" : "logits averaged");
+    if (r->distill.n_unlabeled > 0) ROW("unlabelled samples", "%lld", (long long)r->distill.n_unlabeled);
     ROW("optimizer", "%s", optim_name(o->optim.kind));
     ROW("learning rate", "%g", o->lr);
     if (o->optim.kind == OD_OPTIM_SGD) ROW("momentum", "%g%s", o->optim.momentum, o->optim.nesterov ? " (Nesterov)" : "");
@@ -706,8 +713,9 @@ static void write_json(const od_report *r, FILE *f) {
                 optim_name(o->optim.kind), o->lr, o->optim.momentum, o->optim.nesterov ? "true" : "false", o->optim.weight_decay,
                 sched_name(o->sched), o->warmup_epochs, o->step_epochs, o->step_gamma, o->val_split, (long long)o->train_limit,
                 (long long)o->test_limit);
-        fprintf(f, "    \"n_train\": %lld, \"n_val\": %lld, \"n_test\": %lld, \"best_epoch\": %d, \"teacher_test_accuracy\": ",
-                (long long)d->n_train, (long long)d->n_val, (long long)d->n_test, d->best_epoch);
+        fprintf(f, "    \"n_train\": %lld, \"n_unlabeled\": %lld, \"teachers\": %d, \"teachers_mode\": \"%s\", \"n_val\": %lld, \"n_test\": %lld, \"best_epoch\": %d, \"teacher_test_accuracy\": ",
+                (long long)d->n_train, (long long)d->n_unlabeled, d->n_teachers > 0 ? d->n_teachers : 1,
+                o->teachers == OD_TEACHERS_DRAW ? "draw" : "mean", (long long)d->n_val, (long long)d->n_test, d->best_epoch);
         json_num(f, d->teacher_test_acc, true);
         fputs(",\n    \"epochs\": [", f);
         for (int e = 0; e < d->n_epochs; e++) {

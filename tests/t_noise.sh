@@ -34,5 +34,36 @@ assert m.get(\"distill.noise_on\") == \"student\", m"'
 "$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma 0 --noise-on student -o "$T/z_s.onnx" >/dev/null 2>&1
 check "sigma 0: teacher and student noise give the same bits" '[ -s "$T/z_t.onnx" ] && cmp -s "$T/z_t.onnx" "$T/z_s.onnx"'
 
+# ---- several teachers ---------------------------------------------------------------------------
+cp models/cnn.onnx "$T/cnn_copy.onnx"
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" -o "$T/one.onnx" >"$T/one.out" 2>"$T/one.err"
+check "one teacher: exit 0" '[ $? -eq 0 ] || { cat "$T/one.err"; false; }'
+"$BIN" distill models/cnn.onnx "$T/cnn_copy.onnx" "${COMMON[@]}" -o "$T/two.onnx" >"$T/two.out" 2>"$T/two.err"
+check "two identical teachers (mean): exit 0" '[ $? -eq 0 ] || { cat "$T/two.err"; false; }'
+check "two identical teachers (mean) give the one-teacher student, byte for byte" \
+    '[ -n "$(weights_sum "$T/one.onnx")" ] && [ "$(weights_sum "$T/one.onnx")" = "$(weights_sum "$T/two.onnx")" ]'
+check "the run says 2 teachers, averaged" 'grep -q "2 teachers, logits averaged" "$T/two.out"'
+check "provenance names the teachers" '/usr/bin/python3 -c "
+import onnx; m = {p.key: p.value for p in onnx.load(\"$T/two.onnx\").metadata_props}
+assert m.get(\"distill.teachers\") == \"2, mean\", m"'
+"$BIN" distill models/cnn.onnx models/mlp.onnx "${COMMON[@]}" --teachers mean -o "$T/mix_mean.onnx" >/dev/null 2>"$T/mm.err"
+"$BIN" distill models/cnn.onnx models/mlp.onnx "${COMMON[@]}" --teachers draw -o "$T/mix_draw.onnx" >"$T/md.out" 2>"$T/md.err"
+check "two teachers drawn per sample: exit 0" '[ $? -eq 0 ] || { cat "$T/md.err"; false; }'
+check "drawn differs from averaged" '[ -s "$T/mix_mean.onnx" ] && [ "$(weights_sum "$T/mix_mean.onnx")" != "$(weights_sum "$T/mix_draw.onnx")" ]'
+"$BIN" distill models/cnn.onnx models/mlp.onnx "${COMMON[@]}" --teachers draw -o "$T/mix_draw2.onnx" >/dev/null 2>&1
+check "drawing is seeded: the same student again" 'cmp -s "$T/mix_draw.onnx" "$T/mix_draw2.onnx"'
+/usr/bin/python3 -c "
+import onnx, numpy as np
+from onnx import helper, TensorProto, numpy_helper
+w = numpy_helper.from_array(np.zeros((784, 10), np.float32), 'w')
+g = helper.make_graph([helper.make_node('MatMul', ['x', 'w'], ['y'])], 'flat',
+    [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['N', 784])],
+    [helper.make_tensor_value_info('y', TensorProto.FLOAT, ['N', 10])], [w])
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)]), '$T/flat.onnx')"
+"$BIN" distill models/cnn.onnx "$T/flat.onnx" "${COMMON[@]}" -o "$T/bad2.onnx" >/dev/null 2>"$T/bad2.err"
+rc=$?
+check "a teacher of another input shape is refused, naming the file (rc $rc)" \
+    '[ $rc -eq 1 ] && grep -q "flat.onnx" "$T/bad2.err" && grep -q "input" "$T/bad2.err" && [ ! -e "$T/bad2.onnx" ]'
+
 echo "noise: $pass passed, $fail failed"
 [ $fail -eq 0 ]
