@@ -785,9 +785,13 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     if (unl) {
         bool same = unl->rank == train->rank;
         for (int k = 0; same && k < train->rank; k++) same = unl->dims[k] == train->dims[k];
-        if (unl->n < 1 || !same)
-            return od_error_set(err, OD_STATUS_SHAPE, "unlabelled data: %lld samples%s", (long long)unl->n,
-                                same ? "" : ", not of the labelled data's sample shape");
+        if (unl->n < 1) return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "unlabelled data: no samples");
+        if (!same) {
+            char a[96] = "", b[96] = "";
+            for (int k = 0, o = 0; k < unl->rank && o < 90; k++) o += snprintf(a + o, sizeof a - (size_t)o, "%s%lld", k ? "x" : "", (long long)unl->dims[k]);
+            for (int k = 0, o = 0; k < train->rank && o < 90; k++) o += snprintf(b + o, sizeof b - (size_t)o, "%s%lld", k ? "x" : "", (long long)train->dims[k]);
+            return od_error_set(err, OD_STATUS_SHAPE, "unlabelled data: samples of %s, the labelled data's are %s", a, b);
+        }
     }
     int64_t n_all = opt->train_limit > 0 && opt->train_limit < train->n ? opt->train_limit : train->n;
     int64_t n_u = unl ? unl->n : 0;

@@ -65,5 +65,32 @@ rc=$?
 check "a teacher of another input shape is refused, naming the file (rc $rc)" \
     '[ $rc -eq 1 ] && grep -q "flat.onnx" "$T/bad2.err" && grep -q "input" "$T/bad2.err" && [ ! -e "$T/bad2.onnx" ]'
 
+# ---- --unlabeled --------------------------------------------------------------------------------
+/usr/bin/python3 -c "
+import gzip, numpy as np
+raw = gzip.open('/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz').read()
+x = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)
+np.savez('$T/unl.npz', x_train=x[5000:5500], x_test=x[5500:5501])"
+grep -q "cached for 1200 training samples (1200 labelled, 0 unlabelled)" "$T/one.out"
+check "without --unlabeled: 1200 logits cached" '[ $? -eq 0 ] || cat "$T/one.out"'
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --unlabeled "$T/unl.npz" --report "$T/unl.json" -o "$T/unl.onnx" >"$T/unl.out" 2>"$T/unl.err"
+check "--unlabeled: exit 0" '[ $? -eq 0 ] || { cat "$T/unl.err"; false; }'
+check "--unlabeled: the logit cache grows by the 500 unlabelled samples" \
+    'grep -q "cached for 1700 training samples (1200 labelled, 500 unlabelled)" "$T/unl.out" || { cat "$T/unl.out"; false; }'
+check "--unlabeled: the student changes" '[ "$(weights_sum "$T/one.onnx")" != "$(weights_sum "$T/unl.onnx")" ]'
+check "--unlabeled: the report counts them, validation from the labelled data only" '/usr/bin/python3 -c "
+import json; d = json.load(open(\"$T/unl.json\"))[\"distill\"]
+assert d[\"n_unlabeled\"] == 500 and d[\"n_train\"] == 1080 + 500 and d[\"n_val\"] == 120, d"'
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --loss labels -o "$T/lab.onnx" >/dev/null 2>&1
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --loss labels --unlabeled "$T/unl.npz" -o "$T/lab_unl.onnx" >/dev/null 2>"$T/lu.err"
+check "--loss labels with --unlabeled: the unlabelled samples add the logit term" \
+    '[ -s "$T/lab_unl.onnx" ] && [ "$(weights_sum "$T/lab.onnx")" != "$(weights_sum "$T/lab_unl.onnx")" ] || { cat "$T/lu.err"; false; }'
+/usr/bin/python3 -c "
+import numpy as np
+np.savez('$T/unl_bad.npz', x_train=np.zeros((10, 1, 14, 14), np.uint8), x_test=np.zeros((1, 1, 14, 14), np.uint8))"
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --unlabeled "$T/unl_bad.npz" -o "$T/ub.onnx" >/dev/null 2>"$T/ub.err"
+rc=$?
+check "--unlabeled of another sample shape is refused (rc $rc)" '[ $rc -eq 1 ] && [ ! -e "$T/ub.onnx" ] && [ "$(wc -l <"$T/ub.err")" -eq 1 ]'
+
 echo "noise: $pass passed, $fail failed"
 [ $fail -eq 0 ]
