@@ -1,6 +1,7 @@
 /* The distillation loop: teacher logits cached once, noise drawn per batch on top, the
  * student trained on them, the epoch kept chosen on a held-out split; plus evaluation. */
 #include "distill_dp.h"
+#include "distill_internal.h"
 #include "od_onnx.h"
 
 #include <math.h>
@@ -30,6 +31,7 @@ void od_distill_options_default(od_distill_options *o) {
 
 void od_distill_result_clear(od_distill_result *r) {
     free(r->epochs);
+    free(r->search.trials);
     memset(r, 0, sizeof *r);
 }
 
@@ -265,16 +267,8 @@ od_status od_teachers_check(const od_model *first, const od_model *other, od_err
     return OD_STATUS_OK;
 }
 
-/* Training samples 0..n_all-1 are the labelled data's, n_all.. the unlabelled data's. */
-typedef struct teacher_cache {
-    int64_t n, classes;
-    float *train; /* [n, classes]: the teachers' mean (one teacher: its logits) */
-    float *each;  /* --teachers draw with several teachers: [n_each, n, classes]; else NULL */
-    int n_each;
-    float *test;  /* [test n, classes], the mean; NULL without a test set */
-} teacher_cache;
 
-static void cache_clear(teacher_cache *c) {
+void distill_cache_clear(distill_cache *c) {
     free(c->train);
     free(c->each);
     free(c->test);
@@ -289,7 +283,7 @@ static void cache_add(double *sum, float *dst, const float *src, int64_t count, 
 }
 
 static od_status cache_build(const od_model *teacher, const od_distill_options *opt, const od_dataset *train, int64_t n_all,
-                             const od_dataset *test, const od_preprocess *pre, teacher_cache *c, od_error *err) {
+                             const od_dataset *test, const od_preprocess *pre, distill_cache *c, od_error *err) {
     memset(c, 0, sizeof *c);
     const od_dataset *unl = opt->unlabeled;
     int nt = 1 + opt->n_more_teachers;
@@ -354,7 +348,7 @@ oom:
     st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory for the teachers' logits");
 done:
     free(a), free(b), free(t), free(sum), free(tsum);
-    if (st) cache_clear(c);
+    if (st) distill_cache_clear(c);
     return st;
 }
 
@@ -520,7 +514,7 @@ static bool str_addf(char **s, size_t *len, size_t *cap, const char *fmt, ...) {
  * command line spells them): the student's parameter shapes, the options, the preprocessing, and
  * the identity of the training data and of the teacher's logits on it. NULL when out of memory. */
 static char *run_settings(const weight_set *w, const od_distill_options *o, const od_preprocess *pre,
-                          const od_dataset *train, int64_t n_all, const teacher_cache *tc) {
+                          const od_dataset *train, int64_t n_all, const distill_cache *tc) {
     static const char *const losses[] = {"l2", "kd", "labels"}, *const scheds[] = {"constant", "step", "cosine"},
                              *const optims[] = {"sgd", "adam", "adamw"};
     char shapes[65], samples[65], labels[65] = "none", logits[65];
@@ -750,14 +744,26 @@ static double majority_share(const float *logits, const int64_t *idx, int64_t n,
 
 od_status od_distill(const od_model *teacher, od_model *student, const od_data_split *data, const od_preprocess *pre,
                      const od_distill_options *opt, od_distill_result *res, od_error *err) {
+    if (opt->sigma_auto || opt->alpha_auto || opt->label_weight_auto) return noise_search(teacher, student, data, pre, opt, res, err);
+    distill_cache cache = {0};
+    od_status st = distill_run(teacher, student, data, pre, opt, &cache, true, res, err);
+    distill_cache_clear(&cache);
+    return st;
+}
+
+od_status distill_run(const od_model *teacher, od_model *student, const od_data_split *data, const od_preprocess *pre,
+                      const od_distill_options *opt, distill_cache *shared, bool eval_test, od_distill_result *res, od_error *err) {
     od_status st;
     double t0 = od_seconds();
     memset(res, 0, sizeof *res);
     res->teacher_test_acc = res->student_test_acc = res->test_agreement = -1;
+    res->loss = opt->loss, res->sigma = opt->sigma, res->alpha = opt->alpha, res->label_weight = opt->label_weight;
+    res->search.winner = -1;
     const od_dataset *train = &data->train;
     od_dataset test_head = data->test;
     if (opt->test_limit > 0 && opt->test_limit < test_head.n) test_head.n = opt->test_limit;
     const od_dataset *test = &test_head;
+    if (opt->batches_per_epoch < 0) return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: options out of range");
     if (opt->loss == OD_LOSS_LABELS && !train->labels)
         return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: --loss labels needs a dataset with labels");
     if (opt->epochs < 1 || opt->batch < 1 || !(opt->sigma >= 0) || !(opt->alpha >= 0 && opt->alpha <= 1) ||
@@ -805,7 +811,6 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     res->n_val = n_val;
     res->n_test = test->n;
 
-    teacher_cache cache = {0};
     float *tlog = NULL, *test_tlog = NULL, *targets = NULL, *noise = NULL, *noisy = NULL, *best_snapshot = NULL;
     char *settings = NULL;
     int64_t *order = NULL, *idx = NULL, *base_order = NULL, classes = 0;
@@ -820,11 +825,21 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
 
     /* teacher logits, once */
     double tt = od_seconds();
-    if ((st = cache_build(teacher, opt, train, n_all, test, pre, &cache, err))) goto done;
+    if (!shared->train) {
+        if ((st = cache_build(teacher, opt, train, n_all, test, pre, shared, err))) goto done;
+        shared->seconds = od_seconds() - tt;
+    }
+    double t_logits = od_seconds() - tt; /* this call's: 0 when the cache was given */
+    const distill_cache cache = *shared;
+    if (cache.n != n_all + n_u || (test->n > 0 && !cache.test)) {
+        st = od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: internal: the logit cache is of another run");
+        goto done;
+    }
+    if (!eval_test) test_head.n = 0; /* the search's short runs: chosen on validation, the test set untouched */
     tlog = cache.train, test_tlog = cache.test, classes = cache.classes;
     res->n_logits_cached = cache.n;
     if (test->n > 0) res->teacher_test_acc = od_accuracy(test_tlog, test->labels, test->n, classes);
-    res->t_teacher = od_seconds() - tt;
+    res->t_teacher = shared->seconds;
 
     /* split: a seeded permutation; its first n_val samples are the validation split */
     order = malloc(sizeof(int64_t) * (size_t)(n_all + n_u));
@@ -885,9 +900,10 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
         rng = rs.h.rng;
         res->resumed_epochs = rs.h.epochs_done;
     }
-    res->t_load = od_seconds() - t0 - res->t_teacher;
+    res->t_load = od_seconds() - t0 - t_logits;
 
     int64_t batches = n_train / opt->batch;
+    if (opt->batches_per_epoch > 0 && opt->batches_per_epoch < batches) batches = opt->batches_per_epoch;
     double t_train = od_seconds(), comm0 = od_comm_seconds(opt->comm);
     for (int epoch = rs.h.epochs_done; epoch < opt->epochs; epoch++) {
         rs.h.rng = rng; /* the state this epoch starts from */
@@ -946,7 +962,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
             if (opt->progress && (b % 20 == 0 || b + 1 == batches)) {
                 double el = od_seconds() - te, sps = (double)(b + 1) * opt->batch / (el > 0 ? el : 1e-9);
                 od_distill_progress p = {epoch + 1, opt->epochs, b + 1, batches, loss_sum / (double)(b + 1), sps,
-                                         (double)((batches - b - 1) + (opt->epochs - epoch - 1) * batches) * opt->batch / sps, NULL, 0, 0, res->ranks};
+                                         (double)((batches - b - 1) + (opt->epochs - epoch - 1) * batches) * opt->batch / sps, NULL, 0, 0, res->ranks, NULL, 0};
                 opt->progress(&p, opt->progress_ctx);
             }
         }
@@ -989,7 +1005,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
         rs.h.optim_step = *optim_step;
         if (opt->checkpoint && od_comm_rank(opt->comm) == 0 && (st = ckpt_write(opt->checkpoint, &rs, &w, optim_state, optim_count, err))) goto done;
         if (opt->progress) {
-            od_distill_progress p = {epoch + 1, opt->epochs, batches, batches, es->loss, es->samples_per_s, 0, es, 0, 0, res->ranks};
+            od_distill_progress p = {epoch + 1, opt->epochs, batches, batches, es->loss, es->samples_per_s, 0, es, 0, 0, res->ranks, NULL, 0};
             opt->progress(&p, opt->progress_ctx);
         }
     }
@@ -1042,7 +1058,6 @@ done:
     od_optim_destroy(optim);
     if (dp) od_dp_destroy(dp);
     else od_trainer_destroy(tr);
-    cache_clear(&cache);
     free(targets);
     free(noise);
     free(noisy);
@@ -1072,6 +1087,9 @@ od_status od_distill_finish(od_model *student, const od_model *teacher, const ch
     if (opt->sigma_hi > 0) KV("distill.sigma", "uniform %g..%g", opt->sigma_lo, opt->sigma_hi);
     else KV("distill.sigma", "%g", opt->sigma);
     KV("distill.alpha", "%g", opt->alpha);
+    if (res->search.n_trials > 0)
+        KV("distill.search", "successive halving, %d candidates, %d rungs, %.3g of %.3g epochs", res->search.n_candidates,
+           res->search.n_rungs, res->search.search_epochs, res->search.budget_epochs);
     if (opt->n_more_teachers > 0)
         KV("distill.teachers", "%d, %s", 1 + opt->n_more_teachers, opt->teachers == OD_TEACHERS_DRAW ? "draw" : "mean");
     if (opt->unlabeled) KV("distill.unlabeled", "%lld", (long long)res->n_unlabeled);

@@ -41,6 +41,8 @@ typedef struct od_distill_progress {
     const od_epoch_stats *done; /* non-NULL once the epoch is evaluated */
     int64_t logits_done, logits_total; /* logits_total > 0: computing the teacher's logits, not training */
     int ranks;                  /* data-parallel ranks (1: one process) */
+    const struct od_search_result *search; /* non-NULL after a rung of the search: its trials so far */
+    int search_rung;                        /* that rung, 1-based */
 } od_distill_progress;
 
 typedef struct od_distill_options {
@@ -63,6 +65,16 @@ typedef struct od_distill_options {
      * training set. The validation split and the test set come from the labelled data only;
      * with --loss labels or a label weight, these samples contribute the logit term alone. */
     const od_dataset *unlabeled;
+    /* --sigma auto, --alpha auto, --label-weight auto: the value is searched by successive halving
+     * on the validation split (od_search_result) over the candidates (n 0: the defaults), the plain
+     * teacher (sigma 0) and the labels alone always among them; the winner is then trained for
+     * epochs. search_budget: epochs of training for the whole run, search and final training
+     * (0: 2 x epochs). */
+    bool sigma_auto, alpha_auto, label_weight_auto;
+    float sigma_candidates[16], alpha_candidates[16], label_weight_candidates[16];
+    int n_sigma_candidates, n_alpha_candidates, n_label_weight_candidates;
+    double search_budget;
+    int64_t batches_per_epoch; /* > 0: an "epoch" is this many batches (the search's short runs) */
     od_optim_options optim;
     float lr;
     od_sched_kind sched;
@@ -88,6 +100,28 @@ typedef struct od_distill_options {
     bool deterministic;
 } od_distill_options;
 
+/* One short training run of the search: a candidate at a rung. */
+typedef struct od_search_trial {
+    float sigma, alpha, label_weight;
+    bool labels_only; /* --loss labels (sigma, alpha unused) */
+    int rung;         /* 1-based */
+    double epochs;    /* trained for (fractions: a part of an epoch) */
+    double val_acc;   /* best over its epochs; agreement with the teacher without labels; -1: it failed */
+    bool promoted;    /* went on to the next rung (or, at the last, won) */
+} od_search_trial;
+
+typedef struct od_search_result {
+    int n_trials, n_rungs, n_candidates;
+    od_search_trial *trials;
+    int winner;              /* the trial that won the last rung (-1: no search ran) */
+    double budget_epochs;    /* for search and final training together */
+    double search_epochs;    /* spent on the trials */
+    double seconds;          /* of the search (the final training not counted) */
+    int64_t n_val;
+    bool val_is_agreement;   /* no labels: trials scored by agreement with the teacher */
+    char why[512];           /* why the winner won, in words */
+} od_search_result;
+
 typedef struct od_distill_result {
     int n_epochs;
     od_epoch_stats *epochs;
@@ -102,6 +136,10 @@ typedef struct od_distill_result {
     int n_teachers;
     int ranks;     /* data-parallel ranks that trained */
     double t_comm; /* seconds of t_train spent communicating between ranks */
+    /* what the student was trained with: the options', or the search's winner */
+    od_loss_kind loss;
+    float sigma, alpha, label_weight;
+    od_search_result search; /* n_trials 0 without --sigma/--alpha/--label-weight auto */
 } od_distill_result;
 
 void od_distill_options_default(od_distill_options *o);
@@ -120,6 +158,9 @@ od_status od_distill_finish(od_model *student, const od_model *teacher, const ch
 
 /* Whether other can stand beside first as a teacher: the same input and output ranks and the same
  * fixed dims (a symbolic batch dim matches anything). The message says what differs. */
+/* "sigma 0.3, alpha 0.5", "labels only", "sigma 0, label weight 0.5": a trial's candidate. */
+void od_search_trial_name(const od_search_trial *t, char *buf, size_t size);
+
 od_status od_teachers_check(const od_model *first, const od_model *other, od_error *err);
 
 /* Logits of model for every sample of d (batched inference plans), [d->n, classes]. */

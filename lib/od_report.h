@@ -141,6 +141,7 @@ typedef struct od_report_distill {
     od_epoch_stats *epochs;
     int64_t n_train, n_val, n_test;
     int64_t n_unlabeled;        /* of n_train, labelled by the teachers (--unlabeled) */
+    od_search_result search;    /* a copy (trials owned); n_trials 0 without an auto search */
     int n_teachers;
     double teacher_test_acc;    /* as od_distill measured (-1: unknown; several teachers: their mean's) */
     od_report_phase loading, teacher_logits, training, writing, measuring;

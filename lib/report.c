@@ -105,6 +105,7 @@ void od_report_clear(od_report *r) {
     free(r->distill.spec);
     free(r->distill.weights);
     free(r->distill.epochs);
+    free(r->distill.search.trials);
     memset(r, 0, sizeof *r);
 }
 
@@ -297,6 +298,7 @@ od_status od_report_set_distill(od_report *r, const od_distill_options *opt,
     free(d->spec);
     free(d->weights);
     free(d->epochs);
+    free(d->search.trials);
     memset(d, 0, sizeof *d);
     d->options = *opt;
     d->options.checkpoint = d->options.resume = NULL;
@@ -315,6 +317,15 @@ od_status od_report_set_distill(od_report *r, const od_distill_options *opt,
     d->best_epoch = res->best_epoch;
     d->n_train = res->n_train;
     d->n_unlabeled = res->n_unlabeled;
+    d->search = res->search;
+    d->search.trials = NULL;
+    if (res->search.n_trials > 0) {
+        if (!(d->search.trials = malloc(sizeof *d->search.trials * (size_t)res->search.n_trials)))
+            return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+        memcpy(d->search.trials, res->search.trials, sizeof *d->search.trials * (size_t)res->search.n_trials);
+    } else {
+        d->search.n_trials = 0;
+    }
     d->n_teachers = res->n_teachers;
     d->n_val = res->n_val;
     d->n_test = res->n_test;
@@ -394,6 +405,9 @@ int od_report_option_rows(const od_report *r, char names[][32], char values[][96
     if (o->sigma_hi > 0) ROW("sigma", "uniform %g..%g", o->sigma_lo, o->sigma_hi);
     else ROW("sigma", "%g", o->sigma);
     ROW("alpha", "%g", o->alpha);
+    if (r->distill.search.n_trials > 0)
+        ROW("search", "auto: %d candidates, %d rungs, %.3g of %.3g epochs", r->distill.search.n_candidates, r->distill.search.n_rungs,
+            r->distill.search.search_epochs, r->distill.search.budget_epochs);
     ROW("noise on", "%s", o->noise_on == OD_NOISE_STUDENT ? "student" : "teacher");
     if (r->distill.n_teachers > 1)
         ROW("teachers", "%d, %s", r->distill.n_teachers, o->teachers == OD_TEACHERS_DRAW ? "one drawn per sample" : "logits averaged");
@@ -732,7 +746,25 @@ static void write_json(const od_report *r, FILE *f) {
             json_num(f, s->test_agree, true);
             fprintf(f, ", \"seconds\": %.6g, \"samples_per_s\": %.6g}", s->seconds, s->samples_per_s);
         }
-        fputs("],\n    \"time\": {\n", f);
+        fputs("],\n", f);
+        const od_search_result *sr = &d->search;
+        if (sr->n_trials > 0) {
+            fprintf(f, "    \"search\": {\"candidates\": %d, \"rungs\": %d, \"budget_epochs\": %.6g, \"search_epochs\": %.6g, \"seconds\": %.6g, "
+                       "\"n_val\": %lld, \"score\": \"%s\", \"winner\": %d, \"why\": ",
+                    sr->n_candidates, sr->n_rungs, sr->budget_epochs, sr->search_epochs, sr->seconds, (long long)sr->n_val,
+                    sr->val_is_agreement ? "validation agreement" : "validation accuracy", sr->winner);
+            od_json_string(f, sr->why);
+            fputs(",\n      \"trials\": [", f);
+            for (int t = 0; t < sr->n_trials; t++) {
+                const od_search_trial *x = &sr->trials[t];
+                fprintf(f, "%s{\"rung\": %d, \"labels_only\": %s, \"sigma\": %g, \"alpha\": %g, \"label_weight\": %g, \"epochs\": %.4g, \"val\": ",
+                        t ? ",\n                 " : "", x->rung, x->labels_only ? "true" : "false", x->sigma, x->alpha, x->label_weight, x->epochs);
+                json_num(f, x->val_acc, true);
+                fprintf(f, ", \"promoted\": %s}", x->promoted ? "true" : "false");
+            }
+            fputs("]},\n", f);
+        }
+        fputs("    \"time\": {\n", f);
         json_phase(f, "loading", &d->loading, false);
         json_phase(f, "teacher_logits", &d->teacher_logits, false);
         json_phase(f, "epochs", &d->training, false);
@@ -1023,6 +1055,25 @@ static void write_markdown(const od_report *r, FILE *f) {
             if (v[k] >= 0) fprintf(f, " %.2f%% |", 100 * v[k]);
             else fputs(" - |", f);
         fprintf(f, " %.1f | %s |\n", s->seconds, od_format_count((int64_t)llround(s->samples_per_s), nb, sizeof nb));
+    }
+    const od_search_result *sr = &d->search;
+    if (sr->n_trials > 0) {
+        fprintf(f, "\n### Noise search\n\nSuccessive halving over %d candidates in %d rungs on the %s-sample validation split: %.2f of "
+                   "%.3g budget epochs, %.1f s; the winner was then trained afresh for %d epochs (that is the student written). ",
+                sr->n_candidates, sr->n_rungs, od_format_count(sr->n_val, a, sizeof a), sr->search_epochs, sr->budget_epochs, sr->seconds,
+                d->options.epochs);
+        md_text(f, sr->why);
+        fprintf(f, "\n\n| rung | candidate | epochs | %s | |\n|---:|---|---:|---:|---|\n",
+                sr->val_is_agreement ? "validation agreement" : "validation accuracy");
+        for (int t = 0; t < sr->n_trials; t++) {
+            const od_search_trial *x = &sr->trials[t];
+            char name[96];
+            od_search_trial_name(x, name, sizeof name);
+            fprintf(f, "| %d | %s | %.2f | ", x->rung, name, x->epochs);
+            if (x->val_acc >= 0) fprintf(f, "%.2f%%", 100 * x->val_acc);
+            else fputs("failed", f);
+            fprintf(f, " | %s |\n", t == sr->winner ? "**winner**" : x->promoted ? "next rung" : "");
+        }
     }
     char names[32][32], values[32][96];
     int rows = od_report_option_rows(r, names, values);

@@ -18,8 +18,9 @@ m = onnx.load(sys.argv[1]); h = hashlib.sha256()
 for t in m.graph.initializer: h.update(t.name.encode()); h.update(t.SerializeToString())
 print(h.hexdigest())" "$1"; }
 
-COMMON=(--data fashion-mnist --width 0.5 --train-limit 1200 --test-limit 300 --val-split 0.1 --threads 2 --seed 3
-        --epochs 1 --latency off --quiet)
+LOUD=(--data fashion-mnist --width 0.5 --train-limit 1200 --test-limit 300 --val-split 0.1 --threads 2 --seed 3
+      --epochs 1 --latency off)
+COMMON=("${LOUD[@]}" --quiet)
 
 # ---- --noise-on student -------------------------------------------------------------------------
 "$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma 0.5 --alpha 1 -o "$T/nt.onnx" >/dev/null 2>"$T/nt.err"
@@ -91,6 +92,38 @@ np.savez('$T/unl_bad.npz', x_train=np.zeros((10, 1, 14, 14), np.uint8), x_test=n
 "$BIN" distill models/cnn.onnx "${COMMON[@]}" --unlabeled "$T/unl_bad.npz" -o "$T/ub.onnx" >/dev/null 2>"$T/ub.err"
 rc=$?
 check "--unlabeled of another sample shape is refused (rc $rc)" '[ $rc -eq 1 ] && [ ! -e "$T/ub.onnx" ] && [ "$(wc -l <"$T/ub.err")" -eq 1 ]'
+
+# ---- --sigma auto / --alpha auto / --label-weight auto ------------------------------------------
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma auto --sigma-candidates 0 --report "$T/s0.json" -o "$T/s0.onnx" >"$T/s0.out" 2>"$T/s0.err"
+check "--sigma auto --sigma-candidates 0: exit 0" '[ $? -eq 0 ] || { cat "$T/s0.err"; false; }'
+check "--sigma auto with only sigma 0 allowed picks sigma 0, and the report lists the points tried" '/usr/bin/python3 -c "
+import json; d = json.load(open(\"$T/s0.json\"))[\"distill\"]; s = d[\"search\"]
+assert d[\"options\"][\"sigma\"] == 0, d[\"options\"]
+tried = sorted((t[\"labels_only\"], t[\"sigma\"]) for t in s[\"trials\"])
+assert tried == [(False, 0), (True, 0)], tried
+assert all(0 <= t[\"val\"] <= 1 for t in s[\"trials\"]) and s[\"winner\"] in (0, 1) and s[\"why\"], s"'
+check "provenance: sigma 0 and the search" '/usr/bin/python3 -c "
+import onnx; m = {p.key: p.value for p in onnx.load(\"$T/s0.onnx\").metadata_props}
+assert m[\"distill.sigma\"] == \"0\" and m[\"distill.search\"].startswith(\"successive halving, 2 candidates\"), m"'
+"$BIN" distill models/cnn.onnx "${LOUD[@]}" --sigma auto --alpha auto --sigma-candidates 0,0.2,0.8 --alpha-candidates 0.5,1 \
+    --report "$T/auto.html" -o "$T/auto.onnx" >"$T/auto.out" 2>"$T/auto.err"
+check "--sigma auto --alpha auto: exit 0" '[ $? -eq 0 ] || { cat "$T/auto.err"; false; }'
+check "progress lines per rung (3 rungs over 6 candidates)" \
+    'grep -q "^search rung 1/3: 6 candidates" "$T/auto.err" && grep -q "^search rung 3/3: 2 candidates" "$T/auto.err" && grep -q "<- winner" "$T/auto.err"'
+check "the summary says why the winner won" 'grep -q "^search: 6 candidates, 11 trials over 3 rungs.*won the last rung" "$T/auto.out"'
+check "HTML report: the search chart and table" 'grep -q "id=\"chart-search\"" "$T/auto.html" && grep -q "id=\"search-trials\"" "$T/auto.html" && grep -q "<b>winner</b>" "$T/auto.html"'
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma auto --alpha auto --sigma-candidates 0,0.2,0.8 --alpha-candidates 0.5,1 \
+    --report "$T/auto.md" -o "$T/auto2.onnx" >/dev/null 2>&1
+check "the search is seeded: the same student again" 'cmp -s "$T/auto.onnx" "$T/auto2.onnx"'
+check "Markdown report: the table of trials" 'grep -q "^### Noise search" "$T/auto.md" && grep -q "| \*\*winner\*\* |" "$T/auto.md"'
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --label-weight auto --label-weight-candidates 0,1 --sigma 0 --report "$T/lw.json" -o "$T/lw.onnx" >/dev/null 2>"$T/lw.err"
+check "--label-weight auto searches the weight (and the labels alone)" '/usr/bin/python3 -c "
+import json; s = json.load(open(\"$T/lw.json\"))[\"distill\"][\"search\"]
+assert sorted((t[\"labels_only\"], t[\"label_weight\"]) for t in s[\"trials\"] if t[\"rung\"] == 1) == [(False, 0), (False, 1), (True, 0)], s"' 
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma auto --search-budget 1 -o "$T/sb.onnx" >/dev/null 2>"$T/sb.err"
+check "a budget that leaves nothing for the search is refused" '[ $? -eq 1 ] && grep -q "search-budget" "$T/sb.err" && [ ! -e "$T/sb.onnx" ]'
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma-candidates 0,1 -o "$T/sc.onnx" >/dev/null 2>"$T/sc.err"
+check "--sigma-candidates without --sigma auto: usage error" '[ $? -eq 2 ] && [ ! -e "$T/sc.onnx" ]'
 
 echo "noise: $pass passed, $fail failed"
 [ $fail -eq 0 ]

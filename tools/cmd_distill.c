@@ -50,10 +50,23 @@ const cli_command cli_cmd_distill = {
          .help = "L2 on logits (the paper's), Hinton's soft targets, or cross-entropy on the labels alone (a "
                  "baseline without the teacher)"},
         {CLI_REAL, "--temperature", 0, "T", 1e-3, 1e3, .dflt = "4", .help = "for kd"},
-        {CLI_REAL, "--label-weight", 0, "B", 0, 1e3, .dflt = "0", .help = "add B x cross-entropy on true labels"},
-        {CLI_REAL, "--sigma", 0, "S", 0, 100, .dflt = "0.1",
-         .help = "noise on the teacher's logits, xi ~ N(0, S^2); 0: plain distillation"},
-        {CLI_REAL, "--alpha", 0, "A", 0, 1, .dflt = "0.5", .help = "fraction of each batch that gets noise"},
+        {CLI_REAL, "--label-weight", 0, "B|auto", 0, 1e3, .choices = "auto", .dflt = "0",
+         .help = "add B x cross-entropy on true labels (the labels-and-logits objective); auto: searched (see --sigma auto)"},
+        {CLI_REAL, "--sigma", 0, "S|auto", 0, 100, .choices = "auto", .dflt = "0.1",
+         .help = "noise on the teacher's logits, xi ~ N(0, S^2); 0: plain distillation. auto: chosen on the validation "
+                 "split by successive halving within --search-budget: the candidates (--sigma-candidates x "
+                 "--alpha-candidates x --label-weight-candidates, sigma 0 and the labels alone always among them) "
+                 "train from the same initial student and seed, the better half of each rung twice as long in the next; "
+                 "the winner is then trained afresh for --epochs and written. Progress per rung; the report lists "
+                 "every trial and why the winner won"},
+        {CLI_REAL, "--alpha", 0, "A|auto", 0, 1, .choices = "auto", .dflt = "0.5",
+         .help = "fraction of each batch that gets noise; auto: searched (see --sigma auto)"},
+        {CLI_REAL_LIST, "--sigma-candidates", 0, "LIST", 0, 100, .dflt = "0,0.1,0.3,1", .help = "sigmas an auto search tries"},
+        {CLI_REAL_LIST, "--alpha-candidates", 0, "LIST", 0.001, 1, .dflt = "0.1,0.5,1", .help = "alphas --alpha auto tries"},
+        {CLI_REAL_LIST, "--label-weight-candidates", 0, "LIST", 0, 1e3, .dflt = "0,0.5",
+         .help = "label weights --label-weight auto tries"},
+        {CLI_REAL, "--search-budget", 0, "EPOCHS", 0.01, 1e6, .dflt = "2 x --epochs",
+         .help = "epochs of training an auto search may spend, the final --epochs included"},
         {CLI_REAL_LIST, "--sigma-range", 0, "LO,HI", 0, 100, .min_items = 2, .max_items = 2,
          .help = "draw sigma uniformly per batch instead"},
         {CLI_CHOICE, "--teachers", 0, NULL, .choices = "mean|draw", .dflt = "mean",
@@ -120,6 +133,22 @@ typedef struct progress_ctx {
 static void show_progress(const od_distill_progress *p, void *ctx) {
     const progress_ctx *pc = ctx;
     if (pc->quiet) return;
+    if (p->search) { /* a rung of --sigma/--alpha/--label-weight auto: its trials, the ones going on marked */
+        const od_search_result *sr = p->search;
+        int first = sr->n_trials;
+        while (first > 0 && sr->trials[first - 1].rung == p->search_rung) first--;
+        fprintf(stderr, "%ssearch rung %d/%d: %d candidate%s, %.2f epochs each (%s)\n", pc->tty ? "\r\033[K" : "", p->search_rung,
+                sr->n_rungs, sr->n_trials - first, sr->n_trials - first == 1 ? "" : "s", first < sr->n_trials ? sr->trials[first].epochs : 0,
+                sr->val_is_agreement ? "validation agreement" : "validation accuracy");
+        for (int t = first; t < sr->n_trials; t++) {
+            const od_search_trial *x = &sr->trials[t];
+            char name[96];
+            od_search_trial_name(x, name, sizeof name);
+            fprintf(stderr, "  %-40s %s%6.2f%%%s\n", name, x->val_acc < 0 ? "failed " : "", x->val_acc < 0 ? 0 : 100 * x->val_acc,
+                    x->promoted ? (p->search_rung == sr->n_rungs ? "  <- winner" : "  -> next rung") : "");
+        }
+        return;
+    }
     if (p->logits_total) {
         if (pc->tty) fprintf(stderr, "\r\033[Kteacher logits %lld/%lld", (long long)p->logits_done, (long long)p->logits_total);
         if (pc->tty && p->logits_done == p->logits_total) fputc('\n', stderr);
@@ -172,9 +201,31 @@ int cmd_distill(int argc, char **argv) {
     opt.seed = spec.seed = (uint64_t)cli_int(&args, "--seed", (long long)opt.seed);
     if (cli_given(&args, "--loss")) opt.loss = (od_loss_kind[]){OD_LOSS_L2, OD_LOSS_KD, OD_LOSS_LABELS}[cli_choice(&args, "--loss", 0)];
     opt.temperature = (float)cli_real(&args, "--temperature", opt.temperature);
-    opt.label_weight = (float)cli_real(&args, "--label-weight", opt.label_weight);
-    opt.sigma = (float)cli_real(&args, "--sigma", opt.sigma);
-    opt.alpha = (float)cli_real(&args, "--alpha", opt.alpha);
+    opt.label_weight_auto = cli_choice(&args, "--label-weight", -1) == 0;
+    opt.sigma_auto = cli_choice(&args, "--sigma", -1) == 0;
+    opt.alpha_auto = cli_choice(&args, "--alpha", -1) == 0;
+    if (!opt.label_weight_auto) opt.label_weight = (float)cli_real(&args, "--label-weight", opt.label_weight);
+    if (!opt.sigma_auto) opt.sigma = (float)cli_real(&args, "--sigma", opt.sigma);
+    if (!opt.alpha_auto) opt.alpha = (float)cli_real(&args, "--alpha", opt.alpha);
+    {
+        const char *lists[] = {"--sigma-candidates", "--alpha-candidates", "--label-weight-candidates"};
+        float *dst[] = {opt.sigma_candidates, opt.alpha_candidates, opt.label_weight_candidates};
+        int *count[] = {&opt.n_sigma_candidates, &opt.n_alpha_candidates, &opt.n_label_weight_candidates};
+        bool searched[] = {opt.sigma_auto, opt.alpha_auto, opt.label_weight_auto};
+        for (int k = 0; k < 3; k++) {
+            double v[16];
+            int n = cli_real_list(&args, lists[k], v, 16);
+            if (n > 0 && !searched[k]) {
+                cli_args_clear(&args);
+                return cli_usage(cmd, "%s: only with %.*s auto", lists[k], (int)(strlen(lists[k]) - 11), lists[k]);
+            }
+            for (int i = 0; i < n; i++) dst[k][i] = (float)v[i];
+            *count[k] = n;
+        }
+    }
+    opt.search_budget = cli_real(&args, "--search-budget", 0);
+    if (cli_given(&args, "--search-budget") && !opt.sigma_auto && !opt.alpha_auto && !opt.label_weight_auto)
+        return cli_args_clear(&args), cli_usage(cmd, "--search-budget: only with --sigma, --alpha or --label-weight auto");
     opt.noise_on = cli_choice(&args, "--noise-on", 0) == 1 ? OD_NOISE_STUDENT : OD_NOISE_TEACHER;
     opt.teachers = cli_choice(&args, "--teachers", 0) == 1 ? OD_TEACHERS_DRAW : OD_TEACHERS_MEAN;
     double range[2];
@@ -359,6 +410,14 @@ int cmd_distill(int argc, char **argv) {
             cli_fail("interrupted before the first epoch finished; nothing to resume from");
         rc = CLI_EXIT_INTERRUPTED;
         goto done;
+    }
+    if (res.search.n_trials > 0) { /* the student was trained with the winner's values */
+        const od_search_result *sr = &res.search;
+        opt.loss = res.loss, opt.sigma = res.sigma, opt.alpha = res.alpha, opt.label_weight = res.label_weight;
+        printf("search: %d candidates, %d trials over %d rung%s, %.2f of %.4g budget epochs, %.1f s; %s\n", sr->n_candidates, sr->n_trials,
+               sr->n_rungs, sr->n_rungs == 1 ? "" : "s", sr->search_epochs, sr->budget_epochs, sr->seconds, sr->why);
+        printf("search: trained the winner afresh for %d epochs: %s\n", opt.epochs,
+               res.loss == OD_LOSS_LABELS ? "--loss labels" : "see the options below");
     }
     printf("teacher logits: cached for %lld training samples (%lld labelled, %lld unlabelled), %d teacher%s%s\n",
            (long long)res.n_logits_cached, (long long)(res.n_logits_cached - res.n_unlabeled), (long long)res.n_unlabeled,
