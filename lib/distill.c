@@ -1,6 +1,7 @@
 /* The distillation loop: teacher logits cached once, noise drawn per batch on top, the
  * student trained on them, the epoch kept chosen on a held-out split; plus evaluation. */
 #include "distill_dp.h"
+#include "distill_internal.h"
 #include "od_onnx.h"
 
 #include <math.h>
@@ -30,6 +31,7 @@ void od_distill_options_default(od_distill_options *o) {
 
 void od_distill_result_clear(od_distill_result *r) {
     free(r->epochs);
+    free(r->search.trials);
     memset(r, 0, sizeof *r);
 }
 
@@ -226,37 +228,207 @@ static bool any_rank(od_comm *comm, bool mine) {
     return v > 0;
 }
 
+/* ---- the teachers' logits, computed once ---------------------------------------------------- */
+
+static const od_value *model_output(const od_model *m) {
+    return m->graph.n_outputs > 0 ? &m->graph.values[m->graph.outputs[0]] : NULL;
+}
+
+static bool same_shape(const od_value *a, const od_value *b) {
+    if (!a || !b || a->rank != b->rank) return false;
+    for (int k = 0; k < a->rank; k++)
+        if (a->dims[k].value > 0 && b->dims[k].value > 0 && a->dims[k].value != b->dims[k].value) return false;
+    return true;
+}
+
+static void shape_text(const od_value *v, char *buf, size_t size) {
+    if (!v || v->rank < 0) {
+        snprintf(buf, size, "undeclared");
+        return;
+    }
+    int o = snprintf(buf, size, "[");
+    for (int k = 0; k < v->rank && (size_t)o < size; k++) {
+        if (v->dims[k].value > 0) o += snprintf(buf + o, size - (size_t)o, "%s%lld", k ? "," : "", (long long)v->dims[k].value);
+        else o += snprintf(buf + o, size - (size_t)o, "%s%s", k ? "," : "", v->dims[k].param ? v->dims[k].param : "?");
+    }
+    if ((size_t)o < size) snprintf(buf + o, size - (size_t)o, "]");
+}
+
+od_status od_teachers_check(const od_model *first, const od_model *other, od_error *err) {
+    const od_value *pairs[2][2] = {{model_input(first), model_input(other)}, {model_output(first), model_output(other)}};
+    for (int k = 0; k < 2; k++) {
+        if (same_shape(pairs[k][0], pairs[k][1])) continue;
+        char a[128], b[128];
+        shape_text(pairs[k][1], b, sizeof b);
+        shape_text(pairs[k][0], a, sizeof a);
+        return od_error_set(err, OD_STATUS_SHAPE, "its %s is %s, the first teacher's %s: teachers must have the same input and output shapes",
+                            k ? "output" : "input", b, a);
+    }
+    return OD_STATUS_OK;
+}
+
+
+void distill_cache_clear(distill_cache *c) {
+    free(c->train);
+    free(c->each);
+    free(c->test);
+    memset(c, 0, sizeof *c);
+}
+
+/* dst = src (first teacher) or dst += src, in double so that the mean of identical teachers is
+ * the same bits as one teacher's logits */
+static void cache_add(double *sum, float *dst, const float *src, int64_t count, int k) {
+    if (sum) for (int64_t i = 0; i < count; i++) sum[i] = (k ? sum[i] : 0) + src[i];
+    else memcpy(dst, src, sizeof(float) * (size_t)count);
+}
+
+static od_status cache_build(const od_model *teacher, const od_distill_options *opt, const od_dataset *train, int64_t n_all,
+                             const od_dataset *test, const od_preprocess *pre, distill_cache *c, od_error *err) {
+    memset(c, 0, sizeof *c);
+    const od_dataset *unl = opt->unlabeled;
+    int nt = 1 + opt->n_more_teachers;
+    int64_t n_u = unl ? unl->n : 0, n = n_all + n_u, classes = 0;
+    logits_progress lp = {opt, 0, nt * (n + test->n)};
+    double *sum = NULL, *tsum = NULL;
+    float *a = NULL, *b = NULL, *t = NULL;
+    od_status st = OD_STATUS_OK;
+    for (int k = 0; k < nt; k++) {
+        const od_model *m = k ? opt->more_teachers[k - 1] : teacher;
+        int64_t ca = 0, cb = 0, ct = 0;
+        char who[32];
+        snprintf(who, sizeof who, nt > 1 ? "teacher %d: " : "teacher: ", k + 1);
+        if ((st = sharded_logits(m, train, n_all, pre, opt, &lp, &a, &ca, err))) {
+            od_error_prefix(err, "%s", who);
+            goto done;
+        }
+        if ((st = check_finite_logits(a, n_all, ca, "training", err))) goto done;
+        if (k == 0) {
+            classes = c->classes = ca;
+            c->n = n;
+            if ((st = check_labels(train, n_all, "training", classes, err))) goto done;
+            if (!(c->train = malloc(sizeof(float) * (size_t)(n * classes) + 1))) goto oom;
+            if (test->n > 0 && !(c->test = malloc(sizeof(float) * (size_t)(test->n * classes) + 1))) goto oom;
+            if (nt > 1 && (!(sum = malloc(sizeof(double) * (size_t)(n * classes) + 1)) ||
+                           !(tsum = malloc(sizeof(double) * (size_t)(test->n * classes) + 1))))
+                goto oom;
+            if (nt > 1 && opt->teachers == OD_TEACHERS_DRAW) {
+                if (!(c->each = malloc(sizeof(float) * (size_t)(nt * n * classes) + 1))) goto oom;
+                c->n_each = nt;
+            }
+        } else if (ca != classes) {
+            st = od_error_set(err, OD_STATUS_SHAPE, "teacher %d gives %lld classes, teacher 1 %lld", k + 1, (long long)ca, (long long)classes);
+            goto done;
+        }
+        cache_add(sum, c->train, a, n_all * classes, k);
+        if (c->each) memcpy(c->each + (size_t)(k * n * classes), a, sizeof(float) * (size_t)(n_all * classes));
+        if (n_u > 0) {
+            if ((st = sharded_logits(m, unl, n_u, pre, opt, &lp, &b, &cb, err))) {
+                od_error_prefix(err, "%sunlabelled data: ", who);
+                goto done;
+            }
+            if ((st = check_finite_logits(b, n_u, cb, "unlabelled", err))) goto done;
+            cache_add(sum ? sum + n_all * classes : NULL, c->train + n_all * classes, b, n_u * classes, k);
+            if (c->each) memcpy(c->each + (size_t)((k * n + n_all) * classes), b, sizeof(float) * (size_t)(n_u * classes));
+        }
+        if (test->n > 0) {
+            if ((st = sharded_logits(m, test, test->n, pre, opt, &lp, &t, &ct, err))) goto done;
+            if ((st = check_finite_logits(t, test->n, ct, "test", err)) || (k == 0 && (st = check_labels(test, test->n, "test", classes, err))))
+                goto done;
+            cache_add(tsum, c->test, t, test->n * classes, k);
+        }
+        free(a), free(b), free(t);
+        a = b = t = NULL;
+    }
+    if (sum) {
+        for (int64_t i = 0; i < n * classes; i++) c->train[i] = (float)(sum[i] / nt);
+        for (int64_t i = 0; i < test->n * classes; i++) c->test[i] = (float)(tsum[i] / nt);
+    }
+    goto done;
+oom:
+    st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory for the teachers' logits");
+done:
+    free(a), free(b), free(t), free(sum), free(tsum);
+    if (st) distill_cache_clear(c);
+    return st;
+}
+
+/* Fills n samples idx[] of the training set: labelled below n_all, unlabelled from n_all. */
+static void fill_samples(const od_dataset *train, const od_dataset *unl, int64_t n_all, const od_preprocess *pre, const int64_t *idx,
+                         int64_t n, float *input) {
+    if (!unl) {
+        od_dataset_fill(train, pre, idx, n, input);
+        return;
+    }
+    int64_t per = od_dataset_sample_size(train), shifted[256];
+    for (int64_t i = 0; i < n;) { /* runs of samples from one source */
+        bool u = idx[i] >= n_all;
+        int64_t j = i + 1;
+        while (j < n && (idx[j] >= n_all) == u && j - i < 256) j++;
+        if (!u) od_dataset_fill(train, pre, idx + i, j - i, input + i * per);
+        else {
+            for (int64_t k = i; k < j; k++) shifted[k - i] = idx[k] - n_all;
+            od_dataset_fill(unl, pre, shifted, j - i, input + i * per);
+        }
+        i = j;
+    }
+}
+
 /* The loss of n samples of the global batch from position first: the teacher's (noisy) targets,
- * and cross-entropy on labels when asked for. */
+ * and cross-entropy on labels when asked for. Unlabelled samples (index n_labelled and above)
+ * get the logit term alone, also with --loss labels. */
 typedef struct batch_ctx {
     const od_distill_options *opt;
     const od_dataset *train;
     const od_preprocess *pre;
     const int64_t *bi; /* the global batch's sample indices */
     const float *targets;
+    const float *noise;   /* --noise-on student: per-logit factors (1 + xi) of the student's output; NULL: none */
+    float *noisy;         /* scratch for the student's perturbed output, as large as targets */
     int64_t classes;
+    int64_t n_labelled;   /* samples from here on are opt->unlabeled's */
 } batch_ctx;
 
 static void batch_fill(void *ctx, float *input, int64_t first, int64_t n) {
     const batch_ctx *c = ctx;
-    od_dataset_fill(c->train, c->pre, c->bi + first, n, input);
+    fill_samples(c->train, c->opt->unlabeled, c->n_labelled, c->pre, c->bi + first, n, input);
 }
 
 static float batch_loss(void *ctx, const float *out, int64_t first, int64_t n, float *grad) {
     const batch_ctx *c = ctx;
     const od_distill_options *opt = c->opt;
-    const float *targets = c->targets + first * c->classes;
+    int64_t C = c->classes, nc = n * C;
+    const float *targets = c->targets + first * C;
     const int64_t *bi = c->bi + first;
+    int64_t n_unl = 0;
+    if (opt->unlabeled)
+        for (int64_t i = 0; i < n; i++) n_unl += bi[i] >= c->n_labelled;
     float loss = 0;
-    if (opt->loss == OD_LOSS_KD) loss = od_loss_kd(out, targets, n, c->classes, opt->temperature, grad);
-    else if (opt->loss == OD_LOSS_L2) loss = od_loss_l2(out, targets, n, c->classes, grad);
-    else memset(grad, 0, sizeof(float) * (size_t)(n * c->classes));
+    const float *z = out; /* what the logit term sees: the output, or the output times the noise */
+    if (c->noise) {
+        const float *f = c->noise + first * C;
+        float *zn = c->noisy + first * C;
+        for (int64_t k = 0; k < nc; k++) zn[k] = out[k] * f[k];
+        z = zn;
+    }
+    if (opt->loss == OD_LOSS_KD) loss = od_loss_kd(z, targets, n, C, opt->temperature, grad);
+    else if (opt->loss == OD_LOSS_L2) loss = od_loss_l2(z, targets, n, C, grad);
+    else {
+        memset(grad, 0, sizeof(float) * (size_t)nc);
+        /* labels alone: the unlabelled samples learn the logits, each weighing 1/n as in a batch mean */
+        for (int64_t i = 0; n_unl && i < n; i++) {
+            if (bi[i] < c->n_labelled) continue;
+            loss += od_loss_l2(z + i * C, targets + i * C, 1, C, grad + i * C) / (float)n;
+            for (int64_t j = 0; j < C; j++) grad[i * C + j] /= (float)n;
+        }
+    }
+    if (z != out) /* d(out * f)/d(out) = f */
+        for (int64_t k = 0; k < nc; k++) grad[k] *= c->noise[first * C + k];
     float label_weight = opt->loss == OD_LOSS_LABELS && opt->label_weight <= 0 ? 1.0f : opt->label_weight;
     if (label_weight > 0 && c->train->labels) {
-        int32_t lab[4096];
+        int32_t lab[4096]; /* -1: unlabelled, no term (still a 1/n share of the batch mean) */
         int64_t nb = n < 4096 ? n : 4096;
-        for (int64_t i = 0; i < nb; i++) lab[i] = c->train->labels[bi[i]];
-        loss += od_loss_ce_add(out, lab, nb, c->classes, label_weight, grad);
+        for (int64_t i = 0; i < nb; i++) lab[i] = bi[i] < c->n_labelled ? c->train->labels[bi[i]] : -1;
+        loss += od_loss_ce_add(out, lab, nb, C, label_weight, grad);
     }
     return loss;
 }
@@ -342,7 +514,7 @@ static bool str_addf(char **s, size_t *len, size_t *cap, const char *fmt, ...) {
  * command line spells them): the student's parameter shapes, the options, the preprocessing, and
  * the identity of the training data and of the teacher's logits on it. NULL when out of memory. */
 static char *run_settings(const weight_set *w, const od_distill_options *o, const od_preprocess *pre,
-                          const od_dataset *train, int64_t n_all, const float *tlog, int64_t classes) {
+                          const od_dataset *train, int64_t n_all, const distill_cache *tc) {
     static const char *const losses[] = {"l2", "kd", "labels"}, *const scheds[] = {"constant", "step", "cosine"},
                              *const optims[] = {"sgd", "adam", "adamw"};
     char shapes[65], samples[65], labels[65] = "none", logits[65];
@@ -351,18 +523,27 @@ static char *run_settings(const weight_set *w, const od_distill_options *o, cons
     if (train->u8) od_sha256_hex(train->u8, (size_t)(n_all * sample), samples);
     else od_sha256_hex(train->f32, sizeof(float) * (size_t)(n_all * sample), samples);
     if (train->labels) od_sha256_hex(train->labels, sizeof(int32_t) * (size_t)n_all, labels);
-    od_sha256_hex(tlog, sizeof(float) * (size_t)(n_all * classes), logits);
+    od_sha256_hex(tc->train, sizeof(float) * (size_t)(tc->n * tc->classes), logits);
+    char each[65] = "", unl[65] = "";
+    if (tc->each) od_sha256_hex(tc->each, sizeof(float) * (size_t)(tc->n_each * tc->n * tc->classes), each);
+    const od_dataset *u = o->unlabeled;
+    if (u && u->u8) od_sha256_hex(u->u8, (size_t)(u->n * sample), unl);
+    else if (u) od_sha256_hex(u->f32, sizeof(float) * (size_t)(u->n * sample), unl);
     char *s = NULL;
     size_t len = 0, cap = 0;
     bool ok = str_addf(&s, &len, &cap, "student %d tensors, %lld parameters, shapes %.16s\n", w->n, (long long)w->total, shapes) &&
               str_addf(&s, &len, &cap, "data %lld training samples %.16s, labels %.16s\n", (long long)n_all, samples, labels) &&
               str_addf(&s, &len, &cap, "teacher logits %.16s\n", logits) &&
+              str_addf(&s, &len, &cap, "--teachers %d %s %.16s\n", 1 + o->n_more_teachers,
+                       o->teachers == OD_TEACHERS_DRAW ? "draw" : "mean", each) &&
+              str_addf(&s, &len, &cap, "--unlabeled %lld samples %.16s\n", (long long)(u ? u->n : 0), unl) &&
               str_addf(&s, &len, &cap, "--seed %llu\n--batch %lld\n--threads %d\n--epochs %d\n", (unsigned long long)o->seed,
                        (long long)o->batch, o->threads, o->epochs) &&
               str_addf(&s, &len, &cap, "--loss %s\n--temperature %.9g\n--label-weight %.9g\n", losses[o->loss], o->temperature,
                        o->label_weight) &&
               str_addf(&s, &len, &cap, "--sigma %.9g\n--sigma-range %.9g,%.9g\n--alpha %.9g\n", o->sigma, o->sigma_lo, o->sigma_hi,
                        o->alpha) &&
+              str_addf(&s, &len, &cap, "--noise-on %s\n", o->noise_on == OD_NOISE_STUDENT ? "student" : "teacher") &&
               str_addf(&s, &len, &cap, "--optimizer %s\n--lr %.9g\n--momentum %.9g\n--nesterov %d\n--weight-decay %.9g\n",
                        optims[o->optim.kind], o->lr, o->optim.momentum, o->optim.nesterov, o->optim.weight_decay) &&
               str_addf(&s, &len, &cap, "--schedule %s\n--warmup %.9g\n--step-epochs %d\n--step-gamma %.9g\n", scheds[o->sched],
@@ -563,14 +744,26 @@ static double majority_share(const float *logits, const int64_t *idx, int64_t n,
 
 od_status od_distill(const od_model *teacher, od_model *student, const od_data_split *data, const od_preprocess *pre,
                      const od_distill_options *opt, od_distill_result *res, od_error *err) {
+    if (opt->sigma_auto || opt->alpha_auto || opt->label_weight_auto) return noise_search(teacher, student, data, pre, opt, res, err);
+    distill_cache cache = {0};
+    od_status st = distill_run(teacher, student, data, pre, opt, &cache, true, res, err);
+    distill_cache_clear(&cache);
+    return st;
+}
+
+od_status distill_run(const od_model *teacher, od_model *student, const od_data_split *data, const od_preprocess *pre,
+                      const od_distill_options *opt, distill_cache *shared, bool eval_test, od_distill_result *res, od_error *err) {
     od_status st;
     double t0 = od_seconds();
     memset(res, 0, sizeof *res);
     res->teacher_test_acc = res->student_test_acc = res->test_agreement = -1;
+    res->loss = opt->loss, res->sigma = opt->sigma, res->alpha = opt->alpha, res->label_weight = opt->label_weight;
+    res->search.winner = -1;
     const od_dataset *train = &data->train;
     od_dataset test_head = data->test;
     if (opt->test_limit > 0 && opt->test_limit < test_head.n) test_head.n = opt->test_limit;
     const od_dataset *test = &test_head;
+    if (opt->batches_per_epoch < 0) return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: options out of range");
     if (opt->loss == OD_LOSS_LABELS && !train->labels)
         return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: --loss labels needs a dataset with labels");
     if (opt->epochs < 1 || opt->batch < 1 || !(opt->sigma >= 0) || !(opt->alpha >= 0 && opt->alpha <= 1) ||
@@ -582,18 +775,45 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
                             (long long)student->graph.opset, OD_ORT_OPSET_MIN, OD_ONNX_OPSET_MAX);
     if ((st = check_fits(teacher, "teacher", train, err)) || (st = check_fits(student, "student", train, err))) return st;
     if ((st = check_finite_weights(teacher, "teacher", err)) || (st = check_finite_weights(student, "student", err))) return st;
+    if (opt->n_more_teachers < 0 || (opt->n_more_teachers > 0 && !opt->more_teachers))
+        return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: options out of range");
+    for (int k = 0; k < opt->n_more_teachers; k++) {
+        char who[32];
+        snprintf(who, sizeof who, "teacher %d", k + 2);
+        if ((st = od_teachers_check(teacher, opt->more_teachers[k], err))) {
+            od_error_prefix(err, "%s: ", who);
+            return st;
+        }
+        if ((st = check_fits(opt->more_teachers[k], who, train, err)) || (st = check_finite_weights(opt->more_teachers[k], who, err)))
+            return st;
+    }
+    const od_dataset *unl = opt->unlabeled;
+    if (unl) {
+        bool same = unl->rank == train->rank;
+        for (int k = 0; same && k < train->rank; k++) same = unl->dims[k] == train->dims[k];
+        if (unl->n < 1) return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "unlabelled data: no samples");
+        if (!same) {
+            char a[96] = "", b[96] = "";
+            for (int k = 0, o = 0; k < unl->rank && o < 90; k++) o += snprintf(a + o, sizeof a - (size_t)o, "%s%lld", k ? "x" : "", (long long)unl->dims[k]);
+            for (int k = 0, o = 0; k < train->rank && o < 90; k++) o += snprintf(b + o, sizeof b - (size_t)o, "%s%lld", k ? "x" : "", (long long)train->dims[k]);
+            return od_error_set(err, OD_STATUS_SHAPE, "unlabelled data: samples of %s, the labelled data's are %s", a, b);
+        }
+    }
     int64_t n_all = opt->train_limit > 0 && opt->train_limit < train->n ? opt->train_limit : train->n;
-    int64_t n_val = (int64_t)(opt->val_split * (double)n_all), n_train = n_all - n_val;
+    int64_t n_u = unl ? unl->n : 0;
+    int64_t n_val = (int64_t)(opt->val_split * (double)n_all), n_train = n_all - n_val + n_u;
     if (n_train < opt->batch)
         return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: %lld training samples, fewer than one batch of %lld",
                             (long long)n_train, (long long)opt->batch);
     res->n_train = n_train;
+    res->n_unlabeled = n_u;
+    res->n_teachers = 1 + opt->n_more_teachers;
     res->n_val = n_val;
     res->n_test = test->n;
 
-    float *tlog = NULL, *test_tlog = NULL, *targets = NULL, *best_snapshot = NULL;
+    float *tlog = NULL, *test_tlog = NULL, *targets = NULL, *noise = NULL, *noisy = NULL, *best_snapshot = NULL;
     char *settings = NULL;
-    int64_t *order = NULL, *idx = NULL, *base_order = NULL, classes = 0, test_classes = 0;
+    int64_t *order = NULL, *idx = NULL, *base_order = NULL, classes = 0;
     od_trainer *tr = NULL;
     od_dp *dp = NULL; /* data-parallel: several ranks, or --deterministic */
     od_optim *optim = NULL;
@@ -605,30 +825,32 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
 
     /* teacher logits, once */
     double tt = od_seconds();
-    logits_progress lp = {opt, 0, n_all + test->n};
-    if ((st = sharded_logits(teacher, train, n_all, pre, opt, &lp, &tlog, &classes, err))) {
-        od_error_prefix(err, "teacher: ");
+    if (!shared->train) {
+        if ((st = cache_build(teacher, opt, train, n_all, test, pre, shared, err))) goto done;
+        shared->seconds = od_seconds() - tt;
+    }
+    double t_logits = od_seconds() - tt; /* this call's: 0 when the cache was given */
+    const distill_cache cache = *shared;
+    if (cache.n != n_all + n_u || (test->n > 0 && !cache.test)) {
+        st = od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: internal: the logit cache is of another run");
         goto done;
     }
-    if ((st = check_finite_logits(tlog, n_all, classes, "training", err)) ||
-        (st = check_labels(train, n_all, "training", classes, err)))
-        goto done;
-    if (test->n > 0) {
-        if ((st = sharded_logits(teacher, test, test->n, pre, opt, &lp, &test_tlog, &test_classes, err))) goto done;
-        if ((st = check_finite_logits(test_tlog, test->n, test_classes, "test", err)) ||
-            (st = check_labels(test, test->n, "test", classes, err)))
-            goto done;
-        res->teacher_test_acc = od_accuracy(test_tlog, test->labels, test->n, classes);
-    }
-    res->t_teacher = od_seconds() - tt;
+    if (!eval_test) test_head.n = 0; /* the search's short runs: chosen on validation, the test set untouched */
+    tlog = cache.train, test_tlog = cache.test, classes = cache.classes;
+    res->n_logits_cached = cache.n;
+    if (test->n > 0) res->teacher_test_acc = od_accuracy(test_tlog, test->labels, test->n, classes);
+    res->t_teacher = shared->seconds;
 
     /* split: a seeded permutation; its first n_val samples are the validation split */
-    order = malloc(sizeof(int64_t) * (size_t)n_all);
+    order = malloc(sizeof(int64_t) * (size_t)(n_all + n_u));
     idx = malloc(sizeof(int64_t) * (size_t)(n_all > test->n ? n_all : test->n) + 8);
     targets = malloc(sizeof(float) * (size_t)(opt->batch * classes));
     if (!order || !idx || !targets) goto oom;
-    for (int64_t i = 0; i < n_all; i++) order[i] = i;
-    od_rng_shuffle(&rng, order, n_all);
+    if (opt->noise_on == OD_NOISE_STUDENT && (!(noise = malloc(sizeof(float) * (size_t)(opt->batch * classes))) ||
+                                              !(noisy = malloc(sizeof(float) * (size_t)(opt->batch * classes)))))
+        goto oom;
+    for (int64_t i = 0; i < n_all + n_u; i++) order[i] = i;
+    od_rng_shuffle(&rng, order, n_all); /* the unlabelled samples stay after the labelled: never validation */
     int64_t *val_idx = order, *train_idx = order + n_val;
     if (!(base_order = malloc(sizeof(int64_t) * (size_t)n_train + 1))) goto oom;
     memcpy(base_order, train_idx, sizeof(int64_t) * (size_t)n_train);
@@ -664,7 +886,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
     rs.stats = calloc((size_t)opt->epochs + 1, sizeof(od_epoch_stats));
     best_snapshot = rs.best;
     if (!rs.best || !rs.stats) goto oom;
-    if (!(settings = run_settings(&w, opt, pre, train, n_all, tlog, classes))) goto oom;
+    if (!(settings = run_settings(&w, opt, pre, train, n_all, &cache))) goto oom;
     rs.settings = settings;
     rs.h.settings_len = strlen(settings);
     rs.h.best_score = -1;
@@ -678,9 +900,10 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
         rng = rs.h.rng;
         res->resumed_epochs = rs.h.epochs_done;
     }
-    res->t_load = od_seconds() - t0 - res->t_teacher;
+    res->t_load = od_seconds() - t0 - t_logits;
 
     int64_t batches = n_train / opt->batch;
+    if (opt->batches_per_epoch > 0 && opt->batches_per_epoch < batches) batches = opt->batches_per_epoch;
     double t_train = od_seconds(), comm0 = od_comm_seconds(opt->comm);
     for (int epoch = rs.h.epochs_done; epoch < opt->epochs; epoch++) {
         rs.h.rng = rng; /* the state this epoch starts from */
@@ -694,18 +917,26 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
                 goto finish;
             }
             const int64_t *bi = train_idx + b * opt->batch;
-            if (!dp) od_dataset_fill(train, pre, bi, opt->batch, od_trainer_input(tr));
+            if (!dp) fill_samples(train, unl, n_all, pre, bi, opt->batch, od_trainer_input(tr));
             if (!dp && opt->augment && train->rank == 3)
                 od_augment_batch(od_trainer_input(tr), opt->batch, train->dims[0], train->dims[1], train->dims[2], &rng);
             float sigma = opt->sigma;
             if (opt->sigma_hi > 0) sigma = (float)(opt->sigma_lo + (opt->sigma_hi - opt->sigma_lo) * od_rng_uniform(&rng));
             for (int64_t i = 0; i < opt->batch; i++) {
                 float *z = targets + i * classes;
-                memcpy(z, tlog + bi[i] * classes, sizeof(float) * (size_t)classes);
+                const float *src = tlog + bi[i] * classes;
+                if (cache.each) { /* one teacher drawn for this sample, this time */
+                    int k = (int)(od_rng_uniform(&rng) * (float)cache.n_each);
+                    src = cache.each + ((k < cache.n_each ? k : cache.n_each - 1) * cache.n + bi[i]) * classes;
+                }
+                memcpy(z, src, sizeof(float) * (size_t)classes);
+                /* the same draws whichever side the noise goes to */
+                float *f = noise ? noise + i * classes : z;
+                if (noise) for (int64_t j = 0; j < classes; j++) f[j] = 1.0f;
                 if (sigma > 0 && od_rng_uniform(&rng) < opt->alpha)
-                    for (int64_t j = 0; j < classes; j++) z[j] *= 1.0f + sigma * od_rng_normal(&rng);
+                    for (int64_t j = 0; j < classes; j++) f[j] *= 1.0f + sigma * od_rng_normal(&rng);
             }
-            batch_ctx bc = {opt, train, pre, bi, targets, classes};
+            batch_ctx bc = {opt, train, pre, bi, targets, sigma > 0 ? noise : NULL, noisy, classes, n_all};
             float loss = 0;
             if (dp) {
                 bool stop = false;
@@ -731,7 +962,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
             if (opt->progress && (b % 20 == 0 || b + 1 == batches)) {
                 double el = od_seconds() - te, sps = (double)(b + 1) * opt->batch / (el > 0 ? el : 1e-9);
                 od_distill_progress p = {epoch + 1, opt->epochs, b + 1, batches, loss_sum / (double)(b + 1), sps,
-                                         (double)((batches - b - 1) + (opt->epochs - epoch - 1) * batches) * opt->batch / sps, NULL, 0, 0, res->ranks};
+                                         (double)((batches - b - 1) + (opt->epochs - epoch - 1) * batches) * opt->batch / sps, NULL, 0, 0, res->ranks, NULL, 0};
                 opt->progress(&p, opt->progress_ctx);
             }
         }
@@ -774,7 +1005,7 @@ od_status od_distill(const od_model *teacher, od_model *student, const od_data_s
         rs.h.optim_step = *optim_step;
         if (opt->checkpoint && od_comm_rank(opt->comm) == 0 && (st = ckpt_write(opt->checkpoint, &rs, &w, optim_state, optim_count, err))) goto done;
         if (opt->progress) {
-            od_distill_progress p = {epoch + 1, opt->epochs, batches, batches, es->loss, es->samples_per_s, 0, es, 0, 0, res->ranks};
+            od_distill_progress p = {epoch + 1, opt->epochs, batches, batches, es->loss, es->samples_per_s, 0, es, 0, 0, res->ranks, NULL, 0};
             opt->progress(&p, opt->progress_ctx);
         }
     }
@@ -827,9 +1058,9 @@ done:
     od_optim_destroy(optim);
     if (dp) od_dp_destroy(dp);
     else od_trainer_destroy(tr);
-    free(tlog);
-    free(test_tlog);
     free(targets);
+    free(noise);
+    free(noisy);
     free(order);
     free(base_order);
     free(idx);
@@ -848,7 +1079,7 @@ od_status od_distill_finish(od_model *student, const od_model *teacher, const ch
     struct {
         const char *key;
         char value[128];
-    } kv[10];
+    } kv[16];
     int n = 0;
 #define KV(k, ...) (kv[n].key = (k), snprintf(kv[n].value, sizeof kv[n].value, __VA_ARGS__), n++)
     KV("distill.teacher_sha256", "%s", sha);
@@ -856,6 +1087,14 @@ od_status od_distill_finish(od_model *student, const od_model *teacher, const ch
     if (opt->sigma_hi > 0) KV("distill.sigma", "uniform %g..%g", opt->sigma_lo, opt->sigma_hi);
     else KV("distill.sigma", "%g", opt->sigma);
     KV("distill.alpha", "%g", opt->alpha);
+    if (res->search.n_trials > 0)
+        KV("distill.search", "successive halving, %d candidates, %d rungs, %.3g of %.3g epochs", res->search.n_candidates,
+           res->search.n_rungs, res->search.search_epochs, res->search.budget_epochs);
+    if (opt->n_more_teachers > 0)
+        KV("distill.teachers", "%d, %s", 1 + opt->n_more_teachers, opt->teachers == OD_TEACHERS_DRAW ? "draw" : "mean");
+    if (opt->unlabeled) KV("distill.unlabeled", "%lld", (long long)res->n_unlabeled);
+    if (opt->noise_on == OD_NOISE_STUDENT && (opt->sigma > 0 || opt->sigma_hi > 0)) /* no noise: nothing to say */
+        KV("distill.noise_on", "student");
     KV("distill.seed", "%llu", (unsigned long long)opt->seed);
     KV("distill.epochs", "%d (kept %d)", res->n_epochs, res->best_epoch);
     if (res->student_test_acc >= 0) KV("distill.test_accuracy", "%.4f", res->student_test_acc);

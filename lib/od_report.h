@@ -140,7 +140,10 @@ typedef struct od_report_distill {
     int n_epochs, best_epoch;
     od_epoch_stats *epochs;
     int64_t n_train, n_val, n_test;
-    double teacher_test_acc;    /* as od_distill measured (-1: unknown) */
+    int64_t n_unlabeled;        /* of n_train, labelled by the teachers (--unlabeled) */
+    od_search_result search;    /* a copy (trials owned); n_trials 0 without an auto search */
+    int n_teachers;
+    double teacher_test_acc;    /* as od_distill measured (-1: unknown; several teachers: their mean's) */
     od_report_phase loading, teacher_logits, training, writing, measuring;
     double total_seconds;
 } od_report_distill;

@@ -105,6 +105,7 @@ void od_report_clear(od_report *r) {
     free(r->distill.spec);
     free(r->distill.weights);
     free(r->distill.epochs);
+    free(r->distill.search.trials);
     memset(r, 0, sizeof *r);
 }
 
@@ -297,12 +298,15 @@ od_status od_report_set_distill(od_report *r, const od_distill_options *opt,
     free(d->spec);
     free(d->weights);
     free(d->epochs);
+    free(d->search.trials);
     memset(d, 0, sizeof *d);
     d->options = *opt;
     d->options.checkpoint = d->options.resume = NULL;
     d->options.stop = NULL;
     d->options.progress = NULL;
     d->options.progress_ctx = NULL;
+    d->options.more_teachers = NULL;
+    d->options.unlabeled = NULL;
     d->spec = spec ? strdup(spec) : NULL;
     d->weights = weights ? strdup(weights) : NULL;
     d->epochs = calloc((size_t)res->n_epochs + 1, sizeof *d->epochs);
@@ -312,6 +316,17 @@ od_status od_report_set_distill(od_report *r, const od_distill_options *opt,
     d->n_epochs = res->n_epochs;
     d->best_epoch = res->best_epoch;
     d->n_train = res->n_train;
+    d->n_unlabeled = res->n_unlabeled;
+    d->search = res->search;
+    d->search.trials = NULL;
+    if (res->search.n_trials > 0) {
+        if (!(d->search.trials = malloc(sizeof *d->search.trials * (size_t)res->search.n_trials)))
+            return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+        memcpy(d->search.trials, res->search.trials, sizeof *d->search.trials * (size_t)res->search.n_trials);
+    } else {
+        d->search.n_trials = 0;
+    }
+    d->n_teachers = res->n_teachers;
     d->n_val = res->n_val;
     d->n_test = res->n_test;
     d->teacher_test_acc = res->teacher_test_acc;
@@ -390,6 +405,13 @@ int od_report_option_rows(const od_report *r, char names[][32], char values[][96
     if (o->sigma_hi > 0) ROW("sigma", "uniform %g..%g", o->sigma_lo, o->sigma_hi);
     else ROW("sigma", "%g", o->sigma);
     ROW("alpha", "%g", o->alpha);
+    if (r->distill.search.n_trials > 0)
+        ROW("search", "auto: %d candidates, %d rungs, %.3g of %.3g epochs", r->distill.search.n_candidates, r->distill.search.n_rungs,
+            r->distill.search.search_epochs, r->distill.search.budget_epochs);
+    ROW("noise on", "%s", o->noise_on == OD_NOISE_STUDENT ? "student" : "teacher");
+    if (r->distill.n_teachers > 1)
+        ROW("teachers", "%d, %s", r->distill.n_teachers, o->teachers == OD_TEACHERS_DRAW ? "one drawn per sample" : "logits averaged");
+    if (r->distill.n_unlabeled > 0) ROW("unlabelled samples", "%lld", (long long)r->distill.n_unlabeled);
     ROW("optimizer", "%s", optim_name(o->optim.kind));
     ROW("learning rate", "%g", o->lr);
     if (o->optim.kind == OD_OPTIM_SGD) ROW("momentum", "%g%s", o->optim.momentum, o->optim.nesterov ? " (Nesterov)" : "");
@@ -694,9 +716,9 @@ static void write_json(const od_report *r, FILE *f) {
         fputs(",\n    \"weights\": ", f);
         od_json_string(f, d->weights);
         fprintf(f, ",\n    \"options\": {\"epochs\": %d, \"batch\": %lld, \"threads\": %d, \"seed\": %llu, \"loss\": \"%s\", "
-                   "\"temperature\": %g, \"label_weight\": %g,\n                \"sigma\": %g, \"alpha\": %g, \"sigma_range\": ",
+                   "\"temperature\": %g, \"label_weight\": %g,\n                \"sigma\": %g, \"alpha\": %g, \"noise_on\": \"%s\", \"sigma_range\": ",
                 o->epochs, (long long)o->batch, o->threads, (unsigned long long)o->seed, loss_name(o->loss), o->temperature,
-                o->label_weight, o->sigma, o->alpha);
+                o->label_weight, o->sigma, o->alpha, o->noise_on == OD_NOISE_STUDENT ? "student" : "teacher");
         if (o->sigma_hi > 0) fprintf(f, "[%g, %g]", o->sigma_lo, o->sigma_hi);
         else fputs("null", f);
         fprintf(f, ", \"optimizer\": \"%s\", \"lr\": %g, \"momentum\": %g, \"nesterov\": %s, \"weight_decay\": %g,\n"
@@ -705,8 +727,9 @@ static void write_json(const od_report *r, FILE *f) {
                 optim_name(o->optim.kind), o->lr, o->optim.momentum, o->optim.nesterov ? "true" : "false", o->optim.weight_decay,
                 sched_name(o->sched), o->warmup_epochs, o->step_epochs, o->step_gamma, o->val_split, (long long)o->train_limit,
                 (long long)o->test_limit);
-        fprintf(f, "    \"n_train\": %lld, \"n_val\": %lld, \"n_test\": %lld, \"best_epoch\": %d, \"teacher_test_accuracy\": ",
-                (long long)d->n_train, (long long)d->n_val, (long long)d->n_test, d->best_epoch);
+        fprintf(f, "    \"n_train\": %lld, \"n_unlabeled\": %lld, \"teachers\": %d, \"teachers_mode\": \"%s\", \"n_val\": %lld, \"n_test\": %lld, \"best_epoch\": %d, \"teacher_test_accuracy\": ",
+                (long long)d->n_train, (long long)d->n_unlabeled, d->n_teachers > 0 ? d->n_teachers : 1,
+                o->teachers == OD_TEACHERS_DRAW ? "draw" : "mean", (long long)d->n_val, (long long)d->n_test, d->best_epoch);
         json_num(f, d->teacher_test_acc, true);
         fputs(",\n    \"epochs\": [", f);
         for (int e = 0; e < d->n_epochs; e++) {
@@ -723,7 +746,25 @@ static void write_json(const od_report *r, FILE *f) {
             json_num(f, s->test_agree, true);
             fprintf(f, ", \"seconds\": %.6g, \"samples_per_s\": %.6g}", s->seconds, s->samples_per_s);
         }
-        fputs("],\n    \"time\": {\n", f);
+        fputs("],\n", f);
+        const od_search_result *sr = &d->search;
+        if (sr->n_trials > 0) {
+            fprintf(f, "    \"search\": {\"candidates\": %d, \"rungs\": %d, \"budget_epochs\": %.6g, \"search_epochs\": %.6g, \"seconds\": %.6g, "
+                       "\"n_val\": %lld, \"score\": \"%s\", \"winner\": %d, \"why\": ",
+                    sr->n_candidates, sr->n_rungs, sr->budget_epochs, sr->search_epochs, sr->seconds, (long long)sr->n_val,
+                    sr->val_is_agreement ? "validation agreement" : "validation accuracy", sr->winner);
+            od_json_string(f, sr->why);
+            fputs(",\n      \"trials\": [", f);
+            for (int t = 0; t < sr->n_trials; t++) {
+                const od_search_trial *x = &sr->trials[t];
+                fprintf(f, "%s{\"rung\": %d, \"labels_only\": %s, \"sigma\": %g, \"alpha\": %g, \"label_weight\": %g, \"epochs\": %.4g, \"val\": ",
+                        t ? ",\n                 " : "", x->rung, x->labels_only ? "true" : "false", x->sigma, x->alpha, x->label_weight, x->epochs);
+                json_num(f, x->val_acc, true);
+                fprintf(f, ", \"promoted\": %s}", x->promoted ? "true" : "false");
+            }
+            fputs("]},\n", f);
+        }
+        fputs("    \"time\": {\n", f);
         json_phase(f, "loading", &d->loading, false);
         json_phase(f, "teacher_logits", &d->teacher_logits, false);
         json_phase(f, "epochs", &d->training, false);
@@ -1014,6 +1055,25 @@ static void write_markdown(const od_report *r, FILE *f) {
             if (v[k] >= 0) fprintf(f, " %.2f%% |", 100 * v[k]);
             else fputs(" - |", f);
         fprintf(f, " %.1f | %s |\n", s->seconds, od_format_count((int64_t)llround(s->samples_per_s), nb, sizeof nb));
+    }
+    const od_search_result *sr = &d->search;
+    if (sr->n_trials > 0) {
+        fprintf(f, "\n### Noise search\n\nSuccessive halving over %d candidates in %d rungs on the %s-sample validation split: %.2f of "
+                   "%.3g budget epochs, %.1f s; the winner was then trained afresh for %d epochs (that is the student written). ",
+                sr->n_candidates, sr->n_rungs, od_format_count(sr->n_val, a, sizeof a), sr->search_epochs, sr->budget_epochs, sr->seconds,
+                d->options.epochs);
+        md_text(f, sr->why);
+        fprintf(f, "\n\n| rung | candidate | epochs | %s | |\n|---:|---|---:|---:|---|\n",
+                sr->val_is_agreement ? "validation agreement" : "validation accuracy");
+        for (int t = 0; t < sr->n_trials; t++) {
+            const od_search_trial *x = &sr->trials[t];
+            char name[96];
+            od_search_trial_name(x, name, sizeof name);
+            fprintf(f, "| %d | %s | %.2f | ", x->rung, name, x->epochs);
+            if (x->val_acc >= 0) fprintf(f, "%.2f%%", 100 * x->val_acc);
+            else fputs("failed", f);
+            fprintf(f, " | %s |\n", t == sr->winner ? "**winner**" : x->promoted ? "next rung" : "");
+        }
     }
     char names[32][32], values[32][96];
     int rows = od_report_option_rows(r, names, values);

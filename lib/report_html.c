@@ -481,6 +481,95 @@ done:
     free(text);
 }
 
+/* The search's trials: one column per candidate (labels alone, then by sigma, alpha, label
+ * weight), validation score up, one colour per rung, the winner ringed; then the table. */
+static int trial_key_cmp(const od_search_trial *a, const od_search_trial *b) {
+    if (a->labels_only != b->labels_only) return a->labels_only ? -1 : 1;
+    if (a->sigma != b->sigma) return a->sigma < b->sigma ? -1 : 1;
+    if (a->sigma > 0 && a->alpha != b->alpha) return a->alpha < b->alpha ? -1 : 1;
+    if (a->label_weight != b->label_weight) return a->label_weight < b->label_weight ? -1 : 1;
+    return 0;
+}
+
+static int trial_sort(const void *a, const void *b) {
+    return trial_key_cmp(*(const od_search_trial *const *)a, *(const od_search_trial *const *)b);
+}
+
+static void search_section(FILE *f, const od_report *r) {
+    const od_search_result *sr = &r->distill.search;
+    if (sr->n_trials <= 0) return;
+    char a[32];
+    fprintf(f, "<h3 id=\"search\">Noise search</h3>\n<p>Successive halving over %d candidates in %d rungs on the %s-sample validation "
+               "split: %.2f of %.3g budget epochs, %.1f s. The winner was then trained afresh for %d epochs: that is the student written. ",
+            sr->n_candidates, sr->n_rungs, od_format_count(sr->n_val, a, sizeof a), sr->search_epochs, sr->budget_epochs, sr->seconds,
+            r->distill.options.epochs);
+    esc(f, sr->why);
+    fputs("</p>\n", f);
+    const od_search_trial **cand = malloc(sizeof *cand * (size_t)sr->n_trials);
+    int nc = 0;
+    double lo = INFINITY, hi = -INFINITY;
+    for (int t = 0; cand && t < sr->n_trials; t++) {
+        const od_search_trial *x = &sr->trials[t];
+        if (x->val_acc >= 0) lo = fmin(lo, x->val_acc), hi = fmax(hi, x->val_acc);
+        bool seen = false;
+        for (int c = 0; c < nc && !seen; c++) seen = trial_key_cmp(cand[c], x) == 0;
+        if (!seen) cand[nc++] = x;
+    }
+    if (cand && nc > 0 && isfinite(lo)) {
+        qsort(cand, (size_t)nc, sizeof *cand, trial_sort);
+        if (hi - lo < 0.02) lo -= 0.01, hi += 0.01;
+        double pad = (hi - lo) * 0.1;
+        lo = fmax(0, lo - pad), hi = fmin(1, hi + pad);
+        const int width = 560, l = 52, rgt = 12, top = 26, bot = 96, height = top + 180 + bot, pw = width - l - rgt, ph = height - top - bot;
+        fprintf(f, "<figure><figcaption>Validation %s per candidate <span>(one colour per rung; the winner ringed)</span></figcaption>\n"
+                   "<svg id=\"chart-search\" viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"validation score of every trial of the search\">\n",
+                sr->val_is_agreement ? "agreement" : "accuracy", width, height);
+        for (int k = 0; k <= 4; k++) {
+            double v = lo + (hi - lo) * k / 4, y = top + ph - (v - lo) / (hi - lo) * ph;
+            fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%d\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.1f%%</text>\n",
+                    l, width - rgt, y, y, l - 4, y + 4, 100 * v);
+        }
+        for (int c = 0; c < nc; c++) {
+            char name[96];
+            od_search_trial_name(cand[c], name, sizeof name);
+            double x = l + (c + 0.5) * pw / nc;
+            fprintf(f, "<text font-size=\"10\" text-anchor=\"end\" transform=\"translate(%.1f,%d) rotate(-40)\">", x + 3, top + ph + 12);
+            esc(f, name);
+            fputs("</text>\n", f);
+        }
+        for (int t = 0; t < sr->n_trials; t++) {
+            const od_search_trial *x = &sr->trials[t];
+            if (x->val_acc < 0) continue;
+            int c = 0;
+            while (c < nc && trial_key_cmp(cand[c], x) != 0) c++;
+            double cx = l + (c + 0.5) * pw / nc + (x->rung - (sr->n_rungs + 1) / 2.0) * 3, cy = top + ph - (x->val_acc - lo) / (hi - lo) * ph;
+            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"><title>rung %d: %.2f%%</title></circle>\n", cx, cy,
+                    colors[(x->rung - 1 + N_COLORS) % N_COLORS], x->rung, 100 * x->val_acc);
+            if (t == sr->winner)
+                fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"8\" fill=\"none\" stroke=\"#1f2328\" stroke-width=\"1.5\"/>\n", cx, cy);
+        }
+        for (int k = 0; k < sr->n_rungs && k < N_COLORS; k++)
+            fprintf(f, "<circle cx=\"%d\" cy=\"12\" r=\"4\" fill=\"%s\"/><text x=\"%d\" y=\"16\" font-size=\"11\">rung %d</text>\n", l + 8 + 64 * k,
+                    colors[k], l + 16 + 64 * k, k + 1);
+        fputs("</svg>\n</figure>\n", f);
+    }
+    free(cand);
+    fprintf(f, "<table id=\"search-trials\"><tr><th>rung</th><th>candidate</th><th>epochs</th><th>validation %s</th><th></th></tr>\n",
+            sr->val_is_agreement ? "agreement" : "accuracy");
+    for (int t = 0; t < sr->n_trials; t++) {
+        const od_search_trial *x = &sr->trials[t];
+        char name[96];
+        od_search_trial_name(x, name, sizeof name);
+        fprintf(f, "<tr><td>%d</td><td class=\"l\">", x->rung);
+        esc(f, name);
+        fprintf(f, "</td><td>%.2f</td><td>", x->epochs);
+        if (x->val_acc >= 0) fprintf(f, "%.2f%%", 100 * x->val_acc);
+        else fputs("failed", f);
+        fprintf(f, "</td><td class=\"l\">%s</td></tr>\n", t == sr->winner ? "<b>winner</b>" : x->promoted ? "next rung" : "");
+    }
+    fputs("</table>\n", f);
+}
+
 static void training_section(FILE *f, const od_report *r) {
     const od_report_distill *d = &r->distill;
     int n = d->n_epochs;
@@ -539,7 +628,9 @@ static void training_section(FILE *f, const od_report *r) {
             else fputs("<td>-</td>", f);
         fprintf(f, "<td>%.1f</td><td>%s</td></tr>\n", s->seconds, od_format_count((int64_t)llround(s->samples_per_s), a, sizeof a));
     }
-    fputs("</table>\n<h3>Hyper-parameters</h3>\n<table id=\"options\"><tr><th>option</th><th>value</th></tr>\n", f);
+    fputs("</table>\n", f);
+    search_section(f, r);
+    fputs("<h3>Hyper-parameters</h3>\n<table id=\"options\"><tr><th>option</th><th>value</th></tr>\n", f);
     char names2[32][32], values[32][96];
     int rows = od_report_option_rows(r, names2, values);
     for (int k = 0; k < rows; k++) {

@@ -2,12 +2,78 @@
 """Summarises tests/paper.sh runs: mean +- std over seeds of test accuracy, agreement with the
 teacher, training time and latency per configuration (Markdown table), each noisy setting's
 difference from the plain teacher (sigma 0), and an SVG of accuracy against sigma, one line per
-alpha with +-1 std bars, the labels-only and plain-teacher baselines as dashed lines.
+alpha with +-1 std bars, the labels-only and plain-teacher baselines as dashed lines. Then issue
+17's tables (rows with "table" other than "grid"): the auto search against the grid, the regime
+map, the low-label regime and one against two teachers, each configuration's paired difference
+from its cell's baseline marked when it exceeds 2 std; each table's wall time from $WALL_FILE.
 usage: paper_summary.py RUNS.jsonl OUT.md OUT.svg [SETTINGS-LINE]"""
 import collections
 import json
+import os
 import statistics
 import sys
+
+BASELINE = {"regime": "labels only", "lowlabel": "labels only", "teachers": "one teacher (cnn)"}
+TITLES = {"auto": "Automatic noise search (`--sigma auto --alpha auto`) beside the grid",
+          "regime": "Regime map: training-set size x student capacity",
+          "lowlabel": "Low-label regime: labelled images alone, or with the rest as `--unlabeled`",
+          "teachers": "One teacher against two bundled teachers (σ 0)"}
+
+
+def paired(rs, base):
+    """mean and std over seeds of the difference from base's run of the same seed (points)"""
+    b = {r["seed"]: r["test_accuracy"] for r in base}
+    d = [100 * (r["test_accuracy"] - b[r["seed"]]) for r in rs if r["seed"] in b]
+    return ms(d) if d else None
+
+
+def extra_table(name, runs, grid_by):
+    out = ["## " + TITLES.get(name, name), ""]
+    cells = collections.OrderedDict()
+    for r in runs:
+        cells.setdefault(r.get("cell", ""), collections.OrderedDict()).setdefault(r["config"], []).append(r)
+    if name == "auto":
+        rows = ["| configuration | seeds | test accuracy (%) | training s per seed (search + final) | chosen (σ, α, loss) |", "|---|---|---|---|---|"]
+        for cell, by in cells.items():
+            for cfg, rs in by.items():
+                a = ms([100 * r["test_accuracy"] for r in rs])
+                t = ms([r["train_seconds"] for r in rs])
+                chosen = ", ".join(sorted({"%s σ %g α %g" % (r["loss"], r["sigma"], r["alpha"]) for r in rs}))
+                rows.append("| %s | %d | %.2f ± %.2f | %.1f ± %.1f | %s |" % (cfg, len(rs), a[0], a[1], t[0], t[1], chosen))
+        if grid_by:
+            best = max(grid_by, key=lambda c: statistics.mean([r["test_accuracy"] for r in grid_by[c]]))
+            ba = ms([100 * r["test_accuracy"] for r in grid_by[best]])
+            seeds = {r["seed"] for rs in grid_by.values() for r in rs}
+            grid_t = sum(r["train_seconds"] for rs in grid_by.values() for r in rs) / max(1, len(seeds))
+            rows.append("| best grid point: %s | %d | %.2f ± %.2f | whole grid: %.1f per seed | |" % (best, len(grid_by[best]), ba[0], ba[1], grid_t))
+            auto = [r for by in cells.values() for rs in by.values() for r in rs]
+            aa = ms([100 * r["test_accuracy"] for r in auto])
+            at = statistics.mean([r["train_seconds"] for r in auto])
+            out += rows + ["", "Auto against the best grid point: %+.2f points (%s 1 std of the best point, %.2f); training time %.2f of the grid's "
+                           "(bar: within 1 std, at most 0.20)." % (aa[0] - ba[0], "within" if abs(aa[0] - ba[0]) <= max(ba[1], 1e-9) else "not within",
+                                                                    ba[1], at / grid_t if grid_t else float("nan"))]
+            return out
+        return out + rows
+    base_name = BASELINE.get(name)
+    rows = ["| cell | configuration | seeds | test accuracy (%%) | vs %s, same seed (points) | > 2 std | agreement (%%) | best epoch | training (s) |"
+            % base_name, "|---|---|---|---|---|---|---|---|---|"]
+    for cell, by in cells.items():
+        base = by.get(base_name)
+        for cfg, rs in by.items():
+            a = ms([100 * r["test_accuracy"] for r in rs])
+            g = ms([100 * r["agreement"] for r in rs])
+            t = ms([r["train_seconds"] for r in rs])
+            e = ms([r["best_epoch"] for r in rs])
+            diff, flag = "–", ""
+            if base and cfg != base_name:
+                d = paired(rs, base)
+                if d:
+                    diff = "%+.2f ± %.2f" % d
+                    if len(rs) > 1 and abs(d[0]) > 2 * d[1]:
+                        flag = "**helps**" if d[0] > 0 else "**hurts**"
+            rows.append("| %s | %s | %d | %.2f ± %.2f | %s | %s | %.2f ± %.2f | %.1f | %.1f ± %.1f |"
+                        % (cell, cfg, len(rs), a[0], a[1], diff, flag, g[0], g[1], e[0], t[0], t[1]))
+    return out + rows
 
 
 def ms(xs):
@@ -23,7 +89,7 @@ def table(by):
         a = ms([100 * r["test_accuracy"] for r in rs])
         g = ms([100 * r["agreement"] for r in rs])
         t = ms([r["train_seconds"] for r in rs])
-        l = ms([r["latency_ms"] for r in rs])
+        l = ms([r["latency_ms"] or 0.0 for r in rs])
         stats[cfg] = a
         diff = "–"
         if base and cfg != "teacher, sigma 0":
@@ -84,20 +150,40 @@ def svg(stats, teacher_acc):
 
 
 def main(jsonl, md_path, svg_path, settings=""):
-    runs = [json.loads(l) for l in open(jsonl) if l.strip()]
-    if not runs:
+    everything = [json.loads(l) for l in open(jsonl) if l.strip()]
+    if not everything:
         sys.exit("paper_summary: no runs in " + jsonl)
+    runs = [r for r in everything if r.get("table", "grid") == "grid"]
+    wall = {}
+    if os.environ.get("WALL_FILE") and os.path.exists(os.environ["WALL_FILE"]):
+        for line in open(os.environ["WALL_FILE"]):
+            if "=" in line:
+                k, v = line.strip().split("=", 1)
+                wall[k] = int(v)
+    text = [settings] if settings else []
     by = collections.OrderedDict()
     for r in runs:
         by.setdefault(r["config"], []).append(r)
-    rows, stats = table(by)
-    teacher_acc = 100 * runs[0]["teacher_accuracy"]
-    head = ["Student: %s parameters, %s MACs per sample; teacher models/cnn.onnx %.2f%% test accuracy." %
-            (format(runs[0]["params"], ","), format(runs[0]["macs"], ","), teacher_acc)]
-    if settings:
-        head.insert(0, settings)
-    open(md_path, "w").write("\n\n".join(head) + "\n\n" + "\n".join(rows) + "\n")
-    open(svg_path, "w").write(svg(stats, teacher_acc))
+    if runs:
+        rows, stats = table(by)
+        teacher_acc = 100 * runs[0]["teacher_accuracy"]
+        text.append("Student: %s parameters, %s MACs per sample; teacher models/cnn.onnx %.2f%% test accuracy." %
+                    (format(runs[0]["params"], ","), format(runs[0]["macs"], ","), teacher_acc))
+        if "grid" in wall:
+            text.append("Wall time of the grid: %.1f min." % (wall["grid"] / 60))
+        text.append("\n".join(rows))
+        open(svg_path, "w").write(svg(stats, teacher_acc))
+    tables = collections.OrderedDict()
+    for r in everything:
+        if r.get("table", "grid") != "grid":
+            tables.setdefault(r["table"], []).append(r)
+    for name, rs in tables.items():
+        t = extra_table(name, rs, by)
+        if name in wall:
+            t.insert(2, "Wall time: %.1f min (this run)." % (wall[name] / 60))
+            t.insert(3, "")
+        text.append("\n".join(t))
+    open(md_path, "w").write("\n\n".join(text) + "\n")
 
 
 if __name__ == "__main__":

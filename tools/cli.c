@@ -124,6 +124,7 @@ static bool value_ok(const cli_option *o, const char *v) {
     switch (o->kind) {
     case CLI_INT:
     case CLI_REAL:
+        if (o->choices && choice_index(o->choices, v) >= 0) return true; /* a named value: "auto" */
         return number_ok(o, v);
     case CLI_CHOICE:
         if (choice_index(o->choices, v) >= 0) return true;

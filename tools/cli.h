@@ -19,7 +19,7 @@ typedef enum cli_kind {
     CLI_HEADING,   /* a heading in the help: help is its text */
     CLI_FLAG,      /* no value */
     CLI_INT,       /* a whole number in [lo, hi]; hi == 0: no upper bound */
-    CLI_REAL,      /* a finite number in [lo, hi] ((lo, hi] with lo_open) */
+    CLI_REAL,      /* a finite number in [lo, hi] ((lo, hi] with lo_open), or one of choices when set */
     CLI_TEXT,      /* any text: a path, a name */
     CLI_CHOICE,    /* one of choices ("a|b|c") */
     CLI_INT_LIST,  /* comma-separated CLI_INT items */
@@ -33,7 +33,7 @@ typedef struct cli_option {
     const char *arg;     /* the value's placeholder in the help: "W", "FILE" */
     double lo, hi;       /* numbers, and list items */
     bool lo_open;        /* lo itself is refused */
-    const char *choices; /* CLI_CHOICE: "teacher|random"; lists: names also accepted */
+    const char *choices; /* CLI_CHOICE: "teacher|random"; numbers and lists: names also accepted */
     int min_items, max_items; /* lists: 1 and 16 unless set */
     bool repeat;         /* may be given more than once, every value kept (run --input) */
     const char *dflt;    /* shown as "(default X)" */

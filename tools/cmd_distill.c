@@ -12,11 +12,13 @@
 const cli_command cli_cmd_distill = {
     .name = "distill",
     .summary = "train a small student on a (noisy) teacher's logits, write it",
-    .synopsis = "TEACHER.onnx --data PATH -o STUDENT.onnx [options]",
-    .min_operands = 1, .max_operands = 1, .operand = "teacher",
+    .synopsis = "TEACHER.onnx [TEACHER2.onnx ...] --data PATH -o STUDENT.onnx [options]",
+    .min_operands = 1, .max_operands = 16, .operand = "teacher",
     .about = "Builds a student from the teacher (--width 0.5 unless --width, --depth, --spec or --student is "
              "given), trains it on the teacher's logits with noise added to them (Sau & Balasubramanian 2016), "
              "keeps the epoch that does best on a held-out split of the training set, and writes the student. "
+             "Several teachers (the same input and output shapes) are averaged or drawn from (--teachers); the "
+             "student is built from the first. "
              "Ctrl-C stops after the current batch; the last finished epoch is kept in the checkpoint for "
              "--resume.",
     .options = (const cli_option[]){
@@ -25,6 +27,10 @@ const cli_command cli_cmd_distill = {
         {CLI_TEXT, "--student", 0, "FILE.onnx", .help = "train this student instead of building one"},
         {CLI_HEADING, .help = "data:"},
         CLI_OPT_DATA("the training and test data"),
+        {CLI_TEXT, "--unlabeled", 0, "PATH",
+         .help = "more training images, in --data's formats, their labels ignored: the teachers' logits label them. "
+                 "Its training split is used; the validation split and the test set come from --data alone. With "
+                 "--loss labels or --label-weight they contribute the logit term only"},
         CLI_OPTS_PREPROCESS,
         {CLI_REAL, "--val-split", 0, "F", 0, 0.9, .dflt = "0.05", .help = "held out to pick the epoch kept"},
         {CLI_INT, "--train-limit", 0, "N", 1, 0x7fffffffffffLL, .help = "use only the first N training samples"},
@@ -44,12 +50,31 @@ const cli_command cli_cmd_distill = {
          .help = "L2 on logits (the paper's), Hinton's soft targets, or cross-entropy on the labels alone (a "
                  "baseline without the teacher)"},
         {CLI_REAL, "--temperature", 0, "T", 1e-3, 1e3, .dflt = "4", .help = "for kd"},
-        {CLI_REAL, "--label-weight", 0, "B", 0, 1e3, .dflt = "0", .help = "add B x cross-entropy on true labels"},
-        {CLI_REAL, "--sigma", 0, "S", 0, 100, .dflt = "0.1",
-         .help = "noise on the teacher's logits, xi ~ N(0, S^2); 0: plain distillation"},
-        {CLI_REAL, "--alpha", 0, "A", 0, 1, .dflt = "0.5", .help = "fraction of each batch that gets noise"},
+        {CLI_REAL, "--label-weight", 0, "B|auto", 0, 1e3, .choices = "auto", .dflt = "0",
+         .help = "add B x cross-entropy on true labels (the labels-and-logits objective); auto: searched (see --sigma auto)"},
+        {CLI_REAL, "--sigma", 0, "S|auto", 0, 100, .choices = "auto", .dflt = "0.1",
+         .help = "noise on the teacher's logits, xi ~ N(0, S^2); 0: plain distillation. auto: chosen on the validation "
+                 "split by successive halving within --search-budget: the candidates (--sigma-candidates x "
+                 "--alpha-candidates x --label-weight-candidates, sigma 0 and the labels alone always among them) "
+                 "train from the same initial student and seed, the better half of each rung twice as long in the next; "
+                 "the winner is then trained afresh for --epochs and written. Progress per rung; the report lists "
+                 "every trial and why the winner won"},
+        {CLI_REAL, "--alpha", 0, "A|auto", 0, 1, .choices = "auto", .dflt = "0.5",
+         .help = "fraction of each batch that gets noise; auto: searched (see --sigma auto)"},
+        {CLI_REAL_LIST, "--sigma-candidates", 0, "LIST", 0, 100, .dflt = "0,0.1,0.3,1", .help = "sigmas an auto search tries"},
+        {CLI_REAL_LIST, "--alpha-candidates", 0, "LIST", 0.001, 1, .dflt = "0.1,0.5,1", .help = "alphas --alpha auto tries"},
+        {CLI_REAL_LIST, "--label-weight-candidates", 0, "LIST", 0, 1e3, .dflt = "0,0.5",
+         .help = "label weights --label-weight auto tries"},
+        {CLI_REAL, "--search-budget", 0, "EPOCHS", 0.01, 1e6, .dflt = "2 x --epochs",
+         .help = "epochs of training an auto search may spend, the final --epochs included"},
         {CLI_REAL_LIST, "--sigma-range", 0, "LO,HI", 0, 100, .min_items = 2, .max_items = 2,
          .help = "draw sigma uniformly per batch instead"},
+        {CLI_CHOICE, "--teachers", 0, NULL, .choices = "mean|draw", .dflt = "mean",
+         .help = "with several teachers: their logits averaged, or one teacher drawn per sample each time it is used "
+                 "(seeded)"},
+        {CLI_CHOICE, "--noise-on", 0, NULL, .choices = "teacher|student", .dflt = "teacher",
+         .help = "where the noise goes: the teacher's logits (the paper's method), or the student's own logits "
+                 "before the loss, z <- z (1 + xi) for the same fraction alpha (the paper's Fig. 2 control)"},
         {CLI_CHOICE, "--optimizer", 0, NULL, .choices = "sgd|adam|adamw", .dflt = "adam", .help = "the optimiser"},
         {CLI_REAL, "--lr", 0, "F", 1e-9, 100, .dflt = "0.002", .help = "learning rate"},
         {CLI_REAL, "--momentum", 0, "F", 0, 0.999999, .dflt = "0.9", .help = "sgd momentum"},
@@ -108,6 +133,22 @@ typedef struct progress_ctx {
 static void show_progress(const od_distill_progress *p, void *ctx) {
     const progress_ctx *pc = ctx;
     if (pc->quiet) return;
+    if (p->search) { /* a rung of --sigma/--alpha/--label-weight auto: its trials, the ones going on marked */
+        const od_search_result *sr = p->search;
+        int first = sr->n_trials;
+        while (first > 0 && sr->trials[first - 1].rung == p->search_rung) first--;
+        fprintf(stderr, "%ssearch rung %d/%d: %d candidate%s, %.2f epochs each (%s)\n", pc->tty ? "\r\033[K" : "", p->search_rung,
+                sr->n_rungs, sr->n_trials - first, sr->n_trials - first == 1 ? "" : "s", first < sr->n_trials ? sr->trials[first].epochs : 0,
+                sr->val_is_agreement ? "validation agreement" : "validation accuracy");
+        for (int t = first; t < sr->n_trials; t++) {
+            const od_search_trial *x = &sr->trials[t];
+            char name[96];
+            od_search_trial_name(x, name, sizeof name);
+            fprintf(stderr, "  %-40s %s%6.2f%%%s\n", name, x->val_acc < 0 ? "failed " : "", x->val_acc < 0 ? 0 : 100 * x->val_acc,
+                    x->promoted ? (p->search_rung == sr->n_rungs ? "  <- winner" : "  -> next rung") : "");
+        }
+        return;
+    }
     if (p->logits_total) {
         if (pc->tty) fprintf(stderr, "\r\033[Kteacher logits %lld/%lld", (long long)p->logits_done, (long long)p->logits_total);
         if (pc->tty && p->logits_done == p->logits_total) fputc('\n', stderr);
@@ -138,7 +179,8 @@ int cmd_distill(int argc, char **argv) {
     if (parsed >= 0) return parsed;
     const char *teacher_path = args.operands[0], *data_path = cli_text(&args, "--data", NULL),
                *out_path = cli_text(&args, "--output", NULL), *student_path = cli_text(&args, "--student", NULL),
-               *report_path = cli_text(&args, "--report", NULL);
+               *report_path = cli_text(&args, "--report", NULL), *unlabeled_path = cli_text(&args, "--unlabeled", NULL);
+    int n_teachers = args.n_operands;
     od_distill_options opt;
     od_distill_options_default(&opt);
     od_shrink_spec spec;
@@ -159,9 +201,33 @@ int cmd_distill(int argc, char **argv) {
     opt.seed = spec.seed = (uint64_t)cli_int(&args, "--seed", (long long)opt.seed);
     if (cli_given(&args, "--loss")) opt.loss = (od_loss_kind[]){OD_LOSS_L2, OD_LOSS_KD, OD_LOSS_LABELS}[cli_choice(&args, "--loss", 0)];
     opt.temperature = (float)cli_real(&args, "--temperature", opt.temperature);
-    opt.label_weight = (float)cli_real(&args, "--label-weight", opt.label_weight);
-    opt.sigma = (float)cli_real(&args, "--sigma", opt.sigma);
-    opt.alpha = (float)cli_real(&args, "--alpha", opt.alpha);
+    opt.label_weight_auto = cli_choice(&args, "--label-weight", -1) == 0;
+    opt.sigma_auto = cli_choice(&args, "--sigma", -1) == 0;
+    opt.alpha_auto = cli_choice(&args, "--alpha", -1) == 0;
+    if (!opt.label_weight_auto) opt.label_weight = (float)cli_real(&args, "--label-weight", opt.label_weight);
+    if (!opt.sigma_auto) opt.sigma = (float)cli_real(&args, "--sigma", opt.sigma);
+    if (!opt.alpha_auto) opt.alpha = (float)cli_real(&args, "--alpha", opt.alpha);
+    {
+        const char *lists[] = {"--sigma-candidates", "--alpha-candidates", "--label-weight-candidates"};
+        float *dst[] = {opt.sigma_candidates, opt.alpha_candidates, opt.label_weight_candidates};
+        int *count[] = {&opt.n_sigma_candidates, &opt.n_alpha_candidates, &opt.n_label_weight_candidates};
+        bool searched[] = {opt.sigma_auto, opt.alpha_auto, opt.label_weight_auto};
+        for (int k = 0; k < 3; k++) {
+            double v[16];
+            int n = cli_real_list(&args, lists[k], v, 16);
+            if (n > 0 && !searched[k]) {
+                cli_args_clear(&args);
+                return cli_usage(cmd, "%s: only with %.*s auto", lists[k], (int)(strlen(lists[k]) - 11), lists[k]);
+            }
+            for (int i = 0; i < n; i++) dst[k][i] = (float)v[i];
+            *count[k] = n;
+        }
+    }
+    opt.search_budget = cli_real(&args, "--search-budget", 0);
+    if (cli_given(&args, "--search-budget") && !opt.sigma_auto && !opt.alpha_auto && !opt.label_weight_auto)
+        return cli_args_clear(&args), cli_usage(cmd, "--search-budget: only with --sigma, --alpha or --label-weight auto");
+    opt.noise_on = cli_choice(&args, "--noise-on", 0) == 1 ? OD_NOISE_STUDENT : OD_NOISE_TEACHER;
+    opt.teachers = cli_choice(&args, "--teachers", 0) == 1 ? OD_TEACHERS_DRAW : OD_TEACHERS_MEAN;
     double range[2];
     if (cli_real_list(&args, "--sigma-range", range, 2) == 2) {
         if (range[1] <= range[0]) {
@@ -208,8 +274,12 @@ int cmd_distill(int argc, char **argv) {
         return cli_args_clear(&args), cli_usage(cmd, "--report %s", report_err.message);
     /* no output may be an input (the checkpoint may be the one resumed), nor share a file */
     const char *outs[] = {out_path, report_path, budget_out, opt.checkpoint};
-    const char *ins[] = {teacher_path, student_path, data_path, spec.spec_path, opt.resume};
-    if (od_outputs_check(outs, 3, ins, 5, &report_err) || od_outputs_check(outs, 4, ins, 4, &report_err))
+    const char *ins[5 + 17] = {teacher_path, student_path, data_path, spec.spec_path};
+    int n_ins = 4;
+    if (unlabeled_path) ins[n_ins++] = unlabeled_path;
+    for (int k = 1; k < n_teachers; k++) ins[n_ins++] = args.operands[k];
+    ins[n_ins++] = opt.resume; /* last: the checkpoint may be the one resumed */
+    if (od_outputs_check(outs, 3, ins, n_ins, &report_err) || od_outputs_check(outs, 4, ins, n_ins - 1, &report_err))
         return cli_args_clear(&args), cli_fail_err(&report_err);
     /* a folder that cannot take the files is found now, not after the training */
     const char *outputs[] = {out_path, opt.checkpoint, report_path, budget_out};
@@ -233,8 +303,8 @@ int cmd_distill(int argc, char **argv) {
         od_comm_destroy(comm);
         return cli_fail("rank %d: cannot silence stdout", rank);
     }
-    od_model *teacher = NULL, *student = NULL;
-    od_data_split data = {0};
+    od_model *teacher = NULL, *student = NULL, *more_teachers[16] = {0};
+    od_data_split data = {0}, unlabeled = {0};
     od_distill_result res = {0};
     od_report rep;
     od_report_init(&rep);
@@ -246,6 +316,15 @@ int cmd_distill(int argc, char **argv) {
                       (opt.checkpoint && od_output_lock_acquire(opt.checkpoint, &ckpt_lock, &err))))
         goto fail;
     if (od_model_load(teacher_path, &teacher, &err)) goto fail;
+    for (int k = 1; k < n_teachers; k++) {
+        if (od_model_load(args.operands[k], &more_teachers[k - 1], &err)) goto fail;
+        if (od_teachers_check(teacher, more_teachers[k - 1], &err)) {
+            od_error_prefix(&err, "%s: ", args.operands[k]);
+            goto fail;
+        }
+    }
+    opt.more_teachers = (const od_model *const *)more_teachers;
+    opt.n_more_teachers = n_teachers - 1;
     if (budget_text && budget.kind == OD_BUDGET_LATENCY && ranks > 1) {
         /* every rank would time its own candidates and might choose another student */
         od_error_set(&err, OD_STATUS_INVALID_ARGUMENT, "--budget: a latency budget is not searched under MPI "
@@ -275,6 +354,14 @@ int cmd_distill(int argc, char **argv) {
     }
     cli_preprocess_apply(&args, &pre);
     if (od_preprocess_check(&pre, &data.train, &err)) goto fail;
+    if (unlabeled_path) {
+        if (cli_data_load(&args, unlabeled_path, teacher, opt.threads, quiet, &unlabeled, &err)) goto fail;
+        if (od_preprocess_check(&pre, &unlabeled.train, &err)) {
+            od_error_prefix(&err, "%s: ", unlabeled_path);
+            goto fail;
+        }
+        opt.unlabeled = &unlabeled.train;
+    }
     char pre_text[256];
     printf("preprocessing: %s (%s)\n", od_preprocess_describe(&pre, pre_text, sizeof pre_text),
            pre.from_model ? "the teacher's preprocess.* metadata, then the options"
@@ -324,6 +411,18 @@ int cmd_distill(int argc, char **argv) {
         rc = CLI_EXIT_INTERRUPTED;
         goto done;
     }
+    if (res.search.n_trials > 0) { /* the student was trained with the winner's values */
+        const od_search_result *sr = &res.search;
+        opt.loss = res.loss, opt.sigma = res.sigma, opt.alpha = res.alpha, opt.label_weight = res.label_weight;
+        printf("search: %d candidates, %d trials over %d rung%s, %.2f of %.4g budget epochs, %.1f s; %s\n", sr->n_candidates, sr->n_trials,
+               sr->n_rungs, sr->n_rungs == 1 ? "" : "s", sr->search_epochs, sr->budget_epochs, sr->seconds, sr->why);
+        printf("search: trained the winner afresh for %d epochs: %s\n", opt.epochs,
+               res.loss == OD_LOSS_LABELS ? "--loss labels" : "see the options below");
+    }
+    printf("teacher logits: cached for %lld training samples (%lld labelled, %lld unlabelled), %d teacher%s%s\n",
+           (long long)res.n_logits_cached, (long long)(res.n_logits_cached - res.n_unlabeled), (long long)res.n_unlabeled,
+           res.n_teachers, res.n_teachers > 1 ? "s, " : "",
+           res.n_teachers > 1 ? (opt.teachers == OD_TEACHERS_DRAW ? "one drawn per sample" : "logits averaged") : "");
     double t_w = od_seconds();
     char spec_text[4096];
     if (student_path)
@@ -400,6 +499,8 @@ done:
     od_distill_result_clear(&res);
     od_shrink_spec_clear(&spec);
     od_data_split_clear(&data);
+    od_data_split_clear(&unlabeled);
+    for (int k = 0; k < 16; k++) od_model_destroy(more_teachers[k]);
     od_model_destroy(student);
     od_model_destroy(teacher);
     od_output_lock_release(ckpt_lock);

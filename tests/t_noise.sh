@@ -1,0 +1,133 @@
+#!/bin/bash
+# The noisy teacher's extensions, end to end on a small slice of Fashion-MNIST: --noise-on
+# student (the paper's Fig. 2 control), several teachers, --unlabeled data, and the automatic
+# search of sigma / alpha / label weight.
+set -u
+cd "$(dirname "$0")/.."
+BIN=${BUILD:-build}/onnx-distill
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+ok() { echo "PASS $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL $1"; fail=$((fail + 1)); }
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+# the student's weights alone (provenance metadata names the teachers, so files may differ there)
+weights_sum() { /usr/bin/python3 -c "
+import hashlib, onnx, sys
+m = onnx.load(sys.argv[1]); h = hashlib.sha256()
+for t in m.graph.initializer: h.update(t.name.encode()); h.update(t.SerializeToString())
+print(h.hexdigest())" "$1"; }
+
+# OD_TEST_QUICK=1 (run_all.sh's sanitizer pass): less data
+N=1200 NT=300
+[ "${OD_TEST_QUICK:-0}" = 1 ] && N=700 NT=128
+NV=$((N / 10))
+LOUD=(--data fashion-mnist --width 0.5 --train-limit $N --test-limit $NT --val-split 0.1 --threads 2 --seed 3
+      --epochs 1 --latency off)
+COMMON=("${LOUD[@]}" --quiet)
+
+# ---- --noise-on student -------------------------------------------------------------------------
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma 0.5 --alpha 1 -o "$T/nt.onnx" >/dev/null 2>"$T/nt.err"
+check "noise on the teacher: exit 0" '[ $? -eq 0 ] || { cat "$T/nt.err"; false; }'
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma 0.5 --alpha 1 --noise-on student -o "$T/ns.onnx" >"$T/ns.out" 2>"$T/ns.err"
+check "noise on the student: exit 0" '[ $? -eq 0 ] || { cat "$T/ns.err"; false; }'
+check "noise on the student changes the student" '[ "$(weights_sum "$T/nt.onnx")" != "$(weights_sum "$T/ns.onnx")" ]'
+check "provenance says noise_on student" '/usr/bin/python3 -c "
+import onnx; m = {p.key: p.value for p in onnx.load(\"$T/ns.onnx\").metadata_props}
+assert m.get(\"distill.noise_on\") == \"student\", m"'
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma 0 -o "$T/z_t.onnx" >/dev/null 2>&1
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma 0 --noise-on student -o "$T/z_s.onnx" >/dev/null 2>&1
+check "sigma 0: teacher and student noise give the same bits" '[ -s "$T/z_t.onnx" ] && cmp -s "$T/z_t.onnx" "$T/z_s.onnx"'
+
+# ---- several teachers ---------------------------------------------------------------------------
+cp models/cnn.onnx "$T/cnn_copy.onnx"
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" -o "$T/one.onnx" >"$T/one.out" 2>"$T/one.err"
+check "one teacher: exit 0" '[ $? -eq 0 ] || { cat "$T/one.err"; false; }'
+"$BIN" distill models/cnn.onnx "$T/cnn_copy.onnx" "${COMMON[@]}" -o "$T/two.onnx" >"$T/two.out" 2>"$T/two.err"
+check "two identical teachers (mean): exit 0" '[ $? -eq 0 ] || { cat "$T/two.err"; false; }'
+check "two identical teachers (mean) give the one-teacher student, byte for byte" \
+    '[ -n "$(weights_sum "$T/one.onnx")" ] && [ "$(weights_sum "$T/one.onnx")" = "$(weights_sum "$T/two.onnx")" ]'
+check "the run says 2 teachers, averaged" 'grep -q "2 teachers, logits averaged" "$T/two.out"'
+check "provenance names the teachers" '/usr/bin/python3 -c "
+import onnx; m = {p.key: p.value for p in onnx.load(\"$T/two.onnx\").metadata_props}
+assert m.get(\"distill.teachers\") == \"2, mean\", m"'
+"$BIN" distill models/cnn.onnx models/mlp.onnx "${COMMON[@]}" --teachers mean -o "$T/mix_mean.onnx" >/dev/null 2>"$T/mm.err"
+"$BIN" distill models/cnn.onnx models/mlp.onnx "${COMMON[@]}" --teachers draw -o "$T/mix_draw.onnx" >"$T/md.out" 2>"$T/md.err"
+check "two teachers drawn per sample: exit 0" '[ $? -eq 0 ] || { cat "$T/md.err"; false; }'
+check "drawn differs from averaged" '[ -s "$T/mix_mean.onnx" ] && [ "$(weights_sum "$T/mix_mean.onnx")" != "$(weights_sum "$T/mix_draw.onnx")" ]'
+"$BIN" distill models/cnn.onnx models/mlp.onnx "${COMMON[@]}" --teachers draw -o "$T/mix_draw2.onnx" >/dev/null 2>&1
+check "drawing is seeded: the same student again" 'cmp -s "$T/mix_draw.onnx" "$T/mix_draw2.onnx"'
+/usr/bin/python3 -c "
+import onnx, numpy as np
+from onnx import helper, TensorProto, numpy_helper
+w = numpy_helper.from_array(np.zeros((784, 10), np.float32), 'w')
+g = helper.make_graph([helper.make_node('MatMul', ['x', 'w'], ['y'])], 'flat',
+    [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['N', 784])],
+    [helper.make_tensor_value_info('y', TensorProto.FLOAT, ['N', 10])], [w])
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)]), '$T/flat.onnx')"
+"$BIN" distill models/cnn.onnx "$T/flat.onnx" "${COMMON[@]}" -o "$T/bad2.onnx" >/dev/null 2>"$T/bad2.err"
+rc=$?
+check "a teacher of another input shape is refused, naming the file (rc $rc)" \
+    '[ $rc -eq 1 ] && grep -q "flat.onnx" "$T/bad2.err" && grep -q "input" "$T/bad2.err" && [ ! -e "$T/bad2.onnx" ]'
+
+# ---- --unlabeled --------------------------------------------------------------------------------
+/usr/bin/python3 -c "
+import gzip, numpy as np
+raw = gzip.open('/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz').read()
+x = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)
+np.savez('$T/unl.npz', x_train=x[5000:5500], x_test=x[5500:5501])"
+grep -q "cached for $N training samples ($N labelled, 0 unlabelled)" "$T/one.out"
+check "without --unlabeled: $N logits cached" '[ $? -eq 0 ] || cat "$T/one.out"'
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --unlabeled "$T/unl.npz" --report "$T/unl.json" -o "$T/unl.onnx" >"$T/unl.out" 2>"$T/unl.err"
+check "--unlabeled: exit 0" '[ $? -eq 0 ] || { cat "$T/unl.err"; false; }'
+check "--unlabeled: the logit cache grows by the 500 unlabelled samples" \
+    'grep -q "cached for $((N + 500)) training samples ($N labelled, 500 unlabelled)" "$T/unl.out" || { cat "$T/unl.out"; false; }'
+check "--unlabeled: the student changes" '[ "$(weights_sum "$T/one.onnx")" != "$(weights_sum "$T/unl.onnx")" ]'
+check "--unlabeled: the report counts them, validation from the labelled data only" '/usr/bin/python3 -c "
+import json; d = json.load(open(\"$T/unl.json\"))[\"distill\"]
+assert d[\"n_unlabeled\"] == 500 and d[\"n_train\"] == $N - $NV + 500 and d[\"n_val\"] == $NV, d"'
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --loss labels -o "$T/lab.onnx" >/dev/null 2>&1
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --loss labels --unlabeled "$T/unl.npz" -o "$T/lab_unl.onnx" >/dev/null 2>"$T/lu.err"
+check "--loss labels with --unlabeled: the unlabelled samples add the logit term" \
+    '[ -s "$T/lab_unl.onnx" ] && [ "$(weights_sum "$T/lab.onnx")" != "$(weights_sum "$T/lab_unl.onnx")" ] || { cat "$T/lu.err"; false; }'
+/usr/bin/python3 -c "
+import numpy as np
+np.savez('$T/unl_bad.npz', x_train=np.zeros((10, 1, 14, 14), np.uint8), x_test=np.zeros((1, 1, 14, 14), np.uint8))"
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --unlabeled "$T/unl_bad.npz" -o "$T/ub.onnx" >/dev/null 2>"$T/ub.err"
+rc=$?
+check "--unlabeled of another sample shape is refused (rc $rc)" '[ $rc -eq 1 ] && [ ! -e "$T/ub.onnx" ] && [ "$(wc -l <"$T/ub.err")" -eq 1 ]'
+
+# ---- --sigma auto / --alpha auto / --label-weight auto ------------------------------------------
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma auto --sigma-candidates 0 --report "$T/s0.json" -o "$T/s0.onnx" >"$T/s0.out" 2>"$T/s0.err"
+check "--sigma auto --sigma-candidates 0: exit 0" '[ $? -eq 0 ] || { cat "$T/s0.err"; false; }'
+check "--sigma auto with only sigma 0 allowed picks sigma 0, and the report lists the points tried" '/usr/bin/python3 -c "
+import json; d = json.load(open(\"$T/s0.json\"))[\"distill\"]; s = d[\"search\"]
+assert d[\"options\"][\"sigma\"] == 0, d[\"options\"]
+tried = sorted((t[\"labels_only\"], t[\"sigma\"]) for t in s[\"trials\"])
+assert tried == [(False, 0), (True, 0)], tried
+assert all(0 <= t[\"val\"] <= 1 for t in s[\"trials\"]) and s[\"winner\"] in (0, 1) and s[\"why\"], s"'
+check "provenance: sigma 0 and the search" '/usr/bin/python3 -c "
+import onnx; m = {p.key: p.value for p in onnx.load(\"$T/s0.onnx\").metadata_props}
+assert m[\"distill.sigma\"] == \"0\" and m[\"distill.search\"].startswith(\"successive halving, 2 candidates\"), m"'
+"$BIN" distill models/cnn.onnx "${LOUD[@]}" --sigma auto --alpha auto --sigma-candidates 0,0.2,0.8 --alpha-candidates 0.5,1 \
+    --report "$T/auto.html" -o "$T/auto.onnx" >"$T/auto.out" 2>"$T/auto.err"
+check "--sigma auto --alpha auto: exit 0" '[ $? -eq 0 ] || { cat "$T/auto.err"; false; }'
+check "progress lines per rung (3 rungs over 6 candidates)" \
+    'grep -q "^search rung 1/3: 6 candidates" "$T/auto.err" && grep -q "^search rung 3/3: 2 candidates" "$T/auto.err" && grep -q "<- winner" "$T/auto.err"'
+check "the summary says why the winner won" 'grep -q "^search: 6 candidates, 11 trials over 3 rungs.*won the last rung" "$T/auto.out"'
+check "HTML report: the search chart and table" 'grep -q "id=\"chart-search\"" "$T/auto.html" && grep -q "id=\"search-trials\"" "$T/auto.html" && grep -q "<b>winner</b>" "$T/auto.html"'
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma auto --alpha auto --sigma-candidates 0,0.2,0.8 --alpha-candidates 0.5,1 \
+    --report "$T/auto.md" -o "$T/auto2.onnx" >/dev/null 2>&1
+check "the search is seeded: the same student again" 'cmp -s "$T/auto.onnx" "$T/auto2.onnx"'
+check "Markdown report: the table of trials" 'grep -q "^### Noise search" "$T/auto.md" && grep -q "| \*\*winner\*\* |" "$T/auto.md"'
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --label-weight auto --label-weight-candidates 0,1 --sigma 0 --report "$T/lw.json" -o "$T/lw.onnx" >/dev/null 2>"$T/lw.err"
+check "--label-weight auto searches the weight (and the labels alone)" '/usr/bin/python3 -c "
+import json; s = json.load(open(\"$T/lw.json\"))[\"distill\"][\"search\"]
+assert sorted((t[\"labels_only\"], t[\"label_weight\"]) for t in s[\"trials\"] if t[\"rung\"] == 1) == [(False, 0), (False, 1), (True, 0)], s"' 
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma auto --search-budget 1 -o "$T/sb.onnx" >/dev/null 2>"$T/sb.err"
+check "a budget that leaves nothing for the search is refused" '[ $? -eq 1 ] && grep -q "search-budget" "$T/sb.err" && [ ! -e "$T/sb.onnx" ]'
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma-candidates 0,1 -o "$T/sc.onnx" >/dev/null 2>"$T/sc.err"
+check "--sigma-candidates without --sigma auto: usage error" '[ $? -eq 2 ] && [ ! -e "$T/sc.onnx" ]'
+
+echo "noise: $pass passed, $fail failed"
+[ $fail -eq 0 ]
