@@ -715,54 +715,12 @@ const od_plan_io *od_plan_output(const od_plan *p, int i) {
 }
 size_t od_plan_arena_bytes(const od_plan *p) { return p->arena_bytes; }
 
-/* Runs (this many of each way) before the plan picks whether to use its pool, and the longest
- * gap between retries of the way it did not pick. */
-#define POOL_TRIAL_RUNS 3
-#define POOL_MAX_PROBE_GAP 1024
-
-/* Whether this run uses the pool. Handing steps to threads wins on an idle machine, but when the
- * OS deschedules a worker every step waiting for it stalls: on 2 loaded cores models/cnn.onnx
- * took 24 ms a run with the pool against 0.27 ms without. So a plan times both ways and keeps
- * the faster, retrying the other with a doubling gap in case the load has changed. Results
- * are the same either way (threads split outputs, never a sum). */
-/* The trial ends early once one way is more than twice as slow as the other: a stalled run can
- * take 50x one without the pool, and three of them would cost more than they could ever win. */
-static bool pool_use_trial(const od_pool_use *u) {
-    if (u->runs[0] < 1 || u->runs[1] < 1) return true;
-    if (u->ms[0] > 2 * u->ms[1] || u->ms[1] > 2 * u->ms[0]) return false;
-    return u->runs[0] < POOL_TRIAL_RUNS || u->runs[1] < POOL_TRIAL_RUNS;
-}
-
-static int pool_use_choose(const od_pool_use *u) {
-    if (pool_use_trial(u)) return (int)(u->n & 1);
-    int best = u->ms[1] < u->ms[0];
-    return u->n >= u->next_probe ? !best : best;
-}
-
-static void pool_use_record(od_pool_use *u, int way, double ms) {
-    bool trial = pool_use_trial(u), probe = !trial && u->n >= u->next_probe;
-    int best_before = u->ms[1] < u->ms[0];
-    /* in the trial the fastest run counts (one stall of the other program must not decide);
-     * after it a moving average, so that stalls that keep coming do count */
-    if (u->runs[way] == 0 || (trial && ms < u->ms[way])) u->ms[way] = ms;
-    else if (!trial) u->ms[way] = 0.75 * u->ms[way] + 0.25 * ms;
-    u->runs[way]++;
-    u->n++;
-    if (trial || probe) {
-        int best = u->ms[1] < u->ms[0];
-        bool keep = !trial && best == best_before;
-        u->probe_gap = !keep ? 8 : u->probe_gap < POOL_MAX_PROBE_GAP ? 2 * u->probe_gap : u->probe_gap;
-        u->next_probe = u->n + u->probe_gap;
-    }
-}
-
 od_status od_plan_run(od_plan *p, od_error *err) {
     if (p->split) return od_plan_split_run(p->split, err);
-    int way = p->pool ? pool_use_choose(&p->pool_use) : 0;
-    double start = p->pool ? od_seconds() : 0;
+    /* The pool (runtime/workers.c) never waits for a worker that has not started, so a
+     * descheduled worker costs only its share: every large step uses it, on any load. */
     if (p->pool)
-        for (int s = 0; s < p->n_steps; s++)
-            p->steps[s].pool = way && p->steps[s].parallel ? p->pool : NULL;
+        for (int s = 0; s < p->n_steps; s++) p->steps[s].pool = p->steps[s].parallel ? p->pool : NULL;
     for (int s = 0; s < p->n_steps; s++) {
         od_step *stp = &p->steps[s];
         double t0 = p->profile ? od_seconds() : 0;
@@ -773,7 +731,6 @@ od_status od_plan_run(od_plan *p, od_error *err) {
             p->profile[s].runs++;
         }
     }
-    if (p->pool) pool_use_record(&p->pool_use, way, 1e3 * (od_seconds() - start));
     return OD_STATUS_OK;
 }
 

@@ -4,14 +4,6 @@
 
 #include "op.h"
 
-/* Whether a run hands its large steps to the plan's pool: both ways are timed and the faster
- * kept, the other retried after probe_gap runs (plan.c). */
-typedef struct od_pool_use {
-    double ms[2]; /* latency of runs without [0] and with [1] the pool, smoothed */
-    int runs[2];
-    int64_t n, next_probe, probe_gap;
-} od_pool_use;
-
 struct od_plan {
     const od_graph *graph;
     od_plan_options opt;
@@ -29,7 +21,6 @@ struct od_plan {
     void *arena;
     size_t arena_bytes;
     pthreadpool_t pool;
-    od_pool_use pool_use;
     od_step_profile *profile;
     struct plan_split *split; /* non-NULL: the batch runs as micro-batches (plan_split.c) */
 };
