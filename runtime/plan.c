@@ -312,7 +312,8 @@ static od_status find_bn_folds(planner *pl, const int *uses, int *bn_into, int *
  * into one) becomes that op's output clamp: one step and one buffer fewer. fused_into[i] names
  * the op node absorbing node i (-1: none); range[2 * j] and range[2 * j + 1] bound node j's
  * output. */
-static void find_fusions(const od_plan *p, const int *uses, const int *bn_into, int *fused_into, float *range) {
+static void find_fusions(const od_plan *p, const int *uses, const int *bn_into, const od_node_fusion *fz,
+                         int *fused_into, float *range) {
     const od_graph *g = p->graph;
     for (int i = 0; i < g->n_nodes; i++) {
         const od_node *n = &g->nodes[i];
@@ -321,7 +322,8 @@ static void find_fusions(const od_plan *p, const int *uses, const int *bn_into, 
         int v = n->inputs[0], prod = g->values[v].producer;
         if (prod < 0 || uses[v] != 1 || g->nodes[prod].n_outputs < 1 || g->nodes[prod].outputs[0] != v) continue;
         if (bn_into[prod] >= 0) prod = bn_into[prod];
-        const od_op_desc *pop = od_op_find(g->nodes[prod].domain, g->nodes[prod].op_type);
+        const od_op_desc *pop =
+            fz[prod].as_op ? fz[prod].as_op : od_op_find(g->nodes[prod].domain, g->nodes[prod].op_type);
         if (!pop || !pop->fuses_activation || p->bufs[v].dtype != OD_DTYPE_FLOAT || fused_into[prod] >= 0) continue;
         float lo = 0.0f, hi = INFINITY;
         if (clip) {
@@ -352,7 +354,8 @@ static od_status plan_nodes(planner *pl) {
     int *fused_into = malloc(sizeof(int) * nn), *bn_into = malloc(sizeof(int) * nn);
     int *folded_wb = malloc(sizeof(int) * 2 * nn), *uses = od_graph_count_uses(g);
     float *range = malloc(sizeof(float) * 2 * nn);
-    if (!needed || !fused_into || !bn_into || !folded_wb || !uses || !range) {
+    od_node_fusion *fz = calloc((size_t)nn, sizeof *fz);
+    if (!needed || !fused_into || !bn_into || !folded_wb || !uses || !range || !fz) {
         st = od_error_set(pl->err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
         goto done;
     }
@@ -362,7 +365,10 @@ static od_status plan_nodes(planner *pl) {
         range[2 * i + 1] = INFINITY;
     }
     if ((st = find_bn_folds(pl, uses, bn_into, folded_wb))) goto done;
-    find_fusions(p, uses, bn_into, fused_into, range);
+    if (!p->opt.no_fusion) {
+        od_plan_find_activation_fusions(g, &p->shapes, uses, fz);
+        find_fusions(p, uses, bn_into, fz, fused_into, range);
+    }
     for (int i = 0; i < g->n_outputs; i++) needed[g->outputs[i]] = true;
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         const od_node *n = &g->nodes[i];
@@ -380,14 +386,14 @@ static od_status plan_nodes(planner *pl) {
         for (int k = 0; k < n->n_outputs; k++)
             if (n->outputs[k] >= 0 && needed[n->outputs[k]] && !p->bufs[n->outputs[k]].constant)
                 run = true;
-        if (!run) continue;
+        if (!run || fz[i].absorbed) continue;
         if (fused_into[i] >= 0 || bn_into[i] >= 0) { /* its producer clamps or scales: share that buffer */
             int src = n->inputs[0], dst = n->outputs[0];
             p->bufs[dst].alias_of = src;
             p->bufs[dst].layout = p->bufs[src].layout;
             continue;
         }
-        const od_op_desc *op = od_op_find(n->domain, n->op_type);
+        const od_op_desc *op = fz[i].as_op ? fz[i].as_op : od_op_find(n->domain, n->op_type);
         if (n->n_inputs > 64 || n->n_outputs > 16) {
             st = od_node_error(pl->err, OD_STATUS_UNSUPPORTED, n, "too many inputs or outputs");
             break;
@@ -395,6 +401,7 @@ static od_status plan_nodes(planner *pl) {
         plan_step_idx x = {.n_in = n->n_inputs, .n_out = n->n_outputs};
         memcpy(x.in, n->inputs, sizeof(int) * n->n_inputs);
         memcpy(x.out, n->outputs, sizeof(int) * n->n_outputs);
+        if (fz[i].as_op) x.n_in = 1, x.in[0] = fz[i].as_input;
         if (folded_wb[2 * i] >= 0) { /* a BN folded in: its weights and bias instead */
             x.in[1] = folded_wb[2 * i];
             x.in[2] = folded_wb[2 * i + 1];
@@ -438,6 +445,7 @@ done:
     free(folded_wb);
     free(uses);
     free(range);
+    free(fz);
     return st;
 }
 
@@ -666,7 +674,8 @@ od_status od_plan_create_whole(const od_graph *g, const od_plan_options *opt, od
         if (!p->profile) goto oom;
         for (int s = 0; s < p->n_steps; s++) {
             p->profile[s].node_name = p->steps[s].node ? p->steps[s].node->name : "(layout)";
-            p->profile[s].op_type = p->steps[s].node ? p->steps[s].node->op_type : "Transpose";
+            /* the op run: a fused step's (HardSwish for x * HardSigmoid(x)), not the node's */
+            p->profile[s].op_type = p->steps[s].node ? p->steps[s].op->name : "Transpose";
             p->profile[s].macs = p->steps[s].macs;
         }
     }

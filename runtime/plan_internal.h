@@ -25,6 +25,17 @@ struct od_plan {
     struct plan_split *split; /* non-NULL: the batch runs as micro-batches (plan_split.c) */
 };
 
+/* Exporters' spellings of one activation, found at plan time (plan_fuse.c):
+ * Mul(x, HardSigmoid(x)) with alpha 1/6, beta 1/2 runs as HardSwish(x), Mul(x, Sigmoid(x)) as
+ * SiLU(x) (ops/fused.c), when the HardSigmoid or Sigmoid output has no other use. */
+typedef struct od_node_fusion {
+    const od_op_desc *as_op; /* non-NULL: the node runs as this op on value as_input alone */
+    int as_input;
+    bool absorbed; /* computed inside a later node's step: no step of its own */
+} od_node_fusion;
+void od_plan_find_activation_fusions(const od_graph *g, const od_graph_shapes *shapes,
+                                     const int *uses, od_node_fusion *out);
+
 /* A plan for the whole batch at once, as od_plan_create makes when it does not split. */
 od_status od_plan_create_whole(const od_graph *g, const od_plan_options *opt, od_plan **out,
                                od_error *err);
