@@ -38,7 +38,8 @@ struct od_workers {
     pthread_cond_t cv;
     atomic_int sleeping;
     atomic_bool quit;
-    uint32_t gen; /* the caller's count of jobs */
+    atomic_bool calling; /* a thread is running a job: another caller runs its own serially */
+    uint32_t gen;        /* the caller's count of jobs */
     _Atomic uint64_t claim;
     /* the job of the claim word's generation, written (release) before the word is published */
     _Atomic(task_fn) fn;
@@ -54,7 +55,6 @@ typedef struct worker_arg {
 } worker_arg;
 
 static atomic_llong jobs_total;
-static _Thread_local const od_workers *running_in; /* the pool whose task this thread runs */
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -99,8 +99,6 @@ static void help(od_workers *w, int who, uint64_t c) {
     bool flush = atomic_load_explicit(&w->flush, memory_order_acquire);
     bool flushed = false;
     unsigned saved = 0;
-    const od_workers *outer = running_in;
-    running_in = w;
     /* The fields above may belong to a later job if this one ended meanwhile; then the word was
      * closed before they were written and no compare-and-swap below can succeed. */
     while (GEN(c) == gen && IDX(c) < n) {
@@ -115,7 +113,6 @@ static void help(od_workers *w, int who, uint64_t c) {
         c = atomic_load(&w->claim);
     }
     if (flushed) restore_denormals(saved);
-    running_in = outer;
 }
 
 /* Waits for a job of another generation than seen (or quit) and returns its claim word. */
@@ -200,7 +197,9 @@ int od_workers_threads(const od_workers *w) { return w ? w->threads : 1; }
 int64_t od_workers_jobs(void) { return atomic_load_explicit(&jobs_total, memory_order_relaxed); }
 
 void od_workers_run_flags(od_workers *w, int64_t n, task_fn fn, void *ctx, bool flush) {
-    if (!w || w->threads < 2 || n < 2 || n > MAX_TASKS || running_in == w) {
+    /* A run from inside a task, or from a second thread while one runs, goes serially (as
+     * pthreadpool serialises its callers, but without making anyone wait). */
+    if (!w || w->threads < 2 || n < 2 || n > MAX_TASKS || atomic_exchange(&w->calling, true)) {
         unsigned saved = flush ? flush_denormals() : 0;
         for (int64_t t = 0; t < n; t++) fn(ctx, 0, t);
         if (flush) restore_denormals(saved);
@@ -228,6 +227,7 @@ void od_workers_run_flags(od_workers *w, int64_t n, task_fn fn, void *ctx, bool 
         else sched_yield();
     }
     atomic_store(&w->claim, c | CLOSED);
+    atomic_store(&w->calling, false);
 }
 
 void od_workers_run(od_workers *w, int64_t n, task_fn fn, void *ctx) {

@@ -22,7 +22,7 @@ void od_workers_destroy(od_workers *w);
 int od_workers_threads(const od_workers *w); /* 1 for NULL */
 /* Runs fn(ctx, who, task) for every task in [0, n): who is the running thread (0 the caller),
  * for per-thread state. Returns when all tasks are done. A run from inside a task of the same
- * pool runs serially on that thread. */
+ * pool, or from another thread while a run is under way, runs serially on its thread. */
 void od_workers_run(od_workers *w, int64_t n, void (*fn)(void *ctx, int who, int64_t task), void *ctx);
 /* The same, with denormals flushed to zero on every thread while it runs tasks (XNNPACK asks for
  * this, as pthreadpool's PTHREADPOOL_FLAG_DISABLE_DENORMALS, on the serial path too). */

@@ -10,6 +10,7 @@
 
 #include <pthreadpool.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,37 @@ static void test_nested(void) {
     check(bad == 0, "nested run", "%d inner tasks run other than once", bad);
     od_workers_destroy(n->w);
     free(n);
+}
+
+/* Two threads calling the same pool at once: each job still runs every task once. */
+typedef struct caller_arg {
+    od_workers *w;
+    counts *c;
+    int bad;
+} caller_arg;
+
+static void *caller_main(void *arg) {
+    caller_arg *a = arg;
+    for (int job = 0; job < 3000; job++) {
+        int n = 1 + job % 200;
+        for (int t = 0; t < n; t++) atomic_store(&a->c->hit[t], 0);
+        od_workers_run(a->w, n, count_task, a->c);
+        for (int t = 0; t < n; t++) a->bad += atomic_load(&a->c->hit[t]) != 1;
+    }
+    return NULL;
+}
+
+static void test_two_callers(void) {
+    od_workers *w = od_workers_create(2);
+    caller_arg a[2] = {{w, calloc(1, sizeof(counts)), 0}, {w, calloc(1, sizeof(counts)), 0}};
+    pthread_t t;
+    pthread_create(&t, NULL, caller_main, &a[1]);
+    caller_main(&a[0]);
+    pthread_join(t, NULL);
+    check(a[0].bad == 0 && a[1].bad == 0, "two callers", "%d and %d tasks run other than once",
+          a[0].bad, a[1].bad);
+    free(a[0].c), free(a[1].c);
+    od_workers_destroy(w);
 }
 
 /* 3-d grid with the last two dims tiled: each call covers a tile; every cell once. */
@@ -200,6 +232,7 @@ out:
 int main(void) {
     test_every_task_once();
     test_nested();
+    test_two_callers();
     pthreadpool_t pool = pthreadpool_create(2);
     test_grid(NULL, "grid serial");
     test_grid(pool, "grid 2 threads");
