@@ -12,7 +12,7 @@ BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fno-m
 # The library's objects go into both the .a and the .so. -fno-semantic-interposition keeps
 # GCC inlining and specialising calls between exported functions as it does without -fPIC.
 PIC_CFLAGS := -fPIC -fno-semantic-interposition
-LDLIBS  += -ljpeg -lpng -lXNNPACK -lpthreadpool -lcpuinfo -lprotobuf-c -lopenblas -lz -lm -lpthread
+LDLIBS  += -ljpeg -lpng -lXNNPACK -lcpuinfo -lprotobuf-c -lopenblas -lz -lm -lpthread
 VERSION := $(shell sed -n 's/^\#define OD_VERSION "\(.*\)"/\1/p' lib/onnx_distill.h)
 SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
 
@@ -88,13 +88,14 @@ $(BUILD)/libonnxdistill.a: $(OBJ)
 
 # The shared library exports what the public headers declare and nothing else: the version
 # script lists every defined symbol named in a public header; the rest (the internals and
-# protobuf-c's generated onnx__* code) stay local.
+# protobuf-c's generated onnx__* code) stay local. Except the pthreadpool_* functions of
+# runtime/pthreadpool.c: libXNNPACK must find them before libpthreadpool's.
 $(BUILD)/libonnxdistill.map: $(BUILD)/libonnxdistill.a $(PUBLIC_HEADERS)
 	grep -ho '\bod_[a-z0-9_]*' $(PUBLIC_HEADERS) | sort -u > $@.names
-	nm -g --defined-only $(BUILD)/libonnxdistill.a | awk '$$2 ~ /[TDRB]/ {print $$3}' | sort -u | \
-	  comm -12 - $@.names | { echo 'ONNXDISTILL_$(SOMAJOR) { global:'; sed 's/.*/  &;/'; \
+	nm -g --defined-only $(BUILD)/libonnxdistill.a | awk '$$2 ~ /[TDRB]/ {print $$3}' | sort -u > $@.all
+	{ comm -12 $@.all $@.names; grep '^pthreadpool_' $@.all; } | { echo 'ONNXDISTILL_$(SOMAJOR) { global:'; sed 's/.*/  &;/'; \
 	  echo 'local: *; };'; } > $@
-	rm -f $@.names
+	rm -f $@.names $@.all
 
 $(BUILD)/libonnxdistill.so: $(OBJ) $(BUILD)/libonnxdistill.map
 	$(CC) -shared $(LDFLAGS) -Wl,-soname,libonnxdistill.so.$(SOMAJOR) \

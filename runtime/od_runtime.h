@@ -296,6 +296,8 @@ typedef struct od_plan_options {
     int64_t batch;   /* the batch dim of every graph input; 0 means 1 */
     int threads;     /* 0 means 1 */
     bool profile;    /* time each step */
+    bool no_fusion;  /* every node its own step: no activation, Add + Relu or x * HardSigmoid(x)
+                        fusions (BatchNormalization is still folded into a Conv); for tests */
 } od_plan_options;
 
 /* A graph input or output as the plan holds it: ONNX (NCHW) layout, row-major. */

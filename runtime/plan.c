@@ -316,7 +316,8 @@ static od_status find_bn_folds(planner *pl, const int *uses, int *bn_into, int *
  * into one) becomes that op's output clamp: one step and one buffer fewer. fused_into[i] names
  * the op node absorbing node i (-1: none); range[2 * j] and range[2 * j + 1] bound node j's
  * output. */
-static void find_fusions(const od_plan *p, const int *uses, const int *bn_into, int *fused_into, float *range) {
+static void find_fusions(const od_plan *p, const int *uses, const int *bn_into, const od_node_fusion *fz,
+                         int *fused_into, float *range) {
     const od_graph *g = p->graph;
     for (int i = 0; i < g->n_nodes; i++) {
         const od_node *n = &g->nodes[i];
@@ -326,7 +327,8 @@ static void find_fusions(const od_plan *p, const int *uses, const int *bn_into, 
         int v = n->inputs[0], prod = g->values[v].producer;
         if (prod < 0 || uses[v] != 1 || g->nodes[prod].n_outputs < 1 || g->nodes[prod].outputs[0] != v) continue;
         if (bn_into[prod] >= 0) prod = bn_into[prod];
-        const od_op_desc *pop = od_op_find(g->nodes[prod].domain, g->nodes[prod].op_type);
+        const od_op_desc *pop =
+            fz[prod].as_op ? fz[prod].as_op : od_op_find(g->nodes[prod].domain, g->nodes[prod].op_type);
         if (!pop || !pop->fuses_activation || p->bufs[v].dtype != OD_DTYPE_FLOAT || fused_into[prod] >= 0) continue;
         float lo = 0.0f, hi = INFINITY;
         if (clip) {
@@ -357,7 +359,8 @@ static od_status plan_nodes(planner *pl) {
     int *fused_into = malloc(sizeof(int) * nn), *bn_into = malloc(sizeof(int) * nn);
     int *folded_wb = malloc(sizeof(int) * 2 * nn), *uses = od_graph_count_uses(g);
     float *range = malloc(sizeof(float) * 2 * nn);
-    if (!needed || !fused_into || !bn_into || !folded_wb || !uses || !range) {
+    od_node_fusion *fz = calloc((size_t)nn, sizeof *fz);
+    if (!needed || !fused_into || !bn_into || !folded_wb || !uses || !range || !fz) {
         st = od_error_set(pl->err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
         goto done;
     }
@@ -367,7 +370,10 @@ static od_status plan_nodes(planner *pl) {
         range[2 * i + 1] = INFINITY;
     }
     if ((st = find_bn_folds(pl, uses, bn_into, folded_wb))) goto done;
-    find_fusions(p, uses, bn_into, fused_into, range);
+    if (!p->opt.no_fusion) {
+        od_plan_find_activation_fusions(g, &p->shapes, uses, fz);
+        find_fusions(p, uses, bn_into, fz, fused_into, range);
+    }
     for (int i = 0; i < g->n_outputs; i++) needed[g->outputs[i]] = true;
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         const od_node *n = &g->nodes[i];
@@ -385,14 +391,14 @@ static od_status plan_nodes(planner *pl) {
         for (int k = 0; k < n->n_outputs; k++)
             if (n->outputs[k] >= 0 && needed[n->outputs[k]] && !p->bufs[n->outputs[k]].constant)
                 run = true;
-        if (!run) continue;
+        if (!run || fz[i].absorbed) continue;
         if (fused_into[i] >= 0 || bn_into[i] >= 0) { /* its producer clamps or scales: share that buffer */
             int src = n->inputs[0], dst = n->outputs[0];
             p->bufs[dst].alias_of = src;
             p->bufs[dst].layout = p->bufs[src].layout;
             continue;
         }
-        const od_op_desc *op = od_op_find(n->domain, n->op_type);
+        const od_op_desc *op = fz[i].as_op ? fz[i].as_op : od_op_find(n->domain, n->op_type);
         if (n->n_inputs > 64 || n->n_outputs > 16) {
             st = od_node_error(pl->err, OD_STATUS_UNSUPPORTED, n, "too many inputs or outputs");
             break;
@@ -400,6 +406,7 @@ static od_status plan_nodes(planner *pl) {
         plan_step_idx x = {.n_in = n->n_inputs, .n_out = n->n_outputs};
         memcpy(x.in, n->inputs, sizeof(int) * n->n_inputs);
         memcpy(x.out, n->outputs, sizeof(int) * n->n_outputs);
+        if (fz[i].as_op) x.n_in = 1, x.in[0] = fz[i].as_input;
         if (folded_wb[2 * i] >= 0) { /* a BN folded in: its weights and bias instead */
             x.in[1] = folded_wb[2 * i];
             x.in[2] = folded_wb[2 * i + 1];
@@ -443,6 +450,7 @@ done:
     free(folded_wb);
     free(uses);
     free(range);
+    free(fz);
     return st;
 }
 
@@ -890,7 +898,8 @@ static od_status plan_create(const od_graph *g, const od_plan_options *opt, bool
         if (!p->profile) goto oom;
         for (int s = 0; s < p->n_steps; s++) {
             p->profile[s].node_name = p->steps[s].node ? p->steps[s].node->name : "(layout)";
-            p->profile[s].op_type = p->steps[s].node ? p->steps[s].node->op_type : "Transpose";
+            /* the op run: a fused step's (HardSwish for x * HardSigmoid(x)), not the node's */
+            p->profile[s].op_type = p->steps[s].node ? p->steps[s].op->name : "Transpose";
             p->profile[s].macs = p->steps[s].macs;
         }
     }
@@ -953,55 +962,13 @@ const od_plan_io *od_plan_output(const od_plan *p, int i) {
 }
 size_t od_plan_arena_bytes(const od_plan *p) { return p->arena_bytes; }
 
-/* Runs (this many of each way) before the plan picks whether to use its pool, and the longest
- * gap between retries of the way it did not pick. */
-#define POOL_TRIAL_RUNS 3
-#define POOL_MAX_PROBE_GAP 1024
-
-/* Whether this run uses the pool. Handing steps to threads wins on an idle machine, but when the
- * OS deschedules a worker every step waiting for it stalls: on 2 loaded cores models/cnn.onnx
- * took 24 ms a run with the pool against 0.27 ms without. So a plan times both ways and keeps
- * the faster, retrying the other with a doubling gap in case the load has changed. Results
- * are the same either way (threads split outputs, never a sum). */
-/* The trial ends early once one way is more than twice as slow as the other: a stalled run can
- * take 50x one without the pool, and three of them would cost more than they could ever win. */
-static bool pool_use_trial(const od_pool_use *u) {
-    if (u->runs[0] < 1 || u->runs[1] < 1) return true;
-    if (u->ms[0] > 2 * u->ms[1] || u->ms[1] > 2 * u->ms[0]) return false;
-    return u->runs[0] < POOL_TRIAL_RUNS || u->runs[1] < POOL_TRIAL_RUNS;
-}
-
-static int pool_use_choose(const od_pool_use *u) {
-    if (pool_use_trial(u)) return (int)(u->n & 1);
-    int best = u->ms[1] < u->ms[0];
-    return u->n >= u->next_probe ? !best : best;
-}
-
-static void pool_use_record(od_pool_use *u, int way, double ms) {
-    bool trial = pool_use_trial(u), probe = !trial && u->n >= u->next_probe;
-    int best_before = u->ms[1] < u->ms[0];
-    /* in the trial the fastest run counts (one stall of the other program must not decide);
-     * after it a moving average, so that stalls that keep coming do count */
-    if (u->runs[way] == 0 || (trial && ms < u->ms[way])) u->ms[way] = ms;
-    else if (!trial) u->ms[way] = 0.75 * u->ms[way] + 0.25 * ms;
-    u->runs[way]++;
-    u->n++;
-    if (trial || probe) {
-        int best = u->ms[1] < u->ms[0];
-        bool keep = !trial && best == best_before;
-        u->probe_gap = !keep ? 8 : u->probe_gap < POOL_MAX_PROBE_GAP ? 2 * u->probe_gap : u->probe_gap;
-        u->next_probe = u->n + u->probe_gap;
-    }
-}
-
 od_status od_plan_run(od_plan *p, od_error *err) {
     if (p->split) return od_plan_split_run(p->split, err);
     if (p->training) return od_plan_run_forward(p, false, NULL, err);
-    int way = p->pool ? pool_use_choose(&p->pool_use) : 0;
-    double start = p->pool ? od_seconds() : 0;
+    /* The pool (runtime/workers.c) never waits for a worker that has not started, so a
+     * descheduled worker costs only its share: every large step uses it, on any load. */
     if (p->pool)
-        for (int s = 0; s < p->n_steps; s++)
-            p->steps[s].pool = way && p->steps[s].parallel ? p->pool : NULL;
+        for (int s = 0; s < p->n_steps; s++) p->steps[s].pool = p->steps[s].parallel ? p->pool : NULL;
     for (int s = 0; s < p->n_steps; s++) {
         od_step *stp = &p->steps[s];
         double t0 = p->profile ? od_seconds() : 0;
@@ -1012,7 +979,6 @@ od_status od_plan_run(od_plan *p, od_error *err) {
             p->profile[s].runs++;
         }
     }
-    if (p->pool) pool_use_record(&p->pool_use, way, 1e3 * (od_seconds() - start));
     return OD_STATUS_OK;
 }
 

@@ -5,14 +5,6 @@
 #include "od_train.h"
 #include "op.h"
 
-/* Whether a run hands its large steps to the plan's pool: both ways are timed and the faster
- * kept, the other retried after probe_gap runs (plan.c). */
-typedef struct od_pool_use {
-    double ms[2]; /* latency of runs without [0] and with [1] the pool, smoothed */
-    int runs[2];
-    int64_t n, next_probe, probe_gap;
-} od_pool_use;
-
 struct od_plan {
     const od_graph *graph;
     od_plan_options opt;
@@ -30,7 +22,6 @@ struct od_plan {
     void *arena;
     size_t arena_bytes;
     pthreadpool_t pool;
-    od_pool_use pool_use;
     od_step_profile *profile;
     struct plan_split *split; /* non-NULL: the batch runs as micro-batches (plan_split.c) */
     /* training mode (od_plan_create_training) */
@@ -40,6 +31,17 @@ struct od_plan {
     float *grads;        /* the gradient arena: activations' gradients, then parameters' */
     size_t grads_count;
 };
+
+/* Exporters' spellings of one activation, found at plan time (plan_fuse.c):
+ * Mul(x, HardSigmoid(x)) with alpha 1/6, beta 1/2 runs as HardSwish(x), Mul(x, Sigmoid(x)) as
+ * SiLU(x) (ops/fused.c), when the HardSigmoid or Sigmoid output has no other use. */
+typedef struct od_node_fusion {
+    const od_op_desc *as_op; /* non-NULL: the node runs as this op on value as_input alone */
+    int as_input;
+    bool absorbed; /* computed inside a later node's step: no step of its own */
+} od_node_fusion;
+void od_plan_find_activation_fusions(const od_graph *g, const od_graph_shapes *shapes,
+                                     const int *uses, od_node_fusion *out);
 
 /* A plan for the whole batch at once, as od_plan_create makes when it does not split. */
 od_status od_plan_create_whole(const od_graph *g, const od_plan_options *opt, od_plan **out,

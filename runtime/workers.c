@@ -1,13 +1,34 @@
-/* Threads that take tasks from a shared counter; see workers.h. */
+/* Threads that take tasks from a shared counter; see workers.h.
+ *
+ * A job is published as one 64-bit claim word: its generation in the high half, its next
+ * unclaimed task in the low half. Every thread (the caller too) claims chunks of tasks with a
+ * compare-and-swap that also checks the generation, so a worker that wakes late can never take
+ * tasks of a job it did not read, and the caller waits only for chunks that were claimed, by
+ * threads that are therefore running. A finished job's word is closed (the low half all ones)
+ * before the next job's fields are written. */
 #include "workers.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
-#define CLOSED (INT64_MAX / 2)
+#define GEN(c) ((uint32_t)((c) >> 32))
+#define IDX(c) ((uint32_t)(c))
+#define CLOSED UINT32_MAX
+#define MAX_TASKS INT32_MAX
+/* An idle worker watches for the next job this long (pausing, then yielding the core) before it
+ * sleeps: the steps of a plan come a few microseconds apart, and a wake-up costs tens. */
+#define SPIN_PAUSE_NS 20000
+#define SPIN_YIELD_NS 200000
+/* Chunks per thread a job is cut into: fewer claims, but no thread holds much of the work. */
+#define CHUNKS_PER_THREAD 16
+
+typedef void (*task_fn)(void *, int, int64_t);
 
 struct od_workers {
     int threads;
@@ -15,12 +36,17 @@ struct od_workers {
     int n_started;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    uint64_t gen;
-    bool quit;
-    /* the current job */
-    void (*fn)(void *, int, int64_t);
-    void *ctx;
-    atomic_llong n, next, busy;
+    atomic_int sleeping;
+    atomic_bool quit;
+    atomic_bool calling; /* a thread is running a job: another caller runs its own serially */
+    uint32_t gen;        /* the caller's count of jobs */
+    _Atomic uint64_t claim;
+    /* the job of the claim word's generation, written (release) before the word is published */
+    _Atomic(task_fn) fn;
+    _Atomic(void *) ctx;
+    atomic_llong n, per;
+    atomic_bool flush;
+    atomic_llong done; /* tasks finished */
 };
 
 typedef struct worker_arg {
@@ -28,38 +54,113 @@ typedef struct worker_arg {
     int who;
 } worker_arg;
 
-static void drain(od_workers *w, int who) {
-    atomic_fetch_add(&w->busy, 1);
-    for (long long t; (t = atomic_fetch_add(&w->next, 1)) < atomic_load(&w->n);) w->fn(w->ctx, who, t);
-    atomic_fetch_sub(&w->busy, 1);
+static atomic_llong jobs_total;
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Flush-to-zero and denormals-are-zero on this thread; returns the state to restore. */
+static unsigned flush_denormals(void) {
+#if defined(__SSE__)
+    unsigned saved = _mm_getcsr();
+    _mm_setcsr(saved | 0x8040);
+    return saved;
+#else
+    return 0;
+#endif
+}
+
+static void restore_denormals(unsigned saved) {
+#if defined(__SSE__)
+    _mm_setcsr(saved);
+#else
+    (void)saved;
+#endif
+}
+
+/* Claims and runs chunks of the job of c's generation until none is left or the job changed. */
+static void help(od_workers *w, int who, uint64_t c) {
+    const uint32_t gen = GEN(c);
+    task_fn fn = atomic_load_explicit(&w->fn, memory_order_acquire);
+    void *ctx = atomic_load_explicit(&w->ctx, memory_order_acquire);
+    int64_t n = atomic_load_explicit(&w->n, memory_order_acquire);
+    int64_t per = atomic_load_explicit(&w->per, memory_order_acquire);
+    bool flush = atomic_load_explicit(&w->flush, memory_order_acquire);
+    bool flushed = false;
+    unsigned saved = 0;
+    /* The fields above may belong to a later job if this one ended meanwhile; then the word was
+     * closed before they were written and no compare-and-swap below can succeed. */
+    while (GEN(c) == gen && IDX(c) < n) {
+        int64_t begin = IDX(c), end = begin + per < n ? begin + per : n;
+        if (!atomic_compare_exchange_weak(&w->claim, &c, (uint64_t)gen << 32 | (uint64_t)end)) continue;
+        if (flush && !flushed) {
+            saved = flush_denormals();
+            flushed = true;
+        }
+        for (int64_t t = begin; t < end; t++) fn(ctx, who, t);
+        atomic_fetch_add_explicit(&w->done, end - begin, memory_order_release);
+        c = atomic_load(&w->claim);
+    }
+    if (flushed) restore_denormals(saved);
+}
+
+/* Waits for a job of another generation than seen (or quit) and returns its claim word. */
+static uint64_t wait_job(od_workers *w, uint32_t seen) {
+    uint64_t c;
+    int64_t start = 0;
+    for (unsigned i = 0;; i++) {
+        c = atomic_load_explicit(&w->claim, memory_order_acquire);
+        if (GEN(c) != seen || atomic_load_explicit(&w->quit, memory_order_relaxed)) return c;
+        if (i % 256 == 255) {
+            int64_t t = now_ns();
+            if (!start) start = t;
+            if (t - start > SPIN_YIELD_NS) break;
+            if (t - start > SPIN_PAUSE_NS) sched_yield();
+        }
+        cpu_relax();
+    }
+    pthread_mutex_lock(&w->mu);
+    atomic_fetch_add(&w->sleeping, 1);
+    while (GEN(c = atomic_load(&w->claim)) == seen && !atomic_load(&w->quit))
+        pthread_cond_wait(&w->cv, &w->mu);
+    atomic_fetch_sub(&w->sleeping, 1);
+    pthread_mutex_unlock(&w->mu);
+    return c;
 }
 
 static void *worker_main(void *arg) {
     worker_arg wa = *(worker_arg *)arg;
     free(arg);
     od_workers *w = wa.w;
-    uint64_t seen = 0;
+    uint32_t seen = 0;
     for (;;) {
-        pthread_mutex_lock(&w->mu);
-        while (w->gen == seen && !w->quit) pthread_cond_wait(&w->cv, &w->mu);
-        bool quit = w->quit;
-        seen = w->gen;
-        pthread_mutex_unlock(&w->mu);
-        if (quit) return NULL;
-        drain(w, wa.who);
+        uint64_t c = wait_job(w, seen);
+        if (atomic_load(&w->quit)) return NULL;
+        seen = GEN(c);
+        help(w, wa.who, c);
     }
 }
 
 od_workers *od_workers_create(int threads) {
-    if (threads <= 1) return NULL;
+    if (threads < 1) return NULL;
     od_workers *w = calloc(1, sizeof *w);
     if (!w) return NULL;
     w->threads = threads;
     w->tids = calloc((size_t)threads, sizeof(pthread_t));
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
-    atomic_store(&w->next, CLOSED);
-    atomic_store(&w->n, 0); /* no job until the first run: a worker waking now finds nothing */
+    atomic_store(&w->claim, (uint64_t)CLOSED); /* generation 0, closed: no job yet */
     for (int t = 1; w->tids && t < threads; t++) {
         worker_arg *a = malloc(sizeof *a);
         if (!a) break;
@@ -70,7 +171,7 @@ od_workers *od_workers_create(int threads) {
         }
         w->n_started++;
     }
-    if (w->n_started == 0) {
+    if (threads > 1 && w->n_started == 0) {
         od_workers_destroy(w);
         return NULL;
     }
@@ -81,7 +182,7 @@ od_workers *od_workers_create(int threads) {
 void od_workers_destroy(od_workers *w) {
     if (!w) return;
     pthread_mutex_lock(&w->mu);
-    w->quit = true;
+    atomic_store(&w->quit, true);
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
     for (int i = 0; i < w->n_started; i++) pthread_join(w->tids[i], NULL);
@@ -93,22 +194,42 @@ void od_workers_destroy(od_workers *w) {
 
 int od_workers_threads(const od_workers *w) { return w ? w->threads : 1; }
 
-void od_workers_run(od_workers *w, int64_t n, void (*fn)(void *, int, int64_t), void *ctx) {
-    if (!w || n <= 1) {
+int64_t od_workers_jobs(void) { return atomic_load_explicit(&jobs_total, memory_order_relaxed); }
+
+void od_workers_run_flags(od_workers *w, int64_t n, task_fn fn, void *ctx, bool flush) {
+    /* A run from inside a task, or from a second thread while one runs, goes serially (as
+     * pthreadpool serialises its callers, but without making anyone wait). */
+    if (!w || w->threads < 2 || n < 2 || n > MAX_TASKS || atomic_exchange(&w->calling, true)) {
+        unsigned saved = flush ? flush_denormals() : 0;
         for (int64_t t = 0; t < n; t++) fn(ctx, 0, t);
+        if (flush) restore_denormals(saved);
         return;
     }
-    /* No worker is inside a task now (the last run waited for them), but one woken late may be
-     * about to take from the counter: it stays closed while the job changes. */
-    atomic_store(&w->next, CLOSED);
-    w->fn = fn;
-    w->ctx = ctx;
-    atomic_store(&w->n, n);
-    atomic_store(&w->next, 0);
-    pthread_mutex_lock(&w->mu);
-    w->gen++;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    drain(w, 0);
-    while (atomic_load(&w->busy) > 0) sched_yield();
+    atomic_fetch_add_explicit(&jobs_total, 1, memory_order_relaxed);
+    int64_t per = n / ((int64_t)w->threads * CHUNKS_PER_THREAD);
+    atomic_store_explicit(&w->fn, fn, memory_order_release);
+    atomic_store_explicit(&w->ctx, ctx, memory_order_release);
+    atomic_store_explicit(&w->n, n, memory_order_release);
+    atomic_store_explicit(&w->per, per < 1 ? 1 : per, memory_order_release);
+    atomic_store_explicit(&w->flush, flush, memory_order_release);
+    atomic_store_explicit(&w->done, 0, memory_order_release);
+    uint64_t c = (uint64_t)++w->gen << 32;
+    atomic_store(&w->claim, c);
+    if (atomic_load(&w->sleeping) > 0) {
+        pthread_mutex_lock(&w->mu);
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+    }
+    help(w, 0, c);
+    /* Every task is claimed; wait for the chunks running on other threads. */
+    for (unsigned i = 0; atomic_load_explicit(&w->done, memory_order_acquire) < n; i++) {
+        if (i < 4096) cpu_relax();
+        else sched_yield();
+    }
+    atomic_store(&w->claim, c | CLOSED);
+    atomic_store(&w->calling, false);
+}
+
+void od_workers_run(od_workers *w, int64_t n, task_fn fn, void *ctx) {
+    od_workers_run_flags(w, n, fn, ctx, false);
 }

@@ -2,6 +2,8 @@
  * differ only in the XNNPACK operator and the scalar function. float32 runs on XNNPACK's
  * "nd" operators (up to 6 dims); int32/int64 (shape arithmetic, folded at plan time) and
  * anything above 6 dims run a plain loop. Layout: element-wise (channels-last passes through).
+ * A following Relu or Clip is fused in by the planner (float32): XNNPACK's output clamp, or a
+ * clamp after the loop.
  * Backward: Add, Sub, Mul (the training kernels at the end). */
 #include "../train_internal.h"
 
@@ -44,13 +46,15 @@ static od_status binary_prepare(od_step *s, od_error *err) {
     size_t sa[OD_MAX_RANK], sb[OD_MAX_RANK];
     for (int d = 0; d < a->rank; d++) sa[d] = (size_t)da[d];
     for (int d = 0; d < b->rank; d++) sb[d] = (size_t)db[d];
+    float lo = s->act_min, hi = s->act_max;
+    if (!(lo < hi)) return OD_STATUS_OK; /* XNNPACK refuses an empty range: the loop clamps */
     xnn_operator_t op = NULL;
     enum xnn_status r;
     switch (kind_of(s)) {
-    case BINARY_ADD: r = xnn_create_add_nd_f32(-INFINITY, INFINITY, 0, &op); break;
-    case BINARY_SUB: r = xnn_create_subtract_nd_f32(-INFINITY, INFINITY, 0, &op); break;
-    case BINARY_MUL: r = xnn_create_multiply_nd_f32(-INFINITY, INFINITY, 0, &op); break;
-    default: r = xnn_create_divide_nd_f32(-INFINITY, INFINITY, 0, &op); break;
+    case BINARY_ADD: r = xnn_create_add_nd_f32(lo, hi, 0, &op); break;
+    case BINARY_SUB: r = xnn_create_subtract_nd_f32(lo, hi, 0, &op); break;
+    case BINARY_MUL: r = xnn_create_multiply_nd_f32(lo, hi, 0, &op); break;
+    default: r = xnn_create_divide_nd_f32(lo, hi, 0, &op); break;
     }
     od_status st = od_xnn_check(r, err, s->node, "create");
     if (st) return st;
@@ -132,6 +136,7 @@ static od_status binary_run(od_step *s, od_error *err) {
         else if (k == BINARY_SUB) BINARY_LOOP(float, x - y);
         else if (k == BINARY_MUL) BINARY_LOOP(float, x * y);
         else BINARY_LOOP(float, x / y);
+        od_step_clamp(s, o->data, count);
     } else if (o->dtype == OD_DTYPE_INT64) {
         if (k == BINARY_ADD) BINARY_LOOP(int64_t, (int64_t)((uint64_t)x + (uint64_t)y));
         else if (k == BINARY_SUB) BINARY_LOOP(int64_t, (int64_t)((uint64_t)x - (uint64_t)y));
@@ -235,6 +240,7 @@ static od_status binary_backward(od_tstep *s, od_error *err) {
     OD_OP_FACTS(NAME, SINCE, __VA_ARGS__);                                                         \
     const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME),                                             \
                                      .per_sample = od_per_sample_always, .layout = OD_LAYOUT_POLICY_ELEMENTWISE, \
+                                     .fuses_activation = true,                                     \
                                      .infer = binary_infer, .prepare = binary_prepare,             \
                                      .run = binary_run, .destroy = binary_destroy, TRAIN};
 /* trainable: both inputs (a bias or scale added by a student), Relu fused in training */

@@ -1,0 +1,253 @@
+/* Plan-time fusions (runtime/plan_fuse.c, plan.c find_fusions): a plan with them gives the
+ * outputs of the same plan made with od_plan_options.no_fusion within 1e-6 (relative to
+ * max(1, |y|)), at batch 1 and 3, 1 and 2 threads, and has exactly the steps fewer the fusions
+ * promise:
+ *   Mul(x, HardSigmoid(x; 1/6, 1/2)) -> HardSwish      Mul(Sigmoid(x), x) -> SiLU
+ *   Add + Relu -> one Add                               Conv + Clip(0, 6) -> one Conv
+ * and nothing fuses where it must not: HardSigmoid with other constants, a gate computed from
+ * another tensor (squeeze-excitation), an activation output used twice.
+ * The torchvision fixtures (build/real_exports, tests/export_torchvision.py) are compared the
+ * same way when present, within 1e-4: XNNPACK's HardSwish rounds differently from HardSigmoid
+ * then Mul (up to an ulp or so per element), and 50 layers amplify that to a few 1e-6..1e-5. Ends with `test_fusion: N passed, N failed, N skipped`. */
+#include "od_onnx.h"
+#include "passes_internal.h"
+#include "od_runtime.h"
+#include "test_check.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int n_skip;
+
+static uint32_t rng_state = 12345;
+static float frand(float lo, float hi) {
+    rng_state = rng_state * 1103515245u + 12345u;
+    return lo + (hi - lo) * (float)(rng_state >> 8) / 16777216.0f;
+}
+
+static od_model *new_model(int64_t opset) {
+    od_model *m = od_model_create();
+    m->ir_version = 7;
+    m->opsets = calloc(1, sizeof *m->opsets);
+    m->opsets[0].domain = strdup("");
+    m->opsets[0].version = opset;
+    m->n_opsets = 1;
+    m->graph.name = strdup("fusion");
+    m->graph.opset = opset;
+    return m;
+}
+
+static void add_input(od_model *m, const char *name, int rank, const int64_t *dims) {
+    od_graph *g = &m->graph;
+    int v = od_graph_intern_value(g, name);
+    od_value *val = &g->values[v];
+    val->dtype = OD_DTYPE_FLOAT;
+    val->rank = rank;
+    val->has_type = true;
+    for (int d = 0; d < rank; d++) {
+        val->dims[d].value = dims[d];
+        if (dims[d] < 0) val->dims[d].param = strdup("N");
+    }
+    g->inputs = realloc(g->inputs, sizeof(int) * (size_t)(g->n_inputs + 1));
+    g->inputs[g->n_inputs++] = v;
+}
+
+static void add_output(od_model *m, const char *name) {
+    od_graph *g = &m->graph;
+    int v = od_graph_intern_value(g, name);
+    g->values[v].dtype = OD_DTYPE_FLOAT;
+    g->values[v].has_type = true;
+    g->outputs = realloc(g->outputs, sizeof(int) * (size_t)(g->n_outputs + 1));
+    g->outputs[g->n_outputs++] = v;
+}
+
+static void add_init(od_model *m, const char *name, int rank, const int64_t *dims, float lo, float hi) {
+    od_graph *g = &m->graph;
+    od_tensor *t = od_tensor_create(name, OD_DTYPE_FLOAT, rank, dims, NULL);
+    float *p = t->data;
+    for (int64_t i = 0; i < od_tensor_count(t); i++) p[i] = lo == hi ? lo : frand(lo, hi);
+    int v = od_graph_intern_value(g, name);
+    g->values[v].init = t;
+    g->inits = realloc(g->inits, sizeof(int) * (size_t)(g->n_inits + 1));
+    g->inits[g->n_inits++] = v;
+}
+
+/* Node with comma-separated input and output names. */
+static od_node *add_node(od_model *m, const char *op, const char *name, const char *ins, const char *outs) {
+    od_graph *g = &m->graph;
+    int io[2][16], n[2] = {0, 0};
+    const char *lists[2] = {ins, outs};
+    for (int l = 0; l < 2; l++) {
+        char buf[512];
+        snprintf(buf, sizeof buf, "%s", lists[l]);
+        for (char *p = buf; p;) {
+            char *comma = strchr(p, ',');
+            if (comma) *comma = 0;
+            io[l][n[l]++] = od_graph_intern_value(g, p);
+            p = comma ? comma + 1 : NULL;
+        }
+    }
+    int k = od_pass_add_node(g, op, name, n[0], io[0], n[1], io[1], NULL);
+    return &g->nodes[k];
+}
+
+static void add_conv(od_model *m, const char *name, const char *x, const char *y, int64_t c) {
+    char w[64], b[64], ins[256];
+    snprintf(w, sizeof w, "%s_w", name);
+    snprintf(b, sizeof b, "%s_b", name);
+    add_init(m, w, 4, (int64_t[]){c, c, 3, 3}, -0.3f, 0.3f);
+    add_init(m, b, 1, &c, -0.2f, 0.2f);
+    snprintf(ins, sizeof ins, "%s,%s,%s", x, w, b);
+    od_node *n = add_node(m, "Conv", name, ins, y);
+    n->attrs = realloc(n->attrs, sizeof *n->attrs * (size_t)(n->n_attrs + 1));
+    od_attr *a = &n->attrs[n->n_attrs++];
+    memset(a, 0, sizeof *a);
+    a->name = strdup("pads");
+    a->type = OD_ATTR_INTS;
+    a->count = 4;
+    a->ints = calloc(4, sizeof(int64_t));
+    for (int k = 0; k < 4; k++) a->ints[k] = 1;
+}
+
+/* Every fusion once, and the near misses that must not fuse. */
+static od_model *fusion_graph(void) {
+    od_model *m = new_model(13);
+    const int64_t C = 8;
+    add_input(m, "x", 4, (int64_t[]){-1, C, 7, 7});
+    add_conv(m, "conv1", "x", "c1", C);
+    od_pass_set_attr_float(add_node(m, "HardSigmoid", "hsig1", "c1", "h1"), "alpha", 1.0f / 6.0f, NULL);
+    add_node(m, "Mul", "hswish1", "c1,h1", "hs"); /* -> HardSwish */
+    add_conv(m, "conv2", "hs", "c2", C);
+    add_node(m, "Sigmoid", "sig2", "c2", "s2");
+    add_node(m, "Mul", "silu2", "s2,c2", "si"); /* -> SiLU (the gate first) */
+    add_node(m, "Add", "add3", "si,hs", "a3");
+    add_node(m, "Relu", "relu3", "a3", "r3"); /* -> into the Add */
+    add_conv(m, "conv4", "r3", "c4", C);
+    add_init(m, "lo", 0, NULL, 0.0f, 0.0f);
+    add_init(m, "hi", 0, NULL, 6.0f, 6.0f);
+    add_node(m, "Clip", "clip4", "c4,lo,hi", "k4"); /* -> into the Conv */
+    /* near misses */
+    add_node(m, "HardSigmoid", "hsig5", "k4", "h5"); /* alpha 0.2: not hardswish */
+    add_node(m, "Mul", "mul5", "k4,h5", "m5");
+    add_node(m, "GlobalAveragePool", "gap6", "m5", "g6");
+    od_pass_set_attr_float(add_node(m, "HardSigmoid", "hsig6", "g6", "h6"), "alpha", 1.0f / 6.0f, NULL);
+    add_node(m, "Mul", "se6", "m5,h6", "e6"); /* a gate from another tensor */
+    add_node(m, "Sigmoid", "sig7", "e6", "s7");
+    add_node(m, "Mul", "mul7", "e6,s7", "m7");
+    add_node(m, "Add", "add7", "m7,s7", "y"); /* s7 used twice: no SiLU */
+    add_output(m, "y");
+    od_error err = {0};
+    if (od_graph_check(&m->graph, &err)) {
+        check(false, "fusion graph", "%s", err.message);
+        od_model_destroy(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* Runs g with or without fusions; returns output 0 (count in *n) and the step count. */
+static float *run(const od_graph *g, int64_t batch, int threads, bool no_fusion, size_t *n,
+                  int *steps, const char *what) {
+    od_plan *p = NULL;
+    od_error err = {0};
+    od_plan_options o = {.batch = batch, .threads = threads, .profile = true, .no_fusion = no_fusion};
+    if (od_plan_create(g, &o, &p, &err)) {
+        check(false, what, "%s", err.message);
+        return NULL;
+    }
+    uint32_t seed = 7u + (uint32_t)batch;
+    for (int i = 0; i < od_plan_n_inputs(p); i++) {
+        const od_plan_io *io = od_plan_input(p, i);
+        for (size_t k = 0; k < io->nbytes / 4; k++) {
+            seed = seed * 1103515245u + 12345u;
+            ((float *)io->data)[k] = (float)(seed >> 8) / 16777216.0f * 6.0f - 3.0f;
+        }
+    }
+    float *out = NULL;
+    if (od_plan_run(p, &err)) {
+        check(false, what, "%s", err.message);
+    } else {
+        const od_plan_io *y = od_plan_output(p, 0);
+        out = malloc(y->nbytes);
+        memcpy(out, y->data, y->nbytes);
+        *n = y->nbytes / 4;
+        const od_step_profile *prof;
+        *steps = od_plan_profile(p, &prof);
+    }
+    od_plan_destroy(p);
+    return out;
+}
+
+static bool has_step(const od_graph *g, const char *op) {
+    od_plan *p = NULL;
+    od_error err = {0};
+    if (od_plan_create(g, &(od_plan_options){.batch = 1, .profile = true}, &p, &err)) return false;
+    const od_step_profile *prof;
+    int n = od_plan_profile(p, &prof);
+    bool found = false;
+    for (int s = 0; s < n; s++) found = found || strcmp(prof[s].op_type, op) == 0;
+    od_plan_destroy(p);
+    return found;
+}
+
+/* Fused against unfused within tol; expect_fewer < 0: do not check the step counts. */
+static void compare(const od_graph *g, const char *name, int expect_fewer, const int64_t *batches,
+                    double tol) {
+    for (int b = 0; batches[b]; b++)
+        for (int threads = 1; threads <= 2; threads++) {
+            char what[256];
+            snprintf(what, sizeof what, "%s batch %lld threads %d", name, (long long)batches[b], threads);
+            size_t n0 = 0, n1 = 0;
+            int s0 = 0, s1 = 0;
+            float *y0 = run(g, batches[b], threads, true, &n0, &s0, what);
+            float *y1 = run(g, batches[b], threads, false, &n1, &s1, what);
+            if (y0 && y1 && n0 == n1) {
+                double worst = 0;
+                for (size_t i = 0; i < n0; i++) {
+                    double d = fabs((double)y0[i] - y1[i]) / fmax(1.0, fabs(y0[i]));
+                    if (!(d <= worst)) worst = isnan(d) ? INFINITY : d;
+                }
+                check(worst <= tol, what, "fused differs from unfused by %.3g (relative)", worst);
+                if (expect_fewer >= 0)
+                    check(s0 - s1 == expect_fewer, what, "%d steps unfused, %d fused: expected %d fewer",
+                          s0, s1, expect_fewer);
+            }
+            free(y0);
+            free(y1);
+        }
+}
+
+static void test_real(const char *path, const char *op) {
+    if (access(path, R_OK) != 0) {
+        n_skip++;
+        return;
+    }
+    od_model *m = NULL;
+    od_error err = {0};
+    if (od_model_load(path, &m, &err)) {
+        check(false, path, "%s", err.message);
+        return;
+    }
+    compare(&m->graph, path, -1, (const int64_t[]){1, 2, 0}, 1e-4);
+    if (op) check(has_step(&m->graph, op), path, "no %s step", op);
+    od_model_destroy(m);
+}
+
+int main(void) {
+    od_model *m = fusion_graph();
+    if (m) {
+        /* HardSigmoid and Sigmoid absorbed, Relu into the Add, Clip into the Conv */
+        compare(&m->graph, "fusion graph", 4, (const int64_t[]){1, 3, 0}, 1e-6);
+        check(has_step(&m->graph, "HardSwish"), "HardSwish step", "x * HardSigmoid(x) not fused");
+        check(has_step(&m->graph, "SiLU"), "SiLU step", "Sigmoid(x) * x not fused");
+        od_model_destroy(m);
+    }
+    test_real("build/real_exports/mobilenet_v3_small_op13.onnx", "HardSwish");
+    test_real("build/real_exports/efficientnet_b0_op13.onnx", "SiLU");
+    test_real("build/real_exports/resnet18_op13.onnx", NULL);
+    test_real("build/real_exports/mobilenet_v2_op13.onnx", NULL);
+    printf("test_fusion: %d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
+    return n_fail ? 1 : 0;
+}

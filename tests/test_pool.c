@@ -1,0 +1,246 @@
+/* The thread pool (runtime/workers.c) and the pthreadpool functions over it
+ * (runtime/pthreadpool.c): every task runs exactly once, grids are tiled as pthreadpool tiles
+ * them, a run inside a task of the same pool does not deadlock, denormals are flushed when asked,
+ * XNNPACK's calls arrive in our pool, and a plan's outputs with 2 threads equal 1 thread's bit
+ * for bit. */
+#include "od_onnx.h"
+#include "od_runtime.h"
+#include "test_check.h"
+#include "workers.h"
+
+#include <pthreadpool.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xnnpack.h>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
+enum { MAX_TASKS = 5000 };
+
+typedef struct counts {
+    atomic_int hit[MAX_TASKS];
+    atomic_int by_worker; /* tasks run by a thread other than the caller */
+} counts;
+
+static void count_task(void *ctx, int who, int64_t t) {
+    counts *c = ctx;
+    atomic_fetch_add(&c->hit[t], 1);
+    if (who) atomic_fetch_add(&c->by_worker, 1);
+}
+
+static void test_every_task_once(void) {
+    od_workers *w = od_workers_create(3);
+    check(w && od_workers_threads(w) == 3, "create", "3 threads, got %d", od_workers_threads(w));
+    counts *c = calloc(1, sizeof *c);
+    int bad = 0, by_worker = 0;
+    /* Many short jobs back to back: a worker that wakes late must never run a task twice or
+     * take one of the next job. */
+    for (int job = 0; job < 20000; job++) {
+        int n = 1 + job * 7919 % (job % 10 == 0 ? MAX_TASKS : 40);
+        for (int t = 0; t < n; t++) atomic_store(&c->hit[t], 0);
+        atomic_store(&c->by_worker, 0);
+        od_workers_run(w, n, count_task, c);
+        for (int t = 0; t < n; t++) bad += atomic_load(&c->hit[t]) != 1;
+        by_worker += atomic_load(&c->by_worker);
+    }
+    check(bad == 0, "every task once", "%d tasks run other than once", bad);
+    check(by_worker > 0, "workers help", "no task ran on a worker in 20000 jobs");
+    free(c);
+    od_workers_destroy(w);
+    check(od_workers_create(0) == NULL, "create 0", "0 threads must fail");
+    od_workers *one = od_workers_create(1);
+    check(one && od_workers_threads(one) == 1, "create 1", "a serial pool");
+    od_workers_destroy(one);
+    od_workers_destroy(NULL);
+}
+
+typedef struct nest {
+    od_workers *w;
+    atomic_int hit[8][64];
+} nest;
+
+static void inner_task(void *ctx, int who, int64_t t) {
+    atomic_int *row = ctx;
+    atomic_fetch_add(&row[t], 1);
+}
+
+static void outer_task(void *ctx, int who, int64_t t) {
+    nest *n = ctx;
+    od_workers_run(n->w, 64, inner_task, n->hit[t]);
+}
+
+static void test_nested(void) {
+    nest *n = calloc(1, sizeof *n);
+    n->w = od_workers_create(2);
+    od_workers_run(n->w, 8, outer_task, n);
+    int bad = 0;
+    for (int i = 0; i < 8; i++)
+        for (int j = 0; j < 64; j++) bad += atomic_load(&n->hit[i][j]) != 1;
+    check(bad == 0, "nested run", "%d inner tasks run other than once", bad);
+    od_workers_destroy(n->w);
+    free(n);
+}
+
+/* Two threads calling the same pool at once: each job still runs every task once. */
+typedef struct caller_arg {
+    od_workers *w;
+    counts *c;
+    int bad;
+} caller_arg;
+
+static void *caller_main(void *arg) {
+    caller_arg *a = arg;
+    for (int job = 0; job < 3000; job++) {
+        int n = 1 + job % 200;
+        for (int t = 0; t < n; t++) atomic_store(&a->c->hit[t], 0);
+        od_workers_run(a->w, n, count_task, a->c);
+        for (int t = 0; t < n; t++) a->bad += atomic_load(&a->c->hit[t]) != 1;
+    }
+    return NULL;
+}
+
+static void test_two_callers(void) {
+    od_workers *w = od_workers_create(2);
+    caller_arg a[2] = {{w, calloc(1, sizeof(counts)), 0}, {w, calloc(1, sizeof(counts)), 0}};
+    pthread_t t;
+    pthread_create(&t, NULL, caller_main, &a[1]);
+    caller_main(&a[0]);
+    pthread_join(t, NULL);
+    check(a[0].bad == 0 && a[1].bad == 0, "two callers", "%d and %d tasks run other than once",
+          a[0].bad, a[1].bad);
+    free(a[0].c), free(a[1].c);
+    od_workers_destroy(w);
+}
+
+/* 3-d grid with the last two dims tiled: each call covers a tile; every cell once. */
+typedef struct grid_check {
+    size_t I, J, K, tj, tk;
+    atomic_int cell[5][13][17];
+    atomic_int bad_tile;
+} grid_check;
+
+static void grid3_tile2(void *ctx, size_t i, size_t j, size_t k, size_t tj, size_t tk) {
+    grid_check *g = ctx;
+    if (j % g->tj || k % g->tk || tj == 0 || tk == 0 || tj > g->tj || tk > g->tk ||
+        (tj < g->tj && j + tj != g->J) || (tk < g->tk && k + tk != g->K))
+        atomic_fetch_add(&g->bad_tile, 1);
+    for (size_t a = j; a < j + tj && a < g->J; a++)
+        for (size_t b = k; b < k + tk && b < g->K; b++) atomic_fetch_add(&g->cell[i][a][b], 1);
+}
+
+static void test_grid(pthreadpool_t pool, const char *name) {
+    grid_check *g = calloc(1, sizeof *g);
+    *g = (grid_check){.I = 5, .J = 13, .K = 17, .tj = 4, .tk = 5};
+    pthreadpool_parallelize_3d_tile_2d(pool, grid3_tile2, g, 5, 13, 17, 4, 5, 0);
+    int bad = 0;
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 13; j++)
+            for (int k = 0; k < 17; k++) bad += atomic_load(&g->cell[i][j][k]) != 1;
+    check(bad == 0 && atomic_load(&g->bad_tile) == 0, name, "%d cells not covered once, %d bad tiles",
+          bad, atomic_load(&g->bad_tile));
+    free(g);
+}
+
+static atomic_int not_flushed, calls;
+static void csr_task(void *ctx, size_t i) {
+    atomic_fetch_add(&calls, 1);
+#if defined(__SSE__)
+    if ((_mm_getcsr() & 0x8040) != 0x8040) atomic_fetch_add(&not_flushed, 1);
+#endif
+}
+
+static void test_denormals(pthreadpool_t pool, const char *name) {
+#if defined(__SSE__)
+    unsigned before = _mm_getcsr();
+    atomic_store(&not_flushed, 0);
+    atomic_store(&calls, 0);
+    pthreadpool_parallelize_1d(pool, csr_task, NULL, 1000, PTHREADPOOL_FLAG_DISABLE_DENORMALS);
+    check(atomic_load(&calls) == 1000 && atomic_load(&not_flushed) == 0, name,
+          "%d of %d calls ran without flush-to-zero", atomic_load(&not_flushed), atomic_load(&calls));
+    check(_mm_getcsr() == before, name, "the caller's MXCSR was not restored");
+#endif
+}
+
+/* XNNPACK's own calls land in od_workers: a fully connected operator run on our pool. */
+static void test_xnnpack_calls(void) {
+    check(xnn_initialize(NULL) == xnn_status_success, "xnn_initialize", "failed");
+    enum { IN = 256, OUT = 256, B = 64 };
+    float *w = malloc(sizeof(float) * IN * OUT), *x = malloc(sizeof(float) * B * IN);
+    float *y1 = malloc(sizeof(float) * B * OUT), *y2 = malloc(sizeof(float) * B * OUT);
+    for (int i = 0; i < IN * OUT; i++) w[i] = (float)((i * 37 % 101) - 50) / 50.0f;
+    for (int i = 0; i < B * IN; i++) x[i] = (float)((i * 13 % 71) - 35) / 35.0f;
+    xnn_operator_t op = NULL;
+    check(xnn_create_fully_connected_nc_f32(IN, OUT, IN, OUT, w, NULL, -INFINITY, INFINITY, 0, &op) ==
+              xnn_status_success,
+          "xnn fc create", "failed");
+    pthreadpool_t pool = pthreadpool_create(2);
+    check(pthreadpool_get_threads_count(pool) == 2, "threads count", "%zu",
+          pthreadpool_get_threads_count(pool));
+    xnn_setup_fully_connected_nc_f32(op, B, x, y1, NULL);
+    xnn_run_operator(op, NULL);
+    int64_t jobs = od_workers_jobs();
+    xnn_setup_fully_connected_nc_f32(op, B, x, y2, pool);
+    xnn_run_operator(op, pool);
+    check(od_workers_jobs() > jobs, "XNNPACK calls our pool", "no job reached od_workers");
+    check(memcmp(y1, y2, sizeof(float) * B * OUT) == 0, "XNNPACK bit-identical", "2 threads differ");
+    xnn_delete_operator(op);
+    pthreadpool_destroy(pool);
+    free(w), free(x), free(y1), free(y2);
+}
+
+/* A model's outputs with 2 threads equal 1 thread's bit for bit, and its steps went through
+ * our pool. */
+static void test_plan(const char *path) {
+    od_error err = {0};
+    od_model *m = NULL;
+    if (od_model_load(path, &m, &err)) {
+        check(false, path, "%s", err.message);
+        return;
+    }
+    od_plan *p[2] = {NULL, NULL};
+    float *out[2] = {NULL, NULL};
+    size_t bytes = 0;
+    int64_t jobs = 0;
+    for (int k = 0; k < 2; k++) {
+        if (od_plan_create(&m->graph, &(od_plan_options){.batch = 1, .threads = k + 1}, &p[k], &err)) {
+            check(false, path, "%s", err.message);
+            goto out;
+        }
+        for (int i = 0; i < od_plan_n_inputs(p[k]); i++) {
+            const od_plan_io *io = od_plan_input(p[k], i);
+            for (size_t j = 0; j < io->nbytes / sizeof(float); j++)
+                ((float *)io->data)[j] = (float)((j * 7919 % 1000) - 500) / 500.0f;
+        }
+        if (k == 1) jobs = od_workers_jobs();
+        for (int r = 0; r < 4; r++) od_plan_run(p[k], &err);
+        const od_plan_io *o = od_plan_output(p[k], 0);
+        bytes = o->nbytes;
+        out[k] = malloc(bytes);
+        memcpy(out[k], o->data, bytes);
+    }
+    check(od_workers_jobs() > jobs, path, "2 threads: no step used the pool");
+    check(memcmp(out[0], out[1], bytes) == 0, path, "2 threads differ from 1");
+out:
+    for (int k = 0; k < 2; k++) od_plan_destroy(p[k]), free(out[k]);
+    od_model_destroy(m);
+}
+
+int main(void) {
+    test_every_task_once();
+    test_nested();
+    test_two_callers();
+    pthreadpool_t pool = pthreadpool_create(2);
+    test_grid(NULL, "grid serial");
+    test_grid(pool, "grid 2 threads");
+    test_denormals(NULL, "denormals serial");
+    test_denormals(pool, "denormals 2 threads");
+    pthreadpool_destroy(pool);
+    test_xnnpack_calls();
+    test_plan("models/cnn.onnx");
+    printf("test_pool: %d passed, %d failed\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}
