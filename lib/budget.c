@@ -290,6 +290,7 @@ typedef struct layer_info {
 
 typedef struct group_info {
     int64_t teacher, cur, best;
+    int64_t floor; /* never cut below: half the uniform answer's channels (no bottleneck of a few) */
     double slope; /* seconds per channel */
     int n_members;
 } group_info;
@@ -346,13 +347,12 @@ static double kept_share(const od_graph *teacher, const od_shrink_report *r) {
     return n ? sum / n : 1;
 }
 
+/* Summed over the group's members: each layer counts once in the mean kept share. */
 static double group_share(const per_layer *p, int g, int64_t from, int64_t to) {
     double sum = 0;
-    int n = 0;
     for (int i = 0; i < p->n_layers; i++)
-        if (p->layers[i].group == g)
-            sum += share_range(p->layers[i].share, p->layers[i].count, p->groups[g].teacher, from, to), n++;
-    return n ? sum / n : 0;
+        if (p->layers[i].group == g) sum += share_range(p->layers[i].share, p->layers[i].count, p->groups[g].teacher, from, to);
+    return sum;
 }
 
 /* The work spec's rules: every member of every group at its group's `cur` (or `best`). */
@@ -492,14 +492,14 @@ static void allocate(per_layer *p, double predicted, double target) {
         double best_ratio = 0;
         for (int gi = 0; gi < p->n_groups; gi++) {
             group_info *g = &p->groups[gi];
-            int64_t chunk = g->cur - r < r ? g->cur - r : r;
+            int64_t chunk = g->cur - g->floor < r ? g->cur - g->floor : r;
             if (chunk <= 0 || g->slope <= 0) continue;
             double ratio = group_share(p, gi, g->cur - chunk, g->cur) / (g->slope * (double)chunk);
             if (best < 0 || ratio < best_ratio) best = gi, best_ratio = ratio;
         }
         if (best < 0) break;
         group_info *g = &p->groups[best];
-        int64_t chunk = g->cur - r < r ? g->cur - r : r;
+        int64_t chunk = g->cur - g->floor < r ? g->cur - g->floor : r;
         g->cur -= chunk, predicted -= g->slope * (double)chunk;
     }
     for (;;) {
@@ -576,7 +576,9 @@ static od_status per_layer_search(const od_model *teacher, od_shrink_spec *spec,
             if (group_of[k] == l->group) g = p.layers[k].group;
         if (g < 0) {
             g = p.n_groups++;
-            p.groups[g] = (group_info){.teacher = l->teacher_channels, .cur = l->teacher_channels};
+            int64_t floor = (int64_t)ceil(0.5 * res->width * (double)l->teacher_channels / spec->round_to) * spec->round_to;
+            p.groups[g] = (group_info){.teacher = l->teacher_channels, .cur = l->teacher_channels,
+                                       .floor = floor > spec->round_to ? floor : spec->round_to};
         }
         p.groups[g].n_members++;
         group_of[p.n_layers] = l->group;
@@ -603,7 +605,7 @@ static od_status per_layer_search(const od_model *teacher, od_shrink_spec *spec,
         m = NULL;
         /* the model is linear in each group's channels only near where its slopes were taken:
          * move, take them again there, a few times (MACs counted, nothing measured) */
-        for (int it = 0; it < 6; it++) {
+        for (int it = 0; it < 4; it++) {
             double predicted;
             if ((st = slopes(&p, &predicted, err))) goto done;
             if (it > 0 && predicted <= b->limit * PER_LAYER_MARGIN && predicted >= 0.97 * b->limit * PER_LAYER_MARGIN) break;
@@ -713,7 +715,7 @@ od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const 
         }
         char v[64], u2[64];
         if (found && pl.kept > res->uniform_kept) {
-            snprintf(res->why, sizeof res->why,
+            snprintf(pl.why, sizeof pl.why,
                      "the per-layer student met the budget when measured afresh (%s) and keeps %.1f%% of the teacher's "
                      "L1 weight mass per layer on average, more than the widest uniform width that meets it (%.6g: %.1f%% at %s)",
                      od_budget_describe(b, pl.value, v, sizeof v), 100 * pl.kept, res->width, 100 * res->uniform_kept,
