@@ -784,7 +784,7 @@ void od_budget_print(const od_budget *b, const od_budget_result *res, FILE *out)
                 b->threads, b->threads == 1 ? "" : "s", runtime_name(b));
     fprintf(out, "; teacher: %s", od_budget_describe(b, res->teacher_value, v, sizeof v));
     if (lat) fprintf(out, " (p90 %s)", od_budget_describe(b, res->teacher_p90, p, sizeof p));
-    fprintf(out, "\n%-16s %-24s %-6s %s\n", "candidate", lat ? "median (p90) ms" : "value", "", lat ? "kept L1" : "");
+    fprintf(out, "\n%-16s %s\n", "candidate", lat ? "median (p90 ms)" : "value");
     for (int i = 0; i < res->n_candidates; i++) {
         const od_budget_candidate *c = &res->candidates[i];
         od_budget_describe(b, c->value, v, sizeof v);
@@ -792,8 +792,8 @@ void od_budget_print(const od_budget *b, const od_budget_result *res, FILE *out)
             size_t n = strlen(v);
             snprintf(v + n, sizeof v - n, " (%.4g)", c->p90 * 1e3);
         }
-        fprintf(out, "%-16s %-24s %-6s", candidate_name(c, name, sizeof name), v, c->fits ? "fits" : "over");
-        if (c->per_layer) fprintf(out, " %.1f%%", 100 * c->kept);
+        fprintf(out, "%-16s %-24s %s", candidate_name(c, name, sizeof name), v, c->fits ? "fits" : "over");
+        if (c->per_layer) fprintf(out, "   %.1f%% kept", 100 * c->kept);
         fprintf(out, "%s\n", c->verify ? " (fresh measurement of the choice)" : "");
     }
     for (int i = 0; i < res->n_steps; i++) {
