@@ -90,8 +90,9 @@ typedef struct cli_command {
              "channels: output channels of the matching nodes (names or globs); drop: removable blocks "     \
              "holding a matching node. --width and --depth given on the command line override the file's."}, \
     {CLI_TEXT, "--budget", 0, "B",                                                                           \
-     .help = "instead of --width/--spec: the widest uniform width whose student meets B, found by bisection "  \
-             "and printed with the candidates tried and the spec it chose (as --spec JSON). B is a latency "   \
+     .help = "instead of --width/--spec: the widest uniform width whose student meets B, found by bisection, "  \
+             "then (latency) a per-layer search cutting the layers that lose the least L1 mass per second "   \
+             "saved; printed with the candidates tried, why the choice won and its spec (as --spec JSON). B is a latency "   \
              "on our own plans (0.5ms, 500us; @b8t2: at batch 8, 2 threads; default b1t1; median of 0.2 s of "  \
              "runs, the choice measured again), an encoded size (200KB, 1.5MB, 30000B, KiB, MiB) or MACs per "  \
              "sample (2M-macs, 150000-macs). --depth, --round, --init, --bn apply as given."},                 \
