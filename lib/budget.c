@@ -330,8 +330,9 @@ static void per_layer_clear(per_layer *p) {
     od_shrink_spec_clear(&p->work);
 }
 
-/* The mean over the teacher's shrinkable layers of the L1 share their kept channels carry: the
- * proxy for accuracy the search keeps (1 for the teacher). */
+/* The geometric mean over the teacher's shrinkable layers of the L1 share their kept channels
+ * carry: the proxy for accuracy the search keeps (1 for the teacher). Geometric, so that a layer
+ * cut to a bottleneck costs more than the same share taken from several layers. */
 static double kept_share(const od_graph *teacher, const od_shrink_report *r) {
     double sum = 0;
     int n = 0;
@@ -340,18 +341,25 @@ static double kept_share(const od_graph *teacher, const od_shrink_report *r) {
         if (l->pinned || l->teacher_channels <= 0) continue;
         int64_t c = 0;
         double *share = sorted_shares(teacher, l->node, &c);
-        sum += share_range(share, c, l->teacher_channels, 0, l->student_channels);
+        double kept = share_range(share, c, l->teacher_channels, 0, l->student_channels);
+        sum += log(kept > 1e-12 ? kept : 1e-12);
         free(share);
         n++;
     }
-    return n ? sum / n : 1;
+    return n ? exp(sum / n) : 1;
 }
 
-/* Summed over the group's members: each layer counts once in the mean kept share. */
+/* What moving the group from `from` to `to` channels changes in the log of the proxy, summed
+ * over the group's members (each layer counts once in the mean). */
 static double group_share(const per_layer *p, int g, int64_t from, int64_t to) {
     double sum = 0;
-    for (int i = 0; i < p->n_layers; i++)
-        if (p->layers[i].group == g) sum += share_range(p->layers[i].share, p->layers[i].count, p->groups[g].teacher, from, to);
+    for (int i = 0; i < p->n_layers; i++) {
+        const layer_info *l = &p->layers[i];
+        if (l->group != g) continue;
+        double a = share_range(l->share, l->count, p->groups[g].teacher, 0, from < to ? from : to);
+        double b = share_range(l->share, l->count, p->groups[g].teacher, 0, from < to ? to : from);
+        sum += log(b > 1e-12 ? b : 1e-12) - log(a > 1e-12 ? a : 1e-12);
+    }
     return sum;
 }
 
@@ -520,6 +528,7 @@ static void allocate(per_layer *p, double predicted, double target) {
 }
 
 #define PER_LAYER_ROUNDS 4
+#define PER_LAYER_WIN 1.05    /* the per-layer student wins when it keeps 5% more of the proxy */
 #define PER_LAYER_MARGIN 0.95 /* the model aims this far under the budget: noise and model error */
 
 /* Builds the work spec's student and measures it as a candidate; *fits and *kept set. */
@@ -714,10 +723,12 @@ od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const 
             goto fail;
         }
         char v[64], u2[64];
-        if (found && pl.kept > res->uniform_kept) {
+        /* the proxy is rough: the uniform student, the safer default, stays unless the per-layer one
+         * clearly keeps more */
+        if (found && pl.kept > PER_LAYER_WIN * res->uniform_kept) {
             snprintf(pl.why, sizeof pl.why,
                      "the per-layer student met the budget when measured afresh (%s) and keeps %.1f%% of the teacher's "
-                     "L1 weight mass per layer on average, more than the widest uniform width that meets it (%.6g: %.1f%% at %s)",
+                     "L1 weight mass per layer (geometric mean), over 5%% more than the widest uniform width that meets it (%.6g: %.1f%% at %s)",
                      od_budget_describe(b, pl.value, v, sizeof v), 100 * pl.kept, res->width, 100 * res->uniform_kept,
                      od_budget_describe(b, res->uniform_value, u2, sizeof u2));
             *res = pl;
@@ -733,10 +744,10 @@ od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const 
             }
         } else {
             snprintf(res->why, sizeof res->why,
-                     "the widest uniform width that meets the budget (%.1f%% of the teacher's L1 weight mass per layer) %s",
+                     "the widest uniform width that meets the budget (%.1f%% of the teacher's L1 weight mass per layer, geometric mean) %s",
                      100 * res->uniform_kept,
                      !found ? "won: no per-layer candidate met the budget when measured afresh"
-                            : "won: the per-layer student kept no more of it");
+                            : "won: the per-layer student did not keep 5% more of it");
             int n = res->n_candidates; /* the per-layer candidates are listed all the same */
             for (int i = n; i < pl.n_candidates && res->n_candidates < OD_BUDGET_MAX_CANDIDATES; i++)
                 res->candidates[res->n_candidates++] = pl.candidates[i];
