@@ -289,7 +289,7 @@ typedef struct layer_info {
 } layer_info;
 
 typedef struct group_info {
-    int64_t teacher, cur, best;
+    int64_t teacher, cur, best, last; /* last: as the previous round measured it */
     int64_t floor; /* never cut below: half the uniform answer's channels (no bottleneck of a few) */
     double slope; /* seconds per channel */
     int n_members;
@@ -443,7 +443,10 @@ static od_status calibrate(per_layer *p, const od_model *m, double real, double 
                 t0 = p->narrow.secs[j], m0 = p->narrow.macs[j] > 0 ? p->narrow.macs[j] : 0;
                 break;
             }
-        if (r->macs[k] > m0 && r->secs[k] > t0) p->per_mac[k] = (r->secs[k] - t0) / (r->macs[k] - m0);
+        if (r->macs[k] > m0 && r->secs[k] > t0)
+            p->per_mac[k] = (r->secs[k] - t0) / (r->macs[k] - m0);
+        else if (r->macs[k] > 0) /* noise put the narrow step above this one: proportional instead */
+            p->per_mac[k] = r->secs[k] / r->macs[k];
     }
     p->scale = r->profiled > 0 ? real / r->profiled : 1;
     p->real = real;
@@ -620,6 +623,10 @@ static od_status per_layer_search(const od_model *teacher, od_shrink_spec *spec,
             if (it > 0 && predicted <= b->limit * PER_LAYER_MARGIN && predicted >= 0.97 * b->limit * PER_LAYER_MARGIN) break;
             allocate(&p, predicted, b->limit * PER_LAYER_MARGIN);
         }
+        bool moved = false; /* the same student as the last round would measure the same: stop */
+        for (int g = 0; g < p.n_groups; g++) moved |= p.groups[g].cur != p.groups[g].last;
+        if (round > 1 && !moved) break;
+        for (int g = 0; g < p.n_groups; g++) p.groups[g].last = p.groups[g].cur;
         if ((st = set_rules(&p, false, err))) goto done;
         bool fits;
         if ((st = per_layer_candidate(&p, min_time, round, false, res, &fits, &real, err))) goto done;
