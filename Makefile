@@ -153,6 +153,7 @@ paper: deps
 bench: deps
 	$(MAKE) all
 	tests/bench.sh
+	BUILD=$(BUILD) tests/bench_budget.sh
 
 asan:
 	$(MAKE) BUILD=build-asan CC=clang OPT=-O1 \

@@ -96,6 +96,7 @@ static od_status measure(const od_model *m, const od_budget *b, double min_time,
         od_bytes_free(&bytes);
         return st;
     }
+    if (b->timer) return b->timer(m, b->batch, b->threads, min_time, value, p90, b->timer_ctx, err);
     od_latency lat;
     od_status st = od_measure_latency(&m->graph, b->batch, b->threads, min_time, &lat, err);
     *value = lat.median, *p90 = lat.p90;
@@ -137,15 +138,16 @@ static int cmp_desc(const void *a, const void *b) {
     return x > y ? -1 : x < y;
 }
 
-/* The share of the teacher layer's L1 weight mass in its channels of rank [from, to) by L1 norm
- * (the channels the builder would add); 0 when the node or its float weight is not found. An
- * approximation of the builder's choice: BatchNormalization scaling and groups are ignored. */
-static double saliency(const od_graph *g, const char *name, int64_t from, int64_t to) {
+/* The teacher layer's channels' L1 norms as shares of the layer's L1 weight mass, largest first
+ * (the order in which the builder keeps them); NULL when the node or its float weight is not
+ * found. An approximation of the builder's choice: BatchNormalization scaling and groups are
+ * ignored. *count gets the channel count. */
+static double *sorted_shares(const od_graph *g, const char *name, int64_t *count) {
     for (int i = 0; i < g->n_nodes; i++) {
         const od_node *n = &g->nodes[i];
         if (strcmp(n->name, name) || n->n_inputs < 2 || n->inputs[1] < 0) continue;
         const od_tensor *w = g->values[n->inputs[1]].init;
-        if (!w || w->dtype != OD_DTYPE_FLOAT || w->rank < 2) return 0;
+        if (!w || w->dtype != OD_DTYPE_FLOAT || w->rank < 2) return NULL;
         int axis = !strcmp(n->op_type, "Conv") ? 0
                    : !strcmp(n->op_type, "ConvTranspose") ? 1
                    : !strcmp(n->op_type, "Gemm") ? (od_attr_int(n, "transB", 0) ? 0 : 1)
@@ -153,21 +155,36 @@ static double saliency(const od_graph *g, const char *name, int64_t from, int64_
         int64_t c = w->dims[axis], inner = 1, outer = 1;
         for (int d = axis + 1; d < w->rank; d++) inner *= w->dims[d];
         for (int d = 0; d < axis; d++) outer *= w->dims[d];
-        double *norm = calloc((size_t)c + 1, sizeof *norm), total = 0, part = 0;
-        if (!norm) return 0;
+        double *norm = calloc((size_t)c + 1, sizeof *norm), total = 0;
+        if (!norm) return NULL;
         const float *x = w->data;
         for (int64_t o = 0; o < outer; o++)
             for (int64_t k = 0; k < c; k++)
                 for (int64_t j = 0; j < inner; j++) norm[k] += fabs(x[(o * c + k) * inner + j]);
         qsort(norm, (size_t)c, sizeof *norm, cmp_desc);
-        for (int64_t k = 0; k < c; k++) {
-            total += norm[k];
-            if (k >= from && k < to) part += norm[k];
-        }
-        free(norm);
-        return total > 0 ? part / total : 0;
+        for (int64_t k = 0; k < c; k++) total += norm[k];
+        for (int64_t k = 0; k < c; k++) norm[k] = total > 0 ? norm[k] / total : 1.0 / (double)c;
+        *count = c;
+        return norm;
     }
-    return 0;
+    return NULL;
+}
+
+/* The share of the layer's L1 mass in its channels of rank [from, to): what the builder adds
+ * going from `from` to `to` channels (uniform shares when the weight is not found). */
+static double share_range(const double *share, int64_t count, int64_t teacher, int64_t from, int64_t to) {
+    if (!share) return teacher > 0 ? (double)(to - from) / (double)teacher : 0;
+    double part = 0;
+    for (int64_t k = from; k < to && k < count; k++) part += share[k];
+    return part;
+}
+
+static double saliency(const od_graph *g, const char *name, int64_t from, int64_t to) {
+    int64_t c = 0;
+    double *share = sorted_shares(g, name, &c);
+    double part = share ? share_range(share, c, c, from, to) : 0;
+    free(share);
+    return part;
 }
 
 static int find_rule(const od_shrink_spec *spec, const char *node) {
@@ -254,6 +271,391 @@ static od_status refine(const od_model *teacher, od_shrink_spec *spec, const od_
     return st;
 }
 
+/* ---- per-layer search (latency) ------------------------------------------------------------
+ * From the teacher's width, channels are cut one --round step at a time from the layer group
+ * (layers whose channels must stay equal) that loses the least L1 weight mass per second saved,
+ * until a latency model says the budget holds; the student is then built and measured, and the
+ * model recalibrated there (channels may be given back) for a few rounds. The model: every step
+ * of our plan, profiled on the current student, costs its time times its MACs' ratio; a group's
+ * seconds per channel are the time saved by cutting it alone, computed from the MACs of the
+ * student built with that cut (the same builder, so Flatten blocks, depthwise and residual
+ * groups follow), scaled by the measured latency over the profiled sum. */
+
+typedef struct layer_info {
+    const char *node; /* the builder's report owns it */
+    int group;        /* index into the groups */
+    int64_t count;    /* channels the shares cover */
+    double *share;    /* sorted L1 shares; NULL: unknown (uniform) */
+} layer_info;
+
+typedef struct group_info {
+    int64_t teacher, cur, best, last; /* last: as the previous round measured it */
+    int64_t floor; /* never cut below: half the uniform answer's channels (no bottleneck of a few) */
+    double slope; /* seconds per channel */
+    int n_members;
+} group_info;
+
+/* A student's nodes by name: MACs per sample and profiled seconds per run on our plans. */
+typedef struct profile {
+    int n_nodes;
+    char **names;
+    double *macs, *secs, profiled; /* profiled: the sum over the plan's steps */
+} profile;
+
+static void profile_clear(profile *f) {
+    for (int i = 0; i < f->n_nodes; i++) free(f->names[i]);
+    free(f->names), free(f->macs), free(f->secs);
+    memset(f, 0, sizeof *f);
+}
+
+typedef struct per_layer {
+    const od_model *teacher;
+    const od_budget *b;
+    od_shrink_spec work; /* width 1, the spec's depth, round, init, bn; rules for every member */
+    od_shrink_report rep;
+    int n_layers, n_groups;
+    layer_info *layers;
+    group_info *groups;
+    profile ref;    /* the current student */
+    profile narrow; /* every layer at --round channels: each step's time at (nearly) no MACs */
+    double *per_mac; /* seconds per MAC of each node of ref */
+    double scale, real; /* measured latency over ref's profiled sum; ref's measured latency */
+} per_layer;
+
+static void per_layer_clear(per_layer *p) {
+    for (int i = 0; i < p->n_layers; i++) free(p->layers[i].share);
+    free(p->layers), free(p->groups), free(p->per_mac);
+    profile_clear(&p->ref), profile_clear(&p->narrow);
+    od_shrink_report_clear(&p->rep);
+    od_shrink_spec_clear(&p->work);
+}
+
+/* The geometric mean over the teacher's shrinkable layers of the L1 share their kept channels
+ * carry: the proxy for accuracy the search keeps (1 for the teacher). Geometric, so that a layer
+ * cut to a bottleneck costs more than the same share taken from several layers. */
+static double kept_share(const od_graph *teacher, const od_shrink_report *r) {
+    double sum = 0;
+    int n = 0;
+    for (int i = 0; i < r->n_layers; i++) {
+        const od_shrink_layer *l = &r->layers[i];
+        if (l->pinned || l->teacher_channels <= 0) continue;
+        int64_t c = 0;
+        double *share = sorted_shares(teacher, l->node, &c);
+        double kept = share_range(share, c, l->teacher_channels, 0, l->student_channels);
+        sum += log(kept > 1e-12 ? kept : 1e-12);
+        free(share);
+        n++;
+    }
+    return n ? exp(sum / n) : 1;
+}
+
+/* What moving the group from `from` to `to` channels changes in the log of the proxy, summed
+ * over the group's members (each layer counts once in the mean). */
+static double group_share(const per_layer *p, int g, int64_t from, int64_t to) {
+    double sum = 0;
+    for (int i = 0; i < p->n_layers; i++) {
+        const layer_info *l = &p->layers[i];
+        if (l->group != g) continue;
+        double a = share_range(l->share, l->count, p->groups[g].teacher, 0, from < to ? from : to);
+        double b = share_range(l->share, l->count, p->groups[g].teacher, 0, from < to ? to : from);
+        sum += log(b > 1e-12 ? b : 1e-12) - log(a > 1e-12 ? a : 1e-12);
+    }
+    return sum;
+}
+
+/* The work spec's rules: every member of every group at its group's `cur` (or `best`). */
+static od_status set_rules(per_layer *p, bool best, od_error *err) {
+    for (int i = 0; i < p->n_layers; i++) {
+        const group_info *g = &p->groups[p->layers[i].group];
+        if (set_rule(&p->work, p->layers[i].node, best ? g->best : g->cur) < 0)
+            return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    }
+    return OD_STATUS_OK;
+}
+
+/* MACs of m's nodes, by the names in f (-1: not in m). */
+static od_status node_macs(const od_model *m, double *macs, const profile *f, od_error *err) {
+    od_graph_shapes s;
+    od_error ignored = {0};
+    const od_graph *g = &m->graph;
+    if (od_graph_infer_ex(g, 1, true, &s, &ignored)) return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "%s", ignored.message);
+    for (int k = 0; k < f->n_nodes; k++) macs[k] = -1;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const char *name = g->nodes[i].name;
+        if (!name || !*name) continue;
+        int k = i < f->n_nodes && !strcmp(f->names[i], name) ? i : -1; /* usually in the same place */
+        for (int j = 0; k < 0 && j < f->n_nodes; j++)
+            if (!strcmp(f->names[j], name)) k = j;
+        if (k >= 0) macs[k] = (double)od_node_macs(g, i, &s);
+    }
+    od_graph_shapes_clear(&s);
+    return OD_STATUS_OK;
+}
+
+/* Profiles m on our plans at the budget's batch and threads. */
+static od_status profile_model(const od_model *m, const od_budget *b, double min_time, profile *f, od_error *err) {
+    const od_graph *g = &m->graph;
+    profile_clear(f);
+    f->names = calloc((size_t)g->n_nodes + 1, sizeof *f->names);
+    f->macs = calloc((size_t)g->n_nodes + 1, sizeof *f->macs);
+    f->secs = calloc((size_t)g->n_nodes + 1, sizeof *f->secs);
+    if (!f->names || !f->macs || !f->secs) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < g->n_nodes; i++, f->n_nodes++)
+        if (!(f->names[i] = strdup(g->nodes[i].name ? g->nodes[i].name : "")))
+            return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    od_plan *plan = NULL;
+    od_status st = node_macs(m, f->macs, f, err);
+    if (!st) st = od_plan_create(g, &(od_plan_options){.batch = b->batch, .threads = b->threads, .profile = true}, &plan, err);
+    if (st) return st;
+    od_plan_fill_bench_inputs(plan);
+    od_latency lat;
+    if (!(st = od_measure_latency_plan(plan, min_time, &lat, err))) {
+        const od_step_profile *steps;
+        int n_steps = od_plan_profile(plan, &steps);
+        for (int s = 0; s < n_steps; s++) {
+            double t = steps[s].runs ? steps[s].seconds / (double)steps[s].runs : 0;
+            f->profiled += t;
+            for (int k = 0; k < f->n_nodes; k++)
+                if (!strcmp(f->names[k], steps[s].node_name)) {
+                    f->secs[k] += t;
+                    break;
+                }
+        }
+    }
+    od_plan_destroy(plan);
+    return st;
+}
+
+/* Profiles the reference student m (measured at `real` seconds by the budget's timer): each
+ * step's time is taken as linear in its MACs between the narrow student's and this one's (a
+ * per-op model calibrated in context), the whole scaled to the measured latency. */
+static od_status calibrate(per_layer *p, const od_model *m, double real, double min_time, od_error *err) {
+    od_status st = profile_model(m, p->b, min_time, &p->ref, err);
+    if (st) return st;
+    const profile *r = &p->ref;
+    free(p->per_mac);
+    if (!(p->per_mac = calloc((size_t)r->n_nodes + 1, sizeof *p->per_mac)))
+        return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int k = 0; k < r->n_nodes; k++) {
+        double t0 = 0, m0 = 0;
+        for (int j = 0; j < p->narrow.n_nodes; j++)
+            if (!strcmp(p->narrow.names[j], r->names[k])) {
+                t0 = p->narrow.secs[j], m0 = p->narrow.macs[j] > 0 ? p->narrow.macs[j] : 0;
+                break;
+            }
+        if (r->macs[k] > m0 && r->secs[k] > t0)
+            p->per_mac[k] = (r->secs[k] - t0) / (r->macs[k] - m0);
+        else if (r->macs[k] > 0) /* noise put the narrow step above this one: proportional instead */
+            p->per_mac[k] = r->secs[k] / r->macs[k];
+    }
+    p->scale = r->profiled > 0 ? real / r->profiled : 1;
+    p->real = real;
+    return OD_STATUS_OK;
+}
+
+/* The model's latency for the work spec's student (built to count its MACs). */
+static od_status predict(per_layer *p, double *macs, double *out, od_error *err) {
+    od_model *c = NULL;
+    od_status st = od_shrink(p->teacher, &p->work, &c, err);
+    if (!st) st = node_macs(c, macs, &p->ref, err);
+    od_model_destroy(c);
+    if (st) return st;
+    double dt = 0;
+    for (int k = 0; k < p->ref.n_nodes; k++)
+        if (macs[k] >= 0) dt += p->per_mac[k] * (macs[k] - p->ref.macs[k]);
+    *out = p->real + p->scale * dt;
+    return OD_STATUS_OK;
+}
+
+/* The model's latency at the groups' `cur` and every group's seconds per channel there, from the
+ * student built with that group alone cut by a quarter (or --round channels). */
+static od_status slopes(per_layer *p, double *predicted, od_error *err) {
+    double *macs = calloc((size_t)p->ref.n_nodes + 1, sizeof *macs);
+    if (!macs) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    od_status st = set_rules(p, false, err);
+    if (!st) st = predict(p, macs, predicted, err);
+    for (int gi = 0; !st && gi < p->n_groups; gi++) {
+        group_info *gr = &p->groups[gi];
+        int64_t d = gr->cur / 4 / p->work.round_to * p->work.round_to;
+        if (d < p->work.round_to) d = p->work.round_to;
+        int64_t to = gr->cur - d >= p->work.round_to ? gr->cur - d : gr->cur + d <= gr->teacher ? gr->cur + d : gr->cur;
+        gr->slope = 0;
+        if (to == gr->cur) continue;
+        int64_t keep = gr->cur;
+        double there = 0;
+        gr->cur = to;
+        st = set_rules(p, false, err);
+        gr->cur = keep;
+        if (!st) st = predict(p, macs, &there, err);
+        gr->slope = fabs(*predicted - there) / (double)llabs(keep - to);
+    }
+    if (!st) st = set_rules(p, false, err);
+    free(macs);
+    return st;
+}
+
+/* Moves channels by the model until the predicted latency is at most target: cuts first (the
+ * least L1 share per second saved), then gives back (the most per second spent) while it holds. */
+static void allocate(per_layer *p, double predicted, double target) {
+    int r = p->work.round_to;
+    while (predicted > target) {
+        int best = -1;
+        double best_ratio = 0;
+        for (int gi = 0; gi < p->n_groups; gi++) {
+            group_info *g = &p->groups[gi];
+            int64_t chunk = g->cur - g->floor < r ? g->cur - g->floor : r;
+            if (chunk <= 0 || g->slope <= 0) continue;
+            double ratio = group_share(p, gi, g->cur - chunk, g->cur) / (g->slope * (double)chunk);
+            if (best < 0 || ratio < best_ratio) best = gi, best_ratio = ratio;
+        }
+        if (best < 0) break;
+        group_info *g = &p->groups[best];
+        int64_t chunk = g->cur - g->floor < r ? g->cur - g->floor : r;
+        g->cur -= chunk, predicted -= g->slope * (double)chunk;
+    }
+    for (;;) {
+        int best = -1;
+        double best_ratio = 0;
+        for (int gi = 0; gi < p->n_groups; gi++) {
+            group_info *g = &p->groups[gi];
+            int64_t chunk = g->teacher - g->cur < r ? g->teacher - g->cur : r;
+            if (chunk <= 0 || g->slope <= 0 || predicted + g->slope * (double)chunk > target) continue;
+            double ratio = group_share(p, gi, g->cur, g->cur + chunk) / (g->slope * (double)chunk);
+            if (best < 0 || ratio > best_ratio) best = gi, best_ratio = ratio;
+        }
+        if (best < 0) break;
+        group_info *g = &p->groups[best];
+        int64_t chunk = g->teacher - g->cur < r ? g->teacher - g->cur : r;
+        g->cur += chunk, predicted += g->slope * (double)chunk;
+    }
+}
+
+#define PER_LAYER_ROUNDS 4
+#define PER_LAYER_WIN 1.05    /* the per-layer student wins when it keeps 5% more of the proxy */
+#define PER_LAYER_MARGIN 0.95 /* the model aims this far under the budget: noise and model error */
+
+/* Builds the work spec's student and measures it as a candidate; *fits and *kept set. */
+static od_status per_layer_candidate(per_layer *p, double min_time, int round, bool verify, od_budget_result *res,
+                                     bool *fits, double *value, od_error *err) {
+    od_model *m = NULL;
+    od_shrink_report rep = {0};
+    double p90 = 0;
+    od_status st = od_shrink_ex(p->teacher, &p->work, &m, &rep, err);
+    if (!st) st = measure(m, p->b, min_time, value, &p90, err);
+    double kept = st ? 0 : kept_share(&p->teacher->graph, &rep);
+    od_shrink_report_clear(&rep);
+    od_model_destroy(m);
+    if (st) return st;
+    *fits = *value <= p->b->limit;
+    if (res->n_candidates < OD_BUDGET_MAX_CANDIDATES)
+        res->candidates[res->n_candidates++] = (od_budget_candidate){
+            .width = 1, .per_layer = true, .round = round, .kept = kept, .value = *value, .p90 = p90, .fits = *fits,
+            .verify = verify};
+    return OD_STATUS_OK;
+}
+
+/* The per-layer search; on success with a verified fit, spec->channels and spec->width (1) hold
+ * it and *found is set. */
+static od_status per_layer_search(const od_model *teacher, od_shrink_spec *spec, const od_budget *b, double min_time,
+                                  od_budget_result *res, bool *found, od_error *err) {
+    per_layer p = {.teacher = teacher, .b = b};
+    *found = false;
+    p.work = *spec;
+    p.work.width = 1, p.work.spec_path = NULL, p.work.n_channels = 0, p.work.channels = NULL, p.work.n_drop = 0,
+    p.work.drop = NULL;
+    od_model *m = NULL;
+    od_status st = od_shrink_ex(teacher, &p.work, &m, &p.rep, err);
+    if (st) goto done;
+    p.layers = calloc((size_t)p.rep.n_layers + 1, sizeof *p.layers);
+    p.groups = calloc((size_t)p.rep.n_layers + 1, sizeof *p.groups);
+    int *group_of = calloc((size_t)p.rep.n_layers + 1, sizeof *group_of);
+    if (!p.layers || !p.groups || !group_of) {
+        free(group_of);
+        st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+        goto done;
+    }
+    /* groups with a pinned member or a name a rule cannot say exactly stay whole */
+    for (int i = 0; i < p.rep.n_layers; i++) {
+        const od_shrink_layer *l = &p.rep.layers[i];
+        bool ok = !l->pinned && l->node[0] && !strpbrk(l->node, "*?[\\") && l->teacher_channels > spec->round_to;
+        for (int j = 0; ok && j < p.rep.n_layers; j++)
+            if (p.rep.layers[j].group == l->group && (p.rep.layers[j].pinned || !p.rep.layers[j].node[0] ||
+                                                        strpbrk(p.rep.layers[j].node, "*?[\\")))
+                ok = false;
+        if (!ok) continue;
+        int g = -1;
+        for (int k = 0; k < p.n_layers && g < 0; k++)
+            if (group_of[k] == l->group) g = p.layers[k].group;
+        if (g < 0) {
+            g = p.n_groups++;
+            int64_t floor = (int64_t)ceil(0.5 * res->width * (double)l->teacher_channels / spec->round_to) * spec->round_to;
+            p.groups[g] = (group_info){.teacher = l->teacher_channels, .cur = l->teacher_channels,
+                                       .floor = floor > spec->round_to ? floor : spec->round_to};
+        }
+        p.groups[g].n_members++;
+        group_of[p.n_layers] = l->group;
+        layer_info *li = &p.layers[p.n_layers++];
+        li->node = l->node, li->group = g;
+        li->share = sorted_shares(&teacher->graph, l->node, &li->count);
+    }
+    free(group_of);
+    if (!p.n_groups) goto done;
+    double real = res->teacher_value, best_kept = -1;
+    double p90;
+    for (int g = 0; g < p.n_groups; g++) p.groups[g].cur = spec->round_to;
+    if ((st = set_rules(&p, false, err)) || (st = od_shrink(teacher, &p.work, &m, err)) ||
+        (st = profile_model(m, b, min_time * 0.5, &p.narrow, err)))
+        goto done;
+    od_model_destroy(m);
+    m = NULL;
+    for (int g = 0; g < p.n_groups; g++) p.groups[g].cur = p.groups[g].teacher;
+    if ((st = set_rules(&p, false, err)) || (st = od_shrink(teacher, &p.work, &m, err)) || (st = measure(m, b, min_time, &real, &p90, err)))
+        goto done;
+    for (int round = 1; round <= PER_LAYER_ROUNDS; round++) {
+        if ((st = calibrate(&p, m, real, min_time * 0.5, err))) goto done;
+        od_model_destroy(m);
+        m = NULL;
+        /* the model is linear in each group's channels only near where its slopes were taken:
+         * move, take them again there, a few times (MACs counted, nothing measured) */
+        for (int it = 0; it < 4; it++) {
+            double predicted;
+            if ((st = slopes(&p, &predicted, err))) goto done;
+            if (it > 0 && predicted <= b->limit * PER_LAYER_MARGIN && predicted >= 0.97 * b->limit * PER_LAYER_MARGIN) break;
+            allocate(&p, predicted, b->limit * PER_LAYER_MARGIN);
+        }
+        bool moved = false; /* the same student as the last round would measure the same: stop */
+        for (int g = 0; g < p.n_groups; g++) moved |= p.groups[g].cur != p.groups[g].last;
+        if (round > 1 && !moved) break;
+        for (int g = 0; g < p.n_groups; g++) p.groups[g].last = p.groups[g].cur;
+        if ((st = set_rules(&p, false, err))) goto done;
+        bool fits;
+        if ((st = per_layer_candidate(&p, min_time, round, false, res, &fits, &real, err))) goto done;
+        double kept = res->candidates[res->n_candidates - 1].kept;
+        if (fits && kept > best_kept) {
+            best_kept = kept;
+            for (int g = 0; g < p.n_groups; g++) p.groups[g].best = p.groups[g].cur;
+        }
+        if (fits && real >= 0.9 * b->limit) break;
+        if (round < PER_LAYER_ROUNDS && (st = od_shrink(teacher, &p.work, &m, err))) goto done;
+    }
+    if (best_kept < 0) goto done;
+    /* a fresh measurement of the best that fit decides */
+    if ((st = set_rules(&p, true, err))) goto done;
+    bool fits;
+    if ((st = per_layer_candidate(&p, min_time, 0, true, res, &fits, &real, err)) || !fits) goto done;
+    od_shrink_spec_clear(spec);
+    spec->width = 1;
+    spec->channels = p.work.channels, spec->n_channels = p.work.n_channels;
+    p.work.channels = NULL, p.work.n_channels = 0;
+    res->kept = res->candidates[res->n_candidates - 1].kept;
+    res->value = real, res->p90 = res->candidates[res->n_candidates - 1].p90;
+    *found = true;
+done:
+    od_model_destroy(m);
+    per_layer_clear(&p);
+    return st;
+}
+
 od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const od_budget *b,
                            double min_time, od_budget_result *res, od_model **student_out,
                            od_error *err) {
@@ -310,6 +712,56 @@ od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const 
     }
     spec->width = res->width;
     res->uniform_value = res->value;
+    res->kept = res->uniform_kept = 1;
+    if (b->kind == OD_BUDGET_LATENCY && res->width < 1 && spec->init == OD_SHRINK_INIT_TEACHER) {
+        od_shrink_report rep = {0};
+        od_model *u = NULL;
+        st = od_shrink_ex(teacher, spec, &u, &rep, err);
+        od_model_destroy(u);
+        res->kept = res->uniform_kept = st ? 0 : kept_share(&teacher->graph, &rep);
+        od_shrink_report_clear(&rep);
+        if (st) goto fail;
+        od_shrink_spec trial = *spec; /* the per-layer search replaces trial's rules when it finds one */
+        trial.channels = NULL, trial.n_channels = 0, trial.drop = NULL, trial.n_drop = 0;
+        od_budget_result pl = *res;
+        bool found = false;
+        if ((st = per_layer_search(teacher, &trial, b, min_time, &pl, &found, err))) {
+            od_shrink_spec_clear(&trial);
+            goto fail;
+        }
+        char v[64], u2[64];
+        /* the proxy is rough: the uniform student, the safer default, stays unless the per-layer one
+         * clearly keeps more */
+        if (found && pl.kept > PER_LAYER_WIN * res->uniform_kept) {
+            snprintf(pl.why, sizeof pl.why,
+                     "the per-layer student met the budget when measured afresh (%s) and keeps %.1f%% of the teacher's "
+                     "L1 weight mass per layer (geometric mean), over 5%% more than the widest uniform width that meets it (%.6g: %.1f%% at %s)",
+                     od_budget_describe(b, pl.value, v, sizeof v), 100 * pl.kept, res->width, 100 * res->uniform_kept,
+                     od_budget_describe(b, res->uniform_value, u2, sizeof u2));
+            *res = pl;
+            res->per_layer = true;
+            od_shrink_spec_clear(spec);
+            spec->width = trial.width, spec->channels = trial.channels, spec->n_channels = trial.n_channels;
+            trial.channels = NULL, trial.n_channels = 0;
+            od_model_destroy(best);
+            best = NULL;
+            if (student_out && (st = od_shrink(teacher, spec, &best, err))) {
+                od_shrink_spec_clear(&trial);
+                goto fail;
+            }
+        } else {
+            snprintf(res->why, sizeof res->why,
+                     "the widest uniform width that meets the budget (%.1f%% of the teacher's L1 weight mass per layer, geometric mean) %s",
+                     100 * res->uniform_kept,
+                     !found ? "won: no per-layer candidate met the budget when measured afresh"
+                            : "won: the per-layer student did not keep 5% more of it");
+            int n = res->n_candidates; /* the per-layer candidates are listed all the same */
+            for (int i = n; i < pl.n_candidates && res->n_candidates < OD_BUDGET_MAX_CANDIDATES; i++)
+                res->candidates[res->n_candidates++] = pl.candidates[i];
+            if (found) res->kept = res->uniform_kept;
+        }
+        od_shrink_spec_clear(&trial);
+    }
     if (b->kind != OD_BUDGET_LATENCY && res->width < 1 && spec->init == OD_SHRINK_INIT_TEACHER) {
         if ((st = refine(teacher, spec, b, res, err))) goto fail;
         if (res->n_steps && student_out) {
@@ -328,55 +780,84 @@ fail:
     return st;
 }
 
+static const char *runtime_name(const od_budget *b) {
+    return b->runtime ? b->runtime : "onnx-distill's own plans";
+}
+
+/* "width 0.42" or "per-layer r2" (r0: the fresh measurement of the per-layer choice) */
+static const char *candidate_name(const od_budget_candidate *c, char *buf, size_t size) {
+    if (c->per_layer)
+        snprintf(buf, size, c->verify ? "per-layer" : "per-layer r%d", c->round);
+    else
+        snprintf(buf, size, "width %.6g", c->width);
+    return buf;
+}
+
 void od_budget_print(const od_budget *b, const od_budget_result *res, FILE *out) {
-    char v[64], p[64], l[64];
+    char v[64], p[64], l[64], name[64];
+    bool lat = b->kind == OD_BUDGET_LATENCY;
     fprintf(out, "budget: %s", od_budget_describe(b, b->limit, l, sizeof l));
-    if (b->kind == OD_BUDGET_LATENCY)
-        fprintf(out, " per run at batch %lld, %d thread%s (median of the timed runs)", (long long)b->batch,
-                b->threads, b->threads == 1 ? "" : "s");
+    if (lat)
+        fprintf(out, " per run at batch %lld, %d thread%s (median of the timed runs on %s)", (long long)b->batch,
+                b->threads, b->threads == 1 ? "" : "s", runtime_name(b));
     fprintf(out, "; teacher: %s", od_budget_describe(b, res->teacher_value, v, sizeof v));
-    if (b->kind == OD_BUDGET_LATENCY) fprintf(out, " (p90 %s)", od_budget_describe(b, res->teacher_p90, p, sizeof p));
-    fprintf(out, "\n%-10s %-18s %s\n", "width", b->kind == OD_BUDGET_LATENCY ? "median (p90)" : "value", "");
+    if (lat) fprintf(out, " (p90 %s)", od_budget_describe(b, res->teacher_p90, p, sizeof p));
+    fprintf(out, "\n%-16s %s\n", "candidate", lat ? "median (p90 ms)" : "value");
     for (int i = 0; i < res->n_candidates; i++) {
         const od_budget_candidate *c = &res->candidates[i];
         od_budget_describe(b, c->value, v, sizeof v);
-        if (b->kind == OD_BUDGET_LATENCY) {
+        if (lat) {
             size_t n = strlen(v);
             snprintf(v + n, sizeof v - n, " (%.4g)", c->p90 * 1e3);
         }
-        fprintf(out, "%-10.6g %-24s %s%s\n", c->width, v, c->fits ? "fits" : "over",
-                c->verify ? " (fresh measurement of the choice)" : "");
+        fprintf(out, "%-16s %-24s %s", candidate_name(c, name, sizeof name), v, c->fits ? "fits" : "over");
+        if (c->per_layer) fprintf(out, "   %.1f%% kept", 100 * c->kept);
+        fprintf(out, "%s\n", c->verify ? " (fresh measurement of the choice)" : "");
     }
     for (int i = 0; i < res->n_steps; i++) {
         const od_budget_step *st = &res->steps[i];
         fprintf(out, "per layer: %s %lld -> %lld channels (%.2f%% of its L1 mass), %s\n", st->node, (long long)st->from,
                 (long long)st->to, 100 * st->saliency, od_budget_describe(b, st->value, v, sizeof v));
     }
-    fprintf(out, "chosen: width %.6g%s, %s", res->width, res->n_steps ? " and the layers above" : "",
-            od_budget_describe(b, res->value, v, sizeof v));
-    if (b->kind == OD_BUDGET_LATENCY) fprintf(out, " (p90 %s)", od_budget_describe(b, res->p90, p, sizeof p));
+    if (res->per_layer)
+        fprintf(out, "chosen: per-layer channels (the spec below), %s", od_budget_describe(b, res->value, v, sizeof v));
+    else
+        fprintf(out, "chosen: width %.6g%s, %s", res->width, res->n_steps ? " and the layers above" : "",
+                od_budget_describe(b, res->value, v, sizeof v));
+    if (lat) fprintf(out, " (p90 %s)", od_budget_describe(b, res->p90, p, sizeof p));
     fprintf(out, ": %s\n", res->width >= 1 ? "the teacher's width already meets the budget"
-                                           : res->n_steps ? "the widest uniform width tried that meets the budget, then channels given back where they carry the most L1 weight mass per unit of budget" : "the widest width tried that meets the budget (channels kept by L1 norm)");
+                           : res->why[0] ? res->why
+                           : res->n_steps ? "the widest uniform width tried that meets the budget, then channels given back where they carry the most L1 weight mass per unit of budget spent"
+                                          : "the widest width tried that meets the budget (channels kept by L1 norm)");
 }
 
 const char *od_budget_summary(const od_budget *b, const od_budget_result *res, char *buf, size_t size) {
-    char l[64], v[64], p[64];
+    char l[64], v[64], p[64], name[64];
+    bool lat = b->kind == OD_BUDGET_LATENCY;
     size_t n = (size_t)snprintf(buf, size, "budget %s", od_budget_describe(b, b->limit, l, sizeof l));
-    if (b->kind == OD_BUDGET_LATENCY && n < size)
-        n += (size_t)snprintf(buf + n, size - n, " at batch %lld, %d thread%s", (long long)b->batch, b->threads,
-                              b->threads == 1 ? "" : "s");
-    if (n < size)
-        n += (size_t)snprintf(buf + n, size - n, ": width %.6g chosen, the widest tried that meets it: %s",
-                              res->width,
-                              od_budget_describe(b, res->uniform_value, v, sizeof v));
-    if (b->kind == OD_BUDGET_LATENCY && n < size)
+    if (lat && n < size)
+        n += (size_t)snprintf(buf + n, size - n, " at batch %lld, %d thread%s, measured on %s", (long long)b->batch,
+                              b->threads, b->threads == 1 ? "" : "s", runtime_name(b));
+    if (n < size) {
+        if (res->per_layer)
+            n += (size_t)snprintf(buf + n, size - n, ": per-layer channels chosen: %s",
+                                  od_budget_describe(b, res->value, v, sizeof v));
+        else
+            n += (size_t)snprintf(buf + n, size - n, ": width %.6g chosen: %s", res->width,
+                                  od_budget_describe(b, res->n_steps ? res->uniform_value : res->value, v, sizeof v));
+    }
+    if (lat && n < size)
         n += (size_t)snprintf(buf + n, size - n, " median, %s p90 (fresh measurement)",
                               od_budget_describe(b, res->p90, p, sizeof p));
-    if (n < size) n += (size_t)snprintf(buf + n, size - n, "; candidates (width: value)");
-    for (int i = 0; i < res->n_candidates && n < size; i++)
-        n += (size_t)snprintf(buf + n, size - n, "%s %.6g: %s %s", i ? "," : "", res->candidates[i].width,
-                              od_budget_describe(b, res->candidates[i].value, v, sizeof v),
-                              res->candidates[i].fits ? "fits" : "over");
+    if (res->why[0] && n < size) n += (size_t)snprintf(buf + n, size - n, "; why: %s", res->why);
+    if (n < size) n += (size_t)snprintf(buf + n, size - n, "; candidates");
+    for (int i = 0; i < res->n_candidates && n < size; i++) {
+        const od_budget_candidate *c = &res->candidates[i];
+        n += (size_t)snprintf(buf + n, size - n, "%s %s: %s", i ? "," : "", candidate_name(c, name, sizeof name),
+                              od_budget_describe(b, c->value, v, sizeof v));
+        if (lat && n < size) n += (size_t)snprintf(buf + n, size - n, " (p90 %.4g)", c->p90 * 1e3);
+        if (n < size) n += (size_t)snprintf(buf + n, size - n, " %s", c->fits ? "fits" : "over");
+    }
     for (int i = 0; i < res->n_steps && n < size; i++) /* the per-layer refinement, in order */
         n += (size_t)snprintf(buf + n, size - n, "%s %s %lld -> %lld channels", i ? "," : "; then per layer:",
                               res->steps[i].node, (long long)res->steps[i].from, (long long)res->steps[i].to);

@@ -117,6 +117,7 @@ typedef struct od_shrink_layer {
     int64_t teacher_channels, student_channels; /* its output channels */
     char *pinned;                               /* why its channels could not change, or NULL */
     bool at_output; /* pinned only as a graph output (the classifier): expected, no loss */
+    int group;      /* layers whose output channels must stay equal share a group number */
 } od_shrink_layer;
 
 typedef struct od_shrink_block {
@@ -162,11 +163,19 @@ od_status od_shrink_ex(const od_model *teacher, const od_shrink_spec *spec, od_m
  *   "2M-macs", "150000-macs"         multiply-accumulates per sample (K, M, G: 1e3, 1e6, 1e9) */
 typedef enum od_budget_kind { OD_BUDGET_LATENCY = 0, OD_BUDGET_SIZE, OD_BUDGET_MACS } od_budget_kind;
 
+/* Times one run of m (latency budgets): median and p90 in seconds over at least min_time seconds.
+ * NULL in od_budget: this library's own plans. The CLI's `--target ort` passes ONNX Runtime's. */
+typedef od_status (*od_budget_timer)(const od_model *m, int64_t batch, int threads, double min_time,
+                                     double *median, double *p90, void *ctx, od_error *err);
+
 typedef struct od_budget {
     od_budget_kind kind;
     double limit;   /* seconds, bytes or MACs; > 0 */
     int64_t batch;  /* latency only */
     int threads;    /* latency only */
+    od_budget_timer timer; /* latency only; NULL: our plans */
+    void *timer_ctx;
+    const char *runtime;   /* which runtime the timer measures, for the printout ("onnx-distill" when NULL) */
 } od_budget;
 
 /* INVALID_ARGUMENT naming the text for an unknown unit, a number that is not > 0, a bad @bNtM. */
@@ -177,7 +186,10 @@ const char *od_budget_describe(const od_budget *b, double value, char *buf, size
 #define OD_BUDGET_MAX_CANDIDATES 32
 
 typedef struct od_budget_candidate {
-    double width;
+    double width;    /* the uniform width, or the start width of a per-layer candidate */
+    bool per_layer;  /* latency: a per-layer channel spec (round `round` of the per-layer search) */
+    int round;
+    double kept;     /* mean over the teacher's layers of the L1 weight mass its kept channels carry */
     double value;    /* MACs, bytes, or the median latency in seconds */
     double p90;      /* latency only */
     bool fits;
@@ -202,6 +214,11 @@ typedef struct od_budget_result {
                               * the per-layer steps, the final student's */
     double uniform_value;    /* the value at the uniform width, before the per-layer steps */
     double teacher_value, teacher_p90;
+    /* latency: the per-layer search from the teacher (channels cut where the least L1 mass is
+     * lost per second saved, by a latency model calibrated on per-step profiles of our plans) */
+    bool per_layer;          /* the chosen student is the per-layer one (spec->channels) */
+    double kept, uniform_kept; /* mean kept L1 share of the chosen and of the best uniform student */
+    char why[400];           /* why the chosen one won, one sentence */
     int n_candidates;
     od_budget_candidate candidates[OD_BUDGET_MAX_CANDIDATES];
 } od_budget_result;

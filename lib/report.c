@@ -1083,6 +1083,11 @@ static void write_markdown(const od_report *r, FILE *f) {
         md_text(f, values[k]);
         fputs(" |\n", f);
     }
+    if (d->spec && strlen(d->spec) >= 96) { /* the table cuts it short (a --budget's candidates, say) */
+        fputs("\n**student, in full:** ", f);
+        md_text(f, d->spec);
+        fputs("\n", f);
+    }
 }
 
 /* ---- output ------------------------------------------------------------------------------- */

@@ -639,6 +639,11 @@ static void training_section(FILE *f, const od_report *r) {
         fputs("</td></tr>\n", f);
     }
     fputs("</table>\n", f);
+    if (d->spec && strlen(d->spec) >= 96) { /* the table cuts it short (a --budget's candidates, say) */
+        fputs("<p id=\"student-spec\"><b>student, in full:</b> ", f);
+        esc(f, d->spec);
+        fputs("</p>\n", f);
+    }
 }
 
 static void per_class_section(FILE *f, const od_report *r) {

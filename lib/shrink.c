@@ -2686,6 +2686,7 @@ static od_status report_layers(width *w) {
         l->student_channels = dim_new(w, w->src_dim[ni]);
         if (r->pinned) l->pinned = strdup(r->reason);
         l->at_output = r->at_output;
+        l->group = (int)(r - w->elems);
         if (r->pinned && !r->at_output && c_width_below_one(w)) rep->n_kept_whole++;
         if (!l->node || !l->op_type || (r->pinned && !l->pinned)) return oom(w->c->err);
     }

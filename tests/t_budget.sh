@@ -75,10 +75,45 @@ half_us=$(awk -v t="${teacher_ms:-1}" 'BEGIN { printf "%d", t * 500 }')
 "$BIN" shrink models/cnn.onnx --budget "${half_us}us@b1t1" -o "$T/l.onnx" >"$T/out" 2>"$T/err"
 rc=$?
 check "latency ${half_us}us: exit 0" "[ $rc -eq 0 ] || { cat '$T/err'; false; }"
-check "latency: a width below 1 is chosen" "grep -q '^chosen: width 0\.' '$T/out'"
+check "latency: a narrower student is chosen" "grep -qE '^chosen: (width 0\.|per-layer channels)' '$T/out'"
 check "latency: candidates with median and p90 listed" "[ \$(grep -cE 'ms \([0-9.e-]+\) +(fits|over)' '$T/out') -ge 4 ]"
 check "latency: the choice was measured again" "grep -q 'fresh measurement of the choice' '$T/out'"
 check "latency: the student is written" "[ -s '$T/l.onnx' ]"
+# the per-layer search: its rounds listed with the L1 share they keep, and why the choice won
+check "latency: per-layer candidates listed with their kept L1 share" \
+    "grep -qE '^per-layer r1 +[0-9.e-]+ ms \([0-9.e-]+\) +(fits|over) +[0-9.]+% kept' '$T/out'"
+check "latency: why the chosen one won" \
+    "grep -qE '^chosen: .*(per-layer student met the budget when measured afresh|widest uniform width that meets the budget .* won)' '$T/out'"
+check "latency: the measuring runtime is named" "grep -q \"on onnx-distill's own plans\" '$T/out'"
+
+# a per-layer spec (a latency budget well under the teacher's, on the ResNet): its printed spec
+# names layers and rebuilds the same student; the candidates all stay at most 32
+"$BIN" shrink models/resnet.onnx --budget 100s -o "$T/lt.onnx" >"$T/out" 2>&1
+r_ms=$(sed -n 's/.*; teacher: \([0-9.e-]*\) ms.*/\1/p' "$T/out")
+r_us=$(awk -v t="${r_ms:-1}" 'BEGIN { printf "%d", t * 400 }')
+"$BIN" shrink models/resnet.onnx --budget "${r_us}us" --budget-spec-out "$T/pl.json" -o "$T/pl.onnx" >"$T/out" 2>"$T/err"
+rc=$?
+check "latency resnet ${r_us}us: exit 0" "[ $rc -eq 0 ] || { cat '$T/err'; false; }"
+"$BIN" shrink models/resnet.onnx --spec "$T/pl.json" -o "$T/pl2.onnx" >/dev/null 2>&1
+check "latency resnet: the written spec rebuilds the same student" "cmp -s '$T/pl.onnx' '$T/pl2.onnx'"
+if grep -q '^chosen: per-layer' "$T/out"; then
+    check "latency resnet: the per-layer spec names layers" "grep -q '\"channels\": {\"/' '$T/pl.json'"
+else
+    check "latency resnet: the uniform spec has no channels" "! grep -q channels '$T/pl.json'"
+fi
+
+# ---- --target ort ------------------------------------------------------------------------------
+ORT_DIR=$PWD/tests/node_modules
+if command -v node >/dev/null && [ -d "$ORT_DIR/onnxruntime-node" ]; then
+    OD_ORT_NODE_PATH=$ORT_DIR "$BIN" shrink models/cnn.onnx --budget 100s --target ort -o "$T/o.onnx" >"$T/out" 2>"$T/err"
+    rc=$?
+    check "--target ort: exit 0" "[ $rc -eq 0 ] || { cat '$T/err'; false; }"
+    check "--target ort: the printout names ONNX Runtime" "grep -q 'on ONNX Runtime [0-9.]* (onnxruntime-node)' '$T/out'"
+    check "--target ort: the teacher meets 100 s: width 1" "grep -q '^chosen: width 1,' '$T/out'"
+else
+    echo "SKIP --target ort: no node or no $ORT_DIR/onnxruntime-node"
+fi
+mkdir -p "$T/empty" # ORT missing: a clear error (below), never a silent fallback to our runtime
 
 # ---- errors ------------------------------------------------------------------------------------
 # expect_error NAME PATTERN WANT_RC ARGS...: exit WANT_RC, nothing on stdout, one stderr line, no file
@@ -108,6 +143,10 @@ expect_error "--budget with --width" 'exclude each other' 2 shrink models/cnn.on
 echo '{"width": 0.5}' >"$T/w.json"
 expect_error "--budget with --spec" 'exclude each other' 2 shrink models/cnn.onnx --budget 1ms --spec "$T/w.json" -o "$T/e.onnx"
 expect_error "--budget-spec-out alone" 'needs --budget' 2 shrink models/cnn.onnx --width 0.5 --budget-spec-out "$T/x.json" -o "$T/e.onnx"
+expect_error "--target without --budget" 'needs --budget' 2 shrink models/cnn.onnx --width 0.5 --target ort -o "$T/e.onnx"
+expect_error "--target ort on a MACs budget" 'only a latency budget' 1 shrink models/cnn.onnx --budget 2M-macs --target ort -o "$T/e.onnx"
+NODE_PATH=$T/empty OD_ORT_NODE_PATH=$T/empty expect_error "--target ort without ONNX Runtime" 'ONNX Runtime for Node not found' 1 \
+    shrink models/cnn.onnx --budget 1ms --target ort -o "$T/e.onnx"
 expect_error "distill: bad budget" 'unknown unit' 1 distill models/cnn.onnx --data fashion-mnist --budget 2parsecs -o "$T/e.onnx"
 
 # ---- distill trains the chosen student ----------------------------------------------------------
@@ -118,7 +157,14 @@ check "distill --budget: exit 0" "[ $rc -eq 0 ] || { cat '$T/err'; false; }"
 macs=$(inspect_key "$T/d.onnx" macs)
 check "distill --budget: the trained student's MACs $macs <= 3000000" "[ -n '$macs' ] && [ '$macs' -le 3000000 ]"
 check "distill --budget: the report carries the budget and candidates" \
-    "grep -q 'budget 3000000 MACs: width 0\.[0-9]* chosen' '$T/d.json' && grep -q 'candidates (width: value)' '$T/d.json'"
+    "grep -q 'budget 3000000 MACs: width 0\.[0-9]* chosen' '$T/d.json' && grep -q 'candidates width 0\.[0-9]*: [0-9]* MACs' '$T/d.json'"
+# a latency budget: the report (JSON, Markdown, HTML) shows the budget, median and p90, candidates, why
+"$BIN" distill models/cnn.onnx --data fashion-mnist --budget "${half_us}us" --train-limit 640 --test-limit 128 --epochs 1 \
+    --threads 2 --latency quick --seed 3 -o "$T/dl.onnx" --report "$T/dl.md" >"$T/out" 2>"$T/err"
+rc=$?
+check "distill --budget latency: exit 0" "[ $rc -eq 0 ] || { cat '$T/err'; false; }"
+check "distill --budget latency: the Markdown report shows budget, median, p90, candidates and why" \
+    "grep -q 'budget [0-9.]* ms at batch 1, 1 thread, measured on onnx-distill' '$T/dl.md' && grep -q 'ms median, [0-9.e-]* ms p90 (fresh measurement)' '$T/dl.md' && grep -q 'why: ' '$T/dl.md' && grep -q 'candidates width 0.001: ' '$T/dl.md'"
 
 echo "budget: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -573,6 +573,18 @@ od_status cli_data_load(const cli_args *a, const char *path, const od_model *mod
     return st;
 }
 
+od_status cli_budget_target(const cli_args *a, od_budget *b, od_error *err) {
+    const char *target = cli_text(a, "--target", "ours");
+    if (strcmp(target, "ort")) return OD_STATUS_OK;
+    if (b->kind != OD_BUDGET_LATENCY)
+        return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "--target ort: only a latency budget is measured");
+    static char version[128];
+    od_status st = cli_ort_check(version, sizeof version, err);
+    if (st) return st;
+    b->timer = cli_ort_timer, b->runtime = version;
+    return OD_STATUS_OK;
+}
+
 od_status cli_budget_choose(const od_model *teacher, const od_budget *b, const char *spec_out,
                             od_shrink_spec *spec, od_budget_result *res, od_model **student, od_error *err) {
     od_status st = od_budget_search(teacher, spec, b, 0.2, res, student, err);

@@ -90,12 +90,17 @@ typedef struct cli_command {
              "channels: output channels of the matching nodes (names or globs); drop: removable blocks "     \
              "holding a matching node. --width and --depth given on the command line override the file's."}, \
     {CLI_TEXT, "--budget", 0, "B",                                                                           \
-     .help = "instead of --width/--spec: the widest uniform width whose student meets B, found by bisection "  \
-             "and printed with the candidates tried and the spec it chose (as --spec JSON). B is a latency "   \
+     .help = "instead of --width/--spec: the widest uniform width whose student meets B, found by bisection, "  \
+             "then (latency) a per-layer search cutting the layers that lose the least L1 mass per second "   \
+             "saved; printed with the candidates tried, why the choice won and its spec (as --spec JSON). B is a latency "   \
              "on our own plans (0.5ms, 500us; @b8t2: at batch 8, 2 threads; default b1t1; median of 0.2 s of "  \
              "runs, the choice measured again), an encoded size (200KB, 1.5MB, 30000B, KiB, MiB) or MACs per "  \
              "sample (2M-macs, 150000-macs). --depth, --round, --init, --bn apply as given."},                 \
     {CLI_TEXT, "--budget-spec-out", 0, "FILE", .help = "with --budget: also write the chosen spec there (JSON)"}, \
+    {CLI_CHOICE, "--target", 0, NULL, .choices = "ours|ort", .dflt = "ours",                                  \
+     .help = "with a latency --budget: time the candidates on our own plans, or on ONNX Runtime (node and "    \
+             "onnxruntime-node, found through OD_ORT_NODE_PATH or NODE_PATH; an error when missing). The "     \
+             "per-layer model is still calibrated on our plans' profiles, scaled to the measured latency."}, \
     {CLI_INT, "--round", 0, "N", 1, 65536, .dflt = "8", .help = "channel multiple (1: no rounding)"},         \
     {CLI_CHOICE, "--init", 0, NULL, .choices = "teacher|random", .dflt = "teacher",                           \
      .help = "teacher: keep each group's channels of largest L1 norm, with the teacher's weights; random: "  \
@@ -185,6 +190,12 @@ od_status model_facts_get(const char *path, const od_model *m, model_facts *f, o
 /* --budget (shrink, distill): searches the width meeting b (parsed by od_budget_parse), prints
  * the candidates and the chosen spec JSON on stdout, writes it to spec_out (may be NULL). Sets
  * spec->width and *res; *student gets the chosen student. Errors are returned in err. */
+/* --target ort (cli_ort.c): whether ONNX Runtime for Node runs, naming its version; the timer. */
+od_status cli_ort_check(char *version, size_t size, od_error *err);
+od_status cli_ort_timer(const od_model *m, int64_t batch, int threads, double min_time, double *median, double *p90,
+                        void *ctx, od_error *err);
+/* --target: sets b's timer (ort: checked to run first). */
+od_status cli_budget_target(const cli_args *a, od_budget *b, od_error *err);
 od_status cli_budget_choose(const od_model *teacher, const od_budget *b, const char *spec_out,
                             od_shrink_spec *spec, od_budget_result *res, od_model **student, od_error *err);
 

@@ -269,7 +269,10 @@ int cmd_distill(int argc, char **argv) {
     od_error report_err = {0};
     od_budget budget;
     od_budget_result budget_res = {0};
-    if (budget_text && od_budget_parse(budget_text, &budget, &report_err)) return cli_args_clear(&args), cli_fail_err(&report_err);
+    if (cli_given(&args, "--target") && !budget_text)
+        return cli_args_clear(&args), cli_usage(cmd, "distill: --target needs --budget");
+    if (budget_text && (od_budget_parse(budget_text, &budget, &report_err) || cli_budget_target(&args, &budget, &report_err)))
+        return cli_args_clear(&args), cli_fail_err(&report_err);
     if (report_path && od_report_format_from_path(report_path, &report_fmt, &report_err))
         return cli_args_clear(&args), cli_usage(cmd, "--report %s", report_err.message);
     /* no output may be an input (the checkpoint may be the one resumed), nor share a file */

@@ -44,15 +44,18 @@ int cmd_shrink(int argc, char **argv) {
     spec.seed = (uint64_t)cli_int(&args, "--seed", (long long)spec.seed);
     bool verbose = cli_given(&args, "--verbose");
     const char *budget_text = cli_text(&args, "--budget", NULL), *budget_out = cli_text(&args, "--budget-spec-out", NULL);
+    bool target_given = cli_given(&args, "--target");
+    od_budget budget;
+    od_error budget_err = {0};
+    if (target_given && !budget_text) return cli_args_clear(&args), cli_usage(&cli_cmd_shrink, "shrink: --target needs --budget");
+    if (budget_text && (od_budget_parse(budget_text, &budget, &budget_err) || cli_budget_target(&args, &budget, &budget_err)))
+        return cli_args_clear(&args), cli_fail_err(&budget_err);
     cli_args_clear(&args); /* the strings stay: they are argv's */
     if (budget_text && (width || spec_path))
         return cli_usage(&cli_cmd_shrink, "shrink: --budget and --width/--spec exclude each other");
     if (budget_out && !budget_text) return cli_usage(&cli_cmd_shrink, "shrink: --budget-spec-out needs --budget");
     if (!width && !depth && !spec_path && !budget_text)
         return cli_usage(&cli_cmd_shrink, "shrink: say how to shrink: --width W, --depth D, --spec FILE or --budget B");
-    od_budget budget;
-    od_error budget_err = {0};
-    if (budget_text && od_budget_parse(budget_text, &budget, &budget_err)) return cli_fail_err(&budget_err);
     if (!out_path) return cli_usage(&cli_cmd_shrink, "shrink: no output given (-o STUDENT.onnx)");
 
     int rc = 1;

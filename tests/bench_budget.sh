@@ -1,0 +1,124 @@
+#!/bin/bash
+# Students chosen by a latency budget (issue 20), measured: for each teacher, budgets of 1/2, 1/4
+# and 1/8 of its measured batch-1, 1-thread latency; `shrink --budget` chooses a student (per-layer
+# or uniform); the chosen student and the best uniform-width student (the width the same search
+# found by bisection) are measured afresh with `bench` (median and p90); for the Fashion-MNIST
+# teachers both are distilled the same short way and their test accuracy compared.
+# Writes its section of bench/RESULTS.md between the budget markers (replacing the last one),
+# so run it after tests/bench.sh (make bench does). Teachers: models/cnn.onnx, models/resnet.onnx,
+# torchvision resnet18 at 32x32 and mobilenet_v2 at 224x224 (random weights with calibrated BN,
+# exported by tests/export_torchvision.py's code; skipped without torch).
+#   BUILD=build tests/bench_budget.sh [--quick]    (--quick: cnn and resnet only)
+# Environment: TRAIN_LIMIT (5000), TEST_LIMIT (2000), EPOCHS (2), MIN_TIME (1.0 s per fresh measurement).
+set -u
+cd "$(dirname "$0")/.."
+BIN=${BUILD:-build}/onnx-distill
+PY=${PYTHON:-/usr/bin/python3}
+OUT=bench/RESULTS.md
+W=${BUILD:-build}/bench_budget
+TRAIN_LIMIT=${TRAIN_LIMIT:-5000} TEST_LIMIT=${TEST_LIMIT:-2000} EPOCHS=${EPOCHS:-2} MIN_TIME=${MIN_TIME:-1.0}
+quick=0
+[ "${1:-}" = --quick ] && quick=1
+mkdir -p "$W"
+[ -x "$BIN" ] || { echo "no $BIN (run make)"; exit 1; }
+
+teachers="models/cnn.onnx models/resnet.onnx"
+if [ $quick -eq 0 ]; then
+    [ -f build/real_exports/resnet18_op13.onnx ] ||
+        "$PY" tests/export_torchvision.py build/real_exports resnet18@13 >/dev/null 2>&1
+    [ -f build/real_exports/resnet18_op13.onnx ] && teachers="$teachers build/real_exports/resnet18_op13.onnx"
+    [ -f "$W/mobilenet_v2_224_op13.onnx" ] || "$PY" - "$W" >/dev/null 2>&1 <<'EOF'
+import sys, warnings
+warnings.filterwarnings("ignore")
+sys.path.insert(0, "tests")
+import export_torchvision as e
+e.FAMILIES["mobilenet_v2_224"] = (lambda: e.tvm.mobilenet_v2(num_classes=10), 224)
+e.export("mobilenet_v2_224", 13, sys.argv[1])
+EOF
+    [ -f "$W/mobilenet_v2_224_op13.onnx" ] && teachers="$teachers $W/mobilenet_v2_224_op13.onnx"
+fi
+
+# median_p90 MODEL: "median p90" in ms at batch 1, 1 thread, measured afresh
+median_p90() {
+    "$BIN" bench "$1" --batch 1 --threads 1 --min-time "$MIN_TIME" --json |
+        "$PY" -c 'import json,sys; r=json.load(sys.stdin)[0]["results"][0]; print("%.4f %.4f" % (r["median_ms"], r["p90_ms"]))'
+}
+# accuracy REPORT.json: the student's test accuracy in %
+accuracy() { "$PY" -c 'import json,sys; print("%.2f" % (100 * json.load(open(sys.argv[1]))["models"][1]["accuracy"]))' "$1"; }
+distill() { # distill TEACHER OUT.onnx REPORT.json SHRINK-ARGS...
+    local teacher=$1 out=$2 rep=$3; shift 3
+    "$BIN" distill "$teacher" --data fashion-mnist "$@" --train-limit "$TRAIN_LIMIT" --test-limit "$TEST_LIMIT" \
+        --epochs "$EPOCHS" --threads 1 --latency off --seed 1 -o "$out" --report "$rep" >"$W/distill.log" 2>&1
+}
+
+start=$(date -u '+%Y-%m-%d %H:%M UTC') load0=$(cut -d' ' -f1-3 /proc/loadavg) t0=$SECONDS
+rows=""
+for teacher in $teachers; do
+    name=$(basename "$teacher" .onnx)
+    trainable=0
+    case "$name" in cnn | resnet) trainable=1 ;; esac
+    read -r t_med t_p90 < <(median_p90 "$teacher")
+    echo "$name: teacher $t_med ms (p90 $t_p90)"
+    for frac in 2 4 8; do
+        budget_ms=$(awk -v t="$t_med" -v f=$frac 'BEGIN { printf "%.4f", t / f }')
+        s=$W/$name.b$frac
+        if ! "$BIN" shrink "$teacher" --budget "${budget_ms}ms" --budget-spec-out "$s.spec.json" -o "$s.onnx" >"$s.log" 2>&1; then
+            rows="$rows| $name | $t_med | 1/$frac: $budget_ms | $(tail -1 "$s.log" | sed 's/|/\\|/g') | | | | | |\n"
+            continue
+        fi
+        chosen=$(sed -n 's/^chosen: \(per-layer channels\|width [0-9.e-]*\).*/\1/p' "$s.log")
+        # the best uniform width the same search found by bisection (verified afresh)
+        uw=$(grep 'fresh measurement of the choice' "$s.log" | grep -v '^per-layer' | tail -1 | sed -n 's/^width \([0-9.e-]*\) .* fits .*/\1/p')
+        [ -z "$uw" ] && uw=$(sed -n 's/.*widest uniform width that meets it (\([0-9.e-]*\):.*/\1/p' "$s.log")
+        [ -z "$uw" ] && uw=$(sed -n 's/^chosen: width \([0-9.e-]*\),.*/\1/p' "$s.log")
+        read -r c_med c_p90 < <(median_p90 "$s.onnx")
+        "$BIN" shrink "$teacher" --width "$uw" -o "$s.uniform.onnx" >/dev/null 2>&1
+        read -r u_med u_p90 < <(median_p90 "$s.uniform.onnx")
+        meets=$(awk -v m="$c_med" -v b="$budget_ms" 'BEGIN { print (m <= b ? "yes" : "**no**") }')
+        acc_c="" acc_u=""
+        if [ $trainable -eq 1 ]; then
+            distill "$teacher" "$s.trained.onnx" "$s.trained.json" --spec "$s.spec.json" && acc_c=$(accuracy "$s.trained.json")
+            if [ "$chosen" = "width $uw" ]; then
+                acc_u="(the same student)"
+            else
+                distill "$teacher" "$s.utrained.onnx" "$s.utrained.json" --width "$uw" && acc_u=$(accuracy "$s.utrained.json")
+            fi
+        fi
+        kept=$(sed -n 's/.*keeps \([0-9.]*%\) of the teacher.*/\1/p' "$s.log")
+        [ -z "$kept" ] && kept=$(sed -n 's/.*uniform width that meets the budget (\([0-9.]*%\) of.*/\1/p' "$s.log")
+        row="| $name | $t_med | 1/$frac: $budget_ms | $chosen${kept:+ ($kept L1 kept)} | $c_med ($c_p90) | $meets | width $uw: $u_med ($u_p90) | ${acc_c:--} | ${acc_u:--} |"
+        echo "$row"
+        rows="$rows$row\n"
+    done
+done
+load1=$(cut -d' ' -f1-3 /proc/loadavg)
+
+section="<!-- budget:begin -->
+## 5. Students chosen by a latency budget (tests/bench_budget.sh)
+
+Written on $start, git $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)'); load average at start $load0, at end $load1; $((SECONDS - t0)) s.
+**The machine was shared with other work** while this ran: latencies are noisy (p90 shows how much), and a choice that fit during the search can miss when measured again.
+
+For each teacher, budgets of 1/2, 1/4 and 1/8 of its median batch-1, 1-thread latency (\`bench --min-time $MIN_TIME\`).
+\`onnx-distill shrink TEACHER --budget Bms --budget-spec-out SPEC -o S\` chooses the student (the uniform width by bisection, then
+the per-layer search; the one keeping more of the teacher's L1 weight mass per layer wins); \`bench S --batch 1 --threads 1\` measures
+it afresh; the best uniform-width student is the width the same search found by bisection. Fashion-MNIST teachers: both distilled
+with \`distill --data fashion-mnist --train-limit $TRAIN_LIMIT --test-limit $TEST_LIMIT --epochs $EPOCHS --seed 1\` (\`--spec SPEC\` or \`--width W\`), test accuracy.
+resnet18_op13 is torchvision resnet18 at 32x32, mobilenet_v2_224_op13 torchvision mobilenet_v2 at 224x224 (random weights, BN calibrated: latency only).
+
+| teacher | teacher ms | budget ms | chosen | chosen ms afresh (p90) | meets | best uniform: ms afresh (p90) | chosen acc % | uniform acc % |
+|---|---:|---|---|---|---|---|---:|---:|
+$(printf "%b" "$rows")
+<!-- budget:end -->"
+if [ -f "$OUT" ] && grep -q '<!-- budget:begin -->' "$OUT"; then
+    "$PY" - "$OUT" "$section" <<'EOF'
+import re, sys
+path, section = sys.argv[1], sys.argv[2]
+text = open(path).read()
+text = re.sub(r"<!-- budget:begin -->.*?<!-- budget:end -->", lambda m: section, text, flags=re.S)
+open(path, "w").write(text)
+EOF
+else
+    printf '\n%s\n' "$section" >>"$OUT"
+fi
+echo "wrote the budget section of $OUT"
