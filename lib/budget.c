@@ -566,6 +566,8 @@ static od_status per_layer_search(const od_model *teacher, od_shrink_spec *spec,
     od_model *m = NULL;
     od_status st = od_shrink_ex(teacher, &p.work, &m, &p.rep, err);
     if (st) goto done;
+    od_model_destroy(m); /* only its report is needed */
+    m = NULL;
     p.layers = calloc((size_t)p.rep.n_layers + 1, sizeof *p.layers);
     p.groups = calloc((size_t)p.rep.n_layers + 1, sizeof *p.groups);
     int *group_of = calloc((size_t)p.rep.n_layers + 1, sizeof *group_of);
