@@ -475,16 +475,20 @@ static void b_pow(builder *b) {
     finish(b, "Y");
 }
 /* LayerNorm as opsets < 17 export it: ReduceMean, Sub, Pow 2, ReduceMean, Add eps, Sqrt, Div,
- * Mul, Add, over the last axis of [N, T, C] */
+ * Mul, Add, over ln_axes (the last axis of [N, T, C]; of a channels-last 4-D H, the last axis or
+ * the channels, as timm's LayerNorm2d: then the statistics are plain, H channels-last) */
+static const char *ln_axes = "axes=is:-1";
+static int64_t ln_gamma[3] = {6}; /* gamma's and beta's shape */
+static int ln_gamma_rank = 1;
 static void b_ln_decomposed(builder *b) {
     add_init(b, "two", 0, NULL, 2.0f, 2.0f);
     add_init(b, "eps", 0, NULL, 1e-5f, 1e-5f);
-    add_init(b, "gamma", 1, D(6), 0.5f, 1.5f);
-    add_init(b, "beta", 1, D(6), -0.5f, 0.5f);
-    add_node(b, "ReduceMean", IN("H"), IN("M"), AT("axes=is:-1", "keepdims=i:1"));
+    add_init(b, "gamma", ln_gamma_rank, ln_gamma, 0.5f, 1.5f);
+    add_init(b, "beta", ln_gamma_rank, ln_gamma, -0.5f, 0.5f);
+    add_node(b, "ReduceMean", IN("H"), IN("M"), AT(ln_axes, "keepdims=i:1"));
     add_node(b, "Sub", IN("H", "M"), IN("D"), NULL);
     add_node(b, "Pow", IN("D", "two"), IN("D2"), NULL);
-    add_node(b, "ReduceMean", IN("D2"), IN("V"), AT("axes=is:-1", "keepdims=i:1"));
+    add_node(b, "ReduceMean", IN("D2"), IN("V"), AT(ln_axes, "keepdims=i:1"));
     add_node(b, "Add", IN("V", "eps"), IN("VE"), NULL);
     add_node(b, "Sqrt", IN("VE"), IN("S"), NULL);
     add_node(b, "Div", IN("D", "S"), IN("N"), NULL);
@@ -694,6 +698,10 @@ int main(void) {
     run_case("Div both operands, broadcast either way, constant divisor", 3, D(2, 4, 6), b_div, true);
     run_case("Pow by 2, 1.5, int64 3", 3, D(2, 4, 6), b_pow, true);
     run_case("LayerNorm decomposed (opset < 17 export)", 3, D(2, 4, 6), b_ln_decomposed, true);
+    ln_gamma[0] = 5;
+    run_case("LayerNorm decomposed, last axis of a channels-last 4-D", 4, D(2, 3, 4, 5), b_ln_decomposed, true);
+    ln_axes = "axes=is:1", ln_gamma_rank = 3, ln_gamma[0] = 3, ln_gamma[1] = ln_gamma[2] = 1;
+    run_case("LayerNorm decomposed over channels (LayerNorm2d)", 4, D(2, 3, 4, 5), b_ln_decomposed, true);
     run_case("GELU erf form", 3, D(2, 4, 6), b_gelu_erf, true);
     run_case("LayerNormalization last axis", 3, D(2, 4, 6), b_layernorm, true);
     run_case("LayerNormalization axis 1, Scale [T, C], no B", 3, D(2, 4, 6), b_layernorm_axis1, true);
