@@ -156,7 +156,6 @@ static od_status softmax_train_prepare(od_tstep *s, od_error *err) {
     s->state = m;
     const od_tbuf *x = s->in[0];
     m->log = s->op->name[0] == 'L';
-    m->y = s->out[0]->data;
     int axis = od_axis(od_attr_int(s->node, "axis", s->opset < 13 ? 1 : -1), x->rank);
     m->outer = (size_t)od_dims_count(axis, x->dims);
     m->len = (size_t)od_dims_count(s->opset < 13 ? x->rank - axis : 1, x->dims + axis);
@@ -166,7 +165,6 @@ static od_status softmax_train_prepare(od_tstep *s, od_error *err) {
     if (x->cl && x->rank >= 3) m->plain = malloc(sizeof(float) * (size_t)x->count + 64);
     if (!m->scratch || (x->cl && x->rank >= 3 && !m->plain))
         return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    m->x = m->plain ? m->plain : x->data;
     return OD_STATUS_OK;
 }
 
@@ -178,6 +176,8 @@ static void softmax_fwd_shard(void *ctx, int shard, int64_t begin, int64_t end) 
 static od_status softmax_train_forward(od_tstep *s, od_error *err) {
     softmax_state *m = s->state;
     const od_tbuf *x = s->in[0];
+    m->x = m->plain ? m->plain : x->data;
+    m->y = s->out[0]->data;
     if (m->plain) od_relayout(x->data, m->plain, x->rank, x->dims, false, sizeof(float), false, NULL);
     if (m->outer * m->len * m->inner != 0) od_shards(s, (int64_t)m->outer, softmax_fwd_shard, m);
     return OD_STATUS_OK;
