@@ -558,6 +558,105 @@ static void b_softmax_cl(builder *b) { /* on a channels-last 4-D H, the last ONN
     finish(b, "Y");
 }
 
+/* attention with both MatMul operands activations: Q K^T then (Q K^T) V, heads on an axis */
+static void b_attention_matmul(builder *b) {
+    add_init(b, "P1", 3, D(2, 4, 6), 0.5f, 1.5f);
+    add_i64(b, "shape", 4, D(2, 4, 2, 3));
+    add_node(b, "Reshape", IN("H", "shape"), IN("R"), NULL);
+    add_node(b, "Transpose", IN("R"), IN("Q"), AT("perm=is:0,2,1,3")); /* [2, 2, 4, 3] */
+    add_node(b, "Mul", IN("H", "P1"), IN("H1"), NULL);
+    add_node(b, "Reshape", IN("H1", "shape"), IN("R1"), NULL);
+    add_node(b, "Transpose", IN("R1"), IN("K"), AT("perm=is:0,2,3,1")); /* [2, 2, 3, 4] */
+    add_node(b, "MatMul", IN("Q", "K"), IN("A"), NULL);                 /* [2, 2, 4, 4] */
+    add_node(b, "MatMul", IN("A", "Q"), IN("Y"), NULL);                 /* [2, 2, 4, 3] */
+    finish(b, "Y");
+}
+/* batch dims broadcasting both ways: [2, 1, 4, 6] x [3, 6, 2] -> [2, 3, 4, 2]; A is a
+ * Reshape's 4-D output, channels-last in training */
+static void b_matmul_bcast(builder *b) {
+    add_init(b, "W", 3, D(3, 6, 2), -0.5f, 0.5f);
+    add_i64(b, "shape", 4, D(2, 1, 4, 6));
+    add_node(b, "Reshape", IN("H", "shape"), IN("R"), NULL);
+    add_node(b, "MatMul", IN("R", "W"), IN("Y"), NULL);
+    finish(b, "Y");
+}
+static void add_i64_scalar(builder *b, const char *name, int64_t val) {
+    add_i64(b, name, 1, &val);
+    b->g->values[od_graph_intern_value(b->g, name)].init->rank = 0;
+}
+/* a class token's x[:, 0] (scalar index), and a 1-D index with a repeat and a negative one */
+static void b_gather(builder *b) {
+    add_i64_scalar(b, "zero", 0);
+    add_node(b, "Gather", IN("H", "zero"), IN("G0"), AT("axis=i:1")); /* [2, 6] */
+    add_i64(b, "idx", 3, D(2, 0, -4));
+    add_node(b, "Gather", IN("H", "idx"), IN("G1"), AT("axis=i:1")); /* [2, 3, 6] */
+    add_node(b, "ReduceMean", IN("G1"), IN("M"), AT("axes=is:1", "keepdims=i:0"));
+    add_node(b, "Add", IN("G0", "M"), IN("Y"), NULL);
+    finish(b, "Y");
+}
+static void b_gather_cl(builder *b) { /* on a channels-last 4-D value, along its channels */
+    add_init(b, "W", 4, D(3, 3, 1, 1), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W"), IN("C"), NULL);
+    add_i64(b, "idx", 2, D(2, 0));
+    add_node(b, "Gather", IN("C", "idx"), IN("Y"), AT("axis=i:1"));
+    finish(b, "Y");
+}
+/* torchvision's ViT input: a class token Expand-ed over the batch by a Shape -> Gather ->
+ * Unsqueeze -> Concat chain (folds once the batch is fixed), concatenated before the tokens,
+ * plus a position embedding; then the token x[:, 0] */
+static void b_class_token(builder *b) {
+    add_init(b, "CT", 3, D(1, 1, 6), -0.5f, 0.5f);
+    add_init(b, "POS", 3, D(1, 5, 6), -0.5f, 0.5f);
+    add_i64_scalar(b, "zero", 0);
+    add_i64(b, "ax0", 1, D(0));
+    add_i64(b, "rest", 2, D(1, 6));
+    add_node(b, "Shape", IN("H"), IN("SH"), NULL);
+    add_node(b, "Gather", IN("SH", "zero"), IN("N"), AT("axis=i:0"));
+    add_node(b, "Unsqueeze", IN("N", "ax0"), IN("N1"), NULL);
+    add_node(b, "Concat", IN("N1", "rest"), IN("ES"), AT("axis=i:0"));
+    add_i64(b, "ones", 3, D(1, 1, 1));
+    add_node(b, "Mul", IN("ES", "ones"), IN("ES2"), NULL); /* an integer Mul: a shape constant */
+    add_node(b, "Expand", IN("CT", "ES2"), IN("CTE"), NULL);  /* [2, 1, 6] */
+    add_node(b, "Concat", IN("CTE", "H"), IN("TOK"), AT("axis=i:1")); /* [2, 5, 6] */
+    add_node(b, "Add", IN("TOK", "POS"), IN("XP"), NULL);
+    add_node(b, "Mul", IN("XP", "XP"), IN("Y"), NULL);
+    finish(b, "Y");
+}
+/* The training plan for b_class_token: the class token is a parameter (its Expand runs, the
+ * gradient reaches it), the integer Mul's constant is none, and the shape chain stays folded. */
+static void check_class_token_plan(void) {
+    rng_state = 42;
+    builder b = start(3, D(2, 4, 6));
+    b_class_token(&b);
+    od_error err = {0};
+    od_trainer *t = NULL;
+    bool ok = !od_graph_check(b.g, &err) &&
+              !od_trainer_create(b.g, &(od_trainer_options){.batch = 2, .threads = 1, .seed = 7}, &t, &err);
+    double ct_grad = 0;
+    int n_params = 0;
+    bool ones_param = false;
+    if (ok) {
+        for (int64_t i = 0; i < 2 * od_trainer_input_count(t); i++) od_trainer_input(t)[i] = urand();
+        ok = !od_trainer_forward(t, true, &err);
+        int64_t n = 2 * od_trainer_classes(t);
+        for (int64_t i = 0; i < n; i++) od_trainer_output_grad(t)[i] = 1.0f;
+        ok = ok && !od_trainer_backward(t, &err);
+        od_param *ps;
+        n_params = od_trainer_params(t, &ps);
+        for (int p = 0; p < n_params; p++) {
+            if (!strcmp(ps[p].name, "CT"))
+                for (int64_t i = 0; i < ps[p].count; i++) ct_grad += fabs(ps[p].grad[i]);
+            ones_param |= !strcmp(ps[p].name, "ones");
+        }
+    }
+    ok = ok && ct_grad > 0 && !ones_param && n_params == 3; /* P0, CT, POS */
+    printf("%s class token: Expand runs and trains the token (|grad| %.3f, %d parameters), shape chain folded%s%s\n",
+           ok ? "PASS" : "FAIL", ct_grad, n_params, err.message[0] ? ": " : "", err.message);
+    ok ? passed++ : failed++;
+    od_trainer_destroy(t);
+    od_model_destroy(b.m);
+}
+
 /* Graphs training refuses, with the reason in the message. */
 static void b_pow_computed(builder *b) {
     add_node(b, "Pow", IN("H", "H"), IN("Y"), NULL);
@@ -720,6 +819,12 @@ int main(void) {
         snprintf(label, sizeof label, "%s channels-last input", softmax_op);
         run_case(label, 4, D(2, 3, 4, 5), b_softmax_cl, true);
     }
+    run_case("attention MatMuls, both operands activations (4-D)", 3, D(2, 4, 6), b_attention_matmul, true);
+    run_case("MatMul batch dims broadcast both ways", 3, D(2, 4, 6), b_matmul_bcast, true);
+    run_case("Gather scalar and 1-D indices (repeat, negative)", 3, D(2, 4, 6), b_gather, true);
+    run_case("Gather channels of a channels-last value", 4, D(2, 3, 2, 2), b_gather_cl, true);
+    run_case("class token Expand + Concat + position embedding", 3, D(2, 4, 6), b_class_token, true);
+    check_class_token_plan();
     check_ln_gemm_trains();
     check_refused_by("Pow with a computed exponent", 3, D(2, 4, 6), b_pow_computed, "constant exponent");
     check_refused_by("LayerNormalization with Mean read", 3, D(2, 4, 6), b_ln_mean_used, "output Mean");
