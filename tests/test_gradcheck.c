@@ -580,6 +580,23 @@ static void b_matmul_bcast(builder *b) {
     add_node(b, "MatMul", IN("R", "W"), IN("Y"), NULL);
     finish(b, "Y");
 }
+/* a projection of a channels-last 4-D value (a Reshape's output) by a 2-D weight */
+static void b_matmul_cl_proj(builder *b) {
+    add_init(b, "W", 2, D(6, 3), -0.5f, 0.5f);
+    add_i64(b, "shape", 4, D(2, 2, 2, 6));
+    add_node(b, "Reshape", IN("H", "shape"), IN("R"), NULL);
+    add_node(b, "MatMul", IN("R", "W"), IN("Y"), NULL);
+    finish(b, "Y");
+}
+/* a Conv whose input is in ONNX order: a Transpose's output (ConvNeXt's permute back) */
+static void b_conv_plain_input(builder *b) {
+    add_init(b, "W", 4, D(3, 1, 3, 3), -0.5f, 0.5f);
+    add_init(b, "B", 1, D(3), -0.5f, 0.5f);
+    add_node(b, "Transpose", IN("H"), IN("T"), AT("perm=is:0,3,1,2")); /* [2, 3, 4, 5] */
+    add_node(b, "Conv", IN("T", "W", "B"), IN("C"), AT("group=i:3", "pads=is:1,1,1,1"));
+    add_node(b, "Add", IN("C", "T"), IN("Y"), NULL); /* T used twice: its gradient adds up */
+    finish(b, "Y");
+}
 static void add_i64_scalar(builder *b, const char *name, int64_t val) {
     add_i64(b, name, 1, &val);
     b->g->values[od_graph_intern_value(b->g, name)].init->rank = 0;
@@ -821,6 +838,8 @@ int main(void) {
     }
     run_case("attention MatMuls, both operands activations (4-D)", 3, D(2, 4, 6), b_attention_matmul, true);
     run_case("MatMul batch dims broadcast both ways", 3, D(2, 4, 6), b_matmul_bcast, true);
+    run_case("MatMul of a channels-last value by a 2-D weight", 3, D(2, 4, 6), b_matmul_cl_proj, true);
+    run_case("Conv of a Transpose's output (ONNX order), depthwise", 4, D(2, 4, 5, 3), b_conv_plain_input, true);
     run_case("Gather scalar and 1-D indices (repeat, negative)", 3, D(2, 4, 6), b_gather, true);
     run_case("Gather channels of a channels-last value", 4, D(2, 3, 2, 2), b_gather_cl, true);
     run_case("class token Expand + Concat + position embedding", 3, D(2, 4, 6), b_class_token, true);

@@ -152,7 +152,11 @@ static void matmul_item(const matmul_dims *m, int64_t i, int64_t *ia, int64_t *i
     }
 }
 
-/* With a 2-D B the step's state is Gemm.c's instead. A channels-last operand (a Reshape's 4-D
+/* A 2-D B with A in ONNX order (a projection) runs on Gemm.c's kernels, whose state the step
+ * then holds. */
+static bool matmul_on_gemm(const od_tstep *s) { return s->in[1]->rank == 2 && !(s->in[0]->cl && s->in[0]->rank >= 3); }
+
+/* Otherwise: a channels-last operand (a Reshape's 4-D
  * output) is multiplied from a copy in ONNX order, its gradient added back through strides. */
 typedef struct matmul_train {
     matmul_dims m;
@@ -165,7 +169,7 @@ typedef struct matmul_train {
 
 static od_status matmul_train_prepare(od_tstep *s, od_error *err) {
     const od_tbuf *A = s->in[0], *B = s->in[1];
-    if (B->rank == 2) return od_gemm_train_prepare(s, err);
+    if (matmul_on_gemm(s)) return od_gemm_train_prepare(s, err);
     matmul_train *t = calloc(1, sizeof *t);
     if (!t) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     s->state = t;
@@ -217,7 +221,7 @@ static void matmul_views(const od_tbuf *x, int64_t *phys, int64_t *plain) {
 }
 
 static od_status matmul_train_forward(od_tstep *s, od_error *err) {
-    if (s->in[1]->rank == 2) return od_gemm_train_forward(s, err);
+    if (matmul_on_gemm(s)) return od_gemm_train_forward(s, err);
     matmul_train *t = s->state;
     for (int k = 0; k < 2; k++) {
         const od_tbuf *x = s->in[k];
@@ -233,7 +237,7 @@ static od_status matmul_train_forward(od_tstep *s, od_error *err) {
 }
 
 static od_status matmul_train_backward(od_tstep *s, od_error *err) {
-    if (s->in[1]->rank == 2) return od_gemm_train_backward(s, err);
+    if (matmul_on_gemm(s)) return od_gemm_train_backward(s, err);
     matmul_train *t = s->state;
     for (int k = 0; k < 2; k++) {
         t->dx[k] = s->in[k]->grad;
@@ -256,7 +260,7 @@ static od_status matmul_train_backward(od_tstep *s, od_error *err) {
 }
 
 static void matmul_train_destroy(od_tstep *s) {
-    if (s->in[1]->rank == 2) {
+    if (matmul_on_gemm(s)) {
         od_gemm_train_destroy(s);
         return;
     }
@@ -276,7 +280,7 @@ const od_op_desc od_op_MatMul = {OD_OP_NAME(MatMul), .per_sample = od_per_sample
                                  .destroy = matmul_destroy, .macs = matmul_macs,
                                  .trained_inputs = 0x2, /* B */
                                  .train_layout = OD_TRAIN_LAYOUT_PLAIN,
-                                 /* a 2-D B: Gemm.c's kernels */
+                                 /* a projection: Gemm.c's kernels */
                                  .train_prepare = matmul_train_prepare,
                                  .forward_train = matmul_train_forward,
                                  .backward = matmul_train_backward,
