@@ -916,10 +916,12 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
                 res->interrupted = true;
                 goto finish;
             }
+            od_phases_lap(-1);
             const int64_t *bi = train_idx + b * opt->batch;
             if (!dp) fill_samples(train, unl, n_all, pre, bi, opt->batch, od_trainer_input(tr));
             if (!dp && opt->augment && train->rank == 3)
                 od_augment_batch(od_trainer_input(tr), opt->batch, train->dims[0], train->dims[1], train->dims[2], &rng);
+            if (!dp) od_phases_lap(OD_PH_FILL);
             float sigma = opt->sigma;
             if (opt->sigma_hi > 0) sigma = (float)(opt->sigma_lo + (opt->sigma_hi - opt->sigma_lo) * od_rng_uniform(&rng));
             for (int64_t i = 0; i < opt->batch; i++) {
@@ -936,6 +938,7 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
                 if (sigma > 0 && od_rng_uniform(&rng) < opt->alpha)
                     for (int64_t j = 0; j < classes; j++) f[j] *= 1.0f + sigma * od_rng_normal(&rng);
             }
+            od_phases_lap(OD_PH_TARGETS);
             batch_ctx bc = {opt, train, pre, bi, targets, sigma > 0 ? noise : NULL, noisy, classes, n_all};
             float loss = 0;
             if (dp) {
@@ -948,7 +951,9 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
                 }
             } else {
                 if ((st = od_trainer_forward(tr, true, err))) goto done;
+                od_phases_lap(OD_PH_FORWARD);
                 loss = batch_loss(&bc, od_trainer_output(tr), 0, opt->batch, od_trainer_output_grad(tr));
+                od_phases_lap(OD_PH_LOSS);
             }
             if (!isfinite(loss)) {
                 st = od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
@@ -958,7 +963,9 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
             }
             loss_sum += loss;
             if (!dp && (st = od_trainer_backward(tr, err))) goto done;
+            if (!dp) od_phases_lap(OD_PH_BACKWARD);
             od_optim_step(optim, lr_at(opt, epoch + (double)b / (double)batches));
+            od_phases_lap(OD_PH_OPTIM);
             if (opt->progress && (b % 20 == 0 || b + 1 == batches)) {
                 double el = od_seconds() - te, sps = (double)(b + 1) * opt->batch / (el > 0 ? el : 1e-9);
                 od_distill_progress p = {epoch + 1, opt->epochs, b + 1, batches, loss_sum / (double)(b + 1), sps,
@@ -1010,6 +1017,7 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
         }
     }
 finish:
+    od_phases_report(opt->comm);
     res->t_train = od_seconds() - t_train;
     res->t_comm = od_comm_seconds(opt->comm) - comm0;
     res->n_epochs = rs.h.epochs_done;
