@@ -49,8 +49,8 @@ od_status od_comm_mpi_allreduce_sum(od_comm *c, float *buf, int64_t n, od_error 
     return OD_STATUS_OK;
 }
 
-od_status od_comm_mpi_allgather(od_comm *c, const float *mine, const int64_t *counts, float *all,
-                                od_error *err) {
+static od_status allgather(od_comm *c, const void *mine, const int64_t *counts, void *all,
+                           MPI_Datatype type, od_error *err) {
     double t = od_seconds();
     int *cnt = malloc(sizeof(int) * (size_t)c->size * 2);
     if (!cnt) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
@@ -59,18 +59,28 @@ od_status od_comm_mpi_allgather(od_comm *c, const float *mine, const int64_t *co
         if (counts[r] > INT32_MAX / 2 || total > INT32_MAX / 2) {
             free(cnt);
             return od_error_set(err, OD_STATUS_UNSUPPORTED,
-                                "MPI_Allgatherv: more than 2^30 floats");
+                                "MPI_Allgatherv: more than 2^30 elements");
         }
         cnt[r] = (int)counts[r];
         cnt[c->size + r] = (int)total;
         total += counts[r];
     }
-    int rc = MPI_Allgatherv(mine, cnt[c->rank], MPI_FLOAT, all, cnt, cnt + c->size, MPI_FLOAT,
+    int rc = MPI_Allgatherv(mine, cnt[c->rank], type, all, cnt, cnt + c->size, type,
                             MPI_COMM_WORLD);
     free(cnt);
     if (rc != MPI_SUCCESS) return mpi_fail(c, rc, "MPI_Allgatherv", err);
     c->seconds += od_seconds() - t;
     return OD_STATUS_OK;
+}
+
+od_status od_comm_mpi_allgather(od_comm *c, const float *mine, const int64_t *counts, float *all,
+                                od_error *err) {
+    return allgather(c, mine, counts, all, MPI_FLOAT, err);
+}
+
+od_status od_comm_mpi_allgather_bytes(od_comm *c, const void *mine, const int64_t *counts,
+                                      void *all, od_error *err) {
+    return allgather(c, mine, counts, all, MPI_BYTE, err);
 }
 
 od_status od_comm_mpi_bcast(od_comm *c, void *buf, size_t bytes, int root, od_error *err) {
