@@ -53,7 +53,10 @@ LIBS        := $(BUILD)/libonnxdistill.a $(BUILD)/libonnxdistill.so
 .PHONY: all deps test demo asan bench paper vit clean format fuzz fuzz-bin install
 all: $(BUILD)/onnx-distill $(LIBS) $(BUILD)/onnx-distill.1 $(TEST_BIN)
 
-# Installs what is missing (as root, through apt-get); does nothing when all is there.
+# Installs what is missing (as root, through apt-get); does nothing when all is there. ONNX Runtime
+# for Node is pinned to the version the benchmarks and the mission compare against (npm's latest
+# would otherwise change the peer under the numbers).
+ORT_VERSION := 1.30.0
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
@@ -63,8 +66,9 @@ deps:
 	  echo "installing:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
-	@test -d tests/node_modules/onnxruntime-node || \
-	  (cd tests && npm install --ignore-scripts --no-audit --no-fund onnxruntime-node >/dev/null)
+	@v=$$(sed -n 's/^  "version": "\(.*\)",$$/\1/p' tests/node_modules/onnxruntime-node/package.json 2>/dev/null); \
+	[ "$$v" = "$(ORT_VERSION)" ] || (cd tests && echo "installing onnxruntime-node $(ORT_VERSION)" && \
+	  npm install --ignore-scripts --no-audit --no-fund --no-save onnxruntime-node@$(ORT_VERSION) >/dev/null)
 
 # Every object waits for the generated header.
 $(BUILD)/%.o: %.c $(PROTO_C)
