@@ -12,7 +12,7 @@ ROUNDS=${BENCH_ROUNDS:-3}
 LIMIT=${BENCH_MPI_TRAIN_LIMIT:-6400}
 TEACHER=${BENCH_DISTILL_TEACHER:-models/cnn.onnx}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-echo "## 5. Data-parallel distillation (MPI)"
+echo "## 6. Data-parallel distillation (MPI)"
 echo
 if ! command -v mpirun >/dev/null; then
     echo "not measured: mpirun is missing (make deps installs openmpi-bin)"
