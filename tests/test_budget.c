@@ -125,7 +125,6 @@ static void fresh_always_over(const od_model *teacher, const char *name) {
     od_error err = {0};
     od_status st = od_budget_search(teacher, &spec, &b, 0.01, res, NULL, &err);
     check(st == OD_STATUS_INVALID_ARGUMENT, "%s fresh always over: fails (status %d)", name, (int)st);
-    if (getenv("DBG")) od_budget_print(&b, res, stdout);
     check(strstr(err.message, "when measured afresh; the fastest: ") != NULL && !strchr(err.message, '\n'),
           "%s fresh always over: one line naming the fastest: %s", name, err.message);
     /* the uniform tries, the per-layer search's fresh measurement and its re-cuts, each VERIFY_PLANS plans */
@@ -151,7 +150,6 @@ static void depth_for_width(const od_model *teacher) {
     od_error err = {0};
     od_status st = od_budget_search(teacher, &spec, &b, 0.01, res, NULL, &err);
     check(!st, "resnet per-node floor: %s", err.message);
-    if (getenv("DBG")) od_budget_print(&b, res, stdout);
     if (!st) {
         check(res->n_blocks > 0 && res->kept_blocks < res->n_blocks && spec.depth < 1,
               "resnet per-node floor: blocks dropped (%d of %d kept, depth %g)", res->kept_blocks, res->n_blocks,
