@@ -88,7 +88,7 @@ for teacher in $teachers; do
             rows="$rows| $name | $t_med | 1/$frac: $budget_ms | $(tail -1 "$s.log" | sed 's/|/\\|/g') | | | | | | |\n"
             continue
         fi
-        chosen=$(sed -n 's/^chosen: \(.*\), [0-9.e-]* ms (p90 .*/\1/p' "$s.log")
+        chosen=$(sed -n 's/^chosen: \(.*\), [0-9.e-]* ms (p90 .*/\1/p' "$s.log" | sed 's/ (the spec below)//')
         read -r c_med c_p90 < <(median_p90 "$s.onnx")
         # the best uniform width at the chosen student's measured latency, bisected afresh
         uw=$(uniform_at "$teacher" "$c_med" "$s.uniform.onnx")
@@ -98,7 +98,8 @@ for teacher in $teachers; do
         acc_c="" acc_u=""
         if [ $trainable -eq 1 ]; then
             distill "$teacher" "$s.trained.onnx" "$s.trained.json" --spec "$s.spec.json" && acc_c=$(accuracy "$s.trained.json")
-            if [ "$chosen" = "width $uw" ]; then
+            if [ "${chosen%% *}" = width ] && [ "${chosen#width * }" = "$chosen" ] &&
+                awk -v a="${chosen#width }" -v b="$uw" 'BEGIN { exit !(a - b < 1e-6 && b - a < 1e-6) }'; then
                 acc_u="(the same student)"
             else
                 distill "$teacher" "$s.utrained.onnx" "$s.utrained.json" --width "$uw" && acc_u=$(accuracy "$s.utrained.json")
