@@ -103,31 +103,46 @@ static od_status measure(const od_model *m, const od_budget *b, double min_time,
     return st;
 }
 
+/* A fresh measurement of a choice: MACs and size are exact; a latency is measured on VERIFY_PLANS
+ * fresh plans (or runtime processes), each at least VERIFY_MIN_TIME seconds of runs, and the
+ * slowest median (and p90) decides, so that a choice that fit by luck once does not pass. */
+#define VERIFY_PLANS 3
+#define VERIFY_MIN_TIME 0.3
+
+static od_status measure_fresh(const od_model *m, const od_budget *b, double min_time, double *value, double *p90,
+                               od_error *err) {
+    if (b->kind != OD_BUDGET_LATENCY) return measure(m, b, min_time, value, p90, err);
+    *value = 0, *p90 = 0;
+    for (int i = 0; i < VERIFY_PLANS; i++) {
+        double v, q;
+        od_status st = measure(m, b, min_time > VERIFY_MIN_TIME ? min_time : VERIFY_MIN_TIME, &v, &q, err);
+        if (st) return st;
+        if (v > *value) *value = v;
+        if (q > *p90) *p90 = q;
+    }
+    return OD_STATUS_OK;
+}
+
+/* Appends c to the candidates (when the list is full, the last entry stands for the latest). */
+static void add_candidate(od_budget_result *res, od_budget_candidate c) {
+    if (res->n_candidates < OD_BUDGET_MAX_CANDIDATES) res->n_candidates++;
+    res->candidates[res->n_candidates - 1] = c;
+}
+
+/* Builds the student at this width (and the spec's depth) and measures it as a candidate
+ * (verify: afresh); *fits set. The candidate is the last in res. */
 static od_status try_width(const od_model *teacher, od_shrink_spec *spec, const od_budget *b, double min_time,
-                           double width, bool verify, od_budget_result *res, od_model **student,
-                           od_error *err) {
+                           double width, bool verify, od_budget_result *res, bool *fits, od_error *err) {
     spec->width = width;
     od_model *m = NULL;
     od_status st = od_shrink(teacher, spec, &m, err);
     double value = 0, p90 = 0;
-    if (!st) st = measure(m, b, min_time, &value, &p90, err);
-    if (st) {
-        od_model_destroy(m);
-        return st;
-    }
-    bool fits = value <= b->limit;
-    if (res->n_candidates < OD_BUDGET_MAX_CANDIDATES)
-        res->candidates[res->n_candidates++] =
-            (od_budget_candidate){.width = width, .value = value, .p90 = p90, .fits = fits, .verify = verify};
-    if (fits && (res->width == 0 || width >= res->width || verify)) {
-        res->width = width, res->value = value, res->p90 = p90;
-        if (student) {
-            od_model_destroy(*student);
-            *student = m;
-            m = NULL;
-        }
-    }
+    if (!st) st = verify ? measure_fresh(m, b, min_time, &value, &p90, err) : measure(m, b, min_time, &value, &p90, err);
     od_model_destroy(m);
+    if (st) return st;
+    *fits = value <= b->limit;
+    add_candidate(res, (od_budget_candidate){
+        .width = width, .depth = spec->depth, .value = value, .p90 = p90, .fits = *fits, .verify = verify});
     return OD_STATUS_OK;
 }
 
@@ -533,6 +548,7 @@ static void allocate(per_layer *p, double predicted, double target) {
 #define PER_LAYER_ROUNDS 4
 #define PER_LAYER_WIN 1.05    /* the per-layer student wins when it keeps 5% more of the proxy */
 #define PER_LAYER_MARGIN 0.95 /* the model aims this far under the budget: noise and model error */
+#define PER_LAYER_RECUTS 3    /* cuts after a fresh measurement of the choice missed */
 
 /* Builds the work spec's student and measures it as a candidate; *fits and *kept set. */
 static od_status per_layer_candidate(per_layer *p, double min_time, int round, bool verify, od_budget_result *res,
@@ -541,16 +557,14 @@ static od_status per_layer_candidate(per_layer *p, double min_time, int round, b
     od_shrink_report rep = {0};
     double p90 = 0;
     od_status st = od_shrink_ex(p->teacher, &p->work, &m, &rep, err);
-    if (!st) st = measure(m, p->b, min_time, value, &p90, err);
+    if (!st) st = verify ? measure_fresh(m, p->b, min_time, value, &p90, err) : measure(m, p->b, min_time, value, &p90, err);
     double kept = st ? 0 : kept_share(&p->teacher->graph, &rep);
     od_shrink_report_clear(&rep);
     od_model_destroy(m);
     if (st) return st;
     *fits = *value <= p->b->limit;
-    if (res->n_candidates < OD_BUDGET_MAX_CANDIDATES)
-        res->candidates[res->n_candidates++] = (od_budget_candidate){
-            .width = 1, .per_layer = true, .round = round, .kept = kept, .value = *value, .p90 = p90, .fits = *fits,
-            .verify = verify};
+    add_candidate(res, (od_budget_candidate){.width = 1, .depth = p->work.depth, .per_layer = true, .round = round,
+                                             .kept = kept, .value = *value, .p90 = p90, .fits = *fits, .verify = verify});
     return OD_STATUS_OK;
 }
 
@@ -641,10 +655,36 @@ static od_status per_layer_search(const od_model *teacher, od_shrink_spec *spec,
         if (round < PER_LAYER_ROUNDS && (st = od_shrink(teacher, &p.work, &m, err))) goto done;
     }
     if (best_kept < 0) goto done;
-    /* a fresh measurement of the best that fit decides */
-    if ((st = set_rules(&p, true, err))) goto done;
-    bool fits;
-    if ((st = per_layer_candidate(&p, min_time, 0, true, res, &fits, &real, err)) || !fits) goto done;
+    /* a fresh measurement of the best that fit decides; a miss cuts per layer by the model,
+     * recalibrated on the student that missed and aimed lower by the miss, and measures afresh
+     * again (PER_LAYER_RECUTS times at most) */
+    double aim = b->limit * PER_LAYER_MARGIN;
+    bool fits = false;
+    for (int tries = 0;; tries++) {
+        if ((st = set_rules(&p, true, err))) goto done;
+        if ((st = per_layer_candidate(&p, min_time, 0, true, res, &fits, &real, err))) goto done;
+        if (fits || tries == PER_LAYER_RECUTS) break;
+        for (int g = 0; g < p.n_groups; g++) p.groups[g].cur = p.groups[g].best;
+        if ((st = set_rules(&p, false, err)) || (st = od_shrink(teacher, &p.work, &m, err)) ||
+            (st = calibrate(&p, m, real, min_time * 0.5, err)))
+            goto done;
+        od_model_destroy(m);
+        m = NULL;
+        aim *= b->limit / real;
+        for (int it = 0; it < 4; it++) {
+            double predicted;
+            if ((st = slopes(&p, &predicted, err))) goto done;
+            if (it > 0 && predicted <= aim && predicted >= 0.97 * aim) break;
+            allocate(&p, predicted, aim);
+        }
+        bool moved = false; /* nothing left to cut above the floors: the per-layer search gives up */
+        for (int g = 0; g < p.n_groups; g++) {
+            moved |= p.groups[g].cur != p.groups[g].best;
+            p.groups[g].best = p.groups[g].cur;
+        }
+        if (!moved) break;
+    }
+    if (!fits) goto done;
     od_shrink_spec_clear(spec);
     spec->width = 1;
     spec->channels = p.work.channels, spec->n_channels = p.work.n_channels;
@@ -658,128 +698,235 @@ done:
     return st;
 }
 
+/* ---- the search ------------------------------------------------------------------------------ */
+
+#define VERIFY_TRIES 8     /* fresh measurements of the uniform choice, cutting after each miss */
+#define USELESS_KEPT 0.25  /* a choice keeping less of the teacher's L1 mass per layer is warned about;
+                            * a latency one drops blocks to keep more width */
+
+/* Blocks kept of n at a depth (as the builder rounds), and the depth that keeps k of them. */
+static int blocks_kept(double depth, int n) { return (int)lround(depth * n); }
+static double depth_keeping(int k, int n) { return k >= n ? 1 : k > 0 ? (double)k / n : 0.25 / n; }
+
+/* The proxy (kept L1 share) of the spec's student and the teacher's removable blocks. */
+static od_status spec_facts(const od_model *teacher, const od_shrink_spec *spec, double *kept, int *n_blocks,
+                            od_error *err) {
+    od_shrink_report rep = {0};
+    od_model *m = NULL;
+    od_status st = od_shrink_ex(teacher, spec, &m, &rep, err);
+    od_model_destroy(m);
+    if (!st && kept) *kept = kept_share(&teacher->graph, &rep);
+    if (!st && n_blocks) *n_blocks = rep.n_blocks;
+    od_shrink_report_clear(&rep);
+    return st;
+}
+
+/* The widest uniform width at the spec's depth that fits by the search's measurements (*width 0:
+ * none; *narrowest: width 0.001's value): the narrowest first, width 1, then the bisection. MACs
+ * and size are exact, so 12 halvings (widths to 1/4096); a latency is noisy and slow to measure,
+ * so 7 (1/128). */
+static od_status bisect_width(const od_model *teacher, od_shrink_spec *spec, const od_budget *b, double min_time,
+                              od_budget_result *res, double *width, double *value, double *narrowest,
+                              od_error *err) {
+    bool fits;
+    *width = 0;
+    od_status st = try_width(teacher, spec, b, min_time, MIN_WIDTH, false, res, &fits, err);
+    if (st) return st;
+    *narrowest = *value = res->candidates[res->n_candidates - 1].value;
+    if (!fits) return OD_STATUS_OK;
+    *width = MIN_WIDTH;
+    if ((st = try_width(teacher, spec, b, min_time, 1, false, res, &fits, err))) return st;
+    if (fits) {
+        *width = 1, *value = res->candidates[res->n_candidates - 1].value;
+        return OD_STATUS_OK;
+    }
+    double lo = 0, hi = 1; /* dyadic widths; below MIN_WIDTH every width builds the same student */
+    for (int i = 0; i < (b->kind == OD_BUDGET_LATENCY ? 7 : 12); i++) {
+        double mid = 0.5 * (lo + hi);
+        if (mid <= MIN_WIDTH) break;
+        if ((st = try_width(teacher, spec, b, min_time, mid, false, res, &fits, err))) return st;
+        if (fits)
+            lo = *width = mid, *value = res->candidates[res->n_candidates - 1].value;
+        else
+            hi = mid;
+    }
+    return OD_STATUS_OK;
+}
+
+/* "the fastest: 0.61 ms (width 0.0078, depth 1)" over the fresh measurements of a and b (b may be NULL). */
+static const char *fastest_fresh(const od_budget *bud, const od_budget_result *a, const od_budget_result *b,
+                                 char *buf, size_t size) {
+    const od_budget_candidate *best = NULL;
+    for (int r = 0; r < 2; r++) {
+        const od_budget_result *x = r ? b : a;
+        for (int i = 0; x && i < x->n_candidates; i++)
+            if (x->candidates[i].verify && (!best || x->candidates[i].value < best->value)) best = &x->candidates[i];
+    }
+    char v[64];
+    if (!best)
+        snprintf(buf, size, "none measured");
+    else if (best->per_layer)
+        snprintf(buf, size, "%s (per-layer channels, depth %.4g)", od_budget_describe(bud, best->value, v, sizeof v),
+                 best->depth);
+    else
+        snprintf(buf, size, "%s (width %.6g, depth %.4g)", od_budget_describe(bud, best->value, v, sizeof v), best->width,
+                 best->depth);
+    return buf;
+}
+
 od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const od_budget *b,
                            double min_time, od_budget_result *res, od_model **student_out,
                            od_error *err) {
     memset(res, 0, sizeof *res);
-    od_model *best = NULL;
+    char v[64], l[64], u2[64], f[160];
+    bool lat = b->kind == OD_BUDGET_LATENCY;
+    int n = 0;
     od_status st = measure(teacher, b, min_time, &res->teacher_value, &res->teacher_p90, err);
-    /* the narrowest student first: an unreachable budget is said before any search */
-    if (!st) st = try_width(teacher, spec, b, min_time, MIN_WIDTH, false, res, &best, err);
-    if (st) goto fail;
-    if (!res->width) {
-        char v[64], l[64];
-        st = od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "--budget: even width %g (round %d) gives %s, over the budget of %s",
-                          MIN_WIDTH, spec->round_to, od_budget_describe(b, res->candidates[0].value, v, sizeof v),
-                          od_budget_describe(b, b->limit, l, sizeof l));
-        goto fail;
+    if (!st) st = spec_facts(teacher, spec, NULL, &n, err);
+    if (st) return st;
+    res->n_blocks = n;
+    int k = blocks_kept(spec->depth, n), k_asked = k;
+    double width = 0, value = 0, narrowest = 0, kept = 1;
+    const char *dropped_why = NULL; /* why blocks were dropped, when they were */
+    /* width first; when even the narrowest student is over, blocks go one at a time until it is not
+     * (an unreachable budget is said before any bisection) */
+    if ((st = bisect_width(teacher, spec, b, min_time, res, &width, &value, &narrowest, err))) return st;
+    while (!width && k > 0) {
+        dropped_why = "width alone could not meet the budget";
+        spec->depth = depth_keeping(--k, n);
+        if ((st = bisect_width(teacher, spec, b, min_time, res, &width, &value, &narrowest, err))) return st;
     }
-    if ((st = try_width(teacher, spec, b, min_time, 1, false, res, &best, err))) goto fail;
-    /* bisection: lo fits, hi does not. MACs and size are exact, so 12 steps (widths to 1/4096);
-     * latency is noisy and slow to measure, so 7 (1/128). */
-    double lo = 0, hi = 1; /* dyadic widths; below MIN_WIDTH every width builds the same student */
-    int steps = b->kind == OD_BUDGET_LATENCY ? 7 : 12;
-    for (int i = 0; res->width < 1 && i < steps; i++) {
-        double mid = 0.5 * (lo + hi);
-        if (mid <= MIN_WIDTH) break;
-        int before = res->n_candidates;
-        if ((st = try_width(teacher, spec, b, min_time, mid, false, res, &best, err))) goto fail;
-        if (res->candidates[before].fits)
-            lo = mid;
-        else
-            hi = mid;
+    if (!width) {
+        char blocks[64] = "";
+        if (n) snprintf(blocks, sizeof blocks, " with all %d removable blocks dropped", n);
+        return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "--budget: even width %g (round %d) gives %s%s, over the budget of %s",
+                            MIN_WIDTH, spec->round_to, od_budget_describe(b, narrowest, v, sizeof v), blocks,
+                            od_budget_describe(b, b->limit, l, sizeof l));
     }
-    spec->width = res->width;
-    /* latency: a fresh measurement of the choice; a miss steps down by 1/16 of the width */
-    for (int i = 0; b->kind == OD_BUDGET_LATENCY && i < 8; i++) {
-        int before = res->n_candidates;
-        double w = res->width;
-        res->width = 0;
-        if ((st = try_width(teacher, spec, b, min_time, w, true, res, &best, err))) goto fail;
-        if (res->candidates[before].fits) break;
-        double down = w - w / 16;
+    spec->width = width;
+    if (width < 1 && (st = spec_facts(teacher, spec, &kept, NULL, err))) return st;
+    /* a latency met only by a near-useless width (the per-op floor dominates): the most blocks kept
+     * whose widest width keeps a quarter of the teacher's L1 mass (kept grows as blocks go: bisected) */
+    if (lat && width < 1 && kept < USELESS_KEPT && k > 0) {
+        int lo = 0, hi = k - 1, found = -1;
+        double found_width = 0, found_value = 0, found_kept = 0;
+        while (lo <= hi) {
+            int mid = (lo + hi) / 2;
+            double w, val, kk = 0;
+            spec->depth = depth_keeping(mid, n);
+            if ((st = bisect_width(teacher, spec, b, min_time, res, &w, &val, &narrowest, err))) return st;
+            spec->width = w;
+            if (w > 0 && w < 1 && (st = spec_facts(teacher, spec, &kk, NULL, err))) return st;
+            if (w > 0 && (w >= 1 || kk >= USELESS_KEPT)) {
+                found = mid, found_width = w, found_value = val, found_kept = w >= 1 ? 1 : kk;
+                lo = mid + 1;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        if (found >= 0) {
+            k = found, width = found_width, value = found_value, kept = found_kept;
+            dropped_why = "width alone met it only keeping under a quarter of the teacher's L1 weight mass per layer";
+        }
+        spec->depth = depth_keeping(k, n), spec->width = width;
+    }
+    res->width = width, res->value = res->uniform_value = value;
+
+    /* latency: the choice measured afresh (several fresh plans, the slowest decides); a miss cuts
+     * the width by the miss (a latency grows about as the width squared over a floor), by 1/16 at
+     * least, and at the narrowest width drops a block */
+    bool uniform_ok = !lat;
+    for (int i = 0; lat && i < VERIFY_TRIES; i++) {
+        bool fits;
+        if ((st = try_width(teacher, spec, b, min_time, width, true, res, &fits, err))) return st;
+        const od_budget_candidate *c = &res->candidates[res->n_candidates - 1];
+        if (fits) {
+            uniform_ok = true;
+            res->width = width, res->value = res->uniform_value = c->value, res->p90 = c->p90;
+            break;
+        }
+        double down = width * fmin(15.0 / 16, sqrt(b->limit / c->value));
+        if (width > MIN_WIDTH && down < MIN_WIDTH) down = MIN_WIDTH;
         if (down < MIN_WIDTH) {
-            char v[64], l[64];
-            st = od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
-                              "--budget: remeasured, even width %g gives %s, over the budget of %s", w,
-                              od_budget_describe(b, res->candidates[before].value, v, sizeof v),
-                              od_budget_describe(b, b->limit, l, sizeof l));
-            goto fail;
+            if (k == 0) break;
+            dropped_why = "the narrowest width missed the budget when measured afresh";
+            spec->depth = depth_keeping(--k, n);
+            down = MIN_WIDTH;
         }
-        res->width = down;
-        if (i == 7) {
-            st = od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "--budget: latency too noisy to meet the budget");
-            goto fail;
-        }
+        width = down;
     }
-    spec->width = res->width;
-    res->uniform_value = res->value;
-    res->kept = res->uniform_kept = 1;
-    if (b->kind == OD_BUDGET_LATENCY && res->width < 1 && spec->init == OD_SHRINK_INIT_TEACHER) {
-        od_shrink_report rep = {0};
-        od_model *u = NULL;
-        st = od_shrink_ex(teacher, spec, &u, &rep, err);
-        od_model_destroy(u);
-        res->kept = res->uniform_kept = st ? 0 : kept_share(&teacher->graph, &rep);
-        od_shrink_report_clear(&rep);
-        if (st) goto fail;
+    spec->width = width;
+    res->uniform_kept = res->kept = 1;
+    if (width < 1 && (st = spec_facts(teacher, spec, &res->uniform_kept, NULL, err))) return st;
+    res->kept = res->uniform_kept;
+    if (!uniform_ok) res->width = width;
+
+    if (lat && width < 1 && spec->init == OD_SHRINK_INIT_TEACHER) {
         od_shrink_spec trial = *spec; /* the per-layer search replaces trial's rules when it finds one */
         trial.channels = NULL, trial.n_channels = 0, trial.drop = NULL, trial.n_drop = 0;
         od_budget_result pl = *res;
         bool found = false;
         if ((st = per_layer_search(teacher, &trial, b, min_time, &pl, &found, err))) {
             od_shrink_spec_clear(&trial);
-            goto fail;
+            return st;
         }
-        char v[64], u2[64];
         /* the proxy is rough: the uniform student, the safer default, stays unless the per-layer one
-         * clearly keeps more */
-        if (found && pl.kept > PER_LAYER_WIN * res->uniform_kept) {
-            snprintf(pl.why, sizeof pl.why,
-                     "the per-layer student met the budget when measured afresh (%s) and keeps %.1f%% of the teacher's "
-                     "L1 weight mass per layer (geometric mean), over 5%% more than the widest uniform width that meets it (%.6g: %.1f%% at %s)",
-                     od_budget_describe(b, pl.value, v, sizeof v), 100 * pl.kept, res->width, 100 * res->uniform_kept,
-                     od_budget_describe(b, res->uniform_value, u2, sizeof u2));
+         * clearly keeps more (or the uniform widths missed when measured afresh) */
+        if (found && (!uniform_ok || pl.kept > PER_LAYER_WIN * res->uniform_kept)) {
+            if (uniform_ok)
+                snprintf(pl.why, sizeof pl.why,
+                         "the per-layer student met the budget when measured afresh (%s) and keeps %.1f%% of the teacher's "
+                         "L1 weight mass per layer (geometric mean), over 5%% more than the widest uniform width that meets it (%.6g: %.1f%% at %s)",
+                         od_budget_describe(b, pl.value, v, sizeof v), 100 * pl.kept, res->width, 100 * res->uniform_kept,
+                         od_budget_describe(b, res->uniform_value, u2, sizeof u2));
+            else
+                snprintf(pl.why, sizeof pl.why,
+                         "the per-layer student met the budget when measured afresh (%s, keeping %.1f%% of the teacher's "
+                         "L1 weight mass per layer) and no uniform width did",
+                         od_budget_describe(b, pl.value, v, sizeof v), 100 * pl.kept);
             *res = pl;
             res->per_layer = true;
             od_shrink_spec_clear(spec);
             spec->width = trial.width, spec->channels = trial.channels, spec->n_channels = trial.n_channels;
             trial.channels = NULL, trial.n_channels = 0;
-            od_model_destroy(best);
-            best = NULL;
-            if (student_out && (st = od_shrink(teacher, spec, &best, err))) {
-                od_shrink_spec_clear(&trial);
-                goto fail;
-            }
-        } else {
+        } else if (uniform_ok) {
             snprintf(res->why, sizeof res->why,
                      "the widest uniform width that meets the budget (%.1f%% of the teacher's L1 weight mass per layer, geometric mean) %s",
                      100 * res->uniform_kept,
                      !found ? "won: no per-layer candidate met the budget when measured afresh"
                             : "won: the per-layer student did not keep 5% more of it");
-            int n = res->n_candidates; /* the per-layer candidates are listed all the same */
-            for (int i = n; i < pl.n_candidates && res->n_candidates < OD_BUDGET_MAX_CANDIDATES; i++)
-                res->candidates[res->n_candidates++] = pl.candidates[i];
-            if (found) res->kept = res->uniform_kept;
+            for (int i = res->n_candidates; i < pl.n_candidates; i++) /* the per-layer candidates are listed all the same */
+                add_candidate(res, pl.candidates[i]);
+        } else {
+            od_shrink_spec_clear(&trial);
+            return od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
+                                "--budget: no student met the budget of %s when measured afresh; the fastest: %s",
+                                od_budget_describe(b, b->limit, l, sizeof l), fastest_fresh(b, res, &pl, f, sizeof f));
         }
         od_shrink_spec_clear(&trial);
     }
-    if (b->kind != OD_BUDGET_LATENCY && res->width < 1 && spec->init == OD_SHRINK_INIT_TEACHER) {
-        if ((st = refine(teacher, spec, b, res, err))) goto fail;
-        if (res->n_steps && student_out) {
-            od_model_destroy(best);
-            best = NULL;
-            if ((st = od_shrink(teacher, spec, &best, err))) goto fail;
-        }
+    if (!uniform_ok && !res->per_layer)
+        return od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
+                            "--budget: no student met the budget of %s when measured afresh; the fastest: %s",
+                            od_budget_describe(b, b->limit, l, sizeof l), fastest_fresh(b, res, NULL, f, sizeof f));
+    if (!lat && width < 1 && spec->init == OD_SHRINK_INIT_TEACHER && (st = refine(teacher, spec, b, res, err))) return st;
+    res->depth = spec->depth;
+    res->kept_blocks = blocks_kept(spec->depth, n);
+    if (res->kept_blocks < k_asked) {
+        size_t len = strlen(res->why);
+        snprintf(res->why + len, sizeof res->why - len, "%s%d of the %d removable blocks dropped: %s", len ? "; " : "",
+                 k_asked - res->kept_blocks, n, dropped_why ? dropped_why : "");
     }
-    if (student_out)
-        *student_out = best;
-    else
-        od_model_destroy(best);
-    return OD_STATUS_OK;
-fail:
-    od_model_destroy(best);
-    return st;
+    double final_kept = 1;
+    if ((res->width < 1 || res->per_layer || res->n_steps) && (st = spec_facts(teacher, spec, &final_kept, NULL, err)))
+        return st;
+    if (final_kept < USELESS_KEPT)
+        snprintf(res->warning, sizeof res->warning,
+                 "--budget %s: the student that meets it keeps only %.1f%% of the teacher's L1 weight mass per layer "
+                 "(geometric mean; width %.6g, %d of %d removable blocks): expect a large loss of accuracy",
+                 od_budget_describe(b, b->limit, l, sizeof l), 100 * final_kept, res->per_layer ? 1 : res->width,
+                 res->kept_blocks, n);
+    return student_out ? od_shrink(teacher, spec, student_out, err) : OD_STATUS_OK;
 }
 
 static const char *runtime_name(const od_budget *b) {
@@ -792,11 +939,24 @@ static const char *candidate_name(const od_budget_candidate *c, char *buf, size_
         snprintf(buf, size, c->verify ? "per-layer" : "per-layer r%d", c->round);
     else
         snprintf(buf, size, "width %.6g", c->width);
+    if (c->depth < 1) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, size - n, " depth %.4g", c->depth);
+    }
+    return buf;
+}
+
+/* " at depth 0.5 (2 of 4 removable blocks)" when the choice dropped blocks, else "" */
+static const char *depth_text(const od_budget_result *res, char *buf, size_t size) {
+    if (res->kept_blocks < res->n_blocks)
+        snprintf(buf, size, " at depth %.4g (%d of %d removable blocks)", res->depth, res->kept_blocks, res->n_blocks);
+    else
+        buf[0] = 0;
     return buf;
 }
 
 void od_budget_print(const od_budget *b, const od_budget_result *res, FILE *out) {
-    char v[64], p[64], l[64], name[64];
+    char v[64], p[64], l[64], name[64], d[96];
     bool lat = b->kind == OD_BUDGET_LATENCY;
     fprintf(out, "budget: %s", od_budget_describe(b, b->limit, l, sizeof l));
     if (lat)
@@ -822,19 +982,20 @@ void od_budget_print(const od_budget *b, const od_budget_result *res, FILE *out)
                 (long long)st->to, 100 * st->saliency, od_budget_describe(b, st->value, v, sizeof v));
     }
     if (res->per_layer)
-        fprintf(out, "chosen: per-layer channels (the spec below), %s", od_budget_describe(b, res->value, v, sizeof v));
-    else
-        fprintf(out, "chosen: width %.6g%s, %s", res->width, res->n_steps ? " and the layers above" : "",
+        fprintf(out, "chosen: per-layer channels (the spec below)%s, %s", depth_text(res, d, sizeof d),
                 od_budget_describe(b, res->value, v, sizeof v));
+    else
+        fprintf(out, "chosen: width %.6g%s%s, %s", res->width, depth_text(res, d, sizeof d),
+                res->n_steps ? " and the layers above" : "", od_budget_describe(b, res->value, v, sizeof v));
     if (lat) fprintf(out, " (p90 %s)", od_budget_describe(b, res->p90, p, sizeof p));
-    fprintf(out, ": %s\n", res->width >= 1 ? "the teacher's width already meets the budget"
+    fprintf(out, ": %s\n", res->width >= 1 && !d[0] ? "the teacher's width already meets the budget"
                            : res->why[0] ? res->why
                            : res->n_steps ? "the widest uniform width tried that meets the budget, then channels given back where they carry the most L1 weight mass per unit of budget spent"
                                           : "the widest width tried that meets the budget (channels kept by L1 norm)");
 }
 
 const char *od_budget_summary(const od_budget *b, const od_budget_result *res, char *buf, size_t size) {
-    char l[64], v[64], p[64], name[64];
+    char l[64], v[64], p[64], name[64], d[96];
     bool lat = b->kind == OD_BUDGET_LATENCY;
     size_t n = (size_t)snprintf(buf, size, "budget %s", od_budget_describe(b, b->limit, l, sizeof l));
     if (lat && n < size)
@@ -842,10 +1003,10 @@ const char *od_budget_summary(const od_budget *b, const od_budget_result *res, c
                               b->threads, b->threads == 1 ? "" : "s", runtime_name(b));
     if (n < size) {
         if (res->per_layer)
-            n += (size_t)snprintf(buf + n, size - n, ": per-layer channels chosen: %s",
+            n += (size_t)snprintf(buf + n, size - n, ": per-layer channels%s chosen: %s", depth_text(res, d, sizeof d),
                                   od_budget_describe(b, res->value, v, sizeof v));
         else
-            n += (size_t)snprintf(buf + n, size - n, ": width %.6g chosen: %s", res->width,
+            n += (size_t)snprintf(buf + n, size - n, ": width %.6g%s chosen: %s", res->width, depth_text(res, d, sizeof d),
                                   od_budget_describe(b, res->n_steps ? res->uniform_value : res->value, v, sizeof v));
     }
     if (lat && n < size)

@@ -183,17 +183,19 @@ od_status od_budget_parse(const char *text, od_budget *out, od_error *err);
 /* "0.5 ms at batch 1, 1 thread", "200 KB", "2.0M MACs" */
 const char *od_budget_describe(const od_budget *b, double value, char *buf, size_t size);
 
-#define OD_BUDGET_MAX_CANDIDATES 32
+#define OD_BUDGET_MAX_CANDIDATES 64
 
 typedef struct od_budget_candidate {
     double width;    /* the uniform width, or the start width of a per-layer candidate */
+    double depth;    /* the depth it was built with (blocks dropped when below 1) */
     bool per_layer;  /* latency: a per-layer channel spec (round `round` of the per-layer search) */
     int round;
     double kept;     /* mean over the teacher's layers of the L1 weight mass its kept channels carry */
     double value;    /* MACs, bytes, or the median latency in seconds */
     double p90;      /* latency only */
     bool fits;
-    bool verify;     /* a fresh measurement of the chosen width */
+    bool verify;     /* a fresh measurement of a choice (latency: the slowest median of several
+                      * fresh plans): only these decide that a latency budget is met */
 } od_budget_candidate;
 
 #define OD_BUDGET_MAX_STEPS 16
@@ -210,6 +212,8 @@ typedef struct od_budget_result {
     int n_steps;
     od_budget_step steps[OD_BUDGET_MAX_STEPS];
     double width;            /* the chosen uniform width */
+    double depth;            /* the chosen depth (the spec's, or lower when blocks were dropped) */
+    int n_blocks, kept_blocks; /* the teacher's removable blocks and how many the choice keeps */
     double value, p90;       /* its measured value (latency: the fresh verification run); after
                               * the per-layer steps, the final student's */
     double uniform_value;    /* the value at the uniform width, before the per-layer steps */
@@ -219,20 +223,28 @@ typedef struct od_budget_result {
     bool per_layer;          /* the chosen student is the per-layer one (spec->channels) */
     double kept, uniform_kept; /* mean kept L1 share of the chosen and of the best uniform student */
     char why[400];           /* why the chosen one won, one sentence */
+    char warning[300];       /* "" or why the choice may be useless (too little of the teacher kept) */
     int n_candidates;
     od_budget_candidate candidates[OD_BUDGET_MAX_CANDIDATES];
 } od_budget_result;
 
-/* Finds the widest uniform width (spec's depth, round_to, init and bn kept) whose student meets
- * the budget: a bisection on the width, MACs and size computed exactly from the built student,
- * latency measured (min_time seconds per candidate). MACs and size then give channels back, one
- * --round step of one layer at a time, to the layer whose added channels carry the most L1
- * weight mass (its share of the layer's) per unit of budget spent, while the budget holds: those
- * land in spec->channels (owned by spec) as rules naming the nodes. The chosen latency candidate is measured
- * again; when the fresh median misses the budget the width steps down. Sets spec->width to the
- * choice; *student_out (may be NULL) gets the chosen student. INVALID_ARGUMENT when even the narrowest
- * width (0.001, i.e. --round channels per layer) is over the budget: "even width W gives X, over
- * the budget". The student measured is the one the spec builds (with its BatchNormalization). */
+/* Finds the widest uniform width (spec's round_to, init and bn kept) whose student meets the
+ * budget: a bisection on the width, MACs and size computed exactly from the built student,
+ * latency measured (min_time seconds per candidate). When even the narrowest width (0.001, i.e.
+ * --round channels per layer) is over the budget at the spec's depth, removable blocks are
+ * dropped (the spec's depth lowered one block at a time) until it is not; for a latency, also when
+ * the widest width that meets it keeps under a quarter of the teacher's L1 weight mass per layer
+ * (then the most blocks are kept that let the width keep a quarter). MACs and size then give
+ * channels back, one --round step of one layer at a time, to the layer whose added channels carry
+ * the most L1 weight mass (its share of the layer's) per unit of budget spent, while the budget
+ * holds: those land in spec->channels (owned by spec) as rules naming the nodes. A latency choice
+ * (uniform, then the per-layer search's) is measured afresh on several fresh plans, the slowest
+ * median deciding; a miss cuts further (per-layer channels by the recalibrated model, the width by
+ * the miss, then blocks) and measures afresh again, a bounded number of times. Sets spec->width
+ * and spec->depth to the choice; *student_out (may be NULL) gets the chosen student.
+ * INVALID_ARGUMENT when nothing meets the budget: "even width W gives X, over the budget" (also
+ * with every block dropped), or for a latency "no student met ... when measured afresh; the
+ * fastest: X". The student measured is the one the spec builds (with its BatchNormalization). */
 od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const od_budget *b,
                            double min_time, od_budget_result *res, od_model **student_out,
                            od_error *err);

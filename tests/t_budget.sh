@@ -3,7 +3,9 @@
 # are met exactly when the written student is inspected (and the spec printed rebuilds the same
 # student, per-layer channels included); a latency budget of half the teacher's measured batch-1 latency gives a narrower
 # student with the candidates and a fresh measurement listed (no timing is asserted); bad
-# budgets fail with exit 1, one stderr line, nothing on stdout and no file; --budget with
+# budgets fail with exit 1, one stderr line, nothing on stdout and no file (also with every
+# removable block dropped); a MACs budget below width 0.001's MACs drops blocks (the depth is in
+# the printed and written spec, which rebuilds the student); --budget with
 # --width or --spec is a usage error; distill trains the chosen student and its report carries
 # the budget.
 # Prints `budget: N passed, N failed` last.
@@ -66,6 +68,27 @@ check "per layer: the spec names the layers" "grep -q '^spec: .*\"channels\": {\
 # a budget the teacher meets: width 1
 "$BIN" shrink models/cnn.onnx --budget 1G-macs -o "$T/w1.onnx" >"$T/out" 2>&1
 check "a budget the teacher meets keeps width 1" "grep -q '^chosen: width 1,' '$T/out' && grep -q '\"width\": 1,' '$T/out'"
+
+# ---- depth: a MACs budget width alone cannot meet ----------------------------------------------
+# between what width 0.001 gives at full depth and with every removable block dropped
+"$BIN" shrink models/resnet.onnx --width 0.001 -o "$T/n1.onnx" >/dev/null 2>&1
+"$BIN" shrink models/resnet.onnx --width 0.001 --depth 0.001 -o "$T/n0.onnx" >/dev/null 2>&1
+m1=$(inspect_key "$T/n1.onnx" macs) m0=$(inspect_key "$T/n0.onnx" macs)
+check "depth: dropping blocks saves MACs at width 0.001 ($m1 -> $m0)" "[ -n '$m1' ] && [ -n '$m0' ] && [ '$m0' -lt '$m1' ]"
+mid=$(( (${m1:-0} + ${m0:-0}) / 2 ))
+rm -f "$T/dd.onnx" "$T/dd.json"
+"$BIN" shrink models/resnet.onnx --budget "${mid}-macs" --budget-spec-out "$T/dd.json" -o "$T/dd.onnx" >"$T/out" 2>"$T/err"
+rc=$?
+got=$(inspect_key "$T/dd.onnx" macs)
+check "depth ${mid}-macs: exit 0" "[ $rc -eq 0 ] || { cat '$T/err'; false; }"
+check "depth ${mid}-macs: the student's MACs $got <= $mid" "[ -n '$got' ] && [ '$got' -le $mid ]"
+check "depth ${mid}-macs: the printed and written spec carry a depth below 1" \
+    "grep -q '^spec: {\"width\": [0-9.e-]*, \"depth\": 0\.[0-9]*' '$T/out' && grep -q '\"depth\": 0\.' '$T/dd.json'"
+check "depth ${mid}-macs: the choice names the blocks kept and why some were dropped" \
+    "grep -qE '^chosen: width [0-9.e-]+ at depth 0\.[0-9]+ \([0-9]+ of [0-9]+ removable blocks\)' '$T/out' && grep -q 'removable blocks dropped: width alone could not meet the budget' '$T/out'"
+check "depth ${mid}-macs: candidates at a lower depth are listed" "grep -qE '^width [0-9.e-]+ depth 0\.[0-9]+ ' '$T/out'"
+"$BIN" shrink models/resnet.onnx --spec "$T/dd.json" -o "$T/dd2.onnx" >/dev/null 2>&1
+check "depth ${mid}-macs: --spec with the written spec rebuilds the same student" "cmp -s '$T/dd.onnx' '$T/dd2.onnx'"
 
 # ---- latency: half the teacher's measured batch-1 latency ------------------------------------
 "$BIN" shrink models/cnn.onnx --budget 100s -o "$T/lt.onnx" >"$T/out" 2>&1
@@ -139,6 +162,10 @@ expect_error "@ on a size" 'must follow a latency' 1 shrink models/cnn.onnx --bu
 expect_error "unreachable MACs" 'even width 0.001 (round 8) gives' 1 shrink models/cnn.onnx --budget 100-macs -o "$T/e.onnx"
 expect_error "unreachable size" 'over the budget of 1000 bytes' 1 shrink models/resnet.onnx --budget 1KB -o "$T/e.onnx"
 expect_error "unreachable latency" 'over the budget' 1 shrink models/cnn.onnx --budget 1us -o "$T/e.onnx"
+expect_error "MACs below every block dropped" 'removable blocks dropped, over the budget' 1 \
+    shrink models/resnet.onnx --budget "$(( ${m0:-2} - 1 ))-macs" -o "$T/e.onnx"
+expect_error "latency below every block dropped" 'removable blocks dropped, over the budget' 1 \
+    shrink models/resnet.onnx --budget 1us -o "$T/e.onnx"
 expect_error "--budget with --width" 'exclude each other' 2 shrink models/cnn.onnx --budget 1ms --width 0.5 -o "$T/e.onnx"
 echo '{"width": 0.5}' >"$T/w.json"
 expect_error "--budget with --spec" 'exclude each other' 2 shrink models/cnn.onnx --budget 1ms --spec "$T/w.json" -o "$T/e.onnx"

@@ -596,6 +596,7 @@ od_status cli_budget_choose(const od_model *teacher, const od_budget *b, const c
     od_status st = od_budget_search(teacher, spec, b, 0.2, res, student, err);
     if (st) return st;
     od_budget_print(b, res, stdout);
+    if (res->warning[0]) fprintf(stderr, "onnx-distill: warning: %s\n", res->warning);
     char json[8192];
     od_budget_spec_json(spec, json, sizeof json);
     printf("spec: %s", json);
