@@ -701,6 +701,27 @@ static void check_refused_by(const char *label, int rank, const int64_t *dims, v
     od_model_destroy(b.m);
 }
 
+/* Constants of a formula stay constants: the initializer never becomes a parameter. */
+static void check_not_trained(const char *label, int rank, const int64_t *dims, void (*build)(builder *),
+                              const char *name) {
+    rng_state = 42;
+    builder b = start(rank, dims);
+    build(&b);
+    od_error err = {0};
+    od_trainer *t = NULL;
+    bool ok = !od_graph_check(b.g, &err) &&
+              !od_trainer_create(b.g, &(od_trainer_options){.batch = dims[0], .threads = 1}, &t, &err);
+    od_param *ps;
+    int np = ok ? od_trainer_params(t, &ps) : 0, found = 0;
+    for (int p = 0; p < np; p++) found += !strcmp(ps[p].name, name);
+    ok = ok && np >= 1 && !found; /* P0 at least */
+    printf("%s %s: \"%s\" is not trained (%d parameters)%s%s\n", ok ? "PASS" : "FAIL", label, name, np,
+           err.message[0] ? ": " : "", err.message);
+    ok ? passed++ : failed++;
+    od_trainer_destroy(t);
+    od_model_destroy(b.m);
+}
+
 /* LayerNorm -> Gemm learns a fixed random linear map of normalised rows with Adam: the L2 loss
  * drops to a tenth of its first value in 300 steps. */
 static void b_ln_gemm(builder *b) {
@@ -845,6 +866,8 @@ int main(void) {
     run_case("class token Expand + Concat + position embedding", 3, D(2, 4, 6), b_class_token, true);
     check_class_token_plan();
     check_ln_gemm_trains();
+    check_not_trained("Div's divisor", 3, D(2, 4, 6), b_div, "k");
+    check_not_trained("Pow's exponent", 3, D(2, 4, 6), b_pow, "two");
     check_refused_by("Pow with a computed exponent", 3, D(2, 4, 6), b_pow_computed, "constant exponent");
     check_refused_by("LayerNormalization with Mean read", 3, D(2, 4, 6), b_ln_mean_used, "output Mean");
     check_refused();
