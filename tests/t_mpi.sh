@@ -120,6 +120,12 @@ shard_case() {
 }
 shard_case "npz uint8" models/cnn.onnx "$T/f/u8.npz" 200 400 --batch 16
 shard_case "npz float32" models/cnn.onnx "$T/f/f32.npz" 200 400 --batch 16 --scale 1
+# float shards hash to the same data identity as the whole set: 1 process takes 2 ranks' checkpoint
+R=(--width 0.5 --val-split 0.1 --threads 1 --seed 5 --epochs 1 --deterministic --no-latency --quiet --batch 16 --scale 1)
+"${MPI[@]}" "$BIN" distill models/cnn.onnx --data "$T/f/f32.npz" "${R[@]}" --checkpoint "$T/f32.ckpt" -o "$T/f32r2.onnx" >/dev/null 2>&1
+"$BIN" distill models/cnn.onnx --data "$T/f/f32.npz" "${R[@]}" --resume "$T/f32.ckpt" -o "$T/f32r1.onnx" >"$T/f32r.out" 2>&1
+check "npz float32: 1 process resumes the 2 ranks' checkpoint to their bytes" \
+    '[ -s "$T/f32r2.onnx" ] && cmp -s "$T/f32r2.onnx" "$T/f32r1.onnx" || { cat "$T/f32r.out"; false; }'
 shard_case "npz float64 [N,H,W,1], deflated" models/cnn.onnx "$T/f/f64.npz" 150 300 --batch 16 --train-limit 300
 shard_case "CIFAR batches (plain and .gz)" "$T/f/cifar.onnx" "$T/f/cifar" 200 400 --batch 16
 shard_case "CIFAR batches, --train-limit 301" "$T/f/cifar.onnx" "$T/f/cifar" 150 301 --batch 16 --train-limit 301
