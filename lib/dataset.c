@@ -12,6 +12,7 @@
 #include "npy_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <float.h>
 #include <inttypes.h>
 #include <math.h>
@@ -34,6 +35,34 @@
 
 static od_status od_oom(od_error *err, const char *path) {
     return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "%s: out of memory", path);
+}
+
+/* A file mapped read-only (never written through the mapping): the pages just read leave this
+ * process (the page cache keeps them), so reading a data set costs no resident memory however
+ * large it is. Image folders' stores, and .npz archives. */
+static void drop_pages(const uint8_t *p, size_t n) {
+    static size_t page;
+    if (!page) page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p / page * page, b = ((uintptr_t)p + n + page - 1) / page * page;
+    madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+/* Pages of a mapped file are read in runs of this many bytes, each dropped after its use. */
+#define OD_DROP_RUN ((size_t)1 << 20)
+
+/* A regular file mapped read-only, or NULL (the caller then reads it). */
+static const uint8_t *od_map_file(const char *path, size_t *len) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat sb;
+    void *m = MAP_FAILED;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 &&
+        (uint64_t)sb.st_size < SIZE_MAX / 2)
+        m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) return NULL;
+    *len = (size_t)sb.st_size;
+    return m;
 }
 
 static bool od_is_file(const char *path) {
@@ -98,6 +127,16 @@ void od_data_split_clear(od_data_split *s) {
     for (int i = 0; i < s->n_class_names; i++) free(s->class_names[i]);
     free(s->class_names);
     memset(s, 0, sizeof *s);
+}
+
+/* ---- shards ---------------------------------------------------------------------------------- */
+
+bool od_shard_range(const od_image_options *o, int64_t n, int64_t *lo, int64_t *hi) {
+    *lo = 0, *hi = n;
+    if (!o || o->shards <= 1 || n <= 0) return false;
+    int64_t L = o->shard_limit > 0 && o->shard_limit < n ? o->shard_limit : n;
+    *lo = L * o->shard / o->shards, *hi = L * (o->shard + 1) / o->shards;
+    return true;
 }
 
 /* ---- gzip (and plain) streams ---------------------------------------------------------------- */
@@ -279,10 +318,9 @@ static od_status od_idx_read(const char *path, bool labels, const od_image_optio
         else
             wn += (size_t)snprintf(what + wn, sizeof what - wn, "%s%" PRIu64, i > 1 ? "x" : "", v);
     }
-    if (shard && shard->shards > 1 && dims[0] > 0) { /* only this shard's rows are kept */
+    int64_t lo, hi;
+    if (od_shard_range(shard, dims[0], &lo, &hi)) { /* only this shard's rows are kept */
         int64_t n = dims[0], row = (int64_t)(total / (uint64_t)n);
-        int64_t L = shard->shard_limit > 0 && shard->shard_limit < n ? shard->shard_limit : n;
-        int64_t lo = L * shard->shard / shard->shards, hi = L * (shard->shard + 1) / shard->shards;
         *first = lo, *held = hi - lo;
         if ((st = od_gz_skip(f, path, (size_t)(lo * row), what, (size_t)total, 0, err)) ||
             (st = od_gz_read_all(f, path, (size_t)((hi - lo) * row), what, data, err)))
@@ -390,9 +428,32 @@ static od_status od_idx_load(const char *dir, const od_image_options *io, od_dat
 
 enum { OD_CIFAR_PIXELS = 3 * 32 * 32, OD_CIFAR_BLOCK = 256 };
 
+/* Records in a CIFAR file: its size over the record size, or for gzip the bytes it inflates to
+ * (a shard needs the count before it reads; a file that is not whole fails when read). */
+static od_status od_cifar_count(const char *path, size_t rec, int64_t *n, od_error *err) {
+    gzFile f;
+    od_status st = od_gz_open(path, &f, err);
+    if (st) return st;
+    struct stat sb;
+    size_t bytes = 0;
+    if (gzdirect(f) && stat(path, &sb) == 0) {
+        bytes = (size_t)sb.st_size;
+    } else {
+        uint8_t buf[1 << 16];
+        for (size_t k = sizeof buf; k == sizeof buf && !st; bytes += k)
+            st = od_gz_read_some(f, path, buf, sizeof buf, &k, err);
+    }
+    gzclose(f);
+    *n = (int64_t)(bytes / rec);
+    return st;
+}
+
+/* Appends path's records to d: d->n counts them all; with d->held > 0 (a shard) the pixels of
+ * samples [d->first, d->first + d->held) alone are kept, into d->u8 as the caller sized it. */
 static od_status od_cifar_read(const char *path, bool hundred, od_dataset *d, int64_t *cap,
                                od_error *err) {
     const size_t lb = hundred ? 2 : 1, rec = lb + OD_CIFAR_PIXELS;
+    const bool shard = d->held > 0;
     gzFile f;
     od_status st = od_gz_open(path, &f, err);
     if (st) return st;
@@ -421,7 +482,7 @@ static od_status od_cifar_read(const char *path, bool hundred, od_dataset *d, in
         if (d->n + k > *cap) {
             int64_t nc = *cap * 2 > d->n + k ? *cap * 2 : d->n + k;
             if (nc < 1024) nc = 1024;
-            uint8_t *u = realloc(d->u8, (size_t)nc * OD_CIFAR_PIXELS);
+            uint8_t *u = shard ? d->u8 : realloc(d->u8, (size_t)nc * OD_CIFAR_PIXELS);
             if (u) d->u8 = u;
             int32_t *l = realloc(d->labels, (size_t)nc * sizeof *l);
             if (l) d->labels = l;
@@ -449,7 +510,10 @@ static od_status od_cifar_read(const char *path, bool hundred, od_dataset *d, in
                 goto cleanup;
             }
             d->labels[d->n] = r[lb - 1];
-            memcpy(d->u8 + (size_t)d->n * OD_CIFAR_PIXELS, r + lb, OD_CIFAR_PIXELS);
+            if (!shard)
+                memcpy(d->u8 + (size_t)d->n * OD_CIFAR_PIXELS, r + lb, OD_CIFAR_PIXELS);
+            else if (d->n >= d->first && d->n < d->first + d->held)
+                memcpy(d->u8 + (size_t)(d->n - d->first) * OD_CIFAR_PIXELS, r + lb, OD_CIFAR_PIXELS);
             d->n++;
         }
         if (got < rec * OD_CIFAR_BLOCK) break;
@@ -463,19 +527,21 @@ cleanup:
     return st;
 }
 
-/* Gives back the slack of the growing arrays. */
+/* Gives back the slack of the growing arrays (a shard's pixels have none). */
 static void od_cifar_trim(od_dataset *d) {
     if (!d->n) return;
-    uint8_t *u = realloc(d->u8, (size_t)d->n * OD_CIFAR_PIXELS);
+    uint8_t *u = d->held ? NULL : realloc(d->u8, (size_t)d->n * OD_CIFAR_PIXELS);
     if (u) d->u8 = u;
     int32_t *l = realloc(d->labels, (size_t)d->n * sizeof *l);
     if (l) d->labels = l;
 }
 
-static od_status od_cifar_load(const char *dir, bool hundred, od_data_split *out, od_error *err) {
-    char path[OD_PATH_MAX], name[64];
+static od_status od_cifar_load(const char *dir, bool hundred, const od_image_options *shard,
+                               od_data_split *out, od_error *err) {
+    char path[OD_PATH_MAX], name[64], train[5][OD_PATH_MAX];
     od_status st;
     int64_t cap = 0;
+    int n_train = 0;
     for (od_dataset *d = &out->train; d; d = d == &out->train ? &out->test : NULL) {
         d->rank = 3;
         d->dims[0] = 3;
@@ -483,23 +549,36 @@ static od_status od_cifar_load(const char *dir, bool hundred, od_data_split *out
         d->n_classes = hundred ? 100 : 10;
     }
     if (hundred) {
-        if (!od_find(dir, "train.bin", path, sizeof path))
+        if (!od_find(dir, "train.bin", train[n_train++], sizeof train[0]))
             return od_error_set(err, OD_STATUS_IO, "%s/train.bin: no such file", dir);
-        if ((st = od_cifar_read(path, true, &out->train, &cap, err))) return st;
     } else {
-        int last = 0;
         for (int k = 1; k <= 5; k++) {
             snprintf(name, sizeof name, "data_batch_%d.bin", k);
-            if (!od_find(dir, name, path, sizeof path)) continue;
-            if (last != k - 1)
+            if (!od_find(dir, name, train[n_train], sizeof train[0])) continue;
+            if (n_train != k - 1)
                 return od_error_set(err, OD_STATUS_IO,
                                     "%s/data_batch_%d.bin: no such file, but "
                                     "data_batch_%d.bin is there",
-                                    dir, last + 1, k);
-            if ((st = od_cifar_read(path, false, &out->train, &cap, err))) return st;
-            last = k;
+                                    dir, n_train + 1, k);
+            n_train++;
         }
     }
+    /* a shard: the records counted first, then only the shard's pixels kept as they are read */
+    int64_t total = 0, lo, hi;
+    for (int i = 0; shard && shard->shards > 1 && i < n_train; i++) {
+        int64_t k;
+        if ((st = od_cifar_count(train[i], (hundred ? 2 : 1) + OD_CIFAR_PIXELS, &k, err))) return st;
+        total += k;
+    }
+    if (od_shard_range(shard, total, &lo, &hi) && hi > lo) {
+        out->train.first = lo, out->train.held = hi - lo;
+        if (!(out->train.u8 = malloc((size_t)(hi - lo) * OD_CIFAR_PIXELS))) return od_oom(err, dir);
+    }
+    for (int i = 0; i < n_train; i++)
+        if ((st = od_cifar_read(train[i], hundred, &out->train, &cap, err))) return st;
+    if (out->train.held && out->train.n != total)
+        return od_error_set(err, OD_STATUS_IO, "%s: the training files changed while they were read",
+                            dir);
     od_cifar_trim(&out->train);
     cap = 0;
     const char *test = hundred ? "test.bin" : "test_batch.bin";
@@ -621,9 +700,9 @@ static od_status od_zip_directory(const uint8_t *z, size_t len, const char *path
 }
 
 /* An entry's bytes: a pointer into the archive when stored, else a new buffer in *owned. */
-static od_status od_zip_extract(const uint8_t *z, size_t len, const char *path, const char *key,
-                                const od_zip_entry *e, const uint8_t **data, size_t *size,
-                                uint8_t **owned, od_error *err) {
+static od_status od_zip_extract(const uint8_t *z, size_t len, bool mapped, const char *path,
+                                const char *key, const od_zip_entry *e, const uint8_t **data,
+                                size_t *size, uint8_t **owned, od_error *err) {
     *owned = NULL;
     if (e->flags & 1)
         return od_error_set(err, OD_STATUS_UNSUPPORTED, "%s: %s.npy is encrypted", path, key);
@@ -704,7 +783,13 @@ static od_status od_zip_extract(const uint8_t *z, size_t len, const char *path, 
             "%s: %s.npy: zip compression method %u (want 0, stored, or 8, deflated)", path, key,
             e->method);
     }
-    if (crc32_z(0, *data, *size) != e->crc) {
+    uLong crc = 0;
+    for (size_t at = 0, k; at < *size; at += k) { /* a mapped entry's pages dropped once read */
+        k = *size - at < OD_DROP_RUN ? *size - at : OD_DROP_RUN;
+        crc = crc32_z(crc, *data + at, k);
+        if (mapped && !*owned) drop_pages(*data + at, k);
+    }
+    if (crc != e->crc) {
         free(*owned);
         *owned = NULL;
         return od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: %s.npy: CRC mismatch (corrupt data)",
@@ -722,6 +807,7 @@ typedef struct od_npy_view {
     int64_t dims[OD_MAX_RANK];
     const uint8_t *data;
     size_t nbytes;
+    bool mapped; /* data lies in the archive's file mapping: pages read may be dropped */
 } od_npy_view;
 
 /* The header parser is npy.c's; the messages name the .npz member. */
@@ -805,8 +891,9 @@ static od_status od_npy_check_size(const od_npy_view *v, size_t esize, const cha
 OD_DEFINE_HWC_TO_CHW(od_hwc_to_chw_u8, uint8_t)
 OD_DEFINE_HWC_TO_CHW(od_hwc_to_chw_f32, float)
 
-static od_status od_npz_x(const od_npy_view *v, const char *path, const char *key, od_dataset *d,
-                          od_error *err) {
+/* x_train or x_test into d; shard (x_train): only its rows are kept, after every row is checked. */
+static od_status od_npz_x(const od_npy_view *v, const char *path, const char *key,
+                          const od_image_options *shard, od_dataset *d, od_error *err) {
     static const char *const kinds[] = {"u1", "f4", "f8", NULL};
     size_t esize = od_descr_size(v->descr, kinds);
     if (!esize)
@@ -843,17 +930,24 @@ static od_status od_npz_x(const od_npy_view *v, const char *path, const char *ke
             d->dims[2] = v->dims[2];
         }
     }
-    int64_t ss = od_dataset_sample_size(d), count = d->n * ss;
+    int64_t ss = od_dataset_sample_size(d), lo, hi;
+    if (od_shard_range(shard, d->n, &lo, &hi)) d->first = lo, d->held = hi - lo;
+    int64_t count = d->n * ss, keep = (hi - lo) * ss, from = lo * ss; /* elements */
     if (esize == 1) {
-        d->u8 = malloc(count ? (size_t)count : 1);
+        d->u8 = malloc(keep ? (size_t)keep : 1);
         if (!d->u8) return od_oom(err, path);
-        if (count) memcpy(d->u8, v->data, (size_t)count);
-        if (hwc && !od_hwc_to_chw_u8(d->u8, d->n, v->dims[1], v->dims[2], v->dims[3]))
+        for (int64_t at = 0, k; at < keep; at += k) {
+            k = keep - at < (int64_t)OD_DROP_RUN ? keep - at : (int64_t)OD_DROP_RUN;
+            memcpy(d->u8 + at, v->data + from + at, (size_t)k);
+            if (v->mapped) drop_pages(v->data + from + at, (size_t)k);
+        }
+        if (hwc && !od_hwc_to_chw_u8(d->u8, hi - lo, v->dims[1], v->dims[2], v->dims[3]))
             return od_oom(err, path);
         return OD_STATUS_OK;
     }
-    d->f32 = malloc(count ? (size_t)count * sizeof(float) : 1);
+    d->f32 = malloc(keep ? (size_t)keep * sizeof(float) : 1);
     if (!d->f32) return od_oom(err, path);
+    float most = -FLT_MAX;
     for (int64_t i = 0; i < count; i++) {
         double x;
         if (esize == 4) {
@@ -871,9 +965,15 @@ static od_status od_npz_x(const od_npy_view *v, const char *path, const char *ke
                                 : isinf(x) ? "infinity"
                                            : "a value beyond float range",
                                 i / ss, i % ss);
-        d->f32[i] = (float)x;
+        float f = (float)x;
+        most = f > most ? f : most;
+        if (i >= from && i - from < keep) d->f32[i - from] = f;
+        if (v->mapped && (size_t)(i + 1) * esize % OD_DROP_RUN == 0)
+            drop_pages(v->data + (size_t)(i + 1) * esize - OD_DROP_RUN, OD_DROP_RUN);
     }
-    if (hwc && !od_hwc_to_chw_f32(d->f32, d->n, v->dims[1], v->dims[2], v->dims[3]))
+    if (v->mapped) drop_pages(v->data, (size_t)count * esize);
+    d->largest = most;
+    if (hwc && !od_hwc_to_chw_f32(d->f32, hi - lo, v->dims[1], v->dims[2], v->dims[3]))
         return od_oom(err, path);
     return OD_STATUS_OK;
 }
@@ -921,13 +1021,21 @@ static od_status od_npz_y(const od_npy_view *v, const char *path, const char *ke
     return OD_STATUS_OK;
 }
 
-static od_status od_npz_load(const char *path, od_data_split *out, od_error *err) {
+static od_status od_npz_load(const char *path, const od_image_options *shard, od_data_split *out,
+                             od_error *err) {
+    /* mapped, not read: a shard touches only its rows of a stored array, every page once */
     od_bytes b = {0};
-    od_status st = od_file_read(path, &b, err);
-    if (st) return st;
+    size_t zlen = 0;
+    const uint8_t *z = od_map_file(path, &zlen);
+    bool mapped = z != NULL;
+    od_status st = OD_STATUS_OK;
+    if (!mapped) {
+        if ((st = od_file_read(path, &b, err))) return st;
+        z = b.data, zlen = b.len;
+    }
     od_zip_entry ents[OD_NPZ_KEYS];
     bool have[OD_NPZ_KEYS] = {false};
-    if ((st = od_zip_directory(b.data, b.len, path, ents, have, err))) goto cleanup;
+    if ((st = od_zip_directory(z, zlen, path, ents, have, err))) goto cleanup;
     for (int i = 0; i < OD_NPZ_KEYS; i += 2)
         if (!have[i]) {
             st = od_error_set(err, OD_STATUS_INVALID_MODEL,
@@ -942,14 +1050,16 @@ static od_status od_npz_load(const char *path, od_data_split *out, od_error *err
         const uint8_t *data = NULL;
         size_t size = 0;
         uint8_t *owned;
-        if ((st = od_zip_extract(b.data, b.len, path, od_npz_keys[i], &ents[i], &data, &size,
+        if ((st = od_zip_extract(z, zlen, mapped, path, od_npz_keys[i], &ents[i], &data, &size,
                                  &owned, err)))
             goto cleanup;
         od_npy_view v;
         st = od_npy_view_parse(data, size, path, od_npz_keys[i], &v, err);
+        v.mapped = mapped && !owned;
         if (!st) {
             if (i == OD_NPZ_X_TRAIN || i == OD_NPZ_X_TEST)
-                st = od_npz_x(&v, path, od_npz_keys[i], d, err);
+                st = od_npz_x(&v, path, od_npz_keys[i], i == OD_NPZ_X_TRAIN ? shard : NULL, d,
+                              err);
             else
                 st = od_npz_y(&v, path, od_npz_keys[i], od_npz_keys[i - 1], d, err);
         }
@@ -971,6 +1081,7 @@ static od_status od_npz_load(const char *path, od_data_split *out, od_error *err
         goto cleanup;
     }
 cleanup:
+    if (mapped) munmap((void *)z, zlen);
     od_bytes_free(&b);
     return st;
 }
@@ -983,8 +1094,9 @@ static od_status od_load_dir(const char *dir, const od_image_options *img, od_da
     if (od_find(dir, "train-images-idx3-ubyte", p, sizeof p) ||
         od_find(dir, "train-images.idx3-ubyte", p, sizeof p))
         return od_idx_load(dir, img, out, err);
-    if (od_find(dir, "data_batch_1.bin", p, sizeof p)) return od_cifar_load(dir, false, out, err);
-    if (od_find(dir, "train.bin", p, sizeof p)) return od_cifar_load(dir, true, out, err);
+    if (od_find(dir, "data_batch_1.bin", p, sizeof p))
+        return od_cifar_load(dir, false, img, out, err);
+    if (od_find(dir, "train.bin", p, sizeof p)) return od_cifar_load(dir, true, img, out, err);
     static const char *const subs[] = {"cifar-10-batches-bin", "cifar-100-binary"};
     for (size_t i = 0; top && i < sizeof subs / sizeof *subs; i++)
         if (od_join(p, sizeof p, dir, subs[i], "") && od_is_dir(p))
@@ -1022,7 +1134,7 @@ od_status od_data_load_ex(const char *path, const od_image_options *img, od_data
         path = resolved;
     }
     od_status st =
-        S_ISDIR(sb.st_mode) ? od_load_dir(path, img, out, true, err) : od_npz_load(path, out, err);
+        S_ISDIR(sb.st_mode) ? od_load_dir(path, img, out, true, err) : od_npz_load(path, img, out, err);
     if (!st && out->train.n == 0)
         st = od_error_set(err, OD_STATUS_INVALID_MODEL, "%s: the training set holds no samples",
                           path);
@@ -1206,8 +1318,8 @@ od_status od_preprocess_check(const od_preprocess *p, const od_dataset *d, od_er
                                 p->std[c]);
     if (d->f32 && fabsf(p->scale * 255.0f - 1.0f) < 1e-4f) {
         int64_t count = d->n * od_dataset_sample_size(d);
-        float most = -INFINITY;
-        for (int64_t i = 0; i < count; i++)
+        float most = d->held ? d->largest : -INFINITY; /* a shard: the loader saw them all */
+        for (int64_t i = 0; d->held == 0 && i < count; i++)
             most = d->f32[i] > most ? d->f32[i] : most;
         if (count > 0 && most <= 1.0f)
             return od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
@@ -1226,15 +1338,6 @@ od_status od_preprocess_check(const od_preprocess *p, const od_dataset *d, od_er
                             od_dims_str(b, sizeof b, d->rank, d->dims, false));
     }
     return OD_STATUS_OK;
-}
-
-/* A store mapped from disk: the pages of a sample just read leave this process (the page cache
- * keeps them), so reading the data set costs no resident memory however large it is. */
-static void drop_pages(const uint8_t *p, size_t n) {
-    static size_t page;
-    if (!page) page = (size_t)sysconf(_SC_PAGESIZE);
-    uintptr_t a = (uintptr_t)p / page * page, b = ((uintptr_t)p + n + page - 1) / page * page;
-    madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
 void od_dataset_fill(const od_dataset *d, const od_preprocess *p, const int64_t *idx, int64_t count,
@@ -1261,7 +1364,7 @@ void od_dataset_fill(const od_dataset *d, const od_preprocess *p, const int64_t 
         }
     } else if (d->f32) {
         for (int64_t i = 0; i < count; i++) {
-            const float *src = d->f32 + idx[i] * ss;
+            const float *src = d->f32 + (idx[i] - d->first) * ss;
             float *dst = out + i * ss;
             for (int c = 0; c < nc; c++) {
                 const float scale = p->scale, mean = p->mean[c], std = p->std[c];

@@ -373,12 +373,21 @@ static void fill_samples(const od_dataset *train, const od_dataset *unl, int64_t
     }
 }
 
-/* ---- a training set held in shards (od_dataset.held: several ranks, IDX data) --------------------
- * Rank r holds samples [n_all*r/N, n_all*(r+1)/N) (lib/dataset.c reads no others); the samples
- * another rank needs travel as raw bytes (a global batch) or as logits (validation). */
+/* ---- a training set held in shards (od_dataset.held: several ranks) ------------------------------
+ * Rank r holds samples [n_all*r/N, n_all*(r+1)/N) (lib/dataset.c's od_shard_range: the loaders
+ * keep no others); the samples another rank needs travel as raw bytes or floats (a global batch)
+ * or as logits (validation). */
 
 static bool sharded(const od_dataset *d) {
     return d->held > 0;
+}
+/* A sample's stored bytes (uint8 or float) and where sample i lies: the one place that knows. */
+static int64_t sample_bytes(const od_dataset *d) {
+    return od_dataset_sample_size(d) * (d->u8 ? 1 : (int64_t)sizeof(float));
+}
+static const uint8_t *sample_at(const od_dataset *d, int64_t i) {
+    const uint8_t *base = d->u8 ? d->u8 : (const uint8_t *)d->f32;
+    return base + (i - d->first) * sample_bytes(d);
 }
 static int64_t shard_lo(int64_t n_all, int r, int ranks) {
     return n_all * r / ranks;
@@ -395,7 +404,7 @@ static int owner_of(int64_t i, int64_t n_all, int ranks) {
 static od_status gather_rows(od_comm *comm, const od_dataset *d, int64_t n_all, const int64_t *idx, int64_t n,
                              uint8_t *rows, od_error *err) {
     int ranks = od_comm_size(comm), me = od_comm_rank(comm);
-    int64_t ss = od_dataset_sample_size(d), counts[256] = {0}, k = 0;
+    int64_t ss = sample_bytes(d), counts[256] = {0}, k = 0;
     if (ranks > 256) return od_error_set(err, OD_STATUS_UNSUPPORTED, "distill: a sharded data set on at most 256 ranks");
     uint8_t *buf = malloc((size_t)(2 * n * ss) + 1);
     if (!buf) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory for a batch");
@@ -403,7 +412,7 @@ static od_status gather_rows(od_comm *comm, const od_dataset *d, int64_t n_all, 
     for (int64_t p = 0; p < n; p++) {
         int o = owner_of(idx[p], n_all, ranks);
         counts[o] += ss;
-        if (o == me) memcpy(mine + (k++) * ss, d->u8 + (idx[p] - d->first) * ss, (size_t)ss);
+        if (o == me) memcpy(mine + (k++) * ss, sample_at(d, idx[p]), (size_t)ss);
     }
     od_status st = od_comm_allgather_bytes(comm, mine, counts, buf, err);
     for (int r = 0, q = 0; !st && r < ranks; r++)
@@ -559,9 +568,9 @@ static bool str_addf(char **s, size_t *len, size_t *cap, const char *fmt, ...) {
 /* Every setting that changes the trained student, one "name value" line each (names as the
  * command line spells them): the student's parameter shapes, the options, the preprocessing, and
  * the identity of the training data and of the teacher's logits on it. NULL when out of memory. */
-/* The training samples' identity for the settings. Bytes: SHA-256 over one 64-bit hash per
- * sample, so that ranks holding shards compute (hash theirs, gather the hashes) what one process
- * holding them all does. Floats (never sharded): SHA-256 of the data. */
+/* The training samples' identity for the settings: SHA-256 over one 64-bit hash per sample (of
+ * its stored bytes, uint8 or float), so that ranks holding shards compute (hash theirs, gather
+ * the hashes) what one process holding them all does. */
 static uint64_t sample_hash(const uint8_t *p, int64_t n) {
     uint64_t h = 0xcbf29ce484222325ull;
     int64_t i = 0;
@@ -576,11 +585,7 @@ static uint64_t sample_hash(const uint8_t *p, int64_t n) {
 }
 
 static od_status samples_identity(const od_dataset *train, int64_t n_all, od_comm *comm, char out[65], od_error *err) {
-    int64_t ss = od_dataset_sample_size(train);
-    if (!train->u8) {
-        od_sha256_hex(train->f32, sizeof(float) * (size_t)(n_all * ss), out);
-        return OD_STATUS_OK;
-    }
+    int64_t ss = sample_bytes(train);
     int ranks = sharded(train) ? od_comm_size(comm) : 1, me = sharded(train) ? od_comm_rank(comm) : 0;
     int64_t lo = shard_lo(n_all, me, ranks), hi = shard_lo(n_all, me + 1, ranks), counts[256];
     if (ranks > 256) return od_error_set(err, OD_STATUS_UNSUPPORTED, "distill: a sharded data set on at most 256 ranks");
@@ -589,7 +594,7 @@ static od_status samples_identity(const od_dataset *train, int64_t n_all, od_com
                             me, (long long)train->first, (long long)lo, (long long)hi);
     uint64_t *h = malloc(sizeof(uint64_t) * (size_t)(n_all + hi - lo) + 8), *mine = h + n_all;
     if (!h) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    for (int64_t i = lo; i < hi; i++) mine[i - lo] = sample_hash(train->u8 + (i - train->first) * ss, ss);
+    for (int64_t i = lo; i < hi; i++) mine[i - lo] = sample_hash(sample_at(train, i), ss);
     for (int r = 0; r < ranks; r++) counts[r] = (int64_t)sizeof(uint64_t) * (shard_lo(n_all, r + 1, ranks) - shard_lo(n_all, r, ranks));
     od_status st = ranks > 1 ? od_comm_allgather_bytes(comm, mine, counts, h, err) : OD_STATUS_OK;
     if (ranks == 1) memcpy(h, mine, sizeof(uint64_t) * (size_t)n_all);
@@ -1032,11 +1037,12 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
             st = od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: internal: a sharded training set needs several ranks and no unlabelled data");
             goto done;
         }
-        staged.n = opt->batch, staged.first = staged.held = 0, staged.labels = NULL, staged.f32 = NULL, staged.map_base = NULL;
-        staged.u8 = malloc((size_t)(opt->batch * od_dataset_sample_size(train)) + 1);
-        if (!(staged_pos = malloc(sizeof(int64_t) * (size_t)opt->batch)) || !staged.u8) goto oom;
+        staged.n = opt->batch, staged.first = staged.held = 0, staged.labels = NULL, staged.map_base = NULL;
+        if (!(staged_rows = malloc((size_t)(opt->batch * sample_bytes(train)) + 1))) goto oom;
+        staged.u8 = train->u8 ? staged_rows : NULL;
+        staged.f32 = train->u8 ? NULL : (float *)staged_rows;
+        if (!(staged_pos = malloc(sizeof(int64_t) * (size_t)opt->batch))) goto oom;
         for (int64_t i = 0; i < opt->batch; i++) staged_pos[i] = i;
-        staged_rows = staged.u8;
     }
     int64_t batches = n_train / opt->batch;
     if (opt->batches_per_epoch > 0 && opt->batches_per_epoch < batches) batches = opt->batches_per_epoch;

@@ -355,24 +355,53 @@ static od_status store_map(int fd, const char *name, const store_header *hd, od_
     return OD_STATUS_OK;
 }
 
-/* Decodes l into d; skipped files counted in out. */
-static od_status decode_all(const listing *l, const od_image_options *o, const char *what,
-                            od_dataset *d, od_data_split *out, od_error *err) {
-    int64_t h = o->height, w = o->width;
-    if (l->n == 0) {
+/* A shard's store of samples [lo, hi) of all made into d: indices stay global, labels all. */
+static od_status shard_labels(const listing *all, int64_t lo, int64_t hi, od_dataset *d,
+                              od_error *err) {
+    if (d->n != hi - lo) /* a store from a run that skipped files */
+        return od_error_set(err, OD_STATUS_INVALID_MODEL,
+                            "%s: %lld of the shard's %lld images decoded (several ranks: every "
+                            "training image must decode)",
+                            hi > lo ? all->e[lo].path : "image folder", (long long)d->n,
+                            (long long)(hi - lo));
+    int32_t *labels = malloc(sizeof(int32_t) * (size_t)(all->n + 1));
+    if (!labels) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int64_t i = 0; i < all->n; i++)
+        labels[i] = all->e[i].label;
+    free(d->labels);
+    d->labels = labels;
+    d->first = lo, d->held = hi - lo, d->n = all->n;
+    return OD_STATUS_OK;
+}
+
+/* Decodes all into d; skipped files counted in out. shard (the training set): with o's shard,
+ * only its part of the listing is decoded, and d holds that part (first, held) with every label;
+ * a file of the part that does not decode is then an error, as with strict: the ranks decoding
+ * the other parts could not know to skip it. */
+static od_status decode_all(const listing *all, const od_image_options *opt, bool shard,
+                            const char *what, od_dataset *d, od_data_split *out, od_error *err) {
+    int64_t h = opt->height, w = opt->width, lo = 0, hi = all->n;
+    bool part = shard && od_shard_range(opt, all->n, &lo, &hi);
+    od_image_options part_o = *opt;
+    part_o.strict = opt->strict || part;
+    const od_image_options *o = &part_o;
+    if (all->n == 0) {
         d->rank = 3, d->dims[0] = o->channels, d->dims[1] = h, d->dims[2] = w;
         return OD_STATUS_OK;
     }
-    /* without a crop the first image that decodes gives the size */
-    for (int64_t i = 0; (!h || !w) && i < l->n; i++) {
+    /* without a crop the first image that decodes gives the size (the whole listing's first,
+     * so that every shard agrees) */
+    for (int64_t i = 0; (!h || !w) && i < all->n; i++) {
         od_error e = {0};
         h = w = 0;
-        if (load_one(l->e[i].path, o, &h, &w, NULL, &e)) {
+        if (load_one(all->e[i].path, o, &h, &w, NULL, &e)) {
             if (o->strict) return *err = e, e.status;
             h = w = 0;
         }
     }
     if (!h || !w) h = w = 1; /* nothing decodes: every file is skipped below */
+    listing sub = {.e = all->e + lo, .n = hi - lo}; /* what is decoded */
+    const listing *l = &sub;
     int64_t sample = o->channels * h * w;
     store s = {.fd = -1, .sample = sample};
     store_header hd = {.key = store_key(l, o, h, w), .n = l->n, .c = o->channels, .h = h, .w = w};
@@ -380,7 +409,7 @@ static od_status decode_all(const listing *l, const od_image_options *o, const c
     size_t total = (size_t)(l->n * sample);
     char path[PATH_MAX_LEN] = "", tmp[PATH_MAX_LEN] = "";
     od_status st = OD_STATUS_OK;
-    od_status *status = calloc((size_t)l->n, sizeof *status);
+    od_status *status = calloc((size_t)l->n + 1, sizeof *status);
     if (!status) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     if (total > o->ram_limit || o->cache_dir) {
         if (o->cache_dir) {
@@ -396,8 +425,7 @@ static od_status decode_all(const listing *l, const od_image_options *o, const c
                 if (!st) out->n_skipped += old.n_skipped;
                 if (!st && old.n_skipped && !out->skipped[0])
                     snprintf(out->skipped, sizeof out->skipped, "(decoded earlier, see %s)", path);
-                free(status);
-                return st;
+                goto done;
             }
             if (fd >= 0) close(fd);
             snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
@@ -440,7 +468,9 @@ static od_status decode_all(const listing *l, const od_image_options *o, const c
             bst == OD_STATUS_SHAPE) {
             *err = j.bad;
             if (o->strict && bst != OD_STATUS_IO && bst != OD_STATUS_OUT_OF_MEMORY)
-                od_error_prefix(err, "(--strict) ");
+                od_error_prefix(err, opt->strict ? "(--strict) "
+                                                 : "(several ranks: each decodes its shard of the "
+                                                   "training images, and every one must decode) ");
             st = bst;
             goto done;
         }
@@ -502,6 +532,7 @@ done:
     if (tmp[0]) unlink(tmp);
     free(s.mem);
     free(status);
+    if (!st && part) st = shard_labels(all, lo, hi, d, err);
     return st;
 }
 
@@ -617,8 +648,8 @@ od_status od_image_folder_load(const char *dir, const od_image_options *opt, od_
             free(order);
         }
     }
-    if ((st = decode_all(&train, &o, "decoding training images", &out->train, out, err)) ||
-        (st = decode_all(&test, &o, "decoding test images", &out->test, out, err)))
+    if ((st = decode_all(&train, &o, true, "decoding training images", &out->train, out, err)) ||
+        (st = decode_all(&test, &o, false, "decoding test images", &out->test, out, err)))
         goto done;
     out->train.n_classes = out->test.n_classes = n_classes;
     out->class_names = classes, out->n_class_names = n_classes;

@@ -5,6 +5,7 @@
 #ifndef OD_IMAGE_INTERNAL_H
 #define OD_IMAGE_INTERNAL_H
 
+#include "od_dataset.h"
 #include "od_runtime.h"
 
 #include <stddef.h>
@@ -18,6 +19,10 @@ typedef struct od_image {
 } od_image;
 
 void od_image_free(od_image *im);
+
+/* The one shard rule (od_image_options.shard): of n training samples, [lo, hi) are kept. false
+ * when o asks for no shard (NULL, shards <= 1, or n 0): then all n. lib/dataset.c. */
+bool od_shard_range(const od_image_options *o, int64_t n, int64_t *lo, int64_t *hi);
 
 /* Decodes a PNG or JPEG held in data[0..size) (the format from its first bytes) into channels
  * 1 or 3: grey, palette, RGB, RGBA, grey+alpha, 16-bit, CMYK/YCCK JPEG (Adobe polarity, as

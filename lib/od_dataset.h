@@ -38,8 +38,10 @@ typedef struct od_dataset {
     int n_classes;   /* 1 + the largest label over train and test; CIFAR: 10 or 100; 0: no labels */
     void *map_base;    /* non-NULL: u8 lies in this read-only file mapping (image folders' store on */
     size_t map_bytes;  /* disk); od_dataset_fill drops the pages it has read, bounding memory */
-    int64_t first, held; /* held > 0: a shard, u8 holds only samples [first, first + held) of the n
-                          * (labels all n); sample indices stay global. held 0: all n samples */
+    int64_t first, held; /* held > 0: a shard, u8 (or f32) holds only samples [first, first + held)
+                          * of the n (labels all n); sample indices stay global. held 0: all n */
+    float largest;       /* float data: the largest value over all n samples, also those a shard
+                          * dropped (od_preprocess_check reads it for a shard) */
 } od_dataset;
 
 typedef struct od_data_split {
@@ -96,9 +98,11 @@ typedef struct od_image_options {
     const char *cache_dir; /* where that file is kept for the next run; NULL: $TMPDIR, removed */
     void (*progress)(const char *what, int64_t done, int64_t total, void *ctx);
     void *progress_ctx;
-    /* shards > 1: keep only shard `shard` of the training samples' pixels, [L*shard/shards,
-     * L*(shard+1)/shards) with L = min(shard_limit, n) (shard_limit 0: n); the rest is read and
-     * dropped. IDX files only (the others load whole); distill on several ranks. */
+    /* shards > 1: keep only shard `shard` of the training samples' pixels (or floats),
+     * [L*shard/shards, L*(shard+1)/shards) with L = min(shard_limit, n) (shard_limit 0: n); the
+     * test set loads whole. IDX, CIFAR and .npz: the rest is read and dropped; image folders:
+     * the rest is listed, not decoded, and a training image of the shard that does not decode
+     * is an error (the other shards could not know to skip it). distill on several ranks. */
     int shard, shards;
     int64_t shard_limit;
 } od_image_options;

@@ -62,6 +62,81 @@ check "each of 2 ranks holds half the training samples" \
 check "each of 4 ranks holds a quarter" \
     'grep -q "rank 0 $((n_all / 4)) of $n_all$" "$T/d4.out"'
 check "one process holds them all (no shard line)" '! grep -q "holds its shard" "$T/d1.out"'
+# every data format sharded: an .npz (uint8; float32 in [0, 1]; Keras-style float64 [N,H,W,1]),
+# CIFAR binary batches (one plain, one gzipped) and a 40-image PNG folder. Each rank keeps only
+# its shard of the training samples, and 2 ranks write the bytes of 1 process (--deterministic).
+/usr/bin/python3 - "$T/f" <<'PY' >"$T/fixtures.out" 2>&1
+import gzip, os, sys
+import numpy as np, torch
+from PIL import Image
+f = sys.argv[1]
+os.makedirs(f)
+def idx(name, header):
+    with gzip.open(f"/usr/share/datasets/fashion-mnist/{name}-idx{1 if 'labels' in name else 3}-ubyte.gz") as g:
+        return np.frombuffer(g.read(), np.uint8, offset=header)
+x = idx("train-images", 16).reshape(-1, 28, 28)[:500]
+y = idx("train-labels", 8)[:500].astype(np.int64)
+np.savez(f"{f}/u8.npz", x_train=x[:400], y_train=y[:400], x_test=x[400:], y_test=y[400:])
+xf = (x.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
+np.savez(f"{f}/f32.npz", x_train=xf[:400], y_train=y[:400].astype(np.int32), x_test=xf[400:], y_test=y[400:])
+xd = x.reshape(-1, 28, 28, 1).astype(np.float64)
+np.savez_compressed(f"{f}/f64.npz", x_train=xd[:400], y_train=y[:400], x_test=xd[400:], y_test=y[400:])
+# CIFAR-10 binary batches: a label byte, then 3072 pixel bytes
+rng = np.random.default_rng(3)
+os.makedirs(f"{f}/cifar")
+def batch(n):
+    rec = np.zeros((n, 3073), np.uint8)
+    rec[:, 0] = rng.integers(0, 10, n)
+    rec[:, 1:] = rng.integers(0, 256, (n, 3072))
+    return rec.tobytes()
+open(f"{f}/cifar/data_batch_1.bin", "wb").write(batch(230))
+open(f"{f}/cifar/data_batch_2.bin.gz", "wb").write(gzip.compress(batch(170)))
+open(f"{f}/cifar/test_batch.bin", "wb").write(batch(50))
+torch.manual_seed(0)
+m = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                        torch.nn.Flatten(), torch.nn.Linear(32 * 8 * 8, 10))
+torch.onnx.export(m, torch.zeros(1, 3, 32, 32), f"{f}/cifar.onnx", input_names=["x"], output_names=["y"],
+                  dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+# 40 PNGs in 4 class folders (4 held out as the test set)
+for i in range(40):
+    d = f"{f}/img/class-{y[i] % 4}"
+    os.makedirs(d, exist_ok=True)
+    Image.fromarray(x[i]).save(f"{d}/{i:02d}.png")
+PY
+check "the format fixtures are made" '[ -s "$T/f/cifar.onnx" ] || { cat "$T/fixtures.out"; false; }'
+F=(--width 0.5 --val-split 0.1 --threads 1 --seed 5 --epochs 2 --deterministic --no-latency --quiet)
+# shard_case NAME TEACHER DATA HELD OF [flags]: 1 process and 2 ranks, the same bytes, rank 0 holding HELD of OF
+shard_case() {
+    local name=$1 teacher=$2 data=$3 held=$4 of=$5
+    shift 5
+    "$BIN" distill "$teacher" --data "$data" "${F[@]}" "$@" -o "$T/$name-1.onnx" >"$T/$name-1.out" 2>&1
+    check "$name: 1 process exits 0" '[ $? -eq 0 ] || { cat "$T/$name-1.out"; false; }'
+    "${MPI[@]}" "$BIN" distill "$teacher" --data "$data" "${F[@]}" "$@" -o "$T/$name-2.onnx" >"$T/$name-2.out" 2>&1
+    check "$name: 2 ranks exit 0" '[ $? -eq 0 ] || { cat "$T/$name-2.out"; false; }'
+    check "$name: 2 ranks give the bytes of 1 process" 'cmp -s "$T/$name-1.onnx" "$T/$name-2.onnx"'
+    check "$name: rank 0 holds $held of $of training samples" \
+        'grep -q "^data-parallel   each rank holds its shard of the training samples: rank 0 $held of $of$" "$T/$name-2.out" || { grep data-parallel "$T/$name-2.out"; false; }'
+}
+shard_case "npz uint8" models/cnn.onnx "$T/f/u8.npz" 200 400 --batch 16
+shard_case "npz float32" models/cnn.onnx "$T/f/f32.npz" 200 400 --batch 16 --scale 1
+# float shards hash to the same data identity as the whole set: 1 process takes 2 ranks' checkpoint
+R=(--width 0.5 --val-split 0.1 --threads 1 --seed 5 --epochs 1 --deterministic --no-latency --quiet --batch 16 --scale 1)
+"${MPI[@]}" "$BIN" distill models/cnn.onnx --data "$T/f/f32.npz" "${R[@]}" --checkpoint "$T/f32.ckpt" -o "$T/f32r2.onnx" >/dev/null 2>&1
+"$BIN" distill models/cnn.onnx --data "$T/f/f32.npz" "${R[@]}" --resume "$T/f32.ckpt" -o "$T/f32r1.onnx" >"$T/f32r.out" 2>&1
+check "npz float32: 1 process resumes the 2 ranks' checkpoint to their bytes" \
+    '[ -s "$T/f32r2.onnx" ] && cmp -s "$T/f32r2.onnx" "$T/f32r1.onnx" || { cat "$T/f32r.out"; false; }'
+shard_case "npz float64 [N,H,W,1], deflated" models/cnn.onnx "$T/f/f64.npz" 150 300 --batch 16 --train-limit 300
+shard_case "CIFAR batches (plain and .gz)" "$T/f/cifar.onnx" "$T/f/cifar" 200 400 --batch 16
+shard_case "CIFAR batches, --train-limit 301" "$T/f/cifar.onnx" "$T/f/cifar" 150 301 --batch 16 --train-limit 301
+shard_case "PNG folder" models/cnn.onnx "$T/f/img" 18 36 --batch 8
+# a training image of the shard that does not decode: an error (one rank cannot tell the others to skip it)
+mkdir -p "$T/f/bad/train" "$T/f/bad/val" && cp -r "$T/f/img/." "$T/f/bad/train/" && cp -r "$T/f/img/class-1" "$T/f/bad/val/"
+head -c 100 "$T/f/bad/train/class-0/$(ls "$T/f/bad/train/class-0" | head -1)" >"$T/f/bad/train/class-0/zz.png"
+"${MPI[@]}" "$BIN" distill models/cnn.onnx --data "$T/f/bad" "${F[@]}" --batch 8 -o "$T/bad.onnx" >"$T/bad.out" 2>&1
+check "PNG folder with a corrupt image on 2 ranks: an error naming it, nothing written" \
+    '! [ -e "$T/bad.onnx" ] && grep -q "several ranks: .*zz.png" "$T/bad.out" || { cat "$T/bad.out"; false; }'
+
 # OD_PHASES=1: every rank prints its per-phase wall and CPU seconds
 OD_PHASES=1 "${MPI[@]}" "$BIN" distill "${COMMON[@]}" --epochs 1 -o "$T/ph.onnx" >"$T/ph.out" 2>&1
 check "OD_PHASES=1: a phase line from each rank, with forward, backward, reduce and optim" \

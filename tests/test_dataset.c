@@ -1447,6 +1447,78 @@ static void check_rng(void) {
           "%d %d %d", counts[0], counts[1], counts[2]);
 }
 
+/* ---- shards (od_image_options.shard: distill on several ranks) ----------------------------------
+ * Every format keeps samples [L*s/S, L*(s+1)/S) of the training set, L = min(limit, n), with all
+ * its labels; the test set whole. */
+
+static bool shard_ok(const od_dataset *d, int64_t n, int s, int S, int64_t limit) {
+    int64_t L = limit > 0 && limit < n ? limit : n, lo = L * s / S, hi = L * (s + 1) / S;
+    return d->n == n && d->first == lo && d->held == hi - lo && d->labels;
+}
+
+static void check_shards(void) {
+    od_error err = {0};
+    od_data_split s;
+    od_image_options io;
+    /* CIFAR-10: 9 records over three batches, the middle one gzipped */
+    const char *dir = fresh_dir("cifarshard");
+    write_cifar(in_dir(dir, "data_batch_1.bin"), 3, 1, 0, 10, false);
+    write_cifar(in_dir(dir, "data_batch_2.bin.gz"), 4, 1, 3, 10, true);
+    write_cifar(in_dir(dir, "data_batch_3.bin"), 2, 1, 7, 10, false);
+    write_cifar(in_dir(dir, "test_batch.bin"), 2, 1, 100, 10, false);
+    int64_t limits[] = {0, 7, 50};
+    for (int S = 2; S <= 3; S++)
+        for (int li = 0; li < 3; li++)
+            for (int sh = 0; sh < S; sh++) {
+                od_image_options_default(&io);
+                io.shard = sh, io.shards = S, io.shard_limit = limits[li];
+                od_status st = od_data_load_ex(dir, &io, &s, &err);
+                bool ok = !st && shard_ok(&s.train, 9, sh, S, limits[li]) && s.test.held == 0 &&
+                          cifar_ok(&s.test, 2, 100, 10, 10);
+                for (int64_t i = 0; ok && i < 9; i++) ok = s.train.labels[i] == i % 10;
+                for (int64_t i = 0; ok && i < s.train.held; i++)
+                    for (int j = 0; j < 3072; j += 31)
+                        if (s.train.u8[i * 3072 + j] != pix(s.train.first + i, j)) ok = false;
+                check(ok, "cifar shard", "shard %d of %d, limit %lld: %s", sh, S, (long long)limits[li],
+                      st ? err.message : "wrong contents");
+                od_data_split_clear(&s);
+            }
+    /* .npz of uint8 (stored and deflated) and of float32, shard 1 of 2 and 2 of 3 */
+    float xf[24], xt[12];
+    for (int i = 0; i < 24; i++) xf[i] = 0.5f * (float)i;
+    for (int i = 0; i < 12; i++) xt[i] = -1.0f - (float)i;
+    int64_t dx[3] = {4, 2, 3}, dxt[3] = {2, 2, 3};
+    for (int kind = 0; kind < 3; kind++) {
+        zentry e[4];
+        int n = npz_std(e, kind == 1 ? 8 : 0);
+        if (kind == 2) { /* float32 x_train and x_test */
+            for (int k = 0; k < 3; k += 2) {
+                free(e[k].data.p);
+                memset(&e[k].data, 0, sizeof e[k].data);
+            }
+            make_npy(&e[0].data, "<f4", 3, dx, xf, sizeof xf);
+            make_npy(&e[2].data, "<f4", 3, dxt, xt, sizeof xt);
+        }
+        const char *path = write_zip("shard.npz", e, n, false, 0);
+        free_entries(e, n);
+        for (int S = 2; S <= 3; S++) {
+            od_image_options_default(&io);
+            io.shard = 1, io.shards = S;
+            od_status st = od_data_load_ex(path, &io, &s, &err);
+            bool ok = !st && shard_ok(&s.train, 4, 1, S, 0) && s.test.held == 0 && s.test.n == 2;
+            for (int i = 0; ok && i < 4; i++) ok = s.train.labels[i] == npz_y_train[i];
+            for (int64_t i = 0; ok && i < s.train.held * 6; i++)
+                ok = kind < 2 ? s.train.u8[i] == (uint8_t)((s.train.first * 6 + i) * 9)
+                              : s.train.f32[i] == xf[s.train.first * 6 + i];
+            /* float data: the largest value of all samples, not only the shard's */
+            if (ok && kind == 2) ok = s.train.largest == 11.5f && s.test.f32[0] == -1.0f;
+            check(ok, kind == 0 ? "npz uint8 shard" : kind == 1 ? "npz deflated shard" : "npz float32 shard",
+                  "of %d: %s", S, st ? err.message : "wrong contents");
+            od_data_split_clear(&s);
+        }
+    }
+}
+
 int main(void) {
     if (!mkdtemp(tmp)) {
         perror("mkdtemp");
@@ -1459,6 +1531,7 @@ int main(void) {
     check_cifar();
     check_npz();
     check_npz_numpy();
+    check_shards();
     check_fashion_mnist();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

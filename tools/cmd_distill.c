@@ -349,7 +349,7 @@ int cmd_distill(int argc, char **argv) {
         od_shrink_report_print(&shrunk, &spec, stdout, stderr);
         od_shrink_report_clear(&shrunk);
     }
-    /* several ranks: each reads its shard of the training samples (IDX data; not with --unlabeled) */
+    /* several ranks: each reads its shard of the training samples (not with --unlabeled) */
     bool shard = ranks > 1 && !unlabeled_path;
     if (cli_data_load_shard(&args, data_path, teacher, opt.threads, quiet, shard ? rank : 0, shard ? ranks : 1, opt.train_limit,
                             &data, &err))
