@@ -20,25 +20,15 @@ static od_status oom(od_error *err) {
 
 /* ---- op classes ---------------------------------------------------------------------- */
 
-/* Op lists are space-separated names. */
-static const char unary_ops[] =
-    "Relu LeakyRelu Sigmoid Tanh HardSigmoid HardSwish Elu Selu Celu Gelu Softplus Softsign Clip "
-    "Dropout Identity Abs Neg Exp Log Sqrt Reciprocal Erf Floor Ceil Round Sign Cast Mish "
-    "ThresholdedRelu Sin Cos Tan Not IsNaN IsInf Softmax LogSoftmax Hardmax Shrink CastLike";
+/* How an op treats channels is a fact of the op (od_node_channel_role, od_node_channel_inputs);
+ * the lists here are about how a chain layer ends and where branches join. Op lists are
+ * space-separated names. */
 /* shape-preserving activations a chain layer may end with */
 static const char act_ops[] = "Relu LeakyRelu Sigmoid Tanh HardSigmoid HardSwish Elu Selu Celu "
                               "Gelu Softplus Softsign Clip Dropout Identity Mish ThresholdedRelu "
                               "PRelu";
-/* channel axis 1 in, the same channels out */
-static const char pool_ops[] =
-    "MaxPool AveragePool LpPool GlobalAveragePool GlobalMaxPool GlobalLpPool LRN";
-/* elementwise with numpy broadcasting over every input */
-static const char broadcast_ops[] = "Add Sub Mul Div Pow Max Min Sum Mean Where Equal Less Greater "
-                                    "LessOrEqual GreaterOrEqual And Or Xor Mod BitShift";
 /* a chain layer's output may not feed these: it would be a branch of a join */
 static const char join_ops[] = "Add Sub Mul Div Pow Max Min Sum Mean Concat Where";
-static const char reduce_ops[] = "ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL1 "
-                                 "ReduceL2 ReduceLogSum ReduceLogSumExp ReduceSumSquare";
 
 static bool default_domain(const od_node *n) {
     return !n->domain || !*n->domain || strcmp(n->domain, "ai.onnx") == 0;
@@ -56,8 +46,21 @@ static bool op_in(const od_node *n, const char *list) {
     return false;
 }
 
-static bool is_source_op(const od_node *n) {
-    return op_is(n, "Conv") || op_is(n, "ConvTranspose") || op_is(n, "Gemm") || op_is(n, "MatMul");
+static bool role_is(const od_node *n, od_channel_role role) {
+    return od_node_channel_role(n) == role;
+}
+
+/* output channels are a weight's: Conv, ConvTranspose, Gemm, MatMul */
+static bool is_source_op(const od_node *n) { return role_is(n, OD_CHANNELS_MIXES); }
+
+/* elementwise on input 0 alone (activations, Softmax, Cast, ...) */
+static bool is_unary(const od_node *n) {
+    return role_is(n, OD_CHANNELS_ELEMENTWISE) && od_node_channel_inputs(n) == 0;
+}
+
+/* elementwise on input 0 with per-channel operands broadcast against it (PRelu's slope) */
+static bool is_sloped(const od_node *n) {
+    return role_is(n, OD_CHANNELS_ELEMENTWISE) && od_node_channel_inputs(n) > 0;
 }
 
 /* ---- attributes ---------------------------------------------------------------------- */
@@ -1933,7 +1936,7 @@ static void analyse_heads(width *w, int ni) {
                 w->vheads[y] = true;
                 return;
             }
-        } else if (op_in(n, broadcast_ops) && !op_is(n, "Concat")) {
+        } else if (role_is(n, OD_CHANNELS_BROADCAST)) {
             bool per_head = false;
             for (int k = 0; k < n->n_inputs; k++) {
                 int v = n->inputs[k];
@@ -1947,7 +1950,7 @@ static void analyse_heads(width *w, int ni) {
                 w->vheads[y] = true;
                 return;
             }
-        } else if (op_in(n, unary_ops) && w->vdim[x] >= 0) {
+        } else if (is_unary(n) && w->vdim[x] >= 0) {
             bool norm = op_is(n, "Softmax") || op_is(n, "LogSoftmax") || op_is(n, "Hardmax");
             int a = (int)attr_int(n, "axis", -1);
             if (a < 0) a += ro;
@@ -2002,7 +2005,7 @@ static void analyse_node(width *w, int ni) {
         opaque(w, ni, NULL);
         return;
     }
-    if (op_in(n, broadcast_ops)) {
+    if (role_is(n, OD_CHANNELS_BROADCAST)) {
         analyse_broadcast(w, ni);
         return;
     }
@@ -2022,35 +2025,37 @@ static void analyse_node(width *w, int ni) {
         return;
     }
     for (int k = 1; k < n->n_inputs; k++)
-        if (tracked_input(w, n, k) >= 0 && !op_is(n, "PRelu")) {
+        if (tracked_input(w, n, k) >= 0 && !is_sloped(n)) {
             opaque(w, ni, "several inputs with channels");
             return;
         }
-    if (op_in(n, unary_ops)) {
+    if (is_unary(n)) {
         for (int o = 0; o < n->n_outputs; o++)
             if (n->outputs[o] >= 0 && vinfo(w, n->outputs[o])->rank == r)
                 track(w, n->outputs[o], d, c);
         return;
     }
-    if (op_is(n, "PRelu")) {
-        if (tracked_input(w, n, 1) >= 0) {
-            opaque(w, ni, "a slope with channels");
-            return;
-        }
-        bind_operand(w, ni, 1, d, c, r);
+    if (is_sloped(n)) {
+        int k1 = od_node_channel_inputs(n) + 1;
+        for (int k = 1; k < k1 && k < n->n_inputs; k++)
+            if (tracked_input(w, n, k) >= 0) {
+                opaque(w, ni, "a slope with channels");
+                return;
+            }
+        for (int k = 1; k < k1 && k < n->n_inputs; k++)
+            bind_operand(w, ni, k, d, c, r);
         {
             track(w, y, d, c);
             return;
         }
     }
-    if (op_in(n, pool_ops) || op_is(n, "BatchNormalization") || op_is(n, "InstanceNormalization")) {
+    if (role_is(n, OD_CHANNELS_PER_CHANNEL)) {
         if (c != 1) {
             opaque(w, ni, "channels not on axis 1");
             return;
         }
-        if (!op_in(n, pool_ops))
-            for (int k = 1; k < n->n_inputs; k++)
-                bind_param(w, ni, k, d);
+        for (int k = 1; k <= od_node_channel_inputs(n) && k < n->n_inputs; k++)
+            bind_param(w, ni, k, d);
         for (int o = 0; o < n->n_outputs; o++) {
             int v = n->outputs[o];
             if (v < 0) continue;
@@ -2061,7 +2066,7 @@ static void analyse_node(width *w, int ni) {
         }
         return;
     }
-    if (op_is(n, "LayerNormalization")) {
+    if (role_is(n, OD_CHANNELS_NORMALIZES)) {
         int a = (int)attr_int(n, "axis", -1);
         if (a < 0) a += r;
         if (c < a) {
@@ -2195,7 +2200,7 @@ static void analyse_node(width *w, int ni) {
             return;
         }
     }
-    if (op_in(n, reduce_ops) || op_is(n, "ArgMax") || op_is(n, "ArgMin")) {
+    if (role_is(n, OD_CHANNELS_REDUCES)) {
         int64_t axes[OD_MAX_RANK];
         int na;
         if (op_is(n, "ArgMax") || op_is(n, "ArgMin")) {
@@ -2814,10 +2819,9 @@ static od_status random_init(shrink *c) {
             const od_tensor *b = slot_init(g, an, slot);
             if (b && od_tensor_count(b) == cols && (st = fresh_tensor(c, an, slot, bound, 0, &rng)))
                 return st;
-        } else if (op_is(n, "BatchNormalization") || op_is(n, "InstanceNormalization") ||
-                   op_is(n, "LayerNormalization")) {
-            static const float fills[] = {1, 0, 0, 1};
-            for (int k = 1; k < n->n_inputs && k <= 4; k++)
+        } else if (role_is(n, OD_CHANNELS_PER_CHANNEL) || role_is(n, OD_CHANNELS_NORMALIZES)) {
+            static const float fills[] = {1, 0, 0, 1}; /* scale, bias; BN's mean, var */
+            for (int k = 1; k < n->n_inputs && k <= od_node_channel_inputs(n); k++)
                 if ((st = fresh_tensor(c, ni, k, 0, fills[k - 1], &rng))) return st;
         } else if (op_is(n, "PRelu")) {
             if ((st = fresh_tensor(c, ni, 1, 0, 0.25f, &rng))) return st;

@@ -267,6 +267,26 @@ bool od_attr_is_default(const od_node *n, const od_attr *a);
  * 1, Gemm 1 or 0 with transB, MatMul rank - 1), else -1: the op's descriptor says. */
 int od_node_weight_axis(const od_node *n, int rank);
 
+/* How an op treats the channels (dim 1, or the dim a consumer tracks) of its input 0: a fact
+ * of the op's descriptor, or of a short table for ONNX ops the runtime does not run (shrink
+ * follows those too). OD_CHANNELS_UNKNOWN: another domain, or an op nobody describes. */
+typedef enum od_channel_role {
+    OD_CHANNELS_UNKNOWN = 0,
+    OD_CHANNELS_NONE,         /* output not made of input 0's elements (Shape, Constant, ...) */
+    OD_CHANNELS_ELEMENTWISE,  /* outputs shaped as input 0, channels passed through */
+    OD_CHANNELS_BROADCAST,    /* elementwise with numpy broadcasting over every input */
+    OD_CHANNELS_PER_CHANNEL,  /* channels on axis 1 in, the same channels out (pools, BN) */
+    OD_CHANNELS_NORMALIZES,   /* normalises over the axes from attribute axis (LayerNorm) */
+    OD_CHANNELS_MIXES,        /* output channels are a weight's (Conv, Gemm, MatMul) */
+    OD_CHANNELS_CONCATENATES, /* joins inputs along an axis (Concat) */
+    OD_CHANNELS_REDUCES,      /* reduces over axes (Reduce*, ArgMax) */
+    OD_CHANNELS_MOVES,        /* moves or selects elements: reshapes, slices, pads, resizes */
+} od_channel_role;
+od_channel_role od_node_channel_role(const od_node *n);
+/* Inputs 1..k of n are per-channel vectors (BN's 4, InstanceNormalization's and
+ * LayerNormalization's scale and bias, PRelu's slope): k, 0 for none. */
+int od_node_channel_inputs(const od_node *n);
+
 /* Multiply-accumulates of a node for the shapes given, whole batch (0 for ops that do none). */
 int64_t od_node_macs(const od_graph *g, int node, const od_graph_shapes *s);
 

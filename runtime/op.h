@@ -122,6 +122,8 @@ typedef struct od_op_desc {
      * this rank; -1 when it is not one (quantize's per-channel scales, the plan's BN folding).
      * NULL: the op has no weight input. */
     int (*weight_axis)(const od_node *n, int rank);
+    od_channel_role channel_role; /* od_node_channel_role; every op sets it (test_op_table) */
+    int channel_inputs;           /* od_node_channel_inputs */
     /* multiply-accumulates for the given shapes; NULL: none */
     int64_t (*macs)(const od_node *n, const od_shape_info *const *in, const od_shape_info *out);
 

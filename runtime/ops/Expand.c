@@ -46,4 +46,4 @@ static od_status expand_run(od_step *s, od_error *err) {
 }
 
 OD_OP_FACTS(Expand, 8, NULL);
-const od_op_desc od_op_Expand = {OD_OP_NAME(Expand), .infer = expand_infer, .run = expand_run};
+const od_op_desc od_op_Expand = {OD_OP_NAME(Expand), .channel_role = OD_CHANNELS_MOVES, .infer = expand_infer, .run = expand_run};

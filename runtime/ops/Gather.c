@@ -56,4 +56,4 @@ static od_status gather_run(od_step *s, od_error *err) {
 }
 
 OD_OP_FACTS(Gather, 1, "axis=0");
-const od_op_desc od_op_Gather = {OD_OP_NAME(Gather), .infer = gather_infer, .run = gather_run};
+const od_op_desc od_op_Gather = {OD_OP_NAME(Gather), .channel_role = OD_CHANNELS_MOVES, .infer = gather_infer, .run = gather_run};

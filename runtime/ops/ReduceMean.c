@@ -291,7 +291,8 @@ static od_status mean_backward(od_tstep *s, od_error *err) {
 
 
 #define REDUCE_FAMILY                                                                              \
-    .infer = reduce_infer, .prepare = reduce_prepare, .run = reduce_run, .destroy = reduce_destroy
+    .channel_role = OD_CHANNELS_REDUCES, .infer = reduce_infer, .prepare = reduce_prepare,          \
+        .run = reduce_run, .destroy = reduce_destroy
 #define REDUCE_DESC(NAME, SINCE, ...)                                                              \
     OD_OP_FACTS(NAME, SINCE, __VA_ARGS__);                                                         \
     const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), REDUCE_FAMILY};

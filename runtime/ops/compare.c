@@ -108,7 +108,7 @@ static od_status cmp_run(od_step *s, od_error *err) {
 
 #define CMP_DESC(NAME, SINCE, ...)                                                                 \
     OD_OP_FACTS(NAME, SINCE, __VA_ARGS__);                                                         \
-    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .layout = OD_LAYOUT_POLICY_ELEMENTWISE,     \
+    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .channel_role = OD_CHANNELS_BROADCAST, .layout = OD_LAYOUT_POLICY_ELEMENTWISE,     \
                                      .infer = cmp_infer, .prepare = cmp_prepare, .run = cmp_run};
 CMP_DESC(Equal, 1, "axis", "broadcast")
 CMP_DESC(Less, 1, "axis", "broadcast")

@@ -373,7 +373,7 @@ static od_status act_backward(od_tstep *s, od_error *err) {
 
 /* The fields every unary op's descriptor has; the trainable ones add their training kernels. */
 #define UNARY_DESC_FIELDS(OP, NAME, INFER)                                                         \
-    OD_OP_NAME(OP), .per_sample = od_per_sample_always, .layout = OD_LAYOUT_POLICY_ELEMENTWISE,    \
+    OD_OP_NAME(OP), .channel_role = OD_CHANNELS_ELEMENTWISE, .per_sample = od_per_sample_always, .layout = OD_LAYOUT_POLICY_ELEMENTWISE,    \
         .infer = INFER, .prepare = NAME##_prepare, .run = unary_run, .destroy = unary_destroy
 #define UNARY_DESC(OP, NAME, INFER, SINCE, ...)                                                    \
     OD_OP_FACTS(OP, SINCE, __VA_ARGS__);                                                           \
