@@ -27,6 +27,12 @@ static void check_desc(const char *name) {
     check(trains || (!op->trained_inputs && !op->train_fuses_relu && !op->train_prepare), name,
           "training facts on an op without a backward");
     check(!op->train_destroy || op->train_prepare, name, "train_destroy without train_prepare");
+    check(op->channel_role > OD_CHANNELS_UNKNOWN && op->channel_role <= OD_CHANNELS_MOVES, name,
+          "no channel_role (how it treats the channels of input 0)");
+    check(op->channel_inputs >= 0 && op->channel_inputs < 8, name, "channel_inputs %d", op->channel_inputs);
+    check(!op->channel_inputs || op->channel_role == OD_CHANNELS_ELEMENTWISE ||
+              op->channel_role == OD_CHANNELS_PER_CHANNEL || op->channel_role == OD_CHANNELS_NORMALIZES,
+          name, "channel_inputs on an op that does not keep its channels");
 }
 
 /* The per-sample fact decides micro-batching (plan_split.c): the ops it always holds for, and
@@ -76,9 +82,53 @@ static void check_weight_axis(void) {
     check(od_node_weight_axis(&gemm, 2) == 0, "Gemm transB", "weight axis %d, want 0", od_node_weight_axis(&gemm, 2));
 }
 
+/* The channel facts shrink follows (od_node_channel_role, od_node_channel_inputs): ops the
+ * runtime runs read their descriptor, a few it does not run read the facts-only table; another
+ * domain or an unknown op is OD_CHANNELS_UNKNOWN (shrink pins its inputs). */
+static void check_channel_facts(void) {
+    static const struct {
+        const char *domain, *op;
+        od_channel_role role;
+        int inputs;
+    } cases[] = {{"", "Relu", OD_CHANNELS_ELEMENTWISE, 0},
+                 {"", "Softmax", OD_CHANNELS_ELEMENTWISE, 0},
+                 {"", "PRelu", OD_CHANNELS_ELEMENTWISE, 1},
+                 {"", "Add", OD_CHANNELS_BROADCAST, 0},
+                 {"", "Where", OD_CHANNELS_BROADCAST, 0},
+                 {"", "Equal", OD_CHANNELS_BROADCAST, 0},
+                 {"", "Sum", OD_CHANNELS_BROADCAST, 0},
+                 {"", "MaxPool", OD_CHANNELS_PER_CHANNEL, 0},
+                 {"", "BatchNormalization", OD_CHANNELS_PER_CHANNEL, 4},
+                 {"", "LayerNormalization", OD_CHANNELS_NORMALIZES, 2},
+                 {"", "Conv", OD_CHANNELS_MIXES, 0},
+                 {"ai.onnx", "MatMul", OD_CHANNELS_MIXES, 0},
+                 {"", "Concat", OD_CHANNELS_CONCATENATES, 0},
+                 {"", "ReduceL2", OD_CHANNELS_REDUCES, 0},
+                 {"", "ArgMin", OD_CHANNELS_REDUCES, 0},
+                 {"", "Reshape", OD_CHANNELS_MOVES, 0},
+                 {"", "Shape", OD_CHANNELS_NONE, 0},
+                 {"", "InstanceNormalization", OD_CHANNELS_PER_CHANNEL, 2},
+                 {"", "LRN", OD_CHANNELS_PER_CHANNEL, 0},
+                 {"", "Gelu", OD_CHANNELS_ELEMENTWISE, 0},
+                 {"", "Resize", OD_CHANNELS_MOVES, 0},
+                 {"", "BitShift", OD_CHANNELS_BROADCAST, 0},
+                 {"com.microsoft", "Relu", OD_CHANNELS_UNKNOWN, 0},
+                 {"com.microsoft", "InstanceNormalization", OD_CHANNELS_UNKNOWN, 0},
+                 {"", "NoSuchOp", OD_CHANNELS_UNKNOWN, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        od_node node = {.name = "n", .op_type = (char *)cases[i].op, .domain = (char *)cases[i].domain};
+        od_channel_role role = od_node_channel_role(&node);
+        int inputs = od_node_channel_inputs(&node);
+        check(role == cases[i].role && inputs == cases[i].inputs, cases[i].op,
+              "channel role %d with %d channel inputs, want %d with %d", (int)role, inputs,
+              (int)cases[i].role, cases[i].inputs);
+    }
+}
+
 int main(void) {
     check_per_sample();
     check_weight_axis();
+    check_channel_facts();
     int n = 0;
     for (const char *const *name = od_op_names(); *name; name++, n++) check_desc(*name);
     check(n >= 80, "op table", "only %d ops", n);
