@@ -853,8 +853,7 @@ static od_status pass_share(od_graph *g, od_pass_stats *stats, od_error *err) {
  * copy on its own. A weight of rank >= 2 read as the weight of several layers (Conv, Gemm,
  * MatMul, the table of a Gather) is truly tied and stays shared. */
 static bool is_weight_slot(const od_node *n, int k) {
-    return (k == 1 && (is_op(n, "Conv") || is_op(n, "ConvTranspose") || is_op(n, "Gemm") ||
-                       is_op(n, "MatMul"))) ||
+    return (k == 1 && od_node_channel_role(n) == OD_CHANNELS_MIXES) ||
            (k == 0 && is_op(n, "Gather"));
 }
 
