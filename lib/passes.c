@@ -23,38 +23,6 @@ static bool is_op(const od_node *n, const char *op_type) {
 
 /* ---- editing helpers ------------------------------------------------------------ */
 
-static void attr_free(od_attr *a) {
-    free(a->name);
-    free(a->s.data);
-    od_tensor_destroy(a->t);
-    free(a->floats);
-    free(a->ints);
-    if (a->strings)
-        for (size_t i = 0; i < a->count; i++)
-            free(a->strings[i].data);
-    free(a->strings);
-    if (a->tensors)
-        for (size_t i = 0; i < a->count; i++)
-            od_tensor_clear(&a->tensors[i]);
-    free(a->tensors);
-    free(a->opaque.data);
-    free(a->ref_attr_name);
-    memset(a, 0, sizeof *a);
-}
-
-void od_pass_node_free(od_node *n) {
-    free(n->name);
-    free(n->op_type);
-    free(n->domain);
-    free(n->inputs);
-    free(n->outputs);
-    for (int a = 0; a < n->n_attrs; a++)
-        attr_free(&n->attrs[a]);
-    free(n->attrs);
-    free(n->doc_string);
-    memset(n, 0, sizeof *n);
-}
-
 int64_t od_pass_attr_int(const od_node *n, const char *name, int64_t dflt) {
     const od_attr *a = od_node_attr(n, name);
     return a && a->type == OD_ATTR_INT ? a->i : dflt;
@@ -142,7 +110,7 @@ int od_pass_add_node(od_graph *g, const char *op_type, const char *name, int n_i
     n->inputs = malloc(sizeof(int) * (size_t)(n_in ? n_in : 1));
     n->outputs = malloc(sizeof(int) * (size_t)(n_out ? n_out : 1));
     if (!n->op_type || !n->domain || !n->inputs || !n->outputs) {
-        od_pass_node_free(n);
+        od_node_clear(n);
         g->n_nodes--;
         oom(err);
         return -1;
@@ -161,7 +129,7 @@ static od_attr *attr_slot(od_node *n, const char *name, od_error *err) {
         if (strcmp(n->attrs[a].name, name) == 0) {
             char *keep = n->attrs[a].name;
             n->attrs[a].name = NULL;
-            attr_free(&n->attrs[a]);
+            od_attr_clear(&n->attrs[a]);
             n->attrs[a].name = keep;
             return &n->attrs[a];
         }
@@ -200,7 +168,7 @@ od_status od_pass_set_attr_float(od_node *n, const char *name, float v, od_error
 void od_pass_remove_attr(od_node *n, const char *name) {
     for (int a = 0; a < n->n_attrs; a++)
         if (strcmp(n->attrs[a].name, name) == 0) {
-            attr_free(&n->attrs[a]);
+            od_attr_clear(&n->attrs[a]);
             memmove(&n->attrs[a], &n->attrs[a + 1],
                     sizeof *n->attrs * (size_t)(n->n_attrs - a - 1));
             n->n_attrs--;
@@ -233,7 +201,7 @@ od_status od_pass_compact(od_graph *g, const bool *drop, od_error *err) {
     int w = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         if (drop && drop[i]) {
-            od_pass_node_free(&g->nodes[i]);
+            od_node_clear(&g->nodes[i]);
             continue;
         }
         if (w != i) g->nodes[w] = g->nodes[i];

@@ -4,9 +4,6 @@
 
 #include "od_passes.h"
 
-/* Frees a node's contents and zeroes it. */
-void od_pass_node_free(od_node *n);
-
 /* Removes the nodes with drop[i] set (drop may be NULL), forgets the values nothing refers to
  * any more (value_info entries included; value_info of graph inputs, outputs and initializers
  * goes too), then sorts and checks the graph (od_graph_check). */

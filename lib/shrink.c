@@ -116,43 +116,12 @@ static od_status attr_set_float(od_node *n, const char *name, float v, od_error 
 
 /* ---- graph editing ------------------------------------------------------------------- */
 
-static void attr_free(od_attr *a) {
-    free(a->name);
-    free(a->s.data);
-    od_tensor_destroy(a->t);
-    free(a->floats);
-    free(a->ints);
-    if (a->strings)
-        for (size_t i = 0; i < a->count; i++)
-            free(a->strings[i].data);
-    free(a->strings);
-    if (a->tensors)
-        for (size_t i = 0; i < a->count; i++)
-            od_tensor_clear(&a->tensors[i]);
-    free(a->tensors);
-    free(a->opaque.data);
-    free(a->ref_attr_name);
-}
-
-static void node_free(od_node *n) {
-    free(n->name);
-    free(n->op_type);
-    free(n->domain);
-    free(n->inputs);
-    free(n->outputs);
-    for (int a = 0; a < n->n_attrs; a++)
-        attr_free(&n->attrs[a]);
-    free(n->attrs);
-    free(n->doc_string);
-    memset(n, 0, sizeof *n);
-}
-
 /* Removes the nodes marked in drop (order kept). */
 static void remove_nodes(od_graph *g, const bool *drop) {
     int k = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         if (drop[i]) {
-            node_free(&g->nodes[i]);
+            od_node_clear(&g->nodes[i]);
             continue;
         }
         g->nodes[k++] = g->nodes[i];

@@ -214,6 +214,9 @@ int od_graph_intern_value(od_graph *g, const char *name);
 int od_graph_add_value(od_graph *g, const char *name);
 /* Appends an empty node; returns its index or -1 when out of memory. */
 int od_graph_add_node(od_graph *g);
+/* Free an attribute's or a node's contents and zero it (graph editing: a dropped node). */
+void od_attr_clear(od_attr *a);
+void od_node_clear(od_node *n);
 const od_attr *od_node_attr(const od_node *n, const char *name);
 int64_t od_model_opset(const od_model *m, const char *domain); /* 0 when not imported */
 const char *od_model_meta(const od_model *m, const char *key);   /* NULL when absent */
