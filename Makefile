@@ -50,7 +50,7 @@ TEST_SRC    := $(wildcard tests/test_*.c tests/bench_*.c)
 TEST_BIN    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 LIBS        := $(BUILD)/libonnxdistill.a $(BUILD)/libonnxdistill.so
 
-.PHONY: all deps test demo asan bench paper clean format fuzz fuzz-bin install
+.PHONY: all deps test demo asan bench paper vit clean format fuzz fuzz-bin install
 all: $(BUILD)/onnx-distill $(LIBS) $(BUILD)/onnx-distill.1 $(TEST_BIN)
 
 # Installs what is missing (as root, through apt-get); does nothing when all is there.
@@ -149,6 +149,11 @@ demo: deps
 paper: deps
 	$(MAKE) all
 	tests/paper.sh
+
+# issue 14's ViT bar: a ViT teacher trained on Fashion-MNIST, its width/depth 0.5 student
+vit: deps
+	$(MAKE) all
+	BUILD=$(BUILD) tests/vit.sh
 
 bench: deps
 	$(MAKE) all

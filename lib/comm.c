@@ -79,6 +79,13 @@ od_status od_comm_allgather(od_comm *c, const float *mine, const int64_t *counts
     return OD_STATUS_OK;
 }
 
+od_status od_comm_allgather_bytes(od_comm *c, const void *mine, const int64_t *counts, void *all,
+                                  od_error *err) {
+    IF_MPI(od_comm_mpi_allgather_bytes(c, mine, counts, all, err));
+    if (all != mine) memmove(all, mine, (size_t)counts[0]);
+    return OD_STATUS_OK;
+}
+
 od_status od_comm_bcast(od_comm *c, void *buf, size_t bytes, int root, od_error *err) {
     IF_MPI(od_comm_mpi_bcast(c, buf, bytes, root, err));
     return OD_STATUS_OK;

@@ -18,6 +18,8 @@ void od_comm_mpi_finalize(od_comm *c);
 od_status od_comm_mpi_allreduce_sum(od_comm *c, float *buf, int64_t n, od_error *err);
 od_status od_comm_mpi_allgather(od_comm *c, const float *mine, const int64_t *counts, float *all,
                                 od_error *err);
+od_status od_comm_mpi_allgather_bytes(od_comm *c, const void *mine, const int64_t *counts,
+                                      void *all, od_error *err);
 od_status od_comm_mpi_bcast(od_comm *c, void *buf, size_t bytes, int root, od_error *err);
 od_status od_comm_mpi_barrier(od_comm *c, od_error *err);
 void od_comm_mpi_abort(od_comm *c, int code);

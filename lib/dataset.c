@@ -183,6 +183,24 @@ static od_status od_gz_read_all(gzFile f, const char *path, size_t n, const char
     return OD_STATUS_OK;
 }
 
+/* Reads and drops n bytes (the samples outside a shard); what as for od_gz_read_all. */
+static od_status od_gz_skip(gzFile f, const char *path, size_t n, const char *what, size_t total,
+                            size_t done, od_error *err) {
+    uint8_t buf[1 << 16];
+    for (size_t left = n; left > 0;) {
+        size_t k, want = left < sizeof buf ? left : sizeof buf;
+        od_status st = od_gz_read_some(f, path, buf, want, &k, err);
+        if (st) return st;
+        if (k < want)
+            return od_error_set(err, OD_STATUS_INVALID_MODEL,
+                                "%s: truncated: the header announces %s (%zu bytes), only %zu "
+                                "follow it",
+                                path, what, total, done + (n - left) + k);
+        left -= k;
+    }
+    return OD_STATUS_OK;
+}
+
 /* After the data a header announced: nothing more, and a clean end of the gzip stream. */
 static od_status od_gz_check_end(gzFile f, const char *path, od_error *err) {
     if (gzgetc(f) != -1)
@@ -197,9 +215,11 @@ static od_status od_gz_check_end(gzFile f, const char *path, od_error *err) {
  * Big-endian: 0x00 0x00, element type (0x08: unsigned byte), number of dims, then one uint32
  * per dim, then the data. */
 
-static od_status od_idx_read(const char *path, bool labels, int *rank_out, int64_t dims[4],
+static od_status od_idx_read(const char *path, bool labels, const od_image_options *shard,
+                             int *rank_out, int64_t dims[4], int64_t *first, int64_t *held,
                              uint8_t **data, od_error *err) {
     *data = NULL;
+    *first = *held = 0;
     gzFile f;
     od_status st = od_gz_open(path, &f, err);
     if (st) return st;
@@ -259,7 +279,22 @@ static od_status od_idx_read(const char *path, bool labels, int *rank_out, int64
         else
             wn += (size_t)snprintf(what + wn, sizeof what - wn, "%s%" PRIu64, i > 1 ? "x" : "", v);
     }
-    if ((st = od_gz_read_all(f, path, (size_t)total, what, data, err))) goto cleanup;
+    if (shard && shard->shards > 1 && dims[0] > 0) { /* only this shard's rows are kept */
+        int64_t n = dims[0], row = (int64_t)(total / (uint64_t)n);
+        int64_t L = shard->shard_limit > 0 && shard->shard_limit < n ? shard->shard_limit : n;
+        int64_t lo = L * shard->shard / shard->shards, hi = L * (shard->shard + 1) / shard->shards;
+        *first = lo, *held = hi - lo;
+        if ((st = od_gz_skip(f, path, (size_t)(lo * row), what, (size_t)total, 0, err)) ||
+            (st = od_gz_read_all(f, path, (size_t)((hi - lo) * row), what, data, err)))
+            goto cleanup;
+        if ((st = od_gz_skip(f, path, (size_t)((n - hi) * row), what, (size_t)total,
+                             (size_t)(hi * row), err))) {
+            free(*data);
+            *data = NULL;
+            goto cleanup;
+        }
+    } else if ((st = od_gz_read_all(f, path, (size_t)total, what, data, err)))
+        goto cleanup;
     if ((st = od_gz_check_end(f, path, err))) {
         free(*data);
         *data = NULL;
@@ -271,10 +306,11 @@ cleanup:
     return st;
 }
 
-static od_status od_idx_images(const char *path, od_dataset *d, od_error *err) {
+static od_status od_idx_images(const char *path, const od_image_options *shard, od_dataset *d,
+                                od_error *err) {
     int rank = 0;
     int64_t dims[4];
-    od_status st = od_idx_read(path, false, &rank, dims, &d->u8, err);
+    od_status st = od_idx_read(path, false, shard, &rank, dims, &d->first, &d->held, &d->u8, err);
     if (st) return st;
     d->n = dims[0];
     if (rank == 2) { /* [N, D]: flat samples */
@@ -295,8 +331,9 @@ static od_status od_idx_images(const char *path, od_dataset *d, od_error *err) {
 static od_status od_idx_labels(const char *path, od_dataset *d, od_error *err) {
     int rank = 0;
     int64_t dims[4];
+    int64_t first, held;
     uint8_t *raw;
-    od_status st = od_idx_read(path, true, &rank, dims, &raw, err);
+    od_status st = od_idx_read(path, true, NULL, &rank, dims, &first, &held, &raw, err);
     if (st) return st;
     if (dims[0] != d->n) {
         free(raw);
@@ -314,7 +351,8 @@ static od_status od_idx_labels(const char *path, od_dataset *d, od_error *err) {
     return OD_STATUS_OK;
 }
 
-static od_status od_idx_load(const char *dir, od_data_split *out, od_error *err) {
+static od_status od_idx_load(const char *dir, const od_image_options *io, od_data_split *out,
+                              od_error *err) {
     static const char *const names[4][2] = {
         {"train-images-idx3-ubyte", "train-images.idx3-ubyte"},
         {"train-labels-idx1-ubyte", "train-labels.idx1-ubyte"},
@@ -331,7 +369,7 @@ static od_status od_idx_load(const char *dir, od_data_split *out, od_error *err)
                                 "%s/%s[.gz]: no such file (an IDX dataset needs "
                                 "training and test images)",
                                 dir, img[0]);
-        if ((st = od_idx_images(path, d, err))) return st;
+        if ((st = od_idx_images(path, split ? NULL : io, d, err))) return st;
         if (split &&
             (d->rank != out->train.rank || memcmp(d->dims, out->train.dims, sizeof d->dims) != 0)) {
             char a[96], b[96];
@@ -944,7 +982,7 @@ static od_status od_load_dir(const char *dir, const od_image_options *img, od_da
     char p[OD_PATH_MAX];
     if (od_find(dir, "train-images-idx3-ubyte", p, sizeof p) ||
         od_find(dir, "train-images.idx3-ubyte", p, sizeof p))
-        return od_idx_load(dir, out, err);
+        return od_idx_load(dir, img, out, err);
     if (od_find(dir, "data_batch_1.bin", p, sizeof p)) return od_cifar_load(dir, false, out, err);
     if (od_find(dir, "train.bin", p, sizeof p)) return od_cifar_load(dir, true, out, err);
     static const char *const subs[] = {"cifar-10-batches-bin", "cifar-100-binary"};
@@ -1212,7 +1250,7 @@ void od_dataset_fill(const od_dataset *d, const od_preprocess *p, const int64_t 
             for (int v = 0; v < 256; v++)
                 lut[c][v] = ((float)v * p->scale - p->mean[c]) / p->std[c];
         for (int64_t i = 0; i < count; i++) {
-            const uint8_t *src = d->u8 + idx[i] * ss;
+            const uint8_t *src = d->u8 + (idx[i] - d->first) * ss;
             float *dst = out + i * ss;
             for (int c = 0; c < nc; c++) {
                 const float *l = lut[c];

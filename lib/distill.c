@@ -373,6 +373,46 @@ static void fill_samples(const od_dataset *train, const od_dataset *unl, int64_t
     }
 }
 
+/* ---- a training set held in shards (od_dataset.held: several ranks, IDX data) --------------------
+ * Rank r holds samples [n_all*r/N, n_all*(r+1)/N) (lib/dataset.c reads no others); the samples
+ * another rank needs travel as raw bytes (a global batch) or as logits (validation). */
+
+static bool sharded(const od_dataset *d) {
+    return d->held > 0;
+}
+static int64_t shard_lo(int64_t n_all, int r, int ranks) {
+    return n_all * r / ranks;
+}
+static int owner_of(int64_t i, int64_t n_all, int ranks) {
+    int r = (int)(i * ranks / (n_all > 0 ? n_all : 1));
+    while (r + 1 < ranks && shard_lo(n_all, r + 1, ranks) <= i) r++;
+    while (r > 0 && shard_lo(n_all, r, ranks) > i) r--;
+    return r;
+}
+
+/* Every rank gets the raw samples idx[0..n) into rows ([n, sample] bytes, position order): each
+ * gives those it holds, in position order, and the gathered runs are put back in place. */
+static od_status gather_rows(od_comm *comm, const od_dataset *d, int64_t n_all, const int64_t *idx, int64_t n,
+                             uint8_t *rows, od_error *err) {
+    int ranks = od_comm_size(comm), me = od_comm_rank(comm);
+    int64_t ss = od_dataset_sample_size(d), counts[256] = {0}, k = 0;
+    if (ranks > 256) return od_error_set(err, OD_STATUS_UNSUPPORTED, "distill: a sharded data set on at most 256 ranks");
+    uint8_t *buf = malloc((size_t)(2 * n * ss) + 1);
+    if (!buf) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory for a batch");
+    uint8_t *mine = buf + n * ss;
+    for (int64_t p = 0; p < n; p++) {
+        int o = owner_of(idx[p], n_all, ranks);
+        counts[o] += ss;
+        if (o == me) memcpy(mine + (k++) * ss, d->u8 + (idx[p] - d->first) * ss, (size_t)ss);
+    }
+    od_status st = od_comm_allgather_bytes(comm, mine, counts, buf, err);
+    for (int r = 0, q = 0; !st && r < ranks; r++)
+        for (int64_t p = 0; p < n; p++)
+            if (owner_of(idx[p], n_all, ranks) == r) memcpy(rows + p * ss, buf + (q++) * ss, (size_t)ss);
+    free(buf);
+    return st;
+}
+
 /* The loss of n samples of the global batch from position first: the teacher's (noisy) targets,
  * and cross-entropy on labels when asked for. Unlabelled samples (index n_labelled and above)
  * get the logit term alone, also with --loss labels. */
@@ -386,10 +426,16 @@ typedef struct batch_ctx {
     float *noisy;         /* scratch for the student's perturbed output, as large as targets */
     int64_t classes;
     int64_t n_labelled;   /* samples from here on are opt->unlabeled's */
+    const od_dataset *staged; /* a sharded training set: the global batch's samples, gathered (rows in position order) */
+    const int64_t *positions; /* 0, 1, ..: the staged rows */
 } batch_ctx;
 
 static void batch_fill(void *ctx, float *input, int64_t first, int64_t n) {
     const batch_ctx *c = ctx;
+    if (c->staged) {
+        od_dataset_fill(c->staged, c->pre, c->positions + first, n, input);
+        return;
+    }
     fill_samples(c->train, c->opt->unlabeled, c->n_labelled, c->pre, c->bi + first, n, input);
 }
 
@@ -513,15 +559,52 @@ static bool str_addf(char **s, size_t *len, size_t *cap, const char *fmt, ...) {
 /* Every setting that changes the trained student, one "name value" line each (names as the
  * command line spells them): the student's parameter shapes, the options, the preprocessing, and
  * the identity of the training data and of the teacher's logits on it. NULL when out of memory. */
+/* The training samples' identity for the settings. Bytes: SHA-256 over one 64-bit hash per
+ * sample, so that ranks holding shards compute (hash theirs, gather the hashes) what one process
+ * holding them all does. Floats (never sharded): SHA-256 of the data. */
+static uint64_t sample_hash(const uint8_t *p, int64_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        h = (h ^ v) * 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    for (; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static od_status samples_identity(const od_dataset *train, int64_t n_all, od_comm *comm, char out[65], od_error *err) {
+    int64_t ss = od_dataset_sample_size(train);
+    if (!train->u8) {
+        od_sha256_hex(train->f32, sizeof(float) * (size_t)(n_all * ss), out);
+        return OD_STATUS_OK;
+    }
+    int ranks = sharded(train) ? od_comm_size(comm) : 1, me = sharded(train) ? od_comm_rank(comm) : 0;
+    int64_t lo = shard_lo(n_all, me, ranks), hi = shard_lo(n_all, me + 1, ranks), counts[256];
+    if (ranks > 256) return od_error_set(err, OD_STATUS_UNSUPPORTED, "distill: a sharded data set on at most 256 ranks");
+    if (sharded(train) && (train->first != lo || train->first + train->held < hi))
+        return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: internal: rank %d holds samples %lld.., not its shard %lld..%lld",
+                            me, (long long)train->first, (long long)lo, (long long)hi);
+    uint64_t *h = malloc(sizeof(uint64_t) * (size_t)(n_all + hi - lo) + 8), *mine = h + n_all;
+    if (!h) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int64_t i = lo; i < hi; i++) mine[i - lo] = sample_hash(train->u8 + (i - train->first) * ss, ss);
+    for (int r = 0; r < ranks; r++) counts[r] = (int64_t)sizeof(uint64_t) * (shard_lo(n_all, r + 1, ranks) - shard_lo(n_all, r, ranks));
+    od_status st = ranks > 1 ? od_comm_allgather_bytes(comm, mine, counts, h, err) : OD_STATUS_OK;
+    if (ranks == 1) memcpy(h, mine, sizeof(uint64_t) * (size_t)n_all);
+    if (!st) od_sha256_hex(h, sizeof(uint64_t) * (size_t)n_all, out);
+    free(h);
+    return st;
+}
+
 static char *run_settings(const weight_set *w, const od_distill_options *o, const od_preprocess *pre,
-                          const od_dataset *train, int64_t n_all, const distill_cache *tc) {
+                          const od_dataset *train, int64_t n_all, const char *samples, const distill_cache *tc) {
     static const char *const losses[] = {"l2", "kd", "labels"}, *const scheds[] = {"constant", "step", "cosine"},
                              *const optims[] = {"sgd", "adam", "adamw"};
-    char shapes[65], samples[65], labels[65] = "none", logits[65];
+    char shapes[65], labels[65] = "none", logits[65];
     od_sha256_hex(w->count, sizeof(int64_t) * (size_t)w->n, shapes);
     int64_t sample = od_dataset_sample_size(train);
-    if (train->u8) od_sha256_hex(train->u8, (size_t)(n_all * sample), samples);
-    else od_sha256_hex(train->f32, sizeof(float) * (size_t)(n_all * sample), samples);
     if (train->labels) od_sha256_hex(train->labels, sizeof(int32_t) * (size_t)n_all, labels);
     od_sha256_hex(tc->train, sizeof(float) * (size_t)(tc->n * tc->classes), logits);
     char each[65] = "", unl[65] = "";
@@ -688,9 +771,45 @@ static float lr_at(const od_distill_options *o, double epoch_pos) {
 }
 
 /* Evaluates the student's current weights on a subset of a dataset. */
+/* model_logits of samples idx[0..n) of a sharded set: each rank those it holds, then gathered
+ * into position order. */
+static od_status gathered_logits(od_comm *comm, const od_model *m, const od_dataset *d, int64_t n_all, const int64_t *idx,
+                                 int64_t n, const od_preprocess *pre, int threads, int64_t classes, float **logits_out,
+                                 od_error *err) {
+    int ranks = od_comm_size(comm), me = od_comm_rank(comm);
+    int64_t counts[256] = {0}, k = 0;
+    if (ranks > 256) return od_error_set(err, OD_STATUS_UNSUPPORTED, "distill: a sharded data set on at most 256 ranks");
+    *logits_out = NULL;
+    int64_t *sel = malloc(sizeof(int64_t) * (size_t)n + 1);
+    float *all = malloc(sizeof(float) * (size_t)(n * classes) + 1), *z = NULL, *out = malloc(sizeof(float) * (size_t)(n * classes) + 1);
+    od_status st = OD_STATUS_OK;
+    if (!sel || !all || !out) {
+        st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory for logits");
+        goto done;
+    }
+    for (int64_t p = 0; p < n; p++) {
+        int o = owner_of(idx[p], n_all, ranks);
+        counts[o] += classes;
+        if (o == me) sel[k++] = idx[p];
+    }
+    int64_t c = classes;
+    if (k > 0 && (st = model_logits(m, d, sel, k, pre, threads, NULL, &z, &c, err))) goto done;
+    if ((st = od_comm_allgather(comm, z, counts, all, err))) goto done;
+    for (int r = 0, q = 0; r < ranks; r++)
+        for (int64_t p = 0; p < n; p++)
+            if (owner_of(idx[p], n_all, ranks) == r) memcpy(out + p * classes, all + (q++) * classes, sizeof(float) * (size_t)classes);
+    *logits_out = out, out = NULL;
+done:
+    free(sel);
+    free(all);
+    free(z);
+    free(out);
+    return st;
+}
+
 static od_status eval_subset(od_model *student, const od_dataset *d, const int64_t *idx, int64_t n, const od_preprocess *pre,
-                             const float *teacher_logits, int threads, double *acc, double *agree, bool *collapsed,
-                             od_error *err) {
+                             const float *teacher_logits, int threads, od_comm *comm, int64_t n_all, int64_t n_classes,
+                             double *acc, double *agree, bool *collapsed, od_error *err) {
     *acc = *agree = -1;
     *collapsed = false;
     if (n <= 0) return OD_STATUS_OK;
@@ -700,8 +819,9 @@ static od_status eval_subset(od_model *student, const od_dataset *d, const int64
     if (d->labels && !labels) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     for (int64_t i = 0; d->labels && i < n; i++) labels[i] = d->labels[idx[i]];
     float *logits = NULL;
-    int64_t classes = 0;
-    od_status st = model_logits(student, d, idx, n, pre, threads, NULL, &logits, &classes, err);
+    int64_t classes = n_classes;
+    od_status st = sharded(d) ? gathered_logits(comm, student, d, n_all, idx, n, pre, threads, classes, &logits, err)
+                              : model_logits(student, d, idx, n, pre, threads, NULL, &logits, &classes, err);
     if (!st) {
         *acc = od_accuracy(logits, labels, n, classes);
         float *tl = malloc(sizeof(float) * (size_t)(n * classes) + 1);
@@ -813,7 +933,8 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
 
     float *tlog = NULL, *test_tlog = NULL, *targets = NULL, *noise = NULL, *noisy = NULL, *best_snapshot = NULL;
     char *settings = NULL;
-    int64_t *order = NULL, *idx = NULL, *base_order = NULL, classes = 0;
+    int64_t *order = NULL, *idx = NULL, *base_order = NULL, *staged_pos = NULL, classes = 0;
+    uint8_t *staged_rows = NULL; /* a sharded training set: the global batch's samples */
     od_trainer *tr = NULL;
     od_dp *dp = NULL; /* data-parallel: several ranks, or --deterministic */
     od_optim *optim = NULL;
@@ -886,7 +1007,9 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
     rs.stats = calloc((size_t)opt->epochs + 1, sizeof(od_epoch_stats));
     best_snapshot = rs.best;
     if (!rs.best || !rs.stats) goto oom;
-    if (!(settings = run_settings(&w, opt, pre, train, n_all, &cache))) goto oom;
+    char samples_id[65];
+    if ((st = samples_identity(train, n_all, opt->comm, samples_id, err))) goto done;
+    if (!(settings = run_settings(&w, opt, pre, train, n_all, samples_id, &cache))) goto oom;
     rs.settings = settings;
     rs.h.settings_len = strlen(settings);
     rs.h.best_score = -1;
@@ -902,6 +1025,19 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
     }
     res->t_load = od_seconds() - t0 - t_logits;
 
+    /* a sharded training set: each global batch's samples gathered from the ranks holding them */
+    od_dataset staged = *train;
+    if (sharded(train)) {
+        if (!dp || unl) {
+            st = od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: internal: a sharded training set needs several ranks and no unlabelled data");
+            goto done;
+        }
+        staged.n = opt->batch, staged.first = staged.held = 0, staged.labels = NULL, staged.f32 = NULL, staged.map_base = NULL;
+        staged.u8 = malloc((size_t)(opt->batch * od_dataset_sample_size(train)) + 1);
+        if (!(staged_pos = malloc(sizeof(int64_t) * (size_t)opt->batch)) || !staged.u8) goto oom;
+        for (int64_t i = 0; i < opt->batch; i++) staged_pos[i] = i;
+        staged_rows = staged.u8;
+    }
     int64_t batches = n_train / opt->batch;
     if (opt->batches_per_epoch > 0 && opt->batches_per_epoch < batches) batches = opt->batches_per_epoch;
     double t_train = od_seconds(), comm0 = od_comm_seconds(opt->comm);
@@ -916,10 +1052,12 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
                 res->interrupted = true;
                 goto finish;
             }
+            od_phases_lap(-1);
             const int64_t *bi = train_idx + b * opt->batch;
             if (!dp) fill_samples(train, unl, n_all, pre, bi, opt->batch, od_trainer_input(tr));
             if (!dp && opt->augment && train->rank == 3)
                 od_augment_batch(od_trainer_input(tr), opt->batch, train->dims[0], train->dims[1], train->dims[2], &rng);
+            if (!dp) od_phases_lap(OD_PH_FILL);
             float sigma = opt->sigma;
             if (opt->sigma_hi > 0) sigma = (float)(opt->sigma_lo + (opt->sigma_hi - opt->sigma_lo) * od_rng_uniform(&rng));
             for (int64_t i = 0; i < opt->batch; i++) {
@@ -936,7 +1074,13 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
                 if (sigma > 0 && od_rng_uniform(&rng) < opt->alpha)
                     for (int64_t j = 0; j < classes; j++) f[j] *= 1.0f + sigma * od_rng_normal(&rng);
             }
-            batch_ctx bc = {opt, train, pre, bi, targets, sigma > 0 ? noise : NULL, noisy, classes, n_all};
+            od_phases_lap(OD_PH_TARGETS);
+            batch_ctx bc = {opt, train, pre, bi, targets, sigma > 0 ? noise : NULL, noisy, classes, n_all, NULL, NULL};
+            if (staged_rows) {
+                if ((st = gather_rows(opt->comm, train, n_all, bi, opt->batch, staged_rows, err))) goto done;
+                bc.staged = &staged, bc.positions = staged_pos;
+                od_phases_lap(OD_PH_FILL);
+            }
             float loss = 0;
             if (dp) {
                 bool stop = false;
@@ -948,7 +1092,9 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
                 }
             } else {
                 if ((st = od_trainer_forward(tr, true, err))) goto done;
+                od_phases_lap(OD_PH_FORWARD);
                 loss = batch_loss(&bc, od_trainer_output(tr), 0, opt->batch, od_trainer_output_grad(tr));
+                od_phases_lap(OD_PH_LOSS);
             }
             if (!isfinite(loss)) {
                 st = od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
@@ -958,7 +1104,9 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
             }
             loss_sum += loss;
             if (!dp && (st = od_trainer_backward(tr, err))) goto done;
+            if (!dp) od_phases_lap(OD_PH_BACKWARD);
             od_optim_step(optim, lr_at(opt, epoch + (double)b / (double)batches));
+            od_phases_lap(OD_PH_OPTIM);
             if (opt->progress && (b % 20 == 0 || b + 1 == batches)) {
                 double el = od_seconds() - te, sps = (double)(b + 1) * opt->batch / (el > 0 ? el : 1e-9);
                 od_distill_progress p = {epoch + 1, opt->epochs, b + 1, batches, loss_sum / (double)(b + 1), sps,
@@ -973,10 +1121,10 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
         es->samples_per_s = (double)(batches * opt->batch) / es->seconds;
         es->comm_seconds = od_comm_seconds(opt->comm) - comm_e;
         bool collapsed = false, c2 = false;
-        if ((st = eval_subset(student, train, val_idx, n_val, pre, tlog, opt->threads, &es->val_acc, &es->val_agree, &collapsed, err)))
+        if ((st = eval_subset(student, train, val_idx, n_val, pre, tlog, opt->threads, opt->comm, n_all, classes, &es->val_acc, &es->val_agree, &collapsed, err)))
             goto done;
         for (int64_t i = 0; i < test->n; i++) idx[i] = i;
-        if (test->n > 0 && (st = eval_subset(student, test, idx, test->n, pre, test_tlog, opt->threads, &es->test_acc,
+        if (test->n > 0 && (st = eval_subset(student, test, idx, test->n, pre, test_tlog, opt->threads, opt->comm, test->n, classes, &es->test_acc,
                                              &es->test_agree, &c2, err)))
             goto done;
         for (int i = 0; i < w.n && !st; i++)
@@ -1010,6 +1158,7 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
         }
     }
 finish:
+    od_phases_report(opt->comm);
     res->t_train = od_seconds() - t_train;
     res->t_comm = od_comm_seconds(opt->comm) - comm0;
     res->n_epochs = rs.h.epochs_done;
@@ -1062,6 +1211,8 @@ done:
     free(noise);
     free(noisy);
     free(order);
+    free(staged_pos);
+    free(staged_rows);
     free(base_order);
     free(idx);
     return st;

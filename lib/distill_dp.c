@@ -1,8 +1,10 @@
 /* Data-parallel steps over a communicator (see distill_dp.h). */
 #include "distill_dp.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define OD_DP_DETERMINISTIC_SLICES 4
 
@@ -131,14 +133,19 @@ od_status od_dp_step(od_dp *dp, const od_dp_batch *batch, bool stop, float *loss
         float *v = mine + (int64_t)j * dp->len;
         buffers_copy(dp, dp->snapshot, false);
         int64_t first = (int64_t)(dp->first + j) * dp->slice_batch;
+        od_phases_lap(OD_PH_PACK);
         batch->fill(batch->ctx, od_trainer_input(tr), first, dp->slice_batch);
+        od_phases_lap(OD_PH_FILL);
         if ((st = od_trainer_forward(tr, true, err))) return st;
+        od_phases_lap(OD_PH_FORWARD);
         float *grad = od_trainer_output_grad(tr);
         float l = batch->loss(batch->ctx, od_trainer_output(tr), first, dp->slice_batch, grad);
         int64_t nout = dp->slice_batch * od_trainer_classes(tr);
         for (int64_t i = 0; i < nout; i++)
             grad[i] *= scale;
+        od_phases_lap(OD_PH_LOSS);
         if ((st = od_trainer_backward(tr, err))) return st;
+        od_phases_lap(OD_PH_BACKWARD);
         od_param *ps;
         int np = od_trainer_params(tr, &ps);
         float *g = v;
@@ -148,6 +155,7 @@ od_status od_dp_step(od_dp *dp, const od_dp_batch *batch, bool stop, float *loss
         v[dp->len - 2] = l * scale;
         v[dp->len - 1] = stop ? 1.0f : 0.0f;
     }
+    od_phases_lap(OD_PH_PACK);
     if (dp->deterministic) {
         int n = od_comm_size(dp->comm);
         int64_t counts[256];
@@ -170,6 +178,7 @@ od_status od_dp_step(od_dp *dp, const od_dp_batch *batch, bool stop, float *loss
                 dp->vec[i] += dp->vec[(int64_t)j * dp->len + i];
         if ((st = od_comm_allreduce_sum(dp->comm, dp->vec, dp->len, err))) return st;
     }
+    od_phases_lap(OD_PH_REDUCE);
     float *v = dp->vec;
     for (int i = 0; i < dp->n_params; i++, v += dp->params[i - 1].count)
         memcpy(dp->params[i].grad, v, sizeof(float) * (size_t)dp->params[i].count);
@@ -178,5 +187,48 @@ od_status od_dp_step(od_dp *dp, const od_dp_batch *batch, bool stop, float *loss
     buffers_copy(dp, v, false);
     *loss_out = dp->vec[dp->len - 2];
     *stop_out = dp->vec[dp->len - 1] > 0;
+    od_phases_lap(OD_PH_UNPACK);
     return OD_STATUS_OK;
+}
+
+/* ---- OD_PHASES ------------------------------------------------------------------------------- */
+
+static int phases_on = -1; /* -1: the environment not read yet */
+static double ph_wall[OD_PH_N], ph_cpu[OD_PH_N], ph_last_wall, ph_last_cpu;
+static int64_t ph_laps[OD_PH_N];
+
+static double clock_s(clockid_t id) {
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void od_phases_lap(int phase) {
+    if (phases_on < 0) phases_on = getenv("OD_PHASES") && strcmp(getenv("OD_PHASES"), "0") != 0;
+    if (!phases_on) return;
+    double w = clock_s(CLOCK_MONOTONIC), c = clock_s(CLOCK_THREAD_CPUTIME_ID);
+    if (phase >= 0 && phase < OD_PH_N) {
+        ph_wall[phase] += w - ph_last_wall;
+        ph_cpu[phase] += c - ph_last_cpu;
+        ph_laps[phase]++;
+    }
+    ph_last_wall = w, ph_last_cpu = c;
+}
+
+void od_phases_report(const od_comm *comm) {
+    if (phases_on <= 0) return;
+    static const char *name[OD_PH_N] = {"targets", "fill", "forward", "loss", "backward",
+                                        "pack", "reduce", "unpack", "optim"};
+    double tw = 0, tc = 0;
+    for (int i = 0; i < OD_PH_N; i++)
+        tw += ph_wall[i], tc += ph_cpu[i];
+    char line[1024];
+    int o = snprintf(line, sizeof line, "phases rank %d of %d: wall %.3f s, cpu %.3f s;",
+                     od_comm_rank(comm), od_comm_size(comm), tw, tc);
+    for (int i = 0; i < OD_PH_N && o < (int)sizeof line - 64; i++)
+        if (ph_laps[i])
+            o += snprintf(line + o, sizeof line - (size_t)o, " %s %.3f/%.3f (%.0f%%)", name[i],
+                          ph_wall[i], ph_cpu[i], tw > 0 ? 100 * ph_wall[i] / tw : 0);
+    fprintf(stderr, "%s [wall/cpu s]\n", line);
+    memset(ph_wall, 0, sizeof ph_wall), memset(ph_cpu, 0, sizeof ph_cpu), memset(ph_laps, 0, sizeof ph_laps);
 }

@@ -37,4 +37,15 @@ typedef struct od_dp_batch {
 od_status od_dp_step(od_dp *dp, const od_dp_batch *batch, bool stop, float *loss_out,
                      bool *stop_out, od_error *err);
 
+/* OD_PHASES=1 in the environment: wall and thread-CPU seconds of each phase of the training
+ * steps, accumulated per process and printed by od_phases_report (one line per rank, stderr).
+ * od_phases_lap(phase) charges the time since the previous lap to phase; od_phases_lap(-1)
+ * starts a lap without charging. Off (one branch) when the variable is unset. */
+enum {
+    OD_PH_TARGETS, OD_PH_FILL, OD_PH_FORWARD, OD_PH_LOSS, OD_PH_BACKWARD, OD_PH_PACK, OD_PH_REDUCE,
+    OD_PH_UNPACK, OD_PH_OPTIM, OD_PH_N
+};
+void od_phases_lap(int phase);
+void od_phases_report(const od_comm *comm);
+
 #endif

@@ -28,14 +28,19 @@ void od_plan_fill_bench_inputs(od_plan *plan) {
 }
 
 od_status od_measure_latency_plan(od_plan *plan, double min_time, od_latency *out, od_error *err) {
+    return od_measure_latency_plan_runs(plan, min_time, 10, out, err);
+}
+
+od_status od_measure_latency_plan_runs(od_plan *plan, double min_time, int min_runs, od_latency *out, od_error *err) {
+    if (min_runs < 1) min_runs = 1;
     /* warm-up: caches, the thread pool and XNNPACK's lazily packed weights */
     double warm_end = od_seconds() + (min_time * 0.2 < 0.2 ? min_time * 0.2 : 0.2);
-    for (int i = 0; i < 3 || od_seconds() < warm_end; i++)
+    for (int i = 0; i < (min_runs < 3 ? min_runs : 3) || od_seconds() < warm_end; i++)
         if (od_plan_run(plan, err)) return err->status;
     size_t cap = 1024, n = 0;
     double *t = malloc(sizeof(double) * cap), start = od_seconds();
     if (!t) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    while (n < 10 || (od_seconds() - start < min_time && n < 1000000)) {
+    while (n < (size_t)min_runs || (od_seconds() - start < min_time && n < 1000000)) {
         double t0 = od_seconds();
         if (od_plan_run(plan, err)) {
             free(t);

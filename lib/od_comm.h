@@ -27,6 +27,9 @@ od_status od_comm_allreduce_sum(od_comm *c, float *buf, int64_t n, od_error *err
 /* Concatenation in rank order: rank r gives counts[r] floats, every rank gets them all. */
 od_status od_comm_allgather(od_comm *c, const float *mine, const int64_t *counts, float *all,
                             od_error *err);
+/* The same in bytes. */
+od_status od_comm_allgather_bytes(od_comm *c, const void *mine, const int64_t *counts, void *all,
+                                  od_error *err);
 od_status od_comm_bcast(od_comm *c, void *buf, size_t bytes, int root, od_error *err);
 od_status od_comm_barrier(od_comm *c, od_error *err);
 /* Ends every rank's process at once (MPI_Abort), after this rank printed its message. */

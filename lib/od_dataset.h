@@ -38,6 +38,8 @@ typedef struct od_dataset {
     int n_classes;   /* 1 + the largest label over train and test; CIFAR: 10 or 100; 0: no labels */
     void *map_base;    /* non-NULL: u8 lies in this read-only file mapping (image folders' store on */
     size_t map_bytes;  /* disk); od_dataset_fill drops the pages it has read, bounding memory */
+    int64_t first, held; /* held > 0: a shard, u8 holds only samples [first, first + held) of the n
+                          * (labels all n); sample indices stay global. held 0: all n samples */
 } od_dataset;
 
 typedef struct od_data_split {
@@ -94,6 +96,11 @@ typedef struct od_image_options {
     const char *cache_dir; /* where that file is kept for the next run; NULL: $TMPDIR, removed */
     void (*progress)(const char *what, int64_t done, int64_t total, void *ctx);
     void *progress_ctx;
+    /* shards > 1: keep only shard `shard` of the training samples' pixels, [L*shard/shards,
+     * L*(shard+1)/shards) with L = min(shard_limit, n) (shard_limit 0: n); the rest is read and
+     * dropped. IDX files only (the others load whole); distill on several ranks. */
+    int shard, shards;
+    int64_t shard_limit;
 } od_image_options;
 
 void od_image_options_default(od_image_options *o);

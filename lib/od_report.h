@@ -41,6 +41,9 @@ void od_plan_fill_bench_inputs(od_plan *plan);
 /* Times od_plan_run on plan as it is: a warm-up (3 runs and up to 0.2 s), then at least 10 runs
  * and min_time seconds. */
 od_status od_measure_latency_plan(od_plan *plan, double min_time, od_latency *out, od_error *err);
+/* The same with at least min_runs timed runs instead of 10, and a warm-up of min(3, min_runs)
+ * runs and up to 0.2 s: for runs of seconds (batch 64 at 224x224). */
+od_status od_measure_latency_plan_runs(od_plan *plan, double min_time, int min_runs, od_latency *out, od_error *err);
 /* Builds a plan for (batch, threads), fills it with od_plan_fill_bench_inputs and times it. */
 od_status od_measure_latency(const od_graph *g, int64_t batch, int threads, double min_time,
                              od_latency *out, od_error *err);

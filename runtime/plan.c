@@ -8,6 +8,7 @@
  * the trainer) the same walk keeps every activation and adds a gradient arena: see
  * "training mode" below. */
 #include "plan_internal.h"
+#include "ops/strided.h"
 
 #include <float.h>
 #include <math.h>
@@ -545,6 +546,37 @@ static bool node_folded(const od_node *n, const od_shape_info *info) {
     return true;
 }
 
+/* Training: a float value that a parameter (a float initializer in a trained input of some
+ * node) reaches is computed by its node at every step even when shape folding made it a
+ * constant (a class token Expand-ed over the fixed batch): the node must run, and have a
+ * backward, for the gradient to reach the parameter. Integer values (shape chains) stay folded. */
+static void unfold_parameter_paths(const od_graph *g, od_graph_shapes *shapes) {
+    bool *reach = calloc(g->n_values ? g->n_values : 1, sizeof(bool));
+    if (!reach) return; /* nothing unfolded: the parameter then stays constant */
+    for (int i = 0; i < g->n_nodes; i++) {
+        const od_node *n = &g->nodes[i];
+        const od_op_desc *op = od_op_find(n->domain, n->op_type);
+        for (int k = 0; op && k < n->n_inputs && k < 32; k++) {
+            int v = n->inputs[k];
+            if (v >= 0 && op->trained_inputs >> k & 1 && g->values[v].init &&
+                g->values[v].init->dtype == OD_DTYPE_FLOAT)
+                reach[v] = true;
+        }
+    }
+    for (int i = 0; i < g->n_nodes; i++) { /* nodes are in topological order */
+        const od_node *n = &g->nodes[i];
+        bool any = false;
+        for (int k = 0; k < n->n_inputs; k++) any |= n->inputs[k] >= 0 && reach[n->inputs[k]];
+        for (int k = 0; any && k < n->n_outputs; k++) {
+            int v = n->outputs[k];
+            if (v < 0 || shapes->info[v].dtype != OD_DTYPE_FLOAT) continue;
+            reach[v] = true;
+            shapes->info[v].constant = NULL; /* the tensor stays in shapes->folded, freed with it */
+        }
+    }
+    free(reach);
+}
+
 /* Refuses the graph's ops without a backward, naming one node of each. info NULL (before shape
  * inference): only when some op is unknown to the engine, listing all; else nodes that fold
  * to constants are skipped. */
@@ -685,6 +717,9 @@ static od_status place_gradients(od_plan *p, od_error *err) {
         for (int k = 0; k < n->n_inputs && k < 32; k++) {
             int v = n->inputs[k];
             if (v < 0 || !(op->trained_inputs >> k & 1) || !g->values[v].init) continue;
+            /* shape constants (integer initializers, e.g. a Mul in a folded shape chain) are
+             * never parameters */
+            if (node_folded(n, p->shapes.info) || od_integral(g->values[v].init->dtype)) continue;
             if (g->values[v].init->dtype != OD_DTYPE_FLOAT) {
                 st = od_node_error(err, OD_STATUS_UNSUPPORTED, n, "parameter \"%s\" is %s; training needs float",
                                    g->values[v].name, od_dtype_name(g->values[v].init->dtype));
@@ -786,6 +821,7 @@ static od_status plan_create(const od_graph *g, const od_plan_options *opt, bool
     }
     st = od_graph_infer(g, p->opt.batch, &p->shapes, err);
     if (st) goto fail;
+    if (training) unfold_parameter_paths(g, &p->shapes);
     if (training && (st = refuse_untrainable(g, p->shapes.info, err))) goto fail;
     for (int v = 0; v < g->n_values; v++) {
         int b = add_buf(&pl);

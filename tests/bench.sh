@@ -14,6 +14,12 @@
 #     (tests/bench_images.sh; BENCH_IMAGES=0 skips it; writing the images takes minutes, the
 #     distillation about BENCH_IMAGE_TRAIN_LIMIT resnet18 steps more).
 #  6. data-parallel distillation: 2 MPI ranks x 1 thread against 1 process (tests/bench_mpi.sh).
+#  7. torchvision resnet18, mobilenet_v2, mobilenet_v3_small and efficientnet_b0 at 224x224 (random
+#     weights, 1000 classes, exported with tests/export_torchvision.py's code and cached in
+#     build/torchvision_224/): batch 1 at 1 and 2 threads, batch 8 and 64 at 2 threads, against ONNX
+#     Runtime only, interleaved like 1. Batch 8 and 64 runs take seconds: they are timed with
+#     --min-time BENCH_TV_MIN_TIME (0.1) and --min-runs BENCH_TV_MIN_RUNS (3) (warm-up: 3 runs and
+#     up to 0.2 s). BENCH_TORCHVISION=0 skips this part.
 # The whole run takes about 7 minutes on an idle 2-core machine (16 with a load average of 8-10
 # from other work). Settings (environment):
 #   BENCH_MIN_TIME (0.5 s per measurement)  BENCH_ROUNDS (3)
@@ -21,6 +27,8 @@
 #   rate to last about this long, 10 to 300 steps; the first round takes 10)
 #   BENCH_TEACHERS (models/*.onnx)  BENCH_DISTILL_TEACHER (models/cnn.onnx, or the first teacher)
 #   BENCH_TRAIN_LIMIT (5000)  BENCH_OUT (bench/RESULTS.md)  BENCH_KEEP=1 keeps the raw records.
+#   BENCH_TORCHVISION (1; 0 skips 7)  BENCH_TV_MODELS (the four above)  BENCH_TV_MIN_TIME (0.1)
+#   BENCH_TV_MIN_RUNS (3)  BENCH_TV_BATCHES ("1 8 64")
 # Exit status 1 when a measurement failed (the report is still written, naming it); targets
 # missed are reported, not failed: this is a benchmark, not a test.
 set -u -o pipefail
@@ -155,6 +163,66 @@ for ((r = 0; r < ROUNDS; r++)); do
     done
 done
 
+# --- 7. torchvision models at 224x224 against ONNX Runtime, interleaved -----------------------
+TV_MODELS=()
+if [ "${BENCH_TORCHVISION:-1}" != 0 ]; then
+    TV_DIR=$BUILD/torchvision_224
+    read -r -a tv_families <<<"${BENCH_TV_MODELS:-resnet18 mobilenet_v2 mobilenet_v3_small efficientnet_b0}"
+    note "torchvision models at 224x224: exporting what $TV_DIR lacks"
+    mkdir -p "$TV_DIR"
+    "$PY" - "$TV_DIR" "${tv_families[@]}" >>"$tmp/errors.log" 2>&1 <<'PYEOF'
+import sys, warnings
+warnings.filterwarnings("ignore")
+sys.path.insert(0, "tests")
+import export_torchvision as e  # its weights: random, BatchNorm calibrated; cached by file name
+import torch
+torch.set_num_threads(1)
+for f in sys.argv[2:]:
+    make = getattr(e.tvm, f)
+    e.FAMILIES[f + "_224"] = (lambda make=make: make(num_classes=1000), 224)
+    e.export(f + "_224", 17, sys.argv[1])
+PYEOF
+    for f in "${tv_families[@]}"; do
+        m=$TV_DIR/${f}_224_op17.onnx
+        if [ -e "$m" ]; then
+            TV_MODELS+=("$m")
+            record "{\"kind\": \"model\", \"path\": $(jstr "$m"), \"name\": $(jstr "$f 224"), \"role\": \"torchvision\", \
+\"nodes\": $(jstr "$("$BIN" inspect "$m" 2>/dev/null | sed -n 's/^nodes *//p')")}"
+        else
+            echo "bench: exporting torchvision $f at 224x224 failed" >>"$tmp/errors.log"
+            failures=$((failures + 1))
+        fi
+    done
+fi
+TV_MIN_TIME=${BENCH_TV_MIN_TIME:-0.1}
+TV_MIN_RUNS=${BENCH_TV_MIN_RUNS:-3}
+read -r -a TV_BATCHES <<<"${BENCH_TV_BATCHES:-1 8 64}"
+for ((r = 0; r < ROUNDS && ${#TV_MODELS[@]} > 0; r++)); do
+    note "torchvision inference, round $((r + 1)) of $ROUNDS"
+    k=0
+    for m in "${TV_MODELS[@]}"; do
+        for b in "${TV_BATCHES[@]}"; do
+            tl="2"
+            [ "$b" = 1 ] && tl="1 2"
+            for t in $tl; do
+                if [ "$b" = 1 ]; then opts=(--min-time "$MIN_TIME"); else opts=(--min-time "$TV_MIN_TIME" --min-runs "$TV_MIN_RUNS"); fi
+                for ((j = 0; j < 2; j++)); do
+                    if (((j + r + k) % 2 == 0)); then
+                        rt=ours
+                        out=$(json_of "$BIN" bench "$m" --json --batch "$b" --threads "$t" "${opts[@]}")
+                    else
+                        rt=ort
+                        out=$(json_of node tests/ort_bench.js --batch "$b" --threads "$t" "${opts[@]}" "$m")
+                    fi
+                    [ "$out" = null ] && failures=$((failures + 1))
+                    record "{\"kind\": \"infer\", \"rt\": \"$rt\", \"path\": $(jstr "$m"), \"round\": $r, \"batch\": $b, \"threads\": $t, \"out\": $out}"
+                done
+                k=$((k + 1))
+            done
+        done
+    done
+done
+
 # --- 2. training throughput, interleaved --------------------------------------------------
 # Steps for the next measurement of runtime/student/threads $1, from the rate it last reached.
 declare -A TRAIN_RATE
@@ -214,6 +282,11 @@ for m in "${MODELS[@]}"; do
             failures=$((failures + 1))
         record "{\"kind\": \"profile\", \"path\": $(jstr "$m"), \"batch\": $b, \"text\": $(jstr "$(cat "$tmp/profile.txt")")}"
     done
+done
+for m in "${TV_MODELS[@]}"; do
+    "$BIN" bench "$m" --batch 1 --threads 1 --min-time "$MIN_TIME" --profile >"$tmp/profile.txt" 2>&1 ||
+        failures=$((failures + 1))
+    record "{\"kind\": \"profile\", \"path\": $(jstr "$m"), \"batch\": 1, \"text\": $(jstr "$(cat "$tmp/profile.txt")")}"
 done
 ceiling
 
@@ -364,6 +437,8 @@ w("Median ms per run (batch of B samples). ours/ORT and ours/torch below 1 mean 
 w("| model | batch | threads | ours ms | ORT ms | torch ms | ours/ORT | target | ours/torch |")
 w("|---|---:|---:|---:|---:|---:|---:|---|---:|")
 for m in models:
+    if m["role"] == "torchvision":
+        continue
     p = m["path"]
     macs = facts.get(p, (0, 0, 0))[2]
     for b in (1, 64):
@@ -388,6 +463,37 @@ for m in models:
                 missed.append(f"inference {m['name']} b{b} t{t}: {rx:.2f}x ORT (target ≤ {target:.2f}x)")
             w(f"| {m['name']} | {b} | {t} | {ms(o)} | {ms(x)} | {ms(pt)} | {fmt_ratio(rx)} | {ts} | {fmt_ratio(ratio(o, pt))} |")
 w("")
+
+# 1b. torchvision at 224x224
+tv = [m for m in models if m["role"] == "torchvision"]
+if tv:
+    w("## 1b. Inference latency of torchvision models at 224x224\n")
+    w("torchvision's resnet18, mobilenet_v2, mobilenet_v3_small, efficientnet_b0 (random weights, 1000 classes, "
+      "opset 17), against ONNX Runtime, interleaved. Batch 1: --min-time as above; batch 8 and 64: "
+      f"--min-time {os.environ.get('BENCH_TV_MIN_TIME', '0.1')} --min-runs {os.environ.get('BENCH_TV_MIN_RUNS', '3')}. "
+      "Targets (issue 16): batch 1, 2 threads ≤ 0.9x ORT; batch 1, 1 thread ≤ 0.95x; batch 8 and 64, 2 threads ≤ 1.0x.\n")
+    w("| model | batch | threads | ours ms | ORT ms | ours/ORT | target | ours GFLOP/s |")
+    w("|---|---:|---:|---:|---:|---:|---|---:|")
+    for m in tv:
+        p = m["path"]
+        macs = facts.get(p, (0, 0, 0))[2]
+        for b, t, target in ((1, 1, 0.95), (1, 2, 0.9), (8, 2, 1.0), (64, 2, 1.0)):
+            o, x = (med(lat.get((p, b, t, rt), [])) for rt in ("ours", "ort"))
+            if o is None and x is None:
+                continue
+            rx = ratio(o, x)
+            if rx is None:
+                ts = f"≤ {target:.2f}: not measured"
+                missed.append(f"inference {m['name']} b{b} t{t}: not measured")
+            elif rx <= target:
+                ts = f"≤ {target:.2f}: **met**"
+                met.append(f"inference {m['name']} b{b} t{t}")
+            else:
+                ts = f"≤ {target:.2f}: **missed**"
+                missed.append(f"inference {m['name']} b{b} t{t}: {rx:.2f}x ORT (target ≤ {target:.2f}x)")
+            g = "—" if o is None else f"{2 * macs * b / (o * 1e-3) * 1e-9:.1f}"
+            w(f"| {m['name']} | {b} | {t} | {ms(o)} | {ms(x)} | {fmt_ratio(rx)} | {ts} | {g} |")
+    w("")
 
 # 2. training
 w("## 2. Training throughput (batch 64)\n")

@@ -1,18 +1,20 @@
 // Times ONNX Runtime (onnxruntime-node) on models, like `onnx-distill bench`: warm-up, then
-// repeated runs for --min-time seconds (at least 10), median/p10/p90. Prints JSON in the same
-// shape as `onnx-distill bench --json`.
-//   node tests/ort_bench.js [--batch 1,64] [--threads 1,2] [--min-time S] MODEL...
+// repeated runs for --min-time seconds (at least --min-runs, 10), median/p10/p90. Prints JSON in
+// the same shape as `onnx-distill bench --json`. The warm-up is up to 0.2 s and at least 3 runs
+// (--min-runs of 1 or 2: that many).
+//   node tests/ort_bench.js [--batch 1,64] [--threads 1,2] [--min-time S] [--min-runs N] MODEL...
 'use strict';
 const ort = require('onnxruntime-node');
 
 async function main() {
   const args = process.argv.slice(2);
-  let batches = [1, 64], threads = [1, 2], minTime = 1.0;
+  let batches = [1, 64], threads = [1, 2], minTime = 1.0, minRuns = 10;
   const models = [];
   for (let i = 0; i < args.length; i++) {
     if (args[i] === '--batch') batches = args[++i].split(',').map(Number);
     else if (args[i] === '--threads') threads = args[++i].split(',').map(Number);
     else if (args[i] === '--min-time') minTime = Number(args[++i]);
+    else if (args[i] === '--min-runs') minRuns = Math.max(1, Number(args[++i]));
     else models.push(args[i]);
   }
   const out = [];
@@ -34,10 +36,10 @@ async function main() {
           feeds[name] = new ort.Tensor('float32', x, dims);
         }
         const warmEnd = performance.now() + Math.min(200, minTime * 200);
-        for (let i = 0; i < 3 || performance.now() < warmEnd; i++) await session.run(feeds);
+        for (let i = 0; i < Math.min(3, minRuns) || performance.now() < warmEnd; i++) await session.run(feeds);
         const times = [];
         const start = performance.now();
-        while (times.length < 10 || (performance.now() - start) / 1000 < minTime) {
+        while (times.length < minRuns || (performance.now() - start) / 1000 < minTime) {
           const t0 = performance.now();
           await session.run(feeds);
           times.push((performance.now() - t0) / 1000);

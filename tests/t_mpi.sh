@@ -51,6 +51,21 @@ fi
 "$BIN" distill "${COMMON[@]}" --deterministic -o "$T/d1.onnx" >"$T/d1.out" 2>&1
 "${MPI[@]}" "$BIN" distill "${COMMON[@]}" --deterministic -o "$T/d2.onnx" >"$T/d2.out" 2>&1
 check "--deterministic: 2 ranks give the bytes of 1 process" 'cmp -s "$T/d1.onnx" "$T/d2.onnx" || { tail -3 "$T/d1.out" "$T/d2.out"; false; }'
+mpirun --oversubscribe -np 4 "$BIN" distill "${COMMON[@]}" --deterministic -o "$T/d4.onnx" >"$T/d4.out" 2>&1
+check "--deterministic: 4 ranks give the bytes of 1 process" 'cmp -s "$T/d1.onnx" "$T/d4.onnx" || { tail -3 "$T/d4.out"; false; }'
+
+# per-rank data: each rank read only its shard of the IDX training samples (the others' travel
+# per batch), and the students above are the same regardless
+n_all=$(grep -oE -- '--train-limit [0-9]+' <<<"${LIMITS[*]}" | cut -d' ' -f2)
+check "each of 2 ranks holds half the training samples" \
+    'grep -q "^data-parallel   each rank holds its shard of the training samples: rank 0 $((n_all / 2)) of $n_all$" "$T/d2.out" || { grep data-parallel "$T/d2.out"; false; }'
+check "each of 4 ranks holds a quarter" \
+    'grep -q "rank 0 $((n_all / 4)) of $n_all$" "$T/d4.out"'
+check "one process holds them all (no shard line)" '! grep -q "holds its shard" "$T/d1.out"'
+# OD_PHASES=1: every rank prints its per-phase wall and CPU seconds
+OD_PHASES=1 "${MPI[@]}" "$BIN" distill "${COMMON[@]}" --epochs 1 -o "$T/ph.onnx" >"$T/ph.out" 2>&1
+check "OD_PHASES=1: a phase line from each rank, with forward, backward, reduce and optim" \
+    '[ "$(grep -cE "^phases rank [01] of 2: wall [0-9.]+ s, cpu [0-9.]+ s;.* forward .* backward .* reduce .* optim " "$T/ph.out")" -eq 2 ] || { cat "$T/ph.out"; false; }'
 
 # a rank killed after the first epoch: the job ends, rank 0 says why, the checkpoint stays
 "${MPI[@]}" "$BIN" distill "${COMMON[@]}" --epochs 3 --deterministic -o "$T/full.onnx" >/dev/null 2>&1

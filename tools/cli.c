@@ -546,8 +546,14 @@ static void show_load(const char *what, int64_t done, int64_t total, void *ctx) 
 
 od_status cli_data_load(const cli_args *a, const char *path, const od_model *model, int threads, bool quiet,
                         od_data_split *out, od_error *err) {
+    return cli_data_load_shard(a, path, model, threads, quiet, 0, 1, 0, out, err);
+}
+
+od_status cli_data_load_shard(const cli_args *a, const char *path, const od_model *model, int threads, bool quiet,
+                              int shard, int shards, int64_t shard_limit, od_data_split *out, od_error *err) {
     od_image_options io;
     od_image_options_default(&io);
+    io.shard = shard, io.shards = shards, io.shard_limit = shard_limit;
     if (model) od_image_options_for_model(model, &io);
     io.resize = cli_int(a, "--resize", io.resize);
     const char *crop = cli_text(a, "--crop", NULL);

@@ -178,6 +178,10 @@ void cli_preprocess_apply(const cli_args *a, od_preprocess *pre);
  * decoding progress (on a terminal) and a warning about skipped files on stderr unless quiet. */
 od_status cli_data_load(const cli_args *a, const char *path, const od_model *model, int threads, bool quiet,
                         od_data_split *out, od_error *err);
+/* The same, keeping only shard `shard` of `shards` of the first shard_limit training samples
+ * (od_image_options.shard: IDX data; distill on several ranks). */
+od_status cli_data_load_shard(const cli_args *a, const char *path, const od_model *model, int threads, bool quiet,
+                              int shard, int shards, int64_t shard_limit, od_data_split *out, od_error *err);
 
 /* Facts about a model for inspect, bench and reports. */
 typedef struct model_facts {

@@ -1,4 +1,4 @@
-/* onnx-distill bench MODEL... [--batch 1,64] [--threads 1,2] [--min-time S] [--json] [--profile] */
+/* onnx-distill bench MODEL... [--batch 1,64] [--threads 1,2] [--min-time S] [--min-runs N] [--json] [--profile] */
 #include "cli.h"
 
 #include <string.h>
@@ -8,16 +8,18 @@ enum { MAX_MODELS = 16 };
 const cli_command cli_cmd_bench = {
     .name = "bench",
     .summary = "inference latency of models at several batch sizes and thread counts",
-    .synopsis = "MODEL... [--batch 1,64] [--threads 1,2] [--min-time SECONDS] [--json] [--profile]",
+    .synopsis = "MODEL... [--batch 1,64] [--threads 1,2] [--min-time SECONDS] [--min-runs N] [--json] [--profile]",
     .min_operands = 1, .max_operands = MAX_MODELS, .operand = "model",
     .about = "Times inference of each model for every (batch, threads) pair: warm-up, then repeated runs for "
-             "at least --min-time seconds and 10 runs; prints median, p10 and p90 latency and samples/s, with "
+             "at least --min-time seconds and --min-runs runs; prints median, p10 and p90 latency and samples/s, with "
              "file bytes, params and MACs per sample. With two or more models, the median of each is also "
              "given as a ratio to the first model's.",
     .options = (const cli_option[]){
         CLI_OPT_BATCH_LIST("1,64", "batch sizes"),
         CLI_OPT_THREAD_LIST("1,2", "thread counts"),
         CLI_OPT_MIN_TIME("1"),
+        {CLI_INT, "--min-runs", 0, "N", 1, 1000000, .dflt = "10",
+         .help = "timed runs at least (the warm-up: min(3, N) runs and up to 0.2 s)"},
         CLI_OPT_JSON("a JSON list: {model, bytes, params, macs, results: [{batch, threads, median_ms, p10_ms, "
                      "p90_ms, samples_per_s}], profile}"),
         {CLI_FLAG, "--profile",
@@ -54,6 +56,20 @@ static void print_profile(FILE *f, od_plan *plan, long batch, bool json) {
     if (json) fputs("]", f);
 }
 
+static od_status measure(const od_graph *g, long batch, int threads, double min_time, int min_runs, od_latency *out,
+                         od_error *err) {
+    od_plan *plan = NULL;
+    memset(out, 0, sizeof *out);
+    out->batch = batch;
+    out->threads = threads;
+    od_status st = od_plan_create(g, &(od_plan_options){.batch = batch, .threads = threads}, &plan, err);
+    if (st) return st;
+    od_plan_fill_bench_inputs(plan);
+    st = od_measure_latency_plan_runs(plan, min_time, min_runs, out, err);
+    od_plan_destroy(plan);
+    return st;
+}
+
 int cmd_bench(int argc, char **argv) {
     cli_args args;
     int parsed = cli_parse(&cli_cmd_bench, argc, argv, &args);
@@ -69,6 +85,7 @@ int cmd_bench(int argc, char **argv) {
     if (!n_batch) n_batch = 2;
     if (!n_threads) n_threads = 2;
     double min_time = cli_real(&args, "--min-time", 1.0);
+    int min_runs = (int)cli_int(&args, "--min-runs", 10);
     bool json = cli_given(&args, "--json"), profile = cli_given(&args, "--profile");
     cli_args_clear(&args);
     static od_latency results[MAX_MODELS][MAX_CONF * MAX_CONF];
@@ -99,7 +116,7 @@ int cmd_bench(int argc, char **argv) {
         for (int bi = 0; bi < n_batch; bi++)
             for (int ti = 0; ti < n_threads; ti++, k++) {
                 od_latency *r = &results[mi][k];
-                if (od_measure_latency(&m->graph, batches[bi], (int)threads[ti], min_time, r, &err)) {
+                if (measure(&m->graph, batches[bi], (int)threads[ti], min_time, min_runs, r, &err)) {
                     od_error_prefix(&err, "%s: ", paths[mi]);
                     od_model_destroy(m);
                     if (json) fputs("]}]\n", f);
@@ -125,7 +142,7 @@ int cmd_bench(int argc, char **argv) {
                                 &plan, &err)) {
                 od_plan_fill_bench_inputs(plan);
                 od_latency r;
-                if (!od_measure_latency_plan(plan, min_time, &r, &err)) print_profile(f, plan, batches[0], json);
+                if (!od_measure_latency_plan_runs(plan, min_time, min_runs, &r, &err)) print_profile(f, plan, batches[0], json);
                 od_plan_destroy(plan);
             }
         }

@@ -349,7 +349,11 @@ int cmd_distill(int argc, char **argv) {
         od_shrink_report_print(&shrunk, &spec, stdout, stderr);
         od_shrink_report_clear(&shrunk);
     }
-    if (cli_data_load(&args, data_path, teacher, opt.threads, quiet, &data, &err)) goto fail;
+    /* several ranks: each reads its shard of the training samples (IDX data; not with --unlabeled) */
+    bool shard = ranks > 1 && !unlabeled_path;
+    if (cli_data_load_shard(&args, data_path, teacher, opt.threads, quiet, shard ? rank : 0, shard ? ranks : 1, opt.train_limit,
+                            &data, &err))
+        goto fail;
     od_preprocess pre;
     if (od_preprocess_from_model(teacher, &pre, &err)) {
         od_error_prefix(&err, "%s: ", teacher_path);
@@ -486,6 +490,10 @@ int cmd_distill(int argc, char **argv) {
                "training)\n",
                res.ranks, res.ranks == 1 ? "" : "s", od_comm_kind(comm), opt.deterministic ? ", deterministic" : "", sps,
                sps / res.ranks, res.t_comm, res.t_train > 0 ? 100 * res.t_comm / res.t_train : 0);
+        if (data.train.held > 0) /* rank 0's shard; the others' differ by one sample at most */
+            printf("data-parallel   each rank holds its shard of the training samples: rank 0 %lld of %lld\n",
+                   (long long)data.train.held,
+                   (long long)(opt.train_limit > 0 && opt.train_limit < data.train.n ? opt.train_limit : data.train.n));
     }
     if (report_path && od_report_save(&rep, report_path, &err)) goto fail;
     printf("wrote %s\n", out_path);

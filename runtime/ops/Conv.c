@@ -4,9 +4,11 @@
  * per plan; weights known only at run time (or 3-D kernels) run conv_common's direct loop.
  * Backward: 1-D and 2-D, at the end of this file (forward on XNNPACK's convolution, the input
  * gradient on its deconvolution, the weight gradient as im2row + sgemm per batch shard).
- * Layout: spatial (input and output channels-last). */
+ * Layout: spatial (input and output channels-last; an input in ONNX order, such as a Transpose's
+ * output in ConvNeXt, is copied to channels-last and its gradient added back). */
 #include "../train_internal.h"
 #include "conv_common.h"
+#include "strided.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -143,6 +145,8 @@ typedef struct conv_train {
     float *wpack;        /* conv weights [M][KH][KW][Cg] */
     float *dpack;        /* deconv weights [G][Cg][KH][KW][Mg] */
     float *dxbuf;        /* input gradient when it must be added, else NULL */
+    float *xcl;          /* an input in ONNX order (a graph input, a Transpose's output): its
+                          * channels-last copy, the gradient added back from dxbuf; else NULL */
     float *scratch;      /* per shard: patches [OH*OW][kk], dW [M][kk], db [M] */
     size_t shard_floats;
     xnn_operator_t *fwd, *bwd; /* per shard: each runs one slice of the batch on one thread */
@@ -152,7 +156,7 @@ typedef struct conv_train {
 static od_status conv_train_prepare(od_tstep *s, od_error *err) {
     const od_node *n = s->node;
     const od_tbuf *x = s->in[0], *w = s->in[1], *y = s->out[0];
-    if ((x->rank != 4 && x->rank != 3) || !x->cl)
+    if (x->rank != 4 && x->rank != 3)
         return od_node_error(err, OD_STATUS_UNSUPPORTED, n, "training supports 1-D and 2-D convolutions");
     if (s->n_in > 2 && s->in[2] && !s->in[2]->data)
         return od_node_error(err, OD_STATUS_UNSUPPORTED, n, "the bias must be float");
@@ -188,10 +192,21 @@ static od_status conv_train_prepare(od_tstep *s, od_error *err) {
     c->wpack = malloc(sizeof(float) * wn + 64);
     c->dpack = malloc(sizeof(float) * wn + 64);
     c->scratch = malloc(sizeof(float) * (c->shard_floats * (size_t)shards) + 64);
-    if (x->grad && x->consumers > 1) c->dxbuf = malloc(sizeof(float) * (size_t)x->count + 64);
-    if (!c->wpack || !c->dpack || !c->scratch || (x->grad && x->consumers > 1 && !c->dxbuf))
+    if (x->grad && (x->consumers > 1 || !x->cl)) c->dxbuf = malloc(sizeof(float) * (size_t)x->count + 64);
+    if (!x->cl) c->xcl = malloc(sizeof(float) * (size_t)x->count + 64);
+    if (!c->wpack || !c->dpack || !c->scratch || (x->grad && (x->consumers > 1 || !x->cl) && !c->dxbuf) ||
+        (!x->cl && !c->xcl))
         return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     return OD_STATUS_OK;
+}
+
+/* The input as the kernels read it (channels-last), and the strides between the two orders. */
+static const float *conv_x(const od_tstep *s, const conv_train *c) { return c->xcl ? c->xcl : s->in[0]->data; }
+static void conv_x_strides(const od_tbuf *x, int64_t *plain, int64_t *cl) {
+    od_tbuf v = *x;
+    v.cl = true;
+    od_tbuf_strides(&v, cl);
+    od_strides(x->rank, x->dims, plain);
 }
 
 /* Repacks the current weights for XNNPACK's convolution and deconvolution. */
@@ -224,7 +239,7 @@ static void conv_fwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
         (size_t)c->Mg, (size_t)c->C, (size_t)c->M, c->wpack, bias, lo, INFINITY, 0, &c->fwd[shard]);
     if (r == xnn_status_success)
         r = xnn_setup_convolution2d_nhwc_f32(c->fwd[shard], (size_t)(end - begin), (size_t)c->H, (size_t)c->W,
-                                             s->in[0]->data + begin * c->H * c->W * c->C, y, NULL);
+                                             conv_x(s, c) + begin * c->H * c->W * c->C, y, NULL);
     if (r == xnn_status_success) r = xnn_run_operator(c->fwd[shard], NULL);
     c->xnn_status[shard] = r;
 }
@@ -239,6 +254,12 @@ static od_status conv_shards_status(const od_tstep *s, const conv_train *c, cons
 static od_status conv_train_forward(od_tstep *s, od_error *err) {
     conv_train *c = s->state;
     conv_pack(s, c);
+    if (c->xcl) {
+        const od_tbuf *x = s->in[0];
+        int64_t plain[OD_MAX_RANK], cl[OD_MAX_RANK];
+        conv_x_strides(x, plain, cl);
+        od_copy_strided(c->xcl, cl, x->data, plain, x->rank, x->dims, sizeof(float), NULL);
+    }
     od_shards(s, c->N, conv_fwd_shard, s);
     return conv_shards_status(s, c, "training convolution", err);
 }
@@ -263,7 +284,7 @@ static void conv_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
                                                adj_w, y->grad + begin * c->OH * c->OW * c->M, dst, NULL);
     if (r == xnn_status_success) r = xnn_run_operator(c->bwd[shard], NULL);
     c->xnn_status[shard] = r;
-    if (c->dxbuf) od_add_into(x->grad + begin * in_img, dst, (end - begin) * in_img);
+    if (c->dxbuf && !c->xcl) od_add_into(x->grad + begin * in_img, dst, (end - begin) * in_img);
 }
 
 /* patches[(oy*OW + ox)][(i*KW + j)*Cg + ch] = x[oy*sh - pt + i*dh][ox*sw - pl + j*dw][g*Cg + ch] */
@@ -289,7 +310,7 @@ static void im2row(const conv_train *c, const float *x, int64_t g, float *rows) 
 static void conv_dw_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     od_tstep *s = ctx;
     conv_train *c = s->state;
-    const float *x = s->in[0]->data, *dy = s->out[0]->grad;
+    const float *x = conv_x(s, c), *dy = s->out[0]->grad;
     float *rows = c->scratch + (size_t)shard * c->shard_floats;
     float *dw = rows + c->chunk * c->OH * c->OW * c->kk, *db = dw + c->M * c->kk;
     int64_t ohw = c->OH * c->OW;
@@ -317,6 +338,11 @@ static od_status conv_train_backward(od_tstep *s, od_error *err) {
         od_shards(s, c->N, conv_dx_shard, s);
         od_status st = conv_shards_status(s, c, "input gradient (deconvolution)", err);
         if (st) return st;
+        if (c->xcl) { /* back to ONNX order */
+            int64_t plain[OD_MAX_RANK], cl[OD_MAX_RANK];
+            conv_x_strides(x, plain, cl);
+            od_add_strided(x->grad, plain, c->dxbuf, cl, x->rank, x->dims);
+        }
     }
     bool want_b = s->n_in > 2 && s->in[2] && s->in[2]->grad;
     if (!s->in[1]->grad && !want_b) return OD_STATUS_OK;
@@ -349,6 +375,7 @@ static void conv_train_destroy(od_tstep *s) {
         free(c->wpack);
         free(c->dpack);
         free(c->dxbuf);
+        free(c->xcl);
         free(c->scratch);
     }
     free(c);

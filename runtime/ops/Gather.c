@@ -1,6 +1,9 @@
 /* Gather, opsets 1-17: axis (negative from 11), int32 or int64 indices (negative ones count
  * from the end, opset 11); any element type with a fixed size. Out-of-range indices are a run
- * time error. Backward: not yet. Layout: plain. */
+ * time error. Backward (float data, constant indices of rank 0 or 1, as a class token's
+ * x[:, 0]): the output's gradient added back at the gathered positions (repeats add up); data
+ * in either training layout. Layout: plain. */
+#include "../train_internal.h"
 #include "strided.h"
 
 #include <string.h>
@@ -55,5 +58,81 @@ static od_status gather_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
+/* ---- training (float data, constant indices) ---------------------------------------------- */
+
+/* Per index i: the sub-views of x at index k along axis and of y at position i, as strides over
+ * the dims that remain (x's dims without axis); *rank of those views. */
+static od_status gather_train_views(od_tstep *s, int *rank, int64_t *dims, int64_t *xs, int64_t *ys,
+                                    int64_t *x_step, int64_t *y_step, od_error *err) {
+    const od_tbuf *x = s->in[0], *idx = s->in[1], *y = s->out[0];
+    int axis = od_axis(od_attr_int(s->node, "axis", 0), x->rank);
+    if (!idx->constant || idx->rank > 1)
+        return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node,
+                             "training Gather needs constant indices of rank 0 or 1");
+    int64_t xst[OD_MAX_RANK], yst[OD_MAX_RANK];
+    od_tbuf_strides(x, xst);
+    od_tbuf_strides(y, yst);
+    *rank = 0;
+    for (int d = 0; d < x->rank; d++) {
+        if (d == axis) continue;
+        int yd = d < axis || idx->rank == 1 ? d : d - 1; /* y's dim for x's dim d */
+        dims[*rank] = x->dims[d];
+        xs[*rank] = xst[d];
+        ys[(*rank)++] = yst[yd];
+    }
+    *x_step = xst[axis];
+    *y_step = idx->rank == 1 ? yst[axis] : 0;
+    return OD_STATUS_OK;
+}
+
+static int64_t gather_index(const od_tbuf *idx, int64_t i, int64_t n) {
+    int64_t k = idx->dtype == OD_DTYPE_INT64 ? ((const int64_t *)idx->data)[i] : ((const int32_t *)idx->data)[i];
+    return k < 0 ? k + n : k;
+}
+
+static od_status gather_train_prepare(od_tstep *s, od_error *err) {
+    int rank;
+    int64_t dims[OD_MAX_RANK], xs[OD_MAX_RANK], ys[OD_MAX_RANK], xstep, ystep;
+    od_status st = gather_train_views(s, &rank, dims, xs, ys, &xstep, &ystep, err);
+    if (st) return st;
+    const od_tbuf *x = s->in[0], *idx = s->in[1];
+    int64_t n = x->dims[od_axis(od_attr_int(s->node, "axis", 0), x->rank)];
+    for (int64_t i = 0; i < od_buf_count(idx); i++) {
+        int64_t k = gather_index(idx, i, n);
+        if (k < 0 || k >= n)
+            return od_node_error(err, OD_STATUS_INVALID_ARGUMENT, s->node,
+                                 "index %lld is out of range for a dim of %lld", (long long)k, (long long)n);
+    }
+    return OD_STATUS_OK;
+}
+
+static od_status gather_forward(od_tstep *s, od_error *err) {
+    int rank;
+    int64_t dims[OD_MAX_RANK], xs[OD_MAX_RANK], ys[OD_MAX_RANK], xstep, ystep;
+    od_status st = gather_train_views(s, &rank, dims, xs, ys, &xstep, &ystep, err);
+    if (st) return st;
+    const od_tbuf *x = s->in[0], *idx = s->in[1];
+    int64_t n = x->dims[od_axis(od_attr_int(s->node, "axis", 0), x->rank)];
+    for (int64_t i = 0; i < od_buf_count(idx); i++)
+        od_copy_strided(s->out[0]->data + i * ystep, ys, x->data + gather_index(idx, i, n) * xstep, xs, rank, dims,
+                        sizeof(float), NULL);
+    return OD_STATUS_OK;
+}
+
+static od_status gather_backward(od_tstep *s, od_error *err) {
+    if (!s->in[0]->grad) return OD_STATUS_OK;
+    int rank;
+    int64_t dims[OD_MAX_RANK], xs[OD_MAX_RANK], ys[OD_MAX_RANK], xstep, ystep;
+    od_status st = gather_train_views(s, &rank, dims, xs, ys, &xstep, &ystep, err);
+    if (st) return st;
+    const od_tbuf *x = s->in[0], *idx = s->in[1];
+    int64_t n = x->dims[od_axis(od_attr_int(s->node, "axis", 0), x->rank)];
+    for (int64_t i = 0; i < od_buf_count(idx); i++)
+        od_add_strided(x->grad + gather_index(idx, i, n) * xstep, xs, s->out[0]->grad + i * ystep, ys, rank, dims);
+    return OD_STATUS_OK;
+}
+
 OD_OP_FACTS(Gather, 1, "axis=0");
-const od_op_desc od_op_Gather = {OD_OP_NAME(Gather), .channel_role = OD_CHANNELS_MOVES, .infer = gather_infer, .run = gather_run};
+const od_op_desc od_op_Gather = {OD_OP_NAME(Gather), .channel_role = OD_CHANNELS_MOVES, .infer = gather_infer, .run = gather_run,
+                                 .train_layout = OD_TRAIN_LAYOUT_PLAIN, .train_prepare = gather_train_prepare,
+                                 .forward_train = gather_forward, .backward = gather_backward};

@@ -2,8 +2,12 @@
  * added dim removed from the result; batch dims broadcast). Float32. A constant 2-D B (the
  * usual projection) runs on XNNPACK's fully-connected operator over every leading row of A,
  * with the weights packed once; anything else runs OpenBLAS's sgemm per broadcast batch item.
- * Backward: with a 2-D B, through Gemm.c's training kernels. Layout: plain. */
+ * Backward: with a 2-D B, through Gemm.c's training kernels; else (attention's activation x
+ * activation products, [N, h, T, d] x [N, h, d, T], batch dims broadcasting) per batch item on
+ * OpenBLAS, a broadcast operand's gradient summed over the items that share it. Both operands
+ * need rank >= 2 in training. Layout: plain. */
 #include "../train_internal.h"
+#include "strided.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -132,6 +136,141 @@ static od_status matmul_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
+/* ---- training with B of rank other than 2 ---------------------------------------------------- */
+
+/* Offsets of batch item i's matrices in A and B (broadcast dims add nothing). */
+static void matmul_item(const matmul_dims *m, int64_t i, int64_t *ia, int64_t *ib) {
+    int64_t rest = i, sa = m->M * m->K, sb = m->K * m->N;
+    *ia = *ib = 0;
+    for (int d = m->nb - 1; d >= 0; d--) {
+        int64_t idx = rest % m->batch[d];
+        rest /= m->batch[d];
+        if (m->a_batch[d] > 1) *ia += idx * sa;
+        if (m->b_batch[d] > 1) *ib += idx * sb;
+        sa *= m->a_batch[d];
+        sb *= m->b_batch[d];
+    }
+}
+
+/* A 2-D B with A in ONNX order (a projection) runs on Gemm.c's kernels, whose state the step
+ * then holds. */
+static bool matmul_on_gemm(const od_tstep *s) { return s->in[1]->rank == 2 && !(s->in[0]->cl && s->in[0]->rank >= 3); }
+
+/* Otherwise: a channels-last operand (a Reshape's 4-D
+ * output) is multiplied from a copy in ONNX order, its gradient added back through strides. */
+typedef struct matmul_train {
+    matmul_dims m;
+    bool broadcast;        /* some batch dim of A or B is broadcast: items share gradients */
+    float *plain[2];       /* per operand: its copy in ONNX order when channels-last, else NULL */
+    float *plain_grad[2];  /* and its gradient before it is added back */
+    const float *x[2];     /* this pass's operands */
+    float *dx[2];          /* and where their gradients go (NULL: none) */
+} matmul_train;
+
+static od_status matmul_train_prepare(od_tstep *s, od_error *err) {
+    const od_tbuf *A = s->in[0], *B = s->in[1];
+    if (matmul_on_gemm(s)) return od_gemm_train_prepare(s, err);
+    matmul_train *t = calloc(1, sizeof *t);
+    if (!t) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = t;
+    if (A->rank < 2 || B->rank < 2)
+        return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "training MatMul needs operands of rank >= 2");
+    od_status st = matmul_dims_read(s->node, A->dims, A->rank, B->dims, B->rank, &t->m, err);
+    if (st) return st;
+    for (int d = 0; d < t->m.nb; d++)
+        t->broadcast |= t->m.a_batch[d] != t->m.batch[d] || t->m.b_batch[d] != t->m.batch[d];
+    for (int k = 0; k < 2; k++) {
+        if (!s->in[k]->cl) continue;
+        t->plain[k] = malloc(sizeof(float) * (size_t)(s->in[k]->count + 1));
+        t->plain_grad[k] = malloc(sizeof(float) * (size_t)(s->in[k]->count + 1));
+        if (!t->plain[k] || !t->plain_grad[k]) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    }
+    return OD_STATUS_OK;
+}
+
+static void matmul_fwd_items(void *ctx, int shard, int64_t begin, int64_t end) {
+    od_tstep *s = ctx;
+    const matmul_train *t = s->state;
+    const matmul_dims *m = &t->m;
+    for (int64_t i = begin; i < end; i++) {
+        int64_t ia, ib;
+        matmul_item(m, i, &ia, &ib);
+        od_sgemm(false, false, m->M, m->N, m->K, 1.0f, t->x[0] + ia, m->K, t->x[1] + ib, m->N, 0.0f,
+                 s->out[0]->data + i * m->M * m->N, m->N);
+    }
+}
+
+/* dA_i += dY_i B_i^T, dB_i += A_i^T dY_i */
+static void matmul_bwd_items(void *ctx, int shard, int64_t begin, int64_t end) {
+    od_tstep *s = ctx;
+    const matmul_train *t = s->state;
+    const matmul_dims *m = &t->m;
+    for (int64_t i = begin; i < end; i++) {
+        int64_t ia, ib;
+        matmul_item(m, i, &ia, &ib);
+        const float *dY = s->out[0]->grad + i * m->M * m->N;
+        if (t->dx[0]) od_sgemm(false, true, m->M, m->K, m->N, 1.0f, dY, m->N, t->x[1] + ib, m->N, 1.0f, t->dx[0] + ia, m->K);
+        if (t->dx[1]) od_sgemm(true, false, m->K, m->N, m->M, 1.0f, t->x[0] + ia, m->K, dY, m->N, 1.0f, t->dx[1] + ib, m->N);
+    }
+}
+
+/* The operand's strides in its layout, and in ONNX order. */
+static void matmul_views(const od_tbuf *x, int64_t *phys, int64_t *plain) {
+    od_tbuf_strides(x, phys);
+    od_strides(x->rank, x->dims, plain);
+}
+
+static od_status matmul_train_forward(od_tstep *s, od_error *err) {
+    if (matmul_on_gemm(s)) return od_gemm_train_forward(s, err);
+    matmul_train *t = s->state;
+    for (int k = 0; k < 2; k++) {
+        const od_tbuf *x = s->in[k];
+        t->x[k] = x->data;
+        if (!t->plain[k]) continue;
+        int64_t phys[OD_MAX_RANK], plain[OD_MAX_RANK];
+        matmul_views(x, phys, plain);
+        od_copy_strided(t->plain[k], plain, x->data, phys, x->rank, x->dims, sizeof(float), NULL);
+        t->x[k] = t->plain[k];
+    }
+    od_shards(s, od_dims_count(t->m.nb, t->m.batch), matmul_fwd_items, s);
+    return OD_STATUS_OK;
+}
+
+static od_status matmul_train_backward(od_tstep *s, od_error *err) {
+    if (matmul_on_gemm(s)) return od_gemm_train_backward(s, err);
+    matmul_train *t = s->state;
+    for (int k = 0; k < 2; k++) {
+        t->dx[k] = s->in[k]->grad;
+        if (t->dx[k] && t->plain_grad[k]) {
+            memset(t->plain_grad[k], 0, sizeof(float) * (size_t)s->in[k]->count);
+            t->dx[k] = t->plain_grad[k];
+        }
+    }
+    int64_t items = od_dims_count(t->m.nb, t->m.batch);
+    if (t->broadcast) matmul_bwd_items(s, 0, 0, items); /* items share gradients: one thread */
+    else od_shards(s, items, matmul_bwd_items, s);
+    for (int k = 0; k < 2; k++) {
+        const od_tbuf *x = s->in[k];
+        if (!x->grad || !t->plain_grad[k]) continue;
+        int64_t phys[OD_MAX_RANK], plain[OD_MAX_RANK];
+        matmul_views(x, phys, plain);
+        od_add_strided(x->grad, phys, t->plain_grad[k], plain, x->rank, x->dims);
+    }
+    return OD_STATUS_OK;
+}
+
+static void matmul_train_destroy(od_tstep *s) {
+    if (matmul_on_gemm(s)) {
+        od_gemm_train_destroy(s);
+        return;
+    }
+    matmul_train *t = s->state;
+    if (t)
+        for (int k = 0; k < 2; k++) free(t->plain[k]), free(t->plain_grad[k]);
+    free(t);
+    s->state = NULL;
+}
+
 OD_OP_FACTS(MatMul, 1, NULL);
 static int matmul_weight_axis(const od_node *n, int rank) { return rank >= 2 ? rank - 1 : -1; } /* [..., K, N] */
 const od_op_desc od_op_MatMul = {OD_OP_NAME(MatMul), .channel_role = OD_CHANNELS_MIXES, .per_sample = od_per_sample_always,
@@ -141,8 +280,8 @@ const od_op_desc od_op_MatMul = {OD_OP_NAME(MatMul), .channel_role = OD_CHANNELS
                                  .destroy = matmul_destroy, .macs = matmul_macs,
                                  .trained_inputs = 0x2, /* B */
                                  .train_layout = OD_TRAIN_LAYOUT_PLAIN,
-                                 /* a 2-D B only: Gemm.c's kernels */
-                                 .train_prepare = od_gemm_train_prepare,
-                                 .forward_train = od_gemm_train_forward,
-                                 .backward = od_gemm_train_backward,
-                                 .train_destroy = od_gemm_train_destroy};
+                                 /* a projection: Gemm.c's kernels */
+                                 .train_prepare = matmul_train_prepare,
+                                 .forward_train = matmul_train_forward,
+                                 .backward = matmul_train_backward,
+                                 .train_destroy = matmul_train_destroy};

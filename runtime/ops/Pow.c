@@ -1,8 +1,10 @@
 /* Pow, opsets 1-15: Z = X ^ Y with numpy broadcasting, X float32, Y float32 or a 32/64-bit
  * integer (mixed types from opset 12). Opset 1's `broadcast` is honoured when it is a numpy
  * broadcast; its `axis` is not supported. A constant scalar exponent of 2 or 0.5 runs on XNNPACK's
- * square or square_root, anything else on powf. Layout: element-wise. Backward: not yet. */
-#include "../op.h"
+ * square or square_root, anything else on powf. Layout: element-wise. Backward: for the base, with
+ * the exponent a constant holding one value (float or integer); a computed or many-valued
+ * exponent is refused for training, and an initializer exponent is never trained. */
+#include "../train_internal.h"
 #include "ew_common.h"
 
 #include <math.h>
@@ -116,10 +118,62 @@ static od_status pow_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
+/* ---- training: the base's gradient, the exponent one constant value ---------------------- */
+
+static od_status pow_train_prepare(od_tstep *s, od_error *err) {
+    const od_tbuf *x = s->in[0], *e = s->in[1];
+    if (!e->constant)
+        return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node,
+                             "training needs a constant exponent (no gradient for a computed one)");
+    if (od_tensor_count(e->constant) != 1 || s->out[0]->count != x->count)
+        return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node,
+                             "training needs an exponent of one value, not %lld",
+                             (long long)od_tensor_count(e->constant));
+    float v = od_const_float(&(od_shape_info){.constant = e->constant}, NAN);
+    if (isnan(v))
+        return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node, "exponent of element type %s in training",
+                             od_dtype_name(e->constant->dtype));
+    float *p = malloc(sizeof *p);
+    if (!p) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    *p = v;
+    s->state = p;
+    return OD_STATUS_OK;
+}
+
+static od_status pow_forward(od_tstep *s, od_error *err) {
+    float e = *(const float *)s->state;
+    const float *x = s->in[0]->data;
+    float *y = s->out[0]->data;
+    int64_t n = s->out[0]->count;
+    if (e == 2.0f)
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i];
+    else
+        for (int64_t i = 0; i < n; i++) y[i] = powf(x[i], e);
+    return OD_STATUS_OK;
+}
+
+static od_status pow_backward(od_tstep *s, od_error *err) {
+    float e = *(const float *)s->state;
+    const float *x = s->in[0]->data, *dy = s->out[0]->grad;
+    float *dx = s->in[0]->grad;
+    int64_t n = s->out[0]->count;
+    if (!dx) return OD_STATUS_OK;
+    if (e == 2.0f)
+        for (int64_t i = 0; i < n; i++) dx[i] += 2.0f * x[i] * dy[i];
+    else if (e != 0.0f)
+        for (int64_t i = 0; i < n; i++) dx[i] += e * powf(x[i], e - 1.0f) * dy[i];
+    return OD_STATUS_OK;
+}
+
 OD_OP_FACTS(Pow, 1, "axis", "broadcast");
 const od_op_desc od_op_Pow = {OD_OP_NAME(Pow), .channel_role = OD_CHANNELS_BROADCAST, .per_sample = od_per_sample_always,
                               .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
                               .infer = pow_infer,
                               .prepare = pow_prepare,
                               .run = pow_run,
-                              .destroy = pow_destroy};
+                              .destroy = pow_destroy,
+                              .trained_inputs = 0x1, /* the base; the exponent stays constant */
+                              .train_layout = OD_TRAIN_LAYOUT_SAME,
+                              .train_prepare = pow_train_prepare,
+                              .forward_train = pow_forward,
+                              .backward = pow_backward};

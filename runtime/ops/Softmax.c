@@ -3,11 +3,14 @@
  * [d0 * ... * d(axis-1), d(axis) * ...]; from opset 13 over the one axis (default -1). Softmax
  * over contiguous rows (opset 13 on the last axis, or any coerced case) runs on XNNPACK's
  * softmax; LogSoftmax, and Softmax over an inner axis, a loop that subtracts the maximum first.
- * Layout: plain (the axis is an ONNX axis). Backward: not yet. */
-#include "../op.h"
+ * Layout: plain (the axis is an ONNX axis). Backward: both, over whatever axis the forward takes
+ * (one axis from opset 13, the coerced 2-D rows before); a channels-last input is read through
+ * od_relayout. */
+#include "../train_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <xnnpack.h>
 
 static od_status softmax_infer(od_infer_ctx *c) {
@@ -32,6 +35,7 @@ typedef struct softmax_state {
     const float *x;
     float *y;
     float *scratch; /* max and sum per inner position, per outer index: 2 * outer * inner */
+    float *plain;   /* training on a channels-last input: it, then its gradient, in ONNX order */
 } softmax_state;
 
 static void softmax_destroy(od_step *s) {
@@ -39,6 +43,7 @@ static void softmax_destroy(od_step *s) {
     if (!m) return;
     if (m->xnn) xnn_delete_operator(m->xnn);
     free(m->scratch);
+    free(m->plain);
     free(m);
     s->state = NULL;
 }
@@ -141,6 +146,83 @@ static od_status softmax_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
+/* ---- training ------------------------------------------------------------------------------ */
+
+/* The inference state without XNNPACK, over the trainer's buffers; scratch always (backward's
+ * sums use it too). */
+static od_status softmax_train_prepare(od_tstep *s, od_error *err) {
+    softmax_state *m = calloc(1, sizeof *m);
+    if (!m) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = m;
+    const od_tbuf *x = s->in[0];
+    m->log = s->op->name[0] == 'L';
+    int axis = od_axis(od_attr_int(s->node, "axis", s->opset < 13 ? 1 : -1), x->rank);
+    m->outer = (size_t)od_dims_count(axis, x->dims);
+    m->len = (size_t)od_dims_count(s->opset < 13 ? x->rank - axis : 1, x->dims + axis);
+    size_t outer_len = m->outer * m->len;
+    m->inner = outer_len ? (size_t)x->count / outer_len : 0;
+    m->scratch = malloc(sizeof(float) * (2 * m->outer * m->inner + 1));
+    if (x->cl && x->rank >= 3) m->plain = malloc(sizeof(float) * (size_t)x->count + 64);
+    if (!m->scratch || (x->cl && x->rank >= 3 && !m->plain))
+        return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    return OD_STATUS_OK;
+}
+
+static void softmax_fwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+    (void)shard;
+    for (int64_t o = begin; o < end; o++) softmax_task(ctx, (size_t)o);
+}
+
+static od_status softmax_train_forward(od_tstep *s, od_error *err) {
+    softmax_state *m = s->state;
+    const od_tbuf *x = s->in[0];
+    m->x = m->plain ? m->plain : x->data;
+    m->y = s->out[0]->data;
+    if (m->plain) od_relayout(x->data, m->plain, x->rank, x->dims, false, sizeof(float), false, NULL);
+    if (m->outer * m->len * m->inner != 0) od_shards(s, (int64_t)m->outer, softmax_fwd_shard, m);
+    return OD_STATUS_OK;
+}
+
+typedef struct softmax_bwd {
+    const softmax_state *m;
+    const float *dy;
+    float *dx;
+} softmax_bwd;
+
+/* Per outer index, with sums over len for each inner position in scratch:
+ * Softmax dx = y (dy - sum(dy y)); LogSoftmax dx = dy - exp(y) sum(dy). */
+static void softmax_bwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+    const softmax_bwd *b = ctx;
+    const softmax_state *m = b->m;
+    size_t len = m->len, inner = m->inner;
+    (void)shard;
+    for (int64_t o = begin; o < end; o++) {
+        size_t base = (size_t)o * len * inner;
+        const float *y = m->y + base, *dy = b->dy + base;
+        float *dx = b->dx + base, *sum = m->scratch + 2 * (size_t)o * inner;
+        for (size_t k = 0; k < inner; k++) sum[k] = 0.0f;
+        for (size_t i = 0; i < len; i++)
+            for (size_t k = 0; k < inner; k++)
+                sum[k] += m->log ? dy[i * inner + k] : dy[i * inner + k] * y[i * inner + k];
+        for (size_t i = 0; i < len; i++)
+            for (size_t k = 0; k < inner; k++) {
+                size_t j = i * inner + k;
+                dx[j] += m->log ? dy[j] - expf(y[j]) * sum[k] : y[j] * (dy[j] - sum[k]);
+            }
+    }
+}
+
+static od_status softmax_train_backward(od_tstep *s, od_error *err) {
+    softmax_state *m = s->state;
+    const od_tbuf *x = s->in[0];
+    if (!x->grad || m->outer * m->len * m->inner == 0) return OD_STATUS_OK;
+    softmax_bwd b = {m, s->out[0]->grad, m->plain ? m->plain : x->grad};
+    if (m->plain) memset(m->plain, 0, sizeof(float) * (size_t)x->count); /* X itself is no longer needed */
+    od_shards(s, (int64_t)m->outer, softmax_bwd_shard, &b);
+    if (m->plain) od_relayout(m->plain, x->grad, x->rank, x->dims, true, sizeof(float), true, NULL);
+    return OD_STATUS_OK;
+}
+
 static bool softmax_per_sample(const od_node *n, int rank) { return od_per_sample_axis(n, rank, -1); }
 
 /* Softmax and LogSoftmax differ only by name: softmax_prepare reads it */
@@ -149,6 +231,11 @@ static bool softmax_per_sample(const od_node *n, int rank) { return od_per_sampl
     const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .channel_role = OD_CHANNELS_ELEMENTWISE, .per_sample = softmax_per_sample,           \
                                      .infer = softmax_infer,                                       \
                                      .prepare = softmax_prepare, .run = softmax_run,               \
-                                     .destroy = softmax_destroy};
+                                     .destroy = softmax_destroy,                                   \
+                                     .train_layout = OD_TRAIN_LAYOUT_PLAIN,                        \
+                                     .train_prepare = softmax_train_prepare,                       \
+                                     .forward_train = softmax_train_forward,                       \
+                                     .backward = softmax_train_backward,                           \
+                                     .train_destroy = softmax_destroy};
 SOFTMAX_DESC(Softmax)
 SOFTMAX_DESC(LogSoftmax)

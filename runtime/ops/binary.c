@@ -4,7 +4,8 @@
  * anything above 6 dims run a plain loop. Layout: element-wise (channels-last passes through).
  * A following Relu or Clip is fused in by the planner (float32): XNNPACK's output clamp, or a
  * clamp after the loop.
- * Backward: Add, Sub, Mul (the training kernels at the end). */
+ * Backward: Add, Sub, Mul, Div (the training kernels at the end), broadcasting either way; Div
+ * trains an initializer numerator but holds an initializer divisor fixed (sqrt(2), sqrt(d)). */
 #include "../train_internal.h"
 
 #include <math.h>
@@ -151,7 +152,7 @@ static od_status binary_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-/* ---- training: Add, Sub, Mul with broadcasting, any mix of layouts ---------------------------------- */
+/* ---- training: Add, Sub, Mul, Div with broadcasting, any mix of layouts ---------------------------------- */
 
 /* Strides of an input, per physical axis of the output: 0 where it repeats. */
 static void bstrides(const od_tbuf *in, const od_tbuf *out, int64_t *st) {
@@ -180,7 +181,7 @@ static bool same_layout_shape(const od_tbuf *a, const od_tbuf *o) {
 /* A fused Relu (fuse_relus) clamps the output here and masks the gradient by it. */
 static void binary_walk(od_tstep *s, bool backward) {
     const od_tbuf *a = s->in[0], *b = s->in[1], *o = s->out[0];
-    int k = s->op->name[0]; /* 'A', 'S', 'M' */
+    int k = s->op->name[0]; /* 'A', 'S', 'M', 'D' */
     bool relu = s->fused_relu;
     const float *dy = o->grad;
     if (same_layout_shape(a, o) && same_layout_shape(b, o)) { /* the common case, in loops that vectorise */
@@ -190,14 +191,17 @@ static void binary_walk(od_tstep *s, bool backward) {
         if (!backward) {
             if (k == 'A') for (int64_t i = 0; i < n; i++) out[i] = x[i] + z[i];
             else if (k == 'S') for (int64_t i = 0; i < n; i++) out[i] = x[i] - z[i];
-            else for (int64_t i = 0; i < n; i++) out[i] = x[i] * z[i];
+            else if (k == 'M') for (int64_t i = 0; i < n; i++) out[i] = x[i] * z[i];
+            else for (int64_t i = 0; i < n; i++) out[i] = x[i] / z[i];
             if (relu) od_relu_inplace(out, n);
             return;
         }
         if (relu) od_relu_mask(y, o->grad, n);
         if (gx && k == 'M') for (int64_t i = 0; i < n; i++) gx[i] += dy[i] * z[i];
+        else if (gx && k == 'D') for (int64_t i = 0; i < n; i++) gx[i] += dy[i] / z[i];
         else if (gx) od_add_into(gx, dy, n);
         if (gz && k == 'M') for (int64_t i = 0; i < n; i++) gz[i] += dy[i] * x[i];
+        else if (gz && k == 'D') for (int64_t i = 0; i < n; i++) gz[i] -= dy[i] * x[i] / (z[i] * z[i]);
         else if (gz && k == 'S') for (int64_t i = 0; i < n; i++) gz[i] -= dy[i];
         else if (gz) od_add_into(gz, dy, n);
         return;
@@ -216,13 +220,15 @@ static void binary_walk(od_tstep *s, bool backward) {
             ib += idx * sb[d];
         }
         if (!backward) {
-            float v = k == 'A' ? a->data[ia] + b->data[ib] : k == 'S' ? a->data[ia] - b->data[ib] : a->data[ia] * b->data[ib];
+            float x = a->data[ia], z = b->data[ib];
+            float v = k == 'A' ? x + z : k == 'S' ? x - z : k == 'M' ? x * z : x / z;
             o->data[i] = relu && !(v > 0) ? 0 : v;
             continue;
         }
         float g = relu && !(o->data[i] > 0) ? 0 : dy[i];
-        if (a->grad) a->grad[ia] += k == 'M' ? g * b->data[ib] : g;
-        if (b->grad) b->grad[ib] += k == 'M' ? g * a->data[ia] : k == 'S' ? -g : g;
+        float x = a->data[ia], z = b->data[ib];
+        if (a->grad) a->grad[ia] += k == 'M' ? g * z : k == 'D' ? g / z : g;
+        if (b->grad) b->grad[ib] += k == 'M' ? g * x : k == 'D' ? -g * x / (z * z) : k == 'S' ? -g : g;
     }
 }
 
@@ -247,8 +253,11 @@ static od_status binary_backward(od_tstep *s, od_error *err) {
 #define BINARY_TRAIN                                                                               \
     .trained_inputs = 0x3, .train_layout = OD_TRAIN_LAYOUT_SAME, .train_fuses_relu = true,        \
     .forward_train = binary_forward, .backward = binary_backward
-#define BINARY_NO_TRAIN .backward = NULL
+/* Div: a constant divisor stays one (trained_inputs bit 1 clear) */
+#define BINARY_TRAIN_DIV                                                                           \
+    .trained_inputs = 0x1, .train_layout = OD_TRAIN_LAYOUT_SAME, .train_fuses_relu = true,        \
+    .forward_train = binary_forward, .backward = binary_backward
 BINARY_DESC(Add, BINARY_TRAIN, 1, "axis", "broadcast", "consumed_inputs")
 BINARY_DESC(Sub, BINARY_TRAIN, 1, "axis", "broadcast", "consumed_inputs")
 BINARY_DESC(Mul, BINARY_TRAIN, 1, "axis", "broadcast", "consumed_inputs")
-BINARY_DESC(Div, BINARY_NO_TRAIN, 1, "axis", "broadcast", "consumed_inputs")
+BINARY_DESC(Div, BINARY_TRAIN_DIV, 1, "axis", "broadcast", "consumed_inputs")

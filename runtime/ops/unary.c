@@ -1,7 +1,7 @@
 /* Element-wise unary ops, one descriptor each; they share this file because they share
  * everything but the function. Float32 only, layout-agnostic (element-wise policy).
  * Backward (the training kernels at the end): Relu, Sigmoid, Tanh, LeakyRelu, Elu, HardSigmoid,
- * HardSwish, Clip with constant bounds.
+ * HardSwish, Clip with constant bounds, Exp, Log, Sqrt, Reciprocal, Neg, Erf (GELU's erf form).
  *   Relu 6-14             XNNPACK clamp [0, inf)
  *   Sigmoid 6-13          XNNPACK sigmoid
  *   Tanh 6-13             tanhf
@@ -276,7 +276,8 @@ static od_status clip_prepare(od_step *s, od_error *err) {
 /* ---- element-wise activations -------------------------------------------------------- */
 
 typedef enum act_kind {
-    ACT_RELU, ACT_LEAKY, ACT_CLIP, ACT_HARDSWISH, ACT_HARDSIGMOID, ACT_SIGMOID, ACT_TANH, ACT_ELU
+    ACT_RELU, ACT_LEAKY, ACT_CLIP, ACT_HARDSWISH, ACT_HARDSIGMOID, ACT_SIGMOID, ACT_TANH, ACT_ELU,
+    ACT_EXP, ACT_LOG, ACT_SQRT, ACT_RECIPROCAL, ACT_NEG, ACT_ERF
 } act_kind;
 
 typedef struct act_train {
@@ -285,7 +286,8 @@ typedef struct act_train {
 } act_train;
 
 extern const od_op_desc od_op_Relu, od_op_LeakyRelu, od_op_Elu, od_op_HardSwish, od_op_Sigmoid,
-    od_op_Tanh, od_op_HardSigmoid;
+    od_op_Tanh, od_op_HardSigmoid, od_op_Exp, od_op_Log, od_op_Sqrt, od_op_Reciprocal, od_op_Neg,
+    od_op_Erf;
 
 static od_status act_prepare(od_tstep *s, od_error *err) {
     act_train *a = calloc(1, sizeof *a);
@@ -298,6 +300,12 @@ static od_status act_prepare(od_tstep *s, od_error *err) {
     else if (op == &od_op_HardSwish) a->kind = ACT_HARDSWISH;
     else if (op == &od_op_Sigmoid) a->kind = ACT_SIGMOID;
     else if (op == &od_op_Tanh) a->kind = ACT_TANH;
+    else if (op == &od_op_Exp) a->kind = ACT_EXP;
+    else if (op == &od_op_Log) a->kind = ACT_LOG;
+    else if (op == &od_op_Sqrt) a->kind = ACT_SQRT;
+    else if (op == &od_op_Reciprocal) a->kind = ACT_RECIPROCAL;
+    else if (op == &od_op_Neg) a->kind = ACT_NEG;
+    else if (op == &od_op_Erf) a->kind = ACT_ERF;
     else if (op == &od_op_HardSigmoid) /* defaults from the attribute table */
         a->kind = ACT_HARDSIGMOID, a->a = od_node_attr_float(s->node, "alpha"),
         a->b = od_node_attr_float(s->node, "beta");
@@ -336,6 +344,12 @@ static od_status act_forward(od_tstep *s, od_error *err) {
         break;
     case ACT_SIGMOID: for (int64_t i = 0; i < n; i++) y[i] = 1 / (1 + expf(-x[i])); break;
     case ACT_TANH: for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]); break;
+    case ACT_EXP: for (int64_t i = 0; i < n; i++) y[i] = expf(x[i]); break;
+    case ACT_LOG: for (int64_t i = 0; i < n; i++) y[i] = logf(x[i]); break;
+    case ACT_SQRT: for (int64_t i = 0; i < n; i++) y[i] = sqrtf(x[i]); break;
+    case ACT_RECIPROCAL: for (int64_t i = 0; i < n; i++) y[i] = 1 / x[i]; break;
+    case ACT_NEG: for (int64_t i = 0; i < n; i++) y[i] = -x[i]; break;
+    case ACT_ERF: for (int64_t i = 0; i < n; i++) y[i] = erff(x[i]); break;
     case ACT_HARDSIGMOID:
         for (int64_t i = 0; i < n; i++) {
             float t = a->a * x[i] + a->b;
@@ -361,6 +375,14 @@ static od_status act_backward(od_tstep *s, od_error *err) {
         break;
     case ACT_SIGMOID: for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * y[i] * (1 - y[i]); break;
     case ACT_TANH: for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * (1 - y[i] * y[i]); break;
+    case ACT_EXP: for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * y[i]; break;
+    case ACT_LOG: for (int64_t i = 0; i < n; i++) dx[i] += dy[i] / x[i]; break;
+    case ACT_SQRT: for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * 0.5f / y[i]; break; /* inf at 0, as torch */
+    case ACT_RECIPROCAL: for (int64_t i = 0; i < n; i++) dx[i] -= dy[i] * y[i] * y[i]; break;
+    case ACT_NEG: for (int64_t i = 0; i < n; i++) dx[i] -= dy[i]; break;
+    case ACT_ERF: /* 2/sqrt(pi) exp(-x^2) */
+        for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * 1.12837916709551257f * expf(-x[i] * x[i]);
+        break;
     case ACT_HARDSIGMOID: /* slope alpha inside (0, 1), flat where clamped */
         for (int64_t i = 0; i < n; i++) {
             float t = a->a * x[i] + a->b;
@@ -400,15 +422,15 @@ UNARY_DESC_TRAIN(HardSwish, hard_swish, unary_infer, 14, NULL)
 UNARY_DESC_TRAIN(Clip, clip, clip_infer, 1, "consumed_inputs", "max", "min")
 UNARY_DESC(Softplus, softplus, unary_infer, 1, NULL)
 UNARY_DESC(Softsign, softsign, unary_infer, 1, NULL)
-UNARY_DESC(Sqrt, sqrt, unary_infer, 1, "consumed_inputs")
-UNARY_DESC(Exp, exp, unary_infer, 1, "consumed_inputs")
-UNARY_DESC(Log, log, unary_infer, 1, "consumed_inputs")
+UNARY_DESC_TRAIN(Sqrt, sqrt, unary_infer, 1, "consumed_inputs")
+UNARY_DESC_TRAIN(Exp, exp, unary_infer, 1, "consumed_inputs")
+UNARY_DESC_TRAIN(Log, log, unary_infer, 1, "consumed_inputs")
 UNARY_DESC(Abs, abs, unary_infer, 1, "consumed_inputs")
-UNARY_DESC(Neg, neg, unary_infer, 1, "consumed_inputs")
-UNARY_DESC(Reciprocal, reciprocal, unary_infer, 1, "consumed_inputs")
+UNARY_DESC_TRAIN(Neg, neg, unary_infer, 1, "consumed_inputs")
+UNARY_DESC_TRAIN(Reciprocal, reciprocal, unary_infer, 1, "consumed_inputs")
 UNARY_DESC(Floor, floor, unary_infer, 1, "consumed_inputs")
 UNARY_DESC(Ceil, ceil, unary_infer, 1, "consumed_inputs")
-UNARY_DESC(Erf, erf, unary_infer, 9, NULL)
+UNARY_DESC_TRAIN(Erf, erf, unary_infer, 9, NULL)
 UNARY_DESC(Sin, sin, unary_infer, 7, NULL)
 UNARY_DESC(Cos, cos, unary_infer, 7, NULL)
 UNARY_DESC(Sign, sign, unary_infer, 9, NULL)
