@@ -290,6 +290,11 @@ od_channel_role od_node_channel_role(const od_node *n);
  * LayerNormalization's scale and bias, PRelu's slope): k, 0 for none. */
 int od_node_channel_inputs(const od_node *n);
 
+/* The first opset from which n's op means what it means at opset 13 (what `optimize --weights
+ * int8` raises a model to): Relu 6, Softmax 13, ...; from the descriptor or, for ONNX ops the
+ * runtime does not run, the facts-only table. 0: defined after 13, another domain or unknown. */
+int od_node_stable_since(const od_node *n);
+
 /* Multiply-accumulates of a node for the shapes given, whole batch (0 for ops that do none). */
 int64_t od_node_macs(const od_graph *g, int node, const od_graph_shapes *s);
 

@@ -104,6 +104,9 @@ typedef struct od_infer_ctx {
 typedef struct od_op_desc {
     const char *name;
     int since_opset;          /* the first default-domain opset that defines the op */
+    /* The first opset from which the op means (as it runs here) what it means at opset 13, the
+     * opset int8 weights raise a model to; 0: defined after 13 (od_node_stable_since). */
+    int stable_since;
     /* every attribute ONNX defines for the op in any opset, NULL-terminated: a node carrying
      * another is refused when shapes are inferred (od_graph_infer; a note for inspect) */
     const char *const *attrs;

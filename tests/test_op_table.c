@@ -1,5 +1,6 @@
 /* Every op in runtime/ops/ops.def has the descriptor fields the rest of the code relies on:
- * a shape rule and a forward, the opset it is stable since, its attribute table (which refuses
+ * a shape rule and a forward, the first opset that defines it and the one from which it means
+ * what it means at opset 13 (stable_since), its channel facts, its attribute table (which refuses
  * unknown attributes), and consistent training fields (a backward with its forward, trained
  * inputs and Relu fusion only with a backward). Then the attribute check itself, on a node. */
 #include "op.h"
@@ -30,6 +31,10 @@ static void check_desc(const char *name) {
     check(op->channel_role > OD_CHANNELS_UNKNOWN && op->channel_role <= OD_CHANNELS_MOVES, name,
           "no channel_role (how it treats the channels of input 0)");
     check(op->channel_inputs >= 0 && op->channel_inputs < 8, name, "channel_inputs %d", op->channel_inputs);
+    check(op->since_opset > 13 ? op->stable_since == 0
+                               : op->stable_since >= op->since_opset && op->stable_since <= 13,
+          name, "stable_since %d with since_opset %d (every op ONNX defines by opset 13 needs one)",
+          op->stable_since, op->since_opset);
     check(!op->channel_inputs || op->channel_role == OD_CHANNELS_ELEMENTWISE ||
               op->channel_role == OD_CHANNELS_PER_CHANNEL || op->channel_role == OD_CHANNELS_NORMALIZES,
           name, "channel_inputs on an op that does not keep its channels");
@@ -125,8 +130,32 @@ static void check_channel_facts(void) {
     }
 }
 
+/* The opset fact quantize raises int8 models to opset 13 by (od_node_stable_since): ops whose
+ * meaning changed on the way (Relu's consumed_inputs went at 6, Softmax's axis at 13), ops the
+ * runtime does not run (the facts-only table), and 0 for ops after 13, other domains, unknowns. */
+static void check_stable_since(void) {
+    static const struct {
+        const char *domain, *op;
+        int since;
+    } cases[] = {{"", "Relu", 6},        {"", "Softplus", 1},           {"", "Clip", 11},
+                 {"", "Softmax", 13},    {"", "LogSoftmax", 13},        {"", "ReduceSum", 13},
+                 {"", "ReduceMean", 1},  {"", "Squeeze", 13},           {"", "Split", 13},
+                 {"", "Dropout", 12},    {"", "Equal", 7},              {"", "LessOrEqual", 12},
+                 {"", "Sum", 8},         {"", "Add", 7},                {"", "ArgMin", 1},
+                 {"", "MaxPool", 8},     {"", "BatchNormalization", 9}, {"ai.onnx", "Conv", 1},
+                 {"", "HardSwish", 0},   {"", "LayerNormalization", 0}, {"", "And", 7},
+                 {"", "Hardmax", 13},    {"", "Size", 1},               {"", "QuantizeLinear", 10},
+                 {"", "Gelu", 0},        {"com.microsoft", "Relu", 0},  {"", "NoSuchOp", 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        od_node node = {.name = "n", .op_type = (char *)cases[i].op, .domain = (char *)cases[i].domain};
+        int since = od_node_stable_since(&node);
+        check(since == cases[i].since, cases[i].op, "stable since opset %d, want %d", since, cases[i].since);
+    }
+}
+
 int main(void) {
     check_per_sample();
+    check_stable_since();
     check_weight_axis();
     check_channel_facts();
     int n = 0;

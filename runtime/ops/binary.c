@@ -244,7 +244,7 @@ static od_status binary_backward(od_tstep *s, od_error *err) {
 
 #define BINARY_DESC(NAME, TRAIN, SINCE, ...)                                                       \
     OD_OP_FACTS(NAME, SINCE, __VA_ARGS__);                                                         \
-    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .channel_role = OD_CHANNELS_BROADCAST,                                             \
+    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .channel_role = OD_CHANNELS_BROADCAST, .stable_since = 7,                                             \
                                      .per_sample = od_per_sample_always, .layout = OD_LAYOUT_POLICY_ELEMENTWISE, \
                                      .fuses_activation = true,                                     \
                                      .infer = binary_infer, .prepare = binary_prepare,             \

@@ -106,12 +106,12 @@ static od_status cmp_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-#define CMP_DESC(NAME, SINCE, ...)                                                                 \
+#define CMP_DESC(NAME, SINCE, STABLE, ...)                                                               \
     OD_OP_FACTS(NAME, SINCE, __VA_ARGS__);                                                         \
-    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .channel_role = OD_CHANNELS_BROADCAST, .layout = OD_LAYOUT_POLICY_ELEMENTWISE,     \
+    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .channel_role = OD_CHANNELS_BROADCAST, .stable_since = STABLE, .layout = OD_LAYOUT_POLICY_ELEMENTWISE,     \
                                      .infer = cmp_infer, .prepare = cmp_prepare, .run = cmp_run};
-CMP_DESC(Equal, 1, "axis", "broadcast")
-CMP_DESC(Less, 1, "axis", "broadcast")
-CMP_DESC(Greater, 1, "axis", "broadcast")
-CMP_DESC(LessOrEqual, 12, NULL)
-CMP_DESC(GreaterOrEqual, 12, NULL)
+CMP_DESC(Equal, 1, 7, "axis", "broadcast")
+CMP_DESC(Less, 1, 7, "axis", "broadcast")
+CMP_DESC(Greater, 1, 7, "axis", "broadcast")
+CMP_DESC(LessOrEqual, 12, 12, NULL)
+CMP_DESC(GreaterOrEqual, 12, 12, NULL)
