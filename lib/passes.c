@@ -23,11 +23,6 @@ static bool is_op(const od_node *n, const char *op_type) {
 
 /* ---- editing helpers ------------------------------------------------------------ */
 
-int64_t od_pass_attr_int(const od_node *n, const char *name, int64_t dflt) {
-    const od_attr *a = od_node_attr(n, name);
-    return a && a->type == OD_ATTR_INT ? a->i : dflt;
-}
-
 bool od_pass_is_graph_output(const od_graph *g, int v) {
     for (int i = 0; i < g->n_outputs; i++)
         if (g->outputs[i] == v) return true;
@@ -40,12 +35,12 @@ bool od_pass_is_graph_input(const od_graph *g, int v) {
     return false;
 }
 
-char *od_pass_unique_name(const od_graph *g, const char *base, const char *suffix) {
+char *od_pass_unique_name(const od_graph *g, const char *base, const char *suffix, int first) {
     size_t n = strlen(base) + strlen(suffix) + 24;
     char *name = malloc(n);
     if (!name) return NULL;
     snprintf(name, n, "%s%s", base, suffix);
-    for (int k = 2; od_graph_find_value(g, name) >= 0; k++)
+    for (int k = first; od_graph_find_value(g, name) >= 0; k++)
         snprintf(name, n, "%s%s_%d", base, suffix, k);
     return name;
 }
@@ -67,7 +62,7 @@ static char *unique_node_name(const od_graph *g, const char *base) {
 
 int od_pass_add_init(od_graph *g, const char *base, const char *suffix, od_tensor *t,
                      od_error *err) {
-    char *name = od_pass_unique_name(g, base, suffix);
+    char *name = od_pass_unique_name(g, base, suffix, 2);
     int *inits = realloc(g->inits, sizeof(int) * (size_t)(g->n_inits + 1));
     if (inits) g->inits = inits;
     int v = name && inits ? od_graph_intern_value(g, name) : -1;
@@ -559,7 +554,7 @@ static bool fold_into_conv(od_graph *g, int i, const bn_params *p, const int *us
     bool transpose = is_op(n, "ConvTranspose");
     const od_tensor *w = n->n_inputs > 1 ? float_init(g, n->inputs[1]) : NULL;
     if (!w || w->rank < 3) return false;
-    int64_t group = od_pass_attr_int(n, "group", 1);
+    int64_t group = od_attr_int(n, "group", 1);
     if (group < 1 || w->dims[0] % group) return false;
     int64_t cout = transpose ? w->dims[1] * group : w->dims[0];
     if (cout != p->C) return false;
@@ -593,7 +588,7 @@ static bool fold_into_gemm(od_graph *g, int i, const bn_params *p, const int *us
     od_node *n = &g->nodes[i];
     const od_tensor *w = n->n_inputs > 1 ? float_init(g, n->inputs[1]) : NULL;
     if (!w || w->rank != 2) return false;
-    bool trans_b = od_pass_attr_int(n, "transB", 0) != 0;
+    bool trans_b = od_attr_int(n, "transB", 0) != 0;
     int64_t N = trans_b ? w->dims[0] : w->dims[1];
     if (N != p->C) return false;
     int c_v = n->n_inputs > 2 ? n->inputs[2] : -1;

@@ -159,7 +159,7 @@ static od_status opset_check(const od_graph *g, int64_t opset, const od_graph_sh
             /* before 13: the input is flattened to 2-D at axis; from 13: one axis. The same
              * when axis is the last dim. */
             int rank = n->n_inputs > 0 && n->inputs[0] >= 0 ? value_rank(g, s, n->inputs[0]) : -1;
-            int64_t a = od_pass_attr_int(n, "axis", 1);
+            int64_t a = od_attr_int(n, "axis", 1);
             if (rank < 0)
                 return refuse(err, n, opset,
                               "the rank of its input is unknown, and its axis "

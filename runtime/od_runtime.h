@@ -218,6 +218,9 @@ int od_graph_add_node(od_graph *g);
 void od_attr_clear(od_attr *a);
 void od_node_clear(od_node *n);
 const od_attr *od_node_attr(const od_node *n, const char *name);
+/* An INT attribute of n, or dflt when absent or of another type: the one reader of the runtime,
+ * the passes and the student builder. */
+int64_t od_attr_int(const od_node *n, const char *name, int64_t dflt);
 int64_t od_model_opset(const od_model *m, const char *domain); /* 0 when not imported */
 const char *od_model_meta(const od_model *m, const char *key);   /* NULL when absent */
 

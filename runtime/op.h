@@ -164,8 +164,6 @@ const char *od_op_attr_default(const od_op_desc *op, const char *name);
 od_status od_node_error(od_error *err, od_status status, const od_node *n, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-int64_t od_attr_int(const od_node *n, const char *name, int64_t dflt);
-
 /* a x b for MAC counts, saturating at OD_MACS_MAX (far beyond any real layer), 0 when either is
  * negative (unknown): absurd declared shapes must not overflow, nor their sum over a graph. */
 #define OD_MACS_MAX ((int64_t)1 << 50)
