@@ -200,6 +200,9 @@ od_status od_infer_expect(od_infer_ctx *c, int i, int min_rank, int max_rank);
 void od_infer_same(od_infer_ctx *c, int out, int in);
 /* Numpy broadcasting of inputs into out[0] dims; error naming the node when shapes clash. */
 od_status od_infer_broadcast(od_infer_ctx *c);
+/* Exactly two inputs, both present, of one element type (arithmetic, comparisons); an error
+ * naming the node otherwise. */
+od_status od_infer_two_alike(od_infer_ctx *c);
 
 int64_t od_buf_count(const od_buf *b);
 /* Physical dims: dims permuted channels-last (dim 1 last) when channels_last and rank >= 3. */

@@ -17,13 +17,9 @@ static cmp_kind kind_of(const char *name) {
 }
 
 static od_status cmp_infer(od_infer_ctx *c) {
-    if (c->n_in != 2 || !c->in[0] || !c->in[1])
-        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "needs two inputs");
+    od_status two = od_infer_two_alike(c);
+    if (two) return two;
     od_dtype t = c->in[0]->dtype;
-    if (t != c->in[1]->dtype)
-        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node,
-                             "inputs have element types %s and %s", od_dtype_name(t),
-                             od_dtype_name(c->in[1]->dtype));
     if (!od_numeric(t))
         return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
                              "element type %s is not supported", od_dtype_name(t));
