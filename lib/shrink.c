@@ -75,41 +75,6 @@ static int attr_ints(const od_node *n, const char *name, int64_t *out, int max) 
     return (int)a->count;
 }
 
-static od_attr *attr_get_or_add(od_node *n, const char *name, od_error *err) {
-    for (int i = 0; i < n->n_attrs; i++)
-        if (strcmp(n->attrs[i].name, name) == 0) return &n->attrs[i];
-    od_attr *a = realloc(n->attrs, sizeof *a * (size_t)(n->n_attrs + 1));
-    if (!a) {
-        oom(err);
-        return NULL;
-    }
-    n->attrs = a;
-    a = &n->attrs[n->n_attrs];
-    memset(a, 0, sizeof *a);
-    if (!(a->name = strdup(name))) {
-        oom(err);
-        return NULL;
-    }
-    n->n_attrs++;
-    return a;
-}
-
-static od_status attr_set_int(od_node *n, const char *name, int64_t v, od_error *err) {
-    od_attr *a = attr_get_or_add(n, name, err);
-    if (!a) return OD_STATUS_OUT_OF_MEMORY;
-    a->type = OD_ATTR_INT;
-    a->i = v;
-    return OD_STATUS_OK;
-}
-
-static od_status attr_set_float(od_node *n, const char *name, float v, od_error *err) {
-    od_attr *a = attr_get_or_add(n, name, err);
-    if (!a) return OD_STATUS_OUT_OF_MEMORY;
-    a->type = OD_ATTR_FLOAT;
-    a->f = v;
-    return OD_STATUS_OK;
-}
-
 /* ---- graph editing ------------------------------------------------------------------- */
 
 /* Removes the nodes marked in drop (order kept). */
@@ -2563,7 +2528,7 @@ static od_status apply_fix(width *w, const fix *f, int64_t *keep) {
                                         n->name, f->slot);
                 return OD_STATUS_OK;
             }
-    if (f->kind == FIX_GROUP) return attr_set_int(n, "group", now, err);
+    if (f->kind == FIX_GROUP) return od_pass_set_attr_int(n, "group", now, err);
     if (f->kind == FIX_GROUPED_IN) return grouped_in(w, f, keep, full, now);
     const od_tensor *t = slot_init(g, f->node, f->slot);
     if (!t)
@@ -2862,8 +2827,8 @@ static od_status insert_bn(shrink *c) {
         for (int k = 0; k < 4; k++)
             bn->inputs[k + 1] = params[k];
         bn->outputs[0] = o;
-        if ((st = attr_set_float(bn, "epsilon", eps, c->err)) ||
-            (st = attr_set_float(bn, "momentum", 0.9f, c->err)))
+        if ((st = od_pass_set_attr_float(bn, "epsilon", eps, c->err)) ||
+            (st = od_pass_set_attr_float(bn, "momentum", 0.9f, c->err)))
             return st;
         g->nodes[ni].outputs[0] = nv;
         /* move the new node right after its conv */
