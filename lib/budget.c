@@ -1,7 +1,6 @@
 /* Students chosen by a budget: parse "0.5ms@b1t2", "200KB", "2M-macs"; bisect the uniform width
  * until the student built from the teacher meets it. */
 #include "od_onnx.h"
-#include "op.h" /* od_attr_int */
 
 #include <ctype.h>
 #include <math.h>
@@ -163,10 +162,8 @@ static double *sorted_shares(const od_graph *g, const char *name, int64_t *count
         if (strcmp(n->name, name) || n->n_inputs < 2 || n->inputs[1] < 0) continue;
         const od_tensor *w = g->values[n->inputs[1]].init;
         if (!w || w->dtype != OD_DTYPE_FLOAT || w->rank < 2) return NULL;
-        int axis = !strcmp(n->op_type, "Conv") ? 0
-                   : !strcmp(n->op_type, "ConvTranspose") ? 1
-                   : !strcmp(n->op_type, "Gemm") ? (od_attr_int(n, "transB", 0) ? 0 : 1)
-                                                 : w->rank - 1;
+        int axis = od_node_weight_axis(n, w->rank);
+        if (axis < 0) axis = w->rank - 1;
         int64_t c = w->dims[axis], inner = 1, outer = 1;
         for (int d = axis + 1; d < w->rank; d++) inner *= w->dims[d];
         for (int d = 0; d < axis; d++) outer *= w->dims[d];

@@ -67,6 +67,11 @@ od_status od_measure_latency_plan_runs(od_plan *plan, double min_time, int min_r
 
 od_status od_measure_latency(const od_graph *g, int64_t batch, int threads, double min_time,
                              od_latency *out, od_error *err) {
+    return od_measure_latency_runs(g, batch, threads, min_time, 10, out, err);
+}
+
+od_status od_measure_latency_runs(const od_graph *g, int64_t batch, int threads, double min_time, int min_runs,
+                                  od_latency *out, od_error *err) {
     od_plan *plan = NULL;
     memset(out, 0, sizeof *out);
     out->batch = batch;
@@ -74,7 +79,7 @@ od_status od_measure_latency(const od_graph *g, int64_t batch, int threads, doub
     od_status st = od_plan_create(g, &(od_plan_options){.batch = batch, .threads = threads}, &plan, err);
     if (st) return st;
     od_plan_fill_bench_inputs(plan);
-    st = od_measure_latency_plan(plan, min_time, out, err);
+    st = od_measure_latency_plan_runs(plan, min_time, min_runs, out, err);
     od_plan_destroy(plan);
     return st;
 }

@@ -47,6 +47,9 @@ od_status od_measure_latency_plan_runs(od_plan *plan, double min_time, int min_r
 /* Builds a plan for (batch, threads), fills it with od_plan_fill_bench_inputs and times it. */
 od_status od_measure_latency(const od_graph *g, int64_t batch, int threads, double min_time,
                              od_latency *out, od_error *err);
+/* The same with at least min_runs timed runs (od_measure_latency_plan_runs). */
+od_status od_measure_latency_runs(const od_graph *g, int64_t batch, int threads, double min_time, int min_runs,
+                                  od_latency *out, od_error *err);
 
 /* ---- model facts ------------------------------------------------------------------------- */
 

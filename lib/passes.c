@@ -23,43 +23,6 @@ static bool is_op(const od_node *n, const char *op_type) {
 
 /* ---- editing helpers ------------------------------------------------------------ */
 
-static void attr_free(od_attr *a) {
-    free(a->name);
-    free(a->s.data);
-    od_tensor_destroy(a->t);
-    free(a->floats);
-    free(a->ints);
-    if (a->strings)
-        for (size_t i = 0; i < a->count; i++)
-            free(a->strings[i].data);
-    free(a->strings);
-    if (a->tensors)
-        for (size_t i = 0; i < a->count; i++)
-            od_tensor_clear(&a->tensors[i]);
-    free(a->tensors);
-    free(a->opaque.data);
-    free(a->ref_attr_name);
-    memset(a, 0, sizeof *a);
-}
-
-void od_pass_node_free(od_node *n) {
-    free(n->name);
-    free(n->op_type);
-    free(n->domain);
-    free(n->inputs);
-    free(n->outputs);
-    for (int a = 0; a < n->n_attrs; a++)
-        attr_free(&n->attrs[a]);
-    free(n->attrs);
-    free(n->doc_string);
-    memset(n, 0, sizeof *n);
-}
-
-int64_t od_pass_attr_int(const od_node *n, const char *name, int64_t dflt) {
-    const od_attr *a = od_node_attr(n, name);
-    return a && a->type == OD_ATTR_INT ? a->i : dflt;
-}
-
 bool od_pass_is_graph_output(const od_graph *g, int v) {
     for (int i = 0; i < g->n_outputs; i++)
         if (g->outputs[i] == v) return true;
@@ -72,12 +35,12 @@ bool od_pass_is_graph_input(const od_graph *g, int v) {
     return false;
 }
 
-char *od_pass_unique_name(const od_graph *g, const char *base, const char *suffix) {
+char *od_pass_unique_name(const od_graph *g, const char *base, const char *suffix, int first) {
     size_t n = strlen(base) + strlen(suffix) + 24;
     char *name = malloc(n);
     if (!name) return NULL;
     snprintf(name, n, "%s%s", base, suffix);
-    for (int k = 2; od_graph_find_value(g, name) >= 0; k++)
+    for (int k = first; od_graph_find_value(g, name) >= 0; k++)
         snprintf(name, n, "%s%s_%d", base, suffix, k);
     return name;
 }
@@ -99,7 +62,7 @@ static char *unique_node_name(const od_graph *g, const char *base) {
 
 int od_pass_add_init(od_graph *g, const char *base, const char *suffix, od_tensor *t,
                      od_error *err) {
-    char *name = od_pass_unique_name(g, base, suffix);
+    char *name = od_pass_unique_name(g, base, suffix, 2);
     int *inits = realloc(g->inits, sizeof(int) * (size_t)(g->n_inits + 1));
     if (inits) g->inits = inits;
     int v = name && inits ? od_graph_intern_value(g, name) : -1;
@@ -142,7 +105,7 @@ int od_pass_add_node(od_graph *g, const char *op_type, const char *name, int n_i
     n->inputs = malloc(sizeof(int) * (size_t)(n_in ? n_in : 1));
     n->outputs = malloc(sizeof(int) * (size_t)(n_out ? n_out : 1));
     if (!n->op_type || !n->domain || !n->inputs || !n->outputs) {
-        od_pass_node_free(n);
+        od_node_clear(n);
         g->n_nodes--;
         oom(err);
         return -1;
@@ -161,7 +124,7 @@ static od_attr *attr_slot(od_node *n, const char *name, od_error *err) {
         if (strcmp(n->attrs[a].name, name) == 0) {
             char *keep = n->attrs[a].name;
             n->attrs[a].name = NULL;
-            attr_free(&n->attrs[a]);
+            od_attr_clear(&n->attrs[a]);
             n->attrs[a].name = keep;
             return &n->attrs[a];
         }
@@ -200,7 +163,7 @@ od_status od_pass_set_attr_float(od_node *n, const char *name, float v, od_error
 void od_pass_remove_attr(od_node *n, const char *name) {
     for (int a = 0; a < n->n_attrs; a++)
         if (strcmp(n->attrs[a].name, name) == 0) {
-            attr_free(&n->attrs[a]);
+            od_attr_clear(&n->attrs[a]);
             memmove(&n->attrs[a], &n->attrs[a + 1],
                     sizeof *n->attrs * (size_t)(n->n_attrs - a - 1));
             n->n_attrs--;
@@ -233,7 +196,7 @@ od_status od_pass_compact(od_graph *g, const bool *drop, od_error *err) {
     int w = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         if (drop && drop[i]) {
-            od_pass_node_free(&g->nodes[i]);
+            od_node_clear(&g->nodes[i]);
             continue;
         }
         if (w != i) g->nodes[w] = g->nodes[i];
@@ -591,7 +554,7 @@ static bool fold_into_conv(od_graph *g, int i, const bn_params *p, const int *us
     bool transpose = is_op(n, "ConvTranspose");
     const od_tensor *w = n->n_inputs > 1 ? float_init(g, n->inputs[1]) : NULL;
     if (!w || w->rank < 3) return false;
-    int64_t group = od_pass_attr_int(n, "group", 1);
+    int64_t group = od_attr_int(n, "group", 1);
     if (group < 1 || w->dims[0] % group) return false;
     int64_t cout = transpose ? w->dims[1] * group : w->dims[0];
     if (cout != p->C) return false;
@@ -625,7 +588,7 @@ static bool fold_into_gemm(od_graph *g, int i, const bn_params *p, const int *us
     od_node *n = &g->nodes[i];
     const od_tensor *w = n->n_inputs > 1 ? float_init(g, n->inputs[1]) : NULL;
     if (!w || w->rank != 2) return false;
-    bool trans_b = od_pass_attr_int(n, "transB", 0) != 0;
+    bool trans_b = od_attr_int(n, "transB", 0) != 0;
     int64_t N = trans_b ? w->dims[0] : w->dims[1];
     if (N != p->C) return false;
     int c_v = n->n_inputs > 2 ? n->inputs[2] : -1;
@@ -853,8 +816,7 @@ static od_status pass_share(od_graph *g, od_pass_stats *stats, od_error *err) {
  * copy on its own. A weight of rank >= 2 read as the weight of several layers (Conv, Gemm,
  * MatMul, the table of a Gather) is truly tied and stays shared. */
 static bool is_weight_slot(const od_node *n, int k) {
-    return (k == 1 && (is_op(n, "Conv") || is_op(n, "ConvTranspose") || is_op(n, "Gemm") ||
-                       is_op(n, "MatMul"))) ||
+    return (k == 1 && od_node_channel_role(n) == OD_CHANNELS_MIXES) ||
            (k == 0 && is_op(n, "Gather"));
 }
 

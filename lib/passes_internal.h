@@ -4,16 +4,14 @@
 
 #include "od_passes.h"
 
-/* Frees a node's contents and zeroes it. */
-void od_pass_node_free(od_node *n);
-
 /* Removes the nodes with drop[i] set (drop may be NULL), forgets the values nothing refers to
  * any more (value_info entries included; value_info of graph inputs, outputs and initializers
  * goes too), then sorts and checks the graph (od_graph_check). */
 od_status od_pass_compact(od_graph *g, const bool *drop, od_error *err);
 
-/* A value name not in g: base + suffix, then base + suffix + "_2", ... malloc'd; NULL on OOM. */
-char *od_pass_unique_name(const od_graph *g, const char *base, const char *suffix);
+/* A value name not in g: base + suffix, then base + suffix + "_<first>", "_<first + 1>", ...
+ * (optimize's passes count from 2, the student builder from 1); malloc'd, NULL on OOM. */
+char *od_pass_unique_name(const od_graph *g, const char *base, const char *suffix, int first);
 
 /* Adds t (owned from now on, even on failure; its name is replaced) as an initializer named
  * name + suffix, made unique. Returns the value index or -1 (error set). */
@@ -32,9 +30,6 @@ od_status od_pass_set_attr_float(od_node *n, const char *name, float v, od_error
 void od_pass_remove_attr(od_node *n, const char *name);
 /* Sets input k of node n to v, growing the input list with omitted inputs as needed. */
 od_status od_pass_set_input(od_node *n, int k, int v, od_error *err);
-
-/* An INT attribute, or dflt when absent or of another type. */
-int64_t od_pass_attr_int(const od_node *n, const char *name, int64_t dflt);
 
 bool od_pass_is_graph_output(const od_graph *g, int v);
 bool od_pass_is_graph_input(const od_graph *g, int v);

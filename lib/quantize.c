@@ -106,96 +106,8 @@ static int *weight_axes(const od_graph *g) {
 
 /* ---- opset 13 ------------------------------------------------------------------------ */
 
-/* Ops whose meaning (for what the interpreter and ONNX Runtime run) does not change from
- * version `since` up to 13; below `since`, or for ops not listed, raising is refused. */
-static const struct {
-    const char *op;
-    int since;
-} keeps_meaning[] = {
-    {"Abs", 6},
-    {"Add", 7},
-    {"And", 7},
-    {"ArgMax", 1},
-    {"ArgMin", 1},
-    {"AveragePool", 7},
-    {"BatchNormalization", 9},
-    {"Cast", 6},
-    {"Ceil", 6},
-    {"Celu", 12},
-    {"Concat", 4},
-    {"Constant", 1},
-    {"ConstantOfShape", 9},
-    {"Conv", 1},
-    {"ConvTranspose", 1},
-    {"Cos", 7},
-    {"DequantizeLinear", 10},
-    {"Div", 7},
-    {"Elu", 6},
-    {"Equal", 7},
-    {"Erf", 9},
-    {"Exp", 6},
-    {"Expand", 8},
-    {"Flatten", 1},
-    {"Floor", 6},
-    {"Gather", 1},
-    {"Gemm", 7},
-    {"GlobalAveragePool", 1},
-    {"GlobalMaxPool", 1},
-    {"Greater", 7},
-    {"GreaterOrEqual", 12},
-    {"HardSigmoid", 6},
-    {"Identity", 1},
-    {"LeakyRelu", 6},
-    {"Less", 7},
-    {"LessOrEqual", 12},
-    {"Log", 6},
-    {"MatMul", 1},
-    {"Max", 8},
-    {"MaxPool", 8},
-    {"Mean", 8},
-    {"Min", 8},
-    {"Mul", 7},
-    {"Neg", 6},
-    {"Not", 1},
-    {"Or", 7},
-    {"Pad", 11},
-    {"Pow", 7},
-    {"PRelu", 7},
-    {"QuantizeLinear", 10},
-    {"Range", 11},
-    {"Reciprocal", 6},
-    {"ReduceL1", 1},
-    {"ReduceL2", 1},
-    {"ReduceLogSum", 1},
-    {"ReduceLogSumExp", 1},
-    {"ReduceMax", 1},
-    {"ReduceMean", 1},
-    {"ReduceMin", 1},
-    {"ReduceProd", 1},
-    {"ReduceSumSquare", 1},
-    {"Relu", 6},
-    {"Reshape", 5},
-    {"Selu", 6},
-    {"Shape", 1},
-    {"Sigmoid", 6},
-    {"Sign", 9},
-    {"Sin", 7},
-    {"Size", 1},
-    {"Slice", 10},
-    {"Softplus", 1},
-    {"Softsign", 1},
-    {"Sqrt", 6},
-    {"Sub", 7},
-    {"Sum", 8},
-    {"Tanh", 6},
-    {"ThresholdedRelu", 10},
-    {"Tile", 6},
-    {"Transpose", 1},
-    {"Where", 9},
-    {"Xor", 7},
-};
-
-/* Ops converted below, from version `since`. */
+/* Whether an op means at opset 13 what it means at the model's opset is the op's fact
+ * (od_node_stable_since). Ops that changed are converted below, from version `since`. */
 static const struct {
     const char *op;
     int since;
@@ -225,31 +137,29 @@ static od_status opset_check(const od_graph *g, int64_t opset, const od_graph_sh
     for (int i = 0; i < g->n_nodes; i++) {
         const od_node *n = &g->nodes[i];
         if (n->domain && *n->domain && strcmp(n->domain, "ai.onnx") != 0) continue;
-        int since = -1;
+        int since = od_node_stable_since(n);
+        if (since > 0 && opset >= since) continue; /* means the same at 13 */
         bool conv = false;
-        for (size_t k = 0; k < sizeof keeps_meaning / sizeof *keeps_meaning && since < 0; k++)
-            if (!strcmp(n->op_type, keeps_meaning[k].op)) since = keeps_meaning[k].since;
-        for (size_t k = 0; k < sizeof converted / sizeof *converted && since < 0; k++)
+        for (size_t k = 0; k < sizeof converted / sizeof *converted && !conv; k++)
             if (!strcmp(n->op_type, converted[k].op)) {
                 since = converted[k].since;
                 conv = true;
             }
         char why[256];
-        if (since < 0) {
+        if (since <= 0) {
             snprintf(why, sizeof why, "%s is not known to keep its meaning at opset %d", n->op_type,
                      OD_INT8_OPSET);
             return refuse(err, n, opset, why);
         }
-        if (opset < since) {
+        if (opset < since || !conv) {
             snprintf(why, sizeof why, "%s changed meaning at opset %d", n->op_type, since);
             return refuse(err, n, opset, why);
         }
-        if (!conv) continue;
         if (is_op(n, "Softmax") || is_op(n, "LogSoftmax") || is_op(n, "Hardmax")) {
             /* before 13: the input is flattened to 2-D at axis; from 13: one axis. The same
              * when axis is the last dim. */
             int rank = n->n_inputs > 0 && n->inputs[0] >= 0 ? value_rank(g, s, n->inputs[0]) : -1;
-            int64_t a = od_pass_attr_int(n, "axis", 1);
+            int64_t a = od_attr_int(n, "axis", 1);
             if (rank < 0)
                 return refuse(err, n, opset,
                               "the rank of its input is unknown, and its axis "

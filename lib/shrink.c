@@ -6,6 +6,7 @@
  * tracks and knows how to follow. An op it does not know "pins" the dims of its inputs (they keep
  * every channel), so its outputs never change shape. */
 #include "od_onnx.h"
+#include "passes_internal.h"
 
 #include <fnmatch.h>
 #include <math.h>
@@ -20,25 +21,15 @@ static od_status oom(od_error *err) {
 
 /* ---- op classes ---------------------------------------------------------------------- */
 
-/* Op lists are space-separated names. */
-static const char unary_ops[] =
-    "Relu LeakyRelu Sigmoid Tanh HardSigmoid HardSwish Elu Selu Celu Gelu Softplus Softsign Clip "
-    "Dropout Identity Abs Neg Exp Log Sqrt Reciprocal Erf Floor Ceil Round Sign Cast Mish "
-    "ThresholdedRelu Sin Cos Tan Not IsNaN IsInf Softmax LogSoftmax Hardmax Shrink CastLike";
+/* How an op treats channels is a fact of the op (od_node_channel_role, od_node_channel_inputs);
+ * the lists here are about how a chain layer ends and where branches join. Op lists are
+ * space-separated names. */
 /* shape-preserving activations a chain layer may end with */
 static const char act_ops[] = "Relu LeakyRelu Sigmoid Tanh HardSigmoid HardSwish Elu Selu Celu "
                               "Gelu Softplus Softsign Clip Dropout Identity Mish ThresholdedRelu "
                               "PRelu";
-/* channel axis 1 in, the same channels out */
-static const char pool_ops[] =
-    "MaxPool AveragePool LpPool GlobalAveragePool GlobalMaxPool GlobalLpPool LRN";
-/* elementwise with numpy broadcasting over every input */
-static const char broadcast_ops[] = "Add Sub Mul Div Pow Max Min Sum Mean Where Equal Less Greater "
-                                    "LessOrEqual GreaterOrEqual And Or Xor Mod BitShift";
 /* a chain layer's output may not feed these: it would be a branch of a join */
 static const char join_ops[] = "Add Sub Mul Div Pow Max Min Sum Mean Concat Where";
-static const char reduce_ops[] = "ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL1 "
-                                 "ReduceL2 ReduceLogSum ReduceLogSumExp ReduceSumSquare";
 
 static bool default_domain(const od_node *n) {
     return !n->domain || !*n->domain || strcmp(n->domain, "ai.onnx") == 0;
@@ -56,16 +47,24 @@ static bool op_in(const od_node *n, const char *list) {
     return false;
 }
 
-static bool is_source_op(const od_node *n) {
-    return op_is(n, "Conv") || op_is(n, "ConvTranspose") || op_is(n, "Gemm") || op_is(n, "MatMul");
+static bool role_is(const od_node *n, od_channel_role role) {
+    return od_node_channel_role(n) == role;
+}
+
+/* output channels are a weight's: Conv, ConvTranspose, Gemm, MatMul */
+static bool is_source_op(const od_node *n) { return role_is(n, OD_CHANNELS_MIXES); }
+
+/* elementwise on input 0 alone (activations, Softmax, Cast, ...) */
+static bool is_unary(const od_node *n) {
+    return role_is(n, OD_CHANNELS_ELEMENTWISE) && od_node_channel_inputs(n) == 0;
+}
+
+/* elementwise on input 0 with per-channel operands broadcast against it (PRelu's slope) */
+static bool is_sloped(const od_node *n) {
+    return role_is(n, OD_CHANNELS_ELEMENTWISE) && od_node_channel_inputs(n) > 0;
 }
 
 /* ---- attributes ---------------------------------------------------------------------- */
-
-static int64_t attr_int(const od_node *n, const char *name, int64_t dflt) {
-    const od_attr *a = od_node_attr(n, name);
-    return a && a->type == OD_ATTR_INT ? a->i : dflt;
-}
 
 /* Count copied, or -1 when absent or longer than max. */
 static int attr_ints(const od_node *n, const char *name, int64_t *out, int max) {
@@ -76,97 +75,19 @@ static int attr_ints(const od_node *n, const char *name, int64_t *out, int max) 
     return (int)a->count;
 }
 
-static od_attr *attr_get_or_add(od_node *n, const char *name, od_error *err) {
-    for (int i = 0; i < n->n_attrs; i++)
-        if (strcmp(n->attrs[i].name, name) == 0) return &n->attrs[i];
-    od_attr *a = realloc(n->attrs, sizeof *a * (size_t)(n->n_attrs + 1));
-    if (!a) {
-        oom(err);
-        return NULL;
-    }
-    n->attrs = a;
-    a = &n->attrs[n->n_attrs];
-    memset(a, 0, sizeof *a);
-    if (!(a->name = strdup(name))) {
-        oom(err);
-        return NULL;
-    }
-    n->n_attrs++;
-    return a;
-}
-
-static od_status attr_set_int(od_node *n, const char *name, int64_t v, od_error *err) {
-    od_attr *a = attr_get_or_add(n, name, err);
-    if (!a) return OD_STATUS_OUT_OF_MEMORY;
-    a->type = OD_ATTR_INT;
-    a->i = v;
-    return OD_STATUS_OK;
-}
-
-static od_status attr_set_float(od_node *n, const char *name, float v, od_error *err) {
-    od_attr *a = attr_get_or_add(n, name, err);
-    if (!a) return OD_STATUS_OUT_OF_MEMORY;
-    a->type = OD_ATTR_FLOAT;
-    a->f = v;
-    return OD_STATUS_OK;
-}
-
 /* ---- graph editing ------------------------------------------------------------------- */
-
-static void attr_free(od_attr *a) {
-    free(a->name);
-    free(a->s.data);
-    od_tensor_destroy(a->t);
-    free(a->floats);
-    free(a->ints);
-    if (a->strings)
-        for (size_t i = 0; i < a->count; i++)
-            free(a->strings[i].data);
-    free(a->strings);
-    if (a->tensors)
-        for (size_t i = 0; i < a->count; i++)
-            od_tensor_clear(&a->tensors[i]);
-    free(a->tensors);
-    free(a->opaque.data);
-    free(a->ref_attr_name);
-}
-
-static void node_free(od_node *n) {
-    free(n->name);
-    free(n->op_type);
-    free(n->domain);
-    free(n->inputs);
-    free(n->outputs);
-    for (int a = 0; a < n->n_attrs; a++)
-        attr_free(&n->attrs[a]);
-    free(n->attrs);
-    free(n->doc_string);
-    memset(n, 0, sizeof *n);
-}
 
 /* Removes the nodes marked in drop (order kept). */
 static void remove_nodes(od_graph *g, const bool *drop) {
     int k = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         if (drop[i]) {
-            node_free(&g->nodes[i]);
+            od_node_clear(&g->nodes[i]);
             continue;
         }
         g->nodes[k++] = g->nodes[i];
     }
     g->n_nodes = k;
-}
-
-static bool is_graph_output(const od_graph *g, int v) {
-    for (int i = 0; i < g->n_outputs; i++)
-        if (g->outputs[i] == v) return true;
-    return false;
-}
-
-static bool is_graph_input(const od_graph *g, int v) {
-    for (int i = 0; i < g->n_inputs; i++)
-        if (g->inputs[i] == v) return true;
-    return false;
 }
 
 /* Uses of each value: node input slots, and graph outputs. */
@@ -273,20 +194,9 @@ done:
     return st;
 }
 
-/* A value name not yet in the graph: base, else base_1, base_2, ... */
-static char *unique_value_name(const od_graph *g, const char *base) {
-    size_t len = strlen(base) + 24;
-    char *s = malloc(len);
-    if (!s) return NULL;
-    snprintf(s, len, "%s", base);
-    for (int k = 1; od_graph_find_value(g, s) >= 0; k++)
-        snprintf(s, len, "%s_%d", base, k);
-    return s;
-}
-
 /* Adds an initializer value holding t (owned from now on, also on failure); -1 out of memory. */
 static int add_initializer(od_graph *g, const char *base, od_tensor *t) {
-    char *name = unique_value_name(g, base);
+    char *name = od_pass_unique_name(g, base, "", 1);
     int *inits = name ? realloc(g->inits, sizeof *inits * (size_t)(g->n_inits + 1)) : NULL;
     if (inits) g->inits = inits;
     int v = inits ? od_graph_intern_value(g, name) : -1;
@@ -311,7 +221,7 @@ static od_status slot_set_tensor(od_graph *g, int ni, int slot, od_tensor *t, od
     for (int i = 0; i < g->n_nodes; i++)
         for (int k = 0; k < g->nodes[i].n_inputs; k++)
             uses += g->nodes[i].inputs[k] == v;
-    if (uses == 1 && g->values[v].init && !is_graph_input(g, v) && !is_graph_output(g, v)) {
+    if (uses == 1 && g->values[v].init && !od_pass_is_graph_input(g, v) && !od_pass_is_graph_output(g, v)) {
         free(t->name);
         t->name = strdup(g->values[v].name);
         od_tensor_destroy(g->values[v].init);
@@ -617,9 +527,9 @@ static od_status find_chain(shrink *c, int si, const bool *in_residual, block_li
     const od_node *s = &g->nodes[si];
     if (!is_source_op(s) || in_residual[si] || s->n_inputs < 2 || s->n_outputs != 1)
         return OD_STATUS_OK;
-    if ((op_is(s, "Conv") || op_is(s, "ConvTranspose")) && attr_int(s, "group", 1) != 1)
+    if ((op_is(s, "Conv") || op_is(s, "ConvTranspose")) && od_attr_int(s, "group", 1) != 1)
         return OD_STATUS_OK;
-    if (op_is(s, "Gemm") && attr_int(s, "transA", 0)) return OD_STATUS_OK;
+    if (op_is(s, "Gemm") && od_attr_int(s, "transA", 0)) return OD_STATUS_OK;
     int x = s->inputs[0];
     if (x < 0 || c->stat[x] || u->count[x] != 1) return OD_STATUS_OK;
     for (int k = 1; k < s->n_inputs; k++)
@@ -1211,7 +1121,7 @@ static void analyse_conv(width *w, int ni, bool transpose) {
         pin_dim(w, din, "read by %s on another axis", label(n, lb, sizeof lb));
         din = -1;
     }
-    int64_t group = attr_int(n, "group", 1);
+    int64_t group = od_attr_int(n, "group", 1);
     int in_axis = transpose ? 0 : 1, out_axis = transpose ? 1 : 0;
     int64_t cin = transpose ? W->dims[0] : W->dims[1] * group;
     int64_t cout = transpose ? W->dims[1] * group : W->dims[0];
@@ -1274,7 +1184,7 @@ static void analyse_gemm(width *w, int ni) {
         opaque(w, ni, "weights that are not an initializer");
         return;
     }
-    bool ta = attr_int(n, "transA", 0) != 0, tb = attr_int(n, "transB", 0) != 0;
+    bool ta = od_attr_int(n, "transA", 0) != 0, tb = od_attr_int(n, "transB", 0) != 0;
     int x = n->inputs[0];
     int din = tracked_input(w, n, 0);
     if (din >= 0) {
@@ -1360,7 +1270,7 @@ static void analyse_concat(width *w, int ni) {
         opaque(w, ni, "unknown output shape");
         return;
     }
-    int axis = (int)attr_int(n, "axis", 0);
+    int axis = (int)od_attr_int(n, "axis", 0);
     if (axis < 0) axis += ro;
     int p = -1;
     for (int k = 0; k < n->n_inputs; k++) {
@@ -1495,7 +1405,7 @@ static bool shape_entry_own(width *w, int ri, int pos) {
     int sv = g->nodes[si].inputs[0];
     int shp = sv >= 0 ? g->values[sv].producer : -1;
     if (shp < 0 || !op_is(&g->nodes[shp], "Shape") || g->nodes[shp].inputs[0] != x ||
-        attr_int(&g->nodes[shp], "start", 0) != 0)
+        od_attr_int(&g->nodes[shp], "start", 0) != 0)
         return false;
     int64_t a = -1, b = -1;
     if (const_ints(w->s, g->nodes[si].inputs[1], &a, 1) != 1 ||
@@ -1579,7 +1489,7 @@ static void analyse_reshape(width *w, int ni, int d, int c) {
         opaque(w, ni, "unknown shapes");
         return;
     }
-    bool allowzero = attr_int(n, "allowzero", 0) != 0;
+    bool allowzero = od_attr_int(n, "allowzero", 0) != 0;
     int64_t sh[OD_MAX_RANK];
     int ns = const_ints(w->s, n->inputs[1], sh, OD_MAX_RANK);
     bool init = w->g->values[n->inputs[1]].init != NULL;
@@ -1787,12 +1697,12 @@ static void analyse_shape(width *w, int ni, int d, int c) {
     const use_map *u = &w->c->uses;
     int y = n->outputs[0];
     int r = vinfo(w, n->inputs[0])->rank;
-    bool ok = y >= 0 && !u->output[y] && r >= 0 && attr_int(n, "start", 0) == 0;
+    bool ok = y >= 0 && !u->output[y] && r >= 0 && od_attr_int(n, "start", 0) == 0;
     for (int k = ok ? u->start[y] : 0; ok && k < u->start[y + 1]; k++) {
         const od_node *cn = &w->g->nodes[u->node[k]];
         int64_t idx[OD_MAX_RANK];
         int nidx = cn->n_inputs > 1 ? const_ints(w->s, cn->inputs[1], idx, OD_MAX_RANK) : -1;
-        ok = op_is(cn, "Gather") && cn->inputs[0] == y && attr_int(cn, "axis", 0) == 0 &&
+        ok = op_is(cn, "Gather") && cn->inputs[0] == y && od_attr_int(cn, "axis", 0) == 0 &&
              nidx >= 0 && !axis_listed(idx, nidx, c, r);
         if (!ok && op_is(cn, "Slice") && cn->inputs[0] == y && cn->n_inputs >= 3) {
             /* shape[a:b] (flatten(2) as torch exports it): the dims before the channels */
@@ -1933,7 +1843,7 @@ static void analyse_heads(width *w, int ni) {
                 w->vheads[y] = true;
                 return;
             }
-        } else if (op_in(n, broadcast_ops) && !op_is(n, "Concat")) {
+        } else if (role_is(n, OD_CHANNELS_BROADCAST)) {
             bool per_head = false;
             for (int k = 0; k < n->n_inputs; k++) {
                 int v = n->inputs[k];
@@ -1947,9 +1857,9 @@ static void analyse_heads(width *w, int ni) {
                 w->vheads[y] = true;
                 return;
             }
-        } else if (op_in(n, unary_ops) && w->vdim[x] >= 0) {
+        } else if (is_unary(n) && w->vdim[x] >= 0) {
             bool norm = op_is(n, "Softmax") || op_is(n, "LogSoftmax") || op_is(n, "Hardmax");
-            int a = (int)attr_int(n, "axis", -1);
+            int a = (int)od_attr_int(n, "axis", -1);
             if (a < 0) a += ro;
             if (!norm || a != ax) {
                 track(w, y, d, ax);
@@ -2002,7 +1912,7 @@ static void analyse_node(width *w, int ni) {
         opaque(w, ni, NULL);
         return;
     }
-    if (op_in(n, broadcast_ops)) {
+    if (role_is(n, OD_CHANNELS_BROADCAST)) {
         analyse_broadcast(w, ni);
         return;
     }
@@ -2022,35 +1932,37 @@ static void analyse_node(width *w, int ni) {
         return;
     }
     for (int k = 1; k < n->n_inputs; k++)
-        if (tracked_input(w, n, k) >= 0 && !op_is(n, "PRelu")) {
+        if (tracked_input(w, n, k) >= 0 && !is_sloped(n)) {
             opaque(w, ni, "several inputs with channels");
             return;
         }
-    if (op_in(n, unary_ops)) {
+    if (is_unary(n)) {
         for (int o = 0; o < n->n_outputs; o++)
             if (n->outputs[o] >= 0 && vinfo(w, n->outputs[o])->rank == r)
                 track(w, n->outputs[o], d, c);
         return;
     }
-    if (op_is(n, "PRelu")) {
-        if (tracked_input(w, n, 1) >= 0) {
-            opaque(w, ni, "a slope with channels");
-            return;
-        }
-        bind_operand(w, ni, 1, d, c, r);
+    if (is_sloped(n)) {
+        int k1 = od_node_channel_inputs(n) + 1;
+        for (int k = 1; k < k1 && k < n->n_inputs; k++)
+            if (tracked_input(w, n, k) >= 0) {
+                opaque(w, ni, "a slope with channels");
+                return;
+            }
+        for (int k = 1; k < k1 && k < n->n_inputs; k++)
+            bind_operand(w, ni, k, d, c, r);
         {
             track(w, y, d, c);
             return;
         }
     }
-    if (op_in(n, pool_ops) || op_is(n, "BatchNormalization") || op_is(n, "InstanceNormalization")) {
+    if (role_is(n, OD_CHANNELS_PER_CHANNEL)) {
         if (c != 1) {
             opaque(w, ni, "channels not on axis 1");
             return;
         }
-        if (!op_in(n, pool_ops))
-            for (int k = 1; k < n->n_inputs; k++)
-                bind_param(w, ni, k, d);
+        for (int k = 1; k <= od_node_channel_inputs(n) && k < n->n_inputs; k++)
+            bind_param(w, ni, k, d);
         for (int o = 0; o < n->n_outputs; o++) {
             int v = n->outputs[o];
             if (v < 0) continue;
@@ -2061,8 +1973,8 @@ static void analyse_node(width *w, int ni) {
         }
         return;
     }
-    if (op_is(n, "LayerNormalization")) {
-        int a = (int)attr_int(n, "axis", -1);
+    if (role_is(n, OD_CHANNELS_NORMALIZES)) {
+        int a = (int)od_attr_int(n, "axis", -1);
         if (a < 0) a += r;
         if (c < a) {
             track(w, y, d, c);
@@ -2105,7 +2017,7 @@ static void analyse_node(width *w, int ni) {
         }
     }
     if (op_is(n, "Flatten")) {
-        int a = (int)attr_int(n, "axis", 1);
+        int a = (int)od_attr_int(n, "axis", 1);
         if (a < 0) a += r;
         const int64_t *di = vinfo(w, x)->dims;
         if (c < a || prod_dims(di, a, c) != 1) {
@@ -2195,11 +2107,11 @@ static void analyse_node(width *w, int ni) {
             return;
         }
     }
-    if (op_in(n, reduce_ops) || op_is(n, "ArgMax") || op_is(n, "ArgMin")) {
+    if (role_is(n, OD_CHANNELS_REDUCES)) {
         int64_t axes[OD_MAX_RANK];
         int na;
         if (op_is(n, "ArgMax") || op_is(n, "ArgMin")) {
-            axes[0] = attr_int(n, "axis", 0);
+            axes[0] = od_attr_int(n, "axis", 0);
             na = 1;
         } else {
             na = attr_ints(n, "axes", axes, OD_MAX_RANK);
@@ -2209,21 +2121,21 @@ static void analyse_node(width *w, int ni) {
         /* a mean over the channels kept as a dim of 1 (LayerNorm as older exporters decompose
          * it: ReduceMean, Sub, Pow, ReduceMean, Sqrt, Div) is a statistic of whatever channels
          * there are: the input may narrow, the output has none to follow */
-        if (na > 0 && op_is(n, "ReduceMean") && attr_int(n, "keepdims", 1) != 0 &&
+        if (na > 0 && op_is(n, "ReduceMean") && od_attr_int(n, "keepdims", 1) != 0 &&
             axis_listed(axes, na, c, r))
             return;
         if (na <= 0 || axis_listed(axes, na, c, r)) {
             opaque(w, ni, "reduces the channels");
             return;
         }
-        bool keep = attr_int(n, "keepdims", 1) != 0;
+        bool keep = od_attr_int(n, "keepdims", 1) != 0;
         {
             track(w, y, d, keep ? c : c - count_below(axes, na, c, r));
             return;
         }
     }
     if (op_is(n, "Split")) {
-        int a = (int)attr_int(n, "axis", 0);
+        int a = (int)od_attr_int(n, "axis", 0);
         if (a < 0) a += r;
         if (a == c) {
             opaque(w, ni, "splits the channels");
@@ -2259,7 +2171,7 @@ static void analyse_node(width *w, int ni) {
         }
     }
     if (op_is(n, "Gather")) {
-        int a = (int)attr_int(n, "axis", 0);
+        int a = (int)od_attr_int(n, "axis", 0);
         if (a < 0) a += r;
         int q = n->n_inputs > 1 && n->inputs[1] >= 0 ? vinfo(w, n->inputs[1])->rank : -1;
         if (a == c || q < 0) {
@@ -2539,7 +2451,7 @@ static od_status choose_channels(width *w) {
 static od_status grouped_in(width *w, const fix *f, int64_t *keep, int64_t full, int64_t now) {
     od_graph *g = w->g;
     od_node *n = &g->nodes[f->node];
-    int64_t group = attr_int(n, "group", 1);
+    int64_t group = od_attr_int(n, "group", 1);
     const od_tensor *t = slot_init(g, f->node, f->slot);
     if (!t || t->rank < 3 || t->dtype != OD_DTYPE_FLOAT || group < 1 || full % group || now % group ||
         t->dims[0] % group)
@@ -2616,7 +2528,7 @@ static od_status apply_fix(width *w, const fix *f, int64_t *keep) {
                                         n->name, f->slot);
                 return OD_STATUS_OK;
             }
-    if (f->kind == FIX_GROUP) return attr_set_int(n, "group", now, err);
+    if (f->kind == FIX_GROUP) return od_pass_set_attr_int(n, "group", now, err);
     if (f->kind == FIX_GROUPED_IN) return grouped_in(w, f, keep, full, now);
     const od_tensor *t = slot_init(g, f->node, f->slot);
     if (!t)
@@ -2794,7 +2706,7 @@ static od_status random_init(shrink *c) {
             if (op_is(n, "Conv") || op_is(n, "ConvTranspose"))
                 fan_in = prod_dims(W->dims, 1, W->rank);
             else if (op_is(n, "Gemm"))
-                fan_in = W->dims[attr_int(n, "transB", 0) ? 1 : 0];
+                fan_in = W->dims[od_attr_int(n, "transB", 0) ? 1 : 0];
             else
                 fan_in = W->dims[0];
             double bound = 1.0 / sqrt((double)(fan_in > 0 ? fan_in : 1));
@@ -2814,10 +2726,9 @@ static od_status random_init(shrink *c) {
             const od_tensor *b = slot_init(g, an, slot);
             if (b && od_tensor_count(b) == cols && (st = fresh_tensor(c, an, slot, bound, 0, &rng)))
                 return st;
-        } else if (op_is(n, "BatchNormalization") || op_is(n, "InstanceNormalization") ||
-                   op_is(n, "LayerNormalization")) {
-            static const float fills[] = {1, 0, 0, 1};
-            for (int k = 1; k < n->n_inputs && k <= 4; k++)
+        } else if (role_is(n, OD_CHANNELS_PER_CHANNEL) || role_is(n, OD_CHANNELS_NORMALIZES)) {
+            static const float fills[] = {1, 0, 0, 1}; /* scale, bias; BN's mean, var */
+            for (int k = 1; k < n->n_inputs && k <= od_node_channel_inputs(n); k++)
                 if ((st = fresh_tensor(c, ni, k, 0, fills[k - 1], &rng))) return st;
         } else if (op_is(n, "PRelu")) {
             if ((st = fresh_tensor(c, ni, 1, 0, 0.25f, &rng))) return st;
@@ -2880,7 +2791,7 @@ static od_status insert_bn(shrink *c) {
         }
         const od_tensor *W = slot_init(g, ni, 1);
         if (has || !W || W->rank < 3) continue;
-        int64_t ch = op_is(n, "Conv") ? W->dims[0] : W->dims[1] * attr_int(n, "group", 1);
+        int64_t ch = op_is(n, "Conv") ? W->dims[0] : W->dims[1] * od_attr_int(n, "group", 1);
         char base[600];
         snprintf(base, sizeof base, "od_bn_%s", n->name && *n->name ? n->name : g->values[o].name);
         static const char *const suffix[] = {"scale", "bias", "mean", "var"};
@@ -2895,7 +2806,7 @@ static od_status insert_bn(shrink *c) {
         }
         char pre[600];
         snprintf(pre, sizeof pre, "%s_od_conv", g->values[o].name);
-        char *pre_name = unique_value_name(g, pre);
+        char *pre_name = od_pass_unique_name(g, pre, "", 1);
         int nv = pre_name ? od_graph_intern_value(g, pre_name) : -1;
         free(pre_name);
         if (nv < 0) return oom(c->err);
@@ -2916,8 +2827,8 @@ static od_status insert_bn(shrink *c) {
         for (int k = 0; k < 4; k++)
             bn->inputs[k + 1] = params[k];
         bn->outputs[0] = o;
-        if ((st = attr_set_float(bn, "epsilon", eps, c->err)) ||
-            (st = attr_set_float(bn, "momentum", 0.9f, c->err)))
+        if ((st = od_pass_set_attr_float(bn, "epsilon", eps, c->err)) ||
+            (st = od_pass_set_attr_float(bn, "momentum", 0.9f, c->err)))
             return st;
         g->nodes[ni].outputs[0] = nv;
         /* move the new node right after its conv */
@@ -3034,7 +2945,7 @@ static void drop_meta(od_model *m, const char *key) {
 static void forget_inner_shapes(od_graph *g) {
     for (int v = 0; v < g->n_values; v++) {
         od_value *val = &g->values[v];
-        if (is_graph_input(g, v) || is_graph_output(g, v) || val->is_sequence_or_map) continue;
+        if (od_pass_is_graph_input(g, v) || od_pass_is_graph_output(g, v) || val->is_sequence_or_map) continue;
         for (int d = 0; d < OD_MAX_RANK; d++) {
             free(val->dims[d].param);
             val->dims[d].param = NULL;

@@ -233,7 +233,7 @@ float *od_tensor_to_float(const od_tensor *t, od_error *err) {
 
 od_model *od_model_create(void) { return calloc(1, sizeof(od_model)); }
 
-static void attr_clear(od_attr *a) {
+void od_attr_clear(od_attr *a) {
     free(a->name);
     free(a->s.data);
     od_tensor_destroy(a->t);
@@ -247,6 +247,19 @@ static void attr_clear(od_attr *a) {
     free(a->tensors);
     free(a->opaque.data);
     free(a->ref_attr_name);
+    memset(a, 0, sizeof *a);
+}
+
+void od_node_clear(od_node *n) {
+    free(n->name);
+    free(n->op_type);
+    free(n->domain);
+    free(n->inputs);
+    free(n->outputs);
+    for (int a = 0; a < n->n_attrs; a++) od_attr_clear(&n->attrs[a]);
+    free(n->attrs);
+    free(n->doc_string);
+    memset(n, 0, sizeof *n);
 }
 
 void od_graph_clear(od_graph *g) {
@@ -258,17 +271,7 @@ void od_graph_clear(od_graph *g) {
         free(v->opaque_type.data);
         od_tensor_destroy(v->init);
     }
-    for (int i = 0; i < g->n_nodes; i++) {
-        od_node *n = &g->nodes[i];
-        free(n->name);
-        free(n->op_type);
-        free(n->domain);
-        free(n->inputs);
-        free(n->outputs);
-        for (int a = 0; a < n->n_attrs; a++) attr_clear(&n->attrs[a]);
-        free(n->attrs);
-        free(n->doc_string);
-    }
+    for (int i = 0; i < g->n_nodes; i++) od_node_clear(&g->nodes[i]);
     free(g->values);
     free(g->nodes);
     free(g->inputs);

@@ -214,7 +214,13 @@ int od_graph_intern_value(od_graph *g, const char *name);
 int od_graph_add_value(od_graph *g, const char *name);
 /* Appends an empty node; returns its index or -1 when out of memory. */
 int od_graph_add_node(od_graph *g);
+/* Free an attribute's or a node's contents and zero it (graph editing: a dropped node). */
+void od_attr_clear(od_attr *a);
+void od_node_clear(od_node *n);
 const od_attr *od_node_attr(const od_node *n, const char *name);
+/* An INT attribute of n, or dflt when absent or of another type: the one reader of the runtime,
+ * the passes and the student builder. */
+int64_t od_attr_int(const od_node *n, const char *name, int64_t dflt);
 int64_t od_model_opset(const od_model *m, const char *domain); /* 0 when not imported */
 const char *od_model_meta(const od_model *m, const char *key);   /* NULL when absent */
 
@@ -266,6 +272,31 @@ bool od_attr_is_default(const od_node *n, const od_attr *a);
 /* The output-channel axis of n's input 1 when it is a weight of this rank (Conv 0, ConvTranspose
  * 1, Gemm 1 or 0 with transB, MatMul rank - 1), else -1: the op's descriptor says. */
 int od_node_weight_axis(const od_node *n, int rank);
+
+/* How an op treats the channels (dim 1, or the dim a consumer tracks) of its input 0: a fact
+ * of the op's descriptor, or of a short table for ONNX ops the runtime does not run (shrink
+ * follows those too). OD_CHANNELS_UNKNOWN: another domain, or an op nobody describes. */
+typedef enum od_channel_role {
+    OD_CHANNELS_UNKNOWN = 0,
+    OD_CHANNELS_NONE,         /* output not made of input 0's elements (Shape, Constant, ...) */
+    OD_CHANNELS_ELEMENTWISE,  /* outputs shaped as input 0, channels passed through */
+    OD_CHANNELS_BROADCAST,    /* elementwise with numpy broadcasting over every input */
+    OD_CHANNELS_PER_CHANNEL,  /* channels on axis 1 in, the same channels out (pools, BN) */
+    OD_CHANNELS_NORMALIZES,   /* normalises over the axes from attribute axis (LayerNorm) */
+    OD_CHANNELS_MIXES,        /* output channels are a weight's (Conv, Gemm, MatMul) */
+    OD_CHANNELS_CONCATENATES, /* joins inputs along an axis (Concat) */
+    OD_CHANNELS_REDUCES,      /* reduces over axes (Reduce*, ArgMax) */
+    OD_CHANNELS_MOVES,        /* moves or selects elements: reshapes, slices, pads, resizes */
+} od_channel_role;
+od_channel_role od_node_channel_role(const od_node *n);
+/* Inputs 1..k of n are per-channel vectors (BN's 4, InstanceNormalization's and
+ * LayerNormalization's scale and bias, PRelu's slope): k, 0 for none. */
+int od_node_channel_inputs(const od_node *n);
+
+/* The first opset from which n's op means what it means at opset 13 (what `optimize --weights
+ * int8` raises a model to): Relu 6, Softmax 13, ...; from the descriptor or, for ONNX ops the
+ * runtime does not run, the facts-only table. 0: defined after 13, another domain or unknown. */
+int od_node_stable_since(const od_node *n);
 
 /* Multiply-accumulates of a node for the shapes given, whole batch (0 for ops that do none). */
 int64_t od_node_macs(const od_graph *g, int node, const od_graph_shapes *s);

@@ -104,6 +104,9 @@ typedef struct od_infer_ctx {
 typedef struct od_op_desc {
     const char *name;
     int since_opset;          /* the first default-domain opset that defines the op */
+    /* The first opset from which the op means (as it runs here) what it means at opset 13, the
+     * opset int8 weights raise a model to; 0: defined after 13 (od_node_stable_since). */
+    int stable_since;
     /* every attribute ONNX defines for the op in any opset, NULL-terminated: a node carrying
      * another is refused when shapes are inferred (od_graph_infer; a note for inspect) */
     const char *const *attrs;
@@ -122,6 +125,8 @@ typedef struct od_op_desc {
      * this rank; -1 when it is not one (quantize's per-channel scales, the plan's BN folding).
      * NULL: the op has no weight input. */
     int (*weight_axis)(const od_node *n, int rank);
+    od_channel_role channel_role; /* od_node_channel_role; every op sets it (test_op_table) */
+    int channel_inputs;           /* od_node_channel_inputs */
     /* multiply-accumulates for the given shapes; NULL: none */
     int64_t (*macs)(const od_node *n, const od_shape_info *const *in, const od_shape_info *out);
 
@@ -159,8 +164,6 @@ const char *od_op_attr_default(const od_op_desc *op, const char *name);
 od_status od_node_error(od_error *err, od_status status, const od_node *n, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-int64_t od_attr_int(const od_node *n, const char *name, int64_t dflt);
-
 /* a x b for MAC counts, saturating at OD_MACS_MAX (far beyond any real layer), 0 when either is
  * negative (unknown): absurd declared shapes must not overflow, nor their sum over a graph. */
 #define OD_MACS_MAX ((int64_t)1 << 50)
@@ -197,6 +200,9 @@ od_status od_infer_expect(od_infer_ctx *c, int i, int min_rank, int max_rank);
 void od_infer_same(od_infer_ctx *c, int out, int in);
 /* Numpy broadcasting of inputs into out[0] dims; error naming the node when shapes clash. */
 od_status od_infer_broadcast(od_infer_ctx *c);
+/* Exactly two inputs, both present, of one element type (arithmetic, comparisons); an error
+ * naming the node otherwise. */
+od_status od_infer_two_alike(od_infer_ctx *c);
 
 int64_t od_buf_count(const od_buf *b);
 /* Physical dims: dims permuted channels-last (dim 1 last) when channels_last and rank >= 3. */

@@ -116,6 +116,16 @@ void od_infer_same(od_infer_ctx *c, int out, int in) {
     memcpy(c->out[out].dims, c->in[in]->dims, sizeof c->out[out].dims);
 }
 
+od_status od_infer_two_alike(od_infer_ctx *c) {
+    if (c->n_in != 2 || !c->in[0] || !c->in[1])
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "needs two inputs");
+    if (c->in[0]->dtype != c->in[1]->dtype)
+        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node,
+                             "inputs have element types %s and %s", od_dtype_name(c->in[0]->dtype),
+                             od_dtype_name(c->in[1]->dtype));
+    return OD_STATUS_OK;
+}
+
 od_status od_infer_broadcast(od_infer_ctx *c) {
     int rank = 0;
     for (int i = 0; i < c->n_in; i++)

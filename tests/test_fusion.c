@@ -13,6 +13,7 @@
 #include "passes_internal.h"
 #include "od_runtime.h"
 #include "test_check.h"
+#include "test_graph.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -21,84 +22,13 @@
 
 static int n_skip;
 
-static uint32_t rng_state = 12345;
-static float frand(float lo, float hi) {
-    rng_state = rng_state * 1103515245u + 12345u;
-    return lo + (hi - lo) * (float)(rng_state >> 8) / 16777216.0f;
-}
-
-static od_model *new_model(int64_t opset) {
-    od_model *m = od_model_create();
-    m->ir_version = 7;
-    m->opsets = calloc(1, sizeof *m->opsets);
-    m->opsets[0].domain = strdup("");
-    m->opsets[0].version = opset;
-    m->n_opsets = 1;
-    m->graph.name = strdup("fusion");
-    m->graph.opset = opset;
-    return m;
-}
-
-static void add_input(od_model *m, const char *name, int rank, const int64_t *dims) {
-    od_graph *g = &m->graph;
-    int v = od_graph_intern_value(g, name);
-    od_value *val = &g->values[v];
-    val->dtype = OD_DTYPE_FLOAT;
-    val->rank = rank;
-    val->has_type = true;
-    for (int d = 0; d < rank; d++) {
-        val->dims[d].value = dims[d];
-        if (dims[d] < 0) val->dims[d].param = strdup("N");
-    }
-    g->inputs = realloc(g->inputs, sizeof(int) * (size_t)(g->n_inputs + 1));
-    g->inputs[g->n_inputs++] = v;
-}
-
-static void add_output(od_model *m, const char *name) {
-    od_graph *g = &m->graph;
-    int v = od_graph_intern_value(g, name);
-    g->values[v].dtype = OD_DTYPE_FLOAT;
-    g->values[v].has_type = true;
-    g->outputs = realloc(g->outputs, sizeof(int) * (size_t)(g->n_outputs + 1));
-    g->outputs[g->n_outputs++] = v;
-}
-
-static void add_init(od_model *m, const char *name, int rank, const int64_t *dims, float lo, float hi) {
-    od_graph *g = &m->graph;
-    od_tensor *t = od_tensor_create(name, OD_DTYPE_FLOAT, rank, dims, NULL);
-    float *p = t->data;
-    for (int64_t i = 0; i < od_tensor_count(t); i++) p[i] = lo == hi ? lo : frand(lo, hi);
-    int v = od_graph_intern_value(g, name);
-    g->values[v].init = t;
-    g->inits = realloc(g->inits, sizeof(int) * (size_t)(g->n_inits + 1));
-    g->inits[g->n_inits++] = v;
-}
-
-/* Node with comma-separated input and output names. */
-static od_node *add_node(od_model *m, const char *op, const char *name, const char *ins, const char *outs) {
-    od_graph *g = &m->graph;
-    int io[2][16], n[2] = {0, 0};
-    const char *lists[2] = {ins, outs};
-    for (int l = 0; l < 2; l++) {
-        char buf[512];
-        snprintf(buf, sizeof buf, "%s", lists[l]);
-        for (char *p = buf; p;) {
-            char *comma = strchr(p, ',');
-            if (comma) *comma = 0;
-            io[l][n[l]++] = od_graph_intern_value(g, p);
-            p = comma ? comma + 1 : NULL;
-        }
-    }
-    int k = od_pass_add_node(g, op, name, n[0], io[0], n[1], io[1], NULL);
-    return &g->nodes[k];
-}
 
 static void add_conv(od_model *m, const char *name, const char *x, const char *y, int64_t c) {
     char w[64], b[64], ins[256];
     snprintf(w, sizeof w, "%s_w", name);
     snprintf(b, sizeof b, "%s_b", name);
-    add_init(m, w, 4, (int64_t[]){c, c, 3, 3}, -0.3f, 0.3f);
-    add_init(m, b, 1, &c, -0.2f, 0.2f);
+    add_init(m, w, 4, (int64_t[]){c, c, 3, 3}, -0.3f, 0.3f, NULL);
+    add_init(m, b, 1, &c, -0.2f, 0.2f, NULL);
     snprintf(ins, sizeof ins, "%s,%s,%s", x, w, b);
     od_node *n = add_node(m, "Conv", name, ins, y);
     n->attrs = realloc(n->attrs, sizeof *n->attrs * (size_t)(n->n_attrs + 1));
@@ -125,8 +55,8 @@ static od_model *fusion_graph(void) {
     add_node(m, "Add", "add3", "si,hs", "a3");
     add_node(m, "Relu", "relu3", "a3", "r3"); /* -> into the Add */
     add_conv(m, "conv4", "r3", "c4", C);
-    add_init(m, "lo", 0, NULL, 0.0f, 0.0f);
-    add_init(m, "hi", 0, NULL, 6.0f, 6.0f);
+    add_init(m, "lo", 0, NULL, 0.0f, 0.0f, NULL);
+    add_init(m, "hi", 0, NULL, 6.0f, 6.0f, NULL);
     add_node(m, "Clip", "clip4", "c4,lo,hi", "k4"); /* -> into the Conv */
     /* near misses */
     add_node(m, "HardSigmoid", "hsig5", "k4", "h5"); /* alpha 0.2: not hardswish */

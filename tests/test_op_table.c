@@ -1,5 +1,6 @@
 /* Every op in runtime/ops/ops.def has the descriptor fields the rest of the code relies on:
- * a shape rule and a forward, the opset it is stable since, its attribute table (which refuses
+ * a shape rule and a forward, the first opset that defines it and the one from which it means
+ * what it means at opset 13 (stable_since), its channel facts, its attribute table (which refuses
  * unknown attributes), and consistent training fields (a backward with its forward, trained
  * inputs and Relu fusion only with a backward). Then the attribute check itself, on a node. */
 #include "op.h"
@@ -27,6 +28,16 @@ static void check_desc(const char *name) {
     check(trains || (!op->trained_inputs && !op->train_fuses_relu && !op->train_prepare), name,
           "training facts on an op without a backward");
     check(!op->train_destroy || op->train_prepare, name, "train_destroy without train_prepare");
+    check(op->channel_role > OD_CHANNELS_UNKNOWN && op->channel_role <= OD_CHANNELS_MOVES, name,
+          "no channel_role (how it treats the channels of input 0)");
+    check(op->channel_inputs >= 0 && op->channel_inputs < 8, name, "channel_inputs %d", op->channel_inputs);
+    check(op->since_opset > 13 ? op->stable_since == 0
+                               : op->stable_since >= op->since_opset && op->stable_since <= 13,
+          name, "stable_since %d with since_opset %d (every op ONNX defines by opset 13 needs one)",
+          op->stable_since, op->since_opset);
+    check(!op->channel_inputs || op->channel_role == OD_CHANNELS_ELEMENTWISE ||
+              op->channel_role == OD_CHANNELS_PER_CHANNEL || op->channel_role == OD_CHANNELS_NORMALIZES,
+          name, "channel_inputs on an op that does not keep its channels");
 }
 
 /* The per-sample fact decides micro-batching (plan_split.c): the ops it always holds for, and
@@ -76,9 +87,77 @@ static void check_weight_axis(void) {
     check(od_node_weight_axis(&gemm, 2) == 0, "Gemm transB", "weight axis %d, want 0", od_node_weight_axis(&gemm, 2));
 }
 
+/* The channel facts shrink follows (od_node_channel_role, od_node_channel_inputs): ops the
+ * runtime runs read their descriptor, a few it does not run read the facts-only table; another
+ * domain or an unknown op is OD_CHANNELS_UNKNOWN (shrink pins its inputs). */
+static void check_channel_facts(void) {
+    static const struct {
+        const char *domain, *op;
+        od_channel_role role;
+        int inputs;
+    } cases[] = {{"", "Relu", OD_CHANNELS_ELEMENTWISE, 0},
+                 {"", "Softmax", OD_CHANNELS_ELEMENTWISE, 0},
+                 {"", "PRelu", OD_CHANNELS_ELEMENTWISE, 1},
+                 {"", "Add", OD_CHANNELS_BROADCAST, 0},
+                 {"", "Where", OD_CHANNELS_BROADCAST, 0},
+                 {"", "Equal", OD_CHANNELS_BROADCAST, 0},
+                 {"", "Sum", OD_CHANNELS_BROADCAST, 0},
+                 {"", "MaxPool", OD_CHANNELS_PER_CHANNEL, 0},
+                 {"", "BatchNormalization", OD_CHANNELS_PER_CHANNEL, 4},
+                 {"", "LayerNormalization", OD_CHANNELS_NORMALIZES, 2},
+                 {"", "Conv", OD_CHANNELS_MIXES, 0},
+                 {"ai.onnx", "MatMul", OD_CHANNELS_MIXES, 0},
+                 {"", "Concat", OD_CHANNELS_CONCATENATES, 0},
+                 {"", "ReduceL2", OD_CHANNELS_REDUCES, 0},
+                 {"", "ArgMin", OD_CHANNELS_REDUCES, 0},
+                 {"", "Reshape", OD_CHANNELS_MOVES, 0},
+                 {"", "Shape", OD_CHANNELS_NONE, 0},
+                 {"", "InstanceNormalization", OD_CHANNELS_PER_CHANNEL, 2},
+                 {"", "LRN", OD_CHANNELS_PER_CHANNEL, 0},
+                 {"", "Gelu", OD_CHANNELS_ELEMENTWISE, 0},
+                 {"", "Resize", OD_CHANNELS_MOVES, 0},
+                 {"", "BitShift", OD_CHANNELS_BROADCAST, 0},
+                 {"com.microsoft", "Relu", OD_CHANNELS_UNKNOWN, 0},
+                 {"com.microsoft", "InstanceNormalization", OD_CHANNELS_UNKNOWN, 0},
+                 {"", "NoSuchOp", OD_CHANNELS_UNKNOWN, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        od_node node = {.name = "n", .op_type = (char *)cases[i].op, .domain = (char *)cases[i].domain};
+        od_channel_role role = od_node_channel_role(&node);
+        int inputs = od_node_channel_inputs(&node);
+        check(role == cases[i].role && inputs == cases[i].inputs, cases[i].op,
+              "channel role %d with %d channel inputs, want %d with %d", (int)role, inputs,
+              (int)cases[i].role, cases[i].inputs);
+    }
+}
+
+/* The opset fact quantize raises int8 models to opset 13 by (od_node_stable_since): ops whose
+ * meaning changed on the way (Relu's consumed_inputs went at 6, Softmax's axis at 13), ops the
+ * runtime does not run (the facts-only table), and 0 for ops after 13, other domains, unknowns. */
+static void check_stable_since(void) {
+    static const struct {
+        const char *domain, *op;
+        int since;
+    } cases[] = {{"", "Relu", 6},        {"", "Softplus", 1},           {"", "Clip", 11},
+                 {"", "Softmax", 13},    {"", "LogSoftmax", 13},        {"", "ReduceSum", 13},
+                 {"", "ReduceMean", 1},  {"", "Squeeze", 13},           {"", "Split", 13},
+                 {"", "Dropout", 12},    {"", "Equal", 7},              {"", "LessOrEqual", 12},
+                 {"", "Sum", 8},         {"", "Add", 7},                {"", "ArgMin", 1},
+                 {"", "MaxPool", 8},     {"", "BatchNormalization", 9}, {"ai.onnx", "Conv", 1},
+                 {"", "HardSwish", 0},   {"", "LayerNormalization", 0}, {"", "And", 7},
+                 {"", "Hardmax", 13},    {"", "Size", 1},               {"", "QuantizeLinear", 10},
+                 {"", "Gelu", 0},        {"com.microsoft", "Relu", 0},  {"", "NoSuchOp", 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        od_node node = {.name = "n", .op_type = (char *)cases[i].op, .domain = (char *)cases[i].domain};
+        int since = od_node_stable_since(&node);
+        check(since == cases[i].since, cases[i].op, "stable since opset %d, want %d", since, cases[i].since);
+    }
+}
+
 int main(void) {
     check_per_sample();
+    check_stable_since();
     check_weight_axis();
+    check_channel_facts();
     int n = 0;
     for (const char *const *name = od_op_names(); *name; name++, n++) check_desc(*name);
     check(n >= 80, "op table", "only %d ops", n);

@@ -56,20 +56,6 @@ static void print_profile(FILE *f, od_plan *plan, long batch, bool json) {
     if (json) fputs("]", f);
 }
 
-static od_status measure(const od_graph *g, long batch, int threads, double min_time, int min_runs, od_latency *out,
-                         od_error *err) {
-    od_plan *plan = NULL;
-    memset(out, 0, sizeof *out);
-    out->batch = batch;
-    out->threads = threads;
-    od_status st = od_plan_create(g, &(od_plan_options){.batch = batch, .threads = threads}, &plan, err);
-    if (st) return st;
-    od_plan_fill_bench_inputs(plan);
-    st = od_measure_latency_plan_runs(plan, min_time, min_runs, out, err);
-    od_plan_destroy(plan);
-    return st;
-}
-
 int cmd_bench(int argc, char **argv) {
     cli_args args;
     int parsed = cli_parse(&cli_cmd_bench, argc, argv, &args);
@@ -116,7 +102,7 @@ int cmd_bench(int argc, char **argv) {
         for (int bi = 0; bi < n_batch; bi++)
             for (int ti = 0; ti < n_threads; ti++, k++) {
                 od_latency *r = &results[mi][k];
-                if (measure(&m->graph, batches[bi], (int)threads[ti], min_time, min_runs, r, &err)) {
+                if (od_measure_latency_runs(&m->graph, batches[bi], (int)threads[ti], min_time, min_runs, r, &err)) {
                     od_error_prefix(&err, "%s: ", paths[mi]);
                     od_model_destroy(m);
                     if (json) fputs("]}]\n", f);

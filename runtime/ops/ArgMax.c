@@ -98,7 +98,7 @@ static od_status arg_run(od_step *s, od_error *err) {
 
 #define ARG_DESC(NAME, SINCE, ...)                                                                 \
     OD_OP_FACTS(NAME, SINCE, __VA_ARGS__);                                                         \
-    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .infer = arg_infer, .prepare = arg_prepare, \
+    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .channel_role = OD_CHANNELS_REDUCES, .stable_since = 1, .infer = arg_infer, .prepare = arg_prepare, \
                                      .run = arg_run, .destroy = arg_destroy};
 ARG_DESC(ArgMax, 1, "axis", "keepdims", "select_last_index")
 ARG_DESC(ArgMin, 1, "axis", "keepdims", "select_last_index")

@@ -73,7 +73,7 @@ static void avgpool_destroy(od_step *s) {
 
 OD_OP_FACTS(AveragePool, 1,
             "auto_pad=NOTSET", "ceil_mode=0", "count_include_pad=0", "kernel_shape", "pads=[0]", "strides=[1]");
-const od_op_desc od_op_AveragePool = {OD_OP_NAME(AveragePool), .per_sample = od_per_sample_always,
+const od_op_desc od_op_AveragePool = {OD_OP_NAME(AveragePool), .channel_role = OD_CHANNELS_PER_CHANNEL, .stable_since = 7, .per_sample = od_per_sample_always,
                                       .layout = OD_LAYOUT_POLICY_SPATIAL,
                                       .infer = avgpool_infer, .prepare = avgpool_prepare,
                                       .run = avgpool_run, .destroy = avgpool_destroy, OD_POOL_TRAIN};

@@ -317,7 +317,7 @@ static void bn_train_destroy(od_tstep *s) {
 
 OD_OP_FACTS(BatchNormalization, 1,
             "consumed_inputs", "epsilon=1e-05", "is_test", "momentum=0.9", "spatial", "training_mode");
-const od_op_desc od_op_BatchNormalization = {OD_OP_NAME(BatchNormalization), .per_sample = od_per_sample_always,
+const od_op_desc od_op_BatchNormalization = {OD_OP_NAME(BatchNormalization), .channel_role = OD_CHANNELS_PER_CHANNEL, .stable_since = 9, .channel_inputs = 4, .per_sample = od_per_sample_always,
                                              .layout = OD_LAYOUT_POLICY_SPATIAL,
                                              .infer = bn_infer,
                                              .prepare = bn_prepare,

@@ -65,6 +65,6 @@ static od_status cast_run(od_step *s, od_error *err) {
 }
 
 OD_OP_FACTS(Cast, 1, "to");
-const od_op_desc od_op_Cast = {OD_OP_NAME(Cast), .per_sample = od_per_sample_always,
+const od_op_desc od_op_Cast = {OD_OP_NAME(Cast), .channel_role = OD_CHANNELS_ELEMENTWISE, .stable_since = 6, .per_sample = od_per_sample_always,
                                .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
                                .infer = cast_infer, .run = cast_run};

@@ -111,7 +111,7 @@ OD_OP_FACTS(Concat, 1, "axis");
 /* axis is required from opset 4: without one, do not split */
 static bool concat_per_sample(const od_node *n, int rank) { return od_per_sample_axis(n, rank, 0); }
 
-const od_op_desc od_op_Concat = {OD_OP_NAME(Concat), .per_sample = concat_per_sample,
+const od_op_desc od_op_Concat = {OD_OP_NAME(Concat), .channel_role = OD_CHANNELS_CONCATENATES, .stable_since = 4, .per_sample = concat_per_sample,
                                  .infer = concat_infer, .run = concat_run,
                                  .train_layout = OD_TRAIN_LAYOUT_SAME, .train_prepare = concat_prepare,
                                  .forward_train = concat_forward, .backward = concat_backward};

@@ -46,5 +46,5 @@ static od_status constant_run(od_step *s, od_error *err) {
 OD_OP_FACTS(Constant, 1,
             "sparse_value", "value", "value_float", "value_floats", "value_int", "value_ints",
             "value_string", "value_strings");
-const od_op_desc od_op_Constant = {OD_OP_NAME(Constant), .per_sample = od_per_sample_always,
+const od_op_desc od_op_Constant = {OD_OP_NAME(Constant), .channel_role = OD_CHANNELS_NONE, .stable_since = 1, .per_sample = od_per_sample_always,
                                    .infer = constant_infer, .run = constant_run};

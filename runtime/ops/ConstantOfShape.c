@@ -50,5 +50,5 @@ static od_status cos_run(od_step *s, od_error *err) {
 }
 
 OD_OP_FACTS(ConstantOfShape, 9, "value");
-const od_op_desc od_op_ConstantOfShape = {OD_OP_NAME(ConstantOfShape), .infer = cos_infer,
+const od_op_desc od_op_ConstantOfShape = {OD_OP_NAME(ConstantOfShape), .channel_role = OD_CHANNELS_NONE, .stable_since = 9, .infer = cos_infer,
                                           .run = cos_run};

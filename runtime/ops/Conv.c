@@ -384,7 +384,7 @@ static void conv_train_destroy(od_tstep *s) {
 
 OD_OP_FACTS(Conv, 1, "auto_pad=NOTSET", "dilations=[1]", "group=1", "kernel_shape", "pads=[0]", "strides=[1]");
 static int conv_weight_axis(const od_node *n, int rank) { return rank >= 3 ? 0 : -1; } /* [M, C/group, k...] */
-const od_op_desc od_op_Conv = {OD_OP_NAME(Conv), .per_sample = od_per_sample_always,
+const od_op_desc od_op_Conv = {OD_OP_NAME(Conv), .channel_role = OD_CHANNELS_MIXES, .stable_since = 1, .per_sample = od_per_sample_always,
                                .weight_axis = conv_weight_axis,
                                .layout = OD_LAYOUT_POLICY_SPATIAL,
                                .infer = conv_infer, .prepare = conv_prepare, .run = conv_run,

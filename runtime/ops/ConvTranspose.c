@@ -163,7 +163,7 @@ OD_OP_FACTS(ConvTranspose, 1,
             "auto_pad=NOTSET", "dilations=[1]", "group=1", "kernel_shape", "output_padding=[0]", "output_shape",
             "pads=[0]", "strides=[1]");
 static int convt_weight_axis(const od_node *n, int rank) { return rank >= 3 ? 1 : -1; } /* [C, M/group, k...] */
-const od_op_desc od_op_ConvTranspose = {OD_OP_NAME(ConvTranspose), .per_sample = od_per_sample_always,
+const od_op_desc od_op_ConvTranspose = {OD_OP_NAME(ConvTranspose), .channel_role = OD_CHANNELS_MIXES, .stable_since = 1, .per_sample = od_per_sample_always,
                                         .weight_axis = convt_weight_axis,
                                         .layout = OD_LAYOUT_POLICY_SPATIAL,
                                         .infer = convt_infer, .prepare = convt_prepare,

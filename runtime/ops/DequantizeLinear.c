@@ -118,4 +118,4 @@ static od_status dq_run(od_step *s, od_error *err) {
 
 OD_OP_FACTS(DequantizeLinear, 10, "axis");
 const od_op_desc od_op_DequantizeLinear = {
-    OD_OP_NAME(DequantizeLinear), .per_sample = od_per_sample_always, .infer = dq_infer, .run = dq_run};
+    OD_OP_NAME(DequantizeLinear), .channel_role = OD_CHANNELS_NONE, .stable_since = 10, .per_sample = od_per_sample_always, .infer = dq_infer, .run = dq_run};

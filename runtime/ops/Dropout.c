@@ -93,7 +93,7 @@ static void dropout_destroy(od_tstep *s) {
 }
 
 OD_OP_FACTS(Dropout, 1, "consumed_inputs", "is_test", "ratio", "seed");
-const od_op_desc od_op_Dropout = {OD_OP_NAME(Dropout), .per_sample = od_per_sample_always,
+const od_op_desc od_op_Dropout = {OD_OP_NAME(Dropout), .channel_role = OD_CHANNELS_ELEMENTWISE, .stable_since = 12, .per_sample = od_per_sample_always,
                                   .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
                                   .alias_input0 = true, .infer = dropout_infer, .run = dropout_run,
                                   .train_layout = OD_TRAIN_LAYOUT_SAME, .train_prepare = dropout_prepare,

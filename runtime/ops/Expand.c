@@ -75,7 +75,7 @@ static od_status expand_backward(od_tstep *s, od_error *err) {
 }
 
 OD_OP_FACTS(Expand, 8, NULL);
-const od_op_desc od_op_Expand = {OD_OP_NAME(Expand), .infer = expand_infer, .run = expand_run,
+const od_op_desc od_op_Expand = {OD_OP_NAME(Expand), .channel_role = OD_CHANNELS_MOVES, .stable_since = 8, .infer = expand_infer, .run = expand_run,
                                  .trained_inputs = 0x1, /* a class token */
                                  .train_layout = OD_TRAIN_LAYOUT_PLAIN, .forward_train = expand_forward,
                                  .backward = expand_backward};

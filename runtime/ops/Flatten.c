@@ -26,5 +26,5 @@ static bool flatten_per_sample(const od_node *n, int rank) {
     return od_axis(od_attr_int(n, "axis", 1), rank + 1) != 0;
 }
 
-const od_op_desc od_op_Flatten = {OD_OP_NAME(Flatten), .alias_input0 = true, .per_sample = flatten_per_sample,
+const od_op_desc od_op_Flatten = {OD_OP_NAME(Flatten), .channel_role = OD_CHANNELS_MOVES, .stable_since = 1, .alias_input0 = true, .per_sample = flatten_per_sample,
                                   .infer = flatten_infer, .run = alias_run, OD_TRAIN_PLAIN_COPY};

@@ -133,6 +133,6 @@ static od_status gather_backward(od_tstep *s, od_error *err) {
 }
 
 OD_OP_FACTS(Gather, 1, "axis=0");
-const od_op_desc od_op_Gather = {OD_OP_NAME(Gather), .infer = gather_infer, .run = gather_run,
+const od_op_desc od_op_Gather = {OD_OP_NAME(Gather), .channel_role = OD_CHANNELS_MOVES, .stable_since = 1, .infer = gather_infer, .run = gather_run,
                                  .train_layout = OD_TRAIN_LAYOUT_PLAIN, .train_prepare = gather_train_prepare,
                                  .forward_train = gather_forward, .backward = gather_backward};

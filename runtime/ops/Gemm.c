@@ -284,7 +284,7 @@ static int gemm_weight_axis(const od_node *n, int rank) {
     return rank == 2 ? (od_attr_int(n, "transB", 0) ? 0 : 1) : -1;
 }
 
-const od_op_desc od_op_Gemm = {OD_OP_NAME(Gemm),
+const od_op_desc od_op_Gemm = {OD_OP_NAME(Gemm), .channel_role = OD_CHANNELS_MIXES, .stable_since = 7,
                                .per_sample = gemm_per_sample,
                                .weight_axis = gemm_weight_axis,
                                .infer = gemm_infer,

@@ -50,5 +50,5 @@ static void gap_destroy(od_step *s) {
 
 OD_OP_FACTS(GlobalAveragePool, 1, NULL);
 const od_op_desc od_op_GlobalAveragePool = {
-    OD_OP_NAME(GlobalAveragePool), .per_sample = od_per_sample_always, .layout = OD_LAYOUT_POLICY_SPATIAL, .infer = gap_infer,
+    OD_OP_NAME(GlobalAveragePool), .channel_role = OD_CHANNELS_PER_CHANNEL, .stable_since = 1, .per_sample = od_per_sample_always, .layout = OD_LAYOUT_POLICY_SPATIAL, .infer = gap_infer,
     .prepare = gap_prepare, .run = gap_run, .destroy = gap_destroy, OD_POOL_TRAIN};

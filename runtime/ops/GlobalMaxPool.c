@@ -21,6 +21,6 @@ static od_status gmp_run(od_step *s, od_error *err) {
 }
 
 OD_OP_FACTS(GlobalMaxPool, 1, NULL);
-const od_op_desc od_op_GlobalMaxPool = {OD_OP_NAME(GlobalMaxPool), .per_sample = od_per_sample_always,
+const od_op_desc od_op_GlobalMaxPool = {OD_OP_NAME(GlobalMaxPool), .channel_role = OD_CHANNELS_PER_CHANNEL, .stable_since = 1, .per_sample = od_per_sample_always,
                                         .layout = OD_LAYOUT_POLICY_SPATIAL, .infer = gmp_infer,
                                         .prepare = gmp_prepare, .run = gmp_run, OD_POOL_TRAIN};

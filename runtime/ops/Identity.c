@@ -26,7 +26,7 @@ static od_status identity_backward(od_tstep *s, od_error *err) {
 }
 
 OD_OP_FACTS(Identity, 1, NULL);
-const od_op_desc od_op_Identity = {OD_OP_NAME(Identity), .per_sample = od_per_sample_always,
+const od_op_desc od_op_Identity = {OD_OP_NAME(Identity), .channel_role = OD_CHANNELS_ELEMENTWISE, .stable_since = 1, .per_sample = od_per_sample_always,
                                    .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
                                    .alias_input0 = true, .infer = identity_infer, .run = alias_run,
                                    .train_layout = OD_TRAIN_LAYOUT_SAME,

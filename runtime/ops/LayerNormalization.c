@@ -285,7 +285,7 @@ static od_status ln_train_backward(od_tstep *s, od_error *err) {
 }
 
 OD_OP_FACTS(LayerNormalization, 17, "axis", "epsilon=1e-05", "stash_type");
-const od_op_desc od_op_LayerNormalization = {OD_OP_NAME(LayerNormalization),
+const od_op_desc od_op_LayerNormalization = {OD_OP_NAME(LayerNormalization), .channel_role = OD_CHANNELS_NORMALIZES, .channel_inputs = 2,
                                              .infer = ln_infer,
                                              .prepare = ln_prepare,
                                              .run = ln_run,

@@ -273,7 +273,7 @@ static void matmul_train_destroy(od_tstep *s) {
 
 OD_OP_FACTS(MatMul, 1, NULL);
 static int matmul_weight_axis(const od_node *n, int rank) { return rank >= 2 ? rank - 1 : -1; } /* [..., K, N] */
-const od_op_desc od_op_MatMul = {OD_OP_NAME(MatMul), .per_sample = od_per_sample_always,
+const od_op_desc od_op_MatMul = {OD_OP_NAME(MatMul), .channel_role = OD_CHANNELS_MIXES, .stable_since = 1, .per_sample = od_per_sample_always,
                                  .weight_axis = matmul_weight_axis,
                                  .infer = matmul_infer,
                                  .prepare = matmul_prepare, .run = matmul_run,

@@ -70,7 +70,7 @@ static void maxpool_destroy(od_step *s) {
 OD_OP_FACTS(MaxPool, 1,
             "auto_pad=NOTSET", "ceil_mode=0", "dilations=[1]", "kernel_shape", "pads=[0]", "storage_order=0",
             "strides=[1]");
-const od_op_desc od_op_MaxPool = {OD_OP_NAME(MaxPool), .per_sample = od_per_sample_always,
+const od_op_desc od_op_MaxPool = {OD_OP_NAME(MaxPool), .channel_role = OD_CHANNELS_PER_CHANNEL, .stable_since = 8, .per_sample = od_per_sample_always,
                                   .layout = OD_LAYOUT_POLICY_SPATIAL,
                                   .infer = maxpool_infer, .prepare = maxpool_prepare,
                                   .run = maxpool_run, .destroy = maxpool_destroy, OD_POOL_TRAIN};

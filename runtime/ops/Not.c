@@ -20,5 +20,5 @@ static od_status not_run(od_step *s, od_error *err) {
 }
 
 OD_OP_FACTS(Not, 1, NULL);
-const od_op_desc od_op_Not = {OD_OP_NAME(Not), .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
+const od_op_desc od_op_Not = {OD_OP_NAME(Not), .channel_role = OD_CHANNELS_ELEMENTWISE, .stable_since = 1, .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
                               .infer = not_infer, .run = not_run};

@@ -116,7 +116,7 @@ static od_status prelu_run(od_step *s, od_error *err) {
 }
 
 OD_OP_FACTS(PRelu, 1, "consumed_inputs");
-const od_op_desc od_op_PRelu = {OD_OP_NAME(PRelu), .per_sample = od_per_sample_always,
+const od_op_desc od_op_PRelu = {OD_OP_NAME(PRelu), .channel_role = OD_CHANNELS_ELEMENTWISE, .stable_since = 7, .channel_inputs = 1, .per_sample = od_per_sample_always,
                                 .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
                                 .infer = prelu_infer,
                                 .prepare = prelu_prepare,

@@ -210,7 +210,7 @@ static od_status pad_backward(od_tstep *s, od_error *err) {
 }
 
 OD_OP_FACTS(Pad, 1, "mode", "paddings", "pads", "value");
-const od_op_desc od_op_Pad = {OD_OP_NAME(Pad), .infer = pad_infer, .prepare = pad_prepare,
+const od_op_desc od_op_Pad = {OD_OP_NAME(Pad), .channel_role = OD_CHANNELS_MOVES, .stable_since = 11, .infer = pad_infer, .prepare = pad_prepare,
                               .run = pad_run, .train_layout = OD_TRAIN_LAYOUT_SAME,
                               .train_prepare = pad_train_prepare, .forward_train = pad_forward,
                               .backward = pad_backward};

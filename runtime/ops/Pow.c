@@ -166,7 +166,7 @@ static od_status pow_backward(od_tstep *s, od_error *err) {
 }
 
 OD_OP_FACTS(Pow, 1, "axis", "broadcast");
-const od_op_desc od_op_Pow = {OD_OP_NAME(Pow), .per_sample = od_per_sample_always,
+const od_op_desc od_op_Pow = {OD_OP_NAME(Pow), .channel_role = OD_CHANNELS_BROADCAST, .stable_since = 7, .per_sample = od_per_sample_always,
                               .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
                               .infer = pow_infer,
                               .prepare = pow_prepare,

@@ -65,4 +65,4 @@ static od_status range_run(od_step *s, od_error *err) {
 }
 
 OD_OP_FACTS(Range, 11, NULL);
-const od_op_desc od_op_Range = {OD_OP_NAME(Range), .infer = range_infer, .run = range_run};
+const od_op_desc od_op_Range = {OD_OP_NAME(Range), .channel_role = OD_CHANNELS_NONE, .stable_since = 11, .infer = range_infer, .run = range_run};

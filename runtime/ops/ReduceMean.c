@@ -291,21 +291,22 @@ static od_status mean_backward(od_tstep *s, od_error *err) {
 
 
 #define REDUCE_FAMILY                                                                              \
-    .infer = reduce_infer, .prepare = reduce_prepare, .run = reduce_run, .destroy = reduce_destroy
-#define REDUCE_DESC(NAME, SINCE, ...)                                                              \
+    .channel_role = OD_CHANNELS_REDUCES, .infer = reduce_infer, .prepare = reduce_prepare,          \
+        .run = reduce_run, .destroy = reduce_destroy
+#define REDUCE_DESC(NAME, SINCE, STABLE, ...)                                                            \
     OD_OP_FACTS(NAME, SINCE, __VA_ARGS__);                                                         \
-    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), REDUCE_FAMILY};
+    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .stable_since = STABLE, REDUCE_FAMILY};
 OD_OP_FACTS(ReduceMean, 1, "axes", "keepdims", "noop_with_empty_axes");
-const od_op_desc od_op_ReduceMean = {OD_OP_NAME(ReduceMean), REDUCE_FAMILY,
+const od_op_desc od_op_ReduceMean = {OD_OP_NAME(ReduceMean), .stable_since = 1, REDUCE_FAMILY,
                                      .train_layout = OD_TRAIN_LAYOUT_PLAIN,
                                      .train_prepare = mean_train_prepare,
                                      .forward_train = mean_forward, .backward = mean_backward};
-REDUCE_DESC(ReduceSum, 1, "axes", "keepdims", "noop_with_empty_axes")
-REDUCE_DESC(ReduceMax, 1, "axes", "keepdims", "noop_with_empty_axes")
-REDUCE_DESC(ReduceMin, 1, "axes", "keepdims", "noop_with_empty_axes")
-REDUCE_DESC(ReduceProd, 1, "axes", "keepdims", "noop_with_empty_axes")
-REDUCE_DESC(ReduceSumSquare, 1, "axes", "keepdims", "noop_with_empty_axes")
-REDUCE_DESC(ReduceL1, 1, "axes", "keepdims", "noop_with_empty_axes")
-REDUCE_DESC(ReduceL2, 1, "axes", "keepdims", "noop_with_empty_axes")
-REDUCE_DESC(ReduceLogSum, 1, "axes", "keepdims", "noop_with_empty_axes")
-REDUCE_DESC(ReduceLogSumExp, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceSum, 1, 13, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceMax, 1, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceMin, 1, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceProd, 1, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceSumSquare, 1, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceL1, 1, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceL2, 1, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceLogSum, 1, 1, "axes", "keepdims", "noop_with_empty_axes")
+REDUCE_DESC(ReduceLogSumExp, 1, 1, "axes", "keepdims", "noop_with_empty_axes")

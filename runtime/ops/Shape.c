@@ -26,5 +26,5 @@ static od_status shape_run(od_step *s, od_error *err) {
 }
 
 OD_OP_FACTS(Shape, 1, "end", "start");
-const od_op_desc od_op_Shape = {OD_OP_NAME(Shape), .per_sample = od_per_sample_always,
+const od_op_desc od_op_Shape = {OD_OP_NAME(Shape), .channel_role = OD_CHANNELS_NONE, .stable_since = 1, .per_sample = od_per_sample_always,
                                 .infer = shape_infer, .run = shape_run};

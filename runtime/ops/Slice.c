@@ -152,7 +152,7 @@ static od_status slice_backward(od_tstep *s, od_error *err) {
 }
 
 OD_OP_FACTS(Slice, 1, "axes", "ends", "starts");
-const od_op_desc od_op_Slice = {OD_OP_NAME(Slice), .infer = slice_infer, .prepare = slice_prepare,
+const od_op_desc od_op_Slice = {OD_OP_NAME(Slice), .channel_role = OD_CHANNELS_MOVES, .stable_since = 10, .infer = slice_infer, .prepare = slice_prepare,
                                 .run = slice_run, .train_layout = OD_TRAIN_LAYOUT_SAME,
                                 .train_prepare = slice_train_prepare, .forward_train = slice_forward,
                                 .backward = slice_backward};

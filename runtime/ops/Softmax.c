@@ -228,7 +228,7 @@ static bool softmax_per_sample(const od_node *n, int rank) { return od_per_sampl
 /* Softmax and LogSoftmax differ only by name: softmax_prepare reads it */
 #define SOFTMAX_DESC(NAME)                                                                         \
     OD_OP_FACTS(NAME, 1, "axis");                                                                  \
-    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .per_sample = softmax_per_sample,           \
+    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .channel_role = OD_CHANNELS_ELEMENTWISE, .stable_since = 13, .per_sample = softmax_per_sample,           \
                                      .infer = softmax_infer,                                       \
                                      .prepare = softmax_prepare, .run = softmax_run,               \
                                      .destroy = softmax_destroy,                                   \

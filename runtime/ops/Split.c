@@ -95,5 +95,5 @@ static od_status split_run(od_step *s, od_error *err) {
 }
 
 OD_OP_FACTS(Split, 1, "axis", "split");
-const od_op_desc od_op_Split = {OD_OP_NAME(Split), .infer = split_infer, .prepare = split_prepare,
+const od_op_desc od_op_Split = {OD_OP_NAME(Split), .channel_role = OD_CHANNELS_MOVES, .stable_since = 13, .infer = split_infer, .prepare = split_prepare,
                                 .run = split_run};

@@ -43,5 +43,5 @@ static od_status squeeze_infer(od_infer_ctx *c) {
 static od_status alias_run(od_step *s, od_error *err) { return OD_STATUS_OK; }
 
 OD_OP_FACTS(Squeeze, 1, "axes");
-const od_op_desc od_op_Squeeze = {OD_OP_NAME(Squeeze), .alias_input0 = true,
+const od_op_desc od_op_Squeeze = {OD_OP_NAME(Squeeze), .channel_role = OD_CHANNELS_MOVES, .stable_since = 13, .alias_input0 = true,
                                   .infer = squeeze_infer, .run = alias_run, OD_TRAIN_PLAIN_COPY};

@@ -52,4 +52,4 @@ static od_status tile_run(od_step *s, od_error *err) {
 }
 
 OD_OP_FACTS(Tile, 1, NULL);
-const od_op_desc od_op_Tile = {OD_OP_NAME(Tile), .infer = tile_infer, .run = tile_run};
+const od_op_desc od_op_Tile = {OD_OP_NAME(Tile), .channel_role = OD_CHANNELS_MOVES, .stable_since = 6, .infer = tile_infer, .run = tile_run};

@@ -81,6 +81,6 @@ static od_status transpose_backward(od_tstep *s, od_error *err) {
 }
 
 OD_OP_FACTS(Transpose, 1, "perm");
-const od_op_desc od_op_Transpose = {OD_OP_NAME(Transpose), .infer = transpose_infer,
+const od_op_desc od_op_Transpose = {OD_OP_NAME(Transpose), .channel_role = OD_CHANNELS_MOVES, .stable_since = 1, .infer = transpose_infer,
                                     .run = transpose_run, .train_layout = OD_TRAIN_LAYOUT_PLAIN,
                                     .forward_train = transpose_forward, .backward = transpose_backward};

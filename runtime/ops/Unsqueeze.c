@@ -36,5 +36,5 @@ static od_status unsqueeze_infer(od_infer_ctx *c) {
 static od_status alias_run(od_step *s, od_error *err) { return OD_STATUS_OK; }
 
 OD_OP_FACTS(Unsqueeze, 1, "axes");
-const od_op_desc od_op_Unsqueeze = {OD_OP_NAME(Unsqueeze), .alias_input0 = true,
+const od_op_desc od_op_Unsqueeze = {OD_OP_NAME(Unsqueeze), .channel_role = OD_CHANNELS_MOVES, .stable_since = 13, .alias_input0 = true,
                                     .infer = unsqueeze_infer, .run = alias_run, OD_TRAIN_PLAIN_COPY};

@@ -80,5 +80,5 @@ static od_status where_run(od_step *s, od_error *err) {
 }
 
 OD_OP_FACTS(Where, 9, NULL);
-const od_op_desc od_op_Where = {OD_OP_NAME(Where), .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
+const od_op_desc od_op_Where = {OD_OP_NAME(Where), .channel_role = OD_CHANNELS_BROADCAST, .stable_since = 9, .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
                                 .infer = where_infer, .prepare = where_prepare, .run = where_run};

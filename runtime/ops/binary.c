@@ -20,13 +20,9 @@ typedef struct binary_state {
 } binary_state;
 
 static od_status binary_infer(od_infer_ctx *c) {
-    if (c->n_in != 2 || !c->in[0] || !c->in[1])
-        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "needs two inputs");
+    od_status two = od_infer_two_alike(c);
+    if (two) return two;
     od_dtype t = c->in[0]->dtype;
-    if (t != c->in[1]->dtype)
-        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node,
-                             "inputs have element types %s and %s", od_dtype_name(t),
-                             od_dtype_name(c->in[1]->dtype));
     if (t != OD_DTYPE_FLOAT && t != OD_DTYPE_INT64 && t != OD_DTYPE_INT32)
         return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
                              "element type %s is not supported", od_dtype_name(t));
@@ -244,7 +240,7 @@ static od_status binary_backward(od_tstep *s, od_error *err) {
 
 #define BINARY_DESC(NAME, TRAIN, SINCE, ...)                                                       \
     OD_OP_FACTS(NAME, SINCE, __VA_ARGS__);                                                         \
-    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME),                                             \
+    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .channel_role = OD_CHANNELS_BROADCAST, .stable_since = 7,                                             \
                                      .per_sample = od_per_sample_always, .layout = OD_LAYOUT_POLICY_ELEMENTWISE, \
                                      .fuses_activation = true,                                     \
                                      .infer = binary_infer, .prepare = binary_prepare,             \

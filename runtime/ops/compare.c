@@ -17,13 +17,9 @@ static cmp_kind kind_of(const char *name) {
 }
 
 static od_status cmp_infer(od_infer_ctx *c) {
-    if (c->n_in != 2 || !c->in[0] || !c->in[1])
-        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node, "needs two inputs");
+    od_status two = od_infer_two_alike(c);
+    if (two) return two;
     od_dtype t = c->in[0]->dtype;
-    if (t != c->in[1]->dtype)
-        return od_node_error(c->err, OD_STATUS_INVALID_MODEL, c->node,
-                             "inputs have element types %s and %s", od_dtype_name(t),
-                             od_dtype_name(c->in[1]->dtype));
     if (!od_numeric(t))
         return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
                              "element type %s is not supported", od_dtype_name(t));
@@ -106,12 +102,12 @@ static od_status cmp_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-#define CMP_DESC(NAME, SINCE, ...)                                                                 \
+#define CMP_DESC(NAME, SINCE, STABLE, ...)                                                               \
     OD_OP_FACTS(NAME, SINCE, __VA_ARGS__);                                                         \
-    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .layout = OD_LAYOUT_POLICY_ELEMENTWISE,     \
+    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .channel_role = OD_CHANNELS_BROADCAST, .stable_since = STABLE, .layout = OD_LAYOUT_POLICY_ELEMENTWISE,     \
                                      .infer = cmp_infer, .prepare = cmp_prepare, .run = cmp_run};
-CMP_DESC(Equal, 1, "axis", "broadcast")
-CMP_DESC(Less, 1, "axis", "broadcast")
-CMP_DESC(Greater, 1, "axis", "broadcast")
-CMP_DESC(LessOrEqual, 12, NULL)
-CMP_DESC(GreaterOrEqual, 12, NULL)
+CMP_DESC(Equal, 1, 7, "axis", "broadcast")
+CMP_DESC(Less, 1, 7, "axis", "broadcast")
+CMP_DESC(Greater, 1, 7, "axis", "broadcast")
+CMP_DESC(LessOrEqual, 12, 12, NULL)
+CMP_DESC(GreaterOrEqual, 12, 12, NULL)

@@ -65,6 +65,52 @@ int od_node_weight_axis(const od_node *n, int rank) {
     return op && op->weight_axis ? op->weight_axis(n, rank) : -1;
 }
 
+/* Facts of ONNX ops the runtime does not run: the channel facts shrink follows them by, and the
+ * opset quantize may raise them from (stable_since, 0 for not known); role UNKNOWN: shrink pins
+ * their channels. */
+static const struct {
+    const char *name;
+    od_channel_role role;
+    int channel_inputs, stable_since;
+} facts_only[] = {
+    {"Gelu", OD_CHANNELS_ELEMENTWISE, 0, 0},     {"Mish", OD_CHANNELS_ELEMENTWISE, 0, 0},
+    {"Round", OD_CHANNELS_ELEMENTWISE, 0, 0},    {"Tan", OD_CHANNELS_ELEMENTWISE, 0, 0},
+    {"IsNaN", OD_CHANNELS_ELEMENTWISE, 0, 0},    {"IsInf", OD_CHANNELS_ELEMENTWISE, 0, 0},
+    {"Hardmax", OD_CHANNELS_ELEMENTWISE, 0, 13}, {"Shrink", OD_CHANNELS_ELEMENTWISE, 0, 0},
+    {"CastLike", OD_CHANNELS_ELEMENTWISE, 0, 0}, {"And", OD_CHANNELS_BROADCAST, 0, 7},
+    {"Or", OD_CHANNELS_BROADCAST, 0, 7},         {"Xor", OD_CHANNELS_BROADCAST, 0, 7},
+    {"Mod", OD_CHANNELS_BROADCAST, 0, 0},        {"BitShift", OD_CHANNELS_BROADCAST, 0, 0},
+    {"LpPool", OD_CHANNELS_PER_CHANNEL, 0, 0},   {"GlobalLpPool", OD_CHANNELS_PER_CHANNEL, 0, 0},
+    {"LRN", OD_CHANNELS_PER_CHANNEL, 0, 0},      {"InstanceNormalization", OD_CHANNELS_PER_CHANNEL, 2, 0},
+    {"Resize", OD_CHANNELS_MOVES, 0, 0},         {"Upsample", OD_CHANNELS_MOVES, 0, 0},
+    {"Size", OD_CHANNELS_UNKNOWN, 0, 1},         {"QuantizeLinear", OD_CHANNELS_UNKNOWN, 0, 10},
+};
+
+static int facts_only_index(const od_node *n) {
+    if (n->domain && *n->domain && strcmp(n->domain, "ai.onnx") != 0) return -1;
+    for (size_t i = 0; i < sizeof facts_only / sizeof *facts_only; i++)
+        if (strcmp(facts_only[i].name, n->op_type) == 0) return (int)i;
+    return -1;
+}
+
+od_channel_role od_node_channel_role(const od_node *n) {
+    const od_op_desc *op = od_op_find(n->domain, n->op_type);
+    int i = op ? -1 : facts_only_index(n);
+    return op ? op->channel_role : i >= 0 ? facts_only[i].role : OD_CHANNELS_UNKNOWN;
+}
+
+int od_node_channel_inputs(const od_node *n) {
+    const od_op_desc *op = od_op_find(n->domain, n->op_type);
+    int i = op ? -1 : facts_only_index(n);
+    return op ? op->channel_inputs : i >= 0 ? facts_only[i].channel_inputs : 0;
+}
+
+int od_node_stable_since(const od_node *n) {
+    const od_op_desc *op = od_op_find(n->domain, n->op_type);
+    int i = op ? -1 : facts_only_index(n);
+    return op ? op->stable_since : i >= 0 ? facts_only[i].stable_since : 0;
+}
+
 bool od_attr_is_default(const od_node *n, const od_attr *a) {
     const char *d = od_op_attr_default(od_op_find(n->domain, n->op_type), a->name);
     if (!d) return false;

@@ -394,43 +394,43 @@ static od_status act_backward(od_tstep *s, od_error *err) {
 }
 
 /* The fields every unary op's descriptor has; the trainable ones add their training kernels. */
-#define UNARY_DESC_FIELDS(OP, NAME, INFER)                                                         \
-    OD_OP_NAME(OP), .per_sample = od_per_sample_always, .layout = OD_LAYOUT_POLICY_ELEMENTWISE,    \
+#define UNARY_DESC_FIELDS(OP, NAME, INFER, STABLE)                                                       \
+    OD_OP_NAME(OP), .channel_role = OD_CHANNELS_ELEMENTWISE, .stable_since = STABLE, .per_sample = od_per_sample_always, .layout = OD_LAYOUT_POLICY_ELEMENTWISE,    \
         .infer = INFER, .prepare = NAME##_prepare, .run = unary_run, .destroy = unary_destroy
-#define UNARY_DESC(OP, NAME, INFER, SINCE, ...)                                                    \
+#define UNARY_DESC(OP, NAME, INFER, SINCE, STABLE, ...)                                                  \
     OD_OP_FACTS(OP, SINCE, __VA_ARGS__);                                                           \
-    const od_op_desc od_op_##OP = {UNARY_DESC_FIELDS(OP, NAME, INFER)};
+    const od_op_desc od_op_##OP = {UNARY_DESC_FIELDS(OP, NAME, INFER, STABLE)};
 /* ... and with the training kernels above */
-#define UNARY_DESC_TRAIN(OP, NAME, INFER, SINCE, ...)                                              \
+#define UNARY_DESC_TRAIN(OP, NAME, INFER, SINCE, STABLE, ...)                                            \
     OD_OP_FACTS(OP, SINCE, __VA_ARGS__);                                                           \
-    const od_op_desc od_op_##OP = {UNARY_DESC_FIELDS(OP, NAME, INFER),                             \
+    const od_op_desc od_op_##OP = {UNARY_DESC_FIELDS(OP, NAME, INFER, STABLE),                             \
                                    .train_layout = OD_TRAIN_LAYOUT_SAME,                           \
                                    .train_prepare = act_prepare,                                   \
                                    .forward_train = act_forward,                                   \
                                    .backward = act_backward};
 
-UNARY_DESC_TRAIN(Relu, relu, unary_infer, 1, "consumed_inputs")
-UNARY_DESC_TRAIN(Sigmoid, sigmoid, unary_infer, 1, "consumed_inputs")
-UNARY_DESC_TRAIN(Tanh, tanh, unary_infer, 1, "consumed_inputs")
-UNARY_DESC_TRAIN(LeakyRelu, leaky_relu, unary_infer, 1, "alpha=0.01", "consumed_inputs")
-UNARY_DESC_TRAIN(Elu, elu, unary_infer, 1, "alpha=1", "consumed_inputs")
-UNARY_DESC(Selu, selu, unary_infer, 1, "alpha", "consumed_inputs", "gamma")
-UNARY_DESC(Celu, celu, unary_infer, 12, "alpha")
-UNARY_DESC(ThresholdedRelu, thresholded_relu, unary_infer, 10, "alpha")
-UNARY_DESC_TRAIN(HardSigmoid, hard_sigmoid, unary_infer, 1, "alpha=0.2", "beta=0.5", "consumed_inputs")
-UNARY_DESC_TRAIN(HardSwish, hard_swish, unary_infer, 14, NULL)
-UNARY_DESC_TRAIN(Clip, clip, clip_infer, 1, "consumed_inputs", "max", "min")
-UNARY_DESC(Softplus, softplus, unary_infer, 1, NULL)
-UNARY_DESC(Softsign, softsign, unary_infer, 1, NULL)
-UNARY_DESC_TRAIN(Sqrt, sqrt, unary_infer, 1, "consumed_inputs")
-UNARY_DESC_TRAIN(Exp, exp, unary_infer, 1, "consumed_inputs")
-UNARY_DESC_TRAIN(Log, log, unary_infer, 1, "consumed_inputs")
-UNARY_DESC(Abs, abs, unary_infer, 1, "consumed_inputs")
-UNARY_DESC_TRAIN(Neg, neg, unary_infer, 1, "consumed_inputs")
-UNARY_DESC_TRAIN(Reciprocal, reciprocal, unary_infer, 1, "consumed_inputs")
-UNARY_DESC(Floor, floor, unary_infer, 1, "consumed_inputs")
-UNARY_DESC(Ceil, ceil, unary_infer, 1, "consumed_inputs")
-UNARY_DESC_TRAIN(Erf, erf, unary_infer, 9, NULL)
-UNARY_DESC(Sin, sin, unary_infer, 7, NULL)
-UNARY_DESC(Cos, cos, unary_infer, 7, NULL)
-UNARY_DESC(Sign, sign, unary_infer, 9, NULL)
+UNARY_DESC_TRAIN(Relu, relu, unary_infer, 1, 6, "consumed_inputs")
+UNARY_DESC_TRAIN(Sigmoid, sigmoid, unary_infer, 1, 6, "consumed_inputs")
+UNARY_DESC_TRAIN(Tanh, tanh, unary_infer, 1, 6, "consumed_inputs")
+UNARY_DESC_TRAIN(LeakyRelu, leaky_relu, unary_infer, 1, 6, "alpha=0.01", "consumed_inputs")
+UNARY_DESC_TRAIN(Elu, elu, unary_infer, 1, 6, "alpha=1", "consumed_inputs")
+UNARY_DESC(Selu, selu, unary_infer, 1, 6, "alpha", "consumed_inputs", "gamma")
+UNARY_DESC(Celu, celu, unary_infer, 12, 12, "alpha")
+UNARY_DESC(ThresholdedRelu, thresholded_relu, unary_infer, 10, 10, "alpha")
+UNARY_DESC_TRAIN(HardSigmoid, hard_sigmoid, unary_infer, 1, 6, "alpha=0.2", "beta=0.5", "consumed_inputs")
+UNARY_DESC_TRAIN(HardSwish, hard_swish, unary_infer, 14, 0, NULL)
+UNARY_DESC_TRAIN(Clip, clip, clip_infer, 1, 11, "consumed_inputs", "max", "min")
+UNARY_DESC(Softplus, softplus, unary_infer, 1, 1, NULL)
+UNARY_DESC(Softsign, softsign, unary_infer, 1, 1, NULL)
+UNARY_DESC_TRAIN(Sqrt, sqrt, unary_infer, 1, 6, "consumed_inputs")
+UNARY_DESC_TRAIN(Exp, exp, unary_infer, 1, 6, "consumed_inputs")
+UNARY_DESC_TRAIN(Log, log, unary_infer, 1, 6, "consumed_inputs")
+UNARY_DESC(Abs, abs, unary_infer, 1, 6, "consumed_inputs")
+UNARY_DESC_TRAIN(Neg, neg, unary_infer, 1, 6, "consumed_inputs")
+UNARY_DESC_TRAIN(Reciprocal, reciprocal, unary_infer, 1, 6, "consumed_inputs")
+UNARY_DESC(Floor, floor, unary_infer, 1, 6, "consumed_inputs")
+UNARY_DESC(Ceil, ceil, unary_infer, 1, 6, "consumed_inputs")
+UNARY_DESC_TRAIN(Erf, erf, unary_infer, 9, 9, NULL)
+UNARY_DESC(Sin, sin, unary_infer, 7, 7, NULL)
+UNARY_DESC(Cos, cos, unary_infer, 7, 7, NULL)
+UNARY_DESC(Sign, sign, unary_infer, 9, 9, NULL)

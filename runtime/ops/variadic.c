@@ -168,7 +168,7 @@ static od_status variadic_run(od_step *s, od_error *err) {
 
 #define VARIADIC_DESC(NAME, SINCE, ...)                                                            \
     OD_OP_FACTS(NAME, SINCE, __VA_ARGS__);                                                         \
-    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .per_sample = od_per_sample_always,         \
+    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .channel_role = OD_CHANNELS_BROADCAST, .stable_since = 8, .per_sample = od_per_sample_always,         \
                                      .layout = OD_LAYOUT_POLICY_ELEMENTWISE,                       \
                                      .infer = variadic_infer,                                      \
                                      .prepare = variadic_prepare,                                  \
