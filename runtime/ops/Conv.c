@@ -8,6 +8,7 @@
  * output in ConvNeXt, is copied to channels-last and its gradient added back). */
 #include "../train_internal.h"
 #include "conv_common.h"
+#include "qs8_common.h"
 #include "strided.h"
 
 #include <math.h>
@@ -382,6 +383,46 @@ static void conv_train_destroy(od_tstep *s) {
     s->state = NULL;
 }
 
+/* ---- int8 (quantized execution, plan_qs8.c) ------------------------------------------------ */
+
+/* 1-D and 2-D convolutions with a constant weight: XNNPACK's per-channel QC8 convolution. */
+static bool conv_qs8_accepts(const od_node *n, const od_shape_info *const *in) {
+    (void)n;
+    return in[0] && (in[0]->rank == 3 || in[0]->rank == 4) && in[1] && in[1]->constant &&
+           in[1]->rank == in[0]->rank;
+}
+
+static od_status conv_qs8_prepare(od_step *s, od_error *err) {
+    const od_buf *x = s->in[0], *w = s->in[1], *b = s->n_in > 2 ? s->in[2] : NULL;
+    od_conv_params p;
+    od_status st = conv_params_read(s->node, x->dims, x->rank, w->dims, &p, err);
+    if (st) return st;
+    bool two = p.sp == 2;
+    int iw = p.sp - 1;
+    int64_t kh = two ? p.kernel[0] : 1, kw = p.kernel[iw], M = p.cout, Cg = p.cin / p.group;
+    int8_t *k = malloc((size_t)(M * kh * kw * Cg) + 1);
+    if (!k) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    const int8_t *src = s->qs8->w; /* ONNX [M][Cg][kh][kw] -> [M][kh][kw][Cg] */
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t c = 0; c < Cg; c++)
+            for (int64_t q = 0; q < kh * kw; q++) k[(m * kh * kw + q) * Cg + c] = src[(m * Cg + c) * kh * kw + q];
+    od_qs8_conv_geom g = {
+        .pad_top = two ? (uint32_t)p.pad_begin[0] : 0, .pad_right = (uint32_t)p.pad_end[iw],
+        .pad_bottom = two ? (uint32_t)p.pad_end[0] : 0, .pad_left = (uint32_t)p.pad_begin[iw],
+        .kh = (uint32_t)kh, .kw = (uint32_t)kw, .sh = two ? (uint32_t)p.stride[0] : 1,
+        .sw = (uint32_t)p.stride[iw], .dh = two ? (uint32_t)p.dilation[0] : 1,
+        .dw = (uint32_t)p.dilation[iw], .groups = (uint32_t)p.group, .cg = (size_t)Cg,
+        .mg = (size_t)(M / p.group), .cin = (size_t)p.cin, .cout = (size_t)M,
+        .batch = (size_t)x->dims[0], .h = two ? (size_t)p.in[0] : 1, .w = (size_t)p.in[iw]};
+    st = od_qs8_conv_create(s, &g, k, b ? b->data : NULL, err);
+    free(k);
+    return st;
+}
+
+const od_op_desc od_qs8_Conv = {.name = "Conv (int8)", .layout = OD_LAYOUT_POLICY_SPATIAL,
+                                .fuses_activation = true, .prepare = conv_qs8_prepare,
+                                .run = od_qs8_xnn_run, .destroy = od_qs8_xnn_destroy};
+
 OD_OP_FACTS(Conv, 1, "auto_pad=NOTSET", "dilations=[1]", "group=1", "kernel_shape", "pads=[0]", "strides=[1]");
 static int conv_weight_axis(const od_node *n, int rank) { return rank >= 3 ? 0 : -1; } /* [M, C/group, k...] */
 const od_op_desc od_op_Conv = {OD_OP_NAME(Conv), .per_sample = od_per_sample_always,
@@ -390,6 +431,7 @@ const od_op_desc od_op_Conv = {OD_OP_NAME(Conv), .per_sample = od_per_sample_alw
                                .infer = conv_infer, .prepare = conv_prepare, .run = conv_run,
                                .destroy = od_conv_state_destroy, .macs = conv_macs,
                                .fuses_activation = true,
+                               .qs8 = &od_qs8_Conv, .qs8_accepts = conv_qs8_accepts,
                                .trained_inputs = 0x6, /* W, B */
                                .train_layout = OD_TRAIN_LAYOUT_SPATIAL,
                                .train_fuses_relu = true,

@@ -80,3 +80,9 @@ bool od_attr_is_default(const od_node *n, const od_attr *a) {
     default: return false;
     }
 }
+
+od_qs8_kind od_node_qs8_kind(const od_node *n, const od_shape_info *const *in) {
+    const od_op_desc *op = od_op_find(n->domain, n->op_type);
+    if (!op || !op->qs8 || (op->qs8_accepts && !op->qs8_accepts(n, in))) return OD_QS8_NONE;
+    return op->qs8_same ? OD_QS8_SAME : OD_QS8_COMPUTE;
+}
