@@ -392,11 +392,39 @@ static bool conv_qs8_accepts(const od_node *n, const od_shape_info *const *in) {
            in[1]->rank == in[0]->rank;
 }
 
+/* A convolution of few input channels per group (a first layer on grey images) wastes most of
+ * XNNPACK's int8 kernels, which take channels in blocks of 8: it runs as im2col into cols
+ * (padding at the input's zero point) and a 1x1 convolution over kh x kw x C channels. */
+typedef struct conv_qs8 {
+    xnn_operator_t xnn;
+    int8_t *cols; /* [N, OH, OW, kh, kw, C], or NULL: direct */
+    int64_t N, H, W, C, OH, OW, kh, kw, sh, sw, dh, dw, pt, pl;
+    int8_t zp;
+} conv_qs8;
+
+static void conv_qs8_im2col(const conv_qs8 *c, const int8_t *x) {
+    int8_t *r = c->cols;
+    for (int64_t n = 0; n < c->N; n++)
+        for (int64_t oy = 0; oy < c->OH; oy++)
+            for (int64_t ox = 0; ox < c->OW; ox++)
+                for (int64_t i = 0; i < c->kh; i++) {
+                    int64_t iy = oy * c->sh - c->pt + i * c->dh;
+                    for (int64_t j = 0; j < c->kw; j++, r += c->C) {
+                        int64_t ix = ox * c->sw - c->pl + j * c->dw;
+                        if (iy < 0 || iy >= c->H || ix < 0 || ix >= c->W) memset(r, c->zp, (size_t)c->C);
+                        else memcpy(r, x + ((n * c->H + iy) * c->W + ix) * c->C, (size_t)c->C);
+                    }
+                }
+}
+
 static od_status conv_qs8_prepare(od_step *s, od_error *err) {
     const od_buf *x = s->in[0], *w = s->in[1], *b = s->n_in > 2 ? s->in[2] : NULL;
     od_conv_params p;
     od_status st = conv_params_read(s->node, x->dims, x->rank, w->dims, &p, err);
     if (st) return st;
+    conv_qs8 *cs = calloc(1, sizeof *cs);
+    if (!cs) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = cs;
     bool two = p.sp == 2;
     int iw = p.sp - 1;
     int64_t kh = two ? p.kernel[0] : 1, kw = p.kernel[iw], M = p.cout, Cg = p.cin / p.group;
@@ -414,14 +442,43 @@ static od_status conv_qs8_prepare(od_step *s, od_error *err) {
         .dw = (uint32_t)p.dilation[iw], .groups = (uint32_t)p.group, .cg = (size_t)Cg,
         .mg = (size_t)(M / p.group), .cin = (size_t)p.cin, .cout = (size_t)M,
         .batch = (size_t)x->dims[0], .h = two ? (size_t)p.in[0] : 1, .w = (size_t)p.in[iw]};
-    st = od_qs8_conv_create(s, &g, k, b ? b->data : NULL, err);
+    const int8_t *input = (const int8_t *)x->data;
+    if (p.group == 1 && Cg < 8 && kh * kw > 1) {
+        *cs = (conv_qs8){.N = x->dims[0], .H = (int64_t)g.h, .W = (int64_t)g.w, .C = Cg, .OH = two ? p.out[0] : 1,
+                         .OW = p.out[iw], .kh = kh, .kw = kw, .sh = g.sh, .sw = g.sw, .dh = g.dh, .dw = g.dw,
+                         .pt = g.pad_top, .pl = g.pad_left, .zp = (int8_t)s->qs8->in_zp[0]};
+        cs->cols = malloc((size_t)(cs->N * cs->OH * cs->OW * kh * kw * Cg) + 64);
+        if (!cs->cols) {
+            free(k);
+            return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+        }
+        g = (od_qs8_conv_geom){.kh = 1, .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1,
+                               .cg = (size_t)(kh * kw * Cg), .mg = (size_t)M, .cin = (size_t)(kh * kw * Cg),
+                               .cout = (size_t)M, .batch = (size_t)cs->N, .h = (size_t)cs->OH, .w = (size_t)cs->OW};
+        input = cs->cols;
+    }
+    st = od_qs8_conv_create(s, &g, k, b ? b->data : NULL, input, &cs->xnn, err);
     free(k);
     return st;
 }
 
+static od_status conv_qs8_run(od_step *s, od_error *err) {
+    conv_qs8 *cs = s->state;
+    if (cs->cols) conv_qs8_im2col(cs, (const int8_t *)s->in[0]->data);
+    return od_xnn_check(xnn_run_operator(cs->xnn, s->pool), err, s->node, "run int8 convolution");
+}
+
+static void conv_qs8_destroy(od_step *s) {
+    conv_qs8 *cs = s->state;
+    if (cs && cs->xnn) xnn_delete_operator(cs->xnn);
+    if (cs) free(cs->cols);
+    free(cs);
+    s->state = NULL;
+}
+
 const od_op_desc od_qs8_Conv = {.name = "Conv (int8)", .layout = OD_LAYOUT_POLICY_SPATIAL,
                                 .fuses_activation = true, .prepare = conv_qs8_prepare,
-                                .run = od_qs8_xnn_run, .destroy = od_qs8_xnn_destroy};
+                                .run = conv_qs8_run, .destroy = conv_qs8_destroy};
 
 OD_OP_FACTS(Conv, 1, "auto_pad=NOTSET", "dilations=[1]", "group=1", "kernel_shape", "pads=[0]", "strides=[1]");
 static int conv_weight_axis(const od_node *n, int rank) { return rank >= 3 ? 0 : -1; } /* [M, C/group, k...] */

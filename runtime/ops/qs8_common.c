@@ -17,7 +17,8 @@ void od_qs8_out_range(const od_step *s, int8_t *lo, int8_t *hi) {
 }
 
 od_status od_qs8_conv_create(od_step *s, const od_qs8_conv_geom *c, const int8_t *kernel,
-                             const float *bias, od_error *err) {
+                             const float *bias, const int8_t *input, xnn_operator_t *out,
+                             od_error *err) {
     const od_qs8_params *q = s->qs8;
     size_t M = c->cout;
     float *ks = malloc(sizeof(float) * M);
@@ -44,9 +45,9 @@ od_status od_qs8_conv_create(od_step *s, const od_qs8_conv_geom *c, const int8_t
     free(b);
     od_status st = od_xnn_check(r, err, s->node, "create int8 convolution");
     if (st) return st;
-    s->state = op;
-    r = xnn_setup_convolution2d_nhwc_qc8(op, c->batch, c->h, c->w, (const int8_t *)s->in[0]->data,
-                                         (int8_t *)s->out[0]->data, s->pool);
+    *out = op;
+    r = xnn_setup_convolution2d_nhwc_qc8(op, c->batch, c->h, c->w, input, (int8_t *)s->out[0]->data,
+                                         s->pool);
     return od_xnn_check(r, err, s->node, "setup int8 convolution");
 }
 
@@ -71,7 +72,9 @@ od_status od_qs8_dense_prepare(od_step *s, int64_t N, int64_t K, int64_t M, bool
     od_qs8_conv_geom c = {.kh = 1, .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1,
                           .cg = (size_t)K, .mg = (size_t)M, .cin = (size_t)K, .cout = (size_t)M,
                           .batch = 1, .h = 1, .w = (size_t)N};
-    od_status st = od_qs8_conv_create(s, &c, k, bias, err);
+    xnn_operator_t op = NULL;
+    od_status st = od_qs8_conv_create(s, &c, k, bias, (const int8_t *)s->in[0]->data, &op, err);
+    s->state = op;
     free(k);
     return st;
 }

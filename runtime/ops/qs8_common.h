@@ -18,13 +18,14 @@ typedef struct od_qs8_conv_geom {
     size_t batch, h, w;       /* the input's */
 } od_qs8_conv_geom;
 
-/* An output-channel-major int8 convolution (or dense layer, as a 1x1 convolution) on XNNPACK's
- * QC8 operator: kernel [M][kh][kw][Cg] int8 with the step's per-channel weight scales, bias
- * float [M] (NULL: none) quantized to int32 at input scale x weight scale. The operator goes to
- * s->state (od_qs8_xnn_run / od_qs8_xnn_destroy). */
+/* An int8 convolution (or dense layer, as a 1x1 convolution) on XNNPACK's QC8 operator, set up
+ * from input to the step's output: kernel [M][kh][kw][Cg] int8 with the step's per-channel
+ * weight scales, bias float [M] (NULL: none) quantized to int32 at input scale x weight scale. */
 od_status od_qs8_conv_create(od_step *s, const od_qs8_conv_geom *c, const int8_t *kernel,
-                             const float *bias, od_error *err);
+                             const float *bias, const int8_t *input, xnn_operator_t *out,
+                             od_error *err);
 
+/* run and destroy for steps whose state is one XNNPACK operator */
 od_status od_qs8_xnn_run(od_step *s, od_error *err);
 void od_qs8_xnn_destroy(od_step *s);
 
