@@ -409,10 +409,12 @@ static void conv_qs8_im2col(const conv_qs8 *c, const int8_t *x) {
             for (int64_t ox = 0; ox < c->OW; ox++)
                 for (int64_t i = 0; i < c->kh; i++) {
                     int64_t iy = oy * c->sh - c->pt + i * c->dh;
-                    for (int64_t j = 0; j < c->kw; j++, r += c->C) {
+                    bool row = iy >= 0 && iy < c->H;
+                    const int8_t *src = x + (n * c->H + (row ? iy : 0)) * c->W * c->C;
+                    for (int64_t j = 0; j < c->kw; j++, r += c->C) { /* C < 8: bytes, not memcpy calls */
                         int64_t ix = ox * c->sw - c->pl + j * c->dw;
-                        if (iy < 0 || iy >= c->H || ix < 0 || ix >= c->W) memset(r, c->zp, (size_t)c->C);
-                        else memcpy(r, x + ((n * c->H + iy) * c->W + ix) * c->C, (size_t)c->C);
+                        bool in = row && ix >= 0 && ix < c->W;
+                        for (int64_t ch = 0; ch < c->C; ch++) r[ch] = in ? src[ix * c->C + ch] : c->zp;
                     }
                 }
 }
