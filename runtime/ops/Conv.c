@@ -404,9 +404,18 @@ typedef struct conv_qs8 {
 
 static void conv_qs8_im2col(const conv_qs8 *c, const int8_t *x) {
     int8_t *r = c->cols;
+    int64_t C = c->C, W = c->W;
     for (int64_t n = 0; n < c->N; n++)
         for (int64_t oy = 0; oy < c->OH; oy++)
-            for (int64_t ox = 0; ox < c->OW; ox++)
+            for (int64_t ox = 0; ox < c->OW; ox++) {
+                int64_t iy0 = oy * c->sh - c->pt, ix0 = ox * c->sw - c->pl;
+                if (iy0 >= 0 && iy0 + (c->kh - 1) * c->dh < c->H && ix0 >= 0 && ix0 + (c->kw - 1) * c->dw < W) {
+                    const int8_t *src = x + ((n * c->H + iy0) * W + ix0) * C; /* inside: no checks */
+                    for (int64_t i = 0; i < c->kh; i++, src += c->dh * W * C)
+                        for (int64_t j = 0; j < c->kw; j++, r += C)
+                            for (int64_t ch = 0; ch < C; ch++) r[ch] = src[j * c->dw * C + ch];
+                    continue;
+                }
                 for (int64_t i = 0; i < c->kh; i++) {
                     int64_t iy = oy * c->sh - c->pt + i * c->dh;
                     bool row = iy >= 0 && iy < c->H;
@@ -417,6 +426,7 @@ static void conv_qs8_im2col(const conv_qs8 *c, const int8_t *x) {
                         for (int64_t ch = 0; ch < c->C; ch++) r[ch] = in ? src[ix * c->C + ch] : c->zp;
                     }
                 }
+            }
 }
 
 static od_status conv_qs8_prepare(od_step *s, od_error *err) {
