@@ -9,7 +9,8 @@
 #    argmax agrees with ours on >= 99% of them and its logits are within ORT_STEPS output
 #    quantization steps of ours (ORT requantizes in its own way);
 #  - the inputs and outputs keep their names, types and the dynamic batch dim.
-# Also: --calibrate-percentile changes the ranges; the flags' usage errors (exit 2).
+# Also: QuantizeLinear's rounding and saturation against numpy; --calibrate-percentile changes the
+# ranges; the flags' usage errors (exit 2).
 # Ends with `int8: N passed, N failed, N skipped`.
 set -u
 cd "$(dirname "$0")/.."
@@ -132,6 +133,35 @@ assert agree >= 0.99 and worst <= float(sys.argv[4]) + 1e-3
 PYEOF
     ); then ok "$t: ONNX Runtime on 1,000 test images: $out"
     else bad "$t: ONNX Runtime vs ours: $out"; fi
+done
+
+# QuantizeLinear's rounding (half to even) and saturation against numpy, int8 and uint8
+$PY - "$tmp" <<'PYEOF'
+import sys, numpy as np, onnx
+from onnx import helper, TensorProto, numpy_helper
+d = sys.argv[1]
+x = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 127.5, 128.5, -128.5, -129.5, 1e9, -1e9, 300.49, 0.4999999,
+              np.inf, -np.inf, 3.75, -7.25], np.float32)
+np.save(f"{d}/qx.npy", x)
+for name, t, zp in (("i8", TensorProto.INT8, np.int8(3)), ("u8", TensorProto.UINT8, np.uint8(7))):
+    g = helper.make_graph([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])], "q",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [len(x)])],
+                          [helper.make_tensor_value_info("y", t, [len(x)])],
+                          [numpy_helper.from_array(np.array(np.float32(0.5)), "s"), numpy_helper.from_array(np.array(zp), "z")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]); m.ir_version = 7
+    onnx.save(m, f"{d}/q_{name}.onnx")
+    i = np.iinfo(zp.dtype)
+    with np.errstate(invalid="ignore"):
+        ref = np.clip(np.rint(x / np.float32(0.5)) + zp, i.min, i.max).astype(zp.dtype)
+    open(f"{d}/q_{name}_ref.pb", "wb").write(numpy_helper.from_array(ref, "y").SerializeToString())
+PYEOF
+for q in i8 u8; do
+    if "$BIN" run "$tmp/q_$q.onnx" --input "$tmp/qx.npy" --output "$tmp/q_$q.pb" 2>"$tmp/err" &&
+        $PY -c "import sys, onnx; from onnx import numpy_helper as h
+a, b = (h.to_array(onnx.load_tensor(f)) for f in sys.argv[1:]); assert (a == b).all(), (a, b)" \
+            "$tmp/q_$q.pb" "$tmp/q_${q}_ref.pb" 2>>"$tmp/err"; then
+        ok "QuantizeLinear $q: ties to even, saturation, infinities as numpy"
+    else bad "QuantizeLinear $q: $(tail -3 "$tmp/err")"; fi
 done
 
 # a percentile clips the ranges: other scales, a model that still runs
