@@ -36,7 +36,8 @@ const cli_command cli_cmd_optimize = {
         {0},
     },
     .notes = "Unless --no-check, the original and the result run on the same pseudo-random inputs (uniform in "
-             "[-2, 2], batch 1 and 4) and the largest output difference is printed; a result that fails to "
+             "[-2, 2]; with --activations int8 the first calibration samples, which the int8 ranges were made for; "
+             "batch 1 and 4) and the largest output difference is printed; a result that fails to "
              "run is not written.",
 };
 
@@ -48,8 +49,8 @@ static size_t file_size(const char *path) {
 /* Largest |a - b| over the outputs of two models run on the same inputs; *max_ref gets the
  * largest |a|. Returns 1 when the check cannot be made (reason in why), -1 when the optimized
  * model fails to run (err set), 0 when done. */
-static int compare_models(const od_model *a, const od_model *b, int64_t batch, double *max_diff,
-                          double *max_ref, char *why, size_t why_size, od_error *err) {
+static int compare_models(const od_model *a, const od_model *b, int64_t batch, const float *samples,
+                          double *max_diff, double *max_ref, char *why, size_t why_size, od_error *err) {
     od_plan *pa = NULL, *pb = NULL;
     int rc = 1;
     od_error ea = {0};
@@ -81,6 +82,11 @@ static int compare_models(const od_model *a, const od_model *b, int64_t batch, d
             goto done;
         }
         float *x = ia->data;
+        if (samples && i == 0) { /* calibration samples: the inputs the int8 ranges were made for */
+            memcpy(x, samples, ia->nbytes);
+            memcpy(ib->data, ia->data, ia->nbytes);
+            continue;
+        }
         for (size_t k = 0; k < ia->nbytes / 4; k++) {
             seed = seed * 1103515245u + 12345u;
             x[k] = (float)(seed >> 8) / 16777216.0f * 4.0f - 2.0f;
@@ -209,7 +215,7 @@ int cmd_optimize(int argc, char **argv) {
     if (check) {
         checked = 0;
         for (int64_t batch = 1; batch <= 4 && checked == 0; batch += 3)
-            checked = compare_models(orig, m, batch, &diff, &ref, why, sizeof why, &err);
+            checked = compare_models(orig, m, batch, act8 && cal_n >= 4 ? cal_x : NULL, &diff, &ref, why, sizeof why, &err);
         if (checked < 0) {
             od_error_prefix(&err, "%s: the optimized model does not run: ", in);
             cli_fail_err(&err);
@@ -260,8 +266,8 @@ int cmd_optimize(int argc, char **argv) {
         printf("  check                 skipped: %s\n", why);
     else if (check)
         printf("  check                 max |difference| %.3g over outputs up to %.3g "
-               "(random inputs, batch 1 and 4)\n",
-               diff, ref);
+               "(%s, batch 1 and 4)\n",
+               diff, ref, act8 && cal_n >= 4 ? "calibration samples" : "random inputs");
     printf("  size                  %s -> %s bytes", od_format_count((int64_t)size_before, a, sizeof a),
            od_format_count((int64_t)bytes.len, b, sizeof b));
     printf(" (float32 parameters: %s bytes", od_format_count((int64_t)params, a, sizeof a));
