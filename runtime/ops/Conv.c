@@ -397,6 +397,7 @@ static bool conv_qs8_accepts(const od_node *n, const od_shape_info *const *in) {
  * (padding at the input's zero point) and a 1x1 convolution over kh x kw x C channels. */
 typedef struct conv_qs8 {
     xnn_operator_t xnn;
+    od_qs8_vnni *vnni; /* AVX-512 VNNI instead (qs8_vnni.c), or NULL */
     int8_t *cols; /* [N, OH, OW, kh, kw, C], or NULL: direct */
     int64_t N, H, W, C, OH, OW, kh, kw, sh, sw, dh, dw, pt, pl;
     int8_t zp;
@@ -455,6 +456,10 @@ static od_status conv_qs8_prepare(od_step *s, od_error *err) {
         .mg = (size_t)(M / p.group), .cin = (size_t)p.cin, .cout = (size_t)M,
         .batch = (size_t)x->dims[0], .h = two ? (size_t)p.in[0] : 1, .w = (size_t)p.in[iw]};
     const int8_t *input = (const int8_t *)x->data;
+    if ((cs->vnni = od_qs8_vnni_create(s, &g, two ? p.out[0] : 1, p.out[iw], k, b ? b->data : NULL))) {
+        free(k);
+        return OD_STATUS_OK;
+    }
     if (p.group == 1 && Cg < 8 && kh * kw > 1) {
         *cs = (conv_qs8){.N = x->dims[0], .H = (int64_t)g.h, .W = (int64_t)g.w, .C = Cg, .OH = two ? p.out[0] : 1,
                          .OW = p.out[iw], .kh = kh, .kw = kw, .sh = g.sh, .sw = g.sw, .dh = g.dh, .dw = g.dw,
@@ -476,6 +481,10 @@ static od_status conv_qs8_prepare(od_step *s, od_error *err) {
 
 static od_status conv_qs8_run(od_step *s, od_error *err) {
     conv_qs8 *cs = s->state;
+    if (cs->vnni) {
+        od_qs8_vnni_run(cs->vnni, (const int8_t *)s->in[0]->data, (int8_t *)s->out[0]->data, s->pool);
+        return OD_STATUS_OK;
+    }
     if (cs->cols) conv_qs8_im2col(cs, (const int8_t *)s->in[0]->data);
     return od_xnn_check(xnn_run_operator(cs->xnn, s->pool), err, s->node, "run int8 convolution");
 }
@@ -483,6 +492,7 @@ static od_status conv_qs8_run(od_step *s, od_error *err) {
 static void conv_qs8_destroy(od_step *s) {
     conv_qs8 *cs = s->state;
     if (cs && cs->xnn) xnn_delete_operator(cs->xnn);
+    if (cs) od_qs8_vnni_destroy(cs->vnni);
     if (cs) free(cs->cols);
     free(cs);
     s->state = NULL;

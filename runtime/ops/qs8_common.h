@@ -34,4 +34,14 @@ void od_qs8_xnn_destroy(od_step *s);
 od_status od_qs8_dense_prepare(od_step *s, int64_t N, int64_t K, int64_t M, bool km,
                                const float *bias, od_error *err);
 
+/* The same convolution on AVX-512 VNNI (qs8_vnni.c), groups of 1 and output channels in
+ * multiples of 16, kernel [M][kh][kw][C], geometry of the convolution itself (input dims,
+ * padding, strides, dilations) and its output size; NULL when the CPU lacks VNNI, the shape
+ * does not fit, OD_NO_VNNI is set, or memory runs out (XNNPACK then runs it). */
+typedef struct od_qs8_vnni od_qs8_vnni;
+od_qs8_vnni *od_qs8_vnni_create(const od_step *s, const od_qs8_conv_geom *g, int64_t OH, int64_t OW,
+                                const int8_t *kernel, const float *bias);
+void od_qs8_vnni_run(od_qs8_vnni *v, const int8_t *x, int8_t *y, pthreadpool_t pool);
+void od_qs8_vnni_destroy(od_qs8_vnni *v);
+
 #endif
