@@ -22,35 +22,45 @@ struct od_qs8_vnni {
     float *mult;          /* per m: x_scale * w_scale / y_scale */
     int32_t zp_y, lo, hi;
     uint8_t *cols;        /* [P][Kp] */
+    uint8_t *xs;          /* the input + 128 */
 };
 
+VNNI_TARGET static inline void copy_bytes(uint8_t *d, const uint8_t *src, int64_t n) {
+    for (; n >= 32; n -= 32, d += 32, src += 32)
+        _mm256_storeu_si256((__m256i *)d, _mm256_loadu_si256((const __m256i *)src));
+    for (; n >= 16; n -= 16, d += 16, src += 16) _mm_storeu_si128((__m128i *)d, _mm_loadu_si128((const __m128i *)src));
+    for (; n > 0; n--) *d++ = *src++;
+}
+
+/* The input shifted to uint8 once (xs), then each output pixel's window: whole rows of kw x C
+ * bytes inside the image (dilation 1), tap by tap at the borders (padding at the zero point). */
 VNNI_TARGET static void im2col(const od_qs8_vnni *v, const int8_t *x) {
-    const __m128i flip = _mm_set1_epi8((char)0x80);
+    int64_t total = v->N * v->H * v->W * v->C, e = 0;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (; e + 64 <= total; e += 64)
+        _mm512_storeu_si512(v->xs + e, _mm512_xor_si512(_mm512_loadu_si512(x + e), flip));
+    for (; e < total; e++) v->xs[e] = (uint8_t)(x[e] ^ 0x80);
+    int64_t C = v->C, W = v->W, row = v->kw * C;
     uint8_t *r = v->cols;
     for (int64_t n = 0; n < v->N; n++)
         for (int64_t oy = 0; oy < v->OH; oy++)
             for (int64_t ox = 0; ox < v->OW; ox++) {
-                uint8_t *row = r;
-                for (int64_t i = 0; i < v->kh; i++) {
-                    int64_t iy = oy * v->sh - v->pt + i * v->dh;
-                    bool in_y = iy >= 0 && iy < v->H;
-                    const int8_t *src = x + (n * v->H + (in_y ? iy : 0)) * v->W * v->C;
-                    for (int64_t j = 0; j < v->kw; j++, r += v->C) {
-                        int64_t ix = ox * v->sw - v->pl + j * v->dw;
-                        if (in_y && ix >= 0 && ix < v->W) {
-                            const int8_t *p = src + ix * v->C;
-                            int64_t c = 0;
-                            for (; c + 16 <= v->C; c += 16)
-                                _mm_storeu_si128((__m128i *)(r + c),
-                                                 _mm_xor_si128(_mm_loadu_si128((const __m128i *)(p + c)), flip));
-                            for (; c < v->C; c++) r[c] = (uint8_t)(p[c] ^ 0x80);
-                        } else {
-                            memset(r, v->pad, (size_t)v->C);
+                int64_t iy0 = oy * v->sh - v->pt, ix0 = ox * v->sw - v->pl;
+                const uint8_t *img = v->xs + n * v->H * W * C;
+                if (v->dw == 1 && iy0 >= 0 && iy0 + (v->kh - 1) * v->dh < v->H && ix0 >= 0 && ix0 + v->kw - 1 < W) {
+                    for (int64_t i = 0; i < v->kh; i++, r += row)
+                        copy_bytes(r, img + ((iy0 + i * v->dh) * W + ix0) * C, row);
+                } else {
+                    for (int64_t i = 0; i < v->kh; i++) {
+                        int64_t iy = iy0 + i * v->dh;
+                        for (int64_t j = 0; j < v->kw; j++, r += C) {
+                            int64_t ix = ix0 + j * v->dw;
+                            if (iy >= 0 && iy < v->H && ix >= 0 && ix < W) copy_bytes(r, img + (iy * W + ix) * C, C);
+                            else memset(r, v->pad, (size_t)C);
                         }
                     }
                 }
                 for (int64_t k = v->K; k < v->Kp; k++) *r++ = 0; /* zero weights there too */
-                (void)row;
             }
 }
 
@@ -133,7 +143,8 @@ od_qs8_vnni *od_qs8_vnni_create(const od_step *s, const od_qs8_conv_geom *g, int
     v->corr = malloc(sizeof(int32_t) * (size_t)v->M);
     v->mult = malloc(sizeof(float) * (size_t)v->M);
     v->cols = malloc((size_t)(v->P * v->Kp) + 64);
-    if (!v->w || !v->corr || !v->mult || !v->cols) {
+    v->xs = malloc((size_t)(v->N * v->H * v->W * v->C) + 64);
+    if (!v->w || !v->corr || !v->mult || !v->cols || !v->xs) {
         od_qs8_vnni_destroy(v);
         return NULL;
     }
@@ -168,6 +179,7 @@ void od_qs8_vnni_destroy(od_qs8_vnni *v) {
     free(v->corr);
     free(v->mult);
     free(v->cols);
+    free(v->xs);
     free(v);
 }
 #else
