@@ -23,6 +23,11 @@ struct od_qs8_vnni {
     int32_t zp_y, lo, hi;
     uint8_t *cols;        /* [P][Kp] */
     uint8_t *xs;          /* the input + 128 */
+    /* implicit im2col (dilation 1 across, C a multiple of 4): the input + 128 inside a border of
+     * the zero point + 128 (written once), each window row read in place */
+    bool implicit;
+    int64_t HP, WP;
+    uint8_t *xp;
 };
 
 VNNI_TARGET static inline void copy_bytes(uint8_t *d, const uint8_t *src, int64_t n) {
@@ -142,9 +147,17 @@ od_qs8_vnni *od_qs8_vnni_create(const od_step *s, const od_qs8_conv_geom *g, int
     v->w = calloc((size_t)(v->Kp * v->M), 1);
     v->corr = malloc(sizeof(int32_t) * (size_t)v->M);
     v->mult = malloc(sizeof(float) * (size_t)v->M);
-    v->cols = malloc((size_t)(v->P * v->Kp) + 64);
-    v->xs = malloc((size_t)(v->N * v->H * v->W * v->C) + 64);
-    if (!v->w || !v->corr || !v->mult || !v->cols || !v->xs) {
+    v->implicit = v->dw == 1 && v->C % 4 == 0;
+    if (v->implicit) {
+        v->HP = v->H + v->pt + g->pad_bottom;
+        v->WP = v->W + v->pl + g->pad_right;
+        size_t bytes = (size_t)(v->N * v->HP * v->WP * v->C) + 64;
+        if ((v->xp = malloc(bytes))) memset(v->xp, v->pad, bytes);
+    } else {
+        v->cols = malloc((size_t)(v->P * v->Kp) + 64);
+        v->xs = malloc((size_t)(v->N * v->H * v->W * v->C) + 64);
+    }
+    if (!v->w || !v->corr || !v->mult || (v->implicit ? !v->xp : !v->cols || !v->xs)) {
         od_qs8_vnni_destroy(v);
         return NULL;
     }
@@ -167,9 +180,77 @@ od_qs8_vnni *od_qs8_vnni_create(const od_step *s, const od_qs8_conv_geom *g, int
     return v;
 }
 
+VNNI_TARGET static void pad_input(const od_qs8_vnni *v, const int8_t *x) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    int64_t row = v->W * v->C;
+    for (int64_t n = 0; n < v->N; n++)
+        for (int64_t y = 0; y < v->H; y++) {
+            const int8_t *src = x + (n * v->H + y) * row;
+            uint8_t *dst = v->xp + ((n * v->HP + y + v->pt) * v->WP + v->pl) * v->C;
+            int64_t e = 0;
+            for (; e + 64 <= row; e += 64)
+                _mm512_storeu_si512(dst + e, _mm512_xor_si512(_mm512_loadu_si512(src + e), flip));
+            for (; e < row; e++) dst[e] = (uint8_t)(src[e] ^ 0x80);
+        }
+}
+
+VNNI_TARGET static void gemm_implicit_chunk(void *ctx, size_t t) {
+    const gemm_ctx *g = ctx;
+    const od_qs8_vnni *v = g->v;
+    int64_t p0 = (int64_t)t * 64, p1 = p0 + 64 < v->P ? p0 + 64 : v->P;
+    int64_t rowq = v->kw * v->C / 4, ohw = v->OH * v->OW, rstep = v->dh * v->WP * v->C;
+    for (int64_t p = p0; p < p1; p += PX) {
+        int64_t np = p1 - p < PX ? p1 - p : PX;
+        const uint8_t *base[PX];
+        for (int i = 0; i < PX; i++) {
+            int64_t pp = p + (i < np ? i : 0), n = pp / ohw, r = pp % ohw, oy = r / v->OW, ox = r % v->OW;
+            base[i] = v->xp + ((n * v->HP + oy * v->sh) * v->WP + ox * v->sw) * v->C;
+        }
+        for (int64_t m = 0; m < v->M; m += 32) {
+            bool two = m + 32 <= v->M;
+            __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+            __m512i b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            const int8_t *w = v->w + m * 4;
+            for (int64_t i = 0; i < v->kh; i++) {
+                const uint8_t *c0 = base[0] + i * rstep, *c1 = base[1] + i * rstep;
+                const uint8_t *c2 = base[2] + i * rstep, *c3 = base[3] + i * rstep;
+                for (int64_t q = 0; q < rowq; q++, w += v->M * 4) {
+                    __m512i w0 = _mm512_loadu_si512(w);
+                    __m512i x0 = _mm512_set1_epi32(*(const int32_t *)(c0 + 4 * q));
+                    __m512i x1 = _mm512_set1_epi32(*(const int32_t *)(c1 + 4 * q));
+                    __m512i x2 = _mm512_set1_epi32(*(const int32_t *)(c2 + 4 * q));
+                    __m512i x3 = _mm512_set1_epi32(*(const int32_t *)(c3 + 4 * q));
+                    a0 = _mm512_dpbusd_epi32(a0, x0, w0);
+                    a1 = _mm512_dpbusd_epi32(a1, x1, w0);
+                    a2 = _mm512_dpbusd_epi32(a2, x2, w0);
+                    a3 = _mm512_dpbusd_epi32(a3, x3, w0);
+                    if (two) {
+                        __m512i w1 = _mm512_loadu_si512(w + 64);
+                        b0 = _mm512_dpbusd_epi32(b0, x0, w1);
+                        b1 = _mm512_dpbusd_epi32(b1, x1, w1);
+                        b2 = _mm512_dpbusd_epi32(b2, x2, w1);
+                        b3 = _mm512_dpbusd_epi32(b3, x3, w1);
+                    }
+                }
+            }
+            __m512i as[PX] = {a0, a1, a2, a3}, bs[PX] = {b0, b1, b2, b3};
+            for (int i = 0; i < np; i++) {
+                int8_t *dst = g->y + (p + i) * v->M;
+                store_block(v, as[i], m, dst + m);
+                if (two) store_block(v, bs[i], m + 16, dst + m + 16);
+            }
+        }
+    }
+}
+
 void od_qs8_vnni_run(od_qs8_vnni *v, const int8_t *x, int8_t *y, pthreadpool_t pool) {
-    im2col(v, x);
     gemm_ctx g = {v, y};
+    if (v->implicit) {
+        pad_input(v, x);
+        od_parallel_for(pool, (size_t)((v->P + 63) / 64), gemm_implicit_chunk, &g);
+        return;
+    }
+    im2col(v, x);
     od_parallel_for(pool, (size_t)((v->P + 63) / 64), gemm_chunk, &g);
 }
 
@@ -180,6 +261,7 @@ void od_qs8_vnni_destroy(od_qs8_vnni *v) {
     free(v->mult);
     free(v->cols);
     free(v->xs);
+    free(v->xp);
     free(v);
 }
 #else
