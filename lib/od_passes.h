@@ -92,6 +92,31 @@ od_status od_store_weights(od_model *m, od_weight_format fmt, od_error *err);
 od_status od_store_weights_ex(od_model *m, od_weight_format fmt, od_weight_stats *stats,
                               od_error *err);
 
+/* Static int8 quantization: calibration samples for od_quantize_static. */
+typedef struct od_calibration {
+    const float *x;      /* n samples of the model's one input, preprocessed, sample_size each */
+    int64_t n, sample_size;
+    double percentile;   /* each range keeps this share of the values seen: 100 min/max */
+    int threads;
+} od_calibration;
+
+typedef struct od_quant_stats {
+    od_weight_stats weights; /* int8 weights and int32 biases */
+    int activations;         /* values given a QuantizeLinear -> DequantizeLinear pair */
+    int nodes;               /* nodes that run on int8 activations (Conv, Gemm, MatMul, Add...) */
+} od_quant_stats;
+
+/* Rewrites m as a QDQ model (as ONNX Runtime's static quantizer writes them): weights as INT8
+ * above; around every node quantized execution runs on int8 (od_node_qs8_kind: Conv, Gemm,
+ * MatMul with constant weights, Add, GlobalAveragePool), each float activation it reads or
+ * writes (a Relu after it: that one's output) gets QuantizeLinear -> DequantizeLinear
+ * with int8 asymmetric parameters from the range it takes on the calibration samples (the float
+ * model run over them; percentile < 100 clips the tails), and nodes that pass int8 values through
+ * (MaxPool, Flatten, Reshape) keep their input's parameters. The bias of such a node becomes
+ * int32 with scale input scale x weight scale. Names of graph inputs and outputs stay. */
+od_status od_quantize_static(od_model *m, const od_calibration *cal, od_quant_stats *stats,
+                             od_error *err);
+
 /* Bytes of the model's float32 initializers (the raw parameter bytes). */
 size_t od_model_float_param_bytes(const od_model *m);
 

@@ -297,6 +297,13 @@ int od_node_channel_inputs(const od_node *n);
  * int8` raises a model to): Relu 6, Softmax 13, ...; from the descriptor or, for ONNX ops the
  * runtime does not run, the facts-only table. 0: defined after 13, another domain or unknown. */
 int od_node_stable_since(const od_node *n);
+/* How quantized execution treats a node whose inputs have these shapes (the op's qs8 facts;
+ * plan_qs8.c runs it, optimize's QDQ writer decides where QuantizeLinear/DequantizeLinear go):
+ * COMPUTE: runs on int8 activations, each with its own scale and zero point (Conv, Gemm, MatMul
+ * with a constant weight, Add, GlobalAveragePool); SAME: passes int8 values through, the output
+ * keeping input 0's scale and zero point (MaxPool, Flatten, Reshape); NONE: float only. */
+typedef enum od_qs8_kind { OD_QS8_NONE = 0, OD_QS8_COMPUTE, OD_QS8_SAME } od_qs8_kind;
+od_qs8_kind od_node_qs8_kind(const od_node *n, const od_shape_info *const *in);
 
 /* Multiply-accumulates of a node for the shapes given, whole batch (0 for ops that do none). */
 int64_t od_node_macs(const od_graph *g, int node, const od_graph_shapes *s);
@@ -329,6 +336,8 @@ typedef struct od_plan_options {
     bool profile;    /* time each step */
     bool no_fusion;  /* every node its own step: no activation, Add + Relu or x * HardSigmoid(x)
                         fusions (BatchNormalization is still folded into a Conv); for tests */
+    bool no_qs8;     /* a QDQ model's DequantizeLinear -> op -> QuantizeLinear run as they are
+                        written, in float, instead of as one int8 step; for tests */
 } od_plan_options;
 
 /* A graph input or output as the plan holds it: ONNX (NCHW) layout, row-major. */

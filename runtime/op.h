@@ -62,6 +62,18 @@ typedef enum od_train_layout {
     OD_TRAIN_LAYOUT_SAME,      /* as its inputs */
 } od_train_layout;
 
+/* A quantized step's parameters (plan_qs8.c): an int8 activation q stands for
+ * scale * (q - zero_point); weights are int8 with one scale per output channel (or one). */
+typedef struct od_qs8_params {
+    float in_scale[2]; /* activation inputs 0 and 1 (Add) */
+    int in_zp[2];
+    float out_scale;
+    int out_zp;
+    const int8_t *w;      /* input 1's int8 data ([M, ...] as ONNX stores it), NULL: no weight */
+    const float *w_scale; /* n_w_scale scales: 1, or one per output channel */
+    int64_t n_w_scale;
+} od_qs8_params;
+
 typedef struct od_step {
     const od_node *node; /* NULL for the planner's own layout conversions */
     const struct od_op_desc *op;
@@ -84,6 +96,9 @@ typedef struct od_step {
      * first zeroes out->grad where out->data is 0. */
     bool fused_relu;
     uint64_t seed, calls; /* dropout masks: a function of (seed, calls, element) */
+    /* A quantized step (op is some op's qs8): activation inputs and output 0 are int8 buffers,
+     * the other inputs (weights as float, bias) as the node has them. */
+    const od_qs8_params *qs8;
 } od_step;
 
 /* Training kernels' names for the same structs (train_internal.h). Macros rather than typedefs
@@ -127,6 +142,15 @@ typedef struct od_op_desc {
     int (*weight_axis)(const od_node *n, int rank);
     od_channel_role channel_role; /* od_node_channel_role; every op sets it (test_op_table) */
     int channel_inputs;           /* od_node_channel_inputs */
+    /* Quantized execution (plan_qs8.c): the op this one runs as on int8 activations when a
+     * QDQ model wraps it (its float activations DequantizeLinear'd from int8, its output, or a
+     * Relu/Clip's after it, QuantizeLinear'd to int8, its weight DequantizeLinear'd from an int8
+     * initializer); NULL: none. qs8_accepts (NULL: always) says whether qs8 takes this node
+     * with these inputs. qs8_same: input 0's scale and zero point must be the output's (max
+     * pooling, reshapes: the int8 values pass through); else every activation has its own. */
+    const struct od_op_desc *qs8;
+    bool (*qs8_accepts)(const od_node *n, const od_shape_info *const *in);
+    bool qs8_same;
     /* multiply-accumulates for the given shapes; NULL: none */
     int64_t (*macs)(const od_node *n, const od_shape_info *const *in, const od_shape_info *out);
 

@@ -214,6 +214,16 @@ void od_relayout(const void *src, void *dst, int rank, const int64_t *dims, bool
     }
     const uint8_t *in = src;
     uint8_t *out = dst;
+    if (esize == 1) { /* int8 activations of quantized plans: a plain transpose per sample */
+        size_t rows = to_last ? c : s, cols = to_last ? s : c;
+        for (size_t n = 0; n < batch; n++) {
+            const uint8_t *a = in + n * c * s;
+            uint8_t *b = out + n * c * s;
+            for (size_t r = 0; r < rows; r++)
+                for (size_t k = 0; k < cols; k++) b[k * rows + r] = a[r * cols + k];
+        }
+        return;
+    }
     for (size_t n = 0; n < batch; n++)
         for (size_t ci = 0; ci < c; ci++)
             for (size_t si = 0; si < s; si++) {

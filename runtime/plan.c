@@ -322,12 +322,14 @@ static void find_fusions(const od_plan *p, const int *uses, const int *bn_into, 
     const od_graph *g = p->graph;
     for (int i = 0; i < g->n_nodes; i++) {
         const od_node *n = &g->nodes[i];
+        if (p->qs8[i].absorbed) continue; /* done inside an int8 step */
         const od_op_desc *op = od_op_find(n->domain, n->op_type);
         bool relu = op == &od_op_Relu, clip = op == &od_op_Clip;
         if ((!relu && !clip) || n->n_inputs < 1 || n->inputs[0] < 0) continue;
         int v = n->inputs[0], prod = g->values[v].producer;
         if (prod < 0 || uses[v] != 1 || g->nodes[prod].n_outputs < 1 || g->nodes[prod].outputs[0] != v) continue;
         if (bn_into[prod] >= 0) prod = bn_into[prod];
+        if (p->qs8[prod].op) continue;
         const od_op_desc *pop =
             fz[prod].as_op ? fz[prod].as_op : od_op_find(g->nodes[prod].domain, g->nodes[prod].op_type);
         if (!pop || !pop->fuses_activation || p->bufs[v].dtype != OD_DTYPE_FLOAT || fused_into[prod] >= 0) continue;
@@ -370,6 +372,12 @@ static od_status plan_nodes(planner *pl) {
         range[2 * i] = -INFINITY;
         range[2 * i + 1] = INFINITY;
     }
+    p->qs8 = calloc((size_t)nn, sizeof *p->qs8);
+    if (!p->qs8) {
+        st = od_error_set(pl->err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+        goto done;
+    }
+    if (!p->opt.no_qs8) od_plan_find_qs8(g, &p->shapes, uses, p->qs8);
     if ((st = find_bn_folds(pl, uses, bn_into, folded_wb))) goto done;
     if (!p->opt.no_fusion) {
         od_plan_find_activation_fusions(g, &p->shapes, uses, fz);
@@ -378,28 +386,35 @@ static od_status plan_nodes(planner *pl) {
     for (int i = 0; i < g->n_outputs; i++) needed[g->outputs[i]] = true;
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         const od_node *n = &g->nodes[i];
+        const od_node_qs8 *q = &p->qs8[i];
+        if (q->absorbed) continue;
         bool any = false;
         for (int k = 0; k < n->n_outputs; k++)
             if (n->outputs[k] >= 0 && needed[n->outputs[k]] && !p->bufs[n->outputs[k]].constant)
                 any = true;
+        if (q->op) any = needed[q->out];
         if (!any) continue;
-        for (int k = 0; k < n->n_inputs; k++)
-            if (n->inputs[k] >= 0) needed[n->inputs[k]] = true;
+        for (int k = 0; k < (q->op ? q->n_in : n->n_inputs); k++) {
+            int v = q->op ? q->in[k] : n->inputs[k];
+            if (v >= 0) needed[v] = true;
+        }
     }
     for (int i = 0; i < g->n_nodes; i++) {
         const od_node *n = &g->nodes[i];
+        const od_node_qs8 *q = &p->qs8[i];
         bool run = false;
         for (int k = 0; k < n->n_outputs; k++)
             if (n->outputs[k] >= 0 && needed[n->outputs[k]] && !p->bufs[n->outputs[k]].constant)
                 run = true;
-        if (!run || fz[i].absorbed) continue;
+        if (q->op) run = needed[q->out];
+        if (!run || fz[i].absorbed || q->absorbed) continue;
         if (fused_into[i] >= 0 || bn_into[i] >= 0) { /* its producer clamps or scales: share that buffer */
             int src = n->inputs[0], dst = n->outputs[0];
             p->bufs[dst].alias_of = src;
             p->bufs[dst].layout = p->bufs[src].layout;
             continue;
         }
-        const od_op_desc *op = fz[i].as_op ? fz[i].as_op : od_op_find(n->domain, n->op_type);
+        const od_op_desc *op = q->op ? q->op : fz[i].as_op ? fz[i].as_op : od_op_find(n->domain, n->op_type);
         if (n->n_inputs > 64 || n->n_outputs > 16) {
             st = od_node_error(pl->err, OD_STATUS_UNSUPPORTED, n, "too many inputs or outputs");
             break;
@@ -408,6 +423,12 @@ static od_status plan_nodes(planner *pl) {
         memcpy(x.in, n->inputs, sizeof(int) * n->n_inputs);
         memcpy(x.out, n->outputs, sizeof(int) * n->n_outputs);
         if (fz[i].as_op) x.n_in = 1, x.in[0] = fz[i].as_input;
+        if (q->op) { /* int8 in, int8 out */
+            x.n_in = q->n_in;
+            memcpy(x.in, q->in, sizeof(int) * (size_t)q->n_in);
+            x.n_out = 1;
+            x.out[0] = q->out;
+        }
         if (folded_wb[2 * i] >= 0) { /* a BN folded in: its weights and bias instead */
             x.in[1] = folded_wb[2 * i];
             x.in[2] = folded_wb[2 * i + 1];
@@ -441,8 +462,9 @@ static od_status plan_nodes(planner *pl) {
             break;
         }
         pl->idx[s] = x;
-        p->steps[s].act_min = range[2 * i];
-        p->steps[s].act_max = range[2 * i + 1];
+        p->steps[s].act_min = q->op ? q->act_min : range[2 * i];
+        p->steps[s].act_max = q->op ? q->act_max : range[2 * i + 1];
+        if (q->op) p->steps[s].qs8 = &q->prm;
     }
 done:
     free(needed);
@@ -985,6 +1007,7 @@ void od_plan_destroy(od_plan *p) {
     if (p->pool) pthreadpool_destroy(p->pool);
     od_workers_destroy(p->workers);
     free(p->grads);
+    free(p->qs8);
     free(p);
 }
 

@@ -24,6 +24,7 @@ struct od_plan {
     pthreadpool_t pool;
     od_step_profile *profile;
     struct plan_split *split; /* non-NULL: the batch runs as micro-batches (plan_split.c) */
+    struct od_node_qs8 *qs8;  /* per node: its int8 step (plan_qs8.c), read by the steps */
     /* training mode (od_plan_create_training) */
     bool training;
     uint64_t seed;
@@ -42,6 +43,19 @@ typedef struct od_node_fusion {
 } od_node_fusion;
 void od_plan_find_activation_fusions(const od_graph *g, const od_graph_shapes *shapes,
                                      const int *uses, od_node_fusion *out);
+
+/* Quantized execution (plan_qs8.c): node i of a QDQ model runs as the int8 op `op` on inputs
+ * in[0..n_in) (its activations replaced by the int8 values their DequantizeLinear nodes read)
+ * into out (the int8 output of the QuantizeLinear after it), clamped to [act_min, act_max] when
+ * it absorbed a Relu; absorbed: a QuantizeLinear or Relu computed inside such a step. */
+typedef struct od_node_qs8 {
+    const od_op_desc *op;
+    bool absorbed;
+    int n_in, in[8], out;
+    float act_min, act_max;
+    od_qs8_params prm;
+} od_node_qs8;
+void od_plan_find_qs8(const od_graph *g, const od_graph_shapes *s, const int *uses, od_node_qs8 *out);
 
 /* A plan for the whole batch at once, as od_plan_create makes when it does not split. */
 od_status od_plan_create_whole(const od_graph *g, const od_plan_options *opt, od_plan **out,

@@ -158,7 +158,7 @@ bool od_plan_split(od_plan *p, const od_graph *g, const od_plan_options *opt, od
     s->last = calloc((size_t)threads, sizeof *s->last);
     if (!s->full || !s->last) goto oom;
     od_plan_options inner = {.batch = mb, .threads = 1, .profile = opt->profile,
-                           .no_fusion = opt->no_fusion};
+                           .no_fusion = opt->no_fusion, .no_qs8 = opt->no_qs8};
     for (int t = 0; t < threads; t++) {
         if (od_plan_create_whole(g, &inner, &s->full[t], &ignore)) goto out;
         p->arena_bytes += od_plan_arena_bytes(s->full[t]);

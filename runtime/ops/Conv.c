@@ -8,6 +8,7 @@
  * output in ConvNeXt, is copied to channels-last and its gradient added back). */
 #include "../train_internal.h"
 #include "conv_common.h"
+#include "qs8_common.h"
 #include "strided.h"
 
 #include <math.h>
@@ -382,6 +383,125 @@ static void conv_train_destroy(od_tstep *s) {
     s->state = NULL;
 }
 
+/* ---- int8 (quantized execution, plan_qs8.c) ------------------------------------------------ */
+
+/* 1-D and 2-D convolutions with a constant weight: XNNPACK's per-channel QC8 convolution. */
+static bool conv_qs8_accepts(const od_node *n, const od_shape_info *const *in) {
+    (void)n;
+    return in[0] && (in[0]->rank == 3 || in[0]->rank == 4) && in[1] && in[1]->constant &&
+           in[1]->rank == in[0]->rank;
+}
+
+/* A convolution of few input channels per group (a first layer on grey images) wastes most of
+ * XNNPACK's int8 kernels, which take channels in blocks of 8: it runs as im2col into cols
+ * (padding at the input's zero point) and a 1x1 convolution over kh x kw x C channels. */
+typedef struct conv_qs8 {
+    xnn_operator_t xnn;
+    od_qs8_vnni *vnni; /* AVX-512 VNNI instead (qs8_vnni.c), or NULL */
+    int8_t *cols; /* [N, OH, OW, kh, kw, C], or NULL: direct */
+    int64_t N, H, W, C, OH, OW, kh, kw, sh, sw, dh, dw, pt, pl;
+    int8_t zp;
+} conv_qs8;
+
+static void conv_qs8_im2col(const conv_qs8 *c, const int8_t *x) {
+    int8_t *r = c->cols;
+    int64_t C = c->C, W = c->W;
+    for (int64_t n = 0; n < c->N; n++)
+        for (int64_t oy = 0; oy < c->OH; oy++)
+            for (int64_t ox = 0; ox < c->OW; ox++) {
+                int64_t iy0 = oy * c->sh - c->pt, ix0 = ox * c->sw - c->pl;
+                if (iy0 >= 0 && iy0 + (c->kh - 1) * c->dh < c->H && ix0 >= 0 && ix0 + (c->kw - 1) * c->dw < W) {
+                    const int8_t *src = x + ((n * c->H + iy0) * W + ix0) * C; /* inside: no checks */
+                    for (int64_t i = 0; i < c->kh; i++, src += c->dh * W * C)
+                        for (int64_t j = 0; j < c->kw; j++, r += C)
+                            for (int64_t ch = 0; ch < C; ch++) r[ch] = src[j * c->dw * C + ch];
+                    continue;
+                }
+                for (int64_t i = 0; i < c->kh; i++) {
+                    int64_t iy = oy * c->sh - c->pt + i * c->dh;
+                    bool row = iy >= 0 && iy < c->H;
+                    const int8_t *src = x + (n * c->H + (row ? iy : 0)) * c->W * c->C;
+                    for (int64_t j = 0; j < c->kw; j++, r += c->C) { /* C < 8: bytes, not memcpy calls */
+                        int64_t ix = ox * c->sw - c->pl + j * c->dw;
+                        bool in = row && ix >= 0 && ix < c->W;
+                        for (int64_t ch = 0; ch < c->C; ch++) r[ch] = in ? src[ix * c->C + ch] : c->zp;
+                    }
+                }
+            }
+}
+
+static od_status conv_qs8_prepare(od_step *s, od_error *err) {
+    const od_buf *x = s->in[0], *w = s->in[1], *b = s->n_in > 2 ? s->in[2] : NULL;
+    od_conv_params p;
+    od_status st = conv_params_read(s->node, x->dims, x->rank, w->dims, &p, err);
+    if (st) return st;
+    conv_qs8 *cs = calloc(1, sizeof *cs);
+    if (!cs) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = cs;
+    bool two = p.sp == 2;
+    int iw = p.sp - 1;
+    int64_t kh = two ? p.kernel[0] : 1, kw = p.kernel[iw], M = p.cout, Cg = p.cin / p.group;
+    int8_t *k = malloc((size_t)(M * kh * kw * Cg) + 1);
+    if (!k) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    const int8_t *src = s->qs8->w; /* ONNX [M][Cg][kh][kw] -> [M][kh][kw][Cg] */
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t c = 0; c < Cg; c++)
+            for (int64_t q = 0; q < kh * kw; q++) k[(m * kh * kw + q) * Cg + c] = src[(m * Cg + c) * kh * kw + q];
+    od_qs8_conv_geom g = {
+        .pad_top = two ? (uint32_t)p.pad_begin[0] : 0, .pad_right = (uint32_t)p.pad_end[iw],
+        .pad_bottom = two ? (uint32_t)p.pad_end[0] : 0, .pad_left = (uint32_t)p.pad_begin[iw],
+        .kh = (uint32_t)kh, .kw = (uint32_t)kw, .sh = two ? (uint32_t)p.stride[0] : 1,
+        .sw = (uint32_t)p.stride[iw], .dh = two ? (uint32_t)p.dilation[0] : 1,
+        .dw = (uint32_t)p.dilation[iw], .groups = (uint32_t)p.group, .cg = (size_t)Cg,
+        .mg = (size_t)(M / p.group), .cin = (size_t)p.cin, .cout = (size_t)M,
+        .batch = (size_t)x->dims[0], .h = two ? (size_t)p.in[0] : 1, .w = (size_t)p.in[iw]};
+    const int8_t *input = (const int8_t *)x->data;
+    if ((cs->vnni = od_qs8_vnni_create(s, &g, two ? p.out[0] : 1, p.out[iw], k, b ? b->data : NULL))) {
+        free(k);
+        return OD_STATUS_OK;
+    }
+    if (p.group == 1 && Cg < 8 && kh * kw > 1) {
+        *cs = (conv_qs8){.N = x->dims[0], .H = (int64_t)g.h, .W = (int64_t)g.w, .C = Cg, .OH = two ? p.out[0] : 1,
+                         .OW = p.out[iw], .kh = kh, .kw = kw, .sh = g.sh, .sw = g.sw, .dh = g.dh, .dw = g.dw,
+                         .pt = g.pad_top, .pl = g.pad_left, .zp = (int8_t)s->qs8->in_zp[0]};
+        cs->cols = malloc((size_t)(cs->N * cs->OH * cs->OW * kh * kw * Cg) + 64);
+        if (!cs->cols) {
+            free(k);
+            return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+        }
+        g = (od_qs8_conv_geom){.kh = 1, .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1,
+                               .cg = (size_t)(kh * kw * Cg), .mg = (size_t)M, .cin = (size_t)(kh * kw * Cg),
+                               .cout = (size_t)M, .batch = (size_t)cs->N, .h = (size_t)cs->OH, .w = (size_t)cs->OW};
+        input = cs->cols;
+    }
+    st = od_qs8_conv_create(s, &g, k, b ? b->data : NULL, input, &cs->xnn, err);
+    free(k);
+    return st;
+}
+
+static od_status conv_qs8_run(od_step *s, od_error *err) {
+    conv_qs8 *cs = s->state;
+    if (cs->vnni) {
+        od_qs8_vnni_run(cs->vnni, (const int8_t *)s->in[0]->data, (int8_t *)s->out[0]->data, s->pool);
+        return OD_STATUS_OK;
+    }
+    if (cs->cols) conv_qs8_im2col(cs, (const int8_t *)s->in[0]->data);
+    return od_xnn_check(xnn_run_operator(cs->xnn, s->pool), err, s->node, "run int8 convolution");
+}
+
+static void conv_qs8_destroy(od_step *s) {
+    conv_qs8 *cs = s->state;
+    if (cs && cs->xnn) xnn_delete_operator(cs->xnn);
+    if (cs) od_qs8_vnni_destroy(cs->vnni);
+    if (cs) free(cs->cols);
+    free(cs);
+    s->state = NULL;
+}
+
+const od_op_desc od_qs8_Conv = {.name = "Conv (int8)", .layout = OD_LAYOUT_POLICY_SPATIAL,
+                                .fuses_activation = true, .prepare = conv_qs8_prepare,
+                                .run = conv_qs8_run, .destroy = conv_qs8_destroy};
+
 OD_OP_FACTS(Conv, 1, "auto_pad=NOTSET", "dilations=[1]", "group=1", "kernel_shape", "pads=[0]", "strides=[1]");
 static int conv_weight_axis(const od_node *n, int rank) { return rank >= 3 ? 0 : -1; } /* [M, C/group, k...] */
 const od_op_desc od_op_Conv = {OD_OP_NAME(Conv), .channel_role = OD_CHANNELS_MIXES, .stable_since = 1, .per_sample = od_per_sample_always,
@@ -390,6 +510,7 @@ const od_op_desc od_op_Conv = {OD_OP_NAME(Conv), .channel_role = OD_CHANNELS_MIX
                                .infer = conv_infer, .prepare = conv_prepare, .run = conv_run,
                                .destroy = od_conv_state_destroy, .macs = conv_macs,
                                .fuses_activation = true,
+                               .qs8 = &od_qs8_Conv, .qs8_accepts = conv_qs8_accepts,
                                .trained_inputs = 0x6, /* W, B */
                                .train_layout = OD_TRAIN_LAYOUT_SPATIAL,
                                .train_fuses_relu = true,

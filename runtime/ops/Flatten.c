@@ -26,5 +26,7 @@ static bool flatten_per_sample(const od_node *n, int rank) {
     return od_axis(od_attr_int(n, "axis", 1), rank + 1) != 0;
 }
 
-const od_op_desc od_op_Flatten = {OD_OP_NAME(Flatten), .channel_role = OD_CHANNELS_MOVES, .stable_since = 1, .alias_input0 = true, .per_sample = flatten_per_sample,
+extern const od_op_desc od_op_Flatten;
+/* int8 (plan_qs8.c): the same op, the int8 values passing through */
+const od_op_desc od_op_Flatten = {OD_OP_NAME(Flatten), .channel_role = OD_CHANNELS_MOVES, .stable_since = 1, .qs8 = &od_op_Flatten, .qs8_same = true, .alias_input0 = true, .per_sample = flatten_per_sample,
                                   .infer = flatten_infer, .run = alias_run, OD_TRAIN_PLAIN_COPY};

@@ -4,6 +4,7 @@
  * folded into the weights and beta*C into its bias when C is per column; otherwise OpenBLAS's
  * sgemm. Backward: yes (training kernels at the end, shared with MatMul). Layout: plain. */
 #include "../train_internal.h"
+#include "qs8_common.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -284,6 +285,27 @@ static int gemm_weight_axis(const od_node *n, int rank) {
     return rank == 2 ? (od_attr_int(n, "transB", 0) ? 0 : 1) : -1;
 }
 
+/* int8 (quantized execution, plan_qs8.c): A [N, K] untransposed, a constant B, alpha 1, and
+ * beta 1 with a constant per-column C (or none): a QC8 1x1 convolution. */
+static bool gemm_qs8_accepts(const od_node *n, const od_shape_info *const *in) {
+    if (od_attr_int(n, "transA", 0) || od_attr_float(n, "alpha", 1.0f) != 1.0f) return false;
+    if (!in[0] || in[0]->rank != 2 || !in[1] || !in[1]->constant || in[1]->rank != 2) return false;
+    int64_t M = in[1]->dims[od_attr_int(n, "transB", 0) ? 0 : 1];
+    const od_shape_info *c = n->n_inputs > 2 ? in[2] : NULL;
+    return !c || (c->constant && c->dtype == OD_DTYPE_FLOAT && c->rank == 1 && c->dims[0] == M &&
+                  od_attr_float(n, "beta", 1.0f) == 1.0f);
+}
+
+static od_status gemm_qs8_prepare(od_step *s, od_error *err) {
+    bool tb = od_attr_int(s->node, "transB", 0);
+    const od_buf *a = s->in[0], *c = s->n_in > 2 ? s->in[2] : NULL;
+    int64_t K = a->dims[1], M = s->in[1]->dims[tb ? 0 : 1];
+    return od_qs8_dense_prepare(s, a->dims[0], K, M, !tb, c ? c->data : NULL, err);
+}
+
+const od_op_desc od_qs8_Gemm = {.name = "Gemm (int8)", .fuses_activation = true, .prepare = gemm_qs8_prepare,
+                                .run = od_qs8_xnn_run, .destroy = od_qs8_xnn_destroy};
+
 const od_op_desc od_op_Gemm = {OD_OP_NAME(Gemm), .channel_role = OD_CHANNELS_MIXES, .stable_since = 7,
                                .per_sample = gemm_per_sample,
                                .weight_axis = gemm_weight_axis,
@@ -293,6 +315,7 @@ const od_op_desc od_op_Gemm = {OD_OP_NAME(Gemm), .channel_role = OD_CHANNELS_MIX
                                .destroy = gemm_destroy,
                                .macs = gemm_macs,
                                .fuses_activation = true,
+                               .qs8 = &od_qs8_Gemm, .qs8_accepts = gemm_qs8_accepts,
                                .trained_inputs = 0x6, /* B, C */
                                .train_layout = OD_TRAIN_LAYOUT_PLAIN,
                                .train_fuses_relu = true,

@@ -7,6 +7,7 @@
  * OpenBLAS, a broadcast operand's gradient summed over the items that share it. Both operands
  * need rank >= 2 in training. Layout: plain. */
 #include "../train_internal.h"
+#include "qs8_common.h"
 #include "strided.h"
 
 #include <cblas.h>
@@ -273,11 +274,27 @@ static void matmul_train_destroy(od_tstep *s) {
 
 OD_OP_FACTS(MatMul, 1, NULL);
 static int matmul_weight_axis(const od_node *n, int rank) { return rank >= 2 ? rank - 1 : -1; } /* [..., K, N] */
+/* int8 (quantized execution, plan_qs8.c): A [N, K] and a constant B [K, M], a QC8 1x1
+ * convolution. */
+static bool matmul_qs8_accepts(const od_node *n, const od_shape_info *const *in) {
+    (void)n;
+    return in[0] && in[0]->rank == 2 && in[1] && in[1]->constant && in[1]->rank == 2;
+}
+
+static od_status matmul_qs8_prepare(od_step *s, od_error *err) {
+    const od_buf *a = s->in[0];
+    return od_qs8_dense_prepare(s, a->dims[0], a->dims[1], s->in[1]->dims[1], true, NULL, err);
+}
+
+const od_op_desc od_qs8_MatMul = {.name = "MatMul (int8)", .prepare = matmul_qs8_prepare,
+                                  .run = od_qs8_xnn_run, .destroy = od_qs8_xnn_destroy};
+
 const od_op_desc od_op_MatMul = {OD_OP_NAME(MatMul), .channel_role = OD_CHANNELS_MIXES, .stable_since = 1, .per_sample = od_per_sample_always,
                                  .weight_axis = matmul_weight_axis,
                                  .infer = matmul_infer,
                                  .prepare = matmul_prepare, .run = matmul_run,
                                  .destroy = matmul_destroy, .macs = matmul_macs,
+                                 .qs8 = &od_qs8_MatMul, .qs8_accepts = matmul_qs8_accepts,
                                  .trained_inputs = 0x2, /* B */
                                  .train_layout = OD_TRAIN_LAYOUT_PLAIN,
                                  /* a projection: Gemm.c's kernels */

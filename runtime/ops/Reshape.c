@@ -52,7 +52,9 @@ static od_status reshape_infer(od_infer_ctx *c) {
 static od_status alias_run(od_step *s, od_error *err) { return OD_STATUS_OK; }
 
 OD_OP_FACTS(Reshape, 1, "allowzero", "consumed_inputs", "shape");
-const od_op_desc od_op_Reshape = {OD_OP_NAME(Reshape), .channel_role = OD_CHANNELS_MOVES, .stable_since = 5, .per_sample = od_per_sample_always,
+extern const od_op_desc od_op_Reshape;
+/* int8 (plan_qs8.c): the same op, the int8 values passing through */
+const od_op_desc od_op_Reshape = {OD_OP_NAME(Reshape), .channel_role = OD_CHANNELS_MOVES, .stable_since = 5, .qs8 = &od_op_Reshape, .qs8_same = true, .per_sample = od_per_sample_always,
                                   .alias_input0 = true,
                                   .infer = reshape_infer, .run = alias_run, OD_TRAIN_PLAIN_COPY,
                                   /* a 4-D result (ShuffleNet's channel shuffle) goes on into

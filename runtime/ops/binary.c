@@ -7,6 +7,7 @@
  * Backward: Add, Sub, Mul, Div (the training kernels at the end), broadcasting either way; Div
  * trains an initializer numerator but holds an initializer divisor fixed (sqrt(2), sqrt(d)). */
 #include "../train_internal.h"
+#include "qs8_common.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -238,9 +239,42 @@ static od_status binary_backward(od_tstep *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
+/* int8 (quantized execution, plan_qs8.c): Add of two int8 activations on XNNPACK's QS8 add. */
+static bool add_qs8_accepts(const od_node *n, const od_shape_info *const *in) {
+    (void)n;
+    return in[0] && in[1] && !in[0]->constant && !in[1]->constant && in[0]->rank <= XNN_MAX_TENSOR_DIMS &&
+           in[1]->rank <= XNN_MAX_TENSOR_DIMS;
+}
+
+static od_status add_qs8_prepare(od_step *s, od_error *err) {
+    const od_buf *a = s->in[0], *b = s->in[1];
+    const od_qs8_params *q = s->qs8;
+    int64_t da[OD_MAX_RANK], db[OD_MAX_RANK];
+    od_buf_phys_dims(a, da);
+    od_buf_phys_dims(b, db);
+    size_t sa[OD_MAX_RANK], sb[OD_MAX_RANK];
+    for (int d = 0; d < a->rank; d++) sa[d] = (size_t)da[d];
+    for (int d = 0; d < b->rank; d++) sb[d] = (size_t)db[d];
+    int8_t lo, hi;
+    od_qs8_out_range(s, &lo, &hi);
+    xnn_operator_t op = NULL;
+    enum xnn_status r = xnn_create_add_nd_qs8((int8_t)q->in_zp[0], q->in_scale[0], (int8_t)q->in_zp[1],
+                                              q->in_scale[1], (int8_t)q->out_zp, q->out_scale, lo, hi, 0, &op);
+    od_status st = od_xnn_check(r, err, s->node, "create int8 add");
+    if (st) return st;
+    s->state = op;
+    r = xnn_setup_add_nd_qs8(op, a->rank, sa, b->rank, sb, (const int8_t *)a->data, (const int8_t *)b->data,
+                             (int8_t *)s->out[0]->data, s->pool);
+    return od_xnn_check(r, err, s->node, "setup int8 add");
+}
+
+static const od_op_desc od_qs8_Add = {.name = "Add (int8)", .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
+                                      .fuses_activation = true, .prepare = add_qs8_prepare,
+                                      .run = od_qs8_xnn_run, .destroy = od_qs8_xnn_destroy};
+
 #define BINARY_DESC(NAME, TRAIN, SINCE, ...)                                                       \
     OD_OP_FACTS(NAME, SINCE, __VA_ARGS__);                                                         \
-    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .channel_role = OD_CHANNELS_BROADCAST, .stable_since = 7,                                             \
+    const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .channel_role = OD_CHANNELS_BROADCAST, .stable_since = 7, BINARY_QS8_##NAME,                          \
                                      .per_sample = od_per_sample_always, .layout = OD_LAYOUT_POLICY_ELEMENTWISE, \
                                      .fuses_activation = true,                                     \
                                      .infer = binary_infer, .prepare = binary_prepare,             \
@@ -253,6 +287,10 @@ static od_status binary_backward(od_tstep *s, od_error *err) {
 #define BINARY_TRAIN_DIV                                                                           \
     .trained_inputs = 0x1, .train_layout = OD_TRAIN_LAYOUT_SAME, .train_fuses_relu = true,        \
     .forward_train = binary_forward, .backward = binary_backward
+#define BINARY_QS8_Add .qs8 = &od_qs8_Add, .qs8_accepts = add_qs8_accepts
+#define BINARY_QS8_Sub .qs8 = NULL
+#define BINARY_QS8_Mul .qs8 = NULL
+#define BINARY_QS8_Div .qs8 = NULL
 BINARY_DESC(Add, BINARY_TRAIN, 1, "axis", "broadcast", "consumed_inputs")
 BINARY_DESC(Sub, BINARY_TRAIN, 1, "axis", "broadcast", "consumed_inputs")
 BINARY_DESC(Mul, BINARY_TRAIN, 1, "axis", "broadcast", "consumed_inputs")

@@ -83,7 +83,7 @@ static const struct {
     {"LpPool", OD_CHANNELS_PER_CHANNEL, 0, 0},   {"GlobalLpPool", OD_CHANNELS_PER_CHANNEL, 0, 0},
     {"LRN", OD_CHANNELS_PER_CHANNEL, 0, 0},      {"InstanceNormalization", OD_CHANNELS_PER_CHANNEL, 2, 0},
     {"Resize", OD_CHANNELS_MOVES, 0, 0},         {"Upsample", OD_CHANNELS_MOVES, 0, 0},
-    {"Size", OD_CHANNELS_UNKNOWN, 0, 1},         {"QuantizeLinear", OD_CHANNELS_UNKNOWN, 0, 10},
+    {"Size", OD_CHANNELS_UNKNOWN, 0, 1},
 };
 
 static int facts_only_index(const od_node *n) {
@@ -125,4 +125,10 @@ bool od_attr_is_default(const od_node *n, const od_attr *a) {
         return true;
     default: return false;
     }
+}
+
+od_qs8_kind od_node_qs8_kind(const od_node *n, const od_shape_info *const *in) {
+    const od_op_desc *op = od_op_find(n->domain, n->op_type);
+    if (!op || !op->qs8 || (op->qs8_accepts && !op->qs8_accepts(n, in))) return OD_QS8_NONE;
+    return op->qs8_same ? OD_QS8_SAME : OD_QS8_COMPUTE;
 }
