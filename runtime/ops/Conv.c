@@ -309,20 +309,27 @@ static void conv_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     if (c->dxbuf && !c->xcl) od_add_into(x->grad + begin * in_img, dst, (end - begin) * in_img);
 }
 
-/* patches[(oy*OW + ox)][(i*KW + j)*Cg + ch] = x[oy*sh - pt + i*dh][ox*sw - pl + j*dw][g*Cg + ch] */
+/* patches[(oy*OW + ox)][(i*KW + j)*Cg + ch] = x[oy*sh - pt + i*dh][ox*sw - pl + j*dw][g*Cg + ch].
+ * With one group and no horizontal dilation, the KW taps of a row inside the image are KW*C
+ * contiguous floats: one copy (a third of the time for 8 channels). */
 static void im2row(const conv_train *c, const float *x, int64_t g, float *rows) {
+    const size_t cg = sizeof(float) * (size_t)c->Cg;
+    bool runs = c->G == 1 && c->dw == 1;
     for (int64_t oy = 0; oy < c->OH; oy++)
-        for (int64_t ox = 0; ox < c->OW; ox++) {
-            float *r = rows + (oy * c->OW + ox) * c->kk;
-            for (int64_t i = 0; i < c->KH; i++) {
-                int64_t iy = oy * c->sh - c->pt + i * c->dh;
-                for (int64_t j = 0; j < c->KW; j++, r += c->Cg) {
-                    int64_t ix = ox * c->sw - c->pl + j * c->dw;
-                    if (iy < 0 || iy >= c->H || ix < 0 || ix >= c->W) {
-                        for (int64_t ch = 0; ch < c->Cg; ch++) r[ch] = 0.0f;
-                    } else {
-                        const float *src = x + (iy * c->W + ix) * c->C + g * c->Cg;
-                        for (int64_t ch = 0; ch < c->Cg; ch++) r[ch] = src[ch];
+        for (int64_t i = 0; i < c->KH; i++) {
+            int64_t iy = oy * c->sh - c->pt + i * c->dh;
+            for (int64_t ox = 0; ox < c->OW; ox++) {
+                float *r = rows + (oy * c->OW + ox) * c->kk + i * c->KW * c->Cg;
+                int64_t ix0 = ox * c->sw - c->pl;
+                if (iy < 0 || iy >= c->H) {
+                    memset(r, 0, cg * (size_t)c->KW);
+                } else if (runs && ix0 >= 0 && ix0 + c->KW <= c->W) {
+                    memcpy(r, x + (iy * c->W + ix0) * c->C, cg * (size_t)c->KW);
+                } else {
+                    for (int64_t j = 0; j < c->KW; j++, r += c->Cg) {
+                        int64_t ix = ix0 + j * c->dw;
+                        if (ix < 0 || ix >= c->W) memset(r, 0, cg);
+                        else memcpy(r, x + (iy * c->W + ix) * c->C + g * c->Cg, cg);
                     }
                 }
             }
