@@ -227,6 +227,25 @@ static void b_conv1x1(builder *b) {
     add_node(b, "Conv", IN("H", "W", "B"), IN("Y"), NULL);
     finish(b, "Y");
 }
+/* Stride 1 takes the input gradient as a convolution with the kernel flipped (Conv.c,
+ * dx_conv): a 3x2 kernel with asymmetric padding; a padding wider than the kernel (1x1 with
+ * pads 1) keeps the deconvolution; a 1-D convolution. */
+static void b_conv_asym(builder *b) {
+    add_init(b, "W", 4, D(4, 3, 3, 2), -0.5f, 0.5f);
+    add_init(b, "B", 1, D(4), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W", "B"), IN("Y"), AT("pads=is:0,1,2,0"));
+    finish(b, "Y");
+}
+static void b_conv1x1_padded(builder *b) {
+    add_init(b, "W", 4, D(5, 3, 1, 1), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W"), IN("Y"), AT("pads=is:1,0,1,1"));
+    finish(b, "Y");
+}
+static void b_conv1d(builder *b) {
+    add_init(b, "W", 3, D(4, 3, 3), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W"), IN("Y"), AT("pads=is:2,1", "dilations=is:2"));
+    finish(b, "Y");
+}
 static void b_gemm(builder *b) {
     add_init(b, "W", 2, D(4, 6), -0.5f, 0.5f);
     add_init(b, "C", 1, D(4), -0.5f, 0.5f);
@@ -799,6 +818,9 @@ int main(void) {
     run_case("Conv stride 2 pad 1 + bias", 4, D(2, 3, 7, 6), b_conv, true);
     run_case("Conv group 3 dilation 2", 4, D(2, 3, 6, 6), b_conv_group, true);
     run_case("Conv 1x1", 4, D(2, 3, 4, 4), b_conv1x1, true);
+    run_case("Conv 3x2 asymmetric pads, stride 1", 4, D(2, 3, 5, 6), b_conv_asym, true);
+    run_case("Conv 1x1 padded (deconvolution path)", 4, D(2, 3, 4, 4), b_conv1x1_padded, true);
+    run_case("Conv 1-D dilation 2", 3, D(2, 3, 9), b_conv1d, true);
     run_case("Gemm transB alpha beta", 2, D(3, 6), b_gemm, true);
     run_case("MatMul + Add", 3, D(2, 4, 6), b_matmul, true);
     run_case("BatchNormalization training", 4, D(4, 3, 3, 3), b_bn, true);

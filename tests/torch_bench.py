@@ -15,7 +15,7 @@ PyTorch runs exactly the graph we run. Modes:
   torch_bench.py train [--batch 64] [--threads 1,2] [--steps N] MODEL...
       training throughput like build/tests/bench_train: forward, L2 loss on random cached
       "teacher logits" (sum of squares / 2 batch), backward, Adam step on one random batch;
-      one JSON line {model, batch, threads, samples_per_s} per (model, threads)
+      one JSON line {model, batch, threads, samples_per_s, cpu_samples_per_s} per (model, threads)
   torch_bench.py serve [--onnx-distill BIN]
       reads commands from stdin, one per line, answers one JSON line each, so that
       tests/bench.sh can interleave PyTorch with the other runtimes without paying torch's
@@ -358,13 +358,15 @@ def train(path, batch, threads, steps, warmup=5):
     t0 = 0.0
     for k in range(steps + warmup):
         if k == warmup:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         loss = ((net(x) - target) ** 2).sum() / (2 * batch)
         loss.backward()
         opt.step()
-    el = time.perf_counter() - t0
-    return {"model": path, "batch": batch, "threads": threads, "samples_per_s": steps * batch / el}
+    el, cpu = time.perf_counter() - t0, time.process_time() - c0
+    # cpu_samples_per_s: per CPU-second of the process, as bench_train reports it (load-proof)
+    return {"model": path, "batch": batch, "threads": threads, "samples_per_s": steps * batch / el,
+            "cpu_samples_per_s": steps * batch / cpu}
 
 
 def serve(onnx_distill):

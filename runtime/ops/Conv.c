@@ -144,7 +144,9 @@ typedef struct conv_train {
     int64_t kk;          /* KH * KW * Cg: one row of the patch matrix */
     int64_t chunk;       /* images per weight-gradient sgemm */
     float *wpack;        /* conv weights [M][KH][KW][Cg] */
-    float *dpack;        /* deconv weights [G][Cg][KH][KW][Mg] */
+    float *dpack;        /* input-gradient weights [G][Cg][KH][KW][Mg], the kernel flipped when dx_conv */
+    bool dx_conv;        /* stride 1: the input gradient as a convolution of dY (see conv_dx_shard) */
+    int64_t xpt, xpl, xpb, xpr; /* its padding */
     float *dxbuf;        /* input gradient when it must be added, else NULL */
     float *xcl;          /* an input in ONNX order (a graph input, a Transpose's output): its
                           * channels-last copy, the gradient added back from dxbuf; else NULL */
@@ -179,6 +181,13 @@ static od_status conv_train_prepare(od_tstep *s, od_error *err) {
     c->pt = two ? p.pad_begin[h] : 0, c->pb = two ? p.pad_end[h] : 0;
     c->pl = p.pad_begin[v], c->pr = p.pad_end[v];
     c->kk = c->KH * c->KW * c->Cg;
+    /* With stride 1 the input gradient is a convolution of dY with the kernel flipped and its
+     * channel roles swapped, padded by the kernel's extent minus the forward padding. XNNPACK
+     * runs that on its convolution kernels, much faster than its deconvolution for narrow layers
+     * (8 channels at 28x28, batch 64: 2.7x). A padding wider than the kernel keeps the deconvolution. */
+    int64_t eh = c->dh * (c->KH - 1), ew = c->dw * (c->KW - 1);
+    c->dx_conv = c->sh == 1 && c->sw == 1 && c->pt <= eh && c->pb <= eh && c->pl <= ew && c->pr <= ew;
+    c->xpt = eh - c->pt, c->xpb = eh - c->pb, c->xpl = ew - c->pl, c->xpr = ew - c->pr;
     size_t wn = (size_t)(c->M * c->kk);
     int shards = s->threads > 0 ? s->threads : 1;
     /* the weight gradient takes several images per sgemm: a longer reduction runs faster */
@@ -220,7 +229,7 @@ static void conv_pack(od_tstep *s, conv_train *c) {
                 float v = w[(m * c->Cg + ch) * ksz + q];
                 c->wpack[(m * ksz + q) * c->Cg + ch] = v;
                 int64_t g = m / c->Mg, mg = m % c->Mg;
-                c->dpack[((g * c->Cg + ch) * ksz + q) * c->Mg + mg] = v;
+                c->dpack[((g * c->Cg + ch) * ksz + (c->dx_conv ? ksz - 1 - q : q)) * c->Mg + mg] = v;
             }
 }
 
@@ -265,43 +274,63 @@ static od_status conv_train_forward(od_tstep *s, od_error *err) {
     return conv_shards_status(s, c, "training convolution", err);
 }
 
-/* The input gradient of images [begin, end): a deconvolution of their output gradient. */
+/* The input gradient of images [begin, end): a convolution (dx_conv) or a deconvolution of
+ * their output gradient. */
 static void conv_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     od_tstep *s = ctx;
     conv_train *c = s->state;
     od_tbuf *x = s->in[0], *y = s->out[0];
     int64_t in_img = c->H * c->W * c->C;
     float *dst = (c->dxbuf ? c->dxbuf : x->grad) + begin * in_img; /* sole consumer: still zero */
-    uint32_t adj_h = (uint32_t)(c->H - ((c->OH - 1) * c->sh + c->dh * (c->KH - 1) + 1 - c->pt - c->pb));
-    uint32_t adj_w = (uint32_t)(c->W - ((c->OW - 1) * c->sw + c->dw * (c->KW - 1) + 1 - c->pl - c->pr));
+    const float *dy = y->grad + begin * c->OH * c->OW * c->M;
     if (c->bwd[shard]) xnn_delete_operator(c->bwd[shard]);
     c->bwd[shard] = NULL;
-    enum xnn_status r = xnn_create_deconvolution2d_nhwc_f32(
-        (uint32_t)c->pt, (uint32_t)c->pr, (uint32_t)c->pb, (uint32_t)c->pl, (uint32_t)c->KH, (uint32_t)c->KW,
-        (uint32_t)c->sh, (uint32_t)c->sw, (uint32_t)c->dh, (uint32_t)c->dw, (uint32_t)c->G, (size_t)c->Mg,
-        (size_t)c->Cg, (size_t)c->M, (size_t)c->C, c->dpack, NULL, -INFINITY, INFINITY, 0, &c->bwd[shard]);
-    if (r == xnn_status_success)
-        r = xnn_setup_deconvolution2d_nhwc_f32(c->bwd[shard], (size_t)(end - begin), (size_t)c->OH, (size_t)c->OW, adj_h,
-                                               adj_w, y->grad + begin * c->OH * c->OW * c->M, dst, NULL);
+    enum xnn_status r;
+    if (c->dx_conv) {
+        r = xnn_create_convolution2d_nhwc_f32(
+            (uint32_t)c->xpt, (uint32_t)c->xpr, (uint32_t)c->xpb, (uint32_t)c->xpl, (uint32_t)c->KH, (uint32_t)c->KW, 1, 1,
+            (uint32_t)c->dh, (uint32_t)c->dw, (uint32_t)c->G, (size_t)c->Mg, (size_t)c->Cg, (size_t)c->M, (size_t)c->C,
+            c->dpack, NULL, -INFINITY, INFINITY, 0, &c->bwd[shard]);
+        if (r == xnn_status_success)
+            r = xnn_setup_convolution2d_nhwc_f32(c->bwd[shard], (size_t)(end - begin), (size_t)c->OH, (size_t)c->OW, dy,
+                                                 dst, NULL);
+    } else {
+        uint32_t adj_h = (uint32_t)(c->H - ((c->OH - 1) * c->sh + c->dh * (c->KH - 1) + 1 - c->pt - c->pb));
+        uint32_t adj_w = (uint32_t)(c->W - ((c->OW - 1) * c->sw + c->dw * (c->KW - 1) + 1 - c->pl - c->pr));
+        r = xnn_create_deconvolution2d_nhwc_f32(
+            (uint32_t)c->pt, (uint32_t)c->pr, (uint32_t)c->pb, (uint32_t)c->pl, (uint32_t)c->KH, (uint32_t)c->KW,
+            (uint32_t)c->sh, (uint32_t)c->sw, (uint32_t)c->dh, (uint32_t)c->dw, (uint32_t)c->G, (size_t)c->Mg,
+            (size_t)c->Cg, (size_t)c->M, (size_t)c->C, c->dpack, NULL, -INFINITY, INFINITY, 0, &c->bwd[shard]);
+        if (r == xnn_status_success)
+            r = xnn_setup_deconvolution2d_nhwc_f32(c->bwd[shard], (size_t)(end - begin), (size_t)c->OH, (size_t)c->OW,
+                                                   adj_h, adj_w, dy, dst, NULL);
+    }
     if (r == xnn_status_success) r = xnn_run_operator(c->bwd[shard], NULL);
     c->xnn_status[shard] = r;
     if (c->dxbuf && !c->xcl) od_add_into(x->grad + begin * in_img, dst, (end - begin) * in_img);
 }
 
-/* patches[(oy*OW + ox)][(i*KW + j)*Cg + ch] = x[oy*sh - pt + i*dh][ox*sw - pl + j*dw][g*Cg + ch] */
+/* patches[(oy*OW + ox)][(i*KW + j)*Cg + ch] = x[oy*sh - pt + i*dh][ox*sw - pl + j*dw][g*Cg + ch].
+ * With one group and no horizontal dilation, the KW taps of a row inside the image are KW*C
+ * contiguous floats: one copy (a third of the time for 8 channels). */
 static void im2row(const conv_train *c, const float *x, int64_t g, float *rows) {
+    const size_t cg = sizeof(float) * (size_t)c->Cg;
+    bool runs = c->G == 1 && c->dw == 1;
     for (int64_t oy = 0; oy < c->OH; oy++)
-        for (int64_t ox = 0; ox < c->OW; ox++) {
-            float *r = rows + (oy * c->OW + ox) * c->kk;
-            for (int64_t i = 0; i < c->KH; i++) {
-                int64_t iy = oy * c->sh - c->pt + i * c->dh;
-                for (int64_t j = 0; j < c->KW; j++, r += c->Cg) {
-                    int64_t ix = ox * c->sw - c->pl + j * c->dw;
-                    if (iy < 0 || iy >= c->H || ix < 0 || ix >= c->W) {
-                        for (int64_t ch = 0; ch < c->Cg; ch++) r[ch] = 0.0f;
-                    } else {
-                        const float *src = x + (iy * c->W + ix) * c->C + g * c->Cg;
-                        for (int64_t ch = 0; ch < c->Cg; ch++) r[ch] = src[ch];
+        for (int64_t i = 0; i < c->KH; i++) {
+            int64_t iy = oy * c->sh - c->pt + i * c->dh;
+            for (int64_t ox = 0; ox < c->OW; ox++) {
+                float *r = rows + (oy * c->OW + ox) * c->kk + i * c->KW * c->Cg;
+                int64_t ix0 = ox * c->sw - c->pl;
+                if (iy < 0 || iy >= c->H) {
+                    memset(r, 0, cg * (size_t)c->KW);
+                } else if (runs && ix0 >= 0 && ix0 + c->KW <= c->W) {
+                    memcpy(r, x + (iy * c->W + ix0) * c->C, cg * (size_t)c->KW);
+                } else {
+                    for (int64_t j = 0; j < c->KW; j++, r += c->Cg) {
+                        int64_t ix = ix0 + j * c->dw;
+                        if (ix < 0 || ix >= c->W) memset(r, 0, cg);
+                        else memcpy(r, x + (iy * c->W + ix) * c->C + g * c->Cg, cg);
                     }
                 }
             }
