@@ -212,7 +212,7 @@ static void choose_layouts(const od_plan *p, const od_op_desc *op, const plan_st
     }
 }
 
-static od_status check_supported(const od_graph *g, od_error *err) {
+od_status od_graph_check_supported(const od_graph *g, od_error *err) {
     char list[800] = "";
     int missing = 0;
     for (int i = 0; i < g->n_nodes; i++) {
@@ -810,7 +810,7 @@ static od_status plan_create(const od_graph *g, const od_plan_options *opt, bool
     if (st) return st;
     /* training: every op we cannot train is refused at once, those unknown to the engine
      * before shapes are inferred, then every op without a backward outside constant chains */
-    st = training ? refuse_untrainable(g, NULL, err) : check_supported(g, err);
+    st = training ? refuse_untrainable(g, NULL, err) : od_graph_check_supported(g, err);
     if (st) return st;
     od_plan *p = calloc(1, sizeof *p);
     if (!p) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
