@@ -352,14 +352,14 @@ for fam in $TRAINS; do
     rm -f "$tmp/trained.onnx"
 done
 # The transformers: batched attention MatMuls, the class token's Expand and Gather, LayerNorm,
-# Softmax, GELU, ConvNeXt's depthwise Conv after a Transpose (width and depth 0.5 for the ViTs;
-# ConvNeXt at opset 13 collapses on random data at the default rate: --lr 1e-4).
-TTRAINS="vit@17 vit_deep@13 vit_deep@17 vit_headaxis@17 convnext_tiny@13 convnext_tiny@17"
+# Softmax, GELU, ConvNeXt's depthwise Conv after a Transpose (width and depth 0.5 for the ViTs),
+# at the default rate: ConvNeXt at opset 13 (LayerNorm decomposed) collapsed at it while its
+# exported eps was a trained parameter (runtime/plan.c, is_parameter).
+TTRAINS="vit@11 vit@13 vit@17 vit_deep@13 vit_deep@17 vit_headaxis@17 convnext_tiny@13 convnext_tiny@17"
 [ "$QUICK" = 1 ] && TTRAINS="vit@17 vit_deep@17"
 for spec in $TTRAINS; do
     fam=${spec%@*} op=${spec#*@} extra=""
     case $fam in vit*) extra="--depth 0.5" ;; esac
-    [ "$spec" = convnext_tiny@13 ] && extra="--lr 1e-4"
     rc=0
     # shellcheck disable=SC2086
     "$BIN" distill "$CACHE/${fam}_op$op.onnx" --data "$tmp/t32.npz" --mean imagenet --std imagenet --width 0.5 $extra \
