@@ -159,6 +159,7 @@ typedef struct od_report {
     od_report_model *models;
     char *data;          /* dataset path or name; NULL when not evaluated */
     int64_t n_test;      /* samples evaluated */
+    char preprocess[256]; /* the evaluation's preprocessing (od_preprocess_describe); "" before */
     int64_t n_classes;   /* K of the evaluation */
     int n_class_names;
     char **class_names;  /* names of classes 0 .. n_class_names - 1; others shown as numbers */

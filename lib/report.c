@@ -251,6 +251,7 @@ od_status od_report_evaluate(od_report *r, int i, const od_model *m, const od_da
     int64_t classes = 0, n = test->n;
     od_status st = od_preprocess_check(pre, test, err);
     if (!st) st = od_model_logits(m, test, pre, threads, &logits, &classes, err);
+    if (!st && i == 0) od_preprocess_describe(pre, r->preprocess, sizeof r->preprocess);
     if (!st) st = od_dataset_check_labels(test, n, classes, err);
     if (st) {
         free(logits);
@@ -543,8 +544,9 @@ void od_report_print(const od_report *r, FILE *f) {
         snprintf(label, sizeof label, "agreement with %s", r->models[0].label);
         if (n > 1) text_row(f, r, label, cells, ratios);
         char nb[32];
-        fprintf(f, "\n(latency: ms per run of the batch; ratio: model / %s; accuracy on %s test samples%s%s)\n",
-                r->models[0].label, od_format_count(r->n_test, nb, sizeof nb), r->data ? " of " : "", r->data ? r->data : "");
+        fprintf(f, "\n(latency: ms per run of the batch; ratio: model / %s; accuracy on %s test samples%s%s%s%s)\n",
+                r->models[0].label, od_format_count(r->n_test, nb, sizeof nb), r->data ? " of " : "", r->data ? r->data : "",
+                r->preprocess[0] ? ", preprocessing: " : "", r->preprocess);
         for (int i = 1; i < n; i++) {
             const od_report_model *m = &r->models[i];
             if (!m->wrong_ref_right.per_class) continue;
@@ -633,6 +635,9 @@ static void write_json(const od_report *r, FILE *f) {
     fprintf(f, "{\n  \"tool\": \"onnx-distill %s\",\n  \"kind\": \"%s\",\n  \"data\": ", OD_VERSION,
             r->has_distill ? "distill" : "compare");
     if (r->data) od_json_string(f, r->data);
+    else fputs("null", f);
+    fputs(",\n  \"preprocessing\": ", f);
+    if (r->preprocess[0]) od_json_string(f, r->preprocess);
     else fputs("null", f);
     fprintf(f, ",\n  \"test_samples\": %lld,\n  \"classes\": %lld,\n  \"class_names\": [", (long long)r->n_test,
             (long long)r->n_classes);
@@ -984,6 +989,10 @@ static void write_markdown(const od_report *r, FILE *f) {
         if (r->data) {
             fputs(" of ", f);
             md_text(f, r->data);
+        }
+        if (r->preprocess[0]) {
+            fputs(", preprocessing: ", f);
+            md_text(f, r->preprocess);
         }
         fputs(".\n", f);
     }

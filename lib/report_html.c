@@ -415,6 +415,10 @@ static void summary_table(FILE *f, const od_report *r) {
             fputs(" of ", f);
             esc(f, r->data);
         }
+        if (r->preprocess[0]) {
+            fputs(", preprocessing: ", f);
+            esc(f, r->preprocess);
+        }
         fputs(".", f);
     }
     fputs("</p>\n", f);

@@ -310,6 +310,10 @@ int64_t od_node_macs(const od_graph *g, int node, const od_graph_shapes *s);
 
 /* Op registry. */
 bool od_op_supported(const char *domain, const char *op_type);
+/* OD_STATUS_UNSUPPORTED when some node's op is not in the registry (another domain's, such as
+ * com.microsoft.Attention, or an op this engine lacks), naming each such op once with its first
+ * node: `unsupported op: com.microsoft.Attention (node "attn0")`. What a plan checks first. */
+od_status od_graph_check_supported(const od_graph *g, od_error *err);
 /* Names of the supported ops, NULL-terminated. */
 const char *const *od_op_names(void);
 

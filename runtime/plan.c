@@ -212,7 +212,7 @@ static void choose_layouts(const od_plan *p, const od_op_desc *op, const plan_st
     }
 }
 
-static od_status check_supported(const od_graph *g, od_error *err) {
+od_status od_graph_check_supported(const od_graph *g, od_error *err) {
     char list[800] = "";
     int missing = 0;
     for (int i = 0; i < g->n_nodes; i++) {
@@ -568,8 +568,27 @@ static bool node_folded(const od_node *n, const od_shape_info *info) {
     return true;
 }
 
-/* Training: a float value that a parameter (a float initializer in a trained input of some
- * node) reaches is computed by its node at every step even when shape folding made it a
+/* Whether input k of node n is a parameter: a float initializer in one of the op's
+ * trained_inputs, except a single value read by an element-wise op (Add, Sub, Mul, Div, Pow).
+ * Such a scalar is a constant of a formula, not a weight: the eps of a decomposed LayerNorm
+ * (trained, it can go negative and the Sqrt gives NaN), GELU's 0.5 and 1, the attention's
+ * 1/sqrt(d) scale. Exporters write them as Constant nodes, which the student builder turns into
+ * initializers like any other, so their count is what tells them apart. A per-channel scale
+ * (ConvNeXt's layer-scale gamma [C]) still trains, and so does a layer's one-value weight
+ * (the bias of a Conv or Gemm with one output, the Scale of a BatchNormalization over one
+ * channel, LayerNormalization's one Scale): those ops are not element-wise. Integer
+ * initializers (shape constants) are never parameters; other dtypes are refused by
+ * place_gradients. */
+static bool is_parameter(const od_graph *g, const od_node *n, const od_op_desc *op, int k) {
+    int v = k < n->n_inputs ? n->inputs[k] : -1;
+    if (v < 0 || k >= 32 || !(op->trained_inputs >> k & 1)) return false;
+    const od_tensor *t = g->values[v].init;
+    if (!t || od_integral(t->dtype)) return false;
+    return !(op->layout == OD_LAYOUT_POLICY_ELEMENTWISE && od_tensor_count(t) == 1);
+}
+
+/* Training: a float value that a parameter (is_parameter: a float initializer in a trained
+ * input of some node) reaches is computed by its node at every step even when shape folding made it a
  * constant (a class token Expand-ed over the fixed batch): the node must run, and have a
  * backward, for the gradient to reach the parameter. Integer values (shape chains) stay folded. */
 static void unfold_parameter_paths(const od_graph *g, od_graph_shapes *shapes) {
@@ -578,12 +597,9 @@ static void unfold_parameter_paths(const od_graph *g, od_graph_shapes *shapes) {
     for (int i = 0; i < g->n_nodes; i++) {
         const od_node *n = &g->nodes[i];
         const od_op_desc *op = od_op_find(n->domain, n->op_type);
-        for (int k = 0; op && k < n->n_inputs && k < 32; k++) {
-            int v = n->inputs[k];
-            if (v >= 0 && op->trained_inputs >> k & 1 && g->values[v].init &&
-                g->values[v].init->dtype == OD_DTYPE_FLOAT)
-                reach[v] = true;
-        }
+        for (int k = 0; op && k < n->n_inputs; k++)
+            if (is_parameter(g, n, op, k) && g->values[n->inputs[k]].init->dtype == OD_DTYPE_FLOAT)
+                reach[n->inputs[k]] = true;
     }
     for (int i = 0; i < g->n_nodes; i++) { /* nodes are in topological order */
         const od_node *n = &g->nodes[i];
@@ -736,12 +752,10 @@ static od_status place_gradients(od_plan *p, od_error *err) {
     for (int i = 0; i < g->n_nodes; i++) {
         const od_node *n = &g->nodes[i];
         const od_op_desc *op = od_op_find(n->domain, n->op_type);
-        for (int k = 0; k < n->n_inputs && k < 32; k++) {
+        for (int k = 0; k < n->n_inputs; k++) {
             int v = n->inputs[k];
-            if (v < 0 || !(op->trained_inputs >> k & 1) || !g->values[v].init) continue;
-            /* shape constants (integer initializers, e.g. a Mul in a folded shape chain) are
-             * never parameters */
-            if (node_folded(n, p->shapes.info) || od_integral(g->values[v].init->dtype)) continue;
+            /* a folded node (a Mul in a shape chain) never runs: its inputs are not trained */
+            if (!is_parameter(g, n, op, k) || node_folded(n, p->shapes.info)) continue;
             if (g->values[v].init->dtype != OD_DTYPE_FLOAT) {
                 st = od_node_error(err, OD_STATUS_UNSUPPORTED, n, "parameter \"%s\" is %s; training needs float",
                                    g->values[v].name, od_dtype_name(g->values[v].init->dtype));
@@ -818,7 +832,7 @@ static od_status plan_create(const od_graph *g, const od_plan_options *opt, bool
     if (st) return st;
     /* training: every op we cannot train is refused at once, those unknown to the engine
      * before shapes are inferred, then every op without a backward outside constant chains */
-    st = training ? refuse_untrainable(g, NULL, err) : check_supported(g, err);
+    st = training ? refuse_untrainable(g, NULL, err) : od_graph_check_supported(g, err);
     if (st) return st;
     od_plan *p = calloc(1, sizeof *p);
     if (!p) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");

@@ -98,6 +98,9 @@ EOF
 check "JSON: keys present and numbers consistent" '$PY "$T/check.py" "$T/r.json" $TRAIN $TEST'
 check "summary agrees with the JSON (accuracy)" \
     'acc=$($PY -c "import json; print(\"%.2f%%\" % (100 * json.load(open(\"$T/r.json\"))[\"models\"][1][\"accuracy\"]))"); grep "^test accuracy" "$T/d.out" | grep -qF "$acc"'
+PRE=$(sed -n 's/^preprocessing: \(.*\) (the teacher.*/\1/p' "$T/d.out")
+check "JSON: the preprocessing distill printed" \
+    '[ -n "$PRE" ] && [ "$($PY -c "import json, sys; print(json.load(open(sys.argv[1]))[\"preprocessing\"])" "$T/r.json")" = "$PRE" ]'
 
 "$BIN" distill "${COMMON[@]}" --epochs 1 -o "$T/s2.onnx" --report "$T/r.md" >"$T/m.out" 2>&1
 check "distill --report r.md" '[ $? -eq 0 ] && [ -s "$T/r.md" ] || { cat "$T/m.out"; false; }'
@@ -116,11 +119,13 @@ for b in blocks:
     assert len(counts) == 1, b
 EOF
 check "Markdown: table rows have matching column counts" '$PY "$T/md.py" "$T/r.md"'
+check "Markdown: the preprocessing" 'grep -qF "preprocessing: $PRE." "$T/r.md"'
 
 "$BIN" distill "${COMMON[@]}" --epochs 2 -o "$T/s3.onnx" --report "$T/r.html" >"$T/h.out" 2>&1
 check "distill --report r.html" '[ $? -eq 0 ] && [ -s "$T/r.html" ] || { cat "$T/h.out"; false; }'
 check "HTML: self-contained (no script, no external URL, font or stylesheet)" \
     '! grep -qiE "<script|https?:|src=|@import|url\(|<link|@font-face" "$T/r.html"'
+check "HTML: the preprocessing" 'grep -qF "preprocessing: $PRE." "$T/r.html"'
 
 # bad extension: refused before anything runs, nothing written
 start=$SECONDS

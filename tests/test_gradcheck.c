@@ -693,6 +693,70 @@ static void check_class_token_plan(void) {
     od_model_destroy(b.m);
 }
 
+/* A transformer block's scalars: a decomposed LayerNorm (eps, the exponent 2), a layer-scale
+ * gamma [C], GELU's erf form (sqrt 2, 1, 0.5) and the attention's 1/sqrt(d) scale, then a Gemm
+ * with one output (its bias [1]). */
+static void b_formula_scalars(builder *b) {
+    add_init(b, "two", 0, NULL, 2.0f, 2.0f);
+    add_init(b, "eps", 0, NULL, 1e-5f, 1e-5f);
+    add_init(b, "gamma", 1, D(6), 0.5f, 1.5f);
+    add_init(b, "beta", 1, D(6), -0.5f, 0.5f);
+    add_init(b, "layer_scale", 1, D(6), 0.5f, 1.5f);
+    add_init(b, "scale", 1, D(1), 0.4f, 0.4f);
+    add_init(b, "sqrt2", 0, NULL, 1.41421356f, 1.41421356f);
+    add_init(b, "one", 0, NULL, 1.0f, 1.0f);
+    add_init(b, "half", 0, NULL, 0.5f, 0.5f);
+    add_init(b, "W", 2, D(6, 1), -0.5f, 0.5f);
+    add_init(b, "C", 1, D(1), -0.5f, 0.5f);
+    add_node(b, "ReduceMean", IN("H"), IN("M"), AT("axes=is:-1", "keepdims=i:1"));
+    add_node(b, "Sub", IN("H", "M"), IN("D"), NULL);
+    add_node(b, "Pow", IN("D", "two"), IN("D2"), NULL);
+    add_node(b, "ReduceMean", IN("D2"), IN("V"), AT("axes=is:-1", "keepdims=i:1"));
+    add_node(b, "Add", IN("V", "eps"), IN("VE"), NULL);
+    add_node(b, "Sqrt", IN("VE"), IN("S"), NULL);
+    add_node(b, "Div", IN("D", "S"), IN("N"), NULL);
+    add_node(b, "Mul", IN("N", "gamma"), IN("G"), NULL);
+    add_node(b, "Add", IN("G", "beta"), IN("L"), NULL);
+    add_node(b, "Mul", IN("L", "layer_scale"), IN("LS"), NULL);
+    add_node(b, "Mul", IN("scale", "LS"), IN("Q"), NULL);
+    add_node(b, "Div", IN("Q", "sqrt2"), IN("A"), NULL);
+    add_node(b, "Erf", IN("A"), IN("E"), NULL);
+    add_node(b, "Add", IN("one", "E"), IN("E1"), NULL);
+    add_node(b, "Mul", IN("Q", "E1"), IN("GM"), NULL);
+    add_node(b, "Mul", IN("GM", "half"), IN("GE"), NULL);
+    add_node(b, "ReduceMean", IN("GE"), IN("R"), AT("axes=is:1", "keepdims=i:0"));
+    add_node(b, "Gemm", IN("R", "W", "C"), IN("Y"), NULL);
+    finish(b, "Y");
+}
+/* The training plan for b_formula_scalars: the one-value initializers of element-wise ops
+ * (eps, 1/sqrt(d), GELU's 1 and 0.5) are not parameters, so no optimiser step moves them (an
+ * eps trained below zero made Sqrt NaN); gamma, beta, the layer scale, W and the one-output
+ * Gemm's bias [1] are. */
+static void check_formula_scalars_plan(void) {
+    rng_state = 42;
+    builder b = start(3, D(2, 4, 6));
+    b_formula_scalars(&b);
+    od_error err = {0};
+    od_trainer *t = NULL;
+    bool ok = !od_graph_check(b.g, &err) &&
+              !od_trainer_create(b.g, &(od_trainer_options){.batch = 2, .threads = 1, .seed = 7}, &t, &err);
+    char names[200] = "";
+    if (ok) {
+        od_param *ps;
+        int np = od_trainer_params(t, &ps);
+        for (int p = 0; p < np; p++) {
+            size_t len = strlen(names);
+            snprintf(names + len, sizeof names - len, "%s%s", p ? " " : "", ps[p].name);
+        }
+    }
+    ok = ok && !strcmp(names, "P0 gamma beta layer_scale W C");
+    printf("%s one-value constants of element-wise ops are not parameters: %s%s%s\n", ok ? "PASS" : "FAIL",
+           names, err.message[0] ? ": " : "", err.message);
+    ok ? passed++ : failed++;
+    od_trainer_destroy(t);
+    od_model_destroy(b.m);
+}
+
 /* Graphs training refuses, with the reason in the message. */
 static void b_pow_computed(builder *b) {
     add_node(b, "Pow", IN("H", "H"), IN("Y"), NULL);
@@ -886,7 +950,9 @@ int main(void) {
     run_case("Gather scalar and 1-D indices (repeat, negative)", 3, D(2, 4, 6), b_gather, true);
     run_case("Gather channels of a channels-last value", 4, D(2, 3, 2, 2), b_gather_cl, true);
     run_case("class token Expand + Concat + position embedding", 3, D(2, 4, 6), b_class_token, true);
+    run_case("LayerNorm, layer scale, GELU, Gemm to one output: their scalars", 3, D(2, 4, 6), b_formula_scalars, true);
     check_class_token_plan();
+    check_formula_scalars_plan();
     check_ln_gemm_trains();
     check_not_trained("Div's divisor", 3, D(2, 4, 6), b_div, "k");
     check_not_trained("Pow's exponent", 3, D(2, 4, 6), b_pow, "two");

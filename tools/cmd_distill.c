@@ -319,9 +319,15 @@ int cmd_distill(int argc, char **argv) {
                       (opt.checkpoint && od_output_lock_acquire(opt.checkpoint, &ckpt_lock, &err))))
         goto fail;
     if (od_model_load(teacher_path, &teacher, &err)) goto fail;
+    /* a teacher the engine cannot run is refused now, naming its file, before building a student */
+    if (od_graph_check_supported(&teacher->graph, &err)) {
+        od_error_prefix(&err, "%s: ", teacher_path);
+        goto fail;
+    }
     for (int k = 1; k < n_teachers; k++) {
         if (od_model_load(args.operands[k], &more_teachers[k - 1], &err)) goto fail;
-        if (od_teachers_check(teacher, more_teachers[k - 1], &err)) {
+        if (od_graph_check_supported(&more_teachers[k - 1]->graph, &err) ||
+            od_teachers_check(teacher, more_teachers[k - 1], &err)) {
             od_error_prefix(&err, "%s: ", args.operands[k]);
             goto fail;
         }
