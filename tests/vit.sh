@@ -4,7 +4,7 @@
 # tests/vit_teacher.py on Fashion-MNIST padded to 32x32 (cached in build/vit_teacher/), distilled
 # at width 0.5 depth 0.5 by onnx-distill; the student must land within 3 points of the teacher's
 # test accuracy, and ONNX Runtime must agree with it within 1e-4 (tests/ort_compare.js).
-#   tests/vit.sh            (env: BUILD=build, VIT_EPOCHS=3, VIT_TRAIN_LIMIT=12000, VIT_LR)
+#   tests/vit.sh            (env: BUILD=build, VIT_EPOCHS=6, VIT_TRAIN_LIMIT=12000, VIT_LR)
 # Prints teacher %, student %, the gap, and `vit: bar met` or `vit: bar NOT met`; exits non-zero
 # when the bar is not met or a step fails.
 set -u
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 BIN="$BUILD/onnx-distill"
 DIR="$BUILD/vit_teacher"
-EPOCHS=${VIT_EPOCHS:-3}
+EPOCHS=${VIT_EPOCHS:-6}
 LIMIT=${VIT_TRAIN_LIMIT:-12000}
 LR=${VIT_LR:+--lr $VIT_LR}
 PY=/usr/bin/python3
