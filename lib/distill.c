@@ -106,6 +106,8 @@ static od_status check_finite_logits(const float *z, int64_t n, int64_t classes,
     return OD_STATUS_OK;
 }
 
+#define LOGITS_ARENA_BYTES ((size_t)64 << 20) /* activations of one logits run, at most about */
+
 /* Logits of samples idx[0..n) of d (idx NULL: 0..n-1), with progress after every run. */
 typedef struct logits_progress {
     const od_distill_options *opt;
@@ -123,9 +125,23 @@ static od_status model_logits(const od_model *m, const od_dataset *d, const int6
     int64_t B = per > 0 ? (8 << 20) / per : 2048;
     B = B < 64 ? 64 : B > 2048 ? 2048 : B;
     int64_t batch = n < B ? (n > 0 ? n : 1) : B;
+    /* A plan's activations grow with its batch (2048 samples of the bundled CNN teacher hold
+     * 411 MiB) and are touched when it is made: a plan of a few samples measures them per
+     * sample first, and runs are cut to what fits LOGITS_ARENA_BYTES. */
+    int64_t probe = batch < 8 ? batch : 8;
     od_plan *plan = NULL;
-    od_status st = od_plan_create(&m->graph, &(od_plan_options){.batch = batch, .threads = threads}, &plan, err);
+    od_status st = od_plan_create(&m->graph, &(od_plan_options){.batch = probe, .threads = threads}, &plan, err);
     if (st) return st;
+    double per_sample = (double)od_plan_arena_bytes(plan) / (double)probe;
+    if (per_sample * (double)batch > (double)LOGITS_ARENA_BYTES) {
+        int64_t fit = (int64_t)((double)LOGITS_ARENA_BYTES / per_sample);
+        batch = fit > probe ? fit : probe;
+    }
+    if (batch != probe) {
+        od_plan_destroy(plan);
+        plan = NULL;
+        if ((st = od_plan_create(&m->graph, &(od_plan_options){.batch = batch, .threads = threads}, &plan, err))) return st;
+    }
     const od_plan_io *in = od_plan_input(plan, 0), *out = od_plan_output(plan, 0);
     int64_t sample = od_dataset_sample_size(d);
     if (!in || !out || in->dtype != OD_DTYPE_FLOAT || out->dtype != OD_DTYPE_FLOAT ||
