@@ -59,19 +59,13 @@ od_status od_pool_read(const od_node *n, int64_t opset, bool is_max, int rank, c
     od_auto_pad ap;
     od_status ap_status = od_attr_auto_pad(n, &ap, err);
     if (ap_status) return ap_status;
-    bool upper = ap == OD_AUTO_PAD_SAME_UPPER, lower = ap == OD_AUTO_PAD_SAME_LOWER;
     bool valid = ap == OD_AUTO_PAD_VALID;
     for (int d = 0; d < sp; d++) {
         int64_t in = p->in[d], k = p->dilation[d] * (p->kernel[d] - 1) + 1, s = p->stride[d];
-        if (upper || lower) {
+        if (od_auto_pad_window(ap, in, k, s, &p->pad_begin[d], &p->pad_end[d])) {
             p->out[d] = (in + s - 1) / s;
-            int64_t total = (p->out[d] - 1) * s + k - in;
-            if (total < 0) total = 0;
-            p->pad_begin[d] = upper ? total / 2 : total - total / 2;
-            p->pad_end[d] = total - p->pad_begin[d];
             continue;
         }
-        if (valid) p->pad_begin[d] = p->pad_end[d] = 0;
         int64_t span = in + p->pad_begin[d] + p->pad_end[d] - k;
         if (span < 0)
             return od_node_error(err, OD_STATUS_SHAPE, n,
