@@ -352,54 +352,33 @@ static void th_models(FILE *f, const od_report *r, const char *first, bool ratio
 
 static void summary_table(FILE *f, const od_report *r) {
     const od_report_model *m0 = &r->models[0];
-    char a[48], b[48], nb[48];
+    char nb[48];
     fputs("<table id=\"summary\">\n", f);
     th_models(f, r, "", true);
-    static const char *const names[] = {"file bytes", "gzip bytes (zlib -9)", "params", "MACs per sample"};
-    for (int k = 0; k < 4; k++) {
-        fprintf(f, "<tr><td>%s</td>", names[k]);
+    char (*cells)[40] = calloc((size_t)r->n_models, sizeof *cells);
+    char (*ratios)[24] = calloc((size_t)r->n_models, sizeof *ratios);
+    int sub;
+    od_report_row_kind kind;
+    for (int row = 0; cells && ratios && (kind = od_report_summary_row(r, row, &sub, cells, ratios)) != OD_REPORT_ROW_END;
+         row++) {
+        if (kind == OD_REPORT_ROW_COUNT) fprintf(f, "<tr><td>%s</td>", od_report_count_labels[sub]);
+        else if (kind == OD_REPORT_ROW_LATENCY)
+            fprintf(f, "<tr><td>latency ms, %s <span class=\"note\">median / p90</span></td>",
+                    od_report_latency_name(&m0->latency[sub], nb, sizeof nb));
+        else if (kind == OD_REPORT_ROW_ACCURACY) fputs("<tr><td>test accuracy</td>", f);
+        else {
+            fputs("<tr><td>agreement with ", f);
+            esc(f, m0->label);
+            fputs("</td>", f);
+        }
         for (int i = 0; i < r->n_models; i++) {
-            const od_report_model *m = &r->models[i];
-            int64_t v = k == 0 ? (int64_t)m->bytes : k == 1 ? (int64_t)m->gzip_bytes : k == 2 ? m->params : m->macs;
-            int64_t v0 = k == 0 ? (int64_t)m0->bytes : k == 1 ? (int64_t)m0->gzip_bytes : k == 2 ? m0->params : m0->macs;
-            fprintf(f, "<td>%s</td>", od_format_count(v, nb, sizeof nb));
-            if (i) fprintf(f, "<td>%s</td>", od_report_ratio((double)v, (double)v0, a, sizeof a));
+            fprintf(f, "<td>%s</td>", cells[i]);
+            if (i) fprintf(f, "<td>%s</td>", ratios[i]);
         }
         fputs("</tr>\n", f);
     }
-    for (int k = 0; k < m0->n_latency; k++) {
-        fprintf(f, "<tr><td>latency ms, %s <span class=\"note\">median / p90</span></td>",
-                od_report_latency_name(&m0->latency[k], nb, sizeof nb));
-        for (int i = 0; i < r->n_models; i++) {
-            const od_report_model *m = &r->models[i];
-            if (k < m->n_latency) {
-                fprintf(f, "<td>%s / %s</td>", od_report_ms(m->latency[k].median, a, sizeof a), od_report_ms(m->latency[k].p90, b, sizeof b));
-                if (i) fprintf(f, "<td>%s</td>", od_report_ratio(m->latency[k].median, m0->latency[k].median, a, sizeof a));
-            } else {
-                fputs(i ? "<td>-</td><td>-</td>" : "<td>-</td>", f);
-            }
-        }
-        fputs("</tr>\n", f);
-    }
-    if (r->n_test) {
-        fputs("<tr><td>test accuracy</td>", f);
-        for (int i = 0; i < r->n_models; i++) {
-            const od_report_model *m = &r->models[i];
-            if (m->accuracy >= 0) fprintf(f, "<td>%.2f%%</td>", 100 * m->accuracy);
-            else fputs("<td>-</td>", f);
-            if (i && m->accuracy >= 0 && m0->accuracy >= 0) fprintf(f, "<td>%+.2f pt</td>", 100 * (m->accuracy - m0->accuracy));
-            else if (i) fputs("<td>-</td>", f);
-        }
-        fputs("</tr>\n<tr><td>agreement with ", f);
-        esc(f, m0->label);
-        fputs("</td>", f);
-        for (int i = 0; i < r->n_models; i++) {
-            if (r->models[i].agreement >= 0) fprintf(f, "<td>%.2f%%</td>", 100 * r->models[i].agreement);
-            else fputs("<td>-</td>", f);
-            if (i) fputs("<td></td>", f);
-        }
-        fputs("</tr>\n", f);
-    }
+    free(cells);
+    free(ratios);
     fputs("</table>\n<p class=\"note\">Ratios divide each model's value by the ", f);
     esc(f, m0->label);
     fputs("'s. Latency: milliseconds per run of the whole batch", f);

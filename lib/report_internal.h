@@ -15,6 +15,23 @@ const char *od_report_latency_name(const od_latency *l, char *buf, size_t size);
 /* The title: "teacher.onnx -> student.onnx" for a distillation, file names otherwise. */
 const char *od_report_title(const od_report *r, char *buf, size_t size);
 
+/* The rows of the summary table every format prints (text, Markdown, HTML), in order: the four
+ * counts (*sub 0-3: file bytes, gzip bytes, params, MACs; labels od_report_count_labels), one
+ * per latency of the first model (*sub: its index), then with test samples accuracy and
+ * agreement with the first model. */
+typedef enum od_report_row_kind {
+    OD_REPORT_ROW_COUNT,
+    OD_REPORT_ROW_LATENCY,
+    OD_REPORT_ROW_ACCURACY,
+    OD_REPORT_ROW_AGREEMENT,
+    OD_REPORT_ROW_END,
+} od_report_row_kind;
+extern const char *const od_report_count_labels[4];
+/* Row `row`'s kind (OD_REPORT_ROW_END past the last) with each model's cell and its ratio to
+ * the first model ("-" where unknown, "" for agreement) in cells[i] and ratios[i]. */
+od_report_row_kind od_report_summary_row(const od_report *r, int row, int *sub, char (*cells)[40],
+                                         char (*ratios)[24]);
+
 /* Options as (name, value) rows, for tables; returns the count (at most 32). */
 int od_report_option_rows(const od_report *r, char names[][32], char values[][96]);
 
