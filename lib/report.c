@@ -514,6 +514,19 @@ static void top_classes(const od_report *r, const od_report_diff *d, char *buf, 
     }
 }
 
+static void text_as_is(FILE *f, const char *s) { fputs(s, f); }
+
+void od_report_data_phrase(FILE *f, const od_report *r, void (*text)(FILE *f, const char *s)) {
+    if (r->data) {
+        fputs(" of ", f);
+        text(f, r->data);
+    }
+    if (r->preprocess[0]) {
+        fputs(", preprocessing: ", f);
+        text(f, r->preprocess);
+    }
+}
+
 static void text_phase(FILE *f, const char *name, const od_report_phase *p) {
     char b[32];
     fprintf(f, "  %-22s %9.2f s", name, p->seconds);
@@ -565,9 +578,10 @@ void od_report_print(const od_report *r, FILE *f) {
     }
     if (r->n_test > 0) {
         char nb[32];
-        fprintf(f, "\n(latency: ms per run of the batch; ratio: model / %s; accuracy on %s test samples%s%s%s%s)\n",
-                r->models[0].label, od_format_count(r->n_test, nb, sizeof nb), r->data ? " of " : "", r->data ? r->data : "",
-                r->preprocess[0] ? ", preprocessing: " : "", r->preprocess);
+        fprintf(f, "\n(latency: ms per run of the batch; ratio: model / %s; accuracy on %s test samples",
+                r->models[0].label, od_format_count(r->n_test, nb, sizeof nb));
+        od_report_data_phrase(f, r, text_as_is);
+        fputs(")\n", f);
         for (int i = 1; i < n; i++) {
             const od_report_model *m = &r->models[i];
             if (!m->wrong_ref_right.per_class) continue;
@@ -999,14 +1013,7 @@ static void write_markdown(const od_report *r, FILE *f) {
     free(ratios);
     if (r->n_test) {
         fprintf(f, "\nEvaluated on %s test samples", od_format_count(r->n_test, nb, sizeof nb));
-        if (r->data) {
-            fputs(" of ", f);
-            md_text(f, r->data);
-        }
-        if (r->preprocess[0]) {
-            fputs(", preprocessing: ", f);
-            md_text(f, r->preprocess);
-        }
+        od_report_data_phrase(f, r, md_text);
         fputs(".\n", f);
     }
     bool labelled = r->n_test && m0->eval.classes > 0;

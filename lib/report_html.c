@@ -390,14 +390,7 @@ static void summary_table(FILE *f, const od_report *r) {
     fputs(".", f);
     if (r->n_test) {
         fprintf(f, " Accuracy on %s test samples", od_format_count(r->n_test, nb, sizeof nb));
-        if (r->data) {
-            fputs(" of ", f);
-            esc(f, r->data);
-        }
-        if (r->preprocess[0]) {
-            fputs(", preprocessing: ", f);
-            esc(f, r->preprocess);
-        }
+        od_report_data_phrase(f, r, esc);
         fputs(".", f);
     }
     fputs("</p>\n", f);

@@ -32,6 +32,10 @@ extern const char *const od_report_count_labels[4];
 od_report_row_kind od_report_summary_row(const od_report *r, int row, int *sub, char (*cells)[40],
                                          char (*ratios)[24]);
 
+/* " of DATA, preprocessing: P" (each part when known) after "N test samples", the names
+ * written by text (the format's escaping). */
+void od_report_data_phrase(FILE *f, const od_report *r, void (*text)(FILE *f, const char *s));
+
 /* Options as (name, value) rows, for tables; returns the count (at most 32). */
 int od_report_option_rows(const od_report *r, char names[][32], char values[][96]);
 
