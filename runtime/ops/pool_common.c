@@ -123,6 +123,31 @@ od_status od_pool_infer(od_infer_ctx *c, bool is_max, bool global) {
     return OD_STATUS_OK;
 }
 
+od_status od_pool_state_create(od_step *s, bool is_max, bool global, od_pool_state **out,
+                               od_error *err) {
+    const od_buf *x = s->in[0];
+    od_pool_state *ps = calloc(1, sizeof *ps);
+    if (!ps) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = *out = ps;
+    if (!global) return od_pool_read(s->node, s->opset, is_max, x->rank, x->dims, &ps->pool, err);
+    od_pool_global(is_max, x->rank, x->dims, &ps->pool);
+    return OD_STATUS_OK;
+}
+
+od_status od_pool_state_run(od_step *s, const char *what, od_error *err) {
+    od_pool_state *ps = s->state;
+    if (ps->xnn) return od_xnn_check(xnn_run_operator(ps->xnn, s->pool), err, s->node, what);
+    od_pool_run_loop(&ps->pool, s->in[0]->dtype, s->in[0]->data, s->out[0]->data, s->pool);
+    return OD_STATUS_OK;
+}
+
+void od_pool_state_destroy(od_step *s) {
+    od_pool_state *ps = s->state;
+    if (ps && ps->xnn) xnn_delete_operator(ps->xnn);
+    free(ps);
+    s->state = NULL;
+}
+
 int64_t od_pool_backend_pad_end(const od_pool *p, int d) {
     int64_t k = p->dilation[d] * (p->kernel[d] - 1) + 1;
     int64_t need = (p->out[d] - 1) * p->stride[d] + k - p->in[d] - p->pad_begin[d];
