@@ -516,6 +516,36 @@ static void top_classes(const od_report *r, const od_report_diff *d, char *buf, 
 
 static void text_as_is(FILE *f, const char *s) { fputs(s, f); }
 
+void od_report_summary_rows(FILE *f, const od_report *r, const od_report_table_syntax *syn) {
+    const od_report_model *m0 = &r->models[0];
+    char nb[32];
+    char (*cells)[40] = calloc((size_t)r->n_models, sizeof *cells);
+    char (*ratios)[24] = calloc((size_t)r->n_models, sizeof *ratios);
+    int sub;
+    od_report_row_kind kind;
+    for (int row = 0; cells && ratios && (kind = od_report_summary_row(r, row, &sub, cells, ratios)) != OD_REPORT_ROW_END;
+         row++) {
+        fputs(syn->row_open, f);
+        if (kind == OD_REPORT_ROW_COUNT) fputs(od_report_count_labels[sub], f);
+        else if (kind == OD_REPORT_ROW_LATENCY)
+            fprintf(f, "latency ms, %s%smedian / p90%s", od_report_latency_name(&m0->latency[sub], nb, sizeof nb),
+                    syn->note_open, syn->note_close);
+        else if (kind == OD_REPORT_ROW_ACCURACY) fputs("test accuracy", f);
+        else {
+            fputs("agreement with ", f);
+            syn->text(f, m0->label);
+        }
+        fputs(syn->label_close, f);
+        for (int i = 0; i < r->n_models; i++) {
+            syn->cell(f, cells[i]);
+            if (i) syn->cell(f, ratios[i]);
+        }
+        fputs(syn->row_close, f);
+    }
+    free(cells);
+    free(ratios);
+}
+
 void od_report_data_phrase(FILE *f, const od_report *r, void (*text)(FILE *f, const char *s)) {
     if (r->data) {
         fputs(" of ", f);
@@ -988,29 +1018,8 @@ static void write_markdown(const od_report *r, FILE *f) {
     fputs("\n|---|", f);
     for (int i = 0; i < n; i++) fputs(i ? "---:|---:|" : "---:|", f);
     fputc('\n', f);
-    char (*cells)[40] = calloc((size_t)n, sizeof *cells);
-    char (*ratios)[24] = calloc((size_t)n, sizeof *ratios);
-    int sub;
-    od_report_row_kind kind;
-    for (int row = 0; cells && ratios && (kind = od_report_summary_row(r, row, &sub, cells, ratios)) != OD_REPORT_ROW_END;
-         row++) {
-        if (kind == OD_REPORT_ROW_COUNT) fprintf(f, "| %s |", od_report_count_labels[sub]);
-        else if (kind == OD_REPORT_ROW_LATENCY)
-            fprintf(f, "| latency ms, %s (median / p90) |", od_report_latency_name(&m0->latency[sub], nb, sizeof nb));
-        else if (kind == OD_REPORT_ROW_ACCURACY) fputs("| test accuracy |", f);
-        else {
-            fputs("| agreement with ", f);
-            md_text(f, m0->label);
-            fputs(" |", f);
-        }
-        for (int i = 0; i < n; i++) {
-            md_cell(f, cells[i]);
-            if (i) md_cell(f, ratios[i]);
-        }
-        fputc('\n', f);
-    }
-    free(cells);
-    free(ratios);
+    static const od_report_table_syntax md = {"| ", " |", "\n", " (", ")", md_text, md_cell};
+    od_report_summary_rows(f, r, &md);
     if (r->n_test) {
         fprintf(f, "\nEvaluated on %s test samples", od_format_count(r->n_test, nb, sizeof nb));
         od_report_data_phrase(f, r, md_text);

@@ -350,35 +350,16 @@ static void th_models(FILE *f, const od_report *r, const char *first, bool ratio
     fputs("</tr>\n", f);
 }
 
+static void html_cell(FILE *f, const char *text) { fprintf(f, "<td>%s</td>", text); }
+
 static void summary_table(FILE *f, const od_report *r) {
     const od_report_model *m0 = &r->models[0];
     char nb[48];
     fputs("<table id=\"summary\">\n", f);
     th_models(f, r, "", true);
-    char (*cells)[40] = calloc((size_t)r->n_models, sizeof *cells);
-    char (*ratios)[24] = calloc((size_t)r->n_models, sizeof *ratios);
-    int sub;
-    od_report_row_kind kind;
-    for (int row = 0; cells && ratios && (kind = od_report_summary_row(r, row, &sub, cells, ratios)) != OD_REPORT_ROW_END;
-         row++) {
-        if (kind == OD_REPORT_ROW_COUNT) fprintf(f, "<tr><td>%s</td>", od_report_count_labels[sub]);
-        else if (kind == OD_REPORT_ROW_LATENCY)
-            fprintf(f, "<tr><td>latency ms, %s <span class=\"note\">median / p90</span></td>",
-                    od_report_latency_name(&m0->latency[sub], nb, sizeof nb));
-        else if (kind == OD_REPORT_ROW_ACCURACY) fputs("<tr><td>test accuracy</td>", f);
-        else {
-            fputs("<tr><td>agreement with ", f);
-            esc(f, m0->label);
-            fputs("</td>", f);
-        }
-        for (int i = 0; i < r->n_models; i++) {
-            fprintf(f, "<td>%s</td>", cells[i]);
-            if (i) fprintf(f, "<td>%s</td>", ratios[i]);
-        }
-        fputs("</tr>\n", f);
-    }
-    free(cells);
-    free(ratios);
+    static const od_report_table_syntax html = {"<tr><td>", "</td>", "</tr>\n", " <span class=\"note\">",
+                                                 "</span>", esc, html_cell};
+    od_report_summary_rows(f, r, &html);
     fputs("</table>\n<p class=\"note\">Ratios divide each model's value by the ", f);
     esc(f, m0->label);
     fputs("'s. Latency: milliseconds per run of the whole batch", f);

@@ -32,6 +32,18 @@ extern const char *const od_report_count_labels[4];
 od_report_row_kind od_report_summary_row(const od_report *r, int row, int *sub, char (*cells)[40],
                                          char (*ratios)[24]);
 
+/* How a format writes the summary table's rows (Markdown, HTML): a row is row_open, the label,
+ * label_close, every cell (cell(f, text); a ratio cell after every model but the first) and
+ * row_close; the latency rows' "median / p90" goes between note_open and note_close; names
+ * are written by text (the format's escaping). */
+typedef struct od_report_table_syntax {
+    const char *row_open, *label_close, *row_close, *note_open, *note_close;
+    void (*text)(FILE *f, const char *s);
+    void (*cell)(FILE *f, const char *s);
+} od_report_table_syntax;
+/* Every row of the summary table (od_report_summary_row) in that syntax. */
+void od_report_summary_rows(FILE *f, const od_report *r, const od_report_table_syntax *syn);
+
 /* " of DATA, preprocessing: P" (each part when known) after "N test samples", the names
  * written by text (the format's escaping). */
 void od_report_data_phrase(FILE *f, const od_report *r, void (*text)(FILE *f, const char *s));
