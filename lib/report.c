@@ -443,13 +443,57 @@ static void text_row(FILE *f, const od_report *r, const char *label, char cells[
     fputc('\n', f);
 }
 
-typedef enum row_kind { ROW_BYTES, ROW_GZIP, ROW_PARAMS, ROW_MACS } row_kind;
-
-static int64_t count_of(const od_report_model *m, row_kind k) {
-    return k == ROW_BYTES ? (int64_t)m->bytes : k == ROW_GZIP ? (int64_t)m->gzip_bytes : k == ROW_PARAMS ? m->params : m->macs;
+static int64_t count_of(const od_report_model *m, int k) {
+    return k == 0 ? (int64_t)m->bytes : k == 1 ? (int64_t)m->gzip_bytes : k == 2 ? m->params : m->macs;
 }
 
-static const char *const count_labels[] = {"file bytes", "gzip bytes (zlib -9)", "params", "MACs per sample"};
+const char *const od_report_count_labels[4] = {"file bytes", "gzip bytes (zlib -9)", "params", "MACs per sample"};
+
+od_report_row_kind od_report_summary_row(const od_report *r, int row, int *sub, char (*cells)[40],
+                                         char (*ratios)[24]) {
+    const od_report_model *m0 = &r->models[0];
+    char a[24], b[24];
+    int n_lat = m0->n_latency;
+    od_report_row_kind kind = row < 4                   ? OD_REPORT_ROW_COUNT
+                              : row < 4 + n_lat         ? OD_REPORT_ROW_LATENCY
+                              : !r->n_test              ? OD_REPORT_ROW_END
+                              : row == 4 + n_lat        ? OD_REPORT_ROW_ACCURACY
+                              : row == 4 + n_lat + 1    ? OD_REPORT_ROW_AGREEMENT
+                                                        : OD_REPORT_ROW_END;
+    int k = *sub = kind == OD_REPORT_ROW_COUNT ? row : row - 4;
+    for (int i = 0; i < r->n_models && kind != OD_REPORT_ROW_END; i++) {
+        const od_report_model *m = &r->models[i];
+        char *c = cells[i], *q = ratios[i];
+        switch (kind) {
+        case OD_REPORT_ROW_COUNT:
+            od_format_count(count_of(m, k), c, sizeof cells[i]);
+            od_report_ratio((double)count_of(m, k), (double)count_of(m0, k), q, sizeof ratios[i]);
+            break;
+        case OD_REPORT_ROW_LATENCY:
+            if (k < m->n_latency) {
+                snprintf(c, sizeof cells[i], "%s / %s", od_report_ms(m->latency[k].median, a, sizeof a),
+                         od_report_ms(m->latency[k].p90, b, sizeof b));
+                od_report_ratio(m->latency[k].median, m0->latency[k].median, q, sizeof ratios[i]);
+            } else {
+                snprintf(c, sizeof cells[i], "-");
+                snprintf(q, sizeof ratios[i], "-");
+            }
+            break;
+        case OD_REPORT_ROW_ACCURACY:
+            if (m->accuracy >= 0) snprintf(c, sizeof cells[i], "%.2f%%", 100 * m->accuracy);
+            else snprintf(c, sizeof cells[i], "-");
+            if (m->accuracy >= 0 && m0->accuracy >= 0)
+                snprintf(q, sizeof ratios[i], "%+.2f pt", 100 * (m->accuracy - m0->accuracy));
+            else snprintf(q, sizeof ratios[i], "-");
+            break;
+        default:
+            if (m->agreement >= 0) snprintf(c, sizeof cells[i], "%.2f%%", 100 * m->agreement);
+            else snprintf(c, sizeof cells[i], "-");
+            q[0] = 0;
+        }
+    }
+    return kind;
+}
 
 /* Classes where d is most often, "Shirt 20, Coat 5, Pullover 3" */
 static void top_classes(const od_report *r, const od_report_diff *d, char *buf, size_t size) {
@@ -467,6 +511,49 @@ static void top_classes(const od_report *r, const od_report_diff *d, char *buf, 
                          (long long)d->per_class[best]);
         if (w < 0 || (size_t)w >= size - o) break;
         o += (size_t)w;
+    }
+}
+
+static void text_as_is(FILE *f, const char *s) { fputs(s, f); }
+
+void od_report_summary_rows(FILE *f, const od_report *r, const od_report_table_syntax *syn) {
+    const od_report_model *m0 = &r->models[0];
+    char nb[32];
+    char (*cells)[40] = calloc((size_t)r->n_models, sizeof *cells);
+    char (*ratios)[24] = calloc((size_t)r->n_models, sizeof *ratios);
+    int sub;
+    od_report_row_kind kind;
+    for (int row = 0; cells && ratios && (kind = od_report_summary_row(r, row, &sub, cells, ratios)) != OD_REPORT_ROW_END;
+         row++) {
+        fputs(syn->row_open, f);
+        if (kind == OD_REPORT_ROW_COUNT) fputs(od_report_count_labels[sub], f);
+        else if (kind == OD_REPORT_ROW_LATENCY)
+            fprintf(f, "latency ms, %s%smedian / p90%s", od_report_latency_name(&m0->latency[sub], nb, sizeof nb),
+                    syn->note_open, syn->note_close);
+        else if (kind == OD_REPORT_ROW_ACCURACY) fputs("test accuracy", f);
+        else {
+            fputs("agreement with ", f);
+            syn->text(f, m0->label);
+        }
+        fputs(syn->label_close, f);
+        for (int i = 0; i < r->n_models; i++) {
+            syn->cell(f, cells[i]);
+            if (i) syn->cell(f, ratios[i]);
+        }
+        fputs(syn->row_close, f);
+    }
+    free(cells);
+    free(ratios);
+}
+
+void od_report_data_phrase(FILE *f, const od_report *r, void (*text)(FILE *f, const char *s)) {
+    if (r->data) {
+        fputs(" of ", f);
+        text(f, r->data);
+    }
+    if (r->preprocess[0]) {
+        fputs(", preprocessing: ", f);
+        text(f, r->preprocess);
     }
 }
 
@@ -496,57 +583,35 @@ void od_report_print(const od_report *r, FILE *f) {
         snprintf(ratios[i], sizeof ratios[i], "ratio");
     }
     text_row(f, r, "", cells, ratios);
-    for (row_kind k = ROW_BYTES; k <= ROW_MACS; k++) {
-        for (int i = 0; i < n; i++) {
-            od_format_count(count_of(&r->models[i], k), cells[i], sizeof cells[i]);
-            od_report_ratio((double)count_of(&r->models[i], k), (double)count_of(&r->models[0], k), ratios[i], sizeof ratios[i]);
+    int sub;
+    od_report_row_kind kind;
+    for (int row = 0; (kind = od_report_summary_row(r, row, &sub, cells, ratios)) != OD_REPORT_ROW_END; row++) {
+        char label[64];
+        bool labelled = false;
+        switch (kind) {
+        case OD_REPORT_ROW_COUNT: text_row(f, r, od_report_count_labels[sub], cells, ratios); break;
+        case OD_REPORT_ROW_LATENCY:
+            if (sub == 0) fputs("latency, ms (median / p90)\n", f);
+            snprintf(label, sizeof label, "  ");
+            od_report_latency_name(&r->models[0].latency[sub], label + 2, sizeof label - 2);
+            text_row(f, r, label, cells, ratios);
+            break;
+        case OD_REPORT_ROW_ACCURACY:
+            for (int i = 0; i < n; i++)
+                labelled |= r->models[i].accuracy >= 0;
+            if (labelled) text_row(f, r, "test accuracy", cells, ratios);
+            break;
+        default:
+            snprintf(label, sizeof label, "agreement with %s", r->models[0].label);
+            if (n > 1) text_row(f, r, label, cells, ratios);
         }
-        text_row(f, r, count_labels[k], cells, ratios);
-    }
-    if (r->models[0].n_latency) fputs("latency, ms (median / p90)\n", f);
-    for (int k = 0; k < r->models[0].n_latency; k++) {
-        const od_latency *l0 = &r->models[0].latency[k];
-        char label[64], a[24], b[24];
-        snprintf(label, sizeof label, "  ");
-        od_report_latency_name(l0, label + 2, sizeof label - 2);
-        for (int i = 0; i < n; i++) {
-            const od_report_model *m = &r->models[i];
-            if (k < m->n_latency) {
-                snprintf(cells[i], sizeof cells[i], "%s / %s", od_report_ms(m->latency[k].median, a, sizeof a),
-                         od_report_ms(m->latency[k].p90, b, sizeof b));
-                od_report_ratio(m->latency[k].median, l0->median, ratios[i], sizeof ratios[i]);
-            } else {
-                snprintf(cells[i], sizeof cells[i], "-");
-                snprintf(ratios[i], sizeof ratios[i], "-");
-            }
-        }
-        text_row(f, r, label, cells, ratios);
     }
     if (r->n_test > 0) {
-        bool labelled = false;
-        for (int i = 0; i < n; i++) {
-            const od_report_model *m = &r->models[i];
-            labelled |= m->accuracy >= 0;
-            if (m->accuracy >= 0) snprintf(cells[i], sizeof cells[i], "%.2f%%", 100 * m->accuracy);
-            else snprintf(cells[i], sizeof cells[i], "-");
-            if (m->accuracy >= 0 && r->models[0].accuracy >= 0)
-                snprintf(ratios[i], sizeof ratios[i], "%+.2f pt", 100 * (m->accuracy - r->models[0].accuracy));
-            else snprintf(ratios[i], sizeof ratios[i], "-");
-        }
-        if (labelled) text_row(f, r, "test accuracy", cells, ratios);
-        for (int i = 0; i < n; i++) {
-            const od_report_model *m = &r->models[i];
-            if (m->agreement >= 0) snprintf(cells[i], sizeof cells[i], "%.2f%%", 100 * m->agreement);
-            else snprintf(cells[i], sizeof cells[i], "-");
-            snprintf(ratios[i], sizeof ratios[i], " ");
-        }
-        char label[64];
-        snprintf(label, sizeof label, "agreement with %s", r->models[0].label);
-        if (n > 1) text_row(f, r, label, cells, ratios);
         char nb[32];
-        fprintf(f, "\n(latency: ms per run of the batch; ratio: model / %s; accuracy on %s test samples%s%s%s%s)\n",
-                r->models[0].label, od_format_count(r->n_test, nb, sizeof nb), r->data ? " of " : "", r->data ? r->data : "",
-                r->preprocess[0] ? ", preprocessing: " : "", r->preprocess);
+        fprintf(f, "\n(latency: ms per run of the batch; ratio: model / %s; accuracy on %s test samples",
+                r->models[0].label, od_format_count(r->n_test, nb, sizeof nb));
+        od_report_data_phrase(f, r, text_as_is);
+        fputs(")\n", f);
         for (int i = 1; i < n; i++) {
             const od_report_model *m = &r->models[i];
             if (!m->wrong_ref_right.per_class) continue;
@@ -928,6 +993,12 @@ static void md_phase(FILE *f, const char *name, const od_report_phase *p) {
     fputs(" |\n", f);
 }
 
+/* " text |", or " |" for an empty cell */
+static void md_cell(FILE *f, const char *text) {
+    if (text[0]) fprintf(f, " %s |", text);
+    else fputs(" |", f);
+}
+
 static void write_markdown(const od_report *r, FILE *f) {
     char title[1024], a[24], b[24], nb[32];
     int n = r->n_models;
@@ -947,53 +1018,11 @@ static void write_markdown(const od_report *r, FILE *f) {
     fputs("\n|---|", f);
     for (int i = 0; i < n; i++) fputs(i ? "---:|---:|" : "---:|", f);
     fputc('\n', f);
-    for (row_kind k = ROW_BYTES; k <= ROW_MACS; k++) {
-        fprintf(f, "| %s |", count_labels[k]);
-        for (int i = 0; i < n; i++) {
-            fprintf(f, " %s |", od_format_count(count_of(&r->models[i], k), nb, sizeof nb));
-            if (i) fprintf(f, " %s |", od_report_ratio((double)count_of(&r->models[i], k), (double)count_of(m0, k), a, sizeof a));
-        }
-        fputc('\n', f);
-    }
-    for (int k = 0; k < m0->n_latency; k++) {
-        fprintf(f, "| latency ms, %s (median / p90) |", od_report_latency_name(&m0->latency[k], nb, sizeof nb));
-        for (int i = 0; i < n; i++) {
-            const od_report_model *m = &r->models[i];
-            if (k < m->n_latency) {
-                fprintf(f, " %s / %s |", od_report_ms(m->latency[k].median, a, sizeof a), od_report_ms(m->latency[k].p90, b, sizeof b));
-                if (i) fprintf(f, " %s |", od_report_ratio(m->latency[k].median, m0->latency[k].median, a, sizeof a));
-            } else {
-                fputs(i ? " - | - |" : " - |", f);
-            }
-        }
-        fputc('\n', f);
-    }
+    static const od_report_table_syntax md = {"| ", " |", "\n", " (", ")", md_text, md_cell};
+    od_report_summary_rows(f, r, &md);
     if (r->n_test) {
-        fputs("| test accuracy |", f);
-        for (int i = 0; i < n; i++) {
-            const od_report_model *m = &r->models[i];
-            if (m->accuracy >= 0) fprintf(f, " %.2f%% |", 100 * m->accuracy);
-            else fputs(" - |", f);
-            if (i && m->accuracy >= 0 && m0->accuracy >= 0) fprintf(f, " %+.2f pt |", 100 * (m->accuracy - m0->accuracy));
-            else if (i) fputs(" - |", f);
-        }
-        fputs("\n| agreement with ", f);
-        md_text(f, m0->label);
-        fputs(" |", f);
-        for (int i = 0; i < n; i++) {
-            if (r->models[i].agreement >= 0) fprintf(f, " %.2f%% |", 100 * r->models[i].agreement);
-            else fputs(" - |", f);
-            if (i) fputs(" |", f);
-        }
-        fprintf(f, "\n\nEvaluated on %s test samples", od_format_count(r->n_test, nb, sizeof nb));
-        if (r->data) {
-            fputs(" of ", f);
-            md_text(f, r->data);
-        }
-        if (r->preprocess[0]) {
-            fputs(", preprocessing: ", f);
-            md_text(f, r->preprocess);
-        }
+        fprintf(f, "\nEvaluated on %s test samples", od_format_count(r->n_test, nb, sizeof nb));
+        od_report_data_phrase(f, r, md_text);
         fputs(".\n", f);
     }
     bool labelled = r->n_test && m0->eval.classes > 0;

@@ -350,56 +350,16 @@ static void th_models(FILE *f, const od_report *r, const char *first, bool ratio
     fputs("</tr>\n", f);
 }
 
+static void html_cell(FILE *f, const char *text) { fprintf(f, "<td>%s</td>", text); }
+
 static void summary_table(FILE *f, const od_report *r) {
     const od_report_model *m0 = &r->models[0];
-    char a[48], b[48], nb[48];
+    char nb[48];
     fputs("<table id=\"summary\">\n", f);
     th_models(f, r, "", true);
-    static const char *const names[] = {"file bytes", "gzip bytes (zlib -9)", "params", "MACs per sample"};
-    for (int k = 0; k < 4; k++) {
-        fprintf(f, "<tr><td>%s</td>", names[k]);
-        for (int i = 0; i < r->n_models; i++) {
-            const od_report_model *m = &r->models[i];
-            int64_t v = k == 0 ? (int64_t)m->bytes : k == 1 ? (int64_t)m->gzip_bytes : k == 2 ? m->params : m->macs;
-            int64_t v0 = k == 0 ? (int64_t)m0->bytes : k == 1 ? (int64_t)m0->gzip_bytes : k == 2 ? m0->params : m0->macs;
-            fprintf(f, "<td>%s</td>", od_format_count(v, nb, sizeof nb));
-            if (i) fprintf(f, "<td>%s</td>", od_report_ratio((double)v, (double)v0, a, sizeof a));
-        }
-        fputs("</tr>\n", f);
-    }
-    for (int k = 0; k < m0->n_latency; k++) {
-        fprintf(f, "<tr><td>latency ms, %s <span class=\"note\">median / p90</span></td>",
-                od_report_latency_name(&m0->latency[k], nb, sizeof nb));
-        for (int i = 0; i < r->n_models; i++) {
-            const od_report_model *m = &r->models[i];
-            if (k < m->n_latency) {
-                fprintf(f, "<td>%s / %s</td>", od_report_ms(m->latency[k].median, a, sizeof a), od_report_ms(m->latency[k].p90, b, sizeof b));
-                if (i) fprintf(f, "<td>%s</td>", od_report_ratio(m->latency[k].median, m0->latency[k].median, a, sizeof a));
-            } else {
-                fputs(i ? "<td>-</td><td>-</td>" : "<td>-</td>", f);
-            }
-        }
-        fputs("</tr>\n", f);
-    }
-    if (r->n_test) {
-        fputs("<tr><td>test accuracy</td>", f);
-        for (int i = 0; i < r->n_models; i++) {
-            const od_report_model *m = &r->models[i];
-            if (m->accuracy >= 0) fprintf(f, "<td>%.2f%%</td>", 100 * m->accuracy);
-            else fputs("<td>-</td>", f);
-            if (i && m->accuracy >= 0 && m0->accuracy >= 0) fprintf(f, "<td>%+.2f pt</td>", 100 * (m->accuracy - m0->accuracy));
-            else if (i) fputs("<td>-</td>", f);
-        }
-        fputs("</tr>\n<tr><td>agreement with ", f);
-        esc(f, m0->label);
-        fputs("</td>", f);
-        for (int i = 0; i < r->n_models; i++) {
-            if (r->models[i].agreement >= 0) fprintf(f, "<td>%.2f%%</td>", 100 * r->models[i].agreement);
-            else fputs("<td>-</td>", f);
-            if (i) fputs("<td></td>", f);
-        }
-        fputs("</tr>\n", f);
-    }
+    static const od_report_table_syntax html = {"<tr><td>", "</td>", "</tr>\n", " <span class=\"note\">",
+                                                 "</span>", esc, html_cell};
+    od_report_summary_rows(f, r, &html);
     fputs("</table>\n<p class=\"note\">Ratios divide each model's value by the ", f);
     esc(f, m0->label);
     fputs("'s. Latency: milliseconds per run of the whole batch", f);
@@ -411,14 +371,7 @@ static void summary_table(FILE *f, const od_report *r) {
     fputs(".", f);
     if (r->n_test) {
         fprintf(f, " Accuracy on %s test samples", od_format_count(r->n_test, nb, sizeof nb));
-        if (r->data) {
-            fputs(" of ", f);
-            esc(f, r->data);
-        }
-        if (r->preprocess[0]) {
-            fputs(", preprocessing: ", f);
-            esc(f, r->preprocess);
-        }
+        od_report_data_phrase(f, r, esc);
         fputs(".", f);
     }
     fputs("</p>\n", f);

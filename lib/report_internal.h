@@ -15,6 +15,39 @@ const char *od_report_latency_name(const od_latency *l, char *buf, size_t size);
 /* The title: "teacher.onnx -> student.onnx" for a distillation, file names otherwise. */
 const char *od_report_title(const od_report *r, char *buf, size_t size);
 
+/* The rows of the summary table every format prints (text, Markdown, HTML), in order: the four
+ * counts (*sub 0-3: file bytes, gzip bytes, params, MACs; labels od_report_count_labels), one
+ * per latency of the first model (*sub: its index), then with test samples accuracy and
+ * agreement with the first model. */
+typedef enum od_report_row_kind {
+    OD_REPORT_ROW_COUNT,
+    OD_REPORT_ROW_LATENCY,
+    OD_REPORT_ROW_ACCURACY,
+    OD_REPORT_ROW_AGREEMENT,
+    OD_REPORT_ROW_END,
+} od_report_row_kind;
+extern const char *const od_report_count_labels[4];
+/* Row `row`'s kind (OD_REPORT_ROW_END past the last) with each model's cell and its ratio to
+ * the first model ("-" where unknown, "" for agreement) in cells[i] and ratios[i]. */
+od_report_row_kind od_report_summary_row(const od_report *r, int row, int *sub, char (*cells)[40],
+                                         char (*ratios)[24]);
+
+/* How a format writes the summary table's rows (Markdown, HTML): a row is row_open, the label,
+ * label_close, every cell (cell(f, text); a ratio cell after every model but the first) and
+ * row_close; the latency rows' "median / p90" goes between note_open and note_close; names
+ * are written by text (the format's escaping). */
+typedef struct od_report_table_syntax {
+    const char *row_open, *label_close, *row_close, *note_open, *note_close;
+    void (*text)(FILE *f, const char *s);
+    void (*cell)(FILE *f, const char *s);
+} od_report_table_syntax;
+/* Every row of the summary table (od_report_summary_row) in that syntax. */
+void od_report_summary_rows(FILE *f, const od_report *r, const od_report_table_syntax *syn);
+
+/* " of DATA, preprocessing: P" (each part when known) after "N test samples", the names
+ * written by text (the format's escaping). */
+void od_report_data_phrase(FILE *f, const od_report *r, void (*text)(FILE *f, const char *s));
+
 /* Options as (name, value) rows, for tables; returns the count (at most 32). */
 int od_report_option_rows(const od_report *r, char names[][32], char values[][96]);
 

@@ -209,6 +209,16 @@ typedef enum od_auto_pad {
 /* auto_pad of a Conv, ConvTranspose or pool (NOTSET when absent); an error naming the node for a
  * value ONNX does not define. */
 od_status od_attr_auto_pad(const od_node *n, od_auto_pad *out, od_error *err);
+/* Splits a total padding (negative: a crop, as ConvTranspose's output_shape makes) over the two
+ * ends of a spatial dim: SAME_UPPER puts the odd one at the end, anything else at the start;
+ * rounds toward minus infinity. */
+void od_pad_split(od_auto_pad ap, int64_t total, int64_t *begin, int64_t *end);
+/* The padding auto_pad gives one spatial dim of a window op (Conv, MaxPool, AveragePool) with
+ * input size in, dilated window k and stride: SAME_UPPER and SAME_LOWER pad (never negatively)
+ * for an output of ceil(in / stride) and return true; VALID pads nothing; NOTSET keeps *begin
+ * and *end (the pads attribute). */
+bool od_auto_pad_window(od_auto_pad ap, int64_t in, int64_t k, int64_t stride, int64_t *begin,
+                        int64_t *end);
 
 /* Number of ints copied (at most max), -1 when absent. */
 int od_attr_ints(const od_node *n, const char *name, int64_t *out, int max);

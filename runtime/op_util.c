@@ -44,6 +44,21 @@ od_status od_attr_auto_pad(const od_node *n, od_auto_pad *out, od_error *err) {
     return od_node_error(err, OD_STATUS_INVALID_MODEL, n, "auto_pad \"%s\" is not one ONNX defines", ap);
 }
 
+void od_pad_split(od_auto_pad ap, int64_t total, int64_t *begin, int64_t *end) {
+    int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);
+    *begin = ap == OD_AUTO_PAD_SAME_UPPER ? half : total - half;
+    *end = total - *begin;
+}
+
+bool od_auto_pad_window(od_auto_pad ap, int64_t in, int64_t k, int64_t stride, int64_t *begin,
+                        int64_t *end) {
+    if (ap == OD_AUTO_PAD_VALID) *begin = *end = 0;
+    if (ap != OD_AUTO_PAD_SAME_UPPER && ap != OD_AUTO_PAD_SAME_LOWER) return false;
+    int64_t out = (in + stride - 1) / stride, total = (out - 1) * stride + k - in;
+    od_pad_split(ap, total > 0 ? total : 0, begin, end);
+    return true;
+}
+
 const char *od_attr_string(const od_node *n, const char *name, const char *dflt, char *buf,
                            size_t size) {
     const od_attr *a = od_node_attr(n, name);

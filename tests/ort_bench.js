@@ -5,6 +5,7 @@
 //   node tests/ort_bench.js [--batch 1,64] [--threads 1,2] [--min-time S] [--min-runs N] MODEL...
 'use strict';
 const ort = require('onnxruntime-node');
+const { makeInputs } = require('./ort_inputs');
 
 async function main() {
   const args = process.argv.slice(2);
@@ -25,16 +26,8 @@ async function main() {
         const session = await ort.InferenceSession.create(model, {
           intraOpNumThreads: t, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' });
         const feeds = {};
-        const meta = session.inputMetadata || [];
-        for (const name of session.inputNames) {
-          const m = Array.isArray(meta) ? meta.find(x => x.name === name) : null;
-          const dims = m && m.shape ? m.shape.map((d, i) => (typeof d === 'number' && d > 0 ? d : (i === 0 ? batch : 1))) : [batch, 1, 28, 28];
-          dims[0] = batch;
-          const n = dims.reduce((a, b) => a * b, 1);
-          const x = new Float32Array(n);
-          for (let i = 0; i < n; i++) x[i] = Math.sin(i) ;
-          feeds[name] = new ort.Tensor('float32', x, dims);
-        }
+        const sine = n => Float32Array.from({ length: n }, (_, i) => Math.sin(i));
+        for (const { name, tensor } of makeInputs(session, batch, sine)) feeds[name] = tensor;
         const warmEnd = performance.now() + Math.min(200, minTime * 200);
         for (let i = 0; i < Math.min(3, minRuns) || performance.now() < warmEnd; i++) await session.run(feeds);
         const times = [];

@@ -7,20 +7,11 @@
 # corrupting bytes, datasets with numpy. kill -9 during distill leaves an earlier output
 # byte-identical. Run against the sanitizer build with BUILD=build-asan.
 # (tests/t_distill.sh covers SIGINT/--resume and distill's basic bad options.)
-set -u
-cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-BIN=$BUILD/onnx-distill
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/lib.sh"
 # Sanitizers exit with their own codes, so a report is never mistaken for a clean exit 1.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-}:exitcode=86:detect_leaks=1
 export LSAN_OPTIONS=${LSAN_OPTIONS:-}:exitcode=87
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-}:exitcode=88:print_stacktrace=1
-PY=/usr/bin/python3
-pass=0 fail=0 skip=0
-ok() { echo "PASS $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
 O=$T/out # the output folder of every case: must stay empty
 
 # expect_fail NAME REGEX COMMAND...: exit 1 (a runtime error), one stderr line matching REGEX
@@ -50,9 +41,8 @@ expect_fail() {
 expect_usage() { want_rc=2 expect_fail "$@"; }
 
 if ! $PY -c 'import onnx, numpy' 2>/dev/null; then
-    echo "SKIP: /usr/bin/python3 lacks onnx or numpy: the fixtures cannot be made"
-    echo "bad_input: 0 passed, 0 failed, 1 skipped"
-    exit 0
+    skipped "/usr/bin/python3 lacks onnx or numpy: the fixtures cannot be made"
+    finish
 fi
 
 TEACHER=models/cnn.onnx
@@ -61,7 +51,7 @@ D=(--epochs 1 --threads 1 --quiet --batch 32)
 # ---- fixtures ---------------------------------------------------------------------------------
 F=$T/f
 mkdir -p "$F/sub"
-$PY - "$F" models/cnn.onnx <<'EOF' || { echo "FAIL making the fixtures"; echo "bad_input: 0 passed, 1 failed"; exit 1; }
+$PY - "$F" models/cnn.onnx <<'EOF' || { bad "making the fixtures"; finish; }
 import os, sys
 import numpy as np
 import onnx
@@ -534,5 +524,4 @@ else
     fi
 fi
 
-echo "bad_input: $pass passed, $fail failed, $skip skipped"
-[ $fail -eq 0 ]
+finish

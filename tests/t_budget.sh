@@ -8,18 +8,10 @@
 # the printed and written spec, which rebuilds the student); --budget with
 # --width or --spec is a usage error; distill trains the chosen student and its report carries
 # the budget.
-# Prints `budget: N passed, N failed` last.
-set -u
-cd "$(dirname "$0")/.."
-BIN=${BUILD:-build}/onnx-distill
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-ok() { echo "PASS $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+# Prints `budget: N passed, N failed, N skipped` last.
+. "$(dirname "$0")/lib.sh"
 
-[ -x "$BIN" ] || { echo "no $BIN (run make)"; echo "budget: 0 passed, 1 failed"; exit 1; }
+need_bin
 
 # inspect_key FILE KEY: a number from `inspect --json`
 inspect_key() { "$BIN" inspect --json "$1" | sed -n "s/.*\"$2\": \([0-9]*\).*/\1/p"; }
@@ -193,5 +185,4 @@ check "distill --budget latency: exit 0" "[ $rc -eq 0 ] || { cat '$T/err'; false
 check "distill --budget latency: the Markdown report shows budget, median, p90, candidates and why" \
     "grep -q 'budget [0-9.]* ms at batch 1, 1 thread, measured on onnx-distill' '$T/dl.md' && grep -q 'ms median, [0-9.e-]* ms p90 (fresh measurement)' '$T/dl.md' && grep -q 'why: ' '$T/dl.md' && grep -q 'candidates width 0.001: ' '$T/dl.md'"
 
-echo "budget: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

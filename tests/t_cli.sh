@@ -2,15 +2,8 @@
 # The command-line parser (tools/cli.c) itself: the same bad value gets the same message in every
 # command that has the option; usage errors exit 2 and runtime errors 1; `--`, `-oFILE` and
 # `--name=value`; `onnx-distill help CMD`; the man page renders; tools see only public headers.
-cd "$(dirname "$0")/.." || exit 1
-BUILD=${BUILD:-build}
-BIN=$BUILD/onnx-distill
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-ok() { echo "PASS $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
-[ -x "$BIN" ] || { echo "no $BIN (run make)"; echo "cli: 0 passed, 1 failed"; exit 1; }
+. "$(dirname "$0")/lib.sh"
+need_bin
 M=models/cnn.onnx
 
 # run NAME ARGS...: runs the binary; $rc, $T/out, $T/err
@@ -135,5 +128,4 @@ done
 grep -q 'TOOLS_CPPFLAGS := -D_GNU_SOURCE -I$(BUILD)/include$' Makefile && ok "tools/ compile with -I\$(BUILD)/include only" ||
     bad "the Makefile gives tools/ more than the public headers"
 
-echo "cli: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

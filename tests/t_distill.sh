@@ -3,15 +3,7 @@
 # student beats chance by far, has no BatchNormalization left, passes onnx.checker, agrees with
 # ONNX Runtime, is byte-identical for the same seed and threads; bad options fail cleanly; a run
 # interrupted by SIGINT resumes to the same bytes.
-set -u
-cd "$(dirname "$0")/.."
-BIN=${BUILD:-build}/onnx-distill
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-ok() { echo "PASS $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/lib.sh"
 
 # OD_TEST_QUICK=1 (run_all.sh's sanitizer pass): less data, and the accuracy bar is not checked.
 QUICK=${OD_TEST_QUICK:-0}
@@ -69,5 +61,4 @@ done
 "$BIN" distill models/cnn.onnx --data "$T/nowhere" -o "$T/bad.onnx" >/dev/null 2>"$T/bad.err"
 check "missing dataset: exit 1, names it" '[ $? -eq 1 ] && grep -q nowhere "$T/bad.err" && [ ! -e "$T/bad.onnx" ]'
 
-echo "distill: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -5,17 +5,7 @@
 # sensible accuracy with class names in the report, the teacher scores the same on the PNGs as
 # on the IDX files they came from, --strict and the skip warning, --augment, --latency off, and a
 # 1000-class compare --html stays small.
-set -u
-cd "$(dirname "$0")/.."
-B=${BUILD:-build}
-BIN=$B/onnx-distill
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-ok() { echo "PASS $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
-PY=/usr/bin/python3
+. "$(dirname "$0")/lib.sh"
 QUICK=${OD_TEST_QUICK:-0}
 N_TRAIN=600 N_TEST=300
 [ "$QUICK" = 1 ] && N_TRAIN=200 N_TEST=100
@@ -23,7 +13,7 @@ N_TRAIN=600 N_TEST=300
 $PY tests/images_make.py "$T/img" $N_TRAIN $N_TEST >"$T/make.out" 2>&1
 check "images_make.py writes the folders" '[ $? -eq 0 ] || { cat "$T/make.out"; false; }'
 
-"$B/tests/test_images" "$T/img" >"$T/unit.out" 2>&1
+"$BUILD/tests/test_images" "$T/img" >"$T/unit.out" 2>&1
 check "test_images: $(tail -1 "$T/unit.out")" '[ $? -eq 0 ] || { cat "$T/unit.out"; false; }'
 grep torchvision "$T/unit.out"
 
@@ -87,5 +77,4 @@ check "1000-class HTML: most confused pairs, bounded class table" 'grep -q "Most
 mdbytes=$(stat -c %s "$T/k.md" 2>/dev/null || echo 0)
 check "1000-class Markdown: $mdbytes bytes, under 100 kB" '[ "$mdbytes" -gt 500 ] && [ "$mdbytes" -lt 100000 ]'
 
-echo "images: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

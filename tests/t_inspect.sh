@@ -1,13 +1,7 @@
 #!/bin/bash
 # `inspect`: parameter and MAC counts against independent counts made with python3-onnx, the
 # JSON keys, symbolic dims, and one-line errors for files that are not models.
-set -u
-cd "$(dirname "$0")/.."
-BIN=${BUILD:-build}/onnx-distill
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-check() { if eval "$2"; then echo "PASS $1"; pass=$((pass + 1)); else echo "FAIL $1"; fail=$((fail + 1)); fi; }
+. "$(dirname "$0")/lib.sh"
 D=/usr/share/libonnx-testdata/data
 models="models/*.onnx $D/pytorch-converted/test_Conv2d_groups/model.onnx $D/pytorch-converted/test_Linear/model.onnx
         $D/node/test_matmul_3d/model.onnx $D/node/test_gemm_transposeA/model.onnx $D/pytorch-converted/test_Conv2d_depthwise_strided/model.onnx
@@ -36,5 +30,4 @@ for f in empty random truncated; do
 done
 "$BIN" inspect "$T/missing.onnx" >/dev/null 2>"$T/err"
 check "missing file: exit 1" '[ $? -eq 1 ] && grep -q missing.onnx "$T/err"'
-echo "inspect: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -2,15 +2,8 @@
 # `make install` like a library: into a temporary PREFIX (and with DESTDIR), then the README's C
 # example, which must be the header's example word for word, built against the installed copy
 # with `pkg-config --cflags --libs onnx-distill` and run; the installed man page renders.
-cd "$(dirname "$0")/.." || exit 1
-BUILD=${BUILD:-build}
+. "$(dirname "$0")/lib.sh"
 ROOT=$PWD
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0 skip=0
-ok() { echo "PASS $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
-finish() { echo "install: $pass passed, $fail failed, $skip skipped"; [ $fail -eq 0 ]; exit $?; }
 
 # ---- the example: one text in the README and in the header ---------------------------------------
 awk '/^## Using the library from C/ { s = 1 } s && /^```c$/ { c = 1; next } c && /^```$/ { exit } c' README.md >"$T/readme.c"

@@ -12,36 +12,26 @@
 # Also: QuantizeLinear's rounding and saturation against numpy; --calibrate-percentile changes the
 # ranges; the flags' usage errors (exit 2).
 # Ends with `int8: N passed, N failed, N skipped`.
-set -u
-cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-BIN="$PWD/$BUILD/onnx-distill"
-PY=/usr/bin/python3
+. "$(dirname "$0")/lib.sh"
 export NODE_PATH="$PWD/tests/node_modules"
 DATA=/usr/share/datasets/fashion-mnist
 ORT_STEPS=3
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0 skip=0
-ok() { pass=$((pass + 1)); echo "PASS $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-finish() { echo "int8: $pass passed, $fail failed, $skip skipped"; [ "$fail" -eq 0 ]; exit $?; }
 
-[ -x "$BIN" ] || { bad "no $BIN (run make)"; finish; }
+need_bin
 if [ ! -d "$DATA" ]; then
-    skip=$((skip + 1)); echo "SKIP $DATA is not installed"; finish
+    skipped "$DATA is not installed"; finish
 fi
 
 # the first 1,000 test images, preprocessed as the teachers' metadata says (all three agree)
-$PY - "$tmp/x.npy" <<'PYEOF'
+$PY - "$T/x.npy" <<'PYEOF'
 import gzip, sys, numpy as np
 with gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz") as f:
     x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28)[:1000]
 np.save(sys.argv[1], ((x.astype(np.float32) / 255 - 0.2860) / 0.3530).astype(np.float32))
 PYEOF
 
-cat >"$tmp/ort.js" <<'JSEOF'
+cat >"$T/ort.js" <<'JSEOF'
 // node ort.js MODEL IN.npy OUT.npy: ONNX Runtime (1 thread) on a float32 .npy, output 0 to .npy
 const fs = require('fs'), ort = require('onnxruntime-node');
 function readNpy(file) {
@@ -67,14 +57,14 @@ function writeNpy(file, data, shape) {
 JSEOF
 
 for t in cnn cnn_bn resnet; do
-    q="$tmp/${t}_int8.onnx"
+    q="$T/${t}_int8.onnx"
     if ! "$BIN" optimize "models/$t.onnx" -o "$q" --weights int8 --activations int8 --calibrate fashion-mnist \
-        --calibrate-samples 256 >"$tmp/log" 2>&1; then
-        bad "$t: optimize --activations int8: $(tail -1 "$tmp/log")"
+        --calibrate-samples 256 >"$T/log" 2>&1; then
+        bad "$t: optimize --activations int8: $(tail -1 "$T/log")"
         continue
     fi
-    grep -q "activations           int8:" "$tmp/log" && ok "$t: optimize reports the activations" ||
-        bad "$t: no activations line: $(cat "$tmp/log")"
+    grep -q "activations           int8:" "$T/log" && ok "$t: optimize reports the activations" ||
+        bad "$t: no activations line: $(cat "$T/log")"
     if out=$($PY - "models/$t.onnx" "$q" 2>&1 <<'PYEOF'
 import sys, onnx
 from onnx import TensorProto
@@ -110,13 +100,13 @@ print(n_ops)
 PYEOF
     ); then ok "$t: checker, QDQ around all $out Conv/Gemm nodes, int8 weights, int32 biases, same inputs/outputs"
     else bad "$t: $out"; fi
-    if ! "$BIN" run "$q" --input "$tmp/x.npy" --output "$tmp/ours.npy" 2>"$tmp/err"; then
-        bad "$t: run: $(cat "$tmp/err")"; continue
+    if ! "$BIN" run "$q" --input "$T/x.npy" --output "$T/ours.npy" 2>"$T/err"; then
+        bad "$t: run: $(cat "$T/err")"; continue
     fi
-    if ! node "$tmp/ort.js" "$q" "$tmp/x.npy" "$tmp/ort.npy" 2>"$tmp/err"; then
-        bad "$t: ONNX Runtime: $(cat "$tmp/err")"; continue
+    if ! node "$T/ort.js" "$q" "$T/x.npy" "$T/ort.npy" 2>"$T/err"; then
+        bad "$t: ONNX Runtime: $(cat "$T/err")"; continue
     fi
-    if out=$($PY - "$q" "$tmp/ours.npy" "$tmp/ort.npy" "$ORT_STEPS" 2>&1 <<'PYEOF'
+    if out=$($PY - "$q" "$T/ours.npy" "$T/ort.npy" "$ORT_STEPS" 2>&1 <<'PYEOF'
 import sys, onnx, numpy as np
 from onnx import numpy_helper
 g = onnx.load(sys.argv[1]).graph
@@ -136,7 +126,7 @@ PYEOF
 done
 
 # QuantizeLinear's rounding (half to even) and saturation against numpy, int8 and uint8
-$PY - "$tmp" <<'PYEOF'
+$PY - "$T" <<'PYEOF'
 import sys, numpy as np, onnx
 from onnx import helper, TensorProto, numpy_helper
 d = sys.argv[1]
@@ -156,38 +146,38 @@ for name, t, zp in (("i8", TensorProto.INT8, np.int8(3)), ("u8", TensorProto.UIN
     open(f"{d}/q_{name}_ref.pb", "wb").write(numpy_helper.from_array(ref, "y").SerializeToString())
 PYEOF
 for q in i8 u8; do
-    if "$BIN" run "$tmp/q_$q.onnx" --input "$tmp/qx.npy" --output "$tmp/q_$q.pb" 2>"$tmp/err" &&
+    if "$BIN" run "$T/q_$q.onnx" --input "$T/qx.npy" --output "$T/q_$q.pb" 2>"$T/err" &&
         $PY -c "import sys, onnx; from onnx import numpy_helper as h
 a, b = (h.to_array(onnx.load_tensor(f)) for f in sys.argv[1:]); assert (a == b).all(), (a, b)" \
-            "$tmp/q_$q.pb" "$tmp/q_${q}_ref.pb" 2>>"$tmp/err"; then
+            "$T/q_$q.pb" "$T/q_${q}_ref.pb" 2>>"$T/err"; then
         ok "QuantizeLinear $q: ties to even, saturation, infinities as numpy"
-    else bad "QuantizeLinear $q: $(tail -3 "$tmp/err")"; fi
+    else bad "QuantizeLinear $q: $(tail -3 "$T/err")"; fi
 done
 
 # a percentile clips the ranges: other scales, a model that still runs
-if "$BIN" optimize models/cnn.onnx -o "$tmp/p.onnx" --weights int8 --activations int8 --calibrate fashion-mnist \
-    --calibrate-samples 64 --calibrate-percentile 99.9 >"$tmp/log" 2>&1 &&
-    "$BIN" optimize models/cnn.onnx -o "$tmp/m.onnx" --weights int8 --activations int8 --calibrate fashion-mnist \
-        --calibrate-samples 64 >/dev/null 2>&1 && ! cmp -s "$tmp/p.onnx" "$tmp/m.onnx" &&
-    "$BIN" run "$tmp/p.onnx" --input "$tmp/x.npy" --output "$tmp/p.npy" 2>/dev/null; then
+if "$BIN" optimize models/cnn.onnx -o "$T/p.onnx" --weights int8 --activations int8 --calibrate fashion-mnist \
+    --calibrate-samples 64 --calibrate-percentile 99.9 >"$T/log" 2>&1 &&
+    "$BIN" optimize models/cnn.onnx -o "$T/m.onnx" --weights int8 --activations int8 --calibrate fashion-mnist \
+        --calibrate-samples 64 >/dev/null 2>&1 && ! cmp -s "$T/p.onnx" "$T/m.onnx" &&
+    "$BIN" run "$T/p.onnx" --input "$T/x.npy" --output "$T/p.npy" 2>/dev/null; then
     ok "--calibrate-percentile 99.9 gives other ranges, and runs"
-else bad "--calibrate-percentile: $(tail -1 "$tmp/log")"; fi
+else bad "--calibrate-percentile: $(tail -1 "$T/log")"; fi
 
 # usage errors: exit 2, one line, no output file
 usage() { # expected-text args...
     local want=$1; shift
-    "$BIN" optimize models/cnn.onnx -o "$tmp/u.onnx" "$@" >"$tmp/out" 2>"$tmp/err"
+    "$BIN" optimize models/cnn.onnx -o "$T/u.onnx" "$@" >"$T/out" 2>"$T/err"
     local rc=$?
-    if [ $rc -eq 2 ] && grep -q -- "$want" "$tmp/err" && [ ! -e "$tmp/u.onnx" ]; then ok "usage: $*"
-    else bad "usage: $* -> exit $rc: $(cat "$tmp/err")"; fi
+    if [ $rc -eq 2 ] && grep -q -- "$want" "$T/err" && [ ! -e "$T/u.onnx" ]; then ok "usage: $*"
+    else bad "usage: $* -> exit $rc: $(cat "$T/err")"; fi
 }
 usage "needs --calibrate" --weights int8 --activations int8
 usage "needs --weights int8" --weights f16 --activations int8 --calibrate fashion-mnist
 usage "goes with --activations int8" --weights int8 --calibrate fashion-mnist
 usage "calibrate-percentile" --weights int8 --activations int8 --calibrate fashion-mnist --calibrate-percentile 0
-"$BIN" optimize models/cnn.onnx -o "$tmp/u.onnx" --weights int8 --activations int8 --calibrate "$tmp/none" \
-    >/dev/null 2>"$tmp/err"
+"$BIN" optimize models/cnn.onnx -o "$T/u.onnx" --weights int8 --activations int8 --calibrate "$T/none" \
+    >/dev/null 2>"$T/err"
 rc=$?
-[ $rc -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && [ ! -e "$tmp/u.onnx" ] && ok "missing calibration data: exit 1, one line" ||
-    bad "missing calibration data: exit $rc: $(cat "$tmp/err")"
+[ $rc -eq 1 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && [ ! -e "$T/u.onnx" ] && ok "missing calibration data: exit 1, one line" ||
+    bad "missing calibration data: exit $rc: $(cat "$T/err")"
 finish

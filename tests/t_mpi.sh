@@ -4,20 +4,11 @@
 # test accuracy within 0.1 point; with --deterministic the same bytes; rank 0 alone writes; a
 # killed rank ends the job with a message on the other rank and the checkpoint intact, and a
 # single process resumes from it to the same bytes as the uninterrupted 2-rank run.
-set -u
-cd "$(dirname "$0")/.."
-BIN=${BUILD:-build}/onnx-distill
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0 skip=0
-ok() { echo "PASS $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/lib.sh"
 
 if ! command -v mpirun >/dev/null || ! nm "$BIN" 2>/dev/null | grep -q ' U MPI_Init\| T od_comm_mpi_init'; then
-    echo "SKIP mpirun missing or $BIN built without MPI (make deps installs libopenmpi-dev, openmpi-bin)"
-    echo "mpi: 0 passed, 0 failed, 1 skipped"
-    exit 0
+    skipped "mpirun missing or $BIN built without MPI (make deps installs libopenmpi-dev, openmpi-bin)"
+    finish
 fi
 # CI runs as root; Open MPI refuses that unless told
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
@@ -165,5 +156,4 @@ check "1 process resumes the 2-rank checkpoint to the uninterrupted run's bytes"
 "${MPI[@]}" "$BIN" distill "${COMMON[@]}" --batch 63 -o "$T/odd.onnx" >"$T/odd.out" 2>&1
 check "--batch 63 on 2 ranks is refused" 'grep -q "does not split into 2 equal slices" "$T/odd.out" && [ ! -e "$T/odd.onnx" ]'
 
-echo "mpi: $pass passed, $fail failed, $skip skipped"
-[ $fail -eq 0 ]
+finish

@@ -2,15 +2,7 @@
 # The noisy teacher's extensions, end to end on a small slice of Fashion-MNIST: --noise-on
 # student (the paper's Fig. 2 control), several teachers, --unlabeled data, and the automatic
 # search of sigma / alpha / label weight.
-set -u
-cd "$(dirname "$0")/.."
-BIN=${BUILD:-build}/onnx-distill
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-ok() { echo "PASS $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/lib.sh"
 # the student's weights alone (provenance metadata names the teachers, so files may differ there)
 weights_sum() { /usr/bin/python3 -c "
 import hashlib, onnx, sys
@@ -129,5 +121,4 @@ check "a budget that leaves nothing for the search is refused" '[ $? -eq 1 ] && 
 "$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma-candidates 0,1 -o "$T/sc.onnx" >/dev/null 2>"$T/sc.err"
 check "--sigma-candidates without --sigma auto: usage error" '[ $? -eq 2 ] && [ ! -e "$T/sc.onnx" ]'
 
-echo "noise: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -13,29 +13,19 @@
 # f32 files of the example teachers are at most 1% larger than their float32 parameters. On the
 # example teachers, Fashion-MNIST test accuracy may drop by at most F16_DROP / INT8_DROP points.
 # Also: the CLI's help and one-line errors, and that a failed run leaves the output untouched.
-# Ends with `optimize: N passed, N failed`.
-set -u
-cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-BIN="$PWD/$BUILD/onnx-distill"
-PY=/usr/bin/python3
+# Ends with `optimize: N passed, N failed, N skipped`.
+. "$(dirname "$0")/lib.sh"
 export NODE_PATH="$PWD/tests/node_modules"
 F16_TOL=2e-3   # max |f16 - f32| / max |f32 output|
 INT8_TOL=5e-2  # max |int8 - f32| / max |f32 output|
 F16_DROP=0.1   # test accuracy points
 INT8_DROP=0.5
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "PASS $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-finish() { echo "optimize: $pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
 
-[ -x "$BIN" ] || { bad "no $BIN (run make)"; finish; }
+need_bin
 
 # ---- fixtures ------------------------------------------------------------------------------
-cat >"$tmp/fixtures.py" <<'EOF'
+cat >"$T/fixtures.py" <<'EOF'
 import os, sys, warnings
 import numpy as np
 import onnx
@@ -135,7 +125,7 @@ save([helper.make_node("Gemm", ["x", "W", "C"], ["g"], name="gemm_nt", alpha=0.7
 EOF
 
 # ---- checks in Python ------------------------------------------------------------------------
-cat >"$tmp/optcheck.py" <<'EOF'
+cat >"$T/optcheck.py" <<'EOF'
 import os, subprocess, sys
 import numpy as np
 import onnx
@@ -220,39 +210,39 @@ except Exception as e:
     sys.exit("%s: %s" % (type(e).__name__, e))
 EOF
 
-if $PY "$tmp/fixtures.py" "$tmp/fx" >"$tmp/fixtures.log" 2>&1; then
+if $PY "$T/fixtures.py" "$T/fx" >"$T/fixtures.log" 2>&1; then
     ok "fixtures made"
 else
-    bad "fixtures: $(tail -3 "$tmp/fixtures.log")"
+    bad "fixtures: $(tail -3 "$T/fixtures.log")"
 fi
 
 examples=${OPTIMIZE_MODELS:-$(ls models/*.onnx 2>/dev/null)} # OPTIMIZE_MODELS: other teachers
 [ -n "$examples" ] || bad "no example models in models/ (models/make_teachers.py makes them)"
-mkdir -p "$tmp/out" "$tmp/work"
+mkdir -p "$T/out" "$T/work"
 
 # ---- every model, every weight format ----------------------------------------------------------
-for model in $examples "$tmp"/fx/*.onnx; do
+for model in $examples "$T"/fx/*.onnx; do
     base=$(basename "$model" .onnx)
     for w in f32 f16 int8; do
-        out="$tmp/out/$base.$w.onnx"
+        out="$T/out/$base.$w.onnx"
         label="$base --weights $w"
         if [ "$base" = softmax4d ] && [ "$w" = int8 ]; then
             echo keep >"$out"
-            if "$BIN" optimize "$model" -o "$out" --weights int8 >"$tmp/log" 2>&1; then
+            if "$BIN" optimize "$model" -o "$out" --weights int8 >"$T/log" 2>&1; then
                 bad "$label: accepted, but an opset-11 Softmax over channels cannot move to opset 13"
-            elif [ "$(wc -l <"$tmp/log")" -eq 1 ] && grep -q 'softmax_c.*opset 13' "$tmp/log" &&
-                [ "$(cat "$out")" = keep ] && [ -z "$(ls "$tmp/out" | grep '\.tmp\.')" ]; then
-                ok "$label: refused in one line, output untouched: $(cat "$tmp/log")"
+            elif [ "$(wc -l <"$T/log")" -eq 1 ] && grep -q 'softmax_c.*opset 13' "$T/log" &&
+                [ "$(cat "$out")" = keep ] && [ -z "$(ls "$T/out" | grep '\.tmp\.')" ]; then
+                ok "$label: refused in one line, output untouched: $(cat "$T/log")"
             else
-                bad "$label: refusal not as expected: $(cat "$tmp/log")"
+                bad "$label: refusal not as expected: $(cat "$T/log")"
             fi
             continue
         fi
-        if ! "$BIN" optimize "$model" -o "$out" --weights "$w" >"$tmp/log" 2>&1; then
-            bad "$label: $(tail -1 "$tmp/log")"
+        if ! "$BIN" optimize "$model" -o "$out" --weights "$w" >"$T/log" 2>&1; then
+            bad "$label: $(tail -1 "$T/log")"
             continue
         fi
-        if msg=$($PY "$tmp/optcheck.py" check "$model" "$out" 2>&1); then
+        if msg=$($PY "$T/optcheck.py" check "$model" "$out" 2>&1); then
             ok "$label: onnx.checker full_check, inputs/outputs and batch dim kept"
         else
             bad "$label: $msg"
@@ -262,27 +252,27 @@ for model in $examples "$tmp"/fx/*.onnx; do
         f16) mode=range tol=$F16_TOL ;;
         int8) mode=range tol=$INT8_TOL ;;
         esac
-        if msg=$($PY "$tmp/optcheck.py" compare "$BIN" "$model" "$out" $mode $tol "$tmp/work" 2>&1); then
+        if msg=$($PY "$T/optcheck.py" compare "$BIN" "$model" "$out" $mode $tol "$T/work" 2>&1); then
             ok "$label: interpreter, original vs optimized, batch 1 and 64: $msg ($mode, tolerance $tol)"
         else
             bad "$label: interpreter, original vs optimized: $msg"
         fi
-        if node tests/ort_compare.js --tol 1e-4 --batch 1,64 --bin "$BIN" "$out" >"$tmp/ort.log" 2>&1; then
-            ok "$label: ONNX Runtime vs interpreter: $(grep -c '^PASS' "$tmp/ort.log") cases within 1e-4 ($(grep -o 'max rel diff [^ ]*' "$tmp/ort.log" | sort -k4 -g | tail -1))"
+        if node tests/ort_compare.js --tol 1e-4 --batch 1,64 --bin "$BIN" "$out" >"$T/ort.log" 2>&1; then
+            ok "$label: ONNX Runtime vs interpreter: $(grep -c '^PASS' "$T/ort.log") cases within 1e-4 ($(grep -o 'max rel diff [^ ]*' "$T/ort.log" | sort -k4 -g | tail -1))"
         else
-            bad "$label: ONNX Runtime: $(grep -E '^FAIL|Error' "$tmp/ort.log" | head -2)"
+            bad "$label: ONNX Runtime: $(grep -E '^FAIL|Error' "$T/ort.log" | head -2)"
         fi
-        grep -E '^  (fold|drop|weights|size)' "$tmp/log" | sed "s/^/    $base $w: /"
+        grep -E '^  (fold|drop|weights|size)' "$T/log" | sed "s/^/    $base $w: /"
     done
 done
 
 # ---- size of f32 files of the example teachers ----------------------------------------------
 for model in $examples; do
     base=$(basename "$model" .onnx)
-    out="$tmp/out/$base.f32.onnx"
+    out="$T/out/$base.f32.onnx"
     [ -f "$out" ] || continue
     size=$(stat -c %s "$out")
-    params=$($PY "$tmp/optcheck.py" params "$out")
+    params=$($PY "$T/optcheck.py" params "$out")
     if [ -n "$params" ] && [ "$size" -le $((params + params / 100)) ]; then
         ok "$base f32: $size bytes for $params bytes of float32 parameters (+$(awk "BEGIN{printf \"%.2f\", ($size-$params)*100/$params}")%, at most 1%)"
     else
@@ -299,7 +289,7 @@ if [ "${OD_TEST_QUICK:-0}" != 1 ] && [ -d /usr/share/datasets/fashion-mnist ] &&
         a32=$(acc "$model")
         [ -n "$a32" ] || { bad "$base: eval failed"; continue; }
         for w in f16 int8; do
-            out="$tmp/out/$base.$w.onnx"
+            out="$T/out/$base.$w.onnx"
             [ -f "$out" ] || continue
             a=$(acc "$out")
             limit=$F16_DROP; [ $w = int8 ] && limit=$INT8_DROP
@@ -314,44 +304,44 @@ if [ "${OD_TEST_QUICK:-0}" != 1 ] && [ -d /usr/share/datasets/fashion-mnist ] &&
 fi
 
 # ---- the command line -------------------------------------------------------------------------
-fx="$tmp/fx/handmade.onnx"
-if "$BIN" optimize --help >"$tmp/log" 2>&1 && grep -q '^usage: onnx-distill optimize' "$tmp/log"; then
+fx="$T/fx/handmade.onnx"
+if "$BIN" optimize --help >"$T/log" 2>&1 && grep -q '^usage: onnx-distill optimize' "$T/log"; then
     ok "optimize --help"
 else
-    bad "optimize --help: $(head -1 "$tmp/log")"
+    bad "optimize --help: $(head -1 "$T/log")"
 fi
 "$BIN" --help | grep -q '^  optimize' && ok "listed in onnx-distill --help" || bad "not listed in onnx-distill --help"
 cli_error() { # label, grep pattern, args...: a runtime error, exit 1 (cli_usage: exit 2)
     local label=$1 pattern=$2
     shift 2
-    "$BIN" optimize "$@" >"$tmp/out.log" 2>"$tmp/err.log"
+    "$BIN" optimize "$@" >"$T/out.log" 2>"$T/err.log"
     local rc=$?
-    if [ $rc -eq "${want_rc:-1}" ] && [ "$(wc -l <"$tmp/err.log")" -eq 1 ] && grep -q "$pattern" "$tmp/err.log" &&
-        [ ! -s "$tmp/out.log" ]; then
-        ok "error, $label: $(cat "$tmp/err.log")"
+    if [ $rc -eq "${want_rc:-1}" ] && [ "$(wc -l <"$T/err.log")" -eq 1 ] && grep -q "$pattern" "$T/err.log" &&
+        [ ! -s "$T/out.log" ]; then
+        ok "error, $label: $(cat "$T/err.log")"
     else
-        bad "error, $label: exit $rc, stderr: $(head -3 "$tmp/err.log")"
+        bad "error, $label: exit $rc, stderr: $(head -3 "$T/err.log")"
     fi
 }
 cli_usage() { want_rc=2 cli_error "$@"; }
 cli_usage "no model" "no model given"
 cli_usage "no output" "no output" "$fx"
-cli_usage "bad --weights" "int4" "$fx" -o "$tmp/x.onnx" --weights int4
-cli_usage "unknown option" "unknown option --fast" "$fx" -o "$tmp/x.onnx" --fast
-cli_error "missing file" "nope.onnx" "$tmp/nope.onnx" -o "$tmp/x.onnx"
-echo "not onnx" >"$tmp/garbage.onnx"
-cli_error "not a model" "garbage.onnx" "$tmp/garbage.onnx" -o "$tmp/x.onnx"
-cli_error "unwritable output" "no/such/dir" "$fx" -o "$tmp/no/such/dir/x.onnx"
-[ ! -e "$tmp/x.onnx" ] && ok "no output written on errors" || bad "an output was written on error"
-if "$BIN" optimize "$fx" -o "$tmp/a.onnx" --no-check >/dev/null && "$BIN" optimize "$fx" -o "$tmp/b.onnx" >/dev/null &&
-    cmp -s "$tmp/a.onnx" "$tmp/b.onnx"; then
+cli_usage "bad --weights" "int4" "$fx" -o "$T/x.onnx" --weights int4
+cli_usage "unknown option" "unknown option --fast" "$fx" -o "$T/x.onnx" --fast
+cli_error "missing file" "nope.onnx" "$T/nope.onnx" -o "$T/x.onnx"
+echo "not onnx" >"$T/garbage.onnx"
+cli_error "not a model" "garbage.onnx" "$T/garbage.onnx" -o "$T/x.onnx"
+cli_error "unwritable output" "no/such/dir" "$fx" -o "$T/no/such/dir/x.onnx"
+[ ! -e "$T/x.onnx" ] && ok "no output written on errors" || bad "an output was written on error"
+if "$BIN" optimize "$fx" -o "$T/a.onnx" --no-check >/dev/null && "$BIN" optimize "$fx" -o "$T/b.onnx" >/dev/null &&
+    cmp -s "$T/a.onnx" "$T/b.onnx"; then
     ok "deterministic output (and --no-check writes the same file)"
 else
     bad "two runs wrote different files"
 fi
-if "$BIN" optimize "$tmp/a.onnx" -o "$tmp/c.onnx" >"$tmp/log" && cmp -s "$tmp/a.onnx" "$tmp/c.onnx"; then
+if "$BIN" optimize "$T/a.onnx" -o "$T/c.onnx" >"$T/log" && cmp -s "$T/a.onnx" "$T/c.onnx"; then
     ok "optimizing an optimized model changes nothing"
 else
-    bad "a second optimize changed the file: $(grep -E 'fold|drop|removed' "$tmp/log" | tr '\n' ' ')"
+    bad "a second optimize changed the file: $(grep -E 'fold|drop|removed' "$T/log" | tr '\n' ' ')"
 fi
 finish

@@ -2,13 +2,8 @@
 # The pthreadpool functions libXNNPACK calls are all defined by runtime/pthreadpool.c and
 # exported by both the tool and libonnxdistill.so, so that XNNPACK's calls reach our pool and
 # never libpthreadpool's (which would read our pool as its own). tests/test_pool.c proves at
-# run time that the calls arrive. Ends with `t_pool: N passed, N failed`.
-set -u
-cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { echo "FAIL $*"; fail=$((fail + 1)); }
+# run time that the calls arrive. Ends with `pool: N passed, N failed, N skipped`.
+. "$(dirname "$0")/lib.sh"
 
 xnn=$(ls /usr/lib/*/libXNNPACK.so.0 /usr/lib/libXNNPACK.so.0 2>/dev/null | head -1)
 if [ -z "$xnn" ]; then
@@ -26,5 +21,4 @@ fi
 if readelf -d "$BUILD/onnx-distill" | grep -q 'NEEDED.*libpthreadpool'; then
     bad "$BUILD/onnx-distill links libpthreadpool directly"
 else ok; fi
-echo "t_pool: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

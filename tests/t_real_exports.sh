@@ -15,25 +15,14 @@
 # to redo). Skipped without /usr/bin/python3 + torchvision. OD_TEST_QUICK=1 (the sanitizer pass):
 # resnet18, resnext, mobilenet_v3_small and the ViTs only.
 # Prints `real_exports: N passed, N failed, N skipped` last.
-set -u
-cd "$(dirname "$0")/.." || exit 1
-BUILD=${BUILD:-build}
-BIN="$BUILD/onnx-distill"
+. "$(dirname "$0")/lib.sh"
 CACHE=${OD_EXPORT_CACHE:-build/real_exports} # the exports do not depend on the build
 QUICK=${OD_TEST_QUICK:-0} # run_all.sh's sanitizer pass: a few families only
-PY=/usr/bin/python3
-pass=0 fail=0 skip=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-skipped() { skip=$((skip + 1)); echo "SKIP $*"; }
 
-[ -x "$BIN" ] || { echo "no $BIN (run make)"; echo "real_exports: 0 passed, 1 failed"; exit 1; }
+need_bin
 if ! "$PY" -c "import torch, torchvision, onnx" 2>/dev/null; then
     skipped "no torch, torchvision and onnx in $PY (apt-get install python3-torchvision)"
-    echo "real_exports: $pass passed, $fail failed, $skip skipped"
-    exit 0
+    finish
 fi
 
 # family@opset  bar: the most of the teacher's MACs a width-0.5 student may keep (percent);
@@ -69,10 +58,9 @@ if [ "$QUICK" = 1 ]; then
 fi
 specs=$(echo "$CASES" | awk 'NF { print $1 }')
 # shellcheck disable=SC2086
-if ! "$PY" tests/export_torchvision.py "$CACHE" $specs >"$tmp/export.log" 2>&1; then
-    bad "export: $(tail -3 "$tmp/export.log")"
-    echo "real_exports: $pass passed, $fail failed, $skip skipped"
-    exit 1
+if ! "$PY" tests/export_torchvision.py "$CACHE" $specs >"$T/export.log" 2>&1; then
+    bad "export: $(tail -3 "$T/export.log")"
+    finish
 fi
 
 students=""
@@ -81,23 +69,23 @@ while read -r spec bar; do
     name="${spec%@*}_op${spec#*@}"
     base="$CACHE/$name"
     # run against PyTorch
-    if "$BIN" run "$base.onnx" --input "$base.in.npy" --output "$tmp/$name.out.npy" >/dev/null 2>"$tmp/err" &&
-        "$PY" - "$tmp/$name.out.npy" "$base.ref.npy" >"$tmp/cmp" 2>&1 <<'EOF'
+    if "$BIN" run "$base.onnx" --input "$base.in.npy" --output "$T/$name.out.npy" >/dev/null 2>"$T/err" &&
+        "$PY" - "$T/$name.out.npy" "$base.ref.npy" >"$T/cmp" 2>&1 <<'EOF'
 import sys, numpy as np
 a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
 d = float(np.abs(a - b).max()) if a.shape == b.shape else float("inf")
 print("max diff %.3g, output scale %.3g" % (d, float(np.abs(b).max())))
 sys.exit(0 if d <= 1e-4 * max(1.0, float(np.abs(b).max())) else 1)
 EOF
-    then ok; else bad "$name: run vs PyTorch: $(cat "$tmp/err" "$tmp/cmp" 2>/dev/null | head -2)"; fi
+    then ok; else bad "$name: run vs PyTorch: $(cat "$T/err" "$T/cmp" 2>/dev/null | head -2)"; fi
     # inspect's MACs complete
     if "$BIN" inspect "$base.onnx" --json 2>&1 | grep -q '"macs_complete": true'; then ok
     else bad "$name: inspect --json does not report complete MACs"; fi
     # shrink
-    "$BIN" shrink "$base.onnx" --width 0.5 -o "$tmp/$name.student.onnx" >"$tmp/shrink.out" 2>"$tmp/shrink.err"
+    "$BIN" shrink "$base.onnx" --width 0.5 -o "$T/$name.student.onnx" >"$T/shrink.out" 2>"$T/shrink.err"
     rc=$?
-    [ $rc -eq 0 ] || { bad "$name: shrink failed: $(head -2 "$tmp/shrink.err")"; continue; }
-    ratio=$(sed -n 's/.*, \([0-9.]*\)% of the MACs).*/\1/p' "$tmp/shrink.out")
+    [ $rc -eq 0 ] || { bad "$name: shrink failed: $(head -2 "$T/shrink.err")"; continue; }
+    ratio=$(sed -n 's/.*, \([0-9.]*\)% of the MACs).*/\1/p' "$T/shrink.out")
     limit=${bar#gap:}
     if [ -n "$ratio" ] && awk -v r="$ratio" -v l="$limit" 'BEGIN { exit !(r <= l) }'; then
         ok
@@ -105,11 +93,11 @@ EOF
     else
         bad "$name: width 0.5 keeps ${ratio:-?}% of the MACs, more than $limit%"
     fi
-    students="$students $tmp/$name.student.onnx"
+    students="$students $T/$name.student.onnx"
 done <<<"$CASES"
 
 # a layer that cannot shrink is a warning naming it and why (a Gather picks some of its channels)
-"$PY" - "$tmp/pinned.onnx" <<'EOF'
+"$PY" - "$T/pinned.onnx" <<'EOF'
 import sys, numpy as np, onnx
 from onnx import helper, numpy_helper, TensorProto
 r = np.random.default_rng(2)
@@ -124,10 +112,10 @@ g = helper.make_graph(
     [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 6, 6])], inits)
 onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), sys.argv[1])
 EOF
-"$BIN" shrink "$tmp/pinned.onnx" --width 0.5 -o "$tmp/s.onnx" >"$tmp/out" 2>"$tmp/err"
-if grep -q '^onnx-distill: warning: layer "c1" (Conv) keeps all its 8 channels: read by node "pick" (Gather): gathers along the channels' "$tmp/err" &&
-    grep -q ' 1 kept whole (see the warnings)' "$tmp/out"; then ok
-else bad "no per-layer warning or summary count: $(head -2 "$tmp/err") $(head -3 "$tmp/out")"; fi
+"$BIN" shrink "$T/pinned.onnx" --width 0.5 -o "$T/s.onnx" >"$T/out" 2>"$T/err"
+if grep -q '^onnx-distill: warning: layer "c1" (Conv) keeps all its 8 channels: read by node "pick" (Gather): gathers along the channels' "$T/err" &&
+    grep -q ' 1 kept whole (see the warnings)' "$T/out"; then ok
+else bad "no per-layer warning or summary count: $(head -2 "$T/err") $(head -3 "$T/out")"; fi
 
 # transformers: heads halved with the head dim kept (the q, k, v Reshapes of every attention ask
 # for [T, B * 2, 16]: their Concat'ed shape's batch-times-heads Mul constant 4 -> 2), in_proj
@@ -135,11 +123,11 @@ else bad "no per-layer warning or summary count: $(head -2 "$tmp/err") $(head -3
 vits=""
 for spec in vit@11 vit@13 vit@17 vit_deep@13 vit_deep@17; do
     name="${spec%@*}_op${spec#*@}"
-    [ -s "$tmp/$name.student.onnx" ] && vits="$vits $tmp/$name.student.onnx"
+    [ -s "$T/$name.student.onnx" ] && vits="$vits $T/$name.student.onnx"
 done
 # shellcheck disable=SC2086
-[ -s "$tmp/vit_headaxis_op17.student.onnx" ] && vits="$vits $tmp/vit_headaxis_op17.student.onnx"
-if [ -n "$vits" ] && "$PY" - $vits >"$tmp/heads" 2>&1 <<'EOF'; then ok; else bad "attention heads in the ViT students: $(tail -3 "$tmp/heads")"; fi
+[ -s "$T/vit_headaxis_op17.student.onnx" ] && vits="$vits $T/vit_headaxis_op17.student.onnx"
+if [ -n "$vits" ] && "$PY" - $vits >"$T/heads" 2>&1 <<'EOF'; then ok; else bad "attention heads in the ViT students: $(tail -3 "$T/heads")"; fi
 import sys, onnx
 from onnx import numpy_helper
 bad = 0
@@ -171,17 +159,17 @@ for f in sys.argv[1:]:
     bad += not ok
 sys.exit(1 if bad else 0)
 EOF
-"$BIN" shrink "$CACHE/vit_deep_op17.onnx" --width 0.5 --depth 0.5 -o "$tmp/vit_deep_d.student.onnx" >"$tmp/out" 2>"$tmp/err"
-if [ $? -eq 0 ] && grep -q 'depth 0.5: 3 of 6 removable blocks dropped' "$tmp/out" &&
-    grep -q '^depth: kept encoder blocks 1, 4, 6 of 6; dropped 2 ' "$tmp/out" &&
-    [ "$("$PY" -c "import onnx,sys; print(sum(n.op_type == 'Softmax' for n in onnx.load(sys.argv[1]).graph.node))" "$tmp/vit_deep_d.student.onnx")" = 3 ]; then
+"$BIN" shrink "$CACHE/vit_deep_op17.onnx" --width 0.5 --depth 0.5 -o "$T/vit_deep_d.student.onnx" >"$T/out" 2>"$T/err"
+if [ $? -eq 0 ] && grep -q 'depth 0.5: 3 of 6 removable blocks dropped' "$T/out" &&
+    grep -q '^depth: kept encoder blocks 1, 4, 6 of 6; dropped 2 ' "$T/out" &&
+    [ "$("$PY" -c "import onnx,sys; print(sum(n.op_type == 'Softmax' for n in onnx.load(sys.argv[1]).graph.node))" "$T/vit_deep_d.student.onnx")" = 3 ]; then
     ok
-    students="$students $tmp/vit_deep_d.student.onnx"
-else bad "vit_deep --depth 0.5: $(cat "$tmp/out" "$tmp/err" | head -5)"; fi
+    students="$students $T/vit_deep_d.student.onnx"
+else bad "vit_deep --depth 0.5: $(cat "$T/out" "$T/err" | head -5)"; fi
 
 # students: ONNX's full check, then ONNX Runtime against run
 # shellcheck disable=SC2086
-if "$PY" - $students >"$tmp/check" 2>&1 <<'EOF'; then ok; else bad "onnx.checker: $(tail -3 "$tmp/check")"; fi
+if "$PY" - $students >"$T/check" 2>&1 <<'EOF'; then ok; else bad "onnx.checker: $(tail -3 "$T/check")"; fi
 import sys, onnx
 bad = 0
 for f in sys.argv[1:]:
@@ -195,14 +183,14 @@ EOF
 export NODE_PATH="$PWD/tests/node_modules"
 if [ -d tests/node_modules/onnxruntime-node ] || [ -d "$(readlink -f tests/node_modules)/onnxruntime-node" ]; then
     # shellcheck disable=SC2086
-    node tests/ort_compare.js --tol 1e-4 --batch 1,3 --bin "$BIN" $students >"$tmp/ort" 2>&1
-    if [ $? -eq 0 ]; then ok; else bad "ONNX Runtime vs run on the students: $(grep -v '^ok' "$tmp/ort" | tail -3)"; fi
+    node tests/ort_compare.js --tol 1e-4 --batch 1,3 --bin "$BIN" $students >"$T/ort" 2>&1
+    if [ $? -eq 0 ]; then ok; else bad "ONNX Runtime vs run on the students: $(grep -v '^ok' "$T/ort" | tail -3)"; fi
 else
     skipped "no onnxruntime-node in tests/node_modules"
 fi
 
 # MACs as a lower bound when shape inference stops: a Conv after an op nobody knows
-"$PY" - "$tmp/unknown.onnx" <<'EOF'
+"$PY" - "$T/unknown.onnx" <<'EOF'
 import sys, numpy as np, onnx
 from onnx import helper, numpy_helper, TensorProto
 w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
@@ -216,18 +204,18 @@ m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make
 m.metadata_props.add(key="source", value="t_real_exports")
 onnx.save(m, sys.argv[1])
 EOF
-"$BIN" inspect "$tmp/unknown.onnx" >"$tmp/out" 2>&1
-if grep -q '^MACs  *>= 3,888 per sample (a lower bound: 2 nodes of unknown shape)' "$tmp/out" &&
-    grep -q 'source = t_real_exports' "$tmp/out"; then ok
-else bad "inspect on a graph with an unknown op: $(grep -E 'MACs|meta' "$tmp/out")"; fi
-"$BIN" inspect "$tmp/unknown.onnx" --json >"$tmp/out" 2>&1
-if grep -q '"macs_complete": false, "macs_unknown_nodes": 2' "$tmp/out" && grep -q '"metadata": {"source": "t_real_exports"}' "$tmp/out"; then ok
-else bad "inspect --json on a graph with an unknown op: $(head -c 300 "$tmp/out")"; fi
+"$BIN" inspect "$T/unknown.onnx" >"$T/out" 2>&1
+if grep -q '^MACs  *>= 3,888 per sample (a lower bound: 2 nodes of unknown shape)' "$T/out" &&
+    grep -q 'source = t_real_exports' "$T/out"; then ok
+else bad "inspect on a graph with an unknown op: $(grep -E 'MACs|meta' "$T/out")"; fi
+"$BIN" inspect "$T/unknown.onnx" --json >"$T/out" 2>&1
+if grep -q '"macs_complete": false, "macs_unknown_nodes": 2' "$T/out" && grep -q '"metadata": {"source": "t_real_exports"}' "$T/out"; then ok
+else bad "inspect --json on a graph with an unknown op: $(head -c 300 "$T/out")"; fi
 
 # a contrib op (com.microsoft.Attention, as ONNX Runtime's transformer optimiser writes one
 # attention node) is refused by run, eval and distill in one line naming the file, op and node,
 # nothing written; shrink keeps the layers around it whole, a warning naming it
-"$PY" - "$tmp/msattn.onnx" "$tmp/msattn.in.npy" "$tmp/msattn.npz" <<'EOF'
+"$PY" - "$T/msattn.onnx" "$T/msattn.in.npy" "$T/msattn.npz" <<'EOF'
 import sys, numpy as np, onnx
 from onnx import helper, numpy_helper, TensorProto
 r = np.random.default_rng(0)
@@ -246,25 +234,25 @@ np.save(sys.argv[2], r.standard_normal((2, 4, 8)).astype(np.float32))
 np.savez(sys.argv[3], x_train=r.random((32, 4, 8), dtype=np.float32), y_train=r.integers(0, 10, 32),
          x_test=r.random((8, 4, 8), dtype=np.float32), y_test=r.integers(0, 10, 8))
 EOF
-msg="^onnx-distill: $tmp/msattn.onnx: unsupported op: com.microsoft.Attention (node \"attn0\")\$"
-for c in "run $tmp/msattn.onnx --input $tmp/msattn.in.npy --output $tmp/msattn.out.npy" \
-    "eval $tmp/msattn.onnx --data $tmp/msattn.npz --scale 1" \
-    "distill $tmp/msattn.onnx --data $tmp/msattn.npz --scale 1 --batch 8 --epochs 1 --latency off --quiet -o $tmp/msattn.s.onnx"; do
+msg="^onnx-distill: $T/msattn.onnx: unsupported op: com.microsoft.Attention (node \"attn0\")\$"
+for c in "run $T/msattn.onnx --input $T/msattn.in.npy --output $T/msattn.out.npy" \
+    "eval $T/msattn.onnx --data $T/msattn.npz --scale 1" \
+    "distill $T/msattn.onnx --data $T/msattn.npz --scale 1 --batch 8 --epochs 1 --latency off --quiet -o $T/msattn.s.onnx"; do
     rc=0
     # shellcheck disable=SC2086
-    "$BIN" $c >"$tmp/out" 2>"$tmp/err" || rc=$?
-    if [ $rc -eq 1 ] && [ "$(wc -l <"$tmp/err")" = 1 ] && grep -q "$msg" "$tmp/err" && [ ! -e "$tmp/msattn.s.onnx" ] &&
-        [ ! -e "$tmp/msattn.out.npy" ]; then ok
-    else bad "com.microsoft.Attention: ${c%% *}: exit $rc: $(head -3 "$tmp/err")"; fi
+    "$BIN" $c >"$T/out" 2>"$T/err" || rc=$?
+    if [ $rc -eq 1 ] && [ "$(wc -l <"$T/err")" = 1 ] && grep -q "$msg" "$T/err" && [ ! -e "$T/msattn.s.onnx" ] &&
+        [ ! -e "$T/msattn.out.npy" ]; then ok
+    else bad "com.microsoft.Attention: ${c%% *}: exit $rc: $(head -3 "$T/err")"; fi
 done
-"$BIN" shrink "$tmp/msattn.onnx" --width 0.5 -o "$tmp/msattn.s.onnx" >"$tmp/out" 2>"$tmp/err"
-if [ $? -eq 0 ] && grep -q 'read by node "attn0" (com.microsoft.Attention)' "$tmp/err"; then ok
-else bad "com.microsoft.Attention: shrink: $(head -2 "$tmp/err")"; fi
+"$BIN" shrink "$T/msattn.onnx" --width 0.5 -o "$T/msattn.s.onnx" >"$T/out" 2>"$T/err"
+if [ $? -eq 0 ] && grep -q 'read by node "attn0" (com.microsoft.Attention)' "$T/err"; then ok
+else bad "com.microsoft.Attention: shrink: $(head -2 "$T/err")"; fi
 
 # grouped convs get narrower groups, each with its own channels: a teacher whose dropped channels
 # are exactly zero gives a width-0.5 student with the teacher's outputs (groups keep different
 # local channels: group 0 keeps 0 and 3, group 1 keeps its 1 and 2)
-"$PY" - "$tmp/grouped.onnx" "$tmp/grouped.in.npy" <<'EOF'
+"$PY" - "$T/grouped.onnx" "$T/grouped.in.npy" <<'EOF'
 import sys, numpy as np, onnx
 from onnx import helper, numpy_helper, TensorProto
 r = np.random.default_rng(3)
@@ -285,10 +273,10 @@ g = helper.make_graph(
 onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), sys.argv[1])
 np.save(sys.argv[2], r.standard_normal((2, 4, 6, 6)).astype(np.float32))
 EOF
-"$BIN" shrink "$tmp/grouped.onnx" --width 0.5 --round 1 --bn off -o "$tmp/grouped_s.onnx" >"$tmp/out" 2>&1 &&
-    "$BIN" run "$tmp/grouped.onnx" --input "$tmp/grouped.in.npy" --output "$tmp/gt.npy" >/dev/null 2>&1 &&
-    "$BIN" run "$tmp/grouped_s.onnx" --input "$tmp/grouped.in.npy" --output "$tmp/gs.npy" >/dev/null 2>&1
-if [ $? -eq 0 ] && "$PY" - "$tmp/grouped_s.onnx" "$tmp/gt.npy" "$tmp/gs.npy" >"$tmp/gcheck" <<'EOF'; then ok; else bad "grouped conv at width 0.5: $(cat "$tmp/out" "$tmp/gcheck" 2>/dev/null | head -3)"; fi
+"$BIN" shrink "$T/grouped.onnx" --width 0.5 --round 1 --bn off -o "$T/grouped_s.onnx" >"$T/out" 2>&1 &&
+    "$BIN" run "$T/grouped.onnx" --input "$T/grouped.in.npy" --output "$T/gt.npy" >/dev/null 2>&1 &&
+    "$BIN" run "$T/grouped_s.onnx" --input "$T/grouped.in.npy" --output "$T/gs.npy" >/dev/null 2>&1
+if [ $? -eq 0 ] && "$PY" - "$T/grouped_s.onnx" "$T/gt.npy" "$T/gs.npy" >"$T/gcheck" <<'EOF'; then ok; else bad "grouped conv at width 0.5: $(cat "$T/out" "$T/gcheck" 2>/dev/null | head -3)"; fi
 import sys, numpy as np, onnx
 m = onnx.load(sys.argv[1])
 c2 = [n for n in m.graph.node if n.name == "c2"][0]
@@ -302,7 +290,7 @@ EOF
 
 # ---- preprocessing you can see --------------------------------------------------------------
 # float data already in [0, 1] and the teacher's scale 1/255: an error naming --scale 1
-"$PY" - "$tmp/unit.npz" "$tmp/rgb.npz" <<'EOF'
+"$PY" - "$T/unit.npz" "$T/rgb.npz" <<'EOF'
 import sys, numpy as np
 r = np.random.default_rng(0)
 y = lambda n: r.integers(0, 10, n).astype(np.int64)
@@ -311,27 +299,27 @@ np.savez(sys.argv[1], x_train=r.random((128, 1, 28, 28), dtype=np.float32), y_tr
 np.savez(sys.argv[2], x_train=r.integers(0, 256, (64, 3, 32, 32)).astype(np.uint8), y_train=y(64),
          x_test=r.integers(0, 256, (8, 3, 32, 32)).astype(np.uint8), y_test=y(8))
 EOF
-"$BIN" distill models/cnn.onnx --data "$tmp/unit.npz" --width 0.5 --epochs 1 --quiet -o "$tmp/p.onnx" >"$tmp/out" 2>"$tmp/err"
-if [ $? -eq 1 ] && grep -q -- "--scale 1" "$tmp/err" && [ ! -e "$tmp/p.onnx" ]; then ok
-else bad "float data in [0,1] with scale 1/255 is not refused: $(head -2 "$tmp/err")"; fi
-"$BIN" distill models/cnn.onnx --data "$tmp/unit.npz" --scale 1 --width 0.5 --epochs 1 --batch 16 --quiet -o "$tmp/p.onnx" >"$tmp/out" 2>"$tmp/err"
-if [ $? -eq 0 ] && grep -q "^preprocessing: scale 1, mean 0.286, std 0.353 (the teacher's preprocess" "$tmp/out" &&
-    grep -q "kept whole" "$tmp/out" && "$BIN" inspect "$tmp/p.onnx" | grep -q "preprocess.scale = 1$"; then ok
-else bad "--scale 1: preprocessing not printed, builder summary missing or not recorded: $(head -3 "$tmp/out") $(head -2 "$tmp/err")"; fi
+"$BIN" distill models/cnn.onnx --data "$T/unit.npz" --width 0.5 --epochs 1 --quiet -o "$T/p.onnx" >"$T/out" 2>"$T/err"
+if [ $? -eq 1 ] && grep -q -- "--scale 1" "$T/err" && [ ! -e "$T/p.onnx" ]; then ok
+else bad "float data in [0,1] with scale 1/255 is not refused: $(head -2 "$T/err")"; fi
+"$BIN" distill models/cnn.onnx --data "$T/unit.npz" --scale 1 --width 0.5 --epochs 1 --batch 16 --quiet -o "$T/p.onnx" >"$T/out" 2>"$T/err"
+if [ $? -eq 0 ] && grep -q "^preprocessing: scale 1, mean 0.286, std 0.353 (the teacher's preprocess" "$T/out" &&
+    grep -q "kept whole" "$T/out" && "$BIN" inspect "$T/p.onnx" | grep -q "preprocess.scale = 1$"; then ok
+else bad "--scale 1: preprocessing not printed, builder summary missing or not recorded: $(head -3 "$T/out") $(head -2 "$T/err")"; fi
 # a torchvision teacher has no metadata: the default is said, and --mean/--std imagenet work
 rc=0
-[ "$QUICK" = 1 ] || "$BIN" distill "$CACHE/resnet18_op13.onnx" --data "$tmp/rgb.npz" --mean imagenet --std imagenet --width 0.25 --epochs 1 --batch 16 --lr 1e-3 --quiet -o "$tmp/r.onnx" >"$tmp/out" 2>"$tmp/err" || rc=$?
+[ "$QUICK" = 1 ] || "$BIN" distill "$CACHE/resnet18_op13.onnx" --data "$T/rgb.npz" --mean imagenet --std imagenet --width 0.25 --epochs 1 --batch 16 --lr 1e-3 --quiet -o "$T/r.onnx" >"$T/out" 2>"$T/err" || rc=$?
 if [ "$QUICK" = 1 ]; then skipped "imagenet preprocessing (quick mode)"
-elif [ $rc -eq 0 ] && grep -q "^preprocessing: scale 0.003921569 (1/255), mean 0.485,0.456,0.406, std 0.229,0.224,0.225 (the teacher has no preprocess" "$tmp/out" &&
-    "$BIN" inspect "$tmp/r.onnx" | grep -q "preprocess.mean = 0.485,0.456,0.406"; then ok
-else bad "imagenet preprocessing: $(grep preprocessing "$tmp/out") $(head -2 "$tmp/err")"; fi
+elif [ $rc -eq 0 ] && grep -q "^preprocessing: scale 0.003921569 (1/255), mean 0.485,0.456,0.406, std 0.229,0.224,0.225 (the teacher has no preprocess" "$T/out" &&
+    "$BIN" inspect "$T/r.onnx" | grep -q "preprocess.mean = 0.485,0.456,0.406"; then ok
+else bad "imagenet preprocessing: $(grep preprocessing "$T/out") $(head -2 "$T/err")"; fi
 
 # ---- trains: one epoch of distill through every op of each CNN family -----------------------
 # 24 training samples, 8 held out (a split of 1-2 samples has no spread: always "collapsed"),
 # 8 test. A tiny run's accuracy means nothing; the bar is that training runs through every op.
 # Every family must finish with a student written: the exports' BatchNorm statistics are
 # measured (export_torchvision.py calibrate), so no teacher answers the same for every input.
-"$PY" - "$tmp/t32.npz" "$tmp/t64.npz" <<'EOF'
+"$PY" - "$T/t32.npz" "$T/t64.npz" <<'EOF'
 import sys, numpy as np
 r = np.random.default_rng(1)
 for path, hw in ((sys.argv[1], 32), (sys.argv[2], 64)):
@@ -342,14 +330,14 @@ TRAINS="resnet18 mobilenet_v2 mobilenet_v3_small squeezenet1_1 shufflenet_v2_x0_
 densenet121 googlenet mnasnet0_5 regnet_x_400mf resnext"
 [ "$QUICK" = 1 ] && TRAINS="resnet18 resnext mobilenet_v3_small"
 for fam in $TRAINS; do
-    data="$tmp/t32.npz"
-    case $fam in squeezenet1_1 | googlenet) data="$tmp/t64.npz" ;; esac
+    data="$T/t32.npz"
+    case $fam in squeezenet1_1 | googlenet) data="$T/t64.npz" ;; esac
     rc=0
     "$BIN" distill "$CACHE/${fam}_op13.onnx" --data "$data" --mean imagenet --std imagenet --width 0.5 --epochs 1 \
-        --batch 8 --val-split 0.25 --quiet -o "$tmp/trained.onnx" >"$tmp/out" 2>"$tmp/err" || rc=$?
-    if [ $rc -eq 0 ] && [ -s "$tmp/trained.onnx" ]; then ok
-    else bad "$fam: one epoch of distill: exit $rc: $(grep -v '^width\|^canonical\|^preprocessing' "$tmp/err" | head -2)"; fi
-    rm -f "$tmp/trained.onnx"
+        --batch 8 --val-split 0.25 --quiet -o "$T/trained.onnx" >"$T/out" 2>"$T/err" || rc=$?
+    if [ $rc -eq 0 ] && [ -s "$T/trained.onnx" ]; then ok
+    else bad "$fam: one epoch of distill: exit $rc: $(grep -v '^width\|^canonical\|^preprocessing' "$T/err" | head -2)"; fi
+    rm -f "$T/trained.onnx"
 done
 # The transformers: batched attention MatMuls, the class token's Expand and Gather, LayerNorm,
 # Softmax, GELU, ConvNeXt's depthwise Conv after a Transpose (width and depth 0.5 for the ViTs),
@@ -362,12 +350,11 @@ for spec in $TTRAINS; do
     case $fam in vit*) extra="--depth 0.5" ;; esac
     rc=0
     # shellcheck disable=SC2086
-    "$BIN" distill "$CACHE/${fam}_op$op.onnx" --data "$tmp/t32.npz" --mean imagenet --std imagenet --width 0.5 $extra \
-        --epochs 1 --batch 8 --val-split 0.25 --quiet -o "$tmp/trained.onnx" >"$tmp/out" 2>"$tmp/err" || rc=$?
-    if [ $rc -eq 0 ] && [ -s "$tmp/trained.onnx" ]; then ok
-    else bad "$spec: one epoch of distill: exit $rc: $(grep -v '^width\|^depth\|^canonical\|^preprocessing' "$tmp/err" | head -2)"; fi
-    rm -f "$tmp/trained.onnx"
+    "$BIN" distill "$CACHE/${fam}_op$op.onnx" --data "$T/t32.npz" --mean imagenet --std imagenet --width 0.5 $extra \
+        --epochs 1 --batch 8 --val-split 0.25 --quiet -o "$T/trained.onnx" >"$T/out" 2>"$T/err" || rc=$?
+    if [ $rc -eq 0 ] && [ -s "$T/trained.onnx" ]; then ok
+    else bad "$spec: one epoch of distill: exit $rc: $(grep -v '^width\|^depth\|^canonical\|^preprocessing' "$T/err" | head -2)"; fi
+    rm -f "$T/trained.onnx"
 done
 
-echo "real_exports: $pass passed, $fail failed, $skip skipped"
-[ $fail -eq 0 ]
+finish

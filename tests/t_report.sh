@@ -4,16 +4,7 @@
 # differences matching the accuracies); compare on two models (--json, --md); a bad report
 # extension is refused before training; the HTML is self-contained and renders in headless
 # Chromium with its charts in the DOM.
-set -u
-cd "$(dirname "$0")/.."
-BIN=${BUILD:-build}/onnx-distill
-PY=/usr/bin/python3
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0 skip=0
-ok() { echo "PASS $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/lib.sh"
 
 # OD_TEST_QUICK=1 (run_all.sh's sanitizer pass): less data.
 TRAIN=1200 TEST=300
@@ -203,5 +194,4 @@ EOF
     if [ -n "${REPORT_SCREENSHOT:-}" ]; then cp "$T/r.png" "$REPORT_SCREENSHOT"; cp "$T/r.html" "${REPORT_SCREENSHOT%.png}.html"; fi
 fi
 
-echo "report: $pass passed, $fail failed, $skip skipped"
-[ $fail -eq 0 ]
+finish

@@ -6,19 +6,10 @@
 # folded away by `optimize`. A teacher with depthwise convs, Concat and MatMul is made with
 # PyTorch when /usr/bin/python3 has it (skipped otherwise).
 # Prints `shrink_cli: N passed, N failed, N skipped` last.
-set -u
-cd "$(dirname "$0")/.." || exit 1
-BUILD=${BUILD:-build}
-BIN="$BUILD/onnx-distill"
+. "$(dirname "$0")/lib.sh"
 MODELS=${OD_SHRINK_MODELS:-models}
-pass=0 fail=0 skip=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-skipped() { skip=$((skip + 1)); echo "SKIP $*"; }
-check() { # name command... : passes when the command succeeds
+check_run() { # name command... : passes when the command succeeds
     local name=$1; shift
     if "$@" >/dev/null 2>&1; then ok; else bad "$name"; fi
 }
@@ -28,12 +19,12 @@ check() { # name command... : passes when the command succeeds
 # (a usage error: the command line itself is wrong).
 expect_error() {
     local name=$1 pattern=$2; shift 2
-    "$BIN" "$@" >"$tmp/out" 2>"$tmp/err"
+    "$BIN" "$@" >"$T/out" 2>"$T/err"
     local rc=$?
-    local lines; lines=$(wc -l <"$tmp/err")
-    if [ $rc -ne "${want_rc:-1}" ] || [ -s "$tmp/out" ] || [ "$lines" -ne 1 ] || ! grep -q '^onnx-distill: ' "$tmp/err" ||
-        ! grep -qF -- "$pattern" "$tmp/err"; then
-        bad "$name: exit $rc, stderr: $(head -c 300 "$tmp/err")"
+    local lines; lines=$(wc -l <"$T/err")
+    if [ $rc -ne "${want_rc:-1}" ] || [ -s "$T/out" ] || [ "$lines" -ne 1 ] || ! grep -q '^onnx-distill: ' "$T/err" ||
+        ! grep -qF -- "$pattern" "$T/err"; then
+        bad "$name: exit $rc, stderr: $(head -c 300 "$T/err")"
     else
         ok
     fi
@@ -50,45 +41,45 @@ npy() {
     ' "$2" >"$1"
 }
 
-[ -x "$BIN" ] || { echo "no $BIN (run make)"; echo "shrink_cli: 0 passed, 1 failed"; exit 1; }
+need_bin
 
 # ---- help and errors -----------------------------------------------------------------
-"$BIN" shrink --help >"$tmp/help" 2>&1
-check "shrink --help exits 0 and documents the options" \
-    grep -q -- '--width W' "$tmp/help"
-check "--help documents --spec, --init, --bn, --round, --seed" \
-    bash -c "grep -q -- '--spec FILE' '$tmp/help' && grep -q -- '--init teacher|random' '$tmp/help' && grep -q -- '--bn auto|on|off' '$tmp/help' && grep -q -- '--round N' '$tmp/help' && grep -q -- '--seed S' '$tmp/help'"
-check "the command list names shrink" bash -c "'$BIN' --help | grep -q '^  shrink '"
+"$BIN" shrink --help >"$T/help" 2>&1
+check_run "shrink --help exits 0 and documents the options" \
+    grep -q -- '--width W' "$T/help"
+check_run "--help documents --spec, --init, --bn, --round, --seed" \
+    bash -c "grep -q -- '--spec FILE' '$T/help' && grep -q -- '--init teacher|random' '$T/help' && grep -q -- '--bn auto|on|off' '$T/help' && grep -q -- '--round N' '$T/help' && grep -q -- '--seed S' '$T/help'"
+check_run "the command list names shrink" bash -c "'$BIN' --help | grep -q '^  shrink '"
 
-T="$MODELS/cnn.onnx"
-[ -f "$T" ] || T="$MODELS/mlp.onnx"
-if [ -f "$T" ]; then
-    expect_usage "width 0" '--width: "0" is not a number in [0.001, 1]' shrink "$T" --width 0 -o "$tmp/x.onnx"
-    expect_usage "width 1.5" '--width: "1.5" is not a number in [0.001, 1]' shrink "$T" --width 1.5 -o "$tmp/x.onnx"
-    expect_usage "width abc" '--width: "abc"' shrink "$T" --width abc -o "$tmp/x.onnx"
-    expect_usage "depth 0" '--depth: "0" is not a number in [0.001, 1]' shrink "$T" --depth 0 -o "$tmp/x.onnx"
-    expect_usage "depth -0.5" '--depth: "-0.5"' shrink "$T" --depth=-0.5 -o "$tmp/x.onnx"
-    expect_usage "round 0" '--round' shrink "$T" --width 0.5 --round 0 -o "$tmp/x.onnx"
-    expect_usage "init foo" '--init: "foo" is not one of teacher, random' shrink "$T" --width 0.5 --init foo -o "$tmp/x.onnx"
-    expect_usage "bn maybe" '--bn: "maybe" is not one of auto, on, off' shrink "$T" --width 0.5 --bn maybe -o "$tmp/x.onnx"
-    expect_usage "seed -1" '--seed: "-1"' shrink "$T" --width 0.5 --seed -1 -o "$tmp/x.onnx"
-    expect_usage "no output" 'no output given' shrink "$T" --width 0.5
-    expect_usage "no mode" 'say how to shrink' shrink "$T" -o "$tmp/x.onnx"
-    expect_usage "no teacher" 'no teacher given' shrink --width 0.5 -o "$tmp/x.onnx"
-    expect_usage "two teachers" 'one teacher at a time' shrink "$T" "$T" --width 0.5 -o "$tmp/x.onnx"
-    expect_usage "unknown option" 'unknown option --frob' shrink "$T" --frob
-    expect_usage "missing value" '--width needs a value' shrink "$T" --width
-    expect_error "missing teacher" 'nonexistent.onnx' shrink "$tmp/nonexistent.onnx" --width 0.5 -o "$tmp/x.onnx"
-    expect_error "missing spec" 'nope.json' shrink "$T" --spec "$tmp/nope.json" -o "$tmp/x.onnx"
-    printf '{"width": 0.5,\n  "dpeth": 1}\n' >"$tmp/typo.json"
-    expect_error "spec typo" 'typo.json:2:3: unknown key "dpeth"' shrink "$T" --spec "$tmp/typo.json" -o "$tmp/x.onnx"
-    printf '{"channels": {"/features/features.3/Cnv": 8, "/net/net.3/Gem": 8}}' >"$tmp/name.json"
-    expect_error "spec unknown node" 'close matches: "' shrink "$T" --spec "$tmp/name.json" -o "$tmp/x.onnx"
-    check "no output file after failures" test ! -e "$tmp/x.onnx"
-    echo "precious" >"$tmp/keep.onnx"
-    expect_error "failure keeps an existing output" 'close matches' shrink "$T" --spec "$tmp/name.json" -o "$tmp/keep.onnx"
-    check "the existing output is untouched" grep -qx precious "$tmp/keep.onnx"
-    expect_error "unwritable output" 'nonexistent_dir' shrink "$T" --width 0.5 -o "$tmp/nonexistent_dir/x.onnx"
+TEACHER="$MODELS/cnn.onnx"
+[ -f "$TEACHER" ] || TEACHER="$MODELS/mlp.onnx"
+if [ -f "$TEACHER" ]; then
+    expect_usage "width 0" '--width: "0" is not a number in [0.001, 1]' shrink "$TEACHER" --width 0 -o "$T/x.onnx"
+    expect_usage "width 1.5" '--width: "1.5" is not a number in [0.001, 1]' shrink "$TEACHER" --width 1.5 -o "$T/x.onnx"
+    expect_usage "width abc" '--width: "abc"' shrink "$TEACHER" --width abc -o "$T/x.onnx"
+    expect_usage "depth 0" '--depth: "0" is not a number in [0.001, 1]' shrink "$TEACHER" --depth 0 -o "$T/x.onnx"
+    expect_usage "depth -0.5" '--depth: "-0.5"' shrink "$TEACHER" --depth=-0.5 -o "$T/x.onnx"
+    expect_usage "round 0" '--round' shrink "$TEACHER" --width 0.5 --round 0 -o "$T/x.onnx"
+    expect_usage "init foo" '--init: "foo" is not one of teacher, random' shrink "$TEACHER" --width 0.5 --init foo -o "$T/x.onnx"
+    expect_usage "bn maybe" '--bn: "maybe" is not one of auto, on, off' shrink "$TEACHER" --width 0.5 --bn maybe -o "$T/x.onnx"
+    expect_usage "seed -1" '--seed: "-1"' shrink "$TEACHER" --width 0.5 --seed -1 -o "$T/x.onnx"
+    expect_usage "no output" 'no output given' shrink "$TEACHER" --width 0.5
+    expect_usage "no mode" 'say how to shrink' shrink "$TEACHER" -o "$T/x.onnx"
+    expect_usage "no teacher" 'no teacher given' shrink --width 0.5 -o "$T/x.onnx"
+    expect_usage "two teachers" 'one teacher at a time' shrink "$TEACHER" "$TEACHER" --width 0.5 -o "$T/x.onnx"
+    expect_usage "unknown option" 'unknown option --frob' shrink "$TEACHER" --frob
+    expect_usage "missing value" '--width needs a value' shrink "$TEACHER" --width
+    expect_error "missing teacher" 'nonexistent.onnx' shrink "$T/nonexistent.onnx" --width 0.5 -o "$T/x.onnx"
+    expect_error "missing spec" 'nope.json' shrink "$TEACHER" --spec "$T/nope.json" -o "$T/x.onnx"
+    printf '{"width": 0.5,\n  "dpeth": 1}\n' >"$T/typo.json"
+    expect_error "spec typo" 'typo.json:2:3: unknown key "dpeth"' shrink "$TEACHER" --spec "$T/typo.json" -o "$T/x.onnx"
+    printf '{"channels": {"/features/features.3/Cnv": 8, "/net/net.3/Gem": 8}}' >"$T/name.json"
+    expect_error "spec unknown node" 'close matches: "' shrink "$TEACHER" --spec "$T/name.json" -o "$T/x.onnx"
+    check_run "no output file after failures" test ! -e "$T/x.onnx"
+    echo "precious" >"$T/keep.onnx"
+    expect_error "failure keeps an existing output" 'close matches' shrink "$TEACHER" --spec "$T/name.json" -o "$T/keep.onnx"
+    check_run "the existing output is untouched" grep -qx precious "$T/keep.onnx"
+    expect_error "unwritable output" 'nonexistent_dir' shrink "$TEACHER" --width 0.5 -o "$T/nonexistent_dir/x.onnx"
 else
     bad "no example teacher in $MODELS (cnn.onnx or mlp.onnx)"
 fi
@@ -96,101 +87,101 @@ fi
 # ---- every example teacher ------------------------------------------------------------
 have_ort=false
 if command -v node >/dev/null && [ -d tests/node_modules/onnxruntime-node ]; then have_ort=true; fi
-npy "$tmp/x.npy" 3
+npy "$T/x.npy" 3
 ort_models=""
 for name in cnn cnn_bn resnet mlp; do
-    T="$MODELS/$name.onnx"
-    if [ ! -f "$T" ]; then
-        bad "$T is missing"
+    TEACHER="$MODELS/$name.onnx"
+    if [ ! -f "$TEACHER" ]; then
+        bad "$TEACHER is missing"
         continue
     fi
     for spec in "--width 0.5" "--width 0.25 --depth 0.5" "--depth 0.5 --init random --seed 3" \
         "--width 0.75 --round 1 --bn on" "--width 0.5 --bn off --init random"; do
         tag=$(echo "$name $spec" | tr -c 'A-Za-z0-9.\n' '_')
-        S="$tmp/$tag.onnx"
+        S="$T/$tag.onnx"
         # shellcheck disable=SC2086
-        if "$BIN" shrink "$T" $spec -o "$S" >"$tmp/out" 2>"$tmp/err"; then
-            if grep -q '^teacher .*params .*MACs' "$tmp/out" && grep -q '^student .*params .*MACs .*of the MACs' "$tmp/out"; then
+        if "$BIN" shrink "$TEACHER" $spec -o "$S" >"$T/out" 2>"$T/err"; then
+            if grep -q '^teacher .*params .*MACs' "$T/out" && grep -q '^student .*params .*MACs .*of the MACs' "$T/out"; then
                 ok
             else
-                bad "$name $spec: no params/MACs lines: $(cat "$tmp/out")"
+                bad "$name $spec: no params/MACs lines: $(cat "$T/out")"
             fi
-            check "$name $spec: inspect accepts the student" "$BIN" inspect "$S"
-            if "$BIN" run "$S" --input "input=$tmp/x.npy" --output "logits=$tmp/y.npy" >/dev/null 2>"$tmp/err"; then
+            check_run "$name $spec: inspect accepts the student" "$BIN" inspect "$S"
+            if "$BIN" run "$S" --input "input=$T/x.npy" --output "logits=$T/y.npy" >/dev/null 2>"$T/err"; then
                 ok
             else
-                bad "$name $spec: run: $(cat "$tmp/err")"
+                bad "$name $spec: run: $(cat "$T/err")"
             fi
             ort_models="$ort_models $S"
         else
-            bad "$name $spec: $(cat "$tmp/err")"
+            bad "$name $spec: $(cat "$T/err")"
         fi
     done
     # width 0.5 keeps about a quarter of a conv net's MACs
-    if "$BIN" shrink "$T" --width 0.5 -o "$tmp/$name-half.onnx" >"$tmp/out" 2>"$tmp/err"; then
-        pct=$(sed -n 's/.*(\([0-9.]*\)% of the params, \([0-9.]*\)% of the MACs).*/\2/p' "$tmp/out")
+    if "$BIN" shrink "$TEACHER" --width 0.5 -o "$T/$name-half.onnx" >"$T/out" 2>"$T/err"; then
+        pct=$(sed -n 's/.*(\([0-9.]*\)% of the params, \([0-9.]*\)% of the MACs).*/\2/p' "$T/out")
         case $name in
         mlp) lo=20 hi=50 ;;
         *) lo=20 hi=30 ;;
         esac
-        check "$name width 0.5 keeps ${pct:-?}% of the MACs (expected $lo..$hi)" \
+        check_run "$name width 0.5 keeps ${pct:-?}% of the MACs (expected $lo..$hi)" \
             awk -v p="${pct:-0}" -v lo=$lo -v hi=$hi 'BEGIN { exit !(p >= lo && p <= hi) }'
     else
-        bad "$name width 0.5: $(cat "$tmp/err")"
+        bad "$name width 0.5: $(cat "$T/err")"
     fi
     # width 1, depth 1, teacher init: the teacher's outputs, byte for byte
-    if "$BIN" shrink "$T" --width 1 --depth 1 --init teacher -o "$tmp/$name-same.onnx" >/dev/null 2>"$tmp/err" &&
-        "$BIN" run "$T" --input "input=$tmp/x.npy" --output "logits=$tmp/t.npy" >/dev/null 2>&1 &&
-        "$BIN" run "$tmp/$name-same.onnx" --input "input=$tmp/x.npy" --output "logits=$tmp/s.npy" >/dev/null 2>&1; then
-        check "$name width 1 depth 1: the teacher's outputs" cmp -s "$tmp/t.npy" "$tmp/s.npy"
+    if "$BIN" shrink "$TEACHER" --width 1 --depth 1 --init teacher -o "$T/$name-same.onnx" >/dev/null 2>"$T/err" &&
+        "$BIN" run "$TEACHER" --input "input=$T/x.npy" --output "logits=$T/t.npy" >/dev/null 2>&1 &&
+        "$BIN" run "$T/$name-same.onnx" --input "input=$T/x.npy" --output "logits=$T/s.npy" >/dev/null 2>&1; then
+        check_run "$name width 1 depth 1: the teacher's outputs" cmp -s "$T/t.npy" "$T/s.npy"
     else
-        bad "$name width 1 depth 1: $(cat "$tmp/err")"
+        bad "$name width 1 depth 1: $(cat "$T/err")"
     fi
-    ort_models="$ort_models $tmp/$name-same.onnx"
+    ort_models="$ort_models $T/$name-same.onnx"
     # the same seed, the same file; another seed, another file
-    "$BIN" shrink "$T" --width 0.5 --init random --seed 9 -o "$tmp/r1.onnx" >/dev/null 2>&1
-    "$BIN" shrink "$T" --width 0.5 --init random --seed 9 -o "$tmp/r2.onnx" >/dev/null 2>&1
-    "$BIN" shrink "$T" --width 0.5 --init random --seed 10 -o "$tmp/r3.onnx" >/dev/null 2>&1
-    check "$name: random init is repeatable" cmp -s "$tmp/r1.onnx" "$tmp/r2.onnx"
-    check "$name: random init follows the seed" bash -c "! cmp -s '$tmp/r1.onnx' '$tmp/r3.onnx'"
+    "$BIN" shrink "$TEACHER" --width 0.5 --init random --seed 9 -o "$T/r1.onnx" >/dev/null 2>&1
+    "$BIN" shrink "$TEACHER" --width 0.5 --init random --seed 9 -o "$T/r2.onnx" >/dev/null 2>&1
+    "$BIN" shrink "$TEACHER" --width 0.5 --init random --seed 10 -o "$T/r3.onnx" >/dev/null 2>&1
+    check_run "$name: random init is repeatable" cmp -s "$T/r1.onnx" "$T/r2.onnx"
+    check_run "$name: random init follows the seed" bash -c "! cmp -s '$T/r1.onnx' '$T/r3.onnx'"
     # depth: blocks reported and dropped
-    if "$BIN" shrink "$T" --depth 0.5 -v -o "$tmp/$name-deep.onnx" >"$tmp/out" 2>"$tmp/err"; then
-        check "$name --depth 0.5 drops a block" grep -q ' dropped$' "$tmp/out"
+    if "$BIN" shrink "$TEACHER" --depth 0.5 -v -o "$T/$name-deep.onnx" >"$T/out" 2>"$T/err"; then
+        check_run "$name --depth 0.5 drops a block" grep -q ' dropped$' "$T/out"
     else
-        bad "$name depth 0.5: $(cat "$tmp/err")"
+        bad "$name depth 0.5: $(cat "$T/err")"
     fi
 done
 
 # ---- spec files -------------------------------------------------------------------------
-T="$MODELS/cnn.onnx"
-if [ -f "$T" ]; then
-    cat >"$tmp/spec.json" <<'EOF'
+TEACHER="$MODELS/cnn.onnx"
+if [ -f "$TEACHER" ]; then
+    cat >"$T/spec.json" <<'EOF'
 {"width": 0.25, "channels": {"/features/features.0/Conv": 24, "/classifier/*": 40},
  "drop": ["/features/features.10/*"]}
 EOF
-    if "$BIN" shrink "$T" --spec "$tmp/spec.json" -v -o "$tmp/spec.onnx" >"$tmp/out" 2>"$tmp/err"; then
-        check "spec: channels of a named layer" grep -qE '^/features/features.0/Conv +Conv +32 +24' "$tmp/out"
-        check "spec: channels of a glob" grep -qE '^/classifier/classifier.1/Gemm +Gemm +128 +40' "$tmp/out"
-        check "spec: the width of the file" grep -qE '^/features/features.7/Conv +Conv +64 +16' "$tmp/out"
-        check "spec: drop" grep -qE '^/features/features.10/Conv +layer .* dropped' "$tmp/out"
-        check "spec: the student runs" "$BIN" run "$tmp/spec.onnx" --input "input=$tmp/x.npy" --output "logits=$tmp/y.npy"
-        ort_models="$ort_models $tmp/spec.onnx"
+    if "$BIN" shrink "$TEACHER" --spec "$T/spec.json" -v -o "$T/spec.onnx" >"$T/out" 2>"$T/err"; then
+        check_run "spec: channels of a named layer" grep -qE '^/features/features.0/Conv +Conv +32 +24' "$T/out"
+        check_run "spec: channels of a glob" grep -qE '^/classifier/classifier.1/Gemm +Gemm +128 +40' "$T/out"
+        check_run "spec: the width of the file" grep -qE '^/features/features.7/Conv +Conv +64 +16' "$T/out"
+        check_run "spec: drop" grep -qE '^/features/features.10/Conv +layer .* dropped' "$T/out"
+        check_run "spec: the student runs" "$BIN" run "$T/spec.onnx" --input "input=$T/x.npy" --output "logits=$T/y.npy"
+        ort_models="$ort_models $T/spec.onnx"
     else
-        bad "spec: $(cat "$tmp/err")"
+        bad "spec: $(cat "$T/err")"
     fi
-    if "$BIN" shrink "$T" --spec "$tmp/spec.json" --width 0.5 -v -o "$tmp/spec2.onnx" >"$tmp/out" 2>"$tmp/err"; then
-        check "--width overrides the spec's width" grep -qE '^/features/features.7/Conv +Conv +64 +32' "$tmp/out"
+    if "$BIN" shrink "$TEACHER" --spec "$T/spec.json" --width 0.5 -v -o "$T/spec2.onnx" >"$T/out" 2>"$T/err"; then
+        check_run "--width overrides the spec's width" grep -qE '^/features/features.7/Conv +Conv +64 +32' "$T/out"
     else
-        bad "spec and --width: $(cat "$tmp/err")"
+        bad "spec and --width: $(cat "$T/err")"
     fi
     # the inserted BatchNormalization nodes fold away when optimising for shipping
     if "$BIN" optimize --help >/dev/null 2>&1; then
-        "$BIN" shrink "$T" --width 0.5 --bn on -o "$tmp/bn.onnx" >/dev/null 2>&1
-        if "$BIN" optimize "$tmp/bn.onnx" -o "$tmp/bn_opt.onnx" >/dev/null 2>"$tmp/err"; then
-            check "od_bn_ nodes in the student" bash -c "'$BIN' inspect '$tmp/bn.onnx' | grep -q 'BatchNormalization 4'"
-            check "optimize folds them away" bash -c "! '$BIN' inspect '$tmp/bn_opt.onnx' | grep -q BatchNormalization"
+        "$BIN" shrink "$TEACHER" --width 0.5 --bn on -o "$T/bn.onnx" >/dev/null 2>&1
+        if "$BIN" optimize "$T/bn.onnx" -o "$T/bn_opt.onnx" >/dev/null 2>"$T/err"; then
+            check_run "od_bn_ nodes in the student" bash -c "'$BIN' inspect '$T/bn.onnx' | grep -q 'BatchNormalization 4'"
+            check_run "optimize folds them away" bash -c "! '$BIN' inspect '$T/bn_opt.onnx' | grep -q BatchNormalization"
         else
-            bad "optimize: $(cat "$tmp/err")"
+            bad "optimize: $(cat "$T/err")"
         fi
     else
         skipped "optimize (no such command yet)"
@@ -199,7 +190,7 @@ fi
 
 # ---- a teacher made now: depthwise convs in a residual branch, Concat, MatMul ------------
 if /usr/bin/python3 -c 'import torch, onnx' 2>/dev/null; then
-    cat >"$tmp/gen.py" <<'EOF'
+    cat >"$T/gen.py" <<'EOF'
 import sys, torch, torch.nn as nn, torch.nn.functional as F
 torch.manual_seed(0)
 class Net(nn.Module):
@@ -220,17 +211,17 @@ m = Net().eval()
 torch.onnx.export(m, torch.randn(1, 1, 28, 28), sys.argv[1], input_names=["input"], output_names=["logits"],
                   dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, opset_version=13)
 EOF
-    if /usr/bin/python3 "$tmp/gen.py" "$tmp/dw.onnx" >/dev/null 2>"$tmp/err"; then
-        if "$BIN" shrink "$tmp/dw.onnx" --width 0.5 -v -o "$tmp/dw_half.onnx" >"$tmp/out" 2>"$tmp/err"; then
-            check "depthwise teacher: the depthwise conv narrows with its group" grep -qE '^/dw/Conv +Conv +16 +8' "$tmp/out"
-            check "depthwise teacher: the residual block is found" grep -qE ' residual ' "$tmp/out"
-            check "depthwise teacher: the student runs" "$BIN" run "$tmp/dw_half.onnx" --input "input=$tmp/x.npy" --output "logits=$tmp/y.npy"
-            ort_models="$ort_models $tmp/dw.onnx $tmp/dw_half.onnx"
+    if /usr/bin/python3 "$T/gen.py" "$T/dw.onnx" >/dev/null 2>"$T/err"; then
+        if "$BIN" shrink "$T/dw.onnx" --width 0.5 -v -o "$T/dw_half.onnx" >"$T/out" 2>"$T/err"; then
+            check_run "depthwise teacher: the depthwise conv narrows with its group" grep -qE '^/dw/Conv +Conv +16 +8' "$T/out"
+            check_run "depthwise teacher: the residual block is found" grep -qE ' residual ' "$T/out"
+            check_run "depthwise teacher: the student runs" "$BIN" run "$T/dw_half.onnx" --input "input=$T/x.npy" --output "logits=$T/y.npy"
+            ort_models="$ort_models $T/dw.onnx $T/dw_half.onnx"
         else
-            bad "depthwise teacher: $(cat "$tmp/err")"
+            bad "depthwise teacher: $(cat "$T/err")"
         fi
     else
-        skipped "depthwise teacher: the export failed: $(tail -1 "$tmp/err")"
+        skipped "depthwise teacher: the export failed: $(tail -1 "$T/err")"
     fi
 else
     skipped "depthwise teacher (no torch for /usr/bin/python3)"
@@ -239,12 +230,12 @@ fi
 # ---- ONNX Runtime agrees with our runtime on the students -------------------------------
 if $have_ort && [ -n "$ort_models" ]; then
     # shellcheck disable=SC2086
-    NODE_PATH="$PWD/tests/node_modules" BUILD="$BUILD" node tests/ort_compare.js --bin "$BIN" --tol 1e-4 --batch 1,5 $ort_models >"$tmp/ort" 2>&1
-    p=$(sed -n 's/^interop: \([0-9]*\) passed.*/\1/p' "$tmp/ort")
-    f=$(sed -n 's/^interop: [0-9]* passed, \([0-9]*\) failed.*/\1/p' "$tmp/ort")
-    grep "^FAIL" "$tmp/ort"; [ -n "${VERBOSE:-}" ] && cat "$tmp/ort"
+    NODE_PATH="$PWD/tests/node_modules" BUILD="$BUILD" node tests/ort_compare.js --bin "$BIN" --tol 1e-4 --batch 1,5 $ort_models >"$T/ort" 2>&1
+    p=$(sed -n 's/^interop: \([0-9]*\) passed.*/\1/p' "$T/ort")
+    f=$(sed -n 's/^interop: [0-9]* passed, \([0-9]*\) failed.*/\1/p' "$T/ort")
+    grep "^FAIL" "$T/ort"; [ -n "${VERBOSE:-}" ] && cat "$T/ort"
     if [ -z "$p" ]; then
-        bad "ort_compare: $(tail -3 "$tmp/ort")"
+        bad "ort_compare: $(tail -3 "$T/ort")"
     else
         pass=$((pass + p))
         fail=$((fail + f))
@@ -253,5 +244,4 @@ else
     skipped "ONNX Runtime comparison (no node or tests/node_modules/onnxruntime-node)"
 fi
 
-echo "shrink_cli: $pass passed, $fail failed, $skip skipped"
-[ $fail -eq 0 ]
+finish

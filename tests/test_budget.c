@@ -6,8 +6,8 @@
  *   1.5x slower than the search's quick ones (a machine that throttles under sustained load):
  *   the search keeps cutting until a fresh measurement meets the budget, and the value it reports
  *   is that fresh measurement's, never a quick one's.
- * - Fresh measurements always over (a constant added): the search fails with one message naming the fastest
- *   fresh value, after a bounded number of fresh measurements.
+ * - Fresh measurements always over (a constant added): the search fails with one message naming the
+ * fastest fresh value, after a bounded number of fresh measurements.
  * - A per-node overhead that width cannot remove (the floor of a small model's latency): a budget
  *   just above the narrowest full-depth student's is met by dropping removable blocks for width,
  *   and the depth is in the result.
@@ -15,28 +15,13 @@
  *   an error. (The per-layer search profiles real plans to calibrate its model, so its choices
  *   may vary; what is asserted holds for any of them.) */
 #include "od_onnx.h"
+#include "test_check.h"
 
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int n_pass, n_fail;
-
-static void check(bool ok, const char *fmt, ...) {
-    if (ok) {
-        n_pass++;
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    printf("FAIL ");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    n_fail++;
-}
 
 typedef struct fake {
     double per_mac, per_node; /* seconds */
@@ -45,8 +30,8 @@ typedef struct fake {
     int n_calls, n_fresh;
 } fake;
 
-static od_status fake_timer(const od_model *m, int64_t batch, int threads, double min_time, double *median,
-                            double *p90, void *ctx, od_error *err) {
+static od_status fake_timer(const od_model *m, int64_t batch, int threads, double min_time,
+                            double *median, double *p90, void *ctx, od_error *err) {
     (void)batch, (void)threads;
     fake *f = ctx;
     int64_t macs = 0;
@@ -68,8 +53,13 @@ static double fake_value(fake *f, const od_model *m, bool fresh) {
 }
 
 static od_budget latency_budget(fake *f, double limit) {
-    return (od_budget){.kind = OD_BUDGET_LATENCY, .limit = limit, .batch = 1, .threads = 1, .timer = fake_timer,
-                       .timer_ctx = f, .runtime = "a fake timer"};
+    return (od_budget){.kind = OD_BUDGET_LATENCY,
+                       .limit = limit,
+                       .batch = 1,
+                       .threads = 1,
+                       .timer = fake_timer,
+                       .timer_ctx = f,
+                       .runtime = "a fake timer"};
 }
 
 /* The chosen spec's student, built again. */
@@ -89,7 +79,7 @@ static void fresh_slower(const od_model *teacher, const char *name) {
     od_budget_result *res = calloc(1, sizeof *res);
     od_error err = {0};
     od_status st = od_budget_search(teacher, &spec, &b, 0.01, res, NULL, &err);
-    check(!st, "%s fresh 1.5x slower: %s", name, err.message);
+    check(!st, name, "fresh 1.5x slower: %s", err.message);
     if (!st) {
         int misses = 0, last_verify = -1;
         for (int i = 0; i < res->n_candidates; i++)
@@ -97,16 +87,20 @@ static void fresh_slower(const od_model *teacher, const char *name) {
                 misses += !res->candidates[i].fits;
                 last_verify = i;
             }
-        check(misses >= 1, "%s fresh 1.5x slower: a fresh measurement missed (%d misses)", name, misses);
-        check(res->value <= b.limit, "%s fresh 1.5x slower: the reported value %g <= budget %g", name, res->value, b.limit);
+        check(misses >= 1, name, "fresh 1.5x slower: a fresh measurement missed (%d misses)",
+              misses);
+        check(res->value <= b.limit, name, "fresh 1.5x slower: the reported value %g <= budget %g",
+              res->value, b.limit);
         bool from_fresh = false; /* the reported value is a fresh measurement's */
         for (int i = 0; i < res->n_candidates; i++)
-            from_fresh |= res->candidates[i].verify && res->candidates[i].fits && res->candidates[i].value == res->value;
-        check(from_fresh && last_verify >= 0, "%s fresh 1.5x slower: the reported value %g is a fresh measurement's", name,
-              res->value);
+            from_fresh |= res->candidates[i].verify && res->candidates[i].fits &&
+                          res->candidates[i].value == res->value;
+        check(from_fresh && last_verify >= 0, name,
+              "fresh 1.5x slower: the reported value %g is a fresh measurement's", res->value);
         od_model *m = rebuild(teacher, &spec);
         double again = m ? fake_value(&f, m, true) : INFINITY;
-        check(again <= b.limit, "%s fresh 1.5x slower: the chosen spec measured afresh again: %g <= %g (%s)", name, again,
+        check(again <= b.limit, name,
+              "fresh 1.5x slower: the chosen spec measured afresh again: %g <= %g (%s)", again,
               b.limit, res->per_layer ? "per-layer" : "uniform");
         od_model_destroy(m);
     }
@@ -124,12 +118,14 @@ static void fresh_always_over(const od_model *teacher, const char *name) {
     od_budget_result *res = calloc(1, sizeof *res);
     od_error err = {0};
     od_status st = od_budget_search(teacher, &spec, &b, 0.01, res, NULL, &err);
-    check(st == OD_STATUS_INVALID_ARGUMENT, "%s fresh always over: fails (status %d)", name, (int)st);
-    check(strstr(err.message, "when measured afresh; the fastest: ") != NULL && !strchr(err.message, '\n'),
-          "%s fresh always over: one line naming the fastest: %s", name, err.message);
-    /* the uniform tries, the per-layer search's fresh measurement and its re-cuts, each VERIFY_PLANS plans */
-    check(f.n_fresh > 0 && f.n_fresh <= 3 * (8 + 1 + 3), "%s fresh always over: %d fresh measurements (bounded)", name,
-          f.n_fresh);
+    check(st == OD_STATUS_INVALID_ARGUMENT, name, "fresh always over: fails (status %d)", (int)st);
+    check(strstr(err.message, "when measured afresh; the fastest: ") != NULL &&
+              !strchr(err.message, '\n'),
+          name, "fresh always over: one line naming the fastest: %s", err.message);
+    /* the uniform tries, the per-layer search's fresh measurement and its re-cuts, each
+     * VERIFY_PLANS plans */
+    check(f.n_fresh > 0 && f.n_fresh <= 3 * (8 + 1 + 3), name,
+          "fresh always over: %d fresh measurements (bounded)", f.n_fresh);
     od_shrink_spec_clear(&spec);
     free(res);
 }
@@ -149,22 +145,24 @@ static void depth_for_width(const od_model *teacher) {
     od_budget_result *res = calloc(1, sizeof *res);
     od_error err = {0};
     od_status st = od_budget_search(teacher, &spec, &b, 0.01, res, NULL, &err);
-    check(!st, "resnet per-node floor: %s", err.message);
+    check(!st, "resnet per-node floor", "%s", err.message);
     if (!st) {
         check(res->n_blocks > 0 && res->kept_blocks < res->n_blocks && spec.depth < 1,
-              "resnet per-node floor: blocks dropped (%d of %d kept, depth %g)", res->kept_blocks, res->n_blocks,
-              spec.depth);
-        check(res->depth == spec.depth, "resnet per-node floor: the result's depth %g is the spec's %g", res->depth,
-              spec.depth);
-        check(strstr(res->why, "removable blocks dropped") != NULL, "resnet per-node floor: why says so: %s", res->why);
+              "resnet per-node floor", "blocks dropped (%d of %d kept, depth %g)", res->kept_blocks,
+              res->n_blocks, spec.depth);
+        check(res->depth == spec.depth, "resnet per-node floor",
+              "the result's depth %g is the spec's %g", res->depth, spec.depth);
+        check(strstr(res->why, "removable blocks dropped") != NULL, "resnet per-node floor",
+              "why says so: %s", res->why);
         od_model *m = rebuild(teacher, &spec);
         double again = m ? fake_value(&f, m, true) : INFINITY;
-        check(again <= b.limit, "resnet per-node floor: the chosen spec meets the budget: %g <= %g", again, b.limit);
+        check(again <= b.limit, "resnet per-node floor",
+              "the chosen spec meets the budget: %g <= %g", again, b.limit);
         od_model_destroy(m);
         char json[4096];
         od_budget_spec_json(&spec, json, sizeof json);
         check(strstr(json, "\"depth\": 1,") == NULL && strstr(json, "\"depth\": 0.") != NULL,
-              "resnet per-node floor: the spec JSON carries the depth: %s", json);
+              "resnet per-node floor", "the spec JSON carries the depth: %s", json);
     }
     od_shrink_spec_clear(&spec);
     free(res);
@@ -184,21 +182,22 @@ static int64_t macs_of(const od_model *teacher, double width, double depth) {
 
 static void macs_depth(const od_model *teacher) {
     int64_t narrow = macs_of(teacher, 0.001, 1), none = macs_of(teacher, 0.001, 0.01);
-    check(narrow > 0 && none > 0 && none < narrow, "resnet MACs: width 0.001 %lld, no block kept %lld", (long long)narrow,
-          (long long)none);
-    od_budget b = {.kind = OD_BUDGET_MACS, .limit = (double)(narrow + none) / 2, .batch = 1, .threads = 1};
+    check(narrow > 0 && none > 0 && none < narrow, "resnet MACs",
+          "width 0.001 %lld, no block kept %lld", (long long)narrow, (long long)none);
+    od_budget b = {
+        .kind = OD_BUDGET_MACS, .limit = (double)(narrow + none) / 2, .batch = 1, .threads = 1};
     od_shrink_spec spec;
     od_shrink_spec_default(&spec);
     od_budget_result *res = calloc(1, sizeof *res);
     od_error err = {0};
     od_model *student = NULL;
     od_status st = od_budget_search(teacher, &spec, &b, 0.01, res, &student, &err);
-    check(!st, "resnet MACs below width 0.001's: %s", err.message);
+    check(!st, "resnet MACs below width 0.001's", "%s", err.message);
     if (!st) {
         int64_t macs = -1;
         od_model_count(student, NULL, &macs, &err);
-        check(macs > 0 && macs <= b.limit && spec.depth < 1, "resnet MACs below width 0.001's: %lld <= %g at depth %g",
-              (long long)macs, b.limit, spec.depth);
+        check(macs > 0 && macs <= b.limit && spec.depth < 1, "resnet MACs below width 0.001's",
+              "%lld <= %g at depth %g", (long long)macs, b.limit, spec.depth);
     }
     od_model_destroy(student);
     od_shrink_spec_clear(&spec);
@@ -206,8 +205,9 @@ static void macs_depth(const od_model *teacher) {
     b.limit = (double)none - 1;
     memset(res, 0, sizeof *res);
     st = od_budget_search(teacher, &spec, &b, 0.01, res, NULL, &err);
-    check(st == OD_STATUS_INVALID_ARGUMENT && strstr(err.message, "removable blocks dropped, over the budget"),
-          "resnet MACs below every block dropped: %s", err.message);
+    check(st == OD_STATUS_INVALID_ARGUMENT &&
+              strstr(err.message, "removable blocks dropped, over the budget"),
+          "resnet MACs below every block dropped", "%s", err.message);
     od_shrink_spec_clear(&spec);
     free(res);
 }
@@ -215,7 +215,8 @@ static void macs_depth(const od_model *teacher) {
 int main(void) {
     od_model *cnn = NULL, *resnet = NULL;
     od_error err = {0};
-    if (od_model_load("models/cnn.onnx", &cnn, &err) || od_model_load("models/resnet.onnx", &resnet, &err)) {
+    if (od_model_load("models/cnn.onnx", &cnn, &err) ||
+        od_model_load("models/resnet.onnx", &resnet, &err)) {
         printf("FAIL %s\nbudget: 0 passed, 1 failed\n", err.message);
         return 1;
     }

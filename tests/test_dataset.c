@@ -20,6 +20,7 @@
 #include <zlib.h>
 
 #include "test_check.h"
+#include "test_files.h"
 
 static int n_skip;
 static char tmp[] = "/tmp/od_dataset.XXXXXX";
@@ -39,24 +40,6 @@ static const char *fresh_dir(const char *name) {
     snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", dir, dir);
     if (system(cmd) != 0) printf("FAIL cannot make %s\n", dir);
     return dir;
-}
-
-static const char *in_dir(const char *dir, const char *name) {
-    static char buf[8][512];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
-/* Unlinks first: rewriting a file in place makes ext4 flush it on close (its replace-via-
- * truncate heuristic), which turns the thousands of rewrites below into seconds. */
-static bool write_file(const char *path, const void *data, size_t len) {
-    unlink(path);
-    FILE *fp = fopen(path, "wb");
-    if (!fp) return false;
-    bool ok = fwrite(data, 1, len, fp) == len;
-    return fclose(fp) == 0 && ok;
 }
 
 static bool write_gz(const char *path, const void *data, size_t len) {

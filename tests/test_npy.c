@@ -16,23 +16,9 @@
 #include <unistd.h>
 
 #include "test_check.h"
+#include "test_files.h"
 
 static char tmp[] = "/tmp/od_npy.XXXXXX";
-
-static const char *tmp_path(const char *name) {
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmp, name);
-    return buf[k];
-}
-
-static bool write_file(const char *path, const void *data, size_t len) {
-    FILE *fp = fopen(path, "wb");
-    if (!fp) return false;
-    bool ok = fwrite(data, 1, len, fp) == len;
-    return fclose(fp) == 0 && ok;
-}
 
 static bool same_tensor(const od_tensor *a, const od_tensor *b) {
     if (a->dtype != b->dtype || a->rank != b->rank || a->nbytes != b->nbytes) return false;
@@ -71,7 +57,7 @@ static void check_write_read(void) {
             od_tensor *t = pattern(dtypes[d], shapes[s].rank, shapes[s].dims);
             od_error err = {0};
             od_tensor back = {0};
-            const char *path = tmp_path("t.npy");
+            const char *path = in_dir(tmp, "t.npy");
             od_status st = od_npy_write(path, t, &err);
             if (!st) st = od_npy_read(path, &back, &err);
             check(!st && same_tensor(t, &back), name, "%s", st ? err.message : "differs");
@@ -88,7 +74,7 @@ static void check_write_read(void) {
     int64_t dims[1] = {3};
     od_tensor *t = pattern(OD_DTYPE_FLOAT16, 1, dims);
     od_error err = {0};
-    od_status st = od_npy_write(tmp_path("h.npy"), t, &err);
+    od_status st = od_npy_write(in_dir(tmp, "h.npy"), t, &err);
     check(st == OD_STATUS_UNSUPPORTED, "float16 write refused", "%s", od_status_name(st));
     od_tensor_destroy(t);
 }
@@ -145,7 +131,7 @@ static void check_read_variants(void) {
     };
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
         size_t n = make_npy(buf, ok[i].major, ok[i].dict, ok[i].data, ok[i].n);
-        const char *path = tmp_path("v.npy");
+        const char *path = in_dir(tmp, "v.npy");
         write_file(path, buf, n);
         st = od_npy_read(path, &t, &err);
         bool good = !st && t.dtype == ok[i].dtype && t.rank == ok[i].rank && t.nbytes == ok[i].n &&
@@ -183,7 +169,7 @@ static void check_read_variants(void) {
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         size_t n = make_npy(buf, 1, bad[i].dict, f6, bad[i].n);
-        const char *path = tmp_path("bad.npy");
+        const char *path = in_dir(tmp, "bad.npy");
         write_file(path, buf, n);
         st = od_npy_read(path, &t, &err);
         check(st == bad[i].want && strstr(err.message, bad[i].text) &&
@@ -197,7 +183,7 @@ static void check_read_variants(void) {
         make_npy(buf, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", f6, 24);
     int clean = 0;
     for (size_t len = 0; len < n; len++) {
-        const char *path = tmp_path("cut.npy");
+        const char *path = in_dir(tmp, "cut.npy");
         write_file(path, buf, len);
         st = od_npy_read(path, &t, &err);
         clean += st != OD_STATUS_OK;
@@ -206,11 +192,11 @@ static void check_read_variants(void) {
     check(clean == (int)n, "every truncation fails", "%d of %zu", clean, n);
 
     static const char zip[] = "PK\x03\x04 not numpy";
-    write_file(tmp_path("magic.npy"), zip, sizeof zip - 1);
-    st = od_npy_read(tmp_path("magic.npy"), &t, &err);
+    write_file(in_dir(tmp, "magic.npy"), zip, sizeof zip - 1);
+    st = od_npy_read(in_dir(tmp, "magic.npy"), &t, &err);
     check(st == OD_STATUS_INVALID_MODEL && strstr(err.message, "not a .npy"), "bad magic", "%s",
           err.message);
-    st = od_npy_read(tmp_path("missing.npy"), &t, &err);
+    st = od_npy_read(in_dir(tmp, "missing.npy"), &t, &err);
     check(st == OD_STATUS_IO, "missing file", "%s", err.message);
 }
 
@@ -221,16 +207,16 @@ static void check_by_extension(void) {
     od_tensor back = {0};
     const char *names[] = {"x.npy", "x.pb", "X.NPY"};
     for (int i = 0; i < 3; i++) {
-        od_status st = od_tensor_file_write(tmp_path(names[i]), t, &err);
-        if (!st) st = od_tensor_file_read(tmp_path(names[i]), &back, &err);
+        od_status st = od_tensor_file_write(in_dir(tmp, names[i]), t, &err);
+        if (!st) st = od_tensor_file_read(in_dir(tmp, names[i]), &back, &err);
         check(!st && same_tensor(t, &back), names[i], "%s", st ? err.message : "differs");
         od_tensor_clear(&back);
     }
-    od_status st = od_tensor_file_write(tmp_path("x.txt"), t, &err);
+    od_status st = od_tensor_file_write(in_dir(tmp, "x.txt"), t, &err);
     check(st && strstr(err.message, "x.txt"), "write .txt refused", "%s", err.message);
-    st = od_tensor_file_read(tmp_path("x.npy.gz"), &back, &err);
+    st = od_tensor_file_read(in_dir(tmp, "x.npy.gz"), &back, &err);
     check(st && strstr(err.message, "x.npy.gz"), "read .gz refused", "%s", err.message);
-    st = od_tensor_file_read(tmp_path("noext"), &back, &err);
+    st = od_tensor_file_read(in_dir(tmp, "noext"), &back, &err);
     check(st && strstr(err.message, "noext"), "no extension refused", "%s", err.message);
     od_tensor_destroy(t);
 }
@@ -241,7 +227,7 @@ static void check_atomic(void) {
     int64_t dims[1] = {4};
     od_tensor *t = pattern(OD_DTYPE_INT32, 1, dims);
     od_error err = {0};
-    od_status st = od_npy_write(tmp_path("nodir/x.npy"), t, &err);
+    od_status st = od_npy_write(in_dir(tmp, "nodir/x.npy"), t, &err);
     check(st == OD_STATUS_IO, "write into a missing folder", "%s", err.message);
     od_tensor_destroy(t);
     DIR *d = opendir(tmp);
@@ -254,7 +240,7 @@ static void check_atomic(void) {
 
 /* A file written by numpy itself, when python3 has numpy. */
 static void check_numpy(void) {
-    const char *path = tmp_path("np.npy");
+    const char *path = in_dir(tmp, "np.npy");
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
              "python3 -c \"import numpy as np; "
@@ -281,12 +267,12 @@ static void check_numpy(void) {
     int64_t *v = ours->data;
     for (int i = 0; i < 6; i++)
         v[i] = (int64_t)i * 1000000007LL - 3;
-    st = od_npy_write(tmp_path("ours.npy"), ours, &err);
+    st = od_npy_write(in_dir(tmp, "ours.npy"), ours, &err);
     snprintf(cmd, sizeof cmd,
              "python3 -c \"import numpy as np, sys; a = np.load('%s'); "
              "sys.exit(0 if a.dtype == np.int64 and a.shape == (2, 3) and "
              "(a.ravel() == np.arange(6) * 1000000007 - 3).all() else 1)\"",
-             tmp_path("ours.npy"));
+             in_dir(tmp, "ours.npy"));
     check(!st && system(cmd) == 0, "numpy reads our file", "%s", st ? err.message : "mismatch");
     od_tensor_destroy(ours);
 }

@@ -153,7 +153,60 @@ static void check_stable_since(void) {
     }
 }
 
+/* auto_pad means the same in every op that has it (one reader, od_attr_auto_pad, and one rule,
+ * od_auto_pad_window / od_pad_split): on a [1, 2, 7, 5] input with a 3x3 window and stride 2,
+ * SAME_UPPER and SAME_LOWER give ceil(in / 2) (ConvTranspose: in * 2), VALID and NOTSET no
+ * padding, and a value ONNX does not define is one error naming the node and the value. */
+static void check_auto_pad(void) {
+    static const char *const values[] = {"SAME_UPPER", "SAME_LOWER", "VALID", NULL, "SAME"};
+    int64_t k3[2] = {3, 3}, s2[2] = {2, 2};
+    int n_ops = 0;
+    for (const char *const *name = od_op_names(); *name; name++) {
+        const od_op_desc *op = od_op_find("", *name);
+        bool has = false;
+        for (int i = 0; op && op->attrs && op->attrs[i]; i++)
+            has |= strncmp(op->attrs[i], "auto_pad", 8) == 0;
+        if (!has) continue;
+        n_ops++;
+        bool transposed = strcmp(*name, "ConvTranspose") == 0;
+        bool weights = transposed || strcmp(*name, "Conv") == 0;
+        for (int v = 0; v < 5; v++) {
+            const char *ap = values[v];
+            od_attr attrs[3] = {{.name = "kernel_shape", .type = OD_ATTR_INTS, .ints = k3, .count = 2},
+                                {.name = "strides", .type = OD_ATTR_INTS, .ints = s2, .count = 2},
+                                {.name = "auto_pad", .type = OD_ATTR_STRING,
+                                 .s = {ap ? strlen(ap) : 0, (uint8_t *)(ap ? ap : "")}}};
+            int outputs[1] = {1};
+            od_node node = {.name = "n_7", .op_type = (char *)*name, .domain = "", .n_inputs = weights ? 2 : 1,
+                            .n_outputs = 1, .outputs = outputs, .n_attrs = ap ? 3 : 2, .attrs = attrs};
+            od_shape_info x = {.dtype = OD_DTYPE_FLOAT, .rank = 4, .dims = {1, 2, 7, 5}};
+            od_shape_info w = {.dtype = OD_DTYPE_FLOAT, .rank = 4, .dims = {2, 2, 3, 3}};
+            const od_shape_info *in[2] = {&x, &w};
+            od_shape_info out = {0};
+            od_tensor *folded = NULL;
+            od_error err = {0};
+            od_infer_ctx c = {&node, 13, weights ? 2 : 1, 1, in, &out, &folded, &err};
+            od_status st = op->infer(&c);
+            const char *label = ap ? ap : "NOTSET";
+            if (v == 4) {
+                check(st == OD_STATUS_INVALID_MODEL && strstr(err.message, "n_7") &&
+                          strstr(err.message, "auto_pad \"SAME\""),
+                      *name, "auto_pad SAME: status %d, \"%s\"", st, err.message);
+                continue;
+            }
+            bool same = v < 2;
+            int64_t h = transposed ? (same ? 14 : 15) : same ? 4 : 3;
+            int64_t wd = transposed ? (same ? 10 : 11) : same ? 3 : 2;
+            check(st == OD_STATUS_OK && out.rank == 4 && out.dims[2] == h && out.dims[3] == wd, *name,
+                  "auto_pad %s: status %d (%s), output [.., %lld, %lld], expected [.., %lld, %lld]", label, st,
+                  err.message, (long long)out.dims[2], (long long)out.dims[3], (long long)h, (long long)wd);
+        }
+    }
+    check(n_ops >= 4, "auto_pad", "only %d ops list auto_pad (Conv, ConvTranspose, MaxPool, AveragePool)", n_ops);
+}
+
 int main(void) {
+    check_auto_pad();
     check_per_sample();
     check_stable_since();
     check_weight_axis();

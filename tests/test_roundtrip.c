@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "test_check.h"
+#include "test_files.h"
 
 static int n_skip;
 static char diff[2048]; /* the first difference found by a comparison */
@@ -459,13 +460,6 @@ static od_status fixture_decode(fixture *f, const char *base_dir, od_model **m, 
     od_status st = od_model_decode(buf, n, base_dir, m, err);
     free(buf);
     return st;
-}
-
-static bool write_file(const char *path, const void *data, size_t len) {
-    FILE *fp = fopen(path, "wb");
-    if (!fp) return false;
-    bool ok = fwrite(data, 1, len, fp) == len;
-    return fclose(fp) == 0 && ok;
 }
 
 static void check_decode_error(fixture *f, const char *base_dir, od_status want,

@@ -9,6 +9,7 @@
  * A graph built here covers depthwise convs in a residual branch, Concat, ConvTranspose, MatMul
  * with a bias Add and Flatten into MatMul. And the spec file reader, its errors, and bad specs. */
 #include "od_onnx.h"
+#include "test_check.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -16,22 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int n_pass, n_fail;
-
-static void check(bool ok, const char *fmt, ...) {
-    if (ok) {
-        n_pass++;
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    printf("FAIL ");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    n_fail++;
-}
 
 /* ---- helpers over models ------------------------------------------------------------- */
 
@@ -160,21 +145,21 @@ static od_status shrink(const od_model *t, double width, double depth, od_shrink
 static void check_usable(const char *what, const od_model *st, int64_t n_teacher_out) {
     od_error err = {0};
     od_model *rt = roundtrip(st, &err);
-    check(rt != NULL, "%s: round trip: %s", what, err.message);
+    check(rt != NULL, what, "round trip: %s", err.message);
     od_graph_shapes s;
     for (int64_t b = 1; rt && b <= 3; b += 2) {
         od_status stt = od_graph_infer(&rt->graph, b, &s, &err);
-        check(!stt, "%s: shape inference at batch %lld: %s", what, (long long)b, err.message);
+        check(!stt, what, "shape inference at batch %lld: %s", (long long)b, err.message);
         if (!stt) od_graph_shapes_clear(&s);
     }
     int64_t n = 0;
     float *y = rt ? run(rt, 2, &n, &err) : NULL;
-    check(y != NULL, "%s: plan and run: %s", what, err.message);
+    check(y != NULL, what, "plan and run: %s", err.message);
     if (y) {
         bool finite = true;
         for (int64_t i = 0; i < n; i++)
             finite &= isfinite(y[i]) != 0;
-        check(finite && n == n_teacher_out, "%s: %lld outputs (teacher %lld), finite %d", what,
+        check(finite && n == n_teacher_out, what, "%lld outputs (teacher %lld), finite %d",
               (long long)n, (long long)n_teacher_out, finite);
     }
     free(y);
@@ -255,13 +240,13 @@ static void check_teacher(const char *dir, const teacher_case *tc) {
     od_error err = {0};
     od_model *t = NULL;
     if (od_model_load(path, &t, &err)) {
-        check(false, "%s: %s", tc->file, err.message);
+        check(false, tc->file, "%s", err.message);
         return;
     }
     od_model *copy = roundtrip(t, &err);
     int64_t n_out = 0;
     float *yt = run(t, 3, &n_out, &err);
-    check(yt != NULL, "%s: the teacher runs: %s", tc->file, err.message);
+    check(yt != NULL, tc->file, "the teacher runs: %s", err.message);
     int64_t n_out2 = 0;
     float *yt2 = run(t, 2, &n_out2, &err);
     free(yt2);
@@ -281,15 +266,15 @@ static void check_teacher(const char *dir, const teacher_case *tc) {
                 od_model *s = NULL;
                 od_status st =
                     shrink(t, widths[wi], depths[di], ii, OD_SHRINK_BN_AUTO, 7, &s, NULL, &err);
-                check(!st, "%s: %s", what, err.message);
+                check(!st, what, "%s", err.message);
                 if (st) continue;
                 check_usable(what, s, n_out2);
                 int64_t p = params(s);
-                check(widths[wi] == 1 && depths[di] == 1 ? p >= t_params : p < t_params,
-                      "%s: params %lld, teacher %lld", what, (long long)p, (long long)t_params);
+                check(widths[wi] == 1 && depths[di] == 1 ? p >= t_params : p < t_params, what,
+                      "params %lld, teacher %lld", (long long)p, (long long)t_params);
                 od_model_destroy(s);
             }
-    check(copy && same_bytes(t, copy), "%s: the teacher is unchanged", tc->file);
+    check(copy && same_bytes(t, copy), tc->file, "the teacher is unchanged");
 
     /* width 1, depth 1: the teacher's function, bit for bit (inserted BNs are identities) */
     od_model *s = NULL;
@@ -297,14 +282,14 @@ static void check_teacher(const char *dir, const teacher_case *tc) {
     if (!shrink(t, 1, 1, OD_SHRINK_INIT_TEACHER, OD_SHRINK_BN_AUTO, 1, &s, &rep, &err)) {
         int64_t n = 0;
         float *ys = run(s, 3, &n, &err);
-        check(ys && yt && n == n_out && memcmp(ys, yt, sizeof(float) * (size_t)n) == 0,
-              "%s: width 1 depth 1 differs from the teacher (max rel diff %g)", tc->file,
+        check(ys && yt && n == n_out && memcmp(ys, yt, sizeof(float) * (size_t)n) == 0, tc->file,
+              "width 1 depth 1 differs from the teacher (max rel diff %g)",
               ys && yt && n == n_out ? max_rel_diff(ys, yt, n) : -1.0);
-        check(rep.n_blocks == tc->blocks && rep.n_dropped == 0,
-              "%s: %d removable blocks, %d dropped", tc->file, rep.n_blocks, rep.n_dropped);
+        check(rep.n_blocks == tc->blocks && rep.n_dropped == 0, tc->file,
+              "%d removable blocks, %d dropped", rep.n_blocks, rep.n_dropped);
         free(ys);
     } else {
-        check(false, "%s: width 1: %s", tc->file, err.message);
+        check(false, tc->file, "width 1: %s", err.message);
     }
     od_model_destroy(s);
     od_shrink_report_clear(&rep);
@@ -326,7 +311,7 @@ static void check_teacher(const char *dir, const teacher_case *tc) {
             const od_tensor *ws = weight(s, n, 1), *wt = weight(t, &t->graph.nodes[ti], 1);
             /* MACs scale with the weight: same spatial sizes, fewer channels */
             check(node_macs[i] * od_tensor_count(wt) == t_node_macs[ti] * od_tensor_count(ws),
-                  "%s: node %s: MACs %lld vs teacher %lld, weights %lld vs %lld", tc->file, n->name,
+                  tc->file, "node %s: MACs %lld vs teacher %lld, weights %lld vs %lld", n->name,
                   (long long)node_macs[i], (long long)t_node_macs[ti],
                   (long long)od_tensor_count(ws), (long long)od_tensor_count(wt));
             /* a node reading no graph input and writing no graph output: both sides halve */
@@ -342,27 +327,26 @@ static void check_teacher(const char *dir, const teacher_case *tc) {
             }
             if (!reads_input && !is_output(&s->graph, n->outputs[0])) {
                 inner++;
-                check(node_macs[i] * 4 == t_node_macs[ti],
-                      "%s: inner node %s: MACs %lld, teacher %lld (expected a quarter)", tc->file,
-                      n->name, (long long)node_macs[i], (long long)t_node_macs[ti]);
+                check(node_macs[i] * 4 == t_node_macs[ti], tc->file,
+                      "inner node %s: MACs %lld, teacher %lld (expected a quarter)", n->name,
+                      (long long)node_macs[i], (long long)t_node_macs[ti]);
             }
         }
-        check(inner > 0, "%s: no inner layer", tc->file);
+        check(inner > 0, tc->file, "no inner layer");
         double ratio = (double)total / (double)t_macs;
-        check(tc->convnet ? ratio > 0.2 && ratio < 0.3 : ratio > 0.2 && ratio < 0.5,
-              "%s: width 0.5 keeps %.3f of the MACs", tc->file, ratio);
+        check(tc->convnet ? ratio > 0.2 && ratio < 0.3 : ratio > 0.2 && ratio < 0.5, tc->file,
+              "width 0.5 keeps %.3f of the MACs", ratio);
         bool pinned_out = false;
         for (int i = 0; i < rep.n_layers; i++)
             if (rep.layers[i].pinned && strstr(rep.layers[i].pinned, "graph output")) {
                 pinned_out = true;
-                check(rep.layers[i].student_channels == rep.layers[i].teacher_channels,
-                      "%s: the classifier changed", tc->file);
+                check(rep.layers[i].student_channels == rep.layers[i].teacher_channels, tc->file,
+                      "the classifier changed");
             }
-        check(pinned_out, "%s: the classifier is not reported as fixed by the graph output",
-              tc->file);
+        check(pinned_out, tc->file, "the classifier is not reported as fixed by the graph output");
         free(node_macs);
     } else {
-        check(false, "%s: width 0.5: %s", tc->file, err.message);
+        check(false, tc->file, "width 0.5: %s", err.message);
     }
     od_model_destroy(s);
     od_shrink_report_clear(&rep);
@@ -376,10 +360,10 @@ static void check_teacher(const char *dir, const teacher_case *tc) {
         if (!shrink(z, 0.5, 1, OD_SHRINK_INIT_TEACHER, OD_SHRINK_BN_AUTO, 1, &s, NULL, &err)) {
             float *ys = run(s, 3, &ns, &err);
             double d = ys && yz && ns == nz ? max_rel_diff(ys, yz, nz) : 1e9;
-            check(d < 1e-4, "%s: width 0.5 of the zero-odd teacher differs by %g", tc->file, d);
+            check(d < 1e-4, tc->file, "width 0.5 of the zero-odd teacher differs by %g", d);
             free(ys);
         } else {
-            check(false, "%s: zero-odd: %s", tc->file, err.message);
+            check(false, tc->file, "zero-odd: %s", err.message);
         }
         od_model_destroy(s);
         free(yz);
@@ -389,16 +373,16 @@ static void check_teacher(const char *dir, const teacher_case *tc) {
     /* depth 0.5: round(n / 2) blocks kept, their nodes gone */
     if (!shrink(t, 1, 0.5, OD_SHRINK_INIT_TEACHER, OD_SHRINK_BN_OFF, 1, &s, &rep, &err)) {
         int dropped = tc->blocks - (int)lround(0.5 * tc->blocks);
-        check(rep.n_blocks == tc->blocks && rep.n_dropped == dropped,
-              "%s: depth 0.5: %d of %d blocks dropped, expected %d of %d", tc->file, rep.n_dropped,
-              rep.n_blocks, dropped, tc->blocks);
+        check(rep.n_blocks == tc->blocks && rep.n_dropped == dropped, tc->file,
+              "depth 0.5: %d of %d blocks dropped, expected %d of %d", rep.n_dropped, rep.n_blocks,
+              dropped, tc->blocks);
         check(count_op(s, tc->block_op) == count_op(t, tc->block_op) - dropped * tc->per_block,
-              "%s: depth 0.5: %d %s nodes, teacher %d", tc->file, count_op(s, tc->block_op),
+              tc->file, "depth 0.5: %d %s nodes, teacher %d", count_op(s, tc->block_op),
               tc->block_op, count_op(t, tc->block_op));
         od_model_destroy(s);
         od_shrink_report_clear(&rep);
     } else {
-        check(false, "%s: depth 0.5: %s", tc->file, err.message);
+        check(false, tc->file, "depth 0.5: %s", err.message);
     }
 
     /* random init: repeatable from the seed */
@@ -406,8 +390,8 @@ static void check_teacher(const char *dir, const teacher_case *tc) {
     if (!shrink(t, 0.5, 1, OD_SHRINK_INIT_RANDOM, OD_SHRINK_BN_AUTO, 5, &r1, NULL, &err) &&
         !shrink(t, 0.5, 1, OD_SHRINK_INIT_RANDOM, OD_SHRINK_BN_AUTO, 5, &r2, NULL, &err) &&
         !shrink(t, 0.5, 1, OD_SHRINK_INIT_RANDOM, OD_SHRINK_BN_AUTO, 6, &r3, NULL, &err)) {
-        check(same_bytes(r1, r2), "%s: random init with one seed differs", tc->file);
-        check(!same_bytes(r1, r3), "%s: random init ignores the seed", tc->file);
+        check(same_bytes(r1, r2), tc->file, "random init with one seed differs");
+        check(!same_bytes(r1, r3), tc->file, "random init ignores the seed");
         /* Kaiming-uniform bounds: |w| <= 1/sqrt(fan_in), and not all tiny */
         for (int i = 0; i < r1->graph.n_nodes; i++) {
             const od_node *n = &r1->graph.nodes[i];
@@ -420,11 +404,11 @@ static void check_teacher(const char *dir, const teacher_case *tc) {
             const float *p = w->data;
             for (int64_t k = 0; k < od_tensor_count(w); k++)
                 hi = fmax(hi, fabs(p[k]));
-            check(hi <= bound * (1 + 1e-6) && hi > bound * 0.8, "%s: node %s: max |w| %g, bound %g",
-                  tc->file, n->name, hi, bound);
+            check(hi <= bound * (1 + 1e-6) && hi > bound * 0.8, tc->file,
+                  "node %s: max |w| %g, bound %g", n->name, hi, bound);
         }
     } else {
-        check(false, "%s: random init: %s", tc->file, err.message);
+        check(false, tc->file, "random init: %s", err.message);
     }
     od_model_destroy(r1);
     od_model_destroy(r2);
@@ -436,7 +420,7 @@ static void check_teacher(const char *dir, const teacher_case *tc) {
     static const od_shrink_bn modes[] = {OD_SHRINK_BN_AUTO, OD_SHRINK_BN_ON, OD_SHRINK_BN_OFF};
     for (int mi = 0; mi < 3; mi++) {
         if (shrink(t, 0.5, 1, OD_SHRINK_INIT_TEACHER, modes[mi], 1, &s, &rep, &err)) {
-            check(false, "%s: bn mode %d: %s", tc->file, mi, err.message);
+            check(false, tc->file, "bn mode %d: %s", mi, err.message);
             continue;
         }
         int want = modes[mi] == OD_SHRINK_BN_OFF || (modes[mi] == OD_SHRINK_BN_AUTO && convs <= 2)
@@ -444,8 +428,8 @@ static void check_teacher(const char *dir, const teacher_case *tc) {
                        : convs - with_bn;
         check(count_prefix(s, "od_bn_") == want && rep.n_bn_inserted == want &&
                   count_op(s, "BatchNormalization") == with_bn + want,
-              "%s: bn mode %d: %d od_bn_ nodes, expected %d", tc->file, mi,
-              count_prefix(s, "od_bn_"), want);
+              tc->file, "bn mode %d: %d od_bn_ nodes, expected %d", mi, count_prefix(s, "od_bn_"),
+              want);
         od_model_destroy(s);
         od_shrink_report_clear(&rep);
     }
@@ -461,8 +445,8 @@ static void check_teacher(const char *dir, const teacher_case *tc) {
         od_shrink_spec_default(&sp);
         char text[1024];
         snprintf(text, sizeof text, "{\"width\": 0.5, \"channels\": {\"%s\": 5}}", first_layer);
-        check(!od_shrink_spec_parse(&sp, text, strlen(text), "t.json", &err), "%s: spec: %s",
-              tc->file, err.message);
+        check(!od_shrink_spec_parse(&sp, text, strlen(text), "t.json", &err), tc->file, "spec: %s",
+              err.message);
         sp.round_to = 8;
         if (!od_shrink_ex(t, &sp, &s, &rep, &err)) {
             const od_tensor *w = weight(s, find_node(s, first_layer), 1);
@@ -472,13 +456,13 @@ static void check_teacher(const char *dir, const teacher_case *tc) {
                 const od_attr *a = od_node_attr(fn, "transB");
                 gemm_nt = !(a && a->i);
             }
-            check(w && w->dims[gemm_nt ? 1 : 0] == 5, "%s: spec channels 5 for %s: got %lld",
-                  tc->file, first_layer, w ? (long long)w->dims[gemm_nt ? 1 : 0] : -1LL);
+            check(w && w->dims[gemm_nt ? 1 : 0] == 5, tc->file, "spec channels 5 for %s: got %lld",
+                  first_layer, w ? (long long)w->dims[gemm_nt ? 1 : 0] : -1LL);
             check_usable("spec channels", s, n_out2);
             od_model_destroy(s);
             od_shrink_report_clear(&rep);
         } else {
-            check(false, "%s: spec: %s", tc->file, err.message);
+            check(false, tc->file, "spec: %s", err.message);
         }
         od_shrink_spec_clear(&sp);
         /* a misspelt name: an error naming the real one */
@@ -491,8 +475,8 @@ static void check_teacher(const char *dir, const teacher_case *tc) {
         od_status st = od_shrink(t, &sp, &s, &err);
         char quoted[600];
         snprintf(quoted, sizeof quoted, "\"%s\"", first_layer);
-        check(st == OD_STATUS_INVALID_ARGUMENT && strstr(err.message, quoted) && !s,
-              "%s: an unknown name: status %d, %s", tc->file, st, err.message);
+        check(st == OD_STATUS_INVALID_ARGUMENT && strstr(err.message, quoted) && !s, tc->file,
+              "an unknown name: status %d, %s", st, err.message);
     }
 
     free(t_node_macs);
@@ -654,12 +638,12 @@ static od_model *build_graph(void) {
 
 static void check_built(void) {
     od_model *t = build_graph();
-    check(t != NULL, "built graph");
+    check(t != NULL, "built graph", "does not hold");
     if (!t) return;
     od_error err = {0};
     int64_t nt = 0;
     float *yt = run(t, 2, &nt, &err);
-    check(yt && nt == 20, "built graph runs: %s", err.message);
+    check(yt && nt == 20, "built graph runs", "%s", err.message);
     free(yt);
     od_shrink_spec sp;
     od_shrink_spec_default(&sp);
@@ -669,7 +653,7 @@ static void check_built(void) {
     od_model *s = NULL;
     od_shrink_report rep = {0};
     if (od_shrink_ex(t, &sp, &s, &rep, &err)) {
-        check(false, "built graph, width 0.5: %s", err.message);
+        check(false, "built graph, width 0.5", "%s", err.message);
         od_model_destroy(t);
         return;
     }
@@ -677,24 +661,26 @@ static void check_built(void) {
     const od_node *dw = find_node(s, "dw");
     const od_tensor *wd = weight(s, dw, 1);
     const od_attr *grp = dw ? od_node_attr(dw, "group") : NULL;
-    check(wd && wd->dims[0] == 8 && wd->dims[1] == 1 && grp && grp->i == 8,
-          "depthwise: weight [%lld,%lld], group %lld (expected [8,1], 8)",
-          wd ? (long long)wd->dims[0] : -1LL, wd ? (long long)wd->dims[1] : -1LL,
-          grp ? (long long)grp->i : -1LL);
+    check(wd && wd->dims[0] == 8 && wd->dims[1] == 1 && grp && grp->i == 8, "depthwise",
+          "weight [%lld,%lld], group %lld (expected [8,1], 8)", wd ? (long long)wd->dims[0] : -1LL,
+          wd ? (long long)wd->dims[1] : -1LL, grp ? (long long)grp->i : -1LL);
     const od_tensor *wp = weight(s, find_node(s, "pw"), 1), *wa = weight(s, find_node(s, "ca"), 1),
                     *wb = weight(s, find_node(s, "cb"), 1), *wt = weight(s, find_node(s, "ct"), 1),
                     *wm = weight(s, find_node(s, "mm"), 1), *wo = weight(s, find_node(s, "fc"), 1),
                     *bm = weight(s, find_node(s, "mmb"), 0);
-    check(wp && wp->dims[0] == 8 && wp->dims[1] == 8, "pointwise conv [8,8]");
+    check(wp && wp->dims[0] == 8 && wp->dims[1] == 8, "pointwise conv [8,8]", "does not hold");
     check(wa && wa->dims[0] == 4 && wa->dims[1] == 8 && wb && wb->dims[0] == 12 && wb->dims[1] == 8,
-          "concat branches [4,8] and [12,8]");
-    check(wt && wt->dims[0] == 16 && wt->dims[1] == 8, "ConvTranspose [16 = 4 + 12, 8]");
-    check(wm && wm->dims[0] == 128 && wm->dims[1] == 10, "MatMul after Flatten [128 = 8 x 16, 10]");
-    check(bm && bm->dims[0] == 10, "MatMul bias [10]");
-    check(wo && wo->dims[0] == 10 && wo->dims[1] == 10, "classifier [10, 10]");
-    check(count_op(s, "Add") == 2 && count_op(s, "Concat") == 1, "residual Add and Concat kept");
+          "concat branches [4,8] and [12,8]", "does not hold");
+    check(wt && wt->dims[0] == 16 && wt->dims[1] == 8, "ConvTranspose [16 = 4 + 12, 8]",
+          "does not hold");
+    check(wm && wm->dims[0] == 128 && wm->dims[1] == 10, "MatMul after Flatten [128 = 8 x 16, 10]",
+          "does not hold");
+    check(bm && bm->dims[0] == 10, "MatMul bias [10]", "does not hold");
+    check(wo && wo->dims[0] == 10 && wo->dims[1] == 10, "classifier [10, 10]", "does not hold");
+    check(count_op(s, "Add") == 2 && count_op(s, "Concat") == 1, "residual Add and Concat kept",
+          "does not hold");
     check(rep.n_blocks == 1 && rep.blocks[0].residual && !strcmp(rep.blocks[0].name, "add"),
-          "the residual block around the depthwise conv is removable");
+          "the residual block around the depthwise conv is removable", "does not hold");
     od_model_destroy(s);
     od_shrink_report_clear(&rep);
 
@@ -706,11 +692,11 @@ static void check_built(void) {
     if (!od_shrink(z, &sp, &s, &err)) {
         float *ys = run(s, 2, &ns, &err);
         double d = ys && yz && ns == nz ? max_rel_diff(ys, yz, nz) : 1e9;
-        check(d < 1e-4, "built graph: width 0.5 of the zero-odd graph differs by %g", d);
+        check(d < 1e-4, "built graph", "width 0.5 of the zero-odd graph differs by %g", d);
         free(ys);
         od_model_destroy(s);
     } else {
-        check(false, "built graph, zero-odd: %s", err.message);
+        check(false, "built graph, zero-odd", "%s", err.message);
     }
     free(yz);
     od_model_destroy(z);
@@ -720,12 +706,12 @@ static void check_built(void) {
     if (!od_shrink(t, &sp, &s, &err)) {
         const od_tensor *b0 = weight(t, find_node(t, "mmb"), 0),
                         *b1 = weight(s, find_node(s, "mmb"), 0);
-        check(b0 && b1 && memcmp(b0->data, b1->data, b1->nbytes) != 0,
-              "random init: the MatMul bias is fresh");
+        check(b0 && b1 && memcmp(b0->data, b1->data, b1->nbytes) != 0, "random init",
+              "the MatMul bias is fresh");
         check_usable("built graph, random", s, 20);
         od_model_destroy(s);
     } else {
-        check(false, "built graph, random: %s", err.message);
+        check(false, "built graph, random", "%s", err.message);
     }
 
     /* drop the residual block by name: the depthwise branch goes */
@@ -737,35 +723,35 @@ static void check_built(void) {
     if (!od_shrink_ex(t, &sp, &s, &rep, &err)) {
         check(!find_node(s, "dw") && !find_node(s, "pw") && !find_node(s, "add") &&
                   rep.n_dropped == 1,
-              "drop [\"dw\"] removes the residual block");
+              "drop [\"dw\"] removes the residual block", "does not hold");
         check_usable("built graph, block dropped", s, 20);
         od_model_destroy(s);
         od_shrink_report_clear(&rep);
     } else {
-        check(false, "built graph, drop: %s", err.message);
+        check(false, "built graph, drop", "%s", err.message);
     }
     char *drop2[] = {"cb"};
     sp.drop = drop2;
     od_status st = od_shrink(t, &sp, &s, &err);
     check(st == OD_STATUS_INVALID_ARGUMENT && strstr(err.message, "not in a removable block"),
-          "dropping a layer outside any block: %s", err.message);
+          "dropping a layer outside any block", "%s", err.message);
 
     /* --bn on: a BN after each of the 5 Conv and the ConvTranspose */
     sp.n_drop = 0;
     sp.drop = NULL;
     sp.bn = OD_SHRINK_BN_ON;
     if (!od_shrink(t, &sp, &s, &err)) {
-        check(count_prefix(s, "od_bn_") == 6, "bn on: %d inserted, expected 6",
+        check(count_prefix(s, "od_bn_") == 6, "bn on", "%d inserted, expected 6",
               count_prefix(s, "od_bn_"));
         int64_t n1 = 0, n2 = 0;
         float *a = run(t, 2, &n1, &err), *c = run(s, 2, &n2, &err);
         check(a && c && n1 == n2 && memcmp(a, c, sizeof(float) * (size_t)n1) == 0,
-              "the inserted BatchNormalization nodes are identities");
+              "the inserted BatchNormalization nodes are identities", "does not hold");
         free(a);
         free(c);
         od_model_destroy(s);
     } else {
-        check(false, "built graph, bn on: %s", err.message);
+        check(false, "built graph, bn on", "%s", err.message);
     }
     od_model_destroy(t);
 }
@@ -835,7 +821,7 @@ static void check_shuffle(void) {
     g->outputs = malloc(sizeof(int));
     g->outputs[g->n_outputs++] = y;
     od_error err = {0};
-    check(!od_graph_check(g, &err), "shuffle graph: %s", err.message);
+    check(!od_graph_check(g, &err), "shuffle graph", "%s", err.message);
     od_shrink_spec sp;
     od_shrink_spec_default(&sp);
     sp.width = 0.5;
@@ -843,7 +829,7 @@ static void check_shuffle(void) {
     sp.bn = OD_SHRINK_BN_OFF;
     od_model *s = NULL;
     if (od_shrink(m, &sp, &s, &err)) {
-        check(false, "shuffle, width 0.5: %s", err.message);
+        check(false, "shuffle, width 0.5", "%s", err.message);
         od_model_destroy(m);
         return;
     }
@@ -852,23 +838,26 @@ static void check_shuffle(void) {
                     *wc = weight(s, find_node(s, "c"), 1), *wo = weight(s, find_node(s, "fc"), 1),
                     *s5 = weight(s, find_node(s, "r5"), 1), *s4 = weight(s, find_node(s, "r4"), 1),
                     *e2 = weight(s, find_node(s, "x2"), 2);
-    check(wa && wa->dims[0] == 4 && wb && wb->dims[0] == 4, "shuffled branches narrowed to 4");
-    check(wc && wc->dims[0] == 4 && wc->dims[1] == 4, "conv after the slice [4,4]");
-    check(wo && wo->dims[1] == 8, "classifier reads 8 channels");
+    check(wa && wa->dims[0] == 4 && wb && wb->dims[0] == 4, "shuffled branches narrowed to 4",
+          "does not hold");
+    check(wc && wc->dims[0] == 4 && wc->dims[1] == 4, "conv after the slice [4,4]",
+          "does not hold");
+    check(wo && wo->dims[1] == 8, "classifier reads 8 channels", "does not hold");
     check(s5 && ((int64_t *)s5->data)[2] == 4 && s4 && ((int64_t *)s4->data)[1] == 8,
-          "reshape shapes rescaled");
-    check(e2 && ((int64_t *)e2->data)[0] == 8, "slice bound rescaled");
+          "reshape shapes rescaled", "does not hold");
+    check(e2 && ((int64_t *)e2->data)[0] == 8, "slice bound rescaled", "does not hold");
     od_model_destroy(s);
     sp.width = 1;
     if (!od_shrink(m, &sp, &s, &err)) {
         int64_t n1 = 0, n2 = 0;
         float *a = run(m, 2, &n1, &err), *c = run(s, 2, &n2, &err);
-        check(a && c && n1 == n2 && max_rel_diff(a, c, n1) < 1e-6, "shuffle, width 1: the teacher");
+        check(a && c && n1 == n2 && max_rel_diff(a, c, n1) < 1e-6, "shuffle, width 1",
+              "the teacher");
         free(a);
         free(c);
         od_model_destroy(s);
     } else {
-        check(false, "shuffle, width 1: %s", err.message);
+        check(false, "shuffle, width 1", "%s", err.message);
     }
     od_model_destroy(m);
 }
@@ -945,14 +934,14 @@ static void check_attention(void) {
     g->outputs = malloc(sizeof(int));
     g->outputs[g->n_outputs++] = y;
     od_error err = {0};
-    check(!od_graph_check(g, &err), "attention graph: %s", err.message);
+    check(!od_graph_check(g, &err), "attention graph", "%s", err.message);
     od_shrink_spec sp;
     od_shrink_spec_default(&sp);
     sp.width = 0.5;
     sp.round_to = 1;
     od_model *s = NULL;
     if (od_shrink(m, &sp, &s, &err)) {
-        check(false, "attention, width 0.5: %s", err.message);
+        check(false, "attention, width 0.5", "%s", err.message);
         od_model_destroy(m);
         return;
     }
@@ -962,18 +951,21 @@ static void check_attention(void) {
                     *sh = weight(s, find_node(s, "rq"), 1), *mg = weight(s, find_node(s, "rm"), 1),
                     *k0 = weight(s, find_node(s, "sk"), 1), *k1 = weight(s, find_node(s, "sk"), 2),
                     *v1 = weight(s, find_node(s, "sv"), 2);
-    check(wi && wi->dims[0] == 32 && wi->dims[1] == 48, "in_proj [32,96] -> [32,48]");
-    check(wo && wo->dims[0] == 16 && wo->dims[1] == 32, "out_proj reads 16 channels, writes 32");
+    check(wi && wi->dims[0] == 32 && wi->dims[1] == 48, "in_proj [32,96] -> [32,48]",
+          "does not hold");
+    check(wo && wo->dims[0] == 16 && wo->dims[1] == 32, "out_proj reads 16 channels, writes 32",
+          "does not hold");
     check(sh && ((int64_t *)sh->data)[2] == 2 && ((int64_t *)sh->data)[3] == 8,
-          "heads 4 -> 2, head dim 8 kept");
-    check(mg && ((int64_t *)mg->data)[2] == 16, "heads merged back into 16 channels");
+          "heads 4 -> 2, head dim 8 kept", "does not hold");
+    check(mg && ((int64_t *)mg->data)[2] == 16, "heads merged back into 16 channels",
+          "does not hold");
     check(k0 && k1 && v1 && ((int64_t *)k0->data)[0] == 16 && ((int64_t *)k1->data)[0] == 32 &&
               ((int64_t *)v1->data)[0] == 48,
-          "q, k, v slice bounds follow");
+          "q, k, v slice bounds follow", "does not hold");
     int64_t n1 = 0, n2 = 0;
     float *a = run(m, 2, &n1, &err), *c = run(s, 2, &n2, &err);
-    check(a && c && n1 == n2 && max_rel_diff(a, c, n1) < 1e-5,
-          "attention, width 0.5: heads 0 and 2 kept, the teacher's function");
+    check(a && c && n1 == n2 && max_rel_diff(a, c, n1) < 1e-5, "attention, width 0.5",
+          "heads 0 and 2 kept, the teacher's function");
     free(a);
     free(c);
     od_model_destroy(s);
@@ -993,9 +985,9 @@ static void check_spec_parser(void) {
     check(!st && s.width == 0.25 && s.depth == 0.5 && s.n_channels == 2 && s.n_drop == 2 &&
               !strcmp(s.channels[0].pattern, "a/*") && s.channels[0].channels == 24 &&
               !strcmp(s.channels[1].pattern, "b\xc3\xa9\"") && !strcmp(s.drop[1], "y*"),
-          "spec: a good file: %s", err.message);
+          "spec", "a good file: %s", err.message);
     od_shrink_spec_clear(&s);
-    check(s.n_channels == 0 && s.channels == NULL, "spec: clear");
+    check(s.n_channels == 0 && s.channels == NULL, "spec", "clear");
     static const struct {
         const char *text, *msg;
     } bad[] = {
@@ -1016,15 +1008,14 @@ static void check_spec_parser(void) {
         od_shrink_spec_default(&s);
         err.message[0] = 0;
         st = od_shrink_spec_parse(&s, bad[i].text, strlen(bad[i].text), "bad.json", &err);
-        check(st == OD_STATUS_INVALID_ARGUMENT && strstr(err.message, bad[i].msg),
-              "spec: bad #%zu: status %d, \"%s\" (expected \"%s\")", i, st, err.message,
-              bad[i].msg);
+        check(st == OD_STATUS_INVALID_ARGUMENT && strstr(err.message, bad[i].msg), "spec",
+              "bad #%zu: status %d, \"%s\" (expected \"%s\")", i, st, err.message, bad[i].msg);
         od_shrink_spec_clear(&s);
     }
     od_shrink_spec_default(&s);
     st = od_shrink_spec_load(&s, "/nonexistent/spec.json", &err);
-    check(st == OD_STATUS_IO && strstr(err.message, "/nonexistent/spec.json"),
-          "spec: missing file: %s", err.message);
+    check(st == OD_STATUS_IO && strstr(err.message, "/nonexistent/spec.json"), "spec",
+          "missing file: %s", err.message);
 }
 
 static void check_bad_specs(void) {
@@ -1044,7 +1035,8 @@ static void check_bad_specs(void) {
         s.round_to = bad[i].round_to;
         od_model *out = (od_model *)&err; /* must come back NULL */
         od_status st = od_shrink(t, &s, &out, &err);
-        check(st == OD_STATUS_INVALID_ARGUMENT && out == NULL, "bad spec #%zu: status %d", i, st);
+        check(st == OD_STATUS_INVALID_ARGUMENT && out == NULL, "bad spec #", "%zu: status %d", i,
+              st);
     }
     od_shrink_spec s;
     od_shrink_spec_default(&s);
@@ -1057,7 +1049,7 @@ static void check_bad_specs(void) {
         od_model *out = NULL;
         od_status st = od_shrink(t, &s, &out, &err);
         check(st == OD_STATUS_INVALID_ARGUMENT && strstr(err.message, msgs[i]) && !out,
-              "bad rule #%d: status %d, %s", i, st, err.message);
+              "bad rule #", "%d: status %d, %s", i, st, err.message);
     }
     /* spec_path: the library reads the file itself; its width replaces the field */
     char path[] = "/tmp/od_shrink_spec.XXXXXX";
@@ -1076,11 +1068,11 @@ static void check_bad_specs(void) {
             bool good = rp.n_layers == 8;
             for (int i = 0; good && i < 8; i++)
                 good = rp.layers[i].student_channels == want[i];
-            check(good, "spec_path: channels from the file");
+            check(good, "spec_path", "channels from the file");
             od_shrink_report_clear(&rp);
             od_model_destroy(o);
         } else {
-            check(false, "spec_path: %s", err.message);
+            check(false, "spec_path", "%s", err.message);
         }
         remove(path);
     }
@@ -1098,12 +1090,12 @@ static void check_bad_specs(void) {
             good &= rep.layers[i].pinned
                         ? rep.layers[i].student_channels == rep.layers[i].teacher_channels
                         : rep.layers[i].student_channels == 4;
-        check(good && rep.n_layers == 8, "glob \"*\": 4 channels everywhere but the classifier");
+        check(good && rep.n_layers == 8, "glob \"*\"", "4 channels everywhere but the classifier");
         check_usable("glob *", out, 20);
         od_shrink_report_clear(&rep);
         od_model_destroy(out);
     } else {
-        check(false, "glob *: %s", err.message);
+        check(false, "glob *", "%s", err.message);
     }
     od_model_destroy(t);
 }
@@ -1117,16 +1109,16 @@ static void check_bn_pair(const char *dir) {
     od_error err = {0};
     od_model *a = NULL, *b = NULL, *sa = NULL, *sb = NULL;
     if (od_model_load(p1, &a, &err) || od_model_load(p2, &b, &err)) {
-        check(false, "cnn and cnn_bn: %s", err.message);
+        check(false, "cnn and cnn_bn", "%s", err.message);
     } else if (shrink(a, 0.5, 1, OD_SHRINK_INIT_TEACHER, OD_SHRINK_BN_OFF, 1, &sa, NULL, &err) ||
                shrink(b, 0.5, 1, OD_SHRINK_INIT_TEACHER, OD_SHRINK_BN_OFF, 1, &sb, NULL, &err)) {
-        check(false, "cnn and cnn_bn at width 0.5: %s", err.message);
+        check(false, "cnn and cnn_bn at width 0.5", "%s", err.message);
     } else {
         int64_t na = 0, nb = 0;
         float *ya = run(sa, 3, &na, &err), *yb = run(sb, 3, &nb, &err);
         double d = ya && yb && na == nb ? max_rel_diff(ya, yb, na) : 1e9;
-        check(d < 1e-4,
-              "cnn and cnn_bn at width 0.5 keep different channels (outputs differ by %g)", d);
+        check(d < 1e-4, "cnn and cnn_bn at width 0.5 keep different channels (outputs differ by",
+              "%g)", d);
         free(ya);
         free(yb);
     }

@@ -10,10 +10,6 @@
 #include <stdlib.h>
 #include <xnnpack.h>
 
-typedef struct avgpool_state {
-    od_pool pool;
-    xnn_operator_t xnn;
-} avgpool_state;
 
 static od_status avgpool_infer(od_infer_ctx *c) { return od_pool_infer(c, false, false); }
 
@@ -31,12 +27,11 @@ static bool xnn_fits(const od_pool *p, od_dtype t) {
 
 static od_status avgpool_prepare(od_step *s, od_error *err) {
     const od_buf *x = s->in[0];
-    avgpool_state *a = calloc(1, sizeof *a);
-    if (!a) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    s->state = a;
-    od_pool *p = &a->pool;
-    od_status st = od_pool_read(s->node, s->opset, false, x->rank, x->dims, p, err);
-    if (st || !xnn_fits(p, x->dtype)) return st;
+    od_pool_state *a = NULL;
+    od_status st = od_pool_state_create(s, false, false, &a, err);
+    if (st) return st;
+    const od_pool *p = &a->pool;
+    if (!xnn_fits(p, x->dtype)) return OD_STATUS_OK;
     int h = p->sp == 2 ? 0 : -1, w = p->sp - 1; /* height dim in p, -1 for 1-D */
     size_t C = (size_t)p->channels;
     enum xnn_status r = xnn_create_average_pooling2d_nhwc_f32(
@@ -56,19 +51,7 @@ static od_status avgpool_prepare(od_step *s, od_error *err) {
 }
 
 static od_status avgpool_run(od_step *s, od_error *err) {
-    avgpool_state *a = s->state;
-    if (a->xnn)
-        return od_xnn_check(xnn_run_operator(a->xnn, s->pool), err, s->node,
-                            "run average pooling");
-    od_pool_run_loop(&a->pool, s->in[0]->dtype, s->in[0]->data, s->out[0]->data, s->pool);
-    return OD_STATUS_OK;
-}
-
-static void avgpool_destroy(od_step *s) {
-    avgpool_state *a = s->state;
-    if (a && a->xnn) xnn_delete_operator(a->xnn);
-    free(a);
-    s->state = NULL;
+    return od_pool_state_run(s, "run average pooling", err);
 }
 
 OD_OP_FACTS(AveragePool, 1,
@@ -76,4 +59,4 @@ OD_OP_FACTS(AveragePool, 1,
 const od_op_desc od_op_AveragePool = {OD_OP_NAME(AveragePool), .channel_role = OD_CHANNELS_PER_CHANNEL, .stable_since = 7, .per_sample = od_per_sample_always,
                                       .layout = OD_LAYOUT_POLICY_SPATIAL,
                                       .infer = avgpool_infer, .prepare = avgpool_prepare,
-                                      .run = avgpool_run, .destroy = avgpool_destroy, OD_POOL_TRAIN};
+                                      .run = avgpool_run, .destroy = od_pool_state_destroy, OD_POOL_TRAIN};

@@ -27,20 +27,10 @@ static od_status conv_params_read(const od_node *n, const int64_t *x, int rank, 
     od_auto_pad ap;
     od_status ap_status = od_attr_auto_pad(n, &ap, err);
     if (ap_status) return ap_status;
-    bool upper = ap == OD_AUTO_PAD_SAME_UPPER, lower = ap == OD_AUTO_PAD_SAME_LOWER;
-    bool valid = ap == OD_AUTO_PAD_VALID;
     for (int d = 0; d < sp; d++) {
         int64_t in = x[2 + d], dk = p->dilation[d] * (p->kernel[d] - 1) + 1;
         p->in[d] = in;
-        if (upper || lower) {
-            int64_t out = (in + p->stride[d] - 1) / p->stride[d];
-            int64_t total = (out - 1) * p->stride[d] + dk - in;
-            if (total < 0) total = 0;
-            p->pad_begin[d] = upper ? total / 2 : total - total / 2;
-            p->pad_end[d] = total - p->pad_begin[d];
-        } else if (valid) {
-            p->pad_begin[d] = p->pad_end[d] = 0;
-        }
+        od_auto_pad_window(ap, in, dk, p->stride[d], &p->pad_begin[d], &p->pad_end[d]);
         int64_t span = in + p->pad_begin[d] + p->pad_end[d] - dk;
         if (span < 0)
             return od_node_error(err, OD_STATUS_SHAPE, n,
@@ -50,41 +40,7 @@ static od_status conv_params_read(const od_node *n, const int64_t *x, int rank, 
     return OD_STATUS_OK;
 }
 
-static od_status conv_infer(od_infer_ctx *c) {
-    od_status st = od_infer_expect(c, 0, 3, 5);
-    if (!st) st = od_infer_expect(c, 1, 3, 5);
-    if (st) return st;
-    const od_shape_info *x = c->in[0], *w = c->in[1];
-    if (x->rank != w->rank)
-        return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "input rank %d, weight rank %d",
-                             x->rank, w->rank);
-    od_conv_params p;
-    st = conv_params_read(c->node, x->dims, x->rank, w->dims, &p, c->err);
-    if (st) return st;
-    if (w->dims[0] < 1 || w->dims[1] < 1 || w->dims[0] % p.group ||
-        w->dims[1] * p.group != x->dims[1])
-        return od_node_error(c->err, OD_STATUS_SHAPE, c->node,
-                             "input has %lld channels, weights [%lld, %lld, ...] with group %lld",
-                             (long long)x->dims[1], (long long)w->dims[0], (long long)w->dims[1],
-                             (long long)p.group);
-    if (c->n_in > 2 && c->in[2]) {
-        const od_shape_info *b = c->in[2];
-        if (b->dtype != OD_DTYPE_FLOAT)
-            return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
-                                 "bias has element type %s; only float is supported",
-                                 od_dtype_name(b->dtype));
-        if (b->rank != 1 || b->dims[0] != w->dims[0])
-            return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "bias must have shape [%lld]",
-                                 (long long)w->dims[0]);
-    }
-    od_shape_info *o = &c->out[0];
-    o->dtype = OD_DTYPE_FLOAT;
-    o->rank = x->rank;
-    o->dims[0] = x->dims[0];
-    o->dims[1] = w->dims[0];
-    for (int d = 0; d < p.sp; d++) o->dims[2 + d] = p.out[d];
-    return OD_STATUS_OK;
-}
+static od_status conv_infer(od_infer_ctx *c) { return od_conv_infer(c, conv_params_read); }
 
 /* Output elements times the multiply-adds per element (C/group x kernel). */
 static int64_t conv_macs(const od_node *n, const od_shape_info *const *in,
@@ -95,13 +51,10 @@ static int64_t conv_macs(const od_node *n, const od_shape_info *const *in,
 
 static od_status conv_prepare(od_step *s, od_error *err) {
     const od_buf *x = s->in[0], *w = s->in[1], *b = s->n_in > 2 ? s->in[2] : NULL;
-    od_conv_state *cs = calloc(1, sizeof *cs);
-    if (!cs) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    s->state = cs;
-    od_conv_params *p = &cs->p;
-    od_status st = conv_params_read(s->node, x->dims, x->rank, w->dims, p, err);
+    od_conv_state *cs;
+    od_status st = od_conv_state_create(s, conv_params_read, &cs, err);
     if (st) return st;
-    if ((st = od_conv_state_pack(s, cs, err))) return st;
+    const od_conv_params *p = &cs->p;
     if (!w->constant || (b && !b->constant) || p->sp > 2) return od_conv_state_use_direct(s, cs, err);
     bool two = p->sp == 2; /* a 1-D conv is a 2-D one of height 1 */
     int iw = p->sp - 1;
@@ -114,9 +67,7 @@ static od_status conv_prepare(od_step *s, od_error *err) {
         two ? (uint32_t)p->dilation[0] : 1, (uint32_t)p->dilation[iw], (uint32_t)G, (size_t)Cg,
         (size_t)Mg, (size_t)p->cin, (size_t)p->cout, cs->packed, b ? b->data : NULL, s->act_min,
         s->act_max, 0, &cs->xnn);
-    free(cs->packed);
-    cs->packed = NULL;
-    st = od_xnn_check(r, err, s->node, "create convolution");
+    st = od_conv_state_created(cs, s, r, "create convolution", err);
     if (st) return st;
     r = xnn_setup_convolution2d_nhwc_f32(cs->xnn, (size_t)x->dims[0],
                                          two ? (size_t)p->in[0] : 1, (size_t)p->in[iw], x->data,
@@ -128,10 +79,7 @@ static od_status conv_run(od_step *s, od_error *err) {
     od_conv_state *cs = s->state;
     if (cs->xnn)
         return od_xnn_check(xnn_run_operator(cs->xnn, s->pool), err, s->node, "run convolution");
-    const od_buf *b = s->n_in > 2 ? s->in[2] : NULL;
-    if (cs->repack) od_conv_pack_weights(&cs->p, s->in[1]->data, cs->packed);
-    od_conv_direct(&cs->p, s->in[0]->dims[0], s->in[0]->data, cs->packed,
-                   cs->bias ? cs->bias : b ? b->data : NULL, s->out[0]->data, s->pool);
+    od_conv_state_run_direct(s);
     od_step_clamp(s, s->out[0]->data, od_buf_count(s->out[0]));
     return OD_STATUS_OK;
 }

@@ -12,8 +12,6 @@
 #include <string.h>
 #include <xnnpack.h>
 
-static int64_t floor_div2(int64_t v) { return v >= 0 ? v / 2 : -((-v + 1) / 2); }
-
 /* Resolves attributes, crops and sizes for input dims x ([N, C, spatial...]), weights w. */
 static od_status convt_params_read(const od_node *n, const int64_t *x, int rank, const int64_t *w,
                                    od_conv_params *p, od_error *err) {
@@ -36,23 +34,20 @@ static od_status convt_params_read(const od_node *n, const int64_t *x, int rank,
     od_auto_pad ap;
     od_status ap_status = od_attr_auto_pad(n, &ap, err);
     if (ap_status) return ap_status;
-    bool upper = ap == OD_AUTO_PAD_SAME_UPPER, lower = ap == OD_AUTO_PAD_SAME_LOWER;
-    bool valid = ap == OD_AUTO_PAD_VALID;
+    bool same = ap == OD_AUTO_PAD_SAME_UPPER || ap == OD_AUTO_PAD_SAME_LOWER;
     for (int d = 0; d < sp; d++) {
         int64_t in = x[2 + d], s = p->stride[d], dk = p->dilation[d] * (p->kernel[d] - 1) + 1;
         if (opad[d] < 0)
             return od_node_error(err, OD_STATUS_INVALID_MODEL, n, "output_padding is negative");
         p->in[d] = in;
         int64_t full = s * (in - 1) + opad[d] + dk;
-        if (os || upper || lower) {
+        if (os || same) {
             int64_t want = os ? os[d] : in * s;
             if (want < 1)
                 return od_node_error(err, OD_STATUS_INVALID_MODEL, n,
                                      "output_shape must be positive");
-            int64_t total = full - want, half = floor_div2(total);
-            p->pad_begin[d] = upper ? half : total - half;
-            p->pad_end[d] = total - p->pad_begin[d];
-        } else if (valid) {
+            od_pad_split(ap, full - want, &p->pad_begin[d], &p->pad_end[d]);
+        } else if (ap == OD_AUTO_PAD_VALID) {
             p->pad_begin[d] = p->pad_end[d] = 0;
         }
         p->out[d] = full - p->pad_begin[d] - p->pad_end[d];
@@ -63,40 +58,7 @@ static od_status convt_params_read(const od_node *n, const int64_t *x, int rank,
     return OD_STATUS_OK;
 }
 
-static od_status convt_infer(od_infer_ctx *c) {
-    od_status st = od_infer_expect(c, 0, 3, 5);
-    if (!st) st = od_infer_expect(c, 1, 3, 5);
-    if (st) return st;
-    const od_shape_info *x = c->in[0], *w = c->in[1];
-    if (x->rank != w->rank)
-        return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "input rank %d, weight rank %d",
-                             x->rank, w->rank);
-    od_conv_params p;
-    st = convt_params_read(c->node, x->dims, x->rank, w->dims, &p, c->err);
-    if (st) return st;
-    if (w->dims[0] != x->dims[1] || w->dims[0] < 1 || w->dims[1] < 1 || w->dims[0] % p.group)
-        return od_node_error(c->err, OD_STATUS_SHAPE, c->node,
-                             "input has %lld channels, weights [%lld, %lld, ...] with group %lld",
-                             (long long)x->dims[1], (long long)w->dims[0], (long long)w->dims[1],
-                             (long long)p.group);
-    if (c->n_in > 2 && c->in[2]) {
-        const od_shape_info *b = c->in[2];
-        if (b->dtype != OD_DTYPE_FLOAT)
-            return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
-                                 "bias has element type %s; only float is supported",
-                                 od_dtype_name(b->dtype));
-        if (b->rank != 1 || b->dims[0] != p.cout)
-            return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "bias must have shape [%lld]",
-                                 (long long)p.cout);
-    }
-    od_shape_info *o = &c->out[0];
-    o->dtype = OD_DTYPE_FLOAT;
-    o->rank = x->rank;
-    o->dims[0] = x->dims[0];
-    o->dims[1] = p.cout;
-    for (int d = 0; d < p.sp; d++) o->dims[2 + d] = p.out[d];
-    return OD_STATUS_OK;
-}
+static od_status convt_infer(od_infer_ctx *c) { return od_conv_infer(c, convt_params_read); }
 
 /* Every input element meets (C_out / group) x kernel weights. */
 static int64_t convt_macs(const od_node *n, const od_shape_info *const *in,
@@ -107,13 +69,10 @@ static int64_t convt_macs(const od_node *n, const od_shape_info *const *in,
 
 static od_status convt_prepare(od_step *s, od_error *err) {
     const od_buf *x = s->in[0], *w = s->in[1], *b = s->n_in > 2 ? s->in[2] : NULL;
-    od_conv_state *cs = calloc(1, sizeof *cs);
-    if (!cs) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    s->state = cs;
-    od_conv_params *p = &cs->p;
-    od_status st = convt_params_read(s->node, x->dims, x->rank, w->dims, p, err);
+    od_conv_state *cs;
+    od_status st = od_conv_state_create(s, convt_params_read, &cs, err);
     if (st) return st;
-    if ((st = od_conv_state_pack(s, cs, err))) return st;
+    const od_conv_params *p = &cs->p;
     /* XNNPACK crops the full output at both ends and extends it at the end by an adjustment
      * below the stride. */
     int64_t crop_end[2], adjust[2];
@@ -137,9 +96,7 @@ static od_status convt_prepare(od_step *s, od_error *err) {
         two ? (uint32_t)p->dilation[0] : 1, (uint32_t)p->dilation[iw], (uint32_t)G,
         (size_t)(p->cin / G), (size_t)(p->cout / G), (size_t)p->cin, (size_t)p->cout, cs->packed,
         b ? b->data : NULL, -INFINITY, INFINITY, 0, &cs->xnn);
-    free(cs->packed);
-    cs->packed = NULL;
-    st = od_xnn_check(r, err, s->node, "create deconvolution");
+    st = od_conv_state_created(cs, s, r, "create deconvolution", err);
     if (st) return st;
     r = xnn_setup_deconvolution2d_nhwc_f32(
         cs->xnn, (size_t)x->dims[0], two ? (size_t)p->in[0] : 1, (size_t)p->in[iw],
@@ -152,10 +109,7 @@ static od_status convt_run(od_step *s, od_error *err) {
     if (cs->xnn)
         return od_xnn_check(xnn_run_operator(cs->xnn, s->pool), err, s->node,
                             "run deconvolution");
-    const od_buf *b = s->n_in > 2 ? s->in[2] : NULL;
-    if (cs->repack) od_conv_pack_weights(&cs->p, s->in[1]->data, cs->packed);
-    od_conv_direct(&cs->p, s->in[0]->dims[0], s->in[0]->data, cs->packed,
-                   cs->bias ? cs->bias : b ? b->data : NULL, s->out[0]->data, s->pool);
+    od_conv_state_run_direct(s);
     return OD_STATUS_OK;
 }
 

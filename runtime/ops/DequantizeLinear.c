@@ -31,28 +31,22 @@ static od_status dq_infer(od_infer_ctx *c) {
     return OD_STATUS_OK;
 }
 
-static od_status dq_run(od_step *s, od_error *err) {
-    const od_buf *x = s->in[0], *scale = s->in[1];
-    const od_buf *zp = s->n_in > 2 ? s->in[2] : NULL;
+static void dq_span(const od_step *s, int64_t base, int64_t n, float f, float z) {
+    const od_buf *x = s->in[0];
     float *y = s->out[0]->data;
-    const float *sc = scale->data;
+    for (int64_t i = base; i < base + n; i++)
+        y[i] = (od_quant_load(x->data, x->dtype, i) - z) * f;
+}
+
+static od_status dq_run(od_step *s, od_error *err) {
+    const od_buf *x = s->in[0], *zp = s->n_in > 2 ? s->in[2] : NULL;
     if (zp && x->dtype == OD_DTYPE_INT32) {
         for (int64_t k = 0; k < od_buf_count(zp); k++)
             if (od_quant_load(zp->data, zp->dtype, k) != 0)
                 return od_node_error(err, OD_STATUS_UNSUPPORTED, s->node,
                                      "an int32 x needs a zero point of 0");
     }
-    int axis = od_quant_axis(s, x, scale);
-    int64_t outer, C, inner;
-    od_quant_split(x, axis, &outer, &C, &inner);
-    /* channel c uses sc[c] and zp[c] */
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t c = 0; c < C; c++) {
-            float z = zp ? od_quant_load(zp->data, zp->dtype, c) : 0.0f, f = sc[c];
-            int64_t base = (o * C + c) * inner;
-            for (int64_t i = 0; i < inner; i++)
-                y[base + i] = (od_quant_load(x->data, x->dtype, base + i) - z) * f;
-        }
+    od_quant_walk(s, dq_span);
     return OD_STATUS_OK;
 }
 

@@ -8,19 +8,13 @@
 #include <stdlib.h>
 #include <xnnpack.h>
 
-typedef struct gap_state {
-    od_pool pool;
-    xnn_operator_t xnn;
-} gap_state;
-
 static od_status gap_infer(od_infer_ctx *c) { return od_pool_infer(c, false, true); }
 
 static od_status gap_prepare(od_step *s, od_error *err) {
     const od_buf *x = s->in[0];
-    gap_state *g = calloc(1, sizeof *g);
-    if (!g) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    s->state = g;
-    od_pool_global(false, x->rank, x->dims, &g->pool);
+    od_pool_state *g = NULL;
+    od_status st = od_pool_state_create(s, false, true, &g, err);
+    if (st) return st;
     size_t C = (size_t)x->dims[1], pixels = (size_t)od_dims_count(x->rank - 2, x->dims + 2);
     if (x->dtype != OD_DTYPE_FLOAT || C == 0 || pixels == 0) return OD_STATUS_OK;
     if (xnn_create_global_average_pooling_nwc_f32(C, C, C, -INFINITY, INFINITY, 0, &g->xnn) !=
@@ -34,19 +28,7 @@ static od_status gap_prepare(od_step *s, od_error *err) {
 }
 
 static od_status gap_run(od_step *s, od_error *err) {
-    gap_state *g = s->state;
-    if (g->xnn)
-        return od_xnn_check(xnn_run_operator(g->xnn, s->pool), err, s->node,
-                            "run global average pooling");
-    od_pool_run_loop(&g->pool, s->in[0]->dtype, s->in[0]->data, s->out[0]->data, s->pool);
-    return OD_STATUS_OK;
-}
-
-static void gap_destroy(od_step *s) {
-    gap_state *g = s->state;
-    if (g && g->xnn) xnn_delete_operator(g->xnn);
-    free(g);
-    s->state = NULL;
+    return od_pool_state_run(s, "run global average pooling", err);
 }
 
 /* int8 (quantized execution, plan_qs8.c): XNNPACK's QS8 global average pooling. */
@@ -79,4 +61,4 @@ static const od_op_desc od_qs8_GlobalAveragePool = {.name = "GlobalAveragePool (
 OD_OP_FACTS(GlobalAveragePool, 1, NULL);
 const od_op_desc od_op_GlobalAveragePool = {
     OD_OP_NAME(GlobalAveragePool), .channel_role = OD_CHANNELS_PER_CHANNEL, .stable_since = 1, .qs8 = &od_qs8_GlobalAveragePool, .qs8_accepts = gap_qs8_accepts, .per_sample = od_per_sample_always, .layout = OD_LAYOUT_POLICY_SPATIAL, .infer = gap_infer,
-    .prepare = gap_prepare, .run = gap_run, .destroy = gap_destroy, OD_POOL_TRAIN};
+    .prepare = gap_prepare, .run = gap_run, .destroy = od_pool_state_destroy, OD_POOL_TRAIN};

@@ -11,10 +11,6 @@
 #include <stdlib.h>
 #include <xnnpack.h>
 
-typedef struct maxpool_state {
-    od_pool pool;
-    xnn_operator_t xnn;
-} maxpool_state;
 
 static od_status maxpool_infer(od_infer_ctx *c) { return od_pool_infer(c, true, false); }
 
@@ -28,12 +24,11 @@ static bool xnn_fits(const od_pool *p, od_dtype t) {
 
 static od_status maxpool_prepare(od_step *s, od_error *err) {
     const od_buf *x = s->in[0];
-    maxpool_state *m = calloc(1, sizeof *m);
-    if (!m) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    s->state = m;
-    od_pool *p = &m->pool;
-    od_status st = od_pool_read(s->node, s->opset, true, x->rank, x->dims, p, err);
-    if (st || !xnn_fits(p, x->dtype)) return st;
+    od_pool_state *m = NULL;
+    od_status st = od_pool_state_create(s, true, false, &m, err);
+    if (st) return st;
+    const od_pool *p = &m->pool;
+    if (!xnn_fits(p, x->dtype)) return OD_STATUS_OK;
     int h = p->sp == 2 ? 0 : -1, w = p->sp - 1; /* height dim in p, -1 for 1-D */
     size_t C = (size_t)p->channels;
     enum xnn_status r;
@@ -71,18 +66,7 @@ static od_status maxpool_prepare(od_step *s, od_error *err) {
 }
 
 static od_status maxpool_run(od_step *s, od_error *err) {
-    maxpool_state *m = s->state;
-    if (m->xnn)
-        return od_xnn_check(xnn_run_operator(m->xnn, s->pool), err, s->node, "run max pooling");
-    od_pool_run_loop(&m->pool, s->in[0]->dtype, s->in[0]->data, s->out[0]->data, s->pool);
-    return OD_STATUS_OK;
-}
-
-static void maxpool_destroy(od_step *s) {
-    maxpool_state *m = s->state;
-    if (m && m->xnn) xnn_delete_operator(m->xnn);
-    free(m);
-    s->state = NULL;
+    return od_pool_state_run(s, "run max pooling", err);
 }
 
 OD_OP_FACTS(MaxPool, 1,
@@ -97,4 +81,4 @@ const od_op_desc od_op_MaxPool = {OD_OP_NAME(MaxPool), .channel_role = OD_CHANNE
                                   .qs8 = &od_op_MaxPool, .qs8_accepts = maxpool_qs8_accepts, .qs8_same = true,
                                   .layout = OD_LAYOUT_POLICY_SPATIAL,
                                   .infer = maxpool_infer, .prepare = maxpool_prepare,
-                                  .run = maxpool_run, .destroy = maxpool_destroy, OD_POOL_TRAIN};
+                                  .run = maxpool_run, .destroy = od_pool_state_destroy, OD_POOL_TRAIN};

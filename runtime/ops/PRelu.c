@@ -39,28 +39,8 @@ static od_status prelu_infer(od_infer_ctx *c) {
     return OD_STATUS_OK;
 }
 
-typedef struct prelu_state {
-    xnn_operator_t xnn;
-    ew_bcast bc; /* inputs: x, slope */
-    const float *x, *slope;
-    float *y;
-} prelu_state;
-
-static void prelu_destroy(od_step *s) {
-    prelu_state *p = s->state;
-    if (p && p->xnn) xnn_delete_operator(p->xnn);
-    free(p);
-    s->state = NULL;
-}
-
 static od_status prelu_prepare(od_step *s, od_error *err) {
-    prelu_state *p = calloc(1, sizeof *p);
-    if (!p) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    s->state = p;
     od_buf *x = s->in[0], *slope = s->in[1];
-    p->x = x->data;
-    p->slope = slope->data;
-    p->y = s->out[0]->data;
     od_buf legacy; /* opset 6's [C] slope seen as [1, C, 1, ...] in X's layout */
     if (prelu_legacy(s->opset, x->rank, x->dims, slope->rank, slope->dims)) {
         legacy = *slope;
@@ -71,9 +51,11 @@ static od_status prelu_prepare(od_step *s, od_error *err) {
         slope = &legacy;
     }
     od_buf *in[2] = {x, slope};
-    ew_bcast_init(&p->bc, s->out[0], 2, in);
-    if (!s->in[1]->constant || p->bc.rows == 0) return OD_STATUS_OK;
-    const ew_bcast *b = &p->bc;
+    ew_job *p = NULL;
+    od_status st = ew_job_create(s, 2, in, OD_DTYPE_FLOAT, &p, err);
+    if (st || !s->in[1]->constant || p->b.rows == 0) return st;
+    const ew_bcast *b = &p->b;
+    const float *slopes = p->in[1];
     int last = b->rank - 1;
     bool scalar = true, per_channel = b->strides[1][last] == 1;
     for (int d = 0; d <= last; d++)
@@ -85,35 +67,30 @@ static od_status prelu_prepare(od_step *s, od_error *err) {
     size_t batch = (size_t)od_buf_count(s->out[0]) / channels;
     xnn_operator_t op = NULL;
     enum xnn_status r =
-        scalar ? xnn_create_leaky_relu_nc_f32(1, 1, 1, p->slope[0], 0, &op)
-               : xnn_create_prelu_nc_f32(channels, channels, channels, p->slope, 0, &op);
-    od_status st = od_xnn_check(r, err, s->node, "create");
+        scalar ? xnn_create_leaky_relu_nc_f32(1, 1, 1, slopes[0], 0, &op)
+               : xnn_create_prelu_nc_f32(channels, channels, channels, slopes, 0, &op);
+    st = od_xnn_check(r, err, s->node, "create");
     if (st) return st;
     p->xnn = op;
-    r = scalar ? xnn_setup_leaky_relu_nc_f32(op, batch, p->x, p->y, s->pool)
-               : xnn_setup_prelu_nc_f32(op, batch, p->x, p->y, s->pool);
+    r = scalar ? xnn_setup_leaky_relu_nc_f32(op, batch, p->in[0], p->out, s->pool)
+               : xnn_setup_prelu_nc_f32(op, batch, p->in[0], p->out, s->pool);
     return od_xnn_check(r, err, s->node, "setup");
 }
 
 static void prelu_rows(void *ctx, int64_t first, int64_t end) {
-    const prelu_state *p = ctx;
-    const ew_bcast *b = &p->bc;
+    const ew_job *p = ctx;
+    const ew_bcast *b = &p->b;
     int64_t n = b->dims[b->rank - 1], ss = b->strides[1][b->rank - 1], off[2];
     for (int64_t r = first; r < end; r++) {
         ew_bcast_offsets(b, r, off);
-        const float *x = p->x + off[0], *slope = p->slope + off[1];
-        float *y = p->y + r * n;
+        const float *x = (const float *)p->in[0] + off[0], *slope = (const float *)p->in[1] + off[1];
+        float *y = (float *)p->out + r * n;
         for (int64_t i = 0; i < n; i++)
             y[i] = x[i] < 0.0f ? slope[i * ss] * x[i] : x[i];
     }
 }
 
-static od_status prelu_run(od_step *s, od_error *err) {
-    prelu_state *p = s->state;
-    if (p->xnn) return od_xnn_check(xnn_run_operator(p->xnn, s->pool), err, s->node, "run");
-    ew_for_rows(s->pool, p->bc.rows, p->bc.dims[p->bc.rank - 1], prelu_rows, p);
-    return OD_STATUS_OK;
-}
+static od_status prelu_run(od_step *s, od_error *err) { return ew_job_run(s, prelu_rows, err); }
 
 OD_OP_FACTS(PRelu, 1, "consumed_inputs");
 const od_op_desc od_op_PRelu = {OD_OP_NAME(PRelu), .channel_role = OD_CHANNELS_ELEMENTWISE, .stable_since = 7, .channel_inputs = 1, .per_sample = od_per_sample_always,
@@ -121,4 +98,4 @@ const od_op_desc od_op_PRelu = {OD_OP_NAME(PRelu), .channel_role = OD_CHANNELS_E
                                 .infer = prelu_infer,
                                 .prepare = prelu_prepare,
                                 .run = prelu_run,
-                                .destroy = prelu_destroy};
+                                .destroy = ew_job_destroy};

@@ -40,83 +40,56 @@ static od_status pow_infer(od_infer_ctx *c) {
     return OD_STATUS_OK;
 }
 
-typedef struct pow_state {
-    xnn_operator_t xnn;
-    ew_bcast bc; /* inputs: x, y */
-    const float *x;
-    const void *y;
-    od_dtype yt;
-    float *z;
-} pow_state;
-
-static void pow_destroy(od_step *s) {
-    pow_state *p = s->state;
-    if (p && p->xnn) xnn_delete_operator(p->xnn);
-    free(p);
-    s->state = NULL;
-}
-
 static od_status pow_prepare(od_step *s, od_error *err) {
-    pow_state *p = calloc(1, sizeof *p);
-    if (!p) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    s->state = p;
     od_buf *x = s->in[0], *y = s->in[1];
-    p->x = x->data;
-    p->y = y->data;
-    p->yt = y->dtype;
-    p->z = s->out[0]->data;
-    ew_bcast_init(&p->bc, s->out[0], 2, s->in);
+    ew_job *p = NULL;
+    od_status st = ew_job_create(s, 2, NULL, y->dtype, &p, err); /* t: the exponent's type */
     size_t n = (size_t)od_buf_count(s->out[0]);
-    if (!y->constant || od_buf_count(y) != 1 || (size_t)od_buf_count(x) != n || n == 0)
-        return OD_STATUS_OK;
+    if (st || !y->constant || od_buf_count(y) != 1 || (size_t)od_buf_count(x) != n || n == 0)
+        return st;
     float e = od_const_float(&(od_shape_info){.constant = y->constant}, NAN);
     if (e != 2.0f && e != 0.5f) return OD_STATUS_OK;
     xnn_operator_t op = NULL;
     enum xnn_status r = e == 2.0f ? xnn_create_square_nc_f32(1, 1, 1, 0, &op)
                                   : xnn_create_square_root_nc_f32(1, 1, 1, 0, &op);
-    od_status st = od_xnn_check(r, err, s->node, "create");
+    st = od_xnn_check(r, err, s->node, "create");
     if (st) return st;
     p->xnn = op;
-    r = e == 2.0f ? xnn_setup_square_nc_f32(op, n, p->x, p->z, s->pool)
-                  : xnn_setup_square_root_nc_f32(op, n, p->x, p->z, s->pool);
+    r = e == 2.0f ? xnn_setup_square_nc_f32(op, n, p->in[0], p->out, s->pool)
+                  : xnn_setup_square_root_nc_f32(op, n, p->in[0], p->out, s->pool);
     return od_xnn_check(r, err, s->node, "setup");
 }
 
 #define POW_ROW(T)                                                                                 \
     do {                                                                                           \
-        const T *e = (const T *)p->y + off[1];                                                     \
+        const T *e = (const T *)p->in[1] + off[1];                                                     \
         for (int64_t i = 0; i < n; i++)                                                            \
             z[i] = powf(x[i * sx], (float)e[i * sy]);                                              \
     } while (0)
 
 static void pow_rows(void *ctx, int64_t first, int64_t end) {
-    const pow_state *p = ctx;
-    const ew_bcast *b = &p->bc;
+    const ew_job *p = ctx;
+    const ew_bcast *b = &p->b;
     int last = b->rank - 1;
     int64_t n = b->dims[last], sx = b->strides[0][last], sy = b->strides[1][last], off[2];
     for (int64_t r = first; r < end; r++) {
         ew_bcast_offsets(b, r, off);
-        const float *x = p->x + off[0];
-        float *z = p->z + r * n;
-        if (p->yt == OD_DTYPE_FLOAT)
+        const float *x = (const float *)p->in[0] + off[0];
+        float *z = (float *)p->out + r * n;
+        if (p->t == OD_DTYPE_FLOAT)
             POW_ROW(float);
-        else if (p->yt == OD_DTYPE_INT32)
+        else if (p->t == OD_DTYPE_INT32)
             POW_ROW(int32_t);
-        else if (p->yt == OD_DTYPE_INT64)
+        else if (p->t == OD_DTYPE_INT64)
             POW_ROW(int64_t);
-        else if (p->yt == OD_DTYPE_UINT32)
+        else if (p->t == OD_DTYPE_UINT32)
             POW_ROW(uint32_t);
         else
             POW_ROW(uint64_t);
     }
 }
 
-static od_status pow_run(od_step *s, od_error *err) {
-    pow_state *p = s->state;
-    if (p->xnn) return od_xnn_check(xnn_run_operator(p->xnn, s->pool), err, s->node, "run");
-    ew_for_rows(s->pool, p->bc.rows, p->bc.dims[p->bc.rank - 1], pow_rows, p);
-    return OD_STATUS_OK;
-}
+static od_status pow_run(od_step *s, od_error *err) { return ew_job_run(s, pow_rows, err); }
 
 /* ---- training: the base's gradient, the exponent one constant value ---------------------- */
 
@@ -171,7 +144,7 @@ const od_op_desc od_op_Pow = {OD_OP_NAME(Pow), .channel_role = OD_CHANNELS_BROAD
                               .infer = pow_infer,
                               .prepare = pow_prepare,
                               .run = pow_run,
-                              .destroy = pow_destroy,
+                              .destroy = ew_job_destroy,
                               .trained_inputs = 0x1, /* the base; the exponent stays constant */
                               .train_layout = OD_TRAIN_LAYOUT_SAME,
                               .train_prepare = pow_train_prepare,

@@ -41,29 +41,23 @@ static inline int q_one(float v, float z, float lo, float hi) {
     return (int)r;
 }
 
-static od_status q_run(od_step *s, od_error *err) {
-    (void)err;
-    const od_buf *x = s->in[0], *scale = s->in[1];
-    const od_buf *zp = s->n_in > 2 ? s->in[2] : NULL;
+static void q_span(const od_step *s, int64_t base, int64_t n, float f, float z) {
+    const od_buf *x = s->in[0];
     od_buf *y = s->out[0];
-    const float *sc = scale->data;
     bool i8 = y->dtype == OD_DTYPE_INT8;
     float lo = i8 ? -128.0f : 0.0f, hi = i8 ? 127.0f : 255.0f;
-    int axis = od_quant_axis(s, x, scale);
-    int64_t outer, C, inner;
-    od_quant_split(x, axis, &outer, &C, &inner);
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t c = 0; c < C; c++) {
-            float z = zp ? od_quant_load(zp->data, zp->dtype, c) : 0.0f, f = sc[c];
-            int64_t base = (o * C + c) * inner;
-            for (int64_t i = 0; i < inner; i++) {
-                float v = x->dtype == OD_DTYPE_FLOAT ? ((const float *)x->data)[base + i]
-                                                     : (float)((const int32_t *)x->data)[base + i];
-                int q = q_one(v / f, z, lo, hi);
-                if (i8) ((int8_t *)y->data)[base + i] = (int8_t)q;
-                else ((uint8_t *)y->data)[base + i] = (uint8_t)q;
-            }
-        }
+    for (int64_t i = base; i < base + n; i++) {
+        float v = x->dtype == OD_DTYPE_FLOAT ? ((const float *)x->data)[i]
+                                             : (float)((const int32_t *)x->data)[i];
+        int q = q_one(v / f, z, lo, hi);
+        if (i8) ((int8_t *)y->data)[i] = (int8_t)q;
+        else ((uint8_t *)y->data)[i] = (uint8_t)q;
+    }
+}
+
+static od_status q_run(od_step *s, od_error *err) {
+    (void)err;
+    od_quant_walk(s, q_span);
     return OD_STATUS_OK;
 }
 

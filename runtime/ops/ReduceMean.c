@@ -94,14 +94,11 @@ static void reduce_destroy(od_step *s) {
 }
 
 static od_status reduce_prepare(od_step *s, od_error *err) {
-    od_shape_info info[OD_STEP_MAX_IN], out[OD_STEP_MAX_OUT];
-    const od_shape_info *in[OD_STEP_MAX_IN];
-    od_infer_ctx c = od_step_infer_ctx(s, info, in, out, err);
-    reduce_state *r = calloc(1, sizeof *r);
-    if (!r) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    s->state = r;
+    od_step_shapes sh;
+    reduce_state *r = od_step_state_with_shapes(s, sizeof *r, &sh, err);
+    if (!r) return OD_STATUS_OUT_OF_MEMORY;
     bool reduced[OD_MAX_RANK];
-    od_status st = reduce_axes(&c, reduced, &r->noop);
+    od_status st = reduce_axes(&sh.c, reduced, &r->noop);
     if (st || r->noop) return st;
     r->kind = kind_of(s->node->op_type);
     const od_buf *x = s->in[0];

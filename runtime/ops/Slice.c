@@ -83,13 +83,9 @@ static od_status slice_infer(od_infer_ctx *c) {
 
 /* The plan is read again from the constants the step holds. */
 static od_status slice_prepare(od_step *s, od_error *err) {
-    od_shape_info info[OD_STEP_MAX_IN], out[OD_STEP_MAX_OUT];
-    const od_shape_info *in[OD_STEP_MAX_IN];
-    od_infer_ctx c = od_step_infer_ctx(s, info, in, out, err);
-    slice_plan *p = malloc(sizeof *p);
-    if (!p) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    s->state = p;
-    return slice_read(&c, p);
+    od_step_shapes sh;
+    slice_plan *p = od_step_state_with_shapes(s, sizeof *p, &sh, err);
+    return p ? slice_read(&sh.c, p) : OD_STATUS_OUT_OF_MEMORY;
 }
 
 static od_status slice_run(od_step *s, od_error *err) {

@@ -67,13 +67,9 @@ typedef struct split_plan {
 } split_plan;
 
 static od_status split_prepare(od_step *s, od_error *err) {
-    od_shape_info info[OD_STEP_MAX_IN], out[OD_STEP_MAX_OUT];
-    const od_shape_info *in[OD_STEP_MAX_IN];
-    od_infer_ctx c = od_step_infer_ctx(s, info, in, out, err);
-    split_plan *p = malloc(sizeof *p);
-    if (!p) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    s->state = p;
-    return split_read(&c, &p->axis, p->sizes);
+    od_step_shapes sh;
+    split_plan *p = od_step_state_with_shapes(s, sizeof *p, &sh, err);
+    return p ? split_read(&sh.c, &p->axis, p->sizes) : OD_STATUS_OUT_OF_MEMORY;
 }
 
 static od_status split_run(od_step *s, od_error *err) {

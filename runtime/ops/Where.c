@@ -26,30 +26,22 @@ static od_status where_infer(od_infer_ctx *c) {
     return OD_STATUS_OK;
 }
 
-typedef struct where_job {
-    ew_bcast b;
-    const uint8_t *cond;
-    const char *x, *y;
-    char *out;
-    size_t esize;
-} where_job;
-
 #define WHERE_LOOP(E)                                                                              \
     for (int64_t i = 0; i < n; i++)                                                                \
         memcpy(o + i * (E), c[i * sc] ? x + i * sx * (E) : y + i * sy * (E), (E))
 
 static void where_rows(void *ctx, int64_t first, int64_t end) {
-    const where_job *j = ctx;
+    const ew_job *j = ctx;
     int r = j->b.rank;
-    size_t e = j->esize;
+    size_t e = od_dtype_size(j->t);
     int64_t n = j->b.dims[r - 1], sc = j->b.strides[0][r - 1], sx = j->b.strides[1][r - 1],
             sy = j->b.strides[2][r - 1];
     for (int64_t row = first; row < end; row++) {
         int64_t off[3];
         ew_bcast_offsets(&j->b, row, off);
-        const uint8_t *c = j->cond + off[0];
-        const char *x = j->x + off[1] * e, *y = j->y + off[2] * e;
-        char *o = j->out + row * n * e;
+        const uint8_t *c = (const uint8_t *)j->in[0] + off[0];
+        const char *x = (const char *)j->in[1] + off[1] * e, *y = (const char *)j->in[2] + off[2] * e;
+        char *o = (char *)j->out + row * n * e;
         switch (e) {
         case 1: WHERE_LOOP(1); break;
         case 2: WHERE_LOOP(2); break;
@@ -61,24 +53,12 @@ static void where_rows(void *ctx, int64_t first, int64_t end) {
 }
 
 static od_status where_prepare(od_step *s, od_error *err) {
-    where_job *j = malloc(sizeof *j);
-    if (!j) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    ew_bcast_init(&j->b, s->out[0], 3, s->in);
-    j->cond = (void *)s->in[0]->data;
-    j->x = (void *)s->in[1]->data;
-    j->y = (void *)s->in[2]->data;
-    j->out = (void *)s->out[0]->data;
-    j->esize = od_dtype_size(s->out[0]->dtype);
-    s->state = j;
-    return OD_STATUS_OK;
+    return ew_job_create(s, 3, NULL, s->out[0]->dtype, NULL, err);
 }
 
-static od_status where_run(od_step *s, od_error *err) {
-    where_job *j = s->state;
-    ew_for_rows(s->pool, j->b.rows, j->b.dims[j->b.rank - 1], where_rows, j);
-    return OD_STATUS_OK;
-}
+static od_status where_run(od_step *s, od_error *err) { return ew_job_run(s, where_rows, err); }
 
 OD_OP_FACTS(Where, 9, NULL);
 const od_op_desc od_op_Where = {OD_OP_NAME(Where), .channel_role = OD_CHANNELS_BROADCAST, .stable_since = 9, .layout = OD_LAYOUT_POLICY_ELEMENTWISE,
-                                .infer = where_infer, .prepare = where_prepare, .run = where_run};
+                                .infer = where_infer, .prepare = where_prepare, .run = where_run,
+                                .destroy = ew_job_destroy};

@@ -36,17 +36,9 @@ static od_status cmp_infer(od_infer_ctx *c) {
     return OD_STATUS_OK;
 }
 
-typedef struct cmp_job {
-    ew_bcast b;
-    const char *a, *c;
-    uint8_t *y;
-    od_dtype t;
-    cmp_kind kind;
-} cmp_job;
-
 #define CMP_LOOP(T, V)                                                                             \
     do {                                                                                           \
-        const T *A = (const T *)j->a + off[0], *B = (const T *)j->c + off[1];                      \
+        const T *A = (const T *)j->in[0] + off[0], *B = (const T *)j->in[1] + off[1];                      \
         switch (j->kind) {                                                                         \
         case CMP_EQ: for (int64_t i = 0; i < n; i++) y[i] = V(A[i * sa]) == V(B[i * sb]); break;   \
         case CMP_LT: for (int64_t i = 0; i < n; i++) y[i] = V(A[i * sa]) < V(B[i * sb]); break;    \
@@ -58,13 +50,13 @@ typedef struct cmp_job {
 #define AS_IS(x) (x)
 
 static void cmp_rows(void *ctx, int64_t first, int64_t end) {
-    const cmp_job *j = ctx;
+    const ew_job *j = ctx;
     int r = j->b.rank;
     int64_t n = j->b.dims[r - 1], sa = j->b.strides[0][r - 1], sb = j->b.strides[1][r - 1];
     for (int64_t row = first; row < end; row++) {
         int64_t off[2];
         ew_bcast_offsets(&j->b, row, off);
-        uint8_t *y = j->y + row * n;
+        uint8_t *y = (uint8_t *)j->out + row * n;
         switch (j->t) {
         case OD_DTYPE_FLOAT: CMP_LOOP(float, AS_IS); break;
         case OD_DTYPE_DOUBLE: CMP_LOOP(double, AS_IS); break;
@@ -84,28 +76,18 @@ static void cmp_rows(void *ctx, int64_t first, int64_t end) {
 }
 
 static od_status cmp_prepare(od_step *s, od_error *err) {
-    cmp_job *j = malloc(sizeof *j);
-    if (!j) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    ew_bcast_init(&j->b, s->out[0], 2, s->in);
-    j->a = (void *)s->in[0]->data;
-    j->c = (void *)s->in[1]->data;
-    j->y = (void *)s->out[0]->data;
-    j->t = s->in[0]->dtype;
-    j->kind = kind_of(s->op->name);
-    s->state = j;
-    return OD_STATUS_OK;
+    ew_job *j = NULL;
+    od_status st = ew_job_create(s, 2, NULL, s->in[0]->dtype, &j, err);
+    if (!st) j->kind = kind_of(s->op->name);
+    return st;
 }
 
-static od_status cmp_run(od_step *s, od_error *err) {
-    cmp_job *j = s->state;
-    ew_for_rows(s->pool, j->b.rows, j->b.dims[j->b.rank - 1], cmp_rows, j);
-    return OD_STATUS_OK;
-}
+static od_status cmp_run(od_step *s, od_error *err) { return ew_job_run(s, cmp_rows, err); }
 
 #define CMP_DESC(NAME, SINCE, STABLE, ...)                                                               \
     OD_OP_FACTS(NAME, SINCE, __VA_ARGS__);                                                         \
     const od_op_desc od_op_##NAME = {OD_OP_NAME(NAME), .channel_role = OD_CHANNELS_BROADCAST, .stable_since = STABLE, .layout = OD_LAYOUT_POLICY_ELEMENTWISE,     \
-                                     .infer = cmp_infer, .prepare = cmp_prepare, .run = cmp_run};
+                                     .infer = cmp_infer, .prepare = cmp_prepare, .run = cmp_run, .destroy = ew_job_destroy};
 CMP_DESC(Equal, 1, 7, "axis", "broadcast")
 CMP_DESC(Less, 1, 7, "axis", "broadcast")
 CMP_DESC(Greater, 1, 7, "axis", "broadcast")

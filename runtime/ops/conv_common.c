@@ -51,6 +51,43 @@ od_status od_conv_read_common(const od_node *n, int sp, const int64_t *wk, od_co
     return OD_STATUS_OK;
 }
 
+od_status od_conv_infer(od_infer_ctx *c, od_conv_read_fn read) {
+    od_status st = od_infer_expect(c, 0, 3, 5);
+    if (!st) st = od_infer_expect(c, 1, 3, 5);
+    if (st) return st;
+    const od_shape_info *x = c->in[0], *w = c->in[1];
+    if (x->rank != w->rank)
+        return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "input rank %d, weight rank %d",
+                             x->rank, w->rank);
+    od_conv_params p;
+    st = read(c->node, x->dims, x->rank, w->dims, &p, c->err);
+    if (st) return st;
+    /* Conv weights are [C_out, C_in / group, k...], ConvTranspose's [C_in, C_out / group, k...] */
+    if (w->dims[0] < 1 || w->dims[1] < 1 || w->dims[0] % p.group ||
+        (p.transposed ? w->dims[0] != x->dims[1] : w->dims[1] * p.group != x->dims[1]))
+        return od_node_error(c->err, OD_STATUS_SHAPE, c->node,
+                             "input has %lld channels, weights [%lld, %lld, ...] with group %lld",
+                             (long long)x->dims[1], (long long)w->dims[0], (long long)w->dims[1],
+                             (long long)p.group);
+    if (c->n_in > 2 && c->in[2]) {
+        const od_shape_info *b = c->in[2];
+        if (b->dtype != OD_DTYPE_FLOAT)
+            return od_node_error(c->err, OD_STATUS_UNSUPPORTED, c->node,
+                                 "bias has element type %s; only float is supported",
+                                 od_dtype_name(b->dtype));
+        if (b->rank != 1 || b->dims[0] != p.cout)
+            return od_node_error(c->err, OD_STATUS_SHAPE, c->node, "bias must have shape [%lld]",
+                                 (long long)p.cout);
+    }
+    od_shape_info *o = &c->out[0];
+    o->dtype = OD_DTYPE_FLOAT;
+    o->rank = x->rank;
+    o->dims[0] = x->dims[0];
+    o->dims[1] = p.cout;
+    for (int d = 0; d < p.sp; d++) o->dims[2 + d] = p.out[d];
+    return OD_STATUS_OK;
+}
+
 int64_t od_conv_kernel_size(const od_conv_params *p) {
     return p->kernel[0] * p->kernel[1] * p->kernel[2];
 }
@@ -126,12 +163,33 @@ void od_conv_direct(const od_conv_params *p, int64_t batch, const float *x, cons
     od_parallel_for(pool, (size_t)(batch * p->out[0]), direct_task, &a);
 }
 
-od_status od_conv_state_pack(const od_step *s, od_conv_state *cs, od_error *err) {
-    const od_buf *w = s->in[1];
+od_status od_conv_state_create(od_step *s, od_conv_read_fn read, od_conv_state **out,
+                               od_error *err) {
+    const od_buf *x = s->in[0], *w = s->in[1];
+    od_conv_state *cs = calloc(1, sizeof *cs);
+    if (!cs) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = *out = cs;
+    od_status st = read(s->node, x->dims, x->rank, w->dims, &cs->p, err);
+    if (st) return st;
     cs->packed = malloc(sizeof(float) * (size_t)od_buf_count(w) + 1);
     if (!cs->packed) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     if (w->constant) od_conv_pack_weights(&cs->p, w->data, cs->packed);
     return OD_STATUS_OK;
+}
+
+od_status od_conv_state_created(od_conv_state *cs, const od_step *s, enum xnn_status r,
+                                const char *what, od_error *err) {
+    free(cs->packed);
+    cs->packed = NULL;
+    return od_xnn_check(r, err, s->node, what);
+}
+
+void od_conv_state_run_direct(od_step *s) {
+    od_conv_state *cs = s->state;
+    const od_buf *b = s->n_in > 2 ? s->in[2] : NULL;
+    if (cs->repack) od_conv_pack_weights(&cs->p, s->in[1]->data, cs->packed);
+    od_conv_direct(&cs->p, s->in[0]->dims[0], s->in[0]->data, cs->packed,
+                   cs->bias ? cs->bias : b ? b->data : NULL, s->out[0]->data, s->pool);
 }
 
 od_status od_conv_state_use_direct(const od_step *s, od_conv_state *cs, od_error *err) {

@@ -26,6 +26,15 @@ typedef struct od_conv_params {
 od_status od_conv_read_common(const od_node *n, int sp, const int64_t *wk, od_conv_params *p,
                               od_error *err);
 
+/* Reads the attributes of a Conv (p->transposed false) or ConvTranspose for input dims x
+ * ([N, C, spatial...]) and weight dims w, and resolves padding and output sizes. */
+typedef od_status (*od_conv_read_fn)(const od_node *n, const int64_t *x, int rank,
+                                     const int64_t *w, od_conv_params *p, od_error *err);
+
+/* infer() of both: input and weights of rank 3-5 and one rank, channels that agree with the
+ * weights and group, an optional float bias of p.cout; the output [N, p.cout, p.out...]. */
+od_status od_conv_infer(od_infer_ctx *c, od_conv_read_fn read);
+
 /* Product of the kernel dims. */
 int64_t od_conv_kernel_size(const od_conv_params *p);
 
@@ -49,11 +58,18 @@ typedef struct od_conv_state {
     bool repack;    /* weights known only at run time */
 } od_conv_state;
 
-/* Room for the packed weights of s->in[1] after cs->p is read; packs them when constant. */
-od_status od_conv_state_pack(const od_step *s, od_conv_state *cs, od_error *err);
+/* The start of prepare(): s->state, its params read, room for the packed weights (packed when
+ * constant). */
+od_status od_conv_state_create(od_step *s, od_conv_read_fn read, od_conv_state **out,
+                               od_error *err);
+/* The end of prepare() on XNNPACK: the packed weights (copied by XNNPACK) freed, r checked. */
+od_status od_conv_state_created(od_conv_state *cs, const od_step *s, enum xnn_status r,
+                                const char *what, od_error *err);
 /* Sets cs up for the direct loop: repack at run time unless the weights are constant, keep a
  * constant bias. */
 od_status od_conv_state_use_direct(const od_step *s, od_conv_state *cs, od_error *err);
+/* run() on the direct loop (the weights repacked first when known only at run time). */
+void od_conv_state_run_direct(od_step *s);
 void od_conv_state_destroy(od_step *s);
 
 #endif

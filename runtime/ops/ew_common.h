@@ -1,12 +1,15 @@
-/* Helpers for element-wise ops with numpy broadcasting (PRelu.c, Pow.c, variadic.c, unary.c):
- * the output's physical dims with each input's strides, adjacent dims merged where every
- * input walks them alike, and a row walker that splits the work across the plan's threads. */
+/* Helpers for element-wise ops with numpy broadcasting (PRelu.c, Pow.c, Where.c, compare.c,
+ * variadic.c, unary.c): the output's physical dims with each input's strides, adjacent dims
+ * merged where every input walks them alike, a row walker that splits the work across the
+ * plan's threads, and the one step state (ew_job) of the ops that walk rows of up to 3 inputs. */
 #ifndef OD_EW_COMMON_H
 #define OD_EW_COMMON_H
 
 #include "../op.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <xnnpack.h>
 
 #define EW_MAX_IN 64
 #define EW_CHUNK 16384 /* elements per task when splitting work across threads */
@@ -110,6 +113,49 @@ static inline void ew_for_rows(pthreadpool_t pool, int64_t rows, int64_t row_len
     }
     ew_rows_task t = {fn, ctx, rows, per};
     od_parallel_for(pool, (size_t)((rows + per - 1) / per), ew_rows_chunk, &t);
+}
+
+/* The state of a Where, comparison, PRelu or Pow step: the walk of its inputs broadcast onto
+ * its output, their data, the element type its rows read, which variant of the op it is (the
+ * comparison), and the XNNPACK operator that runs it instead of the rows when one can. */
+typedef struct ew_job {
+    ew_bcast b;
+    const void *in[3];
+    void *out;
+    od_dtype t;
+    int kind;
+    xnn_operator_t xnn;
+} ew_job;
+
+/* prepare()'s start: s->state (and *out unless NULL) = a job over s's n_in inputs broadcast onto its output as
+ * the buffers in (s->in when NULL: PRelu passes its opset-6 slope reshaped) say. */
+static inline od_status ew_job_create(od_step *s, int n_in, od_buf *const *in, od_dtype t,
+                                      ew_job **out, od_error *err) {
+    ew_job *j = calloc(1, sizeof *j);
+    if (!j) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = j;
+    if (out) *out = j;
+    ew_bcast_init(&j->b, s->out[0], n_in, in ? in : s->in);
+    for (int k = 0; k < n_in; k++)
+        j->in[k] = s->in[k]->data;
+    j->out = s->out[0]->data;
+    j->t = t;
+    return OD_STATUS_OK;
+}
+
+/* run(): the XNNPACK operator, or rows(job, first, end) over all rows. */
+static inline od_status ew_job_run(od_step *s, ew_rows_fn rows, od_error *err) {
+    ew_job *j = s->state;
+    if (j->xnn) return od_xnn_check(xnn_run_operator(j->xnn, s->pool), err, s->node, "run");
+    ew_for_rows(s->pool, j->b.rows, j->b.dims[j->b.rank - 1], rows, j);
+    return OD_STATUS_OK;
+}
+
+static inline void ew_job_destroy(od_step *s) {
+    ew_job *j = s->state;
+    if (j && j->xnn) xnn_delete_operator(j->xnn);
+    free(j);
+    s->state = NULL;
 }
 
 /* True when in's shape right-aligns onto out's (unidirectional broadcasting). */

@@ -59,19 +59,13 @@ od_status od_pool_read(const od_node *n, int64_t opset, bool is_max, int rank, c
     od_auto_pad ap;
     od_status ap_status = od_attr_auto_pad(n, &ap, err);
     if (ap_status) return ap_status;
-    bool upper = ap == OD_AUTO_PAD_SAME_UPPER, lower = ap == OD_AUTO_PAD_SAME_LOWER;
     bool valid = ap == OD_AUTO_PAD_VALID;
     for (int d = 0; d < sp; d++) {
         int64_t in = p->in[d], k = p->dilation[d] * (p->kernel[d] - 1) + 1, s = p->stride[d];
-        if (upper || lower) {
+        if (od_auto_pad_window(ap, in, k, s, &p->pad_begin[d], &p->pad_end[d])) {
             p->out[d] = (in + s - 1) / s;
-            int64_t total = (p->out[d] - 1) * s + k - in;
-            if (total < 0) total = 0;
-            p->pad_begin[d] = upper ? total / 2 : total - total / 2;
-            p->pad_end[d] = total - p->pad_begin[d];
             continue;
         }
-        if (valid) p->pad_begin[d] = p->pad_end[d] = 0;
         int64_t span = in + p->pad_begin[d] + p->pad_end[d] - k;
         if (span < 0)
             return od_node_error(err, OD_STATUS_SHAPE, n,
@@ -127,6 +121,31 @@ od_status od_pool_infer(od_infer_ctx *c, bool is_max, bool global) {
     o->dims[1] = x->dims[1];
     memcpy(o->dims + 2, p.out, sizeof(int64_t) * p.sp);
     return OD_STATUS_OK;
+}
+
+od_status od_pool_state_create(od_step *s, bool is_max, bool global, od_pool_state **out,
+                               od_error *err) {
+    const od_buf *x = s->in[0];
+    od_pool_state *ps = calloc(1, sizeof *ps);
+    if (!ps) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    s->state = *out = ps;
+    if (!global) return od_pool_read(s->node, s->opset, is_max, x->rank, x->dims, &ps->pool, err);
+    od_pool_global(is_max, x->rank, x->dims, &ps->pool);
+    return OD_STATUS_OK;
+}
+
+od_status od_pool_state_run(od_step *s, const char *what, od_error *err) {
+    od_pool_state *ps = s->state;
+    if (ps->xnn) return od_xnn_check(xnn_run_operator(ps->xnn, s->pool), err, s->node, what);
+    od_pool_run_loop(&ps->pool, s->in[0]->dtype, s->in[0]->data, s->out[0]->data, s->pool);
+    return OD_STATUS_OK;
+}
+
+void od_pool_state_destroy(od_step *s) {
+    od_pool_state *ps = s->state;
+    if (ps && ps->xnn) xnn_delete_operator(ps->xnn);
+    free(ps);
+    s->state = NULL;
 }
 
 int64_t od_pool_backend_pad_end(const od_pool *p, int d) {

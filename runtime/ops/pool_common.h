@@ -7,6 +7,8 @@
 
 #include "../op.h"
 
+#include <xnnpack.h>
+
 #define OD_POOL_MAX_SPATIAL (OD_MAX_RANK - 2)
 
 typedef struct od_pool {
@@ -35,6 +37,20 @@ int64_t od_pool_backend_pad_end(const od_pool *p, int d);
 
 /* True when every window holds at least one input cell (else a backend may see no data). */
 bool od_pool_windows_nonempty(const od_pool *p);
+
+/* The state of a MaxPool, AveragePool or GlobalAveragePool step: the pool, and the XNNPACK
+ * operator that runs it (NULL: od_pool_run_loop). */
+typedef struct od_pool_state {
+    od_pool pool;
+    xnn_operator_t xnn;
+} od_pool_state;
+/* prepare()'s start: s->state = *out, its pool read from the node (global: over every spatial
+ * dim). */
+od_status od_pool_state_create(od_step *s, bool is_max, bool global, od_pool_state **out,
+                               od_error *err);
+/* run(): the operator (`what` names it in an error), else the loop. */
+od_status od_pool_state_run(od_step *s, const char *what, od_error *err);
+void od_pool_state_destroy(od_step *s);
 
 /* The loop: x is [N, in..., C] and y [N, out..., C] (channels-last). */
 void od_pool_run_loop(const od_pool *p, od_dtype t, const void *x, void *y, pthreadpool_t pool);

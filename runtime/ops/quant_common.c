@@ -44,16 +44,20 @@ int od_quant_infer_axis(od_infer_ctx *c, const od_shape_info *x, const od_shape_
     return axis;
 }
 
-int od_quant_axis(const od_step *s, const od_buf *x, const od_buf *scale) {
-    if (scale->rank != 1 || od_buf_count(scale) <= 1) return -1;
-    return od_axis(od_attr_int(s->node, "axis", 1), x->rank);
-}
-
-void od_quant_split(const od_buf *x, int axis, int64_t *outer, int64_t *C, int64_t *inner) {
+void od_quant_walk(const od_step *s, od_quant_span_fn span) {
+    const od_buf *x = s->in[0], *scale = s->in[1], *zp = s->n_in > 2 ? s->in[2] : NULL;
+    const float *sc = scale->data;
+    int axis = scale->rank != 1 || od_buf_count(scale) <= 1
+                   ? -1
+                   : od_axis(od_attr_int(s->node, "axis", 1), x->rank);
     int64_t n = od_buf_count(x);
-    *C = axis >= 0 ? x->dims[axis] : 1;
-    *inner = axis >= 0 ? od_dims_count(x->rank - axis - 1, x->dims + axis + 1) : n;
-    *outer = *C && *inner ? n / (*C * *inner) : 0;
+    int64_t C = axis >= 0 ? x->dims[axis] : 1;
+    int64_t inner = axis >= 0 ? od_dims_count(x->rank - axis - 1, x->dims + axis + 1) : n;
+    int64_t outer = C && inner ? n / (C * inner) : 0;
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t c = 0; c < C; c++)
+            span(s, (o * C + c) * inner, inner, sc[c],
+                 zp ? od_quant_load(zp->data, zp->dtype, c) : 0.0f);
 }
 
 float od_quant_load(const void *p, od_dtype t, int64_t i) {

@@ -13,11 +13,12 @@
 int od_quant_infer_axis(od_infer_ctx *c, const od_shape_info *x, const od_shape_info *scale,
                         const od_shape_info *zp, const char *scale_name);
 
-/* The same at run time, on checked buffers: the axis, or -1 per tensor. */
-int od_quant_axis(const od_step *s, const od_buf *x, const od_buf *scale);
+/* One span of the walk: elements base .. base + n - 1 of x share the scale f and zero point z. */
+typedef void (*od_quant_span_fn)(const od_step *s, int64_t base, int64_t n, float f, float z);
 
-/* x as [outer, C, inner] for a scale along axis (-1: C = 1). */
-void od_quant_split(const od_buf *x, int axis, int64_t *outer, int64_t *C, int64_t *inner);
+/* The run-time walk of x (s->in[0]) as [outer, C, inner] for its scale (s->in[1]: per axis, or
+ * per tensor with C = 1) and zero point (s->in[2], 0 when absent): span once per (outer, c). */
+void od_quant_walk(const od_step *s, od_quant_span_fn span);
 
 /* Element i of an int8, uint8 or int32 buffer, as float. */
 float od_quant_load(const void *p, od_dtype t, int64_t i);

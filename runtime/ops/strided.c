@@ -1,6 +1,7 @@
 /* n-d strided copies and shape checks shared by the data-movement ops (see strided.h). */
 #include "strided.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define TILE 32
@@ -201,19 +202,21 @@ od_status od_normalize_axes(od_infer_ctx *c, int64_t *axes, int n, int rank) {
     return OD_STATUS_OK;
 }
 
-od_infer_ctx od_step_infer_ctx(const od_step *s, od_shape_info *info, const od_shape_info **in,
-                               od_shape_info *out, od_error *err) {
+void *od_step_state_with_shapes(od_step *s, size_t size, od_step_shapes *sh, od_error *err) {
     int n = s->n_in < OD_STEP_MAX_IN ? s->n_in : OD_STEP_MAX_IN;
     for (int i = 0; i < n; i++) {
-        in[i] = NULL;
+        sh->in[i] = NULL;
         if (!s->in[i]) continue;
-        info[i] = (od_shape_info){.dtype = s->in[i]->dtype, .rank = s->in[i]->rank,
-                                  .constant = s->in[i]->constant};
-        memcpy(info[i].dims, s->in[i]->dims, sizeof info[i].dims);
-        in[i] = &info[i];
+        sh->info[i] = (od_shape_info){.dtype = s->in[i]->dtype, .rank = s->in[i]->rank,
+                                      .constant = s->in[i]->constant};
+        memcpy(sh->info[i].dims, s->in[i]->dims, sizeof sh->info[i].dims);
+        sh->in[i] = &sh->info[i];
     }
     int n_out = s->n_out < OD_STEP_MAX_OUT ? s->n_out : OD_STEP_MAX_OUT;
-    return (od_infer_ctx){s->node, s->opset, n, n_out, in, out, NULL, err};
+    sh->c = (od_infer_ctx){s->node, s->opset, n, n_out, sh->in, sh->out, NULL, err};
+    s->state = calloc(1, size);
+    if (!s->state) od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    return s->state;
 }
 
 static uint32_t float_bits(float f) {

@@ -32,12 +32,19 @@ od_status od_const_ints_input(od_infer_ctx *c, int i, const char *what, int64_t 
 od_status od_normalize_axes(od_infer_ctx *c, int64_t *axes, int n, int rank);
 
 /* An infer context over a step's inputs (with their plan-time constants), so that prepare can
- * read attributes and constant inputs exactly as infer did. info and in hold up to
- * OD_STEP_MAX_IN entries, out OD_STEP_MAX_OUT. */
+ * read attributes and constant inputs exactly as infer did: up to OD_STEP_MAX_IN inputs,
+ * OD_STEP_MAX_OUT outputs. */
 #define OD_STEP_MAX_IN 64
 #define OD_STEP_MAX_OUT 16
-od_infer_ctx od_step_infer_ctx(const od_step *s, od_shape_info *info, const od_shape_info **in,
-                               od_shape_info *out, od_error *err);
+typedef struct od_step_shapes {
+    od_shape_info info[OD_STEP_MAX_IN], out[OD_STEP_MAX_OUT];
+    const od_shape_info *in[OD_STEP_MAX_IN];
+    od_infer_ctx c; /* points into the arrays above: do not copy */
+} od_step_shapes;
+/* prepare()'s start for an op that reads its plan with the function its infer() uses (Pad,
+ * Slice, Split, ReduceMean): sh->c as infer() saw the step, and s->state a zeroed block of
+ * size bytes, returned (NULL when out of memory, err set). */
+void *od_step_state_with_shapes(od_step *s, size_t size, od_step_shapes *sh, od_error *err);
 
 /* IEEE half and bfloat16 from and to float. Half rounds to nearest even; bfloat16 truncates,
  * as ONNX's reference does. */
