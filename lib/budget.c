@@ -21,7 +21,7 @@ static bool parse_int_after(const char **p, char c, long long *out) {
 
 od_status od_budget_parse(const char *text, od_budget *out, od_error *err) {
     memset(out, 0, sizeof *out);
-    out->batch = 1, out->threads = 1;
+    out->batch = 1, out->threads = 1, out->margin_auto = true;
     if (!text || !*text) return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "--budget: empty");
     char *end;
     double v = strtod(text, &end);
@@ -78,6 +78,10 @@ const char *od_budget_describe(const od_budget *b, double value, char *buf, size
     return buf;
 }
 
+double od_budget_margin_auto(double spread) {
+    return spread < OD_BUDGET_MARGIN_MIN ? OD_BUDGET_MARGIN_MIN : spread > OD_BUDGET_MARGIN_MAX ? OD_BUDGET_MARGIN_MAX : spread;
+}
+
 /* What the student at this width gives: MACs, encoded bytes, or latency. */
 static od_status measure(const od_model *m, const od_budget *b, double min_time, double *value, double *p90,
                          od_error *err) {
@@ -108,18 +112,29 @@ static od_status measure(const od_model *m, const od_budget *b, double min_time,
 #define VERIFY_PLANS 3
 #define VERIFY_MIN_TIME 0.3
 
-static od_status measure_fresh(const od_model *m, const od_budget *b, double min_time, double *value, double *p90,
-                               od_error *err) {
-    if (b->kind != OD_BUDGET_LATENCY) return measure(m, b, min_time, value, p90, err);
+/* m's latency on `plans` fresh plans (or runtime processes), each of min_time: the slowest median
+ * and p90; *spread (may be NULL): the relative spread of the medians, (slowest - fastest) / fastest. */
+static od_status measure_repeated(const od_model *m, const od_budget *b, double min_time, int plans, double *value,
+                                  double *p90, double *spread, od_error *err) {
+    double fastest = 0;
     *value = 0, *p90 = 0;
-    for (int i = 0; i < VERIFY_PLANS; i++) {
+    for (int i = 0; i < plans; i++) {
         double v, q;
-        od_status st = measure(m, b, min_time > VERIFY_MIN_TIME ? min_time : VERIFY_MIN_TIME, &v, &q, err);
+        od_status st = measure(m, b, min_time, &v, &q, err);
         if (st) return st;
         if (v > *value) *value = v;
         if (q > *p90) *p90 = q;
+        if (!i || v < fastest) fastest = v;
     }
+    if (spread) *spread = fastest > 0 ? (*value - fastest) / fastest : 0;
     return OD_STATUS_OK;
+}
+
+static od_status measure_fresh(const od_model *m, const od_budget *b, double min_time, double *value, double *p90,
+                               od_error *err) {
+    if (b->kind != OD_BUDGET_LATENCY) return measure(m, b, min_time, value, p90, err);
+    return measure_repeated(m, b, min_time > VERIFY_MIN_TIME ? min_time : VERIFY_MIN_TIME, VERIFY_PLANS, value, p90,
+                            NULL, err);
 }
 
 /* Appends c to the candidates (when the list is full, the last entry stands for the latest). */
@@ -771,16 +786,44 @@ static const char *fastest_fresh(const od_budget *bud, const od_budget_result *a
     return buf;
 }
 
-od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const od_budget *b,
+/* The margin of a latency search: the asked one, or (auto) the largest relative spread of the
+ * teacher's and the narrowest student's repeated measurements, clamped; the teacher's value is
+ * the slowest of its medians. */
+static od_status search_margin(const od_model *teacher, const od_shrink_spec *spec, const od_budget *b,
+                               double min_time, od_budget_result *res, od_error *err) {
+    if (b->kind != OD_BUDGET_LATENCY) return measure(teacher, b, min_time, &res->teacher_value, &res->teacher_p90, err);
+    double spread = 0, p90, narrow;
+    od_status st = measure_repeated(teacher, b, min_time, OD_BUDGET_MARGIN_RUNS, &res->teacher_value, &res->teacher_p90,
+                                    &res->spread, err);
+    if (st || !b->margin_auto) {
+        res->margin = b->margin;
+        return st;
+    }
+    od_shrink_spec s = *spec;
+    s.width = MIN_WIDTH;
+    od_model *m = NULL;
+    if (!(st = od_shrink(teacher, &s, &m, err)))
+        st = measure_repeated(m, b, min_time, OD_BUDGET_MARGIN_RUNS, &narrow, &p90, &spread, err);
+    od_model_destroy(m);
+    if (spread > res->spread) res->spread = spread;
+    res->margin = od_budget_margin_auto(res->spread);
+    return st;
+}
+
+od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const od_budget *asked,
                            double min_time, od_budget_result *res, od_model **student_out,
                            od_error *err) {
     memset(res, 0, sizeof *res);
     char v[64], l[64], u2[64], f[160];
-    bool lat = b->kind == OD_BUDGET_LATENCY;
+    bool lat = asked->kind == OD_BUDGET_LATENCY;
     int n = 0;
-    od_status st = measure(teacher, b, min_time, &res->teacher_value, &res->teacher_p90, err);
+    od_status st = search_margin(teacher, spec, asked, min_time, res, err);
     if (!st) st = spec_facts(teacher, spec, NULL, &n, err);
     if (st) return st;
+    /* the search, its verification included, aims under the budget by the margin */
+    od_budget aimed = *asked;
+    aimed.limit = asked->limit * (1 - res->margin);
+    const od_budget *b = &aimed;
     res->n_blocks = n;
     int k = blocks_kept(spec->depth, n), k_asked = k;
     double width = 0, value = 0, narrowest = 0, kept = 1;
@@ -798,7 +841,7 @@ od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const 
         if (n) snprintf(blocks, sizeof blocks, " with all %d removable blocks dropped", n);
         return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "--budget: even width %g (round %d) gives %s%s, over the budget of %s",
                             MIN_WIDTH, spec->round_to, od_budget_describe(b, narrowest, v, sizeof v), blocks,
-                            od_budget_describe(b, b->limit, l, sizeof l));
+                            od_budget_describe(b, asked->limit, l, sizeof l));
     }
     spec->width = width;
     if (width < 1 && (st = spec_facts(teacher, spec, &kept, NULL, err))) return st;
@@ -897,15 +940,19 @@ od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const 
         } else {
             od_shrink_spec_clear(&trial);
             return od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
-                                "--budget: no student met the budget of %s when measured afresh; the fastest: %s",
-                                od_budget_describe(b, b->limit, l, sizeof l), fastest_fresh(b, res, &pl, f, sizeof f));
+                                "--budget: no student met the budget of %s (with a margin of %.1f%%) when measured "
+                                "afresh; the fastest: %s",
+                                od_budget_describe(b, asked->limit, l, sizeof l), 100 * res->margin,
+                                fastest_fresh(b, res, &pl, f, sizeof f));
         }
         od_shrink_spec_clear(&trial);
     }
     if (!uniform_ok && !res->per_layer)
         return od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
-                            "--budget: no student met the budget of %s when measured afresh; the fastest: %s",
-                            od_budget_describe(b, b->limit, l, sizeof l), fastest_fresh(b, res, NULL, f, sizeof f));
+                            "--budget: no student met the budget of %s (with a margin of %.1f%%) when measured afresh; "
+                            "the fastest: %s",
+                            od_budget_describe(b, asked->limit, l, sizeof l), 100 * res->margin,
+                            fastest_fresh(b, res, NULL, f, sizeof f));
     if (!lat && width < 1 && spec->init == OD_SHRINK_INIT_TEACHER && (st = refine(teacher, spec, b, res, err))) return st;
     res->depth = spec->depth;
     res->kept_blocks = blocks_kept(spec->depth, n);
@@ -921,7 +968,7 @@ od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const 
         snprintf(res->warning, sizeof res->warning,
                  "--budget %s: the student that meets it keeps only %.1f%% of the teacher's L1 weight mass per layer "
                  "(geometric mean; width %.6g, %d of %d removable blocks): expect a large loss of accuracy",
-                 od_budget_describe(b, b->limit, l, sizeof l), 100 * final_kept, res->per_layer ? 1 : res->width,
+                 od_budget_describe(b, asked->limit, l, sizeof l), 100 * final_kept, res->per_layer ? 1 : res->width,
                  res->kept_blocks, n);
     return student_out ? od_shrink(teacher, spec, student_out, err) : OD_STATUS_OK;
 }
@@ -960,7 +1007,13 @@ void od_budget_print(const od_budget *b, const od_budget_result *res, FILE *out)
         fprintf(out, " per run at batch %lld, %d thread%s (median of the timed runs on %s)", (long long)b->batch,
                 b->threads, b->threads == 1 ? "" : "s", runtime_name(b));
     fprintf(out, "; teacher: %s", od_budget_describe(b, res->teacher_value, v, sizeof v));
-    if (lat) fprintf(out, " (p90 %s)", od_budget_describe(b, res->teacher_p90, p, sizeof p));
+    if (lat) {
+        fprintf(out, " (p90 %s)", od_budget_describe(b, res->teacher_p90, p, sizeof p));
+        fprintf(out, "\nmargin: %.1f%%, the search aims at %s (%s; the largest relative spread of its repeated "
+                     "measurements: %.1f%%)",
+                100 * res->margin, od_budget_describe(b, b->limit * (1 - res->margin), v, sizeof v),
+                b->margin_auto ? "auto: that spread, clamped to 2-10%" : "--budget-margin", 100 * res->spread);
+    }
     fprintf(out, "\n%-16s %s\n", "candidate", lat ? "median (p90 ms)" : "value");
     for (int i = 0; i < res->n_candidates; i++) {
         const od_budget_candidate *c = &res->candidates[i];
@@ -984,7 +1037,9 @@ void od_budget_print(const od_budget *b, const od_budget_result *res, FILE *out)
     else
         fprintf(out, "chosen: width %.6g%s%s, %s", res->width, depth_text(res, d, sizeof d),
                 res->n_steps ? " and the layers above" : "", od_budget_describe(b, res->value, v, sizeof v));
-    if (lat) fprintf(out, " (p90 %s)", od_budget_describe(b, res->p90, p, sizeof p));
+    if (lat)
+        fprintf(out, " (p90 %s), margin %.1f%% (%s)", od_budget_describe(b, res->p90, p, sizeof p), 100 * res->margin,
+                b->margin_auto ? "auto" : "asked");
     fprintf(out, ": %s\n", res->width >= 1 && !d[0] ? "the teacher's width already meets the budget"
                            : res->why[0] ? res->why
                            : res->n_steps ? "the widest uniform width tried that meets the budget, then channels given back where they carry the most L1 weight mass per unit of budget spent"
@@ -1007,8 +1062,9 @@ const char *od_budget_summary(const od_budget *b, const od_budget_result *res, c
                                   od_budget_describe(b, res->n_steps ? res->uniform_value : res->value, v, sizeof v));
     }
     if (lat && n < size)
-        n += (size_t)snprintf(buf + n, size - n, " median, %s p90 (fresh measurement)",
-                              od_budget_describe(b, res->p90, p, sizeof p));
+        n += (size_t)snprintf(buf + n, size - n, " median, %s p90 (fresh measurement); margin %.1f%% (%s)",
+                              od_budget_describe(b, res->p90, p, sizeof p), 100 * res->margin,
+                              b->margin_auto ? "auto" : "asked");
     if (res->why[0] && n < size) n += (size_t)snprintf(buf + n, size - n, "; why: %s", res->why);
     if (n < size) n += (size_t)snprintf(buf + n, size - n, "; candidates");
     for (int i = 0; i < res->n_candidates && n < size; i++) {
