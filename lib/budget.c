@@ -724,8 +724,8 @@ done:
 /* ---- the search ------------------------------------------------------------------------------ */
 
 #define VERIFY_TRIES 8     /* fresh measurements of the uniform choice, cutting after each miss */
-#define USELESS_KEPT 0.25  /* a choice keeping less of the teacher's L1 mass per layer is warned about;
-                            * a latency one drops blocks to keep more width */
+#define USELESS_KEPT 0.25  /* a choice keeping less of the teacher's L1 mass per layer is warned about */
+#define DROPPED_SHARE 0.25 /* the depth-aware proxy: what a layer of a dropped block counts as keeping */
 
 /* Blocks kept of n at a depth (as the builder rounds), and the depth that keeps k of them. */
 static int blocks_kept(double depth, int n) { return (int)lround(depth * n); }
@@ -740,6 +740,53 @@ static od_status spec_facts(const od_model *teacher, const od_shrink_spec *spec,
     od_model_destroy(m);
     if (!st && kept) *kept = kept_share(&teacher->graph, &rep);
     if (!st && n_blocks) *n_blocks = rep.n_blocks;
+    od_shrink_report_clear(&rep);
+    return st;
+}
+
+/* The depth-aware proxy for accuracy of the spec's student: the geometric mean, over the teacher's
+ * layers (`full`: the report of the teacher built at width 1, depth 1), of the share of each
+ * layer's L1 weight mass its kept channels carry, where a layer of a dropped block counts
+ * DROPPED_SHARE and a layer whose width is tied to an earlier one (the rest of its channel group:
+ * a residual trunk, a depthwise conv and its producer) is left out, so that a group counts once.
+ * Unlike kept_share, dropping blocks costs in it: width and depth are compared on one scale. */
+static double depth_proxy(const od_graph *teacher, const od_shrink_report *full, const od_shrink_report *r) {
+    double sum = 0;
+    int n = 0;
+    for (int i = 0; i < full->n_layers; i++) {
+        const od_shrink_layer *l = &full->layers[i];
+        bool tied = false;
+        for (int j = 0; j < i && !tied; j++) tied = full->layers[j].group == l->group;
+        if (tied || l->pinned || l->teacher_channels <= 0 || !l->node) continue;
+        const od_shrink_layer *s = NULL;
+        for (int j = 0; j < r->n_layers && !s; j++)
+            if (r->layers[j].node && !strcmp(r->layers[j].node, l->node)) s = &r->layers[j];
+        double kept = DROPPED_SHARE;
+        if (s) {
+            int64_t c = 0;
+            double *share = sorted_shares(teacher, l->node, &c);
+            kept = share_range(share, c, l->teacher_channels, 0, s->student_channels);
+            free(share);
+        }
+        sum += log(kept > 1e-12 ? kept : 1e-12);
+        n++;
+    }
+    return n ? exp(sum / n) : 1;
+}
+
+od_status od_budget_depth_proxy(const od_model *teacher, const od_shrink_spec *spec, double *proxy, od_error *err) {
+    od_shrink_spec whole = *spec;
+    whole.width = 1, whole.depth = 1, whole.spec_path = NULL, whole.channels = NULL, whole.n_channels = 0,
+    whole.drop = NULL, whole.n_drop = 0;
+    od_shrink_report full = {0}, rep = {0};
+    od_model *m = NULL;
+    od_status st = od_shrink_ex(teacher, &whole, &m, &full, err);
+    od_model_destroy(m);
+    m = NULL;
+    if (!st) st = od_shrink_ex(teacher, spec, &m, &rep, err);
+    od_model_destroy(m);
+    if (!st) *proxy = depth_proxy(&teacher->graph, &full, &rep);
+    od_shrink_report_clear(&full);
     od_shrink_report_clear(&rep);
     return st;
 }
@@ -839,6 +886,7 @@ od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const 
     int k = blocks_kept(spec->depth, n), k_asked = k;
     double width = 0, value = 0, narrowest = 0, kept = 1;
     const char *dropped_why = NULL; /* why blocks were dropped, when they were */
+    char depth_why[200];
     /* width first; when even the narrowest student is over, blocks go one at a time until it is not
      * (an unreachable budget is said before any bisection) */
     if ((st = bisect_width(teacher, spec, b, min_time, res, &width, &value, &narrowest, err))) return st;
@@ -856,30 +904,34 @@ od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const 
     }
     spec->width = width;
     if (width < 1 && (st = spec_facts(teacher, spec, &kept, NULL, err))) return st;
-    /* a latency met only by a near-useless width (the per-op floor dominates): the most blocks kept
-     * whose widest width keeps a quarter of the teacher's L1 mass (kept grows as blocks go: bisected) */
-    if (lat && width < 1 && kept < USELESS_KEPT && k > 0) {
-        int lo = 0, hi = k - 1, found = -1;
-        double found_width = 0, found_value = 0, found_kept = 0;
-        while (lo <= hi) {
-            int mid = (lo + hi) / 2;
-            double w, val, kk = 0;
-            spec->depth = depth_keeping(mid, n);
-            if ((st = bisect_width(teacher, spec, b, min_time, res, &w, &val, &narrowest, err))) return st;
+    /* latency: width against depth. Every lower block count is bisected too, and the candidate with
+     * the highest depth-aware proxy wins (small models spend much of their time in per-operator
+     * costs that width cannot remove: dropping blocks can buy back more width than it costs) */
+    if (lat && width < 1 && k > 0) {
+        double best = 0, at_k = 0;
+        int best_k = k;
+        double best_width = width, best_value = value;
+        st = od_budget_depth_proxy(teacher, spec, &best, err);
+        at_k = best;
+        for (int kk = k - 1; !st && kk >= 0; kk--) {
+            double w, val, proxy = 0;
+            spec->depth = depth_keeping(kk, n);
+            if ((st = bisect_width(teacher, spec, b, min_time, res, &w, &val, &narrowest, err))) break;
+            if (w <= 0) continue;
             spec->width = w;
-            if (w > 0 && w < 1 && (st = spec_facts(teacher, spec, &kk, NULL, err))) return st;
-            if (w > 0 && (w >= 1 || kk >= USELESS_KEPT)) {
-                found = mid, found_width = w, found_value = val, found_kept = w >= 1 ? 1 : kk;
-                lo = mid + 1;
-            } else {
-                hi = mid - 1;
-            }
+            if ((st = od_budget_depth_proxy(teacher, spec, &proxy, err))) break;
+            if (proxy > best) best = proxy, best_k = kk, best_width = w, best_value = val;
         }
-        if (found >= 0) {
-            k = found, width = found_width, value = found_value, kept = found_kept;
-            dropped_why = "width alone met it only keeping under a quarter of the teacher's L1 weight mass per layer";
+        if (st) return st;
+        if (best_k < k) {
+            snprintf(depth_why, sizeof depth_why,
+                     "the depth-aware proxy (dropped blocks' layers counting %.0f%%) keeps %.1f%% there, %.1f%% with them",
+                     100 * DROPPED_SHARE, 100 * best, 100 * at_k);
+            dropped_why = depth_why;
+            k = best_k, width = best_width, value = best_value;
         }
         spec->depth = depth_keeping(k, n), spec->width = width;
+        if (width < 1 && (st = spec_facts(teacher, spec, &kept, NULL, err))) return st;
     }
     res->width = width, res->value = res->uniform_value = value;
 

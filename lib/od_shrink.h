@@ -195,6 +195,12 @@ od_status od_budget_parse(const char *text, od_budget *out, od_error *err);
 const char *od_budget_describe(const od_budget *b, double value, char *buf, size_t size);
 /* The auto margin from a relative spread: clamped to [OD_BUDGET_MARGIN_MIN, OD_BUDGET_MARGIN_MAX]. */
 double od_budget_margin_auto(double spread);
+/* The depth-aware accuracy proxy of the spec's student: the geometric mean over the teacher's
+ * layers of the share of each one's L1 weight mass its kept channels carry, a layer of a dropped
+ * block counting 0.25 and a layer whose width is tied to an earlier one (its channel group's
+ * other members) left out; pinned layers too. 1 for the teacher. A latency search picks, among
+ * the depths whose widest width meets the budget, the one where it is highest. */
+od_status od_budget_depth_proxy(const od_model *teacher, const od_shrink_spec *spec, double *proxy, od_error *err);
 
 #define OD_BUDGET_MAX_CANDIDATES 64
 

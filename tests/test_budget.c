@@ -255,6 +255,34 @@ static void margin(const od_model *teacher) {
     }
 }
 
+/* The depth-aware proxy on the ResNet (stem, 6 residual blocks of two convs, 2 with a shortcut,
+ * the classifier pinned): its counted layers are the stem, every conv1, and the conv2 and shortcut
+ * group of the 2 downsampling blocks (the other conv2s are tied to the trunk): 9. With every
+ * removable block (4 of them) dropped at width 1, 4 counted layers go: 0.25^(4/9). */
+static void depth_proxy(const od_model *resnet) {
+    od_shrink_spec spec;
+    od_shrink_spec_default(&spec);
+    od_error err = {0};
+    double full = 0, dropped = 0, half = 0, quarter = 0, half_dropped = 0;
+    od_status st = od_budget_depth_proxy(resnet, &spec, &full, &err);
+    spec.depth = 0.0625;
+    if (!st) st = od_budget_depth_proxy(resnet, &spec, &dropped, &err);
+    spec.width = 0.5;
+    if (!st) st = od_budget_depth_proxy(resnet, &spec, &half_dropped, &err);
+    spec.depth = 1;
+    if (!st) st = od_budget_depth_proxy(resnet, &spec, &half, &err);
+    spec.width = 0.25;
+    if (!st) st = od_budget_depth_proxy(resnet, &spec, &quarter, &err);
+    check(!st, "depth proxy: %s", err.message);
+    check(fabs(full - 1) < 1e-12, "depth proxy: the teacher keeps 1 (%g)", full);
+    check(fabs(dropped - pow(0.25, 4.0 / 9)) < 1e-9, "depth proxy: every block dropped at width 1: %g, want 0.25^(4/9) = %g",
+          dropped, pow(0.25, 4.0 / 9));
+    check(half < 1 && quarter < half, "depth proxy: narrower keeps less (%g, %g)", half, quarter);
+    check(half_dropped < half && half_dropped < dropped, "depth proxy: dropping blocks costs at a width (%g < %g, %g)",
+          half_dropped, half, dropped);
+    od_shrink_spec_clear(&spec);
+}
+
 int main(void) {
     od_model *cnn = NULL, *resnet = NULL;
     od_error err = {0};
@@ -268,6 +296,7 @@ int main(void) {
     depth_for_width(resnet);
     macs_depth(resnet);
     margin(cnn);
+    depth_proxy(resnet);
     od_model_destroy(cnn);
     od_model_destroy(resnet);
     printf("test_budget: %d passed, %d failed\n", n_pass, n_fail);
