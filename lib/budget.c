@@ -726,6 +726,9 @@ done:
 #define VERIFY_TRIES 8     /* fresh measurements of the uniform choice, cutting after each miss */
 #define USELESS_KEPT 0.25  /* a choice keeping less of the teacher's L1 mass per layer is warned about */
 #define DROPPED_SHARE 0.25 /* the depth-aware proxy: what a layer of a dropped block counts as keeping */
+#define DEPTH_WIN 1.05     /* blocks are dropped for width when the proxy gains over 5% by it (it is rough:
+                            * the cnn at 1/2 of its latency, 68.2% against 65.9% at full depth, distilled
+                            * to 88.3% against 91.6%) */
 
 /* Blocks kept of n at a depth (as the builder rounds), and the depth that keeps k of them. */
 static int blocks_kept(double depth, int n) { return (int)lround(depth * n); }
@@ -923,9 +926,10 @@ od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const 
             if (proxy > best) best = proxy, best_k = kk, best_width = w, best_value = val;
         }
         if (st) return st;
-        if (best_k < k) {
+        if (best_k < k && best > DEPTH_WIN * at_k) {
             snprintf(depth_why, sizeof depth_why,
-                     "the depth-aware proxy (dropped blocks' layers counting %.0f%%) keeps %.1f%% there, %.1f%% with them",
+                     "the depth-aware proxy (dropped blocks' layers counting %.0f%%) keeps %.1f%% there, over 5%% more than "
+                     "the %.1f%% with them",
                      100 * DROPPED_SHARE, 100 * best, 100 * at_k);
             dropped_why = depth_why;
             k = best_k, width = best_width, value = best_value;
