@@ -176,12 +176,31 @@ typedef struct od_budget {
     od_budget_timer timer; /* latency only; NULL: our plans */
     void *timer_ctx;
     const char *runtime;   /* which runtime the timer measures, for the printout ("onnx-distill" when NULL) */
+    /* latency only: the search aims at limit x (1 - margin), so that a choice still meets the budget
+     * when measured again later; margin_auto (od_budget_parse's default): the largest relative
+     * spread of the search's own repeated measurements (the teacher's and the narrowest student's,
+     * OD_BUDGET_MARGIN_RUNS fresh plans each), clamped to [OD_BUDGET_MARGIN_MIN, OD_BUDGET_MARGIN_MAX].
+     * MACs and size are exact: no margin. */
+    double margin;
+    bool margin_auto;
 } od_budget;
+
+#define OD_BUDGET_MARGIN_MIN 0.02
+#define OD_BUDGET_MARGIN_MAX 0.10
+#define OD_BUDGET_MARGIN_RUNS 3
 
 /* INVALID_ARGUMENT naming the text for an unknown unit, a number that is not > 0, a bad @bNtM. */
 od_status od_budget_parse(const char *text, od_budget *out, od_error *err);
 /* "0.5 ms at batch 1, 1 thread", "200 KB", "2.0M MACs" */
 const char *od_budget_describe(const od_budget *b, double value, char *buf, size_t size);
+/* The auto margin from a relative spread: clamped to [OD_BUDGET_MARGIN_MIN, OD_BUDGET_MARGIN_MAX]. */
+double od_budget_margin_auto(double spread);
+/* The depth-aware accuracy proxy of the spec's student: the geometric mean over the teacher's
+ * layers of the share of each one's L1 weight mass its kept channels carry, a layer of a dropped
+ * block counting 0.25 and a layer whose width is tied to an earlier one (its channel group's
+ * other members) left out; pinned layers too. 1 for the teacher. A latency search picks, among
+ * the depths whose widest width meets the budget, the one where it is highest. */
+od_status od_budget_depth_proxy(const od_model *teacher, const od_shrink_spec *spec, double *proxy, od_error *err);
 
 #define OD_BUDGET_MAX_CANDIDATES 64
 
@@ -218,6 +237,8 @@ typedef struct od_budget_result {
                               * the per-layer steps, the final student's */
     double uniform_value;    /* the value at the uniform width, before the per-layer steps */
     double teacher_value, teacher_p90;
+    double margin;           /* latency: the margin the search used (fraction of the budget) */
+    double spread;           /* latency: the largest relative spread seen in its repeated measurements */
     /* latency: the per-layer search from the teacher (channels cut where the least L1 mass is
      * lost per second saved, by a latency model calibrated on per-step profiles of our plans) */
     bool per_layer;          /* the chosen student is the per-layer one (spec->channels) */

@@ -122,8 +122,9 @@ Written on $start, git $(git rev-parse --short HEAD 2>/dev/null)$(git diff --qui
 
 For each teacher, budgets of 1/2, 1/4 and 1/8 of its median batch-1, 1-thread latency (\`bench --min-time $MIN_TIME\`).
 \`onnx-distill shrink TEACHER --budget Bms --budget-spec-out SPEC -o S\` chooses the student (the uniform width by bisection, blocks
-dropped when width alone cannot meet the budget or only with a near-useless width, then the per-layer search; every choice
-verified on 3 fresh plans, the slowest median deciding, and cut further on a miss); \`bench S --batch 1 --threads 1 --min-time $MIN_TIME\`
+dropped when width alone cannot meet the budget or when the depth-aware proxy gains over 5% by it, then the per-layer search;
+all aiming under the budget by the auto \`--budget-margin\` (the spread of the search's repeated measurements, 2-10%); every
+choice verified on 3 fresh plans, the slowest median deciding, and cut further on a miss); \`bench S --batch 1 --threads 1 --min-time $MIN_TIME\`
 measures it afresh (\"chosen ms\"). The uniform column is the widest \`--width\` (teacher's depth; width 1 then 7 halvings, each
 measured afresh with \`bench --min-time $BISECT_TIME\`) whose median is at most the chosen student's measured median, then measured afresh
 again like the chosen one (\"(slower)\": even width 0.001 is slower than the chosen student). Fashion-MNIST teachers: both distilled

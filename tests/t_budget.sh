@@ -100,6 +100,18 @@ check "latency: per-layer candidates listed with their kept L1 share" \
 check "latency: why the chosen one won" \
     "grep -qE '^chosen: .*(per-layer student met the budget when measured afresh|widest uniform width that meets the budget .* won)' '$T/out'"
 check "latency: the measuring runtime is named" "grep -q \"on onnx-distill's own plans\" '$T/out'"
+# --budget-margin: auto (2-10%) by default, printed with the aim and on the chosen line; an asked
+# margin is what the search aims under, the choice included
+auto_pct=$(sed -n 's/^margin: \([0-9.]*\)%, the search aims at .*auto: that spread.*/\1/p' "$T/out")
+check "latency: the auto margin is printed, 2-10% ($auto_pct)" \
+    "awk -v m='${auto_pct:-0}' 'BEGIN { exit !(m >= 2 && m <= 10) }' && grep -qE '^chosen: .* \(p90 [0-9.e-]+ ms\), margin $auto_pct% \(auto\)' '$T/out'"
+"$BIN" shrink models/cnn.onnx --budget "${half_us}us" --budget-margin 20 -o "$T/lm.onnx" >"$T/out" 2>"$T/err"
+rc=$?
+chosen_ms=$(sed -n 's/^chosen: .*, \([0-9.e-]*\) ms (p90 .*/\1/p' "$T/out")
+check "latency --budget-margin 20: exit 0, printed as asked" \
+    "[ $rc -eq 0 ] && grep -q '^margin: 20.0%, the search aims at .*(--budget-margin' '$T/out' && grep -q 'margin 20.0% (asked)' '$T/out'"
+check "latency --budget-margin 20: the choice ($chosen_ms ms) is under 80% of ${half_us}us" \
+    "awk -v c='${chosen_ms:-1e9}' -v b='$half_us' 'BEGIN { exit !(c * 1000 <= 0.8 * b) }'"
 
 # a per-layer spec (a latency budget well under the teacher's, on the ResNet): its printed spec
 # names layers and rebuilds the same student; the candidates all stay at most 32
@@ -166,6 +178,18 @@ expect_error "--target without --budget" 'needs --budget' 2 shrink models/cnn.on
 expect_error "--target ort on a MACs budget" 'only a latency budget' 1 shrink models/cnn.onnx --budget 2M-macs --target ort -o "$T/e.onnx"
 NODE_PATH=$T/empty OD_ORT_NODE_PATH=$T/empty expect_error "--target ort without ONNX Runtime" 'ONNX Runtime for Node not found' 1 \
     shrink models/cnn.onnx --budget 1ms --target ort -o "$T/e.onnx"
+"$BIN" shrink models/cnn.onnx --budget 2M-macs -o "$T/m1.onnx" >/dev/null 2>&1
+"$BIN" shrink models/cnn.onnx --budget 2M-macs --budget-margin 10 -o "$T/m2.onnx" >"$T/out" 2>&1
+check "a MACs budget takes no margin: the same student with --budget-margin 10" \
+    "[ -s '$T/m1.onnx' ] && cmp -s '$T/m1.onnx' '$T/m2.onnx' && ! grep -q '^margin:' '$T/out'"
+expect_error "--budget-margin over 50" '--budget-margin: "60" is not a number in [0, 50]' 2 \
+    shrink models/cnn.onnx --budget 1ms --budget-margin 60 -o "$T/e.onnx"
+expect_error "--budget-margin not a number" '--budget-margin: "fast"' 2 shrink models/cnn.onnx --budget 1ms --budget-margin fast -o "$T/e.onnx"
+expect_error "distill: --budget-margin negative, validated as shrink does" '--budget-margin: "-1" is not a number in [0, 50]' 2 \
+    distill models/cnn.onnx --data fashion-mnist --budget 1ms --budget-margin -1 -o "$T/e.onnx"
+expect_error "--budget-margin without --budget" 'needs --budget' 2 shrink models/cnn.onnx --width 0.5 --budget-margin 5 -o "$T/e.onnx"
+expect_error "distill: --budget-margin without --budget" 'needs --budget' 2 \
+    distill models/cnn.onnx --data fashion-mnist --width 0.5 --budget-margin 5 -o "$T/e.onnx"
 expect_error "distill: bad budget" 'unknown unit' 1 distill models/cnn.onnx --data fashion-mnist --budget 2parsecs -o "$T/e.onnx"
 
 # ---- distill trains the chosen student ----------------------------------------------------------
@@ -184,5 +208,6 @@ rc=$?
 check "distill --budget latency: exit 0" "[ $rc -eq 0 ] || { cat '$T/err'; false; }"
 check "distill --budget latency: the Markdown report shows budget, median, p90, candidates and why" \
     "grep -q 'budget [0-9.]* ms at batch 1, 1 thread, measured on onnx-distill' '$T/dl.md' && grep -q 'ms median, [0-9.e-]* ms p90 (fresh measurement)' '$T/dl.md' && grep -q 'why: ' '$T/dl.md' && grep -q 'candidates width 0.001: ' '$T/dl.md'"
+check "distill --budget latency: the report names the margin" "grep -qE 'margin [0-9.]+% \(auto\)' '$T/dl.md'"
 
 finish

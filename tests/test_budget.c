@@ -27,6 +27,7 @@ typedef struct fake {
     double per_mac, per_node; /* seconds */
     double fresh_factor;      /* applied when the timer is asked for >= 0.3 s */
     double fresh_add;         /* seconds added then */
+    double jitter;            /* every other call is this much slower (relative): repeated measurements spread */
     int n_calls, n_fresh;
 } fake;
 
@@ -40,6 +41,7 @@ static od_status fake_timer(const od_model *m, int64_t batch, int threads, doubl
     double t = f->per_mac * (double)macs + f->per_node * m->graph.n_nodes;
     bool fresh = min_time >= 0.3;
     f->n_calls++, f->n_fresh += fresh;
+    if (f->n_calls % 2 == 0) t *= 1 + f->jitter;
     *median = fresh ? t * f->fresh_factor + f->fresh_add : t;
     *p90 = *median * 1.1;
     return OD_STATUS_OK;
@@ -212,6 +214,75 @@ static void macs_depth(const od_model *teacher) {
     free(res);
 }
 
+/* --budget-margin: parsed as auto by default, clamped to 2-10%; the search aims under the budget by
+ * it (auto: the spread of its repeated measurements), and the choice meets the aim. */
+static void margin(const od_model *teacher) {
+    od_budget b;
+    od_error err = {0};
+    check(!od_budget_parse("0.5ms", &b, &err) && b.margin_auto, "margin: auto by default after od_budget_parse");
+    check(od_budget_margin_auto(0.001) == OD_BUDGET_MARGIN_MIN && od_budget_margin_auto(0.05) == 0.05 &&
+              od_budget_margin_auto(0.5) == OD_BUDGET_MARGIN_MAX,
+          "margin: auto clamped to [2%%, 10%%]: %g %g %g", od_budget_margin_auto(0.001), od_budget_margin_auto(0.05),
+          od_budget_margin_auto(0.5));
+    static const struct { double jitter, asked; bool is_auto; double want; } cases[] = {
+        {0.06, 0, true, 0.06},   /* auto: the spread of the repeated measurements */
+        {0, 0, true, 0.02},      /* auto, no spread: the floor */
+        {0.5, 0, true, 0.10},    /* auto, a wild spread: the ceiling */
+        {0.06, 0.15, false, 0.15}, /* asked: taken as is */
+    };
+    for (int i = 0; i < (int)(sizeof cases / sizeof *cases); i++) {
+        fake f = {.per_mac = 1e-9, .fresh_factor = 1, .jitter = cases[i].jitter};
+        double teacher_v = fake_value(&f, teacher, false);
+        f.n_calls = 0;
+        b = latency_budget(&f, teacher_v / 3);
+        b.margin_auto = cases[i].is_auto, b.margin = cases[i].asked;
+        od_shrink_spec spec;
+        od_shrink_spec_default(&spec);
+        od_budget_result *res = calloc(1, sizeof *res);
+        od_status st = od_budget_search(teacher, &spec, &b, 0.01, res, NULL, &err);
+        check(!st, "margin case %d: %s", i, err.message);
+        check(!st && fabs(res->margin - cases[i].want) < 1e-9, "margin case %d: margin %g, want %g", i, res->margin,
+              cases[i].want);
+        check(!st && res->value <= b.limit * (1 - cases[i].want) * (1 + 1e-12),
+              "margin case %d: the choice %g meets the aim %g", i, res->value, b.limit * (1 - cases[i].want));
+        char line[4096];
+        od_budget_summary(&b, res, line, sizeof line);
+        char want[64];
+        snprintf(want, sizeof want, "margin %.1f%% (%s)", 100 * cases[i].want, cases[i].is_auto ? "auto" : "asked");
+        check(!st && strstr(line, want), "margin case %d: the summary says \"%s\": %s", i, want, line);
+        od_shrink_spec_clear(&spec);
+        free(res);
+    }
+}
+
+/* The depth-aware proxy on the ResNet (stem, 6 residual blocks of two convs, 2 with a shortcut,
+ * the classifier pinned): its counted layers are the stem, every conv1, and the conv2 and shortcut
+ * group of the 2 downsampling blocks (the other conv2s are tied to the trunk): 9. With every
+ * removable block (4 of them) dropped at width 1, 4 counted layers go: 0.25^(4/9). */
+static void depth_proxy(const od_model *resnet) {
+    od_shrink_spec spec;
+    od_shrink_spec_default(&spec);
+    od_error err = {0};
+    double full = 0, dropped = 0, half = 0, quarter = 0, half_dropped = 0;
+    od_status st = od_budget_depth_proxy(resnet, &spec, &full, &err);
+    spec.depth = 0.0625;
+    if (!st) st = od_budget_depth_proxy(resnet, &spec, &dropped, &err);
+    spec.width = 0.5;
+    if (!st) st = od_budget_depth_proxy(resnet, &spec, &half_dropped, &err);
+    spec.depth = 1;
+    if (!st) st = od_budget_depth_proxy(resnet, &spec, &half, &err);
+    spec.width = 0.25;
+    if (!st) st = od_budget_depth_proxy(resnet, &spec, &quarter, &err);
+    check(!st, "depth proxy: %s", err.message);
+    check(fabs(full - 1) < 1e-12, "depth proxy: the teacher keeps 1 (%g)", full);
+    check(fabs(dropped - pow(0.25, 4.0 / 9)) < 1e-9, "depth proxy: every block dropped at width 1: %g, want 0.25^(4/9) = %g",
+          dropped, pow(0.25, 4.0 / 9));
+    check(half < 1 && quarter < half, "depth proxy: narrower keeps less (%g, %g)", half, quarter);
+    check(half_dropped < half && half_dropped < dropped, "depth proxy: dropping blocks costs at a width (%g < %g, %g)",
+          half_dropped, half, dropped);
+    od_shrink_spec_clear(&spec);
+}
+
 int main(void) {
     od_model *cnn = NULL, *resnet = NULL;
     od_error err = {0};
@@ -225,6 +296,8 @@ int main(void) {
     fresh_always_over(cnn, "cnn");
     depth_for_width(resnet);
     macs_depth(resnet);
+    margin(cnn);
+    depth_proxy(resnet);
     od_model_destroy(cnn);
     od_model_destroy(resnet);
     printf("test_budget: %d passed, %d failed\n", n_pass, n_fail);

@@ -580,6 +580,8 @@ od_status cli_data_load_shard(const cli_args *a, const char *path, const od_mode
 }
 
 od_status cli_budget_target(const cli_args *a, od_budget *b, od_error *err) {
+    if (cli_given(a, "--budget-margin") && cli_choice(a, "--budget-margin", -1) != 0)
+        b->margin_auto = false, b->margin = cli_real(a, "--budget-margin", 0) / 100;
     const char *target = cli_text(a, "--target", "ours");
     if (strcmp(target, "ort")) return OD_STATUS_OK;
     if (b->kind != OD_BUDGET_LATENCY)

@@ -97,6 +97,11 @@ typedef struct cli_command {
              "runs, the choice measured again), an encoded size (200KB, 1.5MB, 30000B, KiB, MiB) or MACs per "  \
              "sample (2M-macs, 150000-macs). --depth, --round, --init, --bn apply as given."},                 \
     {CLI_TEXT, "--budget-spec-out", 0, "FILE", .help = "with --budget: also write the chosen spec there (JSON)"}, \
+    {CLI_REAL, "--budget-margin", 0, "PCT|auto", 0, 50, .choices = "auto", .dflt = "auto",                    \
+     .help = "with a latency --budget: aim PCT percent under it, so that the choice still meets it when "     \
+             "measured again; auto: the largest relative spread of the search's own repeated measurements "   \
+             "(the teacher's and the narrowest student's, 3 fresh plans each), clamped to 2-10%. MACs and "     \
+             "size budgets are exact and take no margin."},                                                   \
     {CLI_CHOICE, "--target", 0, NULL, .choices = "ours|ort", .dflt = "ours",                                  \
      .help = "with a latency --budget: time the candidates on our own plans, or on ONNX Runtime (node and "    \
              "onnxruntime-node, found through OD_ORT_NODE_PATH or NODE_PATH; an error when missing). The "     \
@@ -198,7 +203,7 @@ od_status model_facts_get(const char *path, const od_model *m, model_facts *f, o
 od_status cli_ort_check(char *version, size_t size, od_error *err);
 od_status cli_ort_timer(const od_model *m, int64_t batch, int threads, double min_time, double *median, double *p90,
                         void *ctx, od_error *err);
-/* --target: sets b's timer (ort: checked to run first). */
+/* --target and --budget-margin: set b's timer (ort: checked to run first) and margin. */
 od_status cli_budget_target(const cli_args *a, od_budget *b, od_error *err);
 od_status cli_budget_choose(const od_model *teacher, const od_budget *b, const char *spec_out,
                             od_shrink_spec *spec, od_budget_result *res, od_model **student, od_error *err);

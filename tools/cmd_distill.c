@@ -271,6 +271,8 @@ int cmd_distill(int argc, char **argv) {
     od_budget_result budget_res = {0};
     if (cli_given(&args, "--target") && !budget_text)
         return cli_args_clear(&args), cli_usage(cmd, "distill: --target needs --budget");
+    if (cli_given(&args, "--budget-margin") && !budget_text)
+        return cli_args_clear(&args), cli_usage(cmd, "distill: --budget-margin needs --budget");
     if (budget_text && (od_budget_parse(budget_text, &budget, &report_err) || cli_budget_target(&args, &budget, &report_err)))
         return cli_args_clear(&args), cli_fail_err(&report_err);
     if (report_path && od_report_format_from_path(report_path, &report_fmt, &report_err))

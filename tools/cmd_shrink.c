@@ -48,6 +48,8 @@ int cmd_shrink(int argc, char **argv) {
     od_budget budget;
     od_error budget_err = {0};
     if (target_given && !budget_text) return cli_args_clear(&args), cli_usage(&cli_cmd_shrink, "shrink: --target needs --budget");
+    if (cli_given(&args, "--budget-margin") && !budget_text)
+        return cli_args_clear(&args), cli_usage(&cli_cmd_shrink, "shrink: --budget-margin needs --budget");
     if (budget_text && (od_budget_parse(budget_text, &budget, &budget_err) || cli_budget_target(&args, &budget, &budget_err)))
         return cli_args_clear(&args), cli_fail_err(&budget_err);
     cli_args_clear(&args); /* the strings stay: they are argv's */
