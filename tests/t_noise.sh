@@ -157,5 +157,24 @@ check "a budget that leaves nothing for the search is refused" '[ $? -eq 1 ] && 
 "$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma-candidates 0,1 -o "$T/sc.onnx" >/dev/null 2>"$T/sc.err"
 check "--sigma-candidates without --sigma auto: usage error" '[ $? -eq 2 ] && [ ! -e "$T/sc.onnx" ]'
 
+# ---- tests/paper.sh: THREADS, and parts side by side in one BENCH -------------------------------
+P=(TRAIN_LIMIT=400 TEST_LIMIT=100 EPOCHS=1 SEEDS=1 SIGMAS=0.1 ALPHAS=1.0 LATENCY=off THREADS=1 AUTO_BUDGET=2 BENCH="$T/bench")
+env "${P[@]}" PARTS=grid tests/paper.sh >"$T/pg.out" 2>&1 &
+pg=$!
+env "${P[@]}" PARTS=auto tests/paper.sh >"$T/pa.out" 2>&1
+pa=$?
+wait $pg
+check "paper.sh: grid and auto side by side in one BENCH keep each other's rows, every run at THREADS=1" \
+    '[ $? -eq 0 ] && [ $pa -eq 0 ] && /usr/bin/python3 -c "
+import json; rows = [json.loads(l) for l in open(\"$T/bench/paper.jsonl\")]
+assert sorted(r[\"table\"] for r in rows) == [\"auto\", \"grid\", \"grid\", \"grid\"], rows
+assert all(r[\"threads\"] == 1 for r in rows), rows
+a = [r for r in rows if r[\"table\"] == \"auto\"][0]
+assert a[\"lr\"] == (0.002 if a[\"loss\"] == \"labels\" else 0.01), a" || { cat "$T/pg.out" "$T/pa.out"; false; }'
+env "${P[@]}" THREADS=2 PARTS=auto tests/paper.sh >"$T/pa2.out" 2>&1
+check "paper.sh: a part run again replaces its own rows only" '[ $? -eq 0 ] && /usr/bin/python3 -c "
+import json; rows = [json.loads(l) for l in open(\"$T/bench/paper.jsonl\")]
+assert sorted((r[\"table\"], r[\"threads\"]) for r in rows) == [(\"auto\", 2), (\"grid\", 1), (\"grid\", 1), (\"grid\", 1)], rows"'
+
 echo "noise: $pass passed, $fail failed"
 [ $fail -eq 0 ]
