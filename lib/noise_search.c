@@ -1,8 +1,8 @@
 /* --sigma auto, --alpha auto, --label-weight auto: successive halving on the validation split.
  *
  * The candidates are sigma in S x alpha in A x label weight in W (sigma 0 once per label weight:
- * alpha means nothing there), plus the labels alone, at their own learning rate (lr_labels: a
- * rate chosen for L2 on logits under-rates cross-entropy on labels). Every candidate of a rung
+ * alpha means nothing there), plus the labels alone, at their own learning rate (lr_labels: the
+ * two losses want different step sizes; lr sets the others'). Every candidate of a rung
  * trains from the same initial student with the same seed (a paired comparison: the same
  * initialisation and data order, the noise draws apart) for the rung's length and is scored on
  * the validation split (its best epoch); the better half goes on to the next rung, whose runs are
@@ -57,8 +57,7 @@ void od_search_trial_name(const od_search_trial *t, char *buf, size_t size) {
     }
 }
 
-/* The options of one candidate's run: the labels alone train at their own learning rate
- * (cross-entropy on labels wants another step size than L2 on logits). */
+/* The options of one candidate's run; the labels alone train at their own learning rate. */
 static od_distill_options candidate_options(const od_distill_options *opt, bool labels_only, float sigma, float alpha,
                                             float label_weight) {
     od_distill_options o = *opt;

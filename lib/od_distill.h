@@ -77,8 +77,9 @@ typedef struct od_distill_options {
     int64_t batches_per_epoch; /* > 0: an "epoch" is this many batches (the search's short runs) */
     od_optim_options optim;
     float lr;
-    /* An auto search's labels-only runs (its candidate, and the final training when it wins):
-     * cross-entropy on labels wants another step size than L2 on logits (default 0.002). */
+    /* The learning rate of an auto search's labels-only runs (its candidate, and the final
+     * training when it wins): cross-entropy on labels and L2 on logits want different step
+     * sizes (default 0.002). */
     float lr_labels;
     od_sched_kind sched;
     float warmup_epochs; /* linear warm-up from 0 */
