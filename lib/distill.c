@@ -22,6 +22,7 @@ void od_distill_options_default(od_distill_options *o) {
     o->alpha = 0.5f;
     o->optim.kind = OD_OPTIM_ADAM;
     o->lr = 2e-3f;
+    o->lr_labels = 2e-3f;
     o->sched = OD_SCHED_COSINE;
     o->warmup_epochs = 0.3f;
     o->step_epochs = 10;
@@ -898,7 +899,7 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
     double t0 = od_seconds();
     memset(res, 0, sizeof *res);
     res->teacher_test_acc = res->student_test_acc = res->test_agreement = -1;
-    res->loss = opt->loss, res->sigma = opt->sigma, res->alpha = opt->alpha, res->label_weight = opt->label_weight;
+    res->loss = opt->loss, res->sigma = opt->sigma, res->alpha = opt->alpha, res->label_weight = opt->label_weight, res->lr = opt->lr;
     res->search.winner = -1;
     const od_dataset *train = &data->train;
     od_dataset test_head = data->test;

@@ -1,13 +1,15 @@
 /* --sigma auto, --alpha auto, --label-weight auto: successive halving on the validation split.
  *
  * The candidates are sigma in S x alpha in A x label weight in W (sigma 0 once per label weight:
- * alpha means nothing there), plus the labels alone. Every candidate of a rung trains from the
- * same initial student with the same seed (a paired comparison: the same initialisation and data
- * order, the noise draws apart) for the rung's length and is scored on the validation split (its
- * best epoch); the better half goes on to the next rung, whose runs are twice as long. The search
- * spends budget - epochs epochs, split evenly over the rungs; the winner of the last rung is then
- * trained afresh for --epochs on the same logit cache, and that student is the one written (the
- * search's own short-run models are not kept). */
+ * alpha means nothing there), plus the labels alone, at their own learning rate (lr_labels: the
+ * two losses want different step sizes; lr sets the others'). Every candidate of a rung
+ * trains from the same initial student with the same seed (a paired comparison: the same
+ * initialisation and data order, the noise draws apart) for the rung's length and is scored on
+ * the validation split (its best epoch); the better half goes on to the next rung, whose runs are
+ * twice as long. The search spends budget - epochs epochs, split evenly over the rungs; the
+ * winner of the last rung is then trained afresh for --epochs (at its own learning rate) on the
+ * same logit cache, and that student is the one written (the search's own short-run models are
+ * not kept). */
 #include "distill_internal.h"
 
 #include <math.h>
@@ -53,6 +55,18 @@ void od_search_trial_name(const od_search_trial *t, char *buf, size_t size) {
         size_t n = strlen(buf);
         snprintf(buf + n, size - n, ", label weight %g", t->label_weight);
     }
+}
+
+/* The options of one candidate's run; the labels alone train at their own learning rate. */
+static od_distill_options candidate_options(const od_distill_options *opt, bool labels_only, float sigma, float alpha,
+                                            float label_weight) {
+    od_distill_options o = *opt;
+    o.sigma_auto = o.alpha_auto = o.label_weight_auto = false;
+    o.sigma = labels_only ? 0 : sigma;
+    o.alpha = alpha;
+    o.label_weight = label_weight;
+    if (labels_only) o.loss = OD_LOSS_LABELS, o.lr = opt->lr_labels;
+    return o;
 }
 
 static int by_score(const void *a, const void *b) {
@@ -103,6 +117,7 @@ od_status noise_search(const od_model *teacher, od_model *student, const od_data
     if (!(opt->val_split > 0))
         return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: an auto search chooses on the validation split: --val-split must be above 0");
     if (opt->epochs < 1 || opt->batch < 1) return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: options out of range");
+    if (!(opt->lr_labels > 0)) return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: --lr-labels must be above 0");
     double budget = opt->search_budget > 0 ? opt->search_budget : 2.0 * opt->epochs, search_epochs = budget - opt->epochs;
     if (!(search_epochs > 0))
         return od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
@@ -155,12 +170,7 @@ od_status noise_search(const od_model *teacher, od_model *student, const od_data
         int64_t ep = (len + full - 1) / full, per = (len + ep - 1) / ep;
         for (int c = 0; c < alive; c++) {
             candidate *k = &cand[c];
-            od_distill_options o = *opt;
-            o.sigma_auto = o.alpha_auto = o.label_weight_auto = false;
-            o.sigma = k->labels_only ? 0 : k->sigma;
-            o.alpha = k->alpha;
-            o.label_weight = k->label_weight;
-            if (k->labels_only) o.loss = OD_LOSS_LABELS;
+            od_distill_options o = candidate_options(opt, k->labels_only, k->sigma, k->alpha, k->label_weight);
             o.epochs = (int)ep;
             o.batches_per_epoch = per;
             o.checkpoint = o.resume = NULL;
@@ -183,7 +193,7 @@ od_status noise_search(const od_model *teacher, od_model *student, const od_data
                 st = s1;
                 goto done;
             }
-            sr->trials[sr->n_trials++] = (od_search_trial){k->sigma, k->alpha, k->label_weight, k->labels_only, r + 1,
+            sr->trials[sr->n_trials++] = (od_search_trial){k->sigma, k->alpha, k->label_weight, k->labels_only, o.lr, r + 1,
                                                            (double)(ep * per) / (double)full, k->score, false};
             sr->search_epochs += (double)(ep * per) / (double)full;
         }
@@ -216,7 +226,8 @@ od_status noise_search(const od_model *teacher, od_model *student, const od_data
     }
     sr->seconds = od_seconds() - t0;
     if (sr->winner < 0 && sr->n_trials == 0) { /* one candidate: nothing to search */
-        sr->trials[0] = (od_search_trial){cand[0].sigma, cand[0].alpha, cand[0].label_weight, cand[0].labels_only, 0, 0, -1, true};
+        sr->trials[0] = (od_search_trial){cand[0].sigma, cand[0].alpha, cand[0].label_weight, cand[0].labels_only,
+                                          cand[0].labels_only ? opt->lr_labels : opt->lr, 0, 0, -1, true};
         sr->n_trials = 1;
         sr->winner = 0;
         snprintf(sr->why, sizeof sr->why, "one candidate: nothing to search");
@@ -230,12 +241,7 @@ od_status noise_search(const od_model *teacher, od_model *student, const od_data
     /* the winner, trained for --epochs on the same cache; res is the run's */
     {
         const od_search_trial *w = &sr->trials[sr->winner];
-        od_distill_options o = *opt;
-        o.sigma_auto = o.alpha_auto = o.label_weight_auto = false;
-        o.sigma = w->labels_only ? 0 : w->sigma;
-        o.alpha = w->alpha;
-        o.label_weight = w->label_weight;
-        if (w->labels_only) o.loss = OD_LOSS_LABELS;
+        od_distill_options o = candidate_options(opt, w->labels_only, w->sigma, w->alpha, w->label_weight);
         weights_copy(student, initial, true);
         od_search_result keep = *sr;
         st = distill_run(teacher, student, data, pre, &o, &cache, true, res, err);

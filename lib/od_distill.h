@@ -77,6 +77,10 @@ typedef struct od_distill_options {
     int64_t batches_per_epoch; /* > 0: an "epoch" is this many batches (the search's short runs) */
     od_optim_options optim;
     float lr;
+    /* The learning rate of an auto search's labels-only runs (its candidate, and the final
+     * training when it wins): cross-entropy on labels and L2 on logits want different step
+     * sizes (default 0.002). */
+    float lr_labels;
     od_sched_kind sched;
     float warmup_epochs; /* linear warm-up from 0 */
     int step_epochs;     /* step schedule: every this many epochs ... */
@@ -104,6 +108,7 @@ typedef struct od_distill_options {
 typedef struct od_search_trial {
     float sigma, alpha, label_weight;
     bool labels_only; /* --loss labels (sigma, alpha unused) */
+    float lr;         /* its learning rate: lr_labels for the labels alone, else lr */
     int rung;         /* 1-based */
     double epochs;    /* trained for (fractions: a part of an epoch) */
     double val_acc;   /* best over its epochs; agreement with the teacher without labels; -1: it failed */
@@ -138,7 +143,7 @@ typedef struct od_distill_result {
     double t_comm; /* seconds of t_train spent communicating between ranks */
     /* what the student was trained with: the options', or the search's winner */
     od_loss_kind loss;
-    float sigma, alpha, label_weight;
+    float sigma, alpha, label_weight, lr;
     od_search_result search; /* n_trials 0 without --sigma/--alpha/--label-weight auto */
 } od_distill_result;
 

@@ -827,8 +827,8 @@ static void write_json(const od_report *r, FILE *f) {
             fputs(",\n      \"trials\": [", f);
             for (int t = 0; t < sr->n_trials; t++) {
                 const od_search_trial *x = &sr->trials[t];
-                fprintf(f, "%s{\"rung\": %d, \"labels_only\": %s, \"sigma\": %g, \"alpha\": %g, \"label_weight\": %g, \"epochs\": %.4g, \"val\": ",
-                        t ? ",\n                 " : "", x->rung, x->labels_only ? "true" : "false", x->sigma, x->alpha, x->label_weight, x->epochs);
+                fprintf(f, "%s{\"rung\": %d, \"labels_only\": %s, \"sigma\": %g, \"alpha\": %g, \"label_weight\": %g, \"lr\": %g, \"epochs\": %.4g, \"val\": ",
+                        t ? ",\n                 " : "", x->rung, x->labels_only ? "true" : "false", x->sigma, x->alpha, x->label_weight, x->lr, x->epochs);
                 json_num(f, x->val_acc, true);
                 fprintf(f, ", \"promoted\": %s}", x->promoted ? "true" : "false");
             }
@@ -1101,13 +1101,13 @@ static void write_markdown(const od_report *r, FILE *f) {
                 sr->n_candidates, sr->n_rungs, od_format_count(sr->n_val, a, sizeof a), sr->search_epochs, sr->budget_epochs, sr->seconds,
                 d->options.epochs);
         md_text(f, sr->why);
-        fprintf(f, "\n\n| rung | candidate | epochs | %s | |\n|---:|---|---:|---:|---|\n",
+        fprintf(f, "\n\n| rung | candidate | lr | epochs | %s | |\n|---:|---|---:|---:|---:|---|\n",
                 sr->val_is_agreement ? "validation agreement" : "validation accuracy");
         for (int t = 0; t < sr->n_trials; t++) {
             const od_search_trial *x = &sr->trials[t];
             char name[96];
             od_search_trial_name(x, name, sizeof name);
-            fprintf(f, "| %d | %s | %.2f | ", x->rung, name, x->epochs);
+            fprintf(f, "| %d | %s | %g | %.2f | ", x->rung, name, x->lr, x->epochs);
             if (x->val_acc >= 0) fprintf(f, "%.2f%%", 100 * x->val_acc);
             else fputs("failed", f);
             fprintf(f, " | %s |\n", t == sr->winner ? "**winner**" : x->promoted ? "next rung" : "");

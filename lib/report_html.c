@@ -511,7 +511,7 @@ static void search_section(FILE *f, const od_report *r) {
         fputs("</svg>\n</figure>\n", f);
     }
     free(cand);
-    fprintf(f, "<table id=\"search-trials\"><tr><th>rung</th><th>candidate</th><th>epochs</th><th>validation %s</th><th></th></tr>\n",
+    fprintf(f, "<table id=\"search-trials\"><tr><th>rung</th><th>candidate</th><th>lr</th><th>epochs</th><th>validation %s</th><th></th></tr>\n",
             sr->val_is_agreement ? "agreement" : "accuracy");
     for (int t = 0; t < sr->n_trials; t++) {
         const od_search_trial *x = &sr->trials[t];
@@ -519,7 +519,7 @@ static void search_section(FILE *f, const od_report *r) {
         od_search_trial_name(x, name, sizeof name);
         fprintf(f, "<tr><td>%d</td><td class=\"l\">", x->rung);
         esc(f, name);
-        fprintf(f, "</td><td>%.2f</td><td>", x->epochs);
+        fprintf(f, "</td><td>%g</td><td>%.2f</td><td>", x->lr, x->epochs);
         if (x->val_acc >= 0) fprintf(f, "%.2f%%", 100 * x->val_acc);
         else fputs("failed", f);
         fprintf(f, "</td><td class=\"l\">%s</td></tr>\n", t == sr->winner ? "<b>winner</b>" : x->promoted ? "next rung" : "");

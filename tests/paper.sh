@@ -6,11 +6,14 @@
 # apart) and the batch-1 latency. Writes bench/paper.jsonl (one line a run), bench/PAPER.md
 # (mean +- std table) and bench/paper.svg (accuracy against sigma).
 #   EPOCHS=5 SEEDS="1 2 3" SIGMAS="0.1 0.2 0.4 0.8" ALPHAS="0.25 0.5 1.0" LR_LABELS=0.002 LR_L2=0.01
-#   WIDTH=0.25 DEPTH=0.5 TRAIN_LIMIT=0 tests/paper.sh
+#   WIDTH=0.25 DEPTH=0.5 TRAIN_LIMIT=0 THREADS=2 tests/paper.sh
+# THREADS is every run's --threads: with THREADS=1 two parts (PARTS=grid, PARTS=auto with BENCH
+# apart) can run side by side on 2 cores.
 # Issue 17's tables follow the grid, each a PART (PARTS="grid auto regime lowlabel teachers"):
 #   auto      --sigma auto --alpha auto beside the grid (same student, epochs, seeds): its test
 #             accuracy against the best grid point, its training time (search + final) against
-#             the grid's; AUTO_BUDGET (default 2 x EPOCHS).
+#             the grid's; AUTO_BUDGET (default 2 x EPOCHS); its labels-only candidate at
+#             --lr-labels LR_LABELS, the others at LR_L2.
 #   regime    training-set size REGIME_SIZES ("1000 5000 0", 0: all) x student REGIME_STUDENTS
 #             ("conv mlp half": the grid's shallow conv student, a 784-800-800-10 MLP made here,
 #             --width 0.5) for REGIME_EPOCHS (20: long enough to overfit the small sets); per cell
@@ -36,6 +39,7 @@ DEPTH=${DEPTH:-0.5}
 # raw logits wants larger steps than cross-entropy on labels, which was flat from 0.002 to 0.01.
 LR_LABELS=${LR_LABELS:-0.002}
 LR_L2=${LR_L2:-0.01}
+THREADS=${THREADS:-2}
 PARTS=${PARTS:-"grid auto regime lowlabel teachers"}
 AUTO_BUDGET=${AUTO_BUDGET:-$((2 * EPOCHS))}
 REGIME_SIZES=${REGIME_SIZES:-"1000 5000 0"}
@@ -59,20 +63,21 @@ OUT=$BENCH/paper.jsonl
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 mkdir -p "$BENCH"
-: >"$OUT.new"
+NEW=$OUT.new.$$ # this run's rows; parts run side by side (same BENCH) each have their own
+: >"$NEW"
 n=0
 failed=0
 run() { # table cell label seed distill-args...
     local table=$1 cell=$2 label=$3 seed=$4
     shift 4
     n=$((n + 1))
-    if ! "$BIN" distill "$@" --data fashion-mnist --threads 2 --seed "$seed" --quiet -o "$T/s.onnx" \
+    if ! "$BIN" distill "$@" --data fashion-mnist --threads "$THREADS" --seed "$seed" --quiet -o "$T/s.onnx" \
         --report "$T/r.json" >"$T/out" 2>"$T/err"; then
         echo "[$n] FAILED $table $cell $label seed $seed: $(tail -n 1 "$T/err")"
         failed=$((failed + 1))
         return
     fi
-    /usr/bin/python3 - "$T/r.json" "$table" "$cell" "$label" "$seed" "$n" >>"$OUT.new" <<'PY'
+    /usr/bin/python3 - "$T/r.json" "$table" "$cell" "$label" "$seed" "$n" >>"$NEW" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 d, s = r["distill"], r["models"][1]
@@ -84,7 +89,7 @@ row = {"table": sys.argv[2], "cell": sys.argv[3], "config": sys.argv[4], "seed":
        "teacher_logits_seconds": d["time"]["teacher_logits"]["seconds"], "best_epoch": d["best_epoch"],
        "n_train": d["n_train"], "n_unlabeled": d.get("n_unlabeled", 0), "params": s["params"], "macs": s["macs"],
        "latency_ms": lat[0] if lat else None, "sigma": d["options"]["sigma"], "alpha": d["options"]["alpha"],
-       "loss": d["options"]["loss"], "label_weight": d["options"]["label_weight"]}
+       "loss": d["options"]["loss"], "lr": d["options"]["lr"], "threads": d["options"]["threads"], "label_weight": d["options"]["label_weight"]}
 print(json.dumps(row))
 print("[%s] %s %s %s seed %s: accuracy %.2f%%, training %.1f s" % (sys.argv[6], row["table"], row["cell"], row["config"],
       row["seed"], 100 * row["test_accuracy"], row["train_seconds"]), file=sys.stderr)
@@ -109,7 +114,7 @@ if part auto; then
     t0=$SECONDS
     for seed in $SEEDS; do
         run auto "" "sigma auto, alpha auto" "$seed" "${GRID[@]}" --sigma auto --alpha auto --search-budget "$AUTO_BUDGET" --lr "$LR_L2" \
-            --latency off
+            --lr-labels "$LR_LABELS" --latency off
     done
     wall+=("auto=$((SECONDS - t0))")
 fi
@@ -188,21 +193,25 @@ if part teachers; then
     wall+=("teachers=$((SECONDS - t0))")
 fi
 if [ "$failed" != 0 ]; then
-    echo "paper: $failed of $n runs failed; $BENCH/ left as it was (this run's rows: $OUT.new)" >&2
+    echo "paper: $failed of $n runs failed; $BENCH/ left as it was (this run's rows: $NEW)" >&2
     exit 1
 fi
-# the parts not run keep their earlier rows
+# this run's parts replace their own rows only; the parts not run keep theirs. Under a lock, so a
+# part finishing beside another (THREADS=1, same BENCH) keeps the other's rows.
+exec 9>"$OUT.lock"
+flock 9
 if [ -s "$OUT" ]; then
-    /usr/bin/python3 - "$OUT" "$PARTS" >>"$OUT.new" <<'PY'
+    /usr/bin/python3 - "$OUT" "$PARTS" >>"$NEW" <<'PY'
 import json, sys
 for line in open(sys.argv[1]):
     if line.strip() and json.loads(line).get("table", "grid") not in sys.argv[2].split():
         print(line.rstrip())
 PY
 fi
-mv "$OUT.new" "$OUT"
+mv "$NEW" "$OUT"
 printf '%s\n' "${wall[@]}" >"$T/wall"
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
-settings="$(date -u +%Y-%m-%d), $cpu, $(nproc) cores: \`EPOCHS=$EPOCHS SEEDS=\"$SEEDS\" SIGMAS=\"$SIGMAS\" ALPHAS=\"$ALPHAS\" LR_LABELS=$LR_LABELS LR_L2=$LR_L2 WIDTH=$WIDTH DEPTH=$DEPTH TRAIN_LIMIT=${TRAIN_LIMIT:-0} TEST_LIMIT=${TEST_LIMIT:-0} LATENCY=$LATENCY PARTS=\"$PARTS\" AUTO_BUDGET=$AUTO_BUDGET REGIME_SIZES=\"$REGIME_SIZES\" REGIME_STUDENTS=\"$REGIME_STUDENTS\" REGIME_EPOCHS=$REGIME_EPOCHS REGIME_NOISE=\"$REGIME_NOISE\" REGIME_LW=$REGIME_LW LOW_LABELS=$LOW_LABELS LOW_UNLABELED=$LOW_UNLABELED LOW_EPOCHS=$LOW_EPOCHS LOW_EPOCHS_SMALL=$LOW_EPOCHS_SMALL tests/paper.sh\` ($((SECONDS / 60)) min). Each run: \`onnx-distill distill models/cnn.onnx --data fashion-mnist --width $WIDTH --depth $DEPTH --epochs $EPOCHS --threads 2 --seed S\` plus \`--loss labels --lr $LR_LABELS\`, \`--sigma 0 --lr $LR_L2\` or \`--sigma σ --alpha α --lr $LR_L2\` (Adam, cosine schedule, batch 64; the epoch kept is the best on a 5% validation split). Training time: the epochs with their validation and test evaluation, 2 threads, without the teacher's logits (computed once a run, about 11 s)."
+settings="$(date -u +%Y-%m-%d), $cpu, $(nproc) cores: \`EPOCHS=$EPOCHS SEEDS=\"$SEEDS\" SIGMAS=\"$SIGMAS\" ALPHAS=\"$ALPHAS\" LR_LABELS=$LR_LABELS LR_L2=$LR_L2 THREADS=$THREADS WIDTH=$WIDTH DEPTH=$DEPTH TRAIN_LIMIT=${TRAIN_LIMIT:-0} TEST_LIMIT=${TEST_LIMIT:-0} LATENCY=$LATENCY PARTS=\"$PARTS\" AUTO_BUDGET=$AUTO_BUDGET REGIME_SIZES=\"$REGIME_SIZES\" REGIME_STUDENTS=\"$REGIME_STUDENTS\" REGIME_EPOCHS=$REGIME_EPOCHS REGIME_NOISE=\"$REGIME_NOISE\" REGIME_LW=$REGIME_LW LOW_LABELS=$LOW_LABELS LOW_UNLABELED=$LOW_UNLABELED LOW_EPOCHS=$LOW_EPOCHS LOW_EPOCHS_SMALL=$LOW_EPOCHS_SMALL tests/paper.sh\` ($((SECONDS / 60)) min). Each run: \`onnx-distill distill models/cnn.onnx --data fashion-mnist --width $WIDTH --depth $DEPTH --epochs $EPOCHS --threads $THREADS --seed S\` plus \`--loss labels --lr $LR_LABELS\`, \`--sigma 0 --lr $LR_L2\` or \`--sigma σ --alpha α --lr $LR_L2\` (Adam, cosine schedule, batch 64; the epoch kept is the best on a 5% validation split). Training time: the epochs with their validation and test evaluation, $THREADS thread(s), without the teacher's logits (computed once a run). The auto table's runs: \`--sigma auto --alpha auto --search-budget $AUTO_BUDGET --lr $LR_L2 --lr-labels $LR_LABELS\`."
 WALL_FILE="$T/wall" /usr/bin/python3 tests/paper_summary.py "$OUT" "$BENCH/PAPER.md" "$BENCH/paper.svg" "$settings"
 cat "$BENCH/PAPER.md"
+flock -u 9

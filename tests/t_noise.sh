@@ -116,9 +116,57 @@ check "Markdown report: the table of trials" 'grep -q "^### Noise search" "$T/au
 check "--label-weight auto searches the weight (and the labels alone)" '/usr/bin/python3 -c "
 import json; s = json.load(open(\"$T/lw.json\"))[\"distill\"][\"search\"]
 assert sorted((t[\"labels_only\"], t[\"label_weight\"]) for t in s[\"trials\"] if t[\"rung\"] == 1) == [(False, 0), (False, 1), (True, 0)], s"' 
+# --lr-labels: the labels-only candidate (and the final run when it wins) trains at its own rate.
+# An L2 rate of 1e-9 learns nothing, so the labels alone win.
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma auto --sigma-candidates 0 --lr 1e-9 --lr-labels 0.004 \
+    --report "$T/ll.json" -o "$T/ll.onnx" >"$T/ll.out" 2>"$T/ll.err"
+check "--lr-labels: exit 0" '[ $? -eq 0 ] || { cat "$T/ll.err"; false; }'
+check "--lr-labels: the labels-only trials at 0.004, the others at --lr, labels win and train at 0.004" '/usr/bin/python3 -c "
+import json; d = json.load(open(\"$T/ll.json\"))[\"distill\"]; s = d[\"search\"]
+assert sorted((t[\"labels_only\"], t[\"lr\"]) for t in s[\"trials\"]) == [(False, 1e-9), (True, 0.004)], s[\"trials\"]
+assert s[\"trials\"][s[\"winner\"]][\"labels_only\"], s
+assert d[\"options\"][\"loss\"] == \"labels\" and d[\"options\"][\"lr\"] == 0.004, d[\"options\"]"'
+check "--lr-labels: the summary names the final run's rate" 'grep -q "trained the winner afresh for 1 epochs: --loss labels --lr 0.004" "$T/ll.out"'
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --loss labels --lr 0.004 -o "$T/ll_plain.onnx" >/dev/null 2>&1
+check "--lr-labels: the winner's final run is --loss labels --lr 0.004's student" \
+    '[ -s "$T/ll_plain.onnx" ] && [ "$(weights_sum "$T/ll.onnx")" = "$(weights_sum "$T/ll_plain.onnx")" ]'
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma auto --sigma-candidates 0 --lr 1e-9 --lr-labels 0.004 \
+    --report "$T/ll.md" -o "$T/ll2.onnx" >/dev/null 2>&1
+check "--lr-labels: the Markdown search table has each trial's lr" \
+    'grep -q "^| rung | candidate | lr |" "$T/ll.md" && grep -q "^| 1 | labels only | 0.004 |" "$T/ll.md" && grep -q "^| 1 | sigma 0 | 1e-09 |" "$T/ll.md"'
+for v in 0 -1 abc nan; do
+    "$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma auto --lr-labels "$v" -o "$T/llbad.onnx" >/dev/null 2>"$T/llbad.err"
+    rc=$?
+    check "--lr-labels $v: usage error, one line naming the option (rc $rc)" \
+        '[ $rc -eq 2 ] && [ "$(wc -l <"$T/llbad.err")" -eq 1 ] && grep -q -- "--lr-labels" "$T/llbad.err" && [ ! -e "$T/llbad.onnx" ]'
+done
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --loss labels --lr-labels 0.004 -o "$T/llna.onnx" >/dev/null 2>"$T/llna.err"
+rc=$?
+check "--lr-labels without an auto search: usage error that points to --lr (rc $rc)" \
+    '[ $rc -eq 2 ] && [ "$(wc -l <"$T/llna.err")" -eq 1 ] && grep -q -- "--lr-labels: only with" "$T/llna.err" && [ ! -e "$T/llna.onnx" ]'
 "$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma auto --search-budget 1 -o "$T/sb.onnx" >/dev/null 2>"$T/sb.err"
 check "a budget that leaves nothing for the search is refused" '[ $? -eq 1 ] && grep -q "search-budget" "$T/sb.err" && [ ! -e "$T/sb.onnx" ]'
 "$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma-candidates 0,1 -o "$T/sc.onnx" >/dev/null 2>"$T/sc.err"
 check "--sigma-candidates without --sigma auto: usage error" '[ $? -eq 2 ] && [ ! -e "$T/sc.onnx" ]'
 
+# ---- tests/paper.sh: THREADS, and parts side by side in one BENCH -------------------------------
+P=(TRAIN_LIMIT=400 TEST_LIMIT=100 EPOCHS=1 SEEDS=1 SIGMAS=0.1 ALPHAS=1.0 LATENCY=off THREADS=1 AUTO_BUDGET=2 BENCH="$T/bench")
+env "${P[@]}" PARTS=grid tests/paper.sh >"$T/pg.out" 2>&1 &
+pg=$!
+env "${P[@]}" PARTS=auto tests/paper.sh >"$T/pa.out" 2>&1
+pa=$?
+wait $pg
+check "paper.sh: grid and auto side by side in one BENCH keep each other's rows, every run at THREADS=1" \
+    '[ $? -eq 0 ] && [ $pa -eq 0 ] && /usr/bin/python3 -c "
+import json; rows = [json.loads(l) for l in open(\"$T/bench/paper.jsonl\")]
+assert sorted(r[\"table\"] for r in rows) == [\"auto\", \"grid\", \"grid\", \"grid\"], rows
+assert all(r[\"threads\"] == 1 for r in rows), rows
+a = [r for r in rows if r[\"table\"] == \"auto\"][0]
+assert a[\"lr\"] == (0.002 if a[\"loss\"] == \"labels\" else 0.01), a" || { cat "$T/pg.out" "$T/pa.out"; false; }'
+env "${P[@]}" THREADS=2 PARTS=auto tests/paper.sh >"$T/pa2.out" 2>&1
+check "paper.sh: a part run again replaces its own rows only" '[ $? -eq 0 ] && /usr/bin/python3 -c "
+import json; rows = [json.loads(l) for l in open(\"$T/bench/paper.jsonl\")]
+assert sorted((r[\"table\"], r[\"threads\"]) for r in rows) == [(\"auto\", 2), (\"grid\", 1), (\"grid\", 1), (\"grid\", 1)], rows"'
+
 finish
+

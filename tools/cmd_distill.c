@@ -77,6 +77,9 @@ const cli_command cli_cmd_distill = {
                  "before the loss, z <- z (1 + xi) for the same fraction alpha (the paper's Fig. 2 control)"},
         {CLI_CHOICE, "--optimizer", 0, NULL, .choices = "sgd|adam|adamw", .dflt = "adam", .help = "the optimiser"},
         {CLI_REAL, "--lr", 0, "F", 1e-9, 100, .dflt = "0.002", .help = "learning rate"},
+        {CLI_REAL, "--lr-labels", 0, "F", 1e-9, 100, .dflt = "0.002, --loss labels' default rate",
+         .help = "learning rate of an auto search's labels-only runs: its candidate, and the final training when it "
+                 "wins (cross-entropy on labels wants another step size than L2 on logits, which --lr sets)"},
         {CLI_REAL, "--momentum", 0, "F", 0, 0.999999, .dflt = "0.9", .help = "sgd momentum"},
         {CLI_FLAG, "--nesterov", .help = "Nesterov momentum (sgd)"},
         {CLI_REAL, "--weight-decay", 0, "F", 0, 10, .dflt = "0", .help = "L2 penalty (decoupled with adamw)"},
@@ -144,7 +147,7 @@ static void show_progress(const od_distill_progress *p, void *ctx) {
             const od_search_trial *x = &sr->trials[t];
             char name[96];
             od_search_trial_name(x, name, sizeof name);
-            fprintf(stderr, "  %-40s %s%6.2f%%%s\n", name, x->val_acc < 0 ? "failed " : "", x->val_acc < 0 ? 0 : 100 * x->val_acc,
+            fprintf(stderr, "  %-40s lr %-8g %s%6.2f%%%s\n", name, x->lr, x->val_acc < 0 ? "failed " : "", x->val_acc < 0 ? 0 : 100 * x->val_acc,
                     x->promoted ? (p->search_rung == sr->n_rungs ? "  <- winner" : "  -> next rung") : "");
         }
         return;
@@ -224,7 +227,8 @@ int cmd_distill(int argc, char **argv) {
         }
     }
     opt.search_budget = cli_real(&args, "--search-budget", 0);
-    if (cli_given(&args, "--search-budget") && !opt.sigma_auto && !opt.alpha_auto && !opt.label_weight_auto)
+    bool any_auto = opt.sigma_auto || opt.alpha_auto || opt.label_weight_auto;
+    if (cli_given(&args, "--search-budget") && !any_auto)
         return cli_args_clear(&args), cli_usage(cmd, "--search-budget: only with --sigma, --alpha or --label-weight auto");
     opt.noise_on = cli_choice(&args, "--noise-on", 0) == 1 ? OD_NOISE_STUDENT : OD_NOISE_TEACHER;
     opt.teachers = cli_choice(&args, "--teachers", 0) == 1 ? OD_TEACHERS_DRAW : OD_TEACHERS_MEAN;
@@ -241,6 +245,10 @@ int cmd_distill(int argc, char **argv) {
         if (opt.optim.kind == OD_OPTIM_SGD && opt.optim.momentum == 0) opt.optim.momentum = 0.9f;
     }
     opt.lr = (float)cli_real(&args, "--lr", opt.lr);
+    opt.lr_labels = (float)cli_real(&args, "--lr-labels", opt.lr_labels);
+    if (cli_given(&args, "--lr-labels") && !any_auto)
+        return cli_args_clear(&args),
+               cli_usage(cmd, "--lr-labels: only with --sigma, --alpha or --label-weight auto (--loss labels trains at --lr)");
     opt.optim.momentum = (float)cli_real(&args, "--momentum", opt.optim.momentum);
     if (cli_given(&args, "--nesterov")) opt.optim.nesterov = true;
     opt.optim.weight_decay = (float)cli_real(&args, "--weight-decay", opt.optim.weight_decay);
@@ -428,11 +436,11 @@ int cmd_distill(int argc, char **argv) {
     }
     if (res.search.n_trials > 0) { /* the student was trained with the winner's values */
         const od_search_result *sr = &res.search;
-        opt.loss = res.loss, opt.sigma = res.sigma, opt.alpha = res.alpha, opt.label_weight = res.label_weight;
+        opt.loss = res.loss, opt.sigma = res.sigma, opt.alpha = res.alpha, opt.label_weight = res.label_weight, opt.lr = res.lr;
         printf("search: %d candidates, %d trials over %d rung%s, %.2f of %.4g budget epochs, %.1f s; %s\n", sr->n_candidates, sr->n_trials,
                sr->n_rungs, sr->n_rungs == 1 ? "" : "s", sr->search_epochs, sr->budget_epochs, sr->seconds, sr->why);
-        printf("search: trained the winner afresh for %d epochs: %s\n", opt.epochs,
-               res.loss == OD_LOSS_LABELS ? "--loss labels" : "see the options below");
+        if (res.loss == OD_LOSS_LABELS) printf("search: trained the winner afresh for %d epochs: --loss labels --lr %g\n", opt.epochs, res.lr);
+        else printf("search: trained the winner afresh for %d epochs: see the options below\n", opt.epochs);
     }
     printf("teacher logits: cached for %lld training samples (%lld labelled, %lld unlabelled), %d teacher%s%s\n",
            (long long)res.n_logits_cached, (long long)(res.n_logits_cached - res.n_unlabeled), (long long)res.n_unlabeled,
