@@ -219,10 +219,10 @@ static void macs_depth(const od_model *teacher) {
 static void margin(const od_model *teacher) {
     od_budget b;
     od_error err = {0};
-    check(!od_budget_parse("0.5ms", &b, &err) && b.margin_auto, "margin: auto by default after od_budget_parse");
+    check(!od_budget_parse("0.5ms", &b, &err) && b.margin_auto, "margin", "auto by default after od_budget_parse");
     check(od_budget_margin_auto(0.001) == OD_BUDGET_MARGIN_MIN && od_budget_margin_auto(0.05) == 0.05 &&
               od_budget_margin_auto(0.5) == OD_BUDGET_MARGIN_MAX,
-          "margin: auto clamped to [2%%, 10%%]: %g %g %g", od_budget_margin_auto(0.001), od_budget_margin_auto(0.05),
+          "margin", "auto clamped to [2%%, 10%%]: %g %g %g", od_budget_margin_auto(0.001), od_budget_margin_auto(0.05),
           od_budget_margin_auto(0.5));
     static const struct { double jitter, asked; bool is_auto; double want; } cases[] = {
         {0.06, 0, true, 0.06},   /* auto: the spread of the repeated measurements */
@@ -240,16 +240,16 @@ static void margin(const od_model *teacher) {
         od_shrink_spec_default(&spec);
         od_budget_result *res = calloc(1, sizeof *res);
         od_status st = od_budget_search(teacher, &spec, &b, 0.01, res, NULL, &err);
-        check(!st, "margin case %d: %s", i, err.message);
-        check(!st && fabs(res->margin - cases[i].want) < 1e-9, "margin case %d: margin %g, want %g", i, res->margin,
+        check(!st, "margin", "case %d: %s", i, err.message);
+        check(!st && fabs(res->margin - cases[i].want) < 1e-9, "margin", "case %d: margin %g, want %g", i, res->margin,
               cases[i].want);
         check(!st && res->value <= b.limit * (1 - cases[i].want) * (1 + 1e-12),
-              "margin case %d: the choice %g meets the aim %g", i, res->value, b.limit * (1 - cases[i].want));
+              "margin", "case %d: the choice %g meets the aim %g", i, res->value, b.limit * (1 - cases[i].want));
         char line[4096];
         od_budget_summary(&b, res, line, sizeof line);
         char want[64];
         snprintf(want, sizeof want, "margin %.1f%% (%s)", 100 * cases[i].want, cases[i].is_auto ? "auto" : "asked");
-        check(!st && strstr(line, want), "margin case %d: the summary says \"%s\": %s", i, want, line);
+        check(!st && strstr(line, want), "margin", "case %d: the summary says \"%s\": %s", i, want, line);
         od_shrink_spec_clear(&spec);
         free(res);
     }
@@ -273,12 +273,12 @@ static void depth_proxy(const od_model *resnet) {
     if (!st) st = od_budget_depth_proxy(resnet, &spec, &half, &err);
     spec.width = 0.25;
     if (!st) st = od_budget_depth_proxy(resnet, &spec, &quarter, &err);
-    check(!st, "depth proxy: %s", err.message);
-    check(fabs(full - 1) < 1e-12, "depth proxy: the teacher keeps 1 (%g)", full);
-    check(fabs(dropped - pow(0.25, 4.0 / 9)) < 1e-9, "depth proxy: every block dropped at width 1: %g, want 0.25^(4/9) = %g",
+    check(!st, "depth proxy", "%s", err.message);
+    check(fabs(full - 1) < 1e-12, "depth proxy", "the teacher keeps 1 (%g)", full);
+    check(fabs(dropped - pow(0.25, 4.0 / 9)) < 1e-9, "depth proxy", "every block dropped at width 1: %g, want 0.25^(4/9) = %g",
           dropped, pow(0.25, 4.0 / 9));
-    check(half < 1 && quarter < half, "depth proxy: narrower keeps less (%g, %g)", half, quarter);
-    check(half_dropped < half && half_dropped < dropped, "depth proxy: dropping blocks costs at a width (%g < %g, %g)",
+    check(half < 1 && quarter < half, "depth proxy", "narrower keeps less (%g, %g)", half, quarter);
+    check(half_dropped < half && half_dropped < dropped, "depth proxy", "dropping blocks costs at a width (%g < %g, %g)",
           half_dropped, half, dropped);
     od_shrink_spec_clear(&spec);
 }
