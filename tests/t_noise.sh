@@ -150,6 +150,10 @@ check "a budget that leaves nothing for the search is refused" '[ $? -eq 1 ] && 
 check "--sigma-candidates without --sigma auto: usage error" '[ $? -eq 2 ] && [ ! -e "$T/sc.onnx" ]'
 
 # ---- tests/paper.sh: THREADS, and parts side by side in one BENCH -------------------------------
+# (the script's own logic: not again under the sanitizers)
+if [ "${OD_TEST_QUICK:-0}" = 1 ]; then
+    skipped "paper.sh side by side (sanitizer pass)"
+else
 P=(TRAIN_LIMIT=400 TEST_LIMIT=100 EPOCHS=1 SEEDS=1 SIGMAS=0.1 ALPHAS=1.0 LATENCY=off THREADS=1 AUTO_BUDGET=2 BENCH="$T/bench")
 env "${P[@]}" PARTS=grid tests/paper.sh >"$T/pg.out" 2>&1 &
 pg=$!
@@ -167,6 +171,7 @@ env "${P[@]}" THREADS=2 PARTS=auto tests/paper.sh >"$T/pa2.out" 2>&1
 check "paper.sh: a part run again replaces its own rows only" '[ $? -eq 0 ] && /usr/bin/python3 -c "
 import json; rows = [json.loads(l) for l in open(\"$T/bench/paper.jsonl\")]
 assert sorted((r[\"table\"], r[\"threads\"]) for r in rows) == [(\"auto\", 2), (\"grid\", 1), (\"grid\", 1), (\"grid\", 1)], rows"'
+fi
 
 finish
 
