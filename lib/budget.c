@@ -777,20 +777,35 @@ static double depth_proxy(const od_graph *teacher, const od_shrink_report *full,
     return n ? exp(sum / n) : 1;
 }
 
-od_status od_budget_depth_proxy(const od_model *teacher, const od_shrink_spec *spec, double *proxy, od_error *err) {
+/* The teacher's layers as the proxy reads them: the teacher built at width 1, depth 1 with the
+ * spec's other rules. */
+static od_status teacher_layers(const od_model *teacher, const od_shrink_spec *spec, od_shrink_report *full, od_error *err) {
     od_shrink_spec whole = *spec;
     whole.width = 1, whole.depth = 1, whole.spec_path = NULL, whole.channels = NULL, whole.n_channels = 0,
     whole.drop = NULL, whole.n_drop = 0;
-    od_shrink_report full = {0}, rep = {0};
     od_model *m = NULL;
-    od_status st = od_shrink_ex(teacher, &whole, &m, &full, err);
+    od_status st = od_shrink_ex(teacher, &whole, &m, full, err);
     od_model_destroy(m);
-    m = NULL;
-    if (!st) st = od_shrink_ex(teacher, spec, &m, &rep, err);
+    return st;
+}
+
+/* The depth-aware proxy of the spec's student, against the teacher's layers `full`. */
+static od_status spec_proxy(const od_model *teacher, const od_shrink_report *full, const od_shrink_spec *spec,
+                            double *proxy, od_error *err) {
+    od_shrink_report rep = {0};
+    od_model *m = NULL;
+    od_status st = od_shrink_ex(teacher, spec, &m, &rep, err);
     od_model_destroy(m);
-    if (!st) *proxy = depth_proxy(&teacher->graph, &full, &rep);
-    od_shrink_report_clear(&full);
+    if (!st) *proxy = depth_proxy(&teacher->graph, full, &rep);
     od_shrink_report_clear(&rep);
+    return st;
+}
+
+od_status od_budget_depth_proxy(const od_model *teacher, const od_shrink_spec *spec, double *proxy, od_error *err) {
+    od_shrink_report full = {0};
+    od_status st = teacher_layers(teacher, spec, &full, err);
+    if (!st) st = spec_proxy(teacher, &full, spec, proxy, err);
+    od_shrink_report_clear(&full);
     return st;
 }
 
@@ -914,7 +929,9 @@ od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const 
         double best = 0, at_k = 0;
         int best_k = k;
         double best_width = width, best_value = value;
-        st = od_budget_depth_proxy(teacher, spec, &best, err);
+        od_shrink_report full = {0}; /* the teacher's layers, built once for every proxy below */
+        st = teacher_layers(teacher, spec, &full, err);
+        if (!st) st = spec_proxy(teacher, &full, spec, &best, err);
         at_k = best;
         for (int kk = k - 1; !st && kk >= 0; kk--) {
             double w, val, proxy = 0;
@@ -922,9 +939,10 @@ od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const 
             if ((st = bisect_width(teacher, spec, b, min_time, res, &w, &val, &narrowest, err))) break;
             if (w <= 0) continue;
             spec->width = w;
-            if ((st = od_budget_depth_proxy(teacher, spec, &proxy, err))) break;
+            if ((st = spec_proxy(teacher, &full, spec, &proxy, err))) break;
             if (proxy > best) best = proxy, best_k = kk, best_width = w, best_value = val;
         }
+        od_shrink_report_clear(&full);
         if (st) return st;
         if (best_k < k && best > DEPTH_WIN * at_k) {
             snprintf(depth_why, sizeof depth_why,
