@@ -121,7 +121,7 @@ static od_status model_logits(const od_model *m, const od_dataset *d, const int6
     /* Large runs: each run ends in a wait for every thread, and on a shared machine a wait can
      * cost a time slice. Evaluating a small student on 10,000 samples beside another 2-thread
      * job took 2.3 s in runs of 256 and 0.7 s in runs of 2048 (0.2 s idle, either way). About
-     * 8 MiB of input a run, 64 to 2048 samples. */
+     * 8 MiB of input a run, 64 to 2048 samples, fewer when their activations exceed the cap below. */
     int64_t per = od_dataset_sample_size(d) * (int64_t)sizeof(float);
     int64_t B = per > 0 ? (8 << 20) / per : 2048;
     B = B < 64 ? 64 : B > 2048 ? 2048 : B;
