@@ -1070,6 +1070,12 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
         /* each epoch's order depends only on the rng state, so a resumed run repeats it */
         memcpy(train_idx, base_order, sizeof(int64_t) * (size_t)n_train);
         od_rng_shuffle(&rng, train_idx, n_train);
+        /* The logit noise has a stream of its own, from the seed and the epoch: so σ, α and the
+         * loss never change the batch order or the augmentation, runs that differ only in the
+         * noise stay paired, and a resumed run draws the same noise. */
+        od_rng noise_rng;
+        memset(&noise_rng, 0, sizeof noise_rng);
+        od_rng_seed(&noise_rng, opt->seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(epoch + 1)));
         for (int64_t b = 0; b < batches; b++) {
             if (!dp && opt->stop && *opt->stop) {
                 res->interrupted = true;
@@ -1082,7 +1088,7 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
                 od_augment_batch(od_trainer_input(tr), opt->batch, train->dims[0], train->dims[1], train->dims[2], &rng);
             if (!dp) od_phases_lap(OD_PH_FILL);
             float sigma = opt->sigma;
-            if (opt->sigma_hi > 0) sigma = (float)(opt->sigma_lo + (opt->sigma_hi - opt->sigma_lo) * od_rng_uniform(&rng));
+            if (opt->sigma_hi > 0) sigma = (float)(opt->sigma_lo + (opt->sigma_hi - opt->sigma_lo) * od_rng_uniform(&noise_rng));
             for (int64_t i = 0; i < opt->batch; i++) {
                 float *z = targets + i * classes;
                 const float *src = tlog + bi[i] * classes;
@@ -1094,8 +1100,8 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
                 /* the same draws whichever side the noise goes to */
                 float *f = noise ? noise + i * classes : z;
                 if (noise) for (int64_t j = 0; j < classes; j++) f[j] = 1.0f;
-                if (sigma > 0 && od_rng_uniform(&rng) < opt->alpha)
-                    for (int64_t j = 0; j < classes; j++) f[j] *= 1.0f + sigma * od_rng_normal(&rng);
+                if (sigma > 0 && od_rng_uniform(&noise_rng) < opt->alpha)
+                    for (int64_t j = 0; j < classes; j++) f[j] *= 1.0f + sigma * od_rng_normal(&noise_rng);
             }
             od_phases_lap(OD_PH_TARGETS);
             batch_ctx bc = {opt, train, pre, bi, targets, sigma > 0 ? noise : NULL, noisy, classes, n_all, NULL, NULL};

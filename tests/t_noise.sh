@@ -31,6 +31,13 @@ assert m.get(\"distill.noise_on\") == \"student\", m"'
 "$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma 0 --noise-on student -o "$T/z_s.onnx" >/dev/null 2>&1
 check "sigma 0: teacher and student noise give the same bits" '[ -s "$T/z_t.onnx" ] && cmp -s "$T/z_t.onnx" "$T/z_s.onnx"'
 
+# ---- the noise never moves the data: with --loss labels, sigma is unused, so 2 epochs at sigma 0
+# and at sigma 0.8 must give the same weights (the noise once shared the shuffling's stream)
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --epochs 2 --loss labels --sigma 0 -o "$T/lab0.onnx" >/dev/null 2>&1
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --epochs 2 --loss labels --sigma 0.8 --alpha 1 -o "$T/lab8.onnx" >/dev/null 2>&1
+check "--loss labels: sigma does not change the student" \
+    '[ -s "$T/lab0.onnx" ] && [ "$(weights_sum "$T/lab0.onnx")" = "$(weights_sum "$T/lab8.onnx")" ]'
+
 # ---- several teachers ---------------------------------------------------------------------------
 cp models/cnn.onnx "$T/cnn_copy.onnx"
 "$BIN" distill models/cnn.onnx "${COMMON[@]}" -o "$T/one.onnx" >"$T/one.out" 2>"$T/one.err"
