@@ -9,7 +9,7 @@
 QUICK=${OD_TEST_QUICK:-0}
 LIMITS=(--train-limit 2000 --test-limit 500)
 [ "$QUICK" = 1 ] && LIMITS=(--train-limit 640 --test-limit 128)
-COMMON=(models/cnn.onnx --data fashion-mnist --width 0.5 "${LIMITS[@]}" --val-split 0.1 --threads 2 --seed 5)
+COMMON=(models/cnn.onnx --data fashion-mnist --width 0.5 "${LIMITS[@]}" --val-split 0.1 --threads 2 --seed 5 --latency off)
 
 "$BIN" distill "${COMMON[@]}" --quiet --epochs 2 -o "$T/a.onnx" >"$T/a.out" 2>"$T/a.err"
 check "distill exits 0" '[ $? -eq 0 ] || { cat "$T/a.err"; false; }'

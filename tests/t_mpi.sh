@@ -19,7 +19,7 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 QUICK=${OD_TEST_QUICK:-0}
 LIMITS=(--train-limit 1280 --test-limit 200)
 [ "$QUICK" = 1 ] && LIMITS=(--train-limit 640 --test-limit 64)
-COMMON=(models/cnn.onnx --data fashion-mnist --width 0.5 "${LIMITS[@]}" --val-split 0.1 --threads 1 --seed 5 --epochs 2 --quiet)
+COMMON=(models/cnn.onnx --data fashion-mnist --width 0.5 "${LIMITS[@]}" --val-split 0.1 --threads 1 --seed 5 --epochs 2 --latency off --quiet)
 acc() { "$BIN" eval "$1" --data fashion-mnist --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["accuracy"])'; }
 
 mkdir -p "$T/one" "$T/two"

@@ -302,13 +302,13 @@ EOF
 "$BIN" distill models/cnn.onnx --data "$T/unit.npz" --width 0.5 --epochs 1 --quiet -o "$T/p.onnx" >"$T/out" 2>"$T/err"
 if [ $? -eq 1 ] && grep -q -- "--scale 1" "$T/err" && [ ! -e "$T/p.onnx" ]; then ok
 else bad "float data in [0,1] with scale 1/255 is not refused: $(head -2 "$T/err")"; fi
-"$BIN" distill models/cnn.onnx --data "$T/unit.npz" --scale 1 --width 0.5 --epochs 1 --batch 16 --quiet -o "$T/p.onnx" >"$T/out" 2>"$T/err"
+"$BIN" distill models/cnn.onnx --data "$T/unit.npz" --scale 1 --width 0.5 --epochs 1 --batch 16 --latency off --quiet -o "$T/p.onnx" >"$T/out" 2>"$T/err"
 if [ $? -eq 0 ] && grep -q "^preprocessing: scale 1, mean 0.286, std 0.353 (the teacher's preprocess" "$T/out" &&
     grep -q "kept whole" "$T/out" && "$BIN" inspect "$T/p.onnx" | grep -q "preprocess.scale = 1$"; then ok
 else bad "--scale 1: preprocessing not printed, builder summary missing or not recorded: $(head -3 "$T/out") $(head -2 "$T/err")"; fi
 # a torchvision teacher has no metadata: the default is said, and --mean/--std imagenet work
 rc=0
-[ "$QUICK" = 1 ] || "$BIN" distill "$CACHE/resnet18_op13.onnx" --data "$T/rgb.npz" --mean imagenet --std imagenet --width 0.25 --epochs 1 --batch 16 --lr 1e-3 --quiet -o "$T/r.onnx" >"$T/out" 2>"$T/err" || rc=$?
+[ "$QUICK" = 1 ] || "$BIN" distill "$CACHE/resnet18_op13.onnx" --data "$T/rgb.npz" --mean imagenet --std imagenet --width 0.25 --epochs 1 --batch 16 --lr 1e-3 --latency off --quiet -o "$T/r.onnx" >"$T/out" 2>"$T/err" || rc=$?
 if [ "$QUICK" = 1 ]; then skipped "imagenet preprocessing (quick mode)"
 elif [ $rc -eq 0 ] && grep -q "^preprocessing: scale 0.003921569 (1/255), mean 0.485,0.456,0.406, std 0.229,0.224,0.225 (the teacher has no preprocess" "$T/out" &&
     "$BIN" inspect "$T/r.onnx" | grep -q "preprocess.mean = 0.485,0.456,0.406"; then ok
@@ -333,7 +333,7 @@ for fam in $TRAINS; do
     data="$T/t32.npz"
     case $fam in squeezenet1_1 | googlenet) data="$T/t64.npz" ;; esac
     rc=0
-    "$BIN" distill "$CACHE/${fam}_op13.onnx" --data "$data" --mean imagenet --std imagenet --width 0.5 --epochs 1 \
+    "$BIN" distill "$CACHE/${fam}_op13.onnx" --data "$data" --mean imagenet --std imagenet --width 0.5 --epochs 1 --latency off \
         --batch 8 --val-split 0.25 --quiet -o "$T/trained.onnx" >"$T/out" 2>"$T/err" || rc=$?
     if [ $rc -eq 0 ] && [ -s "$T/trained.onnx" ]; then ok
     else bad "$fam: one epoch of distill: exit $rc: $(grep -v '^width\|^canonical\|^preprocessing' "$T/err" | head -2)"; fi
@@ -350,7 +350,7 @@ for spec in $TTRAINS; do
     case $fam in vit*) extra="--depth 0.5" ;; esac
     rc=0
     # shellcheck disable=SC2086
-    "$BIN" distill "$CACHE/${fam}_op$op.onnx" --data "$T/t32.npz" --mean imagenet --std imagenet --width 0.5 $extra \
+    "$BIN" distill "$CACHE/${fam}_op$op.onnx" --data "$T/t32.npz" --mean imagenet --std imagenet --width 0.5 $extra --latency off \
         --epochs 1 --batch 8 --val-split 0.25 --quiet -o "$T/trained.onnx" >"$T/out" 2>"$T/err" || rc=$?
     if [ $rc -eq 0 ] && [ -s "$T/trained.onnx" ]; then ok
     else bad "$spec: one epoch of distill: exit $rc: $(grep -v '^width\|^depth\|^canonical\|^preprocessing' "$T/err" | head -2)"; fi
