@@ -495,7 +495,7 @@ else bad "inspect prints raw escape sequences"; fi
 # the earlier output: a good student, written first
 K=$T/kill
 mkdir -p "$K"
-KD=(distill $TEACHER --data fashion-mnist --train-limit 3000 --test-limit 200 --threads 1 --seed 3 --quiet)
+KD=(distill $TEACHER --data fashion-mnist --train-limit 3000 --test-limit 200 --threads 1 --seed 3 --latency off --quiet)
 "$BIN" "${KD[@]}" --epochs 1 -o "$K/student.onnx" >/dev/null 2>"$K/first.err"
 if [ $? -ne 0 ] || [ ! -s "$K/student.onnx" ]; then
     bad "kill -9: the earlier distill did not write its student: $(head -3 "$K/first.err")"
