@@ -246,6 +246,19 @@ static void b_conv1d(builder *b) {
     add_node(b, "Conv", IN("H", "W"), IN("Y"), AT("pads=is:2,1", "dilations=is:2"));
     finish(b, "Y");
 }
+/* 8-channel groups take the direct weight gradient (conv_dw_direct.c): tiles of 3, 2 and 1 taps,
+ * stride, dilation, asymmetric pads, two groups */
+static void b_conv_direct(builder *b) {
+    add_init(b, "W", 4, D(4, 8, 3, 4), -0.5f, 0.5f);
+    add_init(b, "B", 1, D(4), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W", "B"), IN("Y"), AT("pads=is:1,1,1,1", "strides=is:2,2"));
+    finish(b, "Y");
+}
+static void b_conv_direct_group(builder *b) {
+    add_init(b, "W", 4, D(8, 8, 2, 5), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W"), IN("Y"), AT("group=i:2", "pads=is:0,2,1,1", "dilations=is:2,1"));
+    finish(b, "Y");
+}
 static void b_gemm(builder *b) {
     add_init(b, "W", 2, D(4, 6), -0.5f, 0.5f);
     add_init(b, "C", 1, D(4), -0.5f, 0.5f);
@@ -885,6 +898,8 @@ int main(void) {
     run_case("Conv 3x2 asymmetric pads, stride 1", 4, D(2, 3, 5, 6), b_conv_asym, true);
     run_case("Conv 1x1 padded (deconvolution path)", 4, D(2, 3, 4, 4), b_conv1x1_padded, true);
     run_case("Conv 1-D dilation 2", 3, D(2, 3, 9), b_conv1d, true);
+    run_case("Conv 8 channels, 3x4 kernel, direct weight gradient", 4, D(2, 8, 6, 5), b_conv_direct, true);
+    run_case("Conv 2 groups of 8, 2x5 kernel, direct weight gradient", 4, D(2, 16, 5, 6), b_conv_direct_group, true);
     run_case("Gemm transB alpha beta", 2, D(3, 6), b_gemm, true);
     run_case("MatMul + Add", 3, D(2, 4, 6), b_matmul, true);
     run_case("BatchNormalization training", 4, D(4, 3, 3, 3), b_bn, true);
