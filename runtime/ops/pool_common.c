@@ -337,6 +337,17 @@ static int64_t pool_count(const pool_train *p, int64_t oy, int64_t ox) {
     return cnt;
 }
 
+/* Selects, not branches, on pointers that do not alias: the loop vectorises (cnn_bn w0.5: the
+ * first MaxPool's forward took 9-11% of a step as a branchy scalar loop). */
+static void max_into(float *restrict y, int32_t *restrict am, const float *restrict x, int32_t pix, int64_t C) {
+    for (int64_t c = 0; c < C; c++) {
+        float xv = x[c], yv = y[c];
+        int32_t gt = -(int32_t)(xv > yv); /* a mask: SSE2 has no select of integers */
+        y[c] = xv > yv ? xv : yv;
+        am[c] = (pix & gt) | (am[c] & ~gt);
+    }
+}
+
 static void pool_fwd_image(void *ctx, size_t n) {
     od_tstep *s = ctx;
     pool_train *p = s->state;
@@ -364,8 +375,7 @@ static void pool_fwd_image(void *ctx, size_t n) {
                         memcpy(yo, xi, sizeof(float) * (size_t)C);
                         for (int64_t c = 0; c < C; c++) ao[c] = pix;
                     } else {
-                        for (int64_t c = 0; c < C; c++)
-                            if (xi[c] > yo[c]) yo[c] = xi[c], ao[c] = pix;
+                        max_into(yo, ao, xi, pix, C);
                     }
                     first = false;
                 }
