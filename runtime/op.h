@@ -46,6 +46,7 @@ typedef struct od_buf {
     bool cl;         /* layout == OD_LAYOUT_CHANNELS_LAST, for the kernels' brevity */
     bool is_param;   /* a trained initializer (its data is the graph's, updated in place) */
     int consumers;   /* steps reading it */
+    bool grad_written; /* its one consumer's backward writes all of grad (=, not +=): not zeroed first */
     /* planner bookkeeping */
     int alias_of; /* buffer index whose memory this one shares, or -1 */
     int first_step, last_step;

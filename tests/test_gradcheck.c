@@ -169,6 +169,22 @@ static void check(const char *label, builder *b, bool training, int threads) {
     od_trainer_backward(t, &err);
     od_param *ps;
     int np = od_trainer_params(t, &ps);
+    /* a second step gives the same gradients: whatever backward does not zero (grad_written) it
+     * overwrites */
+    float **first = calloc((size_t)np + 1, sizeof *first);
+    for (int p = 0; p < np; p++)
+        if ((first[p] = malloc(sizeof(float) * ps[p].count))) memcpy(first[p], ps[p].grad, sizeof(float) * ps[p].count);
+    loss_of(t, r, n, training);
+    memcpy(od_trainer_output_grad(t), r, sizeof(float) * n);
+    od_trainer_backward(t, &err);
+    bool repeat = true;
+    for (int p = 0; p < np; p++) {
+        repeat &= first[p] && !memcmp(first[p], ps[p].grad, sizeof(float) * ps[p].count);
+        free(first[p]);
+    }
+    free(first);
+    printf("%s %s (threads %d): a second backward repeats the first\n", repeat ? "PASS" : "FAIL", label, threads);
+    repeat ? passed++ : failed++;
     double worst = 0;
     const char *worst_name = "";
     for (int p = 0; p < np; p++) {

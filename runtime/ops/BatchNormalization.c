@@ -162,6 +162,7 @@ static od_status bn_run(od_step *s, od_error *err) {
 typedef struct bn_train {
     int64_t rows, C;
     float eps, momentum;
+    bool dx_set;           /* the only consumer of x: dx is written, not added (grad_written) */
     float *mean, *inv_std; /* of the last forward */
     double *part;          /* per shard: 2*C partial sums */
 } bn_train;
@@ -185,6 +186,7 @@ static od_status bn_train_prepare(od_tstep *s, od_error *err) {
     b->part = calloc((size_t)b->C * 2 * (size_t)shards + 1, sizeof(double));
     if (!b->mean || !b->part) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     b->inv_std = b->mean + b->C;
+    if (x->grad && x->consumers == 1) b->dx_set = s->in[0]->grad_written = true;
     return OD_STATUS_OK;
 }
 
@@ -276,8 +278,12 @@ static void bn_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; r++) {
         const float *x = s->in[0]->data + r * C, *g = s->out[0]->grad + r * C;
         float *dx = s->in[0]->grad + r * C;
-        for (int64_t c = 0; c < C; c++)
-            dx[c] += bc->k[c] * (g[c] - bc->a1[c] - (x[c] - b->mean[c]) * b->inv_std[c] * bc->a2[c]);
+        if (b->dx_set)
+            for (int64_t c = 0; c < C; c++)
+                dx[c] = bc->k[c] * (g[c] - bc->a1[c] - (x[c] - b->mean[c]) * b->inv_std[c] * bc->a2[c]);
+        else
+            for (int64_t c = 0; c < C; c++)
+                dx[c] += bc->k[c] * (g[c] - bc->a1[c] - (x[c] - b->mean[c]) * b->inv_std[c] * bc->a2[c]);
     }
 }
 

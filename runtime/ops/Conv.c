@@ -163,6 +163,7 @@ static od_status conv_train_prepare(od_tstep *s, od_error *err) {
     c->dpack = malloc(sizeof(float) * wn + 64);
     c->scratch = malloc(sizeof(float) * (c->shard_floats * (size_t)shards) + 64);
     if (x->grad && (x->consumers > 1 || !x->cl)) c->dxbuf = malloc(sizeof(float) * (size_t)x->count + 64);
+    else if (x->grad) s->in[0]->grad_written = true; /* XNNPACK writes it whole (conv_dx_shard) */
     if (!x->cl) c->xcl = malloc(sizeof(float) * (size_t)x->count + 64);
     if (!c->wpack || !c->dpack || !c->scratch || (x->grad && (x->consumers > 1 || !x->cl) && !c->dxbuf) ||
         (!x->cl && !c->xcl))
@@ -241,7 +242,7 @@ static void conv_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     conv_train *c = s->state;
     od_tbuf *x = s->in[0], *y = s->out[0];
     int64_t in_img = c->H * c->W * c->C;
-    float *dst = (c->dxbuf ? c->dxbuf : x->grad) + begin * in_img; /* sole consumer: still zero */
+    float *dst = (c->dxbuf ? c->dxbuf : x->grad) + begin * in_img; /* sole consumer: grad_written */
     const float *dy = y->grad + begin * c->OH * c->OW * c->M;
     if (c->bwd[shard]) xnn_delete_operator(c->bwd[shard]);
     c->bwd[shard] = NULL;
