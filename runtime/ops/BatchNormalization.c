@@ -190,7 +190,8 @@ static od_status bn_train_prepare(od_tstep *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-/* Per-shard sums over rows: of x and x^2 (forward), of dy and dy*(x - mean) (backward). */
+/* Per-shard sums over rows: of x and x^2 (forward), of dy and dy*(x - mean) (backward, dy
+ * first masked where a fused Relu clamped: one pass fewer over dy). */
 typedef struct bn_sums_ctx {
     od_tstep *s;
     bool backward;
@@ -215,7 +216,11 @@ static void bn_sums_shard(void *ctx, int shard, int64_t begin, int64_t end) {
                 if (!backward) {
                     for (int64_t c = 0; c < cn; c++) acc[c] += x[c], acc[cn + c] += x[c] * x[c];
                 } else {
-                    const float *g = s->out[0]->grad + r * C + c0, *m = b->mean + c0;
+                    float *g = s->out[0]->grad + r * C + c0;
+                    const float *m = b->mean + c0;
+                    const float *y = s->out[0]->data + r * C + c0;
+                    if (s->fused_relu)
+                        for (int64_t c = 0; c < cn; c++) g[c] = y[c] > 0 ? g[c] : 0;
                     for (int64_t c = 0; c < cn; c++) acc[c] += g[c], acc[cn + c] += g[c] * (x[c] - m[c]);
                 }
             }
@@ -290,7 +295,6 @@ static void bn_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
 static od_status bn_train_backward(od_tstep *s, od_error *err) {
     bn_train *b = s->state;
     int64_t C = b->C;
-    if (s->fused_relu) od_relu_mask(s->out[0]->data, s->out[0]->grad, s->out[0]->count);
     bn_sums_ctx bc = {s, true};
     od_shards(s, b->rows, bn_sums_shard, &bc);
     int shards = od_shard_count(s, b->rows);

@@ -161,7 +161,7 @@ static od_status conv_train_prepare(od_tstep *s, od_error *err) {
     if (!c->fwd || !c->bwd || !c->xnn_status) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     c->wpack = malloc(sizeof(float) * wn + 64);
     c->dpack = malloc(sizeof(float) * wn + 64);
-    c->scratch = malloc(sizeof(float) * (c->shard_floats * (size_t)shards) + 64);
+    c->scratch = calloc(c->shard_floats * (size_t)shards + 16, sizeof(float)); /* the padded images' zeros */
     if (x->grad && (x->consumers > 1 || !x->cl)) c->dxbuf = malloc(sizeof(float) * (size_t)x->count + 64);
     else if (x->grad) s->in[0]->grad_written = true; /* XNNPACK writes it whole (conv_dx_shard) */
     if (!x->cl) c->xcl = malloc(sizeof(float) * (size_t)x->count + 64);
@@ -309,10 +309,12 @@ static void conv_dw_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     for (int64_t n0 = begin; n0 < end; n0 += c->chunk) {
         int64_t nn = end - n0 < c->chunk ? end - n0 : c->chunk;
         const float *dyn = dy + n0 * ohw * c->M; /* [nn * ohw, M]: channels-last is already rows */
-        if (s->in[1]->grad && c->direct)
+        if (s->in[1]->grad && c->direct) {
             for (int64_t k = 0; k < nn; k++)
-                od_conv_dw_direct_image(&c->dg, x + (n0 + k) * c->H * c->W * c->C, dyn + k * ohw * c->M, rows, dw);
-        else if (s->in[1]->grad)
+                od_conv_dw_direct_image(&c->dg, x + (n0 + k) * c->H * c->W * c->C, dyn + k * ohw * c->M, rows, dw, db);
+            continue; /* the bias sums too */
+        }
+        if (s->in[1]->grad)
             for (int64_t g = 0; g < c->G; g++) {
                 for (int64_t k = 0; k < nn; k++) im2row(c, x + (n0 + k) * c->H * c->W * c->C, g, rows + k * ohw * c->kk);
                 /* dW_g [Mg, kk] += dY_g^T [Mg, nn*ohw] x rows [nn*ohw, kk] */

@@ -14,7 +14,9 @@ typedef struct od_conv_dw_geom {
 /* Whether the direct kernel runs this convolution on this CPU (OD_NO_DIRECT_DW=1 turns it off). */
 bool od_conv_dw_direct_fits(const od_conv_dw_geom *g);
 /* dw [M][KH][KW][Cg] += the weight gradient of one image: x [H][W][C] and dy [OH][OW][M]
- * channels-last; xp is scratch of HP*WP*C floats. */
-void od_conv_dw_direct_image(const od_conv_dw_geom *g, const float *x, const float *dy, float *xp, float *dw);
+ * channels-last; db [M] (unless NULL) += the sums of dy. xp: scratch of HP*WP*C floats, zero
+ * before the first call and kept for the next (only the image's own positions are written). */
+void od_conv_dw_direct_image(const od_conv_dw_geom *g, const float *x, const float *dy, float *xp, float *dw,
+                             float *db);
 
 #endif
