@@ -175,6 +175,28 @@ static bool same_layout_shape(const od_tbuf *a, const od_tbuf *o) {
     return a->count == o->count && a->rank == o->rank && (a->cl == o->cl || a->rank < 3);
 }
 
+/* gx (=, or += unless set) sign * dy, masked where a fused Relu clamped y: one pass. The
+ * product is taken before the select: a product under a condition does not vectorise. */
+static void add_grad(float *restrict gx, const float *restrict dy, const float *restrict y, float sign, bool set,
+                     bool relu, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = sign * dy[i];
+        g = relu && !(y[i] > 0) ? 0 : g;
+        gx[i] = set ? g : gx[i] + g;
+    }
+}
+
+/* Add and Sub of same-shape inputs write the gradient of an input they alone read (the
+ * residual adds of a resnet: no zeroing, no separate mask pass). */
+static od_status binary_train_prepare(od_tstep *s, od_error *err) {
+    int k = s->op->name[0];
+    od_tbuf *a = s->in[0], *b = s->in[1], *o = s->out[0];
+    if ((k != 'A' && k != 'S') || a == b || !same_layout_shape(a, o) || !same_layout_shape(b, o)) return OD_STATUS_OK;
+    for (int i = 0; i < 2; i++)
+        if (s->in[i]->grad && s->in[i]->consumers == 1) s->in[i]->grad_written = true;
+    return OD_STATUS_OK;
+}
+
 /* A fused Relu (fuse_relus) clamps the output here and masks the gradient by it. */
 static void binary_walk(od_tstep *s, bool backward) {
     const od_tbuf *a = s->in[0], *b = s->in[1], *o = s->out[0];
@@ -191,6 +213,11 @@ static void binary_walk(od_tstep *s, bool backward) {
             else if (k == 'M') for (int64_t i = 0; i < n; i++) out[i] = x[i] * z[i];
             else for (int64_t i = 0; i < n; i++) out[i] = x[i] / z[i];
             if (relu) od_relu_inplace(out, n);
+            return;
+        }
+        if (k == 'A' || k == 'S') { /* grad_written: set in binary_train_prepare, this step's alone */
+            if (gx) add_grad(gx, dy, y, 1.0f, a->grad_written, relu, n);
+            if (gz) add_grad(gz, dy, y, k == 'S' ? -1.0f : 1.0f, b->grad_written, relu, n);
             return;
         }
         if (relu) od_relu_mask(y, o->grad, n);
@@ -282,7 +309,7 @@ static const od_op_desc od_qs8_Add = {.name = "Add (int8)", .layout = OD_LAYOUT_
 /* trainable: both inputs (a bias or scale added by a student), Relu fused in training */
 #define BINARY_TRAIN                                                                               \
     .trained_inputs = 0x3, .train_layout = OD_TRAIN_LAYOUT_SAME, .train_fuses_relu = true,        \
-    .forward_train = binary_forward, .backward = binary_backward
+    .train_prepare = binary_train_prepare, .forward_train = binary_forward, .backward = binary_backward
 /* Div: a constant divisor stays one (trained_inputs bit 1 clear) */
 #define BINARY_TRAIN_DIV                                                                           \
     .trained_inputs = 0x1, .train_layout = OD_TRAIN_LAYOUT_SAME, .train_fuses_relu = true,        \
