@@ -197,37 +197,58 @@ static od_status binary_train_prepare(od_tstep *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
+typedef struct walk_ctx {
+    od_tstep *s;
+    bool backward;
+} walk_ctx;
+
+/* Elements [begin, end) of same-shape inputs, in loops that vectorise. */
+static void same_shape_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+    const walk_ctx *w = ctx;
+    od_tstep *s = w->s;
+    const od_tbuf *a = s->in[0], *b = s->in[1], *o = s->out[0];
+    int k = s->op->name[0]; /* 'A', 'S', 'M', 'D' */
+    bool relu = s->fused_relu;
+    const float *x = a->data + begin, *z = b->data + begin, *y = o->data + begin;
+    int64_t n = end - begin;
+    if (!w->backward) {
+        float *out = o->data + begin;
+        if (k == 'A') for (int64_t i = 0; i < n; i++) out[i] = x[i] + z[i];
+        else if (k == 'S') for (int64_t i = 0; i < n; i++) out[i] = x[i] - z[i];
+        else if (k == 'M') for (int64_t i = 0; i < n; i++) out[i] = x[i] * z[i];
+        else for (int64_t i = 0; i < n; i++) out[i] = x[i] / z[i];
+        if (relu) od_relu_inplace(out, n);
+        return;
+    }
+    float *dy = o->grad + begin, *gx = a->grad ? a->grad + begin : NULL, *gz = b->grad ? b->grad + begin : NULL;
+    if (k == 'A' || k == 'S') { /* grad_written: set in binary_train_prepare, this step's alone */
+        if (gx) add_grad(gx, dy, y, 1.0f, a->grad_written, relu, n);
+        if (gz) add_grad(gz, dy, y, k == 'S' ? -1.0f : 1.0f, b->grad_written, relu, n);
+        return;
+    }
+    if (relu) od_relu_mask(y, dy, n);
+    if (gx && k == 'M') for (int64_t i = 0; i < n; i++) gx[i] += dy[i] * z[i];
+    else if (gx && k == 'D') for (int64_t i = 0; i < n; i++) gx[i] += dy[i] / z[i];
+    else if (gx) od_add_into(gx, dy, n);
+    if (gz && k == 'M') for (int64_t i = 0; i < n; i++) gz[i] += dy[i] * x[i];
+    else if (gz && k == 'D') for (int64_t i = 0; i < n; i++) gz[i] -= dy[i] * x[i] / (z[i] * z[i]);
+    else if (gz && k == 'S') for (int64_t i = 0; i < n; i++) gz[i] -= dy[i];
+    else if (gz) od_add_into(gz, dy, n);
+}
+
+/* Same-shape steps this large split over the threads (resnet w0.5's residual adds: 400 k). */
+#define SHARD_MIN_ELEMENTS 65536
+
 /* A fused Relu (fuse_relus) clamps the output here and masks the gradient by it. */
 static void binary_walk(od_tstep *s, bool backward) {
     const od_tbuf *a = s->in[0], *b = s->in[1], *o = s->out[0];
     int k = s->op->name[0]; /* 'A', 'S', 'M', 'D' */
     bool relu = s->fused_relu;
     const float *dy = o->grad;
-    if (same_layout_shape(a, o) && same_layout_shape(b, o)) { /* the common case, in loops that vectorise */
-        const float *x = a->data, *z = b->data, *y = o->data;
-        float *gx = a->grad, *gz = b->grad, *out = o->data;
-        int64_t n = o->count;
-        if (!backward) {
-            if (k == 'A') for (int64_t i = 0; i < n; i++) out[i] = x[i] + z[i];
-            else if (k == 'S') for (int64_t i = 0; i < n; i++) out[i] = x[i] - z[i];
-            else if (k == 'M') for (int64_t i = 0; i < n; i++) out[i] = x[i] * z[i];
-            else for (int64_t i = 0; i < n; i++) out[i] = x[i] / z[i];
-            if (relu) od_relu_inplace(out, n);
-            return;
-        }
-        if (k == 'A' || k == 'S') { /* grad_written: set in binary_train_prepare, this step's alone */
-            if (gx) add_grad(gx, dy, y, 1.0f, a->grad_written, relu, n);
-            if (gz) add_grad(gz, dy, y, k == 'S' ? -1.0f : 1.0f, b->grad_written, relu, n);
-            return;
-        }
-        if (relu) od_relu_mask(y, o->grad, n);
-        if (gx && k == 'M') for (int64_t i = 0; i < n; i++) gx[i] += dy[i] * z[i];
-        else if (gx && k == 'D') for (int64_t i = 0; i < n; i++) gx[i] += dy[i] / z[i];
-        else if (gx) od_add_into(gx, dy, n);
-        if (gz && k == 'M') for (int64_t i = 0; i < n; i++) gz[i] += dy[i] * x[i];
-        else if (gz && k == 'D') for (int64_t i = 0; i < n; i++) gz[i] -= dy[i] * x[i] / (z[i] * z[i]);
-        else if (gz && k == 'S') for (int64_t i = 0; i < n; i++) gz[i] -= dy[i];
-        else if (gz) od_add_into(gz, dy, n);
+    if (same_layout_shape(a, o) && same_layout_shape(b, o)) {
+        walk_ctx w = {s, backward};
+        if (o->count >= SHARD_MIN_ELEMENTS) od_shards(s, o->count, same_shape_shard, &w);
+        else same_shape_shard(&w, 0, 0, o->count);
         return;
     }
     int64_t sa[OD_MAX_RANK], sb[OD_MAX_RANK], pd[OD_MAX_RANK];
