@@ -275,6 +275,27 @@ static void b_conv_direct_group(builder *b) {
     add_node(b, "Conv", IN("H", "W"), IN("Y"), AT("group=i:2", "pads=is:0,2,1,1", "dilations=is:2,1"));
     finish(b, "Y");
 }
+/* 8 channels, one group: AVX-512 tiles of tap pairs where the CPU has them (5 taps: 2 pairs and
+ * a half) */
+static void b_conv_direct_pairs(builder *b) {
+    add_init(b, "W", 4, D(8, 8, 3, 5), -0.5f, 0.5f);
+    add_init(b, "B", 1, D(8), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W", "B"), IN("Y"), AT("pads=is:1,2,1,2", "strides=is:1,2"));
+    finish(b, "Y");
+}
+/* 16-channel groups take its AVX-512 tiles where the CPU has them: 8 and 4 output channels */
+static void b_conv_direct16(builder *b) {
+    add_init(b, "W", 4, D(8, 16, 3, 5), -0.5f, 0.5f);
+    add_init(b, "B", 1, D(8), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W", "B"), IN("Y"), AT("pads=is:1,2,1,2", "strides=is:2,1"));
+    finish(b, "Y");
+}
+static void b_conv_direct16_group(builder *b) {
+    add_init(b, "W", 4, D(8, 16, 2, 4), -0.5f, 0.5f);
+    add_init(b, "B", 1, D(8), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W", "B"), IN("Y"), AT("group=i:2", "pads=is:1,0,0,2"));
+    finish(b, "Y");
+}
 static void b_gemm(builder *b) {
     add_init(b, "W", 2, D(4, 6), -0.5f, 0.5f);
     add_init(b, "C", 1, D(4), -0.5f, 0.5f);
@@ -916,6 +937,9 @@ int main(void) {
     run_case("Conv 1-D dilation 2", 3, D(2, 3, 9), b_conv1d, true);
     run_case("Conv 8 channels, 3x4 kernel, direct weight gradient", 4, D(2, 8, 6, 5), b_conv_direct, true);
     run_case("Conv 2 groups of 8, 2x5 kernel, direct weight gradient", 4, D(2, 16, 5, 6), b_conv_direct_group, true);
+    run_case("Conv 8 to 8 channels, 3x5 kernel, direct weight gradient", 4, D(2, 8, 6, 7), b_conv_direct_pairs, true);
+    run_case("Conv 16 channels, 3x5 kernel, direct weight gradient", 4, D(2, 16, 6, 7), b_conv_direct16, true);
+    run_case("Conv 2 groups of 16, 2x4 kernel, direct weight gradient", 4, D(2, 32, 5, 6), b_conv_direct16_group, true);
     run_case("Gemm transB alpha beta", 2, D(3, 6), b_gemm, true);
     run_case("MatMul + Add", 3, D(2, 4, 6), b_matmul, true);
     run_case("BatchNormalization training", 4, D(4, 3, 3, 3), b_bn, true);
