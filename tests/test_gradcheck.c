@@ -283,6 +283,30 @@ static void b_conv_direct_pairs(builder *b) {
     add_node(b, "Conv", IN("H", "W", "B"), IN("Y"), AT("pads=is:1,2,1,2", "strides=is:1,2"));
     finish(b, "Y");
 }
+/* Narrow inputs and depthwise convolutions: lanes over 8 output channels or groups, one
+ * accumulator per tap (9, 10, and 16 taps: 12 + 4) */
+static void b_conv_taps(builder *b) {
+    add_init(b, "W", 4, D(8, 3, 3, 3), -0.5f, 0.5f);
+    add_init(b, "B", 1, D(8), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W", "B"), IN("Y"), AT("pads=is:1,1,1,1", "strides=is:2,2"));
+    finish(b, "Y");
+}
+static void b_conv_taps_one(builder *b) {
+    add_init(b, "W", 4, D(16, 1, 2, 5), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W"), IN("Y"), AT("pads=is:0,1,1,2", "dilations=is:2,1"));
+    finish(b, "Y");
+}
+static void b_conv_depthwise(builder *b) {
+    add_init(b, "W", 4, D(8, 1, 3, 3), -0.5f, 0.5f);
+    add_init(b, "B", 1, D(8), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W", "B"), IN("Y"), AT("group=i:8", "pads=is:1,1,1,1"));
+    finish(b, "Y");
+}
+static void b_conv_depthwise16(builder *b) {
+    add_init(b, "W", 4, D(16, 1, 4, 4), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W"), IN("Y"), AT("group=i:16", "pads=is:1,2,2,1", "strides=is:1,2"));
+    finish(b, "Y");
+}
 /* 16-channel groups take its AVX-512 tiles where the CPU has them: 8 and 4 output channels */
 static void b_conv_direct16(builder *b) {
     add_init(b, "W", 4, D(8, 16, 3, 5), -0.5f, 0.5f);
@@ -938,6 +962,10 @@ int main(void) {
     run_case("Conv 8 channels, 3x4 kernel, direct weight gradient", 4, D(2, 8, 6, 5), b_conv_direct, true);
     run_case("Conv 2 groups of 8, 2x5 kernel, direct weight gradient", 4, D(2, 16, 5, 6), b_conv_direct_group, true);
     run_case("Conv 8 to 8 channels, 3x5 kernel, direct weight gradient", 4, D(2, 8, 6, 7), b_conv_direct_pairs, true);
+    run_case("Conv 3 to 8 channels, direct weight gradient", 4, D(2, 3, 6, 5), b_conv_taps, true);
+    run_case("Conv 1 to 16 channels, 2x5 dilated, direct weight gradient", 4, D(2, 1, 6, 6), b_conv_taps_one, true);
+    run_case("Conv depthwise 8, direct weight gradient", 4, D(2, 8, 5, 6), b_conv_depthwise, true);
+    run_case("Conv depthwise 16, 4x4 kernel, direct weight gradient", 4, D(2, 16, 6, 7), b_conv_depthwise16, true);
     run_case("Conv 16 channels, 3x5 kernel, direct weight gradient", 4, D(2, 16, 6, 7), b_conv_direct16, true);
     run_case("Conv 2 groups of 16, 2x4 kernel, direct weight gradient", 4, D(2, 32, 5, 6), b_conv_direct16_group, true);
     run_case("Gemm transB alpha beta", 2, D(3, 6), b_gemm, true);

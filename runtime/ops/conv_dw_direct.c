@@ -6,7 +6,9 @@
  * (resnet w0.5: 37% of a step). With AVX-512 and Cg % 16 == 0 a tile is 4 or 8 output channels
  * x 3 taps x 16 input channels (on Zen 5, twice the rate); with 8 channels and one group, one
  * register holds two adjacent taps (contiguous in x and in dW). The bias sums ride along in one tile
- * per output channel block. Needs AVX2 + FMA, Cg % 8 == 0 and Mg % 4 == 0. */
+ * per output channel block. Needs AVX2 + FMA, Cg % 8 == 0 and Mg % 4 == 0. Narrower inputs (an
+ * image model's first layer, C = 1 or 3, with Mg % 8 == 0; depthwise, Cg = Mg = 1, G % 8 == 0)
+ * take tap_tiles: lanes over 8 output channels (groups), one accumulator per tap. */
 #include "conv_dw_direct.h"
 
 #include <stdlib.h>
@@ -21,8 +23,9 @@ bool od_conv_dw_direct_fits(od_conv_dw_geom *g) {
     bool avx512 = __builtin_cpu_supports("avx512f") && !getenv("OD_NO_AVX512_DW");
     g->wide = avx512 && g->Cg % 16 == 0;
     g->pairs = avx512 && g->G == 1 && g->C == 8 && g->dw == 1;
-    return g->Cg % 8 == 0 && g->Mg % 4 == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           !getenv("OD_NO_DIRECT_DW");
+    g->taps = (g->Cg < 8 && g->Mg % 8 == 0) || (g->Cg == 1 && g->Mg == 1 && g->G % 8 == 0);
+    return (g->taps || (g->Cg % 8 == 0 && g->Mg % 4 == 0)) && __builtin_cpu_supports("avx2") &&
+           __builtin_cpu_supports("fma") && !getenv("OD_NO_DIRECT_DW");
 }
 
 /* T taps (j0 .. j0+T-1) of kernel row i, output channels m0 .. m0+3, input channels c0 .. c0+7;
@@ -161,6 +164,56 @@ WIDE_TARGET static void image16(const od_conv_dw_geom *g, const float *xp, const
                     }
 }
 
+/* Taps q0 .. q0+Q-1 (q = i*KW + j) for lanes l0 .. l0+7: output channels of input channel c
+ * (x broadcast), or depthwise groups (x loaded, c unused). */
+DIRECT_TARGET static inline __attribute__((always_inline)) void tile_taps(const od_conv_dw_geom *g, const float *xp,
+                                                                         const float *dy, float *dw, float *db,
+                                                                         int64_t l0, int64_t c, int64_t q0, int Q,
+                                                                         bool depthwise) {
+    int64_t off[12];
+    __m256 acc[12], bias = _mm256_setzero_ps();
+    for (int t = 0; t < Q; t++) {
+        int64_t i = (q0 + t) / g->KW, j = (q0 + t) % g->KW;
+        off[t] = (i * g->dh * g->WP + j * g->dw) * g->C + (depthwise ? l0 : c);
+        acc[t] = _mm256_setzero_ps();
+    }
+    for (int64_t oy = 0; oy < g->OH; oy++) {
+        const float *xr = xp + oy * g->sh * g->WP * g->C, *dr = dy + oy * g->OW * g->M + l0;
+        for (int64_t ox = 0; ox < g->OW; ox++, xr += g->sw * g->C, dr += g->M) {
+            __m256 d = _mm256_loadu_ps(dr);
+            if (db) bias = _mm256_add_ps(bias, d);
+            for (int t = 0; t < Q; t++) {
+                __m256 x = depthwise ? _mm256_loadu_ps(xr + off[t]) : _mm256_broadcast_ss(xr + off[t]);
+                acc[t] = _mm256_fmadd_ps(d, x, acc[t]);
+            }
+        }
+    }
+    int64_t kq = g->KH * g->KW, cl = depthwise ? 0 : c % g->Cg;
+    for (int t = 0; t < Q; t++) {
+        float a[8];
+        _mm256_storeu_ps(a, acc[t]);
+        for (int l = 0; l < 8; l++) dw[((l0 + l) * kq + q0 + t) * g->Cg + cl] += a[l];
+    }
+    if (db) _mm256_storeu_ps(db + l0, _mm256_add_ps(_mm256_loadu_ps(db + l0), bias));
+}
+
+DIRECT_TARGET static void image_taps(const od_conv_dw_geom *g, const float *xp, const float *dy, float *dw,
+                                     float *db) {
+    bool depthwise = g->Cg == 1 && g->Mg == 1;
+    int64_t kq = g->KH * g->KW;
+    for (int64_t l0 = 0; l0 < g->M; l0 += 8)
+        for (int64_t ci = 0; ci < (depthwise ? 1 : g->Cg); ci++)
+            for (int64_t q0 = 0; q0 < kq; q0 += 12) {
+                int Q = kq - q0 < 12 ? (int)(kq - q0) : 12;
+                int64_t c = l0 / g->Mg * g->Cg + ci; /* the input channel (not depthwise) */
+                float *b = db && ci == 0 && q0 == 0 ? db : NULL;
+                if (depthwise && Q == 9) tile_taps(g, xp, dy, dw, b, l0, 0, q0, 9, true);
+                else if (depthwise) tile_taps(g, xp, dy, dw, b, l0, 0, q0, Q, true);
+                else if (Q == 9) tile_taps(g, xp, dy, dw, b, l0, c, q0, 9, false);
+                else tile_taps(g, xp, dy, dw, b, l0, c, q0, Q, false);
+            }
+}
+
 DIRECT_TARGET void od_conv_dw_direct_image(const od_conv_dw_geom *g, const float *x, const float *dy, float *xp,
                                            float *dw, float *db) {
     /* the padded image: rows -pt .. HP-pt-1, columns -pl .. WP-pl-1 of x; the padding is never
@@ -171,6 +224,10 @@ DIRECT_TARGET void od_conv_dw_direct_image(const od_conv_dw_geom *g, const float
         int64_t w = g->W < g->WP - g->pl ? g->W : g->WP - g->pl;
         if (w <= 0) break;
         memcpy(xp + (py * g->WP + g->pl) * g->C, x + y * g->W * g->C, sizeof(float) * (size_t)(w * g->C));
+    }
+    if (g->taps) {
+        image_taps(g, xp, dy, dw, db);
+        return;
     }
     if (g->wide || g->pairs) {
         (g->wide ? image16 : image_pairs)(g, xp, dy, dw, db);

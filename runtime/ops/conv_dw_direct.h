@@ -11,6 +11,7 @@ typedef struct od_conv_dw_geom {
     int64_t HP, WP; /* the padded image the taps read: (OH-1)*sh + (KH-1)*dh + 1 rows, likewise columns */
     bool wide;      /* set by od_conv_dw_direct_fits: AVX-512 tiles of 16 input channels */
     bool pairs;     /* likewise: AVX-512 tiles of two adjacent taps of 8 channels (C == 8) */
+    bool taps;      /* likewise: Cg < 8, lanes over output channels (or depthwise, over groups) */
 } od_conv_dw_geom;
 
 /* Whether the direct kernel runs this convolution on this CPU (OD_NO_DIRECT_DW=1 turns it off;
