@@ -942,6 +942,11 @@ static od_status plan_create(const od_graph *g, const od_plan_options *opt, bool
     if (st) goto fail;
     if (training && (st = place_gradients(p, err))) goto fail;
     for (int b = 0; b < p->n_bufs; b++) p->bufs[b].cl = p->bufs[b].layout == OD_LAYOUT_CHANNELS_LAST;
+    for (int s = 0; training && s < p->n_steps; s++) /* before prepare: od_claim_grad reads it */
+        for (int k = 0; k < p->steps[s].n_in; k++)
+            if (p->steps[s].in[k]) p->bufs[root_of(p, (int)(p->steps[s].in[k] - p->bufs))].last_reader = &p->steps[s];
+    for (int b = 0; training && b < p->n_bufs; b++) /* the loss writes output 0's gradient: no one else */
+        p->bufs[b].last_reader = root_of(p, b) == root_of(p, p->output_buf[0]) ? NULL : p->bufs[root_of(p, b)].last_reader;
     for (int s = 0; s < p->n_steps; s++) {
         od_step *stp = &p->steps[s];
         if (stp->node) {

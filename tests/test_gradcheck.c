@@ -307,6 +307,15 @@ static void b_conv_depthwise16(builder *b) {
     add_node(b, "Conv", IN("H", "W"), IN("Y"), AT("group=i:16", "pads=is:1,2,2,1", "strides=is:1,2"));
     finish(b, "Y");
 }
+/* the output also read by a later Conv: its backward must not claim (overwrite) the gradient
+ * the loss wrote */
+static void b_output_read_again(builder *b) {
+    add_init(b, "W", 4, D(4, 3, 3, 3), -0.5f, 0.5f);
+    add_init(b, "W2", 4, D(2, 4, 1, 1), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W"), IN("Y"), AT("pads=is:1,1,1,1"));
+    add_node(b, "Conv", IN("Y", "W2"), IN("Z"), NULL);
+    finish(b, "Y");
+}
 /* 16-channel groups take its AVX-512 tiles where the CPU has them: 8 and 4 output channels */
 static void b_conv_direct16(builder *b) {
     add_init(b, "W", 4, D(8, 16, 3, 5), -0.5f, 0.5f);
@@ -962,6 +971,7 @@ int main(void) {
     run_case("Conv 8 channels, 3x4 kernel, direct weight gradient", 4, D(2, 8, 6, 5), b_conv_direct, true);
     run_case("Conv 2 groups of 8, 2x5 kernel, direct weight gradient", 4, D(2, 16, 5, 6), b_conv_direct_group, true);
     run_case("Conv 8 to 8 channels, 3x5 kernel, direct weight gradient", 4, D(2, 8, 6, 7), b_conv_direct_pairs, true);
+    run_case("Output read again by a later Conv", 4, D(2, 3, 4, 4), b_output_read_again, true);
     run_case("Conv 3 to 8 channels, direct weight gradient", 4, D(2, 3, 6, 5), b_conv_taps, true);
     run_case("Conv 1 to 16 channels, 2x5 dilated, direct weight gradient", 4, D(2, 1, 6, 6), b_conv_taps_one, true);
     run_case("Conv depthwise 8, direct weight gradient", 4, D(2, 8, 5, 6), b_conv_depthwise, true);

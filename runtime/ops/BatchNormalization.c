@@ -168,7 +168,7 @@ enum { BN_WIDE = 64, R_MEAN, R_ISTD, R_SCALE, R_SHIFT, R_K, R_A1, R_A2, R_N };
 typedef struct bn_train {
     int64_t rows, C, wd;
     float eps, momentum;
-    bool dx_set;           /* the only consumer of x: dx is written, not added (grad_written) */
+    bool dx_set;           /* dx is written, not added (od_claim_grad) */
     float *mean, *inv_std; /* of the last forward */
     float *rep;            /* wd lanes for each R_ value (rep + (R - R_MEAN) * wd) */
     double *part;          /* per shard: 2*C partial sums */
@@ -203,7 +203,7 @@ static od_status bn_train_prepare(od_tstep *s, od_error *err) {
     b->part = calloc((size_t)b->C * 2 * (size_t)shards + 1, sizeof(double));
     if (!b->mean || !b->rep || !b->part) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     b->inv_std = b->mean + b->C;
-    if (x->grad && x->consumers == 1) b->dx_set = s->in[0]->grad_written = true;
+    b->dx_set = od_claim_grad(s, 0);
     return OD_STATUS_OK;
 }
 

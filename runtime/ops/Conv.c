@@ -162,11 +162,12 @@ static od_status conv_train_prepare(od_tstep *s, od_error *err) {
     c->wpack = malloc(sizeof(float) * wn + 64);
     c->dpack = malloc(sizeof(float) * wn + 64);
     c->scratch = calloc(c->shard_floats * (size_t)shards + 16, sizeof(float)); /* the padded images' zeros */
-    if (x->grad && (x->consumers > 1 || !x->cl)) c->dxbuf = malloc(sizeof(float) * (size_t)x->count + 64);
-    else if (x->grad) s->in[0]->grad_written = true; /* XNNPACK writes it whole (conv_dx_shard) */
+    /* XNNPACK writes the input gradient whole (conv_dx_shard): straight into x->grad when this is
+     * the first to write it, else into dxbuf and added */
+    bool direct_dx = x->cl && od_claim_grad(s, 0);
+    if (x->grad && !direct_dx) c->dxbuf = malloc(sizeof(float) * (size_t)x->count + 64);
     if (!x->cl) c->xcl = malloc(sizeof(float) * (size_t)x->count + 64);
-    if (!c->wpack || !c->dpack || !c->scratch || (x->grad && (x->consumers > 1 || !x->cl) && !c->dxbuf) ||
-        (!x->cl && !c->xcl))
+    if (!c->wpack || !c->dpack || !c->scratch || (x->grad && !direct_dx && !c->dxbuf) || (!x->cl && !c->xcl))
         return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     return OD_STATUS_OK;
 }
@@ -242,7 +243,7 @@ static void conv_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     conv_train *c = s->state;
     od_tbuf *x = s->in[0], *y = s->out[0];
     int64_t in_img = c->H * c->W * c->C;
-    float *dst = (c->dxbuf ? c->dxbuf : x->grad) + begin * in_img; /* sole consumer: grad_written */
+    float *dst = (c->dxbuf ? c->dxbuf : x->grad) + begin * in_img; /* no dxbuf: od_claim_grad */
     const float *dy = y->grad + begin * c->OH * c->OW * c->M;
     if (c->bwd[shard]) xnn_delete_operator(c->bwd[shard]);
     c->bwd[shard] = NULL;

@@ -194,14 +194,14 @@ static void add_grad(float *restrict gx, const float *restrict dy, const float *
     else for (int64_t i = 0; i < n; i++) gx[i] += keep_if(sign * dy[i], y[i] > 0);
 }
 
-/* Add and Sub of same-shape inputs write the gradient of an input they alone read (the
+/* Add and Sub of same-shape inputs write an input's gradient where they are the first to (the
  * residual adds of a resnet: no zeroing, no separate mask pass). */
 static od_status binary_train_prepare(od_tstep *s, od_error *err) {
     int k = s->op->name[0];
     od_tbuf *a = s->in[0], *b = s->in[1], *o = s->out[0];
     if ((k != 'A' && k != 'S') || a == b || !same_layout_shape(a, o) || !same_layout_shape(b, o)) return OD_STATUS_OK;
-    for (int i = 0; i < 2; i++)
-        if (s->in[i]->grad && s->in[i]->consumers == 1) s->in[i]->grad_written = true;
+    od_claim_grad(s, 0);
+    od_claim_grad(s, 1);
     return OD_STATUS_OK;
 }
 
@@ -229,9 +229,9 @@ static void same_shape_shard(void *ctx, int shard, int64_t begin, int64_t end) {
         return;
     }
     float *dy = o->grad + begin, *gx = a->grad ? a->grad + begin : NULL, *gz = b->grad ? b->grad + begin : NULL;
-    if (k == 'A' || k == 'S') { /* grad_written: set in binary_train_prepare, this step's alone */
-        if (gx) add_grad(gx, dy, y, 1.0f, a->grad_written, relu, n);
-        if (gz) add_grad(gz, dy, y, k == 'S' ? -1.0f : 1.0f, b->grad_written, relu, n);
+    if (k == 'A' || k == 'S') { /* writes_grad: binary_train_prepare */
+        if (gx) add_grad(gx, dy, y, 1.0f, s->writes_grad & 1, relu, n);
+        if (gz) add_grad(gz, dy, y, k == 'S' ? -1.0f : 1.0f, s->writes_grad >> 1 & 1, relu, n);
         return;
     }
     if (relu) od_relu_mask(y, dy, n);

@@ -319,7 +319,7 @@ od_status od_pool_train_prepare(od_tstep *s, od_error *err) {
     }
     p->tiles = p->max && !p->global && p->sh == p->KH && p->sw == p->KW && p->dh == 1 && p->dw == 1 && p->ph == 0 &&
                p->pw == 0 && p->OH * p->KH == p->H && p->OW * p->KW == p->W;
-    if (p->tiles && x->grad && x->consumers == 1) s->in[0]->grad_written = true;
+    if (p->tiles) od_claim_grad(s, 0);
     if (p->max) {
         p->argmax = calloc((size_t)(p->N * p->OH * p->OW * p->C) + 1, sizeof(int32_t));
         if (!p->argmax) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
@@ -426,7 +426,7 @@ static void pool_bwd_image(void *ctx, size_t n) {
     const float *dy = s->out[0]->grad + (int64_t)n * p->OH * p->OW * C;
     if (p->tiles) { /* each input pixel in one window: dy where it was the max, else 0 */
         const int32_t *am = p->argmax + (int64_t)n * p->OH * p->OW * C;
-        bool set = s->in[0]->grad_written;
+        bool set = s->writes_grad & 1;
         for (int64_t oy = 0; oy < p->OH; oy++)
             for (int64_t ox = 0; ox < p->OW; ox++) {
                 int64_t o = (oy * p->OW + ox) * C;
