@@ -46,6 +46,9 @@ typedef struct od_buf {
     bool cl;         /* layout == OD_LAYOUT_CHANNELS_LAST, for the kernels' brevity */
     bool is_param;   /* a trained initializer (its data is the graph's, updated in place) */
     int consumers;   /* steps reading it */
+    bool grad_written; /* its first writer in backward writes all of grad (od_claim_grad): not zeroed */
+    const struct od_step *last_reader; /* training: the last step reading it, whose backward runs
+                                        * first among its readers' */
     /* planner bookkeeping */
     int alias_of; /* buffer index whose memory this one shares, or -1 */
     int first_step, last_step;
@@ -96,6 +99,7 @@ typedef struct od_step {
      * first zeroes out->grad where out->data is 0. */
     bool fused_relu;
     uint64_t seed, calls; /* dropout masks: a function of (seed, calls, element) */
+    unsigned writes_grad; /* bit k: backward writes input k's whole gradient with = (od_claim_grad) */
     /* A quantized step (op is some op's qs8): activation inputs and output 0 are int8 buffers,
      * the other inputs (weights as float, bias) as the node has them. */
     const od_qs8_params *qs8;

@@ -24,6 +24,11 @@ int od_shard_count(const od_tstep *s, int64_t n);
 
 /* ---- helpers for the kernels (runtime/ops/train_common.c) ---- */
 
+/* For a kernel whose backward can write all of input k's gradient with = : whether it may (it is
+ * the input's last reader, so its backward is the first to write there); if so, marks it
+ * (grad_written: the plan does not zero it; s->writes_grad bit k). Called from train_prepare. */
+bool od_claim_grad(od_tstep *s, int k);
+
 /* Row-major C = alpha op(A) op(B) + beta C on OpenBLAS; K <= 0 gives beta * C. */
 void od_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
               const float *B, int64_t ldb, float beta, float *C, int64_t ldc);

@@ -169,6 +169,22 @@ static void check(const char *label, builder *b, bool training, int threads) {
     od_trainer_backward(t, &err);
     od_param *ps;
     int np = od_trainer_params(t, &ps);
+    /* a second step gives the same gradients: whatever backward does not zero (grad_written) it
+     * overwrites */
+    float **first = calloc((size_t)np + 1, sizeof *first);
+    for (int p = 0; p < np; p++)
+        if ((first[p] = malloc(sizeof(float) * ps[p].count))) memcpy(first[p], ps[p].grad, sizeof(float) * ps[p].count);
+    loss_of(t, r, n, training);
+    memcpy(od_trainer_output_grad(t), r, sizeof(float) * n);
+    od_trainer_backward(t, &err);
+    bool repeat = true;
+    for (int p = 0; p < np; p++) {
+        repeat &= first[p] && !memcmp(first[p], ps[p].grad, sizeof(float) * ps[p].count);
+        free(first[p]);
+    }
+    free(first);
+    printf("%s %s (threads %d): a second backward repeats the first\n", repeat ? "PASS" : "FAIL", label, threads);
+    repeat ? passed++ : failed++;
     double worst = 0;
     const char *worst_name = "";
     for (int p = 0; p < np; p++) {
@@ -244,6 +260,73 @@ static void b_conv1x1_padded(builder *b) {
 static void b_conv1d(builder *b) {
     add_init(b, "W", 3, D(4, 3, 3), -0.5f, 0.5f);
     add_node(b, "Conv", IN("H", "W"), IN("Y"), AT("pads=is:2,1", "dilations=is:2"));
+    finish(b, "Y");
+}
+/* 8-channel groups take the direct weight gradient (conv_dw_direct.c): tiles of 3, 2 and 1 taps,
+ * stride, dilation, asymmetric pads, two groups */
+static void b_conv_direct(builder *b) {
+    add_init(b, "W", 4, D(4, 8, 3, 4), -0.5f, 0.5f);
+    add_init(b, "B", 1, D(4), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W", "B"), IN("Y"), AT("pads=is:1,1,1,1", "strides=is:2,2"));
+    finish(b, "Y");
+}
+static void b_conv_direct_group(builder *b) {
+    add_init(b, "W", 4, D(8, 8, 2, 5), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W"), IN("Y"), AT("group=i:2", "pads=is:0,2,1,1", "dilations=is:2,1"));
+    finish(b, "Y");
+}
+/* 8 channels, one group: AVX-512 tiles of tap pairs where the CPU has them (5 taps: 2 pairs and
+ * a half) */
+static void b_conv_direct_pairs(builder *b) {
+    add_init(b, "W", 4, D(8, 8, 3, 5), -0.5f, 0.5f);
+    add_init(b, "B", 1, D(8), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W", "B"), IN("Y"), AT("pads=is:1,2,1,2", "strides=is:1,2"));
+    finish(b, "Y");
+}
+/* Narrow inputs and depthwise convolutions: lanes over 8 output channels or groups, one
+ * accumulator per tap (9, 10, and 16 taps: 12 + 4) */
+static void b_conv_taps(builder *b) {
+    add_init(b, "W", 4, D(8, 3, 3, 3), -0.5f, 0.5f);
+    add_init(b, "B", 1, D(8), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W", "B"), IN("Y"), AT("pads=is:1,1,1,1", "strides=is:2,2"));
+    finish(b, "Y");
+}
+static void b_conv_taps_one(builder *b) {
+    add_init(b, "W", 4, D(16, 1, 2, 5), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W"), IN("Y"), AT("pads=is:0,1,1,2", "dilations=is:2,1"));
+    finish(b, "Y");
+}
+static void b_conv_depthwise(builder *b) {
+    add_init(b, "W", 4, D(8, 1, 3, 3), -0.5f, 0.5f);
+    add_init(b, "B", 1, D(8), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W", "B"), IN("Y"), AT("group=i:8", "pads=is:1,1,1,1"));
+    finish(b, "Y");
+}
+static void b_conv_depthwise16(builder *b) {
+    add_init(b, "W", 4, D(16, 1, 4, 4), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W"), IN("Y"), AT("group=i:16", "pads=is:1,2,2,1", "strides=is:1,2"));
+    finish(b, "Y");
+}
+/* the output also read by a later Conv: its backward must not claim (overwrite) the gradient
+ * the loss wrote */
+static void b_output_read_again(builder *b) {
+    add_init(b, "W", 4, D(4, 3, 3, 3), -0.5f, 0.5f);
+    add_init(b, "W2", 4, D(2, 4, 1, 1), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W"), IN("Y"), AT("pads=is:1,1,1,1"));
+    add_node(b, "Conv", IN("Y", "W2"), IN("Z"), NULL);
+    finish(b, "Y");
+}
+/* 16-channel groups take its AVX-512 tiles where the CPU has them: 8 and 4 output channels */
+static void b_conv_direct16(builder *b) {
+    add_init(b, "W", 4, D(8, 16, 3, 5), -0.5f, 0.5f);
+    add_init(b, "B", 1, D(8), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W", "B"), IN("Y"), AT("pads=is:1,2,1,2", "strides=is:2,1"));
+    finish(b, "Y");
+}
+static void b_conv_direct16_group(builder *b) {
+    add_init(b, "W", 4, D(8, 16, 2, 4), -0.5f, 0.5f);
+    add_init(b, "B", 1, D(8), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W", "B"), IN("Y"), AT("group=i:2", "pads=is:1,0,0,2"));
     finish(b, "Y");
 }
 static void b_gemm(builder *b) {
@@ -885,6 +968,16 @@ int main(void) {
     run_case("Conv 3x2 asymmetric pads, stride 1", 4, D(2, 3, 5, 6), b_conv_asym, true);
     run_case("Conv 1x1 padded (deconvolution path)", 4, D(2, 3, 4, 4), b_conv1x1_padded, true);
     run_case("Conv 1-D dilation 2", 3, D(2, 3, 9), b_conv1d, true);
+    run_case("Conv 8 channels, 3x4 kernel, direct weight gradient", 4, D(2, 8, 6, 5), b_conv_direct, true);
+    run_case("Conv 2 groups of 8, 2x5 kernel, direct weight gradient", 4, D(2, 16, 5, 6), b_conv_direct_group, true);
+    run_case("Conv 8 to 8 channels, 3x5 kernel, direct weight gradient", 4, D(2, 8, 6, 7), b_conv_direct_pairs, true);
+    run_case("Output read again by a later Conv", 4, D(2, 3, 4, 4), b_output_read_again, true);
+    run_case("Conv 3 to 8 channels, direct weight gradient", 4, D(2, 3, 6, 5), b_conv_taps, true);
+    run_case("Conv 1 to 16 channels, 2x5 dilated, direct weight gradient", 4, D(2, 1, 6, 6), b_conv_taps_one, true);
+    run_case("Conv depthwise 8, direct weight gradient", 4, D(2, 8, 5, 6), b_conv_depthwise, true);
+    run_case("Conv depthwise 16, 4x4 kernel, direct weight gradient", 4, D(2, 16, 6, 7), b_conv_depthwise16, true);
+    run_case("Conv 16 channels, 3x5 kernel, direct weight gradient", 4, D(2, 16, 6, 7), b_conv_direct16, true);
+    run_case("Conv 2 groups of 16, 2x4 kernel, direct weight gradient", 4, D(2, 32, 5, 6), b_conv_direct16_group, true);
     run_case("Gemm transB alpha beta", 2, D(3, 6), b_gemm, true);
     run_case("MatMul + Add", 3, D(2, 4, 6), b_matmul, true);
     run_case("BatchNormalization training", 4, D(4, 3, 3, 3), b_bn, true);

@@ -159,12 +159,28 @@ static od_status bn_run(od_step *s, od_error *err) {
 
 /* ---- BatchNormalization: rows of C channels (channels-last, or [N, C]) --------------- */
 
+/* The kernels walk a shard's rows as one run of floats, wd at a time: with C < 64 dividing 64,
+ * wd = 64 floats are 64 / C rows, so the loops run long (resnet w0.5's 8 channels: 8-float
+ * loops before, the BN passes 17% of a step). Lane k is channel k % C; per-channel values are
+ * repeated over the wd lanes (bn_repeat). */
+enum { BN_WIDE = 64, R_MEAN, R_ISTD, R_SCALE, R_SHIFT, R_K, R_A1, R_A2, R_N };
+
 typedef struct bn_train {
-    int64_t rows, C;
+    int64_t rows, C, wd;
     float eps, momentum;
+    bool dx_set;           /* dx is written, not added (od_claim_grad) */
     float *mean, *inv_std; /* of the last forward */
+    float *rep;            /* wd lanes for each R_ value (rep + (R - R_MEAN) * wd) */
     double *part;          /* per shard: 2*C partial sums */
 } bn_train;
+
+static float *bn_lanes(const bn_train *b, int r) { return b->rep + (size_t)(r - R_MEAN) * (size_t)b->wd; }
+
+/* Lanes r from per-channel src (NULL: already in the first C lanes). */
+static void bn_repeat(bn_train *b, int r, const float *src) {
+    float *d = bn_lanes(b, r);
+    for (int64_t k = 0; k < b->wd; k++) d[k] = src && k < b->C ? src[k] : d[k % b->C];
+}
 
 static od_status bn_train_prepare(od_tstep *s, od_error *err) {
     for (int k = 1; k < 5; k++)
@@ -178,17 +194,21 @@ static od_status bn_train_prepare(od_tstep *s, od_error *err) {
     s->state = b;
     b->C = x->rank > 1 ? x->dims[1] : 1;
     b->rows = b->C > 0 ? x->count / b->C : 0;
+    b->wd = b->C > 0 && b->C < BN_WIDE && BN_WIDE % b->C == 0 ? BN_WIDE : b->C;
     b->eps = od_node_attr_float(s->node, "epsilon");
     b->momentum = od_node_attr_float(s->node, "momentum");
     int shards = s->threads > 0 ? s->threads : 1;
     b->mean = calloc((size_t)b->C * 2 + 1, sizeof(float));
+    b->rep = calloc((size_t)b->wd * (R_N - R_MEAN) + 1, sizeof(float));
     b->part = calloc((size_t)b->C * 2 * (size_t)shards + 1, sizeof(double));
-    if (!b->mean || !b->part) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (!b->mean || !b->rep || !b->part) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     b->inv_std = b->mean + b->C;
+    b->dx_set = od_claim_grad(s, 0);
     return OD_STATUS_OK;
 }
 
-/* Per-shard sums over rows: of x and x^2 (forward), of dy and dy*(x - mean) (backward). */
+/* Per-shard sums over rows: of x and x^2 (forward), of dy and dy*(x - mean) (backward, dy
+ * first masked where a fused Relu clamped: one pass fewer over dy). */
 typedef struct bn_sums_ctx {
     od_tstep *s;
     bool backward;
@@ -198,26 +218,33 @@ static void bn_sums_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     const bn_sums_ctx *bc = ctx;
     od_tstep *s = bc->s;
     bn_train *b = s->state;
-    int64_t C = b->C;
+    int64_t C = b->C, wd = b->wd, e = end * C;
     double *part = b->part + (size_t)shard * 2 * (size_t)C;
     float acc[2 * 1024];
-    bool backward = bc->backward;
+    bool backward = bc->backward, relu = s->fused_relu;
+    const float *X = s->in[0]->data, *Y = s->out[0]->data, *mean = bn_lanes(b, R_MEAN);
+    float *G = s->out[0]->grad;
     memset(part, 0, sizeof(double) * 2 * (size_t)C);
-    for (int64_t c0 = 0; c0 < C; c0 += 1024) {
-        int64_t cn = C - c0 < 1024 ? C - c0 : 1024;
-        for (int64_t r0 = begin; r0 < end; r0 += 256) { /* float sums of 256 rows, then double */
-            int64_t r1 = r0 + 256 < end ? r0 + 256 : end;
+    for (int64_t c0 = 0; c0 < wd; c0 += 1024) {
+        int64_t cn = wd - c0 < 1024 ? wd - c0 : 1024;
+        for (int64_t i0 = begin * C; i0 < e; i0 += 256 * wd) { /* float sums of 256 rows, then double */
+            int64_t i1 = i0 + 256 * wd < e ? i0 + 256 * wd : e;
             memset(acc, 0, sizeof(float) * 2 * (size_t)cn);
-            for (int64_t r = r0; r < r1; r++) {
-                const float *x = s->in[0]->data + r * C + c0;
+            for (int64_t i = i0 + c0; i < i1; i += wd) {
+                int64_t n = i1 - i < cn ? i1 - i : cn; /* the last wide row can be short */
+                const float *x = X + i;
                 if (!backward) {
-                    for (int64_t c = 0; c < cn; c++) acc[c] += x[c], acc[cn + c] += x[c] * x[c];
+                    for (int64_t c = 0; c < n; c++) acc[c] += x[c], acc[cn + c] += x[c] * x[c];
                 } else {
-                    const float *g = s->out[0]->grad + r * C + c0, *m = b->mean + c0;
-                    for (int64_t c = 0; c < cn; c++) acc[c] += g[c], acc[cn + c] += g[c] * (x[c] - m[c]);
+                    float *g = G + i;
+                    const float *y = Y + i, *m = mean + c0;
+                    if (relu)
+                        for (int64_t c = 0; c < n; c++) g[c] = y[c] > 0 ? g[c] : 0;
+                    for (int64_t c = 0; c < n; c++) acc[c] += g[c], acc[cn + c] += g[c] * (x[c] - m[c]);
                 }
             }
-            for (int64_t c = 0; c < cn; c++) part[c0 + c] += acc[c], part[C + c0 + c] += acc[cn + c];
+            for (int64_t c = 0; c < cn; c++)
+                part[(c0 + c) % C] += acc[c], part[C + (c0 + c) % C] += acc[cn + c];
         }
     }
 }
@@ -225,14 +252,17 @@ static void bn_sums_shard(void *ctx, int shard, int64_t begin, int64_t end) {
 static void bn_apply_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     od_tstep *s = ctx;
     bn_train *b = s->state;
-    int64_t C = b->C;
-    const float *scale = s->in[1]->data, *shift = s->in[2]->data;
-    for (int64_t r = begin; r < end; r++) {
-        const float *x = s->in[0]->data + r * C;
-        float *y = s->out[0]->data + r * C;
-        for (int64_t c = 0; c < C; c++) {
-            float v = (x[c] - b->mean[c]) * b->inv_std[c] * scale[c] + shift[c];
-            y[c] = s->fused_relu && v < 0 ? 0 : v;
+    int64_t C = b->C, wd = b->wd, e = end * C;
+    const float *mean = bn_lanes(b, R_MEAN), *istd = bn_lanes(b, R_ISTD), *scale = bn_lanes(b, R_SCALE),
+                *shift = bn_lanes(b, R_SHIFT);
+    bool relu = s->fused_relu;
+    for (int64_t i = begin * C; i < e; i += wd) {
+        int64_t n = e - i < wd ? e - i : wd;
+        const float *x = s->in[0]->data + i;
+        float *y = s->out[0]->data + i;
+        for (int64_t c = 0; c < n; c++) {
+            float v = (x[c] - mean[c]) * istd[c] * scale[c] + shift[c];
+            y[c] = relu && v < 0 ? 0 : v;
         }
     }
 }
@@ -259,37 +289,40 @@ static od_status bn_train_forward(od_tstep *s, od_error *err) {
     } else {
         for (int64_t c = 0; c < C; c++) b->mean[c] = rmean[c], b->inv_std[c] = (float)(1.0 / sqrt(rvar[c] + b->eps));
     }
+    bn_repeat(b, R_MEAN, b->mean);
+    bn_repeat(b, R_ISTD, b->inv_std);
+    bn_repeat(b, R_SCALE, s->in[1]->data);
+    bn_repeat(b, R_SHIFT, s->in[2]->data);
     od_shards(s, b->rows, bn_apply_shard, s);
     return OD_STATUS_OK;
 }
 
-typedef struct bn_bwd_ctx {
-    od_tstep *s;
-    const float *k, *a1, *a2; /* per channel: scale*inv_std, mean dy, mean dy*xhat (training) */
-} bn_bwd_ctx;
-
+/* dx = k (dy - a1 - xhat a2), per channel k = scale*inv_std, a1 = mean dy, a2 = mean dy*xhat
+ * (training; 0 in eval mode). */
 static void bn_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
-    bn_bwd_ctx *bc = ctx;
-    od_tstep *s = bc->s;
+    od_tstep *s = ctx;
     bn_train *b = s->state;
-    int64_t C = b->C;
-    for (int64_t r = begin; r < end; r++) {
-        const float *x = s->in[0]->data + r * C, *g = s->out[0]->grad + r * C;
-        float *dx = s->in[0]->grad + r * C;
-        for (int64_t c = 0; c < C; c++)
-            dx[c] += bc->k[c] * (g[c] - bc->a1[c] - (x[c] - b->mean[c]) * b->inv_std[c] * bc->a2[c]);
+    int64_t C = b->C, wd = b->wd, e = end * C;
+    const float *k = bn_lanes(b, R_K), *a1 = bn_lanes(b, R_A1), *a2 = bn_lanes(b, R_A2), *mean = bn_lanes(b, R_MEAN),
+                *istd = bn_lanes(b, R_ISTD);
+    for (int64_t i = begin * C; i < e; i += wd) {
+        int64_t n = e - i < wd ? e - i : wd;
+        const float *x = s->in[0]->data + i, *g = s->out[0]->grad + i;
+        float *dx = s->in[0]->grad + i;
+        if (b->dx_set)
+            for (int64_t c = 0; c < n; c++) dx[c] = k[c] * (g[c] - a1[c] - (x[c] - mean[c]) * istd[c] * a2[c]);
+        else
+            for (int64_t c = 0; c < n; c++) dx[c] += k[c] * (g[c] - a1[c] - (x[c] - mean[c]) * istd[c] * a2[c]);
     }
 }
 
 static od_status bn_train_backward(od_tstep *s, od_error *err) {
     bn_train *b = s->state;
     int64_t C = b->C;
-    if (s->fused_relu) od_relu_mask(s->out[0]->data, s->out[0]->grad, s->out[0]->count);
     bn_sums_ctx bc = {s, true};
     od_shards(s, b->rows, bn_sums_shard, &bc);
     int shards = od_shard_count(s, b->rows);
-    float *k = malloc(sizeof(float) * 3 * (size_t)C + 1), *a1 = k + C, *a2 = a1 + C;
-    if (!k) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    float *k = bn_lanes(b, R_K), *a1 = bn_lanes(b, R_A1), *a2 = bn_lanes(b, R_A2);
     for (int64_t c = 0; c < C; c++) {
         double sdy = 0, sdyx = 0;
         for (int sh = 0; sh < shards; sh++) sdy += b->part[(size_t)sh * 2 * C + c], sdyx += b->part[(size_t)sh * 2 * C + C + c];
@@ -301,16 +334,17 @@ static od_status bn_train_backward(od_tstep *s, od_error *err) {
         a2[c] = s->training ? (float)(sdyx / (double)b->rows) : 0.0f;
     }
     if (s->in[0]->grad) {
-        bn_bwd_ctx dc = {s, k, a1, a2};
-        od_shards(s, b->rows, bn_dx_shard, &dc);
+        bn_repeat(b, R_K, NULL);
+        bn_repeat(b, R_A1, NULL);
+        bn_repeat(b, R_A2, NULL);
+        od_shards(s, b->rows, bn_dx_shard, s);
     }
-    free(k);
     return OD_STATUS_OK;
 }
 
 static void bn_train_destroy(od_tstep *s) {
     bn_train *b = s->state;
-    if (b) free(b->mean), free(b->part);
+    if (b) free(b->mean), free(b->rep), free(b->part);
     free(b);
     s->state = NULL;
 }

@@ -3,11 +3,13 @@
  * of a 1-D or 2-D conv run on XNNPACK's NHWC convolution (1-D as 2-D of height 1), packed once
  * per plan; weights known only at run time (or 3-D kernels) run conv_common's direct loop.
  * Backward: 1-D and 2-D, at the end of this file (forward on XNNPACK's convolution, the input
- * gradient on its deconvolution, the weight gradient as im2row + sgemm per batch shard).
+ * gradient on its deconvolution, the weight gradient per batch shard: conv_dw_direct.c where it
+ * fits, else im2row + sgemm).
  * Layout: spatial (input and output channels-last; an input in ONNX order, such as a Transpose's
  * output in ConvNeXt, is copied to channels-last and its gradient added back). */
 #include "../train_internal.h"
 #include "conv_common.h"
+#include "conv_dw_direct.h"
 #include "qs8_common.h"
 #include "strided.h"
 
@@ -91,6 +93,9 @@ typedef struct conv_train {
     int64_t sh, sw, dh, dw, pt, pl, pb, pr;
     int64_t kk;          /* KH * KW * Cg: one row of the patch matrix */
     int64_t chunk;       /* images per weight-gradient sgemm */
+    bool direct;         /* the weight gradient on conv_dw_direct.c, geometry in dg */
+    od_conv_dw_geom dg;
+    int64_t dw_off;      /* floats before dW in a shard's scratch */
     float *wpack;        /* conv weights [M][KH][KW][Cg] */
     float *dpack;        /* input-gradient weights [G][Cg][KH][KW][Mg], the kernel flipped when dx_conv */
     bool dx_conv;        /* stride 1: the input gradient as a convolution of dY (see conv_dx_shard) */
@@ -98,7 +103,7 @@ typedef struct conv_train {
     float *dxbuf;        /* input gradient when it must be added, else NULL */
     float *xcl;          /* an input in ONNX order (a graph input, a Transpose's output): its
                           * channels-last copy, the gradient added back from dxbuf; else NULL */
-    float *scratch;      /* per shard: patches [OH*OW][kk], dW [M][kk], db [M] */
+    float *scratch;      /* per shard: patches [chunk*OH*OW][kk] or a padded image, dW [M][kk], db [M] */
     size_t shard_floats;
     xnn_operator_t *fwd, *bwd; /* per shard: each runs one slice of the batch on one thread */
     int *xnn_status;           /* per shard: XNNPACK's status of the last pass */
@@ -142,18 +147,27 @@ static od_status conv_train_prepare(od_tstep *s, od_error *err) {
     int64_t per_image = c->OH * c->OW * c->kk;
     c->chunk = per_image > 0 ? (1 << 20) / per_image : 1;
     c->chunk = c->chunk < 1 ? 1 : c->chunk > 16 ? 16 : c->chunk;
-    c->shard_floats = (size_t)(c->chunk * per_image + c->M * c->kk + c->M);
+    c->dg = (od_conv_dw_geom){.C = c->C, .H = c->H, .W = c->W, .M = c->M, .KH = c->KH, .KW = c->KW, .OH = c->OH,
+                              .OW = c->OW, .G = c->G, .Cg = c->Cg, .Mg = c->Mg, .sh = c->sh, .sw = c->sw,
+                              .dh = c->dh, .dw = c->dw, .pt = c->pt, .pl = c->pl,
+                              .HP = (c->OH - 1) * c->sh + (c->KH - 1) * c->dh + 1,
+                              .WP = (c->OW - 1) * c->sw + (c->KW - 1) * c->dw + 1};
+    c->direct = od_conv_dw_direct_fits(&c->dg);
+    c->dw_off = c->direct ? c->dg.HP * c->dg.WP * c->C : c->chunk * per_image;
+    c->shard_floats = (size_t)(c->dw_off + c->M * c->kk + c->M);
     c->fwd = calloc((size_t)shards, sizeof(xnn_operator_t));
     c->bwd = calloc((size_t)shards, sizeof(xnn_operator_t));
     c->xnn_status = calloc((size_t)shards, sizeof(int));
     if (!c->fwd || !c->bwd || !c->xnn_status) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     c->wpack = malloc(sizeof(float) * wn + 64);
     c->dpack = malloc(sizeof(float) * wn + 64);
-    c->scratch = malloc(sizeof(float) * (c->shard_floats * (size_t)shards) + 64);
-    if (x->grad && (x->consumers > 1 || !x->cl)) c->dxbuf = malloc(sizeof(float) * (size_t)x->count + 64);
+    c->scratch = calloc(c->shard_floats * (size_t)shards + 16, sizeof(float)); /* the padded images' zeros */
+    /* XNNPACK writes the input gradient whole (conv_dx_shard): straight into x->grad when this is
+     * the first to write it, else into dxbuf and added */
+    bool direct_dx = x->cl && od_claim_grad(s, 0);
+    if (x->grad && !direct_dx) c->dxbuf = malloc(sizeof(float) * (size_t)x->count + 64);
     if (!x->cl) c->xcl = malloc(sizeof(float) * (size_t)x->count + 64);
-    if (!c->wpack || !c->dpack || !c->scratch || (x->grad && (x->consumers > 1 || !x->cl) && !c->dxbuf) ||
-        (!x->cl && !c->xcl))
+    if (!c->wpack || !c->dpack || !c->scratch || (x->grad && !direct_dx && !c->dxbuf) || (!x->cl && !c->xcl))
         return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     return OD_STATUS_OK;
 }
@@ -229,7 +243,7 @@ static void conv_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     conv_train *c = s->state;
     od_tbuf *x = s->in[0], *y = s->out[0];
     int64_t in_img = c->H * c->W * c->C;
-    float *dst = (c->dxbuf ? c->dxbuf : x->grad) + begin * in_img; /* sole consumer: still zero */
+    float *dst = (c->dxbuf ? c->dxbuf : x->grad) + begin * in_img; /* no dxbuf: od_claim_grad */
     const float *dy = y->grad + begin * c->OH * c->OW * c->M;
     if (c->bwd[shard]) xnn_delete_operator(c->bwd[shard]);
     c->bwd[shard] = NULL;
@@ -290,12 +304,17 @@ static void conv_dw_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     conv_train *c = s->state;
     const float *x = conv_x(s, c), *dy = s->out[0]->grad;
     float *rows = c->scratch + (size_t)shard * c->shard_floats;
-    float *dw = rows + c->chunk * c->OH * c->OW * c->kk, *db = dw + c->M * c->kk;
+    float *dw = rows + c->dw_off, *db = dw + c->M * c->kk;
     int64_t ohw = c->OH * c->OW;
     memset(dw, 0, sizeof(float) * (size_t)(c->M * c->kk + c->M));
     for (int64_t n0 = begin; n0 < end; n0 += c->chunk) {
         int64_t nn = end - n0 < c->chunk ? end - n0 : c->chunk;
         const float *dyn = dy + n0 * ohw * c->M; /* [nn * ohw, M]: channels-last is already rows */
+        if (s->in[1]->grad && c->direct) {
+            for (int64_t k = 0; k < nn; k++)
+                od_conv_dw_direct_image(&c->dg, x + (n0 + k) * c->H * c->W * c->C, dyn + k * ohw * c->M, rows, dw, db);
+            continue; /* the bias sums too */
+        }
         if (s->in[1]->grad)
             for (int64_t g = 0; g < c->G; g++) {
                 for (int64_t k = 0; k < nn; k++) im2row(c, x + (n0 + k) * c->H * c->W * c->C, g, rows + k * ohw * c->kk);
@@ -327,7 +346,7 @@ static od_status conv_train_backward(od_tstep *s, od_error *err) {
     od_shards(s, c->N, conv_dw_shard, s);
     int shards = od_shard_count(s, c->N);
     for (int sh = 0; sh < shards; sh++) {
-        const float *dw = c->scratch + (size_t)sh * c->shard_floats + c->chunk * c->OH * c->OW * c->kk;
+        const float *dw = c->scratch + (size_t)sh * c->shard_floats + c->dw_off;
         if (s->in[1]->grad) { /* [M][KH][KW][Cg] back to ONNX [M][Cg][KH][KW] */
             int64_t ksz = c->KH * c->KW;
             for (int64_t m = 0; m < c->M; m++)

@@ -46,6 +46,14 @@ void od_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
                 (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
+bool od_claim_grad(od_tstep *s, int k) {
+    od_tbuf *b = k < s->n_in ? s->in[k] : NULL;
+    if (!b || !b->grad || b->last_reader != s) return false;
+    b->grad_written = true;
+    s->writes_grad |= 1u << k;
+    return true;
+}
+
 void od_add_into(float *dst, const float *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] += src[i];
 }
