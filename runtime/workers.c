@@ -28,7 +28,7 @@
 /* Chunks per thread a job is cut into: fewer claims, but no thread holds much of the work. */
 #define CHUNKS_PER_THREAD 16
 
-typedef void (*task_fn)(void *, int, int64_t);
+typedef void (*range_fn)(void *, int, int64_t, int64_t);
 
 struct od_workers {
     int threads;
@@ -42,7 +42,7 @@ struct od_workers {
     uint32_t gen;        /* the caller's count of jobs */
     _Atomic uint64_t claim;
     /* the job of the claim word's generation, written (release) before the word is published */
-    _Atomic(task_fn) fn;
+    _Atomic(range_fn) fn;
     _Atomic(void *) ctx;
     atomic_llong n, per;
     atomic_bool flush;
@@ -92,7 +92,7 @@ static void restore_denormals(unsigned saved) {
 /* Claims and runs chunks of the job of c's generation until none is left or the job changed. */
 static void help(od_workers *w, int who, uint64_t c) {
     const uint32_t gen = GEN(c);
-    task_fn fn = atomic_load_explicit(&w->fn, memory_order_acquire);
+    range_fn fn = atomic_load_explicit(&w->fn, memory_order_acquire);
     void *ctx = atomic_load_explicit(&w->ctx, memory_order_acquire);
     int64_t n = atomic_load_explicit(&w->n, memory_order_acquire);
     int64_t per = atomic_load_explicit(&w->per, memory_order_acquire);
@@ -108,7 +108,7 @@ static void help(od_workers *w, int who, uint64_t c) {
             saved = flush_denormals();
             flushed = true;
         }
-        for (int64_t t = begin; t < end; t++) fn(ctx, who, t);
+        fn(ctx, who, begin, end);
         atomic_fetch_add_explicit(&w->done, end - begin, memory_order_release);
         c = atomic_load(&w->claim);
     }
@@ -196,12 +196,13 @@ int od_workers_threads(const od_workers *w) { return w ? w->threads : 1; }
 
 int64_t od_workers_jobs(void) { return atomic_load_explicit(&jobs_total, memory_order_relaxed); }
 
-void od_workers_run_flags(od_workers *w, int64_t n, task_fn fn, void *ctx, bool flush) {
+void od_workers_run_ranges(od_workers *w, int64_t n, range_fn fn, void *ctx, bool flush) {
+    if (n < 1) return;
     /* A run from inside a task, or from a second thread while one runs, goes serially (as
      * pthreadpool serialises its callers, but without making anyone wait). */
     if (!w || w->threads < 2 || n < 2 || n > MAX_TASKS || atomic_exchange(&w->calling, true)) {
         unsigned saved = flush ? flush_denormals() : 0;
-        for (int64_t t = 0; t < n; t++) fn(ctx, 0, t);
+        fn(ctx, 0, 0, n);
         if (flush) restore_denormals(saved);
         return;
     }
@@ -230,6 +231,16 @@ void od_workers_run_flags(od_workers *w, int64_t n, task_fn fn, void *ctx, bool 
     atomic_store(&w->calling, false);
 }
 
-void od_workers_run(od_workers *w, int64_t n, task_fn fn, void *ctx) {
-    od_workers_run_flags(w, n, fn, ctx, false);
+typedef struct each {
+    void (*fn)(void *, int, int64_t);
+    void *ctx;
+} each;
+
+static void run_each(void *ctx, int who, int64_t begin, int64_t end) {
+    const each *e = ctx;
+    for (int64_t t = begin; t < end; t++) e->fn(e->ctx, who, t);
+}
+
+void od_workers_run(od_workers *w, int64_t n, void (*fn)(void *, int, int64_t), void *ctx) {
+    od_workers_run_ranges(w, n, run_each, &(each){fn, ctx}, false);
 }

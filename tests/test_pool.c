@@ -145,6 +145,42 @@ static void test_grid(pthreadpool_t pool, const char *name) {
     free(g);
 }
 
+/* 6-d grid, last two dims tiled, sizes that leave partial tiles: each call covers a tile, every
+ * cell once; run serially, the calls come in pthreadpool's row-major order. Chunks of a job
+ * start mid-row, so the walk that counts coordinates must carry between dimensions. */
+enum { G0 = 2, G1 = 3, G2 = 2, G3 = 5, G4 = 7, G5 = 11, T4 = 3, T5 = 4 };
+typedef struct grid6 {
+    atomic_int cell[G0][G1][G2][G3][G4][G5];
+    atomic_int bad_tile, calls, out_of_order;
+    size_t last; /* serial run: the previous call's row-major cell index */
+} grid6;
+
+static void grid6_task(void *ctx, size_t a, size_t b, size_t c, size_t d, size_t e, size_t f,
+                       size_t te, size_t tf) {
+    grid6 *g = ctx;
+    if (e % T4 || f % T5 || te != (G4 - e < T4 ? G4 - e : T4) || tf != (G5 - f < T5 ? G5 - f : T5))
+        atomic_fetch_add(&g->bad_tile, 1);
+    size_t at = ((((a * G1 + b) * G2 + c) * G3 + d) * G4 + e) * G5 + f;
+    if (atomic_fetch_add(&g->calls, 1) > 0 && at <= g->last) atomic_fetch_add(&g->out_of_order, 1);
+    g->last = at;
+    for (size_t x = e; x < e + te && x < G4; x++)
+        for (size_t y = f; y < f + tf && y < G5; y++) atomic_fetch_add(&g->cell[a][b][c][d][x][y], 1);
+}
+
+static void test_grid6(pthreadpool_t pool, const char *name) {
+    grid6 *g = calloc(1, sizeof *g);
+    pthreadpool_parallelize_6d_tile_2d(pool, grid6_task, g, G0, G1, G2, G3, G4, G5, T4, T5, 0);
+    int bad = 0;
+    for (size_t k = 0; k < sizeof g->cell / sizeof(atomic_int); k++)
+        bad += atomic_load(&((atomic_int *)g->cell)[k]) != 1;
+    check(bad == 0 && atomic_load(&g->bad_tile) == 0, name, "%d cells not covered once, %d bad tiles",
+          bad, atomic_load(&g->bad_tile));
+    if (!pool)
+        check(atomic_load(&g->out_of_order) == 0, name, "%d calls out of row-major order",
+              atomic_load(&g->out_of_order));
+    free(g);
+}
+
 static atomic_int not_flushed, calls;
 static void csr_task(void *ctx, size_t i) {
     atomic_fetch_add(&calls, 1);
@@ -236,6 +272,8 @@ int main(void) {
     pthreadpool_t pool = pthreadpool_create(2);
     test_grid(NULL, "grid serial");
     test_grid(pool, "grid 2 threads");
+    test_grid6(NULL, "grid 6-d serial");
+    test_grid6(pool, "grid 6-d 2 threads");
     test_denormals(NULL, "denormals serial");
     test_denormals(pool, "denormals 2 threads");
     pthreadpool_destroy(pool);
