@@ -11,6 +11,7 @@
 #include <pthreadpool.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,36 @@ static void test_every_task_once(void) {
     check(one && od_workers_threads(one) == 1, "create 1", "a serial pool");
     od_workers_destroy(one);
     od_workers_destroy(NULL);
+}
+
+/* A worker that stops in the first task of its chunk holds up only that step of the chunk: the
+ * caller takes the rest (2 threads, 3200 tasks: chunks of 100, steps of 25). */
+enum { STEAL_N = 3200, STEAL_STEP = 25 };
+typedef struct steal_check {
+    atomic_int by_caller, worker_started, released;
+} steal_check;
+
+static void steal_task(void *ctx, int who, int64_t t) {
+    steal_check *c = ctx;
+    if (who == 0) {
+        for (int i = 0; i < 100000 && !atomic_load(&c->worker_started); i++) sched_yield();
+        atomic_fetch_add(&c->by_caller, 1);
+    } else if (!atomic_exchange(&c->worker_started, 1)) {
+        /* wait (at most ~2 s) for the caller to run every task but this step's */
+        for (int i = 0; i < 2000 && atomic_load(&c->by_caller) < STEAL_N - STEAL_STEP; i++)
+            usleep(1000);
+        atomic_store(&c->released, atomic_load(&c->by_caller) >= STEAL_N - STEAL_STEP);
+    }
+}
+
+static void test_steal(void) {
+    od_workers *w = od_workers_create(2);
+    steal_check c = {0};
+    od_workers_run(w, STEAL_N, steal_task, &c);
+    check(!atomic_load(&c.worker_started) || atomic_load(&c.released), "caller takes a stalled chunk",
+          "the caller ran %d of %d tasks while the worker stood in its first", atomic_load(&c.by_caller),
+          STEAL_N - STEAL_STEP);
+    od_workers_destroy(w);
 }
 
 typedef struct nest {
@@ -269,6 +300,7 @@ out:
 int main(void) {
     test_every_task_once();
     test_nested();
+    test_steal();
     test_two_callers();
     pthreadpool_t pool = pthreadpool_create(2);
     test_grid(NULL, "grid serial");
