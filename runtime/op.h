@@ -85,7 +85,7 @@ typedef struct od_step {
     od_buf **in;  /* in[i] is NULL for an omitted optional input */
     od_buf **out; /* out[i] is NULL for an omitted optional output */
     void *state;  /* the op's own, freed by op->destroy */
-    pthreadpool_t pool; /* this run's threads, NULL for one; the plan sets it (see parallel) */
+    pthreadpool_t pool; /* the plan's threads for a parallel step, NULL for one */
     bool parallel;      /* large enough to split across threads when the plan uses its pool */
     int64_t macs;
     /* A following Relu or Clip fused in by the planner (ops with fuses_activation): the op

@@ -21,9 +21,10 @@
 /* XNNPACK may read a little past the end of a buffer (XNN_EXTRA_BYTES). */
 #define ARENA_ALIGN 64
 #define ARENA_TAIL 64
-/* Below both, a step is not worth splitting across threads. */
-#define PARALLEL_MIN_MACS (1 << 21)
-#define PARALLEL_MIN_ELEMENTS (1 << 17)
+/* Below both, a step is not worth splitting across threads (a hand-out costs about a
+ * microsecond; 256 K MACs are 5 us on one core here). */
+#define PARALLEL_MIN_MACS (1 << 18)
+#define PARALLEL_MIN_ELEMENTS (1 << 14)
 
 
 /* ---- layout conversions (the planner's own steps) ------------------------- */
@@ -954,15 +955,14 @@ static od_status plan_create(const od_graph *g, const od_plan_options *opt, bool
             int ni = (int)(n - g->nodes);
             stp->macs = od_node_macs(g, ni, &p->shapes);
         }
-        /* Small steps run on the calling thread: waking a worker costs more than it saves,
-         * and a worker the OS has descheduled would stall every step that waits for it. */
+        /* Small steps run on the calling thread: waking a worker costs more than it saves. */
         int64_t elems = stp->n_out && stp->out[0] ? od_buf_count(stp->out[0]) : 0;
         stp->parallel =
             stp->pool && (stp->macs >= PARALLEL_MIN_MACS || elems >= PARALLEL_MIN_ELEMENTS);
-        /* Prepared for one thread: XNNPACK sets up smaller tiles for a pool, which made the
-         * runs without it up to 2x slower (resnet18 32x32); with the pool the rows still give
-         * enough tiles. od_plan_run sets each run's pool. */
-        stp->pool = NULL;
+        /* A parallel step is prepared for the pool it always runs on, so that XNNPACK cuts its
+         * output channels into tiles enough for every thread: prepared for one thread, a fully
+         * connected layer at batch 1 is one task, a 7x7 convolution a few. */
+        if (!stp->parallel) stp->pool = NULL;
         od_status (*prepare)(od_step *, od_error *) = training ? stp->op->train_prepare : stp->op->prepare;
         if (prepare && (st = prepare(stp, err))) goto fail;
     }
@@ -1045,10 +1045,9 @@ size_t od_plan_arena_bytes(const od_plan *p) { return p->arena_bytes; }
 od_status od_plan_run(od_plan *p, od_error *err) {
     if (p->split) return od_plan_split_run(p->split, err);
     if (p->training) return od_plan_run_forward(p, false, NULL, err);
-    /* The pool (runtime/workers.c) never waits for a worker that has not started, so a
-     * descheduled worker costs only its share: every large step uses it, on any load. */
-    if (p->pool)
-        for (int s = 0; s < p->n_steps; s++) p->steps[s].pool = p->steps[s].parallel ? p->pool : NULL;
+    /* Every parallel step holds the pool (planning set it): the pool (runtime/workers.c)
+     * never waits for a worker that has not started, so a descheduled worker costs only its
+     * share, on any load. */
     for (int s = 0; s < p->n_steps; s++) {
         od_step *stp = &p->steps[s];
         double t0 = p->profile ? od_seconds() : 0;

@@ -40,48 +40,65 @@ typedef struct grid {
     void *fn, *arg;
 } grid;
 
-static void grid_task(void *ctx, int who, int64_t task) {
+static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
+
+/* Moves s (tile starts) and z (tile sizes) to the next task in row-major order. */
+static inline void grid_next(const grid *g, size_t *s, size_t *z) {
+    for (int d = g->rank - 1; d >= 0; d--) {
+        s[d] += g->tile[d];
+        if (s[d] < g->range[d]) {
+            z[d] = min_size(g->range[d] - s[d], g->tile[d]);
+            return;
+        }
+        s[d] = 0;
+        z[d] = min_size(g->range[d], g->tile[d]);
+    }
+}
+
+/* Runs tasks [begin, end) of the grid: the first one's coordinates by division, the next ones'
+ * by counting (a division per dimension per task cost more than many of XNNPACK's tasks). */
+static void grid_range(void *ctx, int who, int64_t begin, int64_t end) {
     const grid *g = ctx;
-    size_t s[6] = {0}, z[6] = {0}, t = (size_t)task;
+    size_t s[6] = {0}, z[6] = {0}, t = (size_t)begin;
     for (int d = g->rank - 1; d >= 0; d--) {
         s[d] = t % g->count[d] * g->tile[d];
         t /= g->count[d];
-        z[d] = g->range[d] - s[d] < g->tile[d] ? g->range[d] - s[d] : g->tile[d];
+        z[d] = min_size(g->range[d] - s[d], g->tile[d]);
     }
     void *a = g->arg;
     typedef size_t Z;
+#define WALK(call)                                                                                 \
+    for (int64_t k = begin; k < end; k++, grid_next(g, s, z)) call;                                \
+    break
     switch (g->rank * 3 + g->tiled) {
-    case 3: ((void (*)(void *, Z))g->fn)(a, s[0]); break;
-    case 4: ((void (*)(void *, Z, Z))g->fn)(a, s[0], z[0]); break;
-    case 6: ((void (*)(void *, Z, Z))g->fn)(a, s[0], s[1]); break;
-    case 7: ((void (*)(void *, Z, Z, Z))g->fn)(a, s[0], s[1], z[1]); break;
-    case 8: ((void (*)(void *, Z, Z, Z, Z))g->fn)(a, s[0], s[1], z[0], z[1]); break;
-    case 9: ((void (*)(void *, Z, Z, Z))g->fn)(a, s[0], s[1], s[2]); break;
-    case 10: ((void (*)(void *, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], z[2]); break;
-    case 11: ((void (*)(void *, Z, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], z[1], z[2]); break;
-    case 12: ((void (*)(void *, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], s[3]); break;
-    case 13: ((void (*)(void *, Z, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], s[3], z[3]); break;
+    case 3: WALK(((void (*)(void *, Z))g->fn)(a, s[0]));
+    case 4: WALK(((void (*)(void *, Z, Z))g->fn)(a, s[0], z[0]));
+    case 6: WALK(((void (*)(void *, Z, Z))g->fn)(a, s[0], s[1]));
+    case 7: WALK(((void (*)(void *, Z, Z, Z))g->fn)(a, s[0], s[1], z[1]));
+    case 8: WALK(((void (*)(void *, Z, Z, Z, Z))g->fn)(a, s[0], s[1], z[0], z[1]));
+    case 9: WALK(((void (*)(void *, Z, Z, Z))g->fn)(a, s[0], s[1], s[2]));
+    case 10: WALK(((void (*)(void *, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], z[2]));
+    case 11: WALK(((void (*)(void *, Z, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], z[1], z[2]));
+    case 12: WALK(((void (*)(void *, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], s[3]));
+    case 13: WALK(((void (*)(void *, Z, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], s[3], z[3]));
     case 14:
-        ((void (*)(void *, Z, Z, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], s[3], z[2], z[3]);
-        break;
-    case 15: ((void (*)(void *, Z, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], s[3], s[4]); break;
+        WALK(((void (*)(void *, Z, Z, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], s[3], z[2], z[3]));
+    case 15: WALK(((void (*)(void *, Z, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], s[3], s[4]));
     case 16:
-        ((void (*)(void *, Z, Z, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], s[3], s[4], z[4]);
-        break;
+        WALK(((void (*)(void *, Z, Z, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], s[3], s[4], z[4]));
     case 17:
-        ((void (*)(void *, Z, Z, Z, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], s[3], s[4], z[3], z[4]);
-        break;
+        WALK(((void (*)(void *, Z, Z, Z, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], s[3], s[4], z[3],
+                                                             z[4]));
     case 18:
-        ((void (*)(void *, Z, Z, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], s[3], s[4], s[5]);
-        break;
+        WALK(((void (*)(void *, Z, Z, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], s[3], s[4], s[5]));
     case 19:
-        ((void (*)(void *, Z, Z, Z, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], s[3], s[4], s[5], z[5]);
-        break;
+        WALK(((void (*)(void *, Z, Z, Z, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], s[3], s[4], s[5],
+                                                             z[5]));
     case 20:
-        ((void (*)(void *, Z, Z, Z, Z, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], s[3], s[4], s[5],
-                                                          z[4], z[5]);
-        break;
+        WALK(((void (*)(void *, Z, Z, Z, Z, Z, Z, Z, Z))g->fn)(a, s[0], s[1], s[2], s[3], s[4],
+                                                                s[5], z[4], z[5]));
     }
+#undef WALK
 }
 
 /* Runs fn over the grid of the given ranges, the last `tiled` of them cut by tiles[]. */
@@ -96,8 +113,8 @@ static void run_grid(pthreadpool_t pool, void *fn, void *arg, uint32_t flags, in
         g.count[d] = (range[d] + g.tile[d] - 1) / g.tile[d];
         n *= (int64_t)g.count[d];
     }
-    od_workers_run_flags(workers_of(pool), n, grid_task, &g,
-                         (flags & PTHREADPOOL_FLAG_DISABLE_DENORMALS) != 0);
+    od_workers_run_ranges(workers_of(pool), n, grid_range, &g,
+                          (flags & PTHREADPOOL_FLAG_DISABLE_DENORMALS) != 0);
 }
 
 #define RANGES(...) (const size_t[]){__VA_ARGS__}

@@ -3,9 +3,12 @@
  * A job is published as one 64-bit claim word: its generation in the high half, its next
  * unclaimed task in the low half. Every thread (the caller too) claims chunks of tasks with a
  * compare-and-swap that also checks the generation, so a worker that wakes late can never take
- * tasks of a job it did not read, and the caller waits only for chunks that were claimed, by
- * threads that are therefore running. A finished job's word is closed (the low half all ones)
- * before the next job's fields are written. */
+ * tasks of a job it did not read. A finished job's word is closed (the low half all ones)
+ * before the next job's fields are written.
+ *
+ * A worker runs its chunk from a slot of its own (next task, end) a few tasks at a time, so that
+ * when every chunk is claimed the caller takes the unstarted half of a worker's chunk instead of
+ * waiting: a worker descheduled in the middle of a chunk holds up only the tasks it started. */
 #include "workers.h"
 
 #include <pthread.h>
@@ -27,8 +30,10 @@
 #define SPIN_YIELD_NS 200000
 /* Chunks per thread a job is cut into: fewer claims, but no thread holds much of the work. */
 #define CHUNKS_PER_THREAD 16
+/* A worker starts a quarter of its chunk at a time: what a thief can never take from it. */
+#define STEPS_PER_CHUNK 4
 
-typedef void (*task_fn)(void *, int, int64_t);
+typedef void (*range_fn)(void *, int, int64_t, int64_t);
 
 struct od_workers {
     int threads;
@@ -42,12 +47,19 @@ struct od_workers {
     uint32_t gen;        /* the caller's count of jobs */
     _Atomic uint64_t claim;
     /* the job of the claim word's generation, written (release) before the word is published */
-    _Atomic(task_fn) fn;
+    _Atomic(range_fn) fn;
     _Atomic(void *) ctx;
     atomic_llong n, per;
     atomic_bool flush;
     atomic_llong done; /* tasks finished */
+    struct slot *slots; /* per thread (0, the caller's, unused) */
 };
+
+/* A worker's unstarted tasks [next, end) of its chunk: end in the high half, next in the low. */
+struct slot {
+    _Alignas(64) _Atomic uint64_t range;
+};
+#define SLOT(next, end) ((uint64_t)(end) << 32 | (uint32_t)(next))
 
 typedef struct worker_arg {
     od_workers *w;
@@ -89,10 +101,44 @@ static void restore_denormals(unsigned saved) {
 #endif
 }
 
+/* A worker's chunk [begin, end): published in its slot, then started a step at a time, each
+ * step taken from the slot so that a thief can have taken the rest meanwhile. */
+static void run_slot(od_workers *w, int who, range_fn fn, void *ctx, int64_t begin, int64_t end) {
+    _Atomic uint64_t *slot = &w->slots[who].range;
+    const int64_t step = (end - begin + STEPS_PER_CHUNK - 1) / STEPS_PER_CHUNK;
+    atomic_store(slot, SLOT(begin, end));
+    for (uint64_t v = atomic_load(slot);;) {
+        int64_t next = IDX(v), stop = (int64_t)(v >> 32);
+        if (next >= stop) break;
+        int64_t to = next + step < stop ? next + step : stop;
+        if (!atomic_compare_exchange_weak(slot, &v, SLOT(to, stop))) continue;
+        fn(ctx, who, next, to);
+        atomic_fetch_add_explicit(&w->done, to - next, memory_order_release);
+        v = atomic_load(slot);
+    }
+}
+
+/* The caller, every task claimed: takes the unstarted half (all of one task) of some worker's
+ * chunk and runs it. False when no worker has unstarted tasks. */
+static bool steal(od_workers *w, range_fn fn, void *ctx) {
+    for (int k = 1; k < w->threads; k++) {
+        _Atomic uint64_t *slot = &w->slots[k].range;
+        uint64_t v = atomic_load(slot);
+        int64_t next = IDX(v), stop = (int64_t)(v >> 32);
+        if (next >= stop) continue;
+        int64_t mid = next + (stop - next) / 2;
+        if (!atomic_compare_exchange_strong(slot, &v, SLOT(next, mid))) return true; /* moved: look again */
+        fn(ctx, 0, mid, stop);
+        atomic_fetch_add_explicit(&w->done, stop - mid, memory_order_release);
+        return true;
+    }
+    return false;
+}
+
 /* Claims and runs chunks of the job of c's generation until none is left or the job changed. */
 static void help(od_workers *w, int who, uint64_t c) {
     const uint32_t gen = GEN(c);
-    task_fn fn = atomic_load_explicit(&w->fn, memory_order_acquire);
+    range_fn fn = atomic_load_explicit(&w->fn, memory_order_acquire);
     void *ctx = atomic_load_explicit(&w->ctx, memory_order_acquire);
     int64_t n = atomic_load_explicit(&w->n, memory_order_acquire);
     int64_t per = atomic_load_explicit(&w->per, memory_order_acquire);
@@ -104,12 +150,16 @@ static void help(od_workers *w, int who, uint64_t c) {
     while (GEN(c) == gen && IDX(c) < n) {
         int64_t begin = IDX(c), end = begin + per < n ? begin + per : n;
         if (!atomic_compare_exchange_weak(&w->claim, &c, (uint64_t)gen << 32 | (uint64_t)end)) continue;
-        if (flush && !flushed) {
+        if (flush && !flushed && who != 0) { /* the caller flushes for its whole run */
             saved = flush_denormals();
             flushed = true;
         }
-        for (int64_t t = begin; t < end; t++) fn(ctx, who, t);
-        atomic_fetch_add_explicit(&w->done, end - begin, memory_order_release);
+        if (who == 0) {
+            fn(ctx, who, begin, end);
+            atomic_fetch_add_explicit(&w->done, end - begin, memory_order_release);
+        } else {
+            run_slot(w, who, fn, ctx, begin, end);
+        }
         c = atomic_load(&w->claim);
     }
     if (flushed) restore_denormals(saved);
@@ -158,10 +208,18 @@ od_workers *od_workers_create(int threads) {
     if (!w) return NULL;
     w->threads = threads;
     w->tids = calloc((size_t)threads, sizeof(pthread_t));
+    w->slots = aligned_alloc(64, sizeof(struct slot) * (size_t)threads);
+    if (!w->tids || !w->slots) {
+        free(w->tids);
+        free(w->slots);
+        free(w);
+        return NULL;
+    }
+    for (int t = 0; t < threads; t++) atomic_init(&w->slots[t].range, 0);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     atomic_store(&w->claim, (uint64_t)CLOSED); /* generation 0, closed: no job yet */
-    for (int t = 1; w->tids && t < threads; t++) {
+    for (int t = 1; t < threads; t++) {
         worker_arg *a = malloc(sizeof *a);
         if (!a) break;
         *a = (worker_arg){w, t};
@@ -189,6 +247,7 @@ void od_workers_destroy(od_workers *w) {
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
     free(w->tids);
+    free(w->slots);
     free(w);
 }
 
@@ -196,12 +255,13 @@ int od_workers_threads(const od_workers *w) { return w ? w->threads : 1; }
 
 int64_t od_workers_jobs(void) { return atomic_load_explicit(&jobs_total, memory_order_relaxed); }
 
-void od_workers_run_flags(od_workers *w, int64_t n, task_fn fn, void *ctx, bool flush) {
+void od_workers_run_ranges(od_workers *w, int64_t n, range_fn fn, void *ctx, bool flush) {
+    if (n < 1) return;
     /* A run from inside a task, or from a second thread while one runs, goes serially (as
      * pthreadpool serialises its callers, but without making anyone wait). */
     if (!w || w->threads < 2 || n < 2 || n > MAX_TASKS || atomic_exchange(&w->calling, true)) {
         unsigned saved = flush ? flush_denormals() : 0;
-        for (int64_t t = 0; t < n; t++) fn(ctx, 0, t);
+        fn(ctx, 0, 0, n);
         if (flush) restore_denormals(saved);
         return;
     }
@@ -220,16 +280,29 @@ void od_workers_run_flags(od_workers *w, int64_t n, task_fn fn, void *ctx, bool 
         pthread_cond_broadcast(&w->cv);
         pthread_mutex_unlock(&w->mu);
     }
+    unsigned saved = flush ? flush_denormals() : 0;
     help(w, 0, c);
-    /* Every task is claimed; wait for the chunks running on other threads. */
+    /* Every task is claimed: take what workers have not started, then wait for the rest. */
     for (unsigned i = 0; atomic_load_explicit(&w->done, memory_order_acquire) < n; i++) {
-        if (i < 4096) cpu_relax();
+        if (steal(w, fn, ctx)) i = 0;
+        else if (i < 4096) cpu_relax();
         else sched_yield();
     }
+    if (flush) restore_denormals(saved);
     atomic_store(&w->claim, c | CLOSED);
     atomic_store(&w->calling, false);
 }
 
-void od_workers_run(od_workers *w, int64_t n, task_fn fn, void *ctx) {
-    od_workers_run_flags(w, n, fn, ctx, false);
+typedef struct each {
+    void (*fn)(void *, int, int64_t);
+    void *ctx;
+} each;
+
+static void run_each(void *ctx, int who, int64_t begin, int64_t end) {
+    const each *e = ctx;
+    for (int64_t t = begin; t < end; t++) e->fn(e->ctx, who, t);
+}
+
+void od_workers_run(od_workers *w, int64_t n, void (*fn)(void *, int, int64_t), void *ctx) {
+    od_workers_run_ranges(w, n, run_each, &(each){fn, ctx}, false);
 }

@@ -24,10 +24,13 @@ int od_workers_threads(const od_workers *w); /* 1 for NULL */
  * for per-thread state. Returns when all tasks are done. A run from inside a task of the same
  * pool, or from another thread while a run is under way, runs serially on its thread. */
 void od_workers_run(od_workers *w, int64_t n, void (*fn)(void *ctx, int who, int64_t task), void *ctx);
-/* The same, with denormals flushed to zero on every thread while it runs tasks (XNNPACK asks for
- * this, as pthreadpool's PTHREADPOOL_FLAG_DISABLE_DENORMALS, on the serial path too). */
-void od_workers_run_flags(od_workers *w, int64_t n, void (*fn)(void *ctx, int who, int64_t task),
-                          void *ctx, bool flush_denormals);
+/* Runs fn(ctx, who, begin, end) over chunks that cover [0, n) once: a caller whose tasks are
+ * cheap walks each chunk itself (pthreadpool's grids count coordinates instead of dividing).
+ * flush_denormals sets flush-to-zero on every thread while it runs chunks (XNNPACK asks for this,
+ * as pthreadpool's PTHREADPOOL_FLAG_DISABLE_DENORMALS, on the serial path too). */
+void od_workers_run_ranges(od_workers *w, int64_t n,
+                           void (*fn)(void *ctx, int who, int64_t begin, int64_t end), void *ctx,
+                           bool flush_denormals);
 /* Jobs handed to threads since the process started (all pools): tests prove with it that
  * XNNPACK's calls reach this pool. */
 int64_t od_workers_jobs(void);

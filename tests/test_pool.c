@@ -11,9 +11,11 @@
 #include <pthreadpool.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <xnnpack.h>
 #if defined(__SSE__)
 #include <xmmintrin.h>
@@ -56,6 +58,36 @@ static void test_every_task_once(void) {
     check(one && od_workers_threads(one) == 1, "create 1", "a serial pool");
     od_workers_destroy(one);
     od_workers_destroy(NULL);
+}
+
+/* A worker that stops in the first task of its chunk holds up only that step of the chunk: the
+ * caller takes the rest (2 threads, 3200 tasks: chunks of 100, steps of 25). */
+enum { STEAL_N = 3200, STEAL_STEP = 25 };
+typedef struct steal_check {
+    atomic_int by_caller, worker_started, released;
+} steal_check;
+
+static void steal_task(void *ctx, int who, int64_t t) {
+    steal_check *c = ctx;
+    if (who == 0) {
+        for (int i = 0; i < 100000 && !atomic_load(&c->worker_started); i++) sched_yield();
+        atomic_fetch_add(&c->by_caller, 1);
+    } else if (!atomic_exchange(&c->worker_started, 1)) {
+        /* wait (at most ~2 s) for the caller to run every task but this step's */
+        for (int i = 0; i < 2000 && atomic_load(&c->by_caller) < STEAL_N - STEAL_STEP; i++)
+            usleep(1000);
+        atomic_store(&c->released, atomic_load(&c->by_caller) >= STEAL_N - STEAL_STEP);
+    }
+}
+
+static void test_steal(void) {
+    od_workers *w = od_workers_create(2);
+    steal_check c = {0};
+    od_workers_run(w, STEAL_N, steal_task, &c);
+    check(!atomic_load(&c.worker_started) || atomic_load(&c.released), "caller takes a stalled chunk",
+          "the caller ran %d of %d tasks while the worker stood in its first", atomic_load(&c.by_caller),
+          STEAL_N - STEAL_STEP);
+    od_workers_destroy(w);
 }
 
 typedef struct nest {
@@ -145,6 +177,42 @@ static void test_grid(pthreadpool_t pool, const char *name) {
     free(g);
 }
 
+/* 6-d grid, last two dims tiled, sizes that leave partial tiles: each call covers a tile, every
+ * cell once; run serially, the calls come in pthreadpool's row-major order. Chunks of a job
+ * start mid-row, so the walk that counts coordinates must carry between dimensions. */
+enum { G0 = 2, G1 = 3, G2 = 2, G3 = 5, G4 = 7, G5 = 11, T4 = 3, T5 = 4 };
+typedef struct grid6 {
+    atomic_int cell[G0][G1][G2][G3][G4][G5];
+    atomic_int bad_tile, calls, out_of_order;
+    size_t last; /* serial run: the previous call's row-major cell index */
+} grid6;
+
+static void grid6_task(void *ctx, size_t a, size_t b, size_t c, size_t d, size_t e, size_t f,
+                       size_t te, size_t tf) {
+    grid6 *g = ctx;
+    if (e % T4 || f % T5 || te != (G4 - e < T4 ? G4 - e : T4) || tf != (G5 - f < T5 ? G5 - f : T5))
+        atomic_fetch_add(&g->bad_tile, 1);
+    size_t at = ((((a * G1 + b) * G2 + c) * G3 + d) * G4 + e) * G5 + f;
+    if (atomic_fetch_add(&g->calls, 1) > 0 && at <= g->last) atomic_fetch_add(&g->out_of_order, 1);
+    g->last = at;
+    for (size_t x = e; x < e + te && x < G4; x++)
+        for (size_t y = f; y < f + tf && y < G5; y++) atomic_fetch_add(&g->cell[a][b][c][d][x][y], 1);
+}
+
+static void test_grid6(pthreadpool_t pool, const char *name) {
+    grid6 *g = calloc(1, sizeof *g);
+    pthreadpool_parallelize_6d_tile_2d(pool, grid6_task, g, G0, G1, G2, G3, G4, G5, T4, T5, 0);
+    int bad = 0;
+    for (size_t k = 0; k < sizeof g->cell / sizeof(atomic_int); k++)
+        bad += atomic_load(&((atomic_int *)g->cell)[k]) != 1;
+    check(bad == 0 && atomic_load(&g->bad_tile) == 0, name, "%d cells not covered once, %d bad tiles",
+          bad, atomic_load(&g->bad_tile));
+    if (!pool)
+        check(atomic_load(&g->out_of_order) == 0, name, "%d calls out of row-major order",
+              atomic_load(&g->out_of_order));
+    free(g);
+}
+
 static atomic_int not_flushed, calls;
 static void csr_task(void *ctx, size_t i) {
     atomic_fetch_add(&calls, 1);
@@ -192,9 +260,9 @@ static void test_xnnpack_calls(void) {
     free(w), free(x), free(y1), free(y2);
 }
 
-/* A model's outputs with 2 threads equal 1 thread's bit for bit, and its steps went through
- * our pool. */
-static void test_plan(const char *path) {
+/* A model's outputs with 2 threads equal 1 thread's bit for bit, and (when it has steps large
+ * enough) its steps went through our pool. */
+static void test_plan(const char *path, bool uses_pool) {
     od_error err = {0};
     od_model *m = NULL;
     if (od_model_load(path, &m, &err)) {
@@ -222,7 +290,7 @@ static void test_plan(const char *path) {
         out[k] = malloc(bytes);
         memcpy(out[k], o->data, bytes);
     }
-    check(od_workers_jobs() > jobs, path, "2 threads: no step used the pool");
+    if (uses_pool) check(od_workers_jobs() > jobs, path, "2 threads: no step used the pool");
     check(memcmp(out[0], out[1], bytes) == 0, path, "2 threads differ from 1");
 out:
     for (int k = 0; k < 2; k++) od_plan_destroy(p[k]), free(out[k]);
@@ -232,15 +300,28 @@ out:
 int main(void) {
     test_every_task_once();
     test_nested();
+    test_steal();
     test_two_callers();
     pthreadpool_t pool = pthreadpool_create(2);
     test_grid(NULL, "grid serial");
     test_grid(pool, "grid 2 threads");
+    test_grid6(NULL, "grid 6-d serial");
+    test_grid6(pool, "grid 6-d 2 threads");
     test_denormals(NULL, "denormals serial");
     test_denormals(pool, "denormals 2 threads");
     pthreadpool_destroy(pool);
     test_xnnpack_calls();
-    test_plan("models/cnn.onnx");
+    test_plan("models/cnn.onnx", true);
+    test_plan("models/cnn_bn.onnx", true);
+    test_plan("models/resnet.onnx", true);
+    test_plan("models/mlp.onnx", false); /* 200 K MACs a layer: serial */
+    /* torchvision exports at 224x224, when the bench has made them */
+    const char *tv[] = {"build/torchvision_224/resnet18_224_op17.onnx",
+                        "build/torchvision_224/mobilenet_v2_224_op17.onnx",
+                        "build/torchvision_224/mobilenet_v3_small_224_op17.onnx",
+                        "build/torchvision_224/efficientnet_b0_224_op17.onnx"};
+    for (size_t i = 0; i < sizeof tv / sizeof *tv; i++)
+        if (access(tv[i], R_OK) == 0) test_plan(tv[i], true);
     printf("test_pool: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }

@@ -12,7 +12,7 @@
 #include <xnnpack.h>
 
 #define EW_MAX_IN 64
-#define EW_CHUNK 16384 /* elements per task when splitting work across threads */
+#define EW_CHUNK 4096 /* elements per task when splitting work across threads */
 
 typedef struct ew_bcast {
     int rank, n_in;                          /* rank >= 1 after merging */
