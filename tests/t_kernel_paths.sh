@@ -1,0 +1,26 @@
+#!/bin/bash
+# The kernels chosen by the CPU's features have fallbacks that a machine with those features never
+# takes: run the suites that check them again with each choice switched off, so the other paths
+# stay correct wherever CI happens to run.
+#   OD_NO_AVX512_DW=1  the conv weight gradient's AVX2 tiles instead of the AVX-512 ones
+#   OD_NO_DIRECT_DW=1  the conv weight gradient by im2row + sgemm (no direct tiles)
+#   OD_NO_VNNI=1       int8 convolutions on XNNPACK's QS8 operators instead of our VNNI kernel
+# Ends with `kernel_paths: N passed, N failed, N skipped`.
+. "$(dirname "$0")/lib.sh"
+
+run_with() { # ENV SUITE: the suite's own summary must say 0 failed
+    local env=$1 suite=$2 out
+    if [ ! -x "$BUILD/tests/$suite" ]; then
+        bad "$BUILD/tests/$suite is not built"
+        return
+    fi
+    out=$(env "$env" "$BUILD/tests/$suite" 2>&1)
+    local rc=$? last
+    last=$(tail -n 1 <<<"$out")
+    if [ $rc -eq 0 ] && grep -qE ' [1-9][0-9]* passed, 0 failed' <<<"$last"; then ok "$env $suite: $last"
+    else bad "$env $suite: exit $rc: $(grep -E '^FAIL' <<<"$out" | head -5) $last"; fi
+}
+run_with OD_NO_AVX512_DW=1 test_gradcheck
+run_with OD_NO_DIRECT_DW=1 test_gradcheck
+run_with OD_NO_VNNI=1 test_qs8
+finish
