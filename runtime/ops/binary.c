@@ -212,6 +212,10 @@ static void same_shape_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     int64_t n = end - begin;
     if (!w->backward) {
         float *out = o->data + begin;
+        if (k == 'A' && relu) { /* a residual block's end: one pass */
+            for (int64_t i = 0; i < n; i++) out[i] = od_keep_if(x[i] + z[i], x[i] + z[i] > 0);
+            return;
+        }
         if (k == 'A') for (int64_t i = 0; i < n; i++) out[i] = x[i] + z[i];
         else if (k == 'S') for (int64_t i = 0; i < n; i++) out[i] = x[i] - z[i];
         else if (k == 'M') for (int64_t i = 0; i < n; i++) out[i] = x[i] * z[i];
