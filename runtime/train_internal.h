@@ -10,6 +10,8 @@
 #include "od_train.h"
 #include "op.h"
 
+#include <string.h>
+
 /* Physical dims of a buffer (channels-last moves dim 1 last). */
 static inline void od_tbuf_phys_dims(const od_tbuf *b, int64_t *out) {
     od_phys_dims(b->rank, b->dims, b->cl, out);
@@ -23,6 +25,16 @@ void od_shards(const od_tstep *s, int64_t n, void (*fn)(void *ctx, int shard, in
 int od_shard_count(const od_tstep *s, int64_t n);
 
 /* ---- helpers for the kernels (runtime/ops/train_common.c) ---- */
+
+/* g where on, else +0, as a bit mask: GCC vectorises this where it leaves a select of a
+ * computed value (a product, a loaded gradient under a Relu's mask) scalar. */
+static inline float od_keep_if(float g, bool on) {
+    uint32_t u;
+    memcpy(&u, &g, sizeof u);
+    u &= -(uint32_t)on;
+    memcpy(&g, &u, sizeof g);
+    return g;
+}
 
 /* For a kernel whose backward can write all of input k's gradient with = : whether it may (it is
  * the input's last reader, so its backward is the first to write there); if so, marks it

@@ -507,6 +507,21 @@ static void b_conv_bn_relu(builder *b) { /* Relu fused into BN, BN after Conv */
     add_node(b, "Mul", IN("R", "R"), IN("Y"), NULL);
     finish(b, "Y");
 }
+/* the same with a Conv after the Relu: its gradient is not zero where the Relu clamped, so
+ * BN's backward must mask it */
+static void b_conv_bn_relu_conv(builder *b) {
+    add_init(b, "W", 4, D(4, 3, 3, 3), -0.5f, 0.5f);
+    add_init(b, "S", 1, D(4), 0.5f, 1.5f);
+    add_init(b, "B", 1, D(4), -0.5f, 0.5f);
+    add_init(b, "M", 1, D(4), 0.0f, 0.0f);
+    add_init(b, "V", 1, D(4), 1.0f, 1.0f);
+    add_init(b, "W2", 4, D(3, 4, 1, 1), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W"), IN("C"), AT("pads=is:1,1,1,1"));
+    add_node(b, "BatchNormalization", IN("C", "S", "B", "M", "V"), IN("N"), NULL);
+    add_node(b, "Relu", IN("N"), IN("R"), NULL);
+    add_node(b, "Conv", IN("R", "W2"), IN("Y"), NULL);
+    finish(b, "Y");
+}
 static void b_add_relu(builder *b) { /* Relu fused into Add: a residual block's end, then broadcast */
     add_init(b, "W", 4, D(3, 3, 3, 3), -0.5f, 0.5f);
     add_init(b, "P", 4, D(1, 3, 1, 1), -0.3f, 0.3f);
@@ -1007,6 +1022,7 @@ int main(void) {
     run_case("Flatten + Gemm", 4, D(2, 3, 4, 4), b_flatten_gemm, true);
     run_case("Reshape + Concat", 4, D(2, 3, 2, 2), b_reshape_concat, true);
     run_case("Conv + BN + Relu (fused)", 4, D(3, 3, 5, 5), b_conv_bn_relu, true);
+    run_case("Conv + BN + Relu (fused) + Conv", 4, D(3, 3, 5, 5), b_conv_bn_relu_conv, true);
     run_case("Conv + Relu, Gemm + Relu (fused)", 4, D(3, 3, 6, 6), b_conv_relu_gemm_relu, true);
     run_case("Add + Relu, broadcast Sub + Relu (fused)", 4, D(2, 3, 4, 4), b_add_relu, true);
     run_case("Dropout eval", 4, D(2, 3, 2, 2), b_dropout, false);

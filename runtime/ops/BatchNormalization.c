@@ -208,7 +208,8 @@ static od_status bn_train_prepare(od_tstep *s, od_error *err) {
 }
 
 /* Per-shard sums over rows: of x and x^2 (forward), of dy and dy*(x - mean) (backward, dy
- * first masked where a fused Relu clamped: one pass fewer over dy). */
+ * masked where a fused Relu clamped). The mask is the forward's output recomputed from x, the
+ * same operations in the same order, so the same bits: y is not read, dy not rewritten. */
 typedef struct bn_sums_ctx {
     od_tstep *s;
     bool backward;
@@ -222,8 +223,8 @@ static void bn_sums_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     double *part = b->part + (size_t)shard * 2 * (size_t)C;
     float acc[2 * 1024];
     bool backward = bc->backward, relu = s->fused_relu;
-    const float *X = s->in[0]->data, *Y = s->out[0]->data, *mean = bn_lanes(b, R_MEAN);
-    float *G = s->out[0]->grad;
+    const float *X = s->in[0]->data, *G = s->out[0]->grad, *mean = bn_lanes(b, R_MEAN),
+                *istd = bn_lanes(b, R_ISTD), *scale = bn_lanes(b, R_SCALE), *shift = bn_lanes(b, R_SHIFT);
     memset(part, 0, sizeof(double) * 2 * (size_t)C);
     for (int64_t c0 = 0; c0 < wd; c0 += 1024) {
         int64_t cn = wd - c0 < 1024 ? wd - c0 : 1024;
@@ -235,12 +236,15 @@ static void bn_sums_shard(void *ctx, int shard, int64_t begin, int64_t end) {
                 const float *x = X + i;
                 if (!backward) {
                     for (int64_t c = 0; c < n; c++) acc[c] += x[c], acc[cn + c] += x[c] * x[c];
-                } else {
-                    float *g = G + i;
-                    const float *y = Y + i, *m = mean + c0;
-                    if (relu)
-                        for (int64_t c = 0; c < n; c++) g[c] = y[c] > 0 ? g[c] : 0;
+                } else if (!relu) {
+                    const float *g = G + i, *m = mean + c0;
                     for (int64_t c = 0; c < n; c++) acc[c] += g[c], acc[cn + c] += g[c] * (x[c] - m[c]);
+                } else {
+                    const float *g = G + i, *m = mean + c0, *is = istd + c0, *sc = scale + c0, *sf = shift + c0;
+                    for (int64_t c = 0; c < n; c++) {
+                        float d = od_keep_if(g[c], (x[c] - m[c]) * is[c] * sc[c] + sf[c] > 0);
+                        acc[c] += d, acc[cn + c] += d * (x[c] - m[c]);
+                    }
                 }
             }
             for (int64_t c = 0; c < cn; c++)
@@ -249,6 +253,7 @@ static void bn_sums_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     }
 }
 
+/* Keep bn_sums_shard's mask the same expression. */
 static void bn_apply_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     od_tstep *s = ctx;
     bn_train *b = s->state;
@@ -304,15 +309,17 @@ static void bn_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     bn_train *b = s->state;
     int64_t C = b->C, wd = b->wd, e = end * C;
     const float *k = bn_lanes(b, R_K), *a1 = bn_lanes(b, R_A1), *a2 = bn_lanes(b, R_A2), *mean = bn_lanes(b, R_MEAN),
-                *istd = bn_lanes(b, R_ISTD);
+                *istd = bn_lanes(b, R_ISTD), *scale = bn_lanes(b, R_SCALE), *shift = bn_lanes(b, R_SHIFT);
+    bool relu = s->fused_relu;
     for (int64_t i = begin * C; i < e; i += wd) {
         int64_t n = e - i < wd ? e - i : wd;
         const float *x = s->in[0]->data + i, *g = s->out[0]->grad + i;
         float *dx = s->in[0]->grad + i;
-        if (b->dx_set)
-            for (int64_t c = 0; c < n; c++) dx[c] = k[c] * (g[c] - a1[c] - (x[c] - mean[c]) * istd[c] * a2[c]);
-        else
-            for (int64_t c = 0; c < n; c++) dx[c] += k[c] * (g[c] - a1[c] - (x[c] - mean[c]) * istd[c] * a2[c]);
+        for (int64_t c = 0; c < n; c++) { /* the mask as bn_sums_shard takes it */
+            float d = relu ? od_keep_if(g[c], (x[c] - mean[c]) * istd[c] * scale[c] + shift[c] > 0) : g[c];
+            float v = k[c] * (d - a1[c] - (x[c] - mean[c]) * istd[c] * a2[c]);
+            dx[c] = b->dx_set ? v : dx[c] + v;
+        }
     }
 }
 

@@ -409,11 +409,7 @@ od_status od_pool_train_forward(od_tstep *s, od_error *err) {
 static void max_grad(float *restrict dx, const int32_t *restrict am, const float *restrict dy, int32_t pix, bool set,
                      int64_t C) {
     for (int64_t c = 0; c < C; c++) {
-        uint32_t u;
-        memcpy(&u, &dy[c], sizeof u);
-        u &= -(uint32_t)(am[c] == pix);
-        float g;
-        memcpy(&g, &u, sizeof g);
+        float g = od_keep_if(dy[c], am[c] == pix);
         dx[c] = set ? g : dx[c] + g;
     }
 }
