@@ -194,20 +194,28 @@ typedef struct transpose_args {
     const void *src;
     void *dst;
     size_t rows, cols; /* src is [rows, cols] per batch item, dst [cols, rows] */
+    size_t span, spans; /* columns per task (a multiple of the tile), tasks per batch item */
     bool add;
 } transpose_args;
 
-/* In 32x32 tiles, so that both sides stay in cache. Copies move bits (int32 too); add sums floats. */
-static void transpose_item(void *ctx, size_t n) {
+#define TRANSPOSE_TILE 32
+/* Elements per task at least: a batch-1 input is still split across threads. */
+#define TRANSPOSE_TASK 4096
+
+/* A span of columns of one batch item, in 32x32 tiles, so that both sides stay in cache. Copies
+ * move bits (int32 too); add sums floats. Each element is written by one task only. */
+static void transpose_task(void *ctx, size_t t) {
     const transpose_args *a = ctx;
-    const size_t B = 32, rows = a->rows, cols = a->cols, plane = rows * cols;
+    const size_t B = TRANSPOSE_TILE, rows = a->rows, cols = a->cols, plane = rows * cols;
+    const size_t n = t / a->spans, first = t % a->spans * a->span;
+    const size_t last = first + a->span < cols ? first + a->span : cols;
     const uint32_t *src = (const uint32_t *)a->src + n * plane;
     uint32_t *dst = (uint32_t *)a->dst + n * plane;
     const float *fsrc = (const float *)a->src + n * plane;
     float *fdst = (float *)a->dst + n * plane;
     for (size_t r0 = 0; r0 < rows; r0 += B)
-        for (size_t c0 = 0; c0 < cols; c0 += B) {
-            size_t r1 = r0 + B < rows ? r0 + B : rows, c1 = c0 + B < cols ? c0 + B : cols;
+        for (size_t c0 = first; c0 < last; c0 += B) {
+            size_t r1 = r0 + B < rows ? r0 + B : rows, c1 = c0 + B < last ? c0 + B : last;
             if (a->add) {
                 for (size_t r = r0; r < r1; r++)
                     for (size_t c = c0; c < c1; c++) fdst[c * rows + r] += fsrc[r * cols + c];
@@ -223,8 +231,12 @@ void od_relayout(const void *src, void *dst, int rank, const int64_t *dims, bool
     size_t batch = (size_t)dims[0], c = (size_t)dims[1], s = 1;
     for (int d = 2; d < rank; d++) s *= (size_t)dims[d];
     if (esize == 4) {
-        transpose_args a = {src, dst, to_last ? c : s, to_last ? s : c, add};
-        od_parallel_for(pool, batch, transpose_item, &a);
+        transpose_args a = {src, dst, to_last ? c : s, to_last ? s : c, 0, 0, add};
+        if (!a.rows || !a.cols) return;
+        size_t tiles = (TRANSPOSE_TASK + a.rows * TRANSPOSE_TILE - 1) / (a.rows * TRANSPOSE_TILE);
+        a.span = (pool ? tiles : (a.cols + TRANSPOSE_TILE - 1) / TRANSPOSE_TILE) * TRANSPOSE_TILE;
+        a.spans = (a.cols + a.span - 1) / a.span;
+        od_parallel_for(pool, batch * a.spans, transpose_task, &a);
         return;
     }
     const uint8_t *in = src;
