@@ -25,7 +25,7 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
                       od_error *err);
 
 /* --sigma auto, --alpha auto, --label-weight auto: successive halving over the candidates on the
- * validation split, then the winner trained for opt->epochs (lib/noise_search.c). */
+ * validation split, the better of the last rung's 2 full-length runs kept (lib/noise_search.c). */
 od_status noise_search(const od_model *teacher, od_model *student, const od_data_split *data, const od_preprocess *pre,
                        const od_distill_options *opt, od_distill_result *res, od_error *err);
 
