@@ -117,14 +117,15 @@ static void explain(od_search_result *sr, const od_search_trial *win, const od_s
     if (o < sizeof sr->why) snprintf(sr->why + o, sizeof sr->why - o, ".");
 }
 
-/* One candidate's run from the initial student; *score is its best epoch's validation accuracy
+/* One candidate's run from the initial student, the test set untouched (the kept finalist's is
+ * evaluated once, at the end); *score is its best epoch's validation accuracy
  * (agreement without labels), -1 when it diverged or collapsed. Other failures end the search. */
 static od_status trial_run(const od_model *teacher, od_model *student, const od_data_split *data, const od_preprocess *pre,
-                           const od_distill_options *o, distill_cache *cache, const float *initial, bool eval_test,
-                           od_distill_result *one, double *score, od_error *err) {
+                           const od_distill_options *o, distill_cache *cache, const float *initial, od_distill_result *one,
+                           double *score, od_error *err) {
     weights_copy(student, (float *)initial, true);
     od_error e = {0};
-    od_status s = distill_run(teacher, student, data, pre, o, cache, eval_test, one, &e);
+    od_status s = distill_run(teacher, student, data, pre, o, cache, false, one, &e);
     const od_epoch_stats *b = !s && one->best_epoch > 0 ? &one->epochs[one->best_epoch - 1] : NULL;
     *score = b ? (b->val_acc >= 0 ? b->val_acc : b->val_agree) : -1;
     if (s && s != OD_STATUS_INVALID_ARGUMENT && !one->interrupted) { /* diverged, collapsed: the candidate loses; anything else ends the run */
@@ -220,7 +221,7 @@ od_status noise_search(const od_model *teacher, od_model *student, const od_data
             if (!last) o.progress = NULL;
             od_distill_result one = {0};
             double t1 = od_seconds();
-            if ((st = trial_run(teacher, student, data, pre, &o, &cache, initial, last, &one, &k->score, err))) {
+            if ((st = trial_run(teacher, student, data, pre, &o, &cache, initial, &one, &k->score, err))) {
                 od_distill_result_clear(&one);
                 goto done;
             }
@@ -277,11 +278,12 @@ od_status noise_search(const od_model *teacher, od_model *student, const od_data
         goto done;
     }
     if (w == kept_run) weights_copy(student, kept, true);
+    sr->seconds = od_seconds() - t0 - fin_seconds[w];
+    if ((st = distill_eval_test(student, data, pre, opt, &cache, &fin[w], err))) goto done;
     od_search_result keep_sr = *sr;
     *res = fin[w];
     memset(&fin[w], 0, sizeof fin[w]);
     res->search = keep_sr; /* distill_run starts from a clean result */
-    res->search.seconds = od_seconds() - t0 - fin_seconds[w];
     res->search.search_epochs -= opt->epochs; /* the output's own run is not the search's */
     res->t_teacher = cache.seconds;
     *err = (od_error){0};

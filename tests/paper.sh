@@ -89,7 +89,8 @@ row = {"table": sys.argv[2], "cell": sys.argv[3], "config": sys.argv[4], "seed":
        "teacher_logits_seconds": d["time"]["teacher_logits"]["seconds"], "best_epoch": d["best_epoch"],
        "n_train": d["n_train"], "n_unlabeled": d.get("n_unlabeled", 0), "params": s["params"], "macs": s["macs"],
        "latency_ms": lat[0] if lat else None, "sigma": d["options"]["sigma"], "alpha": d["options"]["alpha"],
-       "loss": d["options"]["loss"], "lr": d["options"]["lr"], "threads": d["options"]["threads"], "label_weight": d["options"]["label_weight"]}
+       "loss": d["options"]["loss"], "lr": d["options"]["lr"], "threads": d["options"]["threads"], "label_weight": d["options"]["label_weight"],
+       "search_why": d.get("search", {}).get("why")}
 print(json.dumps(row))
 print("[%s] %s %s %s seed %s: accuracy %.2f%%, training %.1f s" % (sys.argv[6], row["table"], row["cell"], row["config"],
       row["seed"], 100 * row["test_accuracy"], row["train_seconds"]), file=sys.stderr)
