@@ -884,6 +884,27 @@ static double majority_share(const float *logits, const int64_t *idx, int64_t n,
     return (double)best / (double)n;
 }
 
+od_status distill_eval_test(od_model *student, const od_data_split *data, const od_preprocess *pre, const od_distill_options *opt,
+                           const distill_cache *cache, od_distill_result *res, od_error *err) {
+    int64_t n = opt->test_limit > 0 && opt->test_limit < data->test.n ? opt->test_limit : data->test.n;
+    if (n <= 0 || !cache->test) return OD_STATUS_OK;
+    double t0 = od_seconds();
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)n);
+    if (!idx) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int64_t i = 0; i < n; i++) idx[i] = i;
+    bool collapsed;
+    od_status st = eval_subset(student, &data->test, idx, n, pre, cache->test, opt->threads, opt->comm, n, cache->classes,
+                               &res->student_test_acc, &res->test_agreement, &collapsed, err);
+    free(idx);
+    res->teacher_test_acc = od_accuracy(cache->test, data->test.labels, n, cache->classes);
+    if (!st && res->best_epoch > 0) {
+        od_epoch_stats *b = &res->epochs[res->best_epoch - 1];
+        b->test_acc = res->student_test_acc, b->test_agree = res->test_agreement;
+    }
+    res->t_train += od_seconds() - t0; /* a plain run's evaluations are in its epochs' time */
+    return st;
+}
+
 od_status od_distill(const od_model *teacher, od_model *student, const od_data_split *data, const od_preprocess *pre,
                      const od_distill_options *opt, od_distill_result *res, od_error *err) {
     if (opt->sigma_auto || opt->alpha_auto || opt->label_weight_auto) return noise_search(teacher, student, data, pre, opt, res, err);
@@ -1153,6 +1174,7 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
         if ((st = eval_subset(student, train, val_idx, n_val, pre, tlog, opt->threads, opt->comm, n_all, classes, &es->val_acc, &es->val_agree, &collapsed, err)))
             goto done;
         for (int64_t i = 0; i < test->n; i++) idx[i] = i;
+        es->test_acc = es->test_agree = -1; /* unknown without a test set (or in the search's runs) */
         if (test->n > 0 && (st = eval_subset(student, test, idx, test->n, pre, test_tlog, opt->threads, opt->comm, test->n, classes, &es->test_acc,
                                              &es->test_agree, &c2, err)))
             goto done;

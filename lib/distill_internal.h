@@ -24,8 +24,13 @@ od_status distill_run(const od_model *teacher, od_model *student, const od_data_
                       const od_distill_options *opt, distill_cache *cache, bool eval_test, od_distill_result *res,
                       od_error *err);
 
+/* The test set's accuracy and agreement of the student as it is, into res (and its kept epoch's
+ * stats): for a run made with eval_test false whose student is kept after all. */
+od_status distill_eval_test(od_model *student, const od_data_split *data, const od_preprocess *pre, const od_distill_options *opt,
+                           const distill_cache *cache, od_distill_result *res, od_error *err);
+
 /* --sigma auto, --alpha auto, --label-weight auto: successive halving over the candidates on the
- * validation split, then the winner trained for opt->epochs (lib/noise_search.c). */
+ * validation split, the better of the last rung's 2 full-length runs kept (lib/noise_search.c). */
 od_status noise_search(const od_model *teacher, od_model *student, const od_data_split *data, const od_preprocess *pre,
                        const od_distill_options *opt, od_distill_result *res, od_error *err);
 

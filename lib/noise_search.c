@@ -4,12 +4,12 @@
  * alpha means nothing there), plus the labels alone, at their own learning rate (lr_labels: the
  * two losses want different step sizes; lr sets the others'). Every candidate of a rung
  * trains from the same initial student with the same seed (a paired comparison: the same
- * initialisation and data order, the noise draws apart) for the rung's length and is scored on
- * the validation split (its best epoch); the better half goes on to the next rung, whose runs are
- * twice as long. The search spends budget - epochs epochs, split evenly over the rungs; the
- * winner of the last rung is then trained afresh for --epochs (at its own learning rate) on the
- * same logit cache, and that student is the one written (the search's own short-run models are
- * not kept). */
+ * initialisation and data order, the noise draws apart) and is scored on the validation split
+ * (its best epoch); the better half goes on. The last rung's two finalists train for the full
+ * --epochs, each exactly the run a plain `distill` with its values would make: short runs (their
+ * cosine schedule squeezed into a fraction of an epoch) order candidates differently than full
+ * runs do, so only full runs pick the output, and the better finalist's run is the student
+ * written (nothing trained again). The earlier rungs share budget - 2 x epochs evenly. */
 #include "distill_internal.h"
 
 #include <math.h>
@@ -75,6 +75,11 @@ static int by_score(const void *a, const void *b) {
     return x->order - y->order;
 }
 
+static bool uses_labels(const candidate *k) { return k->labels_only || k->label_weight > 0; }
+
+/* One standard error of an accuracy p measured on n samples, in points. */
+static double std_err(double p, int64_t n) { return n > 0 && p >= 0 && p <= 1 ? 100 * sqrt(p * (1 - p) / (double)n) : 0; }
+
 /* The last trial of the candidate named like c, or NULL. */
 static const od_search_trial *last_trial(const od_search_result *sr, bool labels_only, bool sigma0) {
     for (int i = sr->n_trials - 1; i >= 0; i--)
@@ -84,26 +89,55 @@ static const od_search_trial *last_trial(const od_search_result *sr, bool labels
     return NULL;
 }
 
-static void explain(od_search_result *sr, const od_search_trial *win, const od_search_trial *second) {
+/* tie: the winner trailed second within one standard error and won the tie rule. */
+static void explain(od_search_result *sr, const od_search_trial *win, const od_search_trial *second, bool tie) {
     char w[96], s[96];
     const char *what = sr->val_is_agreement ? "agreement with the teacher" : "validation accuracy";
     od_search_trial_name(win, w, sizeof w);
-    double p = win->val_acc, se = sr->n_val > 0 && p >= 0 ? 100 * sqrt(p * (1 - p) / (double)sr->n_val) : 0;
-    size_t o = (size_t)snprintf(sr->why, sizeof sr->why, "%s won the last rung (%d of %d, %.2f epochs each) with %.2f%% %s on the %lld-sample validation split",
-                                w, win->rung, sr->n_rungs, win->epochs, 100 * p, what, (long long)sr->n_val);
+    double se = std_err(win->val_acc, sr->n_val);
+    size_t o = (size_t)snprintf(sr->why, sizeof sr->why, "%s won the last rung (%d of %d, the finalists trained for the full %.3g epochs) with %.2f%% %s on the %lld-sample validation split",
+                                w, win->rung, sr->n_rungs, win->epochs, 100 * win->val_acc, what, (long long)sr->n_val);
     if (second && o < sizeof sr->why) {
         od_search_trial_name(second, s, sizeof s);
         double d = 100 * (win->val_acc - second->val_acc);
-        o += (size_t)snprintf(sr->why + o, sizeof sr->why - o, ", %.2f points ahead of %s (%.2f%%); one standard error there is %.1f points, so the lead is %s",
-                              d, s, 100 * second->val_acc, se, d > 2 * se ? "clear" : d > se ? "modest" : "within the noise (a close call)");
+        if (tie)
+            o += (size_t)snprintf(sr->why + o, sizeof sr->why - o, ", %.2f points behind %s (%.2f%%), within one standard error (%.1f points): a tie, and ties go to the objective with the labels, which the validation split measures",
+                                  -d, s, 100 * second->val_acc, se);
+        else
+            o += (size_t)snprintf(sr->why + o, sizeof sr->why - o, ", %.2f points ahead of %s (%.2f%%); one standard error there is %.1f points, so the lead is %s",
+                                  d, s, 100 * second->val_acc, se, d > 2 * se ? "clear" : d > se ? "modest" : "within the noise (a close call)");
     }
     const od_search_trial *plain = last_trial(sr, false, true), *labels = last_trial(sr, true, false);
-    if (plain && plain != win && o < sizeof sr->why)
+    if (plain && plain != win && plain != second && o < sizeof sr->why)
         o += (size_t)snprintf(sr->why + o, sizeof sr->why - o, ". The plain teacher (sigma 0) reached %.2f%% at rung %d", 100 * plain->val_acc, plain->rung);
-    if (labels && labels != win && o < sizeof sr->why)
-        o += (size_t)snprintf(sr->why + o, sizeof sr->why - o, "%s the labels alone %.2f%% at rung %d", plain && plain != win ? "," : ". The", 100 * labels->val_acc,
+    bool said_plain = plain && plain != win && plain != second;
+    if (labels && labels != win && labels != second && o < sizeof sr->why)
+        o += (size_t)snprintf(sr->why + o, sizeof sr->why - o, "%s labels alone %.2f%% at rung %d", said_plain ? ", the" : ". The", 100 * labels->val_acc,
                               labels->rung);
     if (o < sizeof sr->why) snprintf(sr->why + o, sizeof sr->why - o, ".");
+}
+
+/* One candidate's run from the initial student, the test set untouched (the kept finalist's is
+ * evaluated once, at the end); *score is its best epoch's validation accuracy
+ * (agreement without labels), -1 when it diverged or collapsed. Other failures end the search. */
+static od_status trial_run(const od_model *teacher, od_model *student, const od_data_split *data, const od_preprocess *pre,
+                           const od_distill_options *o, distill_cache *cache, const float *initial, od_distill_result *one,
+                           double *score, od_error *err) {
+    weights_copy(student, (float *)initial, true);
+    od_error e = {0};
+    od_status s = distill_run(teacher, student, data, pre, o, cache, false, one, &e);
+    const od_epoch_stats *b = !s && one->best_epoch > 0 ? &one->epochs[one->best_epoch - 1] : NULL;
+    *score = b ? (b->val_acc >= 0 ? b->val_acc : b->val_agree) : -1;
+    if (s && s != OD_STATUS_INVALID_ARGUMENT && !one->interrupted) { /* diverged, collapsed: the candidate loses; anything else ends the run */
+        *err = e;
+        return s;
+    }
+    if (s) *err = e; /* kept for when every finalist fails */
+    return OD_STATUS_OK;
+}
+
+static bool same_candidate(const od_search_trial *x, const candidate *c) {
+    return x->labels_only == c->labels_only && x->sigma == c->sigma && x->alpha == c->alpha && x->label_weight == c->label_weight;
 }
 
 od_status noise_search(const od_model *teacher, od_model *student, const od_data_split *data, const od_preprocess *pre,
@@ -118,11 +152,8 @@ od_status noise_search(const od_model *teacher, od_model *student, const od_data
         return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: an auto search chooses on the validation split: --val-split must be above 0");
     if (opt->epochs < 1 || opt->batch < 1) return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: options out of range");
     if (!(opt->lr_labels > 0)) return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: --lr-labels must be above 0");
-    double budget = opt->search_budget > 0 ? opt->search_budget : 2.0 * opt->epochs, search_epochs = budget - opt->epochs;
-    if (!(search_epochs > 0))
-        return od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
-                            "distill: --search-budget %g epochs leaves nothing for the search: it covers the search and the final %d epochs",
-                            budget, opt->epochs);
+    if (opt->resume)
+        return od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: an auto search does not resume (its trials are not checkpointed): run it again");
 
     /* the candidates */
     const float *S = opt->sigma_auto ? (opt->n_sigma_candidates ? opt->sigma_candidates : default_sigmas) : &opt->sigma;
@@ -140,9 +171,17 @@ od_status noise_search(const od_model *teacher, od_model *student, const od_data
                 cand[N] = (candidate){S[s], S[s] == 0 ? opt->alpha : A[a], W[w], false, 0, N}, N++;
     if (data->train.labels) cand[N] = (candidate){0, opt->alpha, 0, true, 0, N}, N++;
 
-    od_search_result *sr = &res->search;
     int rungs = 0;
     while ((1 << rungs) < N) rungs++;
+    /* the last rung: 2 finalists x epochs; the earlier rungs: the rest */
+    double budget = opt->search_budget > 0 ? opt->search_budget : 2.5 * opt->epochs, finals = N > 1 ? 2.0 * opt->epochs : opt->epochs,
+           early = budget - finals;
+    if (rungs > 1 ? !(early > 0) : early < 0)
+        return od_error_set(err, OD_STATUS_INVALID_ARGUMENT,
+                            "distill: --search-budget %g epochs leaves nothing for the search: the last rung alone trains 2 finalists for the %d epochs each",
+                            budget, opt->epochs);
+
+    od_search_result *sr = &res->search;
     int64_t n_all = opt->train_limit > 0 && opt->train_limit < data->train.n ? opt->train_limit : data->train.n;
     int64_t n_val = (int64_t)(opt->val_split * (double)n_all);
     int64_t full = (n_all - n_val + (opt->unlabeled ? opt->unlabeled->n : 0)) / opt->batch; /* batches in an epoch */
@@ -154,66 +193,73 @@ od_status noise_search(const od_model *teacher, od_model *student, const od_data
     sr->val_is_agreement = !data->train.labels;
     sr->winner = -1;
     sr->trials = calloc((size_t)(2 * N + 2), sizeof *sr->trials);
-    float *initial = malloc(sizeof(float) * (size_t)weights_count(student) + 1);
+    int64_t n_weights = weights_count(student);
+    float *initial = malloc(sizeof(float) * (size_t)n_weights + 1), *kept = malloc(sizeof(float) * (size_t)n_weights + 1);
     distill_cache cache = {0};
+    od_distill_result fin[2] = {{0}};
+    double fin_seconds[2] = {0};
     od_status st = OD_STATUS_OK;
-    if (!sr->trials || !initial) {
+    if (!sr->trials || !initial || !kept) {
         st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory for the search");
         goto done;
     }
     weights_copy(student, initial, false);
     double t0 = od_seconds();
-    int alive = N;
+    int alive = N, kept_run = -1, n_fin = N > 1 ? 2 : 1; /* kept_run: the finalist whose weights are in kept */
+    if (N == 1) rungs = 1; /* one candidate: its full run is the output */
     for (int r = 0; r < rungs; r++) {
-        int64_t len = llround(search_epochs / rungs / alive * (double)full); /* batches each */
-        if (len < 1) len = 1;
-        int64_t ep = (len + full - 1) / full, per = (len + ep - 1) / ep;
+        bool last = r == rungs - 1;
+        int64_t len = last ? 0 : llround(early / (rungs - 1) / alive * (double)full); /* batches each */
+        if (!last && len < 1) len = 1;
+        int64_t ep = last ? opt->epochs : (len + full - 1) / full, per = last ? 0 : (len + ep - 1) / ep;
         for (int c = 0; c < alive; c++) {
             candidate *k = &cand[c];
             od_distill_options o = candidate_options(opt, k->labels_only, k->sigma, k->alpha, k->label_weight);
             o.epochs = (int)ep;
             o.batches_per_epoch = per;
-            o.checkpoint = o.resume = NULL;
-            o.progress = NULL;
-            weights_copy(student, initial, true);
+            o.checkpoint = NULL;
+            if (!last) o.progress = NULL;
             od_distill_result one = {0};
-            od_error e = {0};
-            od_status s1 = distill_run(teacher, student, data, pre, &o, &cache, false, &one, &e);
-            bool stopped = one.interrupted;
-            k->score = !s1 && one.best_epoch > 0 ? (one.epochs[one.best_epoch - 1].val_acc >= 0 ? one.epochs[one.best_epoch - 1].val_acc
-                                                                                                  : one.epochs[one.best_epoch - 1].val_agree)
-                                                 : -1;
-            od_distill_result_clear(&one);
-            if (stopped) {
+            double t1 = od_seconds();
+            if ((st = trial_run(teacher, student, data, pre, &o, &cache, initial, &one, &k->score, err))) {
+                od_distill_result_clear(&one);
+                goto done;
+            }
+            if (one.interrupted) {
+                od_distill_result_clear(&one);
                 res->interrupted = true;
                 goto done;
             }
-            if (s1 && s1 != OD_STATUS_INVALID_ARGUMENT) { /* diverged, collapsed: the candidate loses; anything else ends the run */
-                *err = e;
-                st = s1;
-                goto done;
-            }
-            sr->trials[sr->n_trials++] = (od_search_trial){k->sigma, k->alpha, k->label_weight, k->labels_only, o.lr, r + 1,
-                                                           (double)(ep * per) / (double)full, k->score, false};
-            sr->search_epochs += (double)(ep * per) / (double)full;
+            if (last) { /* kept whole: one of the two is the output */
+                fin[c] = one;
+                fin_seconds[c] = od_seconds() - t1;
+                if (c == 0 && alive > 1) weights_copy(student, kept, false), kept_run = 0;
+            } else
+                od_distill_result_clear(&one);
+            double trained = last ? (double)ep : (double)(ep * per) / (double)full;
+            sr->trials[sr->n_trials++] = (od_search_trial){k->sigma, k->alpha, k->label_weight, k->labels_only, o.lr, r + 1, trained, k->score, false};
+            sr->search_epochs += trained;
         }
         qsort(cand, (size_t)alive, sizeof *cand, by_score);
-        int keep = (alive + 1) / 2;
-        for (int t = sr->n_trials - alive; t < sr->n_trials; t++)
-            for (int c = 0; c < keep; c++) {
-                const od_search_trial *x = &sr->trials[t];
-                if (x->labels_only == cand[c].labels_only && x->sigma == cand[c].sigma && x->alpha == cand[c].alpha &&
-                    x->label_weight == cand[c].label_weight)
-                    sr->trials[t].promoted = true;
-            }
-        if (r == rungs - 1) {
-            for (int t = sr->n_trials - alive; t < sr->n_trials; t++) {
-                const od_search_trial *x = &sr->trials[t];
-                bool won = x->labels_only == cand[0].labels_only && x->sigma == cand[0].sigma && x->alpha == cand[0].alpha &&
-                           x->label_weight == cand[0].label_weight;
-                sr->trials[t].promoted = won;
-                if (won) sr->winner = t;
-            }
+        bool tie = false;
+        if (last && alive > 1 && !sr->val_is_agreement && !uses_labels(&cand[0]) && uses_labels(&cand[1]) && cand[1].score >= 0 &&
+            100 * (cand[0].score - cand[1].score) <= std_err(cand[0].score, n_val)) {
+            /* a lead within one standard error is noise; validation measures the labels, so their objective takes the tie */
+            candidate t = cand[0];
+            cand[0] = cand[1], cand[1] = t, tie = true;
+        }
+        int keep = last ? 1 : (alive + 1) / 2;
+        for (int t = sr->n_trials - alive; t < sr->n_trials; t++) {
+            for (int c = 0; c < keep; c++)
+                if (same_candidate(&sr->trials[t], &cand[c])) sr->trials[t].promoted = true;
+            if (last && same_candidate(&sr->trials[t], &cand[0])) sr->winner = t;
+        }
+        if (last && sr->winner >= 0) {
+            const od_search_trial *second = NULL;
+            for (int t = sr->n_trials - alive; t < sr->n_trials; t++)
+                if (t != sr->winner) second = &sr->trials[t];
+            if (N > 1) explain(sr, &sr->trials[sr->winner], second, tie);
+            else snprintf(sr->why, sizeof sr->why, "one candidate: nothing to search");
         }
         alive = keep;
         sr->seconds = od_seconds() - t0;
@@ -224,33 +270,28 @@ od_status noise_search(const od_model *teacher, od_model *student, const od_data
             opt->progress(&p, opt->progress_ctx);
         }
     }
-    sr->seconds = od_seconds() - t0;
-    if (sr->winner < 0 && sr->n_trials == 0) { /* one candidate: nothing to search */
-        sr->trials[0] = (od_search_trial){cand[0].sigma, cand[0].alpha, cand[0].label_weight, cand[0].labels_only,
-                                          cand[0].labels_only ? opt->lr_labels : opt->lr, 0, 0, -1, true};
-        sr->n_trials = 1;
-        sr->winner = 0;
-        snprintf(sr->why, sizeof sr->why, "one candidate: nothing to search");
-    } else if (sr->winner >= 0) {
-        const od_search_trial *second = NULL;
-        for (int t = 0; t < sr->n_trials; t++)
-            if (sr->trials[t].rung == rungs && t != sr->winner && (!second || sr->trials[t].val_acc > second->val_acc)) second = &sr->trials[t];
-        explain(sr, &sr->trials[sr->winner], second);
-    }
 
-    /* the winner, trained for --epochs on the same cache; res is the run's */
-    {
-        const od_search_trial *w = &sr->trials[sr->winner];
-        od_distill_options o = candidate_options(opt, w->labels_only, w->sigma, w->alpha, w->label_weight);
-        weights_copy(student, initial, true);
-        od_search_result keep = *sr;
-        st = distill_run(teacher, student, data, pre, &o, &cache, true, res, err);
-        res->search = keep; /* distill_run starts from a clean result */
-        res->t_teacher = cache.seconds;
+    /* the winning finalist's run is the output: its weights, its result */
+    int w = sr->winner - (sr->n_trials - n_fin);
+    if (sr->trials[sr->winner].val_acc < 0) { /* every finalist failed: the last one's error */
+        st = err->status ? err->status : od_error_set(err, OD_STATUS_INVALID_ARGUMENT, "distill: every finalist of the search failed");
+        goto done;
     }
+    if (w == kept_run) weights_copy(student, kept, true);
+    sr->seconds = od_seconds() - t0 - fin_seconds[w];
+    if ((st = distill_eval_test(student, data, pre, opt, &cache, &fin[w], err))) goto done;
+    od_search_result keep_sr = *sr;
+    *res = fin[w];
+    memset(&fin[w], 0, sizeof fin[w]);
+    res->search = keep_sr; /* distill_run starts from a clean result */
+    res->search.search_epochs -= opt->epochs; /* the output's own run is not the search's */
+    res->t_teacher = cache.seconds;
+    *err = (od_error){0};
 done:
     if (res->interrupted) weights_copy(student, initial, true);
+    for (int k = 0; k < 2; k++) od_distill_result_clear(&fin[k]);
     distill_cache_clear(&cache);
     free(initial);
+    free(kept);
     return st;
 }

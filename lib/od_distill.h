@@ -67,9 +67,9 @@ typedef struct od_distill_options {
     const od_dataset *unlabeled;
     /* --sigma auto, --alpha auto, --label-weight auto: the value is searched by successive halving
      * on the validation split (od_search_result) over the candidates (n 0: the defaults), the plain
-     * teacher (sigma 0) and the labels alone always among them; the winner is then trained for
-     * epochs. search_budget: epochs of training for the whole run, search and final training
-     * (0: 2 x epochs). */
+     * teacher (sigma 0) and the labels alone always among them; the last rung's 2 finalists train
+     * for epochs and the better one's run is the result. search_budget: epochs of training for
+     * the whole run, the finalists included (0: 2.5 x epochs). */
     bool sigma_auto, alpha_auto, label_weight_auto;
     float sigma_candidates[16], alpha_candidates[16], label_weight_candidates[16];
     int n_sigma_candidates, n_alpha_candidates, n_label_weight_candidates;
@@ -118,10 +118,10 @@ typedef struct od_search_trial {
 typedef struct od_search_result {
     int n_trials, n_rungs, n_candidates;
     od_search_trial *trials;
-    int winner;              /* the trial that won the last rung (-1: no search ran) */
+    int winner;              /* the trial that won the last rung, the run kept (-1: no search ran) */
     double budget_epochs;    /* for search and final training together */
-    double search_epochs;    /* spent on the trials */
-    double seconds;          /* of the search (the final training not counted) */
+    double search_epochs;    /* spent on the trials but the winner's */
+    double seconds;          /* of the search (the winner's own run not counted) */
     int64_t n_val;
     bool val_is_agreement;   /* no labels: trials scored by agreement with the teacher */
     char why[512];           /* why the winner won, in words */

@@ -1097,7 +1097,7 @@ static void write_markdown(const od_report *r, FILE *f) {
     const od_search_result *sr = &d->search;
     if (sr->n_trials > 0) {
         fprintf(f, "\n### Noise search\n\nSuccessive halving over %d candidates in %d rungs on the %s-sample validation split: %.2f of "
-                   "%.3g budget epochs, %.1f s; the winner was then trained afresh for %d epochs (that is the student written). ",
+                   "%.3g budget epochs, %.1f s; the student written is the winning finalist's own %d-epoch run. ",
                 sr->n_candidates, sr->n_rungs, od_format_count(sr->n_val, a, sizeof a), sr->search_epochs, sr->budget_epochs, sr->seconds,
                 d->options.epochs);
         md_text(f, sr->why);

@@ -457,7 +457,7 @@ static void search_section(FILE *f, const od_report *r) {
     if (sr->n_trials <= 0) return;
     char a[32];
     fprintf(f, "<h3 id=\"search\">Noise search</h3>\n<p>Successive halving over %d candidates in %d rungs on the %s-sample validation "
-               "split: %.2f of %.3g budget epochs, %.1f s. The winner was then trained afresh for %d epochs: that is the student written. ",
+               "split: %.2f of %.3g budget epochs, %.1f s. The student written is the winning finalist's own %d-epoch run. ",
             sr->n_candidates, sr->n_rungs, od_format_count(sr->n_val, a, sizeof a), sr->search_epochs, sr->budget_epochs, sr->seconds,
             r->distill.options.epochs);
     esc(f, sr->why);

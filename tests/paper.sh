@@ -12,7 +12,7 @@
 # Issue 17's tables follow the grid, each a PART (PARTS="grid auto regime lowlabel teachers"):
 #   auto      --sigma auto --alpha auto beside the grid (same student, epochs, seeds): its test
 #             accuracy against the best grid point, its training time (search + final) against
-#             the grid's; AUTO_BUDGET (default 2 x EPOCHS); its labels-only candidate at
+#             the grid's; AUTO_BUDGET (default 2.5 x EPOCHS, distill's); its labels-only candidate at
 #             --lr-labels LR_LABELS, the others at LR_L2.
 #   regime    training-set size REGIME_SIZES ("1000 5000 0", 0: all) x student REGIME_STUDENTS
 #             ("conv mlp half": the grid's shallow conv student, a 784-800-800-10 MLP made here,
@@ -41,7 +41,7 @@ LR_LABELS=${LR_LABELS:-0.002}
 LR_L2=${LR_L2:-0.01}
 THREADS=${THREADS:-2}
 PARTS=${PARTS:-"grid auto regime lowlabel teachers"}
-AUTO_BUDGET=${AUTO_BUDGET:-$((2 * EPOCHS))}
+AUTO_BUDGET=${AUTO_BUDGET:-$(awk "BEGIN { print 2.5 * $EPOCHS }")}
 REGIME_SIZES=${REGIME_SIZES:-"1000 5000 0"}
 REGIME_STUDENTS=${REGIME_STUDENTS:-"conv mlp half"}
 REGIME_EPOCHS=${REGIME_EPOCHS:-20}
@@ -89,7 +89,8 @@ row = {"table": sys.argv[2], "cell": sys.argv[3], "config": sys.argv[4], "seed":
        "teacher_logits_seconds": d["time"]["teacher_logits"]["seconds"], "best_epoch": d["best_epoch"],
        "n_train": d["n_train"], "n_unlabeled": d.get("n_unlabeled", 0), "params": s["params"], "macs": s["macs"],
        "latency_ms": lat[0] if lat else None, "sigma": d["options"]["sigma"], "alpha": d["options"]["alpha"],
-       "loss": d["options"]["loss"], "lr": d["options"]["lr"], "threads": d["options"]["threads"], "label_weight": d["options"]["label_weight"]}
+       "loss": d["options"]["loss"], "lr": d["options"]["lr"], "threads": d["options"]["threads"], "label_weight": d["options"]["label_weight"],
+       "search_why": d.get("search", {}).get("why")}
 print(json.dumps(row))
 print("[%s] %s %s %s seed %s: accuracy %.2f%%, training %.1f s" % (sys.argv[6], row["table"], row["cell"], row["config"],
       row["seed"], 100 * row["test_accuracy"], row["train_seconds"]), file=sys.stderr)

@@ -56,17 +56,18 @@ const cli_command cli_cmd_distill = {
          .help = "noise on the teacher's logits, xi ~ N(0, S^2); 0: plain distillation. auto: chosen on the validation "
                  "split by successive halving within --search-budget: the candidates (--sigma-candidates x "
                  "--alpha-candidates x --label-weight-candidates, sigma 0 and the labels alone always among them) "
-                 "train from the same initial student and seed, the better half of each rung twice as long in the next; "
-                 "the winner is then trained afresh for --epochs and written. Progress per rung; the report lists "
-                 "every trial and why the winner won"},
+                 "train from the same initial student and seed, the better half of each rung on to the next; the last "
+                 "rung's 2 finalists train for the full --epochs and the better one's run is the student written "
+                 "(nothing retrained). Progress per rung; the report lists every trial and why the winner won"},
         {CLI_REAL, "--alpha", 0, "A|auto", 0, 1, .choices = "auto", .dflt = "0.5",
          .help = "fraction of each batch that gets noise; auto: searched (see --sigma auto)"},
         {CLI_REAL_LIST, "--sigma-candidates", 0, "LIST", 0, 100, .dflt = "0,0.1,0.3,1", .help = "sigmas an auto search tries"},
         {CLI_REAL_LIST, "--alpha-candidates", 0, "LIST", 0.001, 1, .dflt = "0.1,0.5,1", .help = "alphas --alpha auto tries"},
         {CLI_REAL_LIST, "--label-weight-candidates", 0, "LIST", 0, 1e3, .dflt = "0,0.5",
          .help = "label weights --label-weight auto tries"},
-        {CLI_REAL, "--search-budget", 0, "EPOCHS", 0.01, 1e6, .dflt = "2 x --epochs",
-         .help = "epochs of training an auto search may spend, the final --epochs included"},
+        {CLI_REAL, "--search-budget", 0, "EPOCHS", 0.01, 1e6, .dflt = "2.5 x --epochs",
+         .help = "epochs of training an auto search may spend: the 2 finalists' full runs, and the rest for the "
+                 "earlier rungs (at 2.5, a search costs what 2.5 plain runs do)"},
         {CLI_REAL_LIST, "--sigma-range", 0, "LO,HI", 0, 100, .min_items = 2, .max_items = 2,
          .help = "draw sigma uniformly per batch instead"},
         {CLI_CHOICE, "--teachers", 0, NULL, .choices = "mean|draw", .dflt = "mean",
@@ -439,8 +440,8 @@ int cmd_distill(int argc, char **argv) {
         opt.loss = res.loss, opt.sigma = res.sigma, opt.alpha = res.alpha, opt.label_weight = res.label_weight, opt.lr = res.lr;
         printf("search: %d candidates, %d trials over %d rung%s, %.2f of %.4g budget epochs, %.1f s; %s\n", sr->n_candidates, sr->n_trials,
                sr->n_rungs, sr->n_rungs == 1 ? "" : "s", sr->search_epochs, sr->budget_epochs, sr->seconds, sr->why);
-        if (res.loss == OD_LOSS_LABELS) printf("search: trained the winner afresh for %d epochs: --loss labels --lr %g\n", opt.epochs, res.lr);
-        else printf("search: trained the winner afresh for %d epochs: see the options below\n", opt.epochs);
+        if (res.loss == OD_LOSS_LABELS) printf("search: the student is the winning finalist's %d-epoch run: --loss labels --lr %g\n", opt.epochs, res.lr);
+        else printf("search: the student is the winning finalist's %d-epoch run: see the options below\n", opt.epochs);
     }
     printf("teacher logits: cached for %lld training samples (%lld labelled, %lld unlabelled), %d teacher%s%s\n",
            (long long)res.n_logits_cached, (long long)(res.n_logits_cached - res.n_unlabeled), (long long)res.n_unlabeled,
