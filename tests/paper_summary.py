@@ -5,7 +5,9 @@ difference from the plain teacher (sigma 0), and an SVG of accuracy against sigm
 alpha with +-1 std bars, the labels-only and plain-teacher baselines as dashed lines. Then issue
 17's tables (rows with "table" other than "grid"): the auto search against the grid, the regime
 map, the low-label regime and one against two teachers, each configuration's paired difference
-from its cell's baseline marked when it exceeds 2 std; each table's wall time from $WALL_FILE.
+from its cell's baseline marked when it exceeds 2 std. Each run's command and wall time per part
+($WALL_FILE, $PAPER_CMD; its cells from $THIS_RUN) are kept in RUNS_runs.json beside RUNS.jsonl,
+so parts and cells run apart each keep theirs (a later run of the same cells replaces them).
 usage: paper_summary.py RUNS.jsonl OUT.md OUT.svg [SETTINGS-LINE]"""
 import collections
 import json
@@ -163,7 +165,19 @@ def main(jsonl, md_path, svg_path, settings=""):
             if "=" in line:
                 k, v = line.strip().split("=", 1)
                 wall[k] = int(v)
-    text = [settings] if settings else []
+    side_path = os.path.splitext(jsonl)[0] + "_runs.json"
+    side = json.load(open(side_path)) if os.path.exists(side_path) else {}
+    this = everything
+    if os.environ.get("THIS_RUN"):
+        this = [json.loads(l) for l in open(os.environ["THIS_RUN"]) if l.strip()]
+    for part, sec in wall.items():
+        cells = sorted({r.get("cell", "") for r in this if r.get("table", "grid") == part})
+        cmd = settings if part == "grid" else os.environ.get("PAPER_CMD", settings)
+        side[part] = [e for e in side.get(part, []) if not set(e["cells"]) <= set(cells)] + \
+            [{"cells": cells, "minutes": round(sec / 60, 1), "command": cmd}]
+    if wall:
+        open(side_path, "w").write(json.dumps(side, indent=1, ensure_ascii=False) + "\n")
+    text = [side["grid"][-1]["command"]] if side.get("grid") else [settings] if settings else []
     by = collections.OrderedDict()
     for r in runs:
         by.setdefault(r["config"], []).append(r)
@@ -172,8 +186,8 @@ def main(jsonl, md_path, svg_path, settings=""):
         teacher_acc = 100 * runs[0]["teacher_accuracy"]
         text.append("Student: %s parameters, %s MACs per sample; teacher models/cnn.onnx %.2f%% test accuracy." %
                     (format(runs[0]["params"], ","), format(runs[0]["macs"], ","), teacher_acc))
-        if "grid" in wall:
-            text.append("Wall time of the grid: %.1f min." % (wall["grid"] / 60))
+        if side.get("grid"):
+            text.append("Wall time of the grid: %.1f min." % side["grid"][-1]["minutes"])
         text.append("\n".join(rows))
         open(svg_path, "w").write(svg(stats, teacher_acc))
     tables = collections.OrderedDict()
@@ -182,9 +196,10 @@ def main(jsonl, md_path, svg_path, settings=""):
             tables.setdefault(r["table"], []).append(r)
     for name, rs in tables.items():
         t = extra_table(name, rs, by)
-        if name in wall:
-            t.insert(2, "Wall time: %.1f min (this run)." % (wall[name] / 60))
-            t.insert(3, "")
+        for k, e in enumerate(side.get(name, [])):
+            cells = "; ".join(c for c in e["cells"] if c)
+            t.insert(2 + 2 * k, "%s%s: %.1f min wall." % ("Cells " + cells + ", " if cells else "", e["command"], e["minutes"]))
+            t.insert(3 + 2 * k, "")
         text.append("\n".join(t))
     open(md_path, "w").write("\n\n".join(text) + "\n")
 
