@@ -16,6 +16,7 @@ import statistics
 import sys
 
 BASELINE = {"regime": "labels only", "lowlabel": "labels only", "teachers": "one teacher (cnn)"}
+STUDENTS = ["conv", "mlp", "half"]
 TITLES = {"auto": "Automatic noise search (`--sigma auto --alpha auto`) beside the grid",
           "regime": "Regime map: training-set size x student capacity",
           "lowlabel": "Low-label regime: labelled images alone, or with the rest as `--unlabeled`",
@@ -29,11 +30,18 @@ def paired(rs, base):
     return ms(d) if d else None
 
 
+def cell_order(cell):
+    """regime cells by size ("all" last), then student, whichever order their runs were merged in"""
+    size, _, student = cell.partition(", ")
+    return (int(size) if size.isdigit() else float("inf"), STUDENTS.index(student) if student in STUDENTS else 0)
+
+
 def extra_table(name, runs, grid_by):
     out = ["## " + TITLES.get(name, name), ""]
     cells = collections.OrderedDict()
     for r in runs:
         cells.setdefault(r.get("cell", ""), collections.OrderedDict()).setdefault(r["config"], []).append(r)
+    cells = collections.OrderedDict(sorted(cells.items(), key=lambda kv: cell_order(kv[0])))
     if name == "auto":
         rows = ["| configuration | seeds | test accuracy (%) | training s per seed (search + final) | chosen (loss, σ, α, lr) |", "|---|---|---|---|---|"]
         for cell, by in cells.items():
