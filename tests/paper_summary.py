@@ -30,6 +30,15 @@ def paired(rs, base):
     return ms(d) if d else None
 
 
+def versus(rs, base):
+    """the paired difference from base's runs as text, and **helps**/**hurts** when beyond 2 std"""
+    d = paired(rs, base) if base else None
+    if not d:
+        return "–", ""
+    flag = ("**helps**" if d[0] > 0 else "**hurts**") if len(rs) > 1 and abs(d[0]) > 2 * d[1] else ""
+    return "%+.2f ± %.2f" % d, flag
+
+
 def cell_order(cell):
     """regime cells by size ("all" last), then student, whichever order their runs were merged in"""
     size, _, student = cell.partition(", ")
@@ -68,8 +77,10 @@ def extra_table(name, runs, grid_by):
             return out
         return out + rows
     base_name = BASELINE.get(name)
-    rows = ["| cell | configuration | seeds | test accuracy (%%) | vs %s, same seed (points) | > 2 std | agreement (%%) | best epoch | training (s) |"
-            % base_name, "|---|---|---|---|---|---|---|---|---|"]
+    # the regime map also pairs each noisy setting with the plain teacher: does the noise earn its place
+    vs_plain = name == "regime"
+    rows = ["| cell | configuration | seeds | test accuracy (%%) | vs %s, same seed (points) | > 2 std |%s agreement (%%) | best epoch | training (s) |"
+            % (base_name, " noise vs plain teacher, same seed |" if vs_plain else ""), "|---|---|---|---|---|---|%s---|---|---|" % ("---|" if vs_plain else "")]
     for cell, by in cells.items():
         base = by.get(base_name)
         for cfg, rs in by.items():
@@ -77,15 +88,12 @@ def extra_table(name, runs, grid_by):
             g = ms([100 * r["agreement"] for r in rs])
             t = ms([r["train_seconds"] for r in rs])
             e = ms([r["best_epoch"] for r in rs])
-            diff, flag = "–", ""
-            if base and cfg != base_name:
-                d = paired(rs, base)
-                if d:
-                    diff = "%+.2f ± %.2f" % d
-                    if len(rs) > 1 and abs(d[0]) > 2 * d[1]:
-                        flag = "**helps**" if d[0] > 0 else "**hurts**"
-            rows.append("| %s | %s | %d | %.2f ± %.2f | %s | %s | %.2f ± %.2f | %.1f | %.1f ± %.1f |"
-                        % (cell, cfg, len(rs), a[0], a[1], diff, flag, g[0], g[1], e[0], t[0], t[1]))
+            diff, flag = versus(rs, base) if cfg != base_name else ("–", "")
+            noise = ""
+            if vs_plain:
+                noise = " %s |" % " ".join(x for x in versus(rs, by.get("teacher, sigma 0")) if x) if cfg.startswith("sigma ") else " – |"
+            rows.append("| %s | %s | %d | %.2f ± %.2f | %s | %s |%s %.2f ± %.2f | %.1f | %.1f ± %.1f |"
+                        % (cell, cfg, len(rs), a[0], a[1], diff, flag, noise, g[0], g[1], e[0], t[0], t[1]))
     return out + rows
 
 
