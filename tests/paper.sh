@@ -122,7 +122,7 @@ fi
 if part regime; then
     t0=$SECONDS
     # the paper's MNIST student: 784-800-800-10, PyTorch's default initialisation, seeded
-    /usr/bin/python3 - "$T/mlp800.onnx" <<'PY'
+    [[ " $REGIME_STUDENTS " == *" mlp "* ]] && /usr/bin/python3 - "$T/mlp800.onnx" <<'PY'
 import sys, numpy as np, onnx
 from onnx import helper, numpy_helper, TensorProto
 rng = np.random.default_rng(17)
@@ -197,22 +197,28 @@ if [ "$failed" != 0 ]; then
     echo "paper: $failed of $n runs failed; $BENCH/ left as it was (this run's rows: $NEW)" >&2
     exit 1
 fi
-# this run's parts replace their own rows only; the parts not run keep theirs. Under a lock, so a
+# this run's cells (a part, or one of its cells: regime size x student) replace their own rows
+# only; the others keep theirs, so the regime map can be run a cell at a time. Under a lock, so a
 # part finishing beside another (THREADS=1, same BENCH) keeps the other's rows.
 exec 9>"$OUT.lock"
 flock 9
+cp "$NEW" "$T/this.jsonl"
 if [ -s "$OUT" ]; then
-    /usr/bin/python3 - "$OUT" "$PARTS" >>"$NEW" <<'PY'
+    /usr/bin/python3 - "$OUT" "$NEW" >>"$NEW" <<'PY'
 import json, sys
+key = lambda r: (r.get("table", "grid"), r.get("cell", ""))
+mine = {key(json.loads(l)) for l in open(sys.argv[2]) if l.strip()}
 for line in open(sys.argv[1]):
-    if line.strip() and json.loads(line).get("table", "grid") not in sys.argv[2].split():
+    if line.strip() and key(json.loads(line)) not in mine:
         print(line.rstrip())
 PY
 fi
 mv "$NEW" "$OUT"
 printf '%s\n' "${wall[@]}" >"$T/wall"
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
-settings="$(date -u +%Y-%m-%d), $cpu, $(nproc) cores: \`EPOCHS=$EPOCHS SEEDS=\"$SEEDS\" SIGMAS=\"$SIGMAS\" ALPHAS=\"$ALPHAS\" LR_LABELS=$LR_LABELS LR_L2=$LR_L2 THREADS=$THREADS WIDTH=$WIDTH DEPTH=$DEPTH TRAIN_LIMIT=${TRAIN_LIMIT:-0} TEST_LIMIT=${TEST_LIMIT:-0} LATENCY=$LATENCY PARTS=\"$PARTS\" AUTO_BUDGET=$AUTO_BUDGET REGIME_SIZES=\"$REGIME_SIZES\" REGIME_STUDENTS=\"$REGIME_STUDENTS\" REGIME_EPOCHS=$REGIME_EPOCHS REGIME_NOISE=\"$REGIME_NOISE\" REGIME_LW=$REGIME_LW LOW_LABELS=$LOW_LABELS LOW_UNLABELED=$LOW_UNLABELED LOW_EPOCHS=$LOW_EPOCHS LOW_EPOCHS_SMALL=$LOW_EPOCHS_SMALL tests/paper.sh\` ($((SECONDS / 60)) min). Each run: \`onnx-distill distill models/cnn.onnx --data fashion-mnist --width $WIDTH --depth $DEPTH --epochs $EPOCHS --threads $THREADS --seed S\` plus \`--loss labels --lr $LR_LABELS\`, \`--sigma 0 --lr $LR_L2\` or \`--sigma σ --alpha α --lr $LR_L2\` (Adam, cosine schedule, batch 64; the epoch kept is the best on a 5% validation split). Training time: the epochs with their validation and test evaluation, $THREADS thread(s), without the teacher's logits (computed once a run). The auto table's runs: \`--sigma auto --alpha auto --search-budget $AUTO_BUDGET --lr $LR_L2 --lr-labels $LR_LABELS\`."
-WALL_FILE="$T/wall" /usr/bin/python3 tests/paper_summary.py "$OUT" "$BENCH/PAPER.md" "$BENCH/paper.svg" "$settings"
+envs="EPOCHS=$EPOCHS SEEDS=\"$SEEDS\" SIGMAS=\"$SIGMAS\" ALPHAS=\"$ALPHAS\" LR_LABELS=$LR_LABELS LR_L2=$LR_L2 THREADS=$THREADS WIDTH=$WIDTH DEPTH=$DEPTH TRAIN_LIMIT=${TRAIN_LIMIT:-0} TEST_LIMIT=${TEST_LIMIT:-0} LATENCY=$LATENCY PARTS=\"$PARTS\" AUTO_BUDGET=$AUTO_BUDGET REGIME_SIZES=\"$REGIME_SIZES\" REGIME_STUDENTS=\"$REGIME_STUDENTS\" REGIME_EPOCHS=$REGIME_EPOCHS REGIME_NOISE=\"$REGIME_NOISE\" REGIME_LW=$REGIME_LW LOW_LABELS=$LOW_LABELS LOW_UNLABELED=$LOW_UNLABELED LOW_EPOCHS=$LOW_EPOCHS LOW_EPOCHS_SMALL=$LOW_EPOCHS_SMALL tests/paper.sh"
+settings="$(date -u +%Y-%m-%d), $cpu, $(nproc) cores: \`$envs\` ($((SECONDS / 60)) min). Each run: \`onnx-distill distill models/cnn.onnx --data fashion-mnist --width $WIDTH --depth $DEPTH --epochs $EPOCHS --threads $THREADS --seed S\` plus \`--loss labels --lr $LR_LABELS\`, \`--sigma 0 --lr $LR_L2\` or \`--sigma σ --alpha α --lr $LR_L2\` (Adam, cosine schedule, batch 64; the epoch kept is the best on a 5% validation split). Training time: the epochs with their validation and test evaluation, $THREADS thread(s), without the teacher's logits (computed once a run). The auto table's runs: \`--sigma auto --alpha auto --search-budget $AUTO_BUDGET --lr $LR_L2 --lr-labels $LR_LABELS\`."
+cmd="$(date -u '+%Y-%m-%d %H:%M') UTC, load $(cut -d' ' -f1 /proc/loadavg) at the end: \`$envs\`"
+WALL_FILE="$T/wall" THIS_RUN="$T/this.jsonl" PAPER_CMD="$cmd" /usr/bin/python3 tests/paper_summary.py "$OUT" "$BENCH/PAPER.md" "$BENCH/paper.svg" "$settings"
 cat "$BENCH/PAPER.md"
 flock -u 9

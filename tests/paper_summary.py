@@ -5,7 +5,9 @@ difference from the plain teacher (sigma 0), and an SVG of accuracy against sigm
 alpha with +-1 std bars, the labels-only and plain-teacher baselines as dashed lines. Then issue
 17's tables (rows with "table" other than "grid"): the auto search against the grid, the regime
 map, the low-label regime and one against two teachers, each configuration's paired difference
-from its cell's baseline marked when it exceeds 2 std; each table's wall time from $WALL_FILE.
+from its cell's baseline marked when it exceeds 2 std. Each run's command and wall time per part
+($WALL_FILE, $PAPER_CMD; its cells from $THIS_RUN) are kept in RUNS_runs.json beside RUNS.jsonl,
+so parts and cells run apart each keep theirs (a later run of the same cells replaces them).
 usage: paper_summary.py RUNS.jsonl OUT.md OUT.svg [SETTINGS-LINE]"""
 import collections
 import json
@@ -14,6 +16,7 @@ import statistics
 import sys
 
 BASELINE = {"regime": "labels only", "lowlabel": "labels only", "teachers": "one teacher (cnn)"}
+STUDENTS = ["conv", "mlp", "half"]
 TITLES = {"auto": "Automatic noise search (`--sigma auto --alpha auto`) beside the grid",
           "regime": "Regime map: training-set size x student capacity",
           "lowlabel": "Low-label regime: labelled images alone, or with the rest as `--unlabeled`",
@@ -27,11 +30,27 @@ def paired(rs, base):
     return ms(d) if d else None
 
 
+def versus(rs, base):
+    """the paired difference from base's runs as text, and **helps**/**hurts** when beyond 2 std"""
+    d = paired(rs, base) if base else None
+    if not d:
+        return "–", ""
+    flag = ("**helps**" if d[0] > 0 else "**hurts**") if len(rs) > 1 and abs(d[0]) > 2 * d[1] else ""
+    return "%+.2f ± %.2f" % d, flag
+
+
+def cell_order(cell):
+    """regime cells by size ("all" last), then student, whichever order their runs were merged in"""
+    size, _, student = cell.partition(", ")
+    return (int(size) if size.isdigit() else float("inf"), STUDENTS.index(student) if student in STUDENTS else 0)
+
+
 def extra_table(name, runs, grid_by):
     out = ["## " + TITLES.get(name, name), ""]
     cells = collections.OrderedDict()
     for r in runs:
         cells.setdefault(r.get("cell", ""), collections.OrderedDict()).setdefault(r["config"], []).append(r)
+    cells = collections.OrderedDict(sorted(cells.items(), key=lambda kv: cell_order(kv[0])))
     if name == "auto":
         rows = ["| configuration | seeds | test accuracy (%) | training s per seed (search + final) | chosen (loss, σ, α, lr) |", "|---|---|---|---|---|"]
         for cell, by in cells.items():
@@ -58,8 +77,10 @@ def extra_table(name, runs, grid_by):
             return out
         return out + rows
     base_name = BASELINE.get(name)
-    rows = ["| cell | configuration | seeds | test accuracy (%%) | vs %s, same seed (points) | > 2 std | agreement (%%) | best epoch | training (s) |"
-            % base_name, "|---|---|---|---|---|---|---|---|---|"]
+    # the regime map also pairs each noisy setting with the plain teacher: does the noise earn its place
+    vs_plain = name == "regime"
+    rows = ["| cell | configuration | seeds | test accuracy (%%) | vs %s, same seed (points) | > 2 std |%s agreement (%%) | best epoch | training (s) |"
+            % (base_name, " noise vs plain teacher, same seed |" if vs_plain else ""), "|---|---|---|---|---|---|%s---|---|---|" % ("---|" if vs_plain else "")]
     for cell, by in cells.items():
         base = by.get(base_name)
         for cfg, rs in by.items():
@@ -67,15 +88,12 @@ def extra_table(name, runs, grid_by):
             g = ms([100 * r["agreement"] for r in rs])
             t = ms([r["train_seconds"] for r in rs])
             e = ms([r["best_epoch"] for r in rs])
-            diff, flag = "–", ""
-            if base and cfg != base_name:
-                d = paired(rs, base)
-                if d:
-                    diff = "%+.2f ± %.2f" % d
-                    if len(rs) > 1 and abs(d[0]) > 2 * d[1]:
-                        flag = "**helps**" if d[0] > 0 else "**hurts**"
-            rows.append("| %s | %s | %d | %.2f ± %.2f | %s | %s | %.2f ± %.2f | %.1f | %.1f ± %.1f |"
-                        % (cell, cfg, len(rs), a[0], a[1], diff, flag, g[0], g[1], e[0], t[0], t[1]))
+            diff, flag = versus(rs, base) if cfg != base_name else ("–", "")
+            noise = ""
+            if vs_plain:
+                noise = " %s |" % " ".join(x for x in versus(rs, by.get("teacher, sigma 0")) if x) if cfg.startswith("sigma ") else " – |"
+            rows.append("| %s | %s | %d | %.2f ± %.2f | %s | %s |%s %.2f ± %.2f | %.1f | %.1f ± %.1f |"
+                        % (cell, cfg, len(rs), a[0], a[1], diff, flag, noise, g[0], g[1], e[0], t[0], t[1]))
     return out + rows
 
 
@@ -163,7 +181,19 @@ def main(jsonl, md_path, svg_path, settings=""):
             if "=" in line:
                 k, v = line.strip().split("=", 1)
                 wall[k] = int(v)
-    text = [settings] if settings else []
+    side_path = os.path.splitext(jsonl)[0] + "_runs.json"
+    side = json.load(open(side_path)) if os.path.exists(side_path) else {}
+    this = everything
+    if os.environ.get("THIS_RUN"):
+        this = [json.loads(l) for l in open(os.environ["THIS_RUN"]) if l.strip()]
+    for part, sec in wall.items():
+        cells = sorted({r.get("cell", "") for r in this if r.get("table", "grid") == part})
+        cmd = settings if part == "grid" else os.environ.get("PAPER_CMD", settings)
+        side[part] = [e for e in side.get(part, []) if not set(e["cells"]) <= set(cells)] + \
+            [{"cells": cells, "minutes": round(sec / 60, 1), "command": cmd}]
+    if wall:
+        open(side_path, "w").write(json.dumps(side, indent=1, ensure_ascii=False) + "\n")
+    text = [side["grid"][-1]["command"]] if side.get("grid") else [settings] if settings else []
     by = collections.OrderedDict()
     for r in runs:
         by.setdefault(r["config"], []).append(r)
@@ -172,8 +202,8 @@ def main(jsonl, md_path, svg_path, settings=""):
         teacher_acc = 100 * runs[0]["teacher_accuracy"]
         text.append("Student: %s parameters, %s MACs per sample; teacher models/cnn.onnx %.2f%% test accuracy." %
                     (format(runs[0]["params"], ","), format(runs[0]["macs"], ","), teacher_acc))
-        if "grid" in wall:
-            text.append("Wall time of the grid: %.1f min." % (wall["grid"] / 60))
+        if side.get("grid"):
+            text.append("Wall time of the grid: %.1f min." % side["grid"][-1]["minutes"])
         text.append("\n".join(rows))
         open(svg_path, "w").write(svg(stats, teacher_acc))
     tables = collections.OrderedDict()
@@ -182,9 +212,10 @@ def main(jsonl, md_path, svg_path, settings=""):
             tables.setdefault(r["table"], []).append(r)
     for name, rs in tables.items():
         t = extra_table(name, rs, by)
-        if name in wall:
-            t.insert(2, "Wall time: %.1f min (this run)." % (wall[name] / 60))
-            t.insert(3, "")
+        for k, e in enumerate(side.get(name, [])):
+            cells = "; ".join(c for c in e["cells"] if c)
+            t.insert(2 + 2 * k, "%s%s: %.1f min wall." % ("Cells " + cells + ", " if cells else "", e["command"], e["minutes"]))
+            t.insert(3 + 2 * k, "")
         text.append("\n".join(t))
     open(md_path, "w").write("\n\n".join(text) + "\n")
 

@@ -199,6 +199,16 @@ env "${P[@]}" THREADS=2 PARTS=auto tests/paper.sh >"$T/pa2.out" 2>&1
 check "paper.sh: a part run again replaces its own rows only" '[ $? -eq 0 ] && /usr/bin/python3 -c "
 import json; rows = [json.loads(l) for l in open(\"$T/bench/paper.jsonl\")]
 assert sorted((r[\"table\"], r[\"threads\"]) for r in rows) == [(\"auto\", 2), (\"grid\", 1), (\"grid\", 1), (\"grid\", 1)], rows"'
+R=(REGIME_SIZES=100 REGIME_EPOCHS=1 REGIME_NOISE=0.1:1.0 PARTS=regime)
+env "${P[@]}" "${R[@]}" REGIME_STUDENTS=conv tests/paper.sh >"$T/pr1.out" 2>&1 &&
+    env "${P[@]}" "${R[@]}" REGIME_STUDENTS=half tests/paper.sh >"$T/pr2.out" 2>&1
+check "paper.sh: regime cells run apart keep each other's rows and wall times" '[ $? -eq 0 ] && /usr/bin/python3 -c "
+import collections, json; rows = [json.loads(l) for l in open(\"$T/bench/paper.jsonl\")]
+n = collections.Counter(r.get(\"cell\", \"\") for r in rows if r[\"table\"] == \"regime\")
+assert n == {\"100, conv\": 4, \"100, half\": 4} and len(rows) == 12, rows
+side = json.load(open(\"$T/bench/paper_runs.json\"))
+assert [e[\"cells\"] for e in side[\"regime\"]] == [[\"100, conv\"], [\"100, half\"]] and len(side[\"auto\"]) == 1, side" &&
+    [ $(grep -c "regime.*min wall" "$T/bench/PAPER.md") -eq 2 ]'
 fi
 
 finish
