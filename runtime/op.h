@@ -274,5 +274,8 @@ int od_axis(int64_t axis, int rank);
 
 /* Run fn(ctx, i) for i in [0, n) across the plan's threads. */
 void od_parallel_for(pthreadpool_t pool, size_t n, void (*fn)(void *, size_t), void *ctx);
+/* A pthreadpool_t for XNNPACK's setup only (runtime/pthreadpool.c): it reports many threads, so
+ * the setup cuts a matrix product's output channels into narrow tiles, and runs work serially. */
+pthreadpool_t od_xnn_tiling_pool(void);
 
 #endif

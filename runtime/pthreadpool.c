@@ -8,15 +8,26 @@
  * every pthreadpool symbol libXNNPACK needs is defined here; tests/test_pool.c counts XNNPACK's
  * calls arriving in od_workers.
  *
- * A pthreadpool_t made here is an od_workers. Tasks are the same calls in the same grid as
- * pthreadpool's serial loops, so results match the serial path bit for bit. */
+ * A pthreadpool_t made here is an od_workers. Tasks are the same calls as pthreadpool's serial
+ * loops make (2-d tiled grids in another order), each writing its own outputs, so results match
+ * the serial path bit for bit. */
 #include "workers.h"
 
 #include <pthreadpool.h>
 #include <stddef.h>
 #include <unistd.h>
 
-static od_workers *workers_of(pthreadpool_t pool) { return (od_workers *)(void *)pool; }
+/* The handle od_xnn_tiling_pool returns: it reports many threads to XNNPACK's setup, and runs
+ * what it is given on the calling thread. */
+static char tiling_handle;
+#define TILING ((pthreadpool_t)(void *)&tiling_handle)
+#define TILING_THREADS 64
+
+pthreadpool_t od_xnn_tiling_pool(void) { return TILING; }
+
+static od_workers *workers_of(pthreadpool_t pool) {
+    return pool == TILING ? NULL : (od_workers *)(void *)pool;
+}
 
 pthreadpool_t pthreadpool_create(size_t threads) {
     if (threads == 0) {
@@ -30,12 +41,14 @@ pthreadpool_t pthreadpool_create(size_t threads) {
 void pthreadpool_destroy(pthreadpool_t pool) { od_workers_destroy(workers_of(pool)); }
 
 size_t pthreadpool_get_threads_count(pthreadpool_t pool) {
+    if (pool == TILING) return TILING_THREADS;
     return (size_t)od_workers_threads(workers_of(pool));
 }
 
-/* A grid of up to 6 dimensions whose last `tiled` dimensions are cut into tiles. */
+/* A grid of up to 6 dimensions whose last `tiled` dimensions are cut into tiles; swapped: its
+ * last two dimensions are walked in the other order (see run_grid). */
 typedef struct grid {
-    int rank, tiled;
+    int rank, tiled, swapped;
     size_t range[6], tile[6], count[6];
     void *fn, *arg;
 } grid;
@@ -70,7 +83,9 @@ static void grid_range(void *ctx, int who, int64_t begin, int64_t end) {
 #define WALK(call)                                                                                 \
     for (int64_t k = begin; k < end; k++, grid_next(g, s, z)) call;                                \
     break
-    switch (g->rank * 3 + g->tiled) {
+    switch (g->swapped ? -(g->rank * 3 + g->tiled) : g->rank * 3 + g->tiled) {
+    case -8: WALK(((void (*)(void *, Z, Z, Z, Z))g->fn)(a, s[1], s[0], z[1], z[0]));
+    case -11: WALK(((void (*)(void *, Z, Z, Z, Z, Z))g->fn)(a, s[0], s[2], s[1], z[2], z[1]));
     case 3: WALK(((void (*)(void *, Z))g->fn)(a, s[0]));
     case 4: WALK(((void (*)(void *, Z, Z))g->fn)(a, s[0], z[0]));
     case 6: WALK(((void (*)(void *, Z, Z))g->fn)(a, s[0], s[1]));
@@ -112,6 +127,17 @@ static void run_grid(pthreadpool_t pool, void *fn, void *arg, uint32_t flags, in
         g.tile[d] = d >= rank - tiled && tiles[d - (rank - tiled)] ? tiles[d - (rank - tiled)] : 1;
         g.count[d] = (range[d] + g.tile[d] - 1) / g.tile[d];
         n *= (int64_t)g.count[d];
+    }
+    /* XNNPACK's matrix products are (rows, output channels) grids tiled both ways: walked with
+     * the channel tile outside, consecutive tasks share a tile of weights, which stays in cache
+     * (row-major, each row of tiles streams every weight). */
+    if (tiled == 2 && (rank == 2 || rank == 3)) {
+        int i = rank - 2, j = rank - 1;
+        size_t t;
+        t = g.range[i], g.range[i] = g.range[j], g.range[j] = t;
+        t = g.tile[i], g.tile[i] = g.tile[j], g.tile[j] = t;
+        t = g.count[i], g.count[i] = g.count[j], g.count[j] = t;
+        g.swapped = 1;
     }
     od_workers_run_ranges(workers_of(pool), n, grid_range, &g,
                           (flags & PTHREADPOOL_FLAG_DISABLE_DENORMALS) != 0);

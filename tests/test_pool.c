@@ -5,6 +5,7 @@
  * for bit. */
 #include "od_onnx.h"
 #include "od_runtime.h"
+#include "op.h"
 #include "test_check.h"
 #include "workers.h"
 
@@ -305,6 +306,10 @@ int main(void) {
     pthreadpool_t pool = pthreadpool_create(2);
     test_grid(NULL, "grid serial");
     test_grid(pool, "grid 2 threads");
+    /* the handle XNNPACK's setups get for narrow tiles: many threads reported, work run serially */
+    check(pthreadpool_get_threads_count(od_xnn_tiling_pool()) > 2, "tiling handle", "%zu threads",
+          pthreadpool_get_threads_count(od_xnn_tiling_pool()));
+    test_grid(od_xnn_tiling_pool(), "grid on the tiling handle");
     test_grid6(NULL, "grid 6-d serial");
     test_grid6(pool, "grid 6-d 2 threads");
     test_denormals(NULL, "denormals serial");

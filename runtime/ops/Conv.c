@@ -18,6 +18,9 @@
 #include <string.h>
 #include <xnnpack.h>
 
+/* Weights of at least this many bytes (past a core's L2) are set up in narrow tiles. */
+#define CONV_TILED_WEIGHTS (2 << 20)
+
 /* Resolves attributes, padding and sizes for input dims x ([N, C, spatial...]), weights w. */
 static od_status conv_params_read(const od_node *n, const int64_t *x, int rank, const int64_t *w,
                                   od_conv_params *p, od_error *err) {
@@ -71,9 +74,14 @@ static od_status conv_prepare(od_step *s, od_error *err) {
         s->act_max, 0, &cs->xnn);
     st = od_conv_state_created(cs, s, r, "create convolution", err);
     if (st) return st;
+    /* Weights past the L2 cache are set up in narrow channel tiles, so that each tile of them
+     * is read from memory once and used for every row (pthreadpool.c walks the tiles so). */
+    int64_t wbytes = (int64_t)sizeof(float) * Cg * p->cout;
+    for (int d = 0; d < p->sp; d++) wbytes *= p->kernel[d];
     r = xnn_setup_convolution2d_nhwc_f32(cs->xnn, (size_t)x->dims[0],
                                          two ? (size_t)p->in[0] : 1, (size_t)p->in[iw], x->data,
-                                         s->out[0]->data, s->pool);
+                                         s->out[0]->data,
+                                         wbytes >= CONV_TILED_WEIGHTS ? od_xnn_tiling_pool() : s->pool);
     return od_xnn_check(r, err, s->node, "setup convolution");
 }
 
