@@ -109,24 +109,30 @@ static void explain(od_search_result *sr, const od_search_trial *win, const od_s
     }
     const od_search_trial *plain = last_trial(sr, false, true), *labels = last_trial(sr, true, false);
     if (plain && plain != win && plain != second && o < sizeof sr->why)
-        o += (size_t)snprintf(sr->why + o, sizeof sr->why - o, ". The plain teacher (sigma 0) reached %.2f%% at rung %d", 100 * plain->val_acc, plain->rung);
+        o += plain->val_acc < 0 ? (size_t)snprintf(sr->why + o, sizeof sr->why - o, ". The plain teacher (sigma 0) failed at rung %d", plain->rung)
+                                : (size_t)snprintf(sr->why + o, sizeof sr->why - o, ". The plain teacher (sigma 0) reached %.2f%% at rung %d", 100 * plain->val_acc, plain->rung);
     bool said_plain = plain && plain != win && plain != second;
     if (labels && labels != win && labels != second && o < sizeof sr->why)
-        o += (size_t)snprintf(sr->why + o, sizeof sr->why - o, "%s labels alone %.2f%% at rung %d", said_plain ? ", the" : ". The", 100 * labels->val_acc,
-                              labels->rung);
+        o += labels->val_acc < 0 ? (size_t)snprintf(sr->why + o, sizeof sr->why - o, "%s labels alone failed at rung %d", said_plain ? ", the" : ". The", labels->rung)
+                                 : (size_t)snprintf(sr->why + o, sizeof sr->why - o, "%s labels alone %.2f%% at rung %d", said_plain ? ", the" : ". The",
+                                                    100 * labels->val_acc, labels->rung);
     if (o < sizeof sr->why) snprintf(sr->why + o, sizeof sr->why - o, ".");
 }
 
 /* One candidate's run from the initial student, the test set untouched (the kept finalist's is
  * evaluated once, at the end); *score is its best epoch's validation accuracy
- * (agreement without labels), -1 when it diverged or collapsed. Other failures end the search. */
+ * (agreement without labels), -1 when it diverged or collapsed. A short run (not a finalist) that
+ * ended no better than always answering one class keeps its score: a few batches may learn that
+ * little, and the score ranks it. Other failures end the search. */
 static od_status trial_run(const od_model *teacher, od_model *student, const od_data_split *data, const od_preprocess *pre,
                            const od_distill_options *o, distill_cache *cache, const float *initial, od_distill_result *one,
-                           double *score, od_error *err) {
+                           bool short_run, double *score, od_error *err) {
     weights_copy(student, (float *)initial, true);
     od_error e = {0};
     od_status s = distill_run(teacher, student, data, pre, o, cache, false, one, &e);
-    const od_epoch_stats *b = !s && one->best_epoch > 0 ? &one->epochs[one->best_epoch - 1] : NULL;
+    /* that failure is the only one after the epochs' stats are in one (divergence, collapse end before) */
+    bool scored = !s || (short_run && s == OD_STATUS_INVALID_ARGUMENT);
+    const od_epoch_stats *b = scored && one->best_epoch > 0 && one->epochs ? &one->epochs[one->best_epoch - 1] : NULL;
     *score = b ? (b->val_acc >= 0 ? b->val_acc : b->val_agree) : -1;
     if (s && s != OD_STATUS_INVALID_ARGUMENT && !one->interrupted) { /* diverged, collapsed: the candidate loses; anything else ends the run */
         *err = e;
@@ -221,7 +227,7 @@ od_status noise_search(const od_model *teacher, od_model *student, const od_data
             if (!last) o.progress = NULL;
             od_distill_result one = {0};
             double t1 = od_seconds();
-            if ((st = trial_run(teacher, student, data, pre, &o, &cache, initial, &one, &k->score, err))) {
+            if ((st = trial_run(teacher, student, data, pre, &o, &cache, initial, &one, !last, &k->score, err))) {
                 od_distill_result_clear(&one);
                 goto done;
             }

@@ -52,7 +52,7 @@ def extra_table(name, runs, grid_by):
         cells.setdefault(r.get("cell", ""), collections.OrderedDict()).setdefault(r["config"], []).append(r)
     cells = collections.OrderedDict(sorted(cells.items(), key=lambda kv: cell_order(kv[0])))
     if name == "auto":
-        rows = ["| configuration | seeds | test accuracy (%) | training s per seed (search + final) | chosen (loss, σ, α, lr) |", "|---|---|---|---|---|"]
+        rows = ["| configuration | seeds | test accuracy (%) | training s per seed (search + the kept finalist) | chosen (loss, σ, α, lr) |", "|---|---|---|---|---|"]
         for cell, by in cells.items():
             for cfg, rs in by.items():
                 a = ms([100 * r["test_accuracy"] for r in rs])
