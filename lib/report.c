@@ -765,7 +765,8 @@ static void write_json(const od_report *r, FILE *f) {
                 else fputs("null", f);
             }
             fputs("], \"accuracy_delta\": ", f);
-            if (m->accuracy >= 0 && m0->accuracy >= 0) fprintf(f, "%.6g", m->accuracy - m0->accuracy);
+            /* as precise as the accuracies themselves, so that their difference checks out */
+            if (m->accuracy >= 0 && m0->accuracy >= 0) json_num(f, m->accuracy - m0->accuracy, false);
             else fputs("null", f);
             fputs("}", f);
             if (m->wrong_ref_right.per_class) {
