@@ -21,10 +21,10 @@
 /* XNNPACK may read a little past the end of a buffer (XNN_EXTRA_BYTES). */
 #define ARENA_ALIGN 64
 #define ARENA_TAIL 64
-/* Below both, a step is not worth splitting across threads (a hand-out costs about a
- * microsecond; 256 K MACs are 5 us on one core here). */
-#define PARALLEL_MIN_MACS (1 << 18)
-#define PARALLEL_MIN_ELEMENTS (1 << 14)
+/* Below both, a step is not worth splitting across threads: on a quiet machine, 256 K / 16 K made
+ * the second thread cost the small conv models 6-69% at batch 1 (README, Threads at batch 1). */
+#define PARALLEL_MIN_MACS (1 << 21)
+#define PARALLEL_MIN_ELEMENTS (1 << 17)
 
 
 /* ---- layout conversions (the planner's own steps) ------------------------- */
