@@ -434,6 +434,18 @@ for m in models:
       f"| {m['name']} | {m['role']} | {m['nodes']} | — | — | — | {cs} |")
 w("")
 
+def judge_latency(what, rx, target):
+    """A latency ratio against ORT's, judged against target (at most): the table cell, and the
+    line in the Targets list."""
+    if rx is None:
+        missed.append(f"inference {what}: not measured")
+        return f"≤ {target:.2f}: not measured"
+    if rx <= target:
+        met.append(f"inference {what}")
+        return f"≤ {target:.2f}: **met**"
+    missed.append(f"inference {what}: {rx:.2f}x ORT (target ≤ {target:.2f}x)")
+    return f"≤ {target:.2f}: **missed**"
+
 # 1. inference
 w("## 1. Inference latency\n")
 w("Median ms per run (batch of B samples). ours/ORT and ours/torch below 1 mean we are faster. "
@@ -459,17 +471,7 @@ for m in models:
             target = 0.9
         elif (b == 64 or (b == 8 and m["role"] == "teacher")) and t == 2:
             target = 1.0
-        if target is None:
-            ts = ""
-        elif rx is None:
-            ts = f"≤ {target:.2f}: not measured"
-            missed.append(f"inference {m['name']} b{b} t{t}: not measured")
-        elif rx <= target:
-            ts = f"≤ {target:.2f}: **met**"
-            met.append(f"inference {m['name']} b{b} t{t}")
-        else:
-            ts = f"≤ {target:.2f}: **missed**"
-            missed.append(f"inference {m['name']} b{b} t{t}: {rx:.2f}x ORT (target ≤ {target:.2f}x)")
+        ts = "" if target is None else judge_latency(f"{m['name']} b{b} t{t}", rx, target)
         w(f"| {m['name']} | {b} | {t} | {ms(o)} | {ms(x)} | {ms(pt)} | {fmt_ratio(rx)} | {ts} | {fmt_ratio(ratio(o, pt))} |")
 w("")
 
@@ -491,15 +493,7 @@ if tv:
             if o is None and x is None:
                 continue
             rx = ratio(o, x)
-            if rx is None:
-                ts = f"≤ {target:.2f}: not measured"
-                missed.append(f"inference {m['name']} b{b} t{t}: not measured")
-            elif rx <= target:
-                ts = f"≤ {target:.2f}: **met**"
-                met.append(f"inference {m['name']} b{b} t{t}")
-            else:
-                ts = f"≤ {target:.2f}: **missed**"
-                missed.append(f"inference {m['name']} b{b} t{t}: {rx:.2f}x ORT (target ≤ {target:.2f}x)")
+            ts = judge_latency(f"{m['name']} b{b} t{t}", rx, target)
             g = "—" if o is None else f"{2 * macs * b / (o * 1e-3) * 1e-9:.1f}"
             w(f"| {m['name']} | {b} | {t} | {ms(o)} | {ms(x)} | {fmt_ratio(rx)} | {ts} | {g} |")
     w("")
