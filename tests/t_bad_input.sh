@@ -419,7 +419,7 @@ if [ ! -s "$C" ]; then bad "resume: no checkpoint made: $(head -2 "$T/ck.err")";
         $BIN distill "$S/teacher.onnx" "${SD[@]}" --resume "$S/bad.ckpt" -o "$O/s.onnx"
 fi
 # two runs on one output: the second is refused while the first holds the lock
-P=(distill $TEACHER --data fashion-mnist --train-limit 3000 --test-limit 200 --threads 1 --quiet --epochs 3)
+P=(distill $TEACHER --data fashion-mnist --train-limit 3000 --test-limit 200 --threads 1 --quiet --epochs 20) # interrupted long before the end
 "$BIN" "${P[@]}" -o "$S/par.onnx" >/dev/null 2>"$T/par.err" &
 pid=$!
 for _ in $(seq 50); do [ -e "$S/par.onnx.lock" ] && break; sleep 0.1; done
@@ -503,7 +503,8 @@ else
     cp "$K/student.onnx" "$T/before.onnx"
     # kill at several moments: while loading, while training, around the end of an epoch
     for delay in 0.2 1 2.5 4; do
-        "$BIN" "${KD[@]}" --epochs 3 --seed 4 -o "$K/student.onnx" >/dev/null 2>&1 &
+        # enough epochs that no run ends before its kill, however fast training gets
+        "$BIN" "${KD[@]}" --epochs 40 --seed 4 -o "$K/student.onnx" >/dev/null 2>&1 &
         pid=$!
         sleep $delay
         kill -9 $pid 2>/dev/null
