@@ -27,6 +27,42 @@ typedef struct candidate {
     int order; /* position in the list: ties go to the earlier (the plain teacher first) */
 } candidate;
 
+/* A rung-1 trial shorter than this ranks the candidates' warm-up, not their training: at 7 batches
+ * (10,000 samples, 3 epochs, budget 7.5) the labels alone sat at chance while L2 was at 26-37%;
+ * from 25 batches on, short runs ordered the two as their full runs did. */
+#define MIN_TRIAL_BATCHES 50
+
+/* Rungs to halve n candidates down to the 2 finalists' rung. */
+static int rungs_for(int n) {
+    int r = 0;
+    while ((1 << r) < n) r++;
+    return r > 0 ? r : 1;
+}
+
+/* Batches each of n candidates trains in rung 1 when the rungs before the last share early epochs. */
+static double first_rung_batches(double early, int n, int64_t full) {
+    int rungs = rungs_for(n);
+    return rungs > 1 ? early / (rungs - 1) / n * (double)full : 1e300;
+}
+
+/* Keeps n of the N candidates: the plain teacher (the first with sigma 0, else the first) and the
+ * labels alone (last, when there) always, the others evenly spread over the list so that every
+ * sigma stays near one tried. */
+static void thin_candidates(candidate *cand, int N, int n) {
+    bool labels = cand[N - 1].labels_only;
+    int plain = 0;
+    while (plain < N - 1 - labels && cand[plain].sigma != 0) plain++;
+    if (plain == N - 1 - labels && cand[plain].sigma != 0) plain = 0;
+    candidate rest[16 * 16 * 16 + 1], keep[16 * 16 * 16 + 1];
+    int n_rest = 0, k = 0, want = n - 1 - labels;
+    for (int i = 0; i < N - labels; i++)
+        if (i != plain) rest[n_rest++] = cand[i];
+    keep[k++] = cand[plain];
+    for (int i = 0; i < want; i++) keep[k++] = rest[(int)(((double)i + 0.5) * n_rest / want)];
+    if (labels) keep[k++] = cand[N - 1];
+    for (int i = 0; i < k; i++) cand[i] = keep[i], cand[i].order = i;
+}
+
 /* The student's float initializers, saved and restored so that every trial starts alike. */
 static int64_t weights_count(const od_model *m) {
     int64_t n = 0;
@@ -55,6 +91,15 @@ void od_search_trial_name(const od_search_trial *t, char *buf, size_t size) {
         size_t n = strlen(buf);
         snprintf(buf + n, size - n, ", label weight %g", t->label_weight);
     }
+}
+
+void od_search_untried_text(const od_search_result *sr, char *buf, size_t size) {
+    if (size) buf[0] = 0;
+    if (sr->n_untried > 0)
+        snprintf(buf, size, "%d of the %d candidates tried: a rung-1 trial needs %lld batches (50, an epoch at most) and --search-budget "
+                            "%.3g pays that for no more; %.3g would try all %d",
+                 sr->n_candidates, sr->n_candidates + sr->n_untried, (long long)sr->trial_floor, sr->budget_epochs,
+                 ceil(sr->budget_for_all * 100) / 100, sr->n_candidates + sr->n_untried);
 }
 
 /* The options of one candidate's run; the labels alone train at their own learning rate. */
@@ -177,8 +222,7 @@ od_status noise_search(const od_model *teacher, od_model *student, const od_data
                 cand[N] = (candidate){S[s], S[s] == 0 ? opt->alpha : A[a], W[w], false, 0, N}, N++;
     if (data->train.labels) cand[N] = (candidate){0, opt->alpha, 0, true, 0, N}, N++;
 
-    int rungs = 0;
-    while ((1 << rungs) < N) rungs++;
+    int rungs = rungs_for(N);
     /* the last rung: 2 finalists x epochs; the earlier rungs: the rest */
     double budget = opt->search_budget > 0 ? opt->search_budget : 2.5 * opt->epochs, finals = N > 1 ? 2.0 * opt->epochs : opt->epochs,
            early = budget - finals;
@@ -192,6 +236,19 @@ od_status noise_search(const od_model *teacher, od_model *student, const od_data
     int64_t n_val = (int64_t)(opt->val_split * (double)n_all);
     int64_t full = (n_all - n_val + (opt->unlabeled ? opt->unlabeled->n : 0)) / opt->batch; /* batches in an epoch */
     if (full < 1) full = 1;
+    /* Rung 1 must pay each candidate MIN_TRIAL_BATCHES (one epoch at most); when the budget cannot,
+     * fewer candidates are tried, down to the two finalists' full runs alone. */
+    int64_t min_len = full < MIN_TRIAL_BATCHES ? full : MIN_TRIAL_BATCHES;
+    int n_tried = N;
+    sr->trial_floor = min_len;
+    while (n_tried > 2 && first_rung_batches(early, n_tried, full) < (double)min_len) n_tried--;
+    if (n_tried < N) {
+        sr->n_untried = N - n_tried;
+        sr->budget_for_all = finals + (double)min_len * N * (rungs - 1) / (double)full;
+        thin_candidates(cand, N, n_tried);
+        N = n_tried;
+        rungs = rungs_for(N);
+    }
     sr->n_rungs = rungs;
     sr->n_candidates = N;
     sr->budget_epochs = budget;
@@ -212,7 +269,6 @@ od_status noise_search(const od_model *teacher, od_model *student, const od_data
     weights_copy(student, initial, false);
     double t0 = od_seconds();
     int alive = N, kept_run = -1, n_fin = N > 1 ? 2 : 1; /* kept_run: the finalist whose weights are in kept */
-    if (N == 1) rungs = 1; /* one candidate: its full run is the output */
     for (int r = 0; r < rungs; r++) {
         bool last = r == rungs - 1;
         int64_t len = last ? 0 : llround(early / (rungs - 1) / alive * (double)full); /* batches each */

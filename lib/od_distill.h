@@ -117,6 +117,9 @@ typedef struct od_search_trial {
 
 typedef struct od_search_result {
     int n_trials, n_rungs, n_candidates;
+    int n_untried;           /* candidates left out: rung 1 could not pay each trial_floor batches */
+    int64_t trial_floor;     /* the shortest rung-1 trial: 50 batches, an epoch at most */
+    double budget_for_all;   /* with n_untried: the --search-budget that would try them all */
     od_search_trial *trials;
     int winner;              /* the trial that won the last rung, the run kept (-1: no search ran) */
     double budget_epochs;    /* for search and final training together */
@@ -165,6 +168,8 @@ od_status od_distill_finish(od_model *student, const od_model *teacher, const ch
  * fixed dims (a symbolic batch dim matches anything). The message says what differs. */
 /* "sigma 0.3, alpha 0.5", "labels only", "sigma 0, label weight 0.5": a trial's candidate. */
 void od_search_trial_name(const od_search_trial *t, char *buf, size_t size);
+/* Why some candidates were not tried (empty when all were), one sentence without a final period. */
+void od_search_untried_text(const od_search_result *sr, char *buf, size_t size);
 
 od_status od_teachers_check(const od_model *first, const od_model *other, od_error *err);
 

@@ -825,6 +825,10 @@ static void write_json(const od_report *r, FILE *f) {
                     sr->n_candidates, sr->n_rungs, sr->budget_epochs, sr->search_epochs, sr->seconds, (long long)sr->n_val,
                     sr->val_is_agreement ? "validation agreement" : "validation accuracy", sr->winner);
             od_json_string(f, sr->why);
+            char untried[320];
+            od_search_untried_text(sr, untried, sizeof untried);
+            fprintf(f, ", \"untried\": %d, \"budget_for_all\": %.6g, \"untried_why\": ", sr->n_untried, sr->n_untried ? sr->budget_for_all : 0);
+            od_json_string(f, untried);
             fputs(",\n      \"trials\": [", f);
             for (int t = 0; t < sr->n_trials; t++) {
                 const od_search_trial *x = &sr->trials[t];
@@ -1097,11 +1101,14 @@ static void write_markdown(const od_report *r, FILE *f) {
     }
     const od_search_result *sr = &d->search;
     if (sr->n_trials > 0) {
-        fprintf(f, "\n### Noise search\n\nSuccessive halving over %d candidates in %d rungs on the %s-sample validation split: %.2f of "
+        fprintf(f, "\n### Noise search\n\nSuccessive halving over %d candidates in %d rung%s on the %s-sample validation split: %.2f of "
                    "%.3g budget epochs, %.1f s; the student written is the winning finalist's own %d-epoch run. ",
-                sr->n_candidates, sr->n_rungs, od_format_count(sr->n_val, a, sizeof a), sr->search_epochs, sr->budget_epochs, sr->seconds,
+                sr->n_candidates, sr->n_rungs, sr->n_rungs == 1 ? "" : "s", od_format_count(sr->n_val, a, sizeof a), sr->search_epochs, sr->budget_epochs, sr->seconds,
                 d->options.epochs);
         md_text(f, sr->why);
+        char untried[320];
+        od_search_untried_text(sr, untried, sizeof untried);
+        if (*untried) fputs(" ", f), md_text(f, untried), fputs(".", f);
         fprintf(f, "\n\n| rung | candidate | lr | epochs | %s | |\n|---:|---|---:|---:|---:|---|\n",
                 sr->val_is_agreement ? "validation agreement" : "validation accuracy");
         for (int t = 0; t < sr->n_trials; t++) {

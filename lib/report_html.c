@@ -456,11 +456,14 @@ static void search_section(FILE *f, const od_report *r) {
     const od_search_result *sr = &r->distill.search;
     if (sr->n_trials <= 0) return;
     char a[32];
-    fprintf(f, "<h3 id=\"search\">Noise search</h3>\n<p>Successive halving over %d candidates in %d rungs on the %s-sample validation "
+    fprintf(f, "<h3 id=\"search\">Noise search</h3>\n<p>Successive halving over %d candidates in %d rung%s on the %s-sample validation "
                "split: %.2f of %.3g budget epochs, %.1f s. The student written is the winning finalist's own %d-epoch run. ",
-            sr->n_candidates, sr->n_rungs, od_format_count(sr->n_val, a, sizeof a), sr->search_epochs, sr->budget_epochs, sr->seconds,
+            sr->n_candidates, sr->n_rungs, sr->n_rungs == 1 ? "" : "s", od_format_count(sr->n_val, a, sizeof a), sr->search_epochs, sr->budget_epochs, sr->seconds,
             r->distill.options.epochs);
     esc(f, sr->why);
+    char untried[320];
+    od_search_untried_text(sr, untried, sizeof untried);
+    if (*untried) fputs(" ", f), esc(f, untried), fputs(".", f);
     fputs("</p>\n", f);
     const od_search_trial **cand = malloc(sizeof *cand * (size_t)sr->n_trials);
     int nc = 0;

@@ -108,14 +108,15 @@ assert all(0 <= t[\"val\"] <= 1 for t in s[\"trials\"]) and s[\"winner\"] in (0,
 check "provenance: sigma 0 and the search" '/usr/bin/python3 -c "
 import onnx; m = {p.key: p.value for p in onnx.load(\"$T/s0.onnx\").metadata_props}
 assert m[\"distill.sigma\"] == \"0\" and m[\"distill.search\"].startswith(\"successive halving, 2 candidates\"), m"'
-"$BIN" distill models/cnn.onnx "${LOUD[@]}" --sigma auto --alpha auto --sigma-candidates 0,0.2,0.8 --alpha-candidates 0.5,1 \
+# rung 1 trains each candidate 50 batches (an epoch at most: the slice's); --search-budget 14 pays 6
+"$BIN" distill models/cnn.onnx "${LOUD[@]}" --sigma auto --alpha auto --sigma-candidates 0,0.2,0.8 --alpha-candidates 0.5,1 --search-budget 14 \
     --report "$T/auto.html" -o "$T/auto.onnx" >"$T/auto.out" 2>"$T/auto.err"
 check "--sigma auto --alpha auto: exit 0" '[ $? -eq 0 ] || { cat "$T/auto.err"; false; }'
 check "progress lines per rung (3 rungs over 6 candidates)" \
     'grep -q "^search rung 1/3: 6 candidates" "$T/auto.err" && grep -q "^search rung 3/3: 2 candidates" "$T/auto.err" && grep -q "<- winner" "$T/auto.err"'
 check "the summary says why the winner won" 'grep -q "^search: 6 candidates, 11 trials over 3 rungs.*won the last rung" "$T/auto.out"'
 check "HTML report: the search chart and table" 'grep -q "id=\"chart-search\"" "$T/auto.html" && grep -q "id=\"search-trials\"" "$T/auto.html" && grep -q "<b>winner</b>" "$T/auto.html"'
-"$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma auto --alpha auto --sigma-candidates 0,0.2,0.8 --alpha-candidates 0.5,1 \
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma auto --alpha auto --sigma-candidates 0,0.2,0.8 --alpha-candidates 0.5,1 --search-budget 14 \
     --report "$T/auto.md" -o "$T/auto2.onnx" >/dev/null 2>&1
 check "the search is seeded: the same student again" 'cmp -s "$T/auto.onnx" "$T/auto2.onnx"'
 check "Markdown report: the table of trials" 'grep -q "^### Noise search" "$T/auto.md" && grep -q "| \*\*winner\*\* |" "$T/auto.md"'
@@ -126,6 +127,22 @@ print(m[\"distill.loss\"], m[\"distill.sigma\"], m[\"distill.alpha\"])")
 "$BIN" distill models/cnn.onnx "${COMMON[@]}" --loss "$wl" --sigma "$ws" --alpha "$wa" -o "$T/fin.onnx" >/dev/null 2>&1
 check "the student is the winning finalist's run ($wl, sigma $ws, alpha $wa), not a retrained one" \
     '[ -s "$T/fin.onnx" ] && [ "$(weights_sum "$T/auto2.onnx")" = "$(weights_sum "$T/fin.onnx")" ]'
+# The trial floor: at the default budget (2.5 epochs) rung 1 cannot pay 4 candidates an epoch each
+# (the slice's epoch is under 50 batches), so the plain teacher and the labels alone are the
+# finalists, and the run says which budget tries all 4; that budget does.
+"$BIN" distill models/cnn.onnx "${LOUD[@]}" --sigma auto --alpha auto --sigma-candidates 0,0.5 --alpha-candidates 0.5,1 \
+    --report "$T/fl.json" -o "$T/fl.onnx" >"$T/fl.out" 2>"$T/fl.err"
+fb=$(sed -n 's/^search: 2 of the 4 candidates tried: .* \([0-9.]*\) would try all 4$/\1/p' "$T/fl.out")
+check "trial floor: a budget that cannot pay rung 1 tries the plain teacher and the labels alone, and names the budget for all ($fb)" '/usr/bin/python3 -c "
+import json; s = json.load(open(\"$T/fl.json\"))[\"distill\"][\"search\"]
+assert s[\"candidates\"] == 2 and s[\"untried\"] == 2 and s[\"rungs\"] == 1 and \"would try all 4\" in s[\"untried_why\"], s
+assert sorted((t[\"labels_only\"], t[\"sigma\"]) for t in s[\"trials\"]) == [(False, 0), (True, 0)], s[\"trials\"]" && grep -q "^search: 2 of the 4" "$T/fl.err"'
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --sigma auto --alpha auto --sigma-candidates 0,0.5 --alpha-candidates 0.5,1 \
+    --search-budget "${fb:-0}" --report "$T/fl2.json" -o "$T/fl2.onnx" >/dev/null 2>&1
+check "trial floor: with that budget all 4 are tried, each rung-1 trial a full epoch of the slice" '/usr/bin/python3 -c "
+import json; s = json.load(open(\"$T/fl2.json\"))[\"distill\"][\"search\"]
+r1 = [t for t in s[\"trials\"] if t[\"rung\"] == 1]
+assert s[\"candidates\"] == 4 and s[\"untried\"] == 0 and len(r1) == 4 and all(abs(t[\"epochs\"] - 1) < 1e-9 for t in r1), s"'
 # The tie rule: a finalist without labels leading the labels alone within one standard error of the
 # validation split loses to it (at --lr-labels 0.0005 sigma 0 leads by 2 of 120 samples here); a
 # clear lead wins (--lr-labels 1e-9: the labels alone learn nothing).
@@ -144,7 +161,7 @@ for v, case in ((\"0.0005\", \"tie\"), (\"1e-9\", \"lead\")):
     tie, lead = 0 <= p - l <= se, p - l > se
     if \"${OD_TEST_QUICK:-0}\" != \"1\": assert (tie if case == \"tie\" else lead), (v, p, l, se)
     assert s[\"trials\"][s[\"winner\"]][\"labels_only\"] == (not lead) and (\"a tie\" in s[\"why\"]) == tie, (v, p, l, se, s)"'
-"$BIN" distill models/cnn.onnx "${COMMON[@]}" --label-weight auto --label-weight-candidates 0,1 --sigma 0 --report "$T/lw.json" -o "$T/lw.onnx" >/dev/null 2>"$T/lw.err"
+"$BIN" distill models/cnn.onnx "${COMMON[@]}" --label-weight auto --label-weight-candidates 0,1 --sigma 0 --search-budget 5 --report "$T/lw.json" -o "$T/lw.onnx" >/dev/null 2>"$T/lw.err"
 check "--label-weight auto searches the weight (and the labels alone)" '/usr/bin/python3 -c "
 import json; s = json.load(open(\"$T/lw.json\"))[\"distill\"][\"search\"]
 assert sorted((t[\"labels_only\"], t[\"label_weight\"]) for t in s[\"trials\"] if t[\"rung\"] == 1) == [(False, 0), (False, 1), (True, 0)], s"' 

@@ -67,7 +67,9 @@ const cli_command cli_cmd_distill = {
          .help = "label weights --label-weight auto tries"},
         {CLI_REAL, "--search-budget", 0, "EPOCHS", 0.01, 1e6, .dflt = "2.5 x --epochs",
          .help = "epochs of training an auto search may spend: the 2 finalists' full runs, and the rest for the "
-                 "earlier rungs (at 2.5, a search costs what 2.5 plain runs do)"},
+                 "earlier rungs (at 2.5, a search costs what 2.5 plain runs do). Rung 1 trains each candidate 50 batches "
+                 "or more (an epoch at most); a budget that cannot pay that tries fewer (the plain teacher and the "
+                 "labels alone always) and says which budget tries all"},
         {CLI_REAL_LIST, "--sigma-range", 0, "LO,HI", 0, 100, .min_items = 2, .max_items = 2,
          .help = "draw sigma uniformly per batch instead"},
         {CLI_CHOICE, "--teachers", 0, NULL, .choices = "mean|draw", .dflt = "mean",
@@ -141,6 +143,9 @@ static void show_progress(const od_distill_progress *p, void *ctx) {
         const od_search_result *sr = p->search;
         int first = sr->n_trials;
         while (first > 0 && sr->trials[first - 1].rung == p->search_rung) first--;
+        char untried[320];
+        od_search_untried_text(sr, untried, sizeof untried);
+        if (p->search_rung == 1 && *untried) fprintf(stderr, "%ssearch: %s\n", pc->tty ? "\r\033[K" : "", untried);
         fprintf(stderr, "%ssearch rung %d/%d: %d candidate%s, %.2f epochs each (%s)\n", pc->tty ? "\r\033[K" : "", p->search_rung,
                 sr->n_rungs, sr->n_trials - first, sr->n_trials - first == 1 ? "" : "s", first < sr->n_trials ? sr->trials[first].epochs : 0,
                 sr->val_is_agreement ? "validation agreement" : "validation accuracy");
@@ -440,6 +445,9 @@ int cmd_distill(int argc, char **argv) {
         opt.loss = res.loss, opt.sigma = res.sigma, opt.alpha = res.alpha, opt.label_weight = res.label_weight, opt.lr = res.lr;
         printf("search: %d candidates, %d trials over %d rung%s, %.2f of %.4g budget epochs, %.1f s; %s\n", sr->n_candidates, sr->n_trials,
                sr->n_rungs, sr->n_rungs == 1 ? "" : "s", sr->search_epochs, sr->budget_epochs, sr->seconds, sr->why);
+        char untried[320];
+        od_search_untried_text(sr, untried, sizeof untried);
+        if (*untried) printf("search: %s\n", untried);
         if (res.loss == OD_LOSS_LABELS) printf("search: the student is the winning finalist's %d-epoch run: --loss labels --lr %g\n", opt.epochs, res.lr);
         else printf("search: the student is the winning finalist's %d-epoch run: see the options below\n", opt.epochs);
     }
