@@ -25,6 +25,9 @@
  * the second thread cost the small conv models 6-69% at batch 1 (README, Threads at batch 1). */
 #define PARALLEL_MIN_MACS (1 << 21)
 #define PARALLEL_MIN_ELEMENTS (1 << 17)
+/* A fully connected layer at a small batch streams its weights once per run: two cores each read
+ * half (their own L2, twice the bandwidth), so it pays from a lower size than a convolution. */
+#define PARALLEL_MIN_FC_MACS (1 << 18)
 
 
 /* ---- layout conversions (the planner's own steps) ------------------------- */
@@ -957,8 +960,9 @@ static od_status plan_create(const od_graph *g, const od_plan_options *opt, bool
         }
         /* Small steps run on the calling thread: waking a worker costs more than it saves. */
         int64_t elems = stp->n_out && stp->out[0] ? od_buf_count(stp->out[0]) : 0;
-        stp->parallel =
-            stp->pool && (stp->macs >= PARALLEL_MIN_MACS || elems >= PARALLEL_MIN_ELEMENTS);
+        bool fc = stp->node && (!strcmp(stp->op->name, "Gemm") || !strcmp(stp->op->name, "MatMul"));
+        stp->parallel = stp->pool && (stp->macs >= PARALLEL_MIN_MACS || elems >= PARALLEL_MIN_ELEMENTS ||
+                                      (fc && stp->macs >= PARALLEL_MIN_FC_MACS));
         /* A parallel step is prepared for the pool it always runs on, so that XNNPACK cuts its
          * output channels into tiles enough for every thread: prepared for one thread, a fully
          * connected layer at batch 1 is one task, a 7x7 convolution a few. */

@@ -7,6 +7,7 @@
 #include "od_runtime.h"
 #include "op.h"
 #include "test_check.h"
+#include "test_graph.h"
 #include "workers.h"
 
 #include <pthreadpool.h>
@@ -263,13 +264,8 @@ static void test_xnnpack_calls(void) {
 
 /* A model's outputs with 2 threads equal 1 thread's bit for bit, and (when it has steps large
  * enough) its steps went through our pool. */
-static void test_plan(const char *path, bool uses_pool) {
+static void test_plan_model(const char *path, od_model *m, bool uses_pool) {
     od_error err = {0};
-    od_model *m = NULL;
-    if (od_model_load(path, &m, &err)) {
-        check(false, path, "%s", err.message);
-        return;
-    }
     od_plan *p[2] = {NULL, NULL};
     float *out[2] = {NULL, NULL};
     size_t bytes = 0;
@@ -292,10 +288,32 @@ static void test_plan(const char *path, bool uses_pool) {
         memcpy(out[k], o->data, bytes);
     }
     if (uses_pool) check(od_workers_jobs() > jobs, path, "2 threads: no step used the pool");
+    else check(od_workers_jobs() == jobs, path, "2 threads: a step under the limits used the pool");
     check(memcmp(out[0], out[1], bytes) == 0, path, "2 threads differ from 1");
 out:
     for (int k = 0; k < 2; k++) od_plan_destroy(p[k]), free(out[k]);
     od_model_destroy(m);
+}
+
+static void test_plan(const char *path, bool uses_pool) {
+    od_error err = {0};
+    od_model *m = NULL;
+    if (od_model_load(path, &m, &err))
+        check(false, path, "%s", err.message);
+    else
+        test_plan_model(path, m, uses_pool);
+}
+
+/* x[N,784] MatMul w[784,K]: a fully connected layer of 784 * K MACs at batch 1. */
+static void test_plan_fc(int64_t k, bool uses_pool) {
+    od_model *m = new_model(13);
+    add_input(m, "x", 2, (int64_t[]){-1, 784});
+    add_init(m, "w", 2, (int64_t[]){784, k}, -0.1f, 0.1f, NULL);
+    add_node(m, "MatMul", "fc", "x,w", "y");
+    add_output(m, "y");
+    char what[64];
+    snprintf(what, sizeof what, "batch-1 fully connected, %lld K MACs", (long long)(784 * k / 1024));
+    test_plan_model(what, m, uses_pool);
 }
 
 int main(void) {
@@ -319,7 +337,9 @@ int main(void) {
     test_plan("models/cnn.onnx", true);
     test_plan("models/cnn_bn.onnx", true);
     test_plan("models/resnet.onnx", false); /* 1.8 M MACs a conv: under the limit, serial */
-    test_plan("models/mlp.onnx", false); /* 200 K MACs a layer: serial */
+    test_plan("models/mlp.onnx", false); /* 200 K MACs a layer, under the FC limit: serial */
+    test_plan_fc(256, false); /* 196 K MACs: serial */
+    test_plan_fc(512, true);  /* 392 K MACs: weights streamed by both threads */
     /* torchvision exports at 224x224, when the bench has made them */
     const char *tv[] = {"build/torchvision_224/resnet18_224_op17.onnx",
                         "build/torchvision_224/mobilenet_v2_224_op17.onnx",
