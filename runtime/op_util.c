@@ -213,6 +213,15 @@ static void transpose_task(void *ctx, size_t t) {
     uint32_t *dst = (uint32_t *)a->dst + n * plane;
     const float *fsrc = (const float *)a->src + n * plane;
     float *fdst = (float *)a->dst + n * plane;
+    if (rows == 3 && !a->add) { /* an RGB image to channels-last: three streams in, one out */
+        const uint32_t *s0 = src, *s1 = src + cols, *s2 = src + 2 * cols;
+        for (size_t c = first; c < last; c++) {
+            dst[3 * c] = s0[c];
+            dst[3 * c + 1] = s1[c];
+            dst[3 * c + 2] = s2[c];
+        }
+        return;
+    }
     for (size_t r0 = 0; r0 < rows; r0 += B)
         for (size_t c0 = first; c0 < last; c0 += B) {
             size_t r1 = r0 + B < rows ? r0 + B : rows, c1 = c0 + B < last ? c0 + B : last;

@@ -316,6 +316,29 @@ static void test_plan_fc(int64_t k, bool uses_pool) {
     test_plan_model(what, m, uses_pool);
 }
 
+/* od_relayout against the index formula, both ways, serial and on the pool: 3 channels (the RGB
+ * path), 3 spatial positions (the same path the other way) and the general tiles. */
+static void test_relayout(pthreadpool_t pool, const char *what) {
+    const int64_t shapes[][4] = {{2, 3, 67, 31}, {1, 3, 224, 224}, {2, 5, 3, 1}, {3, 70, 9, 5}};
+    for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+        const int64_t *d = shapes[k];
+        size_t n = (size_t)(d[0] * d[1] * d[2] * d[3]), c = (size_t)d[1], sp = (size_t)(d[2] * d[3]);
+        float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y), *z = malloc(n * sizeof *z);
+        for (size_t i = 0; i < n; i++) x[i] = (float)i;
+        od_relayout(x, y, 4, d, true, sizeof(float), false, pool);
+        bool ok = true;
+        for (size_t b = 0; b < (size_t)d[0]; b++)
+            for (size_t ci = 0; ci < c; ci++)
+                for (size_t si = 0; si < sp; si++)
+                    ok &= y[(b * sp + si) * c + ci] == x[(b * c + ci) * sp + si];
+        od_relayout(y, z, 4, d, false, sizeof(float), false, pool);
+        ok &= memcmp(x, z, n * sizeof *x) == 0;
+        check(ok, what, "[%lld,%lld,%lld,%lld] moved an element to the wrong place", (long long)d[0],
+              (long long)d[1], (long long)d[2], (long long)d[3]);
+        free(x), free(y), free(z);
+    }
+}
+
 int main(void) {
     test_every_task_once();
     test_nested();
@@ -332,6 +355,8 @@ int main(void) {
     test_grid6(pool, "grid 6-d 2 threads");
     test_denormals(NULL, "denormals serial");
     test_denormals(pool, "denormals 2 threads");
+    test_relayout(NULL, "relayout serial");
+    test_relayout(pool, "relayout 2 threads");
     pthreadpool_destroy(pool);
     test_xnnpack_calls();
     test_plan("models/cnn.onnx", true);
