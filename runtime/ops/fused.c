@@ -3,7 +3,9 @@
  *   SiLU(x) = x * Sigmoid(x)   one pass over x: y = x / (1 + e^-x). XNNPACK's sigmoid then a
  *                              product in place read the tensor three times and wrote it twice,
  *                              which for the large activations of efficientnet_b0 (4.8 MB) was
- *                              15% of a batch-1 run; within 2 ulp of Sigmoid then Mul.
+ *                              15% of a batch-1 run. Within 4 ulp of x / (1 + e^-x); AVX-512
+ *                              (OD_NO_AVX512_SILU=1 for the AVX2 path, as test_fusion does),
+ *                              AVX2 + FMA, or libm's expf.
  * Inference only; float32, any rank and layout (element-wise). */
 #include "ew_common.h"
 
@@ -85,7 +87,7 @@ __attribute__((target("avx512f"))) static void silu_avx512(const float *x, float
 }
 static int simd_level(void) {
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
-    return __builtin_cpu_supports("avx512f") ? 2 : 1;
+    return __builtin_cpu_supports("avx512f") && !getenv("OD_NO_AVX512_SILU") ? 2 : 1;
 }
 #else
 static void silu_avx2(const float *x, float *y, int64_t n) { silu_scalar(x, y, n); }
