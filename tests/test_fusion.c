@@ -6,7 +6,7 @@
  *   Add + Relu -> one Add                               Conv + Clip(0, 6) -> one Conv
  * and nothing fuses where it must not: HardSigmoid with other constants, a gate computed from
  * another tensor (squeeze-excitation), an activation output used twice. The fused steps are also
- * checked against arithmetic done here: SiLU within 4 ulp, a channels-last Mul / Add by a
+ * checked against arithmetic done here: SiLU within 4 ulp (both paths), a channels-last Mul / Add by a
  * per-channel gate with its Relu fused in.
  * The torchvision fixtures (build/real_exports, tests/export_torchvision.py) are compared the
  * same way when present, on the exporter's own input (PATH.in.npy), within 1e-4: HardSwish and
@@ -273,7 +273,7 @@ int main(void) {
     }
     test_silu_accuracy("SiLU accuracy");
     setenv("OD_NO_AVX512_SILU", "1", 1); /* read when a SiLU step is prepared */
-    test_silu_accuracy("SiLU accuracy, AVX2 path");
+    test_silu_accuracy("SiLU accuracy, XNNPACK path");
     unsetenv("OD_NO_AVX512_SILU");
     test_channel_gate("Mul", 2);
     test_channel_gate("Mul", 1);
