@@ -78,14 +78,16 @@ static od_status silu_prepare(od_step *s, od_error *err) {
                         "setup sigmoid");
 }
 
-static void silu_rows(void *ctx, int64_t first, int64_t end) {
-    const silu_state *u = ctx;
-    int64_t i = first * EW_CHUNK, n = (end - first) * EW_CHUNK;
-    if (!u->sigmoid) {
+/* Elements [i, i + n): the whole SiLU, or (after XNNPACK's sigmoid) the product with x. */
+static void silu_range(const silu_state *u, int64_t i, int64_t n) {
+    if (!u->sigmoid)
         silu_avx512(u->x + i, u->y + i, n);
-        return;
-    }
-    for (int64_t k = i; k < i + n; k++) u->y[k] *= u->x[k];
+    else
+        for (int64_t k = i; k < i + n; k++) u->y[k] *= u->x[k];
+}
+
+static void silu_rows(void *ctx, int64_t first, int64_t end) {
+    silu_range(ctx, first * EW_CHUNK, (end - first) * EW_CHUNK);
 }
 
 static od_status silu_run(od_step *s, od_error *err) {
@@ -94,12 +96,9 @@ static od_status silu_run(od_step *s, od_error *err) {
         od_status st = od_xnn_check(xnn_run_operator(u->sigmoid, s->pool), err, s->node, "run sigmoid");
         if (st) return st;
     }
-    int64_t n = od_buf_count(s->out[0]), rows = n / EW_CHUNK, done = rows * EW_CHUNK;
+    int64_t n = od_buf_count(s->out[0]), rows = n / EW_CHUNK;
     ew_for_rows(s->pool, rows, EW_CHUNK, silu_rows, u);
-    if (!u->sigmoid)
-        silu_avx512(u->x + done, u->y + done, n - done);
-    else
-        for (int64_t k = done; k < n; k++) u->y[k] *= u->x[k];
+    silu_range(u, rows * EW_CHUNK, n - rows * EW_CHUNK);
     return OD_STATUS_OK;
 }
 
