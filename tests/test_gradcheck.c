@@ -316,6 +316,25 @@ static void b_output_read_again(builder *b) {
     add_node(b, "Conv", IN("Y", "W2"), IN("Z"), NULL);
     finish(b, "Y");
 }
+/* Strided, under 16 input channels: the input gradient as a product and col2im (Conv.c,
+ * dx_gemm). A residual block's downsampling: two convolutions read one input, the second adds
+ * its input gradient to the first's; a dilated one with asymmetric pads. */
+static void b_conv_strided_pair(builder *b) {
+    add_init(b, "W0", 4, D(8, 3, 1, 1), -0.5f, 0.5f); /* channels-last between the convolutions */
+    add_init(b, "W", 4, D(6, 8, 3, 3), -0.5f, 0.5f);
+    add_init(b, "B", 1, D(6), -0.5f, 0.5f);
+    add_init(b, "WS", 4, D(6, 8, 1, 1), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W0"), IN("T"), NULL);
+    add_node(b, "Conv", IN("T", "W", "B"), IN("Y1"), AT("pads=is:1,1,1,1", "strides=is:2,2"));
+    add_node(b, "Conv", IN("T", "WS"), IN("Y2"), AT("strides=is:2,2"));
+    add_node(b, "Add", IN("Y1", "Y2"), IN("Y"), NULL);
+    finish(b, "Y");
+}
+static void b_conv_strided_dilated(builder *b) {
+    add_init(b, "W", 4, D(5, 4, 2, 3), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W"), IN("Y"), AT("pads=is:0,2,1,1", "strides=is:3,2", "dilations=is:2,2"));
+    finish(b, "Y");
+}
 /* 16-channel groups take its AVX-512 tiles where the CPU has them: 8 and 4 output channels */
 static void b_conv_direct16(builder *b) {
     add_init(b, "W", 4, D(8, 16, 3, 5), -0.5f, 0.5f);
@@ -993,6 +1012,10 @@ int main(void) {
     run_case("Conv depthwise 16, 4x4 kernel, direct weight gradient", 4, D(2, 16, 6, 7), b_conv_depthwise16, true);
     run_case("Conv 16 channels, 3x5 kernel, direct weight gradient", 4, D(2, 16, 6, 7), b_conv_direct16, true);
     run_case("Conv 2 groups of 16, 2x4 kernel, direct weight gradient", 4, D(2, 32, 5, 6), b_conv_direct16_group, true);
+    run_case("Conv 3x3 and 1x1 stride 2 on one 8-channel input (product and col2im)", 4, D(2, 3, 7, 6),
+             b_conv_strided_pair, true);
+    run_case("Conv stride 3x2, dilation 2, asymmetric pads (product and col2im)", 4, D(2, 4, 9, 8),
+             b_conv_strided_dilated, true);
     run_case("Gemm transB alpha beta", 2, D(3, 6), b_gemm, true);
     run_case("MatMul + Add", 3, D(2, 4, 6), b_matmul, true);
     run_case("BatchNormalization training", 4, D(4, 3, 3, 3), b_bn, true);

@@ -107,6 +107,9 @@ typedef struct conv_train {
     float *wpack;        /* conv weights [M][KH][KW][Cg] */
     float *dpack;        /* input-gradient weights [G][Cg][KH][KW][Mg], the kernel flipped when dx_conv */
     bool dx_conv;        /* stride 1: the input gradient as a convolution of dY (see conv_dx_shard) */
+    bool dx_gemm;        /* else, one group: as dY W, then col2im (conv_dx_gemm), dx_chunk images at a time */
+    int64_t dx_chunk, cols_off; /* its patch rows at cols_off in a shard's scratch */
+    int64_t *ytaps, *xtaps;     /* per input row and column, the taps that read it (axis_taps) */
     int64_t xpt, xpl, xpb, xpr; /* its padding */
     float *dxbuf;        /* input gradient when it must be added, else NULL */
     float *xcl;          /* an input in ONNX order (a graph input, a Transpose's output): its
@@ -116,6 +119,30 @@ typedef struct conv_train {
     xnn_operator_t *fwd, *bwd; /* per shard: each runs one slice of the batch on one thread */
     int *xnn_status;           /* per shard: XNNPACK's status of the last pass */
 } conv_train;
+
+/* Along one axis of n inputs: for input index v, the pairs (tap, output index) whose tap reads
+ * it are t[2*k], t[2*k+1] for k in [t[v], t[v+1]). NULL when out of memory. */
+static int64_t *axis_taps(int64_t n, int64_t k, int64_t out, int64_t stride, int64_t dil, int64_t pad) {
+    int64_t *t = calloc((size_t)(n + 1 + 2 * out * k) + 1, sizeof(int64_t)), *pairs = t + n + 1;
+    if (!t) return NULL;
+    for (int64_t o = 0; o < out; o++) /* count, then start offsets, then fill */
+        for (int64_t i = 0; i < k; i++) {
+            int64_t v = o * stride - pad + i * dil;
+            if (v >= 0 && v < n) t[v + 1]++;
+        }
+    for (int64_t v = 0; v < n; v++) t[v + 1] += t[v];
+    int64_t *fill = calloc((size_t)n + 1, sizeof(int64_t));
+    if (!fill) return free(t), NULL;
+    for (int64_t o = 0; o < out; o++)
+        for (int64_t i = 0; i < k; i++) {
+            int64_t v = o * stride - pad + i * dil;
+            if (v < 0 || v >= n) continue;
+            int64_t at = t[v] + fill[v]++;
+            pairs[2 * at] = i, pairs[2 * at + 1] = o;
+        }
+    free(fill);
+    return t;
+}
 
 static od_status conv_train_prepare(od_tstep *s, od_error *err) {
     const od_node *n = s->node;
@@ -149,6 +176,10 @@ static od_status conv_train_prepare(od_tstep *s, od_error *err) {
     int64_t eh = c->dh * (c->KH - 1), ew = c->dw * (c->KW - 1);
     c->dx_conv = c->sh == 1 && c->sw == 1 && c->pt <= eh && c->pb <= eh && c->pl <= ew && c->pr <= ew;
     c->xpt = eh - c->pt, c->xpb = eh - c->pb, c->xpl = ew - c->pl, c->xpr = ew - c->pr;
+    /* XNNPACK's deconvolution writes 16 input channels at a time: narrower inputs waste most of
+     * it (resnet w0.5's 8-channel stride-2 layers: 1.6 ms, 0.98 through dx_gemm at batch 64),
+     * while on 16 channels it beat dx_gemm (0.49 against 0.62 ms). */
+    c->dx_gemm = !c->dx_conv && c->G == 1 && c->C < 16;
     size_t wn = (size_t)(c->M * c->kk);
     int shards = s->threads > 0 ? s->threads : 1;
     /* the weight gradient takes several images per sgemm: a longer reduction runs faster */
@@ -162,7 +193,16 @@ static od_status conv_train_prepare(od_tstep *s, od_error *err) {
                               .WP = (c->OW - 1) * c->sw + (c->KW - 1) * c->dw + 1};
     c->direct = od_conv_dw_direct_fits(&c->dg);
     c->dw_off = c->direct ? c->dg.HP * c->dg.WP * c->C : c->chunk * per_image;
-    c->shard_floats = (size_t)(c->dw_off + c->M * c->kk + c->M);
+    c->cols_off = c->dw_off + c->M * c->kk + c->M; /* after dW and db: the direct path keeps its padding zeros */
+    c->shard_floats = (size_t)c->cols_off;
+    if (c->dx_gemm) { /* the patch rows of dx_chunk images (~256 KB: they stay in cache for col2im) */
+        c->dx_chunk = per_image > 0 ? (1 << 16) / per_image : 1;
+        c->dx_chunk = c->dx_chunk < 1 ? 1 : c->dx_chunk;
+        c->shard_floats += (size_t)(c->dx_chunk * per_image);
+        c->ytaps = axis_taps(c->H, c->KH, c->OH, c->sh, c->dh, c->pt);
+        c->xtaps = axis_taps(c->W, c->KW, c->OW, c->sw, c->dw, c->pl);
+        if (!c->ytaps || !c->xtaps) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    }
     c->fwd = calloc((size_t)shards, sizeof(xnn_operator_t));
     c->bwd = calloc((size_t)shards, sizeof(xnn_operator_t));
     c->xnn_status = calloc((size_t)shards, sizeof(int));
@@ -244,8 +284,55 @@ static od_status conv_train_forward(od_tstep *s, od_error *err) {
     return conv_shards_status(s, c, "training convolution", err);
 }
 
-/* The input gradient of images [begin, end): a convolution (dx_conv) or a deconvolution of
- * their output gradient. */
+/* One image's dx from its patch rows cols [OH*OW][KH][KW][C]: each input pixel sums the taps
+ * that read it, then is written (or added to, add) once. */
+typedef float f8 __attribute__((vector_size(32), aligned(4))); /* 8 floats, any alignment */
+
+static void col2im(const conv_train *c, const float *cols, float *dx, bool add) {
+    const int64_t *yp = c->ytaps + c->H + 1, *xp = c->xtaps + c->W + 1;
+    int64_t C = c->C, c8 = C - C % 8;
+    for (int64_t iy = 0; iy < c->H; iy++)
+        for (int64_t ix = 0; ix < c->W; ix++) {
+            float *d = dx + (iy * c->W + ix) * C;
+            for (int64_t c0 = 0; c0 < C; c0 += 8) { /* 8 channels summed in registers */
+                f8 acc = {0};
+                float tail[8] = {0};
+                for (int64_t a = c->ytaps[iy]; a < c->ytaps[iy + 1]; a++)
+                    for (int64_t b = c->xtaps[ix]; b < c->xtaps[ix + 1]; b++) {
+                        const float *t = cols + (yp[2 * a + 1] * c->OW + xp[2 * b + 1]) * c->kk +
+                                         (yp[2 * a] * c->KW + xp[2 * b]) * C + c0;
+                        if (c0 < c8) acc += *(const f8 *)t;
+                        else
+                            for (int64_t ch = 0; ch < C - c0; ch++) tail[ch] += t[ch];
+                    }
+                if (c0 < c8) *(f8 *)(d + c0) = add ? *(f8 *)(d + c0) + acc : acc;
+                else
+                    for (int64_t ch = 0; ch < C - c0; ch++) d[c0 + ch] = add ? d[c0 + ch] + tail[ch] : tail[ch];
+            }
+        }
+}
+
+/* The input gradient of a narrow strided convolution with one group (dx_gemm), as
+ * dY [pixels][M] x W [M][kk] (XNNPACK's fully-connected kernels) then col2im, dx_chunk images
+ * at a time in the shard's scratch. */
+static enum xnn_status conv_dx_gemm(conv_train *c, int shard, const float *dy, float *dst, int64_t images, bool add) {
+    float *cols = c->scratch + (size_t)shard * c->shard_floats + c->cols_off;
+    int64_t ohw = c->OH * c->OW;
+    enum xnn_status r = xnn_create_fully_connected_nc_f32((size_t)c->M, (size_t)c->kk, (size_t)c->M, (size_t)c->kk,
+                                                          c->wpack, NULL, -INFINITY, INFINITY,
+                                                          XNN_FLAG_TRANSPOSE_WEIGHTS, &c->bwd[shard]);
+    for (int64_t n0 = 0; n0 < images && r == xnn_status_success; n0 += c->dx_chunk) {
+        int64_t nn = images - n0 < c->dx_chunk ? images - n0 : c->dx_chunk;
+        r = xnn_setup_fully_connected_nc_f32(c->bwd[shard], (size_t)(nn * ohw), dy + n0 * ohw * c->M, cols, NULL);
+        if (r == xnn_status_success) r = xnn_run_operator(c->bwd[shard], NULL);
+        for (int64_t k = 0; k < nn && r == xnn_status_success; k++)
+            col2im(c, cols + k * ohw * c->kk, dst + (n0 + k) * c->H * c->W * c->C, add);
+    }
+    return r;
+}
+
+/* The input gradient of images [begin, end): a convolution (dx_conv), a product and col2im
+ * (dx_gemm) or a deconvolution of their output gradient. */
 static void conv_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     od_tstep *s = ctx;
     conv_train *c = s->state;
@@ -255,8 +342,11 @@ static void conv_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     const float *dy = y->grad + begin * c->OH * c->OW * c->M;
     if (c->bwd[shard]) xnn_delete_operator(c->bwd[shard]);
     c->bwd[shard] = NULL;
+    bool add = c->dx_gemm && c->dxbuf && !c->xcl; /* col2im adds into x->grad itself */
     enum xnn_status r;
-    if (c->dx_conv) {
+    if (c->dx_gemm) {
+        r = conv_dx_gemm(c, shard, dy, add ? x->grad + begin * in_img : dst, end - begin, add);
+    } else if (c->dx_conv) {
         r = xnn_create_convolution2d_nhwc_f32(
             (uint32_t)c->xpt, (uint32_t)c->xpr, (uint32_t)c->xpb, (uint32_t)c->xpl, (uint32_t)c->KH, (uint32_t)c->KW, 1, 1,
             (uint32_t)c->dh, (uint32_t)c->dw, (uint32_t)c->G, (size_t)c->Mg, (size_t)c->Cg, (size_t)c->M, (size_t)c->C,
@@ -275,9 +365,9 @@ static void conv_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
             r = xnn_setup_deconvolution2d_nhwc_f32(c->bwd[shard], (size_t)(end - begin), (size_t)c->OH, (size_t)c->OW,
                                                    adj_h, adj_w, dy, dst, NULL);
     }
-    if (r == xnn_status_success) r = xnn_run_operator(c->bwd[shard], NULL);
+    if (r == xnn_status_success && !c->dx_gemm) r = xnn_run_operator(c->bwd[shard], NULL); /* dx_gemm ran it */
     c->xnn_status[shard] = r;
-    if (c->dxbuf && !c->xcl) od_add_into(x->grad + begin * in_img, dst, (end - begin) * in_img);
+    if (c->dxbuf && !c->xcl && !add) od_add_into(x->grad + begin * in_img, dst, (end - begin) * in_img);
 }
 
 /* patches[(oy*OW + ox)][(i*KW + j)*Cg + ch] = x[oy*sh - pt + i*dh][ox*sw - pl + j*dw][g*Cg + ch].
@@ -389,6 +479,8 @@ static void conv_train_destroy(od_tstep *s) {
         free(c->dxbuf);
         free(c->xcl);
         free(c->scratch);
+        free(c->ytaps);
+        free(c->xtaps);
     }
     free(c);
     s->state = NULL;
