@@ -215,7 +215,7 @@ typedef struct bn_sums_ctx {
     bool backward;
 } bn_sums_ctx;
 
-static void bn_sums_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+OD_VECTOR_CLONES static void bn_sums_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     const bn_sums_ctx *bc = ctx;
     od_tstep *s = bc->s;
     bn_train *b = s->state;
@@ -254,7 +254,7 @@ static void bn_sums_shard(void *ctx, int shard, int64_t begin, int64_t end) {
 }
 
 /* Keep bn_sums_shard's mask the same expression. */
-static void bn_apply_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+OD_VECTOR_CLONES static void bn_apply_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     od_tstep *s = ctx;
     bn_train *b = s->state;
     int64_t C = b->C, wd = b->wd, e = end * C;
@@ -304,7 +304,7 @@ static od_status bn_train_forward(od_tstep *s, od_error *err) {
 
 /* dx = k (dy - a1 - xhat a2), per channel k = scale*inv_std, a1 = mean dy, a2 = mean dy*xhat
  * (training; 0 in eval mode). */
-static void bn_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+OD_VECTOR_CLONES static void bn_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     od_tstep *s = ctx;
     bn_train *b = s->state;
     int64_t C = b->C, wd = b->wd, e = end * C;

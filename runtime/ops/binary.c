@@ -177,12 +177,25 @@ static bool same_layout_shape(const od_tbuf *a, const od_tbuf *o) {
 
 /* gx (=, or += unless set) sign * dy, masked where a fused Relu clamped y: one pass (as a
  * select it ran scalar: 8% of a resnet w0.5 step). */
-static void add_grad(float *restrict gx, const float *restrict dy, const float *restrict y, float sign, bool set,
+OD_VECTOR_CLONES static void add_grad(float *restrict gx, const float *restrict dy, const float *restrict y, float sign, bool set,
                      bool relu, int64_t n) {
     if (!relu && set) for (int64_t i = 0; i < n; i++) gx[i] = sign * dy[i];
     else if (!relu) for (int64_t i = 0; i < n; i++) gx[i] += sign * dy[i];
     else if (set) for (int64_t i = 0; i < n; i++) gx[i] = od_keep_if(sign * dy[i], y[i] > 0);
     else for (int64_t i = 0; i < n; i++) gx[i] += od_keep_if(sign * dy[i], y[i] > 0);
+}
+
+/* Both inputs' gradients written (=) in one pass, gz with sign: the residual add's backward
+ * reads dy and y once, not once per input. */
+OD_VECTOR_CLONES static void add_grad_both(float *restrict gx, float *restrict gz, const float *restrict dy,
+                                           const float *restrict y, float sign, bool relu, int64_t n) {
+    if (relu)
+        for (int64_t i = 0; i < n; i++) {
+            float d = od_keep_if(dy[i], y[i] > 0);
+            gx[i] = d, gz[i] = sign * d;
+        }
+    else
+        for (int64_t i = 0; i < n; i++) gx[i] = dy[i], gz[i] = sign * dy[i];
 }
 
 /* Add and Sub of same-shape inputs write an input's gradient where they are the first to (the
@@ -202,7 +215,7 @@ typedef struct walk_ctx {
 } walk_ctx;
 
 /* Elements [begin, end) of same-shape inputs, in loops that vectorise. */
-static void same_shape_shard(void *ctx, int shard, int64_t begin, int64_t end) {
+OD_VECTOR_CLONES static void same_shape_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     const walk_ctx *w = ctx;
     od_tstep *s = w->s;
     const od_tbuf *a = s->in[0], *b = s->in[1], *o = s->out[0];
@@ -225,6 +238,10 @@ static void same_shape_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     }
     float *dy = o->grad + begin, *gx = a->grad ? a->grad + begin : NULL, *gz = b->grad ? b->grad + begin : NULL;
     if (k == 'A' || k == 'S') { /* writes_grad: binary_train_prepare */
+        if (gx && gz && (s->writes_grad & 3) == 3) {
+            add_grad_both(gx, gz, dy, y, k == 'S' ? -1.0f : 1.0f, relu, n);
+            return;
+        }
         if (gx) add_grad(gx, dy, y, 1.0f, s->writes_grad & 1, relu, n);
         if (gz) add_grad(gz, dy, y, k == 'S' ? -1.0f : 1.0f, s->writes_grad >> 1 & 1, relu, n);
         return;

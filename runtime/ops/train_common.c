@@ -54,15 +54,15 @@ bool od_claim_grad(od_tstep *s, int k) {
     return true;
 }
 
-void od_add_into(float *dst, const float *src, int64_t n) {
+OD_VECTOR_CLONES void od_add_into(float *dst, const float *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
-void od_relu_inplace(float *y, int64_t n) {
+OD_VECTOR_CLONES void od_relu_inplace(float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0 ? y[i] : 0;
 }
 
-void od_relu_mask(const float *y, float *dy, int64_t n) {
+OD_VECTOR_CLONES void od_relu_mask(const float *y, float *dy, int64_t n) {
     for (int64_t i = 0; i < n; i++) dy[i] = y[i] > 0 ? dy[i] : 0;
 }
 
