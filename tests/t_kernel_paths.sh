@@ -5,6 +5,8 @@
 #   OD_NO_AVX512_DW=1  the conv weight gradient's AVX2 tiles instead of the AVX-512 ones
 #   OD_NO_DIRECT_DW=1  the conv weight gradient by im2row + sgemm (no direct tiles)
 #   OD_NO_VNNI=1       int8 convolutions on XNNPACK's QS8 operators instead of our VNNI kernel
+#   OD_NO_AVX512_CONV8=1  8-output-channel training convolutions on conv8.c's AVX2 tiles
+#   OD_NO_CONV8=1      those on XNNPACK (no conv8.c)
 # Ends with `kernel_paths: N passed, N failed, N skipped`.
 . "$(dirname "$0")/lib.sh"
 
@@ -23,4 +25,6 @@ run_with() { # ENV SUITE: the suite's own summary must say 0 failed
 run_with OD_NO_AVX512_DW=1 test_gradcheck
 run_with OD_NO_DIRECT_DW=1 test_gradcheck
 run_with OD_NO_VNNI=1 test_qs8
+run_with OD_NO_AVX512_CONV8=1 test_gradcheck
+run_with OD_NO_CONV8=1 test_gradcheck
 finish

@@ -335,6 +335,27 @@ static void b_conv_strided_dilated(builder *b) {
     add_node(b, "Conv", IN("H", "W"), IN("Y"), AT("pads=is:0,2,1,1", "strides=is:3,2", "dilations=is:2,2"));
     finish(b, "Y");
 }
+/* 8 output channels: the forward on conv8.c; 8 input channels at stride 1: the input gradient
+ * too (a conv of dY with the kernel flipped). Rows of 21 pixels: a 32-pixel AVX-512 tile with
+ * 11 lanes unused, or a 12-pixel AVX2 tile and a tail of 9; a dilated 2x3 kernel with
+ * asymmetric pads. With Relu fused (its clamp), rows of 15: one 16-pixel tile, or 12 and 3. */
+static void b_conv8(builder *b) {
+    add_init(b, "W0", 4, D(8, 8, 3, 3), -0.5f, 0.5f);
+    add_init(b, "B0", 1, D(8), -0.5f, 0.5f);
+    add_init(b, "W1", 4, D(8, 8, 2, 3), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W0", "B0"), IN("T"), AT("pads=is:1,1,1,1"));
+    add_node(b, "Conv", IN("T", "W1"), IN("Y"), AT("pads=is:1,0,0,2", "dilations=is:2,1"));
+    finish(b, "Y");
+}
+static void b_conv8_relu(builder *b) {
+    add_init(b, "W0", 4, D(8, 8, 3, 3), -0.5f, 0.5f);
+    add_init(b, "B0", 1, D(8), -0.5f, 0.5f);
+    add_init(b, "W1", 4, D(8, 8, 3, 3), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W0", "B0"), IN("T"), AT("pads=is:1,1,1,1"));
+    add_node(b, "Relu", IN("T"), IN("R"), NULL);
+    add_node(b, "Conv", IN("R", "W1"), IN("Y"), AT("pads=is:1,1,1,1"));
+    finish(b, "Y");
+}
 /* 16-channel groups take its AVX-512 tiles where the CPU has them: 8 and 4 output channels */
 static void b_conv_direct16(builder *b) {
     add_init(b, "W", 4, D(8, 16, 3, 5), -0.5f, 0.5f);
@@ -1016,6 +1037,8 @@ int main(void) {
              b_conv_strided_pair, true);
     run_case("Conv stride 3x2, dilation 2, asymmetric pads (product and col2im)", 4, D(2, 4, 9, 8),
              b_conv_strided_dilated, true);
+    run_case("Conv 8 to 8 channels (conv8)", 4, D(2, 8, 4, 21), b_conv8, true);
+    run_case("Conv 8 to 8 channels + Relu (conv8)", 4, D(1, 8, 3, 15), b_conv8_relu, true);
     run_case("Gemm transB alpha beta", 2, D(3, 6), b_gemm, true);
     run_case("MatMul + Add", 3, D(2, 4, 6), b_matmul, true);
     run_case("BatchNormalization training", 4, D(4, 3, 3, 3), b_bn, true);
