@@ -7,6 +7,7 @@
 #   OD_NO_VNNI=1       int8 convolutions on XNNPACK's QS8 operators instead of our VNNI kernel
 #   OD_NO_AVX512_CONV8=1  8-output-channel training convolutions on conv8.c's AVX2 tiles
 #   OD_NO_CONV8=1      those on XNNPACK (no conv8.c)
+#   OD_NO_AVX512_BN=1  training BatchNormalization's passes without their AVX-512 wide-row loops
 # Ends with `kernel_paths: N passed, N failed, N skipped`.
 . "$(dirname "$0")/lib.sh"
 
@@ -27,4 +28,5 @@ run_with OD_NO_DIRECT_DW=1 test_gradcheck
 run_with OD_NO_VNNI=1 test_qs8
 run_with OD_NO_AVX512_CONV8=1 test_gradcheck
 run_with OD_NO_CONV8=1 test_gradcheck
+run_with OD_NO_AVX512_BN=1 test_gradcheck
 finish

@@ -169,6 +169,7 @@ typedef struct bn_train {
     int64_t rows, C, wd;
     float eps, momentum;
     bool dx_set;           /* dx is written, not added (od_claim_grad) */
+    bool fast;             /* the passes on bn_*64 (bn_fast) */
     float *mean, *inv_std; /* of the last forward */
     float *rep;            /* wd lanes for each R_ value (rep + (R - R_MEAN) * wd) */
     double *part;          /* per shard: 2*C partial sums */
@@ -181,6 +182,94 @@ static void bn_repeat(bn_train *b, int r, const float *src) {
     float *d = bn_lanes(b, r);
     for (int64_t k = 0; k < b->wd; k++) d[k] = src && k < b->C ? src[k] : d[k % b->C];
 }
+
+/* With AVX-512 and wd == 64, the passes over whole wide rows keep the 64 lanes of each
+ * per-channel value and of the sums in four registers each (GCC's own vectors of these loops
+ * reload them every row); the same operations per element as the loops below, so the same bits.
+ * Each returns where it stopped: the rest (a short last row) takes the loops below. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define BN512 __attribute__((target("avx512f")))
+
+static bool bn_fast(const bn_train *b) {
+    return b->wd == BN_WIDE && __builtin_cpu_supports("avx512f") && !getenv("OD_NO_AVX512_BN");
+}
+
+#define BN_LOAD4(v, p) for (int k = 0; k < 4; k++) v[k] = _mm512_loadu_ps((p) + 16 * k)
+
+/* y = ((x - mean) * istd) * scale + shift, as bn_apply_shard computes it */
+BN512 static inline __m512 bn_y(__m512 x, __m512 m, __m512 is, __m512 sc, __m512 sf) {
+    return _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(x, m), is), sc), sf);
+}
+
+BN512 static int64_t bn_sums64(const bn_train *b, const float *X, const float *G, int64_t i, int64_t end, bool backward,
+                               bool relu, float *acc) {
+    __m512 s[4], q[4], m[4], is[4], sc[4], sf[4], zero = _mm512_setzero_ps();
+    BN_LOAD4(s, acc);
+    BN_LOAD4(q, acc + BN_WIDE);
+    BN_LOAD4(m, bn_lanes(b, R_MEAN));
+    BN_LOAD4(is, bn_lanes(b, R_ISTD));
+    BN_LOAD4(sc, bn_lanes(b, R_SCALE));
+    BN_LOAD4(sf, bn_lanes(b, R_SHIFT));
+    for (; i + BN_WIDE <= end; i += BN_WIDE)
+        for (int k = 0; k < 4; k++) {
+            __m512 x = _mm512_loadu_ps(X + i + 16 * k);
+            if (!backward) {
+                s[k] = _mm512_add_ps(s[k], x), q[k] = _mm512_add_ps(q[k], _mm512_mul_ps(x, x));
+                continue;
+            }
+            __m512 g = _mm512_loadu_ps(G + i + 16 * k);
+            if (relu) g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(bn_y(x, m[k], is[k], sc[k], sf[k]), zero, _CMP_GT_OQ), g);
+            s[k] = _mm512_add_ps(s[k], g), q[k] = _mm512_add_ps(q[k], _mm512_mul_ps(g, _mm512_sub_ps(x, m[k])));
+        }
+    for (int k = 0; k < 4; k++) _mm512_storeu_ps(acc + 16 * k, s[k]), _mm512_storeu_ps(acc + BN_WIDE + 16 * k, q[k]);
+    return i;
+}
+
+BN512 static int64_t bn_apply64(const bn_train *b, const float *X, float *Y, int64_t i, int64_t end, bool relu) {
+    __m512 m[4], is[4], sc[4], sf[4], zero = _mm512_setzero_ps();
+    BN_LOAD4(m, bn_lanes(b, R_MEAN));
+    BN_LOAD4(is, bn_lanes(b, R_ISTD));
+    BN_LOAD4(sc, bn_lanes(b, R_SCALE));
+    BN_LOAD4(sf, bn_lanes(b, R_SHIFT));
+    for (; i + BN_WIDE <= end; i += BN_WIDE)
+        for (int k = 0; k < 4; k++) {
+            __m512 v = bn_y(_mm512_loadu_ps(X + i + 16 * k), m[k], is[k], sc[k], sf[k]);
+            if (relu) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
+            _mm512_storeu_ps(Y + i + 16 * k, v);
+        }
+    return i;
+}
+
+BN512 static int64_t bn_dx64(const bn_train *b, const float *X, const float *G, float *DX, int64_t i, int64_t end,
+                             bool relu) {
+    __m512 m[4], is[4], sc[4], sf[4], kk[4], a1[4], a2[4], zero = _mm512_setzero_ps();
+    BN_LOAD4(m, bn_lanes(b, R_MEAN));
+    BN_LOAD4(is, bn_lanes(b, R_ISTD));
+    BN_LOAD4(sc, bn_lanes(b, R_SCALE));
+    BN_LOAD4(sf, bn_lanes(b, R_SHIFT));
+    BN_LOAD4(kk, bn_lanes(b, R_K));
+    BN_LOAD4(a1, bn_lanes(b, R_A1));
+    BN_LOAD4(a2, bn_lanes(b, R_A2));
+    for (; i + BN_WIDE <= end; i += BN_WIDE)
+        for (int k = 0; k < 4; k++) {
+            __m512 x = _mm512_loadu_ps(X + i + 16 * k), d = _mm512_loadu_ps(G + i + 16 * k);
+            if (relu) d = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(bn_y(x, m[k], is[k], sc[k], sf[k]), zero, _CMP_GT_OQ), d);
+            __m512 xh = _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(x, m[k]), is[k]), a2[k]);
+            __m512 v = _mm512_mul_ps(kk[k], _mm512_sub_ps(_mm512_sub_ps(d, a1[k]), xh));
+            _mm512_storeu_ps(DX + i + 16 * k, b->dx_set ? v : _mm512_add_ps(_mm512_loadu_ps(DX + i + 16 * k), v));
+        }
+    return i;
+}
+#else
+static bool bn_fast(const bn_train *b) { return false; }
+static int64_t bn_sums64(const bn_train *b, const float *X, const float *G, int64_t i, int64_t end, bool backward,
+                         bool relu, float *acc) { return i; }
+static int64_t bn_apply64(const bn_train *b, const float *X, float *Y, int64_t i, int64_t end, bool relu) { return i; }
+static int64_t bn_dx64(const bn_train *b, const float *X, const float *G, float *DX, int64_t i, int64_t end, bool relu) {
+    return i;
+}
+#endif
 
 static od_status bn_train_prepare(od_tstep *s, od_error *err) {
     for (int k = 1; k < 5; k++)
@@ -204,6 +293,7 @@ static od_status bn_train_prepare(od_tstep *s, od_error *err) {
     if (!b->mean || !b->rep || !b->part) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     b->inv_std = b->mean + b->C;
     b->dx_set = od_claim_grad(s, 0);
+    b->fast = bn_fast(b);
     return OD_STATUS_OK;
 }
 
@@ -222,7 +312,7 @@ OD_VECTOR_CLONES static void bn_sums_shard(void *ctx, int shard, int64_t begin, 
     int64_t C = b->C, wd = b->wd, e = end * C;
     double *part = b->part + (size_t)shard * 2 * (size_t)C;
     float acc[2 * 1024];
-    bool backward = bc->backward, relu = s->fused_relu;
+    bool backward = bc->backward, relu = s->fused_relu, fast = b->fast;
     const float *X = s->in[0]->data, *G = s->out[0]->grad, *mean = bn_lanes(b, R_MEAN),
                 *istd = bn_lanes(b, R_ISTD), *scale = bn_lanes(b, R_SCALE), *shift = bn_lanes(b, R_SHIFT);
     memset(part, 0, sizeof(double) * 2 * (size_t)C);
@@ -231,7 +321,9 @@ OD_VECTOR_CLONES static void bn_sums_shard(void *ctx, int shard, int64_t begin, 
         for (int64_t i0 = begin * C; i0 < e; i0 += 256 * wd) { /* float sums of 256 rows, then double */
             int64_t i1 = i0 + 256 * wd < e ? i0 + 256 * wd : e;
             memset(acc, 0, sizeof(float) * 2 * (size_t)cn);
-            for (int64_t i = i0 + c0; i < i1; i += wd) {
+            int64_t i = i0 + c0;
+            if (fast) i = bn_sums64(b, X, G, i, i1, backward, relu, acc);
+            for (; i < i1; i += wd) {
                 int64_t n = i1 - i < cn ? i1 - i : cn; /* the last wide row can be short */
                 const float *x = X + i;
                 if (!backward) {
@@ -261,7 +353,9 @@ OD_VECTOR_CLONES static void bn_apply_shard(void *ctx, int shard, int64_t begin,
     const float *mean = bn_lanes(b, R_MEAN), *istd = bn_lanes(b, R_ISTD), *scale = bn_lanes(b, R_SCALE),
                 *shift = bn_lanes(b, R_SHIFT);
     bool relu = s->fused_relu;
-    for (int64_t i = begin * C; i < e; i += wd) {
+    int64_t i = begin * C;
+    if (b->fast) i = bn_apply64(b, s->in[0]->data, s->out[0]->data, i, e, relu);
+    for (; i < e; i += wd) {
         int64_t n = e - i < wd ? e - i : wd;
         const float *x = s->in[0]->data + i;
         float *y = s->out[0]->data + i;
@@ -311,7 +405,9 @@ OD_VECTOR_CLONES static void bn_dx_shard(void *ctx, int shard, int64_t begin, in
     const float *k = bn_lanes(b, R_K), *a1 = bn_lanes(b, R_A1), *a2 = bn_lanes(b, R_A2), *mean = bn_lanes(b, R_MEAN),
                 *istd = bn_lanes(b, R_ISTD), *scale = bn_lanes(b, R_SCALE), *shift = bn_lanes(b, R_SHIFT);
     bool relu = s->fused_relu;
-    for (int64_t i = begin * C; i < e; i += wd) {
+    int64_t i = begin * C;
+    if (b->fast) i = bn_dx64(b, s->in[0]->data, s->out[0]->grad, s->in[0]->grad, i, e, relu);
+    for (; i < e; i += wd) {
         int64_t n = e - i < wd ? e - i : wd;
         const float *x = s->in[0]->data + i, *g = s->out[0]->grad + i;
         float *dx = s->in[0]->grad + i;
