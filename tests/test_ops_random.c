@@ -73,6 +73,14 @@ static const tcase cases[] = {
      .strides = {1, 2, 1}, .pads = {0, 1, 1, 1, 0, 0}},
     {CASE("conv2d_const_input", "Conv", 2, CST(4, 2, 3, 5, 4), CST(4, 4, 3, 2, 2)),
      .strides = {2, 1}},
+    /* 32 or more output channels in 16s, weights under 1 MiB: conv_wide.c on AVX-512 (14-pixel
+     * tiles of 32 or 16 channels, then a tail) */
+    {CASE("conv2d_wide_m32_tail", "Conv", 3, INB(4, 0, 3, 5, 19), CST(4, 32, 3, 3, 3), CST(1, 32)),
+     .pads = {1, 1, 1, 1}},
+    {CASE("conv2d_wide_m48_s2_dil", "Conv", 2, INB(4, 0, 5, 9, 33), CST(4, 48, 5, 3, 3)),
+     .strides = {2, 2}, .dil = {1, 2}, .pads = {0, 2, 1, 1}},
+    {CASE("conv1d_wide_m32", "Conv", 3, INB(3, 0, 4, 30), CST(3, 32, 4, 5), CST(1, 32)), .pads = {2, 1}},
+    {CASE("conv2d_wide_1x2", "Conv", 2, INB(4, 0, 8, 4, 15), CST(4, 64, 8, 1, 2))},
     /* ConvTranspose */
     {CASE("convT2d_bias", "ConvTranspose", 3, INB(4, 0, 3, 4, 5), CST(4, 3, 2, 3, 3),
           CST(1, 2))},

@@ -10,6 +10,7 @@
 #include "../train_internal.h"
 #include "conv_common.h"
 #include "conv8.h"
+#include "conv_wide.h"
 #include "conv_dw_direct.h"
 #include "qs8_common.h"
 #include "strided.h"
@@ -55,6 +56,64 @@ static int64_t conv_macs(const od_node *n, const od_shape_info *const *in,
     return od_macs_mul(od_dims_count(out->rank, out->dims), k);
 }
 
+/* The geometry of a 2-D (or 1-D) convolution with one group for conv_wide.c. */
+static od_convw_geom conv_wide_geom(const od_conv_params *p) {
+    bool two = p->sp == 2;
+    int iw = p->sp - 1;
+    return (od_convw_geom){.C = p->cin, .H = two ? p->in[0] : 1, .W = p->in[iw], .M = p->cout,
+                           .OH = two ? p->out[0] : 1, .OW = p->out[iw], .KH = two ? p->kernel[0] : 1,
+                           .KW = p->kernel[iw], .sh = two ? p->stride[0] : 1, .sw = p->stride[iw],
+                           .dh = two ? p->dilation[0] : 1, .dw = p->dilation[iw], .pt = two ? p->pad_begin[0] : 0,
+                           .pl = p->pad_begin[iw]};
+}
+
+typedef struct conv_wide_run {
+    const od_step *s;
+    od_convw_geom g;
+    int64_t batch;
+} conv_wide_run;
+
+static void conv_wide_pad_task(void *ctx, size_t n) {
+    const conv_wide_run *r = ctx;
+    const od_conv_state *cs = r->s->state;
+    od_convw_pad_rows(&r->g, r->s->in[0]->data + n * r->g.H * r->g.W * r->g.C, cs->xpad + n * r->g.HP * r->g.WP * r->g.C,
+                      0, r->g.H);
+}
+
+static void conv_wide_rows_task(void *ctx, size_t at, size_t count) {
+    const conv_wide_run *r = ctx;
+    const od_step *s = r->s;
+    const od_conv_state *cs = s->state;
+    const od_convw_geom *g = &r->g;
+    for (size_t k = at; k < at + count; k++) { /* output row k of the batch's N*OH */
+        int64_t n = (int64_t)k / g->OH, oy = (int64_t)k % g->OH;
+        od_convw_rows(g, cs->xpad + n * g->HP * g->WP * g->C, cs->packed, cs->bias, s->act_min, s->act_max,
+                      s->out[0]->data + n * g->OH * g->OW * g->M, oy, oy + 1);
+    }
+}
+
+/* Weights and bias known, one group, output channels in 16s, weights in the core's cache: the
+ * whole batch padded once (a task per image), then a task per output row. */
+static od_status conv_wide_prepare(od_step *s, od_conv_state *cs, od_error *err) {
+    const od_buf *b = s->n_in > 2 ? s->in[2] : NULL;
+    od_convw_geom g = conv_wide_geom(&cs->p);
+    (void)od_convw_fits(&g);
+    od_convw_pack(&g, s->in[1]->data, cs->packed);
+    cs->xpad = calloc((size_t)(s->in[0]->dims[0] * g.HP * g.WP * g.C) + 1, sizeof(float));
+    cs->bias = b ? malloc(sizeof(float) * (size_t)g.M) : NULL;
+    if (!cs->xpad || (b && !cs->bias)) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (b) memcpy(cs->bias, b->data, sizeof(float) * (size_t)g.M);
+    return OD_STATUS_OK;
+}
+
+static void conv_wide_run_step(od_step *s) {
+    od_conv_state *cs = s->state;
+    conv_wide_run r = {.s = s, .g = conv_wide_geom(&cs->p), .batch = s->in[0]->dims[0]};
+    (void)od_convw_fits(&r.g);
+    pthreadpool_parallelize_1d(s->pool, conv_wide_pad_task, &r, (size_t)r.batch, 0);
+    pthreadpool_parallelize_1d_tile_1d(s->pool, conv_wide_rows_task, &r, (size_t)(r.batch * r.g.OH), 1, 0);
+}
+
 static od_status conv_prepare(od_step *s, od_error *err) {
     const od_buf *x = s->in[0], *w = s->in[1], *b = s->n_in > 2 ? s->in[2] : NULL;
     od_conv_state *cs;
@@ -62,6 +121,8 @@ static od_status conv_prepare(od_step *s, od_error *err) {
     if (st) return st;
     const od_conv_params *p = &cs->p;
     if (!w->constant || (b && !b->constant) || p->sp > 2) return od_conv_state_use_direct(s, cs, err);
+    od_convw_geom wg = conv_wide_geom(p);
+    if (p->group == 1 && od_convw_fits(&wg)) return conv_wide_prepare(s, cs, err);
     bool two = p->sp == 2; /* a 1-D conv is a 2-D one of height 1 */
     int iw = p->sp - 1;
     int64_t G = p->group, Cg = p->cin / G, Mg = p->cout / G;
@@ -90,6 +151,10 @@ static od_status conv_run(od_step *s, od_error *err) {
     od_conv_state *cs = s->state;
     if (cs->xnn)
         return od_xnn_check(xnn_run_operator(cs->xnn, s->pool), err, s->node, "run convolution");
+    if (cs->xpad) {
+        conv_wide_run_step(s);
+        return OD_STATUS_OK;
+    }
     od_conv_state_run_direct(s);
     od_step_clamp(s, s->out[0]->data, od_buf_count(s->out[0]));
     return OD_STATUS_OK;

@@ -209,6 +209,7 @@ void od_conv_state_destroy(od_step *s) {
     if (cs->xnn) xnn_delete_operator(cs->xnn);
     free(cs->packed);
     free(cs->bias);
+    free(cs->xpad);
     free(cs);
     s->state = NULL;
 }

@@ -53,9 +53,11 @@ void od_conv_direct(const od_conv_params *p, int64_t batch, const float *x, cons
 typedef struct od_conv_state {
     xnn_operator_t xnn;
     od_conv_params p;
-    float *packed;  /* direct loop: weights as od_conv_pack_weights lays them out */
+    float *packed;  /* direct loop: weights as od_conv_pack_weights lays them out (conv_wide.c's
+                     * layout when xpad is set) */
     float *bias;    /* direct loop with a constant bias */
     bool repack;    /* weights known only at run time */
+    float *xpad;    /* Conv on conv_wide.c (Conv.c): the batch's zero-padded input */
 } od_conv_state;
 
 /* The start of prepare(): s->state, its params read, room for the packed weights (packed when
