@@ -356,6 +356,17 @@ static void b_conv8_relu(builder *b) {
     add_node(b, "Conv", IN("R", "W1"), IN("Y"), AT("pads=is:1,1,1,1"));
     finish(b, "Y");
 }
+/* 32 output channels: the forward on conv_wide.c where the CPU has AVX-512 (a 14-pixel tile
+ * and a tail of 3), Relu fused */
+static void b_conv_wide(builder *b) {
+    add_init(b, "W", 4, D(32, 4, 3, 3), -0.5f, 0.5f);
+    add_init(b, "B", 1, D(32), -0.5f, 0.5f);
+    add_init(b, "W2", 4, D(2, 32, 1, 1), -0.5f, 0.5f);
+    add_node(b, "Conv", IN("H", "W", "B"), IN("T"), AT("pads=is:1,0,1,2", "strides=is:1,1"));
+    add_node(b, "Relu", IN("T"), IN("R"), NULL);
+    add_node(b, "Conv", IN("R", "W2"), IN("Y"), NULL);
+    finish(b, "Y");
+}
 /* 16-channel groups take its AVX-512 tiles where the CPU has them: 8 and 4 output channels */
 static void b_conv_direct16(builder *b) {
     add_init(b, "W", 4, D(8, 16, 3, 5), -0.5f, 0.5f);
@@ -1039,6 +1050,7 @@ int main(void) {
              b_conv_strided_dilated, true);
     run_case("Conv 8 to 8 channels (conv8)", 4, D(2, 8, 4, 21), b_conv8, true);
     run_case("Conv 8 to 8 channels + Relu (conv8)", 4, D(1, 8, 3, 15), b_conv8_relu, true);
+    run_case("Conv 4 to 32 channels + Relu (conv_wide)", 4, D(1, 4, 2, 15), b_conv_wide, true);
     run_case("Gemm transB alpha beta", 2, D(3, 6), b_gemm, true);
     run_case("MatMul + Add", 3, D(2, 4, 6), b_matmul, true);
     run_case("BatchNormalization training", 4, D(4, 3, 3, 3), b_bn, true);

@@ -179,8 +179,10 @@ typedef struct conv_train {
     bool fwd8, dx8;             /* the forward, the input gradient (dx_conv) on conv8.c: 8 output channels */
     od_conv8_geom g8f, g8d;
     float *w8f, *w8d;           /* their packed weights */
-    float *pad8;                /* per shard: the padded images, g8f's then g8d's (pad8_floats) */
-    size_t pad8_floats;
+    bool fwdw;                  /* else the forward on conv_wide.c (gw, its weights in w8f) */
+    od_convw_geom gw;
+    float *pad8;                /* per shard: the padded images, g8f's (or gw's) then g8d's at dx_pad_at */
+    size_t pad8_floats, dx_pad_at;
     int64_t xpt, xpl, xpb, xpr; /* its padding */
     float *dxbuf;        /* input gradient when it must be added, else NULL */
     float *xcl;          /* an input in ONNX order (a graph input, a Transpose's output): its
@@ -258,7 +260,11 @@ static od_status conv_train_prepare(od_tstep *s, od_error *err) {
                              .sh = 1, .sw = 1, .dh = c->dh, .dw = c->dw, .pt = c->xpt, .pl = c->xpl};
     c->fwd8 = c->G == 1 && c->M == 8 && od_conv8_fits(&c->g8f);
     c->dx8 = c->G == 1 && c->C == 8 && c->dx_conv && od_conv8_fits(&c->g8d);
-    c->pad8_floats = (size_t)((c->fwd8 ? c->g8f.scratch : 0) + (c->dx8 ? c->g8d.scratch : 0));
+    c->gw = (od_convw_geom){.C = c->C, .H = c->H, .W = c->W, .M = c->M, .OH = c->OH, .OW = c->OW, .KH = c->KH,
+                            .KW = c->KW, .sh = c->sh, .sw = c->sw, .dh = c->dh, .dw = c->dw, .pt = c->pt, .pl = c->pl};
+    c->fwdw = c->G == 1 && !c->fwd8 && od_convw_fits(&c->gw);
+    c->dx_pad_at = (size_t)(c->fwd8 ? c->g8f.scratch : c->fwdw ? c->gw.HP * c->gw.WP * c->C : 0);
+    c->pad8_floats = c->dx_pad_at + (size_t)(c->dx8 ? c->g8d.scratch : 0);
     size_t wn = (size_t)(c->M * c->kk);
     int shards = s->threads > 0 ? s->threads : 1;
     /* the weight gradient takes several images per sgemm: a longer reduction runs faster */
@@ -325,6 +331,7 @@ static void conv_pack(od_tstep *s, conv_train *c) {
                 c->dpack[((g * c->Cg + ch) * ksz + (c->dx_conv ? ksz - 1 - q : q)) * c->Mg + mg] = v;
             }
     if (c->fwd8) od_conv8_pack(w, c->Cg * ksz, 1, ksz, ksz, c->C, c->w8f);            /* from [8][C][KH][KW] */
+    if (c->fwdw) od_convw_pack(&c->gw, w, c->w8f);
     if (c->dx8) od_conv8_pack(c->dpack, ksz * c->M, c->M, 1, ksz, c->M, c->w8d);      /* from [8][KH][KW][M] */
 }
 
@@ -342,6 +349,15 @@ static void conv_fwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
         for (int64_t n = begin; n < end; n++)
             od_conv8_image(&c->g8f, conv_x(s, c) + n * c->H * c->W * c->C, c->w8f, bias, lo, INFINITY,
                            c->pad8 + (size_t)shard * c->pad8_floats, y + (n - begin) * c->OH * c->OW * c->M);
+        c->xnn_status[shard] = xnn_status_success;
+        return;
+    }
+    if (c->fwdw) {
+        float *pad = c->pad8 + (size_t)shard * c->pad8_floats;
+        for (int64_t n = begin; n < end; n++) {
+            od_convw_pad_rows(&c->gw, conv_x(s, c) + n * c->H * c->W * c->C, pad, 0, c->H);
+            od_convw_rows(&c->gw, pad, c->w8f, bias, lo, INFINITY, y + (n - begin) * c->OH * c->OW * c->M, 0, c->OH);
+        }
         c->xnn_status[shard] = xnn_status_success;
         return;
     }
@@ -439,7 +455,7 @@ static void conv_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     if (c->dx_gemm) {
         r = conv_dx_gemm(c, shard, dy, add ? x->grad + begin * in_img : dst, end - begin, add);
     } else if (c->dx8) {
-        float *pad = c->pad8 + (size_t)shard * c->pad8_floats + (c->fwd8 ? c->g8f.scratch : 0);
+        float *pad = c->pad8 + (size_t)shard * c->pad8_floats + c->dx_pad_at;
         for (int64_t n = 0; n < end - begin; n++)
             od_conv8_image(&c->g8d, dy + n * c->OH * c->OW * c->M, c->w8d, NULL, -INFINITY, INFINITY, pad, dst + n * in_img);
         r = xnn_status_success;
