@@ -80,20 +80,20 @@ static void conv_wide_pad_task(void *ctx, size_t n) {
                       0, r->g.H);
 }
 
-static void conv_wide_rows_task(void *ctx, size_t at, size_t count) {
+/* Image n, output channels from 32 * mb, the rows of group rg. */
+static void conv_wide_block_task(void *ctx, size_t n, size_t mb, size_t rg) {
     const conv_wide_run *r = ctx;
     const od_step *s = r->s;
     const od_conv_state *cs = s->state;
     const od_convw_geom *g = &r->g;
-    for (size_t k = at; k < at + count; k++) { /* output row k of the batch's N*OH */
-        int64_t n = (int64_t)k / g->OH, oy = (int64_t)k % g->OH;
-        od_convw_rows(g, cs->xpad + n * g->HP * g->WP * g->C, cs->packed, cs->bias, s->act_min, s->act_max,
-                      s->out[0]->data + n * g->OH * g->OW * g->M, oy, oy + 1);
-    }
+    int64_t oy0 = (int64_t)rg * g->rows, oy1 = oy0 + g->rows < g->OH ? oy0 + g->rows : g->OH;
+    od_convw_block(g, cs->xpad + (int64_t)n * g->HP * g->WP * g->C, cs->packed, cs->bias, s->act_min, s->act_max,
+                   s->out[0]->data + (int64_t)n * g->OH * g->OW * g->M, oy0, oy1, 32 * (int64_t)mb);
 }
 
-/* Weights and bias known, one group, output channels in 16s, weights in the core's cache: the
- * whole batch padded once (a task per image), then a task per output row. */
+/* Weights and bias known, one group, 32+ output channels in 16s, a kernel over 1x1: the whole
+ * batch padded once (a task per image), then a task per image, 32 output channels and group of
+ * rows. */
 static od_status conv_wide_prepare(od_step *s, od_conv_state *cs, od_error *err) {
     const od_buf *b = s->n_in > 2 ? s->in[2] : NULL;
     od_convw_geom g = conv_wide_geom(&cs->p);
@@ -111,7 +111,8 @@ static void conv_wide_run_step(od_step *s) {
     conv_wide_run r = {.s = s, .g = conv_wide_geom(&cs->p), .batch = s->in[0]->dims[0]};
     (void)od_convw_fits(&r.g);
     pthreadpool_parallelize_1d(s->pool, conv_wide_pad_task, &r, (size_t)r.batch, 0);
-    pthreadpool_parallelize_1d_tile_1d(s->pool, conv_wide_rows_task, &r, (size_t)(r.batch * r.g.OH), 1, 0);
+    pthreadpool_parallelize_3d(s->pool, conv_wide_block_task, &r, (size_t)r.batch, (size_t)((r.g.M + 31) / 32),
+                               (size_t)((r.g.OH + r.g.rows - 1) / r.g.rows), 0);
 }
 
 static od_status conv_prepare(od_step *s, od_error *err) {
@@ -356,7 +357,9 @@ static void conv_fwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
         float *pad = c->pad8 + (size_t)shard * c->pad8_floats;
         for (int64_t n = begin; n < end; n++) {
             od_convw_pad_rows(&c->gw, conv_x(s, c) + n * c->H * c->W * c->C, pad, 0, c->H);
-            od_convw_rows(&c->gw, pad, c->w8f, bias, lo, INFINITY, y + (n - begin) * c->OH * c->OW * c->M, 0, c->OH);
+            for (int64_t m0 = 0; m0 < c->M; m0 += 32)
+                od_convw_block(&c->gw, pad, c->w8f, bias, lo, INFINITY, y + (n - begin) * c->OH * c->OW * c->M, 0,
+                               c->OH, m0);
         }
         c->xnn_status[shard] = xnn_status_success;
         return;

@@ -20,11 +20,12 @@ enum { PIX = 14 };
 bool od_convw_fits(od_convw_geom *g) {
     g->HP = (g->OH - 1) * g->sh + (g->KH - 1) * g->dh + 1;
     g->WP = (g->OW - 1) * g->sw + (g->KW - 1) * g->dw + 1;
-    int64_t wbytes = (int64_t)sizeof(float) * g->KH * g->KW * g->C * g->M;
+    g->rows = g->OW > 0 && g->OW < 200 ? 200 / g->OW : 1;
+    g->rows += g->rows % 2; /* rows of 7 pixels or fewer go in pairs */
     /* 16 channels alone, or a 1x1 kernel (a plain product), measured slower than XNNPACK's
      * (resnet's 16-channel 3x3 layers at batch 64: 125 against 162 GFLOP/s) */
-    return g->M % 16 == 0 && g->M >= 32 && g->KH * g->KW > 1 && g->pt >= 0 && g->pl >= 0 && wbytes <= (1 << 20) && __builtin_cpu_supports("avx512f") &&
-           !getenv("OD_NO_CONVW");
+    return g->M % 16 == 0 && g->M >= 32 && g->KH * g->KW > 1 && g->pt >= 0 && g->pl >= 0 &&
+           __builtin_cpu_supports("avx512f") && !getenv("OD_NO_CONVW");
 }
 
 void od_convw_pack(const od_convw_geom *g, const float *w, float *packed) {
@@ -40,75 +41,107 @@ void od_convw_pad_rows(const od_convw_geom *g, const float *x, float *xp, int64_
         memcpy(xp + ((r + g->pt) * g->WP + g->pl) * g->C, x + r * g->W * g->C, sizeof(float) * (size_t)(w * g->C));
 }
 
-/* n pixels (a constant after inlining) of row oy from column ox0, V (1 or 2) vectors of 16
- * channels from m0. */
+/* rows (1 or 2) x n pixels (constants after inlining, rows * n <= PIX) from row oy, column ox0,
+ * V (1 or 2) vectors of 16 channels from m0, input channels [c0, c1): the sums start from the
+ * bias on the first block of input channels, else from y; the clamp comes with the last. */
 WIDE_TARGET static inline __attribute__((always_inline)) void tile(const od_convw_geom *g, const float *xp,
                                                                    const float *packed, const float *bias, float lo,
                                                                    float hi, bool clamp, float *y, int64_t oy,
-                                                                   int64_t ox0, int64_t m0, const int n, const int V) {
+                                                                   int64_t ox0, int64_t m0, int64_t c0, int64_t c1,
+                                                                   const int n, const int rows, const int V) {
     __m512 acc[PIX][2];
+    int64_t C = g->C, M = g->M, xs = g->sw * C; /* floats between the inputs of adjacent pixels */
+    float *yr[2] = {y + (oy * g->OW + ox0) * M + m0, y + ((oy + 1) * g->OW + ox0) * M + m0};
     for (int v = 0; v < V; v++) {
         __m512 b = bias ? _mm512_loadu_ps(bias + m0 + 16 * v) : _mm512_setzero_ps();
-        for (int t = 0; t < n; t++) acc[t][v] = b;
+        for (int t = 0; t < n * rows; t++)
+            acc[t][v] = c0 > 0 ? _mm512_loadu_ps(yr[t / n] + (t % n) * M + 16 * v) : b;
     }
-    int64_t C = g->C, M = g->M, xs = g->sw * C; /* floats between the inputs of adjacent pixels */
     for (int64_t i = 0; i < g->KH; i++) {
-        const float *xr = xp + ((oy * g->sh + i * g->dh) * g->WP + ox0 * g->sw) * C;
+        const float *xr = xp + ((oy * g->sh + i * g->dh) * g->WP + ox0 * g->sw) * C + c0;
         for (int64_t j = 0; j < g->KW; j++) {
-            const float *xt = xr + j * g->dw * C, *wt = packed + (i * g->KW + j) * C * M + m0;
-            for (int64_t c = 0; c < C; c++, xt++, wt += M) {
+            const float *xt[2] = {xr + j * g->dw * C, xr + (j * g->dw + g->sh * g->WP) * C};
+            const float *wt = packed + ((i * g->KW + j) * C + c0) * M + m0;
+            for (int64_t c = c0; c < c1; c++, xt[0]++, xt[1]++, wt += M) {
                 __m512 w[2];
                 for (int v = 0; v < V; v++) w[v] = _mm512_loadu_ps(wt + 16 * v);
-                for (int t = 0; t < n; t++) {
-                    __m512 xb = _mm512_set1_ps(xt[t * xs]);
+                for (int t = 0; t < n * rows; t++) {
+                    __m512 xb = _mm512_set1_ps(xt[t / n][(t % n) * xs]);
                     for (int v = 0; v < V; v++) acc[t][v] = _mm512_fmadd_ps(xb, w[v], acc[t][v]);
                 }
             }
         }
     }
     __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    float *yr = y + (oy * g->OW + ox0) * M + m0;
-    for (int t = 0; t < n; t++)
+    bool last = c1 == C;
+    for (int t = 0; t < n * rows; t++)
         for (int v = 0; v < V; v++)
-            _mm512_storeu_ps(yr + t * M + 16 * v, clamp ? _mm512_min_ps(_mm512_max_ps(acc[t][v], vlo), vhi) : acc[t][v]);
+            _mm512_storeu_ps(yr[t / n] + (t % n) * M + 16 * v,
+                             clamp && last ? _mm512_min_ps(_mm512_max_ps(acc[t][v], vlo), vhi) : acc[t][v]);
 }
+
+#define TILE(n, rows, V) tile(g, xp, packed, bias, lo, hi, clamp, y, oy, ox, m0, c0, c1, n, rows, V)
 
 /* A row's pixels from ox in tiles of PIX, then the tail as one tile of its own width. */
 #define ROW(V)                                                                                                     \
     do {                                                                                                           \
         int64_t ox = 0;                                                                                            \
-        for (; ox + PIX <= g->OW; ox += PIX) tile(g, xp, packed, bias, lo, hi, clamp, y, oy, ox, m0, PIX, V);      \
+        for (; ox + PIX <= g->OW; ox += PIX) TILE(PIX, 1, V);                                                      \
         switch (g->OW - ox) {                                                                                      \
-        case 13: tile(g, xp, packed, bias, lo, hi, clamp, y, oy, ox, m0, 13, V); break;                          \
-        case 12: tile(g, xp, packed, bias, lo, hi, clamp, y, oy, ox, m0, 12, V); break;                          \
-        case 11: tile(g, xp, packed, bias, lo, hi, clamp, y, oy, ox, m0, 11, V); break;                          \
-        case 10: tile(g, xp, packed, bias, lo, hi, clamp, y, oy, ox, m0, 10, V); break;                          \
-        case 9: tile(g, xp, packed, bias, lo, hi, clamp, y, oy, ox, m0, 9, V); break;                            \
-        case 8: tile(g, xp, packed, bias, lo, hi, clamp, y, oy, ox, m0, 8, V); break;                            \
-        case 7: tile(g, xp, packed, bias, lo, hi, clamp, y, oy, ox, m0, 7, V); break;                            \
-        case 6: tile(g, xp, packed, bias, lo, hi, clamp, y, oy, ox, m0, 6, V); break;                            \
-        case 5: tile(g, xp, packed, bias, lo, hi, clamp, y, oy, ox, m0, 5, V); break;                            \
-        case 4: tile(g, xp, packed, bias, lo, hi, clamp, y, oy, ox, m0, 4, V); break;                            \
-        case 3: tile(g, xp, packed, bias, lo, hi, clamp, y, oy, ox, m0, 3, V); break;                            \
-        case 2: tile(g, xp, packed, bias, lo, hi, clamp, y, oy, ox, m0, 2, V); break;                            \
-        case 1: tile(g, xp, packed, bias, lo, hi, clamp, y, oy, ox, m0, 1, V); break;                            \
+        case 13: TILE(13, 1, V); break;                                                                            \
+        case 12: TILE(12, 1, V); break;                                                                            \
+        case 11: TILE(11, 1, V); break;                                                                            \
+        case 10: TILE(10, 1, V); break;                                                                            \
+        case 9: TILE(9, 1, V); break;                                                                              \
+        case 8: TILE(8, 1, V); break;                                                                              \
+        case 7: TILE(7, 1, V); break;                                                                              \
+        case 6: TILE(6, 1, V); break;                                                                              \
+        case 5: TILE(5, 1, V); break;                                                                              \
+        case 4: TILE(4, 1, V); break;                                                                              \
+        case 3: TILE(3, 1, V); break;                                                                              \
+        case 2: TILE(2, 1, V); break;                                                                              \
+        case 1: TILE(1, 1, V); break;                                                                              \
         default: break;                                                                                            \
         }                                                                                                          \
     } while (0)
 
-WIDE_TARGET void od_convw_rows(const od_convw_geom *g, const float *xp, const float *packed, const float *bias,
-                               float lo, float hi, float *y, int64_t oy0, int64_t oy1) {
+/* Rows of at most 7 pixels two at a time: a tile of 2 x OW pixels. */
+#define ROW_PAIR(V)                                                                                                \
+    do {                                                                                                           \
+        int64_t ox = 0;                                                                                            \
+        switch (g->OW) {                                                                                           \
+        case 7: TILE(7, 2, V); break;                                                                              \
+        case 6: TILE(6, 2, V); break;                                                                              \
+        case 5: TILE(5, 2, V); break;                                                                              \
+        case 4: TILE(4, 2, V); break;                                                                              \
+        case 3: TILE(3, 2, V); break;                                                                              \
+        case 2: TILE(2, 2, V); break;                                                                              \
+        default: TILE(1, 2, V); break;                                                                             \
+        }                                                                                                          \
+    } while (0)
+
+WIDE_TARGET void od_convw_block(const od_convw_geom *g, const float *xp, const float *packed, const float *bias,
+                                float lo, float hi, float *y, int64_t oy0, int64_t oy1, int64_t m0) {
     bool clamp = lo > -INFINITY || hi < INFINITY;
-    for (int64_t oy = oy0; oy < oy1; oy++) {
-        int64_t m0 = 0;
-        for (; m0 + 32 <= g->M; m0 += 32) ROW(2);
-        if (m0 < g->M) ROW(1);
+    for (int64_t c0 = 0; c0 < g->C; c0 += OD_CONVW_KC) {
+        int64_t c1 = g->C - c0 < OD_CONVW_KC ? g->C : c0 + OD_CONVW_KC;
+        for (int64_t oy = oy0; oy < oy1;) {
+            bool pair = g->OW <= PIX / 2 && oy + 1 < oy1;
+            if (g->M - m0 >= 32) {
+                if (pair) ROW_PAIR(2);
+                else ROW(2);
+            } else {
+                if (pair) ROW_PAIR(1);
+                else ROW(1);
+            }
+            oy += pair ? 2 : 1;
+        }
     }
 }
 #else
 bool od_convw_fits(od_convw_geom *g) { return false; }
 void od_convw_pack(const od_convw_geom *g, const float *w, float *packed) {}
 void od_convw_pad_rows(const od_convw_geom *g, const float *x, float *xp, int64_t r0, int64_t r1) {}
-void od_convw_rows(const od_convw_geom *g, const float *xp, const float *packed, const float *bias, float lo,
-                   float hi, float *y, int64_t oy0, int64_t oy1) {}
+void od_convw_block(const od_convw_geom *g, const float *xp, const float *packed, const float *bias, float lo,
+                    float hi, float *y, int64_t oy0, int64_t oy1, int64_t m0) {}
 #endif

@@ -10,21 +10,25 @@ typedef struct od_convw_geom {
     int64_t M, OH, OW; /* an output image [OH][OW][M] */
     int64_t KH, KW, sh, sw, dh, dw, pt, pl;
     int64_t HP, WP; /* the zero-padded image the taps read: (OH-1)*sh + (KH-1)*dh + 1 rows, likewise columns */
+    int64_t rows;   /* output rows a task takes: about 200 pixels, so a block of weights is reused */
 } od_convw_geom;
 
-/* Fills HP and WP; whether this CPU runs the kernel here: AVX-512, M % 16 == 0 and M >= 32, a
- * kernel larger than 1x1, and packed weights of at most 1 MiB (they are read again for every
- * output row, so they must stay in the core's cache; XNNPACK's tiling is faster past that).
- * The caller checks for one group. OD_NO_CONVW=1 turns it off. */
+/* Input channels in a block: a block's weights for 32 output channels (3x3: 72 KB) stay in the
+ * first-level cache while a task's tiles use them. */
+#define OD_CONVW_KC 64
+
+/* Fills HP, WP and rows; whether this CPU runs the kernel here: AVX-512, M % 16 == 0 and
+ * M >= 32, a kernel larger than 1x1. The caller checks for one group. OD_NO_CONVW=1 turns it off. */
 bool od_convw_fits(od_convw_geom *g);
 /* packed [KH*KW][C][M] from ONNX weights [M][C][KH][KW]. */
 void od_convw_pack(const od_convw_geom *g, const float *w, float *packed);
 /* Rows [r0, r1) of image x [H][W][C] into its padded copy xp [HP][WP][C] (the padding is never
  * written: xp starts zeroed). */
 void od_convw_pad_rows(const od_convw_geom *g, const float *x, float *xp, int64_t r0, int64_t r1);
-/* Output rows [oy0, oy1) of y [OH][OW][M] = clamp(conv(xp, packed) + bias, lo, hi); bias may be
- * NULL; no clamp when lo, hi are -inf, inf. */
-void od_convw_rows(const od_convw_geom *g, const float *xp, const float *packed, const float *bias, float lo,
-                   float hi, float *y, int64_t oy0, int64_t oy1);
+/* Output rows [oy0, oy1), channels m0 .. m0+31 (m0 .. m0+15 at the end of M) of
+ * y [OH][OW][M] = clamp(conv(xp, packed) + bias, lo, hi); bias may be NULL; no clamp when lo, hi
+ * are -inf, inf. m0 is a multiple of 32. */
+void od_convw_block(const od_convw_geom *g, const float *xp, const float *packed, const float *bias, float lo,
+                    float hi, float *y, int64_t oy0, int64_t oy1, int64_t m0);
 
 #endif
