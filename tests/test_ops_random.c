@@ -81,6 +81,12 @@ static const tcase cases[] = {
      .strides = {2, 2}, .dil = {1, 2}, .pads = {0, 2, 1, 1}},
     {CASE("conv1d_wide_m32", "Conv", 3, INB(3, 0, 4, 30), CST(3, 32, 4, 5), CST(1, 32)), .pads = {2, 1}},
     {CASE("conv2d_wide_1x2", "Conv", 2, INB(4, 0, 8, 4, 15), CST(4, 64, 8, 1, 2))},
+    /* 80 input channels: two blocks, the second adding to the first's sums; rows of 6 pixels in
+     * pairs and one alone */
+    {CASE("conv2d_wide_c80_pairs", "Conv", 3, INB(4, 0, 80, 5, 6), CST(4, 48, 80, 3, 3), CST(1, 48)),
+     .pads = {1, 1, 1, 1}},
+    {CASE("conv2d_wide_s2_pairs", "Conv", 2, INB(4, 0, 8, 11, 13), CST(4, 32, 8, 3, 3)), .strides = {2, 2},
+     .pads = {1, 1, 1, 1}},
     /* ConvTranspose */
     {CASE("convT2d_bias", "ConvTranspose", 3, INB(4, 0, 3, 4, 5), CST(4, 3, 2, 3, 3),
           CST(1, 2))},
