@@ -73,11 +73,14 @@ typedef struct conv_wide_run {
     int64_t batch;
 } conv_wide_run;
 
-static void conv_wide_pad_task(void *ctx, size_t n) {
+enum { PAD_ROWS = 8 }; /* input rows a padding task copies: at batch 1 every thread takes some */
+
+static void conv_wide_pad_task(void *ctx, size_t n, size_t chunk) {
     const conv_wide_run *r = ctx;
     const od_conv_state *cs = r->s->state;
+    int64_t r0 = (int64_t)chunk * PAD_ROWS, r1 = r0 + PAD_ROWS < r->g.H ? r0 + PAD_ROWS : r->g.H;
     od_convw_pad_rows(&r->g, r->s->in[0]->data + n * r->g.H * r->g.W * r->g.C, cs->xpad + n * r->g.HP * r->g.WP * r->g.C,
-                      0, r->g.H);
+                      r0, r1);
 }
 
 /* Image n, output channels from 32 * mb, the rows of group rg. */
@@ -92,8 +95,8 @@ static void conv_wide_block_task(void *ctx, size_t n, size_t mb, size_t rg) {
 }
 
 /* Weights and bias known, one group, 32+ output channels in 16s, a kernel over 1x1: the whole
- * batch padded once (a task per image), then a task per image, 32 output channels and group of
- * rows. */
+ * batch padded once (a task per 8 rows of an image), then a task per image, 32 output channels
+ * and group of rows. */
 static od_status conv_wide_prepare(od_step *s, od_conv_state *cs, od_error *err) {
     const od_buf *b = s->n_in > 2 ? s->in[2] : NULL;
     od_convw_geom g = conv_wide_geom(&cs->p);
@@ -110,7 +113,8 @@ static void conv_wide_run_step(od_step *s) {
     od_conv_state *cs = s->state;
     conv_wide_run r = {.s = s, .g = conv_wide_geom(&cs->p), .batch = s->in[0]->dims[0]};
     (void)od_convw_fits(&r.g);
-    pthreadpool_parallelize_1d(s->pool, conv_wide_pad_task, &r, (size_t)r.batch, 0);
+    pthreadpool_parallelize_2d(s->pool, conv_wide_pad_task, &r, (size_t)r.batch, (size_t)((r.g.H + PAD_ROWS - 1) / PAD_ROWS),
+                               0);
     pthreadpool_parallelize_3d(s->pool, conv_wide_block_task, &r, (size_t)r.batch, (size_t)((r.g.M + 31) / 32),
                                (size_t)((r.g.OH + r.g.rows - 1) / r.g.rows), 0);
 }
