@@ -9,6 +9,7 @@
 #   OD_NO_CONV8=1      those on XNNPACK (no conv8.c)
 #   OD_NO_AVX512_BN=1  training BatchNormalization's passes without their AVX-512 wide-row loops
 #   OD_NO_CONVW=1      convolutions of 32+ output channels on XNNPACK instead of conv_wide.c
+#   OD_CONVW_CHUNK=1   conv_wide padding one image of the batch at a time (the chunk loop)
 # Ends with `kernel_paths: N passed, N failed, N skipped`.
 . "$(dirname "$0")/lib.sh"
 
@@ -31,5 +32,6 @@ run_with OD_NO_AVX512_CONV8=1 test_gradcheck
 run_with OD_NO_CONV8=1 test_gradcheck
 run_with OD_NO_AVX512_BN=1 test_gradcheck
 run_with OD_NO_CONVW=1 test_ops_random
+run_with OD_CONVW_CHUNK=1 test_ops_random
 run_with OD_NO_CONVW=1 test_gradcheck
 finish

@@ -70,8 +70,17 @@ static od_convw_geom conv_wide_geom(const od_conv_params *p) {
 typedef struct conv_wide_run {
     const od_step *s;
     od_convw_geom g;
-    int64_t batch;
+    int64_t first; /* the chunk's first image: its padded copies are cs->xpad's */
 } conv_wide_run;
+
+/* Images padded at a time: 4 MiB of copies or one image (the whole batch's copies added a third
+ * to distill's peak memory). OD_CONVW_CHUNK=K sets it, for tests. */
+static int64_t conv_wide_chunk(const od_convw_geom *g, int64_t batch) {
+    int64_t per = g->HP * g->WP * g->C, k = per > 0 ? (1 << 20) / per : batch;
+    const char *e = getenv("OD_CONVW_CHUNK");
+    if (e && atoi(e) > 0) k = atoi(e);
+    return k < 1 ? 1 : k > batch ? batch : k;
+}
 
 enum { PAD_ROWS = 8 }; /* input rows a padding task copies: at batch 1 every thread takes some */
 
@@ -79,11 +88,11 @@ static void conv_wide_pad_task(void *ctx, size_t n, size_t chunk) {
     const conv_wide_run *r = ctx;
     const od_conv_state *cs = r->s->state;
     int64_t r0 = (int64_t)chunk * PAD_ROWS, r1 = r0 + PAD_ROWS < r->g.H ? r0 + PAD_ROWS : r->g.H;
-    od_convw_pad_rows(&r->g, r->s->in[0]->data + n * r->g.H * r->g.W * r->g.C, cs->xpad + n * r->g.HP * r->g.WP * r->g.C,
-                      r0, r1);
+    od_convw_pad_rows(&r->g, r->s->in[0]->data + (r->first + (int64_t)n) * r->g.H * r->g.W * r->g.C,
+                      cs->xpad + (int64_t)n * r->g.HP * r->g.WP * r->g.C, r0, r1);
 }
 
-/* Image n, output channels from 32 * mb, the rows of group rg. */
+/* Image n of the chunk, output channels from 32 * mb, the rows of group rg. */
 static void conv_wide_block_task(void *ctx, size_t n, size_t mb, size_t rg) {
     const conv_wide_run *r = ctx;
     const od_step *s = r->s;
@@ -91,18 +100,19 @@ static void conv_wide_block_task(void *ctx, size_t n, size_t mb, size_t rg) {
     const od_convw_geom *g = &r->g;
     int64_t oy0 = (int64_t)rg * g->rows, oy1 = oy0 + g->rows < g->OH ? oy0 + g->rows : g->OH;
     od_convw_block(g, cs->xpad + (int64_t)n * g->HP * g->WP * g->C, cs->packed, cs->bias, s->act_min, s->act_max,
-                   s->out[0]->data + (int64_t)n * g->OH * g->OW * g->M, oy0, oy1, 32 * (int64_t)mb);
+                   s->out[0]->data + (r->first + (int64_t)n) * g->OH * g->OW * g->M, oy0, oy1, 32 * (int64_t)mb);
 }
 
-/* Weights and bias known, one group, 32+ output channels in 16s, a kernel over 1x1: the whole
- * batch padded once (a task per 8 rows of an image), then a task per image, 32 output channels
- * and group of rows. */
+/* Weights and bias known, one group, 32+ output channels in 16s, a kernel over 1x1: chunk by
+ * chunk of the batch, its images padded (a task per 8 rows of an image), then a task per image,
+ * 32 output channels and group of rows. */
 static od_status conv_wide_prepare(od_step *s, od_conv_state *cs, od_error *err) {
     const od_buf *b = s->n_in > 2 ? s->in[2] : NULL;
     od_convw_geom g = conv_wide_geom(&cs->p);
     (void)od_convw_fits(&g);
     od_convw_pack(&g, s->in[1]->data, cs->packed);
-    cs->xpad = calloc((size_t)(s->in[0]->dims[0] * g.HP * g.WP * g.C) + 1, sizeof(float));
+    cs->xpad_images = conv_wide_chunk(&g, s->in[0]->dims[0]);
+    cs->xpad = calloc((size_t)(cs->xpad_images * g.HP * g.WP * g.C) + 1, sizeof(float));
     cs->bias = b ? malloc(sizeof(float) * (size_t)g.M) : NULL;
     if (!cs->xpad || (b && !cs->bias)) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     if (b) memcpy(cs->bias, b->data, sizeof(float) * (size_t)g.M);
@@ -111,12 +121,15 @@ static od_status conv_wide_prepare(od_step *s, od_conv_state *cs, od_error *err)
 
 static void conv_wide_run_step(od_step *s) {
     od_conv_state *cs = s->state;
-    conv_wide_run r = {.s = s, .g = conv_wide_geom(&cs->p), .batch = s->in[0]->dims[0]};
+    conv_wide_run r = {.s = s, .g = conv_wide_geom(&cs->p)};
     (void)od_convw_fits(&r.g);
-    pthreadpool_parallelize_2d(s->pool, conv_wide_pad_task, &r, (size_t)r.batch, (size_t)((r.g.H + PAD_ROWS - 1) / PAD_ROWS),
-                               0);
-    pthreadpool_parallelize_3d(s->pool, conv_wide_block_task, &r, (size_t)r.batch, (size_t)((r.g.M + 31) / 32),
-                               (size_t)((r.g.OH + r.g.rows - 1) / r.g.rows), 0);
+    int64_t batch = s->in[0]->dims[0], chunk = cs->xpad_images;
+    for (r.first = 0; r.first < batch; r.first += chunk) {
+        size_t k = (size_t)(batch - r.first < chunk ? batch - r.first : chunk);
+        pthreadpool_parallelize_2d(s->pool, conv_wide_pad_task, &r, k, (size_t)((r.g.H + PAD_ROWS - 1) / PAD_ROWS), 0);
+        pthreadpool_parallelize_3d(s->pool, conv_wide_block_task, &r, k, (size_t)((r.g.M + 31) / 32),
+                                   (size_t)((r.g.OH + r.g.rows - 1) / r.g.rows), 0);
+    }
 }
 
 static od_status conv_prepare(od_step *s, od_error *err) {

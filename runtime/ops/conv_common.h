@@ -57,7 +57,8 @@ typedef struct od_conv_state {
                      * layout when xpad is set) */
     float *bias;    /* direct loop with a constant bias */
     bool repack;    /* weights known only at run time */
-    float *xpad;    /* Conv on conv_wide.c (Conv.c): the batch's zero-padded input */
+    float *xpad;    /* Conv on conv_wide.c (Conv.c): the zero-padded input of xpad_images images */
+    int64_t xpad_images;
 } od_conv_state;
 
 /* The start of prepare(): s->state, its params read, room for the packed weights (packed when
