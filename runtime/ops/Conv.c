@@ -109,7 +109,7 @@ static void conv_wide_block_task(void *ctx, size_t n, size_t mb, size_t rg) {
 static od_status conv_wide_prepare(od_step *s, od_conv_state *cs, od_error *err) {
     const od_buf *b = s->n_in > 2 ? s->in[2] : NULL;
     od_convw_geom g = conv_wide_geom(&cs->p);
-    (void)od_convw_fits(&g);
+    od_convw_derive(&g);
     od_convw_pack(&g, s->in[1]->data, cs->packed);
     cs->xpad_images = conv_wide_chunk(&g, s->in[0]->dims[0]);
     cs->xpad = calloc((size_t)(cs->xpad_images * g.HP * g.WP * g.C) + 1, sizeof(float));
@@ -122,7 +122,7 @@ static od_status conv_wide_prepare(od_step *s, od_conv_state *cs, od_error *err)
 static void conv_wide_run_step(od_step *s) {
     od_conv_state *cs = s->state;
     conv_wide_run r = {.s = s, .g = conv_wide_geom(&cs->p)};
-    (void)od_convw_fits(&r.g);
+    od_convw_derive(&r.g);
     int64_t batch = s->in[0]->dims[0], chunk = cs->xpad_images;
     for (r.first = 0; r.first < batch; r.first += chunk) {
         size_t k = (size_t)(batch - r.first < chunk ? batch - r.first : chunk);
@@ -310,10 +310,12 @@ static od_status conv_train_prepare(od_tstep *s, od_error *err) {
     c->bwd = calloc((size_t)shards, sizeof(xnn_operator_t));
     c->xnn_status = calloc((size_t)shards, sizeof(int));
     if (!c->fwd || !c->bwd || !c->xnn_status) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    c->w8f = malloc(sizeof(float) * wn + 64);
-    c->w8d = malloc(sizeof(float) * wn + 64);
-    c->pad8 = calloc(c->pad8_floats * (size_t)shards + 1, sizeof(float)); /* the padding's zeros */
-    if (!c->w8f || !c->w8d || !c->pad8) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (c->fwd8 || c->fwdw || c->dx8) {
+        c->w8f = malloc(sizeof(float) * wn + 64);
+        c->w8d = malloc(sizeof(float) * wn + 64);
+        c->pad8 = calloc(c->pad8_floats * (size_t)shards + 1, sizeof(float)); /* the padding's zeros */
+        if (!c->w8f || !c->w8d || !c->pad8) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    }
     c->wpack = malloc(sizeof(float) * wn + 64);
     c->dpack = malloc(sizeof(float) * wn + 64);
     c->scratch = calloc(c->shard_floats * (size_t)shards + 16, sizeof(float)); /* the padded images' zeros */
@@ -412,10 +414,10 @@ static od_status conv_train_forward(od_tstep *s, od_error *err) {
     return conv_shards_status(s, c, "training convolution", err);
 }
 
-/* One image's dx from its patch rows cols [OH*OW][KH][KW][C]: each input pixel sums the taps
- * that read it, then is written (or added to, add) once. */
 typedef float f8 __attribute__((vector_size(32), aligned(4))); /* 8 floats, any alignment */
 
+/* One image's dx from its patch rows cols [OH*OW][KH][KW][C]: each input pixel sums the taps
+ * that read it, then is written (or added to, add) once. */
 static void col2im(const conv_train *c, const float *cols, float *dx, bool add) {
     const int64_t *yp = c->ytaps + c->H + 1, *xp = c->xtaps + c->W + 1;
     int64_t C = c->C, c8 = C - C % 8;

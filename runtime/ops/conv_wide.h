@@ -17,7 +17,9 @@ typedef struct od_convw_geom {
  * first-level cache while a task's tiles use them. */
 #define OD_CONVW_KC 64
 
-/* Fills HP, WP and rows; whether this CPU runs the kernel here: AVX-512, M % 16 == 0 and
+/* Fills HP, WP and rows. */
+void od_convw_derive(od_convw_geom *g);
+/* od_convw_derive; whether this CPU runs the kernel here: AVX-512, M % 16 == 0 and
  * M >= 32, a kernel larger than 1x1. The caller checks for one group. OD_NO_CONVW=1 turns it off. */
 bool od_convw_fits(od_convw_geom *g);
 /* packed [KH*KW][C][M] from ONNX weights [M][C][KH][KW]. */
