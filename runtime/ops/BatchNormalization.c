@@ -197,20 +197,31 @@ static bool bn_fast(const bn_train *b) {
 
 #define BN_LOAD4(v, p) for (int k = 0; k < 4; k++) v[k] = _mm512_loadu_ps((p) + 16 * k)
 
-/* y = ((x - mean) * istd) * scale + shift, as bn_apply_shard computes it */
-BN512 static inline __m512 bn_y(__m512 x, __m512 m, __m512 is, __m512 sc, __m512 sf) {
-    return _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(x, m), is), sc), sf);
+/* The forward's per-lane mean, inv_std, scale and shift, 4 registers each. */
+typedef struct bn_affine {
+    __m512 m[4], is[4], sc[4], sf[4];
+} bn_affine;
+
+BN512 static inline bn_affine bn_affine_load(const bn_train *b) {
+    bn_affine a;
+    BN_LOAD4(a.m, bn_lanes(b, R_MEAN));
+    BN_LOAD4(a.is, bn_lanes(b, R_ISTD));
+    BN_LOAD4(a.sc, bn_lanes(b, R_SCALE));
+    BN_LOAD4(a.sf, bn_lanes(b, R_SHIFT));
+    return a;
+}
+
+/* y = ((x - mean) * istd) * scale + shift in register k, as bn_apply_shard computes it */
+BN512 static inline __m512 bn_y(__m512 x, const bn_affine *a, int k) {
+    return _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(x, a->m[k]), a->is[k]), a->sc[k]), a->sf[k]);
 }
 
 BN512 static int64_t bn_sums64(const bn_train *b, const float *X, const float *G, int64_t i, int64_t end, bool backward,
                                bool relu, float *acc) {
-    __m512 s[4], q[4], m[4], is[4], sc[4], sf[4], zero = _mm512_setzero_ps();
+    __m512 s[4], q[4], zero = _mm512_setzero_ps();
     BN_LOAD4(s, acc);
     BN_LOAD4(q, acc + BN_WIDE);
-    BN_LOAD4(m, bn_lanes(b, R_MEAN));
-    BN_LOAD4(is, bn_lanes(b, R_ISTD));
-    BN_LOAD4(sc, bn_lanes(b, R_SCALE));
-    BN_LOAD4(sf, bn_lanes(b, R_SHIFT));
+    bn_affine a = bn_affine_load(b);
     for (; i + BN_WIDE <= end; i += BN_WIDE)
         for (int k = 0; k < 4; k++) {
             __m512 x = _mm512_loadu_ps(X + i + 16 * k);
@@ -219,22 +230,19 @@ BN512 static int64_t bn_sums64(const bn_train *b, const float *X, const float *G
                 continue;
             }
             __m512 g = _mm512_loadu_ps(G + i + 16 * k);
-            if (relu) g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(bn_y(x, m[k], is[k], sc[k], sf[k]), zero, _CMP_GT_OQ), g);
-            s[k] = _mm512_add_ps(s[k], g), q[k] = _mm512_add_ps(q[k], _mm512_mul_ps(g, _mm512_sub_ps(x, m[k])));
+            if (relu) g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(bn_y(x, &a, k), zero, _CMP_GT_OQ), g);
+            s[k] = _mm512_add_ps(s[k], g), q[k] = _mm512_add_ps(q[k], _mm512_mul_ps(g, _mm512_sub_ps(x, a.m[k])));
         }
     for (int k = 0; k < 4; k++) _mm512_storeu_ps(acc + 16 * k, s[k]), _mm512_storeu_ps(acc + BN_WIDE + 16 * k, q[k]);
     return i;
 }
 
 BN512 static int64_t bn_apply64(const bn_train *b, const float *X, float *Y, int64_t i, int64_t end, bool relu) {
-    __m512 m[4], is[4], sc[4], sf[4], zero = _mm512_setzero_ps();
-    BN_LOAD4(m, bn_lanes(b, R_MEAN));
-    BN_LOAD4(is, bn_lanes(b, R_ISTD));
-    BN_LOAD4(sc, bn_lanes(b, R_SCALE));
-    BN_LOAD4(sf, bn_lanes(b, R_SHIFT));
+    __m512 zero = _mm512_setzero_ps();
+    bn_affine a = bn_affine_load(b);
     for (; i + BN_WIDE <= end; i += BN_WIDE)
         for (int k = 0; k < 4; k++) {
-            __m512 v = bn_y(_mm512_loadu_ps(X + i + 16 * k), m[k], is[k], sc[k], sf[k]);
+            __m512 v = bn_y(_mm512_loadu_ps(X + i + 16 * k), &a, k);
             if (relu) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
             _mm512_storeu_ps(Y + i + 16 * k, v);
         }
@@ -243,19 +251,16 @@ BN512 static int64_t bn_apply64(const bn_train *b, const float *X, float *Y, int
 
 BN512 static int64_t bn_dx64(const bn_train *b, const float *X, const float *G, float *DX, int64_t i, int64_t end,
                              bool relu) {
-    __m512 m[4], is[4], sc[4], sf[4], kk[4], a1[4], a2[4], zero = _mm512_setzero_ps();
-    BN_LOAD4(m, bn_lanes(b, R_MEAN));
-    BN_LOAD4(is, bn_lanes(b, R_ISTD));
-    BN_LOAD4(sc, bn_lanes(b, R_SCALE));
-    BN_LOAD4(sf, bn_lanes(b, R_SHIFT));
+    __m512 kk[4], a1[4], a2[4], zero = _mm512_setzero_ps();
+    bn_affine a = bn_affine_load(b);
     BN_LOAD4(kk, bn_lanes(b, R_K));
     BN_LOAD4(a1, bn_lanes(b, R_A1));
     BN_LOAD4(a2, bn_lanes(b, R_A2));
     for (; i + BN_WIDE <= end; i += BN_WIDE)
         for (int k = 0; k < 4; k++) {
             __m512 x = _mm512_loadu_ps(X + i + 16 * k), d = _mm512_loadu_ps(G + i + 16 * k);
-            if (relu) d = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(bn_y(x, m[k], is[k], sc[k], sf[k]), zero, _CMP_GT_OQ), d);
-            __m512 xh = _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(x, m[k]), is[k]), a2[k]);
+            if (relu) d = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(bn_y(x, &a, k), zero, _CMP_GT_OQ), d);
+            __m512 xh = _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(x, a.m[k]), a.is[k]), a2[k]);
             __m512 v = _mm512_mul_ps(kk[k], _mm512_sub_ps(_mm512_sub_ps(d, a1[k]), xh));
             _mm512_storeu_ps(DX + i + 16 * k, b->dx_set ? v : _mm512_add_ps(_mm512_loadu_ps(DX + i + 16 * k), v));
         }
