@@ -74,8 +74,10 @@ PLANAR_TARGET static inline __attribute__((always_inline)) void store_transposed
         s[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(1, 0, 1, 0)); /* 2 | 6 */
         s[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(3, 2, 3, 2)); /* 3 | 7 */
     }
-    for (int p = 0; p < 8 && p < valid; p++)
-        _mm256_storeu_ps(y + p * stride, _mm256_permute2f128_ps(s[p % 4], s[4 + p % 4], p < 4 ? 0x20 : 0x31));
+    for (int p = 0; p < 4; p++) { /* low halves: pixels 0-3; high halves: 4-7 (immediates: clang wants constants) */
+        if (p < valid) _mm256_storeu_ps(y + p * stride, _mm256_permute2f128_ps(s[p], s[4 + p], 0x20));
+        if (p + 4 < valid) _mm256_storeu_ps(y + (p + 4) * stride, _mm256_permute2f128_ps(s[p], s[4 + p], 0x31));
+    }
 }
 
 /* 16 * V (a constant after inlining) output pixels of row oy from column ox0, on the planar copy xq. */
