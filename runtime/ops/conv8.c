@@ -9,6 +9,8 @@
  * and a tile 12 pixels of a row: one load of the weights, 12 broadcasts and 12 FMAs. */
 #include "conv8.h"
 
+#include "../op.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +38,7 @@ void od_conv8_pack(const float *w, int64_t s_o, int64_t s_q, int64_t s_c, int64_
 }
 
 /* n (a constant after inlining) output pixels of row oy from column ox0. */
-CONV8_TARGET static inline __attribute__((always_inline)) void tile(const od_conv8_geom *g, const float *xp,
+OD_UNSANITIZED CONV8_TARGET static inline __attribute__((always_inline)) void tile(const od_conv8_geom *g, const float *xp,
                                                                      const float *packed, __m256 b, __m256 lo,
                                                                      __m256 hi, bool clamp, float *y, int64_t oy,
                                                                      int64_t ox0, const int n) {
@@ -61,7 +63,7 @@ CONV8_TARGET static inline __attribute__((always_inline)) void tile(const od_con
 #define PLANAR_TARGET __attribute__((target("avx512f,avx2,fma")))
 
 /* y[p*stride + c] = r[c][p] for p < valid (of 8): an 8x8 transpose. */
-PLANAR_TARGET static inline __attribute__((always_inline)) void store_transposed(const __m256 *r, float *y,
+OD_UNSANITIZED PLANAR_TARGET static inline __attribute__((always_inline)) void store_transposed(const __m256 *r, float *y,
                                                                                  int64_t stride, int64_t valid) {
     __m256 t[8], s[8];
     for (int k = 0; k < 4; k++) {
@@ -81,7 +83,7 @@ PLANAR_TARGET static inline __attribute__((always_inline)) void store_transposed
 }
 
 /* 16 * V (a constant after inlining) output pixels of row oy from column ox0, on the planar copy xq. */
-PLANAR_TARGET static inline __attribute__((always_inline)) void planar_tile(const od_conv8_geom *g, const float *xq,
+OD_UNSANITIZED PLANAR_TARGET static inline __attribute__((always_inline)) void planar_tile(const od_conv8_geom *g, const float *xq,
                                                                             const float *packed, const float *bias,
                                                                             float lo, float hi, bool clamp, float *y,
                                                                             int64_t oy, int64_t ox0, const int V) {
@@ -117,7 +119,7 @@ PLANAR_TARGET static inline __attribute__((always_inline)) void planar_tile(cons
         }
 }
 
-PLANAR_TARGET static void planar_image(const od_conv8_geom *g, const float *x, const float *packed, const float *bias,
+OD_UNSANITIZED PLANAR_TARGET static void planar_image(const od_conv8_geom *g, const float *x, const float *packed, const float *bias,
                                        float lo, float hi, bool clamp, float *xq, float *y) {
     int64_t w = g->W < g->WP - g->pl ? g->W : g->WP - g->pl; /* columns the taps read */
     int64_t plane = g->HP * g->WQ, c8 = g->C % 8 ? 0 : g->C; /* channels taken 8 x 8 pixels at a time */
@@ -141,7 +143,7 @@ PLANAR_TARGET static void planar_image(const od_conv8_geom *g, const float *x, c
         }
 }
 
-CONV8_TARGET void od_conv8_image(const od_conv8_geom *g, const float *x, const float *packed, const float *bias,
+OD_UNSANITIZED CONV8_TARGET void od_conv8_image(const od_conv8_geom *g, const float *x, const float *packed, const float *bias,
                                  float lo, float hi, float *xp, float *y) {
     /* rows -pt .. HP-pt-1 and columns -pl .. WP-pl-1 of x; the padding is never written */
     bool clamp = lo > -INFINITY || hi < INFINITY;

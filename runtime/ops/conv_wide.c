@@ -7,6 +7,8 @@
  * read a zero-padded copy of the image, so the loops have no bounds checks. */
 #include "conv_wide.h"
 
+#include "../op.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +50,7 @@ void od_convw_pad_rows(const od_convw_geom *g, const float *x, float *xp, int64_
 /* rows (1 or 2) x n pixels (constants after inlining, rows * n <= PIX) from row oy, column ox0,
  * V (1 or 2) vectors of 16 channels from m0, input channels [c0, c1): the sums start from the
  * bias on the first block of input channels, else from y; the clamp comes with the last. */
-WIDE_TARGET static inline __attribute__((always_inline)) void tile(const od_convw_geom *g, const float *xp,
+OD_UNSANITIZED WIDE_TARGET static inline __attribute__((always_inline)) void tile(const od_convw_geom *g, const float *xp,
                                                                    const float *packed, const float *bias, float lo,
                                                                    float hi, bool clamp, float *y, int64_t oy,
                                                                    int64_t ox0, int64_t m0, int64_t c0, int64_t c1,
@@ -124,7 +126,7 @@ WIDE_TARGET static inline __attribute__((always_inline)) void tile(const od_conv
         }                                                                                                          \
     } while (0)
 
-WIDE_TARGET void od_convw_block(const od_convw_geom *g, const float *xp, const float *packed, const float *bias,
+OD_UNSANITIZED WIDE_TARGET void od_convw_block(const od_convw_geom *g, const float *xp, const float *packed, const float *bias,
                                 float lo, float hi, float *y, int64_t oy0, int64_t oy1, int64_t m0) {
     bool clamp = lo > -INFINITY || hi < INFINITY;
     for (int64_t c0 = 0; c0 < g->C; c0 += OD_CONVW_KC) {
