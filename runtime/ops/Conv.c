@@ -88,8 +88,9 @@ static void conv_wide_pad_task(void *ctx, size_t n, size_t chunk) {
     const conv_wide_run *r = ctx;
     const od_conv_state *cs = r->s->state;
     int64_t r0 = (int64_t)chunk * PAD_ROWS, r1 = r0 + PAD_ROWS < r->g.H ? r0 + PAD_ROWS : r->g.H;
-    od_convw_pad_rows(&r->g, r->s->in[0]->data + (r->first + (int64_t)n) * r->g.H * r->g.W * r->g.C,
-                      cs->xpad + (int64_t)n * r->g.HP * r->g.WP * r->g.C, r0, r1);
+    const od_convw_geom *g = &r->g;
+    od_conv_pad_rows(r->s->in[0]->data + (r->first + (int64_t)n) * g->H * g->W * g->C, g->W, g->C, r0, r1,
+                     cs->xpad + (int64_t)n * g->HP * g->WP * g->C, g->HP, g->WP, g->pt, g->pl);
 }
 
 /* Image n of the chunk, output channels from 32 * mb, the rows of group rg. */
@@ -110,7 +111,8 @@ static od_status conv_wide_prepare(od_step *s, od_conv_state *cs, od_error *err)
     const od_buf *b = s->n_in > 2 ? s->in[2] : NULL;
     od_convw_geom g = conv_wide_geom(&cs->p);
     od_convw_derive(&g);
-    od_convw_pack(&g, s->in[1]->data, cs->packed);
+    int64_t taps = g.KH * g.KW;
+    od_conv_pack_taps(s->in[1]->data, g.C * taps, 1, taps, g.M, taps, g.C, cs->packed); /* from [M][C][KH][KW] */
     cs->xpad_images = conv_wide_chunk(&g, s->in[0]->dims[0]);
     cs->xpad = calloc((size_t)(cs->xpad_images * g.HP * g.WP * g.C) + 1, sizeof(float));
     cs->bias = b ? malloc(sizeof(float) * (size_t)g.M) : NULL;
@@ -350,9 +352,8 @@ static void conv_pack(od_tstep *s, conv_train *c) {
                 int64_t g = m / c->Mg, mg = m % c->Mg;
                 c->dpack[((g * c->Cg + ch) * ksz + (c->dx_conv ? ksz - 1 - q : q)) * c->Mg + mg] = v;
             }
-    if (c->fwd8) od_conv8_pack(w, c->Cg * ksz, 1, ksz, ksz, c->C, c->w8f);            /* from [8][C][KH][KW] */
-    if (c->fwdw) od_convw_pack(&c->gw, w, c->w8f);
-    if (c->dx8) od_conv8_pack(c->dpack, ksz * c->M, c->M, 1, ksz, c->M, c->w8d);      /* from [8][KH][KW][M] */
+    if (c->fwd8 || c->fwdw) od_conv_pack_taps(w, c->C * ksz, 1, ksz, c->M, ksz, c->C, c->w8f); /* [M][C][KH][KW] */
+    if (c->dx8) od_conv_pack_taps(c->dpack, ksz * c->M, c->M, 1, c->C, ksz, c->M, c->w8d);      /* [C][KH][KW][M] */
 }
 
 /* A fresh operator for this step's weights over images [begin, end); its status in
@@ -375,7 +376,8 @@ static void conv_fwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     if (c->fwdw) {
         float *pad = c->pad8 + (size_t)shard * c->pad8_floats;
         for (int64_t n = begin; n < end; n++) {
-            od_convw_pad_rows(&c->gw, conv_x(s, c) + n * c->H * c->W * c->C, pad, 0, c->H);
+            od_conv_pad_rows(conv_x(s, c) + n * c->H * c->W * c->C, c->W, c->C, 0, c->H, pad, c->gw.HP, c->gw.WP,
+                             c->pt, c->pl);
             for (int64_t m0 = 0; m0 < c->M; m0 += 32)
                 od_convw_block(&c->gw, pad, c->w8f, bias, lo, INFINITY, y + (n - begin) * c->OH * c->OW * c->M, 0,
                                c->OH, m0);

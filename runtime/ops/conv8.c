@@ -9,11 +9,10 @@
  * and a tile 12 pixels of a row: one load of the weights, 12 broadcasts and 12 FMAs. */
 #include "conv8.h"
 
-#include "../op.h"
+#include "conv_common.h"
 
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -29,12 +28,6 @@ bool od_conv8_fits(od_conv8_geom *g) {
     g->scratch = g->C * (g->planar ? g->HP * g->WQ : g->HP * g->WP);
     return g->pt >= 0 && g->pl >= 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
            !getenv("OD_NO_CONV8");
-}
-
-void od_conv8_pack(const float *w, int64_t s_o, int64_t s_q, int64_t s_c, int64_t taps, int64_t C, float *packed) {
-    for (int64_t q = 0; q < taps; q++)
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t o = 0; o < 8; o++) packed[(q * C + c) * 8 + o] = w[o * s_o + q * s_q + c * s_c];
 }
 
 /* n (a constant after inlining) output pixels of row oy from column ox0. */
@@ -151,9 +144,7 @@ OD_UNSANITIZED CONV8_TARGET void od_conv8_image(const od_conv8_geom *g, const fl
         planar_image(g, x, packed, bias, lo, hi, clamp, xp, y);
         return;
     }
-    int64_t w = g->W < g->WP - g->pl ? g->W : g->WP - g->pl; /* columns the taps read */
-    for (int64_t r = 0; r < g->H && r + g->pt < g->HP && w > 0; r++)
-        memcpy(xp + ((r + g->pt) * g->WP + g->pl) * g->C, x + r * g->W * g->C, sizeof(float) * (size_t)(w * g->C));
+    od_conv_pad_rows(x, g->W, g->C, 0, g->H, xp, g->HP, g->WP, g->pt, g->pl);
     __m256 b = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
     __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
     for (int64_t oy = 0; oy < g->OH; oy++) {
@@ -177,7 +168,6 @@ OD_UNSANITIZED CONV8_TARGET void od_conv8_image(const od_conv8_geom *g, const fl
 }
 #else
 bool od_conv8_fits(od_conv8_geom *g) { return false; }
-void od_conv8_pack(const float *w, int64_t s_o, int64_t s_q, int64_t s_c, int64_t taps, int64_t C, float *packed) {}
 void od_conv8_image(const od_conv8_geom *g, const float *x, const float *packed, const float *bias, float lo, float hi,
                     float *xp, float *y) {}
 #endif

@@ -18,10 +18,8 @@ typedef struct od_conv8_geom {
 /* Fills the geometry's derived fields; whether this CPU runs the kernel (AVX2 + FMA;
  * OD_NO_CONV8=1 turns it off, OD_NO_AVX512_CONV8=1 keeps it on AVX2). */
 bool od_conv8_fits(od_conv8_geom *g);
-/* packed [KH*KW][C][8] from w, where output channel o, tap q (= i*KW + j), input channel c is
- * w[o*s_o + q*s_q + c*s_c]. */
-void od_conv8_pack(const float *w, int64_t s_o, int64_t s_q, int64_t s_c, int64_t taps, int64_t C, float *packed);
-/* y [OH][OW][8] = clamp(conv(x [H][W][C], packed) + bias, lo, hi); bias may be NULL. xp: scratch
+/* y [OH][OW][8] = clamp(conv(x [H][W][C], packed) + bias, lo, hi), packed the weights as
+ * [KH*KW][C][8] (od_conv_pack_taps); bias may be NULL. xp: scratch
  * of g->scratch floats, zero before the first call and kept for the next (only the image's own
  * positions are written). */
 void od_conv8_image(const od_conv8_geom *g, const float *x, const float *packed, const float *bias, float lo, float hi,

@@ -163,6 +163,20 @@ void od_conv_direct(const od_conv_params *p, int64_t batch, const float *x, cons
     od_parallel_for(pool, (size_t)(batch * p->out[0]), direct_task, &a);
 }
 
+void od_conv_pad_rows(const float *x, int64_t W, int64_t C, int64_t r0, int64_t r1, float *xp, int64_t HP,
+                      int64_t WP, int64_t pt, int64_t pl) {
+    int64_t w = W < WP - pl ? W : WP - pl; /* columns the taps read */
+    for (int64_t r = r0; r < r1 && r + pt < HP && w > 0; r++)
+        memcpy(xp + ((r + pt) * WP + pl) * C, x + r * W * C, sizeof(float) * (size_t)(w * C));
+}
+
+void od_conv_pack_taps(const float *w, int64_t s_o, int64_t s_q, int64_t s_c, int64_t M, int64_t taps, int64_t C,
+                       float *packed) {
+    for (int64_t q = 0; q < taps; q++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t o = 0; o < M; o++) packed[(q * C + c) * M + o] = w[o * s_o + q * s_q + c * s_c];
+}
+
 od_status od_conv_state_create(od_step *s, od_conv_read_fn read, od_conv_state **out,
                                od_error *err) {
     const od_buf *x = s->in[0], *w = s->in[1];

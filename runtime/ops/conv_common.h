@@ -43,6 +43,17 @@ int64_t od_conv_kernel_size(const od_conv_params *p);
  * ConvTranspose weights [cin][cout/g][kernel...]. */
 void od_conv_pack_weights(const od_conv_params *p, const float *w, float *packed);
 
+/* The direct kernels' shared pieces (conv8.c, conv_wide.c, conv_dw_direct.c):
+ * rows [r0, r1) of a channels-last image x [.][W][C] into its zero-padded copy xp [HP][WP][C],
+ * at row r0 + pt, column pl, as far as the copy reaches (its padding is never written: xp
+ * starts zeroed and keeps its zeros for the next image); */
+void od_conv_pad_rows(const float *x, int64_t W, int64_t C, int64_t r0, int64_t r1, float *xp, int64_t HP,
+                      int64_t WP, int64_t pt, int64_t pl);
+/* and weights as packed[(q*C + c)*M + o] (tap q, input channel c, output channel o) from w,
+ * where they are w[o*s_o + q*s_q + c*s_c]. */
+void od_conv_pack_taps(const float *w, int64_t s_o, int64_t s_q, int64_t s_c, int64_t M, int64_t taps, int64_t C,
+                       float *packed);
+
 /* y[N, out..., cout] = conv(x[N, in..., cin], packed, bias) in channels-last order; bias may be
  * NULL. Spreads batch x first output dim over the pool. */
 void od_conv_direct(const od_conv_params *p, int64_t batch, const float *x, const float *packed,

@@ -11,8 +11,9 @@
  * take tap_tiles: lanes over 8 output channels (groups), one accumulator per tap. */
 #include "conv_dw_direct.h"
 
+#include "conv_common.h"
+
 #include <stdlib.h>
-#include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -216,15 +217,7 @@ DIRECT_TARGET static void image_taps(const od_conv_dw_geom *g, const float *xp, 
 
 DIRECT_TARGET void od_conv_dw_direct_image(const od_conv_dw_geom *g, const float *x, const float *dy, float *xp,
                                            float *dw, float *db) {
-    /* the padded image: rows -pt .. HP-pt-1, columns -pl .. WP-pl-1 of x; the padding is never
-     * written, so it stays zero */
-    for (int64_t y = 0; y < g->H; y++) {
-        int64_t py = y + g->pt;
-        if (py >= g->HP) break;
-        int64_t w = g->W < g->WP - g->pl ? g->W : g->WP - g->pl;
-        if (w <= 0) break;
-        memcpy(xp + (py * g->WP + g->pl) * g->C, x + y * g->W * g->C, sizeof(float) * (size_t)(w * g->C));
-    }
+    od_conv_pad_rows(x, g->W, g->C, 0, g->H, xp, g->HP, g->WP, g->pt, g->pl);
     if (g->taps) {
         image_taps(g, xp, dy, dw, db);
         return;

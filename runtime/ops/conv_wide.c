@@ -11,7 +11,6 @@
 
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -32,19 +31,6 @@ bool od_convw_fits(od_convw_geom *g) {
      * (resnet's 16-channel 3x3 layers at batch 64: 125 against 162 GFLOP/s) */
     return g->M % 16 == 0 && g->M >= 32 && g->KH * g->KW > 1 && g->pt >= 0 && g->pl >= 0 &&
            __builtin_cpu_supports("avx512f") && !getenv("OD_NO_CONVW");
-}
-
-void od_convw_pack(const od_convw_geom *g, const float *w, float *packed) {
-    int64_t taps = g->KH * g->KW;
-    for (int64_t m = 0; m < g->M; m++)
-        for (int64_t c = 0; c < g->C; c++)
-            for (int64_t q = 0; q < taps; q++) packed[(q * g->C + c) * g->M + m] = w[(m * g->C + c) * taps + q];
-}
-
-void od_convw_pad_rows(const od_convw_geom *g, const float *x, float *xp, int64_t r0, int64_t r1) {
-    int64_t w = g->W < g->WP - g->pl ? g->W : g->WP - g->pl; /* columns the taps read */
-    for (int64_t r = r0; r < r1 && r + g->pt < g->HP && w > 0; r++)
-        memcpy(xp + ((r + g->pt) * g->WP + g->pl) * g->C, x + r * g->W * g->C, sizeof(float) * (size_t)(w * g->C));
 }
 
 /* rows (1 or 2) x n pixels (constants after inlining, rows * n <= PIX) from row oy, column ox0,
@@ -147,8 +133,6 @@ OD_UNSANITIZED WIDE_TARGET void od_convw_block(const od_convw_geom *g, const flo
 #else
 void od_convw_derive(od_convw_geom *g) {}
 bool od_convw_fits(od_convw_geom *g) { return false; }
-void od_convw_pack(const od_convw_geom *g, const float *w, float *packed) {}
-void od_convw_pad_rows(const od_convw_geom *g, const float *x, float *xp, int64_t r0, int64_t r1) {}
 void od_convw_block(const od_convw_geom *g, const float *xp, const float *packed, const float *bias, float lo,
                     float hi, float *y, int64_t oy0, int64_t oy1, int64_t m0) {}
 #endif

@@ -22,13 +22,9 @@ void od_convw_derive(od_convw_geom *g);
 /* od_convw_derive; whether this CPU runs the kernel here: AVX-512, M % 16 == 0 and
  * M >= 32, a kernel larger than 1x1. The caller checks for one group. OD_NO_CONVW=1 turns it off. */
 bool od_convw_fits(od_convw_geom *g);
-/* packed [KH*KW][C][M] from ONNX weights [M][C][KH][KW]. */
-void od_convw_pack(const od_convw_geom *g, const float *w, float *packed);
-/* Rows [r0, r1) of image x [H][W][C] into its padded copy xp [HP][WP][C] (the padding is never
- * written: xp starts zeroed). */
-void od_convw_pad_rows(const od_convw_geom *g, const float *x, float *xp, int64_t r0, int64_t r1);
 /* Output rows [oy0, oy1), channels m0 .. m0+31 (m0 .. m0+15 at the end of M) of
- * y [OH][OW][M] = clamp(conv(xp, packed) + bias, lo, hi); bias may be NULL; no clamp when lo, hi
+ * y [OH][OW][M] = clamp(conv(xp, packed) + bias, lo, hi), xp the image padded to [HP][WP][C] and
+ * packed the weights as [KH*KW][C][M] (od_conv_pad_rows, od_conv_pack_taps); bias may be NULL; no clamp when lo, hi
  * are -inf, inf. m0 is a multiple of 32. */
 void od_convw_block(const od_convw_geom *g, const float *xp, const float *packed, const float *bias, float lo,
                     float hi, float *y, int64_t oy0, int64_t oy1, int64_t m0);
