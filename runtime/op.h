@@ -192,14 +192,14 @@ const char *od_op_attr_default(const od_op_desc *op, const char *name);
 od_status od_node_error(od_error *err, od_status status, const od_node *n, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* a x b for MAC counts, saturating at OD_MACS_MAX (far beyond any real layer), 0 when either is
- * negative (unknown): absurd declared shapes must not overflow, nor their sum over a graph. */
 /* A kernel's hot loop of intrinsics over buffers it sizes itself (padded copies, packed
  * weights), its results checked against reference loops by the tests: left out of ASan and
  * UBSan instrumentation, whose check on every load made the sanitized suite 2.3x slower on
  * conv_wide.c (XNNPACK's kernels are not instrumented either). */
 #define OD_UNSANITIZED __attribute__((no_sanitize("address", "undefined")))
 
+/* a x b for MAC counts, saturating at OD_MACS_MAX (far beyond any real layer), 0 when either is
+ * negative (unknown): absurd declared shapes must not overflow, nor their sum over a graph. */
 #define OD_MACS_MAX ((int64_t)1 << 50)
 static inline int64_t od_macs_mul(int64_t a, int64_t b) {
     int64_t r;

@@ -27,9 +27,9 @@ int od_shard_count(const od_tstep *s, int64_t n);
 /* ---- helpers for the kernels (runtime/ops/train_common.c) ---- */
 
 /* The elementwise training kernels are built for the baseline x86-64 (4-float SSE vectors);
- * these clones of a hot loop run on the widest vectors the CPU has (the choice is made once,
- * at load). No FMA contraction in ISO C: each element's operations, and so its bits, are the
- * same in every clone. */
+ * these clones of a hot loop run on AVX2 where the CPU has it (the choice is made once, at load;
+ * AVX-512 clones of the same loops measured slower). No FMA contraction in ISO C: each element's
+ * operations, and so its bits, are the same in every clone. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define OD_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
 #else

@@ -177,8 +177,8 @@ static bool same_layout_shape(const od_tbuf *a, const od_tbuf *o) {
 
 /* gx (=, or += unless set) sign * dy, masked where a fused Relu clamped y: one pass (as a
  * select it ran scalar: 8% of a resnet w0.5 step). */
-OD_VECTOR_CLONES static void add_grad(float *restrict gx, const float *restrict dy, const float *restrict y, float sign, bool set,
-                     bool relu, int64_t n) {
+OD_VECTOR_CLONES static void add_grad(float *restrict gx, const float *restrict dy, const float *restrict y, float sign,
+                                      bool set, bool relu, int64_t n) {
     if (!relu && set) for (int64_t i = 0; i < n; i++) gx[i] = sign * dy[i];
     else if (!relu) for (int64_t i = 0; i < n; i++) gx[i] += sign * dy[i];
     else if (set) for (int64_t i = 0; i < n; i++) gx[i] = od_keep_if(sign * dy[i], y[i] > 0);
