@@ -260,8 +260,15 @@ void od_buf_phys_dims(const od_buf *b, int64_t *out);
 void od_relayout(const void *src, void *dst, int rank, const int64_t *dims, bool to_last,
                  size_t esize, bool add, pthreadpool_t pool);
 
+/* Memory of 2 MiB or more (arenas, gradients, padded copies, XNNPACK's packed weights): aligned
+ * to 2 MiB and marked for transparent huge pages, so that touching it costs a page fault per
+ * 2 MiB instead of 512 (here 64 MiB took 172 ms to fault in as 4 KiB pages, 6 ms as huge pages,
+ * and a pass over it once touched was 40% faster). Smaller sizes: 64-byte aligned. Released with
+ * free(); NULL when out of memory. OD_NO_HUGEPAGES=1: always the plain kind. */
+void *od_alloc_large(size_t bytes);
+
 /* Initialises XNNPACK once per process (and keeps OpenBLAS to one thread): plans and trainers
- * call it before creating operators. */
+ * call it before creating operators; XNNPACK allocates through od_alloc_large. */
 od_status od_backend_init(od_error *err);
 /* XNNPACK status in words (its own log is compiled out). */
 const char *od_xnn_status_name(int status);

@@ -5,7 +5,9 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <xnnpack.h>
 
 od_status od_node_error(od_error *err, od_status status, const od_node *n, const char *fmt, ...) {
@@ -269,12 +271,37 @@ void od_relayout(const void *src, void *dst, int rank, const int64_t *dims, bool
             }
 }
 
+#define HUGE_PAGE ((size_t)2 << 20)
+void *od_alloc_large(size_t bytes) {
+    static int plain = -1; /* OD_NO_HUGEPAGES, read once; a race only reads it twice */
+    if (plain < 0) {
+        const char *e = getenv("OD_NO_HUGEPAGES");
+        plain = e && *e && strcmp(e, "0") != 0;
+    }
+    bool huge = !plain && bytes >= HUGE_PAGE;
+    void *p = NULL;
+    if (posix_memalign(&p, huge ? HUGE_PAGE : 64, bytes ? bytes : 1)) return NULL;
+    if (huge) (void)madvise(p, bytes / HUGE_PAGE * HUGE_PAGE, MADV_HUGEPAGE); /* a hint: ignore failure */
+    return p;
+}
+
+static void *xnn_alloc(void *ctx, size_t size) { return (void)ctx, malloc(size); }
+static void *xnn_realloc(void *ctx, void *p, size_t size) { return (void)ctx, realloc(p, size); }
+static void xnn_free(void *ctx, void *p) { (void)ctx, free(p); }
+static void *xnn_aligned_alloc(void *ctx, size_t alignment, size_t size) {
+    (void)ctx;
+    if (size >= HUGE_PAGE && alignment <= 64) return od_alloc_large(size);
+    void *p = NULL;
+    return posix_memalign(&p, alignment < sizeof(void *) ? sizeof(void *) : alignment, size ? size : 1) ? NULL : p;
+}
+
 static pthread_once_t xnn_once = PTHREAD_ONCE_INIT;
 static enum xnn_status xnn_init_status;
 void openblas_set_num_threads(int); /* cblas.h declares it; only this is needed here */
 /* We split work across threads ourselves; OpenBLAS threads on top would oversubscribe. */
 static void xnn_init(void) {
-    xnn_init_status = xnn_initialize(NULL);
+    static const struct xnn_allocator allocator = {NULL, xnn_alloc, xnn_realloc, xnn_free, xnn_aligned_alloc, xnn_free};
+    xnn_init_status = xnn_initialize(&allocator);
     openblas_set_num_threads(1);
 }
 

@@ -32,7 +32,7 @@ int od_trainer_useful_threads(const od_graph *g, int64_t batch, int threads) {
     return macs < SERIAL_STEP_MACS ? 1 : threads;
 }
 
-static float *alloc_floats(int64_t count) { return malloc(sizeof(float) * (size_t)count + 64); }
+static float *alloc_floats(int64_t count) { return od_alloc_large(sizeof(float) * (size_t)count + 64); }
 
 od_status od_trainer_create(od_graph *g, const od_trainer_options *opt, od_trainer **out, od_error *err) {
     *out = NULL;

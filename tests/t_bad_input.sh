@@ -479,7 +479,7 @@ expect_fail "no default-domain opset refused" 'imports no default-domain opset' 
 expect_fail "shrink of an opset-1 teacher refused (ONNX Runtime: 7 and up)" 'opset 1; ONNX Runtime supports 7 to' $BIN shrink "$S/op1.onnx" --width 0.5 -o "$O/s.onnx"
 # a student that learned nothing fails the run, as a collapse does
 expect_fail "distill --lr 16: a student no better than the teacher's commonest class is not written" \
-    'training (failed|collapsed|diverged)' $BIN distill $TEACHER --data fashion-mnist --train-limit 3000 --test-limit 200 --threads 1 --quiet --lr 16 --warmup 0 -o "$O/s.onnx"
+    'training (failed|collapsed|diverged)' $BIN distill $TEACHER --data fashion-mnist --train-limit 3000 --test-limit 200 --threads 1 --quiet --lr 16 --warmup 0 --epochs 1 -o "$O/s.onnx"
 # names reach the terminal escaped
 $PY -c '
 import sys
@@ -495,7 +495,7 @@ else bad "inspect prints raw escape sequences"; fi
 # the earlier output: a good student, written first
 K=$T/kill
 mkdir -p "$K"
-KD=(distill $TEACHER --data fashion-mnist --train-limit 3000 --test-limit 200 --threads 1 --seed 3 --latency off --quiet)
+KD=(distill $TEACHER --data fashion-mnist --train-limit 1000 --test-limit 200 --threads 1 --seed 3 --latency off --quiet)
 "$BIN" "${KD[@]}" --epochs 1 -o "$K/student.onnx" >/dev/null 2>"$K/first.err"
 if [ $? -ne 0 ] || [ ! -s "$K/student.onnx" ]; then
     bad "kill -9: the earlier distill did not write its student: $(head -3 "$K/first.err")"

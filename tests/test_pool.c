@@ -1,8 +1,8 @@
 /* The thread pool (runtime/workers.c) and the pthreadpool functions over it
  * (runtime/pthreadpool.c): every task runs exactly once, grids are tiled as pthreadpool tiles
  * them, a run inside a task of the same pool does not deadlock, denormals are flushed when asked,
- * XNNPACK's calls arrive in our pool, and a plan's outputs with 2 threads equal 1 thread's bit
- * for bit. */
+ * XNNPACK's calls arrive in our pool, a plan's outputs with 2 threads equal 1 thread's bit
+ * for bit, and large buffers are advised to the kernel as huge pages. */
 #include "od_onnx.h"
 #include "od_runtime.h"
 #include "op.h"
@@ -339,7 +339,46 @@ static void test_relayout(pthreadpool_t pool, const char *what) {
     }
 }
 
+/* Whether the mapping holding p carries VmFlag "hg" (madvise(MADV_HUGEPAGE)) in /proc/self/smaps:
+ * 1 yes, 0 no, -1 unreadable. */
+static int advised_huge(const void *p) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char line[512];
+    int in = 0, found = -1;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            found = strstr(line, " hg") != NULL;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+static void test_alloc_large(void) {
+    const size_t mib = (size_t)1 << 20;
+    float *big = od_alloc_large(5 * mib + 12), *small = od_alloc_large(100 * 1024);
+    check(big && small, "od_alloc_large", "allocations failed");
+    if (!big || !small) return;
+    memset(big, 1, 5 * mib + 12); /* all of it writable */
+    memset(small, 1, 100 * 1024);
+    const char *off = getenv("OD_NO_HUGEPAGES");
+    bool plain = off && *off && strcmp(off, "0") != 0;
+    check(plain || (uintptr_t)big % (2 * mib) == 0, "od_alloc_large: 5 MiB aligned to a huge page", "%p", (void *)big);
+    check((uintptr_t)small % 64 == 0, "od_alloc_large: 100 KiB 64-byte aligned", "%p", (void *)small);
+    int hg = advised_huge(big);
+    check(hg < 0 || hg == !plain, "od_alloc_large: 5 MiB advised as huge pages (VmFlags hg), not with OD_NO_HUGEPAGES",
+          "hg %d, OD_NO_HUGEPAGES %s", hg, off ? off : "unset");
+    free(big);
+    free(small);
+}
+
 int main(void) {
+    test_alloc_large();
     test_every_task_once();
     test_nested();
     test_steal();

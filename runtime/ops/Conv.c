@@ -114,7 +114,8 @@ static od_status conv_wide_prepare(od_step *s, od_conv_state *cs, od_error *err)
     int64_t taps = g.KH * g.KW;
     od_conv_pack_taps(s->in[1]->data, g.C * taps, 1, taps, g.M, taps, g.C, cs->packed); /* from [M][C][KH][KW] */
     cs->xpad_images = conv_wide_chunk(&g, s->in[0]->dims[0]);
-    cs->xpad = calloc((size_t)(cs->xpad_images * g.HP * g.WP * g.C) + 1, sizeof(float));
+    size_t xpad_bytes = sizeof(float) * (size_t)(cs->xpad_images * g.HP * g.WP * g.C + 1);
+    if ((cs->xpad = od_alloc_large(xpad_bytes))) memset(cs->xpad, 0, xpad_bytes);
     cs->bias = b ? malloc(sizeof(float) * (size_t)g.M) : NULL;
     if (!cs->xpad || (b && !cs->bias)) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     if (b) memcpy(cs->bias, b->data, sizeof(float) * (size_t)g.M);
@@ -320,12 +321,13 @@ static od_status conv_train_prepare(od_tstep *s, od_error *err) {
     }
     c->wpack = malloc(sizeof(float) * wn + 64);
     c->dpack = malloc(sizeof(float) * wn + 64);
-    c->scratch = calloc(c->shard_floats * (size_t)shards + 16, sizeof(float)); /* the padded images' zeros */
+    size_t scratch_bytes = sizeof(float) * (c->shard_floats * (size_t)shards + 16);
+    if ((c->scratch = od_alloc_large(scratch_bytes))) memset(c->scratch, 0, scratch_bytes); /* the padded images' zeros */
     /* XNNPACK writes the input gradient whole (conv_dx_shard): straight into x->grad when this is
      * the first to write it, else into dxbuf and added */
     bool direct_dx = x->cl && od_claim_grad(s, 0);
-    if (x->grad && !direct_dx) c->dxbuf = malloc(sizeof(float) * (size_t)x->count + 64);
-    if (!x->cl) c->xcl = malloc(sizeof(float) * (size_t)x->count + 64);
+    if (x->grad && !direct_dx) c->dxbuf = od_alloc_large(sizeof(float) * (size_t)x->count + 64);
+    if (!x->cl) c->xcl = od_alloc_large(sizeof(float) * (size_t)x->count + 64);
     if (!c->wpack || !c->dpack || !c->scratch || (x->grad && !direct_dx && !c->dxbuf) || (!x->cl && !c->xcl))
         return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     return OD_STATUS_OK;

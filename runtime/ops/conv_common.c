@@ -185,7 +185,7 @@ od_status od_conv_state_create(od_step *s, od_conv_read_fn read, od_conv_state *
     s->state = *out = cs;
     od_status st = read(s->node, x->dims, x->rank, w->dims, &cs->p, err);
     if (st) return st;
-    cs->packed = malloc(sizeof(float) * (size_t)od_buf_count(w) + 1);
+    cs->packed = od_alloc_large(sizeof(float) * (size_t)od_buf_count(w) + 1);
     if (!cs->packed) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     if (w->constant) od_conv_pack_weights(&cs->p, w->data, cs->packed);
     return OD_STATUS_OK;
