@@ -111,8 +111,7 @@ static od_status conv_wide_prepare(od_step *s, od_conv_state *cs, od_error *err)
     const od_buf *b = s->n_in > 2 ? s->in[2] : NULL;
     od_convw_geom g = conv_wide_geom(&cs->p);
     od_convw_derive(&g);
-    int64_t taps = g.KH * g.KW;
-    od_conv_pack_taps(s->in[1]->data, g.C * taps, 1, taps, g.M, taps, g.C, cs->packed); /* from [M][C][KH][KW] */
+    od_convw_pack(&g, s->in[1]->data, cs->packed);
     cs->xpad_images = conv_wide_chunk(&g, s->in[0]->dims[0]);
     size_t xpad_bytes = sizeof(float) * (size_t)(cs->xpad_images * g.HP * g.WP * g.C + 1);
     if ((cs->xpad = od_alloc_large(xpad_bytes))) memset(cs->xpad, 0, xpad_bytes);
@@ -354,7 +353,8 @@ static void conv_pack(od_tstep *s, conv_train *c) {
                 int64_t g = m / c->Mg, mg = m % c->Mg;
                 c->dpack[((g * c->Cg + ch) * ksz + (c->dx_conv ? ksz - 1 - q : q)) * c->Mg + mg] = v;
             }
-    if (c->fwd8 || c->fwdw) od_conv_pack_taps(w, c->C * ksz, 1, ksz, c->M, ksz, c->C, c->w8f); /* [M][C][KH][KW] */
+    if (c->fwd8) od_conv_pack_taps(w, c->C * ksz, 1, ksz, c->M, ksz, c->C, c->w8f); /* [M][C][KH][KW] */
+    if (c->fwdw) od_convw_pack(&c->gw, w, c->w8f);
     if (c->dx8) od_conv_pack_taps(c->dpack, ksz * c->M, c->M, 1, c->C, ksz, c->M, c->w8d);      /* [C][KH][KW][M] */
 }
 

@@ -4,7 +4,9 @@
  * memory. XNNPACK's kernel of this XNNPACK version is 7 pixels x 16 channels, one weight load
  * and 7 broadcasts per 7 FMAs: on a CPU with two 512-bit FMA units its loads, not its FMAs,
  * set the pace (3x3, 64 channels, 56x56: 164-175 GFLOP/s a core; this tile: ~220). The taps
- * read a zero-padded copy of the image, so the loops have no bounds checks. */
+ * read a zero-padded copy of the image, so the loops have no bounds checks. Deep layers at small
+ * images (resnet18's 512 channels at 7x7) read megabytes of weights for few pixels: the weights
+ * are packed in the order they are read, and each tile prefetches the next block's. */
 #include "conv_wide.h"
 
 #include "../op.h"
@@ -17,6 +19,25 @@
 #define WIDE_TARGET __attribute__((target("avx512f")))
 
 enum { PIX = 14 };
+
+/* Where the weights of output channels [m0, m0 + 16 V) and input channels [c0, ...) start. */
+static inline const float *block_weights(const od_convw_geom *g, const float *packed, int64_t m0, int64_t c0, int V) {
+    return packed + (m0 * g->C + c0 * 16 * V) * g->KH * g->KW;
+}
+
+void od_convw_pack(const od_convw_geom *g, const float *w, float *packed) {
+    int64_t taps = g->KH * g->KW;
+    for (int64_t m0 = 0; m0 < g->M; m0 += 32) {
+        int64_t bw = g->M - m0 < 32 ? g->M - m0 : 32;
+        for (int64_t c0 = 0; c0 < g->C; c0 += OD_CONVW_KC) {
+            int64_t kc = g->C - c0 < OD_CONVW_KC ? g->C - c0 : OD_CONVW_KC;
+            float *b = packed + (m0 * g->C + c0 * bw) * taps;
+            for (int64_t q = 0; q < taps; q++)
+                for (int64_t c = 0; c < kc; c++)
+                    for (int64_t o = 0; o < bw; o++) b[(q * kc + c) * bw + o] = w[((m0 + o) * g->C + c0 + c) * taps + q];
+        }
+    }
+}
 
 void od_convw_derive(od_convw_geom *g) {
     g->HP = (g->OH - 1) * g->sh + (g->KH - 1) * g->dh + 1;
@@ -49,14 +70,20 @@ OD_UNSANITIZED WIDE_TARGET static inline __attribute__((always_inline)) void til
         for (int t = 0; t < n * rows; t++)
             acc[t][v] = c0 > 0 ? _mm512_loadu_ps(yr[t / n] + (t % n) * M + 16 * v) : b;
     }
+    /* the weights of this block, one stream, and of the next block of input channels, prefetched
+     * a row of 16 V floats per row read (the next block is no longer than this one) */
+    const float *wt = block_weights(g, packed, m0, c0, V);
+    const char *pf = (const char *)(c1 < C ? block_weights(g, packed, m0, c1, V) : wt);
     for (int64_t i = 0; i < g->KH; i++) {
         const float *xr = xp + ((oy * g->sh + i * g->dh) * g->WP + ox0 * g->sw) * C + c0;
         for (int64_t j = 0; j < g->KW; j++) {
             const float *xt[2] = {xr + j * g->dw * C, xr + (j * g->dw + g->sh * g->WP) * C};
-            const float *wt = packed + ((i * g->KW + j) * C + c0) * M + m0;
-            for (int64_t c = c0; c < c1; c++, xt[0]++, xt[1]++, wt += M) {
+            for (int64_t c = c0; c < c1; c++, xt[0]++, xt[1]++, wt += 16 * V, pf += 64 * V) {
                 __m512 w[2];
-                for (int v = 0; v < V; v++) w[v] = _mm512_loadu_ps(wt + 16 * v);
+                for (int v = 0; v < V; v++) {
+                    w[v] = _mm512_loadu_ps(wt + 16 * v);
+                    _mm_prefetch(pf + 64 * v, _MM_HINT_T1);
+                }
                 for (int t = 0; t < n * rows; t++) {
                     __m512 xb = _mm512_set1_ps(xt[t / n][(t % n) * xs]);
                     for (int v = 0; v < V; v++) acc[t][v] = _mm512_fmadd_ps(xb, w[v], acc[t][v]);
@@ -131,6 +158,7 @@ OD_UNSANITIZED WIDE_TARGET void od_convw_block(const od_convw_geom *g, const flo
     }
 }
 #else
+void od_convw_pack(const od_convw_geom *g, const float *w, float *packed) {}
 void od_convw_derive(od_convw_geom *g) {}
 bool od_convw_fits(od_convw_geom *g) { return false; }
 void od_convw_block(const od_convw_geom *g, const float *xp, const float *packed, const float *bias, float lo,

@@ -14,9 +14,14 @@ typedef struct od_convw_geom {
 } od_convw_geom;
 
 /* Input channels in a block: a block's weights for 32 output channels (3x3: 72 KB) stay in the
- * first-level cache while a task's tiles use them. */
+ * second-level cache while a task's tiles use them. */
 #define OD_CONVW_KC 64
 
+/* Packs w [M][C][KH][KW] in the order the tiles read it: blocks of 32 output channels (16 for
+ * the last when M % 32 is 16), in each the blocks of OD_CONVW_KC input channels, in each
+ * [KH*KW][its channels][32]. A block of weights is then one stream, and the next is where the
+ * kernel prefetches. */
+void od_convw_pack(const od_convw_geom *g, const float *w, float *packed);
 /* Fills HP, WP and rows. */
 void od_convw_derive(od_convw_geom *g);
 /* od_convw_derive; whether this CPU runs the kernel here: AVX-512, M % 16 == 0 and
@@ -24,8 +29,8 @@ void od_convw_derive(od_convw_geom *g);
 bool od_convw_fits(od_convw_geom *g);
 /* Output rows [oy0, oy1), channels m0 .. m0+31 (m0 .. m0+15 at the end of M) of
  * y [OH][OW][M] = clamp(conv(xp, packed) + bias, lo, hi), xp the image padded to [HP][WP][C] and
- * packed the weights as [KH*KW][C][M] (od_conv_pad_rows, od_conv_pack_taps); bias may be NULL; no clamp when lo, hi
- * are -inf, inf. m0 is a multiple of 32. */
+ * packed the weights by od_convw_pack (xp by od_conv_pad_rows); bias may be NULL; no clamp when
+ * lo, hi are -inf, inf. m0 is a multiple of 32. */
 void od_convw_block(const od_convw_geom *g, const float *xp, const float *packed, const float *bias, float lo,
                     float hi, float *y, int64_t oy0, int64_t oy1, int64_t m0);
 
