@@ -56,14 +56,17 @@ bool od_convw_fits(od_convw_geom *g) {
 
 /* rows (1 or 2) x n pixels (constants after inlining, rows * n <= PIX) from row oy, column ox0,
  * V (1 or 2) vectors of 16 channels from m0, input channels [c0, c1): the sums start from the
- * bias on the first block of input channels, else from y; the clamp comes with the last. */
+ * bias on the first block of input channels, else from y; the clamp comes with the last. XS, when
+ * not 0, is the floats between adjacent pixels' inputs (sw x C) as a constant: the 14 inputs of a
+ * row are then addressed from one register, where 14 runtime offsets spill to the stack. */
 OD_UNSANITIZED WIDE_TARGET static inline __attribute__((always_inline)) void tile(const od_convw_geom *g, const float *xp,
                                                                    const float *packed, const float *bias, float lo,
                                                                    float hi, bool clamp, float *y, int64_t oy,
                                                                    int64_t ox0, int64_t m0, int64_t c0, int64_t c1,
-                                                                   const int n, const int rows, const int V) {
+                                                                   const int n, const int rows, const int V,
+                                                                   const int64_t XS) {
     __m512 acc[PIX][2];
-    int64_t C = g->C, M = g->M, xs = g->sw * C; /* floats between the inputs of adjacent pixels */
+    int64_t C = g->C, M = g->M, xs = XS ? XS : g->sw * C; /* floats between the inputs of adjacent pixels */
     float *yr[2] = {y + (oy * g->OW + ox0) * M + m0, y + ((oy + 1) * g->OW + ox0) * M + m0};
     for (int v = 0; v < V; v++) {
         __m512 b = bias ? _mm512_loadu_ps(bias + m0 + 16 * v) : _mm512_setzero_ps();
@@ -99,13 +102,23 @@ OD_UNSANITIZED WIDE_TARGET static inline __attribute__((always_inline)) void til
                              clamp && last ? _mm512_min_ps(_mm512_max_ps(acc[t][v], vlo), vhi) : acc[t][v]);
 }
 
-#define TILE(n, rows, V) tile(g, xp, packed, bias, lo, hi, clamp, y, oy, ox, m0, c0, c1, n, rows, V)
+#define TILE(n, rows, V) tile(g, xp, packed, bias, lo, hi, clamp, y, oy, ox, m0, c0, c1, n, rows, V, 0)
+#define FULL_TILES(V, XS)                                                                                          \
+    for (; ox + PIX <= g->OW; ox += PIX) tile(g, xp, packed, bias, lo, hi, clamp, y, oy, ox, m0, c0, c1, PIX, 1, V, XS)
 
-/* A row's pixels from ox in tiles of PIX, then the tail as one tile of its own width. */
+/* A row's pixels from ox in tiles of PIX (with a constant pixel stride for the usual channel
+ * counts at stride 1), then the tail as one tile of its own width. */
 #define ROW(V)                                                                                                     \
     do {                                                                                                           \
         int64_t ox = 0;                                                                                            \
-        for (; ox + PIX <= g->OW; ox += PIX) TILE(PIX, 1, V);                                                      \
+        switch (g->sw * g->C) {                                                                                    \
+        case 32: FULL_TILES(V, 32); break;                                                                         \
+        case 64: FULL_TILES(V, 64); break;                                                                         \
+        case 128: FULL_TILES(V, 128); break;                                                                       \
+        case 256: FULL_TILES(V, 256); break;                                                                       \
+        case 512: FULL_TILES(V, 512); break;                                                                       \
+        default: FULL_TILES(V, 0); break;                                                                          \
+        }                                                                                                          \
         switch (g->OW - ox) {                                                                                      \
         case 13: TILE(13, 1, V); break;                                                                            \
         case 12: TILE(12, 1, V); break;                                                                            \
