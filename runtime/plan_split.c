@@ -104,8 +104,9 @@ void od_plan_split_destroy(plan_split *s) {
  * traffic than its pass over the weights costs, and weights that stay in the shared cache cost
  * less to stream again than activations do, so slicing pays up to W < 2 x mb x A. Measured (2
  * threads, batch 8 and 64): mobilenet_v2 at 32x32 (W 9 MB, A x mb 2.6 MB) ran 1.8x faster whole,
- * resnet18 at 224x224 (W 47 MB, A 17 MB) 10% faster whole, mobilenet_v2 and efficientnet_b0 at
- * 224x224 (A 3-4x W) as fast or faster sliced, the bundled cnn (W 1.9 MB, A x 2 0.66 MB) 10-25%
+ * resnet18 at 224x224 (W 47 MB, A 17 MB) 10% faster whole on XNNPACK's convolutions but 5-7%
+ * faster in slices of 1 on conv_wide.c's, mobilenet_v2 and efficientnet_b0 at 224x224 (A 3-4x W)
+ * as fast or faster sliced, the bundled cnn (W 1.9 MB, A x 2 0.66 MB) 10-25%
  * faster in slices of 2 (6.8 against 7.6 ms at batch 64, 0.85 against 1.10 at batch 8), an MLP
  * (W 1.3 MB, A 9 KB) 2-4x slower in slices of 2 to 8. */
 static int64_t choose_micro_batch(const od_graph *g, const od_graph_shapes *one, int64_t batch, int threads) {
