@@ -10,6 +10,7 @@
 #   OD_NO_AVX512_BN=1  training BatchNormalization's passes without their AVX-512 wide-row loops
 #   OD_NO_CONVW=1      convolutions of 32+ output channels on XNNPACK instead of conv_wide.c
 #   OD_CONVW_CHUNK=1   conv_wide padding one image of the batch at a time (the chunk loop)
+#   OD_NO_HUGEPAGES=1  large buffers without the huge-page advice (test_pool checks which it got)
 # Ends with `kernel_paths: N passed, N failed, N skipped`.
 . "$(dirname "$0")/lib.sh"
 
@@ -34,4 +35,5 @@ run_with OD_NO_AVX512_BN=1 test_gradcheck
 run_with OD_NO_CONVW=1 test_ops_random
 run_with OD_CONVW_CHUNK=1 test_ops_random
 run_with OD_NO_CONVW=1 test_gradcheck
+run_with OD_NO_HUGEPAGES=1 test_pool
 finish

@@ -90,7 +90,11 @@ static const tcase cases[] = {
     /* 64 input channels at stride 1, and 32 at stride 2: the full tiles' pixel stride as a constant */
     {CASE("conv2d_wide_c64_xs", "Conv", 3, INB(4, 0, 64, 3, 16), CST(4, 32, 64, 3, 3), CST(1, 32)),
      .pads = {1, 1, 1, 1}},
-    {CASE("conv2d_wide_c32_s2_xs", "Conv", 2, INB(4, 0, 32, 3, 31), CST(4, 48, 32, 3, 3)), .strides = {1, 2}}, 
+    {CASE("conv2d_wide_c32_s2_xs", "Conv", 2, INB(4, 0, 32, 3, 31), CST(4, 48, 32, 3, 3)), .strides = {1, 2}},
+    /* an RGB stem as torchvision's (7x7, stride 2, 3 channels), and at stride 1 */
+    {CASE("conv2d_wide_rgb_stem_s2", "Conv", 3, INB(4, 0, 3, 9, 34), CST(4, 64, 3, 7, 7), CST(1, 64)),
+     .strides = {2, 2}, .pads = {3, 3, 3, 3}},
+    {CASE("conv2d_wide_rgb_s1", "Conv", 2, INB(4, 0, 3, 4, 17), CST(4, 32, 3, 3, 3)), .pads = {1, 1, 1, 1}},
     /* ConvTranspose */
     {CASE("convT2d_bias", "ConvTranspose", 3, INB(4, 0, 3, 4, 5), CST(4, 3, 2, 3, 3),
           CST(1, 2))},

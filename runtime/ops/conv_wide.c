@@ -107,11 +107,13 @@ OD_UNSANITIZED WIDE_TARGET static inline __attribute__((always_inline)) void til
     for (; ox + PIX <= g->OW; ox += PIX) tile(g, xp, packed, bias, lo, hi, clamp, y, oy, ox, m0, c0, c1, PIX, 1, V, XS)
 
 /* A row's pixels from ox in tiles of PIX (with a constant pixel stride for the usual channel
- * counts at stride 1), then the tail as one tile of its own width. */
+ * counts, and RGB stems), then the tail as one tile of its own width. */
 #define ROW(V)                                                                                                     \
     do {                                                                                                           \
         int64_t ox = 0;                                                                                            \
         switch (g->sw * g->C) {                                                                                    \
+        case 3: FULL_TILES(V, 3); break; /* RGB stems, stride 1 and 2 */                                           \
+        case 6: FULL_TILES(V, 6); break;                                                                           \
         case 32: FULL_TILES(V, 32); break;                                                                         \
         case 64: FULL_TILES(V, 64); break;                                                                         \
         case 128: FULL_TILES(V, 128); break;                                                                       \
