@@ -95,6 +95,10 @@ static const tcase cases[] = {
     {CASE("conv2d_wide_rgb_stem_s2", "Conv", 3, INB(4, 0, 3, 9, 34), CST(4, 64, 3, 7, 7), CST(1, 64)),
      .strides = {2, 2}, .pads = {3, 3, 3, 3}},
     {CASE("conv2d_wide_rgb_s1", "Conv", 2, INB(4, 0, 3, 4, 17), CST(4, 32, 3, 3, 3)), .pads = {1, 1, 1, 1}},
+    /* 1x1 kernels on one thread: at stride 1 the image read in place (no padded copy), at stride 2
+     * through the copy, with two blocks of input channels */
+    {CASE("conv2d_wide_1x1", "Conv", 3, INB(4, 0, 40, 5, 17), CST(4, 48, 40, 1, 1), CST(1, 48))},
+    {CASE("conv2d_wide_1x1_s2", "Conv", 2, INB(4, 0, 70, 6, 15), CST(4, 32, 70, 1, 1)), .strides = {2, 2}},
     /* ConvTranspose */
     {CASE("convT2d_bias", "ConvTranspose", 3, INB(4, 0, 3, 4, 5), CST(4, 3, 2, 3, 3),
           CST(1, 2))},

@@ -71,6 +71,7 @@ typedef struct conv_wide_run {
     const od_step *s;
     od_convw_geom g;
     int64_t first; /* the chunk's first image: its padded copies are cs->xpad's */
+    bool in_place;  /* the taps read the input itself: a 1x1 kernel at stride 1 without padding */
 } conv_wide_run;
 
 /* Images padded at a time: 4 MiB of copies or one image (the whole batch's copies added a third
@@ -100,8 +101,15 @@ static void conv_wide_block_task(void *ctx, size_t n, size_t mb, size_t rg) {
     const od_conv_state *cs = s->state;
     const od_convw_geom *g = &r->g;
     int64_t oy0 = (int64_t)rg * g->rows, oy1 = oy0 + g->rows < g->OH ? oy0 + g->rows : g->OH;
-    od_convw_block(g, cs->xpad + (int64_t)n * g->HP * g->WP * g->C, cs->packed, cs->bias, s->act_min, s->act_max,
+    const float *xp = r->in_place ? s->in[0]->data + (r->first + (int64_t)n) * g->H * g->W * g->C
+                                  : cs->xpad + (int64_t)n * g->HP * g->WP * g->C;
+    od_convw_block(g, xp, cs->packed, cs->bias, s->act_min, s->act_max,
                    s->out[0]->data + (r->first + (int64_t)n) * g->OH * g->OW * g->M, oy0, oy1, 32 * (int64_t)mb);
+}
+
+/* A 1x1 kernel at stride 1 without padding reads the image as it is: no padded copy. */
+static bool conv_wide_in_place(const od_convw_geom *g) {
+    return g->KH == 1 && g->KW == 1 && g->HP == g->H && g->WP == g->W && g->pt == 0 && g->pl == 0;
 }
 
 /* Weights and bias known, one group, 32+ output channels in 16s, a kernel over 1x1: chunk by
@@ -112,7 +120,7 @@ static od_status conv_wide_prepare(od_step *s, od_conv_state *cs, od_error *err)
     od_convw_geom g = conv_wide_geom(&cs->p);
     od_convw_derive(&g);
     od_convw_pack(&g, s->in[1]->data, cs->packed);
-    cs->xpad_images = conv_wide_chunk(&g, s->in[0]->dims[0]);
+    cs->xpad_images = conv_wide_in_place(&g) ? 0 : conv_wide_chunk(&g, s->in[0]->dims[0]);
     size_t xpad_bytes = sizeof(float) * (size_t)(cs->xpad_images * g.HP * g.WP * g.C + 1);
     if ((cs->xpad = od_alloc_large(xpad_bytes))) memset(cs->xpad, 0, xpad_bytes);
     cs->bias = b ? malloc(sizeof(float) * (size_t)g.M) : NULL;
@@ -125,10 +133,12 @@ static void conv_wide_run_step(od_step *s) {
     od_conv_state *cs = s->state;
     conv_wide_run r = {.s = s, .g = conv_wide_geom(&cs->p)};
     od_convw_derive(&r.g);
-    int64_t batch = s->in[0]->dims[0], chunk = cs->xpad_images;
+    r.in_place = conv_wide_in_place(&r.g);
+    int64_t batch = s->in[0]->dims[0], chunk = r.in_place ? batch : cs->xpad_images;
     for (r.first = 0; r.first < batch; r.first += chunk) {
         size_t k = (size_t)(batch - r.first < chunk ? batch - r.first : chunk);
-        pthreadpool_parallelize_2d(s->pool, conv_wide_pad_task, &r, k, (size_t)((r.g.H + PAD_ROWS - 1) / PAD_ROWS), 0);
+        if (!r.in_place)
+            pthreadpool_parallelize_2d(s->pool, conv_wide_pad_task, &r, k, (size_t)((r.g.H + PAD_ROWS - 1) / PAD_ROWS), 0);
         pthreadpool_parallelize_3d(s->pool, conv_wide_block_task, &r, k, (size_t)((r.g.M + 31) / 32),
                                    (size_t)((r.g.OH + r.g.rows - 1) / r.g.rows), 0);
     }
@@ -142,7 +152,7 @@ static od_status conv_prepare(od_step *s, od_error *err) {
     const od_conv_params *p = &cs->p;
     if (!w->constant || (b && !b->constant) || p->sp > 2) return od_conv_state_use_direct(s, cs, err);
     od_convw_geom wg = conv_wide_geom(p);
-    if (p->group == 1 && od_convw_fits(&wg)) return conv_wide_prepare(s, cs, err);
+    if (p->group == 1 && od_convw_fits(&wg, !s->pool)) return conv_wide_prepare(s, cs, err);
     bool two = p->sp == 2; /* a 1-D conv is a 2-D one of height 1 */
     int iw = p->sp - 1;
     int64_t G = p->group, Cg = p->cin / G, Mg = p->cout / G;
@@ -282,7 +292,7 @@ static od_status conv_train_prepare(od_tstep *s, od_error *err) {
     c->dx8 = c->G == 1 && c->C == 8 && c->dx_conv && od_conv8_fits(&c->g8d);
     c->gw = (od_convw_geom){.C = c->C, .H = c->H, .W = c->W, .M = c->M, .OH = c->OH, .OW = c->OW, .KH = c->KH,
                             .KW = c->KW, .sh = c->sh, .sw = c->sw, .dh = c->dh, .dw = c->dw, .pt = c->pt, .pl = c->pl};
-    c->fwdw = c->G == 1 && !c->fwd8 && od_convw_fits(&c->gw);
+    c->fwdw = c->G == 1 && !c->fwd8 && od_convw_fits(&c->gw, false);
     c->dx_pad_at = (size_t)(c->fwd8 ? c->g8f.scratch : c->fwdw ? c->gw.HP * c->gw.WP * c->C : 0);
     c->pad8_floats = c->dx_pad_at + (size_t)(c->dx8 ? c->g8d.scratch : 0);
     size_t wn = (size_t)(c->M * c->kk);

@@ -46,11 +46,15 @@ void od_convw_derive(od_convw_geom *g) {
     g->rows += g->rows % 2; /* rows of 7 pixels or fewer go in pairs */
 }
 
-bool od_convw_fits(od_convw_geom *g) {
+bool od_convw_fits(od_convw_geom *g, bool pointwise) {
     od_convw_derive(g);
-    /* 16 channels alone, or a 1x1 kernel (a plain product), measured slower than XNNPACK's
-     * (resnet's 16-channel 3x3 layers at batch 64: 125 against 162 GFLOP/s) */
-    return g->M % 16 == 0 && g->M >= 32 && g->KH * g->KW > 1 && g->pt >= 0 && g->pl >= 0 &&
+    /* 16 channels alone measured slower than XNNPACK's (resnet's 16-channel 3x3 layers at batch
+     * 64: 125 against 162 GFLOP/s); 1x1 kernels (a plain product) only on one thread: there
+     * XNNPACK's GEMM is load-bound like its convolution (mobilenet_v2 224, batch 1: 0.91x), but
+     * split over two threads at batch 1 its finer tiles won (1.06x), and so did its product on
+     * images of fewer pixels than a tile (squeeze-and-excitation's 1x1 images) */
+    bool product_ok = pointwise && g->OH * g->OW >= PIX;
+    return g->M % 16 == 0 && g->M >= 32 && (g->KH * g->KW > 1 || product_ok) && g->pt >= 0 && g->pl >= 0 &&
            __builtin_cpu_supports("avx512f") && !getenv("OD_NO_CONVW");
 }
 
@@ -175,7 +179,7 @@ OD_UNSANITIZED WIDE_TARGET void od_convw_block(const od_convw_geom *g, const flo
 #else
 void od_convw_pack(const od_convw_geom *g, const float *w, float *packed) {}
 void od_convw_derive(od_convw_geom *g) {}
-bool od_convw_fits(od_convw_geom *g) { return false; }
+bool od_convw_fits(od_convw_geom *g, bool pointwise) { return false; }
 void od_convw_block(const od_convw_geom *g, const float *xp, const float *packed, const float *bias, float lo,
                     float hi, float *y, int64_t oy0, int64_t oy1, int64_t m0) {}
 #endif

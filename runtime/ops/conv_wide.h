@@ -25,8 +25,9 @@ void od_convw_pack(const od_convw_geom *g, const float *w, float *packed);
 /* Fills HP, WP and rows. */
 void od_convw_derive(od_convw_geom *g);
 /* od_convw_derive; whether this CPU runs the kernel here: AVX-512, M % 16 == 0 and
- * M >= 32, a kernel larger than 1x1. The caller checks for one group. OD_NO_CONVW=1 turns it off. */
-bool od_convw_fits(od_convw_geom *g);
+ * M >= 32, a kernel larger than 1x1 or, with pointwise (a step on one thread), 1x1 too. The
+ * caller checks for one group. OD_NO_CONVW=1 turns it off. */
+bool od_convw_fits(od_convw_geom *g, bool pointwise);
 /* Output rows [oy0, oy1), channels m0 .. m0+31 (m0 .. m0+15 at the end of M) of
  * y [OH][OW][M] = clamp(conv(xp, packed) + bias, lo, hi), xp the image padded to [HP][WP][C] and
  * packed the weights by od_convw_pack (xp by od_conv_pad_rows); bias may be NULL; no clamp when
