@@ -112,9 +112,9 @@ static bool conv_wide_in_place(const od_convw_geom *g) {
     return g->KH == 1 && g->KW == 1 && g->HP == g->H && g->WP == g->W && g->pt == 0 && g->pl == 0;
 }
 
-/* Weights and bias known, one group, 32+ output channels in 16s, a kernel over 1x1: chunk by
- * chunk of the batch, its images padded (a task per 8 rows of an image), then a task per image,
- * 32 output channels and group of rows. */
+/* Weights and bias known, one group, 32+ output channels in 16s (od_convw_fits): chunk by chunk
+ * of the batch, its images padded (a task per 8 rows of an image; not for a 1x1 kernel read in
+ * place), then a task per image, 32 output channels and group of rows. */
 static od_status conv_wide_prepare(od_step *s, od_conv_state *cs, od_error *err) {
     const od_buf *b = s->n_in > 2 ? s->in[2] : NULL;
     od_convw_geom g = conv_wide_geom(&cs->p);
