@@ -266,6 +266,8 @@ void od_relayout(const void *src, void *dst, int rank, const int64_t *dims, bool
  * and a pass over it once touched was 40% faster). Smaller sizes: 64-byte aligned. Released with
  * free(); NULL when out of memory. OD_NO_HUGEPAGES=1: always the plain kind. */
 void *od_alloc_large(size_t bytes);
+/* The same, zeroed, for n items of size bytes (NULL when n x size overflows), as calloc. */
+void *od_calloc_large(size_t n, size_t size);
 
 /* Initialises XNNPACK once per process (and keeps OpenBLAS to one thread): plans and trainers
  * call it before creating operators; XNNPACK allocates through od_alloc_large. */

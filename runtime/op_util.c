@@ -285,6 +285,13 @@ void *od_alloc_large(size_t bytes) {
     return p;
 }
 
+void *od_calloc_large(size_t n, size_t size) {
+    if (size && n > SIZE_MAX / size) return NULL;
+    void *p = od_alloc_large(n * size);
+    if (p) memset(p, 0, n * size);
+    return p;
+}
+
 static void *xnn_alloc(void *ctx, size_t size) { return (void)ctx, malloc(size); }
 static void *xnn_realloc(void *ctx, void *p, size_t size) { return (void)ctx, realloc(p, size); }
 static void xnn_free(void *ctx, void *p) { (void)ctx, free(p); }

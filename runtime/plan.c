@@ -550,10 +550,9 @@ static od_status place_buffers(od_plan *p, od_error *err) {
     }
     free(order);
     p->arena_bytes = total;
-    if (!(p->arena = od_alloc_large(total ? total : ARENA_ALIGN)))
+    if (!(p->arena = od_calloc_large(total ? total : ARENA_ALIGN, 1)))
         return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory for a %zu-byte arena",
                             total);
-    memset(p->arena, 0, total ? total : ARENA_ALIGN);
     for (int b = 0; b < nb; b++)
         if (p->bufs[b].in_arena) p->bufs[b].data = (void *)((char *)p->arena + p->bufs[b].offset);
     for (int b = 0; b < nb; b++)
@@ -780,11 +779,10 @@ static od_status place_gradients(od_plan *p, od_error *err) {
     size_t total = 0;
     for (int v = 0; v < g->n_values; v++)
         if (needs[v] && p->bufs[v].alias_of < 0 && p->shapes.info[v].rank >= 0) total += (size_t)p->bufs[v].count;
-    if (!(p->grads = od_alloc_large(sizeof(float) * (total + 1)))) {
+    if (!(p->grads = od_calloc_large(total + 1, sizeof(float)))) {
         st = od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory for gradients");
         goto done;
     }
-    memset(p->grads, 0, sizeof(float) * (total + 1));
     p->grads_count = total;
     float *next = p->grads;
     for (int params = 0; params < 2; params++)

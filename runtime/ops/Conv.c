@@ -121,8 +121,7 @@ static od_status conv_wide_prepare(od_step *s, od_conv_state *cs, od_error *err)
     od_convw_derive(&g);
     od_convw_pack(&g, s->in[1]->data, cs->packed);
     cs->xpad_images = conv_wide_in_place(&g) ? 0 : conv_wide_chunk(&g, s->in[0]->dims[0]);
-    size_t xpad_bytes = sizeof(float) * (size_t)(cs->xpad_images * g.HP * g.WP * g.C + 1);
-    if ((cs->xpad = od_alloc_large(xpad_bytes))) memset(cs->xpad, 0, xpad_bytes);
+    cs->xpad = od_calloc_large((size_t)(cs->xpad_images * g.HP * g.WP * g.C) + 1, sizeof(float));
     cs->bias = b ? malloc(sizeof(float) * (size_t)g.M) : NULL;
     if (!cs->xpad || (b && !cs->bias)) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     if (b) memcpy(cs->bias, b->data, sizeof(float) * (size_t)g.M);
@@ -330,8 +329,7 @@ static od_status conv_train_prepare(od_tstep *s, od_error *err) {
     }
     c->wpack = malloc(sizeof(float) * wn + 64);
     c->dpack = malloc(sizeof(float) * wn + 64);
-    size_t scratch_bytes = sizeof(float) * (c->shard_floats * (size_t)shards + 16);
-    if ((c->scratch = od_alloc_large(scratch_bytes))) memset(c->scratch, 0, scratch_bytes); /* the padded images' zeros */
+    c->scratch = od_calloc_large(c->shard_floats * (size_t)shards + 16, sizeof(float)); /* the padded images' zeros */
     /* XNNPACK writes the input gradient whole (conv_dx_shard): straight into x->grad when this is
      * the first to write it, else into dxbuf and added */
     bool direct_dx = x->cl && od_claim_grad(s, 0);
