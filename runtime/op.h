@@ -91,6 +91,9 @@ typedef struct od_step {
     /* A following Relu or Clip fused in by the planner (ops with fuses_activation): the op
      * clamps its output to [act_min, act_max]; -inf, inf otherwise. */
     float act_min, act_max;
+    /* A following x * Sigmoid(x) fused in by the planner (ops with fuses_silu): the op applies
+     * SiLU to its output, after the clamp. */
+    bool act_silu;
     /* training mode: */
     od_workers *workers; /* the plan's training threads (od_shards); NULL: one thread */
     int threads;
@@ -133,6 +136,7 @@ typedef struct od_op_desc {
     bool alias_input0; /* output 0 shares input 0's memory (Reshape, Flatten, Identity, ...) */
     bool no_fold;      /* never evaluate at plan time even on constant inputs (random ops) */
     bool fuses_activation; /* honours od_step.act_min/act_max on every path */
+    bool fuses_silu;       /* honours od_step.act_silu on every path */
     /* Whether each sample's outputs depend on that sample alone, for a node whose input 0 has
      * the given rank (micro-batching splits the batch when every node's do); NULL: no. */
     bool (*per_sample)(const od_node *n, int rank);
@@ -278,6 +282,11 @@ od_status od_xnn_check(int status, od_error *err, const od_node *n, const char *
 
 /* Clamps a float buffer to the step's fused activation range (no-op when there is none). */
 void od_step_clamp(const od_step *s, float *data, int64_t count);
+/* Whether the planner may fuse x * Sigmoid(x) into a producing op (od_step.act_silu): the
+ * vector SiLU below runs on this CPU (ops/fused.c). OD_NO_CONV_SILU=1 says no. */
+bool od_silu_fusable(void);
+/* y = y * Sigmoid(y) over n floats, split across the pool; only when od_silu_fusable(). */
+void od_silu_inplace(pthreadpool_t pool, float *y, int64_t n);
 
 /* per_sample for ops that never mix samples */
 bool od_per_sample_always(const od_node *n, int rank);

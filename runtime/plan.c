@@ -264,7 +264,7 @@ static int add_constant(planner *pl, od_tensor *t) {
     return b;
 }
 
-extern const od_op_desc od_op_BatchNormalization, od_op_Relu, od_op_Clip;
+extern const od_op_desc od_op_BatchNormalization, od_op_Relu, od_op_Clip, od_fused_SiLU;
 
 /* An inference BatchNormalization with constant parameters whose input is the only use of a
  * Conv's or ConvTranspose's output folds into that node's weights and bias, as ONNX Runtime
@@ -318,25 +318,34 @@ static od_status find_bn_folds(planner *pl, const int *uses, int *bn_into, int *
 }
 
 /* A Relu or Clip whose input is the only use of a Conv's or Gemm's output (or of a BN folded
- * into one) becomes that op's output clamp: one step and one buffer fewer. fused_into[i] names
- * the op node absorbing node i (-1: none); range[2 * j] and range[2 * j + 1] bound node j's
- * output. */
-static void find_fusions(const od_plan *p, const int *uses, const int *bn_into, const od_node_fusion *fz,
+ * into one) becomes that op's output clamp: one step and one buffer fewer. Likewise a SiLU
+ * step (x * Sigmoid(x), od_plan_find_activation_fusions) whose x only it and its Sigmoid read,
+ * when x comes from an op with fuses_silu (fz[producer].silu set). fused_into[i] names the op
+ * node absorbing node i (-1: none); range[2 * j] and range[2 * j + 1] bound node j's output. */
+static void find_fusions(const od_plan *p, const int *uses, const int *bn_into, od_node_fusion *fz,
                          int *fused_into, float *range) {
     const od_graph *g = p->graph;
     for (int i = 0; i < g->n_nodes; i++) {
         const od_node *n = &g->nodes[i];
         if (p->qs8[i].absorbed) continue; /* done inside an int8 step */
         const od_op_desc *op = od_op_find(n->domain, n->op_type);
-        bool relu = op == &od_op_Relu, clip = op == &od_op_Clip;
-        if ((!relu && !clip) || n->n_inputs < 1 || n->inputs[0] < 0) continue;
-        int v = n->inputs[0], prod = g->values[v].producer;
-        if (prod < 0 || uses[v] != 1 || g->nodes[prod].n_outputs < 1 || g->nodes[prod].outputs[0] != v) continue;
+        bool relu = op == &od_op_Relu, clip = op == &od_op_Clip, silu = fz[i].as_op == &od_fused_SiLU;
+        if ((!relu && !clip && !silu) || n->n_inputs < 1 || n->inputs[0] < 0) continue;
+        int v = silu ? fz[i].as_input : n->inputs[0], prod = g->values[v].producer;
+        if (prod < 0 || uses[v] != (silu ? 2 : 1) || g->nodes[prod].n_outputs < 1 || g->nodes[prod].outputs[0] != v)
+            continue;
         if (bn_into[prod] >= 0) prod = bn_into[prod];
         if (p->qs8[prod].op) continue;
         const od_op_desc *pop =
             fz[prod].as_op ? fz[prod].as_op : od_op_find(g->nodes[prod].domain, g->nodes[prod].op_type);
-        if (!pop || !pop->fuses_activation || p->bufs[v].dtype != OD_DTYPE_FLOAT || fused_into[prod] >= 0) continue;
+        if (!pop || p->bufs[v].dtype != OD_DTYPE_FLOAT || fused_into[prod] >= 0) continue;
+        if (silu) {
+            if (!pop->fuses_silu || !od_silu_fusable()) continue;
+            fused_into[i] = prod;
+            fz[prod].silu = true;
+            continue;
+        }
+        if (!pop->fuses_activation) continue;
         float lo = 0.0f, hi = INFINITY;
         if (clip) {
             lo = od_attr_float(n, "min", -FLT_MAX);
@@ -413,7 +422,7 @@ static od_status plan_nodes(planner *pl) {
         if (q->op) run = needed[q->out];
         if (!run || fz[i].absorbed || q->absorbed) continue;
         if (fused_into[i] >= 0 || bn_into[i] >= 0) { /* its producer clamps or scales: share that buffer */
-            int src = n->inputs[0], dst = n->outputs[0];
+            int src = fz[i].as_op ? fz[i].as_input : n->inputs[0], dst = n->outputs[0];
             p->bufs[dst].alias_of = src;
             p->bufs[dst].layout = p->bufs[src].layout;
             continue;
@@ -468,6 +477,7 @@ static od_status plan_nodes(planner *pl) {
         pl->idx[s] = x;
         p->steps[s].act_min = q->op ? q->act_min : range[2 * i];
         p->steps[s].act_max = q->op ? q->act_max : range[2 * i + 1];
+        p->steps[s].act_silu = fz[i].silu;
         if (q->op) p->steps[s].qs8 = &q->prm;
     }
 done:

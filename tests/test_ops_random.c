@@ -55,6 +55,27 @@ static const tcase cases[] = {
      .group = 4, .strides = {2, 2}, .pads = {1, 1, 1, 1}},
     {CASE("conv2d_depthwise_x2", "Conv", 2, INB(4, 0, 3, 7, 5), CST(4, 6, 1, 3, 3)), .group = 3,
      .pads = {1, 1, 1, 1}},
+    /* depthwise on conv_depthwise.c (AVX-512): its strips of 8, 14, 7, 4, 2 and 1 pixels, with
+     * and without border columns, two blocks of 16 channels at a time and a partial block, the
+     * kernels it has registers for (3, 5, 7 wide; 3 and 5 at stride 2), another on its per-pixel
+     * loop, padding wider than the kernel, 1-D */
+    {CASE("conv2d_dw_3x3_c40_w37", "Conv", 3, INB(4, 0, 40, 9, 37), CST(4, 40, 1, 3, 3), CST(1, 40)), .group = 40,
+     .pads = {1, 1, 1, 1}},
+    {CASE("conv2d_dw_5x5_s2_c24_w28", "Conv", 2, INB(4, 0, 24, 11, 28), CST(4, 24, 1, 5, 5)), .group = 24,
+     .strides = {2, 2}, .pads = {2, 2, 2, 2}},
+    {CASE("conv2d_dw_7x7_c16_w14", "Conv", 3, INB(4, 0, 16, 6, 14), CST(4, 16, 1, 7, 7), CST(1, 16)), .group = 16,
+     .pads = {3, 3, 3, 3}},
+    {CASE("conv2d_dw_3x3_s2_c72_w15", "Conv", 3, INB(4, 0, 72, 7, 15), CST(4, 72, 1, 3, 3), CST(1, 72)),
+     .group = 72, .strides = {2, 2}, .pads = {1, 1, 1, 1}},
+    {CASE("conv2d_dw_5x5_c33_w7", "Conv", 3, INB(4, 0, 33, 7, 7), CST(4, 33, 1, 5, 5), CST(1, 33)), .group = 33,
+     .pads = {2, 2, 2, 2}},
+    {CASE("conv2d_dw_3x5_asym_pads", "Conv", 2, INB(4, 0, 48, 6, 12), CST(4, 48, 1, 3, 5)), .group = 48,
+     .pads = {0, 2, 2, 1}},
+    {CASE("conv2d_dw_4x4_s3", "Conv", 3, INB(4, 0, 20, 10, 12), CST(4, 20, 1, 4, 4), CST(1, 20)), .group = 20,
+     .strides = {3, 3}, .pads = {1, 2, 1, 2}},
+    {CASE("conv2d_dw_pad_past_kernel", "Conv", 3, INB(4, 0, 16, 4, 5), CST(4, 16, 1, 3, 3), CST(1, 16)),
+     .group = 16, .pads = {3, 3, 3, 3}},
+    {CASE("conv1d_dw_k5", "Conv", 3, INB(3, 0, 32, 19), CST(3, 32, 1, 5), CST(1, 32)), .group = 32, .pads = {2, 2}},
     {CASE("conv2d_same_upper_s2", "Conv", 2, INB(4, 0, 2, 7, 8), CST(4, 3, 2, 3, 3)),
      .strides = {2, 2}, .auto_pad = "SAME_UPPER"},
     {CASE("conv2d_same_lower", "Conv", 2, INB(4, 0, 2, 6, 5), CST(4, 3, 2, 2, 4)),

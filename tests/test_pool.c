@@ -278,7 +278,7 @@ static void test_plan_model(const char *path, od_model *m, bool uses_pool) {
         for (int i = 0; i < od_plan_n_inputs(p[k]); i++) {
             const od_plan_io *io = od_plan_input(p[k], i);
             for (size_t j = 0; j < io->nbytes / sizeof(float); j++)
-                ((float *)io->data)[j] = (float)((j * 7919 % 1000) - 500) / 500.0f;
+                ((float *)io->data)[j] = (float)((int)(j * 7919 % 1000) - 500) / 500.0f; /* [-1, 1) */
         }
         if (k == 1) jobs = od_workers_jobs();
         for (int r = 0; r < 4; r++) od_plan_run(p[k], &err);

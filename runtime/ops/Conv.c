@@ -12,6 +12,7 @@
 #include "conv8.h"
 #include "conv_wide.h"
 #include "conv_dw_direct.h"
+#include "conv_depthwise.h"
 #include "qs8_common.h"
 #include "strided.h"
 
@@ -103,7 +104,7 @@ static void conv_wide_block_task(void *ctx, size_t n, size_t mb, size_t rg) {
     int64_t oy0 = (int64_t)rg * g->rows, oy1 = oy0 + g->rows < g->OH ? oy0 + g->rows : g->OH;
     const float *xp = r->in_place ? s->in[0]->data + (r->first + (int64_t)n) * g->H * g->W * g->C
                                   : cs->xpad + (int64_t)n * g->HP * g->WP * g->C;
-    od_convw_block(g, xp, cs->packed, cs->bias, s->act_min, s->act_max,
+    od_convw_block(g, xp, cs->packed, cs->bias, s->act_min, s->act_max, s->act_silu,
                    s->out[0]->data + (r->first + (int64_t)n) * g->OH * g->OW * g->M, oy0, oy1, 32 * (int64_t)mb);
 }
 
@@ -143,6 +144,56 @@ static void conv_wide_run_step(od_step *s) {
     }
 }
 
+/* The geometry of a depthwise 2-D (or 1-D) convolution for conv_depthwise.c; C = 0 when the
+ * conv is not one it takes (several channels a group, dilation). */
+static od_convdw_geom conv_depthwise_geom(const od_conv_params *p) {
+    bool two = p->sp == 2;
+    int iw = p->sp - 1;
+    bool dw = p->sp <= 2 && p->group == p->cin && p->cout == p->cin && p->dilation[0] == 1 && p->dilation[iw] == 1;
+    return (od_convdw_geom){.C = dw ? p->cin : 0, .H = two ? p->in[0] : 1, .W = p->in[iw], .OH = two ? p->out[0] : 1,
+                            .OW = p->out[iw], .KH = two ? p->kernel[0] : 1, .KW = p->kernel[iw],
+                            .sh = two ? p->stride[0] : 1, .sw = p->stride[iw], .pt = two ? p->pad_begin[0] : 0,
+                            .pl = p->pad_begin[iw]};
+}
+
+typedef struct conv_depthwise_run {
+    const od_step *s;
+    od_convdw_geom g;
+    int64_t blocks; /* blocks of 16 channels a task takes */
+} conv_depthwise_run;
+
+static void conv_depthwise_task(void *ctx, size_t n, size_t oy, size_t cg) {
+    const conv_depthwise_run *r = ctx;
+    const od_step *s = r->s;
+    const od_convdw_geom *g = &r->g;
+    int64_t all = (g->C + 15) / 16, cb0 = (int64_t)cg * r->blocks, cb1 = cb0 + r->blocks < all ? cb0 + r->blocks : all;
+    od_convdw_rows(g, s->in[0]->data + (int64_t)n * g->H * g->W * g->C, ((const od_conv_state *)s->state)->packed,
+                   s->act_min, s->act_max, s->act_silu, s->out[0]->data + (int64_t)n * g->OH * g->OW * g->C,
+                   (int64_t)oy, (int64_t)oy + 1, cb0, cb1);
+}
+
+/* A task per image and output row, all channels; when the batch has fewer than 16 rows in all
+ * (small images at batch 1), the channels are split too, so that two threads share the work. */
+static void conv_depthwise_run_step(od_step *s) {
+    conv_depthwise_run r = {.s = s, .g = conv_depthwise_geom(&((const od_conv_state *)s->state)->p)};
+    int64_t batch = s->in[0]->dims[0], rows = batch * r.g.OH, all = (r.g.C + 15) / 16;
+    int64_t groups = rows >= 16 ? 1 : (16 + rows - 1) / rows;
+    if (groups > all) groups = all;
+    r.blocks = (all + groups - 1) / groups;
+    pthreadpool_parallelize_3d(s->pool, conv_depthwise_task, &r, (size_t)batch, (size_t)r.g.OH,
+                               (size_t)((all + r.blocks - 1) / r.blocks), 0);
+}
+
+static od_status conv_depthwise_prepare(od_step *s, od_conv_state *cs, const od_convdw_geom *g, od_error *err) {
+    const od_buf *b = s->n_in > 2 ? s->in[2] : NULL;
+    free(cs->packed);
+    cs->packed = malloc(sizeof(float) * od_convdw_packed_floats(g));
+    if (!cs->packed) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    od_convdw_pack(g, s->in[1]->data, b ? b->data : NULL, cs->packed);
+    cs->depthwise = true;
+    return OD_STATUS_OK;
+}
+
 static od_status conv_prepare(od_step *s, od_error *err) {
     const od_buf *x = s->in[0], *w = s->in[1], *b = s->n_in > 2 ? s->in[2] : NULL;
     od_conv_state *cs;
@@ -152,6 +203,8 @@ static od_status conv_prepare(od_step *s, od_error *err) {
     if (!w->constant || (b && !b->constant) || p->sp > 2) return od_conv_state_use_direct(s, cs, err);
     od_convw_geom wg = conv_wide_geom(p);
     if (p->group == 1 && od_convw_fits(&wg, !s->pool)) return conv_wide_prepare(s, cs, err);
+    od_convdw_geom dg = conv_depthwise_geom(p);
+    if (dg.C && od_convdw_fits(&dg)) return conv_depthwise_prepare(s, cs, &dg, err);
     bool two = p->sp == 2; /* a 1-D conv is a 2-D one of height 1 */
     int iw = p->sp - 1;
     int64_t G = p->group, Cg = p->cin / G, Mg = p->cout / G;
@@ -178,14 +231,22 @@ static od_status conv_prepare(od_step *s, od_error *err) {
 
 static od_status conv_run(od_step *s, od_error *err) {
     od_conv_state *cs = s->state;
-    if (cs->xnn)
-        return od_xnn_check(xnn_run_operator(cs->xnn, s->pool), err, s->node, "run convolution");
+    if (cs->xnn) {
+        od_status st = od_xnn_check(xnn_run_operator(cs->xnn, s->pool), err, s->node, "run convolution");
+        if (!st && s->act_silu) od_silu_inplace(s->pool, s->out[0]->data, od_buf_count(s->out[0]));
+        return st;
+    }
     if (cs->xpad) {
         conv_wide_run_step(s);
         return OD_STATUS_OK;
     }
+    if (cs->depthwise) {
+        conv_depthwise_run_step(s);
+        return OD_STATUS_OK;
+    }
     od_conv_state_run_direct(s);
     od_step_clamp(s, s->out[0]->data, od_buf_count(s->out[0]));
+    if (s->act_silu) od_silu_inplace(s->pool, s->out[0]->data, od_buf_count(s->out[0]));
     return OD_STATUS_OK;
 }
 
@@ -389,7 +450,7 @@ static void conv_fwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
             od_conv_pad_rows(conv_x(s, c) + n * c->H * c->W * c->C, c->W, c->C, 0, c->H, pad, c->gw.HP, c->gw.WP,
                              c->pt, c->pl);
             for (int64_t m0 = 0; m0 < c->M; m0 += 32)
-                od_convw_block(&c->gw, pad, c->w8f, bias, lo, INFINITY, y + (n - begin) * c->OH * c->OW * c->M, 0,
+                od_convw_block(&c->gw, pad, c->w8f, bias, lo, INFINITY, false, y + (n - begin) * c->OH * c->OW * c->M, 0,
                                c->OH, m0);
         }
         c->xnn_status[shard] = xnn_status_success;
@@ -762,7 +823,7 @@ const od_op_desc od_op_Conv = {OD_OP_NAME(Conv), .channel_role = OD_CHANNELS_MIX
                                .layout = OD_LAYOUT_POLICY_SPATIAL,
                                .infer = conv_infer, .prepare = conv_prepare, .run = conv_run,
                                .destroy = od_conv_state_destroy, .macs = conv_macs,
-                               .fuses_activation = true,
+                               .fuses_activation = true, .fuses_silu = true,
                                .qs8 = &od_qs8_Conv, .qs8_accepts = conv_qs8_accepts,
                                .trained_inputs = 0x6, /* W, B */
                                .train_layout = OD_TRAIN_LAYOUT_SPATIAL,

@@ -70,6 +70,7 @@ typedef struct od_conv_state {
     bool repack;    /* weights known only at run time */
     float *xpad;    /* Conv on conv_wide.c (Conv.c): the zero-padded input of xpad_images images */
     int64_t xpad_images;
+    bool depthwise; /* Conv on conv_depthwise.c (Conv.c): packed as od_convdw_pack lays it out */
 } od_conv_state;
 
 /* The start of prepare(): s->state, its params read, room for the packed weights (packed when
