@@ -1,5 +1,6 @@
 /* The thread pool (runtime/workers.c) and the pthreadpool functions over it
- * (runtime/pthreadpool.c): every task runs exactly once, grids are tiled as pthreadpool tiles
+ * (runtime/pthreadpool.c): every task runs exactly once, the caller takes a job's first tasks
+ * and a worker its last, grids are tiled as pthreadpool tiles
  * them, a run inside a task of the same pool does not deadlock, denormals are flushed when asked,
  * XNNPACK's calls arrive in our pool, a plan's outputs with 2 threads equal 1 thread's bit
  * for bit, and large buffers are advised to the kernel as huge pages. */
@@ -89,6 +90,33 @@ static void test_steal(void) {
     check(!atomic_load(&c.worker_started) || atomic_load(&c.released), "caller takes a stalled chunk",
           "the caller ran %d of %d tasks while the worker stood in its first", atomic_load(&c.by_caller),
           STEAL_N - STEAL_STEP);
+    od_workers_destroy(w);
+}
+
+/* The caller claims chunks from the front of a job, workers from the back: 2 threads, 64 tasks
+ * of ~100 us (32 chunks of 2), the caller runs task 0, and a worker that ran more than one chunk
+ * (so it claimed the last before the caller could) ran task 63. */
+typedef struct ends_check {
+    atomic_int who[64];
+} ends_check;
+
+static void ends_task(void *ctx, int who, int64_t t) {
+    ends_check *c = ctx;
+    atomic_store(&c->who[t], who + 1);
+    usleep(100);
+}
+
+static void test_ends(void) {
+    od_workers *w = od_workers_create(2);
+    for (int round = 0; round < 5; round++) {
+        ends_check c = {0};
+        od_workers_run(w, 64, ends_task, &c);
+        int by_worker = 0;
+        for (int t = 0; t < 64; t++) by_worker += atomic_load(&c.who[t]) == 2;
+        check(atomic_load(&c.who[0]) == 1, "caller from the front", "task 0 ran on a worker");
+        check(by_worker <= 2 || atomic_load(&c.who[63]) == 2, "worker from the back",
+              "the worker ran %d tasks but not the last", by_worker);
+    }
     od_workers_destroy(w);
 }
 
@@ -382,6 +410,7 @@ int main(void) {
     test_every_task_once();
     test_nested();
     test_steal();
+    test_ends();
     test_two_callers();
     pthreadpool_t pool = pthreadpool_create(2);
     test_grid(NULL, "grid serial");
