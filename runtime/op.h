@@ -77,6 +77,9 @@ typedef struct od_qs8_params {
     int64_t n_w_scale;
 } od_qs8_params;
 
+/* An activation an op applies to its output (od_step.act); values as act_avx512.h's od_act_ps. */
+typedef enum od_activation { OD_ACT_NONE = 0, OD_ACT_SILU = 1, OD_ACT_HARDSWISH = 2 } od_activation;
+
 typedef struct od_step {
     const od_node *node; /* NULL for the planner's own layout conversions */
     const struct od_op_desc *op;
@@ -91,9 +94,9 @@ typedef struct od_step {
     /* A following Relu or Clip fused in by the planner (ops with fuses_activation): the op
      * clamps its output to [act_min, act_max]; -inf, inf otherwise. */
     float act_min, act_max;
-    /* A following x * Sigmoid(x) fused in by the planner (ops with fuses_silu): the op applies
-     * SiLU to its output, after the clamp. */
-    bool act_silu;
+    /* An activation after it fused in by the planner (ops with fuses_act): the op applies it to
+     * its output, after the clamp. */
+    od_activation act;
     /* training mode: */
     od_workers *workers; /* the plan's training threads (od_shards); NULL: one thread */
     int threads;
@@ -136,7 +139,7 @@ typedef struct od_op_desc {
     bool alias_input0; /* output 0 shares input 0's memory (Reshape, Flatten, Identity, ...) */
     bool no_fold;      /* never evaluate at plan time even on constant inputs (random ops) */
     bool fuses_activation; /* honours od_step.act_min/act_max on every path */
-    bool fuses_silu;       /* honours od_step.act_silu on every path */
+    bool fuses_act;        /* honours od_step.act on every path */
     /* Whether each sample's outputs depend on that sample alone, for a node whose input 0 has
      * the given rank (micro-batching splits the batch when every node's do); NULL: no. */
     bool (*per_sample)(const od_node *n, int rank);
@@ -282,11 +285,11 @@ od_status od_xnn_check(int status, od_error *err, const od_node *n, const char *
 
 /* Clamps a float buffer to the step's fused activation range (no-op when there is none). */
 void od_step_clamp(const od_step *s, float *data, int64_t count);
-/* Whether the planner may fuse x * Sigmoid(x) into a producing op (od_step.act_silu): the
- * vector SiLU below runs on this CPU (ops/fused.c). OD_NO_CONV_SILU=1 says no. */
-bool od_silu_fusable(void);
-/* y = y * Sigmoid(y) over n floats, split across the pool; only when od_silu_fusable(). */
-void od_silu_inplace(pthreadpool_t pool, float *y, int64_t n);
+/* Whether the planner may fuse an activation into a producing op (od_step.act): the vector
+ * code of od_act_inplace runs on this CPU (ops/fused.c). OD_NO_CONV_ACT=1 says no. */
+bool od_act_fusable(void);
+/* y = act(y) over n floats, split across the pool; only when od_act_fusable(). */
+void od_act_inplace(pthreadpool_t pool, od_activation act, float *y, int64_t n);
 
 /* per_sample for ops that never mix samples */
 bool od_per_sample_always(const od_node *n, int rank);

@@ -264,7 +264,7 @@ static int add_constant(planner *pl, od_tensor *t) {
     return b;
 }
 
-extern const od_op_desc od_op_BatchNormalization, od_op_Relu, od_op_Clip, od_fused_SiLU;
+extern const od_op_desc od_op_BatchNormalization, od_op_Relu, od_op_Clip, od_op_HardSwish, od_fused_SiLU;
 
 /* An inference BatchNormalization with constant parameters whose input is the only use of a
  * Conv's or ConvTranspose's output folds into that node's weights and bias, as ONNX Runtime
@@ -318,10 +318,11 @@ static od_status find_bn_folds(planner *pl, const int *uses, int *bn_into, int *
 }
 
 /* A Relu or Clip whose input is the only use of a Conv's or Gemm's output (or of a BN folded
- * into one) becomes that op's output clamp: one step and one buffer fewer. Likewise a SiLU
- * step (x * Sigmoid(x), od_plan_find_activation_fusions) whose x only it and its Sigmoid read,
- * when x comes from an op with fuses_silu (fz[producer].silu set). fused_into[i] names the op
- * node absorbing node i (-1: none); range[2 * j] and range[2 * j + 1] bound node j's output. */
+ * into one) becomes that op's output clamp: one step and one buffer fewer. Likewise, into an op
+ * with fuses_act (fz[producer].act set), a HardSwish node, or a SiLU or HardSwish step
+ * (x * Sigmoid(x), x * HardSigmoid(x): od_plan_find_activation_fusions) whose x only it and
+ * its gate read. fused_into[i] names the op node absorbing node i (-1: none); range[2 * j] and
+ * range[2 * j + 1] bound node j's output. */
 static void find_fusions(const od_plan *p, const int *uses, const int *bn_into, od_node_fusion *fz,
                          int *fused_into, float *range) {
     const od_graph *g = p->graph;
@@ -329,20 +330,23 @@ static void find_fusions(const od_plan *p, const int *uses, const int *bn_into, 
         const od_node *n = &g->nodes[i];
         if (p->qs8[i].absorbed) continue; /* done inside an int8 step */
         const od_op_desc *op = od_op_find(n->domain, n->op_type);
-        bool relu = op == &od_op_Relu, clip = op == &od_op_Clip, silu = fz[i].as_op == &od_fused_SiLU;
-        if ((!relu && !clip && !silu) || n->n_inputs < 1 || n->inputs[0] < 0) continue;
-        int v = silu ? fz[i].as_input : n->inputs[0], prod = g->values[v].producer;
-        if (prod < 0 || uses[v] != (silu ? 2 : 1) || g->nodes[prod].n_outputs < 1 || g->nodes[prod].outputs[0] != v)
+        bool relu = op == &od_op_Relu, clip = op == &od_op_Clip, gated = fz[i].as_op != NULL;
+        od_activation act = fz[i].as_op == &od_fused_SiLU                        ? OD_ACT_SILU
+                            : fz[i].as_op == &od_op_HardSwish || op == &od_op_HardSwish ? OD_ACT_HARDSWISH
+                                                                                   : OD_ACT_NONE;
+        if ((!relu && !clip && !act) || n->n_inputs < 1 || n->inputs[0] < 0) continue;
+        int v = gated ? fz[i].as_input : n->inputs[0], prod = g->values[v].producer;
+        if (prod < 0 || uses[v] != (gated ? 2 : 1) || g->nodes[prod].n_outputs < 1 || g->nodes[prod].outputs[0] != v)
             continue;
         if (bn_into[prod] >= 0) prod = bn_into[prod];
         if (p->qs8[prod].op) continue;
         const od_op_desc *pop =
             fz[prod].as_op ? fz[prod].as_op : od_op_find(g->nodes[prod].domain, g->nodes[prod].op_type);
         if (!pop || p->bufs[v].dtype != OD_DTYPE_FLOAT || fused_into[prod] >= 0) continue;
-        if (silu) {
-            if (!pop->fuses_silu || !od_silu_fusable()) continue;
+        if (act) {
+            if (!pop->fuses_act || !od_act_fusable()) continue;
             fused_into[i] = prod;
-            fz[prod].silu = true;
+            fz[prod].act = act;
             continue;
         }
         if (!pop->fuses_activation) continue;
@@ -477,7 +481,7 @@ static od_status plan_nodes(planner *pl) {
         pl->idx[s] = x;
         p->steps[s].act_min = q->op ? q->act_min : range[2 * i];
         p->steps[s].act_max = q->op ? q->act_max : range[2 * i + 1];
-        p->steps[s].act_silu = fz[i].silu;
+        p->steps[s].act = fz[i].act;
         if (q->op) p->steps[s].qs8 = &q->prm;
     }
 done:

@@ -40,7 +40,7 @@ typedef struct od_node_fusion {
     const od_op_desc *as_op; /* non-NULL: the node runs as this op on value as_input alone */
     int as_input;
     bool absorbed; /* computed inside a later node's step: no step of its own */
-    bool silu;     /* applies a later node's SiLU to its output (od_step.act_silu) */
+    od_activation act; /* applies a later node's activation to its output (od_step.act) */
 } od_node_fusion;
 void od_plan_find_activation_fusions(const od_graph *g, const od_graph_shapes *shapes,
                                      const int *uses, od_node_fusion *out);

@@ -93,12 +93,13 @@ static od_model *fusion_graph(void) {
     return m;
 }
 
-/* SiLU (x * Sigmoid(x)) fused into the convolution producing x, on each of its paths at 1 and 2
- * threads: conv_wide (3x3, and 1x1 on one thread), XNNPACK's (1x1 on two threads), the depthwise
- * kernel (3x3; 5x5 at stride 2 with a Clip fused in instead), and a conv whose output has
- * another use (no fusion: a SiLU step). */
-static od_model *conv_silu_graph(void) {
-    od_model *m = new_model(13);
+/* Activations fused into the convolution producing x, on each of its paths at 1 and 2 threads:
+ * SiLU (x * Sigmoid(x)) after conv_wide (3x3, and 1x1 on one thread), XNNPACK's (1x1 on two
+ * threads) and the depthwise kernel (3x3; 5x5 at stride 2 with a Clip fused in instead); a conv
+ * whose output has another use (no fusion: a SiLU step); a HardSwish node after conv_wide, and
+ * x * HardSigmoid(x) after the depthwise kernel. */
+static od_model *conv_act_graph(void) {
+    od_model *m = new_model(14);
     const int64_t C = 32;
     add_input(m, "x", 4, (int64_t[]){-1, C, 15, 17});
     const char *sig[][4] = {{"c1", "s1", "m1", NULL}, {"c2", "s2", "m2", NULL}, {"c3", "s3", "m3", NULL}};
@@ -119,11 +120,16 @@ static od_model *conv_silu_graph(void) {
     add_conv_k(m, "conv5", "k4", "c5", C, C, 3, 0, 1); /* its output also feeds the Add: no fusion */
     add_node(m, "Sigmoid", "sig5", "c5", "s5");
     add_node(m, "Mul", "mul5", "c5,s5", "m5");
-    add_node(m, "Add", "add5", "m5,c5", "y");
+    add_node(m, "Add", "add5", "m5,c5", "a5");
+    add_conv_k(m, "conv6", "a5", "c6", C, C, 3, 0, 1);
+    add_node(m, "HardSwish", "hswish6", "c6", "h6");
+    add_conv_k(m, "dw7", "h6", "c7", C, C, 3, C, 1);
+    od_pass_set_attr_float(add_node(m, "HardSigmoid", "hsig7", "c7", "g7"), "alpha", 1.0f / 6.0f, NULL);
+    add_node(m, "Mul", "hswish7", "c7,g7", "y");
     add_output(m, "y");
     od_error err = {0};
     if (od_graph_check(&m->graph, &err)) {
-        check(false, "conv SiLU graph", "%s", err.message);
+        check(false, "conv activation graph", "%s", err.message);
         od_model_destroy(m);
         return NULL;
     }
@@ -316,20 +322,23 @@ int main(void) {
     od_model *m = fusion_graph();
     if (m) {
         /* HardSigmoid and Sigmoid absorbed, Relu into the Add, Clip into the Conv */
-        /* with AVX-512 the SiLU goes into conv2 (od_silu_fusable): one step fewer */
-        bool into_conv = od_silu_fusable();
-        compare(&m->graph, "fusion graph", into_conv ? 5 : 4, (const int64_t[]){1, 3, 0}, 1e-6);
-        check(has_step(&m->graph, "HardSwish"), "HardSwish step", "x * HardSigmoid(x) not fused");
+        /* with AVX-512 the HardSwish goes into conv1, the SiLU into conv2 (od_act_fusable): a
+         * step fewer each */
+        bool into_conv = od_act_fusable();
+        compare(&m->graph, "fusion graph", into_conv ? 6 : 4, (const int64_t[]){1, 3, 0}, 1e-6);
+        check(has_step(&m->graph, "HardSwish") != into_conv, "HardSwish step", "x * HardSigmoid(x) not fused as expected");
         check(has_step(&m->graph, "SiLU") != into_conv, "SiLU step", "Sigmoid(x) * x not fused as expected");
-        setenv("OD_NO_CONV_SILU", "1", 1); /* read when a plan is made */
-        compare(&m->graph, "fusion graph, OD_NO_CONV_SILU=1", 4, (const int64_t[]){1, 0}, 1e-6);
-        check(has_step(&m->graph, "SiLU"), "SiLU step, OD_NO_CONV_SILU=1", "Sigmoid(x) * x not fused");
-        unsetenv("OD_NO_CONV_SILU");
+        setenv("OD_NO_CONV_ACT", "1", 1); /* read when a plan is made */
+        compare(&m->graph, "fusion graph, OD_NO_CONV_ACT=1", 4, (const int64_t[]){1, 0}, 1e-6);
+        check(has_step(&m->graph, "HardSwish"), "HardSwish step, OD_NO_CONV_ACT=1", "x * HardSigmoid(x) not fused");
+        check(has_step(&m->graph, "SiLU"), "SiLU step, OD_NO_CONV_ACT=1", "Sigmoid(x) * x not fused");
+        unsetenv("OD_NO_CONV_ACT");
         od_model_destroy(m);
     }
-    if (od_silu_fusable() && (m = conv_silu_graph())) {
-        /* 3 SiLUs into convs (2 steps fewer each), the Clip into dw4, conv5's Sigmoid into a SiLU step */
-        compare(&m->graph, "conv SiLU graph", 8, (const int64_t[]){1, 3, 0}, 1e-5);
+    if (od_act_fusable() && (m = conv_act_graph())) {
+        /* 3 SiLUs into convs (2 steps fewer each), the Clip into dw4, conv5's Sigmoid into a SiLU
+         * step, a HardSwish node into conv6, x * HardSigmoid(x) into dw7 (2 steps fewer) */
+        compare(&m->graph, "conv activation graph", 11, (const int64_t[]){1, 3, 0}, 1e-5);
         od_model_destroy(m);
     } else {
         n_skip++;
@@ -341,8 +350,8 @@ int main(void) {
     test_channel_gate("Mul", 2);
     test_channel_gate("Mul", 1);
     test_channel_gate("Add", 2);
-    test_real("build/real_exports/mobilenet_v3_small_op13.onnx", "HardSwish");
-    test_real("build/real_exports/efficientnet_b0_op13.onnx", od_silu_fusable() ? NULL : "SiLU");
+    test_real("build/real_exports/mobilenet_v3_small_op13.onnx", od_act_fusable() ? NULL : "HardSwish");
+    test_real("build/real_exports/efficientnet_b0_op13.onnx", od_act_fusable() ? NULL : "SiLU");
     test_real("build/real_exports/resnet18_op13.onnx", NULL);
     test_real("build/real_exports/mobilenet_v2_op13.onnx", NULL);
     printf("test_fusion: %d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);

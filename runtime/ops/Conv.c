@@ -104,7 +104,7 @@ static void conv_wide_block_task(void *ctx, size_t n, size_t mb, size_t rg) {
     int64_t oy0 = (int64_t)rg * g->rows, oy1 = oy0 + g->rows < g->OH ? oy0 + g->rows : g->OH;
     const float *xp = r->in_place ? s->in[0]->data + (r->first + (int64_t)n) * g->H * g->W * g->C
                                   : cs->xpad + (int64_t)n * g->HP * g->WP * g->C;
-    od_convw_block(g, xp, cs->packed, cs->bias, s->act_min, s->act_max, s->act_silu,
+    od_convw_block(g, xp, cs->packed, cs->bias, s->act_min, s->act_max, s->act,
                    s->out[0]->data + (r->first + (int64_t)n) * g->OH * g->OW * g->M, oy0, oy1, 32 * (int64_t)mb);
 }
 
@@ -177,7 +177,7 @@ static void conv_depthwise_task(void *ctx, size_t n, size_t oy, size_t cg) {
     const od_convdw_geom *g = &r->g;
     int64_t all = (g->C + 15) / 16, cb0 = (int64_t)cg * r->blocks, cb1 = cb0 + r->blocks < all ? cb0 + r->blocks : all;
     od_convdw_rows(g, s->in[0]->data + (int64_t)n * g->H * g->W * g->C, ((const od_conv_state *)s->state)->packed,
-                   s->act_min, s->act_max, s->act_silu, s->out[0]->data + (int64_t)n * g->OH * g->OW * g->C,
+                   s->act_min, s->act_max, s->act, s->out[0]->data + (int64_t)n * g->OH * g->OW * g->C,
                    (int64_t)oy, (int64_t)oy + 1, cb0, cb1);
 }
 
@@ -242,7 +242,7 @@ static od_status conv_run(od_step *s, od_error *err) {
     od_conv_state *cs = s->state;
     if (cs->xnn) {
         od_status st = od_xnn_check(xnn_run_operator(cs->xnn, s->pool), err, s->node, "run convolution");
-        if (!st && s->act_silu) od_silu_inplace(s->pool, s->out[0]->data, od_buf_count(s->out[0]));
+        if (!st && s->act) od_act_inplace(s->pool, s->act, s->out[0]->data, od_buf_count(s->out[0]));
         return st;
     }
     if (cs->xpad) {
@@ -255,7 +255,7 @@ static od_status conv_run(od_step *s, od_error *err) {
     }
     od_conv_state_run_direct(s);
     od_step_clamp(s, s->out[0]->data, od_buf_count(s->out[0]));
-    if (s->act_silu) od_silu_inplace(s->pool, s->out[0]->data, od_buf_count(s->out[0]));
+    if (s->act) od_act_inplace(s->pool, s->act, s->out[0]->data, od_buf_count(s->out[0]));
     return OD_STATUS_OK;
 }
 
@@ -459,7 +459,7 @@ static void conv_fwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
             od_conv_pad_rows(conv_x(s, c) + n * c->H * c->W * c->C, c->W, c->C, 0, c->H, pad, c->gw.HP, c->gw.WP,
                              c->pt, c->pl);
             for (int64_t m0 = 0; m0 < c->M; m0 += 32)
-                od_convw_block(&c->gw, pad, c->w8f, bias, lo, INFINITY, false, y + (n - begin) * c->OH * c->OW * c->M, 0,
+                od_convw_block(&c->gw, pad, c->w8f, bias, lo, INFINITY, OD_ACT_NONE, y + (n - begin) * c->OH * c->OW * c->M, 0,
                                c->OH, m0);
         }
         c->xnn_status[shard] = xnn_status_success;
@@ -832,7 +832,7 @@ const od_op_desc od_op_Conv = {OD_OP_NAME(Conv), .channel_role = OD_CHANNELS_MIX
                                .layout = OD_LAYOUT_POLICY_SPATIAL,
                                .infer = conv_infer, .prepare = conv_prepare, .run = conv_run,
                                .destroy = od_conv_state_destroy, .macs = conv_macs,
-                               .fuses_activation = true, .fuses_silu = true,
+                               .fuses_activation = true, .fuses_act = true,
                                .qs8 = &od_qs8_Conv, .qs8_accepts = conv_qs8_accepts,
                                .trained_inputs = 0x6, /* W, B */
                                .train_layout = OD_TRAIN_LAYOUT_SPATIAL,

@@ -5,7 +5,7 @@
  * registers and loads each input once, adding it into every pixel of the strip that reads it:
  * about one load per multiply-add for 3x3, fewer for 5x5. Pixels whose taps leave the image
  * (the borders) take a loop with bounds checks. The epilogue clamps (a fused Relu or Clip) and
- * applies SiLU (a fused x * Sigmoid(x)) while the strip is in registers. */
+ * applies a fused activation (SiLU, HardSwish) while the strip is in registers. */
 #include "conv_depthwise.h"
 
 #include "../op.h"
@@ -29,7 +29,7 @@ void od_convdw_pack(const od_convdw_geom *g, const float *w, const float *bias, 
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include "silu_avx512.h"
+#include "act_avx512.h"
 
 #include <math.h>
 
@@ -51,7 +51,8 @@ typedef struct dw_row {
     int64_t i0, i1;     /* the kernel rows inside the image */
     int64_t cb0, cb1;   /* the blocks of 16 channels */
     __m512 lo, hi;
-    bool clamp, silu;
+    bool clamp;
+    int act;
 } dw_row;
 
 DW_INLINE __mmask16 block_mask(const dw_row *r, int64_t c0) {
@@ -60,7 +61,7 @@ DW_INLINE __mmask16 block_mask(const dw_row *r, int64_t c0) {
 
 DW_INLINE void finish(const dw_row *r, __m512 a, __mmask16 k, float *y) {
     if (r->clamp) a = _mm512_min_ps(_mm512_max_ps(a, r->lo), r->hi);
-    if (r->silu) a = od_silu_ps(a);
+    a = od_act_ps(r->act, a);
     _mm512_mask_storeu_ps(y, k, a);
 }
 
@@ -136,14 +137,14 @@ static int strip_pixels(int64_t n) {
  * it lies in memory (a whole row block by block read one line in six of a 112x112x96 input at
  * a time, and ran slower than XNNPACK). */
 DW_TARGET void od_convdw_rows(const od_convdw_geom *g, const float *x, const float *packed, float lo, float hi,
-                              bool silu, float *y, int64_t oy0, int64_t oy1, int64_t cb0, int64_t cb1) {
+                              int act, float *y, int64_t oy0, int64_t oy1, int64_t cb0, int64_t cb1) {
     /* the columns whose taps all lie inside: ox sw - pl >= 0 and ox sw - pl + KW - 1 < W */
     int64_t a = (g->pl + g->sw - 1) / g->sw, last = g->W - g->KW + g->pl;
     int64_t b = last < 0 ? 0 : last / g->sw + 1;
     int kind = g->sw == 1 ? (int)g->KW : g->sw == 2 ? 10 + (int)g->KW : 0;
     dw_row r = {.x = x, .w = packed, .C = g->C, .CP = padded_channels(g), .W = g->W, .KW = g->KW, .sw = g->sw,
                 .pl = g->pl, .taps = g->KH * g->KW, .cb0 = cb0, .cb1 = cb1, .lo = _mm512_set1_ps(lo),
-                .hi = _mm512_set1_ps(hi), .clamp = lo > -INFINITY || hi < INFINITY, .silu = silu};
+                .hi = _mm512_set1_ps(hi), .clamp = lo > -INFINITY || hi < INFINITY, .act = act};
     for (int64_t oy = oy0; oy < oy1; oy++) {
         r.iy0 = oy * g->sh - g->pt;
         r.i0 = r.iy0 < 0 ? -r.iy0 : 0;
@@ -173,6 +174,6 @@ DW_TARGET void od_convdw_rows(const od_convdw_geom *g, const float *x, const flo
 }
 #else
 bool od_convdw_fits(const od_convdw_geom *g) { return false; }
-void od_convdw_rows(const od_convdw_geom *g, const float *x, const float *packed, float lo, float hi, bool silu,
+void od_convdw_rows(const od_convdw_geom *g, const float *x, const float *packed, float lo, float hi, int act,
                     float *y, int64_t oy0, int64_t oy1, int64_t cb0, int64_t cb1) {}
 #endif

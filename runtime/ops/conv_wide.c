@@ -15,7 +15,7 @@
 #include <stdlib.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include "silu_avx512.h"
+#include "act_avx512.h"
 #define WIDE_TARGET __attribute__((target("avx512f")))
 
 enum { PIX = 14 };
@@ -65,7 +65,7 @@ bool od_convw_fits(od_convw_geom *g, bool pointwise) {
  * row are then addressed from one register, where 14 runtime offsets spill to the stack. */
 OD_UNSANITIZED WIDE_TARGET static inline __attribute__((always_inline)) void tile(const od_convw_geom *g, const float *xp,
                                                                    const float *packed, const float *bias, float lo,
-                                                                   float hi, bool clamp, bool silu, float *y, int64_t oy,
+                                                                   float hi, bool clamp, int act, float *y, int64_t oy,
                                                                    int64_t ox0, int64_t m0, int64_t c0, int64_t c1,
                                                                    const int n, const int rows, const int V,
                                                                    const int64_t XS) {
@@ -103,13 +103,13 @@ OD_UNSANITIZED WIDE_TARGET static inline __attribute__((always_inline)) void til
     for (int t = 0; t < n * rows; t++)
         for (int v = 0; v < V; v++) {
             __m512 a = clamp && last ? _mm512_min_ps(_mm512_max_ps(acc[t][v], vlo), vhi) : acc[t][v];
-            _mm512_storeu_ps(yr[t / n] + (t % n) * M + 16 * v, silu && last ? od_silu_ps(a) : a);
+            _mm512_storeu_ps(yr[t / n] + (t % n) * M + 16 * v, last ? od_act_ps(act, a) : a);
         }
 }
 
-#define TILE(n, rows, V) tile(g, xp, packed, bias, lo, hi, clamp, silu, y, oy, ox, m0, c0, c1, n, rows, V, 0)
+#define TILE(n, rows, V) tile(g, xp, packed, bias, lo, hi, clamp, act, y, oy, ox, m0, c0, c1, n, rows, V, 0)
 #define FULL_TILES(V, XS)                                                                                          \
-    for (; ox + PIX <= g->OW; ox += PIX) tile(g, xp, packed, bias, lo, hi, clamp, silu, y, oy, ox, m0, c0, c1, PIX, 1, V, XS)
+    for (; ox + PIX <= g->OW; ox += PIX) tile(g, xp, packed, bias, lo, hi, clamp, act, y, oy, ox, m0, c0, c1, PIX, 1, V, XS)
 
 /* A row's pixels from ox in tiles of PIX (with a constant pixel stride for the usual channel
  * counts, and RGB stems), then the tail as one tile of its own width. */
@@ -160,7 +160,7 @@ OD_UNSANITIZED WIDE_TARGET static inline __attribute__((always_inline)) void til
     } while (0)
 
 OD_UNSANITIZED WIDE_TARGET void od_convw_block(const od_convw_geom *g, const float *xp, const float *packed, const float *bias,
-                                float lo, float hi, bool silu, float *y, int64_t oy0, int64_t oy1, int64_t m0) {
+                                float lo, float hi, int act, float *y, int64_t oy0, int64_t oy1, int64_t m0) {
     bool clamp = lo > -INFINITY || hi < INFINITY;
     for (int64_t c0 = 0; c0 < g->C; c0 += OD_CONVW_KC) {
         int64_t c1 = g->C - c0 < OD_CONVW_KC ? g->C : c0 + OD_CONVW_KC;
@@ -182,5 +182,5 @@ void od_convw_pack(const od_convw_geom *g, const float *w, float *packed) {}
 void od_convw_derive(od_convw_geom *g) {}
 bool od_convw_fits(od_convw_geom *g, bool pointwise) { return false; }
 void od_convw_block(const od_convw_geom *g, const float *xp, const float *packed, const float *bias, float lo,
-                    float hi, bool silu, float *y, int64_t oy0, int64_t oy1, int64_t m0) {}
+                    float hi, int act, float *y, int64_t oy0, int64_t oy1, int64_t m0) {}
 #endif

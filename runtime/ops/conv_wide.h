@@ -31,8 +31,8 @@ bool od_convw_fits(od_convw_geom *g, bool pointwise);
 /* Output rows [oy0, oy1), channels m0 .. m0+31 (m0 .. m0+15 at the end of M) of
  * y [OH][OW][M] = act(clamp(conv(xp, packed) + bias, lo, hi)), xp the image padded to [HP][WP][C]
  * and packed the weights by od_convw_pack (xp by od_conv_pad_rows); bias may be NULL; no clamp
- * when lo, hi are -inf, inf; act SiLU when silu, else none. m0 is a multiple of 32. */
+ * when lo, hi are -inf, inf; act an od_activation (op.h). m0 is a multiple of 32. */
 void od_convw_block(const od_convw_geom *g, const float *xp, const float *packed, const float *bias, float lo,
-                    float hi, bool silu, float *y, int64_t oy0, int64_t oy1, int64_t m0);
+                    float hi, int act, float *y, int64_t oy0, int64_t oy1, int64_t m0);
 
 #endif

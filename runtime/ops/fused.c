@@ -7,8 +7,8 @@
  *                              test_fusion checks) it still runs that way: our own 8-lane pass
  *                              measured twice as slow as XNNPACK's on this AVX-512 CPU.
  * Inference only; float32, any rank and layout (element-wise). With AVX-512 the planner fuses a
- * SiLU into the convolution producing x instead (od_step.act_silu): conv_wide.c and
- * conv_depthwise.c apply it in their epilogue, XNNPACK's paths call od_silu_inplace after. */
+ * SiLU or HardSwish into the convolution producing x instead (od_step.act): conv_wide.c and
+ * conv_depthwise.c apply it in their epilogue, XNNPACK's paths call od_act_inplace after. */
 #include "ew_common.h"
 
 #include <math.h>
@@ -26,14 +26,25 @@ static void silu_scalar(const float *x, float *y, int64_t n) {
 }
 
 #if defined(__x86_64__) || defined(__i386__)
-#include "silu_avx512.h"
+#include "act_avx512.h"
 __attribute__((target("avx512f"))) static void silu_avx512(const float *x, float *y, int64_t n) {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, od_silu_ps(_mm512_loadu_ps(x + i)));
     silu_scalar(x + i, y + i, n - i);
 }
+/* y = act(y) in place; the tail one lane-masked vector. */
+__attribute__((target("avx512f"))) static void act_avx512(od_activation act, float *y, int64_t n) {
+    int64_t i = 0;
+    if (act == OD_ACT_SILU)
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, od_silu_ps(_mm512_loadu_ps(y + i)));
+    else if (act == OD_ACT_HARDSWISH)
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, od_hardswish_ps(_mm512_loadu_ps(y + i)));
+    __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+    if (i < n && act != OD_ACT_NONE) _mm512_mask_storeu_ps(y + i, k, od_act_ps(act, _mm512_maskz_loadu_ps(k, y + i)));
+}
 static bool have_avx512(void) { return __builtin_cpu_supports("avx512f") && !getenv("OD_NO_AVX512_SILU"); }
 #else
+static void act_avx512(od_activation act, float *y, int64_t n) {}
 static void silu_avx512(const float *x, float *y, int64_t n) { silu_scalar(x, y, n); }
 static bool have_avx512(void) { return false; }
 #endif
@@ -77,13 +88,23 @@ static od_status silu_run(od_step *s, od_error *err) {
     return OD_STATUS_OK;
 }
 
-bool od_silu_fusable(void) { return have_avx512() && !getenv("OD_NO_CONV_SILU"); }
+bool od_act_fusable(void) { return have_avx512() && !getenv("OD_NO_CONV_ACT"); }
 
-void od_silu_inplace(pthreadpool_t pool, float *y, int64_t n) {
-    silu_state u = {.x = y, .y = y};
+typedef struct act_job {
+    od_activation act;
+    float *y;
+} act_job;
+
+static void act_rows(void *ctx, int64_t first, int64_t end) {
+    const act_job *j = ctx;
+    act_avx512(j->act, j->y + first * EW_CHUNK, (end - first) * EW_CHUNK);
+}
+
+void od_act_inplace(pthreadpool_t pool, od_activation act, float *y, int64_t n) {
+    act_job j = {.act = act, .y = y};
     int64_t rows = n / EW_CHUNK;
-    ew_for_rows(pool, rows, EW_CHUNK, silu_rows, &u);
-    silu_range(&u, rows * EW_CHUNK, n - rows * EW_CHUNK);
+    ew_for_rows(pool, rows, EW_CHUNK, act_rows, &j);
+    act_avx512(act, y + rows * EW_CHUNK, n - rows * EW_CHUNK);
 }
 
 static void silu_destroy(od_step *s) {
