@@ -140,6 +140,9 @@ typedef struct od_op_desc {
     bool no_fold;      /* never evaluate at plan time even on constant inputs (random ops) */
     bool fuses_activation; /* honours od_step.act_min/act_max on every path */
     bool fuses_act;        /* honours od_step.act on every path */
+    /* A later Add of its output and another tensor of the same shape is done here: input 3 (the
+     * planner's) is added to the output before the clamp, on every path. */
+    bool fuses_residual;
     /* Whether each sample's outputs depend on that sample alone, for a node whose input 0 has
      * the given rank (micro-batching splits the batch when every node's do); NULL: no. */
     bool (*per_sample)(const od_node *n, int rank);

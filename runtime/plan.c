@@ -198,6 +198,7 @@ static void choose_layouts(const od_plan *p, const od_op_desc *op, const plan_st
         if (x->n_in > 0 && x->in[0] >= 0 && p->bufs[x->in[0]].rank >= 3) {
             in_want[0] = OD_LAYOUT_CHANNELS_LAST;
             *out_layout = OD_LAYOUT_CHANNELS_LAST;
+            if (x->n_in > 3 && x->in[3] >= 0) in_want[3] = OD_LAYOUT_CHANNELS_LAST; /* a residual, as the output */
         }
     } else if (op->layout == OD_LAYOUT_POLICY_ELEMENTWISE && out_rank >= 3) {
         bool last = false;
@@ -264,7 +265,7 @@ static int add_constant(planner *pl, od_tensor *t) {
     return b;
 }
 
-extern const od_op_desc od_op_BatchNormalization, od_op_Relu, od_op_Clip, od_op_HardSwish, od_fused_SiLU;
+extern const od_op_desc od_op_BatchNormalization, od_op_Relu, od_op_Clip, od_op_HardSwish, od_op_Add, od_fused_SiLU;
 
 /* An inference BatchNormalization with constant parameters whose input is the only use of a
  * Conv's or ConvTranspose's output folds into that node's weights and bias, as ONNX Runtime
@@ -323,6 +324,45 @@ static od_status find_bn_folds(planner *pl, const int *uses, int *bn_into, int *
  * (x * Sigmoid(x), x * HardSigmoid(x): od_plan_find_activation_fusions) whose x only it and
  * its gate read. fused_into[i] names the op node absorbing node i (-1: none); range[2 * j] and
  * range[2 * j + 1] bound node j's output. */
+/* The node producing value v when v is its output 0 and only `uses` nodes read v: a BN folded
+ * into a conv gives the conv; -1 when there is none, or it runs as int8. */
+static int sole_producer(const od_plan *p, const int *uses, const int *bn_into, int v, int want_uses) {
+    const od_graph *g = p->graph;
+    int prod = v < 0 ? -1 : g->values[v].producer;
+    if (prod < 0 || uses[v] != want_uses || g->nodes[prod].n_outputs < 1 || g->nodes[prod].outputs[0] != v) return -1;
+    if (bn_into[prod] >= 0) prod = bn_into[prod];
+    return p->qs8[prod].op ? -1 : prod;
+}
+
+/* An Add of a conv's output (its only use, no activation fused yet) and a tensor of the same
+ * shape computed before the conv (a residual connection): the conv adds it (fuses_residual),
+ * the Add's output shares the conv's, and a Relu after the Add becomes the conv's clamp. */
+static bool find_residual(const od_plan *p, const int *uses, const int *bn_into, od_node_fusion *fz, int i,
+                          int *fused_into, const float *range) {
+    const od_graph *g = p->graph;
+    const od_node *n = &g->nodes[i];
+    if (n->n_inputs != 2 || n->n_outputs != 1 || n->inputs[0] < 0 || n->inputs[1] < 0) return false;
+    const od_shape_info *yi = &p->shapes.info[n->outputs[0]];
+    for (int k = 0; k < 2; k++) {
+        int v = n->inputs[k], skip = n->inputs[1 - k], prod = sole_producer(p, uses, bn_into, v, 1);
+        if (prod < 0 || skip == v || fused_into[prod] >= 0 || fz[prod].act || fz[prod].residual >= 0) continue;
+        if (range[2 * prod] > -INFINITY || range[2 * prod + 1] < INFINITY) continue;
+        const od_op_desc *pop = od_op_find(g->nodes[prod].domain, g->nodes[prod].op_type);
+        int sp = g->values[skip].producer;
+        if (!pop || !pop->fuses_residual || sp >= prod || p->bufs[skip].constant) continue;
+        const od_shape_info *vi = &p->shapes.info[v], *si = &p->shapes.info[skip];
+        bool same = vi->dtype == OD_DTYPE_FLOAT && si->dtype == OD_DTYPE_FLOAT && vi->rank >= 3 &&
+                    vi->rank == si->rank && vi->rank == yi->rank;
+        for (int d = 0; same && d < vi->rank; d++) same = vi->dims[d] == si->dims[d] && vi->dims[d] == yi->dims[d];
+        if (!same) continue;
+        fused_into[i] = prod;
+        fz[i].as_input = v;
+        fz[prod].residual = skip;
+        return true;
+    }
+    return false;
+}
+
 static void find_fusions(const od_plan *p, const int *uses, const int *bn_into, od_node_fusion *fz,
                          int *fused_into, float *range) {
     const od_graph *g = p->graph;
@@ -330,16 +370,17 @@ static void find_fusions(const od_plan *p, const int *uses, const int *bn_into, 
         const od_node *n = &g->nodes[i];
         if (p->qs8[i].absorbed) continue; /* done inside an int8 step */
         const od_op_desc *op = od_op_find(n->domain, n->op_type);
+        if (op == &od_op_Add && !fz[i].as_op && !getenv("OD_NO_CONV_ADD") &&
+            find_residual(p, uses, bn_into, fz, i, fused_into, range))
+            continue;
         bool relu = op == &od_op_Relu, clip = op == &od_op_Clip, gated = fz[i].as_op != NULL;
         od_activation act = fz[i].as_op == &od_fused_SiLU                        ? OD_ACT_SILU
                             : fz[i].as_op == &od_op_HardSwish || op == &od_op_HardSwish ? OD_ACT_HARDSWISH
                                                                                    : OD_ACT_NONE;
         if ((!relu && !clip && !act) || n->n_inputs < 1 || n->inputs[0] < 0) continue;
-        int v = gated ? fz[i].as_input : n->inputs[0], prod = g->values[v].producer;
-        if (prod < 0 || uses[v] != (gated ? 2 : 1) || g->nodes[prod].n_outputs < 1 || g->nodes[prod].outputs[0] != v)
-            continue;
-        if (bn_into[prod] >= 0) prod = bn_into[prod];
-        if (p->qs8[prod].op) continue;
+        int v = gated ? fz[i].as_input : n->inputs[0], prod = sole_producer(p, uses, bn_into, v, gated ? 2 : 1);
+        if (prod < 0) continue;
+        if (fused_into[prod] >= 0 && fz[fused_into[prod]].residual >= 0) prod = fused_into[prod]; /* an Add done in a conv */
         const od_op_desc *pop =
             fz[prod].as_op ? fz[prod].as_op : od_op_find(g->nodes[prod].domain, g->nodes[prod].op_type);
         if (!pop || p->bufs[v].dtype != OD_DTYPE_FLOAT || fused_into[prod] >= 0) continue;
@@ -385,6 +426,7 @@ static od_status plan_nodes(planner *pl) {
         goto done;
     }
     for (int i = 0; i < g->n_nodes; i++) {
+        fz[i] = (od_node_fusion){.as_input = -1, .residual = -1}; /* no fusion (no_fusion plans too) */
         fused_into[i] = bn_into[i] = folded_wb[2 * i] = folded_wb[2 * i + 1] = -1;
         range[2 * i] = -INFINITY;
         range[2 * i + 1] = INFINITY;
@@ -426,7 +468,7 @@ static od_status plan_nodes(planner *pl) {
         if (q->op) run = needed[q->out];
         if (!run || fz[i].absorbed || q->absorbed) continue;
         if (fused_into[i] >= 0 || bn_into[i] >= 0) { /* its producer clamps or scales: share that buffer */
-            int src = fz[i].as_op ? fz[i].as_input : n->inputs[0], dst = n->outputs[0];
+            int src = fz[i].as_input >= 0 ? fz[i].as_input : n->inputs[0], dst = n->outputs[0];
             p->bufs[dst].alias_of = src;
             p->bufs[dst].layout = p->bufs[src].layout;
             continue;
@@ -450,6 +492,11 @@ static od_status plan_nodes(planner *pl) {
             x.in[1] = folded_wb[2 * i];
             x.in[2] = folded_wb[2 * i + 1];
             if (x.n_in < 3) x.n_in = 3;
+        }
+        if (fz[i].residual >= 0) { /* an Add done here: its other input as input 3 */
+            for (int k = x.n_in; k < 3; k++) x.in[k] = -1;
+            x.in[3] = fz[i].residual;
+            x.n_in = 4;
         }
         if (x.n_out == 0 || x.out[0] < 0) {
             st = od_node_error(pl->err, OD_STATUS_UNSUPPORTED, n, "first output is omitted");

@@ -22,7 +22,7 @@ static const od_op_desc *times_x_gives(const od_node *n) {
 
 void od_plan_find_activation_fusions(const od_graph *g, const od_graph_shapes *shapes,
                                      const int *uses, od_node_fusion *out) {
-    for (int i = 0; i < g->n_nodes; i++) out[i] = (od_node_fusion){.as_input = -1};
+    for (int i = 0; i < g->n_nodes; i++) out[i] = (od_node_fusion){.as_input = -1, .residual = -1};
     for (int m = 0; m < g->n_nodes; m++) {
         const od_node *mul = &g->nodes[m];
         if (!is_op(mul, "Mul") || mul->n_inputs != 2 || mul->n_outputs < 1) continue;

@@ -38,7 +38,8 @@ struct od_plan {
  * SiLU(x) (ops/fused.c), when the HardSigmoid or Sigmoid output has no other use. */
 typedef struct od_node_fusion {
     const od_op_desc *as_op; /* non-NULL: the node runs as this op on value as_input alone */
-    int as_input;
+    int as_input;  /* also, for a node fused into its producer: the value its output shares */
+    int residual;  /* a value added to the output before the clamp (od_op_desc.fuses_residual); -1: none */
     bool absorbed; /* computed inside a later node's step: no step of its own */
     od_activation act; /* applies a later node's activation to its output (od_step.act) */
 } od_node_fusion;

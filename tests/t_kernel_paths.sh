@@ -13,6 +13,7 @@
 #   OD_NO_HUGEPAGES=1  large buffers without the huge-page advice (test_pool checks which it got)
 #   OD_NO_CONVDW=1     depthwise convolutions on XNNPACK instead of conv_depthwise.c
 #   OD_NO_CONV_ACT=1   SiLU and HardSwish as steps of their own instead of in the producing conv
+#   OD_NO_CONV_ADD=1   a residual Add as its own step instead of in the producing conv
 # Ends with `kernel_paths: N passed, N failed, N skipped`.
 . "$(dirname "$0")/lib.sh"
 
@@ -41,4 +42,5 @@ run_with OD_NO_HUGEPAGES=1 test_pool
 run_with OD_NO_CONVDW=1 test_ops_random
 run_with OD_NO_CONVDW=1 test_fusion
 run_with OD_NO_CONV_ACT=1 test_fusion
+run_with OD_NO_CONV_ADD=1 test_fusion
 finish

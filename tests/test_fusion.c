@@ -4,6 +4,7 @@
  * promise:
  *   Mul(x, HardSigmoid(x; 1/6, 1/2)) -> HardSwish      Mul(Sigmoid(x), x) -> SiLU
  *   Add + Relu -> one Add                               Conv + Clip(0, 6) -> one Conv
+ *   Conv + Add (a residual) + Relu -> one Conv          Conv + SiLU / HardSwish -> one Conv
  * and nothing fuses where it must not: HardSigmoid with other constants, a gate computed from
  * another tensor (squeeze-excitation), an activation output used twice. The fused steps are also
  * checked against arithmetic done here: SiLU within 4 ulp (both paths), a channels-last Mul / Add by a
@@ -130,6 +131,41 @@ static od_model *conv_act_graph(void) {
     od_error err = {0};
     if (od_graph_check(&m->graph, &err)) {
         check(false, "conv activation graph", "%s", err.message);
+        od_model_destroy(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* A residual Add done in the conv producing one of its inputs (od_op_desc.fuses_residual), with
+ * the Relu or Clip after it, on conv_wide (3x3; 1x1 on one thread), XNNPACK (1x1 on two threads)
+ * and the depthwise kernel; and where it must not be: a conv output with another use, a skip
+ * computed after the conv. */
+static od_model *residual_graph(void) {
+    od_model *m = new_model(13);
+    const int64_t C = 32;
+    add_input(m, "x", 4, (int64_t[]){-1, C, 15, 17});
+    add_conv_k(m, "conv_a", "x", "a", C, C, 3, 0, 1);
+    add_conv_k(m, "conv_b", "a", "b", C, C, 3, 0, 1);
+    add_node(m, "Add", "add1", "b,x", "s1");
+    add_node(m, "Relu", "relu1", "s1", "r1"); /* add1 and relu1 into conv_b */
+    add_conv_k(m, "pw_c", "r1", "c", C, C, 1, 0, 1);
+    add_node(m, "Add", "add2", "r1,c", "r2"); /* the conv's output second: into pw_c */
+    add_conv_k(m, "dw_d", "r2", "d", C, C, 3, C, 1);
+    add_node(m, "Add", "add3", "d,r2", "s3");
+    add_init(m, "lo", 0, NULL, 0.0f, 0.0f, NULL);
+    add_init(m, "hi", 0, NULL, 6.0f, 6.0f, NULL);
+    add_node(m, "Clip", "clip3", "s3,lo,hi", "r3"); /* add3 and clip3 into dw_d */
+    add_conv_k(m, "conv_e", "r3", "e", C, C, 3, 0, 1);
+    add_node(m, "Add", "add4", "e,r3", "s4"); /* e is read twice: no fusion */
+    add_node(m, "Add", "add5", "s4,e", "y5");
+    add_conv_k(m, "conv_f", "y5", "f", C, C, 3, 0, 1);
+    add_node(m, "Relu", "relu6", "y5", "w6"); /* computed after conv_f: add6 stays */
+    add_node(m, "Add", "add6", "f,w6", "y");
+    add_output(m, "y");
+    od_error err = {0};
+    if (od_graph_check(&m->graph, &err)) {
+        check(false, "residual graph", "%s", err.message);
         od_model_destroy(m);
         return NULL;
     }
@@ -342,6 +378,13 @@ int main(void) {
         od_model_destroy(m);
     } else {
         n_skip++;
+    }
+    if ((m = residual_graph())) {
+        compare(&m->graph, "residual graph", 5, (const int64_t[]){1, 3, 0}, 1e-5);
+        setenv("OD_NO_CONV_ADD", "1", 1); /* read when a plan is made: each Add a step, its Relu in it */
+        compare(&m->graph, "residual graph, OD_NO_CONV_ADD=1", 2, (const int64_t[]){1, 0}, 1e-5);
+        unsetenv("OD_NO_CONV_ADD");
+        od_model_destroy(m);
     }
     test_silu_accuracy("SiLU accuracy");
     setenv("OD_NO_AVX512_SILU", "1", 1); /* read when a SiLU step is prepared */

@@ -6,13 +6,18 @@
  * gradient on its deconvolution, the weight gradient per batch shard: conv_dw_direct.c where it
  * fits, else im2row + sgemm).
  * Layout: spatial (input and output channels-last; an input in ONNX order, such as a Transpose's
- * output in ConvNeXt, is copied to channels-last and its gradient added back). */
+ * output in ConvNeXt, is copied to channels-last and its gradient added back).
+ * Inference epilogue, from the planner: y = act(clamp(conv + bias + residual)), the residual
+ * (input 3, a fused Add's other input), clamp (a fused Relu or Clip) and act (a fused SiLU or
+ * HardSwish) each optional; conv_wide.c and conv_depthwise.c do it in registers, the other paths
+ * in a pass after (conv_finish). */
 #include "../train_internal.h"
 #include "conv_common.h"
 #include "conv8.h"
 #include "conv_wide.h"
 #include "conv_dw_direct.h"
 #include "conv_depthwise.h"
+#include "ew_common.h"
 #include "qs8_common.h"
 #include "strided.h"
 
@@ -95,6 +100,60 @@ static void conv_wide_pad_task(void *ctx, size_t n, size_t chunk) {
                      cs->xpad + (int64_t)n * g->HP * g->WP * g->C, g->HP, g->WP, g->pt, g->pl);
 }
 
+/* The fused Add's other input (input 3), NULL when there is none. */
+static const float *conv_residual(const od_step *s) { return s->n_in > 3 && s->in[3] ? s->in[3]->data : NULL; }
+
+typedef struct conv_finish_job {
+    float *y;
+    const float *r;
+    float lo, hi;
+} conv_finish_job;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx512f"))) static void add_clamp_avx512(float *y, const float *r, float lo, float hi,
+                                                               int64_t n) {
+    __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(k, y + i);
+        if (r) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, r + i));
+        _mm512_mask_storeu_ps(y + i, k, _mm512_min_ps(_mm512_max_ps(v, vlo), vhi));
+    }
+}
+static bool have_avx512(void) { return __builtin_cpu_supports("avx512f"); }
+#else
+static void add_clamp_avx512(float *y, const float *r, float lo, float hi, int64_t n) {}
+static bool have_avx512(void) { return false; }
+#endif
+
+static void conv_finish_range(const conv_finish_job *j, int64_t i0, int64_t i1) {
+    if (have_avx512()) {
+        add_clamp_avx512(j->y + i0, j->r ? j->r + i0 : NULL, j->lo, j->hi, i1 - i0);
+        return;
+    }
+    for (int64_t i = i0; i < i1; i++) {
+        float v = j->y[i] + (j->r ? j->r[i] : 0.0f);
+        j->y[i] = v < j->lo ? j->lo : v > j->hi ? j->hi : v;
+    }
+}
+
+static void conv_finish_rows(void *ctx, int64_t first, int64_t end) {
+    conv_finish_range(ctx, first * EW_CHUNK, end * EW_CHUNK);
+}
+
+/* The epilogue of the paths that do not do it themselves (XNNPACK's, made without a clamp when
+ * there is a residual; the direct loop): y = act(clamp(y + residual)). */
+static void conv_finish(od_step *s) {
+    int64_t n = od_buf_count(s->out[0]), rows = n / EW_CHUNK;
+    conv_finish_job j = {.y = s->out[0]->data, .r = conv_residual(s), .lo = s->act_min, .hi = s->act_max};
+    if (j.r || j.lo > -INFINITY || j.hi < INFINITY) {
+        ew_for_rows(s->pool, rows, EW_CHUNK, conv_finish_rows, &j);
+        conv_finish_range(&j, rows * EW_CHUNK, n);
+    }
+    if (s->act) od_act_inplace(s->pool, s->act, s->out[0]->data, n);
+}
+
 /* Image n of the chunk, output channels from 32 * mb, the rows of group rg. */
 static void conv_wide_block_task(void *ctx, size_t n, size_t mb, size_t rg) {
     const conv_wide_run *r = ctx;
@@ -104,8 +163,9 @@ static void conv_wide_block_task(void *ctx, size_t n, size_t mb, size_t rg) {
     int64_t oy0 = (int64_t)rg * g->rows, oy1 = oy0 + g->rows < g->OH ? oy0 + g->rows : g->OH;
     const float *xp = r->in_place ? s->in[0]->data + (r->first + (int64_t)n) * g->H * g->W * g->C
                                   : cs->xpad + (int64_t)n * g->HP * g->WP * g->C;
-    od_convw_block(g, xp, cs->packed, cs->bias, s->act_min, s->act_max, s->act,
-                   s->out[0]->data + (r->first + (int64_t)n) * g->OH * g->OW * g->M, oy0, oy1, 32 * (int64_t)mb);
+    int64_t y0 = (r->first + (int64_t)n) * g->OH * g->OW * g->M;
+    od_convw_block(g, xp, cs->packed, cs->bias, s->act_min, s->act_max, s->act, s->out[0]->data + y0,
+                   conv_residual(s) ? conv_residual(s) + y0 : NULL, oy0, oy1, 32 * (int64_t)mb);
 }
 
 /* A 1x1 kernel at stride 1 without padding reads the image as it is: no padded copy. */
@@ -176,8 +236,9 @@ static void conv_depthwise_task(void *ctx, size_t n, size_t oy, size_t cg) {
     const od_step *s = r->s;
     const od_convdw_geom *g = &r->g;
     int64_t all = (g->C + 15) / 16, cb0 = (int64_t)cg * r->blocks, cb1 = cb0 + r->blocks < all ? cb0 + r->blocks : all;
+    int64_t y0 = (int64_t)n * g->OH * g->OW * g->C;
     od_convdw_rows(g, s->in[0]->data + (int64_t)n * g->H * g->W * g->C, ((const od_conv_state *)s->state)->packed,
-                   s->act_min, s->act_max, s->act, s->out[0]->data + (int64_t)n * g->OH * g->OW * g->C,
+                   s->act_min, s->act_max, s->act, s->out[0]->data + y0, conv_residual(s) ? conv_residual(s) + y0 : NULL,
                    (int64_t)oy, (int64_t)oy + 1, cb0, cb1);
 }
 
@@ -223,8 +284,8 @@ static od_status conv_prepare(od_step *s, od_error *err) {
         two ? (uint32_t)p->kernel[0] : 1, (uint32_t)p->kernel[iw],
         two ? (uint32_t)p->stride[0] : 1, (uint32_t)p->stride[iw],
         two ? (uint32_t)p->dilation[0] : 1, (uint32_t)p->dilation[iw], (uint32_t)G, (size_t)Cg,
-        (size_t)Mg, (size_t)p->cin, (size_t)p->cout, cs->packed, b ? b->data : NULL, s->act_min,
-        s->act_max, 0, &cs->xnn);
+        (size_t)Mg, (size_t)p->cin, (size_t)p->cout, cs->packed, b ? b->data : NULL,
+        conv_residual(s) ? -INFINITY : s->act_min, conv_residual(s) ? INFINITY : s->act_max, 0, &cs->xnn);
     st = od_conv_state_created(cs, s, r, "create convolution", err);
     if (st) return st;
     /* Weights past the L2 cache are set up in narrow channel tiles, so that each tile of them
@@ -242,7 +303,7 @@ static od_status conv_run(od_step *s, od_error *err) {
     od_conv_state *cs = s->state;
     if (cs->xnn) {
         od_status st = od_xnn_check(xnn_run_operator(cs->xnn, s->pool), err, s->node, "run convolution");
-        if (!st && s->act) od_act_inplace(s->pool, s->act, s->out[0]->data, od_buf_count(s->out[0]));
+        if (!st && (s->act || conv_residual(s))) conv_finish(s);
         return st;
     }
     if (cs->xpad) {
@@ -254,8 +315,7 @@ static od_status conv_run(od_step *s, od_error *err) {
         return OD_STATUS_OK;
     }
     od_conv_state_run_direct(s);
-    od_step_clamp(s, s->out[0]->data, od_buf_count(s->out[0]));
-    if (s->act) od_act_inplace(s->pool, s->act, s->out[0]->data, od_buf_count(s->out[0]));
+    conv_finish(s);
     return OD_STATUS_OK;
 }
 
@@ -459,7 +519,7 @@ static void conv_fwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
             od_conv_pad_rows(conv_x(s, c) + n * c->H * c->W * c->C, c->W, c->C, 0, c->H, pad, c->gw.HP, c->gw.WP,
                              c->pt, c->pl);
             for (int64_t m0 = 0; m0 < c->M; m0 += 32)
-                od_convw_block(&c->gw, pad, c->w8f, bias, lo, INFINITY, OD_ACT_NONE, y + (n - begin) * c->OH * c->OW * c->M, 0,
+                od_convw_block(&c->gw, pad, c->w8f, bias, lo, INFINITY, OD_ACT_NONE, y + (n - begin) * c->OH * c->OW * c->M, NULL, 0,
                                c->OH, m0);
         }
         c->xnn_status[shard] = xnn_status_success;
@@ -832,7 +892,7 @@ const od_op_desc od_op_Conv = {OD_OP_NAME(Conv), .channel_role = OD_CHANNELS_MIX
                                .layout = OD_LAYOUT_POLICY_SPATIAL,
                                .infer = conv_infer, .prepare = conv_prepare, .run = conv_run,
                                .destroy = od_conv_state_destroy, .macs = conv_macs,
-                               .fuses_activation = true, .fuses_act = true,
+                               .fuses_activation = true, .fuses_act = true, .fuses_residual = true,
                                .qs8 = &od_qs8_Conv, .qs8_accepts = conv_qs8_accepts,
                                .trained_inputs = 0x6, /* W, B */
                                .train_layout = OD_TRAIN_LAYOUT_SPATIAL,

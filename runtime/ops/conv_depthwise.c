@@ -46,6 +46,7 @@ typedef struct dw_row {
     const float *x;     /* the image */
     const float *w;     /* the packed weights [taps][CP], the bias [CP] after them */
     float *y;           /* the output row */
+    const float *res;   /* the residual's row, or NULL */
     int64_t C, CP, W, KW, sw, pl, taps;
     int64_t iy0;        /* the input row of kernel row 0 (above the image when negative) */
     int64_t i0, i1;     /* the kernel rows inside the image */
@@ -59,7 +60,9 @@ DW_INLINE __mmask16 block_mask(const dw_row *r, int64_t c0) {
     return r->C - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (r->C - c0)) - 1);
 }
 
-DW_INLINE void finish(const dw_row *r, __m512 a, __mmask16 k, float *y) {
+DW_INLINE void finish(const dw_row *r, __m512 a, __mmask16 k, int64_t at) {
+    float *y = r->y + at;
+    if (r->res) a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(k, r->res + at));
     if (r->clamp) a = _mm512_min_ps(_mm512_max_ps(a, r->lo), r->hi);
     a = od_act_ps(r->act, a);
     _mm512_mask_storeu_ps(y, k, a);
@@ -78,7 +81,7 @@ DW_TARGET static void pixel(const dw_row *r, int64_t ox) {
                 acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, r->x + ((r->iy0 + i) * r->W + ix) * r->C + c0),
                                       _mm512_loadu_ps(r->w + (i * r->KW + j) * r->CP + c0), acc);
             }
-        finish(r, acc, k, r->y + ox * r->C + c0);
+        finish(r, acc, k, ox * r->C + c0);
     }
 }
 
@@ -109,7 +112,7 @@ DW_INLINE void strip(const dw_row *r, int64_t ox, const int P, const int KW, con
                 __asm__("" : "+r"(xc));
             }
         }
-        _Pragma("GCC unroll 14") for (int p = 0; p < P; p++) finish(r, acc[p], k, r->y + (ox + p) * r->C + c0);
+        _Pragma("GCC unroll 14") for (int p = 0; p < P; p++) finish(r, acc[p], k, (ox + p) * r->C + c0);
     }
 }
 
@@ -137,7 +140,7 @@ static int strip_pixels(int64_t n) {
  * it lies in memory (a whole row block by block read one line in six of a 112x112x96 input at
  * a time, and ran slower than XNNPACK). */
 DW_TARGET void od_convdw_rows(const od_convdw_geom *g, const float *x, const float *packed, float lo, float hi,
-                              int act, float *y, int64_t oy0, int64_t oy1, int64_t cb0, int64_t cb1) {
+                              int act, float *y, const float *res, int64_t oy0, int64_t oy1, int64_t cb0, int64_t cb1) {
     /* the columns whose taps all lie inside: ox sw - pl >= 0 and ox sw - pl + KW - 1 < W */
     int64_t a = (g->pl + g->sw - 1) / g->sw, last = g->W - g->KW + g->pl;
     int64_t b = last < 0 ? 0 : last / g->sw + 1;
@@ -151,6 +154,7 @@ DW_TARGET void od_convdw_rows(const od_convdw_geom *g, const float *x, const flo
         r.i1 = g->H - r.iy0 < g->KH ? g->H - r.iy0 : g->KH;
         if (r.i1 < r.i0) r.i1 = r.i0;
         r.y = y + oy * g->OW * g->C;
+        r.res = res ? res + oy * g->OW * g->C : NULL;
         for (int64_t ox = 0; ox < g->OW;) {
             int P = strip_pixels(g->OW - ox);
             bool edge = ox < a || ox + P > b;
@@ -175,5 +179,5 @@ DW_TARGET void od_convdw_rows(const od_convdw_geom *g, const float *x, const flo
 #else
 bool od_convdw_fits(const od_convdw_geom *g) { return false; }
 void od_convdw_rows(const od_convdw_geom *g, const float *x, const float *packed, float lo, float hi, int act,
-                    float *y, int64_t oy0, int64_t oy1, int64_t cb0, int64_t cb1) {}
+                    float *y, const float *res, int64_t oy0, int64_t oy1, int64_t cb0, int64_t cb1) {}
 #endif

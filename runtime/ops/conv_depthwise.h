@@ -21,8 +21,8 @@ size_t od_convdw_packed_floats(const od_convdw_geom *g);
 /* Packs w [C][1][KH][KW] and bias [C] (NULL: zeros) as [KH*KW + 1][C rounded up to 16]. */
 void od_convdw_pack(const od_convdw_geom *g, const float *w, const float *bias, float *packed);
 /* Output rows [oy0, oy1) of one image, channels [16 cb0, 16 cb1) (the last block may be partial):
- * y = act(clamp(conv(x, packed), lo, hi)), act an od_activation (op.h). */
+ * y = act(clamp(conv(x, packed) + res, lo, hi)), res laid out as y or NULL, act an od_activation (op.h). */
 void od_convdw_rows(const od_convdw_geom *g, const float *x, const float *packed, float lo, float hi, int act,
-                    float *y, int64_t oy0, int64_t oy1, int64_t cb0, int64_t cb1);
+                    float *y, const float *res, int64_t oy0, int64_t oy1, int64_t cb0, int64_t cb1);
 
 #endif

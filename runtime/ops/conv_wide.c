@@ -65,13 +65,14 @@ bool od_convw_fits(od_convw_geom *g, bool pointwise) {
  * row are then addressed from one register, where 14 runtime offsets spill to the stack. */
 OD_UNSANITIZED WIDE_TARGET static inline __attribute__((always_inline)) void tile(const od_convw_geom *g, const float *xp,
                                                                    const float *packed, const float *bias, float lo,
-                                                                   float hi, bool clamp, int act, float *y, int64_t oy,
+                                                                   float hi, bool clamp, int act, float *y, const float *res, int64_t oy,
                                                                    int64_t ox0, int64_t m0, int64_t c0, int64_t c1,
                                                                    const int n, const int rows, const int V,
                                                                    const int64_t XS) {
     __m512 acc[PIX][2];
     int64_t C = g->C, M = g->M, xs = XS ? XS : g->sw * C; /* floats between the inputs of adjacent pixels */
-    float *yr[2] = {y + (oy * g->OW + ox0) * M + m0, y + ((oy + 1) * g->OW + ox0) * M + m0};
+    int64_t o[2] = {(oy * g->OW + ox0) * M + m0, ((oy + 1) * g->OW + ox0) * M + m0};
+    float *yr[2] = {y + o[0], y + o[1]};
     for (int v = 0; v < V; v++) {
         __m512 b = bias ? _mm512_loadu_ps(bias + m0 + 16 * v) : _mm512_setzero_ps();
         for (int t = 0; t < n * rows; t++)
@@ -102,14 +103,16 @@ OD_UNSANITIZED WIDE_TARGET static inline __attribute__((always_inline)) void til
     bool last = c1 == C;
     for (int t = 0; t < n * rows; t++)
         for (int v = 0; v < V; v++) {
-            __m512 a = clamp && last ? _mm512_min_ps(_mm512_max_ps(acc[t][v], vlo), vhi) : acc[t][v];
+            __m512 a = acc[t][v];
+            if (res && last) a = _mm512_add_ps(a, _mm512_loadu_ps(res + o[t / n] + (t % n) * M + 16 * v));
+            if (clamp && last) a = _mm512_min_ps(_mm512_max_ps(a, vlo), vhi);
             _mm512_storeu_ps(yr[t / n] + (t % n) * M + 16 * v, last ? od_act_ps(act, a) : a);
         }
 }
 
-#define TILE(n, rows, V) tile(g, xp, packed, bias, lo, hi, clamp, act, y, oy, ox, m0, c0, c1, n, rows, V, 0)
+#define TILE(n, rows, V) tile(g, xp, packed, bias, lo, hi, clamp, act, y, res, oy, ox, m0, c0, c1, n, rows, V, 0)
 #define FULL_TILES(V, XS)                                                                                          \
-    for (; ox + PIX <= g->OW; ox += PIX) tile(g, xp, packed, bias, lo, hi, clamp, act, y, oy, ox, m0, c0, c1, PIX, 1, V, XS)
+    for (; ox + PIX <= g->OW; ox += PIX) tile(g, xp, packed, bias, lo, hi, clamp, act, y, res, oy, ox, m0, c0, c1, PIX, 1, V, XS)
 
 /* A row's pixels from ox in tiles of PIX (with a constant pixel stride for the usual channel
  * counts, and RGB stems), then the tail as one tile of its own width. */
@@ -160,7 +163,7 @@ OD_UNSANITIZED WIDE_TARGET static inline __attribute__((always_inline)) void til
     } while (0)
 
 OD_UNSANITIZED WIDE_TARGET void od_convw_block(const od_convw_geom *g, const float *xp, const float *packed, const float *bias,
-                                float lo, float hi, int act, float *y, int64_t oy0, int64_t oy1, int64_t m0) {
+                                float lo, float hi, int act, float *y, const float *res, int64_t oy0, int64_t oy1, int64_t m0) {
     bool clamp = lo > -INFINITY || hi < INFINITY;
     for (int64_t c0 = 0; c0 < g->C; c0 += OD_CONVW_KC) {
         int64_t c1 = g->C - c0 < OD_CONVW_KC ? g->C : c0 + OD_CONVW_KC;
@@ -182,5 +185,5 @@ void od_convw_pack(const od_convw_geom *g, const float *w, float *packed) {}
 void od_convw_derive(od_convw_geom *g) {}
 bool od_convw_fits(od_convw_geom *g, bool pointwise) { return false; }
 void od_convw_block(const od_convw_geom *g, const float *xp, const float *packed, const float *bias, float lo,
-                    float hi, int act, float *y, int64_t oy0, int64_t oy1, int64_t m0) {}
+                    float hi, int act, float *y, const float *res, int64_t oy0, int64_t oy1, int64_t m0) {}
 #endif

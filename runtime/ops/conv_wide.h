@@ -29,10 +29,11 @@ void od_convw_derive(od_convw_geom *g);
  * caller checks for one group. OD_NO_CONVW=1 turns it off. */
 bool od_convw_fits(od_convw_geom *g, bool pointwise);
 /* Output rows [oy0, oy1), channels m0 .. m0+31 (m0 .. m0+15 at the end of M) of
- * y [OH][OW][M] = act(clamp(conv(xp, packed) + bias, lo, hi)), xp the image padded to [HP][WP][C]
- * and packed the weights by od_convw_pack (xp by od_conv_pad_rows); bias may be NULL; no clamp
- * when lo, hi are -inf, inf; act an od_activation (op.h). m0 is a multiple of 32. */
+ * y [OH][OW][M] = act(clamp(conv(xp, packed) + bias + res, lo, hi)), xp the image padded to
+ * [HP][WP][C] and packed the weights by od_convw_pack (xp by od_conv_pad_rows); bias and res
+ * (laid out as y) may be NULL; no clamp when lo, hi are -inf, inf; act an od_activation (op.h).
+ * m0 is a multiple of 32. */
 void od_convw_block(const od_convw_geom *g, const float *xp, const float *packed, const float *bias, float lo,
-                    float hi, int act, float *y, int64_t oy0, int64_t oy1, int64_t m0);
+                    float hi, int act, float *y, const float *res, int64_t oy0, int64_t oy1, int64_t m0);
 
 #endif
