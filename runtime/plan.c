@@ -318,12 +318,6 @@ static od_status find_bn_folds(planner *pl, const int *uses, int *bn_into, int *
     return OD_STATUS_OK;
 }
 
-/* A Relu or Clip whose input is the only use of a Conv's or Gemm's output (or of a BN folded
- * into one) becomes that op's output clamp: one step and one buffer fewer. Likewise, into an op
- * with fuses_act (fz[producer].act set), a HardSwish node, or a SiLU or HardSwish step
- * (x * Sigmoid(x), x * HardSigmoid(x): od_plan_find_activation_fusions) whose x only it and
- * its gate read. fused_into[i] names the op node absorbing node i (-1: none); range[2 * j] and
- * range[2 * j + 1] bound node j's output. */
 /* The node producing value v when v is its output 0 and only `uses` nodes read v: a BN folded
  * into a conv gives the conv; -1 when there is none, or it runs as int8. */
 static int sole_producer(const od_plan *p, const int *uses, const int *bn_into, int v, int want_uses) {
@@ -348,8 +342,9 @@ static bool find_residual(const od_plan *p, const int *uses, const int *bn_into,
         if (prod < 0 || skip == v || fused_into[prod] >= 0 || fz[prod].act || fz[prod].residual >= 0) continue;
         if (range[2 * prod] > -INFINITY || range[2 * prod + 1] < INFINITY) continue;
         const od_op_desc *pop = od_op_find(g->nodes[prod].domain, g->nodes[prod].op_type);
-        int sp = g->values[skip].producer;
+        int sp = g->values[skip].producer; /* the skip must exist when the conv runs */
         if (!pop || !pop->fuses_residual || sp >= prod || p->bufs[skip].constant) continue;
+        if (sp >= 0 && (fz[sp].absorbed || p->qs8[sp].absorbed)) continue; /* never computed in float */
         const od_shape_info *vi = &p->shapes.info[v], *si = &p->shapes.info[skip];
         bool same = vi->dtype == OD_DTYPE_FLOAT && si->dtype == OD_DTYPE_FLOAT && vi->rank >= 3 &&
                     vi->rank == si->rank && vi->rank == yi->rank;
@@ -363,6 +358,12 @@ static bool find_residual(const od_plan *p, const int *uses, const int *bn_into,
     return false;
 }
 
+/* A Relu or Clip whose input is the only use of a Conv's or Gemm's output (or of a BN folded
+ * into one) becomes that op's output clamp: one step and one buffer fewer. Likewise, into an op
+ * with fuses_act (fz[producer].act set), a HardSwish node, or a SiLU or HardSwish step
+ * (x * Sigmoid(x), x * HardSigmoid(x): od_plan_find_activation_fusions) whose x only it and
+ * its gate read. fused_into[i] names the op node absorbing node i (-1: none); range[2 * j] and
+ * range[2 * j + 1] bound node j's output. Residual Adds first (find_residual). */
 static void find_fusions(const od_plan *p, const int *uses, const int *bn_into, od_node_fusion *fz,
                          int *fused_into, float *range) {
     const od_graph *g = p->graph;
