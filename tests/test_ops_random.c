@@ -55,7 +55,7 @@ static const tcase cases[] = {
      .group = 4, .strides = {2, 2}, .pads = {1, 1, 1, 1}},
     {CASE("conv2d_depthwise_x2", "Conv", 2, INB(4, 0, 3, 7, 5), CST(4, 6, 1, 3, 3)), .group = 3,
      .pads = {1, 1, 1, 1}},
-    /* depthwise on conv_depthwise.c (AVX-512): its strips of 8, 14, 7, 4, 2 and 1 pixels, with
+    /* depthwise on conv_depthwise.c (AVX-512): its strips of 8, 14, 7, 4 and 1 pixels, with
      * and without border columns, two blocks of 16 channels at a time and a partial block, the
      * kernels it has registers for (3, 5, 7 wide; 3 and 5 at stride 2), another on its per-pixel
      * loop, padding wider than the kernel, 1-D */

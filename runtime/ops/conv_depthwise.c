@@ -132,9 +132,10 @@ DW_INLINE void strip_of(const dw_row *r, int kind, int64_t ox, const int P, cons
 }
 
 /* Pixels in a strip: 8 along long rows; a row of 14 or 7 (28x28 and 56x56 images at stride 2,
- * the last stages) whole, with one accumulator chain a pixel enough to hide the FMA latency. */
+ * the last stages) whole, with one accumulator chain a pixel enough to hide the FMA latency; the
+ * rest 4 or 1 at a time. */
 static int strip_pixels(int64_t n) {
-    return n >= 16 ? 8 : n == 14 ? 14 : n >= 8 ? 8 : n == 7 ? 7 : n >= 4 ? 4 : n >= 2 ? 2 : 1;
+    return n >= 16 ? 8 : n == 14 ? 14 : n >= 8 ? 8 : n == 7 ? 7 : n >= 4 ? 4 : 1;
 }
 
 /* A task's rows and channel blocks: along a row, strips of pixels, and in each strip every
@@ -161,18 +162,17 @@ DW_TARGET void od_convdw_rows(const od_convdw_geom *g, const float *x, const flo
         r.res = res ? res + oy * g->OW * g->C : NULL;
         for (int64_t ox = 0; ox < g->OW;) {
             int P = strip_pixels(g->OW - ox);
+            /* (whole rows of 14 or 7 always take the checks: they have padding on both sides) */
             bool edge = ox < a || ox + P > b;
             switch (P * 2 + edge) {
-            case 28: strip_of(&r, kind, ox, 14, false); break;
+            case 28:
             case 29: strip_of(&r, kind, ox, 14, true); break;
             case 16: strip_of(&r, kind, ox, 8, false); break;
             case 17: strip_of(&r, kind, ox, 8, true); break;
-            case 14: strip_of(&r, kind, ox, 7, false); break;
+            case 14:
             case 15: strip_of(&r, kind, ox, 7, true); break;
             case 8: strip_of(&r, kind, ox, 4, false); break;
             case 9: strip_of(&r, kind, ox, 4, true); break;
-            case 4: strip_of(&r, kind, ox, 2, false); break;
-            case 5: strip_of(&r, kind, ox, 2, true); break;
             case 2: strip_of(&r, kind, ox, 1, false); break;
             default: strip_of(&r, kind, ox, 1, true); break;
             }
