@@ -39,8 +39,10 @@ __attribute__((target("avx512f"))) static void act_avx512(od_activation act, flo
         for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, od_silu_ps(_mm512_loadu_ps(y + i)));
     else if (act == OD_ACT_HARDSWISH)
         for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, od_hardswish_ps(_mm512_loadu_ps(y + i)));
-    __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
-    if (i < n && act != OD_ACT_NONE) _mm512_mask_storeu_ps(y + i, k, od_act_ps(act, _mm512_maskz_loadu_ps(k, y + i)));
+    if (i < n && act != OD_ACT_NONE) {
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, k, od_act_ps(act, _mm512_maskz_loadu_ps(k, y + i)));
+    }
 }
 static bool have_avx512(void) { return __builtin_cpu_supports("avx512f") && !getenv("OD_NO_AVX512_SILU"); }
 #else
