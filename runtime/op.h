@@ -289,10 +289,13 @@ od_status od_xnn_check(int status, od_error *err, const od_node *n, const char *
 /* Clamps a float buffer to the step's fused activation range (no-op when there is none). */
 void od_step_clamp(const od_step *s, float *data, int64_t count);
 /* Whether the planner may fuse an activation into a producing op (od_step.act): the vector
- * code of od_act_inplace runs on this CPU (ops/fused.c). OD_NO_CONV_ACT=1 says no. */
+ * code of od_epilogue_inplace runs on this CPU (ops/fused.c). OD_NO_CONV_ACT=1 says no. */
 bool od_act_fusable(void);
-/* y = act(y) over n floats, split across the pool; only when od_act_fusable(). */
-void od_act_inplace(pthreadpool_t pool, od_activation act, float *y, int64_t n);
+/* A fused op's epilogue after a kernel that did not do it, in one pass split across the pool:
+ * y = act(clamp(y + r, lo, hi)) over n floats, r (a residual) may be NULL; nothing when there is
+ * no r, no bound and no act. An act only when od_act_fusable(). */
+void od_epilogue_inplace(pthreadpool_t pool, float *y, const float *r, float lo, float hi, od_activation act,
+                         int64_t n);
 
 /* per_sample for ops that never mix samples */
 bool od_per_sample_always(const od_node *n, int rank);

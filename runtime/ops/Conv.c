@@ -17,7 +17,6 @@
 #include "conv_wide.h"
 #include "conv_dw_direct.h"
 #include "conv_depthwise.h"
-#include "ew_common.h"
 #include "qs8_common.h"
 #include "strided.h"
 
@@ -103,55 +102,11 @@ static void conv_wide_pad_task(void *ctx, size_t n, size_t chunk) {
 /* The fused Add's other input (input 3), NULL when there is none. */
 static const float *conv_residual(const od_step *s) { return s->n_in > 3 && s->in[3] ? s->in[3]->data : NULL; }
 
-typedef struct conv_finish_job {
-    float *y;
-    const float *r;
-    float lo, hi;
-} conv_finish_job;
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-__attribute__((target("avx512f"))) static void add_clamp_avx512(float *y, const float *r, float lo, float hi,
-                                                               int64_t n) {
-    __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        __m512 v = _mm512_maskz_loadu_ps(k, y + i);
-        if (r) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, r + i));
-        _mm512_mask_storeu_ps(y + i, k, _mm512_min_ps(_mm512_max_ps(v, vlo), vhi));
-    }
-}
-static bool have_avx512(void) { return __builtin_cpu_supports("avx512f"); }
-#else
-static void add_clamp_avx512(float *y, const float *r, float lo, float hi, int64_t n) {}
-static bool have_avx512(void) { return false; }
-#endif
-
-static void conv_finish_range(const conv_finish_job *j, int64_t i0, int64_t i1) {
-    if (have_avx512()) {
-        add_clamp_avx512(j->y + i0, j->r ? j->r + i0 : NULL, j->lo, j->hi, i1 - i0);
-        return;
-    }
-    for (int64_t i = i0; i < i1; i++) {
-        float v = j->y[i] + (j->r ? j->r[i] : 0.0f);
-        j->y[i] = v < j->lo ? j->lo : v > j->hi ? j->hi : v;
-    }
-}
-
-static void conv_finish_rows(void *ctx, int64_t first, int64_t end) {
-    conv_finish_range(ctx, first * EW_CHUNK, end * EW_CHUNK);
-}
-
 /* The epilogue of the paths that do not do it themselves (XNNPACK's, made without a clamp when
  * there is a residual; the direct loop): y = act(clamp(y + residual)). */
 static void conv_finish(od_step *s) {
-    int64_t n = od_buf_count(s->out[0]), rows = n / EW_CHUNK;
-    conv_finish_job j = {.y = s->out[0]->data, .r = conv_residual(s), .lo = s->act_min, .hi = s->act_max};
-    if (j.r || j.lo > -INFINITY || j.hi < INFINITY) {
-        ew_for_rows(s->pool, rows, EW_CHUNK, conv_finish_rows, &j);
-        conv_finish_range(&j, rows * EW_CHUNK, n);
-    }
-    if (s->act) od_act_inplace(s->pool, s->act, s->out[0]->data, n);
+    od_epilogue_inplace(s->pool, s->out[0]->data, conv_residual(s), s->act_min, s->act_max, s->act,
+                        od_buf_count(s->out[0]));
 }
 
 /* Image n of the chunk, output channels from 32 * mb, the rows of group rg. */

@@ -8,7 +8,7 @@
  *                              measured twice as slow as XNNPACK's on this AVX-512 CPU.
  * Inference only; float32, any rank and layout (element-wise). With AVX-512 the planner fuses a
  * SiLU or HardSwish into the convolution producing x instead (od_step.act): conv_wide.c and
- * conv_depthwise.c apply it in their epilogue, XNNPACK's paths call od_act_inplace after. */
+ * conv_depthwise.c apply it in their epilogue, XNNPACK's paths call od_epilogue_inplace after. */
 #include "ew_common.h"
 
 #include <math.h>
@@ -32,21 +32,39 @@ __attribute__((target("avx512f"))) static void silu_avx512(const float *x, float
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, od_silu_ps(_mm512_loadu_ps(x + i)));
     silu_scalar(x + i, y + i, n - i);
 }
-/* y = act(y) in place; the tail one lane-masked vector. */
-__attribute__((target("avx512f"))) static void act_avx512(od_activation act, float *y, int64_t n) {
-    int64_t i = 0;
-    if (act == OD_ACT_SILU)
-        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, od_silu_ps(_mm512_loadu_ps(y + i)));
-    else if (act == OD_ACT_HARDSWISH)
-        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, od_hardswish_ps(_mm512_loadu_ps(y + i)));
-    if (i < n && act != OD_ACT_NONE) {
-        __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
-        _mm512_mask_storeu_ps(y + i, k, od_act_ps(act, _mm512_maskz_loadu_ps(k, y + i)));
+/* y = act(clamp(y + r)) over n floats (r may be NULL; add_clamp false: y = act(y)); add_clamp
+ * and act are constants after inlining, so each combination is its own loop. */
+__attribute__((target("avx512f"), always_inline)) static inline void epilogue_loop(float *y, const float *r, float lo,
+                                                                                   float hi, int64_t n,
+                                                                                   const bool add_clamp,
+                                                                                   const int act) {
+    __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(k, y + i);
+        if (add_clamp) {
+            if (r) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, r + i));
+            v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);
+        }
+        _mm512_mask_storeu_ps(y + i, k, od_act_ps(act, v));
+    }
+}
+
+__attribute__((target("avx512f"))) static void epilogue_avx512(float *y, const float *r, float lo, float hi,
+                                                              bool add_clamp, od_activation act, int64_t n) {
+    switch (act * 2 + add_clamp) {
+    case OD_ACT_NONE * 2 + 1: epilogue_loop(y, r, lo, hi, n, true, OD_ACT_NONE); break;
+    case OD_ACT_SILU * 2: epilogue_loop(y, r, lo, hi, n, false, OD_ACT_SILU); break;
+    case OD_ACT_SILU * 2 + 1: epilogue_loop(y, r, lo, hi, n, true, OD_ACT_SILU); break;
+    case OD_ACT_HARDSWISH * 2: epilogue_loop(y, r, lo, hi, n, false, OD_ACT_HARDSWISH); break;
+    case OD_ACT_HARDSWISH * 2 + 1: epilogue_loop(y, r, lo, hi, n, true, OD_ACT_HARDSWISH); break;
+    default: break;
     }
 }
 static bool have_avx512(void) { return __builtin_cpu_supports("avx512f") && !getenv("OD_NO_AVX512_SILU"); }
 #else
-static void act_avx512(od_activation act, float *y, int64_t n) {}
+static void epilogue_avx512(float *y, const float *r, float lo, float hi, bool add_clamp, od_activation act,
+                            int64_t n) {}
 static void silu_avx512(const float *x, float *y, int64_t n) { silu_scalar(x, y, n); }
 static bool have_avx512(void) { return false; }
 #endif
@@ -92,21 +110,37 @@ static od_status silu_run(od_step *s, od_error *err) {
 
 bool od_act_fusable(void) { return have_avx512() && !getenv("OD_NO_CONV_ACT"); }
 
-typedef struct act_job {
-    od_activation act;
+typedef struct epilogue_job {
     float *y;
-} act_job;
+    const float *r;
+    float lo, hi;
+    bool add_clamp, vector;
+    od_activation act;
+} epilogue_job;
 
-static void act_rows(void *ctx, int64_t first, int64_t end) {
-    const act_job *j = ctx;
-    act_avx512(j->act, j->y + first * EW_CHUNK, (end - first) * EW_CHUNK);
+static void epilogue_range(const epilogue_job *j, int64_t i0, int64_t i1) {
+    if (j->vector) {
+        epilogue_avx512(j->y + i0, j->r ? j->r + i0 : NULL, j->lo, j->hi, j->add_clamp, j->act, i1 - i0);
+        return;
+    }
+    for (int64_t i = i0; i < i1; i++) { /* without AVX-512 no act is fused (od_act_fusable) */
+        float v = j->y[i] + (j->r ? j->r[i] : 0.0f);
+        j->y[i] = v < j->lo ? j->lo : v > j->hi ? j->hi : v;
+    }
 }
 
-void od_act_inplace(pthreadpool_t pool, od_activation act, float *y, int64_t n) {
-    act_job j = {.act = act, .y = y};
+static void epilogue_rows(void *ctx, int64_t first, int64_t end) {
+    epilogue_range(ctx, first * EW_CHUNK, end * EW_CHUNK);
+}
+
+void od_epilogue_inplace(pthreadpool_t pool, float *y, const float *r, float lo, float hi, od_activation act,
+                         int64_t n) {
+    epilogue_job j = {.y = y, .r = r, .lo = lo, .hi = hi, .add_clamp = r || lo > -INFINITY || hi < INFINITY,
+                      .vector = __builtin_cpu_supports("avx512f"), .act = act};
+    if (!j.add_clamp && !act) return;
     int64_t rows = n / EW_CHUNK;
-    ew_for_rows(pool, rows, EW_CHUNK, act_rows, &j);
-    act_avx512(act, y + rows * EW_CHUNK, n - rows * EW_CHUNK);
+    ew_for_rows(pool, rows, EW_CHUNK, epilogue_rows, &j);
+    epilogue_range(&j, rows * EW_CHUNK, n);
 }
 
 static void silu_destroy(od_step *s) {
