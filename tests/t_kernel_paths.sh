@@ -14,6 +14,7 @@
 #   OD_NO_CONVDW=1     depthwise convolutions on XNNPACK instead of conv_depthwise.c
 #   OD_NO_CONV_ACT=1   SiLU and HardSwish as steps of their own instead of in the producing conv
 #   OD_NO_CONV_ADD=1   a residual Add as its own step instead of in the producing conv
+#   OD_NO_WINOGRAD=1   3x3 stride-1 convolutions on conv_wide.c instead of conv_winograd.c
 # Ends with `kernel_paths: N passed, N failed, N skipped`.
 . "$(dirname "$0")/lib.sh"
 
@@ -43,4 +44,6 @@ run_with OD_NO_CONVDW=1 test_ops_random
 run_with OD_NO_CONVDW=1 test_fusion
 run_with OD_NO_CONV_ACT=1 test_fusion
 run_with OD_NO_CONV_ADD=1 test_fusion
+run_with OD_NO_WINOGRAD=1 test_ops_random
+run_with OD_NO_WINOGRAD=1 test_fusion
 finish

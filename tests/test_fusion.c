@@ -95,10 +95,10 @@ static od_model *fusion_graph(void) {
 }
 
 /* Activations fused into the convolution producing x, on each of its paths at 1 and 2 threads:
- * SiLU (x * Sigmoid(x)) after conv_wide (3x3, and 1x1 on one thread), XNNPACK's (1x1 on two
- * threads) and the depthwise kernel (3x3; 5x5 at stride 2 with a Clip fused in instead); a conv
- * whose output has another use (no fusion: a SiLU step); a HardSwish node after conv_wide, and
- * x * HardSigmoid(x) after the depthwise kernel. */
+ * SiLU (x * Sigmoid(x)) after conv_winograd (3x3; conv_wide's with OD_NO_WINOGRAD=1), conv_wide
+ * (1x1 on one thread), XNNPACK's (1x1 on two threads) and the depthwise kernel (3x3; 5x5 at
+ * stride 2 with a Clip fused in instead); a conv whose output has another use (no fusion: a SiLU
+ * step); a HardSwish node after a 3x3 conv, and x * HardSigmoid(x) after the depthwise kernel. */
 static od_model *conv_act_graph(void) {
     od_model *m = new_model(14);
     const int64_t C = 32;
@@ -138,8 +138,8 @@ static od_model *conv_act_graph(void) {
 }
 
 /* A residual Add done in the conv producing one of its inputs (od_op_desc.fuses_residual), with
- * the Relu or Clip after it, on conv_wide (3x3; 1x1 on one thread), XNNPACK (1x1 on two threads)
- * and the depthwise kernel; and where it must not be: a conv output with another use, a skip
+ * the Relu or Clip after it, on conv_winograd (3x3; conv_wide with OD_NO_WINOGRAD=1), conv_wide
+ * (1x1 on one thread), XNNPACK (1x1 on two threads) and the depthwise kernel; and where it must not be: a conv output with another use, a skip
  * computed after the conv. */
 static od_model *residual_graph(void) {
     od_model *m = new_model(13);

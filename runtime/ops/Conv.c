@@ -17,6 +17,7 @@
 #include "conv_wide.h"
 #include "conv_dw_direct.h"
 #include "conv_depthwise.h"
+#include "conv_winograd.h"
 #include "qs8_common.h"
 #include "strided.h"
 
@@ -219,6 +220,87 @@ static od_status conv_depthwise_prepare(od_step *s, od_conv_state *cs, const od_
     return OD_STATUS_OK;
 }
 
+/* The geometry of a 2-D 3x3 convolution at stride 1, dilation 1, one group for conv_winograd.c;
+ * C = 0 for any other. */
+static od_wino_geom conv_winograd_geom(const od_conv_params *p) {
+    bool ok = p->sp == 2 && p->group == 1;
+    for (int d = 0; ok && d < 2; d++) ok = p->kernel[d] == 3 && p->stride[d] == 1 && p->dilation[d] == 1;
+    if (!ok) return (od_wino_geom){0};
+    return (od_wino_geom){.C = p->cin, .H = p->in[0], .W = p->in[1], .M = p->cout, .OH = p->out[0], .OW = p->out[1],
+                          .pt = p->pad_begin[0], .pl = p->pad_begin[1]};
+}
+
+typedef struct conv_winograd_run {
+    const od_step *s;
+    od_wino_geom g;
+    int64_t first;        /* the chunk's first image */
+    int64_t in_blocks;    /* tile blocks an input-transform task takes */
+} conv_winograd_run;
+
+static void conv_winograd_input_task(void *ctx, size_t n, size_t bg) {
+    const conv_winograd_run *r = ctx;
+    const od_wino_geom *g = &r->g;
+    int64_t b0 = (int64_t)bg * r->in_blocks, b1 = b0 + r->in_blocks < g->blocks ? b0 + r->in_blocks : g->blocks;
+    od_wino_input(g, r->s->in[0]->data + (r->first + (int64_t)n) * g->H * g->W * g->C,
+                  ((const od_conv_state *)r->s->state)->wino + (int64_t)n * od_wino_input_floats(g), b0, b1);
+}
+
+/* Image n of the chunk, tile block blk, output channels from 32 * mb. */
+static void conv_winograd_output_task(void *ctx, size_t n, size_t blk, size_t mb) {
+    const conv_winograd_run *r = ctx;
+    const od_step *s = r->s;
+    const od_conv_state *cs = s->state;
+    const od_wino_geom *g = &r->g;
+    int64_t y0 = (r->first + (int64_t)n) * g->OH * g->OW * g->M;
+    od_wino_output(g, cs->wino + (int64_t)n * od_wino_input_floats(g), cs->packed, cs->bias, s->act_min, s->act_max,
+                   s->act, s->out[0]->data + y0, conv_residual(s) ? conv_residual(s) + y0 : NULL, (int64_t)blk,
+                   32 * (int64_t)mb);
+}
+
+/* The same task, its grid walked by output channels first: each block of transformed weights
+ * (16 x C x 32 floats) serves every tile before the next is read. */
+static void conv_winograd_channels_task(void *ctx, size_t n, size_t mb, size_t blk) {
+    conv_winograd_output_task(ctx, n, blk, mb);
+}
+
+/* Chunk by chunk of the batch: the input transform, a task per 2 tile blocks of an image, then
+ * a task per image, tile block and 32 output channels. */
+static void conv_winograd_run_step(od_step *s) {
+    od_conv_state *cs = s->state;
+    conv_winograd_run r = {.s = s, .g = conv_winograd_geom(&cs->p), .in_blocks = 2};
+    od_wino_fits(&r.g);
+    int64_t batch = s->in[0]->dims[0];
+    size_t mblocks = (size_t)((r.g.M + 31) / 32), in_groups = (size_t)((r.g.blocks + r.in_blocks - 1) / r.in_blocks);
+    /* weights past 512 KiB: read each block of them once per image, else each block of inputs */
+    bool channels_first = (int64_t)od_wino_packed_floats(&r.g) * 4 > (512 << 10);
+    for (r.first = 0; r.first < batch; r.first += cs->wino_images) {
+        size_t k = (size_t)(batch - r.first < cs->wino_images ? batch - r.first : cs->wino_images);
+        pthreadpool_parallelize_2d(s->pool, conv_winograd_input_task, &r, k, in_groups, 0);
+        if (channels_first)
+            pthreadpool_parallelize_3d(s->pool, conv_winograd_channels_task, &r, k, mblocks, (size_t)r.g.blocks, 0);
+        else
+            pthreadpool_parallelize_3d(s->pool, conv_winograd_output_task, &r, k, (size_t)r.g.blocks, mblocks, 0);
+    }
+}
+
+/* Transformed inputs of 4 MiB or one image at a time (OD_CONVW_CHUNK=K sets it, for tests). */
+static od_status conv_winograd_prepare(od_step *s, od_conv_state *cs, const od_wino_geom *g, od_error *err) {
+    const od_buf *b = s->n_in > 2 ? s->in[2] : NULL;
+    free(cs->packed);
+    cs->packed = od_alloc_large(sizeof(float) * od_wino_packed_floats(g));
+    if (!cs->packed) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    od_wino_pack(g, s->in[1]->data, cs->packed);
+    int64_t per = (int64_t)od_wino_input_floats(g), k = (1 << 20) / per, batch = s->in[0]->dims[0];
+    const char *e = getenv("OD_CONVW_CHUNK");
+    if (e && atoi(e) > 0) k = atoi(e);
+    cs->wino_images = k < 1 ? 1 : k > batch ? batch : k;
+    cs->wino = od_alloc_large(sizeof(float) * (size_t)(cs->wino_images * per) + 1);
+    cs->bias = b ? malloc(sizeof(float) * (size_t)g->M) : NULL;
+    if (!cs->wino || (b && !cs->bias)) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (b) memcpy(cs->bias, b->data, sizeof(float) * (size_t)g->M);
+    return OD_STATUS_OK;
+}
+
 static od_status conv_prepare(od_step *s, od_error *err) {
     const od_buf *x = s->in[0], *w = s->in[1], *b = s->n_in > 2 ? s->in[2] : NULL;
     od_conv_state *cs;
@@ -226,6 +308,8 @@ static od_status conv_prepare(od_step *s, od_error *err) {
     if (st) return st;
     const od_conv_params *p = &cs->p;
     if (!w->constant || (b && !b->constant) || p->sp > 2) return od_conv_state_use_direct(s, cs, err);
+    od_wino_geom ng = conv_winograd_geom(p);
+    if (ng.C && od_wino_fits(&ng)) return conv_winograd_prepare(s, cs, &ng, err);
     od_convw_geom wg = conv_wide_geom(p);
     if (p->group == 1 && od_convw_fits(&wg, !s->pool)) return conv_wide_prepare(s, cs, err);
     od_convdw_geom dg = conv_depthwise_geom(p);
@@ -263,6 +347,10 @@ static od_status conv_run(od_step *s, od_error *err) {
     }
     if (cs->xpad) {
         conv_wide_run_step(s);
+        return OD_STATUS_OK;
+    }
+    if (cs->wino) {
+        conv_winograd_run_step(s);
         return OD_STATUS_OK;
     }
     if (cs->depthwise) {

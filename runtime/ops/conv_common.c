@@ -224,6 +224,7 @@ void od_conv_state_destroy(od_step *s) {
     free(cs->packed);
     free(cs->bias);
     free(cs->xpad);
+    free(cs->wino);
     free(cs);
     s->state = NULL;
 }

@@ -71,6 +71,9 @@ typedef struct od_conv_state {
     float *xpad;    /* Conv on conv_wide.c (Conv.c): the zero-padded input of xpad_images images */
     int64_t xpad_images;
     bool depthwise; /* Conv on conv_depthwise.c (Conv.c): packed as od_convdw_pack lays it out */
+    float *wino;    /* Conv on conv_winograd.c (Conv.c): the transformed input of wino_images images,
+                     * packed as od_wino_pack lays it out */
+    int64_t wino_images;
 } od_conv_state;
 
 /* The start of prepare(): s->state, its params read, room for the packed weights (packed when
