@@ -233,70 +233,67 @@ static od_wino_geom conv_winograd_geom(const od_conv_params *p) {
 typedef struct conv_winograd_run {
     const od_step *s;
     od_wino_geom g;
-    int64_t first;        /* the chunk's first image */
-    int64_t in_blocks;    /* tile blocks an input-transform task takes */
+    int64_t group; /* tile blocks a task takes */
 } conv_winograd_run;
 
-static void conv_winograd_input_task(void *ctx, size_t n, size_t bg) {
-    const conv_winograd_run *r = ctx;
-    const od_wino_geom *g = &r->g;
-    int64_t b0 = (int64_t)bg * r->in_blocks, b1 = b0 + r->in_blocks < g->blocks ? b0 + r->in_blocks : g->blocks;
-    od_wino_input(g, r->s->in[0]->data + (r->first + (int64_t)n) * g->H * g->W * g->C,
-                  ((const od_conv_state *)r->s->state)->wino + (int64_t)n * od_wino_input_floats(g), b0, b1);
+/* Tile blocks whose transformed inputs fill at most 256 KiB (they stay in the second-level cache
+ * while every block of output channels reads them). */
+static int64_t conv_winograd_group(const od_wino_geom *g) {
+    int64_t k = (256 << 10) / (4 * (int64_t)od_wino_block_floats(g));
+    return k < 1 ? 1 : k;
 }
 
-/* Image n of the chunk, tile block blk, output channels from 32 * mb. */
-static void conv_winograd_output_task(void *ctx, size_t n, size_t blk, size_t mb) {
+/* Image n, tile blocks of group gi: their input transform into a buffer of the thread's (a
+ * free slot: no more tasks run at once than the pool has threads), then per 32 output channels
+ * each block's products and output transform. */
+static void conv_winograd_task(void *ctx, size_t n, size_t gi) {
     const conv_winograd_run *r = ctx;
     const od_step *s = r->s;
-    const od_conv_state *cs = s->state;
+    od_conv_state *cs = s->state;
     const od_wino_geom *g = &r->g;
-    int64_t y0 = (r->first + (int64_t)n) * g->OH * g->OW * g->M;
-    od_wino_output(g, cs->wino + (int64_t)n * od_wino_input_floats(g), cs->packed, cs->bias, s->act_min, s->act_max,
-                   s->act, s->out[0]->data + y0, conv_residual(s) ? conv_residual(s) + y0 : NULL, (int64_t)blk,
-                   32 * (int64_t)mb);
+    int slot = 0;
+    while (atomic_flag_test_and_set_explicit(&cs->wino_busy[slot], memory_order_acquire))
+        slot = (slot + 1) % cs->wino_slots;
+    float *v = cs->wino + (size_t)slot * cs->wino_floats;
+    int64_t per = (int64_t)od_wino_block_floats(g), b0 = (int64_t)gi * r->group;
+    int64_t b1 = b0 + r->group < g->blocks ? b0 + r->group : g->blocks;
+    for (int64_t b = b0; b < b1; b++)
+        od_wino_input(g, s->in[0]->data + (int64_t)n * g->H * g->W * g->C, b, v + (b - b0) * per);
+    int64_t y0 = (int64_t)n * g->OH * g->OW * g->M;
+    const float *res = conv_residual(s) ? conv_residual(s) + y0 : NULL;
+    for (int64_t m0 = 0; m0 < g->M; m0 += 32)
+        for (int64_t b = b0; b < b1; b++)
+            od_wino_output(g, v + (b - b0) * per, cs->packed, cs->bias, s->act_min, s->act_max, s->act,
+                           s->out[0]->data + y0, res, b, m0);
+    atomic_flag_clear_explicit(&cs->wino_busy[slot], memory_order_release);
 }
 
-/* The same task, its grid walked by output channels first: each block of transformed weights
- * (16 x C x 32 floats) serves every tile before the next is read. */
-static void conv_winograd_channels_task(void *ctx, size_t n, size_t mb, size_t blk) {
-    conv_winograd_output_task(ctx, n, blk, mb);
-}
-
-/* Chunk by chunk of the batch: the input transform, a task per 2 tile blocks of an image, then
- * a task per image, tile block and 32 output channels. */
+/* A task per image and group of tile blocks: groups small enough that one image gives each
+ * thread four tasks or more, when it has the blocks. */
 static void conv_winograd_run_step(od_step *s) {
     od_conv_state *cs = s->state;
-    conv_winograd_run r = {.s = s, .g = conv_winograd_geom(&cs->p), .in_blocks = 2};
+    conv_winograd_run r = {.s = s, .g = conv_winograd_geom(&cs->p)};
     od_wino_fits(&r.g);
-    int64_t batch = s->in[0]->dims[0];
-    size_t mblocks = (size_t)((r.g.M + 31) / 32), in_groups = (size_t)((r.g.blocks + r.in_blocks - 1) / r.in_blocks);
-    /* weights past 512 KiB: read each block of them once per image, else each block of inputs */
-    bool channels_first = (int64_t)od_wino_packed_floats(&r.g) * 4 > (512 << 10);
-    for (r.first = 0; r.first < batch; r.first += cs->wino_images) {
-        size_t k = (size_t)(batch - r.first < cs->wino_images ? batch - r.first : cs->wino_images);
-        pthreadpool_parallelize_2d(s->pool, conv_winograd_input_task, &r, k, in_groups, 0);
-        if (channels_first)
-            pthreadpool_parallelize_3d(s->pool, conv_winograd_channels_task, &r, k, mblocks, (size_t)r.g.blocks, 0);
-        else
-            pthreadpool_parallelize_3d(s->pool, conv_winograd_output_task, &r, k, (size_t)r.g.blocks, mblocks, 0);
-    }
+    int64_t most = conv_winograd_group(&r.g), spread = r.g.blocks / (4 * cs->wino_slots);
+    r.group = spread < 1 ? 1 : spread < most ? spread : most;
+    pthreadpool_parallelize_2d(s->pool, conv_winograd_task, &r, (size_t)s->in[0]->dims[0],
+                               (size_t)((r.g.blocks + r.group - 1) / r.group), 0);
 }
 
-/* Transformed inputs of 4 MiB or one image at a time (OD_CONVW_CHUNK=K sets it, for tests). */
+/* The weights transformed; a buffer for the transformed inputs per thread of the pool. */
 static od_status conv_winograd_prepare(od_step *s, od_conv_state *cs, const od_wino_geom *g, od_error *err) {
     const od_buf *b = s->n_in > 2 ? s->in[2] : NULL;
     free(cs->packed);
     cs->packed = od_alloc_large(sizeof(float) * od_wino_packed_floats(g));
     if (!cs->packed) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     od_wino_pack(g, s->in[1]->data, cs->packed);
-    int64_t per = (int64_t)od_wino_input_floats(g), k = (1 << 20) / per, batch = s->in[0]->dims[0];
-    const char *e = getenv("OD_CONVW_CHUNK");
-    if (e && atoi(e) > 0) k = atoi(e);
-    cs->wino_images = k < 1 ? 1 : k > batch ? batch : k;
-    cs->wino = od_alloc_large(sizeof(float) * (size_t)(cs->wino_images * per) + 1);
+    cs->wino_slots = (int)pthreadpool_get_threads_count(s->pool);
+    cs->wino_floats = (size_t)conv_winograd_group(g) * od_wino_block_floats(g);
+    cs->wino = od_alloc_large(sizeof(float) * cs->wino_floats * (size_t)cs->wino_slots);
+    cs->wino_busy = calloc((size_t)cs->wino_slots, sizeof *cs->wino_busy);
     cs->bias = b ? malloc(sizeof(float) * (size_t)g->M) : NULL;
-    if (!cs->wino || (b && !cs->bias)) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (!cs->wino || !cs->wino_busy || (b && !cs->bias)) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < cs->wino_slots; i++) atomic_flag_clear(&cs->wino_busy[i]);
     if (b) memcpy(cs->bias, b->data, sizeof(float) * (size_t)g->M);
     return OD_STATUS_OK;
 }

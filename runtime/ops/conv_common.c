@@ -225,6 +225,7 @@ void od_conv_state_destroy(od_step *s) {
     free(cs->bias);
     free(cs->xpad);
     free(cs->wino);
+    free(cs->wino_busy);
     free(cs);
     s->state = NULL;
 }

@@ -6,6 +6,7 @@
 
 #include "../op.h"
 
+#include <stdatomic.h>
 #include <xnnpack.h>
 
 #define OD_CONV_MAX_SP 3
@@ -71,9 +72,12 @@ typedef struct od_conv_state {
     float *xpad;    /* Conv on conv_wide.c (Conv.c): the zero-padded input of xpad_images images */
     int64_t xpad_images;
     bool depthwise; /* Conv on conv_depthwise.c (Conv.c): packed as od_convdw_pack lays it out */
-    float *wino;    /* Conv on conv_winograd.c (Conv.c): the transformed input of wino_images images,
+    float *wino;    /* Conv on conv_winograd.c (Conv.c): wino_slots buffers of wino_floats for the
+                     * transformed inputs, one per thread of the pool, taken through wino_busy;
                      * packed as od_wino_pack lays it out */
-    int64_t wino_images;
+    size_t wino_floats;
+    int wino_slots;
+    atomic_flag *wino_busy;
 } od_conv_state;
 
 /* The start of prepare(): s->state, its params read, room for the packed weights (packed when

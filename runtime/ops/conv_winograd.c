@@ -10,10 +10,11 @@
  * broadcast). The transforms are additions only (F(2,3)'s points 0, 1, -1), so the error stays
  * at the direct form's: larger tiles (F(4,3)) would save more but lose digits.
  *
- * Two passes, each split over the pool by its caller (Conv.c): the input transform, by blocks of
- * 14 tiles, into [block][position][tile][channel]; then per block and 32 output channels the 16
- * products, kept in a stack buffer, and the output transform with bias, residual, clamp and
- * activation on the way out. */
+ * Per block of 14 tiles (the caller, Conv.c, runs a few blocks a task): the input transform into
+ * [position][tile][channel], in a buffer of the thread's that stays in cache (transforming a
+ * whole image first wrote and read back 4x its size: at 56x56x64 that took longer than the
+ * products saved); then per 32 output channels the 16 products, kept in a stack buffer, and the
+ * output transform with bias, residual, clamp and activation on the way out. */
 #include "conv_winograd.h"
 
 #include "../op.h"
@@ -25,7 +26,7 @@ enum { NB = OD_WINO_NB };
 
 size_t od_wino_packed_floats(const od_wino_geom *g) { return (size_t)(16 * g->C * g->M); }
 
-size_t od_wino_input_floats(const od_wino_geom *g) { return (size_t)(g->blocks * 16 * NB * g->C); }
+size_t od_wino_block_floats(const od_wino_geom *g) { return (size_t)(16 * NB * g->C); }
 
 void od_wino_pack(const od_wino_geom *g, const float *w, float *packed) {
     int64_t C = g->C;
@@ -67,39 +68,37 @@ bool od_wino_fits(od_wino_geom *g) {
            __builtin_cpu_supports("avx512f") && !getenv("OD_NO_WINOGRAD");
 }
 
-OD_UNSANITIZED WINO_TARGET void od_wino_input(const od_wino_geom *g, const float *x, float *v, int64_t b0, int64_t b1) {
+OD_UNSANITIZED WINO_TARGET void od_wino_input(const od_wino_geom *g, const float *x, int64_t blk, float *v) {
     int64_t C = g->C, H = g->H, W = g->W;
     const __m512 z = _mm512_setzero_ps();
-    for (int64_t blk = b0; blk < b1; blk++)
-        for (int64_t t = 0; t < NB && blk * NB + t < g->tiles; t++) {
-            int64_t idx = blk * NB + t, iy0 = idx / g->TW * 2 - g->pt, ix0 = idx % g->TW * 2 - g->pl;
-            unsigned in = 0; /* bit 4 i + j: the patch's (i, j) is inside the image */
+    for (int64_t t = 0; t < NB && blk * NB + t < g->tiles; t++) {
+        int64_t idx = blk * NB + t, iy0 = idx / g->TW * 2 - g->pt, ix0 = idx % g->TW * 2 - g->pl;
+        unsigned in = 0; /* bit 4 i + j: the patch's (i, j) is inside the image */
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++)
+                if (iy0 + i >= 0 && iy0 + i < H && ix0 + j >= 0 && ix0 + j < W) in |= 1u << (4 * i + j);
+        float *vt = v + t * C;
+        for (int64_t c0 = 0; c0 < C; c0 += 16) {
+            __mmask16 m = C - c0 >= 16 ? 0xffff : (__mmask16)((1u << (C - c0)) - 1);
+            __m512 d[4][4], r[4][4];
             for (int i = 0; i < 4; i++)
                 for (int j = 0; j < 4; j++)
-                    if (iy0 + i >= 0 && iy0 + i < H && ix0 + j >= 0 && ix0 + j < W) in |= 1u << (4 * i + j);
-            float *vt = v + (blk * 16 * NB + t) * C;
-            for (int64_t c0 = 0; c0 < C; c0 += 16) {
-                __mmask16 m = C - c0 >= 16 ? 0xffff : (__mmask16)((1u << (C - c0)) - 1);
-                __m512 d[4][4], r[4][4];
-                for (int i = 0; i < 4; i++)
-                    for (int j = 0; j < 4; j++)
-                        d[i][j] = in >> (4 * i + j) & 1 ? _mm512_maskz_loadu_ps(m, x + ((iy0 + i) * W + ix0 + j) * C + c0)
-                                                        : z;
-                for (int j = 0; j < 4; j++) { /* B^T d */
-                    r[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
-                    r[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
-                    r[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
-                    r[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
-                }
-                for (int i = 0; i < 4; i++) { /* (B^T d) B */
-                    float *vi = vt + 4 * i * NB * C + c0;
-                    _mm512_mask_storeu_ps(vi, m, _mm512_sub_ps(r[i][0], r[i][2]));
-                    _mm512_mask_storeu_ps(vi + NB * C, m, _mm512_add_ps(r[i][1], r[i][2]));
-                    _mm512_mask_storeu_ps(vi + 2 * NB * C, m, _mm512_sub_ps(r[i][2], r[i][1]));
-                    _mm512_mask_storeu_ps(vi + 3 * NB * C, m, _mm512_sub_ps(r[i][1], r[i][3]));
-                }
+                    d[i][j] = in >> (4 * i + j) & 1 ? _mm512_maskz_loadu_ps(m, x + ((iy0 + i) * W + ix0 + j) * C + c0) : z;
+            for (int j = 0; j < 4; j++) { /* B^T d */
+                r[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                r[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                r[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                r[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+            }
+            for (int i = 0; i < 4; i++) { /* (B^T d) B */
+                float *vi = vt + 4 * i * NB * C + c0;
+                _mm512_mask_storeu_ps(vi, m, _mm512_sub_ps(r[i][0], r[i][2]));
+                _mm512_mask_storeu_ps(vi + NB * C, m, _mm512_add_ps(r[i][1], r[i][2]));
+                _mm512_mask_storeu_ps(vi + 2 * NB * C, m, _mm512_sub_ps(r[i][2], r[i][1]));
+                _mm512_mask_storeu_ps(vi + 3 * NB * C, m, _mm512_sub_ps(r[i][1], r[i][3]));
             }
         }
+    }
 }
 
 /* The 16 products of n tiles (a constant after inlining) x 16 V output channels: o[q][t][.] =
@@ -195,7 +194,7 @@ OD_UNSANITIZED WINO_TARGET void od_wino_output(const od_wino_geom *g, const floa
                                                const float *res, int64_t blk, int64_t m0) {
     _Alignas(64) float o[16 * NB * 32];
     int n = g->tiles - blk * NB < NB ? (int)(g->tiles - blk * NB) : NB;
-    const float *vb = v + blk * 16 * NB * g->C, *ub = packed + m0 * 16 * g->C;
+    const float *vb = v, *ub = packed + m0 * 16 * g->C;
     bool two = g->M - m0 >= 32;
     if (n == NB) {
         if (two) FULL(2);
@@ -208,7 +207,7 @@ OD_UNSANITIZED WINO_TARGET void od_wino_output(const od_wino_geom *g, const floa
 }
 #else
 bool od_wino_fits(od_wino_geom *g) { return false; }
-void od_wino_input(const od_wino_geom *g, const float *x, float *v, int64_t b0, int64_t b1) {}
+void od_wino_input(const od_wino_geom *g, const float *x, int64_t blk, float *v) {}
 void od_wino_output(const od_wino_geom *g, const float *v, const float *packed, const float *bias, float lo, float hi,
                     int act, float *y, const float *res, int64_t blk, int64_t m0) {}
 #endif

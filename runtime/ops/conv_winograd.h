@@ -26,15 +26,15 @@ size_t od_wino_packed_floats(const od_wino_geom *g);
 /* Transforms w [M][C][3][3] into G w G^T, laid out per block of 32 output channels (16 for the
  * last when M % 32 is 16) as [16 positions][C][block's channels]. */
 void od_wino_pack(const od_wino_geom *g, const float *w, float *packed);
-/* Floats of one image's transformed input: blocks x 16 x OD_WINO_NB x C. */
-size_t od_wino_input_floats(const od_wino_geom *g);
-/* Transforms tile blocks [b0, b1) of image x into v (B^T d B of each tile's 4x4 input patch,
- * zero outside the image), laid out [block][16 positions][OD_WINO_NB tiles][C]. */
-void od_wino_input(const od_wino_geom *g, const float *x, float *v, int64_t b0, int64_t b1);
-/* Tile block blk, output channels m0 .. m0 + 31 (m0 .. m0 + 15 at the end of M) of
- * y [OH][OW][M] = act(clamp(A^T (U . V) A + bias + res, lo, hi)): the 16 products of the
- * transformed input v and weights packed, then the output transform. bias and res (laid out as
- * y) may be NULL; act an od_activation (op.h). m0 is a multiple of 32. */
+/* Floats of a tile block's transformed input: 16 x OD_WINO_NB x C. */
+size_t od_wino_block_floats(const od_wino_geom *g);
+/* Transforms tile block blk of image x into v (B^T d B of each tile's 4x4 input patch, zero
+ * outside the image), laid out [16 positions][OD_WINO_NB tiles][C]. */
+void od_wino_input(const od_wino_geom *g, const float *x, int64_t blk, float *v);
+/* Output channels m0 .. m0 + 31 (m0 .. m0 + 15 at the end of M) of tile block blk of
+ * y [OH][OW][M] = act(clamp(A^T (U . V) A + bias + res, lo, hi)): the 16 products of the block's
+ * transformed input v (od_wino_input) and the weights packed, then the output transform. bias
+ * and res (laid out as y) may be NULL; act an od_activation (op.h). m0 is a multiple of 32. */
 void od_wino_output(const od_wino_geom *g, const float *v, const float *packed, const float *bias, float lo, float hi,
                     int act, float *y, const float *res, int64_t blk, int64_t m0);
 
