@@ -120,16 +120,19 @@ static const tcase cases[] = {
      * through the copy, with two blocks of input channels */
     {CASE("conv2d_wide_1x1", "Conv", 3, INB(4, 0, 40, 5, 17), CST(4, 48, 40, 1, 1), CST(1, 48))},
     {CASE("conv2d_wide_1x1_s2", "Conv", 2, INB(4, 0, 70, 6, 15), CST(4, 32, 70, 1, 1)), .strides = {2, 2}},
-    /* 3x3 at stride 1, 16+ input and 32+ output channels in 16s, 14x14 outputs or more: Winograd's
+    /* 3x3 at stride 1, 16+ input and output channels in 16s, 14x14 outputs or more: Winograd's
      * F(2x2, 3x3) on conv_winograd.c (AVX-512): full blocks of 14 tiles with the channel count as a
      * constant (64) and not (48), a partial block, odd output sizes (a tile half outside), 16
-     * output channels at the end of M, channels not in 16s, asymmetric and no padding */
+     * output channels at the end of M and alone, input channels not in 16s, asymmetric and no
+     * padding */
     {CASE("conv2d_wino_c64_m64", "Conv", 3, INB(4, 0, 64, 14, 16), CST(4, 64, 64, 3, 3), CST(1, 64)),
      .pads = {1, 1, 1, 1}},
     {CASE("conv2d_wino_c48_m48_odd", "Conv", 3, INB(4, 0, 48, 15, 17), CST(4, 48, 48, 3, 3), CST(1, 48)),
      .pads = {1, 1, 1, 1}},
     {CASE("conv2d_wino_c20_m32_asym", "Conv", 2, INB(4, 0, 20, 16, 19), CST(4, 32, 20, 3, 3)),
      .pads = {0, 2, 1, 0}},
+    {CASE("conv2d_wino_c16_m16", "Conv", 3, INB(4, 0, 16, 14, 14), CST(4, 16, 16, 3, 3), CST(1, 16)),
+     .pads = {1, 1, 1, 1}},
     {CASE("conv2d_wino_c16_m80_valid", "Conv", 3, INB(4, 0, 16, 17, 18), CST(4, 80, 16, 3, 3), CST(1, 80))},
     /* ConvTranspose */
     {CASE("convT2d_bias", "ConvTranspose", 3, INB(4, 0, 3, 4, 5), CST(4, 3, 2, 3, 3),

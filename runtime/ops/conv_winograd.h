@@ -17,8 +17,8 @@ typedef struct od_wino_geom {
     int64_t TW, tiles, blocks; /* tiles in a row, in all, blocks of OD_WINO_NB tiles (od_wino_fits fills them) */
 } od_wino_geom;
 
-/* Fills TW, tiles, blocks; whether the kernel runs here: AVX-512, M % 16 == 0 and M >= 32,
- * C >= 16, 14x14 outputs or more. The caller checks 3x3, stride 1, dilation 1, one group.
+/* Fills TW, tiles, blocks; whether the kernel runs here: AVX-512, M a multiple of 16, C 16 or
+ * more, 14x14 outputs or more. The caller checks 3x3, stride 1, dilation 1, one group.
  * OD_NO_WINOGRAD=1 turns it off. */
 bool od_wino_fits(od_wino_geom *g);
 /* Floats of the transformed weights: 16 C M. */
