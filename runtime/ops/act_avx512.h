@@ -6,28 +6,26 @@
 
 #include <immintrin.h>
 
-/* SiLU, x / (1 + e^-x) within 4 ulp. e^-x by Cephes' expf: k = round(z log2 e), r = z - k ln 2 (ln 2 in two parts), e^r by a
- * degree-6 polynomial, times 2^k (scalef); z = -x clamped to [-87, 88]: below, x / (1 + e^-x) is
- * x to float precision; above (x < -88), 0. 1 / (1 + e^-x) by a reciprocal estimate and one
- * Newton step. */
+/* SiLU, x / (1 + e^-x), within 4 ulp (2.3 measured). e^-x as 2^k e^r: t = min(x, 87) (above, x / (1 + e^-x)
+ * is x to float precision), k = round(-t log2 e), r = -t - k ln 2 (ln 2 in two parts), e^r by a
+ * degree-5 polynomial fitted for relative error on [-ln 2 / 2, ln 2 / 2] (8e-8), times 2^k
+ * (scalef: +inf past 2^127, so x / inf = -0 below -88); x < -88 (and -inf) gives 0. A
+ * division, not a reciprocal estimate and a Newton step, and 5 terms, not Cephes' 7: 2.0 ns a
+ * vector on Zen 5 against 3.6, where efficientnet_b0's SiLUs were 30% of a batch-1 run. */
 __attribute__((target("avx512f"), always_inline)) static inline __m512 od_silu_ps(__m512 v) {
-    const __m512 one = _mm512_set1_ps(1.0f);
-    __m512 nv = _mm512_sub_ps(_mm512_setzero_ps(), v);
-    __mmask16 kept = _mm512_cmp_ps_mask(nv, _mm512_set1_ps(88.0f), _CMP_NGT_UQ);
-    __m512 z = _mm512_min_ps(_mm512_max_ps(nv, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(z, _mm512_set1_ps(1.44269504088896341f)),
+    __mmask16 kept = _mm512_cmp_ps_mask(v, _mm512_set1_ps(-88.0f), _CMP_NLT_UQ);
+    __m512 t = _mm512_min_ps(v, _mm512_set1_ps(87.0f));
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(t, _mm512_set1_ps(-1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), z));
-    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.9875691500e-4f), r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, one));
-    __m512 d = _mm512_add_ps(one, _mm512_scalef_ps(p, k));
-    __m512 q = _mm512_rcp14_ps(d);
-    q = _mm512_mul_ps(q, _mm512_fnmadd_ps(d, q, _mm512_set1_ps(2.0f)));
-    return _mm512_maskz_mul_ps(kept, v, q);
+    __m512 r = _mm512_fnmsub_ps(k, _mm512_set1_ps(0.693359375f), t);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(8.298328146e-3f), r, _mm512_set1_ps(4.191542417e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.666756421e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.999889433e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.999997020e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.000000119f));
+    __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_scalef_ps(p, k));
+    return _mm512_maskz_div_ps(kept, v, d);
 }
 
 /* HardSwish, x * min(max(x / 6 + 1/2, 0), 1), as ONNX defines it. */
