@@ -96,6 +96,17 @@ torch_cmd() {
     esac
 }
 
+# One-thread runs of ours and ONNX Runtime go on one CPU (BENCH_PIN_CPU, default 0; -1: not
+# pinned): on a shared host one CPU can run 1.5x slower than the other for minutes, and an
+# unpinned run lands on either, so a pair of runs compared the CPUs as much as the runtimes.
+PIN_CPU=${BENCH_PIN_CPU:-0}
+command -v taskset >/dev/null || PIN_CPU=-1
+pin() { # pin THREADS CMD...: CMD, on PIN_CPU when THREADS is 1
+    local t=$1
+    shift
+    if [ "$t" = 1 ] && [ "$PIN_CPU" -ge 0 ]; then taskset -c "$PIN_CPU" "$@"; else "$@"; fi
+}
+
 record "{\"kind\": \"env\", \"date\": $(jstr "$(date -u '+%Y-%m-%d %H:%M UTC')"), \
 \"cpu\": $(jstr "$(lscpu | sed -n 's/^Model name: *//p' | head -1)"), \
 \"cpus\": $(nproc), \"load_start\": $(jstr "$(cut -d' ' -f1-3 /proc/loadavg)"), \
@@ -103,7 +114,7 @@ record "{\"kind\": \"env\", \"date\": $(jstr "$(date -u '+%Y-%m-%d %H:%M UTC')")
 \"torch\": $(jstr "$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)"), \
 \"ort\": $(jstr "$(node -p 'require("onnxruntime-node/package.json").version' 2>/dev/null)"), \
 \"git\": $(jstr "$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"), \
-\"min_time\": $MIN_TIME, \"rounds\": $ROUNDS, \"train_seconds\": $TRAIN_SECONDS, \"train_limit\": $TRAIN_LIMIT}"
+\"min_time\": $MIN_TIME, \"pin_cpu\": $PIN_CPU, \"rounds\": $ROUNDS, \"train_seconds\": $TRAIN_SECONDS, \"train_limit\": $TRAIN_LIMIT}"
 
 # --- models: the teachers and a width-0.5 student of each ---------------------------------
 MODELS=()
@@ -148,8 +159,8 @@ for ((r = 0; r < ROUNDS; r++)); do
                 for ((j = 0; j < 3; j++)); do
                     rt=${RUNTIMES[$(((j + r + k) % 3))]}
                     case $rt in
-                    ours) out=$(json_of "$BIN" bench "$m" --json --batch "$b" --threads "$t" --min-time "$MIN_TIME") ;;
-                    ort) out=$(json_of node tests/ort_bench.js --batch "$b" --threads "$t" --min-time "$MIN_TIME" "$m") ;;
+                    ours) out=$(json_of pin "$t" "$BIN" bench "$m" --json --batch "$b" --threads "$t" --min-time "$MIN_TIME") ;;
+                    ort) out=$(json_of pin "$t" node tests/ort_bench.js --batch "$b" --threads "$t" --min-time "$MIN_TIME" "$m") ;;
                     torch)
                         torch_ok "$m" || continue
                         torch_cmd infer "$m" "$b" "$t" "$MIN_TIME"
@@ -211,10 +222,10 @@ for ((r = 0; r < ROUNDS && ${#TV_MODELS[@]} > 0; r++)); do
                 for ((j = 0; j < 2; j++)); do
                     if (((j + r + k) % 2 == 0)); then
                         rt=ours
-                        out=$(json_of "$BIN" bench "$m" --json --batch "$b" --threads "$t" "${opts[@]}")
+                        out=$(json_of pin "$t" "$BIN" bench "$m" --json --batch "$b" --threads "$t" "${opts[@]}")
                     else
                         rt=ort
-                        out=$(json_of node tests/ort_bench.js --batch "$b" --threads "$t" "${opts[@]}" "$m")
+                        out=$(json_of pin "$t" node tests/ort_bench.js --batch "$b" --threads "$t" "${opts[@]}" "$m")
                     fi
                     [ "$out" = null ] && failures=$((failures + 1))
                     record "{\"kind\": \"infer\", \"rt\": \"$rt\", \"path\": $(jstr "$m"), \"round\": $r, \"batch\": $b, \"threads\": $t, \"out\": $out}"
@@ -402,7 +413,10 @@ if loads and max(loads) > 0.5 * env["cpus"]:
       f"{env['cpus']} CPUs)**: runs get preempted, 2-thread runs worst (a thread pool waits for a descheduled "
       "worker); absolute numbers and 2-thread ratios are unreliable. Re-run on an idle machine to judge the targets.")
 w(f"- settings: --min-time {env['min_time']} s per measurement, {env['rounds']} rounds, "
-  f"training measurements of about {env['train_seconds']} s (10 to 300 steps after 5 warm-up steps; 10 in the first round); a cell is the median over rounds of each run's median.\n")
+  f"training measurements of about {env['train_seconds']} s (10 to 300 steps after 5 warm-up steps; 10 in the first round); a cell is the median over rounds of each run's median.")
+w("- one-thread runs of ours and ONNX Runtime " + (f"pinned to CPU {env['pin_cpu']} (taskset): on a shared host one CPU can run "
+  "1.5x slower than the other for minutes, and an unpinned pair compared the CPUs as much as the runtimes; PyTorch (one "
+  "long-lived process) is not pinned.\n" if env.get('pin_cpu', -1) >= 0 else "not pinned (BENCH_PIN_CPU=-1 or no taskset).\n"))
 
 w("## Commands\n")
 w("```")
