@@ -22,9 +22,16 @@
 #define ARENA_ALIGN 64
 #define ARENA_TAIL 64
 /* Below both, a step is not worth splitting across threads: on a quiet machine, 256 K / 16 K made
- * the second thread cost the small conv models 6-69% at batch 1 (README, Threads at batch 1). */
+ * the second thread cost the small conv models 6-69% at batch 1 (README, Threads at batch 1), and
+ * 8 K elements the students 18%. Elements are the larger of the step's first input and output: a
+ * step kept on one thread between two split ones first pulls the half of its input the other
+ * core wrote (a cache line takes ~240 ns between this VM's cores), then the next step's worker
+ * pulls half of its output back; mobilenet_v2's depthwise layers at 14x14 and 7x7 and at stride
+ * 2 (under 128 K outputs, 0.3-1 M MACs) had cost more on one thread after a split step than their
+ * work (batch 1, 2 threads, 128 K outputs -> 32 K inputs or outputs: mobilenet_v2 224 0.91x,
+ * mobilenet_v3_small 0.90x, the bundled models and students unchanged). */
 #define PARALLEL_MIN_MACS (1 << 21)
-#define PARALLEL_MIN_ELEMENTS (1 << 17)
+#define PARALLEL_MIN_ELEMENTS (1 << 15)
 /* A fully connected layer at a small batch streams its weights once per run: two cores each read
  * half (their own L2, twice the bandwidth), so it pays from a lower size than a convolution. */
 #define PARALLEL_MIN_FC_MACS (1 << 18)
@@ -1021,6 +1028,7 @@ static od_status plan_create(const od_graph *g, const od_plan_options *opt, bool
         }
         /* Small steps run on the calling thread: waking a worker costs more than it saves. */
         int64_t elems = stp->n_out && stp->out[0] ? od_buf_count(stp->out[0]) : 0;
+        if (stp->n_in && stp->in[0] && od_buf_count(stp->in[0]) > elems) elems = od_buf_count(stp->in[0]);
         bool fc = stp->node && (!strcmp(stp->op->name, "Gemm") || !strcmp(stp->op->name, "MatMul"));
         stp->parallel = stp->pool && (stp->macs >= PARALLEL_MIN_MACS || elems >= PARALLEL_MIN_ELEMENTS ||
                                       (fc && stp->macs >= PARALLEL_MIN_FC_MACS));
