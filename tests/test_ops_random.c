@@ -1,4 +1,5 @@
-/* Conv, ConvTranspose, Gemm and MatMul on random data against plain reference loops.
+/* Conv, ConvTranspose, Gemm, MatMul and GlobalAveragePool on random data against plain reference
+ * loops.
  *
  * Each case builds a one-node graph through the IR (weights as initializers or as graph
  * inputs, so that both the packed-once and the run-time paths are taken), plans it at batch
@@ -134,6 +135,11 @@ static const tcase cases[] = {
     {CASE("conv2d_wino_c16_m16", "Conv", 3, INB(4, 0, 16, 14, 14), CST(4, 16, 16, 3, 3), CST(1, 16)),
      .pads = {1, 1, 1, 1}},
     {CASE("conv2d_wino_c16_m80_valid", "Conv", 3, INB(4, 0, 16, 17, 18), CST(4, 80, 16, 3, 3), CST(1, 80))},
+    /* GlobalAveragePool by chunks of 64 pixels summed apart, then added up: 143 pixels (two full
+     * chunks and a partial one) of 20 channels, 1-D with 200 pixels, and one chunk */
+    {CASE("gap2d_chunks", "GlobalAveragePool", 1, INB(4, 0, 20, 13, 11))},
+    {CASE("gap1d_chunks", "GlobalAveragePool", 1, INB(3, 0, 37, 200))},
+    {CASE("gap2d_small", "GlobalAveragePool", 1, INB(4, 0, 5, 3, 4))},
     /* ConvTranspose */
     {CASE("convT2d_bias", "ConvTranspose", 3, INB(4, 0, 3, 4, 5), CST(4, 3, 2, 3, 3),
           CST(1, 2))},
@@ -323,6 +329,21 @@ static void ref_gemm(const tcase *c, const tensor *a, const tensor *b, const ten
         }
 }
 
+/* The mean over every dim after the first two, in double. */
+static void ref_gap(const tensor *x, tensor *y) {
+    int64_t N = x->dims[0], C = x->dims[1], P = 1;
+    for (int d = 2; d < x->rank; d++) P *= x->dims[d];
+    y->rank = x->rank;
+    y->dims[0] = N, y->dims[1] = C;
+    for (int d = 2; d < x->rank; d++) y->dims[d] = 1;
+    y->data = malloc(sizeof(float) * (size_t)(N * C));
+    for (int64_t i = 0; i < N * C; i++) {
+        double sum = 0;
+        for (int64_t p = 0; p < P; p++) sum += x->data[i * P + p];
+        y->data[i] = (float)(sum / (double)P);
+    }
+}
+
 static void ref_matmul(const tensor *a, const tensor *b, tensor *y) {
     tensor A = *a, B = *b; /* promote 1-D operands */
     if (A.rank == 1) {
@@ -510,6 +531,7 @@ static bool run_batch(const tcase *c, od_model *m, const tensor *consts, int64_t
     if (strcmp(c->op, "Conv") == 0) ref_conv(c, ptr[0], ptr[1], ptr[2], &y, false);
     else if (strcmp(c->op, "ConvTranspose") == 0) ref_conv(c, ptr[0], ptr[1], ptr[2], &y, true);
     else if (strcmp(c->op, "Gemm") == 0) ref_gemm(c, ptr[0], ptr[1], ptr[2], &y);
+    else if (strcmp(c->op, "GlobalAveragePool") == 0) ref_gap(ptr[0], &y);
     else ref_matmul(ptr[0], ptr[1], &y);
     bool ok = true;
     for (int threads = 1; threads <= 2 && ok; threads++) {

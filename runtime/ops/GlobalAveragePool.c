@@ -1,6 +1,13 @@
 /* GlobalAveragePool, opset 1: the mean over every spatial dim of [N, C, spatial...] (rank 3 and
- * up); float on XNNPACK's global average pooling (channels-last input is [N, pixels, C]),
- * double on a loop. Backward: 2-D (pool_common.c). Layout: spatial. */
+ * up); float by chunks of pixels (channels-last input is [N, pixels, C]), double on a loop.
+ * Backward: 2-D (pool_common.c). Layout: spatial.
+ *
+ * Float: each task sums a chunk of 64 pixels of an image into its own row of partial sums, and
+ * the caller adds the rows up. XNNPACK's pooling is one task per image: at batch 1 on two threads
+ * it read on one core the half of the image the other had written (the convolution before splits
+ * rows), a cache line at a time across cores (efficientnet_b0's squeeze-excitation pools: 0.13 ms
+ * on one thread, 0.18 on two). Chunks do not depend on the thread count: 1 and 2 threads agree
+ * bit for bit. */
 #include "pool_common.h"
 #include "qs8_common.h"
 
@@ -10,25 +17,62 @@
 
 static od_status gap_infer(od_infer_ctx *c) { return od_pool_infer(c, false, true); }
 
+enum { GAP_CHUNK = 64 }; /* pixels a task sums */
+
+typedef struct gap_job {
+    const float *x;
+    float *partial; /* [N][chunks][C] */
+    int64_t pixels, C, chunks;
+} gap_job;
+
+static void gap_chunk_task(void *ctx, size_t n, size_t k) {
+    const gap_job *j = ctx;
+    int64_t p0 = (int64_t)k * GAP_CHUNK, p1 = p0 + GAP_CHUNK < j->pixels ? p0 + GAP_CHUNK : j->pixels, C = j->C;
+    const float *x = j->x + ((int64_t)n * j->pixels + p0) * C;
+    float *acc = j->partial + ((int64_t)n * j->chunks + (int64_t)k) * C;
+    for (int64_t c = 0; c < C; c++) acc[c] = 0.0f;
+    for (int64_t p = p0; p < p1; p++, x += C)
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++) acc[c] += x[c];
+}
+
+static int64_t gap_chunks(const od_buf *x) {
+    int64_t pixels = od_dims_count(x->rank - 2, x->dims + 2);
+    return (pixels + GAP_CHUNK - 1) / GAP_CHUNK;
+}
+
 static od_status gap_prepare(od_step *s, od_error *err) {
     const od_buf *x = s->in[0];
     od_pool_state *g = NULL;
     od_status st = od_pool_state_create(s, false, true, &g, err);
     if (st) return st;
-    size_t C = (size_t)x->dims[1], pixels = (size_t)od_dims_count(x->rank - 2, x->dims + 2);
+    int64_t C = x->dims[1], pixels = od_dims_count(x->rank - 2, x->dims + 2);
     if (x->dtype != OD_DTYPE_FLOAT || C == 0 || pixels == 0) return OD_STATUS_OK;
-    if (xnn_create_global_average_pooling_nwc_f32(C, C, C, -INFINITY, INFINITY, 0, &g->xnn) !=
-        xnn_status_success) {
-        g->xnn = NULL; /* the loop does the same */
-        return OD_STATUS_OK;
-    }
-    enum xnn_status r = xnn_setup_global_average_pooling_nwc_f32(
-        g->xnn, (size_t)x->dims[0], pixels, x->data, s->out[0]->data, s->pool);
-    return od_xnn_check(r, err, s->node, "setup global average pooling");
+    g->partial = malloc(sizeof(float) * (size_t)(x->dims[0] * gap_chunks(x) * C));
+    if (!g->partial) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    return OD_STATUS_OK;
 }
 
 static od_status gap_run(od_step *s, od_error *err) {
-    return od_pool_state_run(s, "run global average pooling", err);
+    od_pool_state *g = s->state;
+    const od_buf *x = s->in[0];
+    if (!g->partial) return od_pool_state_run(s, "run global average pooling", err);
+    int64_t N = x->dims[0];
+    gap_job j = {.x = x->data, .partial = g->partial, .pixels = od_dims_count(x->rank - 2, x->dims + 2),
+                 .C = x->dims[1], .chunks = gap_chunks(x)};
+    pthreadpool_parallelize_2d(s->pool, gap_chunk_task, &j, (size_t)N, (size_t)j.chunks, 0);
+    float *y = s->out[0]->data;
+    float scale = 1.0f / (float)j.pixels;
+    for (int64_t n = 0; n < N; n++) {
+        float *yn = y + n * j.C;
+        const float *part = j.partial + n * j.chunks * j.C;
+        for (int64_t c = 0; c < j.C; c++) yn[c] = part[c];
+        for (int64_t k = 1; k < j.chunks; k++)
+#pragma omp simd
+            for (int64_t c = 0; c < j.C; c++) yn[c] += part[k * j.C + c];
+        for (int64_t c = 0; c < j.C; c++) yn[c] *= scale;
+    }
+    return OD_STATUS_OK;
 }
 
 /* int8 (quantized execution, plan_qs8.c): XNNPACK's QS8 global average pooling. */

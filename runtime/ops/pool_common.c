@@ -144,6 +144,7 @@ od_status od_pool_state_run(od_step *s, const char *what, od_error *err) {
 void od_pool_state_destroy(od_step *s) {
     od_pool_state *ps = s->state;
     if (ps && ps->xnn) xnn_delete_operator(ps->xnn);
+    if (ps) free(ps->partial);
     free(ps);
     s->state = NULL;
 }

@@ -43,6 +43,7 @@ bool od_pool_windows_nonempty(const od_pool *p);
 typedef struct od_pool_state {
     od_pool pool;
     xnn_operator_t xnn;
+    float *partial; /* GlobalAveragePool's per-chunk sums (its own path), freed with the state */
 } od_pool_state;
 /* prepare()'s start: s->state = *out, its pool read from the node (global: over every spatial
  * dim). */
