@@ -136,8 +136,10 @@ static const tcase cases[] = {
      .pads = {1, 1, 1, 1}},
     {CASE("conv2d_wino_c16_m80_valid", "Conv", 3, INB(4, 0, 16, 17, 18), CST(4, 80, 16, 3, 3), CST(1, 80))},
     /* GlobalAveragePool by chunks of 64 pixels summed apart, then added up: 143 pixels (two full
-     * chunks and a partial one) of 20 channels, 1-D with 200 pixels, and one chunk */
+     * chunks and a partial one) of 20 channels (a block of 16 and a masked tail on AVX-512), 80
+     * channels (a block of 64 in registers and one of 16), 1-D with 200 pixels, and one chunk */
     {CASE("gap2d_chunks", "GlobalAveragePool", 1, INB(4, 0, 20, 13, 11))},
+    {CASE("gap2d_c80", "GlobalAveragePool", 1, INB(4, 0, 80, 9, 8))},
     {CASE("gap1d_chunks", "GlobalAveragePool", 1, INB(3, 0, 37, 200))},
     {CASE("gap2d_small", "GlobalAveragePool", 1, INB(4, 0, 5, 3, 4))},
     /* ConvTranspose */
