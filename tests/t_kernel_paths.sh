@@ -16,6 +16,8 @@
 #   OD_NO_CONV_ADD=1   a residual Add as its own step instead of in the producing conv
 #   OD_NO_WINOGRAD=1   3x3 stride-1 convolutions on conv_wide.c instead of conv_winograd.c
 #   OD_NO_AVX512_GAP=1 GlobalAveragePool's chunk sums on the plain loop
+#   OD_NO_AVX512_GATE=1 a channel gate (Mul or Add by a per-channel vector) on the plain loop
+#   OD_NO_GATE=1       a channel gate on XNNPACK's operator instead of binary.c's tasks
 # Ends with `kernel_paths: N passed, N failed, N skipped`.
 . "$(dirname "$0")/lib.sh"
 
@@ -48,4 +50,6 @@ run_with OD_NO_CONV_ADD=1 test_fusion
 run_with OD_NO_WINOGRAD=1 test_ops_random
 run_with OD_NO_WINOGRAD=1 test_fusion
 run_with OD_NO_AVX512_GAP=1 test_ops_random
+run_with OD_NO_AVX512_GATE=1 test_fusion
+run_with OD_NO_GATE=1 test_fusion
 finish

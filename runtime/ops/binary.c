@@ -16,9 +16,103 @@
 
 typedef enum binary_kind { BINARY_ADD, BINARY_SUB, BINARY_MUL, BINARY_DIV } binary_kind;
 
+/* A channel gate: out[n][p][c] = full[n][p][c] (*|+) gate[n or 0][c] on data whose last
+ * physical dim is the channels (squeeze-and-excitation's Mul on channels-last activations). */
+typedef struct channel_gate {
+    const float *full, *gate;
+    float *out;
+    int64_t N, P, C;
+    bool per_sample, add;
+    float lo, hi;
+} channel_gate;
+
 typedef struct binary_state {
     xnn_operator_t xnn;
+    bool gated; /* runs gate, not XNNPACK */
+    channel_gate gate;
 } binary_state;
+
+static binary_kind kind_of(const od_step *s);
+
+enum { GATE_PIXELS = 64 }; /* pixels a task takes */
+
+static void gate_pixels(const channel_gate *g, const float *x, const float *w, float *y, int64_t np) {
+    for (int64_t p = 0; p < np; p++, x += g->C, y += g->C)
+        for (int64_t c = 0; c < g->C; c++) {
+            float v = g->add ? x[c] + w[c] : x[c] * w[c];
+            y[c] = v < g->lo ? g->lo : v > g->hi ? g->hi : v;
+        }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* The same 16 channels at a time (a masked tail): the build targets baseline x86-64. */
+__attribute__((target("avx512f"))) static void gate_pixels_avx512(const channel_gate *g, const float *x,
+                                                                   const float *w, float *y, int64_t np) {
+    const __m512 lo = _mm512_set1_ps(g->lo), hi = _mm512_set1_ps(g->hi);
+    for (int64_t p = 0; p < np; p++, x += g->C, y += g->C)
+        for (int64_t c = 0; c < g->C; c += 16) {
+            __mmask16 m = g->C - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (g->C - c)) - 1);
+            __m512 a = _mm512_maskz_loadu_ps(m, x + c), b = _mm512_maskz_loadu_ps(m, w + c);
+            __m512 v = g->add ? _mm512_add_ps(a, b) : _mm512_mul_ps(a, b);
+            _mm512_mask_storeu_ps(y + c, m, _mm512_min_ps(_mm512_max_ps(v, lo), hi));
+        }
+}
+static bool gate_avx512(void) { return __builtin_cpu_supports("avx512f") && !getenv("OD_NO_AVX512_GATE"); }
+#else
+static void gate_pixels_avx512(const channel_gate *g, const float *x, const float *w, float *y, int64_t np) {
+    gate_pixels(g, x, w, y, np);
+}
+static bool gate_avx512(void) { return false; }
+#endif
+
+typedef struct gate_job {
+    const channel_gate *g;
+    bool avx512;
+} gate_job;
+
+static void gate_task(void *ctx, size_t n, size_t k) {
+    const gate_job *j = ctx;
+    const channel_gate *g = j->g;
+    int64_t p0 = (int64_t)k * GATE_PIXELS, np = g->P - p0 < GATE_PIXELS ? g->P - p0 : GATE_PIXELS;
+    int64_t at = ((int64_t)n * g->P + p0) * g->C;
+    (j->avx512 ? gate_pixels_avx512 : gate_pixels)(g, g->full + at, g->gate + (g->per_sample ? (int64_t)n * g->C : 0),
+                                                   g->out + at, np);
+}
+
+/* Whether out = a (*|+) b is a channel gate (see channel_gate): one input has the output's
+ * physical dims (rank 3 or more), the other ones of 1 but the last (the channels) and perhaps
+ * the first (per sample). Tasks of 64 pixels split it alike with the convolution before it
+ * (rows), where XNNPACK's operator had made the second thread a loss at batch 1. */
+static bool channel_gate_of(const od_step *s, channel_gate *g) {
+    const od_buf *o = s->out[0];
+    binary_kind k = kind_of(s);
+    if ((k != BINARY_MUL && k != BINARY_ADD) || o->dtype != OD_DTYPE_FLOAT || o->rank < 3 || getenv("OD_NO_GATE"))
+        return false;
+    int64_t od[OD_MAX_RANK], dd[2][OD_MAX_RANK] = {{0}};
+    od_buf_phys_dims(o, od);
+    for (int full = 0; full < 2; full++) {
+        const od_buf *f = s->in[full], *w = s->in[1 - full];
+        if (f->rank != o->rank || w->rank > o->rank) continue;
+        od_buf_phys_dims(f, dd[0]);
+        od_buf_phys_dims(w, dd[1]);
+        bool same = true;
+        for (int d = 0; d < o->rank; d++) same = same && dd[0][d] == od[d];
+        int pad = o->rank - w->rank;
+        int64_t wd[OD_MAX_RANK] = {0};
+        for (int d = 0; d < o->rank; d++) wd[d] = d < pad ? 1 : dd[1][d - pad];
+        bool gate = wd[o->rank - 1] == od[o->rank - 1] && (wd[0] == 1 || wd[0] == od[0]);
+        for (int d = 1; d < o->rank - 1; d++) gate = gate && wd[d] == 1;
+        if (!same || !gate) continue;
+        int64_t P = 1;
+        for (int d = 1; d < o->rank - 1; d++) P *= od[d];
+        *g = (channel_gate){.full = f->data, .gate = w->data, .out = o->data, .N = od[0], .P = P,
+                            .C = od[o->rank - 1], .per_sample = wd[0] != 1, .add = k == BINARY_ADD,
+                            .lo = s->act_min, .hi = s->act_max};
+        return P > 1 && g->C > 1;
+    }
+    return false;
+}
 
 static od_status binary_infer(od_infer_ctx *c) {
     od_status two = od_infer_two_alike(c);
@@ -37,6 +131,15 @@ static binary_kind kind_of(const od_step *s) {
 
 static od_status binary_prepare(od_step *s, od_error *err) {
     const od_buf *a = s->in[0], *b = s->in[1];
+    channel_gate g;
+    if (channel_gate_of(s, &g)) {
+        binary_state *bs = calloc(1, sizeof *bs);
+        if (!bs) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+        bs->gated = true;
+        bs->gate = g;
+        s->state = bs;
+        return OD_STATUS_OK;
+    }
     if (a->dtype != OD_DTYPE_FLOAT || s->out[0]->rank > XNN_MAX_TENSOR_DIMS) return OD_STATUS_OK;
     int64_t da[OD_MAX_RANK], db[OD_MAX_RANK];
     od_buf_phys_dims(a, da);
@@ -119,6 +222,12 @@ static void broadcast_strides(const od_buf *in, int out_rank, int64_t *strides) 
 
 static od_status binary_run(od_step *s, od_error *err) {
     binary_state *bs = s->state;
+    if (bs && bs->gated) {
+        gate_job j = {.g = &bs->gate, .avx512 = gate_avx512()};
+        pthreadpool_parallelize_2d(s->pool, gate_task, &j, (size_t)bs->gate.N,
+                                   (size_t)((bs->gate.P + GATE_PIXELS - 1) / GATE_PIXELS), 0);
+        return OD_STATUS_OK;
+    }
     if (bs) return od_xnn_check(xnn_run_operator(bs->xnn, s->pool), err, s->node, "run");
     const od_buf *a = s->in[0], *b = s->in[1];
     od_buf *o = s->out[0];
