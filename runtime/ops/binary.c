@@ -40,7 +40,8 @@ static void gate_pixels(const channel_gate *g, const float *x, const float *w, f
     for (int64_t p = 0; p < np; p++, x += g->C, y += g->C)
         for (int64_t c = 0; c < g->C; c++) {
             float v = g->add ? x[c] + w[c] : x[c] * w[c];
-            y[c] = v < g->lo ? g->lo : v > g->hi ? g->hi : v;
+            v = v > g->lo ? v : g->lo; /* as _mm512_max_ps, then _mm512_min_ps */
+            y[c] = v < g->hi ? v : g->hi;
         }
 }
 
