@@ -34,7 +34,7 @@ static void gap_sum(const float *x, int64_t np, int64_t C, float *acc) {
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
+#include "act_avx512.h"
 /* The same with 64 channels' sums in registers across the pixels, then 16 at a time (a masked
  * tail): the build targets baseline x86-64, whose 4-lane loop ran at half XNNPACK's rate. Each
  * sum adds the pixels in the same order as gap_sum. */
@@ -54,7 +54,7 @@ __attribute__((target("avx512f"))) static void gap_sum_avx512(const float *x, in
         _mm512_storeu_ps(acc + c0 + 48, s3);
     }
     for (; c0 < C; c0 += 16) {
-        __mmask16 m = C - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (C - c0)) - 1);
+        __mmask16 m = od_tail_mask16(C - c0);
         __m512 s = _mm512_setzero_ps();
         for (const float *xp = x + c0, *end = xp + np * C; xp < end; xp += C) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m, xp));
         _mm512_mask_storeu_ps(acc + c0, m, s);
@@ -88,6 +88,7 @@ static od_status gap_prepare(od_step *s, od_error *err) {
     if (x->dtype != OD_DTYPE_FLOAT || C == 0 || pixels == 0) return OD_STATUS_OK;
     g->partial = malloc(sizeof(float) * (size_t)(x->dims[0] * gap_chunks(x) * C));
     if (!g->partial) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+    g->partial_avx512 = gap_avx512();
     return OD_STATUS_OK;
 }
 
@@ -97,7 +98,7 @@ static od_status gap_run(od_step *s, od_error *err) {
     if (!g->partial) return od_pool_state_run(s, "run global average pooling", err);
     int64_t N = x->dims[0];
     gap_job j = {.x = x->data, .partial = g->partial, .pixels = od_dims_count(x->rank - 2, x->dims + 2),
-                 .C = x->dims[1], .chunks = gap_chunks(x), .avx512 = gap_avx512()};
+                 .C = x->dims[1], .chunks = gap_chunks(x), .avx512 = g->partial_avx512};
     pthreadpool_parallelize_2d(s->pool, gap_chunk_task, &j, (size_t)N, (size_t)j.chunks, 0);
     float *y = s->out[0]->data;
     float scale = 1.0f / (float)j.pixels;

@@ -1,10 +1,16 @@
 /* Activations of 16 floats on AVX-512, for fused.c's SiLU step and for the convolutions that
- * apply an activation in their epilogue (conv_wide.c, conv_depthwise.c; od_step.act). Include
- * it from x86-64 code only. */
+ * apply an activation in their epilogue (conv_wide.c, conv_depthwise.c; od_step.act), and the
+ * mask of a row's last 16 lanes. Include it from x86-64 code only. */
 #ifndef OD_ACT_AVX512_H
 #define OD_ACT_AVX512_H
 
 #include <immintrin.h>
+#include <stdint.h>
+
+/* The lanes of a block of 16 with `left` elements left in the row: all 16, or the first left. */
+static inline __mmask16 od_tail_mask16(int64_t left) {
+    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+}
 
 /* SiLU, x / (1 + e^-x), within 4 ulp (2.3 measured). e^-x as 2^k e^r: t = min(x, 87) (above, x / (1 + e^-x)
  * is x to float precision), k = round(-t log2 e), r = -t - k ln 2 (ln 2 in two parts), e^r by a

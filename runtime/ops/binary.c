@@ -22,7 +22,7 @@ typedef struct channel_gate {
     const float *full, *gate;
     float *out;
     int64_t N, P, C;
-    bool per_sample, add;
+    bool per_sample, add, avx512;
     float lo, hi;
 } channel_gate;
 
@@ -46,14 +46,14 @@ static void gate_pixels(const channel_gate *g, const float *x, const float *w, f
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
+#include "act_avx512.h"
 /* The same 16 channels at a time (a masked tail): the build targets baseline x86-64. */
 __attribute__((target("avx512f"))) static void gate_pixels_avx512(const channel_gate *g, const float *x,
                                                                    const float *w, float *y, int64_t np) {
     const __m512 lo = _mm512_set1_ps(g->lo), hi = _mm512_set1_ps(g->hi);
     for (int64_t p = 0; p < np; p++, x += g->C, y += g->C)
         for (int64_t c = 0; c < g->C; c += 16) {
-            __mmask16 m = g->C - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (g->C - c)) - 1);
+            __mmask16 m = od_tail_mask16(g->C - c);
             __m512 a = _mm512_maskz_loadu_ps(m, x + c), b = _mm512_maskz_loadu_ps(m, w + c);
             __m512 v = g->add ? _mm512_add_ps(a, b) : _mm512_mul_ps(a, b);
             _mm512_mask_storeu_ps(y + c, m, _mm512_min_ps(_mm512_max_ps(v, lo), hi));
@@ -67,17 +67,11 @@ static void gate_pixels_avx512(const channel_gate *g, const float *x, const floa
 static bool gate_avx512(void) { return false; }
 #endif
 
-typedef struct gate_job {
-    const channel_gate *g;
-    bool avx512;
-} gate_job;
-
 static void gate_task(void *ctx, size_t n, size_t k) {
-    const gate_job *j = ctx;
-    const channel_gate *g = j->g;
+    const channel_gate *g = ctx;
     int64_t p0 = (int64_t)k * GATE_PIXELS, np = g->P - p0 < GATE_PIXELS ? g->P - p0 : GATE_PIXELS;
     int64_t at = ((int64_t)n * g->P + p0) * g->C;
-    (j->avx512 ? gate_pixels_avx512 : gate_pixels)(g, g->full + at, g->gate + (g->per_sample ? (int64_t)n * g->C : 0),
+    (g->avx512 ? gate_pixels_avx512 : gate_pixels)(g, g->full + at, g->gate + (g->per_sample ? (int64_t)n * g->C : 0),
                                                    g->out + at, np);
 }
 
@@ -109,7 +103,7 @@ static bool channel_gate_of(const od_step *s, channel_gate *g) {
         for (int d = 1; d < o->rank - 1; d++) P *= od[d];
         *g = (channel_gate){.full = f->data, .gate = w->data, .out = o->data, .N = od[0], .P = P,
                             .C = od[o->rank - 1], .per_sample = wd[0] != 1, .add = k == BINARY_ADD,
-                            .lo = s->act_min, .hi = s->act_max};
+                            .avx512 = gate_avx512(), .lo = s->act_min, .hi = s->act_max};
         return P > 1 && g->C > 1;
     }
     return false;
@@ -224,8 +218,7 @@ static void broadcast_strides(const od_buf *in, int out_rank, int64_t *strides) 
 static od_status binary_run(od_step *s, od_error *err) {
     binary_state *bs = s->state;
     if (bs && bs->gated) {
-        gate_job j = {.g = &bs->gate, .avx512 = gate_avx512()};
-        pthreadpool_parallelize_2d(s->pool, gate_task, &j, (size_t)bs->gate.N,
+        pthreadpool_parallelize_2d(s->pool, gate_task, &bs->gate, (size_t)bs->gate.N,
                                    (size_t)((bs->gate.P + GATE_PIXELS - 1) / GATE_PIXELS), 0);
         return OD_STATUS_OK;
     }

@@ -58,7 +58,7 @@ typedef struct dw_row {
 } dw_row;
 
 DW_INLINE __mmask16 block_mask(const dw_row *r, int64_t c0) {
-    return r->C - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (r->C - c0)) - 1);
+    return od_tail_mask16(r->C - c0);
 }
 
 DW_INLINE void finish(const dw_row *r, __m512 a, __mmask16 k, int64_t at) {

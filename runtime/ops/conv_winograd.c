@@ -79,7 +79,7 @@ OD_UNSANITIZED WINO_TARGET void od_wino_input(const od_wino_geom *g, const float
                 if (iy0 + i >= 0 && iy0 + i < H && ix0 + j >= 0 && ix0 + j < W) in |= 1u << (4 * i + j);
         float *vt = v + t * C;
         for (int64_t c0 = 0; c0 < C; c0 += 16) {
-            __mmask16 m = C - c0 >= 16 ? 0xffff : (__mmask16)((1u << (C - c0)) - 1);
+            __mmask16 m = od_tail_mask16(C - c0);
             __m512 d[4][4], r[4][4];
             for (int i = 0; i < 4; i++)
                 for (int j = 0; j < 4; j++)

@@ -40,7 +40,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void epilogue_lo
                                                                                    const int act) {
     __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
     for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __mmask16 k = od_tail_mask16(n - i);
         __m512 v = _mm512_maskz_loadu_ps(k, y + i);
         if (add_clamp) {
             if (r) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, r + i));

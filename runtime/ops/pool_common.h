@@ -44,6 +44,7 @@ typedef struct od_pool_state {
     od_pool pool;
     xnn_operator_t xnn;
     float *partial; /* GlobalAveragePool's per-chunk sums (its own path), freed with the state */
+    bool partial_avx512; /* ... summed on AVX-512 (chosen at prepare) */
 } od_pool_state;
 /* prepare()'s start: s->state = *out, its pool read from the node (global: over every spatial
  * dim). */
