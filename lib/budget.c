@@ -890,6 +890,7 @@ od_status od_budget_search(const od_model *teacher, od_shrink_spec *spec, const 
                            double min_time, od_budget_result *res, od_model **student_out,
                            od_error *err) {
     memset(res, 0, sizeof *res);
+    res->min_time = min_time;
     char v[64], l[64], u2[64], f[160];
     bool lat = asked->kind == OD_BUDGET_LATENCY;
     int n = 0;
@@ -1089,8 +1090,8 @@ void od_budget_print(const od_budget *b, const od_budget_result *res, FILE *out)
     bool lat = b->kind == OD_BUDGET_LATENCY;
     fprintf(out, "budget: %s", od_budget_describe(b, b->limit, l, sizeof l));
     if (lat)
-        fprintf(out, " per run at batch %lld, %d thread%s (median of the timed runs on %s)", (long long)b->batch,
-                b->threads, b->threads == 1 ? "" : "s", runtime_name(b));
+        fprintf(out, " per run at batch %lld, %d thread%s (median of %g s of timed runs on %s)", (long long)b->batch,
+                b->threads, b->threads == 1 ? "" : "s", res->min_time, runtime_name(b));
     fprintf(out, "; teacher: %s", od_budget_describe(b, res->teacher_value, v, sizeof v));
     if (lat) {
         fprintf(out, " (p90 %s)", od_budget_describe(b, res->teacher_p90, p, sizeof p));

@@ -239,6 +239,7 @@ typedef struct od_budget_result {
     double teacher_value, teacher_p90;
     double margin;           /* latency: the margin the search used (fraction of the budget) */
     double spread;           /* latency: the largest relative spread seen in its repeated measurements */
+    double min_time;         /* latency: seconds of timed runs per candidate */
     /* latency: the per-layer search from the teacher (channels cut where the least L1 mass is
      * lost per second saved, by a latency model calibrated on per-step profiles of our plans) */
     bool per_layer;          /* the chosen student is the per-layer one (spec->channels) */

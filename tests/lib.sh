@@ -11,6 +11,11 @@
 #   skipped TEXT   a skip, printed as "SKIP TEXT"
 #   check NAME EXPR   ok NAME when the shell expression EXPR succeeds (eval), else bad NAME
 #   need_bin       a failure and finish when $BIN is not built
+#   fashion_head DIR NTRAIN NTEST
+#                  writes the first NTRAIN training and NTEST test samples of Debian's
+#                  Fashion-MNIST to DIR (named .../fashion-mnist, reports name it so) as
+#                  uncompressed IDX: a run with --train-limit/--test-limit within those counts
+#                  trains on the same samples as on the whole set, without inflating 30 MB each time
 #   finish         prints the one summary line "SUITE: N passed, N failed, N skipped" and exits
 #                  0 when nothing failed, 1 otherwise
 # shellcheck shell=bash
@@ -35,5 +40,24 @@ finish() {
     echo "$SUITE: $pass passed, $fail failed, $skip skipped"
     [ "$fail" -eq 0 ]
     exit $?
+}
+fashion_head() {
+    mkdir -p "$1" && $PY - "$@" <<'PYEOF'
+import gzip, struct, sys
+out, counts = sys.argv[1], {"train": int(sys.argv[2]), "t10k": int(sys.argv[3])}
+for split, n in counts.items():
+    for kind, rank in (("images", 3), ("labels", 1)):
+        name = f"{split}-{kind}-idx{rank}-ubyte"
+        with gzip.open(f"/usr/share/datasets/fashion-mnist/{name}.gz") as g:
+            head = g.read(4 + 4 * rank)
+            dims = list(struct.unpack(f">{rank}I", head[4:]))
+            row = 1
+            for d in dims[1:]:
+                row *= d
+            dims[0] = min(n, dims[0])
+            body = g.read(dims[0] * row)
+        with open(f"{out}/{name}", "wb") as f:
+            f.write(head[:4] + struct.pack(f">{rank}I", *dims) + body)
+PYEOF
 }
 need_bin() { [ -x "$BIN" ] || { bad "no $BIN (run make)"; finish; }; }

@@ -14,7 +14,9 @@ print(h.hexdigest())" "$1"; }
 N=1200 NT=300
 [ "${OD_TEST_QUICK:-0}" = 1 ] && N=700 NT=128
 NV=$((N / 10))
-LOUD=(--data fashion-mnist --width 0.5 --train-limit $N --test-limit $NT --val-split 0.1 --threads 2 --seed 3
+FM=$T/fashion-mnist
+fashion_head "$FM" $N $NT
+LOUD=(--data "$FM" --width 0.5 --train-limit $N --test-limit $NT --val-split 0.1 --threads 2 --seed 3
       --epochs 1 --latency off)
 COMMON=("${LOUD[@]}" --quiet)
 

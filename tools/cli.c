@@ -593,9 +593,9 @@ od_status cli_budget_target(const cli_args *a, od_budget *b, od_error *err) {
     return OD_STATUS_OK;
 }
 
-od_status cli_budget_choose(const od_model *teacher, const od_budget *b, const char *spec_out,
+od_status cli_budget_choose(const od_model *teacher, const od_budget *b, double min_time, const char *spec_out,
                             od_shrink_spec *spec, od_budget_result *res, od_model **student, od_error *err) {
-    od_status st = od_budget_search(teacher, spec, b, 0.2, res, student, err);
+    od_status st = od_budget_search(teacher, spec, b, min_time, res, student, err);
     if (st) return st;
     od_budget_print(b, res, stdout);
     if (res->warning[0]) fprintf(stderr, "onnx-distill: warning: %s\n", res->warning);

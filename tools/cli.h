@@ -94,7 +94,7 @@ typedef struct cli_command {
              "then (latency) a per-layer search cutting the layers that lose the least L1 mass per second "   \
              "saved; printed with the candidates tried, why the choice won and its spec (as --spec JSON). B is a latency "   \
              "on our own plans (0.5ms, 500us; @b8t2: at batch 8, 2 threads; default b1t1; median of 0.2 s of "  \
-             "runs, the choice measured again), an encoded size (200KB, 1.5MB, 30000B, KiB, MiB) or MACs per "  \
+             "runs, --budget-time; the choice measured again), an encoded size (200KB, 1.5MB, 30000B, KiB, MiB) or MACs per "  \
              "sample (2M-macs, 150000-macs). --depth, --round, --init, --bn apply as given."},                 \
     {CLI_TEXT, "--budget-spec-out", 0, "FILE", .help = "with --budget: also write the chosen spec there (JSON)"}, \
     {CLI_REAL, "--budget-margin", 0, "PCT|auto", 0, 50, .choices = "auto", .dflt = "auto",                    \
@@ -102,6 +102,9 @@ typedef struct cli_command {
              "measured again; auto: the largest relative spread of the search's own repeated measurements "   \
              "(the teacher's and the narrowest student's, 3 fresh plans each), clamped to 2-10%. MACs and "     \
              "size budgets are exact and take no margin."},                                                   \
+    {CLI_REAL, "--budget-time", 0, "S", 0.01, 60, .dflt = "0.2",                                              \
+     .help = "with a latency --budget: seconds of timed runs per candidate (their median counts); longer "   \
+             "is steadier on a busy machine, shorter searches faster"},                                        \
     {CLI_CHOICE, "--target", 0, NULL, .choices = "ours|ort", .dflt = "ours",                                  \
      .help = "with a latency --budget: time the candidates on our own plans, or on ONNX Runtime (node and "    \
              "onnxruntime-node, found through OD_ORT_NODE_PATH or NODE_PATH; an error when missing). The "     \
@@ -196,16 +199,17 @@ typedef struct model_facts {
 } model_facts;
 od_status model_facts_get(const char *path, const od_model *m, model_facts *f, od_error *err);
 
-/* --budget (shrink, distill): searches the width meeting b (parsed by od_budget_parse), prints
- * the candidates and the chosen spec JSON on stdout, writes it to spec_out (may be NULL). Sets
- * spec->width and *res; *student gets the chosen student. Errors are returned in err. */
 /* --target ort (cli_ort.c): whether ONNX Runtime for Node runs, naming its version; the timer. */
 od_status cli_ort_check(char *version, size_t size, od_error *err);
 od_status cli_ort_timer(const od_model *m, int64_t batch, int threads, double min_time, double *median, double *p90,
                         void *ctx, od_error *err);
 /* --target and --budget-margin: set b's timer (ort: checked to run first) and margin. */
 od_status cli_budget_target(const cli_args *a, od_budget *b, od_error *err);
-od_status cli_budget_choose(const od_model *teacher, const od_budget *b, const char *spec_out,
+/* --budget (shrink, distill): searches the width meeting b (parsed by od_budget_parse), prints
+ * the candidates and the chosen spec JSON on stdout, writes it to spec_out (may be NULL). Sets
+ * spec->width and *res; *student gets the chosen student. Errors are returned in err.
+ * A latency candidate is timed for min_time seconds (--budget-time). */
+od_status cli_budget_choose(const od_model *teacher, const od_budget *b, double min_time, const char *spec_out,
                             od_shrink_spec *spec, od_budget_result *res, od_model **student, od_error *err);
 
 /* The subcommands: each a table and a function. */

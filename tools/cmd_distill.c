@@ -196,6 +196,7 @@ int cmd_distill(int argc, char **argv) {
     od_shrink_spec_default(&spec);
     bool shrink_given = cli_given(&args, "--width") || cli_given(&args, "--depth") || cli_given(&args, "--spec");
     const char *budget_text = cli_text(&args, "--budget", NULL), *budget_out = cli_text(&args, "--budget-spec-out", NULL);
+    double budget_time = cli_real(&args, "--budget-time", 0.2);
     bool quiet = cli_given(&args, "--quiet");
     opt.deterministic = cli_given(&args, "--deterministic");
     spec.width = cli_real(&args, "--width", spec.width);
@@ -287,6 +288,8 @@ int cmd_distill(int argc, char **argv) {
         return cli_args_clear(&args), cli_usage(cmd, "distill: --target needs --budget");
     if (cli_given(&args, "--budget-margin") && !budget_text)
         return cli_args_clear(&args), cli_usage(cmd, "distill: --budget-margin needs --budget");
+    if (cli_given(&args, "--budget-time") && !budget_text)
+        return cli_args_clear(&args), cli_usage(cmd, "distill: --budget-time needs --budget");
     if (budget_text && (od_budget_parse(budget_text, &budget, &report_err) || cli_budget_target(&args, &budget, &report_err)))
         return cli_args_clear(&args), cli_fail_err(&report_err);
     if (report_path && od_report_format_from_path(report_path, &report_fmt, &report_err))
@@ -357,7 +360,7 @@ int cmd_distill(int argc, char **argv) {
         goto fail;
     }
     if (budget_text) {
-        if (cli_budget_choose(teacher, &budget, rank == 0 ? budget_out : NULL, &spec, &budget_res, NULL, &err))
+        if (cli_budget_choose(teacher, &budget, budget_time, rank == 0 ? budget_out : NULL, &spec, &budget_res, NULL, &err))
             goto fail;
         od_shrink_report shrunk = {0}; /* the chosen student, built with the builder's summary */
         if (od_shrink_ex(teacher, &spec, &student, &shrunk, &err)) goto fail;
