@@ -121,6 +121,9 @@ static const tcase cases[] = {
      * through the copy, with two blocks of input channels */
     {CASE("conv2d_wide_1x1", "Conv", 3, INB(4, 0, 40, 5, 17), CST(4, 48, 40, 1, 1), CST(1, 48))},
     {CASE("conv2d_wide_1x1_s2", "Conv", 2, INB(4, 0, 70, 6, 15), CST(4, 32, 70, 1, 1)), .strides = {2, 2}},
+    /* 1x1 to 512+ channels on 64 pixels or fewer: on conv_wide on the pool too (batch 1; batch 3
+     * has 72 pixels and goes to XNNPACK) */
+    {CASE("conv2d_wide_1x1_m512_small", "Conv", 3, INB(4, 0, 72, 4, 6), CST(4, 512, 72, 1, 1), CST(1, 512))},
     /* 3x3 at stride 1, 16+ input and output channels in 16s, 14x14 outputs or more: Winograd's
      * F(2x2, 3x3) on conv_winograd.c (AVX-512): full blocks of 14 tiles with the channel count as a
      * constant (64) and not (48), a partial block, odd output sizes (a tile half outside), 16

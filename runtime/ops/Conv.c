@@ -308,7 +308,13 @@ static od_status conv_prepare(od_step *s, od_error *err) {
     od_wino_geom ng = conv_winograd_geom(p);
     if (ng.C && od_wino_fits(&ng)) return conv_winograd_prepare(s, cs, &ng, err);
     od_convw_geom wg = conv_wide_geom(p);
-    if (p->group == 1 && od_convw_fits(&wg, !s->pool)) return conv_wide_prepare(s, cs, err);
+    /* 1x1 kernels too on a step run on one thread, and on the pool for a product to 512+ channels
+     * of 64 pixels or fewer, split by blocks of 32 channels: the 7x7 expansions and heads of
+     * mobilenet_v2, efficientnet_b0 and mobilenet_v3_small at batch 1 (whole model on 2 threads
+     * 0.98-0.99x of XNNPACK's time; their projections to 160-320 channels, 5-10 blocks, ran
+     * slower on conv_wide, and larger images gained nothing) */
+    bool product = !s->pool || (wg.M >= 512 && wg.OH * wg.OW * x->dims[0] <= 64);
+    if (p->group == 1 && od_convw_fits(&wg, product)) return conv_wide_prepare(s, cs, err);
     od_convdw_geom dg = conv_depthwise_geom(p);
     if (dg.C && od_convdw_fits(&dg)) return conv_depthwise_prepare(s, cs, &dg, err);
     bool two = p->sp == 2; /* a 1-D conv is a 2-D one of height 1 */

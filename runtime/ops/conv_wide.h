@@ -25,8 +25,9 @@ void od_convw_pack(const od_convw_geom *g, const float *w, float *packed);
 /* Fills HP, WP and rows. */
 void od_convw_derive(od_convw_geom *g);
 /* od_convw_derive; whether this CPU runs the kernel here: AVX-512, M % 16 == 0 and
- * M >= 32, a kernel larger than 1x1 or, with pointwise (a step on one thread), 1x1 too. The
- * caller checks for one group. OD_NO_CONVW=1 turns it off. */
+ * M >= 32, a kernel larger than 1x1 or, with pointwise (where the caller found conv_wide's
+ * product faster than XNNPACK's GEMM: Conv.c), 1x1 too. The caller checks for one group.
+ * OD_NO_CONVW=1 turns it off. */
 bool od_convw_fits(od_convw_geom *g, bool pointwise);
 /* Output rows [oy0, oy1), channels m0 .. m0+31 (m0 .. m0+15 at the end of M) of
  * y [OH][OW][M] = act(clamp(conv(xp, packed) + bias + res, lo, hi)), xp the image padded to
