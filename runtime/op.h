@@ -13,6 +13,7 @@
 #include "workers.h"
 
 #include <pthreadpool.h>
+#include <stdlib.h>
 
 /* How a plan stores a 4-D (or 3-D, 5-D) activation. Channels-last puts dim 1 last:
  * physical dims [N, D2, ..., Dr-1, C], what XNNPACK's convolutions and pools want. */
@@ -207,6 +208,18 @@ od_status od_node_error(od_error *err, od_status status, const od_node *n, const
  * UBSan instrumentation, whose check on every load made the sanitized suite 2.3x slower on
  * conv_wide.c (XNNPACK's kernels are not instrumented either). */
 #define OD_UNSANITIZED __attribute__((no_sanitize("address", "undefined")))
+
+/* Whether a kernel of our own on AVX-512 may run: the CPU has AVX-512F and the environment does
+ * not set the kernel's off switch (off, e.g. "OD_NO_WINOGRAD"; the tests set it to run the
+ * other path). False off x86-64. */
+static inline bool od_avx512_on(const char *off) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    return __builtin_cpu_supports("avx512f") && !getenv(off);
+#else
+    (void)off;
+    return false;
+#endif
+}
 
 /* a x b for MAC counts, saturating at OD_MACS_MAX (far beyond any real layer), 0 when either is
  * negative (unknown): absurd declared shapes must not overflow, nor their sum over a graph. */

@@ -192,7 +192,7 @@ static void bn_repeat(bn_train *b, int r, const float *src) {
 #define BN512 __attribute__((target("avx512f")))
 
 static bool bn_fast(const bn_train *b) {
-    return b->wd == BN_WIDE && __builtin_cpu_supports("avx512f") && !getenv("OD_NO_AVX512_BN");
+    return b->wd == BN_WIDE && od_avx512_on("OD_NO_AVX512_BN");
 }
 
 #define BN_LOAD4(v, p) for (int k = 0; k < 4; k++) v[k] = _mm512_loadu_ps((p) + 16 * k)

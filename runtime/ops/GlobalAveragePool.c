@@ -60,10 +60,8 @@ __attribute__((target("avx512f"))) static void gap_sum_avx512(const float *x, in
         _mm512_mask_storeu_ps(acc + c0, m, s);
     }
 }
-static bool gap_avx512(void) { return __builtin_cpu_supports("avx512f") && !getenv("OD_NO_AVX512_GAP"); }
 #else
 static void gap_sum_avx512(const float *x, int64_t np, int64_t C, float *acc) { gap_sum(x, np, C, acc); }
-static bool gap_avx512(void) { return false; }
 #endif
 
 static void gap_chunk_task(void *ctx, size_t n, size_t k) {
@@ -88,7 +86,7 @@ static od_status gap_prepare(od_step *s, od_error *err) {
     if (x->dtype != OD_DTYPE_FLOAT || C == 0 || pixels == 0) return OD_STATUS_OK;
     g->partial = malloc(sizeof(float) * (size_t)(x->dims[0] * gap_chunks(x) * C));
     if (!g->partial) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
-    g->partial_avx512 = gap_avx512();
+    g->partial_avx512 = od_avx512_on("OD_NO_AVX512_GAP");
     return OD_STATUS_OK;
 }
 
@@ -107,7 +105,6 @@ static od_status gap_run(od_step *s, od_error *err) {
         const float *part = j.partial + n * j.chunks * j.C;
         for (int64_t c = 0; c < j.C; c++) yn[c] = part[c];
         for (int64_t k = 1; k < j.chunks; k++)
-#pragma omp simd
             for (int64_t c = 0; c < j.C; c++) yn[c] += part[k * j.C + c];
         for (int64_t c = 0; c < j.C; c++) yn[c] *= scale;
     }

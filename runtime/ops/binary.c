@@ -59,12 +59,10 @@ __attribute__((target("avx512f"))) static void gate_pixels_avx512(const channel_
             _mm512_mask_storeu_ps(y + c, m, _mm512_min_ps(_mm512_max_ps(v, lo), hi));
         }
 }
-static bool gate_avx512(void) { return __builtin_cpu_supports("avx512f") && !getenv("OD_NO_AVX512_GATE"); }
 #else
 static void gate_pixels_avx512(const channel_gate *g, const float *x, const float *w, float *y, int64_t np) {
     gate_pixels(g, x, w, y, np);
 }
-static bool gate_avx512(void) { return false; }
 #endif
 
 static void gate_task(void *ctx, size_t n, size_t k) {
@@ -103,7 +101,7 @@ static bool channel_gate_of(const od_step *s, channel_gate *g) {
         for (int d = 1; d < o->rank - 1; d++) P *= od[d];
         *g = (channel_gate){.full = f->data, .gate = w->data, .out = o->data, .N = od[0], .P = P,
                             .C = od[o->rank - 1], .per_sample = wd[0] != 1, .add = k == BINARY_ADD,
-                            .avx512 = gate_avx512(), .lo = s->act_min, .hi = s->act_max};
+                            .avx512 = od_avx512_on("OD_NO_AVX512_GATE"), .lo = s->act_min, .hi = s->act_max};
         return P > 1 && g->C > 1;
     }
     return false;

@@ -23,7 +23,7 @@ enum { TILE = 12 };
 bool od_conv8_fits(od_conv8_geom *g) {
     g->HP = (g->OH - 1) * g->sh + (g->KH - 1) * g->dh + 1;
     g->WP = (g->OW - 1) * g->sw + (g->KW - 1) * g->dw + 1;
-    g->planar = g->sw == 1 && __builtin_cpu_supports("avx512f") && !getenv("OD_NO_AVX512_CONV8");
+    g->planar = g->sw == 1 && od_avx512_on("OD_NO_AVX512_CONV8");
     g->WQ = (g->OW + 15) / 16 * 16 + (g->KW - 1) * g->dw;
     g->scratch = g->C * (g->planar ? g->HP * g->WQ : g->HP * g->WP);
     return g->pt >= 0 && g->pl >= 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&

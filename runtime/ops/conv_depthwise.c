@@ -37,8 +37,7 @@ void od_convdw_pack(const od_convdw_geom *g, const float *w, const float *bias, 
 #define DW_INLINE DW_TARGET static inline __attribute__((always_inline))
 
 bool od_convdw_fits(const od_convdw_geom *g) {
-    return g->KW <= 7 && g->KH >= 1 && g->KW >= 1 && g->C >= 1 && __builtin_cpu_supports("avx512f") &&
-           !getenv("OD_NO_CONVDW");
+    return g->KW <= 7 && g->KH >= 1 && g->KW >= 1 && g->C >= 1 && od_avx512_on("OD_NO_CONVDW");
 }
 
 /* What the strips of one output row share. */

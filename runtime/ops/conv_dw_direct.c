@@ -21,7 +21,7 @@
 #define WIDE_TARGET __attribute__((target("avx512f,avx2,fma")))
 
 bool od_conv_dw_direct_fits(od_conv_dw_geom *g) {
-    bool avx512 = __builtin_cpu_supports("avx512f") && !getenv("OD_NO_AVX512_DW");
+    bool avx512 = od_avx512_on("OD_NO_AVX512_DW");
     g->wide = avx512 && g->Cg % 16 == 0;
     g->pairs = avx512 && g->G == 1 && g->C == 8 && g->dw == 1;
     g->taps = (g->Cg < 8 && g->Mg % 8 == 0) || (g->Cg == 1 && g->Mg == 1 && g->G % 8 == 0);

@@ -55,7 +55,7 @@ bool od_convw_fits(od_convw_geom *g, bool pointwise) {
      * images of fewer pixels than a tile (squeeze-and-excitation's 1x1 images) */
     bool product_ok = pointwise && g->OH * g->OW >= PIX;
     return g->M % 16 == 0 && g->M >= 32 && (g->KH * g->KW > 1 || product_ok) && g->pt >= 0 && g->pl >= 0 &&
-           __builtin_cpu_supports("avx512f") && !getenv("OD_NO_CONVW");
+           od_avx512_on("OD_NO_CONVW");
 }
 
 /* rows (1 or 2) x n pixels (constants after inlining, rows * n <= PIX) from row oy, column ox0,

@@ -65,7 +65,7 @@ bool od_wino_fits(od_wino_geom *g) {
     /* 7x7 images (resnet18's last stage) make 16 tiles of 64 outputs for 49, and 16/9 the
      * direct form's weights to read at batch 1: measured no faster there */
     return g->M % 16 == 0 && g->M >= 16 && g->C >= 16 && g->OH * g->OW >= 196 && g->pt >= 0 && g->pl >= 0 &&
-           __builtin_cpu_supports("avx512f") && !getenv("OD_NO_WINOGRAD");
+           od_avx512_on("OD_NO_WINOGRAD");
 }
 
 OD_UNSANITIZED WINO_TARGET void od_wino_input(const od_wino_geom *g, const float *x, int64_t blk, float *v) {

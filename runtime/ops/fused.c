@@ -61,13 +61,12 @@ __attribute__((target("avx512f"))) static void epilogue_avx512(float *y, const f
     default: break;
     }
 }
-static bool have_avx512(void) { return __builtin_cpu_supports("avx512f") && !getenv("OD_NO_AVX512_SILU"); }
 #else
 static void epilogue_avx512(float *y, const float *r, float lo, float hi, bool add_clamp, od_activation act,
                             int64_t n) {}
 static void silu_avx512(const float *x, float *y, int64_t n) { silu_scalar(x, y, n); }
-static bool have_avx512(void) { return false; }
 #endif
+static bool have_avx512(void) { return od_avx512_on("OD_NO_AVX512_SILU"); }
 
 static od_status silu_prepare(od_step *s, od_error *err) {
     silu_state *u = calloc(1, sizeof *u);
