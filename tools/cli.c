@@ -579,7 +579,8 @@ od_status cli_data_load_shard(const cli_args *a, const char *path, const od_mode
     return st;
 }
 
-od_status cli_budget_target(const cli_args *a, od_budget *b, od_error *err) {
+od_status cli_budget_target(const cli_args *a, od_budget *b, double *min_time, od_error *err) {
+    *min_time = cli_real(a, "--budget-time", 0.2);
     if (cli_given(a, "--budget-margin") && cli_choice(a, "--budget-margin", -1) != 0)
         b->margin_auto = false, b->margin = cli_real(a, "--budget-margin", 0) / 100;
     const char *target = cli_text(a, "--target", "ours");

@@ -203,8 +203,9 @@ od_status model_facts_get(const char *path, const od_model *m, model_facts *f, o
 od_status cli_ort_check(char *version, size_t size, od_error *err);
 od_status cli_ort_timer(const od_model *m, int64_t batch, int threads, double min_time, double *median, double *p90,
                         void *ctx, od_error *err);
-/* --target and --budget-margin: set b's timer (ort: checked to run first) and margin. */
-od_status cli_budget_target(const cli_args *a, od_budget *b, od_error *err);
+/* --target, --budget-margin and --budget-time: set b's timer (ort: checked to run first) and
+ * margin, and *min_time, the seconds a latency candidate is timed (for cli_budget_choose). */
+od_status cli_budget_target(const cli_args *a, od_budget *b, double *min_time, od_error *err);
 /* --budget (shrink, distill): searches the width meeting b (parsed by od_budget_parse), prints
  * the candidates and the chosen spec JSON on stdout, writes it to spec_out (may be NULL). Sets
  * spec->width and *res; *student gets the chosen student. Errors are returned in err.

@@ -196,7 +196,7 @@ int cmd_distill(int argc, char **argv) {
     od_shrink_spec_default(&spec);
     bool shrink_given = cli_given(&args, "--width") || cli_given(&args, "--depth") || cli_given(&args, "--spec");
     const char *budget_text = cli_text(&args, "--budget", NULL), *budget_out = cli_text(&args, "--budget-spec-out", NULL);
-    double budget_time = cli_real(&args, "--budget-time", 0.2);
+    double budget_time = 0; /* --budget-time, read with the other budget options */
     bool quiet = cli_given(&args, "--quiet");
     opt.deterministic = cli_given(&args, "--deterministic");
     spec.width = cli_real(&args, "--width", spec.width);
@@ -290,7 +290,7 @@ int cmd_distill(int argc, char **argv) {
         return cli_args_clear(&args), cli_usage(cmd, "distill: --budget-margin needs --budget");
     if (cli_given(&args, "--budget-time") && !budget_text)
         return cli_args_clear(&args), cli_usage(cmd, "distill: --budget-time needs --budget");
-    if (budget_text && (od_budget_parse(budget_text, &budget, &report_err) || cli_budget_target(&args, &budget, &report_err)))
+    if (budget_text && (od_budget_parse(budget_text, &budget, &report_err) || cli_budget_target(&args, &budget, &budget_time, &report_err)))
         return cli_args_clear(&args), cli_fail_err(&report_err);
     if (report_path && od_report_format_from_path(report_path, &report_fmt, &report_err))
         return cli_args_clear(&args), cli_usage(cmd, "--report %s", report_err.message);

@@ -45,7 +45,7 @@ int cmd_shrink(int argc, char **argv) {
     bool verbose = cli_given(&args, "--verbose");
     const char *budget_text = cli_text(&args, "--budget", NULL), *budget_out = cli_text(&args, "--budget-spec-out", NULL);
     bool target_given = cli_given(&args, "--target");
-    double budget_time = cli_real(&args, "--budget-time", 0.2);
+    double budget_time = 0; /* --budget-time, read with the other budget options */
     od_budget budget;
     od_error budget_err = {0};
     if (target_given && !budget_text) return cli_args_clear(&args), cli_usage(&cli_cmd_shrink, "shrink: --target needs --budget");
@@ -53,7 +53,7 @@ int cmd_shrink(int argc, char **argv) {
         return cli_args_clear(&args), cli_usage(&cli_cmd_shrink, "shrink: --budget-margin needs --budget");
     if (cli_given(&args, "--budget-time") && !budget_text)
         return cli_args_clear(&args), cli_usage(&cli_cmd_shrink, "shrink: --budget-time needs --budget");
-    if (budget_text && (od_budget_parse(budget_text, &budget, &budget_err) || cli_budget_target(&args, &budget, &budget_err)))
+    if (budget_text && (od_budget_parse(budget_text, &budget, &budget_err) || cli_budget_target(&args, &budget, &budget_time, &budget_err)))
         return cli_args_clear(&args), cli_fail_err(&budget_err);
     cli_args_clear(&args); /* the strings stay: they are argv's */
     if (budget_text && (width || spec_path))
