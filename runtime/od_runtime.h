@@ -344,7 +344,8 @@ typedef struct od_plan_options {
                         written, in float, instead of as one int8 step; for tests */
 } od_plan_options;
 
-/* A graph input or output as the plan holds it: ONNX (NCHW) layout, row-major. */
+/* A graph input or output as the plan holds it: ONNX (NCHW) layout, row-major. A run leaves the
+ * inputs as they were: write them once to run the same data again. */
 typedef struct od_plan_io {
     const char *name;
     od_dtype dtype;

@@ -77,6 +77,12 @@ od_status od_plan_run_forward(od_plan *p, bool train, od_train_profile *prof, od
  * reverse, accumulating into the gradients. */
 od_status od_plan_run_backward(od_plan *p, od_train_profile *prof, od_error *err);
 
+/* Arena offsets (offset[i]) for n buffers alive from step first[i] to last[i] (inclusive) of
+ * nbytes[i] each, for a plan whose steps are split across threads: in lanes, each buffer centred
+ * on its lane's middle, buffers on one lane never alive at once (plan.c says why). Returns the
+ * arena's bytes, SIZE_MAX when out of memory. */
+size_t od_arena_lanes(int n, const int *first, const int *last, const size_t *nbytes, size_t *offset);
+
 /* plan_split.c: tries to make p run its batch as micro-batches; false when it does not apply. */
 bool od_plan_split(od_plan *p, const od_graph *g, const od_plan_options *opt, od_error *err);
 void od_plan_split_destroy(struct plan_split *s);

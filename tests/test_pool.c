@@ -3,10 +3,12 @@
  * and a worker its last, grids are tiled as pthreadpool tiles
  * them, a run inside a task of the same pool does not deadlock, denormals are flushed when asked,
  * XNNPACK's calls arrive in our pool, a plan's outputs with 2 threads equal 1 thread's bit
- * for bit, and large buffers are advised to the kernel as huge pages. */
+ * for bit, large buffers are advised to the kernel as huge pages, and a plan on the pool places its
+ * buffers in lanes (buffers alive at once apart, any two sharing memory centred alike). */
 #include "od_onnx.h"
 #include "od_runtime.h"
 #include "op.h"
+#include "plan_internal.h"
 #include "test_check.h"
 #include "test_graph.h"
 #include "workers.h"
@@ -405,8 +407,47 @@ static void test_alloc_large(void) {
     free(small);
 }
 
+/* od_arena_lanes on random lifetimes and sizes, and on a chain of steps (each buffer read by the
+ * next step only, as a plain network's activations): two lanes, as wide as the two largest. */
+static void test_arena_lanes(void) {
+    enum { N = 80 };
+    int first[N], last[N];
+    size_t bytes[N], offset[N];
+    uint32_t r = 12345;
+    for (int round = 0; round < 200; round++) {
+        int n = 1 + (int)((r = r * 1664525u + 1013904223u) >> 8) % N;
+        for (int i = 0; i < n; i++) {
+            first[i] = (int)((r = r * 1664525u + 1013904223u) >> 8) % 41 - 1;
+            last[i] = first[i] + (int)((r = r * 1664525u + 1013904223u) >> 8) % 6;
+            bytes[i] = ((r = r * 1664525u + 1013904223u) >> 8) % 300000;
+        }
+        size_t total = od_arena_lanes(n, first, last, bytes, offset);
+        bool ok = total != SIZE_MAX;
+        for (int i = 0; i < n && ok; i++) {
+            ok = offset[i] % 64 == 0 && offset[i] + bytes[i] + 64 <= total;
+            for (int j = 0; j < i && ok; j++) {
+                bool alive = !(last[j] < first[i] || last[i] < first[j]);
+                bool shared = offset[i] < offset[j] + bytes[j] + 64 && offset[j] < offset[i] + bytes[i] + 64;
+                double ci = offset[i] + bytes[i] / 2.0, cj = offset[j] + bytes[j] / 2.0;
+                if (alive && shared) ok = false;
+                if (shared && (ci - cj > 128 || cj - ci > 128)) ok = false;
+            }
+        }
+        if (!ok) {
+            check(false, "arena lanes", "round %d: %d buffers misplaced (total %zu)", round, n, total);
+            return;
+        }
+    }
+    check(true, "arena lanes", "random lifetimes");
+    int n = 12;
+    for (int i = 0; i < n; i++) first[i] = i - 1, last[i] = i, bytes[i] = (size_t)(n - i) * 10000;
+    size_t total = od_arena_lanes(n, first, last, bytes, offset);
+    check(total <= bytes[0] + bytes[1] + 4 * 64, "arena lanes", "a chain of %d buffers: %zu bytes", n, total);
+}
+
 int main(void) {
     test_alloc_large();
+    test_arena_lanes();
     test_every_task_once();
     test_nested();
     test_steal();
