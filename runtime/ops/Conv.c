@@ -380,7 +380,8 @@ typedef struct conv_train {
     bool dx_conv;        /* stride 1: the input gradient as a convolution of dY (see conv_dx_shard) */
     bool dx_gemm;        /* else, one group: as dY W, then col2im (conv_dx_gemm), dx_chunk images at a time */
     int64_t dx_chunk, cols_off; /* its patch rows at cols_off in a shard's scratch */
-    int64_t *ytaps, *xtaps;     /* per input row and column, the taps that read it (axis_taps) */
+    int32_t *c2i_at, *c2i_off;  /* col2im: input pixel p sums the patch entries at offsets
+                                 * c2i_off[c2i_at[p] .. c2i_at[p + 1]) of an image's patch rows */
     bool fwd8, dx8;             /* the forward, the input gradient (dx_conv) on conv8.c: 8 output channels */
     od_conv8_geom g8f, g8d;
     float *w8f, *w8d;           /* their packed weights */
@@ -422,6 +423,31 @@ static int64_t *axis_taps(int64_t n, int64_t k, int64_t out, int64_t stride, int
     return t;
 }
 
+/* col2im's table: for each input pixel, where its taps' entries are in an image's patch rows
+ * [OH*OW][KH][KW][C]. Nonzero when out of memory. */
+static int col2im_table(conv_train *c) {
+    int64_t *yt = axis_taps(c->H, c->KH, c->OH, c->sh, c->dh, c->pt), *xt = axis_taps(c->W, c->KW, c->OW, c->sw, c->dw, c->pl);
+    int64_t n = 0;
+    for (int64_t iy = 0; yt && xt && iy < c->H; iy++)
+        for (int64_t ix = 0; ix < c->W; ix++) n += (yt[iy + 1] - yt[iy]) * (xt[ix + 1] - xt[ix]);
+    c->c2i_at = malloc(sizeof(int32_t) * (size_t)(c->H * c->W + 1));
+    c->c2i_off = malloc(sizeof(int32_t) * (size_t)(n + 1));
+    if (yt && xt && c->c2i_at && c->c2i_off) {
+        const int64_t *yp = yt + c->H + 1, *xp = xt + c->W + 1; /* (tap, output index) pairs */
+        int32_t k = 0;
+        for (int64_t iy = 0; iy < c->H; iy++)
+            for (int64_t ix = 0; ix < c->W; ix++) {
+                c->c2i_at[iy * c->W + ix] = k;
+                for (int64_t a = yt[iy]; a < yt[iy + 1]; a++)
+                    for (int64_t b = xt[ix]; b < xt[ix + 1]; b++)
+                        c->c2i_off[k++] = (int32_t)((yp[2 * a + 1] * c->OW + xp[2 * b + 1]) * c->kk + (yp[2 * a] * c->KW + xp[2 * b]) * c->C);
+            }
+        c->c2i_at[c->H * c->W] = k;
+    }
+    free(yt), free(xt);
+    return !c->c2i_at || !c->c2i_off || !yt || !xt;
+}
+
 static od_status conv_train_prepare(od_tstep *s, od_error *err) {
     const od_node *n = s->node;
     const od_tbuf *x = s->in[0], *w = s->in[1], *y = s->out[0];
@@ -457,7 +483,7 @@ static od_status conv_train_prepare(od_tstep *s, od_error *err) {
     /* XNNPACK's deconvolution writes 16 input channels at a time: narrower inputs waste most of
      * it (resnet w0.5's 8-channel stride-2 layers: 1.6 ms, 0.98 through dx_gemm at batch 64),
      * while on 16 channels it beat dx_gemm (0.49 against 0.62 ms). */
-    c->dx_gemm = !c->dx_conv && c->G == 1 && c->C < 16;
+    c->dx_gemm = !c->dx_conv && c->G == 1 && c->C < 16 && c->OH * c->OW * c->kk < INT32_MAX;
     /* 8 output channels (forward) or 8 input channels (input gradient), one group: conv8.c */
     c->g8f = (od_conv8_geom){.C = c->C, .H = c->H, .W = c->W, .OH = c->OH, .OW = c->OW, .KH = c->KH, .KW = c->KW,
                              .sh = c->sh, .sw = c->sw, .dh = c->dh, .dw = c->dw, .pt = c->pt, .pl = c->pl};
@@ -489,9 +515,7 @@ static od_status conv_train_prepare(od_tstep *s, od_error *err) {
         c->dx_chunk = per_image > 0 ? (1 << 16) / per_image : 1;
         c->dx_chunk = c->dx_chunk < 1 ? 1 : c->dx_chunk;
         c->shard_floats += (size_t)(c->dx_chunk * per_image);
-        c->ytaps = axis_taps(c->H, c->KH, c->OH, c->sh, c->dh, c->pt);
-        c->xtaps = axis_taps(c->W, c->KW, c->OW, c->sw, c->dw, c->pl);
-        if (!c->ytaps || !c->xtaps) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
+        if (col2im_table(c)) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     }
     c->fwd = calloc((size_t)shards, sizeof(xnn_operator_t));
     c->bwd = calloc((size_t)shards, sizeof(xnn_operator_t));
@@ -604,30 +628,25 @@ static od_status conv_train_forward(od_tstep *s, od_error *err) {
 
 typedef float f8 __attribute__((vector_size(32), aligned(4))); /* 8 floats, any alignment */
 
-/* One image's dx from its patch rows cols [OH*OW][KH][KW][C]: each input pixel sums the taps
- * that read it, then is written (or added to, add) once. */
+/* One image's dx from its patch rows cols [OH*OW][KH][KW][C]: each input pixel sums the entries
+ * that read it (col2im_table), 8 channels at a time in a register, then is written (or added
+ * to, add) once. */
 static void col2im(const conv_train *c, const float *cols, float *dx, bool add) {
-    const int64_t *yp = c->ytaps + c->H + 1, *xp = c->xtaps + c->W + 1;
     int64_t C = c->C, c8 = C - C % 8;
-    for (int64_t iy = 0; iy < c->H; iy++)
-        for (int64_t ix = 0; ix < c->W; ix++) {
-            float *d = dx + (iy * c->W + ix) * C;
-            for (int64_t c0 = 0; c0 < C; c0 += 8) { /* 8 channels summed in registers */
-                f8 acc = {0};
-                float tail[8] = {0};
-                for (int64_t a = c->ytaps[iy]; a < c->ytaps[iy + 1]; a++)
-                    for (int64_t b = c->xtaps[ix]; b < c->xtaps[ix + 1]; b++) {
-                        const float *t = cols + (yp[2 * a + 1] * c->OW + xp[2 * b + 1]) * c->kk +
-                                         (yp[2 * a] * c->KW + xp[2 * b]) * C + c0;
-                        if (c0 < c8) acc += *(const f8 *)t;
-                        else
-                            for (int64_t ch = 0; ch < C - c0; ch++) tail[ch] += t[ch];
-                    }
-                if (c0 < c8) *(f8 *)(d + c0) = add ? *(f8 *)(d + c0) + acc : acc;
-                else
-                    for (int64_t ch = 0; ch < C - c0; ch++) d[c0 + ch] = add ? d[c0 + ch] + tail[ch] : tail[ch];
-            }
+    for (int64_t p = 0; p < c->H * c->W; p++) {
+        float *d = dx + p * C;
+        const int32_t *t0 = c->c2i_off + c->c2i_at[p], *t1 = c->c2i_off + c->c2i_at[p + 1];
+        for (int64_t c0 = 0; c0 < c8; c0 += 8) {
+            f8 acc = {0};
+            for (const int32_t *t = t0; t < t1; t++) acc += *(const f8 *)(cols + *t + c0);
+            *(f8 *)(d + c0) = add ? *(f8 *)(d + c0) + acc : acc;
         }
+        for (int64_t ch = c8; ch < C; ch++) {
+            float acc = 0;
+            for (const int32_t *t = t0; t < t1; t++) acc += cols[*t + ch];
+            d[ch] = add ? d[ch] + acc : acc;
+        }
+    }
 }
 
 /* The input gradient of a narrow strided convolution with one group (dx_gemm), as
@@ -805,8 +824,8 @@ static void conv_train_destroy(od_tstep *s) {
         free(c->w8f);
         free(c->w8d);
         free(c->pad8);
-        free(c->ytaps);
-        free(c->xtaps);
+        free(c->c2i_at);
+        free(c->c2i_off);
     }
     free(c);
     s->state = NULL;
