@@ -137,6 +137,10 @@ typedef struct od_op_desc {
      * another is refused when shapes are inferred (od_graph_infer; a note for inspect) */
     const char *const *attrs;
     od_layout_policy layout;
+    /* SPATIAL: whether the op reads input 0 as it is held when that is ONNX order (a graph
+     * input), instead of a channels-last copy made first; its outputs stay channels-last.
+     * NULL: never. */
+    bool (*reads_plain_input)(const od_node *n, const struct od_buf *const *in, int n_in);
     bool alias_input0; /* output 0 shares input 0's memory (Reshape, Flatten, Identity, ...) */
     bool no_fold;      /* never evaluate at plan time even on constant inputs (random ops) */
     bool fuses_activation; /* honours od_step.act_min/act_max on every path */

@@ -193,7 +193,7 @@ oom:
 }
 
 /* Which layout each input of a node gets, and the layout of its outputs. */
-static void choose_layouts(const od_plan *p, const od_op_desc *op, const plan_step_idx *x,
+static void choose_layouts(const od_plan *p, const od_node *n, const od_op_desc *op, const plan_step_idx *x,
                            od_layout *in_want, int *in_rank, od_layout *out_layout) {
     int out_rank = p->bufs[x->out[0]].rank;
     for (int k = 0; k < x->n_in; k++) {
@@ -203,7 +203,11 @@ static void choose_layouts(const od_plan *p, const od_op_desc *op, const plan_st
     *out_layout = OD_LAYOUT_PLAIN;
     if (op->layout == OD_LAYOUT_POLICY_SPATIAL) {
         if (x->n_in > 0 && x->in[0] >= 0 && p->bufs[x->in[0]].rank >= 3) {
-            in_want[0] = OD_LAYOUT_CHANNELS_LAST;
+            const od_buf *in[64];
+            for (int k = 0; k < x->n_in; k++) in[k] = x->in[k] >= 0 ? &p->bufs[x->in[k]] : NULL;
+            bool plain = p->bufs[x->in[0]].layout == OD_LAYOUT_PLAIN && op->reads_plain_input &&
+                         op->reads_plain_input(n, in, x->n_in);
+            in_want[0] = plain ? OD_LAYOUT_PLAIN : OD_LAYOUT_CHANNELS_LAST;
             *out_layout = OD_LAYOUT_CHANNELS_LAST;
             if (x->n_in > 3 && x->in[3] >= 0) in_want[3] = OD_LAYOUT_CHANNELS_LAST; /* a residual, as the output */
         }
@@ -512,7 +516,7 @@ static od_status plan_nodes(planner *pl) {
         }
         od_layout in_want[64], out_layout;
         int in_rank[64];
-        choose_layouts(p, op, &x, in_want, in_rank, &out_layout);
+        choose_layouts(p, n, op, &x, in_want, in_rank, &out_layout);
         for (int k = 0; k < x.n_in; k++) {
             if (x.in[k] < 0) continue;
             x.in[k] = convert(pl, x.in[k], in_want[k], in_rank[k]);

@@ -170,6 +170,46 @@ void od_conv_pad_rows(const float *x, int64_t W, int64_t C, int64_t r0, int64_t 
         memcpy(xp + ((r + pt) * WP + pl) * C, x + r * W * C, sizeof(float) * (size_t)(w * C));
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* Three planes' rows (an RGB image's) interleaved into d, 16 pixels (48 floats) at a time, each
+ * output register two permutes of the three inputs; returns the pixels done. */
+__attribute__((target("avx512f"))) static int64_t interleave3(const float *s0, const float *s1, const float *s2, float *d,
+                                                            int64_t w) {
+    int32_t ab[3][16], c[3][16];
+    __mmask16 from_c[3] = {0, 0, 0};
+    for (int j = 0; j < 48; j++) { /* output float j is pixel j / 3, channel j % 3 */
+        int k = j / 16, l = j % 16, px = j / 3, ch = j % 3;
+        ab[k][l] = ch == 1 ? 16 + px : px, c[k][l] = px;
+        if (ch == 2) from_c[k] |= (__mmask16)(1u << l);
+    }
+    int64_t i = 0;
+    for (; i + 16 <= w; i += 16) {
+        __m512 a = _mm512_loadu_ps(s0 + i), b = _mm512_loadu_ps(s1 + i), cc = _mm512_loadu_ps(s2 + i);
+        for (int k = 0; k < 3; k++) {
+            __m512 v = _mm512_permutex2var_ps(a, _mm512_loadu_si512(ab[k]), b);
+            _mm512_storeu_ps(d + 3 * i + 16 * k, _mm512_mask_permutexvar_ps(v, from_c[k], _mm512_loadu_si512(c[k]), cc));
+        }
+    }
+    return i;
+}
+#endif
+
+void od_conv_pad_rows_planar(const float *x, int64_t H, int64_t W, int64_t C, int64_t r0, int64_t r1, float *xp,
+                             int64_t HP, int64_t WP, int64_t pt, int64_t pl) {
+    int64_t w = W < WP - pl ? W : WP - pl;
+    for (int64_t r = r0; r < r1 && r + pt < HP && w > 0; r++) {
+        float *d = xp + ((r + pt) * WP + pl) * C;
+        const float *row = x + r * W;
+        int64_t i = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+        if (C == 3 && __builtin_cpu_supports("avx512f")) i = interleave3(row, row + H * W, row + 2 * H * W, d, w);
+#endif
+        for (int64_t c = 0; c < C; c++) /* one plane's row into every C-th float of a cached row */
+            for (int64_t k = i; k < w; k++) d[k * C + c] = row[c * H * W + k];
+    }
+}
+
 void od_conv_pack_taps(const float *w, int64_t s_o, int64_t s_q, int64_t s_c, int64_t M, int64_t taps, int64_t C,
                        float *packed) {
     for (int64_t q = 0; q < taps; q++)

@@ -48,6 +48,10 @@ void od_conv_pack_weights(const od_conv_params *p, const float *w, float *packed
  * rows [r0, r1) of a channels-last image x [.][W][C] into its zero-padded copy xp [HP][WP][C],
  * at row r0 + pt, column pl, as far as the copy reaches (its padding is never written: xp
  * starts zeroed and keeps its zeros for the next image); */
+/* od_conv_pad_rows for an image held in ONNX order, x [C][H][W]: its rows r0..r1 go into the
+ * padded channels-last image as od_conv_pad_rows puts them. */
+void od_conv_pad_rows_planar(const float *x, int64_t H, int64_t W, int64_t C, int64_t r0, int64_t r1, float *xp,
+                             int64_t HP, int64_t WP, int64_t pt, int64_t pl);
 void od_conv_pad_rows(const float *x, int64_t W, int64_t C, int64_t r0, int64_t r1, float *xp, int64_t HP,
                       int64_t WP, int64_t pt, int64_t pl);
 /* and weights as packed[(q*C + c)*M + o] (tap q, input channel c, output channel o) from w,
