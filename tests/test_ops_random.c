@@ -117,6 +117,10 @@ static const tcase cases[] = {
     {CASE("conv2d_wide_rgb_stem_s2", "Conv", 3, INB(4, 0, 3, 9, 34), CST(4, 64, 3, 7, 7), CST(1, 64)),
      .strides = {2, 2}, .pads = {3, 3, 3, 3}},
     {CASE("conv2d_wide_rgb_s1", "Conv", 2, INB(4, 0, 3, 4, 17), CST(4, 32, 3, 3, 3)), .pads = {1, 1, 1, 1}},
+    /* mobilenet_v3's stem: 16 output channels, which conv_wide takes only on a few input channels;
+     * these graph inputs are read in ONNX order by the padding copy (conv_reads_plain) */
+    {CASE("conv2d_wide_rgb_m16_s2", "Conv", 3, INB(4, 0, 3, 10, 37), CST(4, 16, 3, 3, 3), CST(1, 16)),
+     .strides = {2, 2}, .pads = {1, 1, 1, 1}},
     /* 1x1 kernels on one thread: at stride 1 the image read in place (no padded copy), at stride 2
      * through the copy, with two blocks of input channels */
     {CASE("conv2d_wide_1x1", "Conv", 3, INB(4, 0, 40, 5, 17), CST(4, 48, 40, 1, 1), CST(1, 48))},
