@@ -124,6 +124,7 @@ static const tcase cases[] = {
     /* 1x1 kernels on one thread: at stride 1 the image read in place (no padded copy), at stride 2
      * through the copy, with two blocks of input channels */
     {CASE("conv2d_wide_1x1", "Conv", 3, INB(4, 0, 40, 5, 17), CST(4, 48, 40, 1, 1), CST(1, 48))},
+    {CASE("conv2d_wide_1x1_m16", "Conv", 3, INB(4, 0, 32, 6, 17), CST(4, 16, 32, 1, 1), CST(1, 16))},
     {CASE("conv2d_wide_1x1_s2", "Conv", 2, INB(4, 0, 70, 6, 15), CST(4, 32, 70, 1, 1)), .strides = {2, 2}},
     /* 1x1 to 512+ channels on 64 pixels or fewer: on conv_wide on the pool too (batch 1; batch 3
      * has 72 pixels and goes to XNNPACK) */

@@ -51,12 +51,15 @@ bool od_convw_fits(od_convw_geom *g, bool pointwise) {
     /* 16 channels alone measured slower than XNNPACK's (resnet's 16-channel 3x3 layers at batch
      * 64: 125 against 162 GFLOP/s), but not on an input of a few channels (a first layer:
      * mobilenet_v3_small's 3 -> 16 at 224x224, batch 1, with its transpose saved, 0.142 -> 0.119
-     * ms at one thread; the bundled resnet's 1 -> 16, 0.0042 -> 0.0036 ms); 1x1 kernels (a plain product) only on one thread: there
-     * XNNPACK's GEMM is load-bound like its convolution (mobilenet_v2 224, batch 1: 0.91x), but
-     * split over two threads at batch 1 its finer tiles won (1.06x), and so did its product on
-     * images of fewer pixels than a tile (squeeze-and-excitation's 1x1 images) */
-    bool product_ok = pointwise && g->OH * g->OW >= PIX;
-    return g->M % 16 == 0 && (g->M >= 32 || g->C <= 4) && (g->KH * g->KW > 1 || product_ok) && g->pt >= 0 && g->pl >= 0 &&
+     * ms at one thread; the bundled resnet's 1 -> 16, 0.0042 -> 0.0036 ms) nor in a 1x1 product
+     * (mobilenet_v2's 32 -> 16 at 112x112, one thread: 0.12 -> 0.085 ms). 1x1 kernels (a plain
+     * product) only on one thread: there XNNPACK's GEMM is load-bound like its convolution
+     * (mobilenet_v2 224, batch 1: 0.91x), but split over two threads at batch 1 its finer tiles
+     * won (1.06x), and so did its product on images of fewer pixels than a tile
+     * (squeeze-and-excitation's 1x1 images) */
+    bool product_ok = pointwise && g->OH * g->OW >= PIX, one = g->KH * g->KW == 1;
+    return g->M % 16 == 0 && (g->M >= 32 || g->C <= 4 || (one && product_ok)) && (!one || product_ok) && g->pt >= 0 &&
+           g->pl >= 0 &&
            od_avx512_on("OD_NO_CONVW");
 }
 

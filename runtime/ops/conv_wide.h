@@ -25,7 +25,7 @@ void od_convw_pack(const od_convw_geom *g, const float *w, float *packed);
 /* Fills HP, WP and rows. */
 void od_convw_derive(od_convw_geom *g);
 /* od_convw_derive; whether this CPU runs the kernel here: AVX-512, M % 16 == 0 and
- * M >= 32 (16 too on 4 input channels or fewer), a kernel larger than 1x1 or, with pointwise (where the caller found conv_wide's
+ * M >= 32 (16 too on 4 input channels or fewer, and in a product), a kernel larger than 1x1 or, with pointwise (where the caller found conv_wide's
  * product faster than XNNPACK's GEMM: Conv.c), 1x1 too. The caller checks for one group.
  * OD_NO_CONVW=1 turns it off. */
 bool od_convw_fits(od_convw_geom *g, bool pointwise);
