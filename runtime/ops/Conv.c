@@ -602,7 +602,7 @@ static void conv_fwd_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     if (c->fwd8) {
         for (int64_t n = begin; n < end; n++)
             od_conv8_image(&c->g8f, conv_x(s, c) + n * c->H * c->W * c->C, c->w8f, bias, lo, INFINITY,
-                           c->pad8 + (size_t)shard * c->pad8_floats, y + (n - begin) * c->OH * c->OW * c->M);
+                           c->pad8 + (size_t)shard * c->pad8_floats, y + (n - begin) * c->OH * c->OW * c->M, false);
         c->xnn_status[shard] = xnn_status_success;
         return;
     }
@@ -702,14 +702,17 @@ static void conv_dx_shard(void *ctx, int shard, int64_t begin, int64_t end) {
     const float *dy = y->grad + begin * c->OH * c->OW * c->M;
     if (c->bwd[shard]) xnn_delete_operator(c->bwd[shard]);
     c->bwd[shard] = NULL;
-    bool add = c->dx_gemm && c->dxbuf && !c->xcl; /* col2im adds into x->grad itself */
+    /* col2im and conv8 add into x->grad themselves (the same sums as adding dxbuf after) */
+    bool add = (c->dx_gemm || c->dx8) && c->dxbuf && !c->xcl;
+    float *into = add ? x->grad + begin * in_img : dst;
     enum xnn_status r;
     if (c->dx_gemm) {
-        r = conv_dx_gemm(c, shard, dy, add ? x->grad + begin * in_img : dst, end - begin, add);
+        r = conv_dx_gemm(c, shard, dy, into, end - begin, add);
     } else if (c->dx8) {
         float *pad = c->pad8 + (size_t)shard * c->pad8_floats + c->dx_pad_at;
         for (int64_t n = 0; n < end - begin; n++)
-            od_conv8_image(&c->g8d, dy + n * c->OH * c->OW * c->M, c->w8d, NULL, -INFINITY, INFINITY, pad, dst + n * in_img);
+            od_conv8_image(&c->g8d, dy + n * c->OH * c->OW * c->M, c->w8d, NULL, -INFINITY, INFINITY, pad, into + n * in_img,
+                           add);
         r = xnn_status_success;
     } else if (c->dx_conv) {
         r = xnn_create_convolution2d_nhwc_f32(

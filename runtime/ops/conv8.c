@@ -33,7 +33,7 @@ bool od_conv8_fits(od_conv8_geom *g) {
 /* n (a constant after inlining) output pixels of row oy from column ox0. */
 OD_UNSANITIZED CONV8_TARGET static inline __attribute__((always_inline)) void tile(const od_conv8_geom *g, const float *xp,
                                                                      const float *packed, __m256 b, __m256 lo,
-                                                                     __m256 hi, bool clamp, float *y, int64_t oy,
+                                                                     __m256 hi, bool clamp, bool add, float *y, int64_t oy,
                                                                      int64_t ox0, const int n) {
     __m256 acc[TILE];
     for (int t = 0; t < n; t++) acc[t] = b;
@@ -49,15 +49,17 @@ OD_UNSANITIZED CONV8_TARGET static inline __attribute__((always_inline)) void ti
         }
     }
     float *yr = y + (oy * g->OW + ox0) * 8;
-    for (int t = 0; t < n; t++) /* no clamp unless asked: max and min would turn a NaN into a bound */
-        _mm256_storeu_ps(yr + t * 8, clamp ? _mm256_min_ps(_mm256_max_ps(acc[t], lo), hi) : acc[t]);
+    for (int t = 0; t < n; t++) { /* no clamp unless asked: max and min would turn a NaN into a bound */
+        __m256 v = clamp ? _mm256_min_ps(_mm256_max_ps(acc[t], lo), hi) : acc[t];
+        _mm256_storeu_ps(yr + t * 8, add ? _mm256_add_ps(_mm256_loadu_ps(yr + t * 8), v) : v);
+    }
 }
 
 #define PLANAR_TARGET __attribute__((target("avx512f,avx2,fma")))
 
-/* y[p*stride + c] = r[c][p] for p < valid (of 8): an 8x8 transpose. */
+/* y[p*stride + c] = r[c][p] (add: +=) for p < valid (of 8): an 8x8 transpose. */
 OD_UNSANITIZED PLANAR_TARGET static inline __attribute__((always_inline)) void store_transposed(const __m256 *r, float *y,
-                                                                                 int64_t stride, int64_t valid) {
+                                                                                 int64_t stride, int64_t valid, bool add) {
     __m256 t[8], s[8];
     for (int k = 0; k < 4; k++) {
         t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);     /* pixels 0,1 | 4,5 of two channels */
@@ -70,15 +72,17 @@ OD_UNSANITIZED PLANAR_TARGET static inline __attribute__((always_inline)) void s
         s[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(3, 2, 3, 2)); /* 3 | 7 */
     }
     for (int p = 0; p < 4; p++) { /* low halves: pixels 0-3; high halves: 4-7 (immediates: clang wants constants) */
-        if (p < valid) _mm256_storeu_ps(y + p * stride, _mm256_permute2f128_ps(s[p], s[4 + p], 0x20));
-        if (p + 4 < valid) _mm256_storeu_ps(y + (p + 4) * stride, _mm256_permute2f128_ps(s[p], s[4 + p], 0x31));
+        __m256 lo = _mm256_permute2f128_ps(s[p], s[4 + p], 0x20), hi = _mm256_permute2f128_ps(s[p], s[4 + p], 0x31);
+        float *a = y + p * stride, *b = y + (p + 4) * stride;
+        if (p < valid) _mm256_storeu_ps(a, add ? _mm256_add_ps(_mm256_loadu_ps(a), lo) : lo);
+        if (p + 4 < valid) _mm256_storeu_ps(b, add ? _mm256_add_ps(_mm256_loadu_ps(b), hi) : hi);
     }
 }
 
 /* 16 * V (a constant after inlining) output pixels of row oy from column ox0, on the planar copy xq. */
 OD_UNSANITIZED PLANAR_TARGET static inline __attribute__((always_inline)) void planar_tile(const od_conv8_geom *g, const float *xq,
                                                                             const float *packed, const float *bias,
-                                                                            float lo, float hi, bool clamp, float *y,
+                                                                            float lo, float hi, bool clamp, bool add, float *y,
                                                                             int64_t oy, int64_t ox0, const int V) {
     __m512 acc[8][2];
     for (int c = 0; c < 8; c++)
@@ -108,12 +112,12 @@ OD_UNSANITIZED PLANAR_TARGET static inline __attribute__((always_inline)) void p
                 __m512 a = clamp ? _mm512_min_ps(_mm512_max_ps(acc[c][v], vlo), vhi) : acc[c][v];
                 r[c] = h ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)) : _mm512_castps512_ps256(a);
             }
-            store_transposed(r, y + (oy * g->OW + at) * 8, 8, g->OW - at);
+            store_transposed(r, y + (oy * g->OW + at) * 8, 8, g->OW - at, add);
         }
 }
 
 OD_UNSANITIZED PLANAR_TARGET static void planar_image(const od_conv8_geom *g, const float *x, const float *packed, const float *bias,
-                                       float lo, float hi, bool clamp, float *xq, float *y) {
+                                       float lo, float hi, bool clamp, bool add, float *xq, float *y) {
     int64_t w = g->W < g->WP - g->pl ? g->W : g->WP - g->pl; /* columns the taps read */
     int64_t plane = g->HP * g->WQ, c8 = g->C % 8 ? 0 : g->C; /* channels taken 8 x 8 pixels at a time */
     for (int64_t r = 0; r < g->H && r + g->pt < g->HP; r++) {
@@ -124,24 +128,24 @@ OD_UNSANITIZED PLANAR_TARGET static void planar_image(const od_conv8_geom *g, co
             for (int64_t c = 0; c < c8; c += 8) {
                 __m256 px[8];
                 for (int p = 0; p < 8; p++) px[p] = _mm256_loadu_ps(xr + (col + p) * g->C + c);
-                store_transposed(px, row + c * plane + col, plane, 8);
+                store_transposed(px, row + c * plane + col, plane, 8, false);
             }
         for (; col < w; col++)
             for (int64_t c = 0; c < g->C; c++) row[c * plane + col] = xr[col * g->C + c];
     }
     for (int64_t oy = 0; oy < g->OH; oy++)
         for (int64_t ox = 0; ox < g->OW;) {
-            if (g->OW - ox > 16) planar_tile(g, xq, packed, bias, lo, hi, clamp, y, oy, ox, 2), ox += 32;
-            else planar_tile(g, xq, packed, bias, lo, hi, clamp, y, oy, ox, 1), ox += 16;
+            if (g->OW - ox > 16) planar_tile(g, xq, packed, bias, lo, hi, clamp, add, y, oy, ox, 2), ox += 32;
+            else planar_tile(g, xq, packed, bias, lo, hi, clamp, add, y, oy, ox, 1), ox += 16;
         }
 }
 
 OD_UNSANITIZED CONV8_TARGET void od_conv8_image(const od_conv8_geom *g, const float *x, const float *packed, const float *bias,
-                                 float lo, float hi, float *xp, float *y) {
+                                 float lo, float hi, float *xp, float *y, bool add) {
     /* rows -pt .. HP-pt-1 and columns -pl .. WP-pl-1 of x; the padding is never written */
     bool clamp = lo > -INFINITY || hi < INFINITY;
     if (g->planar) {
-        planar_image(g, x, packed, bias, lo, hi, clamp, xp, y);
+        planar_image(g, x, packed, bias, lo, hi, clamp, add, xp, y);
         return;
     }
     od_conv_pad_rows(x, g->W, g->C, 0, g->H, xp, g->HP, g->WP, g->pt, g->pl);
@@ -149,19 +153,19 @@ OD_UNSANITIZED CONV8_TARGET void od_conv8_image(const od_conv8_geom *g, const fl
     __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
     for (int64_t oy = 0; oy < g->OH; oy++) {
         int64_t ox = 0;
-        for (; ox + TILE <= g->OW; ox += TILE) tile(g, xp, packed, b, vlo, vhi, clamp, y, oy, ox, TILE);
+        for (; ox + TILE <= g->OW; ox += TILE) tile(g, xp, packed, b, vlo, vhi, clamp, add, y, oy, ox, TILE);
         switch (g->OW - ox) { /* each tail width its own unrolled tile */
-        case 11: tile(g, xp, packed, b, vlo, vhi, clamp, y, oy, ox, 11); break;
-        case 10: tile(g, xp, packed, b, vlo, vhi, clamp, y, oy, ox, 10); break;
-        case 9: tile(g, xp, packed, b, vlo, vhi, clamp, y, oy, ox, 9); break;
-        case 8: tile(g, xp, packed, b, vlo, vhi, clamp, y, oy, ox, 8); break;
-        case 7: tile(g, xp, packed, b, vlo, vhi, clamp, y, oy, ox, 7); break;
-        case 6: tile(g, xp, packed, b, vlo, vhi, clamp, y, oy, ox, 6); break;
-        case 5: tile(g, xp, packed, b, vlo, vhi, clamp, y, oy, ox, 5); break;
-        case 4: tile(g, xp, packed, b, vlo, vhi, clamp, y, oy, ox, 4); break;
-        case 3: tile(g, xp, packed, b, vlo, vhi, clamp, y, oy, ox, 3); break;
-        case 2: tile(g, xp, packed, b, vlo, vhi, clamp, y, oy, ox, 2); break;
-        case 1: tile(g, xp, packed, b, vlo, vhi, clamp, y, oy, ox, 1); break;
+        case 11: tile(g, xp, packed, b, vlo, vhi, clamp, add, y, oy, ox, 11); break;
+        case 10: tile(g, xp, packed, b, vlo, vhi, clamp, add, y, oy, ox, 10); break;
+        case 9: tile(g, xp, packed, b, vlo, vhi, clamp, add, y, oy, ox, 9); break;
+        case 8: tile(g, xp, packed, b, vlo, vhi, clamp, add, y, oy, ox, 8); break;
+        case 7: tile(g, xp, packed, b, vlo, vhi, clamp, add, y, oy, ox, 7); break;
+        case 6: tile(g, xp, packed, b, vlo, vhi, clamp, add, y, oy, ox, 6); break;
+        case 5: tile(g, xp, packed, b, vlo, vhi, clamp, add, y, oy, ox, 5); break;
+        case 4: tile(g, xp, packed, b, vlo, vhi, clamp, add, y, oy, ox, 4); break;
+        case 3: tile(g, xp, packed, b, vlo, vhi, clamp, add, y, oy, ox, 3); break;
+        case 2: tile(g, xp, packed, b, vlo, vhi, clamp, add, y, oy, ox, 2); break;
+        case 1: tile(g, xp, packed, b, vlo, vhi, clamp, add, y, oy, ox, 1); break;
         default: break;
         }
     }
@@ -169,5 +173,5 @@ OD_UNSANITIZED CONV8_TARGET void od_conv8_image(const od_conv8_geom *g, const fl
 #else
 bool od_conv8_fits(od_conv8_geom *g) { return false; }
 void od_conv8_image(const od_conv8_geom *g, const float *x, const float *packed, const float *bias, float lo, float hi,
-                    float *xp, float *y) {}
+                    float *xp, float *y, bool add) {}
 #endif

@@ -18,11 +18,11 @@ typedef struct od_conv8_geom {
 /* Fills the geometry's derived fields; whether this CPU runs the kernel (AVX2 + FMA;
  * OD_NO_CONV8=1 turns it off, OD_NO_AVX512_CONV8=1 keeps it on AVX2). */
 bool od_conv8_fits(od_conv8_geom *g);
-/* y [OH][OW][8] = clamp(conv(x [H][W][C], packed) + bias, lo, hi), packed the weights as
- * [KH*KW][C][8] (od_conv_pack_taps); bias may be NULL. xp: scratch
+/* y [OH][OW][8] = clamp(conv(x [H][W][C], packed) + bias, lo, hi) (add: y += that), packed the
+ * weights as [KH*KW][C][8] (od_conv_pack_taps); bias may be NULL. xp: scratch
  * of g->scratch floats, zero before the first call and kept for the next (only the image's own
  * positions are written). */
 void od_conv8_image(const od_conv8_geom *g, const float *x, const float *packed, const float *bias, float lo, float hi,
-                    float *xp, float *y);
+                    float *xp, float *y, bool add);
 
 #endif
