@@ -23,7 +23,8 @@
 #     up to 0.2 s). BENCH_TORCHVISION=0 skips this part.
 # The whole run takes about 7 minutes on an idle 2-core machine (16 with a load average of 8-10
 # from other work). Settings (environment):
-#   BENCH_MIN_TIME (0.5 s per measurement)  BENCH_ROUNDS (3)
+#   BENCH_MIN_TIME (0.5 s per measurement)  BENCH_ROUNDS (3)  BENCH_TRAIN_ROUNDS (5: a training
+#   cell is the median of 5 runs of each runtime, whose rates swing more than latencies here)
 #   BENCH_TRAIN_SECONDS (1.5: training steps per measurement are chosen from the previous round's
 #   rate to last about this long, 10 to 300 steps; the first round takes 10)
 #   BENCH_TEACHERS (models/*.onnx)  BENCH_DISTILL_TEACHER (models/cnn.onnx, or the first teacher)
@@ -42,6 +43,7 @@ CEIL_BIN=$BUILD/tests/bench_xnn_ceiling
 PY=/usr/bin/python3 # Debian's: torch and onnx are installed for it
 MIN_TIME=${BENCH_MIN_TIME:-0.5}
 ROUNDS=${BENCH_ROUNDS:-3}
+TRAIN_ROUNDS=${BENCH_TRAIN_ROUNDS:-5}
 TRAIN_SECONDS=${BENCH_TRAIN_SECONDS:-1.5}
 TRAIN_LIMIT=${BENCH_TRAIN_LIMIT:-5000}
 OUT=${BENCH_OUT:-bench/RESULTS.md}
@@ -114,7 +116,7 @@ record "{\"kind\": \"env\", \"date\": $(jstr "$(date -u '+%Y-%m-%d %H:%M UTC')")
 \"torch\": $(jstr "$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)"), \
 \"ort\": $(jstr "$(node -p 'require("onnxruntime-node/package.json").version' 2>/dev/null)"), \
 \"git\": $(jstr "$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"), \
-\"min_time\": $MIN_TIME, \"pin_cpu\": $PIN_CPU, \"rounds\": $ROUNDS, \"train_seconds\": $TRAIN_SECONDS, \"train_limit\": $TRAIN_LIMIT}"
+\"min_time\": $MIN_TIME, \"pin_cpu\": $PIN_CPU, \"rounds\": $ROUNDS, \"train_rounds\": $TRAIN_ROUNDS, \"train_seconds\": $TRAIN_SECONDS, \"train_limit\": $TRAIN_LIMIT}"
 
 # --- models: the teachers and a width-0.5 student of each ---------------------------------
 MODELS=()
@@ -250,8 +252,8 @@ train_rate() {
     r=$(printf '%s' "$2" | sed -n 's/.*"samples_per_s": *\([0-9.e+]*\).*/\1/p')
     [ -n "$r" ] && TRAIN_RATE[$1]=$r
 }
-for ((r = 0; r < ROUNDS; r++)); do
-    note "training, round $((r + 1)) of $ROUNDS"
+for ((r = 0; r < TRAIN_ROUNDS; r++)); do
+    note "training, round $((r + 1)) of $TRAIN_ROUNDS"
     k=0
     for s in "${STUDENTS[@]}"; do
         for t in 1 2; do
@@ -413,7 +415,7 @@ if loads and max(loads) > 0.5 * env["cpus"]:
       f"{env['cpus']} CPUs)**: runs get preempted, 2-thread runs worst (a thread pool waits for a descheduled "
       "worker); absolute numbers and 2-thread ratios are unreliable. Re-run on an idle machine to judge the targets.")
 w(f"- settings: --min-time {env['min_time']} s per measurement, {env['rounds']} rounds, "
-  f"training measurements of about {env['train_seconds']} s (10 to 300 steps after 5 warm-up steps; 10 in the first round); a cell is the median over rounds of each run's median.")
+  f"training: {env.get('train_rounds', env['rounds'])} rounds of measurements of about {env['train_seconds']} s (10 to 300 steps after 5 warm-up steps; 10 in the first round); a cell is the median over rounds of each run's median.")
 w("- one-thread runs of ours and ONNX Runtime " + (f"pinned to CPU {env['pin_cpu']} (taskset): on a shared host one CPU can run "
   "1.5x slower than the other for minutes, and an unpinned pair compared the CPUs as much as the runtimes; PyTorch (one "
   "long-lived process) is not pinned.\n" if env.get('pin_cpu', -1) >= 0 else "not pinned (BENCH_PIN_CPU=-1 or no taskset).\n"))
