@@ -798,9 +798,12 @@ static od_status refuse_untrainable(const od_graph *g, const od_shape_info *info
 /* A Relu whose input is the only use of output 0 of an op with train_fuses_relu (Conv, Gemm,
  * BatchNormalization, Add, Sub, Mul) is done by that op, in the same pass over memory (what
  * bounds these kernels): it gets no step, and its output shares the op's buffers.
- * fused[i]: FUSED_RELU when node i is such a Relu, FUSES_RELU when it is such an op. */
-enum { FUSED_RELU = 1, FUSES_RELU = 2 };
-static void find_train_fusions(const od_plan *p, const int *uses, char *fused) {
+ * fused[i]: FUSED_RELU when node i is such a Relu, FUSES_RELU when it is such an op.
+ * Likewise an Add of a BatchNormalization's output (its only use) and another tensor of the same
+ * shape, a residual block's end: the BN adds that tensor (its input 5) before its Relu, and
+ * writes its gradient (FUSED_ADD on the Add, FUSES_ADD on the BN, add_of[bn] the Add). */
+enum { FUSED_RELU = 1, FUSES_RELU = 2, FUSED_ADD = 4, FUSES_ADD = 8 };
+static void find_train_fusions(const od_plan *p, const int *uses, char *fused, int *add_of) {
     const od_graph *g = p->graph;
     memset(fused, 0, (size_t)g->n_nodes);
     for (int i = 0; i < g->n_nodes; i++) {
@@ -817,6 +820,29 @@ static void find_train_fusions(const od_plan *p, const int *uses, char *fused) {
         if (is_output) continue;
         fused[i] = FUSED_RELU;
         fused[prod] = FUSES_RELU;
+    }
+    for (int i = 0; i < g->n_nodes && !getenv("OD_NO_BN_ADD"); i++) {
+        const od_node *a = &g->nodes[i];
+        add_of[i] = -1;
+        if (od_op_find(a->domain, a->op_type) != &od_op_Add || a->n_inputs != 2 || node_folded(a, p->shapes.info))
+            continue;
+        bool is_output = false;
+        for (int k = 0; k < g->n_outputs; k++) is_output |= g->outputs[k] == a->outputs[0];
+        for (int k = 0; k < 2 && !is_output; k++) {
+            int v = a->inputs[k], r = a->inputs[1 - k], prod = v >= 0 ? g->values[v].producer : -1;
+            /* r must be computed before the BN's step (graph order: steps run so) */
+            if (prod < 0 || r < 0 || r == v || uses[v] != 1 || fused[prod] || g->values[r].producer > prod) continue;
+            const od_node *bn = &g->nodes[prod];
+            const od_shape_info *sv = &p->shapes.info[v], *sr = &p->shapes.info[r];
+            if (od_op_find(bn->domain, bn->op_type) != &od_op_BatchNormalization || bn->outputs[0] != v ||
+                bn->n_inputs != 5 || node_folded(bn, p->shapes.info) || sv->rank != sr->rank || sr->rank < 2 ||
+                memcmp(sv->dims, sr->dims, sizeof(int64_t) * (size_t)sv->rank) != 0)
+                continue;
+            fused[i] |= FUSED_ADD;
+            fused[prod] |= FUSES_ADD;
+            add_of[prod] = i;
+            break;
+        }
     }
 }
 
@@ -835,11 +861,13 @@ static od_status plan_train_nodes(planner *pl) {
     od_status st = OD_STATUS_OK;
     int *uses = od_graph_count_uses(g);
     char *fused = malloc(g->n_nodes ? g->n_nodes : 1);
-    if (!uses || !fused) {
+    int *add_of = malloc(sizeof(int) * (size_t)(g->n_nodes ? g->n_nodes : 1));
+    if (!uses || !fused || !add_of) {
         st = od_error_set(pl->err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
         goto done;
     }
-    find_train_fusions(p, uses, fused);
+    for (int i = 0; i < g->n_nodes; i++) add_of[i] = -1;
+    find_train_fusions(p, uses, fused, add_of);
     od_buf *in = &p->bufs[p->input_buf[0]];
     bool in_cl = in->rank == 4;
     for (int i = 0; i < g->n_nodes && in->rank == 3; i++) /* [N, C, L] into a 1-D conv or pool */
@@ -851,10 +879,14 @@ static od_status plan_train_nodes(planner *pl) {
     for (int i = 0; i < g->n_nodes; i++) {
         const od_node *n = &g->nodes[i];
         if (node_folded(n, p->shapes.info)) continue;
-        if (fused[i] == FUSED_RELU) { /* its producer clamps: share that buffer */
+        if (fused[i] & (FUSED_RELU | FUSED_ADD)) { /* its producer clamps or adds: share that buffer */
+            int from = n->inputs[0];
+            if (fused[i] & FUSED_ADD) /* the BN's output: the input its producer is that BN */
+                from = g->values[n->inputs[0]].producer >= 0 && add_of[g->values[n->inputs[0]].producer] == i ? n->inputs[0]
+                                                                                                          : n->inputs[1];
             od_buf *o = &p->bufs[n->outputs[0]];
-            o->alias_of = n->inputs[0];
-            set_train_layout(o, p->bufs[n->inputs[0]].cl);
+            o->alias_of = from;
+            set_train_layout(o, p->bufs[from].cl);
             continue;
         }
         const od_op_desc *op = od_op_find(n->domain, n->op_type);
@@ -889,13 +921,29 @@ static od_status plan_train_nodes(planner *pl) {
         memcpy(x->out, n->outputs, sizeof(int) * n->n_outputs);
         for (int k = 0; k < n->n_inputs; k++)
             if (n->inputs[k] >= 0) p->bufs[n->inputs[k]].consumers++;
+        int r = -1;
+        if (fused[i] & FUSES_ADD) { /* the Add's other input, in the BN output's layout */
+            const od_node *a = &g->nodes[add_of[i]];
+            r = a->inputs[0] == n->outputs[0] ? a->inputs[1] : a->inputs[0];
+            if (p->bufs[r].cl != p->bufs[n->outputs[0]].cl || p->bufs[r].count != p->bufs[n->outputs[0]].count) {
+                fused[i] &= (char)~FUSES_ADD; /* else the Add runs as it is */
+                fused[add_of[i]] &= (char)~FUSED_ADD;
+            }
+        }
+        if (fused[i] & FUSES_ADD) { /* as input 5; the Add's Relu done here too */
+            for (int k = x->n_in; k < 5; k++) x->in[k] = -1;
+            x->in[5] = r;
+            x->n_in = 6;
+            p->bufs[r].consumers++;
+        }
         od_step *stp = &p->steps[s];
-        stp->fused_relu = fused[i] == FUSES_RELU;
+        stp->fused_relu = fused[i] & FUSES_ADD ? (fused[add_of[i]] & FUSES_RELU) != 0 : (fused[i] & FUSES_RELU) != 0;
         stp->seed = p->seed * 0x9E3779B97F4A7C15ull + (uint64_t)i;
     }
 done:
     free(uses);
     free(fused);
+    free(add_of);
     return st;
 }
 

@@ -573,6 +573,38 @@ static void b_conv_bn_relu_conv(builder *b) {
     add_node(b, "Conv", IN("R", "W2"), IN("Y"), NULL);
     finish(b, "Y");
 }
+/* A residual block's end, BN + Add + Relu, the Add done by the BN (plan.c: FUSES_ADD): H read by
+ * the first Conv and by the Add (its gradient written by one, added by the other); a Conv after,
+ * so that the Relu's mask matters */
+static void bn_params(builder *b, int c) {
+    add_init(b, "S", 1, D(c), 0.5f, 1.5f);
+    add_init(b, "B", 1, D(c), -0.5f, 0.5f);
+    add_init(b, "M", 1, D(c), 0.0f, 0.0f);
+    add_init(b, "V", 1, D(c), 1.0f, 1.0f);
+}
+static void b_bn_add_relu(builder *b) {
+    add_init(b, "W", 4, D(4, 4, 3, 3), -0.5f, 0.5f);
+    add_init(b, "W2", 4, D(3, 4, 1, 1), -0.5f, 0.5f);
+    bn_params(b, 4);
+    add_node(b, "Conv", IN("H", "W"), IN("C"), AT("pads=is:1,1,1,1"));
+    add_node(b, "BatchNormalization", IN("C", "S", "B", "M", "V"), IN("N"), NULL);
+    add_node(b, "Add", IN("N", "H"), IN("A"), NULL);
+    add_node(b, "Relu", IN("A"), IN("R"), NULL);
+    add_node(b, "Conv", IN("R", "W2"), IN("Y"), NULL);
+    finish(b, "Y");
+}
+/* the same with the BN's output second, the other a shortcut Conv computed first, no Relu */
+static void b_shortcut_bn_add(builder *b) {
+    add_init(b, "WS", 4, D(3, 3, 1, 1), -0.5f, 0.5f);
+    add_init(b, "W", 4, D(3, 3, 3, 3), -0.5f, 0.5f);
+    bn_params(b, 3);
+    add_node(b, "Conv", IN("H", "WS"), IN("T"), NULL);
+    add_node(b, "Conv", IN("H", "W"), IN("C"), AT("pads=is:1,1,1,1"));
+    add_node(b, "BatchNormalization", IN("C", "S", "B", "M", "V"), IN("N"), NULL);
+    add_node(b, "Add", IN("T", "N"), IN("A"), NULL);
+    add_node(b, "Mul", IN("A", "A"), IN("Y"), NULL);
+    finish(b, "Y");
+}
 static void b_add_relu(builder *b) { /* Relu fused into Add: a residual block's end, then broadcast */
     add_init(b, "W", 4, D(3, 3, 3, 3), -0.5f, 0.5f);
     add_init(b, "P", 4, D(1, 3, 1, 1), -0.3f, 0.3f);
@@ -1083,6 +1115,8 @@ int main(void) {
     run_case("Conv + BN + Relu (fused) + Conv", 4, D(3, 3, 5, 5), b_conv_bn_relu_conv, true);
     run_case("Conv + Relu, Gemm + Relu (fused)", 4, D(3, 3, 6, 6), b_conv_relu_gemm_relu, true);
     run_case("Add + Relu, broadcast Sub + Relu (fused)", 4, D(2, 3, 4, 4), b_add_relu, true);
+    run_case("Conv + BN + Add + Relu (Add and Relu in the BN) + Conv", 4, D(2, 4, 5, 5), b_bn_add_relu, true);
+    run_case("shortcut Conv, Conv + BN, Add (in the BN)", 4, D(2, 3, 5, 5), b_shortcut_bn_add, true);
     run_case("Dropout eval", 4, D(2, 3, 2, 2), b_dropout, false);
     run_case("Sqrt, Log, Reciprocal of Exp", 3, D(2, 4, 6), b_positive_unary, true);
     run_case("Div both operands, broadcast either way, constant divisor", 3, D(2, 4, 6), b_div, true);

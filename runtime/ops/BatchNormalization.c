@@ -169,6 +169,7 @@ typedef struct bn_train {
     int64_t rows, C, wd;
     float eps, momentum;
     bool dx_set;           /* dx is written, not added (od_claim_grad) */
+    bool dr_set;           /* likewise the gradient of a residual (input 5: an Add fused here) */
     bool fast;             /* the passes on bn_*64 (bn_fast) */
     float *mean, *inv_std; /* of the last forward */
     float *rep;            /* wd lanes for each R_ value (rep + (R - R_MEAN) * wd) */
@@ -176,6 +177,9 @@ typedef struct bn_train {
 } bn_train;
 
 static float *bn_lanes(const bn_train *b, int r) { return b->rep + (size_t)(r - R_MEAN) * (size_t)b->wd; }
+
+/* An Add fused in training (plan.c): input 5 is added to the output before the Relu. */
+static bool bn_residual(const od_tstep *s) { return s->n_in > 5 && s->in[5]; }
 
 /* Lanes r from per-channel src (NULL: already in the first C lanes). */
 static void bn_repeat(bn_train *b, int r, const float *src) {
@@ -216,8 +220,10 @@ BN512 static inline __m512 bn_y(__m512 x, const bn_affine *a, int k) {
     return _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(x, a->m[k]), a->is[k]), a->sc[k]), a->sf[k]);
 }
 
-BN512 static int64_t bn_sums64(const bn_train *b, const float *X, const float *G, int64_t i, int64_t end, bool backward,
-                               bool relu, float *acc) {
+/* Backward with a residual (Y non-NULL): the mask is the stored output's, and the masked dy is
+ * the residual's gradient too (GR: written when b->dr_set, else added; NULL: none). */
+BN512 static int64_t bn_sums64(const bn_train *b, const float *X, const float *G, const float *Y, float *GR, int64_t i,
+                               int64_t end, bool backward, bool relu, float *acc) {
     __m512 s[4], q[4], zero = _mm512_setzero_ps();
     BN_LOAD4(s, acc);
     BN_LOAD4(q, acc + BN_WIDE);
@@ -230,27 +236,33 @@ BN512 static int64_t bn_sums64(const bn_train *b, const float *X, const float *G
                 continue;
             }
             __m512 g = _mm512_loadu_ps(G + i + 16 * k);
-            if (relu) g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(bn_y(x, &a, k), zero, _CMP_GT_OQ), g);
+            if (relu) {
+                __m512 y = Y ? _mm512_loadu_ps(Y + i + 16 * k) : bn_y(x, &a, k);
+                g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, zero, _CMP_GT_OQ), g);
+            }
+            if (GR) _mm512_storeu_ps(GR + i + 16 * k, b->dr_set ? g : _mm512_add_ps(_mm512_loadu_ps(GR + i + 16 * k), g));
             s[k] = _mm512_add_ps(s[k], g), q[k] = _mm512_add_ps(q[k], _mm512_mul_ps(g, _mm512_sub_ps(x, a.m[k])));
         }
     for (int k = 0; k < 4; k++) _mm512_storeu_ps(acc + 16 * k, s[k]), _mm512_storeu_ps(acc + BN_WIDE + 16 * k, q[k]);
     return i;
 }
 
-BN512 static int64_t bn_apply64(const bn_train *b, const float *X, float *Y, int64_t i, int64_t end, bool relu) {
+BN512 static int64_t bn_apply64(const bn_train *b, const float *X, const float *R, float *Y, int64_t i, int64_t end,
+                                bool relu) {
     __m512 zero = _mm512_setzero_ps();
     bn_affine a = bn_affine_load(b);
     for (; i + BN_WIDE <= end; i += BN_WIDE)
         for (int k = 0; k < 4; k++) {
             __m512 v = bn_y(_mm512_loadu_ps(X + i + 16 * k), &a, k);
+            if (R) v = _mm512_add_ps(v, _mm512_loadu_ps(R + i + 16 * k));
             if (relu) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
             _mm512_storeu_ps(Y + i + 16 * k, v);
         }
     return i;
 }
 
-BN512 static int64_t bn_dx64(const bn_train *b, const float *X, const float *G, float *DX, int64_t i, int64_t end,
-                             bool relu) {
+BN512 static int64_t bn_dx64(const bn_train *b, const float *X, const float *G, const float *Y, float *DX, int64_t i,
+                             int64_t end, bool relu) {
     __m512 kk[4], a1[4], a2[4], zero = _mm512_setzero_ps();
     bn_affine a = bn_affine_load(b);
     BN_LOAD4(kk, bn_lanes(b, R_K));
@@ -259,7 +271,10 @@ BN512 static int64_t bn_dx64(const bn_train *b, const float *X, const float *G, 
     for (; i + BN_WIDE <= end; i += BN_WIDE)
         for (int k = 0; k < 4; k++) {
             __m512 x = _mm512_loadu_ps(X + i + 16 * k), d = _mm512_loadu_ps(G + i + 16 * k);
-            if (relu) d = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(bn_y(x, &a, k), zero, _CMP_GT_OQ), d);
+            if (relu) {
+                __m512 y = Y ? _mm512_loadu_ps(Y + i + 16 * k) : bn_y(x, &a, k);
+                d = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, zero, _CMP_GT_OQ), d);
+            }
             __m512 xh = _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(x, a.m[k]), a.is[k]), a2[k]);
             __m512 v = _mm512_mul_ps(kk[k], _mm512_sub_ps(_mm512_sub_ps(d, a1[k]), xh));
             _mm512_storeu_ps(DX + i + 16 * k, b->dx_set ? v : _mm512_add_ps(_mm512_loadu_ps(DX + i + 16 * k), v));
@@ -268,10 +283,13 @@ BN512 static int64_t bn_dx64(const bn_train *b, const float *X, const float *G, 
 }
 #else
 static bool bn_fast(const bn_train *b) { return false; }
-static int64_t bn_sums64(const bn_train *b, const float *X, const float *G, int64_t i, int64_t end, bool backward,
-                         bool relu, float *acc) { return i; }
-static int64_t bn_apply64(const bn_train *b, const float *X, float *Y, int64_t i, int64_t end, bool relu) { return i; }
-static int64_t bn_dx64(const bn_train *b, const float *X, const float *G, float *DX, int64_t i, int64_t end, bool relu) {
+static int64_t bn_sums64(const bn_train *b, const float *X, const float *G, const float *Y, float *GR, int64_t i,
+                         int64_t end, bool backward, bool relu, float *acc) { return i; }
+static int64_t bn_apply64(const bn_train *b, const float *X, const float *R, float *Y, int64_t i, int64_t end, bool relu) {
+    return i;
+}
+static int64_t bn_dx64(const bn_train *b, const float *X, const float *G, const float *Y, float *DX, int64_t i, int64_t end,
+                       bool relu) {
     return i;
 }
 #endif
@@ -298,6 +316,7 @@ static od_status bn_train_prepare(od_tstep *s, od_error *err) {
     if (!b->mean || !b->rep || !b->part) return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "out of memory");
     b->inv_std = b->mean + b->C;
     b->dx_set = od_claim_grad(s, 0);
+    b->dr_set = s->n_in > 5 && od_claim_grad(s, 5);
     b->fast = bn_fast(b);
     return OD_STATUS_OK;
 }
@@ -318,6 +337,8 @@ OD_VECTOR_CLONES static void bn_sums_shard(void *ctx, int shard, int64_t begin, 
     double *part = b->part + (size_t)shard * 2 * (size_t)C;
     float acc[2 * 1024];
     bool backward = bc->backward, relu = s->fused_relu, fast = b->fast;
+    const float *Y = bn_residual(s) ? s->out[0]->data : NULL; /* the mask's source, with a residual */
+    float *GR = backward && bn_residual(s) ? s->in[5]->grad : NULL;
     const float *X = s->in[0]->data, *G = s->out[0]->grad, *mean = bn_lanes(b, R_MEAN),
                 *istd = bn_lanes(b, R_ISTD), *scale = bn_lanes(b, R_SCALE), *shift = bn_lanes(b, R_SHIFT);
     memset(part, 0, sizeof(double) * 2 * (size_t)C);
@@ -327,12 +348,20 @@ OD_VECTOR_CLONES static void bn_sums_shard(void *ctx, int shard, int64_t begin, 
             int64_t i1 = i0 + 256 * wd < e ? i0 + 256 * wd : e;
             memset(acc, 0, sizeof(float) * 2 * (size_t)cn);
             int64_t i = i0 + c0;
-            if (fast) i = bn_sums64(b, X, G, i, i1, backward, relu, acc);
+            if (fast) i = bn_sums64(b, X, G, Y, GR, i, i1, backward, relu, acc);
             for (; i < i1; i += wd) {
                 int64_t n = i1 - i < cn ? i1 - i : cn; /* the last wide row can be short */
                 const float *x = X + i;
                 if (!backward) {
                     for (int64_t c = 0; c < n; c++) acc[c] += x[c], acc[cn + c] += x[c] * x[c];
+                } else if (Y) { /* a residual's: the mask from the output, the masked dy its gradient too */
+                    const float *g = G + i, *y = Y + i, *m = mean + c0;
+                    float *gr = GR ? GR + i : NULL;
+                    for (int64_t c = 0; c < n; c++) {
+                        float d = relu ? od_keep_if(g[c], y[c] > 0) : g[c];
+                        if (gr) gr[c] = b->dr_set ? d : gr[c] + d;
+                        acc[c] += d, acc[cn + c] += d * (x[c] - m[c]);
+                    }
                 } else if (!relu) {
                     const float *g = G + i, *m = mean + c0;
                     for (int64_t c = 0; c < n; c++) acc[c] += g[c], acc[cn + c] += g[c] * (x[c] - m[c]);
@@ -358,14 +387,16 @@ OD_VECTOR_CLONES static void bn_apply_shard(void *ctx, int shard, int64_t begin,
     const float *mean = bn_lanes(b, R_MEAN), *istd = bn_lanes(b, R_ISTD), *scale = bn_lanes(b, R_SCALE),
                 *shift = bn_lanes(b, R_SHIFT);
     bool relu = s->fused_relu;
+    const float *R = bn_residual(s) ? s->in[5]->data : NULL;
     int64_t i = begin * C;
-    if (b->fast) i = bn_apply64(b, s->in[0]->data, s->out[0]->data, i, e, relu);
+    if (b->fast) i = bn_apply64(b, s->in[0]->data, R, s->out[0]->data, i, e, relu);
     for (; i < e; i += wd) {
         int64_t n = e - i < wd ? e - i : wd;
-        const float *x = s->in[0]->data + i;
+        const float *x = s->in[0]->data + i, *r = R ? R + i : NULL;
         float *y = s->out[0]->data + i;
         for (int64_t c = 0; c < n; c++) {
             float v = (x[c] - mean[c]) * istd[c] * scale[c] + shift[c];
+            if (r) v += r[c];
             y[c] = relu && v < 0 ? 0 : v;
         }
     }
@@ -410,14 +441,17 @@ OD_VECTOR_CLONES static void bn_dx_shard(void *ctx, int shard, int64_t begin, in
     const float *k = bn_lanes(b, R_K), *a1 = bn_lanes(b, R_A1), *a2 = bn_lanes(b, R_A2), *mean = bn_lanes(b, R_MEAN),
                 *istd = bn_lanes(b, R_ISTD), *scale = bn_lanes(b, R_SCALE), *shift = bn_lanes(b, R_SHIFT);
     bool relu = s->fused_relu;
+    const float *Y = bn_residual(s) ? s->out[0]->data : NULL;
     int64_t i = begin * C;
-    if (b->fast) i = bn_dx64(b, s->in[0]->data, s->out[0]->grad, s->in[0]->grad, i, e, relu);
+    if (b->fast) i = bn_dx64(b, s->in[0]->data, s->out[0]->grad, Y, s->in[0]->grad, i, e, relu);
     for (; i < e; i += wd) {
         int64_t n = e - i < wd ? e - i : wd;
-        const float *x = s->in[0]->data + i, *g = s->out[0]->grad + i;
+        const float *x = s->in[0]->data + i, *g = s->out[0]->grad + i, *y = Y ? Y + i : NULL;
         float *dx = s->in[0]->grad + i;
         for (int64_t c = 0; c < n; c++) { /* the mask as bn_sums_shard takes it */
-            float d = relu ? od_keep_if(g[c], (x[c] - mean[c]) * istd[c] * scale[c] + shift[c] > 0) : g[c];
+            float d = !relu ? g[c]
+                      : y   ? od_keep_if(g[c], y[c] > 0)
+                            : od_keep_if(g[c], (x[c] - mean[c]) * istd[c] * scale[c] + shift[c] > 0);
             float v = k[c] * (d - a1[c] - (x[c] - mean[c]) * istd[c] * a2[c]);
             dx[c] = b->dx_set ? v : dx[c] + v;
         }
