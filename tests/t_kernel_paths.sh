@@ -18,6 +18,8 @@
 #   OD_NO_AVX512_GAP=1 GlobalAveragePool's chunk sums on the plain loop
 #   OD_NO_AVX512_GATE=1 a channel gate (Mul or Add by a per-channel vector) on the plain loop
 #   OD_NO_GATE=1       a channel gate on XNNPACK's operator instead of binary.c's tasks
+#   OD_NO_BN_ADD=1     in training, a residual Add as its own step instead of in the BN before it
+#   OD_NO_LANES=1      a plan on the pool packing its arena greedily instead of in lanes
 # Ends with `kernel_paths: N passed, N failed, N skipped`.
 . "$(dirname "$0")/lib.sh"
 
@@ -42,10 +44,12 @@ else run_with OD_NO_VNNI=1 test_qs8; fi
 run_with OD_NO_AVX512_CONV8=1 test_gradcheck
 run_with OD_NO_CONV8=1 test_gradcheck
 run_with OD_NO_AVX512_BN=1 test_gradcheck
+run_with OD_NO_BN_ADD=1 test_gradcheck
 run_with OD_NO_CONVW=1 test_ops_random
 run_with OD_CONVW_CHUNK=1 test_ops_random
 run_with OD_NO_CONVW=1 test_gradcheck
 run_with OD_NO_HUGEPAGES=1 test_pool
+run_with OD_NO_LANES=1 test_pool
 run_with OD_NO_CONVDW=1 test_ops_random
 run_with OD_NO_CONVDW=1 test_fusion
 run_with OD_NO_CONV_ACT=1 test_fusion
