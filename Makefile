@@ -77,7 +77,7 @@ $(BUILD)/%.o: %.c $(PROTO_C)
 
 # The direct convolution kernels, where the sanitizer build spends most of its time (their
 # innermost loops are OD_UNSANITIZED): KERNEL_OPT, when set, is their optimisation level there.
-HOT_KERNELS := runtime/ops/conv_wide.c runtime/ops/conv8.c runtime/ops/conv_dw_direct.c runtime/ops/conv_depthwise.c runtime/ops/conv_winograd.c
+HOT_KERNELS := runtime/ops/conv_wide.c runtime/ops/conv_pairs.c runtime/ops/conv8.c runtime/ops/conv_dw_direct.c runtime/ops/conv_depthwise.c runtime/ops/conv_winograd.c
 $(patsubst %.c,$(BUILD)/%.o,$(HOT_KERNELS)): KERNEL_CFLAGS := $(KERNEL_OPT)
 
 define stage_header

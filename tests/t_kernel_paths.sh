@@ -20,6 +20,7 @@
 #   OD_NO_GATE=1       a channel gate on XNNPACK's operator instead of binary.c's tasks
 #   OD_NO_BN_ADD=1     in training, a residual Add as its own step instead of in the BN before it
 #   OD_NO_LANES=1      a plan on the pool packing its arena greedily instead of in lanes
+#   OD_NO_PAIRS=1      1x1 products to 8 + 16k channels on XNNPACK instead of conv_pairs.c
 # Ends with `kernel_paths: N passed, N failed, N skipped`.
 . "$(dirname "$0")/lib.sh"
 
@@ -46,6 +47,7 @@ run_with OD_NO_CONV8=1 test_gradcheck
 run_with OD_NO_AVX512_BN=1 test_gradcheck
 run_with OD_NO_BN_ADD=1 test_gradcheck
 run_with OD_NO_CONVW=1 test_ops_random
+run_with OD_NO_PAIRS=1 test_ops_random
 run_with OD_CONVW_CHUNK=1 test_ops_random
 run_with OD_NO_CONVW=1 test_gradcheck
 run_with OD_NO_HUGEPAGES=1 test_pool

@@ -125,6 +125,11 @@ static const tcase cases[] = {
      * through the copy, with two blocks of input channels */
     {CASE("conv2d_wide_1x1", "Conv", 3, INB(4, 0, 40, 5, 17), CST(4, 48, 40, 1, 1), CST(1, 48))},
     {CASE("conv2d_wide_1x1_m16", "Conv", 3, INB(4, 0, 32, 6, 17), CST(4, 16, 32, 1, 1), CST(1, 16))},
+    /* 1x1 products of 256+ pixels to 8 + 16k channels: conv_pairs.c (tiles of 8 pixels and a
+     * tail of 1; 40 channels: a group of 24 and one of 16; an odd number of input channels) */
+    {CASE("conv2d_pairs_m24", "Conv", 3, INB(4, 0, 36, 17, 17), CST(4, 24, 36, 1, 1), CST(1, 24))},
+    {CASE("conv2d_pairs_m40", "Conv", 2, INB(4, 0, 20, 16, 17), CST(4, 40, 20, 1, 1))},
+    {CASE("conv2d_pairs_m8_odd_k", "Conv", 2, INB(4, 0, 5, 16, 16), CST(4, 8, 5, 1, 1))},
     {CASE("conv2d_wide_1x1_s2", "Conv", 2, INB(4, 0, 70, 6, 15), CST(4, 32, 70, 1, 1)), .strides = {2, 2}},
     /* 1x1 to 512+ channels on 64 pixels or fewer: on conv_wide on the pool too (batch 1; batch 3
      * has 72 pixels and goes to XNNPACK) */

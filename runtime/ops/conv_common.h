@@ -76,6 +76,7 @@ typedef struct od_conv_state {
     float *xpad;    /* Conv on conv_wide.c (Conv.c): the zero-padded input of xpad_images images */
     int64_t xpad_images;
     bool depthwise; /* Conv on conv_depthwise.c (Conv.c): packed as od_convdw_pack lays it out */
+    bool pairs;     /* Conv on conv_pairs.c (Conv.c): packed as od_pairs_pack lays it out */
     float *wino;    /* Conv on conv_winograd.c (Conv.c): wino_slots buffers of wino_floats for the
                      * transformed inputs, one per thread of the pool, taken through wino_busy;
                      * packed as od_wino_pack lays it out */
