@@ -803,7 +803,7 @@ static od_status refuse_untrainable(const od_graph *g, const od_shape_info *info
  * shape, a residual block's end: the BN adds that tensor (its input 5) before its Relu, and
  * writes its gradient (FUSED_ADD on the Add, FUSES_ADD on the BN, add_of[bn] the Add). */
 enum { FUSED_RELU = 1, FUSES_RELU = 2, FUSED_ADD = 4, FUSES_ADD = 8 };
-static void find_train_fusions(const od_plan *p, const int *uses, char *fused, int *add_of) {
+static void find_train_fusions(const od_plan *p, const int *uses, char *fused, int *add_of /* -1s */) {
     const od_graph *g = p->graph;
     memset(fused, 0, (size_t)g->n_nodes);
     for (int i = 0; i < g->n_nodes; i++) {
@@ -821,9 +821,9 @@ static void find_train_fusions(const od_plan *p, const int *uses, char *fused, i
         fused[i] = FUSED_RELU;
         fused[prod] = FUSES_RELU;
     }
-    for (int i = 0; i < g->n_nodes && !getenv("OD_NO_BN_ADD"); i++) {
+    bool bn_add = !getenv("OD_NO_BN_ADD");
+    for (int i = 0; i < g->n_nodes && bn_add; i++) {
         const od_node *a = &g->nodes[i];
-        add_of[i] = -1;
         if (od_op_find(a->domain, a->op_type) != &od_op_Add || a->n_inputs != 2 || node_folded(a, p->shapes.info))
             continue;
         bool is_output = false;
