@@ -13,7 +13,7 @@
 #include <png.h>
 
 /* Refuse images beyond this many pixels before allocating: 2^28 is a 16k x 16k photo. */
-#define OD_IMAGE_MAX_PIXELS ((int64_t)1 << 28)
+int64_t od_image_max_pixels = (int64_t)1 << 28;
 
 void od_image_free(od_image *im) {
     free(im->px);
@@ -22,10 +22,10 @@ void od_image_free(od_image *im) {
 
 static od_status image_alloc(od_image *im, int64_t w, int64_t h, int c, const char *name,
                              od_error *err) {
-    if (w <= 0 || h <= 0 || w * h > OD_IMAGE_MAX_PIXELS)
+    if (w <= 0 || h <= 0 || w * h > od_image_max_pixels)
         return od_error_set(err, OD_STATUS_UNSUPPORTED,
                             "%s: %lldx%lld pixels (at most %lld pixels are read)", name,
-                            (long long)w, (long long)h, (long long)OD_IMAGE_MAX_PIXELS);
+                            (long long)w, (long long)h, (long long)od_image_max_pixels);
     im->px = malloc((size_t)(w * h * c));
     if (!im->px)
         return od_error_set(err, OD_STATUS_OUT_OF_MEMORY, "%s: out of memory for %lldx%lld pixels",
@@ -101,7 +101,7 @@ static od_status decode_png(const uint8_t *data, size_t size, const char *name, 
     png_read_info(png, info);
     png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
     int type = png_get_color_type(png, info);
-    if ((int64_t)w * h > OD_IMAGE_MAX_PIXELS) {
+    if ((int64_t)w * h > od_image_max_pixels) {
         st = image_alloc(out, w, h, channels, name, err);
         goto done;
     }
@@ -186,42 +186,36 @@ static int exif_orientation(const uint8_t *p, size_t n) {
 }
 
 /* PIL's ImageOps.exif_transpose: orientation 2..8 undone so the picture stands as viewers show it.
- */
+ * In tiles of 64 x 64 output pixels: a quarter turn reads the source by columns, and walked row
+ * by row a 15113 x 11611 photograph missed the cache at every pixel (5 s; 0.3 s in tiles). */
 static od_status apply_orientation(od_image *im, int orientation, const char *name, od_error *err) {
     if (orientation <= 1) return OD_STATUS_OK;
     bool swap = orientation >= 5;
     od_image t = {0};
     od_status st = image_alloc(&t, swap ? im->h : im->w, swap ? im->w : im->h, im->c, name, err);
     if (st) return st;
-    int c = im->c;
-    for (int64_t y = 0; y < t.h; y++)
-        for (int64_t x = 0; x < t.w; x++) {
-            int64_t sx, sy; /* where output pixel (x, y) comes from */
-            switch (orientation) {
-            case 2:
-                sx = im->w - 1 - x, sy = y;
-                break;
-            case 3:
-                sx = im->w - 1 - x, sy = im->h - 1 - y;
-                break;
-            case 4:
-                sx = x, sy = im->h - 1 - y;
-                break;
-            case 5:
-                sx = y, sy = x;
-                break;
-            case 6:
-                sx = y, sy = im->h - 1 - x;
-                break;
-            case 7:
-                sx = im->w - 1 - y, sy = im->h - 1 - x;
-                break;
-            default:
-                sx = im->w - 1 - y, sy = x;
-                break; /* 8 */
+    const int64_t c = im->c, T = 64;
+    /* source pixel of output (x, y): (x0 + x * dxx + y * dxy, y0 + x * dyx + y * dyy) */
+    int64_t x0 = 0, y0 = 0, dxx = 0, dxy = 0, dyx = 0, dyy = 0;
+    switch (orientation) {
+    case 2: x0 = im->w - 1, dxx = -1, dyy = 1; break;
+    case 3: x0 = im->w - 1, y0 = im->h - 1, dxx = -1, dyy = -1; break;
+    case 4: y0 = im->h - 1, dxx = 1, dyy = -1; break;
+    case 5: dxy = 1, dyx = 1; break;
+    case 6: y0 = im->h - 1, dxy = 1, dyx = -1; break;
+    case 7: x0 = im->w - 1, y0 = im->h - 1, dxy = -1, dyx = -1; break;
+    default: x0 = im->w - 1, dxy = -1, dyx = 1; break; /* 8 */
+    }
+    const int64_t step = (dyx * im->w + dxx) * c; /* source bytes from one output pixel to the next in a row */
+    for (int64_t ty = 0; ty < t.h; ty += T)
+        for (int64_t tx = 0; tx < t.w; tx += T)
+            for (int64_t y = ty; y < t.h && y < ty + T; y++) {
+                int64_t x1 = tx + T < t.w ? tx + T : t.w;
+                const uint8_t *src = im->px + ((y0 + tx * dyx + y * dyy) * im->w + (x0 + tx * dxx + y * dxy)) * c;
+                uint8_t *dst = t.px + (y * t.w + tx) * c;
+                for (int64_t x = tx; x < x1; x++, src += step, dst += c)
+                    for (int64_t k = 0; k < c; k++) dst[k] = src[k];
             }
-            memcpy(t.px + (y * t.w + x) * c, im->px + (sy * im->w + sx) * c, (size_t)c);
-        }
     od_image_free(im);
     *im = t;
     return OD_STATUS_OK;
@@ -262,7 +256,7 @@ static od_status decode_jpeg(const uint8_t *data, size_t size, const char *name,
     int orientation = 1;
     for (jpeg_saved_marker_ptr m = cinfo.marker_list; m; m = m->next)
         if (m->marker == JPEG_APP0 + 1) orientation = exif_orientation(m->data, m->data_length);
-    if ((int64_t)cinfo.image_width * cinfo.image_height > OD_IMAGE_MAX_PIXELS) {
+    if ((int64_t)cinfo.image_width * cinfo.image_height > od_image_max_pixels) {
         st = image_alloc(out, cinfo.image_width, cinfo.image_height, channels, name, err);
         goto done;
     }

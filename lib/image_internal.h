@@ -24,6 +24,10 @@ void od_image_free(od_image *im);
  * when o asks for no shard (NULL, shards <= 1, or n 0): then all n. lib/dataset.c. */
 bool od_shard_range(const od_image_options *o, int64_t n, int64_t *lo, int64_t *hi);
 
+/* Images of more pixels are refused before anything is allocated (2^28; the fuzz target lowers it:
+ * a 175-megapixel CMYK JPEG took 10 s to decode, longer than its time limit under the sanitizers). */
+extern int64_t od_image_max_pixels;
+
 /* Decodes a PNG or JPEG held in data[0..size) (the format from its first bytes) into channels
  * 1 or 3: grey, palette, RGB, RGBA, grey+alpha, 16-bit, CMYK/YCCK JPEG (Adobe polarity, as
  * PIL assumes) and the EXIF orientation of a JPEG applied. Alpha and PNG transparency are

@@ -1,4 +1,4 @@
-/* Replays every input in tests/fuzz/regressions/{model,tensor,dataset,spec}/ through the fuzz
+/* Replays every input in tests/fuzz/regressions/{model,tensor,dataset,spec,image}/ through the fuzz
  * target of that name (tests/fuzz/fuzz_*.c, the same entry point libFuzzer calls), each in a
  * child process: an input passes when the child exits 0 (no crash, no abort, no sanitizer
  * report under `make asan`). Inputs that once crashed the tool live there, one file each. */
@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* The four targets in one binary: each gets its own name for the libFuzzer entry point and
+/* The five targets in one binary: each gets its own name for the libFuzzer entry point and
  * keeps its helpers static. */
 #define LLVMFuzzerTestOneInput fuzz_model_one
 #include "fuzz/fuzz_model.c"
@@ -25,6 +25,10 @@ int fuzz_dataset_one(const uint8_t *data, size_t size);
 #define LLVMFuzzerTestOneInput fuzz_spec_one
 int fuzz_spec_one(const uint8_t *data, size_t size);
 #include "fuzz/fuzz_spec.c"
+#undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_image_one
+int fuzz_image_one(const uint8_t *data, size_t size);
+#include "fuzz/fuzz_image.c"
 #undef LLVMFuzzerTestOneInput
 
 static int pass, fail;
@@ -79,6 +83,7 @@ int main(void) {
     replay("tensor", fuzz_tensor_one);
     replay("dataset", fuzz_dataset_one);
     replay("spec", fuzz_spec_one);
+    replay("image", fuzz_image_one);
     printf("fuzz_regressions: %d passed, %d failed\n", pass, fail);
     return fail != 0;
 }
