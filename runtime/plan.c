@@ -555,6 +555,8 @@ done:
 }
 
 static size_t arena_bytes_of(size_t nbytes) { return (nbytes + ARENA_TAIL + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN; }
+/* What a buffer takes on each side of its lane's middle. */
+static size_t lane_half(size_t nbytes) { return (arena_bytes_of(nbytes) / 2 + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN; }
 
 /* Why lanes: this VM's two cores keep separate caches (a cache line takes ~240 ns from one to the
  * other), and a step on the pool splits its output by rows, the caller taking the first ones
@@ -585,7 +587,7 @@ size_t od_arena_lanes(int n, const int *first, const int *last, const size_t *nb
     int lanes = 0;
     for (int i = 0; i < n; i++) {
         int b = order[i], best = -1;
-        size_t h = (arena_bytes_of(nbytes[b]) / 2 + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+        size_t h = lane_half(nbytes[b]);
         for (int k = 0; k < lanes; k++) { /* a free lane: the narrowest that holds it, else the widest */
             if (busy[k] >= first[b]) continue;
             bool fits = half[k] >= h, best_fits = best >= 0 && half[best] >= h;
@@ -603,7 +605,7 @@ size_t od_arena_lanes(int n, const int *first, const int *last, const size_t *nb
         half[k] = middle;
     }
     for (int b = 0; b < n; b++)
-        offset[b] = half[lane[b]] - (arena_bytes_of(nbytes[b]) / 2 + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+        offset[b] = half[lane[b]] - lane_half(nbytes[b]);
     free(order), free(lane), free(busy), free(half);
     return total;
 }

@@ -333,12 +333,17 @@ static bool conv_pairs_take(const od_conv_params *p, int64_t batch) {
     return p->group == 1 && pixels >= 4 * PAIRS_CHUNK && od_pairs_fits(p->cin, p->cout);
 }
 
-static void conv_pairs_task(void *ctx, size_t t) {
-    od_step *s = ctx;
+/* Pixels [p0, p1) of the batch, every pixel a row of one product. */
+static void conv_pairs_pixels(const od_step *s, int64_t p0, int64_t p1) {
     const od_conv_state *cs = s->state;
-    int64_t pixels = od_buf_count(s->out[0]) / cs->p.cout, p0 = (int64_t)t * PAIRS_CHUNK;
     od_pairs_rows(s->in[0]->data, cs->p.cin, cs->p.cout, cs->packed, cs->bias, conv_residual(s), s->act_min, s->act_max,
-                  s->act, s->out[0]->data, p0, p0 + PAIRS_CHUNK < pixels ? p0 + PAIRS_CHUNK : pixels);
+                  s->act, s->out[0]->data, p0, p1);
+}
+
+static void conv_pairs_task(void *ctx, size_t t) {
+    const od_step *s = ctx;
+    int64_t pixels = od_buf_count(s->out[0]) / ((const od_conv_state *)s->state)->p.cout, p0 = (int64_t)t * PAIRS_CHUNK;
+    conv_pairs_pixels(s, p0, p0 + PAIRS_CHUNK < pixels ? p0 + PAIRS_CHUNK : pixels);
 }
 
 static od_status conv_pairs_prepare(od_step *s, od_conv_state *cs, od_error *err) {
@@ -421,11 +426,10 @@ static od_status conv_run(od_step *s, od_error *err) {
         conv_depthwise_run_step(s);
         return OD_STATUS_OK;
     }
-    if (cs->pairs) { /* every pixel of the batch a row of one product */
+    if (cs->pairs) {
         int64_t pixels = od_buf_count(s->out[0]) / cs->p.cout;
         if (s->pool) pthreadpool_parallelize_1d(s->pool, conv_pairs_task, s, (size_t)((pixels + PAIRS_CHUNK - 1) / PAIRS_CHUNK), 0);
-        else od_pairs_rows(s->in[0]->data, cs->p.cin, cs->p.cout, cs->packed, cs->bias, conv_residual(s), s->act_min,
-                           s->act_max, s->act, s->out[0]->data, 0, pixels);
+        else conv_pairs_pixels(s, 0, pixels);
         return OD_STATUS_OK;
     }
     od_conv_state_run_direct(s);

@@ -173,22 +173,27 @@ void od_conv_pad_rows(const float *x, int64_t W, int64_t C, int64_t r0, int64_t 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 /* Three planes' rows (an RGB image's) interleaved into d, 16 pixels (48 floats) at a time, each
- * output register two permutes of the three inputs; returns the pixels done. */
+ * output register two permutes of the three inputs; returns the pixels done. Output float
+ * j = 16 k + l is pixel j / 3's channel j % 3: lane l of register k takes a's or b's lane
+ * (16 + lane for b) by AB[k][l], or c's lane CP[k][l] where FROM_C[k] has bit l (channel 2). */
+static const int32_t AB[3][16] = {{0, 16, 0, 1, 17, 1, 2, 18, 2, 3, 19, 3, 4, 20, 4, 5},
+                                  {21, 5, 6, 22, 6, 7, 23, 7, 8, 24, 8, 9, 25, 9, 10, 26},
+                                  {10, 11, 27, 11, 12, 28, 12, 13, 29, 13, 14, 30, 14, 15, 31, 15}};
+static const int32_t CP[3][16] = {{0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5},
+                                  {5, 5, 6, 6, 6, 7, 7, 7, 8, 8, 8, 9, 9, 9, 10, 10},
+                                  {10, 11, 11, 11, 12, 12, 12, 13, 13, 13, 14, 14, 14, 15, 15, 15}};
+static const __mmask16 FROM_C[3] = {0x4924, 0x2492, 0x9249};
+
 __attribute__((target("avx512f"))) static int64_t interleave3(const float *s0, const float *s1, const float *s2, float *d,
                                                             int64_t w) {
-    int32_t ab[3][16], c[3][16];
-    __mmask16 from_c[3] = {0, 0, 0};
-    for (int j = 0; j < 48; j++) { /* output float j is pixel j / 3, channel j % 3 */
-        int k = j / 16, l = j % 16, px = j / 3, ch = j % 3;
-        ab[k][l] = ch == 1 ? 16 + px : px, c[k][l] = px;
-        if (ch == 2) from_c[k] |= (__mmask16)(1u << l);
-    }
+    __m512i ab[3], cp[3];
+    for (int k = 0; k < 3; k++) ab[k] = _mm512_loadu_si512(AB[k]), cp[k] = _mm512_loadu_si512(CP[k]);
     int64_t i = 0;
     for (; i + 16 <= w; i += 16) {
         __m512 a = _mm512_loadu_ps(s0 + i), b = _mm512_loadu_ps(s1 + i), cc = _mm512_loadu_ps(s2 + i);
         for (int k = 0; k < 3; k++) {
-            __m512 v = _mm512_permutex2var_ps(a, _mm512_loadu_si512(ab[k]), b);
-            _mm512_storeu_ps(d + 3 * i + 16 * k, _mm512_mask_permutexvar_ps(v, from_c[k], _mm512_loadu_si512(c[k]), cc));
+            __m512 v = _mm512_permutex2var_ps(a, ab[k], b);
+            _mm512_storeu_ps(d + 3 * i + 16 * k, _mm512_mask_permutexvar_ps(v, FROM_C[k], cp[k], cc));
         }
     }
     return i;
